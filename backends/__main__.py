@@ -1,0 +1,36 @@
+"""``python -m backends``: which backend XPNET_BACKEND picks here, and why."""
+
+import platform
+import sys
+
+import numpy
+
+import backends
+
+
+def main():
+    try:
+        b = backends.current()
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"backend: {b.name}")
+    print(f"reason:  {b.reason}")
+    print(f"device:  {b.device}")
+    print(f"python:  {platform.python_version()}")
+    print(f"numpy:   {numpy.__version__}")
+    if b.name == "cupy":
+        cupy = b.xp
+        rt = cupy.cuda.runtime.runtimeGetVersion()
+        drv = cupy.cuda.runtime.driverGetVersion()
+        print(f"cupy:    {cupy.__version__}")
+        print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, driver {drv // 1000}.{drv % 1000 // 10}")
+    else:
+        cupy, why = backends._probe_cupy()
+        print(f"cupy:    {cupy.__version__ if cupy else 'not usable'} ({why})")
+    print(f"available: {', '.join(backends.available())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

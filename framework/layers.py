@@ -1,0 +1,206 @@
+"""The layers of chapter 5, each a plain class with ``forward`` and ``backward``.
+
+Every layer takes its array module from its inputs, so one object works on
+NumPy and CuPy arrays. Where we differ from the book, the class docstring
+says so and why.
+"""
+
+from backends import check_same_backend, get_array_module, is_device_array
+from framework.functions import sigmoid
+
+
+class MulLayer:
+    """out = x * y;  dx = dout * y,  dy = dout * x.
+
+    Works on Python numbers as well as arrays (the apple shop of 5.4).
+    """
+
+    def __init__(self):
+        self.x = None
+        self.y = None
+
+    def forward(self, x, y):
+        self.x = x
+        self.y = y
+        return x * y
+
+    def backward(self, dout):
+        dx = dout * self.y  # each input's gradient is the other input
+        dy = dout * self.x
+        return dx, dy
+
+
+class AddLayer:
+    """out = x + y;  dx = dy = dout."""
+
+    def __init__(self):
+        pass
+
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, dout):
+        dx = dout * 1
+        dy = dout * 1
+        return dx, dy
+
+
+class Relu:
+    """out = max(0, x);  dx = dout where x > 0, else 0.
+
+    Unlike the book, ``backward`` returns a new array and leaves the caller's
+    ``dout`` untouched (the book zeroes it in place).
+    """
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = x <= 0
+        return x * ~self.mask
+
+    def backward(self, dout):
+        return dout * ~self.mask
+
+
+class Sigmoid:
+    """out = 1 / (1 + exp(-x));  dx = dout * out * (1 - out).
+
+    The forward pass is the overflow-free :func:`framework.functions.sigmoid`.
+    """
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out
+
+
+class Affine:
+    """out = x W + b;  dx = dout W^T,  dW = x^T dout,  db = sum_n dout.
+
+    Differences from the book:
+
+    * ``W`` and ``b`` are kept by reference, so in-place updates of the
+      network's ``params`` (``params['W1'] -= lr * g``) reach the layer.
+    * Input of shape ``(N, ...)`` is flattened to ``(N, -1)``; ``backward``
+      returns ``dx`` in the input's original shape.
+    * ``input_grad = False`` skips the ``dx`` product (``backward`` then
+      returns ``None``). A network sets it on its first layer, whose input is
+      data: the book computes that product and throws it away, a third of
+      the step's arithmetic.
+    * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
+    """
+
+    def __init__(self, W, b, name="Affine"):
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ValueError(f"{name}: W must be 2-D (in, out) and b of shape (out,); "
+                             f"got W {tuple(W.shape)} and b {tuple(b.shape)}")
+        self.name = name
+        self.W = W
+        self.b = b
+        self.input_grad = True
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        check_same_backend(self.name, x=x, W=self.W)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: expected a batch of shape (N, ...), got shape "
+                             f"{tuple(x.shape)} (use x[None] for a single sample)")
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.W.shape[0]:
+            raise ValueError(f"{self.name}: input has {x.shape[1]} features, W expects "
+                             f"{self.W.shape[0]} (input shape {tuple(self.original_x_shape)}, "
+                             f"W shape {tuple(self.W.shape)})")
+        self.x = x
+        out = x @ self.W
+        out += self.b  # in place: one temporary fewer per step
+        return out
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        if not self.input_grad:
+            return None
+        dx = dout @ self.W.T
+        return dx.reshape(self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """loss = -sum_n log softmax(x_n)[t_n] / N;  dx = dout * (softmax(x) - t) / N.
+
+    Differences from the book:
+
+    * ``t`` may be one-hot ``(N, C)`` or integer labels ``(N,)``; the
+      gradient is the same for both. Integer labels skip building a one-hot
+      matrix in the training loop.
+    * The loss is computed as log-softmax (x - max - log sum exp), exact
+      where the book's log(y + 1e-7) is off by up to 1e-7 per sample, so
+      ``backward`` is the exact gradient of ``forward``.
+    * ``backward(dout)`` scales by ``dout``; the book ignores it.
+    * The loss is returned as an array scalar on the input's backend, never
+      converted to a Python float, so a GPU step does not wait for it.
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None  # softmax output
+        self.t = None  # labels, as given
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        check_same_backend("SoftmaxWithLoss", x=x, t=t)
+        self._check(x, t)
+        self.t = t
+        n = x.shape[0]
+        shifted = x - x.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        self.y = e / s
+        log_s = xp.log(s)
+        if t.ndim == 1:
+            self.loss = (log_s[:, 0] - shifted[xp.arange(n), t]).mean()
+        else:
+            self.loss = (t * (log_s - shifted)).sum() / n
+        return self.loss
+
+    def backward(self, dout=1):
+        xp = get_array_module(self.y)
+        n = self.y.shape[0]
+        if self.t.ndim == 1:
+            dx = self.y.copy()
+            dx[xp.arange(n), self.t] -= 1
+        else:
+            dx = self.y - self.t
+        dx *= dout / n
+        return dx
+
+    @staticmethod
+    def _check(x, t):
+        if x.ndim != 2:
+            raise ValueError(f"SoftmaxWithLoss: expected scores of shape (N, classes), "
+                             f"got {tuple(x.shape)}")
+        n, c = x.shape
+        if t.ndim == 1:
+            if t.shape[0] != n:
+                raise ValueError(f"SoftmaxWithLoss: x has {n} samples but t has "
+                                 f"{t.shape[0]} labels")
+            if t.dtype.kind not in "iu":
+                raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
+                                 f"indices, got dtype {t.dtype}")
+            # Reading device labels would make every GPU step wait; those are
+            # checked once where the data is sent (framework.data).
+            if not is_device_array(t) and n and (t.min() < 0 or t.max() >= c):
+                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
+                                 f"{c} classes, got values {int(t.min())}..{int(t.max())}")
+        elif t.shape != x.shape:
+            raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
+                             f"{tuple(x.shape)} or integer labels ({n},)")

@@ -1,0 +1,38 @@
+"""Fixtures shared by the tests: every test body runs once per backend."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import backends  # noqa: E402
+
+BACKENDS = ("numpy", "cupy")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The backend under test, made the default for the test's duration.
+
+    CuPy cases are skipped, with the reason, where no GPU is usable.
+    """
+    name = request.param
+    if name not in backends.available():
+        pytest.skip(f"cupy backend not usable here: {backends._probe_cupy()[1]}")
+    previous = backends._default
+    yield backends.use(name)
+    backends._default = previous
+
+
+@pytest.fixture
+def xp(backend):
+    """The array module of the backend under test."""
+    return backend.xp
+
+
+def to_host(x):
+    return backends.to_numpy(x)

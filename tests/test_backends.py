@@ -1,0 +1,129 @@
+"""backends/: choosing, switching and probing array backends."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+from tests.conftest import ROOT
+
+
+def run_module(env_value):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    if env_value is None:
+        env.pop("XPNET_BACKEND", None)
+    else:
+        env["XPNET_BACKEND"] = env_value
+    return subprocess.run([sys.executable, "-m", "backends"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_env_numpy_picks_numpy():
+    r = run_module("numpy")
+    assert r.returncode == 0, r.stderr
+    assert "backend: numpy" in r.stdout
+    assert "device:  CPU" in r.stdout
+    assert f"numpy:   {np.__version__}" in r.stdout
+
+
+@pytest.mark.parametrize("value", ["auto", None])
+def test_env_auto_picks_what_is_usable(value):
+    r = run_module(value)
+    assert r.returncode == 0, r.stderr
+    expected = "cupy" if "cupy" in backends.available() else "numpy"
+    assert f"backend: {expected}" in r.stdout
+    assert "auto" in r.stdout  # the reason names the rule that chose
+
+
+def test_env_bogus_is_refused_with_the_allowed_values():
+    r = run_module("bogus")
+    assert r.returncode != 0
+    assert "XPNET_BACKEND='bogus'" in r.stderr
+    assert "numpy, cupy, auto" in r.stderr
+
+
+def test_env_cupy_without_gpu_fails_and_says_what_to_do():
+    if "cupy" in backends.available():
+        pytest.skip("a GPU is usable here, so XPNET_BACKEND=cupy succeeds")
+    r = run_module("cupy")
+    assert r.returncode != 0
+    assert "backend: numpy" not in r.stdout  # never a silent fallback
+    assert "XPNET_BACKEND=cupy" in r.stderr
+    assert "xpnet[cuda12]" in r.stderr and "XPNET_BACKEND=numpy" in r.stderr
+
+
+def test_cupy_by_name_raises_runtime_error_in_process():
+    if "cupy" in backends.available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(RuntimeError, match="cannot be used"):
+        backends.use("cupy")
+
+
+def test_use_unknown_name_raises_value_error():
+    with pytest.raises(ValueError, match="'tpu'.*numpy, cupy, auto"):
+        backends.use("tpu")
+
+
+def test_env_is_read_when_first_needed(monkeypatch):
+    previous = backends._default
+    try:
+        backends.reset()
+        monkeypatch.setenv("XPNET_BACKEND", "numpy")
+        assert backends.current().name == "numpy"
+        monkeypatch.setenv("XPNET_BACKEND", "bogus")
+        assert backends.current().name == "numpy"  # chosen once, then kept
+        backends.reset()
+        with pytest.raises(ValueError, match="bogus"):
+            backends.current()
+    finally:
+        backends._default = previous
+
+
+def test_xp_follows_use(backend):
+    assert backends.xp is backend.xp
+    assert backends.current() is backend
+
+
+def test_asarray_and_round_trip(backend):
+    host = np.arange(6, dtype=np.float64).reshape(2, 3)
+    dev = backend.asarray(host, dtype="float32")
+    assert backends.get_array_module(dev) is backend.xp
+    assert dev.dtype == np.float32
+    back = backends.to_numpy(dev)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+    np.testing.assert_array_equal(backends.to_numpy(backends.to_device(host)), host)
+    backend.synchronize()
+
+
+def test_get_array_module_of_host_values_is_numpy_without_importing_cupy():
+    code = ("import sys, numpy, backends; "
+            "assert backends.get_array_module(numpy.ones(2), 3.0, [1]) is numpy; "
+            "assert 'cupy' not in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_available_always_has_numpy_first():
+    names = backends.available()
+    assert names[0] == "numpy"
+    assert set(names) <= {"numpy", "cupy"}
+
+
+def test_device_string(backend):
+    if backend.name == "numpy":
+        assert backend.device == "CPU"
+    else:
+        assert "compute capability" in backend.device
+
+
+def test_mixing_backends_is_named():
+    with pytest.raises(TypeError, match="Affine1: arrays from different backends"):
+        class FakeCupy:  # a stand-in type whose module says cupy
+            shape = (2,)
+        FakeCupy.__module__ = "cupy._core.core"
+        backends.check_same_backend("Affine1", x=np.ones(2), W=FakeCupy())

@@ -1,0 +1,214 @@
+"""framework/layers.py: forward against hand-computed numbers, backward against
+central differences in float64, on every available backend."""
+
+import numpy as np
+import pytest
+
+from framework.gradient import numerical_gradient
+from framework.layers import AddLayer, Affine, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from tests.conftest import to_host
+
+RNG = np.random.default_rng(20261126)
+
+
+def away_from_kink(shape):
+    """Values in ±[0.1, 1.1): a central difference of h=1e-4 never crosses ReLU's kink."""
+    return RNG.choice([-1.0, 1.0], size=shape) * (0.1 + RNG.random(shape))
+
+
+def numeric_vjp(output, wrt, dout):
+    """d/d(wrt) of sum(output() * dout) by central differences: what backward(dout) gives.
+
+    ``output`` recomputes the forward pass from arrays that include ``wrt``,
+    which numerical_gradient perturbs in place.
+    """
+    return numerical_gradient(lambda _: (output() * dout).sum(), wrt)
+
+
+# --- the computational-graph layers on Python numbers -----------------------
+
+def test_mul_layer_apple_example():
+    apple, tax = MulLayer(), MulLayer()
+    price = tax.forward(apple.forward(100, 2), 1.1)
+    assert price == pytest.approx(220)
+    dapple_price, dtax = tax.backward(1)
+    dapple, dapple_num = apple.backward(dapple_price)
+    assert (dapple, dapple_num, dtax) == pytest.approx((2.2, 110, 200))
+
+
+def test_add_layer_passes_gradient_through():
+    add = AddLayer()
+    assert add.forward(200, 450) == 650
+    assert add.backward(1.1) == (1.1, 1.1)
+
+
+def test_mul_and_add_on_arrays(xp):
+    mul = MulLayer()
+    out = mul.forward(xp.asarray([1.0, 2.0]), xp.asarray([3.0, 4.0]))
+    np.testing.assert_array_equal(to_host(out), [3.0, 8.0])
+    dx, dy = mul.backward(xp.asarray([1.0, 10.0]))
+    np.testing.assert_array_equal(to_host(dx), [3.0, 40.0])
+    np.testing.assert_array_equal(to_host(dy), [1.0, 20.0])
+
+
+# --- Relu -------------------------------------------------------------------
+
+def test_relu_forward_backward_numbers(xp):
+    layer = Relu()
+    x = xp.asarray([[1.0, -0.5], [-2.0, 3.0]])
+    np.testing.assert_array_equal(to_host(layer.forward(x)), [[1.0, 0.0], [0.0, 3.0]])
+    np.testing.assert_array_equal(to_host(layer.mask), [[False, True], [True, False]])
+    dout = xp.asarray([[5.0, 6.0], [7.0, 8.0]])
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(to_host(dx), [[5.0, 0.0], [0.0, 8.0]])
+    # unlike the book, the caller's dout is left as it was
+    np.testing.assert_array_equal(to_host(dout), [[5.0, 6.0], [7.0, 8.0]])
+
+
+def test_relu_backward_matches_numerical(xp):
+    x = xp.asarray(away_from_kink((4, 5)))
+    dout = xp.asarray(RNG.standard_normal((4, 5)))
+    layer = Relu()
+    layer.forward(x)
+    np.testing.assert_allclose(to_host(layer.backward(dout)),
+                               to_host(numeric_vjp(lambda: Relu().forward(x), x, dout)), rtol=1e-7, atol=1e-9)
+
+
+# --- Sigmoid ----------------------------------------------------------------
+
+def test_sigmoid_forward_backward_numbers(xp):
+    layer = Sigmoid()
+    y = layer.forward(xp.asarray([0.0, 2.0]))
+    np.testing.assert_allclose(to_host(y), [0.5, 0.8807970779778823], rtol=1e-12)
+    # dy/dx = y(1 - y): 0.25 and 0.104993585...
+    dx = layer.backward(xp.asarray([1.0, 2.0]))
+    np.testing.assert_allclose(to_host(dx), [0.25, 2 * 0.10499358540350652], rtol=1e-12)
+
+
+def test_sigmoid_backward_matches_numerical(xp):
+    x = xp.asarray(RNG.standard_normal((3, 4)) * 3)
+    dout = xp.asarray(RNG.standard_normal((3, 4)))
+    layer = Sigmoid()
+    layer.forward(x)
+    np.testing.assert_allclose(to_host(layer.backward(dout)),
+                               to_host(numeric_vjp(lambda: Sigmoid().forward(x), x, dout)), rtol=1e-7, atol=1e-10)
+
+
+# --- Affine -----------------------------------------------------------------
+
+def test_affine_forward_backward_numbers(xp):
+    W = xp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    b = xp.asarray([0.5, -0.5, 1.0])
+    layer = Affine(W, b)
+    x = xp.asarray([[1.0, 1.0], [2.0, -1.0]])
+    np.testing.assert_array_equal(to_host(layer.forward(x)), [[5.5, 6.5, 10.0], [-1.5, -1.5, 1.0]])
+    dout = xp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(to_host(dx), [[14.0, 32.0], [32.0, 77.0]])
+    np.testing.assert_array_equal(to_host(layer.dW), [[9.0, 12.0, 15.0], [-3.0, -3.0, -3.0]])
+    np.testing.assert_array_equal(to_host(layer.db), [5.0, 7.0, 9.0])  # the book's dB example
+
+
+def test_affine_keeps_parameter_references(xp):
+    W, b = xp.zeros((2, 2)), xp.zeros(2)
+    layer = Affine(W, b)
+    W += 1.0  # the in-place update of the book's training loop
+    b -= 1.0
+    np.testing.assert_array_equal(to_host(layer.forward(xp.ones((1, 2)))), [[1.0, 1.0]])
+
+
+def test_affine_backward_matches_numerical_for_nd_input(xp):
+    x = xp.asarray(RNG.standard_normal((2, 3, 2, 2)))  # (N, C, H, W) flattens to (N, 12)
+    W = xp.asarray(RNG.standard_normal((12, 5)))
+    b = xp.asarray(RNG.standard_normal(5))
+    dout = xp.asarray(RNG.standard_normal((2, 5)))
+    layer = Affine(W, b)
+    out = layer.forward(x)
+    assert out.shape == (2, 5)
+    dx = layer.backward(dout)
+    assert dx.shape == x.shape  # the input's shape is restored
+    def output():
+        return Affine(W, b).forward(x)
+    for got, wrt in ((dx, x), (layer.dW, W), (layer.db, b)):
+        np.testing.assert_allclose(to_host(got), to_host(numeric_vjp(output, wrt, dout)),
+                                   rtol=1e-7, atol=1e-9)
+
+
+def test_affine_without_input_grad_skips_dx(xp):
+    layer = Affine(xp.ones((3, 2)), xp.zeros(2))
+    layer.input_grad = False
+    layer.forward(xp.ones((4, 3)))
+    assert layer.backward(xp.ones((4, 2))) is None
+    np.testing.assert_array_equal(to_host(layer.dW), np.full((3, 2), 4.0))
+
+
+def test_affine_shape_errors_name_the_layer(xp):
+    layer = Affine(xp.zeros((784, 50)), xp.zeros(50), name="Affine1")
+    with pytest.raises(ValueError, match="Affine1: input has 780 features, W expects 784"):
+        layer.forward(xp.zeros((2, 780)))
+    with pytest.raises(ValueError, match=r"Affine1: expected a batch of shape \(N, ...\)"):
+        layer.forward(xp.zeros(784))
+    with pytest.raises(ValueError, match=r"b of shape \(out,\)"):
+        Affine(xp.zeros((3, 2)), xp.zeros(3))
+
+
+# --- SoftmaxWithLoss ----------------------------------------------------------
+
+def test_softmax_with_loss_numbers(xp):
+    layer = SoftmaxWithLoss()
+    x = xp.asarray([[0.3, 2.9, 4.0], [0.0, 0.0, 0.0]])
+    t = xp.asarray([2, 0])
+    loss = layer.forward(x, t)
+    # -log(0.73659691) and -log(1/3), averaged
+    assert float(loss) == pytest.approx((0.30571447 + 1.09861229) / 2, rel=1e-7)
+    dx = to_host(layer.backward())
+    expected = np.array([[0.01821127, 0.24519181, 0.73659691 - 1], [1 / 3 - 1, 1 / 3, 1 / 3]]) / 2
+    np.testing.assert_allclose(dx, expected, rtol=1e-6)
+    # dout scales the gradient (the book ignores it)
+    np.testing.assert_allclose(to_host(layer.backward(3.0)), 3 * expected, rtol=1e-6)
+
+
+def test_softmax_with_loss_one_hot_equals_labels(xp):
+    x = xp.asarray(RNG.standard_normal((5, 4)))
+    labels = xp.asarray([0, 3, 1, 1, 2])
+    one_hot = xp.eye(4)[labels]
+    a, b = SoftmaxWithLoss(), SoftmaxWithLoss()
+    assert float(a.forward(x, labels)) == pytest.approx(float(b.forward(x, one_hot)), rel=1e-14)
+    np.testing.assert_allclose(to_host(a.backward()), to_host(b.backward()), rtol=1e-14)
+
+
+@pytest.mark.parametrize("labels", ["int", "one_hot"])
+def test_softmax_with_loss_backward_matches_numerical(xp, labels):
+    x = xp.asarray(RNG.standard_normal((4, 3)) * 2)
+    t = xp.asarray([2, 0, 1, 2])
+    if labels == "one_hot":
+        t = xp.eye(3)[t]
+    layer = SoftmaxWithLoss()
+    layer.forward(x, t)
+    num = numerical_gradient(lambda _: SoftmaxWithLoss().forward(x, t), x)
+    np.testing.assert_allclose(to_host(layer.backward(1)), to_host(num), rtol=1e-7, atol=1e-10)
+
+
+def test_softmax_with_loss_survives_huge_scores(xp):
+    layer = SoftmaxWithLoss()
+    loss = layer.forward(xp.asarray([[1000.0, 0.0], [0.0, 1000.0]]), xp.asarray([1, 1]))
+    assert float(loss) == pytest.approx(500.0)  # the book's log(y + 1e-7) would say 8.06
+
+
+def test_softmax_with_loss_label_errors(xp):
+    layer = SoftmaxWithLoss()
+    x = xp.zeros((3, 10))
+    with pytest.raises(ValueError, match="x has 3 samples but t has 2 labels"):
+        layer.forward(x, xp.asarray([1, 2]))
+    with pytest.raises(ValueError, match=r"t has shape \(3, 9\); expected one-hot \(3, 10\)"):
+        layer.forward(x, xp.zeros((3, 9)))
+    with pytest.raises(ValueError, match="must be integer class indices"):
+        layer.forward(x, xp.asarray([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"SoftmaxWithLoss: expected scores of shape \(N, classes\)"):
+        layer.forward(xp.zeros(10), xp.asarray([1]))
+
+
+def test_softmax_with_loss_labels_out_of_range_on_host():
+    layer = SoftmaxWithLoss()
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9 for 10 classes, got values 0..10"):
+        layer.forward(np.zeros((2, 10)), np.array([0, 10]))

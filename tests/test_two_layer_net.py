@@ -1,0 +1,106 @@
+"""models/two_layer_net.py: structure, seeding, backprop vs numerical, training."""
+
+import numpy as np
+import pytest
+
+import backends
+from framework.layers import Affine, Relu, SoftmaxWithLoss
+from models import TwoLayerNet
+from tests.conftest import to_host
+
+
+def batch(xp, n=5, d=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return xp.asarray(rng.random((n, d))), xp.asarray(rng.integers(0, classes, n))
+
+
+def test_structure_follows_the_book(backend):
+    net = TwoLayerNet(784, 50, 10)
+    assert list(net.params) == ["W1", "b1", "W2", "b2"]
+    assert [p.shape for p in net.params.values()] == [(784, 50), (50,), (50, 10), (10,)]
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]
+    assert [type(v) for v in net.layers.values()] == [Affine, Relu, Affine]
+    assert isinstance(net.last_layer, SoftmaxWithLoss) and net.lastLayer is net.last_layer
+    assert net.layers["Affine1"].W is net.params["W1"]
+    assert backends.get_array_module(net.params["W1"]) is backend.xp
+    assert to_host(net.params["b1"]).sum() == 0.0
+    assert 0.009 < float(to_host(net.params["W1"]).std()) < 0.011  # weight_init_std
+
+
+def test_same_seed_same_weights_on_every_backend(backend):
+    a = TwoLayerNet(20, 8, 3, seed=7)
+    backends.use("numpy")
+    b = TwoLayerNet(20, 8, 3, seed=7)
+    c = TwoLayerNet(20, 8, 3, seed=8)
+    np.testing.assert_array_equal(to_host(a.params["W1"]), b.params["W1"])
+    assert not np.array_equal(b.params["W1"], c.params["W1"])
+
+
+@pytest.mark.parametrize("labels", ["int", "one_hot"])
+def test_backprop_matches_numerical_gradient(xp, labels):
+    net = TwoLayerNet(12, 6, 4, dtype="float64", seed=3, weight_init_std=0.5)
+    x, t = batch(xp)
+    if labels == "one_hot":
+        t = xp.eye(4)[t]
+    num = net.numerical_gradient(x, t)
+    grad = net.gradient(x, t)
+    for key in ("W1", "b1", "W2", "b2"):
+        a, b = to_host(grad[key]), to_host(num[key])
+        rel = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-3 * np.abs(b).max())
+        assert rel.max() < 1e-6, key
+
+
+def test_predict_loss_accuracy(xp):
+    net = TwoLayerNet(12, 6, 4, seed=0)
+    x, t = batch(xp, n=7)
+    assert net.predict(x).shape == (7, 4)
+    assert net.predict(x).dtype == np.float32  # float64 input is cast per batch
+    # untrained, the loss is about log(4)
+    assert float(net.loss(x, t)) == pytest.approx(np.log(4), abs=0.05)
+    scores = to_host(net.predict(x))
+    expected = float((scores.argmax(axis=1) == to_host(t)).mean())
+    acc = net.accuracy(x, t)
+    assert isinstance(acc, float) and acc == pytest.approx(expected)
+    assert net.accuracy(x, xp.eye(4)[t]) == acc  # one-hot labels too
+    assert net.accuracy(x, t, batch_size=3) == acc  # evaluated in chunks
+
+
+def test_in_place_updates_train_the_network(xp):
+    net = TwoLayerNet(12, 16, 4, seed=0, weight_init_std=0.1)
+    x, t = batch(xp, n=32)
+    first = float(net.loss(x, t))
+    for _ in range(300):
+        grads = net.gradient(x, t)
+        for key in ("W1", "b1", "W2", "b2"):
+            net.params[key] -= 0.5 * grads[key]
+    assert float(net.loss(x, t)) < 0.5 * first
+    assert net.accuracy(x, t) > 0.9
+
+
+def test_non_float_dtype_is_refused(backend):
+    with pytest.raises(ValueError, match="dtype must be a floating type, got int32"):
+        TwoLayerNet(4, 3, 2, dtype="int32")
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float64", 1e-10)])
+def test_cpu_gpu_parity(dtype, rtol):
+    if "cupy" not in backends.available():
+        pytest.skip("cupy backend not usable here: parity needs a GPU")
+    previous = backends._default
+    try:
+        rng = np.random.default_rng(5)
+        x, t = rng.random((100, 784)), rng.integers(0, 10, 100)
+        results = {}
+        for name in ("numpy", "cupy"):
+            b = backends.use(name)
+            net = TwoLayerNet(784, 50, 10, dtype=dtype, seed=11, weight_init_std=0.1)
+            xd, td = b.asarray(x, dtype), b.asarray(t)
+            grads = net.gradient(xd, td)
+            results[name] = (float(net.loss(xd, td)), {k: to_host(g) for k, g in grads.items()})
+        assert results["cupy"][0] == pytest.approx(results["numpy"][0], rel=rtol)
+        for key, g in results["numpy"][1].items():
+            scale = np.abs(g).max()
+            np.testing.assert_allclose(results["cupy"][1][key], g, rtol=rtol, atol=rtol * scale)
+    finally:
+        backends._default = previous
