@@ -1,7 +1,8 @@
 """5.7.3: check backprop against numerical differentiation (book: ch05/gradient_check.py).
 
-Builds TwoLayerNet(784, 50, 10) in float64, takes a batch of 3 samples and
-prints, per parameter, the mean absolute difference between the two
+Builds TwoLayerNet(784, 50, 10) in float64, takes the first 3 training
+samples of the dataset (as the book does; ``--data random`` for seeded random
+inputs of MNIST's shape instead) and prints, per parameter, the mean absolute difference between the two
 gradients in the book's ``W1:<diff>`` form, followed by the largest relative
 error.
 """
@@ -14,6 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
+from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.gradient import gradient_check  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
 
@@ -22,6 +24,12 @@ def random_batch(seed):
     """Three seeded samples of MNIST's shape: pixels in [0, 1), labels 0..9."""
     rng = backends.host_rng(seed)
     return rng.random((3, 784)), rng.integers(0, 10, size=3).astype("int64")
+
+
+def dataset_batch(name):
+    """The first 3 training samples, as in the book's gradient_check.py."""
+    (x_train, t_train), _ = load_dataset(name, normalize=True, one_hot_label=True)
+    return x_train[:3], t_train[:3]
 
 
 def check(backend_name, x, t, seed, dtype):
@@ -46,14 +54,22 @@ def main(argv=None):
                         help="check every backend available here, not only the current one")
     parser.add_argument("--backend", choices=backends.CHOICES,
                         help="backend to check (default: XPNET_BACKEND, else auto)")
-    parser.add_argument("--data", choices=["random"], default="random",
+    parser.add_argument("--data", choices=["dataset", "random"], default="dataset",
                         help="where the 3 samples come from (default: %(default)s)")
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                        help="dataset for --data dataset (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and random data")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                         help="precision of the check (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    x, t = random_batch(args.seed)
+    if args.data == "random":
+        x, t = random_batch(args.seed)
+    else:
+        try:
+            x, t = dataset_batch(args.dataset)
+        except DatasetError as e:
+            parser.exit(1, f"error: {e}\n(or run with --data random)\n")
     if args.all_backends:
         names = backends.available()
     else:

@@ -1,0 +1,86 @@
+"""framework/data.py: device-resident minibatches."""
+
+import numpy as np
+import pytest
+
+import backends
+from framework.data import DeviceBatches
+from tests.conftest import to_host
+
+
+def dataset(n=23):
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    t = (np.arange(n) % 10).astype(np.uint8)
+    return x, t
+
+
+def rows_seen(batches):
+    return np.concatenate([to_host(xb)[:, 0] // 3 for xb, _ in batches]).astype(int)
+
+
+def test_shuffle_gives_every_sample_once_per_epoch(backend):
+    x, t = dataset()
+    batches = DeviceBatches(x, t, 5, seed=0)
+    assert len(batches) == 5  # 23 samples: four of 5 and one of 3
+    first, second = rows_seen(batches), rows_seen(batches)
+    assert sorted(first) == list(range(23)) and sorted(second) == list(range(23))
+    assert first.tolist() != second.tolist()  # a fresh permutation each epoch
+    assert batches.epoch == 2
+
+
+def test_labels_travel_with_their_images(backend):
+    x, t = dataset()
+    for xb, tb in DeviceBatches(x, t, 4, seed=1):
+        rows = to_host(xb)[:, 0].astype(int) // 3
+        np.testing.assert_array_equal(to_host(tb), t[rows])
+
+
+def test_same_seed_same_order_on_every_backend(backend):
+    x, t = dataset()
+    here = [rows_seen(DeviceBatches(x, t, 5, seed=9)) for _ in range(2)]
+    cpu = rows_seen(DeviceBatches(x, t, 5, seed=9, backend=backends.use("numpy")))
+    np.testing.assert_array_equal(here[0], here[1])
+    np.testing.assert_array_equal(here[0], cpu)
+    assert rows_seen(DeviceBatches(x, t, 5, seed=10)).tolist() != here[0].tolist()
+
+
+def test_replacement_matches_choice_sampling(backend):
+    x, t = dataset(100)
+    batches = DeviceBatches(x, t, 10, shuffle=False, replacement=True, seed=3)
+    rows = rows_seen(batches)
+    assert len(rows) == 100 and len(batches) == 10
+    assert len(set(rows.tolist())) < 100  # with replacement, some repeat
+    expected = np.random.default_rng(3).integers(0, 100, size=100)
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_in_order_and_drop_last(backend):
+    x, t = dataset()
+    assert rows_seen(DeviceBatches(x, t, 5, shuffle=False)).tolist() == list(range(23))
+    dropped = DeviceBatches(x, t, 5, seed=0, drop_last=True)
+    assert len(dropped) == 4 and len(rows_seen(dropped)) == 20
+
+
+def test_batches_stay_on_the_backend(backend):
+    x, t = dataset()
+    batches = DeviceBatches(x, t, 5, seed=0)
+    assert backends.get_array_module(batches.x) is backend.xp
+    for xb, tb in batches:
+        assert backends.get_array_module(xb, tb) is backend.xp
+        assert xb.dtype == np.float32
+
+
+def test_dtype_cast_on_send(backend):
+    x, t = dataset()
+    batches = DeviceBatches(x, t, 5, dtype="float64")
+    assert batches.x.dtype == np.float64
+
+
+def test_bad_arguments_are_named():
+    x, t = dataset()
+    with pytest.raises(ValueError, match="x has 23 samples but t has 22"):
+        DeviceBatches(x, t[:-1], 5)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        DeviceBatches(x, t, 0)
+    with pytest.raises(ValueError, match="labels must lie in 0..4, got 0..9"):
+        DeviceBatches(x, t, 5, num_classes=5)
