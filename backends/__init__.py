@@ -216,3 +216,10 @@ def host_rng(seed=None):
     gives the same network on the CPU and on the GPU.
     """
     return numpy.random.default_rng(seed)
+
+
+def backend_of(x):
+    """The :class:`Backend` an array lives on (for data that must follow a network)."""
+    if _is_cupy_array(x):
+        return Backend("cupy", sys.modules["cupy"], "where the array lives")
+    return Backend("numpy", numpy, "where the array lives")

@@ -6,9 +6,10 @@ import backends
 from backends import get_array_module
 from framework import gradient as _gradient
 from framework.layers import Affine, Relu, SoftmaxWithLoss
+from models.base import Network
 
 
-class TwoLayerNet:
+class TwoLayerNet(Network):
     """The book's two-layer network, on whichever backend is current when it is built.
 
     ``params`` holds ``W1, b1, W2, b2``; ``layers`` holds ``Affine1, Relu1,
@@ -20,6 +21,8 @@ class TwoLayerNet:
 
     The layers hold the very arrays in ``params``, so updating ``params[k]``
     in place (``-=``) trains the network, as in the book's loop.
+    ``save_params`` / ``load_params`` (from :class:`models.base.Network`)
+    write and read checkpoints.
     """
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
@@ -48,6 +51,10 @@ class TwoLayerNet:
         # The first layer's input is data: its gradient is never used.
         self.layers["Affine1"].input_grad = False
         self.last_layer = SoftmaxWithLoss()
+
+    def config(self):
+        """The architecture, as checkpoints record it."""
+        return dict(zip(("input_size", "hidden_size", "output_size"), self.sizes))
 
     @property
     def lastLayer(self):  # noqa: N802 - the book's spelling

@@ -31,7 +31,7 @@ def test_buy_apple_orange_prints_the_books_figures():
 
 
 @pytest.mark.parametrize("script", ["buy_apple.py", "buy_apple_orange.py", "gradient_check.py",
-                                    "show_mnist.py"])
+                                    "show_mnist.py", "train_neuralnet.py"])
 def test_scripts_have_help(script):
     assert "usage:" in run_script(script, "--help")
 
@@ -67,3 +67,29 @@ def test_show_mnist_writes_a_png(tmp_path):
     assert "first 10 mnist training images" in out
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out_png.stat().st_size > 5000
+
+
+def test_train_script_end_to_end(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    png, ckpt = tmp_path / "curves.png", tmp_path / "net.npz"
+    out = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", "50",
+                     "--batch-size", "10", "--plot", str(png), "--save", str(ckpt), env=env)
+    lines = out.strip().splitlines()
+    assert lines[0] == "backend: numpy (CPU)"
+    assert re.fullmatch(r"final test acc: [01]\.\d{4}", lines[-1])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+    assert ckpt.exists()
+    # a finished run resumed does no more steps and reports the same accuracy
+    again = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", "50",
+                       "--batch-size", "10", "--save", str(ckpt), "--resume", env=env)
+    assert "resumed from" in again and again.strip().splitlines()[-1] == lines[-1]
+
+
+def test_train_script_offline_error(tmp_path):
+    env = dict(synthetic_data_env(tmp_path), XPNET_DATA_DIR=str(tmp_path / "empty"))
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **env)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                        "--backend", "numpy"], capture_output=True, text=True, env=full_env,
+                       timeout=120)
+    assert r.returncode == 1
+    assert "no usable copy found" in r.stderr and "http://127.0.0.1:9/" in r.stderr

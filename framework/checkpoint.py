@@ -1,0 +1,96 @@
+"""Checkpoints: a network's parameters (and optionally a trainer's state) in one ``.npz``.
+
+Host-side I/O. A checkpoint holds host arrays and a JSON header naming the
+model class, its configuration and dtype, so a GPU-trained network loads on
+a CPU-only machine and back. Files are written to a temporary name, flushed
+and renamed, so a crash mid-write never replaces a good checkpoint with a
+broken one. Loading reads and checks the whole file before it touches the
+network: a mismatch or damage raises :class:`CheckpointError` and changes
+nothing. No pickle: arrays are read with ``allow_pickle=False``.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from backends import get_array_module, to_numpy
+
+FORMAT = "xpnet-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is damaged or belongs to another architecture."""
+
+
+def save(path, network, extra_meta=None, extra_arrays=None):
+    """Write ``network.params`` (plus trainer state, if given) to ``path`` atomically."""
+    meta = {"format": FORMAT, "version": VERSION, "model": type(network).__name__,
+            "config": network.config(), "dtype": str(network.dtype)}
+    meta.update(extra_meta or {})
+    arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
+    arrays.update({k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read(path):
+    """``(meta, arrays)`` of a checkpoint file, all read into host memory and checked."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
+        raise CheckpointError(f"{path}: damaged or not a checkpoint "
+                              f"({type(e).__name__}: {e})") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: no readable header ({type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an xpnet checkpoint (format {meta.get('format')!r})")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: written by a newer xpnet (checkpoint version "
+                              f"{meta['version']}, this one reads up to {VERSION})")
+    return meta, arrays
+
+
+def load(path, network):
+    """Copy a checkpoint's parameters into ``network``, in place, on its backend.
+
+    Returns ``(meta, arrays)`` for callers that stored more (the Trainer).
+    Values are cast to the network's dtype. Raises CheckpointError, leaving
+    the network unchanged, for a damaged file or another architecture.
+    """
+    meta, arrays = read(path)
+    want = (type(network).__name__, network.config())
+    have = (meta.get("model"), meta.get("config"))
+    if want != have:
+        raise CheckpointError(f"{path}: checkpoint is {have[0]}{have[1]}, but the network is "
+                              f"{want[0]}{want[1]}")
+    values = {}
+    for key, p in network.params.items():
+        a = arrays.get(f"param/{key}")
+        if a is None or a.shape != p.shape:
+            found = "missing" if a is None else f"shape {a.shape}"
+            raise CheckpointError(f"{path}: parameter {key} is {found}, expected shape {p.shape}")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: parameter {key} holds NaN or infinite values")
+        values[key] = a
+    for key, p in network.params.items():  # everything checked: now copy
+        p[...] = get_array_module(p).asarray(values[key].astype(p.dtype))
+    return meta, arrays

@@ -1,0 +1,193 @@
+"""Parameter update rules of chapter 6, with the book's ``update(params, grads)``.
+
+Every optimizer updates ``params`` **in place**, so the layers that hold the
+arrays see the change, and keeps its state (velocities, squared-gradient
+sums) as arrays on the parameters' own backend, created on the first
+update. ``state_dict`` / ``load_state_dict`` move that state to and from
+host arrays for checkpoints.
+"""
+
+import math
+
+from backends import get_array_module, to_numpy
+
+
+class Optimizer:
+    """Base class: state per parameter name, saved and restored as host arrays."""
+
+    #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
+    slots = ()
+
+    def __init__(self, lr):
+        self.lr = lr
+        self.state = {slot: None for slot in self.slots}
+        self.iter = 0
+
+    def _init_state(self, params):
+        for slot in self.slots:
+            if self.state[slot] is None:
+                self.state[slot] = {key: get_array_module(p).zeros_like(p)
+                                    for key, p in params.items()}
+
+    def update(self, params, grads):
+        raise NotImplementedError
+
+    def state_dict(self):
+        """``{"iter": n, "<slot>/<param>": host array}``; empty slots are left out."""
+        out = {"iter": self.iter}
+        for slot, arrays in self.state.items():
+            for key, a in (arrays or {}).items():
+                out[f"{slot}/{key}"] = to_numpy(a).copy()  # a snapshot, not a view of live state
+        return out
+
+    def load_state_dict(self, state, params):
+        """Restore :meth:`state_dict` output onto the backend of ``params``."""
+        self.iter = int(state.get("iter", 0))
+        for slot in self.slots:
+            keys = [k for k in state if k.startswith(slot + "/")]
+            if not keys:
+                self.state[slot] = None
+                continue
+            self.state[slot] = {}
+            for key, p in params.items():
+                xp = get_array_module(p)
+                self.state[slot][key] = xp.array(state[f"{slot}/{key}"], dtype=p.dtype)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """p <- p - lr * g"""
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def update(self, params, grads):
+        for key, p in params.items():
+            p -= self.lr * grads[key]
+
+
+class Momentum(Optimizer):
+    """v <- momentum * v - lr * g;  p <- p + v"""
+
+    slots = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = momentum
+
+    def update(self, params, grads):
+        self._init_state(params)
+        for key, p in params.items():
+            v = self.state["v"][key]
+            v *= self.momentum
+            v -= self.lr * grads[key]
+            p += v
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient, in the book's form (after Bengio et al., 2012):
+
+    v <- momentum * v - lr * g;  p <- p + momentum^2 * v - (1 + momentum) * lr * g
+    """
+
+    slots = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = momentum
+
+    def update(self, params, grads):
+        self._init_state(params)
+        for key, p in params.items():
+            v, g = self.state["v"][key], grads[key]
+            v *= self.momentum
+            v -= self.lr * g
+            p += self.momentum * self.momentum * v
+            p -= (1 + self.momentum) * self.lr * g
+
+
+class AdaGrad(Optimizer):
+    """h <- h + g * g;  p <- p - lr * g / (sqrt(h) + 1e-7)"""
+
+    slots = ("h",)
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def update(self, params, grads):
+        self._init_state(params)
+        for key, p in params.items():
+            xp = get_array_module(p)
+            h, g = self.state["h"][key], grads[key]
+            h += g * g
+            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+
+
+class RMSprop(Optimizer):
+    """h <- decay * h + (1 - decay) * g * g;  p <- p - lr * g / (sqrt(h) + 1e-7)"""
+
+    slots = ("h",)
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        super().__init__(lr)
+        self.decay_rate = decay_rate
+
+    def update(self, params, grads):
+        self._init_state(params)
+        for key, p in params.items():
+            xp = get_array_module(p)
+            h, g = self.state["h"][key], grads[key]
+            h *= self.decay_rate
+            h += (1 - self.decay_rate) * g * g
+            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015), in the book's form, with bias correction folded into lr:
+
+    lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t);
+    m <- m + (1 - beta1)(g - m);  v <- v + (1 - beta2)(g^2 - v);
+    p <- p - lr_t * m / (sqrt(v) + 1e-7)
+    """
+
+    slots = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        super().__init__(lr)
+        self.beta1 = beta1
+        self.beta2 = beta2
+
+    def update(self, params, grads):
+        self._init_state(params)
+        self.iter += 1
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        for key, p in params.items():
+            xp = get_array_module(p)
+            m, v, g = self.state["m"][key], self.state["v"][key], grads[key]
+            m += (1 - self.beta1) * (g - m)
+            v += (1 - self.beta2) * (g * g - v)
+            p -= lr_t * m / (xp.sqrt(v) + 1e-7)
+
+
+OPTIMIZERS = {cls.__name__.lower(): cls
+              for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam)}
+
+
+def get_optimizer(optimizer, optimizer_param=None):
+    """An optimizer from a name (case-insensitive, as the book's Trainer takes) or an instance."""
+    if isinstance(optimizer, Optimizer):
+        if optimizer_param:
+            raise ValueError("optimizer_param is for optimizers given by name; this one is "
+                             f"already built: {optimizer!r}")
+        return optimizer
+    key = str(optimizer).lower()
+    if key not in OPTIMIZERS:
+        names = ", ".join(cls.__name__ for cls in OPTIMIZERS.values())
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {names}")
+    params = {"lr": 0.01} if optimizer_param is None else dict(optimizer_param)
+    try:
+        return OPTIMIZERS[key](**params)
+    except TypeError as e:
+        raise ValueError(f"{OPTIMIZERS[key].__name__}: bad optimizer_param {params}: {e}") from None

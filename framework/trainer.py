@@ -1,0 +1,209 @@
+"""The training loop: minibatches on the device, a progress bar, epoch reports, checkpoints."""
+
+import math
+import os
+import time
+
+import backends
+from framework import checkpoint as ckpt
+from framework.data import DeviceBatches
+from framework.optimizers import get_optimizer
+
+
+class Trainer:
+    """Train ``network`` on ``(x_train, t_train)``, reporting on ``(x_test, t_test)`` each epoch.
+
+    The book's constructor (``ch06``'s ``common/trainer.py``), with keyword
+    extras:
+
+    ``iters``
+        total steps, overriding ``epochs`` (the book's run is 10,000 steps:
+        16 epochs of 600 and a last one of 400).
+    ``seed``
+        seeds the batch order, so a run repeats exactly.
+    ``sampling``
+        ``'epoch'`` (default): a permutation per epoch, every sample once;
+        ``'choice'``: the book's ``np.random.choice`` sampling with replacement.
+    ``checkpoint``, ``resume``
+        save parameters, history and optimizer state to this ``.npz`` at
+        every epoch end; ``resume=True`` continues from it.
+    ``callbacks``
+        callables ``f(trainer, record)`` run at every epoch end.
+
+    The data is sent to the network's backend once. The step loop never
+    waits for the GPU: each step's loss (from the forward pass of
+    ``gradient``, before the update -- the book computes it again after)
+    is written into a device buffer, which is read at the progress bar's
+    refresh interval and at epoch ends. The book-compatible lists
+    ``train_loss_list`` (per step), ``train_acc_list`` and ``test_acc_list``
+    (per epoch) hold Python floats.
+
+    A NaN or infinite loss stops training with ``FloatingPointError`` naming
+    the step; the last checkpoint, written before that epoch, is left as it was.
+    """
+
+    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
+                 optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
+                 verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
+                 resume=False, callbacks=(), refresh_seconds=0.5):
+        if sampling not in ("epoch", "choice"):
+            raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
+        self.network = network
+        self.backend = backends.backend_of(next(iter(network.params.values())))
+        self.optimizer = get_optimizer(optimizer, optimizer_param)
+        self.verbose = verbose
+        num_classes = network.config().get("output_size") if hasattr(network, "config") else None
+        self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
+                                     shuffle=(sampling == "epoch"),
+                                     replacement=(sampling == "choice"), seed=seed,
+                                     backend=self.backend, dtype=network.dtype,
+                                     num_classes=num_classes)
+        self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
+        self.t_test = self.backend.asarray(t_test)
+        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+        self.iter_per_epoch = len(self.batches)
+        self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
+        if self.max_iter < 1:
+            raise ValueError(f"Trainer: nothing to train (iters={iters}, epochs={epochs})")
+        self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
+        self.checkpoint = checkpoint
+        self.callbacks = list(callbacks)
+        self.refresh_seconds = refresh_seconds
+
+        self.iteration = 0
+        self.current_epoch = 0
+        self.train_loss_list = []
+        self.train_acc_list = []
+        self.test_acc_list = []
+        self.history = {"epoch": [], "iteration": [], "loss": [], "train_acc": [],
+                        "test_acc": [], "seconds": []}
+        self.final_test_acc = None
+        if resume:
+            if checkpoint is None:
+                raise ValueError("Trainer: resume=True needs checkpoint=PATH")
+            if os.path.exists(checkpoint):
+                self._restore(checkpoint)
+
+    # --- the loop ----------------------------------------------------------------
+
+    def train(self):
+        """Run the remaining steps; returns :attr:`history` (per-epoch lists of floats)."""
+        from tqdm.auto import tqdm
+
+        xp = self.backend.xp
+        network, optimizer = self.network, self.optimizer
+        losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
+        bar = tqdm(total=self.max_iter, initial=self.iteration, disable=not self.verbose,
+                   unit="it", desc="train", dynamic_ncols=True, leave=True)
+        try:
+            while self.iteration < self.max_iter:
+                started = time.perf_counter()
+                steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
+                batches = iter(self.batches)
+                shown, shown_at = 0, started
+                bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
+                for i in range(steps):
+                    x_batch, t_batch = next(batches)
+                    grads = network.gradient(x_batch, t_batch)
+                    optimizer.update(network.params, grads)
+                    losses[i] = network.last_layer.loss
+                    # look at the clock every 16 steps, read the device only when showing
+                    if self.verbose and i % 16 == 15 and \
+                            time.perf_counter() - shown_at >= self.refresh_seconds:
+                        recent = float(losses[shown:i + 1].mean())
+                        if not math.isfinite(recent):
+                            self._stop_on_bad_loss(losses, shown, i + 1)
+                        bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
+                                            f"loss {recent:.4f}", refresh=False)
+                        bar.update(i + 1 - shown)
+                        shown, shown_at = i + 1, time.perf_counter()
+                bar.update(steps - shown)
+                self._end_epoch(losses, steps, started, bar)
+            self.final_test_acc = network.accuracy(self.x_test, self.t_test)
+        finally:
+            bar.close()
+        return self.history
+
+    def _stop_on_bad_loss(self, losses, start, stop):
+        values = backends.to_numpy(losses[start:stop])
+        bad = next(i for i, v in enumerate(values.tolist()) if not math.isfinite(v))
+        step = self.iteration + start + bad + 1
+        where = (f"; the last good checkpoint, {self.checkpoint} (after epoch "
+                 f"{self.current_epoch}), was left as it was" if self.checkpoint else "")
+        raise FloatingPointError(
+            f"Trainer: the loss became {values[bad]} at step {step} of {self.max_iter} "
+            f"(epoch {self.current_epoch + 1}); training stopped{where}. A smaller learning "
+            f"rate (now {self.optimizer.lr}) usually helps.")
+
+    def _evaluate(self):
+        n = self.evaluate_sample_num_per_epoch
+        x, t = self.batches.x, self.batches.t
+        x_test, t_test = self.x_test, self.t_test
+        if n is not None:
+            x, t, x_test, t_test = x[:n], t[:n], x_test[:n], t_test[:n]
+        return self.network.accuracy(x, t), self.network.accuracy(x_test, t_test)
+
+    def _end_epoch(self, losses, steps, started, bar):
+        values = backends.to_numpy(losses[:steps])  # the one read of this epoch's losses
+        if not all(map(math.isfinite, values.tolist())):
+            self._stop_on_bad_loss(losses, 0, steps)
+        self.train_loss_list.extend(values.tolist())
+        self.iteration += steps
+        self.current_epoch += 1
+        train_acc, test_acc = self._evaluate()
+        self.train_acc_list.append(train_acc)
+        self.test_acc_list.append(test_acc)
+        seconds = time.perf_counter() - started
+        record = {"epoch": self.current_epoch, "iteration": self.iteration,
+                  "loss": float(values.mean()), "train_acc": train_acc, "test_acc": test_acc,
+                  "seconds": seconds}
+        for key, value in record.items():
+            self.history[key].append(value)
+        if self.verbose:
+            bar.set_postfix_str(f"epoch {self.current_epoch}/{self.epochs}, "
+                                f"loss {record['loss']:.4f}", refresh=False)
+            bar.write(f"epoch {self.current_epoch}/{self.epochs}  loss {record['loss']:.4f}  "
+                      f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({seconds:.1f} s)")
+        if self.checkpoint:
+            self._save(self.checkpoint)
+        for callback in self.callbacks:
+            callback(self, record)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def _save(self, path):
+        state = self.optimizer.state_dict()
+        meta = {"trainer": {
+            "iteration": self.iteration, "epoch": self.current_epoch,
+            "max_iter": self.max_iter, "history": self.history,
+            "train_acc_list": self.train_acc_list, "test_acc_list": self.test_acc_list,
+            "optimizer": type(self.optimizer).__name__, "optimizer_iter": state.pop("iter"),
+            "batch_rng": self.batches.rng.bit_generator.state,
+            "batch_epoch": self.batches.epoch,
+        }}
+        arrays = {f"optimizer/{k}": v for k, v in state.items()}
+        arrays["train_loss_list"] = backends.to_numpy(self.train_loss_list)
+        ckpt.save(path, self.network, extra_meta=meta, extra_arrays=arrays)
+
+    def _restore(self, path):
+        meta, arrays = ckpt.read(path)
+        state = meta.get("trainer")
+        if state is None:
+            raise ckpt.CheckpointError(f"{path}: holds parameters only, no trainer state to "
+                                       f"resume from")
+        if state["optimizer"] != type(self.optimizer).__name__:
+            raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
+                                       f"not {type(self.optimizer).__name__}")
+        ckpt.load(path, self.network)
+        opt_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                     if k.startswith("optimizer/")}
+        opt_state["iter"] = state["optimizer_iter"]
+        self.optimizer.load_state_dict(opt_state, self.network.params)
+        self.iteration = state["iteration"]
+        self.current_epoch = state["epoch"]
+        self.history = state["history"]
+        self.train_acc_list = state["train_acc_list"]
+        self.test_acc_list = state["test_acc_list"]
+        self.train_loss_list = arrays["train_loss_list"].tolist()
+        self.batches.rng.bit_generator.state = state["batch_rng"]
+        self.batches.epoch = state["batch_epoch"]

@@ -1,0 +1,118 @@
+"""5.7.4: train TwoLayerNet with backprop (book: ch05/train_neuralnet.py).
+
+By default the book's run: TwoLayerNet(784, 50, 10), 10,000 steps of batch
+100, SGD with lr 0.1, train and test accuracy once per epoch. Runs on the
+backend XPNET_BACKEND picks (or --backend). The last line printed is
+``final test acc: 0.xxxx``.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import backends  # noqa: E402
+from framework.checkpoint import CheckpointError  # noqa: E402
+from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.optimizers import OPTIMIZERS  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+from models import TwoLayerNet  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
+    p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int, help="training steps (default: 10000)")
+    length.add_argument("--epochs", type=float, help="training epochs, instead of --iters")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
+    p.add_argument("--optimizer", default="sgd", type=str.lower, choices=sorted(OPTIMIZERS))
+    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights and batch order")
+    p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
+                   help="a permutation per epoch, or the book's sampling with replacement")
+    p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
+    p.add_argument("--resume", action="store_true", help="continue from --save PATH")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    args = p.parse_args(argv)
+    if args.resume and not args.save:
+        p.error("--resume needs --save PATH (the checkpoint to continue from)")
+    if args.iters is None and args.epochs is None:
+        args.iters = 10000
+    return p, args
+
+
+def plot(path, trainer):
+    """Training loss per step and train/test accuracy per epoch, side by side."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("error: --plot needs matplotlib: pip install 'xpnet[plot]' "
+                         "(make train installs it)")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(range(1, len(trainer.train_loss_list) + 1), trainer.train_loss_list,
+                 linewidth=0.5, alpha=0.6, label="per step")
+    ax_loss.plot([r * trainer.iter_per_epoch for r in trainer.history["epoch"]],
+                 trainer.history["loss"], color="black", marker=".", label="epoch mean")
+    ax_loss.legend(loc="upper right")
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    epochs = trainer.history["epoch"]
+    ax_acc.plot(epochs, trainer.train_acc_list, marker="o", label="train")
+    ax_acc.plot(epochs, trainer.test_acc_list, marker="s", linestyle="--", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.legend(loc="lower right")
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    try:
+        backend = backends.use(args.backend) if args.backend else backends.current()
+    except (ValueError, RuntimeError) as e:
+        parser.exit(2, f"error: {e}\n")
+    print(f"backend: {backend.name} ({backend.device})", flush=True)
+    try:
+        (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+    except DatasetError as e:
+        parser.exit(1, f"error: {e}\n")
+    print(f"data: {args.dataset}, {x_train.shape[0]} train / {x_test.shape[0]} test", flush=True)
+
+    network = TwoLayerNet(input_size=x_train.shape[1], hidden_size=args.hidden, output_size=10,
+                          seed=args.seed)
+    try:
+        trainer = Trainer(network, x_train, t_train, x_test, t_test,
+                          epochs=args.epochs or 1, iters=args.iters,
+                          mini_batch_size=args.batch_size, optimizer=args.optimizer,
+                          optimizer_param={"lr": args.lr}, verbose=not args.quiet,
+                          seed=args.seed, sampling=args.sampling, checkpoint=args.save,
+                          resume=args.resume)
+    except CheckpointError as e:
+        parser.exit(1, f"error: cannot resume: {e}\n")
+    if trainer.iteration:
+        print(f"resumed from {args.save} at step {trainer.iteration} (epoch {trainer.current_epoch})")
+    try:
+        trainer.train()
+    except FloatingPointError as e:
+        parser.exit(1, f"error: {e}\n")
+    if args.plot:
+        plot(args.plot, trainer)
+        print(f"plot: {args.plot}")
+    if args.save:
+        print(f"checkpoint: {args.save}")
+    print(f"final test acc: {trainer.final_test_acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()

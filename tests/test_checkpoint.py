@@ -1,0 +1,114 @@
+"""framework/checkpoint.py and the models' save_params / load_params."""
+
+import os
+
+import numpy as np
+import pytest
+
+import backends
+from framework import checkpoint
+from framework.checkpoint import CheckpointError
+from models import TwoLayerNet
+from tests.conftest import to_host
+
+
+def snapshot(net):
+    return {k: to_host(v).copy() for k, v in net.params.items()}
+
+
+def test_round_trip_on_every_backend(backend, tmp_path):
+    path = str(tmp_path / "net.npz")
+    a = TwoLayerNet(20, 8, 3, seed=1)
+    a.save_params(path)
+    b = TwoLayerNet(20, 8, 3, seed=2)
+    w1 = b.params["W1"]
+    b.load_params(path)
+    assert b.params["W1"] is w1 and b.layers["Affine1"].W is w1  # copied into, not replaced
+    for key, value in snapshot(a).items():
+        np.testing.assert_array_equal(to_host(b.params[key]), value)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".ckpt-")]
+
+
+def test_header_records_architecture_and_dtype(tmp_path):
+    backends.use("numpy")
+    path = str(tmp_path / "net.npz")
+    TwoLayerNet(20, 8, 3, dtype="float64").save_params(path)
+    meta, arrays = checkpoint.read(path)
+    assert meta["model"] == "TwoLayerNet"
+    assert meta["config"] == {"input_size": 20, "hidden_size": 8, "output_size": 3}
+    assert meta["dtype"] == "float64"
+    assert sorted(arrays) == ["param/W1", "param/W2", "param/b1", "param/b2"]
+
+
+def test_across_backends(tmp_path):
+    if "cupy" not in backends.available():
+        pytest.skip("cupy backend not usable here: cross-backend checkpoints need a GPU")
+    previous = backends._default
+    try:
+        for src, dst in (("cupy", "numpy"), ("numpy", "cupy")):
+            path = str(tmp_path / f"{src}.npz")
+            backends.use(src)
+            a = TwoLayerNet(20, 8, 3, seed=1)
+            a.save_params(path)
+            backends.use(dst)
+            b = TwoLayerNet(20, 8, 3, seed=2)
+            b.load_params(path)
+            assert backends.get_array_module(b.params["W1"]) is backends.current().xp
+            for key, value in snapshot(a).items():
+                np.testing.assert_array_equal(to_host(b.params[key]), value)
+    finally:
+        backends._default = previous
+
+
+def test_other_architecture_is_refused_and_nothing_changes(backend, tmp_path):
+    path = str(tmp_path / "net.npz")
+    TwoLayerNet(20, 8, 3, seed=1).save_params(path)
+    b = TwoLayerNet(20, 6, 3, seed=2)
+    before = snapshot(b)
+    with pytest.raises(CheckpointError, match="hidden_size': 8.*but the network is.*hidden_size': 6"):
+        b.load_params(path)
+    for key, value in before.items():
+        np.testing.assert_array_equal(to_host(b.params[key]), value)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[: len(data) // 2], "damaged or not a checkpoint"),
+    (lambda data: b"hello", "damaged or not a checkpoint"),
+    (lambda data: data[:200] + bytes(len(data) - 200), "damaged or not a checkpoint"),
+])
+def test_damaged_file_is_refused_and_nothing_changes(backend, tmp_path, damage, message):
+    path = tmp_path / "net.npz"
+    TwoLayerNet(20, 8, 3, seed=1).save_params(str(path))
+    path.write_bytes(damage(path.read_bytes()))
+    b = TwoLayerNet(20, 8, 3, seed=2)
+    before = snapshot(b)
+    with pytest.raises(CheckpointError, match=message) as info:
+        b.load_params(str(path))
+    assert str(path) in str(info.value)
+    for key, value in before.items():
+        np.testing.assert_array_equal(to_host(b.params[key]), value)
+
+
+def test_foreign_npz_and_missing_file(tmp_path):
+    backends.use("numpy")
+    np.savez(tmp_path / "other.npz", W1=np.zeros(3))
+    with pytest.raises(CheckpointError, match="no readable header"):
+        TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "other.npz"))
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "missing.npz"))
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    backends.use("numpy")
+    path = tmp_path / "net.npz"
+    TwoLayerNet(20, 8, 3, seed=1).save_params(str(path))
+    good = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        TwoLayerNet(20, 8, 3, seed=2).save_params(str(path))
+    assert path.read_bytes() == good
+    assert os.listdir(tmp_path) == ["net.npz"]  # no temporary file left behind

@@ -1,0 +1,80 @@
+"""framework/optimizers.py: one step of each rule against hand-computed numbers."""
+
+import numpy as np
+import pytest
+
+from framework.optimizers import (SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
+                                  get_optimizer)
+from models import TwoLayerNet
+from tests.conftest import to_host
+
+
+def step(xp, optimizer, times=1):
+    params = {"w": xp.asarray([1.0, -2.0])}
+    grads = {"w": xp.asarray([0.5, 0.25])}
+    w = params["w"]
+    for _ in range(times):
+        optimizer.update(params, grads)
+    assert params["w"] is w  # updated in place: layers holding the array see it
+    return to_host(w)
+
+
+# p = (1, -2), g = (0.5, 0.25); numbers worked by hand from each rule's docstring
+@pytest.mark.parametrize("make, times, expected", [
+    (lambda: SGD(lr=0.1), 1, [0.95, -2.025]),
+    # v1 = -0.1 g = (-0.05, -0.025); v2 = 0.9 v1 - 0.1 g = (-0.095, -0.0475)
+    (lambda: Momentum(lr=0.1, momentum=0.9), 2, [0.855, -2.0725]),
+    # v = -0.1 g; p += 0.81 v - 0.19 g = (-0.1355, -0.06775)
+    (lambda: Nesterov(lr=0.1, momentum=0.9), 1, [0.8645, -2.06775]),
+    # h = g^2; step = 0.1 g / (|g| + 1e-7) = (0.05/0.5000001, 0.025/0.2500001)
+    (lambda: AdaGrad(lr=0.1), 1, [0.90000002, -2.09999996]),
+    # h = 0.01 g^2, sqrt(h) = (0.05, 0.025); step = (0.05/0.0500001, 0.025/0.0250001)
+    #   = (0.999998000004, 0.99999600001599)
+    (lambda: RMSprop(lr=0.1, decay_rate=0.99), 1, [1.999996e-06, -2.999996]),
+    # lr_t = 0.001 sqrt(0.001)/0.1; m = 0.1 g; v = 0.001 g^2; m/sqrt(v) = sqrt(10) (less 1e-7)
+    (lambda: Adam(lr=0.001), 1, [1 - 0.00099999368, -2 - 0.00099998735]),
+])
+def test_one_step_by_hand(xp, make, times, expected):
+    np.testing.assert_allclose(step(xp, make(), times), expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name, lr", [("sgd", 0.5), ("momentum", 0.1), ("nesterov", 0.1),
+                                      ("adagrad", 0.1), ("rmsprop", 0.01), ("adam", 0.01)])
+def test_each_optimizer_lowers_the_loss(xp, name, lr):
+    net = TwoLayerNet(12, 16, 4, seed=0, weight_init_std=0.1)
+    rng = np.random.default_rng(0)
+    x, t = xp.asarray(rng.random((32, 12)), dtype="float32"), xp.asarray(rng.integers(0, 4, 32))
+    optimizer = get_optimizer(name, {"lr": lr})
+    before = float(net.loss(x, t))
+    for _ in range(50):
+        optimizer.update(net.params, net.gradient(x, t))
+    assert float(net.loss(x, t)) < 0.8 * before
+    for slot in optimizer.slots:  # state lives where the parameters live
+        assert type(optimizer.state[slot]["W1"]) is type(net.params["W1"])
+
+
+def test_state_dict_round_trip(xp):
+    a = Adam(lr=0.01)
+    params = {"w": xp.asarray([1.0, 2.0])}
+    a.update(params, {"w": xp.asarray([0.1, 0.2])})
+    state = a.state_dict()
+    assert state["iter"] == 1 and isinstance(state["m/w"], np.ndarray)
+    b = Adam(lr=0.01)
+    b.load_state_dict(state, params)
+    p1, p2 = {"w": params["w"].copy()}, {"w": params["w"].copy()}
+    a.update(p1, {"w": xp.asarray([0.3, 0.1])})
+    b.update(p2, {"w": xp.asarray([0.3, 0.1])})
+    np.testing.assert_array_equal(to_host(p1["w"]), to_host(p2["w"]))
+
+
+def test_get_optimizer_by_name_like_the_book():
+    assert isinstance(get_optimizer("AdaGrad"), AdaGrad)
+    assert get_optimizer("sgd").lr == 0.01  # optimizer_param=None means lr 0.01
+    m = get_optimizer("Momentum", {"lr": 0.2, "momentum": 0.5})
+    assert (m.lr, m.momentum) == (0.2, 0.5)
+    adam = Adam()
+    assert get_optimizer(adam) is adam
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'; expected one of SGD, Momentum"):
+        get_optimizer("lbfgs")
+    with pytest.raises(ValueError, match="SGD: bad optimizer_param"):
+        get_optimizer("sgd", {"learning_rate": 0.1})

@@ -1,0 +1,166 @@
+"""framework/trainer.py: the loop, its reports, checkpoints, resume and the NaN guard."""
+
+import hashlib
+import os
+import re
+
+import numpy as np
+import pytest
+
+from framework.datasets import load_fashion_mnist
+from framework.optimizers import Momentum
+from framework.trainer import Trainer
+from models import TwoLayerNet
+from tests.conftest import to_host
+
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def blobs(n=400, d=20, classes=4, seed=0):
+    """Separable Gaussian blobs: a problem a two-layer net learns in a few epochs."""
+    centers = np.random.default_rng(1234).normal(0, 1.0, (classes, d))  # shared by every split
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, classes, n)
+    x = (centers[t] + rng.normal(0, 0.7, (n, d))).astype(np.float32)
+    return x, t.astype(np.uint8)
+
+
+def make_trainer(tmp_path=None, seed=0, net_seed=0, **kw):
+    x, t = blobs()
+    xt, tt = blobs(n=100, seed=1)
+    net = TwoLayerNet(20, 16, 4, seed=net_seed, weight_init_std=0.1)
+    options = dict(epochs=3, mini_batch_size=20, optimizer="sgd", verbose=False, seed=seed)
+    options.update(kw)
+    if isinstance(options["optimizer"], str):
+        options.setdefault("optimizer_param", {"lr": 0.1})
+    return Trainer(net, x, t, xt, tt, **options)
+
+
+def test_loss_falls_and_history_matches_epochs(backend, capsys):
+    trainer = make_trainer()
+    history = trainer.train()
+    assert capsys.readouterr() == ("", "")  # verbose=False is silent
+    assert history["epoch"] == [1, 2, 3] and history["iteration"] == [20, 40, 60]
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert len(trainer.train_loss_list) == 60
+    assert all(type(v) is float for v in trainer.train_loss_list)
+    assert all(type(v) is float for v in trainer.train_acc_list + trainer.test_acc_list)
+    assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 3
+    assert trainer.test_acc_list[-1] > 0.9
+    assert type(trainer.final_test_acc) is float
+
+
+def test_iters_sets_the_length_and_last_epoch_is_partial(backend):
+    trainer = make_trainer(iters=50)  # 20 steps per epoch: 20, 20, 10
+    trainer.train()
+    assert trainer.epochs == 3
+    assert trainer.history["iteration"] == [20, 40, 50]
+    assert len(trainer.train_loss_list) == 50
+
+
+def test_choice_sampling_and_evaluation_subset(backend):
+    trainer = make_trainer(sampling="choice", evaluate_sample_num_per_epoch=50, epochs=1)
+    trainer.train()
+    assert trainer.iter_per_epoch == 20 and len(trainer.train_loss_list) == 20
+    acc = trainer.test_acc_list[0]
+    assert acc * 50 == pytest.approx(round(acc * 50))  # measured on 50 samples
+
+
+def test_verbose_prints_epoch_lines(backend, capsys):
+    make_trainer(verbose=True, epochs=2).train()
+    err = capsys.readouterr()
+    lines = [line for line in (err.out + err.err).splitlines() if line.startswith("epoch ")]
+    pattern = r"epoch \d/2  loss \d\.\d{4}  train acc \d\.\d{4}  test acc \d\.\d{4}  \(\d+\.\d s\)"
+    assert len(lines) == 2 and all(re.fullmatch(pattern, line) for line in lines), lines
+
+
+def test_same_seed_same_run(backend):
+    a, b = make_trainer(seed=3), make_trainer(seed=3)
+    a.train()
+    b.train()
+    assert a.train_loss_list == b.train_loss_list
+    for key in a.network.params:
+        np.testing.assert_array_equal(to_host(a.network.params[key]), to_host(b.network.params[key]))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_an_uninterrupted_run(backend, tmp_path):
+    path = str(tmp_path / "run.npz")
+    options = dict(epochs=4, seed=5)
+    full = make_trainer(optimizer=Momentum(lr=0.05), **options)
+    full.train()
+
+    def stop_after_two(trainer, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+    first = make_trainer(checkpoint=path, callbacks=[stop_after_two], optimizer=Momentum(lr=0.05),
+                         **options)
+    with pytest.raises(Interrupt):
+        first.train()
+
+    resumed = make_trainer(checkpoint=path, resume=True, net_seed=99, optimizer=Momentum(lr=0.05),
+                           **options)
+    assert resumed.iteration == 40 and resumed.current_epoch == 2
+    resumed.train()
+    assert resumed.history["epoch"] == [1, 2, 3, 4]
+    # bit for bit: same batches, same optimizer state, same arithmetic
+    assert resumed.train_loss_list == full.train_loss_list
+    assert resumed.test_acc_list == full.test_acc_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]))
+
+
+def test_resume_without_a_file_starts_fresh(backend, tmp_path):
+    trainer = make_trainer(checkpoint=str(tmp_path / "new.npz"), resume=True, epochs=1)
+    assert trainer.iteration == 0
+    trainer.train()
+    assert os.path.exists(tmp_path / "new.npz")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(backend, tmp_path):
+    path = tmp_path / "run.npz"
+    saved = {}
+
+    def blow_up_after_first_epoch(trainer, record):
+        saved["digest"] = hashlib.md5(path.read_bytes()).hexdigest()
+        trainer.optimizer.lr = 1e6
+    trainer = make_trainer(checkpoint=str(path), callbacks=[blow_up_after_first_epoch], epochs=3)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    msg = str(info.value)
+    step = int(re.search(r"at step (\d+) of 60 \(epoch 2\)", msg).group(1))
+    assert 21 <= step <= 40
+    assert "left as it was" in msg and "learning rate" in msg
+    assert hashlib.md5(path.read_bytes()).hexdigest() == saved["digest"]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
+    # verbose with refresh_seconds=0 catches it at the progress bar's read, mid-epoch
+    trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1, verbose=verbose,
+                           refresh_seconds=0)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at step \d+ of 20"):
+        trainer.train()
+    assert trainer.train_loss_list == []  # the bad epoch is not recorded
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="sampling='random'"):
+        make_trainer(sampling="random")
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        make_trainer(resume=True)
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_fashion_mnist_two_epochs_reach_080(backend):
+    (x, t), (xt, tt) = load_fashion_mnist(data_dir=DEBIAN_FASHION)
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    trainer = Trainer(net, x, t, xt, tt, epochs=2, mini_batch_size=100, optimizer="sgd",
+                      optimizer_param={"lr": 0.1}, verbose=False, seed=0)
+    trainer.train()
+    assert trainer.final_test_acc >= 0.80
