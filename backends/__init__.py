@@ -223,3 +223,39 @@ def backend_of(x):
     if _is_cupy_array(x):
         return Backend("cupy", sys.modules["cupy"], "where the array lives")
     return Backend("numpy", numpy, "where the array lives")
+
+
+_host_allocator_tuned = False
+
+
+def tune_host_allocator():
+    """Keep freed host memory for reuse instead of returning it to the OS (glibc only).
+
+    A NumPy training step allocates and frees temporaries of 100 KB to a few
+    MB (a gathered batch, a weight gradient). glibc serves blocks above its
+    mmap threshold (128 KB at first, then moving with what was freed last)
+    with fresh pages that fault on first touch, so depending on what ran
+    before, every step may pay hundreds of page faults: on the 2-core VM in
+    docs/performance.md that made the same loop up to 40% slower from one run
+    to the next. Fixing the threshold at 32 MB and trimming only above
+    256 MB makes those blocks come back from the heap, already mapped. The
+    cost is that up to 256 MB of freed memory stays with the process.
+
+    The Trainer calls this for NumPy networks; it is idempotent, process-wide,
+    and does nothing where glibc's ``mallopt`` is not available. Returns
+    whether the settings were applied.
+    """
+    global _host_allocator_tuned
+    if _host_allocator_tuned:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    ok = mallopt(M_MMAP_THRESHOLD, 32 * 2**20) == 1 and mallopt(M_TRIM_THRESHOLD, 256 * 2**20) == 1
+    _host_allocator_tuned = ok
+    return ok

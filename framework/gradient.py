@@ -30,6 +30,27 @@ def numerical_gradient(f, x, h=1e-4):
     return grad
 
 
+def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
+    """df/dx by central differences, many elements per evaluation.
+
+    ``f_stack(index, delta)`` must return, as a ``(K,)`` array, the function
+    at K copies of ``x``, copy k with flat element ``index[k]`` moved by
+    ``delta`` (see ``Affine.perturbed_outputs``). It is called with ``chunk``
+    elements at a time, so a network's full numerical gradient takes a few
+    dozen vectorised evaluations instead of two forward passes per element.
+    Equal to :func:`numerical_gradient` up to rounding (about 1e-12 in float64).
+    """
+    xp = get_array_module(x)
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"numerical_gradient_stacked: x must be a floating-point array, got "
+                        f"dtype {x.dtype}")
+    grad = xp.empty(x.size, dtype=x.dtype)
+    for start in range(0, x.size, chunk):
+        index = xp.arange(start, min(start + chunk, x.size))
+        grad[start:start + index.shape[0]] = (f_stack(index, h) - f_stack(index, -h)) / (2 * h)
+    return grad.reshape(x.shape)
+
+
 def gradient_check(model, x, t):
     """Compare ``model.numerical_gradient`` with ``model.gradient`` on one batch.
 

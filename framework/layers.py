@@ -48,19 +48,28 @@ class AddLayer:
 class Relu:
     """out = max(0, x);  dx = dout where x > 0, else 0.
 
-    Unlike the book, ``backward`` returns a new array and leaves the caller's
-    ``dout`` untouched (the book zeroes it in place).
+    ``mask`` is True where x <= 0, as in the book. Unlike the book,
+    ``backward`` returns a new array and leaves the caller's ``dout``
+    untouched (the book zeroes it in place).
     """
 
     def __init__(self):
-        self.mask = None
+        self.keep = None  # x > 0: multiplying by it is faster than where() in NumPy
+
+    @property
+    def mask(self):
+        return None if self.keep is None else ~self.keep
 
     def forward(self, x):
-        self.mask = x <= 0
-        return x * ~self.mask
+        self.keep = x > 0
+        return x * self.keep
 
     def backward(self, dout):
-        return dout * ~self.mask
+        return dout * self.keep
+
+    def forward_stack(self, x):
+        """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
+        return x * (x > 0)
 
 
 class Sigmoid:
@@ -78,6 +87,10 @@ class Sigmoid:
 
     def backward(self, dout):
         return dout * (1.0 - self.out) * self.out
+
+    def forward_stack(self, x):
+        """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
+        return sigmoid(x)
 
 
 class Affine:
@@ -125,6 +138,41 @@ class Affine:
         out += self.b  # in place: one temporary fewer per step
         return out
 
+    def forward_stack(self, x):
+        """out = x W + b over the last axis of a stack ``(K, N, in)``, without side effects.
+
+        Used to evaluate many perturbed copies of a network at once
+        (:meth:`models.TwoLayerNet.numerical_gradient`); the stack is folded
+        into one matrix product rather than K small ones.
+        """
+        out = x.reshape(-1, x.shape[-1]) @ self.W
+        out += self.b
+        return out.reshape(*x.shape[:-1], self.W.shape[1])
+
+    def perturbed_outputs(self, x, param, index, delta):
+        """Outputs ``(K, N, out)`` of K copies of this layer, copy k with element
+        ``index[k]`` (flat) of ``param`` (``"W"`` or ``"b"``) moved by ``delta``.
+
+        x (W + d e_ij) + b differs from x W + b only in column j, by d x[:, i];
+        moving b[j] adds d to column j. So each copy costs N additions, not
+        a matrix product, and the result equals the perturbed forward pass
+        up to rounding.
+        """
+        xp = get_array_module(x)
+        x = x.reshape(x.shape[0], -1)
+        base = x @ self.W
+        base += self.b
+        k = index.shape[0]
+        out = xp.broadcast_to(base, (k,) + base.shape).copy()
+        if param == "W":
+            rows, cols = xp.divmod(index, self.W.shape[1])
+            out[xp.arange(k), :, cols] += delta * x[:, rows].T
+        elif param == "b":
+            out[xp.arange(k), :, index] += delta
+        else:
+            raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
+        return out
+
     def backward(self, dout):
         self.dW = self.x.T @ dout
         self.db = dout.sum(axis=0)
@@ -164,10 +212,17 @@ class SoftmaxWithLoss:
         shifted = x - x.max(axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
-        self.y = e / s
+        e /= s
+        self.y = e
         log_s = xp.log(s)
         if t.ndim == 1:
-            self.loss = (log_s[:, 0] - shifted[xp.arange(n), t]).mean()
+            try:
+                picked = shifted[xp.arange(n), t]
+            except IndexError:
+                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
+                                 f"for {x.shape[1]} classes, got values {int(t.min())}.."
+                                 f"{int(t.max())}") from None
+            self.loss = (log_s[:, 0] - picked).sum() / n  # sum/n: a third of mean()'s cost
         else:
             self.loss = (t * (log_s - shifted)).sum() / n
         return self.loss
@@ -183,6 +238,16 @@ class SoftmaxWithLoss:
         dx *= dout / n
         return dx
 
+    def forward_stack(self, x, t):
+        """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels, without side effects."""
+        xp = get_array_module(x)
+        n = x.shape[-2]
+        shifted = x - x.max(axis=-1, keepdims=True)
+        log_s = xp.log(xp.exp(shifted).sum(axis=-1))
+        if t.ndim == 1:
+            return (log_s - shifted[..., xp.arange(n), t]).sum(axis=-1) / n
+        return (t * (log_s[..., None] - shifted)).sum(axis=(-2, -1)) / n
+
     @staticmethod
     def _check(x, t):
         if x.ndim != 2:
@@ -196,9 +261,11 @@ class SoftmaxWithLoss:
             if t.dtype.kind not in "iu":
                 raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
                                  f"indices, got dtype {t.dtype}")
-            # Reading device labels would make every GPU step wait; those are
-            # checked once where the data is sent (framework.data).
-            if not is_device_array(t) and n and (t.min() < 0 or t.max() >= c):
+            # Labels past the last class make the indexing in forward raise on
+            # NumPy; negative ones would silently wrap, so signed labels are
+            # checked here. Reading device labels would stall every GPU step:
+            # those are checked once where the data is sent (framework.data).
+            if t.dtype.kind == "i" and not is_device_array(t) and n and t.min() < 0:
                 raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
                                  f"{c} classes, got values {int(t.min())}..{int(t.max())}")
         elif t.shape != x.shape:

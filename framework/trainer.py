@@ -50,6 +50,8 @@ class Trainer:
             raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
         self.network = network
         self.backend = backends.backend_of(next(iter(network.params.values())))
+        if self.backend.name == "numpy":
+            backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
         self.verbose = verbose
         num_classes = network.config().get("output_size") if hasattr(network, "config") else None
@@ -86,10 +88,17 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------
 
-    def train(self):
-        """Run the remaining steps; returns :attr:`history` (per-epoch lists of floats)."""
+    def train(self, epochs=None):
+        """Run the remaining steps; returns :attr:`history` (per-epoch lists of floats).
+
+        ``epochs=n`` trains n epochs more than done so far instead, extending
+        the planned length (a notebook's "a few more", or a benchmark's window).
+        """
         from tqdm.auto import tqdm
 
+        if epochs is not None:
+            self.max_iter = self.iteration + int(epochs) * self.iter_per_epoch
+            self.epochs = self.current_epoch + int(epochs)
         xp = self.backend.xp
         network, optimizer = self.network, self.optimizer
         losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)

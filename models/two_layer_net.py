@@ -51,6 +51,9 @@ class TwoLayerNet(Network):
         # The first layer's input is data: its gradient is never used.
         self.layers["Affine1"].input_grad = False
         self.last_layer = SoftmaxWithLoss()
+        # which layer holds each parameter, as the layer names it
+        self.param_layout = {"W1": ("Affine1", "W"), "b1": ("Affine1", "b"),
+                             "W2": ("Affine2", "W"), "b2": ("Affine2", "b")}
 
     def config(self):
         """The architecture, as checkpoints record it."""
@@ -92,12 +95,44 @@ class TwoLayerNet(Network):
             correct = correct + xp.count_nonzero(y == tb)
         return float(correct) / n
 
-    def numerical_gradient(self, x, t):
-        """Gradients of the loss by central differences (slow; for checking ``gradient``)."""
+    def numerical_gradient(self, x, t, h=1e-4):
+        """Gradients of the loss by central differences, for checking ``gradient``.
+
+        The book perturbs one weight at a time and runs the whole network
+        twice per weight (79,520 forward passes for 784-50-10). Here each
+        Affine layer computes its output for thousands of single-weight
+        perturbations at once (``Affine.perturbed_outputs``) and the layers
+        after it run on that stack, so the whole check takes a few dozen
+        vectorised passes. The values equal the element-by-element
+        definition (:func:`framework.gradient.numerical_gradient` on
+        ``loss``) to about 1e-12 in float64.
+        """
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        names = list(self.layers)
+        inputs = {}
+        for name in names:  # the unperturbed pass: each layer's input
+            inputs[name] = x
+            x = self.layers[name].forward(x)
+        grads = {}
+        for key, (name, param) in self.param_layout.items():
+            layer, after = self.layers[name], [self.layers[n] for n in names[names.index(name) + 1:]]
+
+            def losses(index, delta, layer=layer, after=after, name=name, param=param):
+                s = layer.perturbed_outputs(inputs[name], param, index, delta)
+                for later in after:
+                    s = later.forward_stack(s)
+                return self.last_layer.forward_stack(s, t)
+
+            grads[key] = _gradient.numerical_gradient_stacked(losses, self.params[key], h)
+        return grads
+
+    def numerical_gradient_elementwise(self, x, t, h=1e-4):
+        """The book's definition: two full forward passes per weight (slow; the reference)."""
         def loss_w(_):
             return self.loss(x, t)
-        return {key: _gradient.numerical_gradient(loss_w, self.params[key])
-                for key in ("W1", "b1", "W2", "b2")}
+        return {key: _gradient.numerical_gradient(loss_w, self.params[key], h)
+                for key in self.params}
 
     def gradient(self, x, t):
         """Gradients of the loss by backpropagation: forward, then each layer's backward in reverse."""

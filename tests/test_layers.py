@@ -212,3 +212,41 @@ def test_softmax_with_loss_labels_out_of_range_on_host():
     layer = SoftmaxWithLoss()
     with pytest.raises(ValueError, match=r"labels must lie in 0..9 for 10 classes, got values 0..10"):
         layer.forward(np.zeros((2, 10)), np.array([0, 10]))
+
+
+# --- the stack forms used by the vectorised numerical gradient ----------------
+
+def test_affine_perturbed_outputs_equal_perturbed_forward_passes(xp):
+    W = xp.asarray(RNG.standard_normal((6, 4)))
+    b = xp.asarray(RNG.standard_normal(4))
+    x = xp.asarray(RNG.standard_normal((3, 6)))
+    layer = Affine(W, b)
+    for param, index in (("W", [0, 5, 23, 11]), ("b", [3, 0])):
+        index = xp.asarray(index)
+        got = layer.perturbed_outputs(x, param, index, 0.25)
+        assert got.shape == (index.shape[0], 3, 4)
+        for k, flat in enumerate(to_host(index).tolist()):
+            W2, b2 = W.copy(), b.copy()
+            target = W2 if param == "W" else b2
+            target.reshape(-1)[flat] += 0.25
+            np.testing.assert_allclose(to_host(got[k]), to_host(Affine(W2, b2).forward(x)),
+                                       rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="no parameter 'V'"):
+        layer.perturbed_outputs(x, "V", xp.asarray([0]), 0.1)
+
+
+def test_forward_stack_matches_forward_per_slice(xp):
+    s = xp.asarray(RNG.standard_normal((4, 3, 6)))
+    t = xp.asarray([1, 0, 5])
+    affine = Affine(xp.asarray(RNG.standard_normal((6, 5))), xp.asarray(RNG.standard_normal(5)))
+    for k in range(4):
+        np.testing.assert_allclose(to_host(affine.forward_stack(s)[k]), to_host(affine.forward(s[k])),
+                                   rtol=1e-13)
+        np.testing.assert_array_equal(to_host(Relu().forward_stack(s)[k]), to_host(Relu().forward(s[k])))
+        np.testing.assert_allclose(to_host(Sigmoid().forward_stack(s)[k]),
+                                   to_host(Sigmoid().forward(s[k])), rtol=1e-15)
+        loss = SoftmaxWithLoss()
+        stacked = to_host(loss.forward_stack(s, t))
+        assert stacked[k] == pytest.approx(float(loss.forward(s[k], t)), rel=1e-13)
+        onehot = to_host(loss.forward_stack(s, xp.eye(6)[t]))
+        assert onehot[k] == pytest.approx(stacked[k], rel=1e-13)

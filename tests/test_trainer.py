@@ -164,3 +164,11 @@ def test_fashion_mnist_two_epochs_reach_080(backend):
                       optimizer_param={"lr": 0.1}, verbose=False, seed=0)
     trainer.train()
     assert trainer.final_test_acc >= 0.80
+
+
+def test_train_more_epochs(backend):
+    trainer = make_trainer(epochs=1)
+    trainer.train()
+    trainer.train(epochs=2)
+    assert trainer.history["epoch"] == [1, 2, 3] and trainer.iteration == 60
+    assert trainer.epochs == 3 and len(trainer.train_loss_list) == 60

@@ -104,3 +104,48 @@ def test_cpu_gpu_parity(dtype, rtol):
             np.testing.assert_allclose(results["cupy"][1][key], g, rtol=rtol, atol=rtol * scale)
     finally:
         backends._default = previous
+
+
+@pytest.mark.parametrize("labels", ["int", "one_hot"])
+def test_vectorised_numerical_gradient_equals_the_elementwise_definition(xp, labels):
+    net = TwoLayerNet(30, 7, 5, dtype="float64", seed=4, weight_init_std=0.3)
+    rng = np.random.default_rng(6)
+    x, t = xp.asarray(rng.random((3, 30))), xp.asarray([4, 0, 2])
+    if labels == "one_hot":
+        t = xp.eye(5)[t]
+    fast = net.numerical_gradient(x, t)
+    slow = net.numerical_gradient_elementwise(x, t)
+    assert list(fast) == ["W1", "b1", "W2", "b2"]
+    for key in slow:
+        np.testing.assert_allclose(to_host(fast[key]), to_host(slow[key]), rtol=0, atol=1e-9)
+
+
+def test_numerical_gradient_takes_image_shaped_input(xp):
+    net = TwoLayerNet(2 * 3 * 3, 4, 3, dtype="float64", seed=2, weight_init_std=0.5)
+    rng = np.random.default_rng(1)
+    x, t = xp.asarray(rng.random((2, 2, 3, 3))), xp.asarray([0, 2])
+    fast, slow = net.numerical_gradient(x, t), net.numerical_gradient_elementwise(x, t)
+    for key in slow:
+        np.testing.assert_allclose(to_host(fast[key]), to_host(slow[key]), rtol=0, atol=1e-9)
+    grads = net.gradient(x, t)
+    np.testing.assert_allclose(to_host(grads["W1"]), to_host(fast["W1"]), rtol=1e-6, atol=1e-9)
+
+
+def test_fast_step_computes_what_the_books_layers_compute(backend):
+    """Integer labels, fused softmax-cross-entropy and the skipped input gradient change
+    the cost of a step, not its result: compare with the book's code, float32."""
+    from scripts import book_reference as book
+    net = TwoLayerNet(784, 50, 10, seed=9, weight_init_std=0.1)
+    ref = book.TwoLayerNet(784, 50, 10, weight_init_std=0.1, dtype=np.float32, seed=9)
+    for key, value in ref.params.items():
+        np.testing.assert_array_equal(to_host(net.params[key]), value)  # same draw
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 784), dtype=np.float32)
+    t = rng.integers(0, 10, 100)
+    grads = net.gradient(backend.asarray(x), backend.asarray(t))
+    expected = ref.gradient(x, np.eye(10, dtype=np.float32)[t])
+    # the book's log(y + 1e-7) moves the loss by at most 1e-7 per sample
+    assert float(net.last_layer.loss) == pytest.approx(float(ref.lastLayer.loss), abs=2e-6)
+    for key in expected:
+        np.testing.assert_allclose(to_host(grads[key]), expected[key], rtol=1e-4,
+                                   atol=1e-5 * np.abs(expected[key]).max())

@@ -1,0 +1,497 @@
+"""Benchmark: xpnet's training step against the book's loop and PyTorch, side by side.
+
+Times the training step of TwoLayerNet(784, 50, 10) on synthetic MNIST-shaped
+data (seeded; no download), float32, at batch 100 (the book's) and 1000:
+
+  xpnet-trainer  the Trainer, progress bar on, on every available backend
+  xpnet-loop     the same layers in a bare loop (what the Trainer adds is the difference)
+  book-loop      the book's train_neuralnet.py loop in NumPy (scripts/book_reference.py):
+                 one-hot labels, np.random.choice batches, loss recomputed after the update
+  torch-eager    PyTorch eager on the same device, when torch imports
+
+Each row is timed in repeated windows of one epoch (N / batch steps),
+interleaved across rows in a rotating order after a warm-up window, with a
+pause between windows so one row's spinning thread pools do not tax the next, and the median is reported;
+on a GPU the clock is read after synchronising. Peak memory is measured in a
+separate process per row (host RSS, including the dataset; GPU: CuPy pool or
+PyTorch allocator bytes). Ratios are against the book loop and against
+PyTorch on the same device, measured in the same run. The arithmetic floor is
+the time of the step's five matrix products alone, measured here too.
+
+Also times the full numerical gradient of TwoLayerNet (batch 3, float64),
+vectorised, against the book's element-by-element loop, and the host memory
+of evaluating accuracy on the training set.
+
+The Markdown tables come last on stdout; --out also writes them to a file.
+--smoke runs a few steps of every row (CI: it checks that every row is
+produced, never a time).
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import backends  # noqa: E402
+from framework.data import DeviceBatches  # noqa: E402
+from framework.optimizers import SGD  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+from models import TwoLayerNet  # noqa: E402
+from scripts import book_reference as book  # noqa: E402
+
+SIZES = (784, 50, 10)
+LR = 0.1
+
+
+def synthetic(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, SIZES[0]), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# --- the rows -------------------------------------------------------------------------
+
+class Row:
+    """One variant at one batch size: ``setup()`` once, then ``window()`` -> seconds for ``steps``."""
+
+    kind = ""
+
+    def __init__(self, device, batch, data):
+        self.device, self.batch, self.data = device, batch, data
+        self.steps = max(data[0].shape[0] // batch, 1)
+        self.times = []
+
+    @property
+    def key(self):
+        return f"{self.kind}:{self.device}:{self.batch}"
+
+    def sync(self):
+        pass
+
+    def timed(self):
+        self.sync()
+        start = time.perf_counter()
+        self.window()
+        self.sync()
+        return time.perf_counter() - start
+
+    def gpu_bytes(self):
+        return None
+
+
+class XpnetRow(Row):
+    def setup(self):
+        self.backend = backends.use(self.device)
+        self.network = TwoLayerNet(*SIZES, seed=0)
+
+    def sync(self):
+        self.backend.synchronize()
+
+    def gpu_bytes(self):
+        if self.backend.name == "cupy":
+            return self.backend.xp.get_default_memory_pool().total_bytes()
+        return None
+
+
+class XpnetTrainer(XpnetRow):
+    kind = "xpnet-trainer"
+
+    def setup(self):
+        super().setup()
+        x, t = self.data
+        # A 100-sample test set and evaluation subset: the epoch-end report
+        # stays in the window without its cost standing in for the step's.
+        self.trainer = Trainer(self.network, x, t, x[:100], t[:100], epochs=1,
+                               mini_batch_size=self.batch, optimizer="SGD",
+                               optimizer_param={"lr": LR}, evaluate_sample_num_per_epoch=100,
+                               verbose=True, seed=0)
+        self.steps = self.trainer.iter_per_epoch
+
+    def window(self):
+        # the bar and epoch lines are drawn in full, just not onto the table
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull), \
+                contextlib.redirect_stdout(devnull):
+            self.trainer.train(epochs=1)
+
+
+class XpnetLoop(XpnetRow):
+    kind = "xpnet-loop"
+
+    def setup(self):
+        super().setup()
+        self.batches = DeviceBatches(*self.data, self.batch, seed=0, backend=self.backend)
+        self.optimizer = SGD(lr=LR)
+        self.steps = len(self.batches)
+
+    def window(self):
+        network, optimizer = self.network, self.optimizer
+        for x, t in self.batches:
+            optimizer.update(network.params, network.gradient(x, t))
+
+
+class BookLoop(Row):
+    kind = "book-loop"
+
+    def setup(self):
+        x, t = self.data
+        self.x, self.t = x, np.eye(10, dtype=np.float32)[t]  # one-hot, as the book loads it
+        self.network = book.TwoLayerNet(*SIZES, seed=0)
+        np.random.seed(0)
+
+    def window(self):
+        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, LR)
+
+
+class TorchEager(Row):
+    kind = "torch-eager"
+
+    def setup(self):
+        import torch
+        self.torch = torch
+        self.dev = torch.device("cpu" if self.device == "numpy" else "cuda")
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Linear(SIZES[0], SIZES[1]), torch.nn.ReLU(),
+                                         torch.nn.Linear(SIZES[1], SIZES[2])).to(self.dev)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
+        x, t = self.data
+        self.x = torch.from_numpy(x).to(self.dev)
+        self.t = torch.from_numpy(t.astype(np.int64)).to(self.dev)
+        self.generator = torch.Generator(device=self.dev).manual_seed(0)
+
+    def sync(self):
+        if self.dev.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def gpu_bytes(self):
+        if self.dev.type == "cuda":
+            return self.torch.cuda.max_memory_allocated()
+        return None
+
+    def window(self):
+        torch, model, optimizer, b = self.torch, self.model, self.optimizer, self.batch
+        perm = torch.randperm(self.x.shape[0], device=self.dev, generator=self.generator)
+        for i in range(self.steps):
+            idx = perm[i * b:(i + 1) * b]
+            loss = torch.nn.functional.cross_entropy(model(self.x[idx]), self.t[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+ROW_TYPES = {cls.kind: cls for cls in (XpnetTrainer, XpnetLoop, BookLoop, TorchEager)}
+
+
+def torch_devices():
+    """Backends PyTorch can run here, named as ours ('numpy' meaning the CPU)."""
+    try:
+        import torch
+    except Exception:
+        return []
+    return ["numpy"] + (["cupy"] if torch.cuda.is_available() else [])
+
+
+def make_rows(batches, data, torch_ok):
+    rows = []
+    for batch in batches:
+        for device in backends.available():
+            rows.append(XpnetTrainer(device, batch, data))
+            rows.append(XpnetLoop(device, batch, data))
+        rows.append(BookLoop("numpy", batch, data))
+        for device in torch_ok:
+            rows.append(TorchEager(device, batch, data))
+    return rows
+
+
+# --- measurements ---------------------------------------------------------------------
+
+def time_rows(rows, repeats, pause):
+    for row in rows:
+        log(f"  setting up {row.key}")
+        row.setup()
+        row.timed()  # warm-up: first-call costs, allocator, BLAS threads
+    for r in range(repeats):
+        # Interleaved, so drift hits every row alike, and rotated, so no row always
+        # follows the same one. Worker threads of OpenBLAS and PyTorch's OpenMP
+        # busy-wait for a while after their work, taking a core from whatever
+        # runs next: the pause lets them go to sleep first.
+        for row in rows[r % len(rows):] + rows[:r % len(rows)]:
+            time.sleep(pause)  # let the last row's BLAS/OpenMP threads stop spinning
+            row.times.append(row.timed() / row.steps)
+        log(f"  round {r + 1}/{repeats} done")
+    for row in rows:
+        row.ms = 1e3 * statistics.median(row.times)
+
+
+def probe_memory(row_key, n, windows=2):
+    """Run one row in this process and report its peak memory as JSON (for --probe)."""
+    kind, device, batch = row_key.split(":")
+    backends.tune_host_allocator()
+    row = ROW_TYPES[kind](device, int(batch), synthetic(n))
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark: measure the row, not the data generation
+    row.setup()
+    for _ in range(windows):
+        row.timed()
+    with open("/proc/self/status") as f:
+        rss_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    gpu = row.gpu_bytes()
+    print(json.dumps({"rss_mb": rss_mb, "gpu_mb": None if gpu is None else gpu / 2**20}))
+
+
+def memory_of(row, n):
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe", row.key,
+                        "--n", str(n)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, XPNET_BACKEND=row.device if row.kind.startswith("xpnet")
+                                else os.environ.get("XPNET_BACKEND", "auto")))
+    if r.returncode != 0:
+        raise RuntimeError(f"memory probe of {row.key} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def gemm_floor(device, batch, repeats):
+    """Median time of the step's five matrix products (forward 2, backward 3), float32."""
+    backend = backends.use(device)
+    xp, rng = backend.xp, np.random.default_rng(1)
+    d_in, d_h, d_out = SIZES
+
+    def arr(*shape):
+        return backend.asarray(rng.standard_normal(shape), "float32")
+    x, w1, w2 = arr(batch, d_in), arr(d_in, d_h), arr(d_h, d_out)
+    h, d1, d2 = arr(batch, d_h), arr(batch, d_h), arr(batch, d_out)
+    products = [lambda: x @ w1, lambda: h @ w2, lambda: x.T @ d1, lambda: h.T @ d2,
+                lambda: d2 @ w2.T]
+    reps = 200
+    times = []
+    for _ in range(repeats + 1):
+        backend.synchronize()
+        start = time.perf_counter()
+        for _ in range(reps):
+            for product in products:
+                product()
+        backend.synchronize()
+        times.append((time.perf_counter() - start) / reps)
+    flops = 2 * batch * (d_in * d_h + d_h * d_out) + 2 * batch * (d_in * d_h + d_h * d_out
+                                                                  + d_out * d_h)
+    del xp
+    seconds = statistics.median(times[1:])
+    return 1e3 * seconds, flops / seconds / 1e9, flops
+
+
+def numerical_gradient_rows(hidden, repeats):
+    """The full numerical gradient: the book's np.nditer loop against ours, on the same loss.
+
+    Both differentiate xpnet's TwoLayerNet loss (the book's own loss adds
+    1e-7 inside its log, a slightly different function), so the maximum
+    difference checks our vectorised gradient against the element-by-element
+    definition.
+    """
+    rng = np.random.default_rng(2)
+    x, t = rng.random((3, SIZES[0])), rng.integers(0, 10, 3)
+    rows = []
+    backends.use("numpy")
+    ref = TwoLayerNet(SIZES[0], hidden, SIZES[2], dtype="float64", seed=3)
+    n_params = sum(p.size for p in ref.params.values())
+    log(f"  book's element-by-element loop, {n_params} parameters")
+    start = time.perf_counter()
+    expected = {key: book.numerical_gradient(lambda _: ref.loss(x, t), ref.params[key])
+                for key in ref.params}
+    book_s = time.perf_counter() - start
+    rows.append({"method": "book's loop (np.nditer), element by element", "device": "numpy",
+                 "seconds": book_s, "speedup": 1.0, "diff": 0.0})
+    for device in backends.available():
+        backend = backends.use(device)
+        net = TwoLayerNet(SIZES[0], hidden, SIZES[2], dtype="float64", seed=3)
+        xd, td = backend.asarray(x), backend.asarray(t)
+        times = []
+        for _ in range(repeats):
+            backend.synchronize()
+            start = time.perf_counter()
+            got = net.numerical_gradient(xd, td)
+            backend.synchronize()
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        diff = max(float(np.abs(backends.to_numpy(got[k]) - expected[k]).max()) for k in expected)
+        rows.append({"method": "xpnet numerical_gradient, vectorised", "device": device,
+                     "seconds": seconds, "speedup": book_s / seconds, "diff": diff})
+    return rows, n_params
+
+
+def evaluation_memory(data):
+    """Peak traced host memory of accuracy over the whole training set: the book's vs ours."""
+    x, t = data
+    backends.use("numpy")
+    ref = book.TwoLayerNet(*SIZES, dtype=np.float64)  # the book's float64 weights
+    ours = TwoLayerNet(*SIZES, seed=0)
+    out = []
+    for name, fn in (("book: network.accuracy(x_train, t_train), float64 weights",
+                      lambda: ref.accuracy(x, t)),
+                     ("xpnet: network.accuracy(x_train, t_train), batches of 10000",
+                      lambda: ours.accuracy(x, t))):
+        tracemalloc.start()
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out.append((name, peak / 2**20))
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def machine_lines():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"- CPU: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+             f"NumPy {np.__version__}"]
+    try:
+        import torch
+        lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+    except Exception:
+        lines.append("- PyTorch: not installed (its rows are skipped)")
+    if "cupy" in backends.available():
+        b = backends.use("cupy")
+        lines.append(f"- GPU: {b.device}; CuPy {b.xp.__version__}")
+    else:
+        lines.append("- GPU: none usable here (CuPy rows are skipped)")
+    return lines
+
+
+def paired_ratio(numerator, denominator):
+    """Median over rounds of numerator's time / denominator's, both from the same round.
+
+    Rows of one round ran seconds apart, so a slow patch of the machine
+    (shared cores, a noisy neighbour) moves both; the per-round ratio is
+    steadier than a ratio of medians.
+    """
+    return statistics.median(a / b for a, b in zip(numerator.times, denominator.times))
+
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
+    out = ["# xpnet benchmark", "",
+           f"{time.strftime('%Y-%m-%d')}, `python scripts/benchmark.py"
+           f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
+           f"{args.repeats} timed windows per row, median)", ""]
+    out += machine_lines() + [""]
+    out += ["## Training step, TwoLayerNet(784, 50, 10), float32", "",
+            "Speed-ups are the other row's time over this row's (higher is faster), the "
+            "median of per-round ratios; `x floor` is this row's time over the five matrix "
+            "products alone.", "",
+            "| variant | backend | batch | ms/step | steps/s | s per 600 steps | peak memory MB "
+            "| vs book loop | vs PyTorch, same device | x floor |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        book_row = next(r for r in rows if r.kind == "book-loop" and r.batch == row.batch)
+        torch_row = next((r for r in rows if r.kind == "torch-eager" and r.batch == row.batch
+                          and r.device == row.device), None)
+        mem = f"{row.mem['rss_mb']:.0f}"
+        if row.mem.get("gpu_mb") is not None:
+            mem += f" (GPU {row.mem['gpu_mb']:.1f})"
+        floor = floors[(row.device, row.batch)][0]
+        out.append(f"| {row.kind} | {row.device} | {row.batch} | {row.ms:.3f} | {1e3 / row.ms:.0f} "
+                   f"| {0.6 * row.ms:.3f} | {mem} | {fmt_ratio(paired_ratio(book_row, row))} "
+                   f"| {fmt_ratio(paired_ratio(torch_row, row) if torch_row else None)} "
+                   f"| {row.ms / floor:.2f} |")
+    out += ["", "Arithmetic floor (the step's matrix products, timed here):", ""]
+    for (device, batch), (ms, gflops, flops) in floors.items():
+        out.append(f"- {device}, batch {batch}: {flops / 1e6:.1f} MFLOP of GEMM per step, "
+                   f"{ms:.3f} ms ({gflops:.0f} GFLOP/s)")
+    out += ["", "The Trainer's own cost (progress bar, loss buffer, epoch-end report), "
+            "trainer over bare loop:", ""]
+    for (device, batch), cost in trainer_cost.items():
+        out.append(f"- {device}, batch {batch}: {100 * cost:+.1f}%")
+    out += ["", f"## Numerical gradient, TwoLayerNet(784, {args.grad_hidden}, 10), batch 3, "
+            f"float64, {grad_params} parameters", "",
+            "| method | backend | seconds | vs book loop | max abs diff vs book |",
+            "|---|---|---:|---:|---:|"]
+    for g in grad_rows:
+        out.append(f"| {g['method']} | {g['device']} | {g['seconds']:.3f} | "
+                   f"{fmt_ratio(g['speedup'])} | {g['diff']:.1e} |")
+    out += ["", f"## Accuracy over the training set ({args.n} samples), peak traced host memory",
+            "", "| evaluation | MB |", "|---|---:|"]
+    for name, mb in eval_rows:
+        out.append(f"| {name} | {mb:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="a few steps of every row, for CI")
+    p.add_argument("--out", metavar="FILE", help="also write the Markdown tables here")
+    p.add_argument("--n", type=int, help="synthetic training samples (default: 60000; smoke 2000)")
+    p.add_argument("--repeats", type=int, help="timed windows per row (default: 11; smoke 1)")
+    p.add_argument("--batches", default="100,1000", help="batch sizes (default: %(default)s)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
+    p.add_argument("--probe", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.n = args.n or (2000 if args.smoke else 60000)
+    args.repeats = args.repeats or (1 if args.smoke else 11)
+    args.grad_hidden = 5 if args.smoke else SIZES[1]
+    args.pause = args.pause if args.pause is not None else (0.0 if args.smoke else 0.3)
+    if args.probe:
+        probe_memory(args.probe, args.n)
+        return
+
+    # Every row shares the allocator settings the Trainer makes (one process):
+    # the book loop and PyTorch get the same steady heap as xpnet.
+    backends.tune_host_allocator()
+    batches = [int(b) for b in args.batches.split(",")]
+    data = synthetic(args.n)
+    torch_ok = [] if args.no_torch else torch_devices()
+    if not torch_ok and not args.no_torch:
+        log("note: torch is not importable here; the PyTorch rows are skipped")
+    rows = make_rows(batches, data, torch_ok)
+
+    log(f"timing {len(rows)} rows")
+    time_rows(rows, args.repeats, args.pause)
+    floors = {(d, b): gemm_floor(d, b, args.repeats)
+              for b in batches for d in backends.available()}
+    trainer_cost = {}
+    for row in rows:
+        if row.kind == "xpnet-trainer":
+            loop = next(r for r in rows if r.kind == "xpnet-loop" and r.device == row.device
+                        and r.batch == row.batch)
+            trainer_cost[(row.device, row.batch)] = paired_ratio(row, loop) - 1
+    log("measuring peak memory, one process per row")
+    for row in rows:
+        row.mem = memory_of(row, args.n)
+    log("numerical gradient")
+    grad_rows, grad_params = numerical_gradient_rows(args.grad_hidden, 3 if not args.smoke else 1)
+    log("evaluation memory")
+    eval_rows = evaluation_memory(data)
+
+    text = report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args)
+    print(text)
+    if args.out:
+        directory = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(directory, exist_ok=True)
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
