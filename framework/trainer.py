@@ -100,7 +100,7 @@ class Trainer:
             self.max_iter = self.iteration + int(epochs) * self.iter_per_epoch
             self.epochs = self.current_epoch + int(epochs)
         xp = self.backend.xp
-        network, optimizer = self.network, self.optimizer
+        network = self.network
         losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
         bar = tqdm(total=self.max_iter, initial=self.iteration, disable=not self.verbose,
                    unit="it", desc="train", dynamic_ncols=True, leave=True)
@@ -113,9 +113,7 @@ class Trainer:
                 bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
                 for i in range(steps):
                     x_batch, t_batch = next(batches)
-                    grads = network.gradient(x_batch, t_batch)
-                    optimizer.update(network.params, grads)
-                    losses[i] = network.last_layer.loss
+                    losses[i] = self.train_step(x_batch, t_batch)
                     # look at the clock every 16 steps, read the device only when showing
                     if self.verbose and i % 16 == 15 and \
                             time.perf_counter() - shown_at >= self.refresh_seconds:
@@ -132,6 +130,16 @@ class Trainer:
         finally:
             bar.close()
         return self.history
+
+    def train_step(self, x_batch, t_batch):
+        """One step on a batch already on the device: gradient, update, and the loss.
+
+        The loss is the one ``gradient``'s forward pass computed, returned as
+        an array scalar on the device: nothing here waits for the GPU.
+        """
+        grads = self.network.gradient(x_batch, t_batch)
+        self.optimizer.update(self.network.params, grads)
+        return self.network.last_layer.loss
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])

@@ -1,7 +1,8 @@
 """Benchmark: xpnet's training step against the book's loop and PyTorch, side by side.
 
 Times the training step of TwoLayerNet(784, 50, 10) on synthetic MNIST-shaped
-data (seeded; no download), float32, at batch 100 (the book's) and 1000:
+data (seeded; no download), float32, at batch 100 (the book's) and 1000, and the wider 784-1000-10 net of
+DeZero's GPU example at batch 100:
 
   xpnet-trainer  the Trainer, progress bar on, on every available backend
   xpnet-loop     the same layers in a bare loop (what the Trainer adds is the difference)
@@ -70,14 +71,18 @@ class Row:
 
     kind = ""
 
-    def __init__(self, device, batch, data):
-        self.device, self.batch, self.data = device, batch, data
+    def __init__(self, device, batch, hidden, data):
+        self.device, self.batch, self.hidden, self.data = device, batch, hidden, data
         self.steps = max(data[0].shape[0] // batch, 1)
         self.times = []
 
     @property
     def key(self):
-        return f"{self.kind}:{self.device}:{self.batch}"
+        return f"{self.kind}:{self.device}:{self.batch}:{self.hidden}"
+
+    @property
+    def config(self):
+        return (self.hidden, self.batch)
 
     def sync(self):
         pass
@@ -96,7 +101,7 @@ class Row:
 class XpnetRow(Row):
     def setup(self):
         self.backend = backends.use(self.device)
-        self.network = TwoLayerNet(*SIZES, seed=0)
+        self.network = TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
 
     def sync(self):
         self.backend.synchronize()
@@ -149,7 +154,7 @@ class BookLoop(Row):
     def setup(self):
         x, t = self.data
         self.x, self.t = x, np.eye(10, dtype=np.float32)[t]  # one-hot, as the book loads it
-        self.network = book.TwoLayerNet(*SIZES, seed=0)
+        self.network = book.TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
         np.random.seed(0)
 
     def window(self):
@@ -164,8 +169,8 @@ class TorchEager(Row):
         self.torch = torch
         self.dev = torch.device("cpu" if self.device == "numpy" else "cuda")
         torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(SIZES[0], SIZES[1]), torch.nn.ReLU(),
-                                         torch.nn.Linear(SIZES[1], SIZES[2])).to(self.dev)
+        self.model = torch.nn.Sequential(torch.nn.Linear(SIZES[0], self.hidden), torch.nn.ReLU(),
+                                         torch.nn.Linear(self.hidden, SIZES[2])).to(self.dev)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
         x, t = self.data
         self.x = torch.from_numpy(x).to(self.dev)
@@ -204,15 +209,15 @@ def torch_devices():
     return ["numpy"] + (["cupy"] if torch.cuda.is_available() else [])
 
 
-def make_rows(batches, data, torch_ok):
+def make_rows(configs, data, torch_ok):
     rows = []
-    for batch in batches:
+    for hidden, batch in configs:
         for device in backends.available():
-            rows.append(XpnetTrainer(device, batch, data))
-            rows.append(XpnetLoop(device, batch, data))
-        rows.append(BookLoop("numpy", batch, data))
+            rows.append(XpnetTrainer(device, batch, hidden, data))
+            rows.append(XpnetLoop(device, batch, hidden, data))
+        rows.append(BookLoop("numpy", batch, hidden, data))
         for device in torch_ok:
-            rows.append(TorchEager(device, batch, data))
+            rows.append(TorchEager(device, batch, hidden, data))
     return rows
 
 
@@ -238,9 +243,9 @@ def time_rows(rows, repeats, pause):
 
 def probe_memory(row_key, n, windows=2):
     """Run one row in this process and report its peak memory as JSON (for --probe)."""
-    kind, device, batch = row_key.split(":")
+    kind, device, batch, hidden = row_key.split(":")
     backends.tune_host_allocator()
-    row = ROW_TYPES[kind](device, int(batch), synthetic(n))
+    row = ROW_TYPES[kind](device, int(batch), int(hidden), synthetic(n))
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak-RSS mark: measure the row, not the data generation
     row.setup()
@@ -262,11 +267,11 @@ def memory_of(row, n):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def gemm_floor(device, batch, repeats):
+def gemm_floor(device, hidden, batch, repeats):
     """Median time of the step's five matrix products (forward 2, backward 3), float32."""
     backend = backends.use(device)
     xp, rng = backend.xp, np.random.default_rng(1)
-    d_in, d_h, d_out = SIZES
+    d_in, d_h, d_out = SIZES[0], hidden, SIZES[2]
 
     def arr(*shape):
         return backend.asarray(rng.standard_normal(shape), "float32")
@@ -393,33 +398,34 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
            f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
            f"{args.repeats} timed windows per row, median)", ""]
     out += machine_lines() + [""]
-    out += ["## Training step, TwoLayerNet(784, 50, 10), float32", "",
+    out += ["## Training step, TwoLayerNet(784, hidden, 10), float32", "",
             "Speed-ups are the other row's time over this row's (higher is faster), the "
             "median of per-round ratios; `x floor` is this row's time over the five matrix "
             "products alone.", "",
-            "| variant | backend | batch | ms/step | steps/s | s per 600 steps | peak memory MB "
-            "| vs book loop | vs PyTorch, same device | x floor |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| variant | backend | hidden | batch | ms/step | steps/s | s per 600 steps "
+            "| peak memory MB | vs book loop | vs PyTorch, same device | x floor |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        book_row = next(r for r in rows if r.kind == "book-loop" and r.batch == row.batch)
-        torch_row = next((r for r in rows if r.kind == "torch-eager" and r.batch == row.batch
+        book_row = next(r for r in rows if r.kind == "book-loop" and r.config == row.config)
+        torch_row = next((r for r in rows if r.kind == "torch-eager" and r.config == row.config
                           and r.device == row.device), None)
         mem = f"{row.mem['rss_mb']:.0f}"
         if row.mem.get("gpu_mb") is not None:
             mem += f" (GPU {row.mem['gpu_mb']:.1f})"
-        floor = floors[(row.device, row.batch)][0]
-        out.append(f"| {row.kind} | {row.device} | {row.batch} | {row.ms:.3f} | {1e3 / row.ms:.0f} "
+        floor = floors[(row.device,) + row.config][0]
+        out.append(f"| {row.kind} | {row.device} | {row.hidden} | {row.batch} | {row.ms:.3f} "
+                   f"| {1e3 / row.ms:.0f} "
                    f"| {0.6 * row.ms:.3f} | {mem} | {fmt_ratio(paired_ratio(book_row, row))} "
                    f"| {fmt_ratio(paired_ratio(torch_row, row) if torch_row else None)} "
                    f"| {row.ms / floor:.2f} |")
     out += ["", "Arithmetic floor (the step's matrix products, timed here):", ""]
-    for (device, batch), (ms, gflops, flops) in floors.items():
-        out.append(f"- {device}, batch {batch}: {flops / 1e6:.1f} MFLOP of GEMM per step, "
+    for (device, hidden, batch), (ms, gflops, flops) in floors.items():
+        out.append(f"- {device}, hidden {hidden}, batch {batch}: {flops / 1e6:.1f} MFLOP of GEMM per step, "
                    f"{ms:.3f} ms ({gflops:.0f} GFLOP/s)")
     out += ["", "The Trainer's own cost (progress bar, loss buffer, epoch-end report), "
             "trainer over bare loop:", ""]
-    for (device, batch), cost in trainer_cost.items():
-        out.append(f"- {device}, batch {batch}: {100 * cost:+.1f}%")
+    for (device, hidden, batch), cost in trainer_cost.items():
+        out.append(f"- {device}, hidden {hidden}, batch {batch}: {100 * cost:+.1f}%")
     out += ["", f"## Numerical gradient, TwoLayerNet(784, {args.grad_hidden}, 10), batch 3, "
             f"float64, {grad_params} parameters", "",
             "| method | backend | seconds | vs book loop | max abs diff vs book |",
@@ -441,7 +447,9 @@ def main(argv=None):
     p.add_argument("--out", metavar="FILE", help="also write the Markdown tables here")
     p.add_argument("--n", type=int, help="synthetic training samples (default: 60000; smoke 2000)")
     p.add_argument("--repeats", type=int, help="timed windows per row (default: 11; smoke 1)")
-    p.add_argument("--batches", default="100,1000", help="batch sizes (default: %(default)s)")
+    p.add_argument("--configs", default="50:100,50:1000,1000:100",
+                   help="hidden:batch pairs to time (default: %(default)s: the book's net at "
+                        "batch 100 and 1000, and DeZero's 784-1000-10 GPU example)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
@@ -457,23 +465,23 @@ def main(argv=None):
     # Every row shares the allocator settings the Trainer makes (one process):
     # the book loop and PyTorch get the same steady heap as xpnet.
     backends.tune_host_allocator()
-    batches = [int(b) for b in args.batches.split(",")]
+    configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
     data = synthetic(args.n)
     torch_ok = [] if args.no_torch else torch_devices()
     if not torch_ok and not args.no_torch:
         log("note: torch is not importable here; the PyTorch rows are skipped")
-    rows = make_rows(batches, data, torch_ok)
+    rows = make_rows(configs, data, torch_ok)
 
     log(f"timing {len(rows)} rows")
     time_rows(rows, args.repeats, args.pause)
-    floors = {(d, b): gemm_floor(d, b, args.repeats)
-              for b in batches for d in backends.available()}
+    floors = {(d, h, b): gemm_floor(d, h, b, args.repeats)
+              for h, b in configs for d in backends.available()}
     trainer_cost = {}
     for row in rows:
         if row.kind == "xpnet-trainer":
             loop = next(r for r in rows if r.kind == "xpnet-loop" and r.device == row.device
-                        and r.batch == row.batch)
-            trainer_cost[(row.device, row.batch)] = paired_ratio(row, loop) - 1
+                        and r.config == row.config)
+            trainer_cost[(row.device,) + row.config] = paired_ratio(row, loop) - 1
     log("measuring peak memory, one process per row")
     for row in rows:
         row.mem = memory_of(row, args.n)

@@ -9,6 +9,7 @@ backend XPNET_BACKEND picks (or --backend). The last line printed is
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -102,10 +103,19 @@ def main(argv=None):
         parser.exit(1, f"error: cannot resume: {e}\n")
     if trainer.iteration:
         print(f"resumed from {args.save} at step {trainer.iteration} (epoch {trainer.current_epoch})")
+    first_step, first_epoch = trainer.iteration, trainer.current_epoch
+    start = time.perf_counter()
     try:
         trainer.train()
     except FloatingPointError as e:
         parser.exit(1, f"error: {e}\n")
+    seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
+    print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s "
+          f"({trainer.current_epoch - first_epoch} epoch evaluations included)")
+    if backend.name == "cupy":
+        pool = backend.xp.get_default_memory_pool()
+        print(f"GPU memory: {pool.total_bytes() / 2**20:.1f} MB held by CuPy's pool "
+              f"(training set {x_train.nbytes / 2**20:.1f} MB)")
     if args.plot:
         plot(args.plot, trainer)
         print(f"plot: {args.plot}")

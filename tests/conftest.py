@@ -14,6 +14,14 @@ import backends  # noqa: E402
 BACKENDS = ("numpy", "cupy")
 
 
+@pytest.fixture(autouse=True)
+def keep_default_backend():
+    """Whatever a test switches with backends.use(), the next test starts from the same default."""
+    previous = backends._default
+    yield
+    backends._default = previous
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """The backend under test, made the default for the test's duration.

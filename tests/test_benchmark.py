@@ -23,15 +23,15 @@ def test_smoke_run_produces_every_row(tmp_path):
     except ImportError:
         kinds = ["xpnet-trainer", "xpnet-loop", "book-loop"]
         assert "torch is not importable" in r.stderr
-    for batch in (100, 1000):
+    for hidden, batch in ((50, 100), (50, 1000), (1000, 100)):
         for kind in kinds:
             devices = ["numpy"] if kind == "book-loop" else backends.available()
             for device in devices:
                 if kind == "torch-eager" and device == "cupy":
                     continue
-                assert re.search(rf"^\| {kind} \| {device} \| {batch} \| \d+\.\d{{3}} \|", table,
-                                 re.M), (kind, device, batch)
-    assert re.search(r"^- numpy, batch 100: 16\.0 MFLOP of GEMM per step", table, re.M)
+                assert re.search(rf"^\| {kind} \| {device} \| {hidden} \| {batch} \| \d+\.\d{{3}} \|",
+                                 table, re.M), (kind, device, hidden, batch)
+    assert re.search(r"^- numpy, hidden 50, batch 100: 16\.0 MFLOP of GEMM per step", table, re.M)
     # the vectorised numerical gradient must equal the element-wise definition
     diffs = re.findall(r"^\| xpnet numerical_gradient, vectorised \| \w+ \| [\d.]+ \| [\d.]+x \| "
                        r"(\S+) \|", table, re.M)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The GPU check: one prepared call on a machine with an NVIDIA GPU.
+#
+#   bash scripts/gpu_check.sh [DATA_DIR]
+#
+# Runs from the source tree with the machine's python3 (numpy, cupy, pytest,
+# tqdm; matplotlib and torch if present), PYTHONPATH=. and no network:
+#   1. the device: python -m backends, nvidia-smi
+#   2. the whole test suite with XPNET_BACKEND=cupy
+#   3. scripts/gradient_check.py --all-backends
+#   4. the book's run (10,000 steps) on the GPU, for each dataset found in
+#      DATA_DIR/mnist and DATA_DIR/fashion-mnist (IDX files, gzipped or not)
+#   5. scripts/benchmark.py, CPU and GPU rows side by side
+# and writes all of it to $OUT/gpu-report.md (OUT defaults to out/gpu-check).
+# Each section has its own time limit, so the whole check ends within 8 minutes.
+#
+# --cpu-dry-run runs the same sections on NumPy, shortened, to check the
+# script itself on a machine without a GPU.
+set -u
+cd "$(dirname "$0")/.."
+
+DRY=0
+if [ "${1:-}" = "--cpu-dry-run" ]; then DRY=1; shift; fi
+DATA_DIR=${1:-.gpu-data}
+OUT=${OUT:-out/gpu-check}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export XDG_CACHE_HOME="${XDG_CACHE_HOME:-/tmp/xpnet-gpu-check-cache}"
+REPORT="$OUT/gpu-report.md"
+LOGS=$(mktemp -d)  # full logs of the short sections stay here; the report holds them
+STARTED=$(date +%s)
+
+if [ $DRY = 1 ]; then
+  BACKEND=numpy ITERS=600 BENCH_ARGS="--smoke" TEST_ARGS="--deselect tests/test_benchmark.py"
+else
+  BACKEND=cupy ITERS=10000 BENCH_ARGS="--repeats 5" TEST_ARGS=""
+fi
+
+# section NAME LIMIT_SECONDS COMMAND...: run it, keep its log, add it to the report
+section() {
+  local name=$1 limit=$2; shift 2
+  local log="$LOGS/$name.log" start end rc
+  [ "$name" = tests ] && log="$OUT/tests.log"  # kept whole: at most 8 files come back
+  echo "== $name (limit ${limit}s): $*"
+  start=$(date +%s%N)
+  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s%N)
+  tail -n 5 "$log"
+  {
+    echo
+    echo "## $name"
+    echo
+    echo "\`$*\` -- exit $rc$([ $rc = 124 ] && echo ' (TIMED OUT)') in $(( (end - start) / 1000000000 )).$(( (end - start) / 100000000 % 10 )) s"
+    echo
+    echo '```'
+    if [ "$(wc -l <"$log")" -gt 80 ]; then
+      head -n 15 "$log"; echo "[... $(($(wc -l <"$log") - 65)) lines ...]"; tail -n 50 "$log"
+    else
+      cat "$log"
+    fi
+    echo '```'
+  } >>"$REPORT"
+  return $rc
+}
+
+{
+  echo "# xpnet GPU check"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- commit: ${XPNET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+  echo "- card: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+  echo "- python: $($PY --version 2>&1); backend under test: $BACKEND$([ $DRY = 1 ] && echo ' (CPU dry run of the script)')"
+} >"$REPORT"
+
+failed=()
+section device 60 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
+section tests 150 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider $TEST_ARGS || failed+=(tests)
+# the book's check uses the first 3 training images; random inputs when no data came along
+if [ -d "$DATA_DIR/mnist" ]; then GC_DATA="--dataset mnist"
+elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
+else GC_DATA="--data random"; fi
+section gradient_check 60 env XPNET_DATA_DIR="$DATA_DIR" $PY scripts/gradient_check.py --all-backends $GC_DATA || failed+=(gradient_check)
+
+trained=0
+for dataset in mnist fashion-mnist; do
+  [ -d "$DATA_DIR/$dataset" ] || continue
+  trained=1
+  section "train-$dataset" 90 $PY scripts/train_neuralnet.py --backend $BACKEND --dataset $dataset \
+    --data-dir "$DATA_DIR" --iters $ITERS --quiet --plot "$OUT/train-$dataset.png" \
+    || failed+=("train-$dataset")
+done
+if [ $trained = 0 ]; then
+  echo -e "\n## train\n\nNo IDX files under $DATA_DIR/mnist or $DATA_DIR/fashion-mnist: the book's run was not trained." >>"$REPORT"
+  failed+=(train)
+fi
+
+section benchmark 200 $PY scripts/benchmark.py $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
+
+{
+  echo
+  echo "## Summary"
+  echo
+  echo "Total $(( $(date +%s) - STARTED )) s. $([ ${#failed[@]} = 0 ] && echo 'Every section passed.' || echo "Failed: ${failed[*]}.")"
+} >>"$REPORT"
+echo "report: $REPORT"
+[ ${#failed[@]} = 0 ]
