@@ -86,17 +86,11 @@ class Momentum(Optimizer):
             p += v
 
 
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov's accelerated gradient, in the book's form (after Bengio et al., 2012):
 
     v <- momentum * v - lr * g;  p <- p + momentum^2 * v - (1 + momentum) * lr * g
     """
-
-    slots = ("v",)
-
-    def __init__(self, lr=0.01, momentum=0.9):
-        super().__init__(lr)
-        self.momentum = momentum
 
     def update(self, params, grads):
         self._init_state(params)
