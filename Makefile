@@ -17,9 +17,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+# EXTRAS=cuda12 (or cuda13) also installs CuPy, for XPNET_BACKEND=cupy.
+comma := ,
+TRAIN_EXTRAS := plot$(if $(EXTRAS),$(comma)$(EXTRAS))
+
+$(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[plot]'
+	$(BIN)/python -m pip install -q -e '.[$(TRAIN_EXTRAS)]'
 	@touch $@
 
 venv: $(VENV)/.installed-test
@@ -27,7 +31,7 @@ venv: $(VENV)/.installed-test
 # The book's run: TwoLayerNet(784, 50, 10), 10,000 steps of 100, SGD lr 0.1.
 # XPNET_BACKEND picks the device; TRAIN_ARGS adds options (see --help).
 DATASET ?= mnist
-train: $(VENV)/.installed-train
+train: $(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS))
 	$(BIN)/python scripts/train_neuralnet.py --dataset $(DATASET) \
 		--save out/$(DATASET).npz --plot out/$(DATASET).png $(TRAIN_ARGS)
 
