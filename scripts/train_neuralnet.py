@@ -110,8 +110,9 @@ def main(argv=None):
     except FloatingPointError as e:
         parser.exit(1, f"error: {e}\n")
     seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
-    print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s "
-          f"({trainer.current_epoch - first_epoch} epoch evaluations included)")
+    evaluations = trainer.current_epoch - first_epoch
+    print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s ({evaluations} "
+          f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
     if backend.name == "cupy":
         pool = backend.xp.get_default_memory_pool()
         print(f"GPU memory: {pool.total_bytes() / 2**20:.1f} MB held by CuPy's pool "
