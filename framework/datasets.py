@@ -330,8 +330,8 @@ def _parsed(spec, paths, directory):
 
 def _format(x, t, normalize, flatten, one_hot_label):
     if normalize:
-        x = x.astype(np.float32)
-        x /= 255.0
+        # one pass, and the same float32 values as x.astype(float32) / 255
+        x = np.divide(x, np.float32(255), dtype=np.float32)
     x = x.reshape(x.shape[0], -1) if flatten else x.reshape(x.shape[0], 1, ROWS, COLS)
     if one_hot_label:
         one_hot = np.zeros((t.shape[0], NUM_CLASSES), dtype=np.float32)
