@@ -241,7 +241,7 @@ def time_rows(rows, repeats, pause):
         row.ms = 1e3 * statistics.median(row.times)
 
 
-def probe_memory(row_key, n, windows=2):
+def probe_memory(row_key, n, windows=1):
     """Run one row in this process and report its peak memory as JSON (for --probe)."""
     kind, device, batch, hidden = row_key.split(":")
     backends.tune_host_allocator()
