@@ -164,11 +164,14 @@ class Affine:
         base += self.b
         k = index.shape[0]
         out = xp.broadcast_to(base, (k,) + base.shape).copy()
+        # (k, out, N) view: copy k's column cols[k] is row (k, cols[k]) here, and
+        # indexing two leading axes with arrays is the plainest form on every backend
+        columns = out.transpose(0, 2, 1)
         if param == "W":
             rows, cols = xp.divmod(index, self.W.shape[1])
-            out[xp.arange(k), :, cols] += delta * x[:, rows].T
+            columns[xp.arange(k), cols] += delta * x[:, rows].T
         elif param == "b":
-            out[xp.arange(k), :, index] += delta
+            columns[xp.arange(k), index] += delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
         return out
@@ -244,8 +247,8 @@ class SoftmaxWithLoss:
         n = x.shape[-2]
         shifted = x - x.max(axis=-1, keepdims=True)
         log_s = xp.log(xp.exp(shifted).sum(axis=-1))
-        if t.ndim == 1:
-            return (log_s - shifted[..., xp.arange(n), t]).sum(axis=-1) / n
+        if t.ndim == 1:  # the same one-hot sum as below: plain broadcasting on every backend
+            t = xp.arange(x.shape[-1]) == t[:, None]
         return (t * (log_s[..., None] - shifted)).sum(axis=(-2, -1)) / n
 
     @staticmethod
