@@ -205,6 +205,13 @@ class SoftmaxWithLoss:
         self.loss = None
         self.y = None  # softmax output
         self.t = None  # labels, as given
+        self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
+
+    def _row_index(self, xp, n):
+        rows = self._rows
+        if rows is None or rows.shape[0] != n or get_array_module(rows) is not xp:
+            rows = self._rows = xp.arange(n)
+        return rows
 
     def forward(self, x, t):
         xp = get_array_module(x)
@@ -220,7 +227,7 @@ class SoftmaxWithLoss:
         log_s = xp.log(s)
         if t.ndim == 1:
             try:
-                picked = shifted[xp.arange(n), t]
+                picked = shifted[self._row_index(xp, n), t]
             except IndexError:
                 raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
                                  f"for {x.shape[1]} classes, got values {int(t.min())}.."
@@ -235,7 +242,7 @@ class SoftmaxWithLoss:
         n = self.y.shape[0]
         if self.t.ndim == 1:
             dx = self.y.copy()
-            dx[xp.arange(n), self.t] -= 1
+            dx[self._row_index(xp, n), self.t] -= 1
         else:
             dx = self.y - self.t
         dx *= dout / n
