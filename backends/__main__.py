@@ -24,7 +24,8 @@ def main():
         rt = cupy.cuda.runtime.runtimeGetVersion()
         drv = cupy.cuda.runtime.driverGetVersion()
         print(f"cupy:    {cupy.__version__}")
-        print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, driver {drv // 1000}.{drv % 1000 // 10}")
+        print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
+              f"driver {drv // 1000}.{drv % 1000 // 10}")
     else:
         cupy, why = backends._probe_cupy()
         print(f"cupy:    {cupy.__version__ if cupy else 'not usable'} ({why})")

@@ -249,7 +249,10 @@ class SoftmaxWithLoss:
         return dx
 
     def forward_stack(self, x, t):
-        """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels, without side effects."""
+        """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels.
+
+        Without side effects: the vectorised numerical gradient calls it.
+        """
         xp = get_array_module(x)
         n = x.shape[-2]
         shifted = x - x.max(axis=-1, keepdims=True)

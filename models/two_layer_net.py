@@ -64,7 +64,7 @@ class TwoLayerNet(Network):
         return self.last_layer
 
     def predict(self, x):
-        """Scores (before softmax) for a batch ``x`` of shape ``(N, input_size)`` or ``(N, ...)``."""
+        """Scores (before softmax) for a batch ``x`` of shape ``(N, input_size)`` or ``(N, ...)``"""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)  # per batch: never a float64 copy of a whole dataset
         for layer in self.layers.values():
@@ -116,7 +116,8 @@ class TwoLayerNet(Network):
             x = self.layers[name].forward(x)
         grads = {}
         for key, (name, param) in self.param_layout.items():
-            layer, after = self.layers[name], [self.layers[n] for n in names[names.index(name) + 1:]]
+            layer = self.layers[name]
+            after = [self.layers[n] for n in names[names.index(name) + 1:]]
 
             def losses(index, delta, layer=layer, after=after, name=name, param=param):
                 s = layer.perturbed_outputs(inputs[name], param, index, delta)
@@ -135,7 +136,7 @@ class TwoLayerNet(Network):
                 for key in self.params}
 
     def gradient(self, x, t):
-        """Gradients of the loss by backpropagation: forward, then each layer's backward in reverse."""
+        """Gradients of the loss by backpropagation: forward, then every backward in reverse."""
         self.loss(x, t)
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):

@@ -1,8 +1,8 @@
 """Benchmark: xpnet's training step against the book's loop and PyTorch, side by side.
 
 Times the training step of TwoLayerNet(784, 50, 10) on synthetic MNIST-shaped
-data (seeded; no download), float32, at batch 100 (the book's) and 1000, and the wider 784-1000-10 net of
-DeZero's GPU example at batch 100:
+data (seeded; no download), float32, at batch 100 (the book's) and 1000, and
+the wider 784-1000-10 net of DeZero's GPU example at batch 100:
 
   xpnet-trainer  the Trainer, progress bar on, on every available backend
   xpnet-loop     the same layers in a bare loop (what the Trainer adds is the difference)
@@ -12,7 +12,8 @@ DeZero's GPU example at batch 100:
 
 Each row is timed in repeated windows of one epoch (N / batch steps),
 interleaved across rows in a rotating order after a warm-up window, with a
-pause between windows so one row's spinning thread pools do not tax the next, and the median is reported;
+pause between windows so one row's spinning thread pools do not tax the next,
+and the median is reported;
 on a GPU the clock is read after synchronising. Peak memory is measured in a
 separate process per row (host RSS, including the dataset; GPU: CuPy pool or
 PyTorch allocator bytes). Ratios are against the book loop and against
@@ -67,7 +68,7 @@ def log(*args):
 # --- the rows -------------------------------------------------------------------------
 
 class Row:
-    """One variant at one batch size: ``setup()`` once, then ``window()`` -> seconds for ``steps``."""
+    """One variant at one size: ``setup()`` once, then ``window()`` runs ``steps`` steps."""
 
     kind = ""
 
@@ -420,7 +421,8 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
                    f"| {row.ms / floor:.2f} |")
     out += ["", "Arithmetic floor (the step's matrix products, timed here):", ""]
     for (device, hidden, batch), (ms, gflops, flops) in floors.items():
-        out.append(f"- {device}, hidden {hidden}, batch {batch}: {flops / 1e6:.1f} MFLOP of GEMM per step, "
+        out.append(f"- {device}, hidden {hidden}, batch {batch}: "
+                   f"{flops / 1e6:.1f} MFLOP of GEMM per step, "
                    f"{ms:.3f} ms ({gflops:.0f} GFLOP/s)")
     out += ["", "The Trainer's own cost (progress bar, loss buffer, epoch-end report), "
             "trainer over bare loop:", ""]
