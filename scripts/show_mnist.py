@@ -40,7 +40,9 @@ def main(argv=None):
             name = FASHION_CLASSES[label] if args.dataset == "fashion-mnist" else str(label)
             ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=100)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(args.out)), f".{os.path.basename(args.out)}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")  # then rename, so a failed run leaves no half file
+    os.replace(tmp, args.out)
     print(f"wrote {args.out}: first {n} {args.dataset} training images")
 
 

@@ -73,8 +73,10 @@ def plot(path, trainer):
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")  # then rename: an earlier plot is never half-replaced
     plt.close(fig)
+    os.replace(tmp, path)
 
 
 def main(argv=None):
