@@ -51,6 +51,19 @@ def test_mul_and_add_on_arrays(xp):
     np.testing.assert_array_equal(to_host(dy), [1.0, 20.0])
 
 
+@pytest.mark.parametrize("layer_class", [MulLayer, AddLayer])
+def test_mul_and_add_backward_match_numerical(xp, layer_class):
+    x = xp.asarray(RNG.standard_normal((3, 4)))
+    y = xp.asarray(RNG.standard_normal((3, 4)))
+    dout = xp.asarray(RNG.standard_normal((3, 4)))
+    layer = layer_class()
+    layer.forward(x, y)
+    dx, dy = layer.backward(dout)
+    for got, wrt in ((dx, x), (dy, y)):
+        expected = numeric_vjp(lambda: layer_class().forward(x, y), wrt, dout)
+        np.testing.assert_allclose(to_host(got), to_host(expected), rtol=1e-7, atol=1e-9)
+
+
 # --- Relu -------------------------------------------------------------------
 
 def test_relu_forward_backward_numbers(xp):
