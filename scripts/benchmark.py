@@ -247,13 +247,20 @@ def probe_memory(row_key, n, windows=1):
     kind, device, batch, hidden = row_key.split(":")
     backends.tune_host_allocator()
     row = ROW_TYPES[kind](device, int(batch), int(hidden), synthetic(n))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS mark: measure the row, not the data generation
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak-RSS mark: measure the row, not the data generation
+    except OSError:
+        pass  # not Linux: the peak then includes generating the data
     row.setup()
     for _ in range(windows):
         row.timed()
-    with open("/proc/self/status") as f:
-        rss_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    try:
+        with open("/proc/self/status") as f:
+            rss_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except OSError:
+        import resource  # not Linux: the process's lifetime peak
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = row.gpu_bytes()
     print(json.dumps({"rss_mb": rss_mb, "gpu_mb": None if gpu is None else gpu / 2**20}))
 
@@ -271,7 +278,7 @@ def memory_of(row, n):
 def gemm_floor(device, hidden, batch, repeats):
     """Median time of the step's five matrix products (forward 2, backward 3), float32."""
     backend = backends.use(device)
-    xp, rng = backend.xp, np.random.default_rng(1)
+    rng = np.random.default_rng(1)
     d_in, d_h, d_out = SIZES[0], hidden, SIZES[2]
 
     def arr(*shape):
@@ -292,7 +299,6 @@ def gemm_floor(device, hidden, batch, repeats):
         times.append((time.perf_counter() - start) / reps)
     flops = 2 * batch * (d_in * d_h + d_h * d_out) + 2 * batch * (d_in * d_h + d_h * d_out
                                                                   + d_out * d_h)
-    del xp
     seconds = statistics.median(times[1:])
     return 1e3 * seconds, flops / seconds / 1e9, flops
 
