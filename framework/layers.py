@@ -6,6 +6,7 @@ says so and why.
 """
 
 from backends import check_same_backend, get_array_module, is_device_array
+from backends.ops import ops_for
 from framework.functions import sigmoid
 
 
@@ -54,18 +55,18 @@ class Relu:
     """
 
     def __init__(self):
-        self.keep = None  # x > 0: multiplying by it is faster than where() in NumPy
+        self.keep = None  # x > 0, the complement of the book's mask
 
     @property
     def mask(self):
         return None if self.keep is None else ~self.keep
 
     def forward(self, x):
-        self.keep = x > 0
-        return x * self.keep
+        out, self.keep = ops_for(x).relu(x)  # one kernel for both on a GPU
+        return out
 
     def backward(self, dout):
-        return dout * self.keep
+        return ops_for(dout).relu_backward(dout, self.keep)
 
     def forward_stack(self, x):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
@@ -134,9 +135,7 @@ class Affine:
                              f"{self.W.shape[0]} (input shape {tuple(self.original_x_shape)}, "
                              f"W shape {tuple(self.W.shape)})")
         self.x = x
-        out = x @ self.W
-        out += self.b  # in place: one temporary fewer per step
-        return out
+        return ops_for(x).matmul(x, self.W, bias=self.b)
 
     def forward_stack(self, x):
         """out = x W + b over the last axis of a stack ``(K, N, in)``, without side effects.
@@ -177,11 +176,12 @@ class Affine:
         return out
 
     def backward(self, dout):
-        self.dW = self.x.T @ dout
+        ops = ops_for(dout)
+        self.dW = ops.matmul(self.x.T, dout)
         self.db = dout.sum(axis=0)
         if not self.input_grad:
             return None
-        dx = dout @ self.W.T
+        dx = ops.matmul(dout, self.W.T)
         return dx.reshape(self.original_x_shape)
 
 
@@ -219,32 +219,30 @@ class SoftmaxWithLoss:
         self._check(x, t)
         self.t = t
         n = x.shape[0]
+        if t.ndim == 1:
+            try:  # one kernel on a GPU (backends.cuda_ops)
+                self.loss, self.y = ops_for(x).softmax_cross_entropy(
+                    x, t, self._row_index(xp, n))
+            except IndexError:
+                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
+                                 f"for {x.shape[1]} classes, got values {int(t.min())}.."
+                                 f"{int(t.max())}") from None
+            return self.loss
         shifted = x - x.max(axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
         e /= s
         self.y = e
-        log_s = xp.log(s)
-        if t.ndim == 1:
-            try:
-                picked = shifted[self._row_index(xp, n), t]
-            except IndexError:
-                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
-                                 f"for {x.shape[1]} classes, got values {int(t.min())}.."
-                                 f"{int(t.max())}") from None
-            self.loss = (log_s[:, 0] - picked).sum() / n  # sum/n: a third of mean()'s cost
-        else:
-            self.loss = (t * (log_s - shifted)).sum() / n
+        self.loss = (t * (xp.log(s) - shifted)).sum() / n
         return self.loss
 
     def backward(self, dout=1):
         xp = get_array_module(self.y)
         n = self.y.shape[0]
         if self.t.ndim == 1:
-            dx = self.y.copy()
-            dx[self._row_index(xp, n), self.t] -= 1
-        else:
-            dx = self.y - self.t
+            return ops_for(self.y).softmax_cross_entropy_grad(
+                self.y, self.t, dout / n, self._row_index(xp, n))
+        dx = self.y - self.t
         dx *= dout / n
         return dx
 

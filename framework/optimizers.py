@@ -10,6 +10,7 @@ host arrays for checkpoints.
 import math
 
 from backends import get_array_module, to_numpy
+from backends.ops import ops_for
 
 
 class Optimizer:
@@ -17,6 +18,9 @@ class Optimizer:
 
     #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
     slots = ()
+    #: whether a recorded update can be replayed (a CUDA graph): no value
+    #: computed on the host may change from step to step
+    capturable = True
 
     def __init__(self, lr):
         self.lr = lr
@@ -65,7 +69,7 @@ class SGD(Optimizer):
 
     def update(self, params, grads):
         for key, p in params.items():
-            p -= self.lr * grads[key]
+            ops_for(p).sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
 
 
 class Momentum(Optimizer):
@@ -147,6 +151,7 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "v")
+    capturable = False  # lr_t is computed on the host from the step count
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr)

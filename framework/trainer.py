@@ -29,6 +29,12 @@ class Trainer:
         every epoch end; ``resume=True`` continues from it.
     ``callbacks``
         callables ``f(trainer, record)`` run at every epoch end.
+    ``graph``
+        ``'auto'`` (default): on CuPy, replay each step as one CUDA graph
+        (:mod:`backends.cuda_graph`) where the step allows it, else run it
+        eagerly; ``True``: the graph or an error saying why not; ``False``:
+        always eager. ``XPNET_CUDA_GRAPH=0`` turns ``'auto'`` off.
+        :attr:`step_mode` says which ran and why.
 
     The data is sent to the network's backend once. The step loop never
     waits for the GPU: each step's loss (from the forward pass of
@@ -45,9 +51,11 @@ class Trainer:
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
                  verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
-                 resume=False, callbacks=(), refresh_seconds=0.5):
+                 resume=False, callbacks=(), refresh_seconds=0.5, graph="auto"):
         if sampling not in ("epoch", "choice"):
             raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
+        if graph not in ("auto", True, False):
+            raise ValueError(f"Trainer: graph={graph!r}; expected 'auto', True or False")
         self.network = network
         self.backend = backends.backend_of(next(iter(network.params.values())))
         if self.backend.name == "numpy":
@@ -71,6 +79,10 @@ class Trainer:
         self.checkpoint = checkpoint
         self.callbacks = list(callbacks)
         self.refresh_seconds = refresh_seconds
+        self.graph = graph
+        self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
+        self.graph_seconds = None  # time spent recording the graph (kernel builds included)
+        self._graph_step = None
 
         self.iteration = 0
         self.current_epoch = 0
@@ -101,19 +113,32 @@ class Trainer:
             self.epochs = self.current_epoch + int(epochs)
         xp = self.backend.xp
         network = self.network
-        losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
+        eager_losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
         bar = tqdm(total=self.max_iter, initial=self.iteration, disable=not self.verbose,
                    unit="it", desc="train", dynamic_ncols=True, leave=True)
         try:
             while self.iteration < self.max_iter:
                 started = time.perf_counter()
                 steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
-                batches = iter(self.batches)
+                # a changed learning rate (say) means the recorded step is out of date
+                if self.step_mode is None or (self._graph_step and
+                                              not self._graph_step.is_current()):
+                    self._graph_step = self._plan_graph()
+                graph = self._graph_step
+                # a graph writes each step's loss into its own buffer; eager steps into this one
+                losses = graph.losses if graph else eager_losses
+                order = self.batches.start_epoch()
+                replayed = 0
+                if graph:
+                    graph.start_epoch(order)
+                    replayed = self.batches.full_batches  # a short last batch runs eagerly
                 shown, shown_at = 0, started
                 bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
                 for i in range(steps):
-                    x_batch, t_batch = next(batches)
-                    losses[i] = self.train_step(x_batch, t_batch)
+                    if i < replayed:
+                        graph.launch()
+                    else:
+                        losses[i] = self.train_step(*self.batches.batch(order, i))
                     # look at the clock every 16 steps, read the device only when showing
                     if self.verbose and i % 16 == 15 and \
                             time.perf_counter() - shown_at >= self.refresh_seconds:
@@ -130,6 +155,46 @@ class Trainer:
         finally:
             bar.close()
         return self.history
+
+    def gpu_pool_bytes(self):
+        """Bytes CuPy holds for this run: its default pool plus the graph's own (0 on NumPy)."""
+        if self.backend.name != "cupy":
+            return 0
+        held = self.backend.xp.get_default_memory_pool().total_bytes()
+        if self._graph_step is not None:
+            held += self._graph_step.pool_bytes()
+        return held
+
+    def _plan_graph(self):
+        """Decide between the CUDA-graph step and the eager one; sets :attr:`step_mode`."""
+        reason = None
+        if self.graph is False:
+            reason = "graph=False"
+        elif self.backend.name != "cupy":
+            reason = f"the {self.backend.name} backend has no CUDA graphs"
+        elif self.graph == "auto" and os.environ.get("XPNET_CUDA_GRAPH", "1") == "0":
+            reason = "XPNET_CUDA_GRAPH=0"
+        elif not self.optimizer.capturable:
+            reason = f"{type(self.optimizer).__name__} cannot be replayed: see its capturable"
+        elif self.batches.t.ndim != 1 or self.batches.x.ndim != 2:
+            reason = "the graph step needs 2-D data and integer labels"
+        if reason is None:
+            started = time.perf_counter()
+            try:
+                from backends.cuda_graph import CudaGraphStep
+                step = CudaGraphStep(self.network, self.optimizer, self.batches).capture()
+                self.graph_seconds = time.perf_counter() - started
+            except Exception as e:
+                if self.graph is True:
+                    raise
+                reason = f"CUDA graph capture failed: {type(e).__name__}: {e}"
+            else:
+                self.step_mode = "cuda-graph"
+                return step
+        if self.graph is True:
+            raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
+        self.step_mode = f"eager ({reason})"
+        return None
 
     def train_step(self, x_batch, t_batch):
         """One step on a batch already on the device: gradient, update, and the loss.
@@ -216,6 +281,7 @@ class Trainer:
                      if k.startswith("optimizer/")}
         opt_state["iter"] = state["optimizer_iter"]
         self.optimizer.load_state_dict(opt_state, self.network.params)
+        self.step_mode, self._graph_step = None, None  # new state arrays: record again
         self.iteration = state["iteration"]
         self.current_epoch = state["epoch"]
         self.history = state["history"]

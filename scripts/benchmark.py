@@ -4,8 +4,12 @@ Times the training step of TwoLayerNet(784, 50, 10) on synthetic MNIST-shaped
 data (seeded; no download), float32, at batch 100 (the book's) and 1000, and
 the wider 784-1000-10 net of DeZero's GPU example at batch 100:
 
-  xpnet-trainer  the Trainer, progress bar on, on every available backend
-  xpnet-loop     the same layers in a bare loop (what the Trainer adds is the difference)
+  xpnet-trainer  the Trainer, progress bar on, on every available backend (on CuPy it
+                 replays each step as a CUDA graph where it can: the step column says)
+  xpnet-eager    CuPy only: the Trainer with graph=False (fused kernels, eager launches)
+  xpnet-unfused  CuPy only: graph=False and the fused kernels off (plain CuPy operations,
+                 the obvious implementation)
+  xpnet-loop     the same layers in a bare eager loop (what the Trainer adds is the difference)
   book-loop      the book's train_neuralnet.py loop in NumPy (scripts/book_reference.py):
                  one-hot labels, np.random.choice batches, loss recomputed after the update
   torch-eager    PyTorch eager on the same device, when torch imports
@@ -17,8 +21,9 @@ and the median is reported;
 on a GPU the clock is read after synchronising. Peak memory is measured in a
 separate process per row (host RSS, including the dataset; GPU: CuPy pool or
 PyTorch allocator bytes). Ratios are against the book loop and against
-PyTorch on the same device, measured in the same run. The arithmetic floor is
-the time of the step's five matrix products alone, measured here too.
+PyTorch on the same device, and, for GPU rows, against xpnet's own CPU step,
+measured in the same run. The arithmetic floor is the time of the step's five
+matrix products alone, measured here too.
 
 Also times the full numerical gradient of TwoLayerNet (batch 3, float64),
 vectorised, against the book's element-by-element loop, and the host memory
@@ -48,6 +53,7 @@ sys.path.insert(0, ROOT)
 import backends  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
+from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
 from scripts import book_reference as book  # noqa: E402
@@ -100,12 +106,24 @@ class Row:
 
 
 class XpnetRow(Row):
+    fused = True  # CuPy's fused kernels (backends.cuda_ops); set before every window
+
     def setup(self):
         self.backend = backends.use(self.device)
         self.network = TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
+        self.ops = ops_for(self.network.params["W1"])
 
     def sync(self):
         self.backend.synchronize()
+
+    def timed(self):
+        if hasattr(self.ops, "fused"):
+            self.ops.fused = self.fused
+        try:
+            return super().timed()
+        finally:
+            if hasattr(self.ops, "fused"):
+                self.ops.fused = True
 
     def gpu_bytes(self):
         if self.backend.name == "cupy":
@@ -115,6 +133,15 @@ class XpnetRow(Row):
 
 class XpnetTrainer(XpnetRow):
     kind = "xpnet-trainer"
+    graph = "auto"
+
+    @property
+    def step(self):
+        mode = getattr(getattr(self, "trainer", None), "step_mode", None) or ""
+        return mode.split(" (")[0] if mode else "eager"
+
+    def gpu_bytes(self):
+        return self.trainer.gpu_pool_bytes() if self.backend.name == "cupy" else None
 
     def setup(self):
         super().setup()
@@ -124,7 +151,7 @@ class XpnetTrainer(XpnetRow):
         self.trainer = Trainer(self.network, x, t, x[:100], t[:100], epochs=1,
                                mini_batch_size=self.batch, optimizer="SGD",
                                optimizer_param={"lr": LR}, evaluate_sample_num_per_epoch=100,
-                               verbose=True, seed=0)
+                               verbose=True, seed=0, graph=self.graph)
         self.steps = self.trainer.iter_per_epoch
 
     def window(self):
@@ -134,8 +161,20 @@ class XpnetTrainer(XpnetRow):
             self.trainer.train(epochs=1)
 
 
+class XpnetEager(XpnetTrainer):
+    kind = "xpnet-eager"
+    graph = False
+
+
+class XpnetUnfused(XpnetTrainer):
+    kind = "xpnet-unfused"
+    graph = False
+    fused = False
+
+
 class XpnetLoop(XpnetRow):
     kind = "xpnet-loop"
+    step = "eager"
 
     def setup(self):
         super().setup()
@@ -198,7 +237,8 @@ class TorchEager(Row):
             optimizer.step()
 
 
-ROW_TYPES = {cls.kind: cls for cls in (XpnetTrainer, XpnetLoop, BookLoop, TorchEager)}
+ROW_TYPES = {cls.kind: cls for cls in (XpnetTrainer, XpnetEager, XpnetUnfused, XpnetLoop,
+                                       BookLoop, TorchEager)}
 
 
 def torch_devices():
@@ -215,6 +255,9 @@ def make_rows(configs, data, torch_ok):
     for hidden, batch in configs:
         for device in backends.available():
             rows.append(XpnetTrainer(device, batch, hidden, data))
+            if device == "cupy":  # the GPU levers, one by one
+                rows.append(XpnetEager(device, batch, hidden, data))
+                rows.append(XpnetUnfused(device, batch, hidden, data))
             rows.append(XpnetLoop(device, batch, hidden, data))
         rows.append(BookLoop("numpy", batch, hidden, data))
         for device in torch_ok:
@@ -409,22 +452,29 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
             "Speed-ups are the other row's time over this row's (higher is faster), the "
             "median of per-round ratios; `x floor` is this row's time over the five matrix "
             "products alone.", "",
-            "| variant | backend | hidden | batch | ms/step | steps/s | s per 600 steps "
-            "| peak memory MB | vs book loop | vs PyTorch, same device | x floor |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| variant | backend | step | hidden | batch | ms/step | steps/s | s per 600 steps "
+            "| peak memory MB | vs book loop | vs PyTorch, same device | vs xpnet CPU "
+            "| x floor |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         book_row = next(r for r in rows if r.kind == "book-loop" and r.config == row.config)
         torch_row = next((r for r in rows if r.kind == "torch-eager" and r.config == row.config
                           and r.device == row.device), None)
-        mem = f"{row.mem['rss_mb']:.0f}"
-        if row.mem.get("gpu_mb") is not None:
-            mem += f" (GPU {row.mem['gpu_mb']:.1f})"
+        cpu_row = next((r for r in rows if r.kind == "xpnet-trainer" and r.device == "numpy"
+                        and r.config == row.config), None)
+        vs_cpu = paired_ratio(cpu_row, row) if cpu_row and row.device != "numpy" else None
+        mem = "-"
+        if row.mem is not None:
+            mem = f"{row.mem['rss_mb']:.0f}"
+            if row.mem.get("gpu_mb") is not None:
+                mem += f" (GPU {row.mem['gpu_mb']:.1f})"
         floor = floors[(row.device,) + row.config][0]
-        out.append(f"| {row.kind} | {row.device} | {row.hidden} | {row.batch} | {row.ms:.3f} "
+        out.append(f"| {row.kind} | {row.device} | {getattr(row, 'step', '-')} "
+                   f"| {row.hidden} | {row.batch} | {row.ms:.3f} "
                    f"| {1e3 / row.ms:.0f} "
                    f"| {0.6 * row.ms:.3f} | {mem} | {fmt_ratio(paired_ratio(book_row, row))} "
                    f"| {fmt_ratio(paired_ratio(torch_row, row) if torch_row else None)} "
-                   f"| {row.ms / floor:.2f} |")
+                   f"| {fmt_ratio(vs_cpu)} | {row.ms / floor:.2f} |")
     out += ["", "Arithmetic floor (the step's matrix products, timed here):", ""]
     for (device, hidden, batch), (ms, gflops, flops) in floors.items():
         out.append(f"- {device}, hidden {hidden}, batch {batch}: "
@@ -459,6 +509,9 @@ def main(argv=None):
                    help="hidden:batch pairs to time (default: %(default)s: the book's net at "
                         "batch 100 and 1000, and DeZero's 784-1000-10 GPU example)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--memory-configs", metavar="H:B,...",
+                   help="measure peak memory (a process per row) only for these hidden:batch "
+                        "pairs (default: every config)")
     p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -491,8 +544,10 @@ def main(argv=None):
                         and r.config == row.config)
             trainer_cost[(row.device,) + row.config] = paired_ratio(row, loop) - 1
     log("measuring peak memory, one process per row")
+    memory_configs = configs if not args.memory_configs else \
+        [tuple(int(v) for v in c.split(":")) for c in args.memory_configs.split(",")]
     for row in rows:
-        row.mem = memory_of(row, args.n)
+        row.mem = memory_of(row, args.n) if row.config in memory_configs else None
     log("numerical gradient")
     grad_rows, grad_params = numerical_gradient_rows(args.grad_hidden, 3 if not args.smoke else 1)
     log("evaluation memory")

@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from --save PATH")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--graph", default="auto", choices=["auto", "on", "off"],
+                   help="replay each step as a CUDA graph on CuPy (default: where possible)")
     args = p.parse_args(argv)
     if args.resume and not args.save:
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
@@ -100,7 +102,8 @@ def main(argv=None):
                           mini_batch_size=args.batch_size, optimizer=args.optimizer,
                           optimizer_param={"lr": args.lr}, verbose=not args.quiet,
                           seed=args.seed, sampling=args.sampling, checkpoint=args.save,
-                          resume=args.resume)
+                          resume=args.resume,
+                          graph={"auto": "auto", "on": True, "off": False}[args.graph])
     except CheckpointError as e:
         parser.exit(1, f"error: cannot resume: {e}\n")
     if trainer.iteration:
@@ -109,16 +112,19 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         trainer.train()
-    except FloatingPointError as e:
+    except (FloatingPointError, ValueError) as e:
         parser.exit(1, f"error: {e}\n")
     seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
     evaluations = trainer.current_epoch - first_epoch
     print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s ({evaluations} "
           f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
+    recorded = (f", recorded in {trainer.graph_seconds:.2f} s (included above)"
+                if trainer.step_mode == "cuda-graph" else "")
+    print(f"step: {trainer.step_mode}{recorded}")
     if backend.name == "cupy":
-        pool = backend.xp.get_default_memory_pool()
-        print(f"GPU memory: {pool.total_bytes() / 2**20:.1f} MB held by CuPy's pool "
-              f"(training set {x_train.nbytes / 2**20:.1f} MB)")
+        held = trainer.gpu_pool_bytes()
+        print(f"GPU memory: {held / 2**20:.1f} MB held by CuPy's pools, the graph's included "
+              f"(training set {trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
     if args.plot:
         plot(args.plot, trainer)
         print(f"plot: {args.plot}")

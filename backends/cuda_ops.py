@@ -1,0 +1,228 @@
+"""CuPy kernels for the operations in :mod:`backends.ops`, and the GEMM of the CUDA-graph step.
+
+Why kernels of our own: the book's network at batch 100 is tiny, so a
+GPU step costs what its launches cost (about 10 us of host time each in
+CuPy), not what its arithmetic costs. Written with plain CuPy operations,
+softmax with cross-entropy is a dozen launches and its gradient four; here
+each is one. ReLU's output and mask come from one kernel instead of two,
+and the SGD update ``p -= lr * g`` is one kernel instead of two.
+
+:meth:`CupyOps.matmul` calls cuBLAS, except while ``graph_kernels`` is set
+(by :mod:`backends.cuda_graph`, around the warm-up and the capture of a
+step): CuPy refuses cuBLAS during stream capture (cupy issue #6290), so
+those products run on :data:`GEMM_SOURCE`, a split-K kernel sized for
+these small matrices.
+
+``XPNET_FUSED=0`` in the environment (or ``ops.fused = False``) turns the
+fused kernels off and routes every operation through the plain CuPy
+versions of :class:`backends.ops.Ops`, for measuring what they gain.
+Every kernel is compared with those versions by ``tests/test_ops.py``.
+"""
+
+import os
+
+import cupy
+import numpy
+
+from backends.ops import Ops
+
+_C_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
+            "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
+            "int32": "int", "uint32": "unsigned int", "int64": "long long",
+            "uint64": "unsigned long long"}
+
+
+def c_type(dtype):
+    """The CUDA C type of a NumPy dtype; ``TypeError`` naming it for the others."""
+    name = numpy.dtype(dtype).name
+    if name not in _C_TYPES:
+        raise TypeError(f"no CUDA kernel for dtype {name}; expected one of {', '.join(_C_TYPES)}")
+    return _C_TYPES[name]
+
+
+# C[M, N] = A[M, K] B[K, N] (+ bias[N]), A and B with any element strides, C row-major.
+# A block is 32 columns x TM rows of C; its 8 warps split K between them and
+# add their partial sums through shared memory. Lanes run along C's columns,
+# so B's rows are read coalesced and A's element is one broadcast per warp.
+GEMM_TM = 4
+GEMM_KSPLIT = 8
+GEMM_SOURCE = r'''
+extern "C" __global__ void xpnet_gemm(const T* A, const T* B, const T* bias, T* C,
+                                      int M, int N, int K,
+                                      long long sa0, long long sa1,
+                                      long long sb0, long long sb1, int has_bias)
+{
+    __shared__ T part[KSPLIT][TM][32];
+    const int j = blockIdx.x * 32 + threadIdx.x;
+    const int i0 = blockIdx.y * TM;
+    const int rows = min(TM, M - i0);
+    T acc[TM];
+#pragma unroll
+    for (int r = 0; r < TM; ++r) acc[r] = 0;
+    if (j < N) {
+        const T* a = A + i0 * sa0;
+        for (int k = threadIdx.y; k < K; k += KSPLIT) {
+            const T b = B[k * sb0 + j * sb1];
+#pragma unroll
+            for (int r = 0; r < TM; ++r)
+                if (r < rows) acc[r] += a[r * sa0 + k * sa1] * b;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < TM; ++r) part[threadIdx.y][r][threadIdx.x] = acc[r];
+    __syncthreads();
+    if (threadIdx.y < rows && j < N) {
+        const int r = threadIdx.y;
+        T s = 0;
+#pragma unroll
+        for (int w = 0; w < KSPLIT; ++w) s += part[w][r][threadIdx.x];
+        if (has_bias) s += bias[j];
+        C[(long long)(i0 + r) * N + j] = s;
+    }
+}
+'''
+
+# One block does the whole batch: each thread takes rows n, n + 256, ..., writes
+# softmax(x_n) and adds log sum exp - x_n[t_n]; a tree sum gives the mean.
+# A label outside 0..C-1 gives a NaN loss, which the Trainer stops on.
+SOFTMAX_CE_THREADS = 256
+SOFTMAX_CE_SOURCE = r'''
+extern "C" __global__ void xpnet_softmax_ce(const T* x, const L* t, T* y, T* loss, int n, int c)
+{
+    __shared__ T part[256];
+    T acc = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const T* row = x + (long long)i * c;
+        T* out = y + (long long)i * c;
+        T m = row[0];
+        for (int k = 1; k < c; ++k) m = row[k] > m ? row[k] : m;
+        T s = 0;
+        for (int k = 0; k < c; ++k) { T e = exp(row[k] - m); out[k] = e; s += e; }
+        for (int k = 0; k < c; ++k) out[k] /= s;
+        const long long label = (long long)t[i];
+        const T picked = (label >= 0 && label < c) ? row[label] - m : (T)__int_as_float(0x7fc00000);
+        acc += log(s) - picked;
+    }
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) loss[0] = part[0] / n;
+}
+'''
+
+SOFTMAX_CE_GRAD_SOURCE = r'''
+extern "C" __global__ void xpnet_softmax_ce_grad(const T* y, const L* t, T* dx, int n, int c,
+                                                 T scale)
+{
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)n * c) return;
+    const int i = (int)(idx / c);
+    const long long k = idx - (long long)i * c;
+    T v = y[idx];
+    if ((long long)t[i] == k) v -= 1;
+    dx[idx] = v * scale;
+}
+'''
+
+
+def _compile(source, name, **types):
+    """A RawKernel of ``source`` with each ``#define`` of ``types`` (``T="float"``...)."""
+    defines = "".join(f"#define {k} {v}\n" for k, v in types.items())
+    return cupy.RawKernel(defines + source, name)
+
+
+class CupyOps(Ops):
+    """Fused CuPy kernels for :class:`backends.ops.Ops`'s operations."""
+
+    name = "cupy-fused"
+
+    def __init__(self):
+        super().__init__(cupy)
+        self.fused = os.environ.get("XPNET_FUSED", "1") != "0"
+        self.graph_kernels = False  # set around a CUDA-graph capture: GEMMs without cuBLAS
+        self._kernels = {}
+        self._relu = cupy.ElementwiseKernel(
+            "T x", "T y, bool keep", "keep = x > (T)0; y = x * (T)keep;", "xpnet_relu")
+        self._sgd = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g", "xpnet_sgd")
+
+    def _kernel(self, key, source, name, **types):
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            kernel = self._kernels[key] = _compile(source, name, **types)
+        return kernel
+
+    def gemm(self, a, b, bias=None):
+        """``a @ b (+ bias)`` on :data:`GEMM_SOURCE`: no cuBLAS, so it can be captured."""
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"gemm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
+                             f"multiply as matrices")
+        if a.dtype != b.dtype or a.dtype.kind != "f":
+            raise TypeError(f"gemm: needs two float arrays of one dtype, got {a.dtype} "
+                            f"and {b.dtype}")
+        m, k = a.shape
+        n = b.shape[1]
+        out = cupy.empty((m, n), dtype=a.dtype)
+        if m == 0 or n == 0:
+            return out
+        t = c_type(a.dtype)
+        kernel = self._kernel(("gemm", t), GEMM_SOURCE, "xpnet_gemm", T=t, TM=GEMM_TM,
+                              KSPLIT=GEMM_KSPLIT)
+        item = a.itemsize
+        if bias is not None:
+            if bias.shape != (n,) or bias.dtype != a.dtype:
+                raise ValueError(f"gemm: bias must be ({n},) {a.dtype}, got "
+                                 f"{tuple(bias.shape)} {bias.dtype}")
+            bias = cupy.ascontiguousarray(bias)
+        grid = ((n + 31) // 32, (m + GEMM_TM - 1) // GEMM_TM)
+        kernel(grid, (32, GEMM_KSPLIT),
+               (a, b, bias if bias is not None else out, out,
+                numpy.int32(m), numpy.int32(n), numpy.int32(k),
+                numpy.int64(a.strides[0] // item), numpy.int64(a.strides[1] // item),
+                numpy.int64(b.strides[0] // item), numpy.int64(b.strides[1] // item),
+                numpy.int32(bias is not None)))
+        return out
+
+    def matmul(self, a, b, bias=None):
+        if self.graph_kernels:
+            return self.gemm(a, b, bias)
+        return super().matmul(a, b, bias)
+
+    def relu(self, x):
+        if not self.fused:
+            return super().relu(x)
+        return self._relu(x)
+
+    def softmax_cross_entropy(self, x, t, rows):
+        if not self.fused or x.dtype.kind != "f" or t.dtype.kind not in "iu":
+            return super().softmax_cross_entropy(x, t, rows)
+        x = cupy.ascontiguousarray(x)
+        t = cupy.ascontiguousarray(t)
+        n, c = x.shape
+        y = cupy.empty_like(x)
+        loss = cupy.empty((), dtype=x.dtype)
+        kernel = self._kernel(("softmax_ce", x.dtype.name, t.dtype.name), SOFTMAX_CE_SOURCE,
+                              "xpnet_softmax_ce", T=c_type(x.dtype), L=c_type(t.dtype))
+        kernel((1,), (SOFTMAX_CE_THREADS,), (x, t, y, loss, numpy.int32(n), numpy.int32(c)))
+        return loss, y
+
+    def softmax_cross_entropy_grad(self, y, t, scale, rows):
+        if not self.fused or not isinstance(scale, (int, float)) or t.dtype.kind not in "iu":
+            return super().softmax_cross_entropy_grad(y, t, scale, rows)
+        n, c = y.shape
+        dx = cupy.empty_like(y)
+        kernel = self._kernel(("softmax_ce_grad", y.dtype.name, t.dtype.name),
+                              SOFTMAX_CE_GRAD_SOURCE, "xpnet_softmax_ce_grad",
+                              T=c_type(y.dtype), L=c_type(t.dtype))
+        threads = 128
+        kernel(((n * c + threads - 1) // threads,), (threads,),
+               (cupy.ascontiguousarray(y), cupy.ascontiguousarray(t), dx, numpy.int32(n),
+                numpy.int32(c), y.dtype.type(scale)))
+        return dx
+
+    def sgd_update(self, p, g, lr):
+        if not self.fused or not isinstance(lr, (int, float)):
+            return super().sgd_update(p, g, lr)
+        self._sgd(g, p.dtype.type(lr), p)

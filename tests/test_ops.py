@@ -1,0 +1,144 @@
+"""backends.ops: every routed operation against a float64 NumPy reference, on every backend.
+
+On CuPy each test runs the fused kernels, the plain CuPy versions they
+replace (``fused = False``) and, for products, the capture-safe GEMM.
+"""
+
+import numpy as np
+import pytest
+
+from backends.ops import ops_for
+from tests.conftest import to_host
+
+
+@pytest.fixture(params=["fused", "plain"])
+def ops(request, backend):
+    """The backend's ops; on CuPy once with the fused kernels and once without."""
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if request.param == "plain":
+        if not hasattr(ops, "fused"):
+            pytest.skip("numpy has one version of each operation")
+        ops.fused = False
+    yield ops
+    if hasattr(ops, "fused"):
+        ops.fused = True
+
+
+def tol(dtype):
+    return {"float32": 2e-5, "float64": 1e-12}[np.dtype(dtype).name]
+
+
+def reference_softmax_ce(x, t):
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_s = np.log(np.exp(shifted).sum(axis=1))
+    y = np.exp(shifted - log_s[:, None])
+    loss = (log_s - shifted[np.arange(len(t)), t]).mean()
+    return loss, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n, c, label_dtype", [(100, 10, "uint8"), (7, 3, "int32"),
+                                               (300, 10, "int64"), (1, 10, "int64")])
+def test_softmax_cross_entropy_and_its_gradient(ops, backend, dtype, n, c, label_dtype):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, c)) * 5).astype(dtype)
+    t = rng.integers(0, c, n).astype(label_dtype)
+    xd, td = backend.asarray(x), backend.asarray(t)
+    rows = backend.xp.arange(n)
+    loss, y = ops.softmax_cross_entropy(xd, td, rows)
+    want_loss, want_y = reference_softmax_ce(x, t)
+    assert loss.dtype == np.dtype(dtype) and loss.shape == ()
+    np.testing.assert_allclose(float(loss), want_loss, rtol=tol(dtype))
+    np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))
+
+    dx = ops.softmax_cross_entropy_grad(y, td, 0.5 / n, rows)
+    want_dx = (want_y - np.eye(c)[t]) * 0.5 / n
+    np.testing.assert_allclose(to_host(dx), want_dx, rtol=tol(dtype), atol=tol(dtype) / n)
+    np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))  # untouched
+
+
+def test_softmax_cross_entropy_survives_huge_scores(ops, backend):
+    x = backend.asarray(np.array([[1000.0, 0.0, -1000.0], [-1e4, 1e4, 0.0]], dtype=np.float32))
+    t = backend.asarray(np.array([0, 2], dtype=np.int64))
+    loss, y = ops.softmax_cross_entropy(x, t, backend.xp.arange(2))
+    np.testing.assert_allclose(float(loss), 1e4 / 2, rtol=1e-6)
+    np.testing.assert_allclose(to_host(y), [[1, 0, 0], [0, 1, 0]], atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_and_backward(ops, backend, dtype):
+    x = np.array([[-2.0, -0.0, 0.0, 0.25, 3.5]], dtype=dtype)
+    out, keep = ops.relu(backend.asarray(x))
+    assert out.dtype == np.dtype(dtype) and keep.dtype == np.bool_
+    np.testing.assert_array_equal(to_host(out), [[0, 0, 0, 0.25, 3.5]])
+    np.testing.assert_array_equal(to_host(keep), [[False, False, False, True, True]])
+    dout = backend.asarray(np.arange(1, 6, dtype=dtype)[None])
+    np.testing.assert_array_equal(to_host(ops.relu_backward(dout, keep)), [[0, 0, 0, 4, 5]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_update_in_place(ops, backend, dtype):
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal((2, 50, 7)).astype(dtype)
+    pd = backend.asarray(p.copy())  # NumPy would share p
+    alias = pd
+    ops.sgd_update(pd, backend.asarray(g), 0.1)
+    assert alias is pd
+    np.testing.assert_allclose(to_host(pd), p - 0.1 * g, rtol=tol(dtype), atol=tol(dtype))
+
+
+SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
+          (1, 1, 1), (3, 37, 33), (65, 9, 130)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt"])
+def test_matmul_with_transposes_and_bias(backend, dtype, m, k, n, layout):
+    """``a @ b (+ bias)`` as the layers call it (x W + b, x^T dout, dout W^T), on
+    cuBLAS/NumPy and, on CuPy, on the capture-safe GEMM kernel too."""
+    rng = np.random.default_rng(m * k + n)
+    a = rng.standard_normal((m, k) if layout[0] == "n" else (k, m)).astype(dtype)
+    b = rng.standard_normal((k, n) if layout[1] == "n" else (n, k)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    ad, bd = backend.asarray(a), backend.asarray(b)
+    if layout[0] == "t":
+        a, ad = a.T, ad.T
+    if layout[1] == "t":
+        b, bd = b.T, bd.T
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    ops = ops_for(ad)
+    variants = [ops.matmul] + ([ops.gemm] if hasattr(ops, "gemm") else [])
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    for product in variants:
+        got = to_host(product(ad, bd))
+        assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
+        assert np.all(np.abs(got - want) <= 4 * tol(dtype) * scale + 1e-30), product.__name__
+        got = to_host(product(ad, bd, bias=backend.asarray(bias)))
+        assert np.all(np.abs(got - (want + bias)) <= 4 * tol(dtype) * (scale + 1)), product
+
+
+def test_gemm_refuses_what_it_cannot_multiply(backend):
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if not hasattr(ops, "gemm"):
+        pytest.skip("the capture-safe GEMM exists on CuPy only")
+    a = backend.asarray(np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(3, 4\) and \(3, 4\)"):
+        ops.gemm(a, a)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        ops.gemm(a, backend.asarray(np.ones((4, 2))))
+
+
+def test_a_label_past_the_last_class_is_caught(backend):
+    """NumPy raises (through the layer: ValueError); the GPU kernel cannot raise
+    without a sync, so it makes the loss NaN, which stops the Trainer."""
+    from framework.layers import SoftmaxWithLoss
+    x = backend.asarray(np.zeros((2, 3), dtype=np.float32))
+    t = backend.asarray(np.array([0, 3]))
+    layer = SoftmaxWithLoss()
+    if backend.name == "numpy":
+        with pytest.raises(ValueError, match="labels must lie in 0..2"):
+            layer.forward(x, t)
+    else:
+        assert np.isnan(float(layer.forward(x, t)))
