@@ -73,7 +73,10 @@ class CudaGraphStep:
     step ``i``'s loss lands in ``losses[i]``.
     """
 
-    def __init__(self, network, optimizer, batches):
+    def __init__(self, network, optimizer, batches, gemm="own"):
+        if gemm not in ("own", "cublas"):
+            raise ValueError(f"CudaGraphStep: gemm={gemm!r}; expected 'own' or 'cublas'")
+        self.gemm = gemm  # 'cublas': try cuBLAS under capture (scripts/graph_probe.py)
         x, t = batches.x, batches.t
         if x.ndim != 2 or t.ndim != 1 or t.dtype.kind not in "iu":
             raise ValueError(f"CudaGraphStep: needs 2-D data and integer labels, got x "
@@ -158,7 +161,7 @@ class CudaGraphStep:
         pool = cupy.cuda.MemoryPool()
         stream = cupy.cuda.Stream(non_blocking=True)
         cupy.cuda.Device().synchronize()  # the snapshot and the data, before the other stream
-        ops.graph_kernels = True
+        ops.graph_kernels = self.gemm == "own"
         try:
             with cupy.cuda.using_allocator(pool.malloc), stream:
                 self._body()  # warm-up: compiles the kernels and fills the graph's pool

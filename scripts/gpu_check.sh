@@ -10,10 +10,11 @@
 #   3. scripts/gradient_check.py --all-backends
 #   4. whether this CuPy still refuses cuBLAS during stream capture (why the
 #      graph step has GEMM kernels of its own)
-#   5. the book's run (10,000 steps) on the GPU, for each dataset found in
+#   5. scripts/graph_probe.py: eager, fused, graph with our GEMM, graph with cuBLAS
+#   6. the book's run (10,000 steps) on the GPU, for each dataset found in
 #      DATA_DIR/mnist and DATA_DIR/fashion-mnist (IDX files, gzipped or not),
 #      with the CUDA-graph step, then once more with the eager step
-#   6. scripts/benchmark.py, CPU and GPU rows side by side
+#   7. scripts/benchmark.py, CPU and GPU rows side by side
 # and writes all of it to $OUT/gpu-report.md (OUT defaults to out/gpu-check).
 # Each section has its own time limit, so the whole check ends within 8 minutes.
 #
@@ -81,7 +82,7 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 440 s with one dataset, inside the 8 minutes the whole check may take.
+# Limits add up to 485 s with one dataset, inside the 8 minutes the whole check may take.
 section device 15 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
 section tests 150 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider $TEST_ARGS || failed+=(tests)
 # the book's check uses the first 3 training images; random inputs when no data came along
@@ -109,6 +110,10 @@ with s:
         except Exception as e:
             print('end_capture:', type(e).__name__, e)
 "
+fi
+
+if [ $DRY = 0 ]; then
+  section graph-probe 45 $PY scripts/graph_probe.py || failed+=(graph-probe)
 fi
 
 trained=0

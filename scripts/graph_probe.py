@@ -1,0 +1,100 @@
+"""The CUDA-graph step's levers on a GPU, one by one, at the benchmark's sizes.
+
+For each hidden:batch pair, times 600 steps (median of 5 windows, clock read
+after a synchronize) of:
+
+  eager-unfused  plain CuPy operations, one launch each (XPNET_FUSED=0's path)
+  eager-fused    the fused kernels of backends.cuda_ops
+  graph-own      the step replayed as a CUDA graph, products on our GEMM kernel
+  graph-cublas   the same graph recorded with cuBLAS's products, where this
+                 CuPy and cuBLAS allow capturing them (else the error is shown)
+
+and the largest difference of the final parameters from the eager-fused run
+started from the same weights and batches. Prints a Markdown table.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import backends  # noqa: E402
+from backends.ops import ops_for  # noqa: E402
+from framework.data import DeviceBatches  # noqa: E402
+from framework.optimizers import SGD  # noqa: E402
+from models import TwoLayerNet  # noqa: E402
+
+
+def run(variant, hidden, batch, data, windows, steps):
+    backend = backends.current()
+    net = TwoLayerNet(784, hidden, 10, seed=0)
+    batches = DeviceBatches(*data, batch, seed=0, backend=backend)
+    optimizer = SGD(lr=0.1)
+    ops = ops_for(net.params["W1"])
+    ops.fused = variant != "eager-unfused"
+    times = []
+    try:
+        if variant.startswith("graph"):
+            from backends.cuda_graph import CudaGraphStep
+            step = CudaGraphStep(net, optimizer, batches,
+                                 gemm=variant.split("-")[1]).capture()
+            for _ in range(windows + 1):
+                step.start_epoch(batches.start_epoch())
+                backend.synchronize()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step.launch()
+                backend.synchronize()
+                times.append((time.perf_counter() - start) / steps)
+        else:
+            for _ in range(windows + 1):
+                order = batches.start_epoch()
+                backend.synchronize()
+                start = time.perf_counter()
+                for i in range(steps):
+                    optimizer.update(net.params, net.gradient(*batches.batch(order, i)))
+                backend.synchronize()
+                times.append((time.perf_counter() - start) / steps)
+    finally:
+        ops.fused = True
+    params = {k: backends.to_numpy(v) for k, v in net.params.items()}
+    return 1e3 * statistics.median(times[1:]), params
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="50:100,50:1000,1000:100")
+    p.add_argument("--windows", type=int, default=5)
+    args = p.parse_args()
+    backends.use("cupy")
+    rng = np.random.default_rng(0)
+    data = rng.random((60000, 784), dtype=np.float32), rng.integers(0, 10, 60000).astype(np.uint8)
+    print("| hidden | batch | variant | ms/step | vs eager-unfused | max param diff vs eager-fused |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for config in args.configs.split(","):
+        hidden, batch = (int(v) for v in config.split(":"))
+        steps = min(600, 60000 // batch)
+        results = {}
+        for variant in ("eager-unfused", "eager-fused", "graph-own", "graph-cublas"):
+            try:
+                results[variant] = run(variant, hidden, batch, data, args.windows, steps)
+            except Exception as e:
+                print(f"| {hidden} | {batch} | {variant} | failed: {type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:150]} | - | - |", flush=True)
+        base = results.get("eager-unfused", (None,))[0]
+        ref = results.get("eager-fused", (None, None))[1]
+        for variant, (ms, params) in results.items():
+            diff = max(float(np.abs(params[k] - ref[k]).max()) for k in ref) if ref else None
+            print(f"| {hidden} | {batch} | {variant} | {ms:.4f} | "
+                  f"{'-' if base is None else f'{base / ms:.2f}x'} | "
+                  f"{'-' if diff is None else f'{diff:.1e}'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
