@@ -481,7 +481,7 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
                    f"{flops / 1e6:.1f} MFLOP of GEMM per step, "
                    f"{ms:.3f} ms ({gflops:.0f} GFLOP/s)")
     out += ["", "The Trainer's own cost (progress bar, loss buffer, epoch-end report), "
-            "trainer over bare loop:", ""]
+            "trainer over bare loop, both eager (on CuPy: xpnet-eager over xpnet-loop):", ""]
     for (device, hidden, batch), cost in trainer_cost.items():
         out.append(f"- {device}, hidden {hidden}, batch {batch}: {100 * cost:+.1f}%")
     out += ["", f"## Numerical gradient, TwoLayerNet(784, {args.grad_hidden}, 10), batch 3, "
@@ -511,7 +511,7 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--memory-configs", metavar="H:B,...",
                    help="measure peak memory (a process per row) only for these hidden:batch "
-                        "pairs (default: every config)")
+                        "pairs (default: every config; --smoke: the first)")
     p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -539,13 +539,16 @@ def main(argv=None):
               for h, b in configs for d in backends.available()}
     trainer_cost = {}
     for row in rows:
-        if row.kind == "xpnet-trainer":
+        # the Trainer against the bare loop with the same (eager) step
+        if (row.kind, row.device) in (("xpnet-trainer", "numpy"), ("xpnet-eager", "cupy")):
             loop = next(r for r in rows if r.kind == "xpnet-loop" and r.device == row.device
                         and r.config == row.config)
             trainer_cost[(row.device,) + row.config] = paired_ratio(row, loop) - 1
     log("measuring peak memory, one process per row")
-    memory_configs = configs if not args.memory_configs else \
-        [tuple(int(v) for v in c.split(":")) for c in args.memory_configs.split(",")]
+    if args.memory_configs:
+        memory_configs = [tuple(int(v) for v in c.split(":")) for c in args.memory_configs.split(",")]
+    else:  # a smoke run probes one size: each probe is a process importing every library
+        memory_configs = configs[:1] if args.smoke else configs
     for row in rows:
         row.mem = memory_of(row, args.n) if row.config in memory_configs else None
     log("numerical gradient")

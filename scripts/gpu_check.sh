@@ -82,9 +82,9 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 485 s with one dataset, inside the 8 minutes the whole check may take.
+# Limits add up to 500 s with one dataset, inside the 8 minutes the whole check may take.
 section device 15 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
-section tests 150 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider $TEST_ARGS || failed+=(tests)
+section tests 200 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs --durations=12 -p no:cacheprovider $TEST_ARGS || failed+=(tests)
 # the book's check uses the first 3 training images; random inputs when no data came along
 if [ -d "$DATA_DIR/mnist" ]; then GC_DATA="--dataset mnist"
 elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
@@ -113,17 +113,17 @@ with s:
 fi
 
 if [ $DRY = 0 ]; then
-  section graph-probe 45 $PY scripts/graph_probe.py || failed+=(graph-probe)
+  section graph-probe 40 $PY scripts/graph_probe.py || failed+=(graph-probe)
 fi
 
 trained=0
 for dataset in mnist fashion-mnist; do
   [ -d "$DATA_DIR/$dataset" ] || continue
   trained=1
-  section "train-$dataset" 40 $PY scripts/train_neuralnet.py --backend $BACKEND --dataset $dataset \
+  section "train-$dataset" 30 $PY scripts/train_neuralnet.py --backend $BACKEND --dataset $dataset \
     --data-dir "$DATA_DIR" --iters $ITERS --quiet --plot "$OUT/train-$dataset.png" \
     || failed+=("train-$dataset")
-  section "train-$dataset-eager" 40 $PY scripts/train_neuralnet.py --backend $BACKEND \
+  section "train-$dataset-eager" 30 $PY scripts/train_neuralnet.py --backend $BACKEND \
     --dataset $dataset --data-dir "$DATA_DIR" --iters $ITERS --quiet --graph off \
     || failed+=("train-$dataset-eager")
 done
@@ -132,7 +132,7 @@ if [ $trained = 0 ]; then
   failed+=(train)
 fi
 
-section benchmark 150 $PY scripts/benchmark.py $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
+section benchmark 140 $PY scripts/benchmark.py $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
 
 {
   echo

@@ -10,7 +10,10 @@ after a synchronize) of:
                  CuPy and cuBLAS allow capturing them (else the error is shown)
 
 and the largest difference of the final parameters from the eager-fused run
-started from the same weights and batches. Prints a Markdown table.
+started from the same weights and batches. Prints a Markdown table, then
+the GPU time of each operation of the book's step (784-50-10, batch 100),
+ours against cuBLAS and plain CuPy, from cupyx.profiler.benchmark: where
+the graph step's time goes.
 """
 
 import argparse
@@ -94,6 +97,48 @@ def main():
             print(f"| {hidden} | {batch} | {variant} | {ms:.4f} | "
                   f"{'-' if base is None else f'{base / ms:.2f}x'} | "
                   f"{'-' if diff is None else f'{diff:.1e}'} |", flush=True)
+    operation_times()
+
+
+def operation_times(repeat=200):
+    import cupy
+    from cupyx.profiler import benchmark
+    ops = ops_for(cupy.zeros(1))
+    rng = np.random.default_rng(1)
+
+    def arr(*shape):
+        return cupy.asarray(rng.standard_normal(shape), dtype=cupy.float32)
+    x, w1, b1, w2, b2 = arr(100, 784), arr(784, 50), arr(50), arr(50, 10), arr(10)
+    h, d1, s2 = arr(100, 50), arr(100, 50), arr(100, 10)
+    t = cupy.asarray(rng.integers(0, 10, 100), dtype=cupy.uint8)
+    rows = cupy.arange(100)
+    y = ops.softmax_cross_entropy(s2, t, rows)[1]
+    cases = [
+        ("x W1 + b1 (100x784 @ 784x50)", lambda: ops.gemm(x, w1, b1),
+         lambda: x @ w1 + b1),
+        ("h W2 + b2 (100x50 @ 50x10)", lambda: ops.gemm(h, w2, b2), lambda: h @ w2 + b2),
+        ("dW2 = h^T d2 (50x100 @ 100x10)", lambda: ops.gemm(h.T, s2), lambda: h.T @ s2),
+        ("dh = d2 W2^T (100x10 @ 10x50)", lambda: ops.gemm(s2, w2.T), lambda: s2 @ w2.T),
+        ("dW1 = x^T d1 (784x100 @ 100x50)", lambda: ops.gemm(x.T, d1), lambda: x.T @ d1),
+        ("db = sum_n dout (100x50)", lambda: d1.sum(axis=0), None),
+        ("relu: output and mask", lambda: ops.relu(h), lambda: (h * (h > 0), h > 0)),
+        ("softmax + cross-entropy", lambda: ops.softmax_cross_entropy(s2, t, rows),
+         lambda: super(type(ops), ops).softmax_cross_entropy(s2, t, rows)),
+        ("its gradient", lambda: ops.softmax_cross_entropy_grad(y, t, 0.01, rows),
+         lambda: super(type(ops), ops).softmax_cross_entropy_grad(y, t, 0.01, rows)),
+        ("SGD update of W1", lambda: ops.sgd_update(w1, w1, 0.0), lambda: w1.__isub__(0.0 * w1)),
+    ]
+    print("\n| operation (book's step) | ours, us GPU | cuBLAS / plain CuPy, us GPU |")
+    print("|---|---:|---:|")
+    for name, ours, plain in cases:
+        times = []
+        for fn in (ours, plain):
+            if fn is None:
+                times.append("-")
+                continue
+            r = benchmark(fn, n_repeat=repeat, n_warmup=10)
+            times.append(f"{1e6 * float(np.median(r.gpu_times[0])):.1f}")
+        print(f"| {name} | {times[0]} | {times[1]} |", flush=True)
 
 
 if __name__ == "__main__":
