@@ -33,7 +33,7 @@ the Trainer records the step again.
 import cupy
 import numpy
 
-from backends.cuda_ops import c_type
+from backends.cuda_ops import c_type, compile_kernel
 from backends.ops import ops_for
 
 GATHER_SOURCE = r'''
@@ -57,11 +57,6 @@ extern "C" __global__ void xpnet_record(const T* loss, T* losses, int* counter)
     counter[0] += 1;
 }
 '''
-
-
-def _kernel(source, name, **types):
-    defines = "".join(f"#define {k} {v}\n" for k, v in types.items())
-    return cupy.RawKernel(defines + source, name)
 
 
 class CudaGraphStep:
@@ -92,9 +87,10 @@ class CudaGraphStep:
         self.losses = cupy.zeros(self.steps_per_epoch, dtype=network.dtype)
         self.x_batch = cupy.empty((self.batch, x.shape[1]), dtype=x.dtype)
         self.t_batch = cupy.empty(self.batch, dtype=t.dtype)
-        self._gather = _kernel(GATHER_SOURCE, "xpnet_gather", T=c_type(x.dtype),
-                               L=c_type(t.dtype), I=c_type(index_dtype))
-        self._record = _kernel(RECORD_SOURCE, "xpnet_record", T=c_type(network.dtype))
+        self._gather = compile_kernel(GATHER_SOURCE, "xpnet_gather", T=c_type(x.dtype),
+                                      L=c_type(t.dtype), I=c_type(index_dtype))
+        self._record = compile_kernel(RECORD_SOURCE, "xpnet_record",
+                                      T=c_type(network.dtype))
         self.graph = None
         self._pool = None  # the graph's own memory: kept as long as the graph
         self._stream = None

@@ -128,7 +128,7 @@ extern "C" __global__ void xpnet_softmax_ce_grad(const T* y, const L* t, T* dx, 
 '''
 
 
-def _compile(source, name, **types):
+def compile_kernel(source, name, **types):
     """A RawKernel of ``source`` with each ``#define`` of ``types`` (``T="float"``...)."""
     defines = "".join(f"#define {k} {v}\n" for k, v in types.items())
     return cupy.RawKernel(defines + source, name)
@@ -151,7 +151,7 @@ class CupyOps(Ops):
     def _kernel(self, key, source, name, **types):
         kernel = self._kernels.get(key)
         if kernel is None:
-            kernel = self._kernels[key] = _compile(source, name, **types)
+            kernel = self._kernels[key] = compile_kernel(source, name, **types)
         return kernel
 
     def gemm(self, a, b, bias=None):

@@ -34,7 +34,9 @@ class Trainer:
         (:mod:`backends.cuda_graph`) where the step allows it, else run it
         eagerly; ``True``: the graph or an error saying why not; ``False``:
         always eager. ``XPNET_CUDA_GRAPH=0`` turns ``'auto'`` off.
-        :attr:`step_mode` says which ran and why.
+        :attr:`step_mode` says which ran and why. The graph bakes in the
+        optimizer's numbers: one changed between epochs (a learning-rate
+        schedule in a callback) is seen, and the step is recorded again.
 
     The data is sent to the network's backend once. The step loop never
     waits for the GPU: each step's loss (from the forward pass of

@@ -37,6 +37,14 @@ def backend(request):
 
 
 @pytest.fixture
+def on_cupy():
+    """CuPy as the default backend, for the GPU-only tests (which skip without it)."""
+    previous = backends._default
+    yield backends.use("cupy")
+    backends._default = previous
+
+
+@pytest.fixture
 def xp(backend):
     """The array module of the backend under test."""
     return backend.xp

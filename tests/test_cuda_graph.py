@@ -13,7 +13,7 @@ import backends
 from framework.trainer import Trainer
 from models import TwoLayerNet
 from tests.conftest import to_host
-from tests.test_gpu import data, needs_gpu, on_cupy, spin_kernel  # noqa: F401 (fixture)
+from tests.test_gpu import data, needs_gpu, spin_kernel
 
 
 def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch"):

@@ -38,13 +38,6 @@ def data(n=2000, seed=0):
     return rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
 
 
-@pytest.fixture
-def on_cupy():
-    previous = backends._default
-    yield backends.use("cupy")
-    backends._default = previous
-
-
 @needs_gpu
 def test_step_loop_never_waits_for_the_gpu(on_cupy):
     """Keep the GPU busy for 2 s, then issue 20 eager training steps behind that
