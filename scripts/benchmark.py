@@ -498,6 +498,22 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
     return "\n".join(out) + "\n"
 
 
+def hidden_batch_pairs(text):
+    """``"50:100,1000:100"`` -> ``[(50, 100), (1000, 100)]``; ``""`` -> ``[]`` (argparse type)."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            hidden, batch = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected hidden:batch pairs of positive integers separated by commas, "
+                f"such as 50:100,1000:100; got {item!r} in {text!r}") from None
+        if hidden < 1 or batch < 1:
+            raise argparse.ArgumentTypeError(f"hidden and batch must be positive; got {item!r}")
+        pairs.append((hidden, batch))
+    return pairs
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -505,13 +521,13 @@ def main(argv=None):
     p.add_argument("--out", metavar="FILE", help="also write the Markdown tables here")
     p.add_argument("--n", type=int, help="synthetic training samples (default: 60000; smoke 2000)")
     p.add_argument("--repeats", type=int, help="timed windows per row (default: 11; smoke 1)")
-    p.add_argument("--configs", default="50:100,50:1000,1000:100",
+    p.add_argument("--configs", type=hidden_batch_pairs, default="50:100,50:1000,1000:100",
                    help="hidden:batch pairs to time (default: %(default)s: the book's net at "
                         "batch 100 and 1000, and DeZero's 784-1000-10 GPU example)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
-    p.add_argument("--memory-configs", metavar="H:B,...",
+    p.add_argument("--memory-configs", metavar="H:B,...", type=hidden_batch_pairs,
                    help="measure peak memory (a process per row) only for these hidden:batch "
-                        "pairs (default: every config; --smoke: the first)")
+                        "pairs, '' for none (default: every config; --smoke: the first)")
     p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -526,7 +542,9 @@ def main(argv=None):
     # Every row shares the allocator settings the Trainer makes (one process):
     # the book loop and PyTorch get the same steady heap as xpnet.
     backends.tune_host_allocator()
-    configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
+    configs = args.configs
+    if not configs:
+        p.error("--configs: give at least one hidden:batch pair")
     data = synthetic(args.n)
     torch_ok = [] if args.no_torch else torch_devices()
     if not torch_ok and not args.no_torch:
@@ -545,8 +563,8 @@ def main(argv=None):
                         and r.config == row.config)
             trainer_cost[(row.device,) + row.config] = paired_ratio(row, loop) - 1
     log("measuring peak memory, one process per row")
-    if args.memory_configs:
-        memory_configs = [tuple(int(v) for v in c.split(":")) for c in args.memory_configs.split(",")]
+    if args.memory_configs is not None:
+        memory_configs = args.memory_configs
     else:  # a smoke run probes one size: each probe is a process importing every library
         memory_configs = configs[:1] if args.smoke else configs
     for row in rows:

@@ -41,3 +41,19 @@ def test_smoke_run_produces_every_row(tmp_path):
     assert len(diffs) == len(backends.available())
     assert all(float(d) <= 1e-9 for d in diffs)
     assert "| xpnet: network.accuracy(x_train, t_train), batches of 10000 |" in table
+
+
+def test_config_pairs_are_checked_before_anything_runs():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import benchmark
+    finally:
+        sys.path.remove(os.path.join(ROOT, "scripts"))
+    assert benchmark.hidden_batch_pairs("50:100, 1000:100") == [(50, 100), (1000, 100)]
+    assert benchmark.hidden_batch_pairs("") == []
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
+                        "--memory-configs", "none"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2  # argparse's usage error, not a traceback after the timing
+    assert "--memory-configs" in r.stderr and "hidden:batch" in r.stderr and "'none'" in r.stderr
+    assert "Traceback" not in r.stderr
