@@ -160,6 +160,10 @@ def available():
 
 
 def _is_cupy_array(a):
+    # Called several times per layer per step: a NumPy array answers at the
+    # first comparison, without building the module-name string.
+    if type(a) is numpy.ndarray:
+        return False
     return type(a).__module__.split(".", 1)[0] == "cupy"
 
 
@@ -201,6 +205,14 @@ def is_device_array(x):
 
 def check_same_backend(where, **arrays):
     """Raise ``TypeError`` naming ``where`` if the arrays mix host and device memory."""
+    first = None
+    for a in arrays.values():  # the common case, all of one type, without building a report
+        if first is None:
+            first = type(a)
+        elif type(a) is not first:
+            break
+    else:
+        return
     kinds = {name: ("cupy" if _is_cupy_array(a) else "numpy")
              for name, a in arrays.items() if hasattr(a, "shape")}
     if len(set(kinds.values())) > 1:

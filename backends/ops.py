@@ -80,6 +80,8 @@ _cupy_ops = None
 def ops_for(x):
     """The operations for the backend ``x`` lives on (CuPy's fused kernels for a CuPy array)."""
     global _numpy_ops, _cupy_ops
+    if _numpy_ops is not None and type(x) is _numpy_ops.xp.ndarray:
+        return _numpy_ops  # the hot path on the CPU: a dozen calls a step
     if _is_cupy_array(x):
         if _cupy_ops is None:
             from backends.cuda_ops import CupyOps

@@ -127,3 +127,17 @@ def test_mixing_backends_is_named():
             shape = (2,)
         FakeCupy.__module__ = "cupy._core.core"
         backends.check_same_backend("Affine1", x=np.ones(2), W=FakeCupy())
+
+
+def test_same_backend_fast_path_keeps_the_rules():
+    class FakeCupy:
+        shape = (2,)
+    FakeCupy.__module__ = "cupy._core.core"
+    memmap_like = np.ones(3).view(np.memmap)  # a NumPy subclass is still the host
+    backends.check_same_backend("L", x=np.ones(2), W=np.ones(3), b=memmap_like)
+    backends.check_same_backend("L", x=np.ones(2), scale=0.5)  # scalars go with anything
+    backends.check_same_backend("L", x=FakeCupy(), scale=0.5)
+    with pytest.raises(TypeError, match=r"L: arrays from different backends \(x is cupy, "
+                                        r"W is numpy\)"):
+        backends.check_same_backend("L", x=FakeCupy(), scale=0.5, W=np.ones(2))
+    assert not backends.is_device_array(memmap_like) and backends.is_device_array(FakeCupy())
