@@ -10,6 +10,8 @@ the wider 784-1000-10 net of DeZero's GPU example at batch 100:
   xpnet-unfused  CuPy only: graph=False and the fused kernels off (plain CuPy operations,
                  the obvious implementation)
   xpnet-loop     the same layers in a bare eager loop (what the Trainer adds is the difference)
+  numpy-bare     the same step as one hand-written NumPy function, no framework (temporaries
+                 in place, loss kept): what NumPy alone does, the layers' floor
   book-loop      the book's train_neuralnet.py loop in NumPy (scripts/book_reference.py):
                  one-hot labels, np.random.choice batches, loss recomputed after the update
   torch-eager    PyTorch eager on the same device, when torch imports
@@ -188,6 +190,52 @@ class XpnetLoop(XpnetRow):
             optimizer.update(network.params, network.gradient(x, t))
 
 
+class NumpyBare(Row):
+    """The step with nothing around it: the measure of what the layers and the Trainer cost."""
+
+    kind = "numpy-bare"
+
+    def setup(self):
+        self.x, self.t = self.data
+        params = TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0).params  # xpnet's start
+        self.W1, self.b1, self.W2, self.b2 = (backends.to_numpy(params[k]).copy()
+                                              for k in ("W1", "b1", "W2", "b2"))
+        self.rng = np.random.default_rng(0)
+        self.rows = np.arange(self.batch)
+        self.losses = np.empty(self.steps, dtype=np.float32)
+
+    def window(self):
+        x_all, t_all, b, rows = self.x, self.t, self.batch, self.rows
+        W1, b1, W2, b2 = self.W1, self.b1, self.W2, self.b2
+        order = self.rng.permutation(x_all.shape[0]).astype(np.int32)
+        for i in range(self.steps):
+            idx = order[i * b:(i + 1) * b]
+            x, t = np.take(x_all, idx, axis=0), np.take(t_all, idx, axis=0)
+            a = x @ W1
+            a += b1
+            keep = a > 0
+            a *= keep
+            s = a @ W2
+            s += b2
+            s -= s.max(axis=1, keepdims=True)
+            e = np.exp(s)
+            z = e.sum(axis=1, keepdims=True)
+            e /= z
+            self.losses[i] = (np.log(z)[:, 0] - s[rows, t]).sum() / b
+            e[rows, t] -= 1
+            e *= 1 / b
+            dW2 = a.T @ e
+            db2 = e.sum(axis=0)
+            dh = e @ W2.T
+            dh *= keep
+            dW1 = x.T @ dh
+            db1 = dh.sum(axis=0)
+            W1 -= LR * dW1
+            b1 -= LR * db1
+            W2 -= LR * dW2
+            b2 -= LR * db2
+
+
 class BookLoop(Row):
     kind = "book-loop"
 
@@ -238,7 +286,7 @@ class TorchEager(Row):
 
 
 ROW_TYPES = {cls.kind: cls for cls in (XpnetTrainer, XpnetEager, XpnetUnfused, XpnetLoop,
-                                       BookLoop, TorchEager)}
+                                       NumpyBare, BookLoop, TorchEager)}
 
 
 def torch_devices():
@@ -259,6 +307,7 @@ def make_rows(configs, data, torch_ok):
                 rows.append(XpnetEager(device, batch, hidden, data))
                 rows.append(XpnetUnfused(device, batch, hidden, data))
             rows.append(XpnetLoop(device, batch, hidden, data))
+        rows.append(NumpyBare("numpy", batch, hidden, data))
         rows.append(BookLoop("numpy", batch, hidden, data))
         for device in torch_ok:
             rows.append(TorchEager(device, batch, hidden, data))
@@ -442,7 +491,7 @@ def fmt_ratio(x):
     return "-" if x is None else f"{x:.2f}x"
 
 
-def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
+def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args):
     out = ["# xpnet benchmark", "",
            f"{time.strftime('%Y-%m-%d')}, `python scripts/benchmark.py"
            f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
@@ -484,6 +533,10 @@ def report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args):
             "trainer over bare loop, both eager (on CuPy: xpnet-eager over xpnet-loop):", ""]
     for (device, hidden, batch), cost in trainer_cost.items():
         out.append(f"- {device}, hidden {hidden}, batch {batch}: {100 * cost:+.1f}%")
+    out += ["", "What the framework costs over NumPy alone, xpnet's step over the same step "
+            "hand-written (numpy-bare):", ""]
+    for (kind, hidden, batch), cost in framework_cost.items():
+        out.append(f"- {kind}, hidden {hidden}, batch {batch}: {100 * cost:+.1f}%")
     out += ["", f"## Numerical gradient, TwoLayerNet(784, {args.grad_hidden}, 10), batch 3, "
             f"float64, {grad_params} parameters", "",
             "| method | backend | seconds | vs book loop | max abs diff vs book |",
@@ -562,6 +615,12 @@ def main(argv=None):
             loop = next(r for r in rows if r.kind == "xpnet-loop" and r.device == row.device
                         and r.config == row.config)
             trainer_cost[(row.device,) + row.config] = paired_ratio(row, loop) - 1
+    framework_cost = {}
+    for row in rows:
+        # what the layers (xpnet-loop) and the Trainer add to NumPy's own work
+        if row.kind in ("xpnet-trainer", "xpnet-loop") and row.device == "numpy":
+            bare = next(r for r in rows if r.kind == "numpy-bare" and r.config == row.config)
+            framework_cost[(row.kind,) + row.config] = paired_ratio(row, bare) - 1
     log("measuring peak memory, one process per row")
     if args.memory_configs is not None:
         memory_configs = args.memory_configs
@@ -574,7 +633,7 @@ def main(argv=None):
     log("evaluation memory")
     eval_rows = evaluation_memory(data)
 
-    text = report(rows, floors, trainer_cost, grad_rows, grad_params, eval_rows, args)
+    text = report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args)
     print(text)
     if args.out:
         directory = os.path.dirname(os.path.abspath(args.out))
