@@ -1,0 +1,55 @@
+"""README.md: its Python examples run as written and print what their comments say."""
+
+import os
+import re
+
+import pytest
+
+import backends
+from tests.conftest import ROOT
+from tests.idx_files import dataset_files, write_files
+
+
+def python_blocks():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def block_starting(prefix):
+    found = [b for b in python_blocks() if b.startswith(prefix)]
+    assert len(found) == 1, f"README.md: expected one Python block starting {prefix!r}"
+    return found[0]
+
+
+def test_every_python_block_is_exercised_here():
+    starts = sorted(b.splitlines()[0] for b in python_blocks())
+    assert starts == ["from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
+                      "from framework.trainer import Trainer", "import backends"]
+
+
+def test_layer_api_example(backend):
+    ns = {}
+    exec(block_starting("import backends"), ns)
+    assert ns["price"] == pytest.approx(220)
+    assert (ns["dapple_price"], ns["dtax"]) == (pytest.approx(1.1), pytest.approx(200))
+    assert (ns["dapple"], ns["dapple_num"]) == (pytest.approx(2.2), pytest.approx(110))
+    assert backends.backend_of(ns["net"].params["W1"]) == backend
+    assert sorted(ns["grads"]) == ["W1", "W2", "b1", "b2"]
+
+
+def test_data_and_trainer_examples(tmp_path, monkeypatch):
+    # The data example loads MNIST; a local copy of IDX files stands in for it
+    # (XPNET_DATA_DIR is the second place looked in).
+    files, ((x_train, _), _) = dataset_files(n_train=300, n_test=50)
+    write_files(tmp_path / "data" / "mnist", files)
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)  # the trainer example writes out/run.npz and net.npz
+    ns = {}
+    exec(block_starting("from framework.datasets import"), ns)
+    assert ns["x_train"].shape == (300, 784) and ns["t_test"].shape == (50,)
+    assert backends.to_numpy(ns["x_train"][0]) == pytest.approx(x_train[0].ravel() / 255)
+    exec(block_starting("from framework.trainer import Trainer"), ns)
+    assert len(ns["history"]["epoch"]) == 17
+    assert len(ns["trainer"].train_loss_list) == 17 * 3
+    assert (tmp_path / "out" / "run.npz").is_file() and (tmp_path / "net.npz").is_file()
