@@ -25,7 +25,8 @@ separate process per row (host RSS, including the dataset; GPU: CuPy pool or
 PyTorch allocator bytes). Ratios are against the book loop and against
 PyTorch on the same device, and, for GPU rows, against xpnet's own CPU step,
 measured in the same run. The arithmetic floor is the time of the step's five
-matrix products alone, measured here too.
+matrix products alone, measured here too, and what xpnet's layers and Trainer
+add over NumPy alone is given as their paired ratio to numpy-bare.
 
 Also times the full numerical gradient of TwoLayerNet (batch 3, float64),
 vectorised, against the book's element-by-element loop, and the host memory
