@@ -229,9 +229,10 @@ class Trainer:
 
     def _end_epoch(self, losses, steps, started, bar):
         values = backends.to_numpy(losses[:steps])  # the one read of this epoch's losses
-        if not all(map(math.isfinite, values.tolist())):
+        floats = values.tolist()
+        if not all(map(math.isfinite, floats)):
             self._stop_on_bad_loss(losses, 0, steps)
-        self.train_loss_list.extend(values.tolist())
+        self.train_loss_list.extend(floats)
         self.iteration += steps
         self.current_epoch += 1
         train_acc, test_acc = self._evaluate()
