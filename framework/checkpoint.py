@@ -77,6 +77,12 @@ def load(path, network):
     the network unchanged, for a damaged file or another architecture.
     """
     meta, arrays = read(path)
+    load_read(path, meta, arrays, network)
+    return meta, arrays
+
+
+def load_read(path, meta, arrays, network):
+    """:func:`load` for a checkpoint already :func:`read` (``path`` names it in errors)."""
     want = (type(network).__name__, network.config())
     have = (meta.get("model"), meta.get("config"))
     if want != have:
@@ -93,4 +99,3 @@ def load(path, network):
         values[key] = a
     for key, p in network.params.items():  # everything checked: now copy
         p[...] = get_array_module(p).asarray(values[key].astype(p.dtype))
-    return meta, arrays

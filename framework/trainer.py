@@ -279,7 +279,7 @@ class Trainer:
         if state["optimizer"] != type(self.optimizer).__name__:
             raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
                                        f"not {type(self.optimizer).__name__}")
-        ckpt.load(path, self.network)
+        ckpt.load_read(path, meta, arrays, self.network)  # the file is read once
         opt_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
                      if k.startswith("optimizer/")}
         opt_state["iter"] = state["optimizer_iter"]
