@@ -10,12 +10,11 @@ nothing. No pickle: arrays are read with ``allow_pickle=False``.
 """
 
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from backends import get_array_module, to_numpy
+from framework.files import atomic_open
 
 FORMAT = "xpnet-checkpoint"
 VERSION = 1
@@ -32,19 +31,8 @@ def save(path, network, extra_meta=None, extra_arrays=None):
     meta.update(extra_meta or {})
     arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
     arrays.update({k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, prefix=".ckpt-") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def read(path):

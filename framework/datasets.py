@@ -25,13 +25,14 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from framework.files import atomic_open
 
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
@@ -206,19 +207,15 @@ def _fetch(url, dest, md5, timeout=60):
     """
     from tqdm.auto import tqdm
 
-    directory = os.path.dirname(dest)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=directory)
-    try:
+    with atomic_open(dest, prefix=".download-") as out:
         digest = hashlib.md5()
         received = 0
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 total = response.headers.get("Content-Length")
                 total = int(total) if total and total.isdigit() else None
-                with os.fdopen(fd, "wb") as out, \
-                        tqdm(total=total, unit="B", unit_scale=True, leave=False,
-                             desc=os.path.basename(dest)) as bar:
-                    fd = None
+                with tqdm(total=total, unit="B", unit_scale=True, leave=False,
+                          desc=os.path.basename(dest)) as bar:
                     while True:
                         chunk = response.read(1 << 16)
                         if not chunk:
@@ -238,13 +235,6 @@ def _fetch(url, dest, md5, timeout=60):
             raise DatasetError(f"connection dropped after {received} of {total} bytes")
         if digest.hexdigest() != md5:
             raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp, dest)
-        tmp = None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _download(spec, directory, tried):
@@ -299,19 +289,11 @@ def _load_npz(path, stamp):
 
 
 def _save_npz(path, arrays, stamp):
-    directory = os.path.dirname(path)
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".cache-", suffix=".npz", dir=directory)
-    except OSError:
-        return  # no writable place: the data still loads, just not faster next time
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path, prefix=".cache-") as f:
             np.savez(f, stamp=np.array(stamp), **arrays)
-        os.replace(tmp, path)
     except OSError:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        pass  # no writable place: the data still loads, just not faster next time
 
 
 def _parsed(spec, paths, directory):

@@ -55,6 +55,7 @@ sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -637,12 +638,8 @@ def main(argv=None):
     text = report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args)
     print(text)
     if args.out:
-        directory = os.path.dirname(os.path.abspath(args.out))
-        os.makedirs(directory, exist_ok=True)
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_open(args.out, "w") as f:
             f.write(text)
-        os.replace(tmp, args.out)
 
 
 if __name__ == "__main__":

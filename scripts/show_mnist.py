@@ -7,6 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -40,9 +41,8 @@ def main(argv=None):
             name = FASHION_CLASSES[label] if args.dataset == "fashion-mnist" else str(label)
             ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(args.out)), f".{os.path.basename(args.out)}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")  # then rename, so a failed run leaves no half file
-    os.replace(tmp, args.out)
+    with atomic_open(args.out) as f:  # a failed run leaves no half file
+        fig.savefig(f, dpi=100, format="png")
     print(f"wrote {args.out}: first {n} {args.dataset} training images")
 
 

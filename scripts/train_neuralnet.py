@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backends  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
@@ -73,12 +74,11 @@ def plot(path, trainer):
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend(loc="lower right")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")  # then rename: an earlier plot is never half-replaced
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path) as f:  # an earlier plot is never half-replaced
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):

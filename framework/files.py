@@ -1,0 +1,55 @@
+"""Writing a file so that it is either complete or not there: the one place that does it.
+
+Checkpoints, downloads, the dataset cache, plots and reports all write
+through :func:`atomic_open`: the data goes to a temporary file beside the
+target, is flushed to disk, and only then renamed over the target. A crash
+or an exception mid-write leaves the old file (or none) and no temporary
+file behind.
+"""
+
+import contextlib
+import os
+import secrets
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb", prefix=None):
+    """Open a temporary file to stand in for ``path``; on a clean exit it becomes ``path``.
+
+    ``mode`` is ``"wb"`` or ``"w"``; ``prefix`` starts the temporary file's
+    name (default ``.<name>.``). Missing directories are created. If the
+    block raises, the temporary file is removed, ``path`` is untouched, and
+    the exception propagates.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = _create_beside(directory, prefix or f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _create_beside(directory, prefix):
+    """A new, empty file in ``directory``: ``(fd, path)``.
+
+    Unlike ``tempfile.mkstemp`` (always mode 0600), the file gets the
+    permissions any new file would (0666 less the umask), so a plot or a
+    report written here is as readable as one written with ``open``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"atomic_open: no free temporary name in {directory}")
