@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +26,8 @@ def block_starting(prefix):
 
 def test_every_python_block_is_exercised_here():
     starts = sorted(b.splitlines()[0] for b in python_blocks())
-    assert starts == ["from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
+    assert starts == ["# my_layers.py", "# test_my_layers.py",
+                      "from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
                       "from framework.trainer import Trainer", "import backends"]
 
 
@@ -53,3 +56,33 @@ def test_data_and_trainer_examples(tmp_path, monkeypatch):
     assert len(ns["history"]["epoch"]) == 17
     assert len(ns["trainer"].train_loss_list) == 17 * 3
     assert (tmp_path / "out" / "run.npz").is_file() and (tmp_path / "net.npz").is_file()
+
+
+def run_user_tests(tmp_path, layers_source, *args):
+    (tmp_path / "my_layers.py").write_text(layers_source)
+    (tmp_path / "test_my_layers.py").write_text(block_starting("# test_my_layers.py"))
+    env = {k: v for k, v in os.environ.items() if k != "XPNET_BACKEND"}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, str(tmp_path)])
+    # -p names the plugin for a bare source tree; installed, it is already loaded
+    return subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing",
+                           "-p", "no:cacheprovider", *args, "test_my_layers.py"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+
+def test_testing_your_own_layer_example(tmp_path):
+    layers = block_starting("# my_layers.py")
+    r = run_user_tests(tmp_path, layers)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "test_leaky_relu_backward[numpy] PASSED" in r.stdout
+    assert "test_leaky_relu_backward[cupy]" in r.stdout
+    r = run_user_tests(tmp_path, layers, "--xpnet-backend=numpy")
+    assert "[cupy]" not in r.stdout and "2 passed" in r.stdout
+    # the failure the README shows is the one a sign flip gives
+    wrong = layers.replace("return dout * self.scale", "return -dout * self.scale")
+    r = run_user_tests(tmp_path, wrong, "--xpnet-backend=numpy")
+    assert r.returncode == 1
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    shown = re.search(r"^```text\n(E       AssertionError: LeakyRelu.*?)^```", readme,
+                      re.S | re.M).group(1)
+    for line in shown.strip().splitlines():
+        assert line in r.stdout, line

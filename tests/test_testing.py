@@ -1,0 +1,216 @@
+"""framework/testing.py: the checks pass on right layers and fail, readably, on wrong ones."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+from framework.layers import Affine, MulLayer, Relu, Sigmoid
+from framework.testing import (assert_outputs_close, check_backward, check_model, check_parity,
+                               tolerances)
+from models import TwoLayerNet
+from tests.conftest import ROOT, to_host
+
+RNG = np.random.default_rng(13)
+
+
+def affine(xp, dtype="float64"):
+    W = xp.asarray(RNG.standard_normal((4, 3)), dtype=dtype)
+    b = xp.asarray(RNG.standard_normal(3), dtype=dtype)
+    return Affine(W, b), xp.asarray(RNG.standard_normal((5, 4)), dtype=dtype)
+
+
+class SignFlippedRelu(Relu):
+    def backward(self, dout):
+        return -super().backward(dout)
+
+
+class AffineMissingBias(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = self.db * 0  # forgets the bias term
+        return dx
+
+
+class SwappedMul(MulLayer):
+    def backward(self, dout):
+        dx, dy = super().backward(dout)
+        return dy, dx  # each input's gradient handed to the other
+
+
+class Doubler:
+    """A layer with a generator: forward draws a new scale each call unless rewound."""
+
+    buffers = ("counter",)
+
+    def __init__(self, xp):
+        self.counter = xp.zeros(1)
+
+    def forward(self, x):
+        self.scale = 1.0 + self.counter  # differs per call: only a rewind makes it repeat
+        self.counter += 1
+        return x * self.scale
+
+    def backward(self, dout):
+        return dout * self.scale
+
+
+@pytest.mark.parametrize("mode", ["full", "random"])
+def test_right_layers_pass(xp, mode):
+    layer, x = affine(xp)
+    report = check_backward(layer, x, params=("W", "b"), mode=mode)
+    assert set(report) == {"input 0", "W", "b"} and max(report.values()) < 1e-8
+    x = xp.asarray(RNG.choice([-1.0, 1.0], (3, 4)) * (0.1 + RNG.random((3, 4))))
+    check_backward(Relu(), x, mode=mode)
+    check_backward(Sigmoid(), x, mode=mode)
+    check_backward(MulLayer(), (x, xp.asarray(RNG.standard_normal((3, 4)))), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["full", "random"])
+def test_a_sign_flip_fails_with_the_worst_elements(xp, mode):
+    x = xp.asarray(RNG.choice([-1.0, 1.0], (3, 4)) * (0.1 + RNG.random((3, 4))))
+    with pytest.raises(AssertionError) as e:
+        check_backward(SignFlippedRelu(), x, mode=mode)
+    text = str(e.value)
+    assert "SignFlippedRelu gradient of input 0" in text
+    assert "analytic" in text and "numerical" in text and "relative error 2" in text
+    if mode == "full":
+        assert "outside |a - n|" in text and "at (" in text
+
+
+def test_a_missing_term_fails_on_that_parameter_only(xp):
+    layer, x = affine(xp)
+    layer.__class__ = AffineMissingBias
+    with pytest.raises(AssertionError, match="AffineMissingBias gradient of b:"):
+        check_backward(layer, x, params=("W", "b"))
+    check_backward(layer, x, params=("W",))  # W and the input are right
+
+
+@pytest.mark.parametrize("mode", ["full", "random"])
+def test_a_gradient_for_the_wrong_input_fails(xp, mode):
+    x, y = (xp.asarray(RNG.standard_normal((2, 3))) for _ in range(2))
+    with pytest.raises(AssertionError, match="gradient of input 0"):
+        check_backward(SwappedMul(), (x, y), mode=mode)
+
+
+def test_float32_layers_are_checked_in_float64_and_left_as_they_were(xp):
+    layer, x = affine(xp, "float32")
+    W = layer.W
+    before = to_host(W).copy()
+    check_backward(layer, x, params=("W", "b"))
+    assert layer.W is W and layer.W.dtype == np.float32
+    np.testing.assert_array_equal(to_host(layer.W), before)
+    layer.__class__ = AffineMissingBias
+    with pytest.raises(AssertionError, match=r"checked in float64; the layer was given input 0 "
+                                             r"\(float32\), W \(float32\), b \(float32\)"):
+        check_backward(layer, x, params=("W", "b"))
+
+
+def test_buffers_are_rewound_before_each_evaluation(xp):
+    layer = Doubler(xp)
+    check_backward(layer, xp.asarray(RNG.standard_normal((2, 3))))
+    assert float(layer.counter[0]) == 0.0  # and after the check
+    layer.buffers = ()  # without the rewind, every evaluation sees another scale
+    with pytest.raises(AssertionError):
+        check_backward(layer, xp.asarray(RNG.standard_normal((2, 3))))
+
+
+def test_bad_arguments(xp):
+    layer, x = affine(xp)
+    with pytest.raises(ValueError, match="mode='fast'; expected 'full' or 'random'"):
+        check_backward(layer, x, mode="fast")
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 3\), the output \(5, 3\)"):
+        check_backward(layer, x, dout=xp.ones((2, 3)))
+
+
+def test_check_model_passes_and_fails_readably(xp):
+    net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
+    x, t = xp.asarray(RNG.random((5, 12))), xp.asarray([0, 1, 2, 3, 1])
+    report = check_model(net, x, t)
+    assert list(report) == ["W1", "b1", "W2", "b2"]
+    assert all(diff < 1e-8 and rel < 1e-5 for diff, rel in report.values())
+    real = net.gradient
+    net.gradient = lambda x, t: dict(real(x, t), b2=real(x, t)["b2"] * 2)
+    with pytest.raises(AssertionError) as e:
+        check_model(net, x, t)
+    text = str(e.value)
+    assert "TwoLayerNet (float64): gradient and numerical_gradient differ for b2" in text
+    assert "W1: max abs diff" in text and "ok" in text and "b2: max abs diff" in text
+    assert "FAIL" in text
+
+
+def test_outputs_are_compared_leaf_by_leaf():
+    a = {"loss": np.float32(1.0), "grads": [np.ones(3, np.float32), np.arange(3)]}
+    assert_outputs_close(a, {"loss": np.float32(1.0 + 1e-6),
+                             "grads": [np.ones(3, np.float32), np.arange(3)]})
+    with pytest.raises(AssertionError, match=r"output\['grads'\]\[0\] \(float32\)"):
+        assert_outputs_close(a, {"loss": np.float32(1.0),
+                                 "grads": [np.ones(3, np.float32) * 1.1, np.arange(3)]})
+    with pytest.raises(AssertionError, match=r"output\['grads'\]\[1\] differs"):
+        assert_outputs_close(a, {"loss": np.float32(1.0),
+                                 "grads": [np.ones(3, np.float32), np.arange(1, 4)]})
+    with pytest.raises(AssertionError, match="differ in structure"):
+        assert_outputs_close(a, {"loss": np.float32(1.0)})
+
+
+def test_tolerances_follow_the_dtype_and_can_be_overridden():
+    assert tolerances("float64") == (1e-5, 1e-7)
+    assert tolerances(np.float32, atol=0.5) == (1e-3, 0.5)
+
+
+def parity_loss(x, t):
+    net = TwoLayerNet(6, 5, 3, seed=0, weight_init_std=0.5)
+    return net.loss(x, t), net.gradient(x, t)
+
+
+def test_check_parity_of_a_network():
+    x, t = RNG.random((4, 6), dtype=np.float32), np.array([0, 2, 1, 1])
+    expected, got = check_parity(parity_loss, x, t)  # skips the GPU half without CuPy
+    assert set(got[1]) == {"W1", "b1", "W2", "b2"}
+
+
+def test_check_parity_fails_where_the_backends_differ():
+    def differs(x):  # off by one part in a thousand, on the GPU only
+        return x * (1.001 if backends.is_device_array(x) else 1.0)
+    with pytest.raises(AssertionError, match=r"check_parity: output \(float32\)"):
+        check_parity(differs, np.ones(3, np.float32))
+
+
+USER_TEST = '''
+import pytest
+from framework.testing import check_backward
+
+def test_one(xp, backend):
+    assert backend.xp is xp
+
+@pytest.mark.backends("numpy")
+def test_numpy_only(xp):
+    pass
+'''
+
+
+def run_pytest(tmp_path, *args, env=None):
+    (tmp_path / "test_user.py").write_text(USER_TEST)
+    full_env = {k: v for k, v in os.environ.items() if k != "XPNET_BACKEND"}
+    full_env.update(PYTHONPATH=ROOT, **(env or {}))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing",
+                        "-p", "no:cacheprovider", *args, str(tmp_path / "test_user.py")],
+                       capture_output=True, text=True, cwd=tmp_path, env=full_env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_plugin_ids_option_env_and_marker(tmp_path):
+    out = run_pytest(tmp_path)
+    assert "test_one[numpy] PASSED" in out
+    assert "test_one[cupy] " in out  # skipped without a GPU, run with one
+    assert "test_numpy_only[numpy] PASSED" in out and "test_numpy_only[cupy]" not in out
+    out = run_pytest(tmp_path, "--xpnet-backend=numpy")
+    assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
+    out = run_pytest(tmp_path, env={"XPNET_BACKEND": "numpy"})
+    assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
+    out = run_pytest(tmp_path, "--xpnet-backend=cupy")
+    assert "test_one[cupy]" in out and "[numpy]" not in out
