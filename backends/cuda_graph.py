@@ -21,8 +21,10 @@ around it:
   else allocates from: the replays write into those addresses.
 
 :meth:`CudaGraphStep.capture` runs one step for real (to compile the
-kernels and fill the pool), records the second, then puts the parameters
-and the optimizer's state back, so building a graph changes nothing.
+kernels and fill the pool), records the second, then puts the parameters,
+the layers' state (batch norm's running averages, dropout's generator
+counters, both updated in place on the device and so recorded with the
+step) and the optimizer's state back, so building a graph changes nothing.
 Optimizers that compute a value on the host at every step (Adam's step
 size) cannot be replayed; they say so with ``capturable = False`` and the
 Trainer keeps the eager step. A learning rate changed between epochs (a
@@ -35,6 +37,7 @@ import numpy
 
 from backends.cuda_ops import c_type, compile_kernel
 from backends.ops import ops_for
+from framework.trainer import step_loss
 
 GATHER_SOURCE = r'''
 extern "C" __global__ void xpnet_gather(const T* x, const L* t, const I* order,
@@ -105,7 +108,7 @@ class CudaGraphStep:
                       numpy.int32(self.batch), numpy.int32(self.x.shape[1])))
         grads = self.network.gradient(self.x_batch, self.t_batch)
         self.optimizer.update(self.network.params, grads)
-        loss = self.network.last_layer.loss
+        loss = step_loss(self.network)
         if getattr(loss, "dtype", None) != self.losses.dtype:
             raise TypeError(f"CudaGraphStep: the loss is {type(loss).__name__} "
                             f"{getattr(loss, 'dtype', '')}, expected a {self.losses.dtype} "
@@ -116,7 +119,7 @@ class CudaGraphStep:
         """The optimizer's numbers and the arrays the graph was recorded with."""
         numbers = tuple(sorted((k, v) for k, v in vars(self.optimizer).items()
                                if isinstance(v, (int, float)) and k != "iter"))
-        arrays = list(self.network.params.values())
+        arrays = list(self.network.params.values()) + list(self._state().values())
         for state in self.optimizer.state.values():
             arrays += list((state or {}).values())
         return numbers, arrays
@@ -131,8 +134,14 @@ class CudaGraphStep:
         return numbers == old_numbers and len(arrays) == len(old_arrays) and \
             all(a is b for a, b in zip(arrays, old_arrays))
 
+    def _state(self):
+        """The network's layer state (running averages, dropout generators), if it has any."""
+        state = getattr(self.network, "state", None)
+        return state() if state else {}
+
     def _snapshot(self):
         params = {k: p.copy() for k, p in self.network.params.items()}
+        params.update({("state", k): b.copy() for k, b in self._state().items()})
         state = {slot: None if arrays is None else {k: a.copy() for k, a in arrays.items()}
                  for slot, arrays in self.optimizer.state.items()}
         return params, state, self.optimizer.iter
@@ -141,6 +150,8 @@ class CudaGraphStep:
         params, state, it = snapshot
         for k, p in self.network.params.items():
             p[...] = params[k]
+        for k, b in self._state().items():
+            b[...] = params[("state", k)]
         for slot, arrays in self.optimizer.state.items():
             for k, a in (arrays or {}).items():
                 saved = state.get(slot)

@@ -23,6 +23,14 @@ Each operation:
     ``(y - onehot(t)) * scale``.
 ``sgd_update(p, g, lr)``
     ``p -= lr * g`` in place.
+``uniform(key, counter, shape)``
+    float64 numbers in [0, 1), a pure function of the device arrays ``key``
+    and ``counter`` (``(1,)`` uint64 each) and the element's index: the
+    SplitMix64 sequence started at ``mix(key ^ mix(counter))``. Nothing is
+    drawn on the host and no generator object is involved, so the same
+    numbers come out on every backend, and a CUDA graph that advances
+    ``counter`` on the device draws new ones at each replay (CuPy's own
+    generator calls cuRAND's host API, which stream capture refuses).
 """
 
 from backends import _is_cupy_array
@@ -69,8 +77,38 @@ class Ops:
     def sgd_update(self, p, g, lr):
         p -= lr * g
 
+    def uniform(self, key, counter, shape):
+        xp = self.xp
+        u64 = xp.uint64
+        size = 1
+        for n in shape:
+            size *= int(n)
+        start = _mix64(xp, key ^ _mix64(xp, counter))
+        z = xp.arange(size, dtype=u64)
+        z *= u64(_GOLDEN)
+        z += start
+        z = _mix64(xp, z)
+        z >>= u64(11)  # the top 53 bits: every double in [0, 1) on a 2^-53 grid
+        return (z.astype(xp.float64) * 2.0 ** -53).reshape(shape)
+
     def __repr__(self):
         return f"<{self.name} ops on {self.xp.__name__}>"
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment and finaliser (Steele et al., 2014)
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+def _mix64(xp, z):
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic, a new array)."""
+    u64 = xp.uint64
+    z = z ^ (z >> u64(30))
+    z *= u64(_MIX1)
+    z ^= z >> u64(27)
+    z *= u64(_MIX2)
+    z ^= z >> u64(31)
+    return z
 
 
 _numpy_ops = None

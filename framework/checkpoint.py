@@ -1,4 +1,4 @@
-"""Checkpoints: a network's parameters (and optionally a trainer's state) in one ``.npz``.
+"""Checkpoints: a network's parameters and layer state (and optionally a trainer's state) in one ``.npz``.
 
 Host-side I/O. A checkpoint holds host arrays and a JSON header naming the
 model class, its configuration and dtype, so a GPU-trained network loads on
@@ -25,11 +25,13 @@ class CheckpointError(RuntimeError):
 
 
 def save(path, network, extra_meta=None, extra_arrays=None):
-    """Write ``network.params`` (plus trainer state, if given) to ``path`` atomically."""
+    """Write ``network.params`` and ``network.state()`` (batch norm's running averages,
+    dropout's generators), plus trainer state if given, to ``path`` atomically."""
     meta = {"format": FORMAT, "version": VERSION, "model": type(network).__name__,
             "config": network.config(), "dtype": str(network.dtype)}
     meta.update(extra_meta or {})
     arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
+    arrays.update({f"state/{k}": to_numpy(v) for k, v in _state(network).items()})
     arrays.update({k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
     with atomic_open(path, prefix=".ckpt-") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
@@ -85,5 +87,23 @@ def load_read(path, meta, arrays, network):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: parameter {key} holds NaN or infinite values")
         values[key] = a
+    state = {}
+    for key, buf in _state(network).items():
+        a = arrays.get(f"state/{key}")
+        if a is None or a.shape != buf.shape:
+            found = "missing" if a is None else f"of shape {a.shape}"
+            raise CheckpointError(f"{path}: layer state {key} (batch norm's running averages, "
+                                  f"dropout's generator) is {found}, expected shape "
+                                  f"{tuple(buf.shape)}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: layer state {key} holds NaN or infinite values")
+        state[key] = a
     for key, p in network.params.items():  # everything checked: now copy
         p[...] = get_array_module(p).asarray(values[key].astype(p.dtype))
+    for key, buf in _state(network).items():
+        buf[...] = get_array_module(buf).asarray(state[key].astype(buf.dtype))
+
+
+def _state(network):
+    """A network's non-parameter arrays (see ``models.base.Network.state``); none for others."""
+    return network.state() if hasattr(network, "state") else {}

@@ -35,7 +35,7 @@ def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
 
     ``f_stack(index, delta)`` must return, as a ``(K,)`` array, the function
     at K copies of ``x``, copy k with flat element ``index[k]`` moved by
-    ``delta`` (see ``Affine.perturbed_outputs``). It is called with ``chunk``
+    ``delta`` (see ``models.base.Network.numerical_gradient``). It is called with ``chunk``
     elements at a time, so a network's full numerical gradient takes a few
     dozen vectorised evaluations instead of two forward passes per element.
     Equal to :func:`numerical_gradient` up to rounding (about 1e-12 in float64).
@@ -62,8 +62,8 @@ def gradient_check(model, x, t):
     entries that are (nearly) zero in exact arithmetic. Run it in float64:
     float32 rounding swamps the comparison.
     """
+    bp = model.gradient(x, t)  # first: a dropout layer's mask is then the one both use
     num = model.numerical_gradient(x, t)
-    bp = model.gradient(x, t)
     result = {}
     for key in num:
         xp = get_array_module(bp[key])

@@ -10,6 +10,13 @@ from framework.data import DeviceBatches
 from framework.optimizers import get_optimizer
 
 
+def step_loss(network):
+    """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
+    network keeps one (every :class:`models.base.Network`), else its last layer's."""
+    loss = getattr(network, "last_loss", None)
+    return network.last_layer.loss if loss is None else loss
+
+
 class Trainer:
     """Train ``network`` on ``(x_train, t_train)``, reporting on ``(x_test, t_test)`` each epoch.
 
@@ -206,7 +213,7 @@ class Trainer:
         """
         grads = self.network.gradient(x_batch, t_batch)
         self.optimizer.update(self.network.params, grads)
-        return self.network.last_layer.loss
+        return step_loss(self.network)
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])

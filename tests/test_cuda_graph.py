@@ -11,15 +11,16 @@ import pytest
 
 import backends
 from framework.trainer import Trainer
-from models import TwoLayerNet
+from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from tests.conftest import to_host
 from tests.test_gpu import data, needs_gpu, spin_kernel
 
 
-def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch"):
+def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch",
+        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3)):
     backends.use(name)
     x, t = data(n)
-    net = TwoLayerNet(784, 50, 10, seed=3)
+    net = make_net()
     trainer = Trainer(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
                       optimizer=optimizer, optimizer_param={"lr": 0.1}, verbose=False,
                       seed=seed, graph=graph, sampling=sampling)
@@ -55,6 +56,31 @@ def test_graph_step_trains_like_the_eager_step(on_cupy, optimizer):
     assert eager[0].step_mode == "eager (graph=False)"
     assert_same_run(eager, graph)
     assert_same_run(run("numpy", "auto", optimizer), graph)
+
+
+DEEP_NETS = {
+    "5 layers": lambda: MultiLayerNet(784, [100] * 5, 10, seed=3),
+    "batch norm": lambda: MultiLayerNetExtend(784, [100] * 3, 10, use_batchnorm=True, seed=3),
+    "dropout + decay": lambda: MultiLayerNetExtend(784, [100] * 3, 10, use_dropout=True,
+                                                   dropout_ration=0.2, weight_decay_lambda=0.01,
+                                                   seed=3),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("net", DEEP_NETS)
+def test_graph_step_of_deeper_nets_trains_like_the_eager_step(on_cupy, net):
+    """Batch norm's running averages and dropout's device generator are recorded with the
+    step: every replay draws a new mask, as the eager step does, and as NumPy does."""
+    graph = run("cupy", "auto", "Momentum", make_net=DEEP_NETS[net])
+    assert graph[0].step_mode == "cuda-graph"
+    eager = run("cupy", False, "Momentum", make_net=DEEP_NETS[net])
+    assert_same_run(eager, graph)
+    assert_same_run(run("numpy", "auto", "Momentum", make_net=DEEP_NETS[net]), graph)
+    network = graph[0].network
+    for key, value in network.state().items():  # the state moved on the device, step by step
+        np.testing.assert_allclose(to_host(value), to_host(eager[0].network.state()[key]),
+                                   rtol=1e-3, atol=1e-5, err_msg=key)
 
 
 @needs_gpu

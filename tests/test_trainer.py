@@ -10,7 +10,7 @@ import pytest
 from framework.datasets import load_fashion_mnist
 from framework.optimizers import Momentum
 from framework.trainer import Trainer
-from models import TwoLayerNet
+from models import MultiLayerNetExtend, TwoLayerNet
 from tests.conftest import to_host
 
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
@@ -25,10 +25,10 @@ def blobs(n=400, d=20, classes=4, seed=0):
     return x, t.astype(np.uint8)
 
 
-def make_trainer(tmp_path=None, seed=0, net_seed=0, **kw):
+def make_trainer(tmp_path=None, seed=0, net_seed=0, net=None, **kw):
     x, t = blobs()
     xt, tt = blobs(n=100, seed=1)
-    net = TwoLayerNet(20, 16, 4, seed=net_seed, weight_init_std=0.1)
+    net = net or TwoLayerNet(20, 16, 4, seed=net_seed, weight_init_std=0.1)
     options = dict(epochs=3, mini_batch_size=20, optimizer="sgd", verbose=False, seed=seed)
     options.update(kw)
     if isinstance(options["optimizer"], str):
@@ -112,6 +112,48 @@ def test_resume_equals_an_uninterrupted_run(backend, tmp_path):
     for key in full.network.params:
         np.testing.assert_array_equal(to_host(resumed.network.params[key]),
                                       to_host(full.network.params[key]))
+
+
+def deep_net(seed):
+    return MultiLayerNetExtend(20, [16, 16], 4, use_batchnorm=True, use_dropout=True,
+                               dropout_ration=0.2, weight_decay_lambda=0.01, seed=seed)
+
+
+def test_deep_net_trains_in_training_mode_and_evaluates_in_inference(backend):
+    trainer = make_trainer(net=deep_net(0), epochs=4, optimizer=Momentum(lr=0.05))
+    trainer.train()
+    assert trainer.train_loss_list[-1] < 0.5 * trainer.train_loss_list[0]
+    assert trainer.test_acc_list[-1] > 0.9
+    net = trainer.network
+    counter = int(to_host(net.layers["Dropout1"].counter)[0])
+    assert counter == trainer.iteration  # one mask per training step, none per evaluation
+    assert float(to_host(net.layers["BatchNorm1"].running_var).std()) > 0  # moved by training
+
+
+def test_deep_net_resume_equals_an_uninterrupted_run(backend, tmp_path):
+    """Batch norm's running averages and dropout's generators travel in the checkpoint."""
+    path = str(tmp_path / "run.npz")
+    options = dict(epochs=4, seed=5)
+    full = make_trainer(net=deep_net(0), optimizer=Momentum(lr=0.05), **options)
+    full.train()
+
+    def stop_after_two(trainer, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+    first = make_trainer(net=deep_net(0), checkpoint=path, callbacks=[stop_after_two],
+                         optimizer=Momentum(lr=0.05), **options)
+    with pytest.raises(Interrupt):
+        first.train()
+    resumed = make_trainer(net=deep_net(99), checkpoint=path, resume=True,
+                           optimizer=Momentum(lr=0.05), **options)
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+    for key, value in full.network.state().items():
+        np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value),
+                                      err_msg=key)
 
 
 def test_resume_without_a_file_starts_fresh(backend, tmp_path):

@@ -1,0 +1,52 @@
+"""Activation layers: ReLU and sigmoid."""
+
+from backends.ops import ops_for
+from framework.functions import sigmoid
+
+
+class Relu:
+    """out = max(0, x);  dx = dout where x > 0, else 0.
+
+    ``mask`` is True where x <= 0, as in the book. Unlike the book,
+    ``backward`` returns a new array and leaves the caller's ``dout``
+    untouched (the book zeroes it in place).
+    """
+
+    def __init__(self):
+        self.keep = None  # x > 0, the complement of the book's mask
+
+    @property
+    def mask(self):
+        return None if self.keep is None else ~self.keep
+
+    def forward(self, x):
+        out, self.keep = ops_for(x).relu(x)  # one kernel for both on a GPU
+        return out
+
+    def backward(self, dout):
+        return ops_for(dout).relu_backward(dout, self.keep)
+
+    def forward_stack(self, x):
+        """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
+        return x * (x > 0)
+
+
+class Sigmoid:
+    """out = 1 / (1 + exp(-x));  dx = dout * out * (1 - out).
+
+    The forward pass is the overflow-free :func:`framework.functions.sigmoid`.
+    """
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out
+
+    def forward_stack(self, x):
+        """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
+        return sigmoid(x)

@@ -1,0 +1,96 @@
+"""The fully connected layer: out = x W + b."""
+
+from backends import check_same_backend, get_array_module
+from backends.ops import ops_for
+
+
+class Affine:
+    """out = x W + b;  dx = dout W^T,  dW = x^T dout,  db = sum_n dout.
+
+    Differences from the book:
+
+    * ``W`` and ``b`` are kept by reference, so in-place updates of the
+      network's ``params`` (``params['W1'] -= lr * g``) reach the layer.
+    * Input of shape ``(N, ...)`` is flattened to ``(N, -1)``; ``backward``
+      returns ``dx`` in the input's original shape.
+    * ``input_grad = False`` skips the ``dx`` product (``backward`` then
+      returns ``None``). A network sets it on its first layer, whose input is
+      data: the book computes that product and throws it away, a third of
+      the step's arithmetic.
+    * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
+    """
+
+    def __init__(self, W, b, name="Affine"):
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ValueError(f"{name}: W must be 2-D (in, out) and b of shape (out,); "
+                             f"got W {tuple(W.shape)} and b {tuple(b.shape)}")
+        self.name = name
+        self.W = W
+        self.b = b
+        self.input_grad = True
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        check_same_backend(self.name, x=x, W=self.W)
+        if x.ndim < 2:
+            raise ValueError(f"{self.name}: expected a batch of shape (N, ...), got shape "
+                             f"{tuple(x.shape)} (use x[None] for a single sample)")
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != self.W.shape[0]:
+            raise ValueError(f"{self.name}: input has {x.shape[1]} features, W expects "
+                             f"{self.W.shape[0]} (input shape {tuple(self.original_x_shape)}, "
+                             f"W shape {tuple(self.W.shape)})")
+        self.x = x
+        return ops_for(x).matmul(x, self.W, bias=self.b)
+
+    def forward_stack(self, x):
+        """out = x W + b for each of a stack ``(K, N, ...)`` of inputs, without side effects.
+
+        Used to evaluate many perturbed copies of a network at once
+        (:meth:`models.base.Network.numerical_gradient`); the stack is folded
+        into one matrix product rather than K small ones.
+        """
+        k, n = x.shape[:2]
+        out = x.reshape(k * n, -1) @ self.W
+        out += self.b
+        return out.reshape(k, n, self.W.shape[1])
+
+    def perturbed_outputs(self, x, param, index, delta):
+        """Outputs ``(K, N, out)`` of K copies of this layer, copy k with element
+        ``index[k]`` (flat) of ``param`` (``"W"`` or ``"b"``) moved by ``delta``.
+
+        x (W + d e_ij) + b differs from x W + b only in column j, by d x[:, i];
+        moving b[j] adds d to column j. So each copy costs N additions, not
+        a matrix product, and the result equals the perturbed forward pass
+        up to rounding.
+        """
+        xp = get_array_module(x)
+        x = x.reshape(x.shape[0], -1)
+        base = x @ self.W
+        base += self.b
+        k = index.shape[0]
+        out = xp.broadcast_to(base, (k,) + base.shape).copy()
+        # (k, out, N) view: copy k's column cols[k] is row (k, cols[k]) here, and
+        # indexing two leading axes with arrays is the plainest form on every backend
+        columns = out.transpose(0, 2, 1)
+        if param == "W":
+            rows, cols = xp.divmod(index, self.W.shape[1])
+            columns[xp.arange(k), cols] += delta * x[:, rows].T
+        elif param == "b":
+            columns[xp.arange(k), index] += delta
+        else:
+            raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
+        return out
+
+    def backward(self, dout):
+        ops = ops_for(dout)
+        self.dW = ops.matmul(self.x.T, dout)
+        self.db = dout.sum(axis=0)
+        if not self.input_grad:
+            return None
+        dx = ops.matmul(dout, self.W.T)
+        return dx.reshape(self.original_x_shape)

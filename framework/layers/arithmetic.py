@@ -1,0 +1,37 @@
+"""The computational-graph nodes of 5.4: multiply and add, on numbers or arrays."""
+
+
+class MulLayer:
+    """out = x * y;  dx = dout * y,  dy = dout * x.
+
+    Works on Python numbers as well as arrays (the apple shop of 5.4).
+    """
+
+    def __init__(self):
+        self.x = None
+        self.y = None
+
+    def forward(self, x, y):
+        self.x = x
+        self.y = y
+        return x * y
+
+    def backward(self, dout):
+        dx = dout * self.y  # each input's gradient is the other input
+        dy = dout * self.x
+        return dx, dy
+
+
+class AddLayer:
+    """out = x + y;  dx = dy = dout."""
+
+    def __init__(self):
+        pass
+
+    def forward(self, x, y):
+        return x + y
+
+    def backward(self, dout):
+        dx = dout * 1
+        dy = dout * 1
+        return dx, dy

@@ -1,0 +1,142 @@
+"""Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
+
+from backends import check_same_backend, get_array_module
+
+EPS = 10e-7  # the book's epsilon, 1e-6
+
+
+class BatchNormalization:
+    """Normalise each feature over the batch, then scale and shift.
+
+    Forward, in training: mu = mean_n x, var = mean_n (x - mu)^2,
+    xn = (x - mu) / sqrt(var + eps), out = gamma xn + beta, and the running
+    averages move: ``running_mean = momentum * running_mean + (1 - momentum) * mu``
+    (the same for the variance). In inference (``train_flg=False``) the
+    running averages take the place of mu and var.
+
+    Backward (training): dbeta = sum_n dout, dgamma = sum_n xn dout, and
+    dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std with dxn = gamma dout,
+    written out in the book's steps.
+
+    Input ``(N, D)``, or ``(N, C, H, W)`` treated as the book does: every
+    axis but the batch axis is one feature axis (``D = C * H * W``), and the
+    output takes the input's shape.
+
+    Differences from the book:
+
+    * The running variance starts at 1, not 0: a network evaluated before
+      its first training step then passes activations through unchanged
+      instead of multiplying them by 1/sqrt(eps) = 1000.
+    * The running averages are created with the layer, on gamma's backend,
+      and updated in place: they are network state (``buffers``), saved in
+      checkpoints and recorded into a CUDA-graph step.
+    * Wrong feature counts raise ``ValueError`` naming the layer.
+    """
+
+    takes_train_flg = True
+    buffers = ("running_mean", "running_var")
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None,
+                 name="BatchNormalization"):
+        if gamma.ndim != 1 or beta.shape != gamma.shape:
+            raise ValueError(f"{name}: gamma and beta must be 1-D and of one shape, got "
+                             f"{tuple(gamma.shape)} and {tuple(beta.shape)}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{name}: momentum must lie in [0, 1], got {momentum}")
+        xp = get_array_module(gamma)
+        self.name = name
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.running_mean = (xp.zeros_like(gamma) if running_mean is None
+                             else xp.asarray(running_mean, dtype=gamma.dtype))
+        self.running_var = (xp.ones_like(gamma) if running_var is None
+                            else xp.asarray(running_var, dtype=gamma.dtype))
+        self.input_shape = None
+        self.batch_size = None
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def _flat(self, x, stacked=False):
+        """``x`` as ``(N, D)`` (or ``(K, N, D)`` for a stack), checked against gamma."""
+        lead = 2 if stacked else 1
+        if x.ndim < lead + 1:
+            raise ValueError(f"{self.name}: expected a batch of shape (N, features) or "
+                             f"(N, C, H, W), got shape {tuple(x.shape[lead - 1:])}")
+        flat = x.reshape(*x.shape[:lead], -1)
+        if flat.shape[-1] != self.gamma.shape[0]:
+            raise ValueError(f"{self.name}: input has {flat.shape[-1]} features (shape "
+                             f"{tuple(x.shape[lead - 1:])}), gamma has {self.gamma.shape[0]}")
+        return flat
+
+    def forward(self, x, train_flg=True):
+        check_same_backend(self.name, x=x, gamma=self.gamma)
+        self.input_shape = x.shape
+        x = self._flat(x)
+        if train_flg:
+            xp = get_array_module(x)
+            mu = x.mean(axis=0)
+            xc = x - mu
+            var = (xc * xc).mean(axis=0)
+            std = xp.sqrt(var + EPS)
+            xn = xc / std
+            self.batch_size = x.shape[0]
+            self.xc, self.xn, self.std = xc, xn, std
+            # in place, so the arrays a checkpoint or a CUDA graph holds stay the ones used
+            self.running_mean *= self.momentum
+            self.running_mean += (1 - self.momentum) * mu
+            self.running_var *= self.momentum
+            self.running_var += (1 - self.momentum) * var
+        else:
+            xn = (x - self.running_mean) / get_array_module(x).sqrt(self.running_var + EPS)
+        out = self.gamma * xn + self.beta
+        return out.reshape(self.input_shape)
+
+    def backward(self, dout):
+        dout = dout.reshape(dout.shape[0], -1)
+        self.dbeta = dout.sum(axis=0)
+        self.dgamma = (self.xn * dout).sum(axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -((dxn * self.xc) / (self.std * self.std)).sum(axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = dxc.sum(axis=0)
+        dx = dxc - dmu / self.batch_size
+        return dx.reshape(self.input_shape)
+
+    def _normalised_stack(self, x, train_flg):
+        flat = self._flat(x, stacked=True)
+        xp = get_array_module(flat)
+        if train_flg:
+            mu = flat.mean(axis=1, keepdims=True)
+            xc = flat - mu
+            return xc / xp.sqrt((xc * xc).mean(axis=1, keepdims=True) + EPS)
+        return (flat - self.running_mean) / xp.sqrt(self.running_var + EPS)
+
+    def forward_stack(self, x, train_flg=True):
+        """The forward pass for each of a stack ``(K, N, ...)``, each with its own batch
+        statistics in training; the running averages are left alone."""
+        out = self.gamma * self._normalised_stack(x, train_flg) + self.beta
+        return out.reshape(x.shape)
+
+    def perturbed_outputs(self, x, param, index, delta, train_flg=True):
+        """Outputs ``(K, N, ...)`` of K copies, copy k with element ``index[k]`` of
+        ``gamma`` or ``beta`` moved by ``delta``: column j gains delta * xn[:, j]
+        or delta. The normalisation does not depend on gamma and beta."""
+        xp = get_array_module(x)
+        xn = self._normalised_stack(x[None], train_flg)[0]  # (N, D)
+        base = self.gamma * xn + self.beta
+        k = index.shape[0]
+        out = xp.broadcast_to(base, (k,) + base.shape).copy()
+        columns = out.transpose(0, 2, 1)  # (K, D, N): copy k's column is row (k, index[k])
+        if param == "gamma":
+            columns[xp.arange(k), index] += delta * xn.T[index]
+        elif param == "beta":
+            columns[xp.arange(k), index] += delta
+        else:
+            raise ValueError(f"{self.name}: no parameter {param!r}; expected 'gamma' or 'beta'")
+        return out.reshape((k,) + tuple(x.shape))

@@ -1,0 +1,78 @@
+"""Dropout (6.4.3; Srivastava et al., 2014), with a generator that lives on the device."""
+
+import backends
+from backends import check_same_backend
+from backends.ops import ops_for
+
+
+class Dropout:
+    """Drop each unit with probability ``dropout_ratio`` in training.
+
+    Forward, in training: out = x * mask, mask_i = (u_i > ratio) for
+    uniform u_i, so each unit is kept with probability 1 - ratio; in
+    inference: out = x * (1 - ratio), the expected value. Backward:
+    dx = dout * mask, the mask of the last forward.
+
+    The book's semantics (not "inverted" dropout). Where we differ:
+
+    * The mask is drawn on the input's backend by a counter-based generator
+      (``backends.ops``' ``uniform``): a ``key`` fixed by ``seed`` and a
+      ``counter`` advanced on the device after each draw. Nothing crosses to
+      the host per step, a seed gives the same masks on NumPy and CuPy, and a
+      CUDA graph that replays the step draws a new mask each time. ``key``
+      and ``counter`` are the layer's ``buffers``: checkpoints save them, so
+      a resumed run draws the masks the uninterrupted run would have.
+    * ``hold_mask = True`` keeps the current mask for the following training
+      forwards (a network's element-by-element numerical gradient sets it,
+      so every evaluation sees one mask).
+    * A ratio outside [0, 1) raises ``ValueError``.
+    """
+
+    takes_train_flg = True
+    buffers = ("key", "counter")
+
+    def __init__(self, dropout_ratio=0.5, *, seed=None, name="Dropout"):
+        try:
+            ratio = float(dropout_ratio)
+        except (TypeError, ValueError):
+            ratio = float("nan")
+        if not 0 <= ratio < 1:
+            raise ValueError(f"{name}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")
+        backend = backends.current()
+        key = int(backends.host_rng(seed).integers(0, 2**63))
+        self.name = name
+        self.dropout_ratio = ratio
+        self.key = backend.asarray([key], dtype="uint64")
+        self.counter = backend.asarray([0], dtype="uint64")
+        self.mask = None
+        self.hold_mask = False
+
+    def _draw(self, shape, advance=True):
+        u = ops_for(self.counter).uniform(self.key, self.counter, tuple(shape))
+        if advance:
+            self.counter += 1  # on the device: a recorded step advances it at every replay
+        return u > self.dropout_ratio
+
+    def forward(self, x, train_flg=True):
+        check_same_backend(self.name, x=x, counter=self.counter)
+        if not train_flg:
+            return x * (1.0 - self.dropout_ratio)
+        if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
+            self.mask = self._draw(x.shape)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+    def current_mask(self, shape):
+        """The last forward's mask; if there is none of ``shape``, the one the next training
+        forward will draw (drawn now without advancing the generator)."""
+        if self.mask is None or self.mask.shape != tuple(shape):
+            self.mask = self._draw(shape, advance=False)
+        return self.mask
+
+    def forward_stack(self, x, train_flg=True):
+        """The forward pass for each of a stack ``(K, N, ...)``, all with the current mask."""
+        if not train_flg:
+            return x * (1.0 - self.dropout_ratio)
+        return x * self.current_mask(x.shape[1:])

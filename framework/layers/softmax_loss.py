@@ -1,0 +1,103 @@
+"""Softmax with the cross-entropy loss, the last layer of every classifier here."""
+
+from backends import check_same_backend, get_array_module, is_device_array
+from backends.ops import ops_for
+
+
+class SoftmaxWithLoss:
+    """loss = -sum_n log softmax(x_n)[t_n] / N;  dx = dout * (softmax(x) - t) / N.
+
+    Differences from the book:
+
+    * ``t`` may be one-hot ``(N, C)`` or integer labels ``(N,)``; the
+      gradient is the same for both. Integer labels skip building a one-hot
+      matrix in the training loop.
+    * The loss is computed as log-softmax (x - max - log sum exp), exact
+      where the book's log(y + 1e-7) is off by up to 1e-7 per sample, so
+      ``backward`` is the exact gradient of ``forward``.
+    * ``backward(dout)`` scales by ``dout``; the book ignores it.
+    * The loss is returned as an array scalar on the input's backend, never
+      converted to a Python float, so a GPU step does not wait for it.
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None  # softmax output
+        self.t = None  # labels, as given
+        self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
+
+    def _row_index(self, xp, n):
+        rows = self._rows
+        if rows is None or rows.shape[0] != n or get_array_module(rows) is not xp:
+            rows = self._rows = xp.arange(n)
+        return rows
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        check_same_backend("SoftmaxWithLoss", x=x, t=t)
+        self._check(x, t)
+        self.t = t
+        n = x.shape[0]
+        if t.ndim == 1:
+            try:  # one kernel on a GPU (backends.cuda_ops)
+                self.loss, self.y = ops_for(x).softmax_cross_entropy(
+                    x, t, self._row_index(xp, n))
+            except IndexError:
+                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
+                                 f"for {x.shape[1]} classes, got values {int(t.min())}.."
+                                 f"{int(t.max())}") from None
+            return self.loss
+        shifted = x - x.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        e /= s
+        self.y = e
+        self.loss = (t * (xp.log(s) - shifted)).sum() / n
+        return self.loss
+
+    def backward(self, dout=1):
+        xp = get_array_module(self.y)
+        n = self.y.shape[0]
+        if self.t.ndim == 1:
+            return ops_for(self.y).softmax_cross_entropy_grad(
+                self.y, self.t, dout / n, self._row_index(xp, n))
+        dx = self.y - self.t
+        dx *= dout / n
+        return dx
+
+    def forward_stack(self, x, t):
+        """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels.
+
+        Without side effects: the vectorised numerical gradient calls it.
+        """
+        xp = get_array_module(x)
+        n = x.shape[-2]
+        shifted = x - x.max(axis=-1, keepdims=True)
+        log_s = xp.log(xp.exp(shifted).sum(axis=-1))
+        if t.ndim == 1:  # the same one-hot sum as below: plain broadcasting on every backend
+            t = xp.arange(x.shape[-1]) == t[:, None]
+        return (t * (log_s[..., None] - shifted)).sum(axis=(-2, -1)) / n
+
+    @staticmethod
+    def _check(x, t):
+        if x.ndim != 2:
+            raise ValueError(f"SoftmaxWithLoss: expected scores of shape (N, classes), "
+                             f"got {tuple(x.shape)}")
+        n, c = x.shape
+        if t.ndim == 1:
+            if t.shape[0] != n:
+                raise ValueError(f"SoftmaxWithLoss: x has {n} samples but t has "
+                                 f"{t.shape[0]} labels")
+            if t.dtype.kind not in "iu":
+                raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
+                                 f"indices, got dtype {t.dtype}")
+            # Labels past the last class make the indexing in forward raise on
+            # NumPy; negative ones would silently wrap, so signed labels are
+            # checked here. Reading device labels would stall every GPU step:
+            # those are checked once where the data is sent (framework.data).
+            if t.dtype.kind == "i" and not is_device_array(t) and n and t.min() < 0:
+                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
+                                 f"{c} classes, got values {int(t.min())}..{int(t.max())}")
+        elif t.shape != x.shape:
+            raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
+                             f"{tuple(x.shape)} or integer labels ({n},)")
