@@ -1,9 +1,15 @@
-"""5.7.4: train TwoLayerNet with backprop (book: ch05/train_neuralnet.py).
+"""5.7.4: train TwoLayerNet with backprop (book: ch05/train_neuralnet.py), or a deeper net.
 
 By default the book's run: TwoLayerNet(784, 50, 10), 10,000 steps of batch
-100, SGD with lr 0.1, train and test accuracy once per epoch. Runs on the
-backend XPNET_BACKEND picks (or --backend). The last line printed is
-``final test acc: 0.xxxx``.
+100, SGD with lr 0.1, train and test accuracy once per epoch. ``--model
+multi-layer`` trains chapter 6's MultiLayerNet instead (MultiLayerNetExtend
+with --batchnorm or --dropout), e.g.
+
+  train_neuralnet.py --model multi-layer --hidden 100,100,100 --batchnorm \
+      --dropout 0.2 --weight-decay 0.001 --optimizer adam --lr 0.001
+
+Runs on the backend XPNET_BACKEND picks (or --backend). The last line
+printed is ``final test acc: 0.xxxx``.
 """
 
 import argparse
@@ -19,7 +25,24 @@ from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
-from models import TwoLayerNet  # noqa: E402
+from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
+
+
+def size_list(text):
+    """``"100,100"`` -> ``[100, 100]``; ``""`` -> ``[]`` (argparse type; sizes checked by the model)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes separated by commas, such as "
+                                         f"100,100,100; got {text!r}") from None
+
+
+def init_value(text):
+    """A number, or a name the models know ('relu', 'he', 'sigmoid', 'xavier')."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def parse_args(argv=None):
@@ -34,7 +57,21 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
     p.add_argument("--optimizer", default="sgd", type=str.lower, choices=sorted(OPTIMIZERS))
-    p.add_argument("--hidden", type=int, default=50, help="hidden units (default: %(default)s)")
+    p.add_argument("--model", default="two-layer", choices=["two-layer", "multi-layer"],
+                   help="TwoLayerNet (chapter 5, the default) or MultiLayerNet (chapter 6)")
+    p.add_argument("--hidden", type=size_list, default=None,
+                   help="hidden layer sizes, comma-separated (default: 50 for two-layer, "
+                        "100,100,100 for multi-layer)")
+    p.add_argument("--activation", default="relu", choices=["relu", "sigmoid"],
+                   help="multi-layer: hidden activation (default: %(default)s)")
+    p.add_argument("--init", type=init_value, default=None,
+                   help="initial weight std: a number, or relu/he/sigmoid/xavier for "
+                        "multi-layer (default: 0.01 two-layer, relu multi-layer)")
+    p.add_argument("--batchnorm", action="store_true", help="multi-layer: batch normalization")
+    p.add_argument("--dropout", type=float, metavar="RATIO",
+                   help="multi-layer: dropout with this ratio")
+    p.add_argument("--weight-decay", type=float, default=0, metavar="LAMBDA",
+                   help="multi-layer: L2 weight decay lambda (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seeds weights and batch order")
     p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
                    help="a permutation per epoch, or the book's sampling with replacement")
@@ -49,7 +86,37 @@ def parse_args(argv=None):
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
     if args.iters is None and args.epochs is None:
         args.iters = 10000
+    if args.model == "two-layer":
+        extras = [flag for flag, used in (("--batchnorm", args.batchnorm),
+                                          ("--dropout", args.dropout is not None),
+                                          ("--weight-decay", args.weight_decay),
+                                          ("--activation", args.activation != "relu")) if used]
+        if extras:
+            p.error(f"{', '.join(extras)}: only with --model multi-layer")
+        if args.hidden is not None and len(args.hidden) != 1:
+            p.error(f"--model two-layer has one hidden layer; got --hidden "
+                    f"{','.join(map(str, args.hidden))} (use --model multi-layer)")
+        if isinstance(args.init, str):
+            p.error(f"--init {args.init} needs --model multi-layer; two-layer takes a number")
     return p, args
+
+
+def build_network(args, input_size):
+    """The network the options describe (ValueError for sizes or names it refuses)."""
+    if args.model == "two-layer":
+        hidden = args.hidden[0] if args.hidden else 50
+        return TwoLayerNet(input_size, hidden, 10, 0.01 if args.init is None else args.init,
+                           seed=args.seed)
+    options = dict(activation=args.activation,
+                   weight_init_std="relu" if args.init is None else args.init,
+                   weight_decay_lambda=args.weight_decay, seed=args.seed)
+    hidden = [100, 100, 100] if args.hidden is None else args.hidden
+    if args.batchnorm or args.dropout is not None:
+        return MultiLayerNetExtend(input_size, hidden, 10, use_batchnorm=args.batchnorm,
+                                   use_dropout=args.dropout is not None,
+                                   dropout_ration=0.5 if args.dropout is None else args.dropout,
+                                   **options)
+    return MultiLayerNet(input_size, hidden, 10, **options)
 
 
 def plot(path, trainer):
@@ -94,8 +161,12 @@ def main(argv=None):
         parser.exit(1, f"error: {e}\n")
     print(f"data: {args.dataset}, {x_train.shape[0]} train / {x_test.shape[0]} test", flush=True)
 
-    network = TwoLayerNet(input_size=x_train.shape[1], hidden_size=args.hidden, output_size=10,
-                          seed=args.seed)
+    try:
+        network = build_network(args, x_train.shape[1])
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    arguments = ", ".join(f"{k}={v!r}" for k, v in network.config().items())
+    print(f"network: {type(network).__name__}({arguments})", flush=True)
     try:
         trainer = Trainer(network, x_train, t_train, x_test, t_test,
                           epochs=args.epochs or 1, iters=args.iters,

@@ -30,8 +30,17 @@ def test_buy_apple_orange_prints_the_books_figures():
         "dOrange_num: 165\ndTax: 650\n")
 
 
+EXPERIMENTS = {  # chapter 6's figures, each with tiny settings
+    "optimizer_compare.py": ["--iters", "20", "--batch-size", "10"],
+    "weight_init_compare.py": ["--iters", "20", "--batch-size", "10", "--histograms"],
+    "batch_norm_test.py": ["--epochs", "2", "--scales", "3"],
+    "overfit.py": ["--epochs", "3", "--dropout", "0.2", "--weight-decay", "0.1"],
+    "hyperparameter_search.py": ["--trials", "3", "--epochs", "2", "--top", "2"],
+}
+
+
 @pytest.mark.parametrize("script", ["buy_apple.py", "buy_apple_orange.py", "gradient_check.py",
-                                    "show_mnist.py", "train_neuralnet.py"])
+                                    "show_mnist.py", "train_neuralnet.py", *EXPERIMENTS])
 def test_scripts_have_help(script):
     assert "usage:" in run_script(script, "--help")
 
@@ -93,3 +102,54 @@ def test_train_script_offline_error(tmp_path):
                        timeout=120)
     assert r.returncode == 1
     assert "no usable copy found" in r.stderr and "http://127.0.0.1:9/" in r.stderr
+
+
+def is_png(path, min_size=10000):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > min_size
+
+
+@pytest.mark.parametrize("script", EXPERIMENTS)
+def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
+    png = tmp_path / "figure.png"
+    out = run_script(script, "--backend", "numpy", "--out", str(png), *EXPERIMENTS[script],
+                     env=synthetic_data_env(tmp_path))
+    assert out.startswith("backend: numpy (CPU); data: mnist, 30 train / 20 test")
+    assert f"figure: {png}" in out and is_png(png)
+    assert re.search(r"\d\.\d{4}", out)  # it prints its numbers
+    if script == "weight_init_compare.py":
+        assert is_png(tmp_path / "figure-histograms.png")
+        assert out.count("histogram ") == 6
+    if script == "optimizer_compare.py":
+        for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"):
+            assert re.search(rf"^  {name} +\d", out, re.M), name
+
+
+def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    ckpt = tmp_path / "deep.npz"
+    args = ["--backend", "numpy", "--model", "multi-layer", "--hidden", "20,20", "--batchnorm",
+            "--dropout", "0.1", "--weight-decay", "0.001", "--init", "he", "--iters", "9",
+            "--batch-size", "10", "--save", str(ckpt), "--quiet"]
+    out = run_script("train_neuralnet.py", *args, env=env)
+    assert "network: MultiLayerNetExtend(input_size=784, hidden_size_list=[20, 20]" in out
+    assert "use_batchnorm=True" in out and "dropout_ration=0.1" in out
+    again = run_script("train_neuralnet.py", *args, "--resume", env=env)
+    assert "resumed from" in again
+    assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batchnorm"], "--batchnorm: only with --model multi-layer"),
+    (["--hidden", "50,50"], "two-layer has one hidden layer"),
+    (["--model", "multi-layer", "--hidden", "100,0"], "hidden_size_list[1] must be at least 1"),
+    (["--model", "multi-layer", "--dropout", "1.5"], "dropout_ration must lie in [0, 1)"),
+    (["--model", "multi-layer", "--init", "glorot"], "weight_init_std='glorot' is not a known"),
+    (["--hidden", "a,b"], "expected layer sizes separated by commas"),
+])
+def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                        "--backend", "numpy", "--quiet", *args], capture_output=True, text=True,
+                       env=full_env, timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,122 @@
+"""What chapter 6's experiment scripts share: their options, data, a step loop and figures.
+
+Each script takes ``--dataset``, ``--data-dir``, ``--backend``, ``--seed``
+and ``--out PNG``, prints its numbers and writes its figure (written whole
+or not at all).
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import backends  # noqa: E402
+from framework.data import DeviceBatches  # noqa: E402
+from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
+
+
+def parser(doc, out):
+    """An ``ArgumentParser`` with the options every experiment takes; ``out`` is the PNG's default."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
+    p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights and batches (default: 0)")
+    p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
+    return p
+
+
+def positive(text):
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def start(p, argv=None):
+    """Parse, pick the backend and load the data (host arrays); errors end the script as argparse's do."""
+    args = p.parse_args(argv)
+    try:
+        backend = backends.use(args.backend) if args.backend else backends.current()
+    except (ValueError, RuntimeError) as e:
+        p.exit(2, f"error: {e}\n")
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir)
+    except DatasetError as e:
+        p.exit(1, f"error: {e}\n")
+    plt = pyplot(p)
+    print(f"backend: {backend.name} ({backend.device}); data: {args.dataset}, "
+          f"{data[0][0].shape[0]} train / {data[1][0].shape[0]} test", flush=True)
+    return args, backend, data, plt
+
+
+def pyplot(p):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        p.exit(1, "error: matplotlib is needed: pip install 'xpnet[plot]' (make train installs it)\n")
+    return plt
+
+
+def batches_of(x, t, batch_size, backend):
+    """The training set on ``backend``, once, for :func:`train_losses` (the book's sampling)."""
+    return DeviceBatches(x, t, batch_size, shuffle=False, replacement=True, backend=backend,
+                         dtype="float32")
+
+
+def train_losses(network, optimizer, batches, iters, seed):
+    """The book's loop: ``iters`` steps on batches drawn with replacement (the same draws
+    for the same ``seed``); the per-step losses as floats, read from the device at the end."""
+    batches.rng = backends.host_rng(seed)
+    losses = batches.xp.empty(iters, dtype=network.dtype)
+    i = 0
+    while i < iters:
+        order = batches.start_epoch()
+        for j in range(min(len(batches), iters - i)):
+            grads = network.gradient(*batches.batch(order, j))
+            optimizer.update(network.params, grads)
+            losses[i] = network.last_loss
+            i += 1
+    return backends.to_numpy(losses).tolist()
+
+
+def smooth_curve(values, window=11):
+    """The book's ``smooth_curve``: a Kaiser-window moving average, for noisy loss curves."""
+    import numpy  # host-side plotting helper
+    x = numpy.asarray(values, dtype=float)
+    if x.size < window:
+        return x
+    w = numpy.kaiser(window, 2)
+    s = numpy.r_[x[window - 1:0:-1], x, x[-1:-window:-1]]
+    y = numpy.convolve(w / w.sum(), s, mode="valid")
+    return y[window // 2: window // 2 + x.size]
+
+
+def save(fig, path, plt):
+    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
+    try:
+        with atomic_open(path) as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+    print(f"figure: {path}")
+
+
+def print_loss_table(curves, iters, every=500, window=100):
+    """Each curve's mean loss over the ``window`` steps up to every ``every``-th step."""
+    marks = sorted({min(iters, m) for m in range(every, iters + 1, every)} | {iters})
+    print(f"mean loss of the {window} steps up to step".ljust(38)
+          + "".join(f"{m:>8}" for m in marks))
+    for name, losses in curves.items():
+        means = [sum(losses[max(0, m - window):m]) / len(losses[max(0, m - window):m])
+                 for m in marks]
+        print(f"  {name:<36}" + "".join(f"{v:8.4f}" for v in means))
