@@ -1,9 +1,10 @@
-"""The book's chapter-5 code, as a reader would type it: the benchmark's reference.
+"""The book's chapter-5 and -6 code, as a reader would type it: the benchmark's reference.
 
 Plain NumPy, written after ``common/layers.py``, ``common/functions.py``,
-``common/gradient.py`` and ``ch05/two_layer_net.py``, with one change the
-comparison needs: weights are float32 (the book draws float64) so both sides
-do the same arithmetic. Not used by xpnet itself.
+``common/gradient.py``, ``ch05/two_layer_net.py`` and
+``common/multi_layer_net_extend.py``, with one change the comparison needs:
+weights are float32 (the book draws float64) so both sides do the same
+arithmetic. Not used by xpnet itself.
 """
 
 from collections import OrderedDict
@@ -95,6 +96,121 @@ class SoftmaxWithLoss:
         return (self.y - self.t) / batch_size
 
 
+class BatchNormalization:
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.input_shape = None
+        self.running_mean, self.running_var = running_mean, running_var
+        self.batch_size = self.xc = self.std = self.dgamma = self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        self.input_shape = x.shape
+        if x.ndim != 2:
+            x = x.reshape(x.shape[0], -1)
+        out = self.__forward(x, train_flg)
+        return out.reshape(*self.input_shape)
+
+    def __forward(self, x, train_flg):
+        if self.running_mean is None:
+            N, D = x.shape
+            self.running_mean = np.zeros(D, dtype=x.dtype)
+            self.running_var = np.zeros(D, dtype=x.dtype)
+        if train_flg:
+            mu = x.mean(axis=0)
+            xc = x - mu
+            var = np.mean(xc**2, axis=0)
+            std = np.sqrt(var + 10e-7)
+            xn = xc / std
+            self.batch_size = x.shape[0]
+            self.xc, self.xn, self.std = xc, xn, std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xc = x - self.running_mean
+            xn = xc / np.sqrt(self.running_var + 10e-7)
+        return self.gamma * xn + self.beta
+
+    def backward(self, dout):
+        if dout.ndim != 2:
+            dout = dout.reshape(dout.shape[0], -1)
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / self.batch_size
+        self.dgamma, self.dbeta = dgamma, dbeta
+        return dx.reshape(*self.input_shape)
+
+
+class MultiLayerNetExtend:
+    """ReLU, He initialisation; with ``use_batchnorm=False`` the book's MultiLayerNet."""
+
+    def __init__(self, input_size, hidden_size_list, output_size, weight_decay_lambda=0,
+                 use_batchnorm=False, dtype=np.float32, seed=0):
+        rng = np.random.default_rng(seed)
+        self.hidden_layer_num = len(hidden_size_list)
+        self.weight_decay_lambda = weight_decay_lambda
+        self.use_batchnorm = use_batchnorm
+        sizes = [input_size] + list(hidden_size_list) + [output_size]
+        self.params = {}
+        for idx in range(1, len(sizes)):
+            scale = np.sqrt(2.0 / sizes[idx - 1])
+            self.params["W" + str(idx)] = (scale * rng.standard_normal(
+                (sizes[idx - 1], sizes[idx]))).astype(dtype)
+            self.params["b" + str(idx)] = np.zeros(sizes[idx], dtype=dtype)
+        self.layers = OrderedDict()
+        for idx in range(1, self.hidden_layer_num + 1):
+            self.layers["Affine" + str(idx)] = Affine(self.params["W" + str(idx)],
+                                                      self.params["b" + str(idx)])
+            if self.use_batchnorm:
+                self.params["gamma" + str(idx)] = np.ones(sizes[idx], dtype=dtype)
+                self.params["beta" + str(idx)] = np.zeros(sizes[idx], dtype=dtype)
+                self.layers["BatchNorm" + str(idx)] = BatchNormalization(
+                    self.params["gamma" + str(idx)], self.params["beta" + str(idx)])
+            self.layers["Activation_function" + str(idx)] = Relu()
+        idx = self.hidden_layer_num + 1
+        self.layers["Affine" + str(idx)] = Affine(self.params["W" + str(idx)],
+                                                  self.params["b" + str(idx)])
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        for key, layer in self.layers.items():
+            if "Dropout" in key or "BatchNorm" in key:
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t, train_flg=False):
+        y = self.predict(x, train_flg)
+        weight_decay = 0
+        for idx in range(1, self.hidden_layer_num + 2):
+            W = self.params["W" + str(idx)]
+            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W**2)
+        return self.last_layer.forward(y, t) + weight_decay
+
+    def gradient(self, x, t):
+        self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        layers = list(self.layers.values())
+        layers.reverse()
+        for layer in layers:
+            dout = layer.backward(dout)
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            grads["W" + str(idx)] = (self.layers["Affine" + str(idx)].dW
+                                     + self.weight_decay_lambda * self.params["W" + str(idx)])
+            grads["b" + str(idx)] = self.layers["Affine" + str(idx)].db
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads["gamma" + str(idx)] = self.layers["BatchNorm" + str(idx)].dgamma
+                grads["beta" + str(idx)] = self.layers["BatchNorm" + str(idx)].dbeta
+        return grads
+
+
 class TwoLayerNet:
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01,
                  dtype=np.float32, seed=0):
@@ -149,7 +265,7 @@ def train_steps(network, x_train, t_train, steps, batch_size=100, learning_rate=
         x_batch = x_train[batch_mask]
         t_batch = t_train[batch_mask]
         grad = network.gradient(x_batch, t_batch)
-        for key in ("W1", "b1", "W2", "b2"):
+        for key in network.params:
             network.params[key] -= learning_rate * grad[key]
         loss = network.loss(x_batch, t_batch)
         losses.append(loss)

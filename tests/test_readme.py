@@ -28,17 +28,28 @@ def test_every_python_block_is_exercised_here():
     starts = sorted(b.splitlines()[0] for b in python_blocks())
     assert starts == ["# my_layers.py", "# test_my_layers.py",
                       "from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
-                      "from framework.trainer import Trainer", "import backends"]
+                      "from framework.trainer import Trainer", "import backends", "import backends"]
 
 
 def test_layer_api_example(backend):
     ns = {}
-    exec(block_starting("import backends"), ns)
+    exec(block_starting("import backends\nfrom framework.layers"), ns)
     assert ns["price"] == pytest.approx(220)
     assert (ns["dapple_price"], ns["dtax"]) == (pytest.approx(1.1), pytest.approx(200))
     assert (ns["dapple"], ns["dapple_num"]) == (pytest.approx(2.2), pytest.approx(110))
     assert backends.backend_of(ns["net"].params["W1"]) == backend
     assert sorted(ns["grads"]) == ["W1", "W2", "b1", "b2"]
+
+
+def test_deep_network_example(backend, capsys):
+    ns = {}
+    exec(block_starting("import backends\nfrom models import MultiLayerNet"), ns)
+    assert capsys.readouterr().out == \
+        "['Affine1', 'BatchNorm1', 'Activation_function1', 'Dropout1']\n"
+    assert sorted(ns["grads"]) == sorted(ns["net"].params)
+    assert ns["scores"].shape == (100, 10)
+    assert list(ns["plain"].params) == ["W1", "b1"]
+    assert backends.backend_of(ns["net"].layers["Dropout1"].mask) == backend
 
 
 def test_data_and_trainer_examples(tmp_path, monkeypatch):
