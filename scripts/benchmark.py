@@ -261,15 +261,20 @@ class BookLoop(Row):
 
 class TorchEager(Row):
     kind = "torch-eager"
+    lr = LR
+
+    def build_model(self):
+        nn = self.torch.nn
+        return nn.Sequential(nn.Linear(SIZES[0], self.hidden), nn.ReLU(),
+                             nn.Linear(self.hidden, SIZES[2]))
 
     def setup(self):
         import torch
         self.torch = torch
         self.dev = torch.device("cpu" if self.device == "numpy" else "cuda")
         torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(SIZES[0], self.hidden), torch.nn.ReLU(),
-                                         torch.nn.Linear(self.hidden, SIZES[2])).to(self.dev)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.model = self.build_model().to(self.dev)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
         x, t = self.data
         self.x = torch.from_numpy(x).to(self.dev)
         self.t = torch.from_numpy(t.astype(np.int64)).to(self.dev)
@@ -438,19 +443,19 @@ class DeepBookLoop(Row):
 
 
 class DeepTorchEager(TorchEager):
-    def setup(self):
-        super().setup()
-        torch = self.torch
+    lr = DEEP_LR
+
+    def build_model(self):
+        nn = self.torch.nn
         layers, size = [], SIZES[0]
         for h in DEEP_HIDDEN:
-            layers.append(torch.nn.Linear(size, h))
+            layers.append(nn.Linear(size, h))
             if DEEP_NETS[self.hidden]:
-                layers.append(torch.nn.BatchNorm1d(h, eps=1e-6))
-            layers.append(torch.nn.ReLU())
+                layers.append(nn.BatchNorm1d(h, eps=1e-6))
+            layers.append(nn.ReLU())
             size = h
-        layers.append(torch.nn.Linear(size, SIZES[2]))
-        self.model = torch.nn.Sequential(*layers).to(self.dev)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=DEEP_LR)
+        layers.append(nn.Linear(size, SIZES[2]))
+        return nn.Sequential(*layers)
 
 
 def make_deep_rows(batch, data, torch_ok):

@@ -15,8 +15,8 @@ class BatchNormalization:
     running averages take the place of mu and var.
 
     Backward (training): dbeta = sum_n dout, dgamma = sum_n xn dout, and
-    dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std with dxn = gamma dout,
-    written out in the book's steps.
+    dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std with dxn = gamma dout
+    (the book's chain of steps, folded).
 
     Input ``(N, D)``, or ``(N, C, H, W)`` treated as the book does: every
     axis but the batch axis is one feature axis (``D = C * H * W``), and the
@@ -54,7 +54,6 @@ class BatchNormalization:
                             else xp.asarray(running_var, dtype=gamma.dtype))
         self.input_shape = None
         self.batch_size = None
-        self.xc = None
         self.xn = None
         self.std = None
         self.dgamma = None
@@ -76,36 +75,37 @@ class BatchNormalization:
         check_same_backend(self.name, x=x, gamma=self.gamma)
         self.input_shape = x.shape
         x = self._flat(x)
+        xp = get_array_module(x)
         if train_flg:
-            xp = get_array_module(x)
             mu = x.mean(axis=0)
-            xc = x - mu
-            var = (xc * xc).mean(axis=0)
+            xn = x - mu
+            var = (xn * xn).mean(axis=0)
             std = xp.sqrt(var + EPS)
-            xn = xc / std
+            xn /= std  # in place: x - mu is not needed again
             self.batch_size = x.shape[0]
-            self.xc, self.xn, self.std = xc, xn, std
+            self.xn, self.std = xn, std
             # in place, so the arrays a checkpoint or a CUDA graph holds stay the ones used
             self.running_mean *= self.momentum
             self.running_mean += (1 - self.momentum) * mu
             self.running_var *= self.momentum
             self.running_var += (1 - self.momentum) * var
         else:
-            xn = (x - self.running_mean) / get_array_module(x).sqrt(self.running_var + EPS)
-        out = self.gamma * xn + self.beta
+            xn = (x - self.running_mean) / xp.sqrt(self.running_var + EPS)
+        out = xn * self.gamma
+        out += self.beta
         return out.reshape(self.input_shape)
 
     def backward(self, dout):
+        # The book's chain (dxn, dxc, dstd, dvar, dmu) folds into one line:
+        # dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std, the same numbers in
+        # a third of the passes over the batch.
         dout = dout.reshape(dout.shape[0], -1)
         self.dbeta = dout.sum(axis=0)
         self.dgamma = (self.xn * dout).sum(axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -((dxn * self.xc) / (self.std * self.std)).sum(axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc += (2.0 / self.batch_size) * self.xc * dvar
-        dmu = dxc.sum(axis=0)
-        dx = dxc - dmu / self.batch_size
+        dxn = dout * self.gamma
+        dx = dxn - dxn.mean(axis=0)
+        dx -= self.xn * (dxn * self.xn).mean(axis=0)
+        dx /= self.std
         return dx.reshape(self.input_shape)
 
     def _normalised_stack(self, x, train_flg):
