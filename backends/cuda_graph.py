@@ -76,9 +76,9 @@ class CudaGraphStep:
             raise ValueError(f"CudaGraphStep: gemm={gemm!r}; expected 'own' or 'cublas'")
         self.gemm = gemm  # 'cublas': try cuBLAS under capture (scripts/graph_probe.py)
         x, t = batches.x, batches.t
-        if x.ndim != 2 or t.ndim != 1 or t.dtype.kind not in "iu":
-            raise ValueError(f"CudaGraphStep: needs 2-D data and integer labels, got x "
-                             f"{tuple(x.shape)} and t {tuple(t.shape)} {t.dtype}")
+        if x.ndim < 2 or t.ndim != 1 or t.dtype.kind not in "iu" or not x.flags.c_contiguous:
+            raise ValueError(f"CudaGraphStep: needs contiguous (N, ...) data and integer labels, "
+                             f"got x {tuple(x.shape)} and t {tuple(t.shape)} {t.dtype}")
         self.network, self.optimizer = network, optimizer
         self.x, self.t = x, t
         self.batch = batches.batch_size
@@ -88,7 +88,8 @@ class CudaGraphStep:
                                 dtype=index_dtype)
         self.counter = cupy.zeros(1, dtype=numpy.int32)
         self.losses = cupy.zeros(self.steps_per_epoch, dtype=network.dtype)
-        self.x_batch = cupy.empty((self.batch, x.shape[1]), dtype=x.dtype)
+        self.sample_size = x[0].size  # images are gathered as rows of their pixels
+        self.x_batch = cupy.empty((self.batch,) + tuple(x.shape[1:]), dtype=x.dtype)
         self.t_batch = cupy.empty(self.batch, dtype=t.dtype)
         self._gather = compile_kernel(GATHER_SOURCE, "xpnet_gather", T=c_type(x.dtype),
                                       L=c_type(t.dtype), I=c_type(index_dtype))
@@ -101,11 +102,11 @@ class CudaGraphStep:
 
     def _body(self):
         """The step as issued eagerly: gather, gradient, update, record."""
-        n = self.batch * self.x.shape[1]
+        n = self.batch * self.sample_size
         threads = 256
         self._gather(((n + threads - 1) // threads,), (threads,),
                      (self.x, self.t, self.order, self.counter, self.x_batch, self.t_batch,
-                      numpy.int32(self.batch), numpy.int32(self.x.shape[1])))
+                      numpy.int32(self.batch), numpy.int32(self.sample_size)))
         grads = self.network.gradient(self.x_batch, self.t_batch)
         self.optimizer.update(self.network.params, grads)
         loss = step_loss(self.network)
@@ -192,6 +193,31 @@ class CudaGraphStep:
         self.graph, self._pool, self._stream = graph, pool, stream
         self._recorded = self._fingerprint()
         return self
+
+    def time_against_eager(self, repeats=5):
+        """Seconds a step takes replayed and issued eagerly (cuBLAS, fused kernels), as
+        ``(graph, eager)``, each the best of ``repeats`` after a warm-up; everything the
+        steps changed is put back. The Trainer's ``graph="auto"`` keeps the faster: for
+        large matrices cuBLAS can beat the graph's own GEMMs by more than the launches cost."""
+        import time
+        repeats = max(1, min(repeats, self.steps_per_epoch - 1))
+        snapshot = self._snapshot()
+        times = {"graph": [], "eager": []}
+        try:
+            for mode in ("graph", "eager"):
+                self.counter.fill(0)
+                for i in range(repeats + 1):
+                    cupy.cuda.Device().synchronize()
+                    start = time.perf_counter()
+                    self.graph.launch() if mode == "graph" else self._body()
+                    cupy.cuda.Device().synchronize()
+                    if i:  # the first is a warm-up (kernel builds, cuBLAS handles)
+                        times[mode].append(time.perf_counter() - start)
+        finally:
+            cupy.cuda.Device().synchronize()
+            self._restore(snapshot)
+            self.counter.fill(0)
+        return min(times["graph"]), min(times["eager"])
 
     def start_epoch(self, order):
         """Use ``order`` (the epoch's sample indices, on the device) from step 0."""

@@ -54,3 +54,67 @@ def cross_entropy_error(y, t):
         t = t.argmax(axis=1)
     n = y.shape[0]
     return -xp.log(y[xp.arange(n), t] + 1e-7).sum() / n
+
+
+def conv_output_size(input_size, filter_size, stride=1, pad=0):
+    """(input + 2 pad - filter) // stride + 1: the positions a window takes along one axis."""
+    return (input_size + 2 * pad - filter_size) // stride + 1
+
+
+def _window_view(img, filter_h, filter_w, stride, out_h, out_w):
+    """A strided view ``(N, out_h, out_w, C, filter_h, filter_w)`` of a padded ``(N, C, H, W)``
+    array: window (i, j) of image n, without copying anything."""
+    xp = get_array_module(img)
+    s0, s1, s2, s3 = img.strides
+    return xp.lib.stride_tricks.as_strided(
+        img, (img.shape[0], out_h, out_w, img.shape[1], filter_h, filter_w),
+        (s0, s2 * stride, s3 * stride, s1, s2, s3))
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    """Every filter window of a batch of images as one row: the book's im2col.
+
+    ``input_data`` is ``(N, C, H, W)``; the result is ``(N * out_h * out_w,
+    C * filter_h * filter_w)``, rows ordered by image, then window row,
+    then window column, and each row by channel, then filter row, then
+    filter column (the book's layout). In the input's dtype. Built from a
+    strided view of the (padded) input in one copy, where the book copies
+    window offset by window offset into a float64 buffer and transposes.
+    """
+    xp = get_array_module(input_data)
+    n, c, h, w = input_data.shape
+    out_h = conv_output_size(h, filter_h, stride, pad)
+    out_w = conv_output_size(w, filter_w, stride, pad)
+    img = input_data
+    if pad:
+        img = xp.pad(input_data, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    view = _window_view(img, filter_h, filter_w, stride, out_h, out_w)
+    return view.reshape(n * out_h * out_w, c * filter_h * filter_w)  # the one copy
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    """The adjoint of :func:`im2col`: each row's values added back to the pixels they came from.
+
+    ``col`` is ``(N * out_h * out_w, C * filter_h * filter_w)`` as im2col
+    makes it; the result is ``input_shape`` ``(N, C, H, W)``, in ``col``'s
+    dtype. Where windows do not overlap (stride >= filter) every pixel gets
+    at most one value, written in one pass through a strided view; else one
+    strided addition per filter offset, as the book does. No atomics, so the
+    sums come out the same every time.
+    """
+    xp = get_array_module(col)
+    n, c, h, w = input_shape
+    out_h = conv_output_size(h, filter_h, stride, pad)
+    out_w = conv_output_size(w, filter_w, stride, pad)
+    windows = col.reshape(n, out_h, out_w, c, filter_h, filter_w)
+    img = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
+    if stride >= filter_h and stride >= filter_w:
+        _window_view(img, filter_h, filter_w, stride, out_h, out_w)[...] = windows
+    else:
+        for y in range(filter_h):
+            y_max = y + stride * out_h
+            for x in range(filter_w):
+                x_max = x + stride * out_w
+                img[:, :, y:y_max:stride, x:x_max:stride] += \
+                    windows[:, :, :, :, y, x].transpose(0, 3, 1, 2)
+    return img[:, :, pad:h + pad, pad:w + pad]

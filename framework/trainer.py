@@ -38,7 +38,9 @@ class Trainer:
         callables ``f(trainer, record)`` run at every epoch end.
     ``graph``
         ``'auto'`` (default): on CuPy, replay each step as one CUDA graph
-        (:mod:`backends.cuda_graph`) where the step allows it, else run it
+        (:mod:`backends.cuda_graph`) where the step allows it and a few timed
+        steps show it faster than the eager one (convolutions' large products
+        may run faster on cuBLAS than on the graph's own GEMM), else run it
         eagerly; ``True``: the graph or an error saying why not; ``False``:
         always eager. ``XPNET_CUDA_GRAPH=0`` turns ``'auto'`` off.
         :attr:`step_mode` says which ran and why. The graph bakes in the
@@ -185,8 +187,8 @@ class Trainer:
             reason = "XPNET_CUDA_GRAPH=0"
         elif not self.optimizer.capturable:
             reason = f"{type(self.optimizer).__name__} cannot be replayed: see its capturable"
-        elif self.batches.t.ndim != 1 or self.batches.x.ndim != 2:
-            reason = "the graph step needs 2-D data and integer labels"
+        elif self.batches.t.ndim != 1:
+            reason = "the graph step needs integer labels"
         if reason is None:
             started = time.perf_counter()
             try:
@@ -198,6 +200,13 @@ class Trainer:
                     raise
                 reason = f"CUDA graph capture failed: {type(e).__name__}: {e}"
             else:
+                if self.graph == "auto" and self.iter_per_epoch > 1:
+                    graph_s, eager_s = step.time_against_eager()
+                    if eager_s < graph_s:
+                        self.step_mode = (f"eager (faster than the CUDA graph here: "
+                                          f"{1e3 * eager_s:.3f} against {1e3 * graph_s:.3f} ms "
+                                          f"a step)")
+                        return None
                 self.step_mode = "cuda-graph"
                 return step
         if self.graph is True:

@@ -34,6 +34,8 @@ class Network:
     """
 
     weight_decay_lambda = 0
+    #: elements of the largest stacked activation in :meth:`numerical_gradient`
+    STACK_BUDGET = 2**22
 
     def config(self):
         raise NotImplementedError
@@ -142,11 +144,12 @@ class Network:
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         names = list(self.layers)
-        inputs = {}
+        inputs, sizes = {}, []
         s = x[None]
         for name in names:  # the unperturbed pass, as a stack of one: each layer's input
             inputs[name] = s[0]
             s = self._stack_forward(self.layers[name], s)
+            sizes.append(s[0].size)
         decay = self.weight_decay()
         decayed = set(self._decayed()) if self.weight_decay_lambda else set()
         grads = {}
@@ -166,7 +169,11 @@ class Network:
                     out = out + lam * p.reshape(-1)[index] * delta + 0.5 * lam * delta * delta
                 return out
 
-            grads[key] = _gradient.numerical_gradient_stacked(losses, p, h)
+            # as many copies at once as keep the largest stacked activation near
+            # STACK_BUDGET elements (a convolution's output is large per copy)
+            largest = max(sizes[names.index(name):])
+            chunk = max(1, min(4096, self.STACK_BUDGET // max(largest, 1)))
+            grads[key] = _gradient.numerical_gradient_stacked(losses, p, h, chunk=chunk)
         return grads
 
     @staticmethod

@@ -13,19 +13,10 @@ printed is ``final test acc: 0.xxxx``.
 """
 
 import argparse
-import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from training import check_args, parser, run
 
-import backends  # noqa: E402
-from framework.checkpoint import CheckpointError  # noqa: E402
-from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from framework.files import atomic_open  # noqa: E402
-from framework.optimizers import OPTIMIZERS  # noqa: E402
-from framework.trainer import Trainer  # noqa: E402
-from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
+from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 
 def size_list(text):
@@ -46,17 +37,7 @@ def init_value(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
-    p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=int, help="training steps (default: 10000)")
-    length.add_argument("--epochs", type=float, help="training epochs, instead of --iters")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default: %(default)s)")
-    p.add_argument("--optimizer", default="sgd", type=str.lower, choices=sorted(OPTIMIZERS))
+    p = parser(__doc__, iters=10000, lr=0.1, optimizer="sgd")
     p.add_argument("--model", default="two-layer", choices=["two-layer", "multi-layer"],
                    help="TwoLayerNet (chapter 5, the default) or MultiLayerNet (chapter 6)")
     p.add_argument("--hidden", type=size_list, default=None,
@@ -72,20 +53,8 @@ def parse_args(argv=None):
                    help="multi-layer: dropout with this ratio")
     p.add_argument("--weight-decay", type=float, default=0, metavar="LAMBDA",
                    help="multi-layer: L2 weight decay lambda (default: 0)")
-    p.add_argument("--seed", type=int, default=0, help="seeds weights and batch order")
-    p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
-                   help="a permutation per epoch, or the book's sampling with replacement")
-    p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
-    p.add_argument("--resume", action="store_true", help="continue from --save PATH")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
-    p.add_argument("--graph", default="auto", choices=["auto", "on", "off"],
-                   help="replay each step as a CUDA graph on CuPy (default: where possible)")
     args = p.parse_args(argv)
-    if args.resume and not args.save:
-        p.error("--resume needs --save PATH (the checkpoint to continue from)")
-    if args.iters is None and args.epochs is None:
-        args.iters = 10000
+    check_args(p, args)
     if args.model == "two-layer":
         extras = [flag for flag, used in (("--batchnorm", args.batchnorm),
                                           ("--dropout", args.dropout is not None),
@@ -101,8 +70,9 @@ def parse_args(argv=None):
     return p, args
 
 
-def build_network(args, input_size):
+def build_network(args, x_train):
     """The network the options describe (ValueError for sizes or names it refuses)."""
+    input_size = x_train.shape[1]
     if args.model == "two-layer":
         hidden = args.hidden[0] if args.hidden else 50
         return TwoLayerNet(input_size, hidden, 10, 0.01 if args.init is None else args.init,
@@ -119,89 +89,9 @@ def build_network(args, input_size):
     return MultiLayerNet(input_size, hidden, 10, **options)
 
 
-def plot(path, trainer):
-    """Training loss per step and train/test accuracy per epoch, side by side."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("error: --plot needs matplotlib: pip install 'xpnet[plot]' "
-                         "(make train installs it)")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(range(1, len(trainer.train_loss_list) + 1), trainer.train_loss_list,
-                 linewidth=0.5, alpha=0.6, label="per step")
-    ax_loss.plot([r * trainer.iter_per_epoch for r in trainer.history["epoch"]],
-                 trainer.history["loss"], color="black", marker=".", label="epoch mean")
-    ax_loss.legend(loc="upper right")
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    epochs = trainer.history["epoch"]
-    ax_acc.plot(epochs, trainer.train_acc_list, marker="o", label="train")
-    ax_acc.plot(epochs, trainer.test_acc_list, marker="s", linestyle="--", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax_acc.legend(loc="lower right")
-    fig.tight_layout()
-    try:
-        with atomic_open(path) as f:  # an earlier plot is never half-replaced
-            fig.savefig(f, dpi=100, format="png")
-    finally:
-        plt.close(fig)
-
-
 def main(argv=None):
-    parser, args = parse_args(argv)
-    try:
-        backend = backends.use(args.backend) if args.backend else backends.current()
-    except (ValueError, RuntimeError) as e:
-        parser.exit(2, f"error: {e}\n")
-    print(f"backend: {backend.name} ({backend.device})", flush=True)
-    try:
-        (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
-    except DatasetError as e:
-        parser.exit(1, f"error: {e}\n")
-    print(f"data: {args.dataset}, {x_train.shape[0]} train / {x_test.shape[0]} test", flush=True)
-
-    try:
-        network = build_network(args, x_train.shape[1])
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
-    arguments = ", ".join(f"{k}={v!r}" for k, v in network.config().items())
-    print(f"network: {type(network).__name__}({arguments})", flush=True)
-    try:
-        trainer = Trainer(network, x_train, t_train, x_test, t_test,
-                          epochs=args.epochs or 1, iters=args.iters,
-                          mini_batch_size=args.batch_size, optimizer=args.optimizer,
-                          optimizer_param={"lr": args.lr}, verbose=not args.quiet,
-                          seed=args.seed, sampling=args.sampling, checkpoint=args.save,
-                          resume=args.resume,
-                          graph={"auto": "auto", "on": True, "off": False}[args.graph])
-    except CheckpointError as e:
-        parser.exit(1, f"error: cannot resume: {e}\n")
-    if trainer.iteration:
-        print(f"resumed from {args.save} at step {trainer.iteration} (epoch {trainer.current_epoch})")
-    first_step, first_epoch = trainer.iteration, trainer.current_epoch
-    start = time.perf_counter()
-    try:
-        trainer.train()
-    except (FloatingPointError, ValueError) as e:
-        parser.exit(1, f"error: {e}\n")
-    seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
-    evaluations = trainer.current_epoch - first_epoch
-    print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s ({evaluations} "
-          f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
-    recorded = (f", recorded in {trainer.graph_seconds:.2f} s (included above)"
-                if trainer.step_mode == "cuda-graph" else "")
-    print(f"step: {trainer.step_mode}{recorded}")
-    if backend.name == "cupy":
-        held = trainer.gpu_pool_bytes()
-        print(f"GPU memory: {held / 2**20:.1f} MB held by CuPy's pools, the graph's included "
-              f"(training set {trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
-    if args.plot:
-        plot(args.plot, trainer)
-        print(f"plot: {args.plot}")
-    if args.save:
-        print(f"checkpoint: {args.save}")
-    print(f"final test acc: {trainer.final_test_acc:.4f}")
+    p, args = parse_args(argv)
+    run(p, args, build_network)
 
 
 if __name__ == "__main__":

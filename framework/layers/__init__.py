@@ -1,4 +1,4 @@
-"""The layers of chapters 5 and 6, one concept a module, each a plain class.
+"""The layers of chapters 5 to 7, one concept a module, each a plain class.
 
 Every layer has the book's ``forward`` and ``backward`` and takes its array
 module from its inputs, so one object works on NumPy and CuPy arrays. Where
@@ -24,8 +24,10 @@ from framework.layers.activations import Relu, Sigmoid
 from framework.layers.affine import Affine
 from framework.layers.arithmetic import AddLayer, MulLayer
 from framework.layers.batch_norm import BatchNormalization
+from framework.layers.convolution import Convolution
 from framework.layers.dropout import Dropout
+from framework.layers.pooling import Pooling
 from framework.layers.softmax_loss import SoftmaxWithLoss
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "BatchNormalization", "Dropout"]
+           "BatchNormalization", "Dropout", "Convolution", "Pooling"]

@@ -1,0 +1,97 @@
+"""Max pooling (chapter 7), by strided slices rather than im2col."""
+
+from backends import get_array_module
+from framework.functions import conv_output_size
+
+
+class Pooling:
+    """out[n, c, i, j] = max of x[n, c] over the window at (i * stride, j * stride).
+
+    Backward routes each output's gradient to the first maximum of its
+    window (row by row, as ``argmax`` picks it) and adds where windows overlap.
+
+    Differences from the book:
+
+    * Padding is -inf, not 0: with 0 a window of negative inputs at the
+      border would return 0, a value that is not in the input.
+    * No im2col: the window's ph * pw offsets are strided slices of the
+      input, compared in turn (for 2x2 pooling, four slices and a few
+      element-wise passes, where the book's im2col copy and ``argmax`` over
+      rows of four cost several times as much).
+    * Bad shapes raise ``ValueError`` naming the layer and the shapes.
+    """
+
+    def __init__(self, pool_h, pool_w, stride=2, pad=0, name="Pooling"):
+        if int(pool_h) < 1 or int(pool_w) < 1 or int(stride) < 1 or int(pad) < 0:
+            raise ValueError(f"{name}: pool sizes and stride must be at least 1 and pad at "
+                             f"least 0, got pool {pool_h}x{pool_w}, stride {stride}, pad {pad}")
+        self.name = name
+        self.pool_h = int(pool_h)
+        self.pool_w = int(pool_w)
+        self.stride = int(stride)
+        self.pad = int(pad)
+        self.x_shape = None
+        self.arg_max = None
+
+    def output_shape(self, input_shape):
+        """``(C, out_h, out_w)`` for one sample of shape ``(C, H, W)``, checked."""
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got a batch "
+                             f"of shape (N, {', '.join(map(str, input_shape))})")
+        c, h, w = input_shape
+        if self.pool_h > h + 2 * self.pad or self.pool_w > w + 2 * self.pad:
+            raise ValueError(f"{self.name}: a {self.pool_h}x{self.pool_w} window does not fit "
+                             f"the padded {h + 2 * self.pad}x{w + 2 * self.pad} input (input "
+                             f"(N, {c}, {h}, {w}), pad {self.pad})")
+        return (c, conv_output_size(h, self.pool_h, self.stride, self.pad),
+                conv_output_size(w, self.pool_w, self.stride, self.pad))
+
+    def _slices(self, out_h, out_w):
+        """Each window offset's strided slice of the padded input, in argmax's order."""
+        s = self.stride
+        for i in range(self.pool_h):
+            for j in range(self.pool_w):
+                yield (Ellipsis, slice(i, i + s * (out_h - 1) + 1, s),
+                       slice(j, j + s * (out_w - 1) + 1, s))
+
+    def _forward(self, x):
+        """``(out, arg_max)`` for a batch ``(..., C, H, W)``; arg_max indexes the window."""
+        xp = get_array_module(x)
+        _, out_h, out_w = self.output_shape(x.shape[-3:])
+        if self.pad:
+            p = self.pad
+            widths = [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)]
+            x = xp.pad(x, widths, constant_values=-xp.inf)
+        out = arg = None
+        index_dtype = xp.int8 if self.pool_h * self.pool_w <= 127 else xp.int32
+        for k, where in enumerate(self._slices(out_h, out_w)):
+            window = x[where]
+            if out is None:
+                out = window.copy()
+                arg = xp.zeros(out.shape, dtype=index_dtype)
+                continue
+            greater = window > out  # strictly: the first maximum keeps its place
+            out = xp.maximum(out, window)
+            arg = xp.where(greater, arg.dtype.type(k), arg)  # no boolean indexing: no sync
+        return out, arg
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
+                             f"{tuple(x.shape)}")
+        out, self.arg_max = self._forward(x)
+        self.x_shape = x.shape
+        return out
+
+    def backward(self, dout):
+        xp = get_array_module(dout)
+        n, c, h, w = self.x_shape
+        p = self.pad
+        dx = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dout.dtype)
+        for k, where in enumerate(self._slices(*dout.shape[2:])):
+            dx[where] += dout * (self.arg_max == k)
+        return dx[:, :, p:p + h, p:p + w] if p else dx
+
+    def forward_stack(self, x):
+        """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
+        return self._forward(x)[0]

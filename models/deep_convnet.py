@@ -1,0 +1,104 @@
+"""DeepConvNet of chapter 8: six 3x3 convolutions in pairs, each pair pooled, then two Affine."""
+
+import math
+from collections import OrderedDict
+
+import backends
+from framework.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
+from models.base import Network
+from models.multi_layer_net import check_size
+from models.simple_convnet import conv_settings, image_dims
+
+DEFAULT_CONVS = [
+    {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 32, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 32, "filter_size": 3, "pad": 2, "stride": 1},
+    {"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+    {"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+]
+
+
+class DeepConvNet(Network):
+    """The book's deep network (about 99% on MNIST), on whichever backend is current when built.
+
+    conv - relu - conv - relu - pool - conv - relu - conv - relu - pool -
+    conv - relu - conv - relu - pool - affine - relu - dropout - affine -
+    dropout - softmax, as the book's ``ch08/deep_convnet.py``, with He
+    initialisation (std sqrt(2 / fan_in)) and dropout ratio 0.5. Parameters
+    ``W1 ... W8``, ``b1 ... b8``; layers ``Conv1 ... Conv6``, ``Relu1 ...
+    Relu7``, ``Pool1 ... Pool3``, ``Affine1``, ``Affine2``, ``Dropout1``,
+    ``Dropout2``. The first Affine's input size is computed from
+    ``input_dim`` (the book writes 64 * 4 * 4, right for 28 x 28 only).
+    """
+
+    def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None,
+                 conv_param_3=None, conv_param_4=None, conv_param_5=None, conv_param_6=None,
+                 hidden_size=50, output_size=10, *, dtype=None, seed=None):
+        owner = type(self).__name__
+        backend = backends.current()
+        xp = backend.xp
+        self.dtype = xp.dtype(dtype or "float32")
+        if self.dtype.kind != "f":
+            raise ValueError(f"{owner}: dtype must be a floating type, got {self.dtype}")
+        self.input_dim = image_dims(owner, input_dim)
+        given = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5,
+                 conv_param_6]
+        self.conv_params = [conv_settings(owner, dict(default) if p is None else p,
+                                          f"conv_param_{i + 1}")
+                            for i, (p, default) in enumerate(zip(given, DEFAULT_CONVS))]
+        self.hidden_size = check_size(owner, "hidden_size", hidden_size)
+        self.output_size = check_size(owner, "output_size", output_size)
+        rng = backends.host_rng(seed)
+        keys = backends.host_rng(None if seed is None else [seed, 1])
+
+        def draw(*shape, fan_in):  # He initialisation, as the book
+            return backend.asarray(math.sqrt(2.0 / fan_in) * rng.standard_normal(shape),
+                                   self.dtype)
+
+        self.params = {}
+        self.layers = OrderedDict()
+        self.param_layout = {}
+        shape = tuple(self.input_dim)
+        relu = pool = 0
+        for i, p in enumerate(self.conv_params, 1):
+            size, c = p["filter_size"], shape[0]
+            self.params[f"W{i}"] = draw(p["filter_num"], c, size, size, fan_in=c * size * size)
+            self.params[f"b{i}"] = xp.zeros(p["filter_num"], dtype=self.dtype)
+            conv = Convolution(self.params[f"W{i}"], self.params[f"b{i}"], p["stride"],
+                               p["pad"], name=f"Conv{i}")
+            shape = conv.output_shape(shape)
+            self.layers[f"Conv{i}"] = conv
+            self.param_layout[f"W{i}"] = (f"Conv{i}", "W")
+            self.param_layout[f"b{i}"] = (f"Conv{i}", "b")
+            relu += 1
+            self.layers[f"Relu{relu}"] = Relu()
+            if i % 2 == 0:
+                pool += 1
+                layer = Pooling(2, 2, stride=2, name=f"Pool{pool}")
+                shape = layer.output_shape(shape)
+                self.layers[f"Pool{pool}"] = layer
+        flat = shape[0] * shape[1] * shape[2]
+        for i, (fan_in, fan_out) in enumerate(((flat, self.hidden_size),
+                                               (self.hidden_size, self.output_size)), 1):
+            n = len(self.conv_params) + i
+            self.params[f"W{n}"] = draw(fan_in, fan_out, fan_in=fan_in)
+            self.params[f"b{n}"] = xp.zeros(fan_out, dtype=self.dtype)
+            self.layers[f"Affine{i}"] = Affine(self.params[f"W{n}"], self.params[f"b{n}"],
+                                               name=f"Affine{i}")
+            self.param_layout[f"W{n}"] = (f"Affine{i}", "W")
+            self.param_layout[f"b{n}"] = (f"Affine{i}", "b")
+            if i == 1:
+                relu += 1
+                self.layers[f"Relu{relu}"] = Relu()
+            self.layers[f"Dropout{i}"] = Dropout(0.5, seed=int(keys.integers(2**63)),
+                                                 name=f"Dropout{i}")
+        self.layers["Conv1"].input_grad = False  # its input is data
+        self.last_layer = SoftmaxWithLoss()
+
+    def config(self):
+        """Every constructor argument (not dtype or seed), as checkpoints record it."""
+        out = {"input_dim": self.input_dim}
+        out.update({f"conv_param_{i}": p for i, p in enumerate(self.conv_params, 1)})
+        out.update(hidden_size=self.hidden_size, output_size=self.output_size)
+        return out

@@ -1,0 +1,146 @@
+"""What the training scripts share: their options, and one run from data to "final test acc".
+
+``scripts/train_neuralnet.py`` (chapters 5-6) and ``scripts/train_convnet.py``
+(chapters 7-8) differ only in the network they build and their defaults.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import backends  # noqa: E402
+from framework.checkpoint import CheckpointError  # noqa: E402
+from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
+from framework.optimizers import OPTIMIZERS  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+
+
+def parser(doc, *, iters=None, epochs=None, lr, optimizer):
+    """An ``ArgumentParser`` with the options every training script takes, and its defaults."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
+    p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int,
+                        help=f"training steps{f' (default: {iters})' if iters else ''}")
+    length.add_argument("--epochs", type=float,
+                        help=f"training epochs{f' (default: {epochs})' if epochs else ''}")
+    p.set_defaults(default_iters=iters, default_epochs=epochs)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=lr, help="learning rate (default: %(default)s)")
+    p.add_argument("--optimizer", default=optimizer, type=str.lower, choices=sorted(OPTIMIZERS))
+    p.add_argument("--seed", type=int, default=0, help="seeds weights and batch order")
+    p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
+                   help="a permutation per epoch, or the book's sampling with replacement")
+    p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
+    p.add_argument("--resume", action="store_true", help="continue from --save PATH")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--graph", default="auto", choices=["auto", "on", "off"],
+                   help="replay each step as a CUDA graph on CuPy (default: where it is faster)")
+    return p
+
+
+def check_args(p, args):
+    """The checks every training script makes after parsing; fills the default length."""
+    if args.resume and not args.save:
+        p.error("--resume needs --save PATH (the checkpoint to continue from)")
+    if args.iters is None and args.epochs is None:
+        args.iters, args.epochs = args.default_iters, args.default_epochs
+
+
+def plot(path, trainer):
+    """Training loss per step and train/test accuracy per epoch, side by side."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("error: --plot needs matplotlib: pip install 'xpnet[plot]' "
+                         "(make train installs it)")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(range(1, len(trainer.train_loss_list) + 1), trainer.train_loss_list,
+                 linewidth=0.5, alpha=0.6, label="per step")
+    ax_loss.plot([r * trainer.iter_per_epoch for r in trainer.history["epoch"]],
+                 trainer.history["loss"], color="black", marker=".", label="epoch mean")
+    ax_loss.legend(loc="upper right")
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    epochs = trainer.history["epoch"]
+    ax_acc.plot(epochs, trainer.train_acc_list, marker="o", label="train")
+    ax_acc.plot(epochs, trainer.test_acc_list, marker="s", linestyle="--", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.legend(loc="lower right")
+    fig.tight_layout()
+    try:
+        with atomic_open(path) as f:  # an earlier plot is never half-replaced
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+
+
+def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_epoch=None):
+    """Load the data, build the network (``build_network(args, x_train)``), train, report.
+
+    Errors end the script as argparse does: one ``error:`` line, exit 2 for
+    bad options, 1 for missing data or a failed run.
+    """
+    try:
+        backend = backends.use(args.backend) if args.backend else backends.current()
+    except (ValueError, RuntimeError) as e:
+        parser.exit(2, f"error: {e}\n")
+    print(f"backend: {backend.name} ({backend.device})", flush=True)
+    try:
+        (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, flatten=flatten,
+                                                            data_dir=args.data_dir)
+    except DatasetError as e:
+        parser.exit(1, f"error: {e}\n")
+    print(f"data: {args.dataset}, {x_train.shape[0]} train / {x_test.shape[0]} test", flush=True)
+
+    try:
+        network = build_network(args, x_train)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    arguments = ", ".join(f"{k}={v!r}" for k, v in network.config().items())
+    print(f"network: {type(network).__name__}({arguments})", flush=True)
+    try:
+        trainer = Trainer(network, x_train, t_train, x_test, t_test,
+                          epochs=args.epochs or 1, iters=args.iters,
+                          mini_batch_size=args.batch_size, optimizer=args.optimizer,
+                          optimizer_param={"lr": args.lr}, verbose=not args.quiet,
+                          seed=args.seed, sampling=args.sampling, checkpoint=args.save,
+                          evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch,
+                          resume=args.resume,
+                          graph={"auto": "auto", "on": True, "off": False}[args.graph])
+    except CheckpointError as e:
+        parser.exit(1, f"error: cannot resume: {e}\n")
+    if trainer.iteration:
+        print(f"resumed from {args.save} at step {trainer.iteration} (epoch {trainer.current_epoch})")
+    first_step, first_epoch = trainer.iteration, trainer.current_epoch
+    start = time.perf_counter()
+    try:
+        trainer.train()
+    except (FloatingPointError, ValueError) as e:
+        parser.exit(1, f"error: {e}\n")
+    seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
+    evaluations = trainer.current_epoch - first_epoch
+    print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s ({evaluations} "
+          f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
+    recorded = (f", recorded in {trainer.graph_seconds:.2f} s (included above)"
+                if trainer.step_mode == "cuda-graph" else "")
+    print(f"step: {trainer.step_mode}{recorded}")
+    if backend.name == "cupy":
+        held = trainer.gpu_pool_bytes()
+        print(f"GPU memory: {held / 2**20:.1f} MB held by CuPy's pools, the graph's included "
+              f"(training set {trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
+    if args.plot:
+        plot(args.plot, trainer)
+        print(f"plot: {args.plot}")
+    if args.save:
+        print(f"checkpoint: {args.save}")
+    print(f"final test acc: {trainer.final_test_acc:.4f}")

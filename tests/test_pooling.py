@@ -1,0 +1,81 @@
+"""framework/layers/pooling.py: max pooling against the definition, on every backend."""
+
+import numpy as np
+import pytest
+
+from framework.layers import Pooling
+from framework.testing import check_backward
+from tests.conftest import to_host
+
+RNG = np.random.default_rng(72)
+
+CASES = [((2, 3, 6, 6), 2, 2, 2, 0), ((2, 2, 7, 5), 3, 2, 2, 1), ((1, 2, 5, 5), 3, 3, 1, 0),
+         ((2, 1, 6, 6), 2, 2, 2, 1), ((1, 1, 4, 4), 4, 4, 1, 0)]
+
+
+def direct_pooling(x, ph, pw, stride, pad):
+    n, c, h, w = x.shape
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=-np.inf)
+    out_h, out_w = (h + 2 * pad - ph) // stride + 1, (w + 2 * pad - pw) // stride + 1
+    out = np.empty((n, c, out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            out[:, :, i, j] = x[:, :, i * stride:i * stride + ph,
+                                j * stride:j * stride + pw].max(axis=(2, 3))
+    return out
+
+
+def untied(shape):
+    """Distinct values, so no window has two maxima within h of each other."""
+    return RNG.permutation(np.arange(np.prod(shape), dtype=float)).reshape(shape) / 7 - 3
+
+
+@pytest.mark.parametrize("shape, ph, pw, stride, pad", CASES)
+def test_forward_is_the_window_max_and_backward_its_gradient(xp, shape, ph, pw, stride, pad):
+    layer = Pooling(ph, pw, stride, pad)
+    host = untied(shape)
+    out = layer.forward(xp.asarray(host))
+    np.testing.assert_array_equal(to_host(out), direct_pooling(host, ph, pw, stride, pad))
+    check_backward(Pooling(ph, pw, stride, pad), xp.asarray(host))
+
+
+def test_padding_is_minus_infinity_not_zero(xp):
+    x = xp.full((1, 1, 2, 2), -5.0)
+    out = Pooling(2, 2, stride=2, pad=1).forward(x)
+    np.testing.assert_array_equal(to_host(out), np.full((1, 1, 2, 2), -5.0))  # the book says 0
+
+
+def test_ties_send_the_gradient_to_the_first_maximum(xp):
+    layer = Pooling(2, 2)
+    x = xp.asarray([[[[1.0, 3.0], [3.0, 3.0]]]])
+    layer.forward(x)
+    dx = layer.backward(xp.asarray([[[[10.0]]]]))
+    np.testing.assert_array_equal(to_host(dx), [[[[0.0, 10.0], [0.0, 0.0]]]])
+
+
+def test_overlapping_windows_add_their_gradients(xp):
+    layer = Pooling(2, 2, stride=1)
+    x = xp.asarray([[[[0.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]]]])
+    out = layer.forward(x)
+    np.testing.assert_array_equal(to_host(out), np.full((1, 1, 2, 2), 9.0))
+    dx = layer.backward(xp.ones((1, 1, 2, 2)))
+    assert float(to_host(dx)[0, 0, 1, 1]) == 4.0 and float(to_host(dx).sum()) == 4.0
+
+
+def test_stack_form_and_dtype(xp):
+    layer = Pooling(2, 2)
+    s = xp.asarray(RNG.standard_normal((3, 2, 2, 4, 4)), dtype="float32")
+    stacked = layer.forward_stack(s)
+    assert stacked.dtype == np.float32
+    for k in range(3):
+        np.testing.assert_array_equal(to_host(stacked[k]), to_host(layer.forward(s[k])))
+
+
+def test_bad_shapes_name_the_layer(xp):
+    layer = Pooling(3, 3, name="Pool1")
+    with pytest.raises(ValueError, match=r"Pool1: a 3x3 window does not fit the padded 2x2 input"):
+        layer.forward(xp.zeros((1, 1, 2, 2)))
+    with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\)"):
+        layer.forward(xp.zeros((2, 9)))
+    with pytest.raises(ValueError, match="pool sizes and stride must be at least 1"):
+        Pooling(0, 2)
