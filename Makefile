@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine with Python 3.10+:
-#   make train   train TwoLayerNet (DATASET=mnist|fashion-mnist)
+#   make train   train TwoLayerNet (DATASET=mnist|fashion-mnist, MODEL=convnet|deepconvnet)
 #   make test    run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -28,12 +28,19 @@ $(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml | $(BIN)/
 
 venv: $(VENV)/.installed-test
 
-# The book's run: TwoLayerNet(784, 50, 10), 10,000 steps of 100, SGD lr 0.1.
+# The book's run: TwoLayerNet(784, 50, 10), 10,000 steps of 100, SGD lr 0.1;
+# MODEL=convnet is chapter 7's SimpleConvNet run, MODEL=deepconvnet chapter 8's.
 # XPNET_BACKEND picks the device; TRAIN_ARGS adds options (see --help).
 DATASET ?= mnist
+MODEL ?= twolayer
+TRAIN_twolayer := scripts/train_neuralnet.py
+TRAIN_convnet := scripts/train_convnet.py
+TRAIN_deepconvnet := scripts/train_convnet.py --model deep
+RUN_NAME := $(DATASET)$(if $(filter-out twolayer,$(MODEL)),-$(MODEL))
 train: $(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS))
-	$(BIN)/python scripts/train_neuralnet.py --dataset $(DATASET) \
-		--save out/$(DATASET).npz --plot out/$(DATASET).png $(TRAIN_ARGS)
+	@$(if $(TRAIN_$(MODEL)),true,echo "make train: MODEL=$(MODEL) is not a model; expected twolayer, convnet or deepconvnet" >&2; exit 2)
+	$(BIN)/python $(TRAIN_$(MODEL)) --dataset $(DATASET) \
+		--save out/$(RUN_NAME).npz --plot out/$(RUN_NAME).png $(TRAIN_ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -34,6 +34,7 @@ class Network:
     """
 
     weight_decay_lambda = 0
+    accuracy_batch_size = 10000
     #: elements of the largest stacked activation in :meth:`numerical_gradient`
     STACK_BUDGET = 2**22
 
@@ -88,12 +89,15 @@ class Network:
         self.last_loss = loss
         return loss
 
-    def accuracy(self, x, t, batch_size=10000):
+    def accuracy(self, x, t, batch_size=None):
         """Fraction of ``x`` classified as ``t`` (labels or one-hot), in inference mode, as a float.
 
-        Evaluates ``batch_size`` samples at a time and counts on the backend,
-        so memory stays bounded and the value is read once at the end.
+        Evaluates ``batch_size`` samples at a time (default
+        ``accuracy_batch_size``: 10,000, or 500 for the convolutional nets,
+        whose im2col columns are large) and counts on the backend, so memory
+        stays bounded and the value is read once at the end.
         """
+        batch_size = batch_size or self.accuracy_batch_size
         xp = get_array_module(next(iter(self.params.values())))
         n = x.shape[0]
         if n == 0:

@@ -32,6 +32,8 @@ class DeepConvNet(Network):
     ``input_dim`` (the book writes 64 * 4 * 4, right for 28 x 28 only).
     """
 
+    accuracy_batch_size = 500  # im2col of 500 images: ~230 MB in DeepConvNet's float32
+
     def __init__(self, input_dim=(1, 28, 28), conv_param_1=None, conv_param_2=None,
                  conv_param_3=None, conv_param_4=None, conv_param_5=None, conv_param_6=None,
                  hidden_size=50, output_size=10, *, dtype=None, seed=None):

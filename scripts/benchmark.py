@@ -28,6 +28,10 @@ measured in the same run. The arithmetic floor is the time of the step's five
 matrix products alone, measured here too, and what xpnet's layers and Trainer
 add over NumPy alone is given as their paired ratio to numpy-bare.
 
+Then SimpleConvNet and DeepConvNet (--conv-batch, on --conv-n synthetic
+images): xpnet's Trainer, the book's code (book_reference.py, float32 weights)
+and PyTorch eager with the same layer shapes.
+
 The same rows (less the unfused and bare-loop ones) for chapter 6's
 MultiLayerNet(784, [100] * 5, 10), with and without batch norm, at batch 100
 (--deep-batch): xpnet's Trainer, the same step hand-written in NumPy, the
@@ -64,7 +68,8 @@ from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
-from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
+from models import (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,  # noqa: E402
+                    TwoLayerNet)
 from scripts import book_reference as book  # noqa: E402
 
 SIZES = (784, 50, 10)
@@ -74,6 +79,11 @@ LR = 0.1
 def synthetic(n, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((n, SIZES[0]), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def synthetic_images(n, seed=0):
+    x, t = synthetic(n, seed)
+    return x.reshape(n, 1, 28, 28), t
 
 
 def log(*args):
@@ -458,6 +468,76 @@ class DeepTorchEager(TorchEager):
         return nn.Sequential(*layers)
 
 
+# --- chapters 7-8: SimpleConvNet and DeepConvNet -----------------------------------------------
+
+CONV_NETS = ("simple", "deep")
+
+
+def conv_network(net):
+    return SimpleConvNet(seed=0) if net == "simple" else DeepConvNet(seed=0)
+
+
+class ConvRow:
+    """Mixed into a row: ``hidden`` names the convolutional net; the data are images."""
+
+    lr = DEEP_LR
+
+    def make_network(self):
+        return conv_network(self.hidden)
+
+
+class ConvXpnetTrainer(ConvRow, DeepXpnetTrainer):
+    pass
+
+
+class ConvXpnetEager(ConvRow, DeepXpnetEager):
+    pass
+
+
+class ConvBookLoop(Row):
+    kind = "book-loop"
+
+    def setup(self):
+        x, t = self.data
+        self.x, self.t = x, np.eye(10, dtype=np.float32)[t]
+        self.network = book.SimpleConvNet() if self.hidden == "simple" else book.DeepConvNet()
+        np.random.seed(0)
+
+    def window(self):
+        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, DEEP_LR)
+
+
+class ConvTorchEager(TorchEager):
+    lr = DEEP_LR
+
+    def build_model(self):
+        nn = self.torch.nn
+        if self.hidden == "simple":
+            return nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                 nn.Linear(4320, 100), nn.ReLU(), nn.Linear(100, 10))
+        layers, c = [], 1
+        for i, (fn, pad) in enumerate(((16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1))):
+            layers += [nn.Conv2d(c, fn, 3, padding=pad), nn.ReLU()]
+            if i % 2:
+                layers.append(nn.MaxPool2d(2))
+            c = fn
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 4 * 4, 50), nn.ReLU(),
+                             nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5))
+
+
+def make_conv_rows(batch, data, torch_ok):
+    rows = []
+    for net in CONV_NETS:
+        for device in backends.available():
+            rows.append(ConvXpnetTrainer(device, batch, net, data))
+            if device == "cupy":
+                rows.append(ConvXpnetEager(device, batch, net, data))
+        rows.append(ConvBookLoop("numpy", batch, net, data))
+        for device in torch_ok:
+            rows.append(ConvTorchEager(device, batch, net, data))
+    return rows
+
+
 def make_deep_rows(batch, data, torch_ok):
     rows = []
     for net in DEEP_NETS:
@@ -703,8 +783,32 @@ def deep_report(rows):
     return out
 
 
+def conv_report(rows, n):
+    out = ["", "## Training step, SimpleConvNet and DeepConvNet (the book's), float32", "",
+           f"Windows of {n // rows[0].batch} steps on {n} synthetic 28x28 images; SGD, lr 0.01. "
+           "Targets: on the CPU at least 4x the book's code and within 1.5x of PyTorch (vs "
+           "PyTorch >= 0.67x); on a GPU at least 2x PyTorch eager for SimpleConvNet and 1.5x "
+           "for DeepConvNet.", "",
+           "| variant | backend | step | net | batch | ms/step | vs book loop "
+           "| vs PyTorch, same device | vs xpnet CPU |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|"]
+
+    def find(kind, device, net):
+        return next((r for r in rows if r.kind == kind and r.device == device
+                     and r.hidden == net), None)
+    for row in rows:
+        def ratio(other):
+            return fmt_ratio(paired_ratio(other, row) if other is not None else None)
+        cpu_row = find("xpnet-trainer", "numpy", row.hidden)
+        out.append(f"| {row.kind} | {row.device} | {getattr(row, 'step', '-')} | {row.hidden} "
+                   f"| {row.batch} | {row.ms:.3f} | {ratio(find('book-loop', 'numpy', row.hidden))} "
+                   f"| {ratio(find('torch-eager', row.device, row.hidden))} "
+                   f"| {ratio(cpu_row) if row.device != 'numpy' else '-'} |")
+    return out
+
+
 def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args,
-           deep_rows=()):
+           deep_rows=(), conv_rows=()):
     out = ["# xpnet benchmark", "",
            f"{time.strftime('%Y-%m-%d')}, `python scripts/benchmark.py"
            f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
@@ -752,6 +856,8 @@ def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, e
         out.append(f"- {kind}, hidden {hidden}, batch {batch}: {100 * cost:+.1f}%")
     if deep_rows:
         out += deep_report(deep_rows)
+    if conv_rows:
+        out += conv_report(conv_rows, args.conv_n)
     out += ["", f"## Numerical gradient, TwoLayerNet(784, {args.grad_hidden}, 10), batch 3, "
             f"float64, {grad_params} parameters", "",
             "| method | backend | seconds | vs book loop | max abs diff vs book |",
@@ -795,6 +901,11 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--deep-batch", type=int, default=100, metavar="B",
                    help="batch of the MultiLayerNet rows (default: %(default)s; 0 skips them)")
+    p.add_argument("--conv-batch", type=int, default=100, metavar="B",
+                   help="batch of the convolutional rows (default: %(default)s; 0 skips them)")
+    p.add_argument("--conv-n", type=int, metavar="N",
+                   help="synthetic images for the convolutional rows, a window's worth "
+                        "(default: 2000; smoke 200)")
     p.add_argument("--memory-configs", metavar="H:B,...", type=hidden_batch_pairs,
                    help="measure peak memory (a process per row) only for these hidden:batch "
                         "pairs, '' for none (default: every config; --smoke: the first)")
@@ -802,6 +913,7 @@ def main(argv=None):
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.n = args.n or (2000 if args.smoke else 60000)
+    args.conv_n = args.conv_n or (200 if args.smoke else 2000)
     args.repeats = args.repeats or (1 if args.smoke else 11)
     args.grad_hidden = 5 if args.smoke else SIZES[1]
     args.pause = args.pause if args.pause is not None else (0.0 if args.smoke else 0.3)
@@ -828,6 +940,11 @@ def main(argv=None):
         deep_rows = make_deep_rows(args.deep_batch, data, torch_ok)
         log(f"timing {len(deep_rows)} rows of the deep nets")
         time_rows(deep_rows, args.repeats, args.pause)
+    conv_rows = []
+    if args.conv_batch:
+        conv_rows = make_conv_rows(args.conv_batch, synthetic_images(args.conv_n), torch_ok)
+        log(f"timing {len(conv_rows)} rows of the convolutional nets")
+        time_rows(conv_rows, args.repeats, args.pause)
     floors = {(d, h, b): gemm_floor(d, h, b, args.repeats)
               for h, b in configs for d in backends.available()}
     trainer_cost = {}
@@ -856,7 +973,7 @@ def main(argv=None):
     eval_rows = evaluation_memory(data)
 
     text = report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args,
-                  deep_rows)
+                  deep_rows, conv_rows)
     print(text)
     if args.out:
         with atomic_open(args.out, "w") as f:

@@ -1,10 +1,11 @@
-"""The book's chapter-5 and -6 code, as a reader would type it: the benchmark's reference.
+"""The book's chapter 5-8 code, as a reader would type it: the benchmark's reference.
 
 Plain NumPy, written after ``common/layers.py``, ``common/functions.py``,
-``common/gradient.py``, ``ch05/two_layer_net.py`` and
-``common/multi_layer_net_extend.py``, with one change the comparison needs:
-weights are float32 (the book draws float64) so both sides do the same
-arithmetic. Not used by xpnet itself.
+``common/gradient.py``, ``common/util.py``, ``ch05/two_layer_net.py``,
+``common/multi_layer_net_extend.py``, ``ch07/simple_convnet.py`` and
+``ch08/deep_convnet.py``, with one change the comparison needs: weights are
+float32 (the book draws float64) so both sides do the same arithmetic; the
+book's im2col still builds its float64 buffer. Not used by xpnet itself.
 """
 
 from collections import OrderedDict
@@ -68,17 +69,19 @@ class Relu:
 class Affine:
     def __init__(self, W, b):
         self.W, self.b = W, b
-        self.x = self.dW = self.db = None
+        self.x = self.original_x_shape = self.dW = self.db = None
 
     def forward(self, x):
+        self.original_x_shape = x.shape  # tensors are flattened (common/layers.py)
+        x = x.reshape(x.shape[0], -1)
         self.x = x
-        return np.dot(x, self.W) + self.b
+        return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout):
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        return dx
+        return dx.reshape(*self.original_x_shape)
 
 
 class SoftmaxWithLoss:
@@ -209,6 +212,196 @@ class MultiLayerNetExtend:
                 grads["gamma" + str(idx)] = self.layers["BatchNorm" + str(idx)].dgamma
                 grads["beta" + str(idx)] = self.layers["BatchNorm" + str(idx)].dbeta
         return grads
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_data.shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((N, C, filter_h, filter_w, out_h, out_w))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+    col = col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+    return col
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+    return img[:, :, pad:H + pad, pad:W + pad]
+
+
+class Convolution:
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W, self.b, self.stride, self.pad = W, b, stride, pad
+        self.x = self.col = self.col_W = self.dW = self.db = None
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, C, H, W = x.shape
+        out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
+        out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
+        col = im2col(x, FH, FW, self.stride, self.pad)
+        col_W = self.W.reshape(FN, -1).T
+        out = np.dot(col, col_W) + self.b
+        out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+        self.x, self.col, self.col_W = x, col, col_W
+        return out
+
+    def backward(self, dout):
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        self.db = np.sum(dout, axis=0)
+        self.dW = np.dot(self.col.T, dout)
+        self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
+        dcol = np.dot(dout, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class Pooling:
+    def __init__(self, pool_h, pool_w, stride=2, pad=0):
+        self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
+        self.x = self.arg_max = None
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        out_h = int(1 + (H - self.pool_h) / self.stride)
+        out_w = int(1 + (W - self.pool_w) / self.stride)
+        col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        col = col.reshape(-1, self.pool_h * self.pool_w)
+        arg_max = np.argmax(col, axis=1)
+        out = np.max(col, axis=1)
+        out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+        self.x, self.arg_max = x, arg_max
+        return out
+
+    def backward(self, dout):
+        dout = dout.transpose(0, 2, 3, 1)
+        pool_size = self.pool_h * self.pool_w
+        dmax = np.zeros((dout.size, pool_size))
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+        dmax = dmax.reshape(dout.shape + (pool_size,))
+        dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class Dropout:
+    def __init__(self, dropout_ratio=0.5):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class ConvNet:
+    """What SimpleConvNet and DeepConvNet share in the book (each copies it)."""
+
+    def predict(self, x, train_flg=False):
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x, train_flg=True), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        grads = {}
+        for i, layer in enumerate(self.param_layers, 1):
+            grads["W" + str(i)], grads["b" + str(i)] = layer.dW, layer.db
+        return grads
+
+
+class SimpleConvNet(ConvNet):
+    def __init__(self, weight_init_std=0.01, dtype=np.float32, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {
+            "W1": (weight_init_std * rng.standard_normal((30, 1, 5, 5))).astype(dtype),
+            "b1": np.zeros(30, dtype=dtype),
+            "W2": (weight_init_std * rng.standard_normal((4320, 100))).astype(dtype),
+            "b2": np.zeros(100, dtype=dtype),
+            "W3": (weight_init_std * rng.standard_normal((100, 10))).astype(dtype),
+            "b3": np.zeros(10, dtype=dtype),
+        }
+        p = self.params
+        self.param_layers = [Convolution(p["W1"], p["b1"]), Affine(p["W2"], p["b2"]),
+                             Affine(p["W3"], p["b3"])]
+        conv, affine1, affine2 = self.param_layers
+        self.layers = [conv, Relu(), Pooling(2, 2, stride=2), affine1, Relu(), affine2]
+        self.last_layer = SoftmaxWithLoss()
+
+
+class DeepConvNet(ConvNet):
+    def __init__(self, dtype=np.float32, seed=0):
+        rng = np.random.default_rng(seed)
+        pre_node_nums = np.array([1*3*3, 16*3*3, 16*3*3, 32*3*3, 32*3*3, 64*3*3, 64*4*4, 50])
+        scales = np.sqrt(2.0 / pre_node_nums)
+        convs = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]
+        self.params, pre_channel = {}, 1
+        for i, (fn, _) in enumerate(convs):
+            self.params["W" + str(i + 1)] = (scales[i] * rng.standard_normal(
+                (fn, pre_channel, 3, 3))).astype(dtype)
+            self.params["b" + str(i + 1)] = np.zeros(fn, dtype=dtype)
+            pre_channel = fn
+        self.params["W7"] = (scales[6] * rng.standard_normal((64 * 4 * 4, 50))).astype(dtype)
+        self.params["b7"] = np.zeros(50, dtype=dtype)
+        self.params["W8"] = (scales[7] * rng.standard_normal((50, 10))).astype(dtype)
+        self.params["b8"] = np.zeros(10, dtype=dtype)
+        p = self.params
+        self.param_layers = [Convolution(p["W" + str(i + 1)], p["b" + str(i + 1)], 1, pad)
+                             for i, (_, pad) in enumerate(convs)]
+        self.param_layers += [Affine(p["W7"], p["b7"]), Affine(p["W8"], p["b8"])]
+        c = self.param_layers
+        self.layers = [c[0], Relu(), c[1], Relu(), Pooling(2, 2, stride=2),
+                       c[2], Relu(), c[3], Relu(), Pooling(2, 2, stride=2),
+                       c[4], Relu(), c[5], Relu(), Pooling(2, 2, stride=2),
+                       c[6], Relu(), Dropout(0.5), c[7], Dropout(0.5)]
+        self.last_layer = SoftmaxWithLoss()
+
+
+def adam_steps(network, x_train, t_train, steps, batch_size=100, lr=0.001):
+    """``steps`` iterations of the book's Trainer with Adam (common/trainer.py, common/optimizer.py)."""
+    m, v, it = {}, {}, 0
+    train_size = x_train.shape[0]
+    for _ in range(steps):
+        batch_mask = np.random.choice(train_size, batch_size)
+        x_batch, t_batch = x_train[batch_mask], t_train[batch_mask]
+        grads = network.gradient(x_batch, t_batch)
+        if not m:
+            for key, val in network.params.items():
+                m[key], v[key] = np.zeros_like(val), np.zeros_like(val)
+        it += 1
+        lr_t = lr * np.sqrt(1.0 - 0.999**it) / (1.0 - 0.9**it)
+        for key in network.params:
+            m[key] += (1 - 0.9) * (grads[key] - m[key])
+            v[key] += (1 - 0.999) * (grads[key]**2 - v[key])
+            network.params[key] -= lr_t * m[key] / (np.sqrt(v[key]) + 1e-7)
+        network.loss(x_batch, t_batch)  # the book's Trainer computes the loss again
 
 
 class TwoLayerNet:

@@ -43,6 +43,16 @@ def test_smoke_run_produces_every_row(tmp_path):
     assert len(diffs) == len(backends.available())
     assert all(float(d) <= 1e-9 for d in diffs)
     assert "| xpnet: network.accuracy(x_train, t_train), batches of 10000 |" in table
+    # chapter 6's deep nets and the convolutional ones
+    torch_rows = "torch-eager" in kinds
+    for section, nets, kinds_here in (
+            ("MultiLayerNet", ("5x100", "5x100-bn"), ["xpnet-trainer", "numpy-bare", "book-loop"]),
+            ("SimpleConvNet and DeepConvNet", ("simple", "deep"), ["xpnet-trainer", "book-loop"])):
+        assert f"## Training step, {section}" in table
+        for net in nets:
+            for kind in kinds_here + (["torch-eager"] if torch_rows else []):
+                assert re.search(rf"^\| {kind} \| numpy \| [\w-]+ \| {net} \| 100 \| "
+                                 rf"\d+\.\d{{3}} \|", table, re.M), (section, kind, net)
 
 
 def test_config_pairs_are_checked_before_anything_runs():

@@ -40,7 +40,8 @@ EXPERIMENTS = {  # chapter 6's figures, each with tiny settings
 
 
 @pytest.mark.parametrize("script", ["buy_apple.py", "buy_apple_orange.py", "gradient_check.py",
-                                    "show_mnist.py", "train_neuralnet.py", *EXPERIMENTS])
+                                    "show_mnist.py", "train_neuralnet.py", "train_convnet.py",
+                                    "visualize_filter.py", *EXPERIMENTS])
 def test_scripts_have_help(script):
     assert "usage:" in run_script(script, "--help")
 
@@ -153,3 +154,31 @@ def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
                        env=full_env, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("model", ["simple", "deep"])
+def test_train_convnet_end_to_end_and_resume(tmp_path, model):
+    env = synthetic_data_env(tmp_path)
+    ckpt, png = tmp_path / f"{model}.npz", tmp_path / f"{model}.png"
+    args = ["--backend", "numpy", "--model", model, "--iters", "4", "--batch-size", "10",
+            "--evaluate", "10", "--save", str(ckpt), "--quiet"]
+    out = run_script("train_convnet.py", *args, "--plot", str(png), env=env)
+    name = "SimpleConvNet" if model == "simple" else "DeepConvNet"
+    assert f"network: {name}(input_dim=[1, 28, 28]" in out
+    assert re.search(r"^final test acc: [01]\.\d{4}$", out, re.M) and is_png(png)
+    again = run_script("train_convnet.py", *args, "--resume", env=env)
+    assert "resumed from" in again
+    assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
+def test_visualize_filter_before_and_after(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    ckpt, png = tmp_path / "simple.npz", tmp_path / "filters.png"
+    run_script("train_convnet.py", "--backend", "numpy", "--iters", "3", "--batch-size", "10",
+               "--save", str(ckpt), "--quiet", env=env)
+    out = run_script("visualize_filter.py", "--backend", "numpy", "--params", str(ckpt),
+                     "--out", str(png), env=env)
+    assert "filters: 30 of 5x5" in out and is_png(png)
+    out = run_script("visualize_filter.py", "--backend", "numpy", "--epochs", "1",
+                     "--out", str(png), env=env)
+    assert "1 epoch(s) of mnist" in out and is_png(png)

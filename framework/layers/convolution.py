@@ -2,24 +2,71 @@
 
 from backends import check_same_backend, get_array_module
 from backends.ops import ops_for
-from framework.functions import col2im, conv_output_size, im2col
+from framework.functions import conv_output_size
+
+
+def columns(x, fh, fw, stride, pad, out_h, out_w):
+    """im2col in channel-major order: ``(C * fh * fw, N * out_h * out_w)``, one copy.
+
+    The book's im2col puts a window in each row, ``(N * out_h * out_w,
+    C * fh * fw)``, and the copy that builds it moves fh * fw-element runs.
+    Here each row is one filter offset across all windows: the copy moves
+    whole image rows, and the product W_col @ col has the output channels
+    first. A channel-major input ``(N, C, H, W)`` view of ``(C, N, H, W)``
+    memory (what this layer outputs) is read contiguously.
+    """
+    xp = get_array_module(x)
+    img = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+    if pad:
+        img = xp.pad(img, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    c, n = img.shape[:2]
+    s0, s1, s2, s3 = img.strides
+    view = xp.lib.stride_tricks.as_strided(
+        img, (c, fh, fw, n, out_h, out_w), (s0, s2, s3, s1, s2 * stride, s3 * stride))
+    return view.reshape(c * fh * fw, n * out_h * out_w)
+
+
+def add_columns(dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+    """The adjoint of :func:`columns`: ``(N, C, H, W)``, a view of channel-major memory.
+
+    Non-overlapping windows are written in one pass through a strided view;
+    overlapping ones with one strided addition per filter offset, over
+    contiguous blocks. No atomics: the same sums every time.
+    """
+    xp = get_array_module(dcol)
+    n, c, h, w = x_shape
+    img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype)
+    d = dcol.reshape(c, fh, fw, n, out_h, out_w)
+    if stride >= fh and stride >= fw:
+        s0, s1, s2, s3 = img.strides
+        xp.lib.stride_tricks.as_strided(
+            img, d.shape, (s0, s2, s3, s1, s2 * stride, s3 * stride))[...] = d
+    else:
+        for y in range(fh):
+            for x in range(fw):
+                img[:, :, y:y + stride * out_h:stride, x:x + stride * out_w:stride] += d[:, y, x]
+    return img[:, :, pad:pad + h, pad:pad + w].transpose(1, 0, 2, 3)
 
 
 class Convolution:
     """out[n, f] = sum_c W[f, c] * x[n, c] (cross-correlation, stride, zero padding) + b[f].
 
-    Forward: ``col = im2col(x)``, out = col W_col^T + b, with ``W_col`` the
-    filters ``W (FN, C, FH, FW)`` as rows. Backward: with ``dout`` as
-    ``(N * out_h * out_w, FN)``, dW = dout^T col, db = sum dout,
-    dx = col2im(dout W_col). The book's shapes and layouts.
+    Forward: out = W_col col + b, with ``W_col`` the filters ``W (FN, C, FH,
+    FW)`` as rows and ``col`` every window as a column (im2col, transposed).
+    Backward: with ``dout`` as ``(FN, N * out_h * out_w)``, dW = dout col^T,
+    db = sum dout, dx = col2im(W_col^T dout). The book's shapes for W, x and
+    out.
 
     Differences from the book:
 
     * ``W`` and ``b`` are kept by reference, so in-place updates reach the layer.
     * ``input_grad = False`` skips ``dx`` (the product and the col2im): a
       network sets it on its first layer, whose input is data.
-    * im2col and col2im work in the input's dtype (the book's build float64
-      temporaries), and dW comes out of one product in its final layout.
+    * The columns are channel-major (:func:`columns`), and so is the output:
+      an ``(N, FN, H, W)`` view of ``(FN, N, H, W)`` memory. Element-wise
+      layers keep that layout, so the next convolution reads its input, and
+      this one its ``dout``, without a transposing copy. In the input's
+      dtype (the book's im2col builds float64 temporaries).
     * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
     """
 
@@ -65,9 +112,10 @@ class Convolution:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
         fn, out_h, out_w = self.output_shape(x.shape[1:])
-        col = im2col(x, self.W.shape[2], self.W.shape[3], self.stride, self.pad)
-        out = ops_for(x).matmul(col, self.W.reshape(fn, -1).T, bias=self.b)
-        return out.reshape(x.shape[0], out_h, out_w, fn).transpose(0, 3, 1, 2), col
+        col = columns(x, self.W.shape[2], self.W.shape[3], self.stride, self.pad, out_h, out_w)
+        out = ops_for(x).matmul(self.W.reshape(fn, -1), col)  # (FN, N * out_h * out_w)
+        out += self.b[:, None]
+        return out.reshape(fn, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3), col
 
     def forward(self, x):
         check_same_backend(self.name, x=x, W=self.W)
@@ -78,13 +126,13 @@ class Convolution:
     def backward(self, dout):
         fn, c, fh, fw = self.W.shape
         ops = ops_for(dout)
-        dout = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
-        self.db = dout.sum(axis=0)
-        self.dW = ops.matmul(dout.T, self.col).reshape(fn, c, fh, fw)
+        d = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # free for this layer's own layout
+        self.db = d.sum(axis=1)
+        self.dW = ops.matmul(d, self.col.T).reshape(fn, c, fh, fw)
         if not self.input_grad:
             return None
-        dcol = ops.matmul(dout, self.W.reshape(fn, -1))
-        return col2im(dcol, self.x_shape, fh, fw, self.stride, self.pad)
+        dcol = ops.matmul(self.W.reshape(fn, -1).T, d)
+        return add_columns(dcol, self.x_shape, fh, fw, self.stride, self.pad, *dout.shape[2:])
 
     def forward_stack(self, x):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
@@ -108,8 +156,8 @@ class Convolution:
         copies = xp.arange(k)[:, None]
         samples = xp.arange(n)[None, :]
         if param == "W":
-            channel, column = xp.divmod(index, col.shape[1])
-            added = col[:, column].T.reshape(k, n, out_h, out_w)  # (K, N, out_h, out_w)
+            channel, row = xp.divmod(index, col.shape[0])
+            added = col[row].reshape(k, n, out_h, out_w)
             out[copies, samples, channel[:, None]] += delta * added
         elif param == "b":
             out[copies, samples, index[:, None]] += delta

@@ -30,7 +30,7 @@ class Pooling:
         self.pool_w = int(pool_w)
         self.stride = int(stride)
         self.pad = int(pad)
-        self.x_shape = None
+        self.x = None
         self.arg_max = None
 
     def output_shape(self, input_shape):
@@ -67,12 +67,12 @@ class Pooling:
         for k, where in enumerate(self._slices(out_h, out_w)):
             window = x[where]
             if out is None:
-                out = window.copy()
-                arg = xp.zeros(out.shape, dtype=index_dtype)
+                out = window.copy(order="K")  # "K": the input's memory layout, kept
+                arg = xp.zeros_like(out, dtype=index_dtype)
                 continue
             greater = window > out  # strictly: the first maximum keeps its place
-            out = xp.maximum(out, window)
-            arg = xp.where(greater, arg.dtype.type(k), arg)  # no boolean indexing: no sync
+            xp.maximum(out, window, out=out)
+            xp.copyto(arg, arg.dtype.type(k), where=greater)  # no boolean indexing: no sync
         return out, arg
 
     def forward(self, x):
@@ -80,16 +80,23 @@ class Pooling:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
         out, self.arg_max = self._forward(x)
-        self.x_shape = x.shape
+        self.x = x
         return out
 
     def backward(self, dout):
         xp = get_array_module(dout)
-        n, c, h, w = self.x_shape
+        n, c, h, w = self.x.shape
         p = self.pad
-        dx = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dout.dtype)
+        if p:
+            dx = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dout.dtype)
+        else:
+            dx = xp.zeros_like(self.x, dtype=dout.dtype)  # the input's layout, as dout's
+        overlap = self.stride < self.pool_h or self.stride < self.pool_w
         for k, where in enumerate(self._slices(*dout.shape[2:])):
-            dx[where] += dout * (self.arg_max == k)
+            if overlap:
+                dx[where] += dout * (self.arg_max == k)
+            else:  # each input pixel is in one window at most: write, do not add
+                xp.multiply(dout, self.arg_max == k, out=dx[where])
         return dx[:, :, p:p + h, p:p + w] if p else dx
 
     def forward_stack(self, x):
