@@ -5,7 +5,60 @@ minibatches by indexing there, so a training step never copies a batch
 from the host.
 """
 
+import numbers
+
 import backends
+
+
+def _first_bad_row(xp, a):
+    rows = ~xp.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+    return int(rows.argmax())
+
+
+def check_data(where, x, t, num_classes=None, names=("x", "t")):
+    """Check a dataset once, where it enters: ``ValueError`` naming the array and the problem.
+
+    Refuses an empty set, ``x`` and ``t`` of different lengths, labels that
+    are neither integer class indices ``(N,)`` nor one-hot rows ``(N, C)``,
+    labels outside ``0..num_classes - 1``, and NaN or infinite values in
+    ``x`` or one-hot ``t`` (naming the first bad row). The finiteness test
+    is two reductions (a NaN or an infinity shows in the minimum or the
+    maximum), so it costs about one pass over the data; the row is only
+    looked for when there is one. Device arrays are checked on the device,
+    with one read.
+    """
+    xn, tn = names
+    if getattr(x, "ndim", 0) < 1 or getattr(t, "ndim", 0) < 1:
+        raise ValueError(f"{where}: {xn} and {tn} must be arrays with a sample axis, got "
+                         f"shapes {getattr(x, 'shape', None)} and {getattr(t, 'shape', None)}")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError(f"{where}: {xn} is empty (0 samples); expected at least one sample")
+    if t.shape[0] != n:
+        raise ValueError(f"{where}: {xn} has {n} samples but {tn} has {t.shape[0]}")
+    if x.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: {xn} has dtype {x.dtype}; expected numbers (float or integer)")
+    if t.ndim == 1 and t.dtype.kind not in "iu":
+        raise ValueError(f"{where}: {tn} holds {t.dtype} values; 1-D labels must be integer "
+                         f"class indices (or give one-hot rows of shape (N, classes))")
+    if t.ndim == 2 and (t.dtype.kind not in "iuf" or
+                        (num_classes is not None and t.shape[1] != num_classes)):
+        raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)} and dtype {t.dtype}; expected "
+                         f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)")
+    if t.ndim > 2:
+        raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)}; expected labels (N,) or "
+                         f"one-hot rows (N, classes)")
+    xp = backends.get_array_module(x, t)
+    for name, a in ((xn, x), (tn, t)):
+        if a.dtype.kind == "f" and a.size and \
+                not bool(xp.isfinite(a.max()) & xp.isfinite(a.min())):
+            raise ValueError(f"{where}: {name} holds NaN or infinite values, first in row "
+                             f"{_first_bad_row(xp, a)} of {n}; clean or drop those samples")
+    if num_classes is not None and t.ndim == 1 and t.size:
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"{where}: labels must lie in 0..{num_classes - 1}, got "
+                             f"{low}..{high} (in {tn})")
 
 
 class DeviceBatches:
@@ -26,23 +79,20 @@ class DeviceBatches:
     backend, which the CPU-GPU parity checks rely on. Batches are gathered
     on the device from that array; nothing is copied per batch.
 
-    Integer labels are range-checked here, once, on the host, against
-    ``num_classes`` when given: reading them on the GPU later would stall
-    every step.
+    The data is checked here, once, before it is sent (:func:`check_data`:
+    empty sets, lengths, label types and range against ``num_classes``,
+    NaN and infinity): reading it on the GPU later would stall every step.
     """
 
     def __init__(self, x, t, batch_size, *, shuffle=True, replacement=False, seed=None,
                  backend=None, dtype=None, num_classes=None, drop_last=False):
-        if x.shape[0] != t.shape[0]:
-            raise ValueError(f"DeviceBatches: x has {x.shape[0]} samples but t has {t.shape[0]}")
-        if batch_size < 1:
-            raise ValueError(f"DeviceBatches: batch_size must be at least 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
+            raise ValueError(f"DeviceBatches: batch_size must be at least 1 (an integer), got "
+                             f"{batch_size!r}")
         if shuffle and replacement:
             raise ValueError("DeviceBatches: choose shuffle or replacement, not both")
-        if num_classes is not None and t.ndim == 1 and not backends.is_device_array(t) \
-                and t.size and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(f"DeviceBatches: labels must lie in 0..{num_classes - 1}, got "
-                             f"{int(t.min())}..{int(t.max())}")
+        check_data("DeviceBatches", x, t, num_classes)  # once, before it goes to the device
         self.backend = backend or backends.current()
         self.x = self.backend.asarray(x, dtype=dtype)
         self.t = self.backend.asarray(t)

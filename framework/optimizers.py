@@ -13,8 +13,28 @@ from backends import get_array_module, to_numpy
 from backends.ops import ops_for
 
 
+def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
+    """``value`` as a float inside the interval, or ``ValueError`` naming the argument and it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    ok = math.isfinite(v) and (v > low if low_open else v >= low) and \
+        (v < high if high_open else v <= high)
+    if isinstance(value, bool) or not ok:
+        interval = (f"{'(' if low_open else '['}{low:g}, "
+                    f"{'inf' if high == math.inf else f'{high:g}'}{')' if high_open else ']'}")
+        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
+    return v
+
+
 class Optimizer:
-    """Base class: state per parameter name, saved and restored as host arrays."""
+    """Base class: state per parameter name, saved and restored as host arrays.
+
+    Constructors refuse nonsense with ``ValueError`` naming the argument and
+    its range: a learning rate must be finite and positive, momentum and
+    betas lie in [0, 1), a decay rate in (0, 1).
+    """
 
     #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
     slots = ()
@@ -23,7 +43,7 @@ class Optimizer:
     capturable = True
 
     def __init__(self, lr):
-        self.lr = lr
+        self.lr = check_number(type(self).__name__, "lr", lr, 0, math.inf, low_open=True)
         self.state = {slot: None for slot in self.slots}
         self.iter = 0
 
@@ -79,7 +99,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
-        self.momentum = momentum
+        self.momentum = check_number(type(self).__name__, "momentum", momentum, 0, 1)
 
     def update(self, params, grads):
         self._init_state(params)
@@ -130,7 +150,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__(lr)
-        self.decay_rate = decay_rate
+        self.decay_rate = check_number(type(self).__name__, "decay_rate", decay_rate, 0, 1,
+                                       low_open=True)
 
     def update(self, params, grads):
         self._init_state(params)
@@ -155,8 +176,8 @@ class Adam(Optimizer):
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr)
-        self.beta1 = beta1
-        self.beta2 = beta2
+        self.beta1 = check_number("Adam", "beta1", beta1, 0, 1)
+        self.beta2 = check_number("Adam", "beta2", beta2, 0, 1)
 
     def update(self, params, grads):
         self._init_state(params)

@@ -6,7 +6,7 @@ import time
 
 import backends
 from framework import checkpoint as ckpt
-from framework.data import DeviceBatches
+from framework.data import DeviceBatches, check_data
 from framework.optimizers import get_optimizer
 
 
@@ -55,8 +55,11 @@ class Trainer:
     ``train_loss_list`` (per step), ``train_acc_list`` and ``test_acc_list``
     (per epoch) hold Python floats.
 
-    A NaN or infinite loss stops training with ``FloatingPointError`` naming
-    the step; the last checkpoint, written before that epoch, is left as it was.
+    The data are checked once on the way in (:func:`framework.data.check_data`:
+    NaN or infinite values, lengths, label types, empty sets), so a NaN or
+    infinite loss in the run means divergence: it stops training with
+    ``FloatingPointError`` naming the step and whether the parameters went
+    non-finite; the last checkpoint, written before that epoch, is left as it was.
     """
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
@@ -67,6 +70,17 @@ class Trainer:
             raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
         if graph not in ("auto", True, False):
             raise ValueError(f"Trainer: graph={graph!r}; expected 'auto', True or False")
+        for name, value, low in (("epochs", epochs, 0), ("iters", iters, 1),
+                                 ("evaluate_sample_num_per_epoch",
+                                  evaluate_sample_num_per_epoch, 1)):
+            if value is None or name == "epochs" and iters is not None:
+                continue
+            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                else float("nan")
+            if not (math.isfinite(number) and (number > low if name == "epochs" else
+                                               number >= low)):
+                bound = "above 0" if name == "epochs" else f"at least {low}"
+                raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
         self.network = network
         self.backend = backends.backend_of(next(iter(network.params.values())))
         if self.backend.name == "numpy":
@@ -79,6 +93,7 @@ class Trainer:
                                      replacement=(sampling == "choice"), seed=seed,
                                      backend=self.backend, dtype=network.dtype,
                                      num_classes=num_classes)
+        check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
         self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
         self.t_test = self.backend.asarray(t_test)
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
@@ -230,10 +245,19 @@ class Trainer:
         step = self.iteration + start + bad + 1
         where = (f"; the last good checkpoint, {self.checkpoint} (after epoch "
                  f"{self.current_epoch}), was left as it was" if self.checkpoint else "")
+        # The data were checked at the door, so the cause is in the run: tell a
+        # divergence (parameters gone non-finite) from an overflow in the forward pass.
+        xp = self.backend.xp
+        broken = [key for key, p in self.network.params.items() if not bool(xp.isfinite(p).all())]
+        if broken:
+            cause = (f"the parameters diverged ({', '.join(broken)} now hold NaN or infinite "
+                     f"values): a smaller learning rate (now {self.optimizer.lr}) usually helps")
+        else:
+            cause = ("the parameters are still finite, so the forward pass overflowed: the "
+                     "inputs' scale or the initial weights are too large for this network")
         raise FloatingPointError(
             f"Trainer: the loss became {values[bad]} at step {step} of {self.max_iter} "
-            f"(epoch {self.current_epoch + 1}); training stopped{where}. A smaller learning "
-            f"rate (now {self.optimizer.lr}) usually helps.")
+            f"(epoch {self.current_epoch + 1}); training stopped{where}. Cause: {cause}.")
 
     def _evaluate(self):
         n = self.evaluate_sample_num_per_epoch

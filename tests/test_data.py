@@ -84,3 +84,29 @@ def test_bad_arguments_are_named():
         DeviceBatches(x, t, 0)
     with pytest.raises(ValueError, match="labels must lie in 0..4, got 0..9"):
         DeviceBatches(x, t, 5, num_classes=5)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda x, t: (x[:0], t[:0]), r"x is empty \(0 samples\)"),
+    (lambda x, t: (x, t.astype(np.float32)), "1-D labels must be integer class indices"),
+    (lambda x, t: (x, t[:, None, None]), r"t has shape \(23, 1, 1\)"),
+    (lambda x, t: (x.astype(str), t), "x has dtype <U"),
+])
+def test_data_is_checked_at_the_door(damage, message):
+    x, t = dataset()
+    with pytest.raises(ValueError, match="DeviceBatches: .*" + message):
+        DeviceBatches(*damage(x, t), 5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_named_by_row(xp, bad):
+    x, t = dataset()
+    x = x.astype(np.float32)
+    x[17, -1] = bad
+    with pytest.raises(ValueError, match=r"DeviceBatches: x holds NaN or infinite values, first "
+                                         r"in row 17 of 23"):
+        DeviceBatches(xp.asarray(x), xp.asarray(t), 5)
+    one_hot = np.eye(10, dtype=np.float32)[t]
+    one_hot[4, 0] = bad
+    with pytest.raises(ValueError, match="t holds NaN or infinite values, first in row 4"):
+        DeviceBatches(np.nan_to_num(x), one_hot, 5)

@@ -78,3 +78,20 @@ def test_get_optimizer_by_name_like_the_book():
         get_optimizer("lbfgs")
     with pytest.raises(ValueError, match="SGD: bad optimizer_param"):
         get_optimizer("sgd", {"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SGD(lr=-1), r"SGD: lr must be a finite number in \(0, inf\), got -1"),
+    (lambda: SGD(lr=0), r"SGD: lr must be a finite number in \(0, inf\), got 0"),
+    (lambda: SGD(lr=float("nan")), "SGD: lr must be a finite number"),
+    (lambda: SGD(lr="fast"), "SGD: lr must be a finite number"),
+    (lambda: Momentum(momentum=1.0), r"Momentum: momentum must be a finite number in \[0, 1\)"),
+    (lambda: Nesterov(momentum=-0.1), r"Nesterov: momentum must be a finite number in \[0, 1\)"),
+    (lambda: RMSprop(decay_rate=1), r"RMSprop: decay_rate must be a finite number in \(0, 1\)"),
+    (lambda: Adam(beta1=1.5), r"Adam: beta1 must be a finite number in \[0, 1\)"),
+    (lambda: Adam(beta2=float("inf")), "Adam: beta2 must be a finite number"),
+    (lambda: get_optimizer("adagrad", {"lr": -0.1}), "AdaGrad: lr must be a finite number"),
+])
+def test_nonsense_is_refused_naming_the_argument(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

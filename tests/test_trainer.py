@@ -195,6 +195,42 @@ def test_bad_arguments():
         make_trainer(sampling="random")
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
+    with pytest.raises(ValueError, match="Trainer: epochs must be a number above 0, got 0"):
+        make_trainer(epochs=0)
+    with pytest.raises(ValueError, match="Trainer: iters must be a number at least 1, got 0"):
+        make_trainer(iters=0)
+    with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch must be a number at "
+                                         "least 1, got 0"):
+        make_trainer(evaluate_sample_num_per_epoch=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        make_trainer(mini_batch_size=0)
+    with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
+        make_trainer(optimizer_param={"lr": -1})
+
+
+def test_test_data_is_checked_at_the_door_too(backend):
+    x, t = blobs()
+    xt, tt = blobs(n=100, seed=1)
+    xt[42, 0] = np.nan
+    with pytest.raises(ValueError, match="Trainer: x_test holds NaN or infinite values, first "
+                                         "in row 42 of 100"):
+        Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
+    x[7] = np.inf  # the error names the cause, not the learning rate
+    with pytest.raises(ValueError, match="DeviceBatches: x holds NaN .* row 7 of 400"):
+        Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
+
+
+def test_the_nan_guard_tells_divergence_from_overflow(backend):
+    trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    assert "Cause: the parameters diverged (W1" in str(info.value)
+    big = make_trainer(epochs=1)
+    big.batches.x *= np.float32(1e30)  # past the door check: an overflow in the forward pass
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        big.train()
+    assert "the parameters are still finite, so the forward pass overflowed" in str(info.value) \
+        or "diverged" in str(info.value)
 
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
