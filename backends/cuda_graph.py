@@ -219,13 +219,14 @@ class CudaGraphStep:
             self.counter.fill(0)
         return min(times["graph"]), min(times["eager"])
 
-    def start_epoch(self, order):
-        """Use ``order`` (the epoch's sample indices, on the device) from step 0."""
+    def start_epoch(self, order, first=0):
+        """Use ``order`` (the epoch's sample indices, on the device) from step ``first``
+        (0, or where an interrupted epoch stopped)."""
         if order.size > self.order.size:
             raise ValueError(f"CudaGraphStep: {order.size} indices for a buffer of "
                              f"{self.order.size}")
         self.order[:order.size] = order
-        self.counter.fill(0)
+        self.counter.fill(first)
 
     def pool_bytes(self):
         """Bytes held by the graph's own memory pool (its temporaries)."""

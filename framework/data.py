@@ -129,7 +129,12 @@ class DeviceBatches:
         return self.size // self.batch_size
 
     def start_epoch(self):
-        """Draw the next epoch's order (see :meth:`epoch_indices`) and count the epoch."""
+        """Draw the next epoch's order (see :meth:`epoch_indices`) and count the epoch.
+
+        The generator's state before the draw is kept as ``epoch_start_state``:
+        a checkpoint written mid-epoch stores it, and a resume draws the same order.
+        """
+        self.epoch_start_state = self.rng.bit_generator.state
         order = self.epoch_indices()
         self.epoch += 1
         return order

@@ -1,13 +1,36 @@
 """The training loop: minibatches on the device, a progress bar, epoch reports, checkpoints."""
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 
 import backends
 from framework import checkpoint as ckpt
 from framework.data import DeviceBatches, check_data
 from framework.optimizers import get_optimizer
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.train` after a SIGINT (Ctrl-C) or SIGTERM, once the step in
+    flight is done and the checkpoint, if one is configured, is written.
+
+    A ``KeyboardInterrupt``, so notebooks and callers stop as they would on
+    Ctrl-C. ``signum`` is the signal, ``step`` the last step done,
+    ``checkpoint`` the file a ``resume=True`` continues from (None if none
+    was configured).
+    """
+
+    def __init__(self, signum, step, max_iter, epoch, checkpoint):
+        self.signum, self.step, self.max_iter = signum, step, max_iter
+        self.epoch, self.checkpoint = epoch, checkpoint
+        name = signal.Signals(signum).name
+        where = (f"; {checkpoint} holds the run as it stood" if checkpoint
+                 else "; nothing was saved (no checkpoint configured)")
+        super().__init__(f"training interrupted by {name} after step {step} of {max_iter} "
+                         f"(epoch {epoch}){where}")
 
 
 def step_loss(network):
@@ -118,6 +141,8 @@ class Trainer:
         self.history = {"epoch": [], "iteration": [], "loss": [], "train_acc": [],
                         "test_acc": [], "seconds": []}
         self.final_test_acc = None
+        self._stop = None  # the signal that asked the loop to stop, if one did
+        self._resume_position, self._resume_losses = 0, None
         if resume:
             if checkpoint is None:
                 raise ValueError("Trainer: resume=True needs checkpoint=PATH")
@@ -140,47 +165,100 @@ class Trainer:
         xp = self.backend.xp
         network = self.network
         eager_losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
-        bar = tqdm(total=self.max_iter, initial=self.iteration, disable=not self.verbose,
-                   unit="it", desc="train", dynamic_ncols=True, leave=True)
+        bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
+                   disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
+                   leave=True)
         try:
-            while self.iteration < self.max_iter:
-                started = time.perf_counter()
-                steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
-                # a changed learning rate (say) means the recorded step is out of date
-                if self.step_mode is None or (self._graph_step and
-                                              not self._graph_step.is_current()):
-                    self._graph_step = self._plan_graph()
-                graph = self._graph_step
-                # a graph writes each step's loss into its own buffer; eager steps into this one
-                losses = graph.losses if graph else eager_losses
-                order = self.batches.start_epoch()
-                replayed = 0
-                if graph:
-                    graph.start_epoch(order)
-                    replayed = self.batches.full_batches  # a short last batch runs eagerly
-                shown, shown_at = 0, started
-                bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
-                for i in range(steps):
-                    if i < replayed:
-                        graph.launch()
-                    else:
-                        losses[i] = self.train_step(*self.batches.batch(order, i))
-                    # look at the clock every 16 steps, read the device only when showing
-                    if self.verbose and i % 16 == 15 and \
-                            time.perf_counter() - shown_at >= self.refresh_seconds:
-                        recent = float(losses[shown:i + 1].mean())
-                        if not math.isfinite(recent):
-                            self._stop_on_bad_loss(losses, shown, i + 1)
-                        bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
-                                            f"loss {recent:.4f}", refresh=False)
-                        bar.update(i + 1 - shown)
-                        shown, shown_at = i + 1, time.perf_counter()
-                bar.update(steps - shown)
-                self._end_epoch(losses, steps, started, bar)
-            self.final_test_acc = network.accuracy(self.x_test, self.t_test)
+            with self._catching_signals():
+                while self.iteration < self.max_iter:
+                    if self._stop is not None:  # came during the last epoch's end
+                        self._interrupt(None, 0)
+                    started = time.perf_counter()
+                    steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
+                    # a changed learning rate (say) means the recorded step is out of date
+                    if self.step_mode is None or (self._graph_step and
+                                                  not self._graph_step.is_current()):
+                        self._graph_step = self._plan_graph()
+                    graph = self._graph_step
+                    # a graph writes each step's loss into its own buffer; eager steps into this
+                    losses = graph.losses if graph else eager_losses
+                    order = self.batches.start_epoch()
+                    first = self._resume_position  # > 0 only when resuming mid-epoch
+                    if first:
+                        losses[:first] = self.backend.asarray(self._resume_losses, losses.dtype)
+                        self._resume_position, self._resume_losses = 0, None
+                    replayed = 0
+                    if graph:
+                        graph.start_epoch(order, first)
+                        replayed = self.batches.full_batches  # a short last batch runs eagerly
+                    shown, shown_at = first, started
+                    bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}",
+                                        refresh=False)
+                    for i in range(first, steps):
+                        if i < replayed:
+                            graph.launch()
+                        else:
+                            losses[i] = self.train_step(*self.batches.batch(order, i))
+                        if self._stop is not None:  # Ctrl-C or SIGTERM: this step is done
+                            bar.update(i + 1 - shown)
+                            self._interrupt(losses, i + 1)
+                        # look at the clock every 16 steps, read the device only when showing
+                        if self.verbose and i % 16 == 15 and \
+                                time.perf_counter() - shown_at >= self.refresh_seconds:
+                            recent = float(losses[shown:i + 1].mean())
+                            if not math.isfinite(recent):
+                                self._stop_on_bad_loss(losses, shown, i + 1)
+                            bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
+                                                f"loss {recent:.4f}", refresh=False)
+                            bar.update(i + 1 - shown)
+                            shown, shown_at = i + 1, time.perf_counter()
+                    bar.update(steps - shown)
+                    self._end_epoch(losses, steps, started, bar)
+                self.final_test_acc = network.accuracy(self.x_test, self.t_test)
         finally:
             bar.close()
         return self.history
+
+    @property
+    def step(self):
+        """Steps done: whole epochs, plus those of an interrupted epoch a resume continues."""
+        return self.iteration + self._resume_position
+
+    @contextlib.contextmanager
+    def _catching_signals(self):
+        """SIGINT and SIGTERM set :attr:`_stop` instead of raising, so the step in flight
+        finishes and the loop saves before it stops; a second Ctrl-C during that save
+        only sets it again. Signal handlers can be set in the main thread only: elsewhere
+        the defaults stay."""
+        self._stop = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum, frame):
+            self._stop = signum
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _interrupt(self, losses, done):
+        """Save where the run stands (``done`` steps into the current epoch) and raise
+        :class:`TrainingInterrupted`."""
+        signum, self._stop = self._stop, None
+        saved = None
+        if losses is not None and done:
+            values = backends.to_numpy(losses[:done])
+            if not all(map(math.isfinite, values.tolist())):
+                self._stop_on_bad_loss(losses, 0, done)  # never save a diverged run
+        if self.checkpoint:
+            if done:  # mid-epoch: the epoch's order, position and losses so far
+                self._save(self.checkpoint, position=done, epoch_losses=values)
+            saved = self.checkpoint  # at an epoch end it was written already
+        raise TrainingInterrupted(signum, self.iteration + done, self.max_iter,
+                                  self.current_epoch + (1 if done else 0), saved)
 
     def gpu_pool_bytes(self):
         """Bytes CuPy holds for this run: its default pool plus the graph's own (0 on NumPy)."""
@@ -296,19 +374,32 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------
 
-    def _save(self, path):
+    def _save(self, path, position=0, epoch_losses=None):
+        """Write the run's state; ``position`` steps into an epoch (with that epoch's losses)
+        for an interrupted one, which a resume then finishes from the same order."""
         state = self.optimizer.state_dict()
+        batches = self.batches
         meta = {"trainer": {
             "iteration": self.iteration, "epoch": self.current_epoch,
             "max_iter": self.max_iter, "history": self.history,
             "train_acc_list": self.train_acc_list, "test_acc_list": self.test_acc_list,
             "optimizer": type(self.optimizer).__name__, "optimizer_iter": state.pop("iter"),
-            "batch_rng": self.batches.rng.bit_generator.state,
-            "batch_epoch": self.batches.epoch,
+            # mid-epoch, the generator as it was before this epoch's order was drawn
+            "batch_rng": batches.epoch_start_state if position else batches.rng.bit_generator.state,
+            "batch_epoch": batches.epoch - 1 if position else batches.epoch,
+            "position": position,
         }}
         arrays = {f"optimizer/{k}": v for k, v in state.items()}
         arrays["train_loss_list"] = backends.to_numpy(self.train_loss_list)
-        ckpt.save(path, self.network, extra_meta=meta, extra_arrays=arrays)
+        if position:
+            arrays["epoch_losses"] = epoch_losses
+        try:
+            ckpt.save(path, self.network, extra_meta=meta, extra_arrays=arrays)
+        except OSError as e:
+            raise ckpt.CheckpointError(
+                f"Trainer: could not write the checkpoint {path}: "
+                f"{e.strerror or type(e).__name__}{f' ({e.filename})' if e.filename else ''}; "
+                f"the previous checkpoint was left as it was") from e
 
     def _restore(self, path):
         meta, arrays = ckpt.read(path)
@@ -333,3 +424,9 @@ class Trainer:
         self.train_loss_list = arrays["train_loss_list"].tolist()
         self.batches.rng.bit_generator.state = state["batch_rng"]
         self.batches.epoch = state["batch_epoch"]
+        self._resume_position = int(state.get("position", 0))
+        self._resume_losses = arrays.get("epoch_losses")
+        if self._resume_position and (self._resume_losses is None or
+                                      self._resume_losses.shape != (self._resume_position,)):
+            raise ckpt.CheckpointError(f"{path}: stopped {self._resume_position} steps into an "
+                                       f"epoch but holds no matching epoch_losses")

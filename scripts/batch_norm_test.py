@@ -13,6 +13,7 @@ import math
 
 import numpy
 
+from training import exit_on_interrupt
 from experiment import parser, positive, save, start
 
 from framework.optimizers import SGD
@@ -77,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

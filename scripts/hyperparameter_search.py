@@ -11,6 +11,7 @@ and writes the validation (solid) and training (dashed) curves of the best.
 
 import math
 
+from training import exit_on_interrupt
 from experiment import parser, positive, save, start
 
 import backends
@@ -77,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

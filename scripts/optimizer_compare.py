@@ -7,6 +7,7 @@ smoothed loss curves (the book's Figure 6-9). Besides the book's SGD,
 Momentum, AdaGrad and Adam, our Nesterov and RMSprop run too.
 """
 
+from training import exit_on_interrupt
 from experiment import (batches_of, parser, positive, print_loss_table, save, smooth_curve,
                         start, train_losses)
 
@@ -40,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

@@ -9,6 +9,7 @@ them is the overfitting. ``--weight-decay 0.1`` adds the L2 penalty,
 the book runs 201 epochs without dropout and 301 with it.
 """
 
+from training import exit_on_interrupt
 from experiment import parser, positive, save, start
 
 from framework.optimizers import SGD
@@ -58,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

@@ -9,7 +9,7 @@ The last line printed is ``final test acc: 0.xxxx``, measured on the
 whole test set.
 """
 
-from training import check_args, parser, run
+from training import check_args, exit_on_interrupt, parser, run
 
 from models import DeepConvNet, SimpleConvNet
 
@@ -42,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

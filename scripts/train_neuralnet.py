@@ -14,7 +14,7 @@ printed is ``final test acc: 0.xxxx``.
 
 import argparse
 
-from training import check_args, parser, run
+from training import check_args, exit_on_interrupt, parser, run
 
 from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
@@ -95,4 +95,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

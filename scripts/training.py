@@ -6,6 +6,8 @@
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 import time
 
@@ -16,7 +18,33 @@ from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
-from framework.trainer import Trainer  # noqa: E402
+from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
+
+
+def resume_command():
+    """This script's command line with ``--resume`` added (if it is not there already)."""
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    return " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *args, "--resume"])
+
+
+def exit_on_interrupt(main):
+    """Run ``main()``; Ctrl-C (SIGINT) or SIGTERM end the script with one line and exit
+    status 130 or 143, as a shell reports a killed command, and no traceback."""
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        if isinstance(e, TrainingInterrupted) and e.checkpoint:
+            how = f"; {e.checkpoint} holds it. Resume with: {resume_command()}"
+        elif isinstance(e, TrainingInterrupted):
+            how = "; nothing was saved (give --save PATH to keep interrupted runs)"
+        else:
+            how = ""
+        where = (f" after step {e.step} of {e.max_iter} (epoch {e.epoch})"
+                 if isinstance(e, TrainingInterrupted) else "")
+        print(f"\ninterrupted by {signal.Signals(signum).name}{where}{how}", file=sys.stderr,
+              flush=True)
+        sys.exit(128 + signum)
 
 
 def parser(doc, *, iters=None, epochs=None, lr, optimizer):
@@ -88,7 +116,10 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     """Load the data, build the network (``build_network(args, x_train)``), train, report.
 
     Errors end the script as argparse does: one ``error:`` line, exit 2 for
-    bad options, 1 for missing data or a failed run.
+    bad options, 1 for missing data or a failed run (a checkpoint that
+    cannot be written included). Interrupts propagate as
+    :class:`framework.trainer.TrainingInterrupted`: wrap ``main`` in
+    :func:`exit_on_interrupt`.
     """
     try:
         backend = backends.use(args.backend) if args.backend else backends.current()
@@ -119,13 +150,14 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
                           graph={"auto": "auto", "on": True, "off": False}[args.graph])
     except CheckpointError as e:
         parser.exit(1, f"error: cannot resume: {e}\n")
-    if trainer.iteration:
-        print(f"resumed from {args.save} at step {trainer.iteration} (epoch {trainer.current_epoch})")
-    first_step, first_epoch = trainer.iteration, trainer.current_epoch
+    if trainer.step:
+        print(f"resumed from {args.save} at step {trainer.step} (epoch "
+              f"{trainer.current_epoch + (1 if trainer.step > trainer.iteration else 0)})")
+    first_step, first_epoch = trainer.step, trainer.current_epoch
     start = time.perf_counter()
     try:
         trainer.train()
-    except (FloatingPointError, ValueError) as e:
+    except (FloatingPointError, ValueError, CheckpointError) as e:
         parser.exit(1, f"error: {e}\n")
     seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
     evaluations = trainer.current_epoch - first_epoch

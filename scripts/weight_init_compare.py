@@ -12,6 +12,7 @@ with std 0.01, Xavier and He.
 
 import os
 
+from training import exit_on_interrupt
 from experiment import (batches_of, parser, positive, print_loss_table, save, smooth_curve,
                         start, train_losses)
 
@@ -86,4 +87,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_interrupt(main)

@@ -2,8 +2,10 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -182,3 +184,36 @@ def test_visualize_filter_before_and_after(tmp_path):
     out = run_script("visualize_filter.py", "--backend", "numpy", "--epochs", "1",
                      "--out", str(png), env=env)
     assert "1 epoch(s) of mnist" in out and is_png(png)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path, signum, status):
+    """Real signals to a real training process: one line, the exit status a shell expects,
+    no traceback, and the command it prints finishes the run."""
+    env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    ckpt = tmp_path / "run.npz"
+    args = [sys.executable, "-u", os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+            "--backend", "numpy", "--iters", "200000", "--batch-size", "3", "--save",
+            str(ckpt)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    deadline = time.time() + 60
+    while proc.poll() is None and not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)  # the first epoch's checkpoint: training is under way
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    line = re.search(rf"interrupted by {name} after step (\d+) of 200000 \(epoch \d+\); "
+                     rf"\S+run.npz holds it. Resume with: (.*)$", err, re.M)
+    assert line, err
+    command = line.group(2)
+    assert command.endswith("--resume") and "train_neuralnet.py" in command
+    # the printed command continues from that step (shortened here to end soon after)
+    step = int(line.group(1))
+    again = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", str(step + 5),
+                       "--batch-size", "3", "--save", str(ckpt), "--resume", "--quiet",
+                       env=synthetic_data_env(tmp_path))
+    assert f"resumed from {ckpt} at step " in again and "final test acc" in again

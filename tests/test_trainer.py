@@ -3,13 +3,14 @@
 import hashlib
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
 
 from framework.datasets import load_fashion_mnist
 from framework.optimizers import Momentum
-from framework.trainer import Trainer
+from framework.trainer import Trainer, TrainingInterrupted
 from models import MultiLayerNetExtend, TwoLayerNet
 from tests.conftest import to_host
 
@@ -250,3 +251,108 @@ def test_train_more_epochs(backend):
     trainer.train(epochs=2)
     assert trainer.history["epoch"] == [1, 2, 3] and trainer.iteration == 60
     assert trainer.epochs == 3 and len(trainer.train_loss_list) == 60
+
+
+def interrupt_at(trainer, step, signum=signal.SIGINT, twice=False):
+    """Make the trainer's own process receive ``signum`` during step ``step`` (1-based)."""
+    real = trainer.train_step
+    count = [0]
+
+    def step_then_signal(x, t):
+        count[0] += 1
+        if count[0] == step:
+            os.kill(os.getpid(), signum)
+            if twice:  # a second Ctrl-C, as impatient users press it
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(x, t)
+    trainer.train_step = step_then_signal
+
+
+@pytest.mark.parametrize("stop", [7, 20, 33, 59])
+def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop):
+    """20 steps an epoch: 7 and 33 are mid-epoch, 20 right at an epoch's end, 59 one short."""
+    path = str(tmp_path / "run.npz")
+
+    def options(seed):
+        return dict(net=deep_net(seed), optimizer=Momentum(lr=0.05), epochs=3, seed=5)
+    full = make_trainer(**options(0))
+    full.train()
+    first = make_trainer(checkpoint=path, **options(0))
+    interrupt_at(first, stop, twice=(stop == 33))
+    with pytest.raises(KeyboardInterrupt) as info:
+        first.train()
+    assert isinstance(info.value, TrainingInterrupted)
+    assert info.value.step == stop and info.value.checkpoint == path
+    assert info.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    resumed = make_trainer(checkpoint=path, resume=True, **options(99))
+    assert resumed.iteration + resumed._resume_position == stop
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    assert resumed.history["epoch"] == [1, 2, 3] and resumed.test_acc_list == full.test_acc_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+    for key, value in full.optimizer.state["v"].items():
+        np.testing.assert_array_equal(to_host(resumed.optimizer.state["v"][key]), to_host(value))
+    for key, value in full.network.state().items():
+        np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
+
+
+def test_sigterm_without_a_checkpoint_says_nothing_was_saved():
+    trainer = make_trainer(epochs=2)
+    interrupt_at(trainer, 5, signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM after step 5 of 40 "
+                                                  r"\(epoch 1\); nothing was saved"):
+        trainer.train()
+
+
+def test_a_failed_checkpoint_write_names_the_path_and_keeps_the_last_one(tmp_path):
+    target = tmp_path / "run.npz"
+    saved = {}
+
+    def break_the_path(trainer, record):  # after epoch 1's write, a folder where the file goes
+        saved["digest"] = hashlib.md5(target.read_bytes()).hexdigest()
+        (tmp_path / "a-folder").mkdir()
+        trainer.checkpoint = str(tmp_path / "a-folder")
+    trainer = make_trainer(checkpoint=str(target), callbacks=[break_the_path], epochs=3)
+    from framework.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint .*a-folder: "
+                                              r"Is a directory"):
+        trainer.train()
+    assert hashlib.md5(target.read_bytes()).hexdigest() == saved["digest"]
+    assert sorted(os.listdir(tmp_path)) == ["a-folder", "run.npz"]  # no temporary left
+
+
+DISK_FULL = r"""
+import hashlib, os, resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+from tests.test_trainer import make_trainer
+from framework.checkpoint import CheckpointError
+path = sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit fails with EFBIG
+
+def fill_the_disk(trainer, record):
+    size = os.path.getsize(path)
+    print("digest", hashlib.md5(open(path, "rb").read()).hexdigest(), flush=True)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+try:
+    make_trainer(checkpoint=path, callbacks=[fill_the_disk], epochs=3).train()
+except CheckpointError as e:
+    print("error", e)
+"""
+
+
+def test_disk_full_for_real_leaves_the_last_checkpoint_and_no_temporary(tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    path = tmp_path / "run.npz"
+    r = subprocess.run([sys.executable, "-c", DISK_FULL, ROOT, str(path)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    digest = re.search(r"^digest (\w+)$", r.stdout, re.M).group(1)
+    assert re.search(r"^error Trainer: could not write the checkpoint .*run.npz: File too large",
+                     r.stdout, re.M), r.stdout
+    assert hashlib.md5(path.read_bytes()).hexdigest() == digest  # the last good one, intact
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind
