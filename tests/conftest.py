@@ -14,6 +14,21 @@ import backends  # noqa: E402
 
 pytest_plugins = ["framework.testing"]
 
+try:  # the property tests' budgets: small in CI, --hypothesis-profile=thorough for more
+    from hypothesis import settings
+except ImportError:
+    pass
+else:
+    # ci: the same examples every run (no flaky CI); thorough: fresh random ones
+    settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True,
+                              derandomize=True)
+    settings.register_profile("thorough", max_examples=500, deadline=None, print_blob=True)
+
+    def pytest_configure(config):
+        # here, not at import: Hypothesis reads --hypothesis-profile before this conftest
+        # loads, and the module-level default would override it
+        settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")
+
 
 def to_host(x):
     return backends.to_numpy(x)

@@ -25,6 +25,10 @@ class Pooling:
         if int(pool_h) < 1 or int(pool_w) < 1 or int(stride) < 1 or int(pad) < 0:
             raise ValueError(f"{name}: pool sizes and stride must be at least 1 and pad at "
                              f"least 0, got pool {pool_h}x{pool_w}, stride {stride}, pad {pad}")
+        if 2 * int(pad) > min(int(pool_h), int(pool_w)):
+            # wider padding makes windows of padding alone, whose maximum is -inf
+            raise ValueError(f"{name}: pad must be at most half the window, got pad {pad} for "
+                             f"a {pool_h}x{pool_w} window")
         self.name = name
         self.pool_h = int(pool_h)
         self.pool_w = int(pool_w)
