@@ -37,7 +37,8 @@ MultiLayerNet(784, [100] * 5, 10), with and without batch norm, at batch 100
 (--deep-batch): xpnet's Trainer, the same step hand-written in NumPy, the
 book's MultiLayerNetExtend loop (scripts/book_reference.py) and PyTorch eager.
 
-Also times the full numerical gradient of TwoLayerNet (batch 3, float64),
+Also times the data check every dataset passes at the door (against one
+epoch of the Trainer), the full numerical gradient of TwoLayerNet (batch 3, float64),
 vectorised, against the book's element-by-element loop, and the host memory
 of evaluating accuracy on the training set.
 
@@ -63,7 +64,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
-from framework.data import DeviceBatches  # noqa: E402
+from framework.data import DeviceBatches, check_data  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
@@ -697,6 +698,21 @@ def numerical_gradient_rows(hidden, repeats):
     return rows, n_params
 
 
+def door_check_cost(data, rows, repeats):
+    """Time of ``check_data`` over the training set against one epoch of the Trainer's steps."""
+    backends.use("numpy")
+    x, t = data
+    times = []
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        check_data("benchmark", x, t, 10)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    trainer = next((r for r in rows if r.kind == "xpnet-trainer" and r.device == "numpy"), None)
+    epoch = trainer.ms / 1e3 * (x.shape[0] // trainer.batch) if trainer else None
+    return seconds, epoch, (trainer.hidden, trainer.batch) if trainer else None
+
+
 def evaluation_memory(data):
     """Peak traced host memory of accuracy over the whole training set: the book's vs ours."""
     x, t = data
@@ -808,7 +824,7 @@ def conv_report(rows, n):
 
 
 def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args,
-           deep_rows=(), conv_rows=()):
+           deep_rows=(), conv_rows=(), door=None):
     out = ["# xpnet benchmark", "",
            f"{time.strftime('%Y-%m-%d')}, `python scripts/benchmark.py"
            f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
@@ -869,6 +885,13 @@ def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, e
             "", "| evaluation | MB |", "|---|---:|"]
     for name, mb in eval_rows:
         out.append(f"| {name} | {mb:.1f} |")
+    if door:
+        seconds, epoch, config = door
+        share = f", {100 * seconds / epoch:.1f}% of one epoch of the Trainer (hidden {config[0]}, " \
+                f"batch {config[1]}, {epoch:.3f} s; target under 5%)" if epoch else ""
+        out += ["", "## The data check at the door", "",
+                f"`framework.data.check_data` over the {args.n} training samples: "
+                f"{1e3 * seconds:.1f} ms{share}."]
     return "\n".join(out) + "\n"
 
 
@@ -971,9 +994,11 @@ def main(argv=None):
     grad_rows, grad_params = numerical_gradient_rows(args.grad_hidden, 3 if not args.smoke else 1)
     log("evaluation memory")
     eval_rows = evaluation_memory(data)
+    log("the data check at the door")
+    door = door_check_cost(data, rows, args.repeats)
 
     text = report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args,
-                  deep_rows, conv_rows)
+                  deep_rows, conv_rows, door)
     print(text)
     if args.out:
         with atomic_open(args.out, "w") as f:
