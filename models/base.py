@@ -21,6 +21,14 @@ from framework import checkpoint
 from framework import gradient as _gradient
 
 
+def float_dtype(owner, xp, dtype):
+    """``dtype`` (default float32) as ``xp``'s dtype, or ``ValueError`` naming ``owner``."""
+    out = xp.dtype(dtype or "float32")
+    if out.kind != "f":
+        raise ValueError(f"{owner}: dtype must be a floating type, got {out}")
+    return out
+
+
 class Network:
     """Base of the models: the book's network methods for any stack of layers.
 

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import backends
 from framework.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
-from models.base import Network
+from models.base import Network, float_dtype
 from models.multi_layer_net import check_size
 from models.simple_convnet import conv_settings, image_dims
 
@@ -40,9 +40,7 @@ class DeepConvNet(Network):
         owner = type(self).__name__
         backend = backends.current()
         xp = backend.xp
-        self.dtype = xp.dtype(dtype or "float32")
-        if self.dtype.kind != "f":
-            raise ValueError(f"{owner}: dtype must be a floating type, got {self.dtype}")
+        self.dtype = float_dtype(owner, xp, dtype)
         self.input_dim = image_dims(owner, input_dim)
         given = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5,
                  conv_param_6]

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import backends
 from framework.layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid,
                               SoftmaxWithLoss)
-from models.base import Network
+from models.base import Network, float_dtype
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
 #: named initial scales: std = sqrt(gain / fan_in)
@@ -73,9 +73,7 @@ class MultiLayerNet(Network):
         owner = type(self).__name__
         backend = backends.current()
         xp = backend.xp
-        self.dtype = xp.dtype(dtype or "float32")
-        if self.dtype.kind != "f":
-            raise ValueError(f"{owner}: dtype must be a floating type, got {self.dtype}")
+        self.dtype = float_dtype(owner, xp, dtype)
         self.input_size = check_size(owner, "input_size", input_size)
         try:
             hidden = list(hidden_size_list)

@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 import backends
 from framework.layers import Affine, Convolution, Pooling, Relu, SoftmaxWithLoss
-from models.base import Network
+from models.base import Network, float_dtype
 from models.multi_layer_net import check_size, init_scale
 
 DEFAULT_CONV = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
@@ -52,9 +52,7 @@ class SimpleConvNet(Network):
         owner = type(self).__name__
         backend = backends.current()
         xp = backend.xp
-        self.dtype = xp.dtype(dtype or "float32")
-        if self.dtype.kind != "f":
-            raise ValueError(f"{owner}: dtype must be a floating type, got {self.dtype}")
+        self.dtype = float_dtype(owner, xp, dtype)
         self.input_dim = image_dims(owner, input_dim)
         self.conv_param = conv_settings(owner, dict(DEFAULT_CONV) if conv_param is None
                                         else conv_param)

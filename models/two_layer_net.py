@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 import backends
 from framework.layers import Affine, Relu, SoftmaxWithLoss
-from models.base import Network
+from models.base import Network, float_dtype
 from models.multi_layer_net import check_size
 
 
@@ -29,9 +29,7 @@ class TwoLayerNet(Network):
                  dtype=None, seed=None):
         backend = backends.current()
         xp = backend.xp
-        self.dtype = xp.dtype(dtype or "float32")
-        if self.dtype.kind != "f":
-            raise ValueError(f"TwoLayerNet: dtype must be a floating type, got {self.dtype}")
+        self.dtype = float_dtype("TwoLayerNet", xp, dtype)
         self.sizes = tuple(check_size("TwoLayerNet", what, value) for what, value in (
             ("input_size", input_size), ("hidden_size", hidden_size),
             ("output_size", output_size)))

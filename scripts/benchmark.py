@@ -259,15 +259,19 @@ class NumpyBare(Row):
 
 class BookLoop(Row):
     kind = "book-loop"
+    lr = LR
+
+    def make_book_network(self):
+        return book.TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
 
     def setup(self):
         x, t = self.data
         self.x, self.t = x, np.eye(10, dtype=np.float32)[t]  # one-hot, as the book loads it
-        self.network = book.TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
+        self.network = self.make_book_network()
         np.random.seed(0)
 
     def window(self):
-        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, LR)
+        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, self.lr)
 
 
 class TorchEager(Row):
@@ -439,18 +443,12 @@ class DeepNumpyBare(Row):
                 beta[l] -= lr * dbeta
 
 
-class DeepBookLoop(Row):
-    kind = "book-loop"
+class DeepBookLoop(BookLoop):
+    lr = DEEP_LR
 
-    def setup(self):
-        x, t = self.data
-        self.x, self.t = x, np.eye(10, dtype=np.float32)[t]
-        self.network = book.MultiLayerNetExtend(SIZES[0], DEEP_HIDDEN, SIZES[2],
-                                                use_batchnorm=DEEP_NETS[self.hidden], seed=0)
-        np.random.seed(0)
-
-    def window(self):
-        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, DEEP_LR)
+    def make_book_network(self):
+        return book.MultiLayerNetExtend(SIZES[0], DEEP_HIDDEN, SIZES[2],
+                                        use_batchnorm=DEEP_NETS[self.hidden], seed=0)
 
 
 class DeepTorchEager(TorchEager):
@@ -495,17 +493,11 @@ class ConvXpnetEager(ConvRow, DeepXpnetEager):
     pass
 
 
-class ConvBookLoop(Row):
-    kind = "book-loop"
+class ConvBookLoop(BookLoop):
+    lr = DEEP_LR
 
-    def setup(self):
-        x, t = self.data
-        self.x, self.t = x, np.eye(10, dtype=np.float32)[t]
-        self.network = book.SimpleConvNet() if self.hidden == "simple" else book.DeepConvNet()
-        np.random.seed(0)
-
-    def window(self):
-        book.train_steps(self.network, self.x, self.t, self.steps, self.batch, DEEP_LR)
+    def make_book_network(self):
+        return book.SimpleConvNet() if self.hidden == "simple" else book.DeepConvNet()
 
 
 class ConvTorchEager(TorchEager):
