@@ -762,57 +762,47 @@ def fmt_ratio(x):
     return "-" if x is None else f"{x:.2f}x"
 
 
-def deep_report(rows):
-    """The deep nets' table: each row against the book's loop, the hand-written step, PyTorch."""
-    out = ["", f"## Training step, MultiLayerNet(784, {DEEP_HIDDEN}, 10), ReLU, He init, float32",
-           "", "`5x100-bn` is MultiLayerNetExtend with batch norm after each hidden Affine. "
-           "SGD, lr 0.01. Targets: on the CPU the Trainer at least 1.3x the book loop and within "
-           "15% of numpy-bare (the same step hand-written); on a GPU at least 3x PyTorch eager "
-           "for 5x100.", "",
-           "| variant | backend | step | net | batch | ms/step | vs book loop | vs numpy-bare "
-           "| vs PyTorch, same device | vs xpnet CPU |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+def net_table(rows, title, note, references):
+    """A table of rows whose ``hidden`` names a net, each against ``references``:
+    ``(column, kind)`` pairs on the CPU (the book's loop, numpy-bare), then PyTorch on
+    the same device and xpnet's CPU step."""
+    columns = [c for c, _ in references] + ["vs PyTorch, same device", "vs xpnet CPU"]
+    out = ["", title, "", note, "",
+           "| variant | backend | step | net | batch | ms/step | " + " | ".join(columns) + " |",
+           "|---|---|---|---|---:|---:|" + "---:|" * len(columns)]
 
     def find(kind, device, net):
         return next((r for r in rows if r.kind == kind and r.device == device
                      and r.hidden == net), None)
-    for row in rows:
-        book_row = find("book-loop", "numpy", row.hidden)
-        bare = find("numpy-bare", "numpy", row.hidden)
-        torch_row = find("torch-eager", row.device, row.hidden)
-        cpu_row = find("xpnet-trainer", "numpy", row.hidden)
 
-        def ratio(other):
-            return fmt_ratio(paired_ratio(other, row) if other is not None else None)
+    def ratio(other, row):
+        return fmt_ratio(paired_ratio(other, row) if other is not None else None)
+    for row in rows:
+        cells = [ratio(find(kind, "numpy", row.hidden), row) for _, kind in references]
+        cells.append(ratio(find("torch-eager", row.device, row.hidden), row))
+        cells.append(ratio(find("xpnet-trainer", "numpy", row.hidden), row)
+                     if row.device != "numpy" else "-")
         out.append(f"| {row.kind} | {row.device} | {getattr(row, 'step', '-')} | {row.hidden} "
-                   f"| {row.batch} | {row.ms:.3f} | {ratio(book_row)} | {ratio(bare)} "
-                   f"| {ratio(torch_row)} "
-                   f"| {ratio(cpu_row) if row.device != 'numpy' else '-'} |")
+                   f"| {row.batch} | {row.ms:.3f} | " + " | ".join(cells) + " |")
     return out
+
+
+def deep_report(rows):
+    return net_table(
+        rows, f"## Training step, MultiLayerNet(784, {DEEP_HIDDEN}, 10), ReLU, He init, float32",
+        "`5x100-bn` is MultiLayerNetExtend with batch norm after each hidden Affine. SGD, lr "
+        "0.01. Targets: on the CPU the Trainer at least 1.3x the book loop and within 15% of "
+        "numpy-bare (the same step hand-written); on a GPU at least 3x PyTorch eager for 5x100.",
+        [("vs book loop", "book-loop"), ("vs numpy-bare", "numpy-bare")])
 
 
 def conv_report(rows, n):
-    out = ["", "## Training step, SimpleConvNet and DeepConvNet (the book's), float32", "",
-           f"Windows of {n // rows[0].batch} steps on {n} synthetic 28x28 images; SGD, lr 0.01. "
-           "Targets: on the CPU at least 4x the book's code and within 1.5x of PyTorch (vs "
-           "PyTorch >= 0.67x); on a GPU at least 2x PyTorch eager for SimpleConvNet and 1.5x "
-           "for DeepConvNet.", "",
-           "| variant | backend | step | net | batch | ms/step | vs book loop "
-           "| vs PyTorch, same device | vs xpnet CPU |",
-           "|---|---|---|---|---:|---:|---:|---:|---:|"]
-
-    def find(kind, device, net):
-        return next((r for r in rows if r.kind == kind and r.device == device
-                     and r.hidden == net), None)
-    for row in rows:
-        def ratio(other):
-            return fmt_ratio(paired_ratio(other, row) if other is not None else None)
-        cpu_row = find("xpnet-trainer", "numpy", row.hidden)
-        out.append(f"| {row.kind} | {row.device} | {getattr(row, 'step', '-')} | {row.hidden} "
-                   f"| {row.batch} | {row.ms:.3f} | {ratio(find('book-loop', 'numpy', row.hidden))} "
-                   f"| {ratio(find('torch-eager', row.device, row.hidden))} "
-                   f"| {ratio(cpu_row) if row.device != 'numpy' else '-'} |")
-    return out
+    return net_table(
+        rows, "## Training step, SimpleConvNet and DeepConvNet (the book's), float32",
+        f"Windows of {n // rows[0].batch} steps on {n} synthetic 28x28 images; SGD, lr 0.01. "
+        "Targets: on the CPU at least 4x the book's code and within 1.5x of PyTorch (vs "
+        "PyTorch >= 0.67x); on a GPU at least 2x PyTorch eager for SimpleConvNet and 1.5x "
+        "for DeepConvNet.", [("vs book loop", "book-loop")])
 
 
 def report(rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows, args,
