@@ -173,51 +173,53 @@ class Trainer:
                 while self.iteration < self.max_iter:
                     if self._stop is not None:  # came during the last epoch's end
                         self._interrupt(None, 0)
-                    started = time.perf_counter()
-                    steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
-                    # a changed learning rate (say) means the recorded step is out of date
-                    if self.step_mode is None or (self._graph_step and
-                                                  not self._graph_step.is_current()):
-                        self._graph_step = self._plan_graph()
-                    graph = self._graph_step
-                    # a graph writes each step's loss into its own buffer; eager steps into this
-                    losses = graph.losses if graph else eager_losses
-                    order = self.batches.start_epoch()
-                    first = self._resume_position  # > 0 only when resuming mid-epoch
-                    if first:
-                        losses[:first] = self.backend.asarray(self._resume_losses, losses.dtype)
-                        self._resume_position, self._resume_losses = 0, None
-                    replayed = 0
-                    if graph:
-                        graph.start_epoch(order, first)
-                        replayed = self.batches.full_batches  # a short last batch runs eagerly
-                    shown, shown_at = first, started
-                    bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}",
-                                        refresh=False)
-                    for i in range(first, steps):
-                        if i < replayed:
-                            graph.launch()
-                        else:
-                            losses[i] = self.train_step(*self.batches.batch(order, i))
-                        if self._stop is not None:  # Ctrl-C or SIGTERM: this step is done
-                            bar.update(i + 1 - shown)
-                            self._interrupt(losses, i + 1)
-                        # look at the clock every 16 steps, read the device only when showing
-                        if self.verbose and i % 16 == 15 and \
-                                time.perf_counter() - shown_at >= self.refresh_seconds:
-                            recent = float(losses[shown:i + 1].mean())
-                            if not math.isfinite(recent):
-                                self._stop_on_bad_loss(losses, shown, i + 1)
-                            bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
-                                                f"loss {recent:.4f}", refresh=False)
-                            bar.update(i + 1 - shown)
-                            shown, shown_at = i + 1, time.perf_counter()
-                    bar.update(steps - shown)
-                    self._end_epoch(losses, steps, started, bar)
+                    self._train_epoch(bar, eager_losses)
                 self.final_test_acc = network.accuracy(self.x_test, self.t_test)
         finally:
             bar.close()
         return self.history
+
+    def _train_epoch(self, bar, eager_losses):
+        """One epoch's steps (from where an interrupted one stopped), then its end."""
+        started = time.perf_counter()
+        steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
+        # a changed learning rate (say) means the recorded step is out of date
+        if self.step_mode is None or (self._graph_step and not self._graph_step.is_current()):
+            self._graph_step = self._plan_graph()
+        graph = self._graph_step
+        # a graph writes each step's loss into its own buffer; eager steps into this one
+        losses = graph.losses if graph else eager_losses
+        order = self.batches.start_epoch()
+        first = self._resume_position  # > 0 only when resuming mid-epoch
+        if first:
+            losses[:first] = self.backend.asarray(self._resume_losses, losses.dtype)
+            self._resume_position, self._resume_losses = 0, None
+        replayed = 0
+        if graph:
+            graph.start_epoch(order, first)
+            replayed = self.batches.full_batches  # a short last batch runs eagerly
+        shown, shown_at = first, started
+        bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
+        for i in range(first, steps):
+            if i < replayed:
+                graph.launch()
+            else:
+                losses[i] = self.train_step(*self.batches.batch(order, i))
+            if self._stop is not None:  # Ctrl-C or SIGTERM: this step is done
+                bar.update(i + 1 - shown)
+                self._interrupt(losses, i + 1)
+            # look at the clock every 16 steps, read the device only when showing
+            if self.verbose and i % 16 == 15 and \
+                    time.perf_counter() - shown_at >= self.refresh_seconds:
+                recent = float(losses[shown:i + 1].mean())
+                if not math.isfinite(recent):
+                    self._stop_on_bad_loss(losses, shown, i + 1)
+                bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
+                                    f"loss {recent:.4f}", refresh=False)
+                bar.update(i + 1 - shown)
+                shown, shown_at = i + 1, time.perf_counter()
+        bar.update(steps - shown)
+        self._end_epoch(losses, steps, started, bar)
 
     @property
     def step(self):
