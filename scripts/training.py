@@ -150,6 +150,8 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
                           graph={"auto": "auto", "on": True, "off": False}[args.graph])
     except CheckpointError as e:
         parser.exit(1, f"error: cannot resume: {e}\n")
+    except ValueError as e:  # a learning rate, batch size or length out of range
+        parser.exit(2, f"error: {e}\n")
     if trainer.step:
         print(f"resumed from {args.save} at step {trainer.step} (epoch "
               f"{trainer.current_epoch + (1 if trainer.step > trainer.iteration else 0)})")

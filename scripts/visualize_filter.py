@@ -100,4 +100,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from training import exit_on_interrupt
+    exit_on_interrupt(main)

@@ -148,6 +148,10 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     (["--model", "multi-layer", "--dropout", "1.5"], "dropout_ration must lie in [0, 1)"),
     (["--model", "multi-layer", "--init", "glorot"], "weight_init_std='glorot' is not a known"),
     (["--hidden", "a,b"], "expected layer sizes separated by commas"),
+    (["--lr", "-1"], "SGD: lr must be a finite number in (0, inf), got -1"),
+    (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
 ])
 def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
     full_env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
