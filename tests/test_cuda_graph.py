@@ -11,7 +11,7 @@ import pytest
 
 import backends
 from framework.trainer import Trainer
-from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+from models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 from tests.conftest import to_host
 from tests.test_gpu import data, needs_gpu, spin_kernel
 
@@ -81,6 +81,35 @@ def test_graph_step_of_deeper_nets_trains_like_the_eager_step(on_cupy, net):
     for key, value in network.state().items():  # the state moved on the device, step by step
         np.testing.assert_allclose(to_host(value), to_host(eager[0].network.state()[key]),
                                    rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+def small_conv(deep):
+    if deep:
+        return DeepConvNet(seed=3)
+    return SimpleConvNet(conv_param={"filter_num": 8, "filter_size": 5, "pad": 0, "stride": 1},
+                         weight_init_std="he", seed=3)
+
+
+@needs_gpu
+@pytest.mark.parametrize("deep", [False, True])
+def test_graph_step_of_convnets_trains_like_the_eager_step(on_cupy, deep):
+    """Images gathered into the graph's (batch, 1, 28, 28) buffer, convolutions on the
+    graph's own GEMM: forced with graph=True, whether or not 'auto' would keep it."""
+    def conv_run(name, graph):
+        backends.use(name)
+        x, t = data(600)
+        trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
+            -1, 1, 28, 28), t[:100], iters=12, mini_batch_size=50, optimizer="Momentum",
+            optimizer_param={"lr": 0.01}, verbose=False, seed=4, graph=graph)
+        trainer.train()
+        return trainer, np.array(trainer.train_loss_list), {
+            k: to_host(v) for k, v in trainer.network.params.items()}
+    graph = conv_run("cupy", True)
+    assert graph[0].step_mode == "cuda-graph"
+    assert_same_run(conv_run("cupy", False), graph)
+    assert_same_run(conv_run("numpy", "auto"), graph)
+    auto = conv_run("cupy", "auto")[0].step_mode  # the faster of the two, said either way
+    assert auto == "cuda-graph" or auto.startswith("eager (faster than the CUDA graph here")
 
 
 @needs_gpu
