@@ -37,7 +37,6 @@ import numpy
 
 from backends.cuda_ops import c_type, compile_kernel
 from backends.ops import ops_for
-from framework.trainer import step_loss
 
 GATHER_SOURCE = r'''
 extern "C" __global__ void xpnet_gather(const T* x, const L* t, const I* order,
@@ -71,7 +70,7 @@ class CudaGraphStep:
     step ``i``'s loss lands in ``losses[i]``.
     """
 
-    def __init__(self, network, optimizer, batches, gemm="own"):
+    def __init__(self, network, optimizer, batches, gemm="own", loss_of=None):
         if gemm not in ("own", "cublas"):
             raise ValueError(f"CudaGraphStep: gemm={gemm!r}; expected 'own' or 'cublas'")
         self.gemm = gemm  # 'cublas': try cuBLAS under capture (scripts/graph_probe.py)
@@ -80,6 +79,9 @@ class CudaGraphStep:
             raise ValueError(f"CudaGraphStep: needs contiguous (N, ...) data and integer labels, "
                              f"got x {tuple(x.shape)} and t {tuple(t.shape)} {t.dtype}")
         self.network, self.optimizer = network, optimizer
+        # the step's loss array, read after the update (the Trainer passes its step_loss:
+        # weight decay included)
+        self.loss_of = loss_of or (lambda net: net.last_layer.loss)
         self.x, self.t = x, t
         self.batch = batches.batch_size
         self.steps_per_epoch = len(batches)
@@ -109,7 +111,7 @@ class CudaGraphStep:
                       numpy.int32(self.batch), numpy.int32(self.sample_size)))
         grads = self.network.gradient(self.x_batch, self.t_batch)
         self.optimizer.update(self.network.params, grads)
-        loss = step_loss(self.network)
+        loss = self.loss_of(self.network)
         if getattr(loss, "dtype", None) != self.losses.dtype:
             raise TypeError(f"CudaGraphStep: the loss is {type(loss).__name__} "
                             f"{getattr(loss, 'dtype', '')}, expected a {self.losses.dtype} "

@@ -288,7 +288,8 @@ class Trainer:
             started = time.perf_counter()
             try:
                 from backends.cuda_graph import CudaGraphStep
-                step = CudaGraphStep(self.network, self.optimizer, self.batches).capture()
+                step = CudaGraphStep(self.network, self.optimizer, self.batches,
+                                     loss_of=step_loss).capture()
                 self.graph_seconds = time.perf_counter() - started
             except Exception as e:
                 if self.graph is True:

@@ -518,31 +518,28 @@ class ConvTorchEager(TorchEager):
                              nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5))
 
 
-def make_conv_rows(batch, data, torch_ok):
+def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_row):
+    """For each net: the Trainer on every backend (and its eager step on CuPy), the CPU
+    references (``cpu_rows``: the book's loop, numpy-bare), and PyTorch per device."""
     rows = []
-    for net in CONV_NETS:
+    for net in nets:
         for device in backends.available():
-            rows.append(ConvXpnetTrainer(device, batch, net, data))
+            rows.append(trainer(device, batch, net, data))
             if device == "cupy":
-                rows.append(ConvXpnetEager(device, batch, net, data))
-        rows.append(ConvBookLoop("numpy", batch, net, data))
-        for device in torch_ok:
-            rows.append(ConvTorchEager(device, batch, net, data))
+                rows.append(eager(device, batch, net, data))
+        rows += [row_type("numpy", batch, net, data) for row_type in cpu_rows]
+        rows += [torch_row(device, batch, net, data) for device in torch_ok]
     return rows
+
+
+def make_conv_rows(batch, data, torch_ok):
+    return named_net_rows(CONV_NETS, batch, data, torch_ok, ConvXpnetTrainer, ConvXpnetEager,
+                          [ConvBookLoop], ConvTorchEager)
 
 
 def make_deep_rows(batch, data, torch_ok):
-    rows = []
-    for net in DEEP_NETS:
-        for device in backends.available():
-            rows.append(DeepXpnetTrainer(device, batch, net, data))
-            if device == "cupy":
-                rows.append(DeepXpnetEager(device, batch, net, data))
-        rows.append(DeepNumpyBare("numpy", batch, net, data))
-        rows.append(DeepBookLoop("numpy", batch, net, data))
-        for device in torch_ok:
-            rows.append(DeepTorchEager(device, batch, net, data))
-    return rows
+    return named_net_rows(DEEP_NETS, batch, data, torch_ok, DeepXpnetTrainer, DeepXpnetEager,
+                          [DeepNumpyBare, DeepBookLoop], DeepTorchEager)
 
 
 def torch_devices():
