@@ -12,16 +12,19 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
-import backends
-from framework import checkpoint, datasets
-from framework.layers import (Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu,
-                              Sigmoid, SoftmaxWithLoss)
-from framework.testing import check_backward
-from models import MultiLayerNetExtend
-from tests.conftest import to_host
+pytest.importorskip("hypothesis", reason="the property tests need Hypothesis (the test extra)")
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import backends  # noqa: E402
+from framework import checkpoint, datasets  # noqa: E402
+from framework.layers import (Affine, BatchNormalization, Convolution, Dropout,  # noqa: E402
+                              Pooling, Relu, Sigmoid, SoftmaxWithLoss)
+from framework.testing import check_backward  # noqa: E402
+from models import MultiLayerNetExtend  # noqa: E402
+from tests.conftest import to_host  # noqa: E402
 
 # the xp fixture only selects a module: sharing it between examples is safe
 FIXTURES = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
