@@ -211,6 +211,20 @@ class XpnetLoop(XpnetRow):
             optimizer.update(network.params, network.gradient(x, t))
 
 
+def bare_softmax_cross_entropy(s, t, rows):
+    """The hand-written rows' loss and its gradient, in place on the scores ``s``:
+    ``(mean cross-entropy, (softmax(s) - onehot(t)) / N)``."""
+    b = s.shape[0]
+    s -= s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    z = e.sum(axis=1, keepdims=True)
+    e /= z
+    loss = (np.log(z)[:, 0] - s[rows, t]).sum() / b
+    e[rows, t] -= 1
+    e *= 1 / b
+    return loss, e
+
+
 class NumpyBare(Row):
     """The step with nothing around it: the measure of what the layers and the Trainer cost."""
 
@@ -238,13 +252,7 @@ class NumpyBare(Row):
             a *= keep
             s = a @ W2
             s += b2
-            s -= s.max(axis=1, keepdims=True)
-            e = np.exp(s)
-            z = e.sum(axis=1, keepdims=True)
-            e /= z
-            self.losses[i] = (np.log(z)[:, 0] - s[rows, t]).sum() / b
-            e[rows, t] -= 1
-            e *= 1 / b
+            self.losses[i], e = bare_softmax_cross_entropy(s, t, rows)
             dW2 = a.T @ e
             db2 = e.sum(axis=0)
             dh = e @ W2.T
@@ -409,14 +417,7 @@ class DeepNumpyBare(Row):
                 a = z
             s = a @ W[hidden]
             s += bias[hidden]
-            s -= s.max(axis=1, keepdims=True)
-            e = np.exp(s)
-            zsum = e.sum(axis=1, keepdims=True)
-            e /= zsum
-            self.losses[i] = (np.log(zsum)[:, 0] - s[rows, t]).sum() / b
-            e[rows, t] -= 1
-            e *= 1 / b
-            d = e
+            self.losses[i], d = bare_softmax_cross_entropy(s, t, rows)
             grads = [(a.T @ d, d.sum(axis=0))]
             d = d @ W[hidden].T
             bn_grads = []
