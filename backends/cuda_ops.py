@@ -185,10 +185,14 @@ class CupyOps(Ops):
                 numpy.int32(bias is not None)))
         return out
 
-    def matmul(self, a, b, bias=None):
+    def matmul(self, a, b, bias=None, out=None):
         if self.graph_kernels:
-            return self.gemm(a, b, bias)
-        return super().matmul(a, b, bias)
+            result = self.gemm(a, b, bias)
+            if out is None:
+                return result
+            out[...] = result
+            return out
+        return super().matmul(a, b, bias, out)
 
     def relu(self, x):
         if not self.fused:

@@ -10,8 +10,9 @@ captured).
 
 Each operation:
 
-``matmul(a, b, bias=None)``
-    ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``).
+``matmul(a, b, bias=None, out=None)``
+    ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``),
+    into ``out`` when given.
 ``relu(x)``
     ``(x * (x > 0), x > 0)``: the output and the mask backward needs.
 ``relu_backward(dout, keep)``
@@ -23,6 +24,24 @@ Each operation:
     ``(y - onehot(t)) * scale``.
 ``sgd_update(p, g, lr)``
     ``p -= lr * g`` in place.
+``im2col(x, fh, fw, stride, pad, out_h, out_w, out=None)``
+    the windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C * fh
+    * fw, N * out_h * out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy * stride
+    + i - pad, ox * stride + j - pad]`` (0 outside) in column ``(n, oy, ox)``.
+``col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)``
+    its adjoint: every column entry added back to the pixel it came from,
+    as an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory; no atomics, the
+    same sums in the same order every time.
+``max_pool(x, ph, pw, stride, pad, out_h, out_w)``
+    ``(out, arg)`` for ``x (..., C, H, W)`` padded with -inf: each window's
+    maximum and the index (row-major in the window) of its first maximum.
+``max_pool_grad(dout, arg, x, ph, pw, stride, pad)``
+    ``dx`` shaped and laid out as ``x``: each ``dout`` added to the pixel
+    ``arg`` names.
+``scratch(held, shape, dtype)``
+    an array a layer may overwrite for a temporary of that shape: ``held``
+    where the backend recycles (the host, see :mod:`backends.host_ops`),
+    else None (allocate anew).
 ``uniform(key, counter, shape)``
     float64 numbers in [0, 1), a pure function of the device arrays ``key``
     and ``counter`` (``(1,)`` uint64 each) and the element's index: the
@@ -44,8 +63,26 @@ class Ops:
     def __init__(self, xp):
         self.xp = xp
 
-    def matmul(self, a, b, bias=None):
-        out = a @ b
+    keeps_scratch = False  # whether layers should hold their large temporaries for reuse
+
+    def parts(self, n, nbytes=0, macs=0):
+        """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
+        ``nbytes`` or doing ``macs`` multiply-adds: one here."""
+        return 1
+
+    def each_part(self, work, n, nbytes=0, macs=0):
+        """Run ``work(lo, hi)`` over the samples ``[0, n)``: here in one call.
+
+        :class:`backends.host_ops.HostOps` splits the range across the CPU's
+        cores. ``work`` must write only what belongs to its own samples.
+        """
+        work(0, n)
+
+    def scratch(self, held, shape, dtype):
+        return None  # CuPy's pool recycles memory itself, and a recorded graph owns its own
+
+    def matmul(self, a, b, bias=None, out=None):
+        out = self.xp.matmul(a, b, out=out)
         if bias is not None:
             out += bias  # in place: one temporary fewer per step
         return out
@@ -56,6 +93,117 @@ class Ops:
 
     def relu_backward(self, dout, keep):
         return dout * keep
+
+    def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
+        # Channel-major: each row is one filter offset across all windows, so the
+        # copy moves whole image rows and W_col @ col comes out channel-first.
+        xp = self.xp
+        n, c = x.shape[:2]
+        if out is None:
+            out = xp.empty((c * fh * fw, n * out_h * out_w), dtype=x.dtype)
+        dest = out.reshape(c, fh, fw, n, out_h, out_w)
+        planes = x.transpose(1, 0, 2, 3)  # (C, N, H, W): free for channel-major input
+
+        def work(lo, hi):
+            img = planes[:, lo:hi]
+            if pad:
+                img = xp.pad(img, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            s0, s1, s2, s3 = img.strides
+            dest[:, :, :, lo:hi] = xp.lib.stride_tricks.as_strided(
+                img, (c, fh, fw, hi - lo, out_h, out_w), (s0, s2, s3, s1, s2 * stride, s3 * stride))
+
+        self.each_part(work, n, out.nbytes)
+        return out
+
+    def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+        xp = self.xp
+        n, c, h, w = x_shape
+        img = xp.empty((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype)
+        d = dcol.reshape(c, fh, fw, n, out_h, out_w)
+        rows, cols = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+
+        def work(lo, hi):
+            part, dp = img[:, lo:hi], d[:, :, :, lo:hi]
+            if stride >= fh and stride >= fw:  # windows do not overlap: one strided write
+                part[...] = 0
+                s0, s1, s2, s3 = part.strides
+                xp.lib.stride_tricks.as_strided(
+                    part, dp.shape, (s0, s2, s3, s1, s2 * stride, s3 * stride))[...] = dp
+                return
+            if stride == 1:  # the first offset is written, not added: one pass fewer
+                part[:, :, :out_h, :out_w] = dp[:, 0, 0]
+                part[:, :, out_h:] = 0
+                part[:, :, :out_h, out_w:] = 0
+            else:
+                part[...] = 0
+                part[:, :, :rows:stride, :cols:stride] += dp[:, 0, 0]
+            for i in range(fh):
+                for j in range(fw):
+                    if i or j:
+                        part[:, :, i:i + rows:stride, j:j + cols:stride] += dp[:, i, j]
+
+        self.each_part(work, n, img.nbytes)
+        return img[:, :, pad:pad + h, pad:pad + w].transpose(1, 0, 2, 3)
+
+    def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
+        xp = self.xp
+        offsets = _window_slices(ph, pw, stride, out_h, out_w)
+        shape = x.shape[:-2] + (out_h, out_w)
+        order = _order(x)  # out and arg keep x's memory order (channel-major after a conv)
+        out = _empty(xp, shape, x.dtype, order)
+        arg = _empty(xp, shape, xp.int8 if ph * pw <= 127 else xp.int32, order)
+        widths = [(0, 0)] * (x.ndim - 2) + [(pad, pad), (pad, pad)]
+
+        def work(lo, hi):
+            xs, o, a = x[lo:hi], out[lo:hi], arg[lo:hi]
+            if pad:
+                xs = xp.pad(xs, widths, constant_values=-xp.inf)
+            for k, (rows, cols) in enumerate(offsets):
+                window = xs[..., rows, cols]
+                if k == 0:
+                    o[...] = window
+                    a[...] = 0
+                    continue
+                # Strictly greater, so the first maximum keeps its place; the
+                # winner is the last offset that raised the running maximum, so
+                # arg = max_k(k * greater_k): plain arithmetic, where a masked
+                # write (copyto where=, putmask) costs several times as much.
+                greater = window > o
+                xp.maximum(o, window, out=o)
+                xp.maximum(a, greater * a.dtype.type(k), out=a)
+
+        self.each_part(work, x.shape[0], x.nbytes)
+        return out, arg
+
+    def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        xp = self.xp
+        h, w = x.shape[-2:]
+        out_h, out_w = dout.shape[-2:]
+        offsets = _window_slices(ph, pw, stride, out_h, out_w)
+        shape = x.shape[:-2] + (h + 2 * pad, w + 2 * pad)
+        dx = _empty(xp, shape, dout.dtype, _order(x))
+        if _order(dout) != _order(arg):
+            # e.g. an Affine's dx (sample-major) against a convolution's channel-major
+            # layout: one copy here saves the strided writes below walking two layouts
+            laid = _empty(xp, dout.shape, dout.dtype, _order(arg))
+            self.each_part(lambda lo, hi: laid[lo:hi].__setitem__(Ellipsis, dout[lo:hi]),
+                           dout.shape[0], dout.nbytes)
+            dout = laid
+        overlap = stride < ph or stride < pw
+        tiled = not overlap and not pad and (h, w) == (ph * out_h, pw * out_w)
+
+        def work(lo, hi):
+            part, dp, a = dx[lo:hi], dout[lo:hi], arg[lo:hi]
+            if not tiled:
+                part[...] = 0
+            for k, (rows, cols) in enumerate(offsets):
+                if overlap:
+                    part[..., rows, cols] += dp * (a == k)
+                else:  # each pixel is in one window at most: written, not added
+                    xp.multiply(dp, a == k, out=part[..., rows, cols])
+
+        self.each_part(work, x.shape[0], dx.nbytes)
+        return dx[..., pad:pad + h, pad:pad + w] if pad else dx
 
     def softmax_cross_entropy(self, x, t, rows):
         xp = self.xp
@@ -95,6 +243,26 @@ class Ops:
         return f"<{self.name} ops on {self.xp.__name__}>"
 
 
+def _window_slices(ph, pw, stride, out_h, out_w):
+    """The strided ``(rows, cols)`` slices of a padded image, one per window offset, row-major."""
+    return [(slice(i, i + stride * (out_h - 1) + 1, stride),
+             slice(j, j + stride * (out_w - 1) + 1, stride))
+            for i in range(ph) for j in range(pw)]
+
+
+def _order(a):
+    """``a``'s axes from the largest stride to the smallest: its memory order."""
+    return tuple(sorted(range(a.ndim), key=lambda i: -abs(a.strides[i])))
+
+
+def _empty(xp, shape, dtype, order):
+    """An empty array of ``shape`` whose axes lie in memory in ``order`` (see :func:`_order`)."""
+    inverse = [0] * len(order)
+    for position, axis in enumerate(order):
+        inverse[axis] = position
+    return xp.empty(tuple(shape[i] for i in order), dtype=dtype).transpose(inverse)
+
+
 _GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment and finaliser (Steele et al., 2014)
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
@@ -127,5 +295,7 @@ def ops_for(x):
         return _cupy_ops
     if _numpy_ops is None:
         import numpy
-        _numpy_ops = Ops(numpy)
+
+        from backends.host_ops import HostOps
+        _numpy_ops = HostOps(numpy)
     return _numpy_ops

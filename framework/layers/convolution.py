@@ -5,49 +5,6 @@ from backends.ops import ops_for
 from framework.functions import conv_output_size
 
 
-def columns(x, fh, fw, stride, pad, out_h, out_w):
-    """im2col in channel-major order: ``(C * fh * fw, N * out_h * out_w)``, one copy.
-
-    The book's im2col puts a window in each row, ``(N * out_h * out_w,
-    C * fh * fw)``, and the copy that builds it moves fh * fw-element runs.
-    Here each row is one filter offset across all windows: the copy moves
-    whole image rows, and the product W_col @ col has the output channels
-    first. A channel-major input ``(N, C, H, W)`` view of ``(C, N, H, W)``
-    memory (what this layer outputs) is read contiguously.
-    """
-    xp = get_array_module(x)
-    img = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
-    if pad:
-        img = xp.pad(img, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    c, n = img.shape[:2]
-    s0, s1, s2, s3 = img.strides
-    view = xp.lib.stride_tricks.as_strided(
-        img, (c, fh, fw, n, out_h, out_w), (s0, s2, s3, s1, s2 * stride, s3 * stride))
-    return view.reshape(c * fh * fw, n * out_h * out_w)
-
-
-def add_columns(dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
-    """The adjoint of :func:`columns`: ``(N, C, H, W)``, a view of channel-major memory.
-
-    Non-overlapping windows are written in one pass through a strided view;
-    overlapping ones with one strided addition per filter offset, over
-    contiguous blocks. No atomics: the same sums every time.
-    """
-    xp = get_array_module(dcol)
-    n, c, h, w = x_shape
-    img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype)
-    d = dcol.reshape(c, fh, fw, n, out_h, out_w)
-    if stride >= fh and stride >= fw:
-        s0, s1, s2, s3 = img.strides
-        xp.lib.stride_tricks.as_strided(
-            img, d.shape, (s0, s2, s3, s1, s2 * stride, s3 * stride))[...] = d
-    else:
-        for y in range(fh):
-            for x in range(fw):
-                img[:, :, y:y + stride * out_h:stride, x:x + stride * out_w:stride] += d[:, y, x]
-    return img[:, :, pad:pad + h, pad:pad + w].transpose(1, 0, 2, 3)
-
-
 class Convolution:
     """out[n, f] = sum_c W[f, c] * x[n, c] (cross-correlation, stride, zero padding) + b[f].
 
@@ -62,11 +19,15 @@ class Convolution:
     * ``W`` and ``b`` are kept by reference, so in-place updates reach the layer.
     * ``input_grad = False`` skips ``dx`` (the product and the col2im): a
       network sets it on its first layer, whose input is data.
-    * The columns are channel-major (:func:`columns`), and so is the output:
+    * The columns are channel-major (``backends.ops``' ``im2col``: each row
+      one filter offset across all windows), and so is the output:
       an ``(N, FN, H, W)`` view of ``(FN, N, H, W)`` memory. Element-wise
       layers keep that layout, so the next convolution reads its input, and
       this one its ``dout``, without a transposing copy. In the input's
       dtype (the book's im2col builds float64 temporaries).
+    * On the host the columns and their gradient are written into the
+      previous step's arrays (``ops.scratch``), and both passes run on every
+      core (:mod:`backends.host_ops`).
     * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
     """
 
@@ -85,6 +46,7 @@ class Convolution:
         self.input_grad = True
         self.x_shape = None
         self.col = None
+        self._dcol = None  # kept for reuse where the backend recycles (the host)
         self.dW = None
         self.db = None
 
@@ -106,20 +68,25 @@ class Convolution:
         return (fn, conv_output_size(input_shape[1], fh, self.stride, self.pad),
                 conv_output_size(input_shape[2], fw, self.stride, self.pad))
 
-    def _forward(self, x):
-        """``(out, col)`` for a batch ``(N, C, H, W)``."""
+    def _forward(self, x, held=None):
+        """``(out, col)`` for a batch ``(N, C, H, W)``; ``col`` written into ``held`` if the
+        backend allows (see ``ops.scratch``)."""
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
-        fn, out_h, out_w = self.output_shape(x.shape[1:])
-        col = columns(x, self.W.shape[2], self.W.shape[3], self.stride, self.pad, out_h, out_w)
-        out = ops_for(x).matmul(self.W.reshape(fn, -1), col)  # (FN, N * out_h * out_w)
+        fn, c, fh, fw = self.W.shape
+        _, out_h, out_w = self.output_shape(x.shape[1:])
+        ops = ops_for(x)
+        shape = (c * fh * fw, x.shape[0] * out_h * out_w)
+        col = ops.im2col(x, fh, fw, self.stride, self.pad, out_h, out_w,
+                         out=ops.scratch(held, shape, x.dtype))
+        out = ops.matmul(self.W.reshape(fn, -1), col)  # (FN, N * out_h * out_w)
         out += self.b[:, None]
         return out.reshape(fn, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3), col
 
     def forward(self, x):
         check_same_backend(self.name, x=x, W=self.W)
-        out, self.col = self._forward(x)
+        out, self.col = self._forward(x, held=self.col)
         self.x_shape = x.shape
         return out
 
@@ -131,8 +98,10 @@ class Convolution:
         self.dW = ops.matmul(d, self.col.T).reshape(fn, c, fh, fw)
         if not self.input_grad:
             return None
-        dcol = ops.matmul(self.W.reshape(fn, -1).T, d)
-        return add_columns(dcol, self.x_shape, fh, fw, self.stride, self.pad, *dout.shape[2:])
+        dcol = ops.matmul(self.W.reshape(fn, -1).T, d,
+                          out=ops.scratch(self._dcol, (c * fh * fw, d.shape[1]), d.dtype))
+        self._dcol = dcol if ops.keeps_scratch else None
+        return ops.col2im(dcol, self.x_shape, fh, fw, self.stride, self.pad, *dout.shape[2:])
 
     def forward_stack(self, x):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""

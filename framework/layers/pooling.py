@@ -1,6 +1,6 @@
 """Max pooling (chapter 7), by strided slices rather than im2col."""
 
-from backends import get_array_module
+from backends.ops import ops_for
 from framework.functions import conv_output_size
 
 
@@ -17,7 +17,9 @@ class Pooling:
     * No im2col: the window's ph * pw offsets are strided slices of the
       input, compared in turn (for 2x2 pooling, four slices and a few
       element-wise passes, where the book's im2col copy and ``argmax`` over
-      rows of four cost several times as much).
+      rows of four cost several times as much); ``backends.ops``' ``max_pool``
+      and ``max_pool_grad``, on every core on the host. ``dx`` keeps the
+      input's memory layout (channel-major after a convolution).
     * Bad shapes raise ``ValueError`` naming the layer and the shapes.
     """
 
@@ -50,34 +52,11 @@ class Pooling:
         return (c, conv_output_size(h, self.pool_h, self.stride, self.pad),
                 conv_output_size(w, self.pool_w, self.stride, self.pad))
 
-    def _slices(self, out_h, out_w):
-        """Each window offset's strided slice of the padded input, in argmax's order."""
-        s = self.stride
-        for i in range(self.pool_h):
-            for j in range(self.pool_w):
-                yield (Ellipsis, slice(i, i + s * (out_h - 1) + 1, s),
-                       slice(j, j + s * (out_w - 1) + 1, s))
-
     def _forward(self, x):
         """``(out, arg_max)`` for a batch ``(..., C, H, W)``; arg_max indexes the window."""
-        xp = get_array_module(x)
         _, out_h, out_w = self.output_shape(x.shape[-3:])
-        if self.pad:
-            p = self.pad
-            widths = [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)]
-            x = xp.pad(x, widths, constant_values=-xp.inf)
-        out = arg = None
-        index_dtype = xp.int8 if self.pool_h * self.pool_w <= 127 else xp.int32
-        for k, where in enumerate(self._slices(out_h, out_w)):
-            window = x[where]
-            if out is None:
-                out = window.copy(order="K")  # "K": the input's memory layout, kept
-                arg = xp.zeros_like(out, dtype=index_dtype)
-                continue
-            greater = window > out  # strictly: the first maximum keeps its place
-            xp.maximum(out, window, out=out)
-            xp.copyto(arg, arg.dtype.type(k), where=greater)  # no boolean indexing: no sync
-        return out, arg
+        return ops_for(x).max_pool(x, self.pool_h, self.pool_w, self.stride, self.pad,
+                                   out_h, out_w)
 
     def forward(self, x):
         if x.ndim != 4:
@@ -88,20 +67,8 @@ class Pooling:
         return out
 
     def backward(self, dout):
-        xp = get_array_module(dout)
-        n, c, h, w = self.x.shape
-        p = self.pad
-        if p:
-            dx = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dout.dtype)
-        else:
-            dx = xp.zeros_like(self.x, dtype=dout.dtype)  # the input's layout, as dout's
-        overlap = self.stride < self.pool_h or self.stride < self.pool_w
-        for k, where in enumerate(self._slices(*dout.shape[2:])):
-            if overlap:
-                dx[where] += dout * (self.arg_max == k)
-            else:  # each input pixel is in one window at most: write, do not add
-                xp.multiply(dout, self.arg_max == k, out=dx[where])
-        return dx[:, :, p:p + h, p:p + w] if p else dx
+        return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
+                                           self.pool_w, self.stride, self.pad)
 
     def forward_stack(self, x):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""

@@ -1,0 +1,219 @@
+"""The CPU's operations: :class:`backends.ops.Ops` run on every core by one thread pool.
+
+NumPy runs an element-wise pass or a strided copy on one thread, and on the
+2-core VM of docs/performance.md one core moves memory at about half the
+speed two do (DeepConvNet's largest im2col copy, 43 MB: 7.4 ms on one
+thread, 2.5 ms split in two). NumPy releases the GIL in those loops, so
+:class:`HostOps` runs the same array code (:meth:`Ops.each_part`) on sample
+ranges in a small thread pool.
+
+That only pays if nothing else is spinning on the cores. OpenBLAS's own
+worker threads busy-wait for about 0.1 s after each product, so a pass split
+in two right after a product ran no faster than on one thread. So where it
+splits, HostOps sets NumPy's BLAS to one thread (through threadpoolctl,
+which finds OpenBLAS, MKL or BLIS in whatever NumPy build is installed) and
+splits the large products itself, by output columns or rows, or for a long
+sum of small products (a convolution's dW) into partial sums added in a
+fixed order. Results therefore depend on the thread count, never on timing.
+:func:`default_blas` gives BLAS its own threads back for a block of code (the
+benchmark's reference rows run under it).
+
+It also lets layers keep their large temporaries (:meth:`HostOps.scratch`):
+above glibc's largest mmap threshold (32 MB) every new array is fresh
+pages that fault on first touch, which cost DeepConvNet's second
+convolution about 8 ms a step in its columns and 5 ms in their gradient.
+
+``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
+process may run on, at most 8, or 1 where threadpoolctl is not installed,
+since BLAS's spinning workers would take the other cores); 1 turns the
+splitting off and leaves BLAS alone.
+"""
+
+import concurrent.futures
+import contextlib
+import os
+
+from backends.ops import Ops
+
+ENV_VAR = "XPNET_HOST_THREADS"
+MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that many cores
+MIN_PART_BYTES = 1 << 18  # a part smaller than ~256 KB costs more to hand over than it saves
+MIN_PART_MACS = 1 << 23  # ~8M multiply-adds, ~0.3 ms on one core: worth a hand-over
+MIN_PART_SIDE = 32  # split a product's output no thinner than this
+
+_controller = None  # threadpoolctl's view of the loaded BLAS, made once
+_blas_default = None  # BLAS's thread count before HostOps set it to one
+
+
+def _blas():
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            found = ThreadpoolController().select(user_api="blas")
+            _controller = found if found.lib_controllers else False
+    return _controller or None
+
+
+def host_threads(environ=None):
+    """The thread count: ``$XPNET_HOST_THREADS`` if set (a positive integer), else the
+    cores this process may use (at most 8), or 1 where BLAS's threads cannot be set."""
+    raw = (os.environ if environ is None else environ).get(ENV_VAR)
+    if raw is None or raw.strip() == "":
+        if _blas() is None:
+            return 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, MAX_DEFAULT_THREADS))
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{ENV_VAR}={raw!r}: expected a positive integer, the number of "
+                         f"threads xpnet uses on the CPU (1: none of its own, BLAS left alone)")
+    return threads
+
+
+@contextlib.contextmanager
+def default_blas():
+    """Within the block, BLAS runs on the threads it had before xpnet set it to one."""
+    blas = _blas()
+    if blas is None or _blas_default is None:
+        yield
+        return
+    with blas.limit(limits=_blas_default, user_api="blas"):
+        yield
+
+
+class HostOps(Ops):
+    """NumPy's operations, split by samples across ``threads`` threads where the work is large."""
+
+    name = "host"
+    keeps_scratch = True
+
+    def __init__(self, xp, threads=None):
+        super().__init__(xp)
+        self.threads = host_threads() if threads is None else int(threads)
+        self._pool = None
+        self._pool_pid = None
+        if self.threads > 1:
+            self._single_thread_blas()
+
+    @staticmethod
+    def _single_thread_blas():
+        global _blas_default
+        blas = _blas()
+        if blas is None or _blas_default is not None:
+            return
+        _blas_default = max(c.num_threads for c in blas.lib_controllers)
+        blas.limit(limits=1, user_api="blas")  # kept until default_blas() or the process ends
+
+    def _executor(self):
+        # A forked child inherits the pool object but none of its threads: work
+        # queued there would wait forever, so each process makes its own.
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.threads - 1, thread_name_prefix="xpnet-host")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def parts(self, n, nbytes=0, macs=0):
+        return max(1, min(self.threads, n, max(nbytes // MIN_PART_BYTES, macs // MIN_PART_MACS)))
+
+    def each_part(self, work, n, nbytes=0, macs=0):
+        parts = self.parts(n, nbytes, macs)
+        if parts < 2:
+            work(0, n)
+            return
+        bounds = [n * i // parts for i in range(parts + 1)]
+        futures = [self._executor().submit(work, lo, hi)
+                   for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        try:
+            work(bounds[0], bounds[1])  # the calling thread takes the first part
+        finally:
+            concurrent.futures.wait(futures)  # never return while a part still writes
+        for future in futures:
+            future.result()  # re-raises a part's error
+
+    def scratch(self, held, shape, dtype):
+        if (held is not None and type(held) is self.xp.ndarray and held.shape == tuple(shape)
+                and held.dtype == dtype and held.flags.c_contiguous):
+            return held
+        return None
+
+    def matmul(self, a, b, bias=None, out=None):
+        if a.ndim != 2 or b.ndim != 2 or self.threads < 2:
+            return super().matmul(a, b, bias, out)
+        m, k = a.shape
+        n = b.shape[1]
+        macs = m * n * k
+        if self.parts(self.threads, macs=macs) < 2:
+            return super().matmul(a, b, bias, out)
+        xp = self.xp
+        if out is None:
+            out = xp.empty((m, n), dtype=xp.result_type(a, b))
+        if max(m, n) >= 2 * MIN_PART_SIDE:
+            if n >= m:  # by output columns (a convolution's columns are samples)
+                def work(lo, hi):
+                    xp.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+                    if bias is not None:
+                        out[:, lo:hi] += bias[lo:hi]
+                self.each_part(work, n, macs=min(macs, n // MIN_PART_SIDE * MIN_PART_MACS))
+            else:  # by output rows
+                def work(lo, hi):
+                    xp.matmul(a[lo:hi], b, out=out[lo:hi])
+                    if bias is not None:
+                        out[lo:hi] += bias
+                self.each_part(work, m, macs=min(macs, m // MIN_PART_SIDE * MIN_PART_MACS))
+            return out
+        # A small output summed over a long k (a convolution's dW): partial sums, in order.
+        count = self.parts(k, macs=macs)
+        bounds = [k * i // count for i in range(count + 1)]
+        partial = xp.empty((count, m, n), dtype=out.dtype)
+
+        def work(lo, hi):
+            for i in range(lo, hi):
+                xp.matmul(a[:, bounds[i]:bounds[i + 1]], b[bounds[i]:bounds[i + 1]],
+                          out=partial[i])
+
+        self.each_part(work, count, macs=macs)
+        xp.sum(partial, axis=0, out=out)
+        if bias is not None:
+            out += bias
+        return out
+
+    def _elementwise(self, work, a):
+        """Run ``work(index)`` over parts of ``a`` split along its outermost axis in memory."""
+        if a.ndim == 0:
+            work(())
+            return
+        axis = max(range(a.ndim), key=lambda i: abs(a.strides[i]))
+        head = (slice(None),) * axis
+        self.each_part(lambda lo, hi: work(head + (slice(lo, hi),)), a.shape[axis], a.nbytes)
+
+    def relu(self, x):
+        xp = self.xp
+        out = xp.empty_like(x)
+        keep = xp.empty_like(x, dtype=bool)
+
+        def work(s):
+            xp.greater(x[s], 0, out=keep[s])
+            xp.multiply(x[s], keep[s], out=out[s])  # faster than where() in NumPy
+
+        self._elementwise(work, x)
+        return out, keep
+
+    def relu_backward(self, dout, keep):
+        xp = self.xp
+        dx = xp.empty_like(dout)
+        self._elementwise(lambda s: xp.multiply(dout[s], keep[s], out=dx[s]), dout)
+        return dx
+
+    def __repr__(self):
+        return f"<{self.name} ops on {self.xp.__name__}, {self.threads} threads>"

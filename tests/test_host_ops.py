@@ -1,0 +1,191 @@
+"""backends.host_ops: the CPU's operations split across threads give the one-thread results."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+from backends import host_ops
+from backends.host_ops import HostOps, default_blas, host_threads
+from backends.ops import Ops
+from framework.layers import Convolution
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """HostOps with 3 threads that splits even these small test arrays."""
+    monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(host_ops, "MIN_PART_MACS", 1)
+    monkeypatch.setattr(host_ops, "MIN_PART_SIDE", 2)
+    return HostOps(np, threads=3)
+
+
+plain = Ops(np)
+rng = np.random.default_rng(0)
+
+
+def channel_major(shape, dtype="float64"):
+    """An (N, C, H, W) view of (C, N, H, W) memory, as a convolution outputs."""
+    n, c, h, w = shape
+    return rng.standard_normal((c, n, h, w)).astype(dtype).transpose(1, 0, 2, 3)
+
+
+@pytest.mark.parametrize("env, expected", [("3", 3), ("1", 1), (" 2 ", 2)])
+def test_thread_count_from_the_environment(env, expected):
+    assert host_threads({"XPNET_HOST_THREADS": env}) == expected
+
+
+@pytest.mark.parametrize("env", ["0", "-2", "two", "1.5"])
+def test_bad_thread_count_names_the_variable_and_value(env):
+    with pytest.raises(ValueError, match=rf"XPNET_HOST_THREADS='{env}'.*positive integer"):
+        host_threads({"XPNET_HOST_THREADS": env})
+
+
+def test_default_thread_count_is_the_cores_at_most_eight():
+    n = host_threads({})
+    assert 1 <= n <= 8
+
+
+@pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (5, 5, 1, 0), (2, 3, 2, 2),
+                                                 (2, 2, 2, 0), (3, 2, 3, 1)])
+def test_im2col_and_col2im_split_are_bit_identical(split, fh, fw, stride, pad):
+    x = channel_major((7, 3, 9, 8))
+    out_h = (9 + 2 * pad - fh) // stride + 1
+    out_w = (8 + 2 * pad - fw) // stride + 1
+    col = split.im2col(x, fh, fw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(col, plain.im2col(x, fh, fw, stride, pad, out_h, out_w))
+    into = np.full_like(col, np.nan)
+    assert split.im2col(x, fh, fw, stride, pad, out_h, out_w, out=into) is into
+    np.testing.assert_array_equal(into, col)
+    dcol = rng.standard_normal(col.shape)
+    dx = split.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(dx, plain.col2im(dcol, x.shape, fh, fw, stride, pad,
+                                                   out_h, out_w))
+    # and it is the adjoint: <im2col(x), c> == <x, col2im(c)>
+    assert np.isclose(np.vdot(col, dcol), np.vdot(x, dx), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 3, 2, 1), (2, 3, 1, 1)])
+def test_max_pool_split_is_bit_identical(split, ph, pw, stride, pad):
+    x = channel_major((6, 4, 10, 9), "float32")
+    x[0, 0, :2, :2] = 1.0  # a tie: the first maximum must win in every part
+    out_h = (10 + 2 * pad - ph) // stride + 1
+    out_w = (9 + 2 * pad - pw) // stride + 1
+    out, arg = split.max_pool(x, ph, pw, stride, pad, out_h, out_w)
+    ref_out, ref_arg = plain.max_pool(x, ph, pw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)
+    for dout in (rng.standard_normal(out.shape).astype("float32"),  # sample-major
+                 np.ascontiguousarray(rng.standard_normal(out.shape).astype("float32")
+                                      .transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)):
+        dx = split.max_pool_grad(dout, arg, x, ph, pw, stride, pad)
+        np.testing.assert_array_equal(dx, plain.max_pool_grad(dout, arg, x, ph, pw, stride, pad))
+        assert dx.shape == x.shape
+        assert np.argsort(dx.strides).tolist() == np.argsort(x.strides).tolist()  # x's layout
+
+
+def test_relu_split_is_bit_identical(split):
+    x = channel_major((5, 6, 7, 3), "float32")
+    out, keep = split.relu(x)
+    ref_out, ref_keep = plain.relu(x)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(keep, ref_keep)
+    dout = rng.standard_normal(x.shape).astype("float32")
+    np.testing.assert_array_equal(split.relu_backward(dout, keep), plain.relu_backward(dout, keep))
+
+
+@pytest.mark.parametrize("m, k, n", [(6, 40, 300), (300, 40, 6), (4, 5000, 9), (64, 64, 64)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_split_products_match_numpy(split, m, k, n, bias):
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T  # a transposed operand, as the layers pass
+    c = rng.standard_normal(n) if bias else None
+    got = split.matmul(a, b, bias=c)
+    expected = a @ b + (c if bias else 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    into = np.empty((m, n))
+    assert split.matmul(a, b, bias=c, out=into) is into
+    np.testing.assert_array_equal(into, got)  # the same parts, the same order: the same sums
+
+
+def test_a_failing_part_raises_after_every_part_finished(split):
+    finished = []
+
+    def work(lo, hi):
+        if lo > 0:
+            raise RuntimeError(f"part {lo}:{hi} failed")
+        threading.Event().wait(0.05)
+        finished.append((lo, hi))
+
+    with pytest.raises(RuntimeError, match="failed"):
+        split.each_part(work, 9, nbytes=10**9)
+    assert finished == [(0, 3)]
+
+
+def _child_pools(ops, queue):
+    x = channel_major((8, 3, 6, 6))
+    queue.put(float(ops.relu(x)[0].sum()))
+
+
+def test_a_forked_child_makes_its_own_threads(split):
+    x = channel_major((8, 3, 6, 6))
+    split.relu(x)  # the parent's pool now exists
+    assert split._pool is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_pools, args=(split, queue))
+    child.start()
+    child.join(30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the split operation hung in a forked child"
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) > 0
+
+
+def test_scratch_reuses_only_a_matching_host_array():
+    ops = HostOps(np, threads=1)
+    held = np.empty((4, 5), np.float32)
+    assert ops.scratch(held, (4, 5), np.float32) is held
+    assert ops.scratch(held, (5, 4), np.float32) is None
+    assert ops.scratch(held, (4, 5), np.float64) is None
+    assert ops.scratch(held.T.copy().T, (4, 5), np.float32) is None  # not C-contiguous
+    assert ops.scratch(None, (4, 5), np.float32) is None
+    assert Ops(np).scratch(held, (4, 5), np.float32) is None
+
+
+def test_convolution_writes_its_columns_into_last_steps_array():
+    w = rng.standard_normal((4, 3, 3, 3)).astype("float32")
+    conv = Convolution(w, np.zeros(4, "float32"), pad=1)
+    x1, x2 = rng.standard_normal((2, 5, 3, 6, 6)).astype("float32")
+    conv.forward(x1)
+    col = conv.col
+    out2 = conv.forward(x2)
+    assert conv.col is col  # reused, not reallocated
+    fresh = Convolution(w, np.zeros(4, "float32"), pad=1)
+    np.testing.assert_array_equal(out2, fresh.forward(x2))
+    dout = rng.standard_normal(out2.shape).astype("float32")
+    np.testing.assert_array_equal(conv.backward(dout), fresh.backward(dout))
+    dcol = conv._dcol
+    conv.backward(dout)
+    assert conv._dcol is dcol
+    conv.forward(x2[:3])  # another batch size: a new array of that size
+    assert conv.col is not col and conv.col.shape[1] == 3 * 36
+
+
+def test_default_blas_gives_blas_its_threads_back_for_a_block():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    HostOps(np, threads=2)  # sets BLAS to one thread, once per process
+    if host_ops._blas() is None or host_ops._blas_default is None:
+        pytest.skip("no BLAS library threadpoolctl can set here")
+
+    def blas_threads():
+        return max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+                   if i["user_api"] == "blas")
+
+    assert blas_threads() == 1
+    with default_blas():
+        assert blas_threads() == host_ops._blas_default
+    assert blas_threads() == 1
