@@ -20,7 +20,11 @@ Each row is timed in repeated windows of one epoch (N / batch steps),
 interleaved across rows in a rotating order after a warm-up window, with a
 pause between windows so one row's spinning thread pools do not tax the next,
 and the median is reported;
-on a GPU the clock is read after synchronising. Peak memory is measured in a
+on a GPU the clock is read after synchronising. On the CPU xpnet runs NumPy's
+BLAS on one thread and splits its work across the cores itself
+(backends/host_ops.py); the NumPy reference rows (numpy-bare, book-loop, the
+product floor, the book's numerical gradient) run with BLAS's own threads,
+as they would without xpnet. Peak memory is measured in a
 separate process per row (host RSS, including the dataset; GPU: CuPy pool or
 PyTorch allocator bytes). Ratios are against the book loop and against
 PyTorch on the same device, and, for GPU rows, against xpnet's own CPU step,
@@ -67,6 +71,7 @@ import backends  # noqa: E402
 from framework.data import DeviceBatches, check_data  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
+from backends.host_ops import default_blas  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,  # noqa: E402
@@ -114,12 +119,17 @@ class Row:
     def sync(self):
         pass
 
+    numpy_blas = False  # True: a NumPy reference row, run with BLAS's own threads
+
     def timed(self):
-        self.sync()
-        start = time.perf_counter()
-        self.window()
-        self.sync()
-        return time.perf_counter() - start
+        # xpnet sets NumPy's BLAS to one thread and splits the work itself
+        # (backends.host_ops); the NumPy references get BLAS's own threads back.
+        with default_blas() if self.numpy_blas else contextlib.nullcontext():
+            self.sync()
+            start = time.perf_counter()
+            self.window()
+            self.sync()
+            return time.perf_counter() - start
 
     def gpu_bytes(self):
         return None
@@ -229,6 +239,7 @@ class NumpyBare(Row):
     """The step with nothing around it: the measure of what the layers and the Trainer cost."""
 
     kind = "numpy-bare"
+    numpy_blas = True
 
     def setup(self):
         self.x, self.t = self.data
@@ -267,6 +278,7 @@ class NumpyBare(Row):
 
 class BookLoop(Row):
     kind = "book-loop"
+    numpy_blas = True
     lr = LR
 
     def make_book_network(self):
@@ -370,6 +382,7 @@ class DeepNumpyBare(Row):
     """The deep step hand-written in NumPy: one loop down the layers and one back up."""
 
     kind = "numpy-bare"
+    numpy_blas = True
 
     def setup(self):
         net = deep_network(self.hidden)  # xpnet's start
@@ -635,14 +648,15 @@ def gemm_floor(device, hidden, batch, repeats):
                 lambda: d2 @ w2.T]
     reps = 200
     times = []
-    for _ in range(repeats + 1):
-        backend.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            for product in products:
-                product()
-        backend.synchronize()
-        times.append((time.perf_counter() - start) / reps)
+    with default_blas():  # NumPy's floor, on BLAS's own threads
+        for _ in range(repeats + 1):
+            backend.synchronize()
+            start = time.perf_counter()
+            for _ in range(reps):
+                for product in products:
+                    product()
+            backend.synchronize()
+            times.append((time.perf_counter() - start) / reps)
     flops = 2 * batch * (d_in * d_h + d_h * d_out) + 2 * batch * (d_in * d_h + d_h * d_out
                                                                   + d_out * d_h)
     seconds = statistics.median(times[1:])
@@ -664,10 +678,11 @@ def numerical_gradient_rows(hidden, repeats):
     ref = TwoLayerNet(SIZES[0], hidden, SIZES[2], dtype="float64", seed=3)
     n_params = sum(p.size for p in ref.params.values())
     log(f"  book's element-by-element loop, {n_params} parameters")
-    start = time.perf_counter()
-    expected = {key: book.numerical_gradient(lambda _: ref.loss(x, t), ref.params[key])
-                for key in ref.params}
-    book_s = time.perf_counter() - start
+    with default_blas():
+        start = time.perf_counter()
+        expected = {key: book.numerical_gradient(lambda _: ref.loss(x, t), ref.params[key])
+                    for key in ref.params}
+        book_s = time.perf_counter() - start
     rows.append({"method": "book's loop (np.nditer), element by element", "device": "numpy",
                  "seconds": book_s, "speedup": 1.0, "diff": 0.0})
     for device in backends.available():
@@ -732,7 +747,8 @@ def machine_lines():
     except (OSError, StopIteration):
         pass
     lines = [f"- CPU: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-             f"NumPy {np.__version__}"]
+             f"NumPy {np.__version__}; xpnet {ops_for(np.zeros(1))!r} (the NumPy reference "
+             f"rows run with BLAS's own threads)"]
     try:
         import torch
         lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
