@@ -5,7 +5,9 @@ GPU step costs what its launches cost (about 10 us of host time each in
 CuPy), not what its arithmetic costs. Written with plain CuPy operations,
 softmax with cross-entropy is a dozen launches and its gradient four; here
 each is one. ReLU's output and mask come from one kernel instead of two,
-and the SGD update ``p -= lr * g`` is one kernel instead of two.
+and the SGD update ``p -= lr * g`` is one kernel instead of two. The
+convolutional passes (im2col, col2im, max pooling and its gradient) are one
+kernel each too, from :mod:`backends.conv_kernels`.
 
 :meth:`CupyOps.matmul` calls cuBLAS, except while ``graph_kernels`` is set
 (by :mod:`backends.cuda_graph`, around the warm-up and the capture of a
@@ -24,7 +26,8 @@ import os
 import cupy
 import numpy
 
-from backends.ops import Ops
+from backends import conv_kernels
+from backends.ops import Ops, _empty, _order
 
 _C_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
             "uint8": "unsigned char", "int16": "short", "uint16": "unsigned short",
@@ -224,6 +227,57 @@ class CupyOps(Ops):
         kernel(((n * c + threads - 1) // threads,), (threads,),
                (cupy.ascontiguousarray(y), cupy.ascontiguousarray(t), dx, numpy.int32(n),
                 numpy.int32(c), y.dtype.type(scale)))
+        return dx
+
+    def _conv(self, name, arrays, index_dtype=numpy.int8, **sizes):
+        """Launch one of :mod:`backends.conv_kernels`' kernels over ``arrays``."""
+        t, a = c_type(arrays[0].dtype), c_type(index_dtype)
+        kernel = self._kernel((name, t, a), conv_kernels.SOURCE, name, T=t, A=a)
+        args, total = conv_kernels.launch_args(name, *arrays, **sizes)
+        threads = 256
+        kernel((max(1, min((total + threads - 1) // threads, 1 << 16)),), (threads,), args)
+
+    def _conv_ready(self, *arrays):
+        return self.fused and all(a.ndim == 4 and a.dtype.kind == "f" for a in arrays)
+
+    def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
+        if not self._conv_ready(x) or (out is not None and not out.flags.c_contiguous):
+            return super().im2col(x, fh, fw, stride, pad, out_h, out_w, out)
+        n, c, h, w = x.shape
+        if out is None:
+            out = cupy.empty((c * fh * fw, n * out_h * out_w), dtype=x.dtype)
+        self._conv("xpnet_im2col", (x, out), n=n, c=c, h=h, w=w, fh=fh, fw=fw, stride=stride,
+                   pad=pad, oh=out_h, ow=out_w)
+        return out
+
+    def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+        if not self.fused or dcol.dtype.kind != "f":
+            return super().col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)
+        n, c, h, w = x_shape
+        img = _empty(cupy, (n, c, h, w), dcol.dtype, (1, 0, 2, 3))  # channel-major
+        self._conv("xpnet_col2im", (cupy.ascontiguousarray(dcol), img), n=n, c=c, h=h, w=w,
+                   fh=fh, fw=fw, stride=stride, pad=pad, oh=out_h, ow=out_w)
+        return img
+
+    def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
+        if not self._conv_ready(x):  # a stack (K, N, C, H, W) of a numerical gradient
+            return super().max_pool(x, ph, pw, stride, pad, out_h, out_w)
+        n, c, h, w = x.shape
+        order = _order(x)
+        out = _empty(cupy, (n, c, out_h, out_w), x.dtype, order)
+        index = numpy.int8 if ph * pw <= 127 else numpy.int32
+        arg = _empty(cupy, out.shape, index, order)
+        self._conv("xpnet_max_pool", (x, out, arg), index, n=n, c=c, h=h, w=w, ph=ph, pw=pw,
+                   stride=stride, pad=pad, oh=out_h, ow=out_w)
+        return out, arg
+
+    def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        if not self._conv_ready(dout, x):
+            return super().max_pool_grad(dout, arg, x, ph, pw, stride, pad)
+        n, c, h, w = x.shape
+        dx = _empty(cupy, x.shape, dout.dtype, _order(x))
+        self._conv("xpnet_max_pool_grad", (dout, arg, dx), arg.dtype, n=n, c=c, h=h, w=w, ph=ph,
+                   pw=pw, stride=stride, pad=pad, oh=dout.shape[2], ow=dout.shape[3])
         return dx
 
     def sgd_update(self, p, g, lr):

@@ -7,7 +7,7 @@ replace (``fused = False``) and, for products, the capture-safe GEMM.
 import numpy as np
 import pytest
 
-from backends.ops import ops_for
+from backends.ops import Ops, ops_for
 from tests.conftest import to_host
 
 
@@ -142,3 +142,56 @@ def test_a_label_past_the_last_class_is_caught(backend):
             layer.forward(x, t)
     else:
         assert np.isnan(float(layer.forward(x, t)))
+
+
+def conv_reference(dtype, layout):
+    """A channel-major or C-order batch (3, 2, 7, 6) and the host array code's results."""
+    rng = np.random.default_rng(7)
+    if layout == "channel-major":
+        x = rng.standard_normal((2, 3, 7, 6)).astype(dtype).transpose(1, 0, 2, 3)
+    else:
+        x = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
+    return x, Ops(np)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (2, 2, 2, 0)])
+def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
+    """The convolution's passes (on CuPy: the kernels of backends/conv_kernels.py, and the
+    plain CuPy versions) against the host's array code; the same sums in the same order."""
+    x, host = conv_reference(dtype, layout)
+    oh, ow = (7 + 2 * pad - fh) // stride + 1, (6 + 2 * pad - fw) // stride + 1
+    col = ops.im2col(to_device(backend, x), fh, fw, stride, pad, oh, ow)
+    np.testing.assert_array_equal(to_host(col), host.im2col(x, fh, fw, stride, pad, oh, ow))
+    dcol = np.random.default_rng(8).standard_normal(col.shape).astype(dtype)
+    dx = ops.col2im(backend.asarray(dcol), x.shape, fh, fw, stride, pad, oh, ow)
+    assert dx.shape == x.shape and dx.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(to_host(dx), host.col2im(dcol, x.shape, fh, fw, stride, pad, oh, ow),
+                               rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 3, 2, 1), (2, 3, 1, 1)])
+def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, pad):
+    x, host = conv_reference(dtype, layout)
+    x[0, 0, :3, :3] = 0.5  # a tie: the first maximum wins
+    oh, ow = (7 + 2 * pad - ph) // stride + 1, (6 + 2 * pad - pw) // stride + 1
+    xd = to_device(backend, x)
+    out, arg = ops.max_pool(xd, ph, pw, stride, pad, oh, ow)
+    want_out, want_arg = host.max_pool(x, ph, pw, stride, pad, oh, ow)
+    np.testing.assert_array_equal(to_host(out), want_out)
+    np.testing.assert_array_equal(to_host(arg), want_arg)
+    dout = np.random.default_rng(9).standard_normal(out.shape).astype(dtype)
+    dx = ops.max_pool_grad(backend.asarray(dout), arg, xd, ph, pw, stride, pad)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(to_host(dx), host.max_pool_grad(dout, want_arg, x, ph, pw, stride,
+                                                                pad), rtol=tol(dtype))
+
+
+def to_device(backend, x):
+    """``x`` on the backend with its memory layout kept (asarray would make it C order)."""
+    order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
+    inverse = [order.index(i) for i in range(x.ndim)]
+    return backend.asarray(np.ascontiguousarray(x.transpose(order))).transpose(inverse)

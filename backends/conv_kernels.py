@@ -1,0 +1,197 @@
+"""CUDA kernels for the convolutional passes of :mod:`backends.ops`, one kernel each.
+
+On the GPU the array-code versions of ``im2col``, ``col2im``, ``max_pool``
+and ``max_pool_grad`` are several launches each: a pad and a strided copy
+for im2col, a zeroing and fh * fw strided additions for col2im, three
+passes per window offset for pooling. Here each is one kernel, and the two
+backward passes are gathers (each output element sums what reaches it, in
+a fixed order): no atomics, the same sums on every run, and in the same
+order as the array code on the host, so the results agree bit for bit.
+
+Each kernel walks its outputs in a grid-stride loop and takes every array's
+strides (in elements), so any memory layout works: the channel-major
+arrays the convolution layer makes are read and written in place.
+
+This module does not import CuPy: :func:`launch_args` packs a call's
+arguments as NumPy scalars and arrays, which :class:`backends.cuda_ops.CupyOps`
+hands to a ``cupy.RawKernel`` and ``tests/test_conv_kernels.py`` to the same
+source compiled for the CPU (the loop then runs every element in turn), so
+the kernels' index arithmetic is tested on machines without a GPU.
+"""
+
+import numpy
+
+KERNEL_NAMES = ("xpnet_im2col", "xpnet_col2im", "xpnet_max_pool", "xpnet_max_pool_grad")
+
+# T: the float type; A: the argmax index type (signed char or int).
+SOURCE = r'''
+#define XPNET_FOR_EACH(i, total) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
+         i += (long long)blockDim.x * gridDim.x)
+
+// col[(ch, ki, kj), (s, oy, ox)] = x[s, ch, oy * stride + ki - pad, ox * stride + kj - pad],
+// 0 outside the image; col row-major, x with element strides (xn, xc, xh, xw).
+extern "C" __global__ void xpnet_im2col(
+    const T* x, T* col, int n, int c, int h, int w, int fh, int fw, int stride, int pad,
+    int oh, int ow, long long xn, long long xc, long long xh, long long xw)
+{
+    const long long cols = (long long)n * oh * ow;
+    const long long total = (long long)c * fh * fw * cols;
+    XPNET_FOR_EACH(i, total) {
+        long long q = i % cols;
+        const int ox = (int)(q % ow);
+        q /= ow;
+        const int oy = (int)(q % oh);
+        const long long s = q / oh;
+        long long r = i / cols;
+        const int kj = (int)(r % fw);
+        r /= fw;
+        const int ki = (int)(r % fh);
+        const long long ch = r / fh;
+        const int y = oy * stride + ki - pad;
+        const int xx = ox * stride + kj - pad;
+        col[i] = (y >= 0 && y < h && xx >= 0 && xx < w)
+            ? x[s * xn + ch * xc + y * xh + xx * xw] : (T)0;
+    }
+}
+
+// The adjoint, as a gather: img[s, ch, y, xx] = sum over the filter offsets (ki, kj), in
+// row-major order, of the column entries that came from that pixel. img with strides
+// (gn, gc, gh, gw), walked channel-major (its layout after a convolution).
+extern "C" __global__ void xpnet_col2im(
+    const T* col, T* img, int n, int c, int h, int w, int fh, int fw, int stride, int pad,
+    int oh, int ow, long long gn, long long gc, long long gh, long long gw)
+{
+    const long long cols = (long long)n * oh * ow;
+    const long long total = (long long)c * n * h * w;
+    XPNET_FOR_EACH(i, total) {
+        long long q = i;
+        const int xx = (int)(q % w);
+        q /= w;
+        const int y = (int)(q % h);
+        q /= h;
+        const long long s = q % n;
+        const long long ch = q / n;
+        T acc = (T)0;
+        for (int ki = 0; ki < fh; ++ki) {
+            const int ty = y + pad - ki;
+            if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+            const int oy = ty / stride;
+            for (int kj = 0; kj < fw; ++kj) {
+                const int tx = xx + pad - kj;
+                if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+                const int ox = tx / stride;
+                acc += col[((ch * fh + ki) * fw + kj) * cols + (s * oh + oy) * ow + ox];
+            }
+        }
+        img[s * gn + ch * gc + y * gh + xx * gw] = acc;
+    }
+}
+
+// out[s, ch, oy, ox] = the window's maximum (outside the image: lowest, i.e. -inf) and
+// arg its first maximum's index ki * pw + kj; out and arg share the strides (on, oc, oh_, ow_).
+extern "C" __global__ void xpnet_max_pool(
+    const T* x, T* out, A* arg, int n, int c, int h, int w, int ph, int pw, int stride,
+    int pad, int oh, int ow, T lowest, long long xn, long long xc, long long xh,
+    long long xw, long long on, long long oc, long long ooh, long long oow)
+{
+    const long long total = (long long)n * c * oh * ow;
+    XPNET_FOR_EACH(i, total) {
+        long long q = i;
+        const int ox = (int)(q % ow);
+        q /= ow;
+        const int oy = (int)(q % oh);
+        q /= oh;
+        const long long ch = q % c;
+        const long long s = q / c;
+        T best = lowest;
+        int best_k = 0;
+        for (int ki = 0; ki < ph; ++ki) {
+            for (int kj = 0; kj < pw; ++kj) {
+                const int y = oy * stride + ki - pad;
+                const int xx = ox * stride + kj - pad;
+                const T v = (y >= 0 && y < h && xx >= 0 && xx < w)
+                    ? x[s * xn + ch * xc + y * xh + xx * xw] : lowest;
+                const int k = ki * pw + kj;
+                if (k == 0 || v > best) {  // strictly: the first maximum keeps its place
+                    best = v;
+                    best_k = k;
+                }
+            }
+        }
+        const long long o = s * on + ch * oc + oy * ooh + ox * oow;
+        out[o] = best;
+        arg[o] = (A)best_k;
+    }
+}
+
+// dx[s, ch, y, xx] = sum of dout over the windows whose first maximum is this pixel, in
+// the order of the window offsets (ki, kj) row-major, as the host's array code adds them.
+extern "C" __global__ void xpnet_max_pool_grad(
+    const T* dout, const A* arg, T* dx, int n, int c, int h, int w, int ph, int pw,
+    int stride, int pad, int oh, int ow, long long dn, long long dc, long long dh,
+    long long dw, long long an, long long ac, long long ah, long long aw,
+    long long gn, long long gc, long long gh, long long gw)
+{
+    const long long total = (long long)c * n * h * w;
+    XPNET_FOR_EACH(i, total) {
+        long long q = i;
+        const int xx = (int)(q % w);
+        q /= w;
+        const int y = (int)(q % h);
+        q /= h;
+        const long long s = q % n;
+        const long long ch = q / n;
+        T acc = (T)0;
+        for (int ki = 0; ki < ph; ++ki) {
+            const int ty = y + pad - ki;
+            if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+            const int oy = ty / stride;
+            for (int kj = 0; kj < pw; ++kj) {
+                const int tx = xx + pad - kj;
+                if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+                const int ox = tx / stride;
+                if ((int)arg[s * an + ch * ac + oy * ah + ox * aw] == ki * pw + kj)
+                    acc += dout[s * dn + ch * dc + oy * dh + ox * dw];
+            }
+        }
+        dx[s * gn + ch * gc + y * gh + xx * gw] = acc;
+    }
+}
+'''
+
+
+def element_strides(a):
+    """``a``'s strides in elements, as int64 scalars (what the kernels index with)."""
+    return tuple(numpy.int64(s // a.itemsize) for s in a.strides)
+
+
+def launch_args(name, *arrays, **sizes):
+    """``(args, total)`` for kernel ``name``: its arguments in order, and how many
+    elements it writes (the grid-stride loop's length).
+
+    ``arrays`` are the kernel's arrays in its order (inputs, then outputs);
+    ``sizes``: ``n, c, h, w`` (the image), ``fh, fw`` or ``ph, pw`` (the window),
+    ``stride, pad, oh, ow``.
+    """
+    if name not in KERNEL_NAMES:
+        raise ValueError(f"no conv kernel named {name!r}; expected one of "
+                         f"{', '.join(KERNEL_NAMES)}")
+    i32 = numpy.int32
+    s = sizes
+    if name in ("xpnet_im2col", "xpnet_col2im"):
+        head = (i32(s["n"]), i32(s["c"]), i32(s["h"]), i32(s["w"]), i32(s["fh"]), i32(s["fw"]),
+                i32(s["stride"]), i32(s["pad"]), i32(s["oh"]), i32(s["ow"]))
+        source, dest = arrays
+        if name == "xpnet_im2col":
+            return (source, dest) + head + element_strides(source), dest.size
+        return (source, dest) + head + element_strides(dest), dest.size
+    head = (i32(s["n"]), i32(s["c"]), i32(s["h"]), i32(s["w"]), i32(s["ph"]), i32(s["pw"]),
+            i32(s["stride"]), i32(s["pad"]), i32(s["oh"]), i32(s["ow"]))
+    if name == "xpnet_max_pool":
+        x, out, arg = arrays
+        return ((x, out, arg) + head + (x.dtype.type(-numpy.inf),) + element_strides(x)
+                + element_strides(out)), out.size
+    dout, arg, dx = arrays  # xpnet_max_pool_grad
+    return ((dout, arg, dx) + head + element_strides(dout) + element_strides(arg)
+            + element_strides(dx)), dx.size
