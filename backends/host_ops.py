@@ -9,14 +9,17 @@ ranges in a small thread pool.
 
 That only pays if nothing else is spinning on the cores. OpenBLAS's own
 worker threads busy-wait for about 0.1 s after each product, so a pass split
-in two right after a product ran no faster than on one thread. So where it
-splits, HostOps sets NumPy's BLAS to one thread (through threadpoolctl,
-which finds OpenBLAS, MKL or BLIS in whatever NumPy build is installed) and
-splits the large products itself, by output columns or rows, or for a long
-sum of small products (a convolution's dW) into partial sums added in a
-fixed order. Results therefore depend on the thread count, never on timing.
-:func:`default_blas` gives BLAS its own threads back for a block of code (the
-benchmark's reference rows run under it).
+in two right after a product ran no faster than on one thread. So the first
+time HostOps splits a product (a large one: a convolution's, or a big
+evaluation batch; the book's fully connected nets train on products too
+small to split), it sets NumPy's BLAS to one thread for the rest of the
+process, through threadpoolctl (which finds OpenBLAS, MKL or BLIS in
+whatever NumPy build is installed), and from then on splits the large
+products itself: by output columns or rows, or, for a long sum of small
+products (a convolution's dW), into partial sums added in a fixed order.
+Results depend on the thread count, never on timing. :func:`default_blas`
+gives BLAS its own threads back for a block of code (the benchmark's
+reference rows run under it).
 
 It also lets layers keep their large temporaries (:meth:`HostOps.scratch`):
 above glibc's largest mmap threshold (32 MB) every new array is fresh
@@ -102,8 +105,6 @@ class HostOps(Ops):
         self.threads = host_threads() if threads is None else int(threads)
         self._pool = None
         self._pool_pid = None
-        if self.threads > 1:
-            self._single_thread_blas()
 
     @staticmethod
     def _single_thread_blas():
@@ -155,6 +156,8 @@ class HostOps(Ops):
         macs = m * n * k
         if self.parts(self.threads, macs=macs) < 2:
             return super().matmul(a, b, bias, out)
+        if _blas_default is None:
+            self._single_thread_blas()  # from the first product split here, BLAS keeps quiet
         xp = self.xp
         if out is None:
             out = xp.empty((m, n), dtype=xp.result_type(a, b))
