@@ -21,11 +21,6 @@ Results depend on the thread count, never on timing. :func:`default_blas`
 gives BLAS its own threads back for a block of code (the benchmark's
 reference rows run under it).
 
-It also lets layers keep their large temporaries (:meth:`HostOps.scratch`):
-above glibc's largest mmap threshold (32 MB) every new array is fresh
-pages that fault on first touch, which cost DeepConvNet's second
-convolution about 8 ms a step in its columns and 5 ms in their gradient.
-
 ``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
 process may run on, at most 8, or 1 where threadpoolctl is not installed,
 since BLAS's spinning workers would take the other cores); 1 turns the
@@ -35,6 +30,7 @@ splitting off and leaves BLAS alone.
 import concurrent.futures
 import contextlib
 import os
+import threading
 
 from backends.ops import Ops
 
@@ -98,13 +94,13 @@ class HostOps(Ops):
     """NumPy's operations, split by samples across ``threads`` threads where the work is large."""
 
     name = "host"
-    keeps_scratch = True
 
     def __init__(self, xp, threads=None):
         super().__init__(xp)
         self.threads = host_threads() if threads is None else int(threads)
         self._pool = None
         self._pool_pid = None
+        self._local = threading.local()  # .inside: this thread is running a part already
 
     @staticmethod
     def _single_thread_blas():
@@ -129,24 +125,25 @@ class HostOps(Ops):
 
     def each_part(self, work, n, nbytes=0, macs=0):
         parts = self.parts(n, nbytes, macs)
-        if parts < 2:
-            work(0, n)
+        if parts < 2 or getattr(self._local, "inside", False):
+            work(0, n)  # small, or already in a part (a chunk's im2col): no nested split
             return
         bounds = [n * i // parts for i in range(parts + 1)]
-        futures = [self._executor().submit(work, lo, hi)
+        futures = [self._executor().submit(self._part, work, lo, hi)
                    for lo, hi in zip(bounds[1:-1], bounds[2:])]
         try:
-            work(bounds[0], bounds[1])  # the calling thread takes the first part
+            self._part(work, bounds[0], bounds[1])  # the calling thread takes the first part
         finally:
             concurrent.futures.wait(futures)  # never return while a part still writes
         for future in futures:
             future.result()  # re-raises a part's error
 
-    def scratch(self, held, shape, dtype):
-        if (held is not None and type(held) is self.xp.ndarray and held.shape == tuple(shape)
-                and held.dtype == dtype and held.flags.c_contiguous):
-            return held
-        return None
+    def _part(self, work, lo, hi):
+        self._local.inside = True
+        try:
+            work(lo, hi)
+        finally:
+            self._local.inside = False
 
     def matmul(self, a, b, bias=None, out=None):
         if a.ndim != 2 or b.ndim != 2 or self.threads < 2:

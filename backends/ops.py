@@ -38,10 +38,12 @@ Each operation:
 ``max_pool_grad(dout, arg, x, ph, pw, stride, pad)``
     ``dx`` shaped and laid out as ``x``: each ``dout`` added to the pixel
     ``arg`` names.
-``scratch(held, shape, dtype)``
-    an array a layer may overwrite for a temporary of that shape: ``held``
-    where the backend recycles (the host, see :mod:`backends.host_ops`),
-    else None (allocate anew).
+``conv(x, W, b, stride, pad, out_h, out_w)``
+    ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
+    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
+    ``conv_grad`` needs besides ``x`` (the columns, or None).
+``conv_grad(dout, x, W, col, stride, pad, input_grad)``
+    ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
 ``uniform(key, counter, shape)``
     float64 numbers in [0, 1), a pure function of the device arrays ``key``
     and ``counter`` (``(1,)`` uint64 each) and the element's index: the
@@ -63,8 +65,6 @@ class Ops:
     def __init__(self, xp):
         self.xp = xp
 
-    keeps_scratch = False  # whether layers should hold their large temporaries for reuse
-
     def parts(self, n, nbytes=0, macs=0):
         """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
         ``nbytes`` or doing ``macs`` multiply-adds: one here."""
@@ -77,9 +77,6 @@ class Ops:
         cores. ``work`` must write only what belongs to its own samples.
         """
         work(0, n)
-
-    def scratch(self, held, shape, dtype):
-        return None  # CuPy's pool recycles memory itself, and a recorded graph owns its own
 
     def matmul(self, a, b, bias=None, out=None):
         out = self.xp.matmul(a, b, out=out)
@@ -144,6 +141,26 @@ class Ops:
 
         self.each_part(work, n, img.nbytes)
         return img[:, :, pad:pad + h, pad:pad + w].transpose(1, 0, 2, 3)
+
+    def conv(self, x, W, b, stride, pad, out_h, out_w):
+        fn, _, fh, fw = W.shape
+        col = self.im2col(x, fh, fw, stride, pad, out_h, out_w)
+        out = self.matmul(W.reshape(fn, -1), col)  # (FN, N * out_h * out_w): channel-major
+        out += b[:, None]
+        return out.reshape(fn, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3), col
+
+    def conv_grad(self, dout, x, W, col, stride, pad, input_grad=True):
+        fn, _, fh, fw = W.shape
+        out_h, out_w = dout.shape[2:]
+        d = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # free for conv's own layout
+        db = d.sum(axis=1)
+        if col is None:
+            col = self.im2col(x, fh, fw, stride, pad, out_h, out_w)
+        dW = self.matmul(d, col.T).reshape(W.shape)
+        if not input_grad:
+            return None, dW, db
+        dcol = self.matmul(W.reshape(fn, -1).T, d)
+        return self.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w), dW, db
 
     def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
         xp = self.xp

@@ -9,7 +9,6 @@ import pytest
 from backends import host_ops
 from backends.host_ops import HostOps, default_blas, host_threads
 from backends.ops import Ops
-from framework.layers import Convolution
 
 
 @pytest.fixture
@@ -145,34 +144,16 @@ def test_a_forked_child_makes_its_own_threads(split):
     assert queue.get(timeout=5) > 0
 
 
-def test_scratch_reuses_only_a_matching_host_array():
-    ops = HostOps(np, threads=1)
-    held = np.empty((4, 5), np.float32)
-    assert ops.scratch(held, (4, 5), np.float32) is held
-    assert ops.scratch(held, (5, 4), np.float32) is None
-    assert ops.scratch(held, (4, 5), np.float64) is None
-    assert ops.scratch(held.T.copy().T, (4, 5), np.float32) is None  # not C-contiguous
-    assert ops.scratch(None, (4, 5), np.float32) is None
-    assert Ops(np).scratch(held, (4, 5), np.float32) is None
+def test_nested_splits_run_in_the_part_that_asked(split):
+    """An operation called inside a part (im2col inside a chunked loop) does not split
+    again: the pool's threads are all busy with the outer parts."""
+    seen = []
 
+    def inner(lo, hi):
+        seen.append((lo, hi))
 
-def test_convolution_writes_its_columns_into_last_steps_array():
-    w = rng.standard_normal((4, 3, 3, 3)).astype("float32")
-    conv = Convolution(w, np.zeros(4, "float32"), pad=1)
-    x1, x2 = rng.standard_normal((2, 5, 3, 6, 6)).astype("float32")
-    conv.forward(x1)
-    col = conv.col
-    out2 = conv.forward(x2)
-    assert conv.col is col  # reused, not reallocated
-    fresh = Convolution(w, np.zeros(4, "float32"), pad=1)
-    np.testing.assert_array_equal(out2, fresh.forward(x2))
-    dout = rng.standard_normal(out2.shape).astype("float32")
-    np.testing.assert_array_equal(conv.backward(dout), fresh.backward(dout))
-    dcol = conv._dcol
-    conv.backward(dout)
-    assert conv._dcol is dcol
-    conv.forward(x2[:3])  # another batch size: a new array of that size
-    assert conv.col is not col and conv.col.shape[1] == 3 * 36
+    split.each_part(lambda lo, hi: split.each_part(inner, 6, nbytes=10**9), 3, nbytes=10**9)
+    assert sorted(seen) == [(0, 6)] * 3
 
 
 def test_default_blas_gives_blas_its_threads_back_for_a_block():

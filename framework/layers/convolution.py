@@ -25,9 +25,9 @@ class Convolution:
       layers keep that layout, so the next convolution reads its input, and
       this one its ``dout``, without a transposing copy. In the input's
       dtype (the book's im2col builds float64 temporaries).
-    * On the host the columns and their gradient are written into the
-      previous step's arrays (``ops.scratch``), and both passes run on every
-      core (:mod:`backends.host_ops`).
+    * Forward and backward are ``backends.ops``' ``conv`` and ``conv_grad``
+      (im2col, one product and col2im: one kernel each on a GPU, on every
+      core on the host, see :mod:`backends.host_ops`).
     * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
     """
 
@@ -44,9 +44,9 @@ class Convolution:
         self.stride = int(stride)
         self.pad = int(pad)
         self.input_grad = True
+        self.x = None
         self.x_shape = None
         self.col = None
-        self._dcol = None  # kept for reuse where the backend recycles (the host)
         self.dW = None
         self.db = None
 
@@ -68,40 +68,26 @@ class Convolution:
         return (fn, conv_output_size(input_shape[1], fh, self.stride, self.pad),
                 conv_output_size(input_shape[2], fw, self.stride, self.pad))
 
-    def _forward(self, x, held=None):
-        """``(out, col)`` for a batch ``(N, C, H, W)``; ``col`` written into ``held`` if the
-        backend allows (see ``ops.scratch``)."""
+    def _forward(self, x):
+        """``(out, col)`` for a batch ``(N, C, H, W)``: ``col`` is what backward needs
+        besides ``x`` (im2col's columns; None where the backend recomputes them)."""
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
-        fn, c, fh, fw = self.W.shape
         _, out_h, out_w = self.output_shape(x.shape[1:])
-        ops = ops_for(x)
-        shape = (c * fh * fw, x.shape[0] * out_h * out_w)
-        col = ops.im2col(x, fh, fw, self.stride, self.pad, out_h, out_w,
-                         out=ops.scratch(held, shape, x.dtype))
-        out = ops.matmul(self.W.reshape(fn, -1), col)  # (FN, N * out_h * out_w)
-        out += self.b[:, None]
-        return out.reshape(fn, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3), col
+        return ops_for(x).conv(x, self.W, self.b, self.stride, self.pad, out_h, out_w)
 
     def forward(self, x):
         check_same_backend(self.name, x=x, W=self.W)
-        out, self.col = self._forward(x, held=self.col)
+        out, self.col = self._forward(x)
+        self.x = x
         self.x_shape = x.shape
         return out
 
     def backward(self, dout):
-        fn, c, fh, fw = self.W.shape
-        ops = ops_for(dout)
-        d = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # free for this layer's own layout
-        self.db = d.sum(axis=1)
-        self.dW = ops.matmul(d, self.col.T).reshape(fn, c, fh, fw)
-        if not self.input_grad:
-            return None
-        dcol = ops.matmul(self.W.reshape(fn, -1).T, d,
-                          out=ops.scratch(self._dcol, (c * fh * fw, d.shape[1]), d.dtype))
-        self._dcol = dcol if ops.keeps_scratch else None
-        return ops.col2im(dcol, self.x_shape, fh, fw, self.stride, self.pad, *dout.shape[2:])
+        dx, self.dW, self.db = ops_for(dout).conv_grad(dout, self.x, self.W, self.col,
+                                                       self.stride, self.pad, self.input_grad)
+        return dx
 
     def forward_stack(self, x):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
@@ -118,8 +104,10 @@ class Convolution:
         to channel f. So each copy costs one column, not a convolution.
         """
         xp = get_array_module(x)
-        base, col = self._forward(x)  # (N, FN, out_h, out_w)
+        base, _ = self._forward(x)  # (N, FN, out_h, out_w)
         n, fn, out_h, out_w = base.shape
+        col = ops_for(x).im2col(x, self.W.shape[2], self.W.shape[3], self.stride, self.pad,
+                                out_h, out_w)
         k = index.shape[0]
         out = xp.broadcast_to(base, (k,) + base.shape).copy()
         copies = xp.arange(k)[:, None]
