@@ -9,17 +9,17 @@ ranges in a small thread pool.
 
 That only pays if nothing else is spinning on the cores. OpenBLAS's own
 worker threads busy-wait for about 0.1 s after each product, so a pass split
-in two right after a product ran no faster than on one thread. So the first
-time HostOps splits a product (a large one: a convolution's, or a big
-evaluation batch; the book's fully connected nets train on products too
-small to split), it sets NumPy's BLAS to one thread for the rest of the
-process, through threadpoolctl (which finds OpenBLAS, MKL or BLIS in
-whatever NumPy build is installed), and from then on splits the large
-products itself: by output columns or rows, or, for a long sum of small
-products (a convolution's dW), into partial sums added in a fixed order.
-Results depend on the thread count, never on timing. :func:`default_blas`
-gives BLAS its own threads back for a block of code (the benchmark's
-reference rows run under it).
+in two right after a product ran no faster than on one thread. So when the
+first convolution runs, HostOps sets NumPy's BLAS to one thread for the
+rest of the process, through threadpoolctl (which finds OpenBLAS, MKL or
+BLIS in whatever NumPy build is installed), and from then on splits the
+large products itself: by output columns or rows, or, for a long sum of
+small products (a convolution's dW), into partial sums added in a fixed
+order. Results depend on the thread count, never on timing. Processes that
+run no convolution (the book's fully connected nets, whose passes are too
+small to split) keep BLAS's own threads. :func:`default_blas` gives BLAS its
+threads back for a block of code (the benchmark's reference rows run under
+it).
 
 ``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
 process may run on, at most 8, or 1 where threadpoolctl is not installed,
@@ -151,10 +151,8 @@ class HostOps(Ops):
         m, k = a.shape
         n = b.shape[1]
         macs = m * n * k
-        if self.parts(self.threads, macs=macs) < 2:
-            return super().matmul(a, b, bias, out)
-        if _blas_default is None:
-            self._single_thread_blas()  # from the first product split here, BLAS keeps quiet
+        if _blas_default is None or self.parts(self.threads, macs=macs) < 2:
+            return super().matmul(a, b, bias, out)  # BLAS still runs its own threads
         xp = self.xp
         if out is None:
             out = xp.empty((m, n), dtype=xp.result_type(a, b))
@@ -187,6 +185,11 @@ class HostOps(Ops):
         if bias is not None:
             out += bias
         return out
+
+    def conv(self, x, W, b, stride, pad, out_h, out_w):
+        if _blas_default is None and self.threads > 1:
+            self._single_thread_blas()  # from the first convolution on, products split here
+        return super().conv(x, W, b, stride, pad, out_h, out_w)
 
     def _elementwise(self, work, a):
         """Run ``work(index)`` over parts of ``a`` split along its outermost axis in memory."""

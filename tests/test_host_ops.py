@@ -17,6 +17,7 @@ def split(monkeypatch):
     monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(host_ops, "MIN_PART_MACS", 1)
     monkeypatch.setattr(host_ops, "MIN_PART_SIDE", 2)
+    monkeypatch.setattr(host_ops, "_blas_default", 2)  # as after a convolution: products split
     return HostOps(np, threads=3)
 
 
@@ -159,7 +160,8 @@ def test_nested_splits_run_in_the_part_that_asked(split):
 def test_default_blas_gives_blas_its_threads_back_for_a_block():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     ops = HostOps(np, threads=2)
-    ops.matmul(np.ones((512, 512)), np.ones((512, 512)))  # the first split product sets it
+    w = np.ones((2, 1, 3, 3))
+    ops.conv(np.ones((1, 1, 5, 5)), w, np.zeros(2), 1, 0, 3, 3)  # the first convolution sets it
     if host_ops._blas() is None or host_ops._blas_default is None:
         pytest.skip("no BLAS library threadpoolctl can set here")
 
