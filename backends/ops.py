@@ -40,8 +40,8 @@ Each operation:
     ``arg`` names.
 ``conv(x, W, b, stride, pad, out_h, out_w)``
     ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
-    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
-    ``conv_grad`` needs besides ``x`` (the columns, or None).
+    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and the
+    columns ``im2col(x)``, which ``conv_grad`` takes back.
 ``conv_grad(dout, x, W, col, stride, pad, input_grad)``
     ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
 ``uniform(key, counter, shape)``
@@ -154,8 +154,6 @@ class Ops:
         out_h, out_w = dout.shape[2:]
         d = dout.transpose(1, 0, 2, 3).reshape(fn, -1)  # free for conv's own layout
         db = d.sum(axis=1)
-        if col is None:
-            col = self.im2col(x, fh, fw, stride, pad, out_h, out_w)
         dW = self.matmul(d, col.T).reshape(W.shape)
         if not input_grad:
             return None, dW, db

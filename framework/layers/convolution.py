@@ -69,8 +69,7 @@ class Convolution:
                 conv_output_size(input_shape[2], fw, self.stride, self.pad))
 
     def _forward(self, x):
-        """``(out, col)`` for a batch ``(N, C, H, W)``: ``col`` is what backward needs
-        besides ``x`` (im2col's columns; None where the backend recomputes them)."""
+        """``(out, col)`` for a batch ``(N, C, H, W)``, ``col`` its im2col columns."""
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
