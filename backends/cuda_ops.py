@@ -200,7 +200,16 @@ class CupyOps(Ops):
     def relu(self, x):
         if not self.fused:
             return super().relu(x)
-        return self._relu(x)
+        # Outputs in x's memory order (a convolution's channel-major layout), which
+        # the next layer's kernels read in place; CuPy would make them C order.
+        order = _order(x)
+        return self._relu(x, _empty(cupy, x.shape, x.dtype, order),
+                          _empty(cupy, x.shape, numpy.bool_, order))
+
+    def relu_backward(self, dout, keep):
+        if not self.fused:
+            return super().relu_backward(dout, keep)
+        return cupy.multiply(dout, keep, out=_empty(cupy, dout.shape, dout.dtype, _order(dout)))
 
     def softmax_cross_entropy(self, x, t, rows):
         if not self.fused or x.dtype.kind != "f" or t.dtype.kind not in "iu":

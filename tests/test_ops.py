@@ -195,3 +195,16 @@ def to_device(backend, x):
     order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
     inverse = [order.index(i) for i in range(x.ndim)]
     return backend.asarray(np.ascontiguousarray(x.transpose(order))).transpose(inverse)
+
+
+def test_relu_keeps_a_channel_major_layout(ops, backend):
+    """The layers after a convolution keep its (C, N, H, W) memory, so the next one reads
+    it in place (the plain CuPy versions may not: they are the unfused reference)."""
+    x = to_device(backend, np.random.default_rng(3).standard_normal((4, 2, 5, 5))
+                  .astype("float32").transpose(1, 0, 2, 3))
+    out, keep = ops.relu(x)
+    dx = ops.relu_backward(out, keep)
+    if getattr(ops, "fused", True):
+        for a in (out, keep, dx):
+            assert a.transpose(1, 0, 2, 3).flags.c_contiguous
+    np.testing.assert_array_equal(to_host(dx), np.maximum(to_host(x), 0))
