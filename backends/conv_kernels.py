@@ -29,6 +29,28 @@ SOURCE = r'''
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
          i += (long long)blockDim.x * gridDim.x)
 
+// Pixel i of a channel-major walk over (C, N, H, W): its sample, channel, row and column.
+__device__ inline void xpnet_pixel(long long i, int n, int h, int w, long long* s,
+                                   long long* ch, int* y, int* xx)
+{
+    *xx = (int)(i % w);
+    i /= w;
+    *y = (int)(i % h);
+    i /= h;
+    *s = i % n;
+    *ch = i / n;
+}
+
+// Along one axis: whether pixel p is offset k of some window (p = o * stride + k - pad,
+// 0 <= o < out), and which window o.
+__device__ inline bool xpnet_window(int p, int k, int stride, int pad, int out, int* o)
+{
+    const int t = p + pad - k;
+    if (t < 0 || t % stride != 0 || t / stride >= out) return false;
+    *o = t / stride;
+    return true;
+}
+
 // col[(ch, ki, kj), (s, oy, ox)] = x[s, ch, oy * stride + ki - pad, ox * stride + kj - pad],
 // 0 outside the image; col row-major, x with element strides (xn, xc, xh, xw).
 extern "C" __global__ void xpnet_im2col(
@@ -65,22 +87,14 @@ extern "C" __global__ void xpnet_col2im(
     const long long cols = (long long)n * oh * ow;
     const long long total = (long long)c * n * h * w;
     XPNET_FOR_EACH(i, total) {
-        long long q = i;
-        const int xx = (int)(q % w);
-        q /= w;
-        const int y = (int)(q % h);
-        q /= h;
-        const long long s = q % n;
-        const long long ch = q / n;
+        long long s, ch;
+        int y, xx, oy, ox;
+        xpnet_pixel(i, n, h, w, &s, &ch, &y, &xx);
         T acc = (T)0;
         for (int ki = 0; ki < fh; ++ki) {
-            const int ty = y + pad - ki;
-            if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
-            const int oy = ty / stride;
+            if (!xpnet_window(y, ki, stride, pad, oh, &oy)) continue;
             for (int kj = 0; kj < fw; ++kj) {
-                const int tx = xx + pad - kj;
-                if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
-                const int ox = tx / stride;
+                if (!xpnet_window(xx, kj, stride, pad, ow, &ox)) continue;
                 acc += col[((ch * fh + ki) * fw + kj) * cols + (s * oh + oy) * ow + ox];
             }
         }
@@ -135,22 +149,14 @@ extern "C" __global__ void xpnet_max_pool_grad(
 {
     const long long total = (long long)c * n * h * w;
     XPNET_FOR_EACH(i, total) {
-        long long q = i;
-        const int xx = (int)(q % w);
-        q /= w;
-        const int y = (int)(q % h);
-        q /= h;
-        const long long s = q % n;
-        const long long ch = q / n;
+        long long s, ch;
+        int y, xx, oy, ox;
+        xpnet_pixel(i, n, h, w, &s, &ch, &y, &xx);
         T acc = (T)0;
         for (int ki = 0; ki < ph; ++ki) {
-            const int ty = y + pad - ki;
-            if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
-            const int oy = ty / stride;
+            if (!xpnet_window(y, ki, stride, pad, oh, &oy)) continue;
             for (int kj = 0; kj < pw; ++kj) {
-                const int tx = xx + pad - kj;
-                if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
-                const int ox = tx / stride;
+                if (!xpnet_window(xx, kj, stride, pad, ow, &ox)) continue;
                 if ((int)arg[s * an + ch * ac + oy * ah + ox * aw] == ki * pw + kj)
                     acc += dout[s * dn + ch * dc + oy * dh + ox * dw];
             }

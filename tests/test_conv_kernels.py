@@ -27,6 +27,7 @@ PRELUDE = r'''
 struct xpnet_dim { long long x; };
 static const xpnet_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
 #define __global__
+#define __device__
 '''
 
 TYPES = {"float32": "float", "float64": "double"}
