@@ -34,7 +34,9 @@ add over NumPy alone is given as their paired ratio to numpy-bare.
 
 Then SimpleConvNet and DeepConvNet (--conv-batch, on --conv-n synthetic
 images): xpnet's Trainer, the book's code (book_reference.py, float32 weights)
-and PyTorch eager with the same layer shapes.
+and PyTorch eager with the same layer shapes; on CuPy also the eager step, and
+the eager step with im2col, col2im and pooling as plain CuPy operations
+(xpnet-unfused: what backends/conv_kernels.py gains).
 
 The same rows (less the unfused and bare-loop ones) for chapter 6's
 MultiLayerNet(784, [100] * 5, 10), with and without batch norm, at batch 100
@@ -507,6 +509,14 @@ class ConvXpnetEager(ConvRow, DeepXpnetEager):
     pass
 
 
+class ConvXpnetUnfused(ConvXpnetEager):
+    """CuPy only: the eager step with im2col, col2im and pooling as plain CuPy operations
+    (a strided copy, fh * fw slice additions, three passes per window offset) instead of
+    backends/conv_kernels.py's kernels: what the kernels gain."""
+    kind = "xpnet-unfused"
+    fused = False
+
+
 class ConvBookLoop(BookLoop):
     lr = DEEP_LR
 
@@ -532,15 +542,19 @@ class ConvTorchEager(TorchEager):
                              nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5))
 
 
-def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_row):
-    """For each net: the Trainer on every backend (and its eager step on CuPy), the CPU
-    references (``cpu_rows``: the book's loop, numpy-bare), and PyTorch per device."""
+def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_row,
+                   unfused=None):
+    """For each net: the Trainer on every backend (and its eager step on CuPy, and with
+    ``unfused`` that step on plain CuPy operations), the CPU references (``cpu_rows``: the
+    book's loop, numpy-bare), and PyTorch per device."""
     rows = []
     for net in nets:
         for device in backends.available():
             rows.append(trainer(device, batch, net, data))
             if device == "cupy":
                 rows.append(eager(device, batch, net, data))
+                if unfused is not None:
+                    rows.append(unfused(device, batch, net, data))
         rows += [row_type("numpy", batch, net, data) for row_type in cpu_rows]
         rows += [torch_row(device, batch, net, data) for device in torch_ok]
     return rows
@@ -548,7 +562,7 @@ def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_
 
 def make_conv_rows(batch, data, torch_ok):
     return named_net_rows(CONV_NETS, batch, data, torch_ok, ConvXpnetTrainer, ConvXpnetEager,
-                          [ConvBookLoop], ConvTorchEager)
+                          [ConvBookLoop], ConvTorchEager, unfused=ConvXpnetUnfused)
 
 
 def make_deep_rows(batch, data, torch_ok):
