@@ -146,13 +146,13 @@ class HostOps(Ops):
             self._local.inside = False
 
     def matmul(self, a, b, bias=None, out=None):
-        if a.ndim != 2 or b.ndim != 2 or self.threads < 2:
-            return super().matmul(a, b, bias, out)
+        if _blas_default is None or self.threads < 2 or a.ndim != 2 or b.ndim != 2:
+            return super().matmul(a, b, bias, out)  # BLAS still runs its own threads
         m, k = a.shape
         n = b.shape[1]
         macs = m * n * k
-        if _blas_default is None or self.parts(self.threads, macs=macs) < 2:
-            return super().matmul(a, b, bias, out)  # BLAS still runs its own threads
+        if self.parts(self.threads, macs=macs) < 2:
+            return super().matmul(a, b, bias, out)
         xp = self.xp
         if out is None:
             out = xp.empty((m, n), dtype=xp.result_type(a, b))
@@ -201,6 +201,8 @@ class HostOps(Ops):
         self.each_part(lambda lo, hi: work(head + (slice(lo, hi),)), a.shape[axis], a.nbytes)
 
     def relu(self, x):
+        if x.nbytes < 2 * MIN_PART_BYTES:  # too small to split: the plain two passes
+            return super().relu(x)
         xp = self.xp
         out = xp.empty_like(x)
         keep = xp.empty_like(x, dtype=bool)
@@ -213,6 +215,8 @@ class HostOps(Ops):
         return out, keep
 
     def relu_backward(self, dout, keep):
+        if dout.nbytes < 2 * MIN_PART_BYTES:
+            return super().relu_backward(dout, keep)
         xp = self.xp
         dx = xp.empty_like(dout)
         self._elementwise(lambda s: xp.multiply(dout[s], keep[s], out=dx[s]), dout)
