@@ -126,7 +126,7 @@ class HostOps(Ops):
     def each_part(self, work, n, nbytes=0, macs=0):
         parts = self.parts(n, nbytes, macs)
         if parts < 2 or getattr(self._local, "inside", False):
-            work(0, n)  # small, or already in a part (a chunk's im2col): no nested split
+            work(0, n)  # small, or called from inside a part: no nested split
             return
         bounds = [n * i // parts for i in range(parts + 1)]
         futures = [self._executor().submit(self._part, work, lo, hi)
