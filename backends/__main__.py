@@ -1,11 +1,14 @@
 """``python -m backends``: which backend XPNET_BACKEND picks here, and why."""
 
+import os
 import platform
 import sys
 
 import numpy
 
 import backends
+from backends import host_ops
+from backends.ops import ops_for
 
 
 def main():
@@ -19,6 +22,13 @@ def main():
     print(f"device:  {b.device}")
     print(f"python:  {platform.python_version()}")
     print(f"numpy:   {numpy.__version__}")
+    try:
+        host = ops_for(numpy.zeros(1))
+    except ValueError as e:  # a bad XPNET_HOST_THREADS
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"host:    {host.threads} thread(s) for the CPU's passes ({host_ops.ENV_VAR}="
+          f"{os.environ.get(host_ops.ENV_VAR, 'unset')}); {host_ops.blas_summary()}")
     if b.name == "cupy":
         cupy = b.xp
         rt = cupy.cuda.runtime.runtimeGetVersion()

@@ -79,6 +79,17 @@ def host_threads(environ=None):
     return threads
 
 
+def blas_summary():
+    """One line on NumPy's BLAS and its threads, for ``python -m backends``."""
+    blas = _blas()
+    if blas is None:
+        return "BLAS threads left to BLAS (threadpoolctl not installed or no BLAS found)"
+    libs = ", ".join(f"{c.internal_api} {c.num_threads} thread(s)" for c in blas.lib_controllers)
+    state = ("set to one by xpnet since the first convolution" if _blas_default is not None
+             else "its own until the first convolution")
+    return f"BLAS: {libs} ({state})"
+
+
 @contextlib.contextmanager
 def default_blas():
     """Within the block, BLAS runs on the threads it had before xpnet set it to one."""

@@ -11,8 +11,8 @@ import backends
 from tests.conftest import ROOT
 
 
-def run_module(env_value):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+def run_module(env_value, **extra):
+    env = dict(os.environ, PYTHONPATH=ROOT, **extra)
     if env_value is None:
         env.pop("XPNET_BACKEND", None)
     else:
@@ -27,6 +27,15 @@ def test_env_numpy_picks_numpy():
     assert "backend: numpy" in r.stdout
     assert "device:  CPU" in r.stdout
     assert f"numpy:   {np.__version__}" in r.stdout
+
+
+def test_it_reports_the_host_threads_and_refuses_a_bad_count():
+    r = run_module("numpy", XPNET_HOST_THREADS="3")
+    assert r.returncode == 0, r.stderr
+    assert "host:    3 thread(s) for the CPU's passes (XPNET_HOST_THREADS=3)" in r.stdout
+    r = run_module("numpy", XPNET_HOST_THREADS="zero")
+    assert r.returncode == 2
+    assert "XPNET_HOST_THREADS='zero': expected a positive integer" in r.stderr
 
 
 @pytest.mark.parametrize("value", ["auto", None])
