@@ -25,9 +25,10 @@ kernels and fill the pool), records the second, then puts the parameters,
 the layers' state (batch norm's running averages, dropout's generator
 counters, both updated in place on the device and so recorded with the
 step) and the optimizer's state back, so building a graph changes nothing.
-Optimizers that compute a value on the host at every step (Adam's step
-size) cannot be replayed; they say so with ``capturable = False`` and the
-Trainer keeps the eager step. A learning rate changed between epochs (a
+Optimizers that computed a value on the host at every step could not be
+replayed; they would say so with ``capturable = False`` and the Trainer
+keeps the eager step. Adam computes its step size on the device from a
+step count kept there, so it is recorded like the others. A learning rate changed between epochs (a
 schedule in a callback) is seen by :meth:`CudaGraphStep.is_current`, and
 the Trainer records the step again.
 """
@@ -120,9 +121,12 @@ class CudaGraphStep:
 
     def _fingerprint(self):
         """The optimizer's numbers and the arrays the graph was recorded with."""
+        # private numbers (Adam's host copy of its step count) are not baked in
         numbers = tuple(sorted((k, v) for k, v in vars(self.optimizer).items()
-                               if isinstance(v, (int, float)) and k != "iter"))
+                               if isinstance(v, (int, float)) and k != "iter"
+                               and not k.startswith("_")))
         arrays = list(self.network.params.values()) + list(self._state().values())
+        arrays += [v for v in vars(self.optimizer).values() if isinstance(v, cupy.ndarray)]
         for state in self.optimizer.state.values():
             arrays += list((state or {}).values())
         return numbers, arrays

@@ -5,7 +5,8 @@ GPU step costs what its launches cost (about 10 us of host time each in
 CuPy), not what its arithmetic costs. Written with plain CuPy operations,
 softmax with cross-entropy is a dozen launches and its gradient four; here
 each is one. ReLU's output and mask come from one kernel instead of two,
-and the SGD update ``p -= lr * g`` is one kernel instead of two. The
+the SGD update ``p -= lr * g`` is one kernel instead of two, and Adam's
+update of a parameter one instead of twelve. The
 convolutional passes (im2col, col2im, max pooling and its gradient) are one
 kernel each too, from :mod:`backends.conv_kernels`.
 
@@ -150,6 +151,16 @@ class CupyOps(Ops):
         self._relu = cupy.ElementwiseKernel(
             "T x", "T y, bool keep", "keep = x > (T)0; y = x * (T)keep;", "xpnet_relu")
         self._sgd = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g", "xpnet_sgd")
+        # Adam: the step size from the device's step counter, then each parameter's update
+        # in one kernel (twelve launches a parameter as array code)
+        self._adam_step_size = cupy.ElementwiseKernel(
+            "float64 lr, float64 beta1, float64 beta2", "float64 t, float64 lr_t",
+            "t += 1; lr_t = lr * sqrt(1.0 - pow(beta2, t)) / (1.0 - pow(beta1, t));",
+            "xpnet_adam_step_size")
+        self._adam = cupy.ElementwiseKernel(
+            "T g, float64 lr_t, T c1, T c2", "T m, T v, T p",
+            "m += c1 * (g - m); v += c2 * (g * g - v); p -= (T)lr_t * m / (sqrt(v) + (T)1e-7);",
+            "xpnet_adam")
 
     def _kernel(self, key, source, name, **types):
         kernel = self._kernels.get(key)
@@ -293,3 +304,16 @@ class CupyOps(Ops):
         if not self.fused or not isinstance(lr, (int, float)):
             return super().sgd_update(p, g, lr)
         self._sgd(g, p.dtype.type(lr), p)
+
+    def adam_step_size(self, t, lr, beta1, beta2):
+        if not self.fused or t.dtype != numpy.float64 or t.ndim != 0:
+            return super().adam_step_size(t, lr, beta1, beta2)
+        lr_t = cupy.empty((), dtype=numpy.float64)
+        self._adam_step_size(float(lr), float(beta1), float(beta2), t, lr_t)
+        return lr_t
+
+    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
+        if not self.fused or p.dtype.name not in ("float32", "float64") or \
+                not isinstance(lr_t, cupy.ndarray):
+            return super().adam_update(p, g, m, v, lr_t, beta1, beta2)
+        self._adam(g, lr_t, p.dtype.type(1 - beta1), p.dtype.type(1 - beta2), m, v, p)

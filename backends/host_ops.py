@@ -29,6 +29,7 @@ splitting off and leaves BLAS alone.
 
 import concurrent.futures
 import contextlib
+import math
 import os
 import threading
 
@@ -155,6 +156,13 @@ class HostOps(Ops):
             work(lo, hi)
         finally:
             self._local.inside = False
+
+    def adam_step_size(self, t, lr, beta1, beta2):
+        # The count is in host memory, so reading it costs nothing; Python's floats give
+        # the book's step size to the last bit (NumPy's vectorised pow may differ by an ulp).
+        t += 1
+        n = float(t)
+        return self.xp.float64(lr * math.sqrt(1.0 - beta2 ** n) / (1.0 - beta1 ** n))
 
     def matmul(self, a, b, bias=None, out=None):
         if _blas_default is None or self.threads < 2 or a.ndim != 2 or b.ndim != 2:

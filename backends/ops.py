@@ -24,6 +24,14 @@ Each operation:
     ``(y - onehot(t)) * scale``.
 ``sgd_update(p, g, lr)``
     ``p -= lr * g`` in place.
+``adam_step_size(t, lr, beta1, beta2)``
+    Adam's step size from a step counter kept on the device: ``t += 1`` in
+    place (a float64 0-d array), then ``lr * sqrt(1 - beta2^t) / (1 -
+    beta1^t)`` as a float64 0-d array. Computed where the parameters live,
+    a CUDA graph replays it with each step.
+``adam_update(p, g, m, v, lr_t, beta1, beta2)``
+    ``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m /
+    (sqrt(v) + 1e-7)``, all in place, ``lr_t`` that 0-d array.
 ``im2col(x, fh, fw, stride, pad, out_h, out_w, out=None)``
     the windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C * fh
     * fw, N * out_h * out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy * stride
@@ -241,6 +249,16 @@ class Ops:
 
     def sgd_update(self, p, g, lr):
         p -= lr * g
+
+    def adam_step_size(self, t, lr, beta1, beta2):
+        t += 1
+        return lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+
+    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g * g - v)
+        # lr_t in p's dtype first: a float64 array would make the product float64
+        p -= lr_t.astype(p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
 
     def uniform(self, key, counter, shape):
         xp = self.xp

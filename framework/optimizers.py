@@ -169,26 +169,45 @@ class Adam(Optimizer):
     lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t);
     m <- m + (1 - beta1)(g - m);  v <- v + (1 - beta2)(g^2 - v);
     p <- p - lr_t * m / (sqrt(v) + 1e-7)
+
+    The step count ``t`` lives on the parameters' device (a float64 0-d
+    array) and ``lr_t`` is computed there (``ops.adam_step_size``), so a
+    recorded CUDA-graph step replays it with the right ``t`` each time. The
+    numbers are the book's: on NumPy the same operations in the same order.
+    ``iter`` reads the count back from the device, so it is for checkpoints
+    and logs, not for every step.
     """
 
     slots = ("m", "v")
-    capturable = False  # lr_t is computed on the host from the step count
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self._t = None  # the device's step count, made at the first update
         super().__init__(lr)
         self.beta1 = check_number("Adam", "beta1", beta1, 0, 1)
         self.beta2 = check_number("Adam", "beta2", beta2, 0, 1)
 
+    @property
+    def iter(self):
+        """Steps taken (a read from the device when the count lives there)."""
+        return self._iter if self._t is None else int(to_numpy(self._t))
+
+    @iter.setter
+    def iter(self, n):
+        self._iter = int(n)
+        if self._t is not None:
+            self._t.fill(self._iter)  # in place: a recorded graph holds this array
+
     def update(self, params, grads):
         self._init_state(params)
-        self.iter += 1
-        lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        first = next(iter(params.values()))
+        xp = get_array_module(first)
+        if self._t is None or get_array_module(self._t) is not xp:
+            self._t = xp.full((), self.iter, dtype=xp.float64)
+        ops = ops_for(first)
+        lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
         for key, p in params.items():
-            xp = get_array_module(p)
-            m, v, g = self.state["m"][key], self.state["v"][key], grads[key]
-            m += (1 - self.beta1) * (g - m)
-            v += (1 - self.beta2) * (g * g - v)
-            p -= lr_t * m / (xp.sqrt(v) + 1e-7)
+            ops.adam_update(p, grads[key], self.state["m"][key], self.state["v"][key], lr_t,
+                            self.beta1, self.beta2)
 
 
 OPTIMIZERS = {cls.__name__.lower(): cls

@@ -17,12 +17,12 @@ from tests.test_gpu import data, needs_gpu, spin_kernel
 
 
 def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch",
-        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3)):
+        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3), lr=0.1):
     backends.use(name)
     x, t = data(n)
     net = make_net()
     trainer = Trainer(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
-                      optimizer=optimizer, optimizer_param={"lr": 0.1}, verbose=False,
+                      optimizer=optimizer, optimizer_param={"lr": lr}, verbose=False,
                       seed=seed, graph=graph, sampling=sampling)
     trainer.train()
     return trainer, np.array(trainer.train_loss_list), {k: to_host(v) for k, v in
@@ -159,9 +159,18 @@ def test_recording_changes_nothing(on_cupy):
 
 
 @needs_gpu
-def test_adam_and_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
-    trainer, *_ = run("cupy", "auto", "Adam", iters=10)
-    assert trainer.step_mode.startswith("eager (Adam cannot be replayed")
+def test_adam_is_recorded_and_takes_each_steps_size(on_cupy):
+    """Adam's step count and size live on the device, so the replays advance them."""
+    graph = run("cupy", True, "Adam", iters=60, lr=0.001)
+    assert graph[0].step_mode == "cuda-graph" and graph[0].optimizer.iter == 60
+    eager = run("cupy", False, "Adam", iters=60, lr=0.001)
+    assert eager[0].optimizer.iter == 60
+    assert_same_run(eager, graph)
+    assert_same_run(run("numpy", "auto", "Adam", iters=60, lr=0.001), graph)
+
+
+@needs_gpu
+def test_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
     monkeypatch.setenv("XPNET_CUDA_GRAPH", "0")
     trainer, *_ = run("cupy", "auto", iters=10)
     assert trainer.step_mode == "eager (XPNET_CUDA_GRAPH=0)"

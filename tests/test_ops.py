@@ -88,6 +88,31 @@ def test_sgd_update_in_place(ops, backend, dtype):
     np.testing.assert_allclose(to_host(pd), p - 0.1 * g, rtol=tol(dtype), atol=tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_step_size_and_update(ops, backend, dtype):
+    """Three steps of the book's Adam, the counter on the device, against the host formula."""
+    rng = np.random.default_rng(1)
+    p, m, v = rng.standard_normal((3, 40, 9)).astype(dtype)
+    v = np.abs(v)
+    pd, md, vd = (backend.asarray(a.copy()) for a in (p, m, v))
+    t = backend.xp.full((), 4, dtype=backend.xp.float64)
+    for step in range(5, 8):
+        g = rng.standard_normal((40, 9)).astype(dtype)
+        lr_t = ops.adam_step_size(t, 0.01, 0.9, 0.999)
+        assert float(to_host(t)) == step and to_host(lr_t).dtype == np.float64
+        want_lr = 0.01 * np.sqrt(1.0 - 0.999 ** step) / (1.0 - 0.9 ** step)
+        # the host's to the last bit (Python's floats); a device's pow within a few ulps
+        np.testing.assert_allclose(float(to_host(lr_t)), want_lr,
+                                   rtol=0 if backend.name == "numpy" else 1e-14)
+        ops.adam_update(pd, backend.asarray(g), md, vd, lr_t, 0.9, 0.999)
+        m = m + 0.1 * (g.astype(np.float64) - m)
+        v = v + 0.001 * (g.astype(np.float64) ** 2 - v)
+        p = p - want_lr * m / (np.sqrt(v) + 1e-7)
+    for got, want in ((pd, p), (md, m), (vd, v)):
+        assert to_host(got).dtype == np.dtype(dtype)
+        np.testing.assert_allclose(to_host(got), want, rtol=10 * tol(dtype), atol=tol(dtype))
+
+
 SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
           (1, 1, 1), (3, 37, 33), (65, 9, 130)]
 

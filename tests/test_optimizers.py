@@ -67,6 +67,44 @@ def test_state_dict_round_trip(xp):
     np.testing.assert_array_equal(to_host(p1["w"]), to_host(p2["w"]))
 
 
+def test_adam_is_the_books_bit_for_bit_on_numpy():
+    """The step count and step size moved to the device; on NumPy the arithmetic is
+    unchanged: ten float32 steps equal the book's common/optimizer.py exactly (as NumPy 1,
+    for which it was written, ran it)."""
+    rng = np.random.default_rng(2)
+    p = rng.standard_normal((30, 7)).astype(np.float32)
+    grads = rng.standard_normal((10, 30, 7)).astype(np.float32)
+    ours, adam = {"w": p.copy()}, Adam(lr=0.01)
+    book, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for it, g in enumerate(grads, start=1):
+        adam.update(ours, {"w": g})
+        # a Python float, as NumPy 1 treated the book's np.float64 lr_t: in float32 math
+        lr_t = float(0.01 * np.sqrt(1.0 - 0.999 ** it) / (1.0 - 0.9 ** it))
+        m += (1 - 0.9) * (g - m)
+        v += (1 - 0.999) * (g ** 2 - v)
+        book -= lr_t * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_array_equal(ours["w"], book)
+    assert ours["w"].dtype == np.float32 and adam.iter == 10
+
+
+def test_adam_step_count_lives_with_the_parameters(xp):
+    a = Adam(lr=0.01)
+    assert a.iter == 0 and a._t is None
+    params = {"w": xp.asarray([1.0, 2.0])}
+    for _ in range(3):
+        a.update(params, {"w": xp.asarray([0.1, 0.2])})
+    assert type(a._t) is type(params["w"]) and a._t.ndim == 0 and a.iter == 3
+    t = a._t
+    a.iter = 7  # written in place: a recorded CUDA graph holds this array
+    assert a._t is t and float(to_host(t)) == 7.0
+    assert a.state_dict()["iter"] == 7
+    b = Adam(lr=0.01)
+    b.load_state_dict(a.state_dict(), params)
+    assert b.iter == 7
+    b.update(params, {"w": xp.asarray([0.1, 0.2])})
+    assert b.iter == 8
+
+
 def test_get_optimizer_by_name_like_the_book():
     assert isinstance(get_optimizer("AdaGrad"), AdaGrad)
     assert get_optimizer("sgd").lr == 0.01  # optimizer_param=None means lr 0.01
