@@ -1,4 +1,4 @@
-"""CuPy kernels for the operations in :mod:`backends.ops`, and the GEMM of the CUDA-graph step.
+"""CuPy kernels for the operations in :mod:`backends.ops`, and the GEMMs of the CUDA-graph step.
 
 Why kernels of our own: the book's network at batch 100 is tiny, so a
 GPU step costs what its launches cost (about 10 us of host time each in
@@ -13,8 +13,8 @@ kernel each too, from :mod:`backends.conv_kernels`.
 :meth:`CupyOps.matmul` calls cuBLAS, except while ``graph_kernels`` is set
 (by :mod:`backends.cuda_graph`, around the warm-up and the capture of a
 step): CuPy refuses cuBLAS during stream capture (cupy issue #6290), so
-those products run on :data:`GEMM_SOURCE`, a split-K kernel sized for
-these small matrices.
+those products run on :mod:`backends.gemm_kernels`' kernels: one for the
+fully connected nets' small matrices, one for the convolutions' large ones.
 
 ``XPNET_FUSED=0`` in the environment (or ``ops.fused = False``) turns the
 fused kernels off and routes every operation through the plain CuPy
@@ -27,7 +27,7 @@ import os
 import cupy
 import numpy
 
-from backends import conv_kernels
+from backends import conv_kernels, gemm_kernels
 from backends.ops import Ops, _empty, _order
 
 _C_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
@@ -43,48 +43,6 @@ def c_type(dtype):
         raise TypeError(f"no CUDA kernel for dtype {name}; expected one of {', '.join(_C_TYPES)}")
     return _C_TYPES[name]
 
-
-# C[M, N] = A[M, K] B[K, N] (+ bias[N]), A and B with any element strides, C row-major.
-# A block is 32 columns x TM rows of C; its 8 warps split K between them and
-# add their partial sums through shared memory. Lanes run along C's columns,
-# so B's rows are read coalesced and A's element is one broadcast per warp.
-GEMM_TM = 4
-GEMM_KSPLIT = 8
-GEMM_SOURCE = r'''
-extern "C" __global__ void xpnet_gemm(const T* A, const T* B, const T* bias, T* C,
-                                      int M, int N, int K,
-                                      long long sa0, long long sa1,
-                                      long long sb0, long long sb1, int has_bias)
-{
-    __shared__ T part[KSPLIT][TM][32];
-    const int j = blockIdx.x * 32 + threadIdx.x;
-    const int i0 = blockIdx.y * TM;
-    const int rows = min(TM, M - i0);
-    T acc[TM];
-#pragma unroll
-    for (int r = 0; r < TM; ++r) acc[r] = 0;
-    if (j < N) {
-        const T* a = A + i0 * sa0;
-        for (int k = threadIdx.y; k < K; k += KSPLIT) {
-            const T b = B[k * sb0 + j * sb1];
-#pragma unroll
-            for (int r = 0; r < TM; ++r)
-                if (r < rows) acc[r] += a[r * sa0 + k * sa1] * b;
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < TM; ++r) part[threadIdx.y][r][threadIdx.x] = acc[r];
-    __syncthreads();
-    if (threadIdx.y < rows && j < N) {
-        const int r = threadIdx.y;
-        T s = 0;
-#pragma unroll
-        for (int w = 0; w < KSPLIT; ++w) s += part[w][r][threadIdx.x];
-        if (has_bias) s += bias[j];
-        C[(long long)(i0 + r) * N + j] = s;
-    }
-}
-'''
 
 # One block does the whole batch: each thread takes rows n, n + 256, ..., writes
 # softmax(x_n) and adds log sum exp - x_n[t_n]; a tree sum gives the mean.
@@ -168,8 +126,9 @@ class CupyOps(Ops):
             kernel = self._kernels[key] = compile_kernel(source, name, **types)
         return kernel
 
-    def gemm(self, a, b, bias=None):
-        """``a @ b (+ bias)`` on :data:`GEMM_SOURCE`: no cuBLAS, so it can be captured."""
+    def gemm(self, a, b, bias=None, kernel=None):
+        """``a @ b (+ bias)`` on :mod:`backends.gemm_kernels`: no cuBLAS, so it can be
+        captured. ``kernel`` ('block' or 'tiles') overrides the choice by size."""
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"gemm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
                              f"multiply as matrices")
@@ -178,25 +137,36 @@ class CupyOps(Ops):
                             f"and {b.dtype}")
         m, k = a.shape
         n = b.shape[1]
-        out = cupy.empty((m, n), dtype=a.dtype)
-        if m == 0 or n == 0:
-            return out
-        t = c_type(a.dtype)
-        kernel = self._kernel(("gemm", t), GEMM_SOURCE, "xpnet_gemm", T=t, TM=GEMM_TM,
-                              KSPLIT=GEMM_KSPLIT)
-        item = a.itemsize
         if bias is not None:
             if bias.shape != (n,) or bias.dtype != a.dtype:
                 raise ValueError(f"gemm: bias must be ({n},) {a.dtype}, got "
                                  f"{tuple(bias.shape)} {bias.dtype}")
             bias = cupy.ascontiguousarray(bias)
-        grid = ((n + 31) // 32, (m + GEMM_TM - 1) // GEMM_TM)
-        kernel(grid, (32, GEMM_KSPLIT),
-               (a, b, bias if bias is not None else out, out,
-                numpy.int32(m), numpy.int32(n), numpy.int32(k),
-                numpy.int64(a.strides[0] // item), numpy.int64(a.strides[1] // item),
-                numpy.int64(b.strides[0] // item), numpy.int64(b.strides[1] // item),
-                numpy.int32(bias is not None)))
+        p = gemm_kernels.plan(m, n, k, kernel)
+        out = cupy.empty((m, n), dtype=a.dtype)
+        if m == 0 or n == 0:
+            return out
+        t = c_type(a.dtype)
+        if p.kernel == "block":
+            launch = self._kernel(("gemm", t), gemm_kernels.BLOCK_SOURCE, "xpnet_gemm", T=t,
+                                  TM=gemm_kernels.BLOCK_TM, KSPLIT=gemm_kernels.BLOCK_KSPLIT)
+            item = a.itemsize
+            launch(p.grid, p.block,
+                   (a, b, bias if bias is not None else out, out,
+                    numpy.int32(m), numpy.int32(n), numpy.int32(k),
+                    numpy.int64(a.strides[0] // item), numpy.int64(a.strides[1] // item),
+                    numpy.int64(b.strides[0] // item), numpy.int64(b.strides[1] // item),
+                    numpy.int32(bias is not None)))
+            return out
+        tiles = self._kernel(("gemm_tiles", t), gemm_kernels.TILES_SOURCE, "xpnet_gemm_tiles",
+                             T=t, TM=gemm_kernels.TILE, TN=gemm_kernels.TILE)
+        parts = out if p.slices == 1 else cupy.empty((p.slices, m, n), dtype=a.dtype)
+        tiles(p.grid, p.block, gemm_kernels.tiles_args(p, a, b, bias, parts))
+        if p.slices > 1:
+            add = self._kernel(("gemm_sum", t), gemm_kernels.SUM_SOURCE, "xpnet_gemm_sum", T=t)
+            threads = 256
+            add((max(1, min(-(-m * n // threads), 1 << 16)),), (threads,),
+                gemm_kernels.sum_args(parts, bias, out))
         return out
 
     def matmul(self, a, b, bias=None, out=None):

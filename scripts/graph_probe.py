@@ -13,7 +13,9 @@ and the largest difference of the final parameters from the eager-fused run
 started from the same weights and batches. Prints a Markdown table, then
 the GPU time of each operation of the book's step (784-50-10, batch 100),
 ours against cuBLAS and plain CuPy, from cupyx.profiler.benchmark: where
-the graph step's time goes.
+the graph step's time goes; then the same for Adam's fused update and for
+DeepConvNet's convolution products at batch 100 (the tile GEMM, dW's long K
+cut into slices, against cuBLAS).
 """
 
 import argparse
@@ -113,6 +115,9 @@ def operation_times(repeat=200):
     t = cupy.asarray(rng.integers(0, 10, 100), dtype=cupy.uint8)
     rows = cupy.arange(100)
     y = ops.softmax_cross_entropy(s2, t, rows)[1]
+    d1w, m1, v1 = arr(784, 50), cupy.zeros((784, 50), cupy.float32), cupy.ones((784, 50),
+                                                                            cupy.float32)
+    lr_t = ops.adam_step_size(cupy.zeros((), cupy.float64), 0.001, 0.9, 0.999)
     cases = [
         ("x W1 + b1 (100x784 @ 784x50)", lambda: ops.gemm(x, w1, b1),
          lambda: x @ w1 + b1),
@@ -127,7 +132,21 @@ def operation_times(repeat=200):
         ("its gradient", lambda: ops.softmax_cross_entropy_grad(y, t, 0.01, rows),
          lambda: super(type(ops), ops).softmax_cross_entropy_grad(y, t, 0.01, rows)),
         ("SGD update of W1", lambda: ops.sgd_update(w1, w1, 0.0), lambda: w1.__isub__(0.0 * w1)),
+        ("Adam update of W1", lambda: ops.adam_update(w1, d1w, m1, v1, lr_t, 0.9, 0.999),
+         lambda: super(type(ops), ops).adam_update(w1, d1w, m1, v1, lr_t, 0.9, 0.999)),
     ]
+    # DeepConvNet's largest and smallest-K products at batch 100, as its layers call them:
+    # the tile kernel (K cut into slices for dW) against cuBLAS
+    for name, (fn, ck, p) in {"Conv2": (16, 144, 78400), "Conv6": (64, 576, 4900)}.items():
+        wc, col, d = arr(fn, ck), arr(ck, p), arr(fn, p)
+        cases += [
+            (f"{name} forward W_col col ({fn}x{ck} @ {ck}x{p})",
+             lambda wc=wc, col=col: ops.gemm(wc, col), lambda wc=wc, col=col: wc @ col),
+            (f"{name} dW = (col d^T)^T ({ck}x{p} @ {p}x{fn})",
+             lambda col=col, d=d: ops.gemm(col, d.T), lambda col=col, d=d: col @ d.T),
+            (f"{name} dcol = W_col^T d ({ck}x{fn} @ {fn}x{p})",
+             lambda wc=wc, d=d: ops.gemm(wc.T, d), lambda wc=wc, d=d: wc.T @ d),
+        ]
     print("\n| operation (book's step) | ours, us GPU | cuBLAS / plain CuPy, us GPU |")
     print("|---|---:|---:|")
     for name, ours, plain in cases:
@@ -136,7 +155,8 @@ def operation_times(repeat=200):
             if fn is None:
                 times.append("-")
                 continue
-            r = benchmark(fn, n_repeat=repeat, n_warmup=10)
+            # the conv products take up to a millisecond: fewer repeats keep the probe short
+            r = benchmark(fn, n_repeat=30 if name.startswith("Conv") else repeat, n_warmup=3)
             times.append(f"{1e6 * float(np.median(r.gpu_times[0])):.1f}")
         print(f"| {name} | {times[0]} | {times[1]} |", flush=True)
 

@@ -4,6 +4,8 @@ On CuPy each test runs the fused kernels, the plain CuPy versions they
 replace (``fused = False``) and, for products, the capture-safe GEMM.
 """
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -134,14 +136,40 @@ def test_matmul_with_transposes_and_bias(backend, dtype, m, k, n, layout):
         b, bd = b.T, bd.T
     want = a.astype(np.float64) @ b.astype(np.float64)
     ops = ops_for(ad)
-    variants = [ops.matmul] + ([ops.gemm] if hasattr(ops, "gemm") else [])
+    variants = [ops.matmul]
+    if hasattr(ops, "gemm"):  # both capture-safe kernels, whatever the size would pick
+        variants += [partial(ops.gemm, kernel="block"), partial(ops.gemm, kernel="tiles")]
     scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     for product in variants:
         got = to_host(product(ad, bd))
         assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
-        assert np.all(np.abs(got - want) <= 4 * tol(dtype) * scale + 1e-30), product.__name__
+        assert np.all(np.abs(got - want) <= 4 * tol(dtype) * scale + 1e-30), product
         got = to_host(product(ad, bd, bias=backend.asarray(bias)))
         assert np.all(np.abs(got - (want + bias)) <= 4 * tol(dtype) * (scale + 1)), product
+
+
+@pytest.mark.parametrize("m, k, n, layout", [(16, 144, 78400, "nn"), (144, 78400, 16, "nt"),
+                                             (144, 16, 78400, "tn"), (64, 576, 4900, "nn"),
+                                             (576, 4900, 64, "nt"), (100, 4320, 100, "nn")])
+def test_gemm_on_the_convolutions_products(backend, m, k, n, layout):
+    """DeepConvNet's Conv2 and Conv6 products at batch 100 (forward, dW with K over every
+    window, the columns' gradient) and SimpleConvNet's Affine: the tile kernel and its
+    slices of K, deterministic, against cuBLAS."""
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if not hasattr(ops, "gemm"):
+        pytest.skip("the capture-safe GEMM exists on CuPy only (tests/test_gemm_kernels.py "
+                    "runs its source on the CPU)")
+    rng = np.random.default_rng(k)
+    a = backend.asarray(rng.standard_normal((m, k) if layout[0] == "n" else (k, m)),
+                        dtype="float32")
+    b = backend.asarray(rng.standard_normal((k, n) if layout[1] == "n" else (n, k)),
+                        dtype="float32")
+    a, b = (a if layout[0] == "n" else a.T), (b if layout[1] == "n" else b.T)
+    got = ops.gemm(a, b)
+    want = to_host(ops.matmul(a.astype("float64"), b.astype("float64")))
+    scale = to_host(ops.matmul(abs(a).astype("float64"), abs(b).astype("float64")))
+    assert np.all(np.abs(to_host(got) - want) <= 4 * tol("float32") * scale)
+    np.testing.assert_array_equal(to_host(ops.gemm(a, b)), to_host(got))  # the same sums
 
 
 def test_gemm_refuses_what_it_cannot_multiply(backend):
