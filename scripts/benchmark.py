@@ -14,7 +14,8 @@ the wider 784-1000-10 net of DeZero's GPU example at batch 100:
                  in place, loss kept): what NumPy alone does, the layers' floor
   book-loop      the book's train_neuralnet.py loop in NumPy (scripts/book_reference.py):
                  one-hot labels, np.random.choice batches, loss recomputed after the update
-  torch-eager    PyTorch eager on the same device, when torch imports
+  torch-eager    PyTorch eager on the same device, when torch imports; on a GPU in full
+                 float32 as xpnet (TF32 off: cuDNN's convolutions default to it)
 
 Each row is timed in repeated windows of one epoch (N / batch steps),
 interleaved across rows in a rotating order after a warm-up window, with a
@@ -309,6 +310,10 @@ class TorchEager(Row):
         import torch
         self.torch = torch
         self.dev = torch.device("cpu" if self.device == "numpy" else "cuda")
+        # float32 as xpnet computes it: cuDNN's convolutions would otherwise run in TF32
+        # (10-bit mantissas) on an H100 by default
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         torch.manual_seed(0)
         self.model = self.build_model().to(self.dev)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.lr)
@@ -765,7 +770,9 @@ def machine_lines():
              f"rows run with BLAS's own threads)"]
     try:
         import torch
-        lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+        lines.append(f"- PyTorch {torch.__version__}, {torch.get_num_threads()} threads; "
+                     f"full float32 on the GPU (TF32 off for cuDNN and matmul), cuDNN's "
+                     f"defaults otherwise")
     except Exception:
         lines.append("- PyTorch: not installed (its rows are skipped)")
     if "cupy" in backends.available():
