@@ -101,8 +101,8 @@ class Network:
         """Fraction of ``x`` classified as ``t`` (labels or one-hot), in inference mode, as a float.
 
         Evaluates ``batch_size`` samples at a time (default
-        ``accuracy_batch_size``: 10,000, or 500 for the convolutional nets,
-        whose im2col columns are large) and counts on the backend, so memory
+        ``accuracy_batch_size``: 10,000, or 500 and 200 for SimpleConvNet and
+        DeepConvNet, whose im2col columns are large) and counts on the backend, so memory
         stays bounded and the value is read once at the end.
         """
         batch_size = batch_size or self.accuracy_batch_size
