@@ -9,18 +9,14 @@ and compared bit for bit with :class:`backends.ops.Ops` on NumPy. On a
 GPU, tests/test_ops.py and the layer tests run the kernels themselves.
 """
 
-import ctypes
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
 from backends import conv_kernels
 from backends.ops import Ops, _empty, _order
+from tests.host_kernels import C_TYPES, build as build_library, c_args, needs_compiler
 
-COMPILER = shutil.which("g++") or shutil.which("c++")
-pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler to build the kernels")
+pytestmark = needs_compiler
 
 # The CUDA names the kernels use, for one host thread walking every element.
 PRELUDE = r'''
@@ -30,10 +26,7 @@ static const xpnet_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim 
 #define __device__
 '''
 
-TYPES = {"float32": "float", "float64": "double"}
 INDEX = {"int8": "signed char", "int32": "int"}
-C_SCALARS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.float32: ctypes.c_float,
-             np.float64: ctypes.c_double}
 
 plain = Ops(np)
 rng = np.random.default_rng(0)
@@ -46,16 +39,10 @@ def build(tmp_path_factory):
     def get(dtype, index="int8"):
         key = (np.dtype(dtype).name, np.dtype(index).name)
         if key not in libraries:
-            folder = tmp_path_factory.mktemp("kernels")
-            source = folder / "kernels.cpp"
-            source.write_text(f"#define T {TYPES[key[0]]}\n#define A {INDEX[key[1]]}\n"
-                              + PRELUDE + conv_kernels.SOURCE)
-            library = folder / "kernels.so"
-            done = subprocess.run([COMPILER, "-O1", "-shared", "-fPIC", "-Wall", "-Werror",
-                                   "-o", str(library), str(source)],
-                                  capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
-            libraries[key] = ctypes.CDLL(str(library))
+            libraries[key] = build_library(
+                tmp_path_factory.mktemp("kernels"),
+                f"#define T {C_TYPES[key[0]]}\n#define A {INDEX[key[1]]}\n" + PRELUDE
+                + conv_kernels.SOURCE)
         return libraries[key]
 
     return get
@@ -64,9 +51,7 @@ def build(tmp_path_factory):
 def launch(library, name, arrays, **sizes):
     args, total = conv_kernels.launch_args(name, *arrays, **sizes)
     assert total == arrays[-1].size
-    c_args = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray)
-              else C_SCALARS[type(a)](a) for a in args]
-    getattr(library, name)(*c_args)
+    getattr(library, name)(*c_args(args))
 
 
 def image(shape, dtype, layout):

@@ -11,19 +11,14 @@ GPU, tests/test_ops.py runs the kernels themselves.
 """
 
 import ctypes
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from backends import gemm_kernels
+from tests.host_kernels import C_TYPES, build as build_library, c_args, needs_compiler
 
-COMPILER = shutil.which("g++") or shutil.which("c++")
-pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler to build the kernels")
-
-TYPES = {"float32": "float", "float64": "double"}
-C_SCALARS = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64}
+pytestmark = needs_compiler
 
 # The CUDA names, settable, and a driver that walks the grid as the GPU would.
 PRELUDE = r'''
@@ -67,26 +62,14 @@ def build(tmp_path_factory):
     def get(dtype):
         name = np.dtype(dtype).name
         if name not in libraries:
-            folder = tmp_path_factory.mktemp("gemm")
-            source = folder / "gemm.cpp"
-            source.write_text(f"#define T {TYPES[name]}\n#define TM {gemm_kernels.TILE}\n"
-                              f"#define TN {gemm_kernels.TILE}\n" + PRELUDE
-                              + gemm_kernels.TILES_SOURCE + gemm_kernels.SUM_SOURCE + DRIVER)
-            library = folder / "gemm.so"
-            done = subprocess.run([COMPILER, "-O1", "-shared", "-fPIC", "-Wall", "-Werror",
-                                   "-Wno-unknown-pragmas",  # CUDA's #pragma unroll
-                                   "-o", str(library), str(source)],
-                                  capture_output=True, text=True)
-            assert done.returncode == 0, done.stderr
-            libraries[name] = ctypes.CDLL(str(library))
+            libraries[name] = build_library(
+                tmp_path_factory.mktemp("gemm"),
+                f"#define T {C_TYPES[name]}\n#define TM {gemm_kernels.TILE}\n"
+                f"#define TN {gemm_kernels.TILE}\n" + PRELUDE + gemm_kernels.TILES_SOURCE
+                + gemm_kernels.SUM_SOURCE + DRIVER)
         return libraries[name]
 
     return get
-
-
-def c_args(args):
-    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray)
-            else C_SCALARS[type(a)](a) for a in args]
 
 
 def gemm(library, a, b, bias=None, kernel="tiles"):
