@@ -144,6 +144,8 @@ def operation_times(repeat=200):
              lambda wc=wc, col=col: ops.gemm(wc, col), lambda wc=wc, col=col: wc @ col),
             (f"{name} dW = (col d^T)^T ({ck}x{p} @ {p}x{fn})",
              lambda col=col, d=d: ops.gemm(col, d.T), lambda col=col, d=d: col @ d.T),
+            (f"{name} dW on the block kernel (the tile kernel's predecessor)",
+             lambda col=col, d=d: ops.gemm(col, d.T, kernel="block"), None),
             (f"{name} dcol = W_col^T d ({ck}x{fn} @ {fn}x{p})",
              lambda wc=wc, d=d: ops.gemm(wc.T, d), lambda wc=wc, d=d: wc.T @ d),
         ]
