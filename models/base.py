@@ -35,7 +35,7 @@ class Network:
     Weight decay follows the book: ``loss`` adds ``0.5 * lambda * sum(W**2)``
     for every weight matrix (parameters stored as a layer's ``W``), and
     ``gradient`` adds ``lambda * W`` to their gradients. Layers with
-    ``takes_train_flg`` (batch norm, dropout) get ``train_flg``: ``predict``
+    ``takes_train_flg`` (batch norm, dropout, convolution) get ``train_flg``: ``predict``
     and ``loss`` default to inference, ``gradient`` runs in training mode,
     as in the book. The layers' ``buffers`` (running averages, generator
     positions) are the network's :meth:`state`, saved with the parameters.

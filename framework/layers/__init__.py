@@ -8,7 +8,8 @@ Two more conventions, used by :class:`models.base.Network`:
 
 ``takes_train_flg``
     True for layers whose ``forward(x, train_flg)`` differs between
-    training and inference (batch norm, dropout); the network passes the flag.
+    training and inference (batch norm, dropout; convolution, which keeps
+    its columns for ``backward`` in training only); the network passes the flag.
 ``buffers``
     names of the non-parameter arrays a layer keeps (batch norm's running
     averages, dropout's generator position): the network's state, saved in

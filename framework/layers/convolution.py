@@ -28,8 +28,15 @@ class Convolution:
     * Forward and backward are ``backends.ops``' ``conv`` and ``conv_grad``
       (im2col, one product and col2im: one kernel each on a GPU, on every
       core on the host, see :mod:`backends.host_ops`).
+    * ``forward(x, train_flg=False)`` (inference: a network's ``predict``
+      and ``accuracy``) keeps neither the columns nor the input, which only
+      ``backward`` needs: an evaluation holds one layer's columns at a time
+      (DeepConvNet's six for 200 images would be 200 MB), and ``backward``
+      after it says so. ``train_flg`` defaults to True, the book's call.
     * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
     """
+
+    takes_train_flg = True  # inference drops what only backward needs
 
     def __init__(self, W, b, stride=1, pad=0, name="Convolution"):
         if W.ndim != 4 or b.shape != (W.shape[0],):
@@ -76,25 +83,31 @@ class Convolution:
         _, out_h, out_w = self.output_shape(x.shape[1:])
         return ops_for(x).conv(x, self.W, self.b, self.stride, self.pad, out_h, out_w)
 
-    def forward(self, x):
+    def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, W=self.W)
-        out, self.col = self._forward(x)
-        self.x = x
+        self.x = self.col = None  # the last step's columns go before this pass makes its own
+        out, col = self._forward(x)
+        if train_flg:
+            self.x, self.col = x, col
         self.x_shape = x.shape
         return out
 
     def backward(self, dout):
+        if self.col is None:
+            raise ValueError(f"{self.name}: backward needs a forward pass in training mode "
+                             f"first (forward(x) or forward(x, train_flg=True)); the last was "
+                             f"{'inference, which keeps no columns' if self.x_shape else 'none'}")
         dx, self.dW, self.db = ops_for(dout).conv_grad(dout, self.x, self.W, self.col,
                                                        self.stride, self.pad, self.input_grad)
         return dx
 
-    def forward_stack(self, x):
+    def forward_stack(self, x, train_flg=True):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
         k, n = x.shape[:2]
         out, _ = self._forward(x.reshape((k * n,) + tuple(x.shape[2:])))
         return out.reshape((k, n) + tuple(out.shape[1:]))
 
-    def perturbed_outputs(self, x, param, index, delta):
+    def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         """Outputs ``(K, N, FN, out_h, out_w)`` of K copies, copy k with element ``index[k]``
         (flat) of ``W`` or ``b`` moved by ``delta``.
 
