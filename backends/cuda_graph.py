@@ -25,12 +25,12 @@ kernels and fill the pool), records the second, then puts the parameters,
 the layers' state (batch norm's running averages, dropout's generator
 counters, both updated in place on the device and so recorded with the
 step) and the optimizer's state back, so building a graph changes nothing.
-Optimizers that computed a value on the host at every step could not be
-replayed; they would say so with ``capturable = False`` and the Trainer
-keeps the eager step. Adam computes its step size on the device from a
-step count kept there, so it is recorded like the others. A learning rate changed between epochs (a
-schedule in a callback) is seen by :meth:`CudaGraphStep.is_current`, and
-the Trainer records the step again.
+An optimizer that computed a value on the host at every step could not be
+replayed; it would say so with ``capturable = False`` and the Trainer
+would keep the eager step. Adam computes its step size on the device from
+a step count kept there, so it is recorded like the others. A learning
+rate changed between epochs (a schedule in a callback) is seen by
+:meth:`CudaGraphStep.is_current`, and the Trainer records the step again.
 """
 
 import cupy
