@@ -166,7 +166,8 @@ def plan(m, n, k, kernel=None):
     bx = min(32, _pow2_at_least(col_tiles))
     by = min(THREADS // bx, _pow2_at_least(row_tiles))
     grid_x, grid_y = -(-col_tiles // bx), -(-row_tiles // by)
-    slices = max(1, min(-(-TARGET_THREADS // (col_tiles * row_tiles)), -(-k // MIN_SLICE)))
+    tiles = max(1, col_tiles * row_tiles)  # an empty C still gets a plan
+    slices = max(1, min(-(-TARGET_THREADS // tiles), -(-k // MIN_SLICE)))
     kc = -(-k // slices) if k else 0
     slices = -(-k // kc) if k else 1  # no empty slice at the end
     if grid_y > 65535 or slices > 65535:

@@ -154,6 +154,7 @@ def test_plan_sizes_the_grid_to_the_product():
     threads = dw.grid[0] * dw.grid[1] * dw.grid[2] * dw.block[0] * dw.block[1]
     assert gemm_kernels.TARGET_THREADS <= threads <= 2 * gemm_kernels.TARGET_THREADS
     assert gemm_kernels.plan(4, 4, 4, "tiles").slices == 1
+    assert gemm_kernels.plan(0, 5, 300, "tiles").grid[1] == 0  # nothing to launch
     with pytest.raises(ValueError, match="kernel='cublas'; expected 'block' or 'tiles'"):
         gemm_kernels.plan(4, 4, 4, "cublas")
     with pytest.raises(ValueError, match=r"\(80000000, 8\) @ \(8, 1\) product is past"):
