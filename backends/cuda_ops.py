@@ -5,10 +5,11 @@ GPU step costs what its launches cost (about 10 us of host time each in
 CuPy), not what its arithmetic costs. Written with plain CuPy operations,
 softmax with cross-entropy is a dozen launches and its gradient four; here
 each is one. ReLU's output and mask come from one kernel instead of two,
-the SGD update ``p -= lr * g`` is one kernel instead of two, and Adam's
-update of a parameter one instead of twelve. The
-convolutional passes (im2col, col2im, max pooling and its gradient) are one
-kernel each too, from :mod:`backends.conv_kernels`.
+the SGD update ``p -= lr * g`` from one instead of two, Adam's update of a
+parameter from one instead of twelve, and dropout's generator from one
+instead of some 25 (:mod:`backends.random_kernels`). The convolutional
+passes (im2col, col2im, max pooling and its gradient) are one kernel each
+too, from :mod:`backends.conv_kernels`.
 
 :meth:`CupyOps.matmul` calls cuBLAS, except while ``graph_kernels`` is set
 (by :mod:`backends.cuda_graph`, around the warm-up and the capture of a
@@ -27,7 +28,7 @@ import os
 import cupy
 import numpy
 
-from backends import conv_kernels, gemm_kernels
+from backends import conv_kernels, gemm_kernels, random_kernels
 from backends.ops import Ops, _empty, _order
 
 _C_TYPES = {"float32": "float", "float64": "double", "int8": "signed char",
@@ -274,6 +275,17 @@ class CupyOps(Ops):
         if not self.fused or not isinstance(lr, (int, float)):
             return super().sgd_update(p, g, lr)
         self._sgd(g, p.dtype.type(lr), p)
+
+    def uniform(self, key, counter, shape):
+        if not self.fused or key.dtype != numpy.uint64 or counter.dtype != numpy.uint64:
+            return super().uniform(key, counter, shape)
+        out = cupy.empty(shape, dtype=numpy.float64)
+        kernel = self._kernel(("uniform",), random_kernels.SOURCE, "xpnet_uniform")
+        threads = 256
+        kernel((max(1, min(-(-out.size // threads), 1 << 16)),), (threads,),
+               random_kernels.launch_args(cupy.ascontiguousarray(key),
+                                          cupy.ascontiguousarray(counter), out))
+        return out
 
     def adam_step_size(self, t, lr, beta1, beta2):
         if not self.fused or t.dtype != numpy.float64 or t.ndim != 0:

@@ -115,6 +115,16 @@ def test_adam_step_size_and_update(ops, backend, dtype):
         np.testing.assert_allclose(to_host(got), want, rtol=10 * tol(dtype), atol=tol(dtype))
 
 
+@pytest.mark.parametrize("shape", [(7,), (100, 50), (100, 16, 14, 14)])
+def test_uniform_draws_the_same_numbers_on_every_backend(ops, backend, shape):
+    """Dropout's generator: the kernel on CuPy, the plain CuPy and NumPy array code all
+    give the host's numbers bit for bit."""
+    key, counter = np.array([2**62 + 12345], np.uint64), np.array([3], np.uint64)
+    got = ops.uniform(backend.asarray(key), backend.asarray(counter), shape)
+    assert got.shape == shape and got.dtype == np.float64
+    np.testing.assert_array_equal(to_host(got), Ops(np).uniform(key, counter, shape))
+
+
 SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
           (1, 1, 1), (3, 37, 33), (65, 9, 130)]
 
