@@ -7,7 +7,7 @@ import sys
 import numpy
 
 import backends
-from backends import host_ops
+from backends import direct_conv, host_ops
 from backends.ops import ops_for
 
 
@@ -29,6 +29,12 @@ def main():
         return 2
     print(f"host:    {host.threads} thread(s) for the CPU's passes ({host_ops.ENV_VAR}="
           f"{os.environ.get(host_ops.ENV_VAR, 'unset')}); {host_ops.blas_summary()}")
+    try:
+        _, conv_why = direct_conv.load()
+    except ValueError as e:  # a bad XPNET_HOST_KERNELS
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"conv:    {conv_why}")
     if b.name == "cupy":
         cupy = b.xp
         rt = cupy.cuda.runtime.runtimeGetVersion()

@@ -21,18 +21,26 @@ small to split) keep BLAS's own threads. :func:`default_blas` gives BLAS its
 threads back for a block of code (the benchmark's reference rows run under
 it).
 
+Convolutions at stride 1 (all of the book's) skip im2col altogether where
+a C compiler is found: :mod:`backends.direct_conv`'s kernels compute the
+output, ``dW`` and ``dx`` from the padded input on a grid, parts of the grid
+on the pool's threads (ctypes lets go of the GIL). ``HostOps.direct = False``
+or ``XPNET_HOST_KERNELS=0`` keeps im2col + BLAS.
+
 ``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
 process may run on, at most 8, or 1 where threadpoolctl is not installed,
 since BLAS's spinning workers would take the other cores); 1 turns the
 splitting off and leaves BLAS alone.
 """
 
+import collections
 import concurrent.futures
 import contextlib
 import math
 import os
 import threading
 
+from backends import direct_conv
 from backends.ops import Ops
 
 ENV_VAR = "XPNET_HOST_THREADS"
@@ -40,6 +48,11 @@ MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that man
 MIN_PART_BYTES = 1 << 18  # a part smaller than ~256 KB costs more to hand over than it saves
 MIN_PART_MACS = 1 << 23  # ~8M multiply-adds, ~0.3 ms on one core: worth a hand-over
 MIN_PART_SIDE = 32  # split a product's output no thinner than this
+
+# What a direct convolution keeps for backward: the zero-padded input, each channel
+# one row (``data (C, >= length + reach)``), its images ``hp x wp``, ``length``
+# grid positions computed (whole kernel blocks).
+PaddedGrid = collections.namedtuple("PaddedGrid", "data hp wp length")
 
 _controller = None  # threadpoolctl's view of the loaded BLAS, made once
 _blas_default = None  # BLAS's thread count before HostOps set it to one
@@ -113,6 +126,7 @@ class HostOps(Ops):
         self._pool = None
         self._pool_pid = None
         self._local = threading.local()  # .inside: this thread is running a part already
+        self.direct = True  # the compiled direct convolution where it loads (else im2col)
 
     @staticmethod
     def _single_thread_blas():
@@ -205,10 +219,125 @@ class HostOps(Ops):
             out += bias
         return out
 
+    def _direct_kernels(self, x, W, b, stride):
+        """The compiled direct convolution (:mod:`backends.direct_conv`) for these arrays,
+        or None: it takes stride 1, float32 or float64, one dtype throughout."""
+        if not self.direct or stride != 1 or not (x.dtype == W.dtype == b.dtype) \
+                or x.dtype.name not in ("float32", "float64"):
+            return None
+        return direct_conv.load()[0]
+
     def conv(self, x, W, b, stride, pad, out_h, out_w):
         if _blas_default is None and self.threads > 1:
             self._single_thread_blas()  # from the first convolution on, products split here
-        return super().conv(x, W, b, stride, pad, out_h, out_w)
+        kernels = self._direct_kernels(x, W, b, stride)
+        if kernels is None:
+            return super().conv(x, W, b, stride, pad, out_h, out_w)
+        xp = self.xp
+        n, c, h, w = x.shape
+        fn, _, fh, fw = W.shape
+        dtype = x.dtype.name
+        block = kernels.block[dtype]
+        hp, wp = h + 2 * pad, w + 2 * pad
+        length = -(-n * hp * wp // block) * block
+        grid = PaddedGrid(self._to_grid(x.transpose(1, 0, 2, 3), hp, wp, pad, pad,
+                                        length + (fh - 1) * wp + fw - 1), hp, wp, length)
+        out = xp.empty((fn, n, out_h, out_w), dtype=x.dtype)  # channel-major, as im2col's
+        W, b = xp.ascontiguousarray(W), xp.ascontiguousarray(b)
+        self._grid_blocks(lambda lo, hi: kernels.conv[dtype](
+            grid.data.ctypes.data, grid.data.shape[1], W.ctypes.data, b.ctypes.data, fn, c, fh,
+            fw, hp, wp, out_h, out_w, n * hp * wp, out.ctypes.data, n * out_h * out_w, lo, hi),
+            length, block, W.size)
+        return out.transpose(1, 0, 2, 3), grid
+
+    def conv_grad(self, dout, x, W, col, stride, pad, input_grad=True):
+        if not isinstance(col, PaddedGrid):
+            return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
+        kernels = direct_conv.load()[0]
+        xp = self.xp
+        fn, c, fh, fw = W.shape
+        n, _, h, w = x.shape
+        out_h, out_w = dout.shape[2:]
+        dtype = dout.dtype.name
+        d = dout.transpose(1, 0, 2, 3)  # (FN, N, out_h, out_w)
+        if c < direct_conv.DW_MIN_CHANNELS:
+            # an image's few channels: im2col's columns are small, and one product
+            # with them beats the grid kernel's short rows of taps
+            flat = d.reshape(fn, -1)
+            db = flat.sum(axis=1)
+            dW = self.matmul(self.im2col(x, fh, fw, stride, pad, out_h, out_w),
+                             flat.T).T.reshape(W.shape)
+        else:
+            # dout on the forward's grid, 0 where the grid has no output
+            grad = self._to_grid(d, col.hp, col.wp, 0, 0, col.length)
+            db = grad.sum(axis=1)
+            dW = self._grid_dw(kernels, dtype, grad, col, W.shape)
+        if not input_grad:
+            return None, dW, db
+        qh, qw = fh - 1 - pad, fw - 1 - pad
+        if qh < 0 or qw < 0:  # padding wider than the filter: some pixels reach no output
+            dcol = self.matmul(W.reshape(fn, -1).T, xp.ascontiguousarray(d).reshape(fn, -1))
+            return self.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w), dW, db
+        # dx: dout padded by filter - 1 - pad, correlated with the filters turned
+        # 180 degrees and their axes swapped (C, FN, fh, fw)
+        block = kernels.block[dtype]
+        hq, wq = out_h + 2 * qh, out_w + 2 * qw  # = h + fh - 1, w + fw - 1
+        length = -(-n * hq * wq // block) * block
+        padded = self._to_grid(d, hq, wq, qh, qw, length + (fh - 1) * wq + fw - 1)
+        flipped = xp.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        zero = xp.zeros(c, dtype=dout.dtype)
+        dx = xp.empty((c, n, h, w), dtype=dout.dtype)
+        self._grid_blocks(lambda lo, hi: kernels.conv[dtype](
+            padded.ctypes.data, padded.shape[1], flipped.ctypes.data, zero.ctypes.data, c, fn,
+            fh, fw, hq, wq, h, w, n * hq * wq, dx.ctypes.data, n * h * w, lo, hi),
+            length, block, W.size)
+        return dx.transpose(1, 0, 2, 3), dW, db
+
+    def _to_grid(self, planes, hp, wp, top, left, row):
+        """``planes (C, N, H, W)`` as rows of length ``row``: each sample an ``hp x wp``
+        image with the planes at ``(top, left)``, zeros around them and after."""
+        xp = self.xp
+        c, n, h, w = planes.shape
+        grid = xp.empty((c, row), dtype=planes.dtype)
+        grid[:, n * hp * wp:] = 0
+        images = grid[:, :n * hp * wp].reshape(c, n, hp, wp)
+
+        def work(lo, hi):
+            part = images[:, lo:hi]
+            part[:, :, :top] = 0
+            part[:, :, top + h:] = 0
+            part[:, :, top:top + h, :left] = 0
+            part[:, :, top:top + h, left + w:] = 0
+            part[:, :, top:top + h, left:left + w] = planes[:, lo:hi]
+
+        self.each_part(work, n, grid.nbytes)
+        return grid
+
+    def _grid_blocks(self, run, length, block, filter_size):
+        """``run(lo, hi)`` over the grid's outputs, whole blocks a part, on every thread."""
+        blocks = length // block
+        self.each_part(lambda lo, hi: run(lo * block, hi * block), blocks,
+                       macs=filter_size * length)
+
+    def _grid_dw(self, kernels, dtype, grad, grid, shape):
+        """dW as partial sums over ranges of the grid, added in order."""
+        xp = self.xp
+        step = kernels.vector_bytes // grad.itemsize
+        vectors = grid.length // step
+        fn, c, fh, fw = shape
+        count = self.parts(vectors, macs=fn * c * fh * fw * grid.length)
+        bounds = [vectors * i // count * step for i in range(count + 1)]
+        partial = xp.zeros((count,) + tuple(shape), dtype=grad.dtype)
+
+        def work(lo, hi):
+            for i in range(lo, hi):
+                kernels.dw[dtype](grad.ctypes.data, grad.shape[1], grid.data.ctypes.data,
+                                  grid.data.shape[1], fn, c, fh, fw, grid.wp,
+                                  partial[i].ctypes.data, bounds[i], bounds[i + 1],
+                                  direct_conv.DW_CHUNK)
+
+        self.each_part(work, count, macs=fn * c * fh * fw * grid.length)
+        return partial[0] if count == 1 else partial.sum(axis=0)
 
     def _elementwise(self, work, a):
         """Run ``work(index)`` over parts of ``a`` split along its outermost axis in memory."""

@@ -48,8 +48,10 @@ Each operation:
     ``arg`` names.
 ``conv(x, W, b, stride, pad, out_h, out_w)``
     ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
-    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and the
-    columns ``im2col(x)``, which ``conv_grad`` takes back.
+    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
+    ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
+    compiled direct convolution of :mod:`backends.direct_conv`, the padded
+    input instead).
 ``conv_grad(dout, x, W, col, stride, pad, input_grad)``
     ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
 ``uniform(key, counter, shape)``

@@ -9,6 +9,8 @@ the wider 784-1000-10 net of DeZero's GPU example at batch 100:
   xpnet-eager    CuPy only: the Trainer with graph=False (fused kernels, eager launches)
   xpnet-unfused  CuPy only: graph=False and the fused kernels off (plain CuPy operations,
                  the obvious implementation)
+  xpnet-im2col   NumPy, convolutional nets only: the Trainer without the compiled direct
+                 convolution (im2col + BLAS, as where no C compiler is found)
   xpnet-loop     the same layers in a bare eager loop (what the Trainer adds is the difference)
   numpy-bare     the same step as one hand-written NumPy function, no framework (temporaries
                  in place, loss kept): what NumPy alone does, the layers' floor
@@ -35,7 +37,9 @@ add over NumPy alone is given as their paired ratio to numpy-bare.
 
 Then SimpleConvNet and DeepConvNet (--conv-batch, on --conv-n synthetic
 images): xpnet's Trainer, the book's code (book_reference.py, float32 weights)
-and PyTorch eager with the same layer shapes; on CuPy also the eager step, and
+and PyTorch eager with the same layer shapes; on NumPy also the Trainer with the
+compiled direct convolution off (xpnet-im2col: what backends/direct_conv.py
+gains, when a C compiler built it); on CuPy also the eager step, and
 the eager step with im2col, col2im and pooling as plain CuPy operations
 (xpnet-unfused: what backends/conv_kernels.py gains).
 
@@ -74,6 +78,7 @@ import backends  # noqa: E402
 from framework.data import DeviceBatches, check_data  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
+from backends import direct_conv  # noqa: E402
 from backends.host_ops import default_blas  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -140,6 +145,7 @@ class Row:
 
 class XpnetRow(Row):
     fused = True  # CuPy's fused kernels (backends.cuda_ops); set before every window
+    direct = True  # the host's compiled convolution (backends.direct_conv); the same
 
     def make_network(self):
         return TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
@@ -155,11 +161,15 @@ class XpnetRow(Row):
     def timed(self):
         if hasattr(self.ops, "fused"):
             self.ops.fused = self.fused
+        if hasattr(self.ops, "direct"):
+            self.ops.direct = self.direct
         try:
             return super().timed()
         finally:
             if hasattr(self.ops, "fused"):
                 self.ops.fused = True
+            if hasattr(self.ops, "direct"):
+                self.ops.direct = True
 
     def gpu_bytes(self):
         if self.backend.name == "cupy":
@@ -522,6 +532,13 @@ class ConvXpnetUnfused(ConvXpnetEager):
     fused = False
 
 
+class ConvXpnetIm2col(ConvXpnetTrainer):
+    """NumPy only: the Trainer with the compiled direct convolution off (im2col, BLAS and
+    col2im, as where no C compiler is found): what backends/direct_conv.py gains."""
+    kind = "xpnet-im2col"
+    direct = False
+
+
 class ConvBookLoop(BookLoop):
     lr = DEEP_LR
 
@@ -548,14 +565,17 @@ class ConvTorchEager(TorchEager):
 
 
 def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_row,
-                   unfused=None):
+                   unfused=None, im2col=None):
     """For each net: the Trainer on every backend (and its eager step on CuPy, and with
-    ``unfused`` that step on plain CuPy operations), the CPU references (``cpu_rows``: the
-    book's loop, numpy-bare), and PyTorch per device."""
+    ``unfused`` that step on plain CuPy operations; with ``im2col`` the NumPy Trainer
+    without the compiled convolution), the CPU references (``cpu_rows``: the book's loop,
+    numpy-bare), and PyTorch per device."""
     rows = []
     for net in nets:
         for device in backends.available():
             rows.append(trainer(device, batch, net, data))
+            if device == "numpy" and im2col is not None and direct_conv.load()[0] is not None:
+                rows.append(im2col(device, batch, net, data))
             if device == "cupy":
                 rows.append(eager(device, batch, net, data))
                 if unfused is not None:
@@ -567,7 +587,8 @@ def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_
 
 def make_conv_rows(batch, data, torch_ok):
     return named_net_rows(CONV_NETS, batch, data, torch_ok, ConvXpnetTrainer, ConvXpnetEager,
-                          [ConvBookLoop], ConvTorchEager, unfused=ConvXpnetUnfused)
+                          [ConvBookLoop], ConvTorchEager, unfused=ConvXpnetUnfused,
+                          im2col=ConvXpnetIm2col)
 
 
 def make_deep_rows(batch, data, torch_ok):

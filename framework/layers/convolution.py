@@ -26,8 +26,10 @@ class Convolution:
       this one its ``dout``, without a transposing copy. In the input's
       dtype (the book's im2col builds float64 temporaries).
     * Forward and backward are ``backends.ops``' ``conv`` and ``conv_grad``
-      (im2col, one product and col2im: one kernel each on a GPU, on every
-      core on the host, see :mod:`backends.host_ops`).
+      (im2col, one product and col2im: one kernel each on a GPU). On the
+      host, at stride 1, a compiled direct convolution that never builds the
+      columns (:mod:`backends.direct_conv`; ``self.col`` then holds the
+      padded input), else the same three steps on every core.
     * ``forward(x, train_flg=False)`` (inference: a network's ``predict``
       and ``accuracy``) keeps neither the columns nor the input, which only
       ``backward`` needs: an evaluation holds one layer's columns at a time
@@ -116,8 +118,10 @@ class Convolution:
         to channel f. So each copy costs one column, not a convolution.
         """
         xp = get_array_module(x)
-        base, col = self._forward(x)  # (N, FN, out_h, out_w)
+        base, _ = self._forward(x)  # (N, FN, out_h, out_w)
         n, fn, out_h, out_w = base.shape
+        fh, fw = self.W.shape[2:]
+        col = ops_for(x).im2col(x, fh, fw, self.stride, self.pad, out_h, out_w)
         k = index.shape[0]
         out = xp.broadcast_to(base, (k,) + base.shape).copy()
         copies = xp.arange(k)[:, None]

@@ -1,0 +1,311 @@
+"""The CPU's direct convolution: C kernels built by the system's C compiler on first use.
+
+Why: on the host, im2col + BLAS spends most of a convolution moving
+memory. DeepConvNet's second layer writes a 45 MB column matrix to use
+each element in 16 multiply-adds, so its product runs at 17-40 GFLOP/s
+where one core can do well over 100 (docs/performance.md). These kernels
+never build the columns.
+
+The trick that keeps them short is the *padded grid*. Each channel of the
+zero-padded input ``(C, N, Hp, Wp)`` is one flat row, and the output is
+computed at every grid position ``j``, not only the valid ones::
+
+    out[f, j] = b[f] + sum_{c, i, k} W[f, c, i, k] * x[c, j + i * Wp + k]
+
+A filter tap is then a fixed shift along one contiguous row, so a stretch
+of outputs is a few vector registers filled by unaligned loads; the
+valid outputs ``(oh < OH, ow < OW)`` are a strided view of the grid, and
+the rest (a border's worth) is discarded. The same kernel gives the
+input's gradient for stride 1, the correlation of the padded ``dout`` with
+the filters turned 180 degrees and their two axes swapped; a second kernel
+gives ``dW[f, c, i, k] = sum_j d[f, j] * x[c, j + i * Wp + k]``, with ``d``
+the output's gradient placed on the grid and zero elsewhere.
+
+:func:`load` compiles :data:`SOURCE` with ``cc -O3 -march=native`` into
+the cache folder (``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or
+``~/.cache/xpnet``), once per source, compiler and CPU, and loads it with
+ctypes, which lets go of the GIL during a call (so
+:class:`backends.host_ops.HostOps` runs parts of the grid on its threads).
+With no compiler, a failed build, or ``XPNET_HOST_KERNELS=0``, it returns
+None with the reason and the host runs im2col + BLAS as before. Only
+stride 1 runs here (every convolution of the book's networks), in float32
+and float64.
+"""
+
+import ctypes
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import string
+import subprocess
+import tempfile
+
+ENV_VAR = "XPNET_HOST_KERNELS"
+CACHE_ENV_VAR = "XPNET_CACHE_DIR"
+FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
+DW_MIN_CHANNELS = 4  # fewer input channels: dW from im2col's (small) columns and BLAS
+DW_CHUNK = 1024  # grid positions a dW pass takes at a time: all its rows stay in L2
+
+_PRELUDE = r'''
+#ifdef __AVX512F__
+#define VB 64  /* bytes in a vector register */
+#define JB 4   /* vectors of outputs a block keeps in registers, per filter */
+#else
+#define VB 32
+#define JB 2
+#endif
+#define FB 4   /* filters a block keeps in registers */
+#define CB 4   /* filter taps a dW block keeps in registers */
+#include <string.h>
+#define INLINE static inline __attribute__((always_inline))
+int xpnet_block_floats(void) { return JB * VB / 4; }
+int xpnet_block_doubles(void) { return JB * VB / 8; }
+int xpnet_vector_bytes(void) { return VB; }
+'''
+
+# One copy per type ($T the C type, $S the suffix). Blocks are called with a
+# literal nf / nc so the compiler unrolls them and keeps acc in registers.
+_TEMPLATE = string.Template(r'''
+enum { VL_$S = VB / sizeof($T), BL_$S = JB * VB / sizeof($T) };
+typedef $T vec_$S __attribute__((vector_size(VB)));
+typedef $T uvec_$S __attribute__((vector_size(VB), aligned(sizeof($T)), may_alias));
+
+/* The block's valid outputs (grid row y < oh, column x < ow) to the compact
+   (F, N, oh, ow) output, a run of a grid row at a time. */
+INLINE void store_runs_$S(const int nf, $T tmp[FB][BL_$S], $T* out, long os, long j0,
+                          long hp, long wp, long oh, long ow, long cells)
+{
+    const long image = hp * wp;
+    long n = j0 / image, y = (j0 - n * image) / wp, x = j0 - n * image - y * wp;
+    for (long l = 0; l < BL_$S && j0 + l < cells;) {
+        long run = wp - x < BL_$S - l ? wp - x : BL_$S - l;
+        if (y < oh && x < ow) {
+            const long m = ow - x < run ? ow - x : run;
+            $T* dst = out + (n * oh + y) * ow + x;
+            for (int a = 0; a < nf; ++a) memcpy(dst + a * os, &tmp[a][l], m * sizeof($T));
+        }
+        l += run;
+        x += run;
+        if (x == wp) {
+            x = 0;
+            if (++y == hp) { y = 0; ++n; }
+        }
+    }
+}
+
+INLINE void conv_block_$S(const int nf, const $T* x, long xs, const $T* w, const $T* b,
+                          int C, int KH, int KW, long wp, long j0, $T tmp[FB][BL_$S])
+{
+    const long taps = (long)C * KH * KW;
+    vec_$S acc[FB][JB];
+    for (int a = 0; a < nf; ++a)
+        for (int v = 0; v < JB; ++v) acc[a][v] = (vec_$S){0} + b[a];
+    for (int c = 0; c < C; ++c) {
+        const $T* xc = x + c * xs + j0;
+        const $T* wc = w + (long)c * KH * KW;
+        for (int i = 0; i < KH; ++i)
+            for (int k = 0; k < KW; ++k) {
+                const $T* p = xc + i * wp + k;
+                vec_$S xv[JB];
+                for (int v = 0; v < JB; ++v) xv[v] = *(const uvec_$S*)(p + v * VL_$S);
+                for (int a = 0; a < nf; ++a) {
+                    const $T s = wc[a * taps + i * KW + k];
+                    for (int v = 0; v < JB; ++v) acc[a][v] += s * xv[v];
+                }
+            }
+    }
+    for (int a = 0; a < nf; ++a)
+        for (int v = 0; v < JB; ++v) *(uvec_$S*)(&tmp[a][v * VL_$S]) = acc[a][v];
+}
+
+/* out[f, n, y, x] = b[f] + sum_{c,i,k} w[f,c,i,k] xg[c, j + i wp + k], j = (n hp + y) wp + x,
+   for y < oh, x < ow: the grid positions j in [lo, hi) (whole blocks) of a grid of `cells`
+   positions. xg's rows (stride xs) reach j + (KH-1) wp + KW-1; out's rows have stride os. */
+void xpnet_conv_$S(const $T* x, long xs, const $T* w, const $T* b, int F, int C, int KH,
+                   int KW, long hp, long wp, long oh, long ow, long cells, $T* out, long os,
+                   long lo, long hi)
+{
+    const long per_filter = (long)C * KH * KW;
+    $T tmp[FB][BL_$S] __attribute__((aligned(64)));
+    for (long j0 = lo; j0 < hi; j0 += BL_$S) {
+        int f = 0;
+        for (; f + FB <= F; f += FB) {
+            conv_block_$S(FB, x, xs, w + f * per_filter, b + f, C, KH, KW, wp, j0, tmp);
+            store_runs_$S(FB, tmp, out + f * os, os, j0, hp, wp, oh, ow, cells);
+        }
+        for (; f < F; ++f) {
+            conv_block_$S(1, x, xs, w + f * per_filter, b + f, C, KH, KW, wp, j0, tmp);
+            store_runs_$S(1, tmp, out + f * os, os, j0, hp, wp, oh, ow, cells);
+        }
+    }
+}
+
+INLINE void dw_block_$S(const int nf, const int nr, const $T* d, long ds, const $T* x,
+                        const long* off, long lo, long hi, $T* dw, long rows)
+{
+    vec_$S acc[FB][CB];
+    for (int a = 0; a < nf; ++a)
+        for (int r = 0; r < nr; ++r) acc[a][r] = (vec_$S){0};
+    for (long j = lo; j < hi; j += VL_$S) {
+        vec_$S dv[FB], xv[CB];
+        for (int a = 0; a < nf; ++a) dv[a] = *(const uvec_$S*)(d + a * ds + j);
+        for (int r = 0; r < nr; ++r) xv[r] = *(const uvec_$S*)(x + off[r] + j);
+        for (int a = 0; a < nf; ++a)
+            for (int r = 0; r < nr; ++r) acc[a][r] += dv[a] * xv[r];
+    }
+    for (int a = 0; a < nf; ++a)
+        for (int r = 0; r < nr; ++r) {
+            $T s = 0;
+            for (int l = 0; l < VL_$S; ++l) s += acc[a][r][l];
+            dw[a * rows + r] += s;
+        }
+}
+
+/* dw[f, t] += sum_{j in [lo, hi)} d[f, j] xg[c, j + i wp + k] for each tap t = (c, i, k);
+   lo and hi whole vectors, d zero wherever the grid has no output. A chunk of j at a
+   time, so the chunk's rows of d and xg stay in cache while every pair is summed. */
+void xpnet_conv_dw_$S(const $T* d, long ds, const $T* x, long xs, int F, int C, int KH, int KW,
+                      long wp, $T* dw, long lo, long hi, long chunk)
+{
+    const int rows = C * KH * KW;
+    long off[rows];
+    for (int t = 0; t < rows; ++t)
+        off[t] = (t / (KH * KW)) * xs + (t / KW % KH) * wp + t % KW;
+    for (long j0 = lo; j0 < hi; j0 += chunk) {
+        const long j1 = j0 + chunk < hi ? j0 + chunk : hi;
+        int f = 0;
+        for (; f + FB <= F; f += FB) {
+            int t = 0;
+            for (; t + CB <= rows; t += CB)
+                dw_block_$S(FB, CB, d + f * ds, ds, x, off + t, j0, j1, dw + f * rows + t, rows);
+            for (; t < rows; ++t)
+                dw_block_$S(FB, 1, d + f * ds, ds, x, off + t, j0, j1, dw + f * rows + t, rows);
+        }
+        for (; f < F; ++f) {
+            int t = 0;
+            for (; t + CB <= rows; t += CB)
+                dw_block_$S(1, CB, d + f * ds, ds, x, off + t, j0, j1, dw + f * rows + t, rows);
+            for (; t < rows; ++t)
+                dw_block_$S(1, 1, d + f * ds, ds, x, off + t, j0, j1, dw + f * rows + t, rows);
+        }
+    }
+}
+''')
+
+SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s)
+                            for t, s in (("float", "float32"), ("double", "float64")))
+
+_ARGS_CONV = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "l", "p", "l", "l", "l"]
+_ARGS_DW = ["p", "l", "p", "l", "i", "i", "i", "i", "l", "p", "l", "l", "l"]
+_CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_long, "i": ctypes.c_int}
+
+_loaded = None  # (Kernels or None, reason), once per process
+
+
+class Kernels:
+    """The compiled library: ``conv[dtype]`` and ``dw[dtype]``, and each dtype's block size."""
+
+    def __init__(self, library, path):
+        self.path = path
+        self.conv, self.dw = {}, {}
+        for dtype in ("float32", "float64"):
+            conv = getattr(library, f"xpnet_conv_{dtype}")
+            conv.argtypes = [_CTYPES[a] for a in _ARGS_CONV]
+            conv.restype = None
+            dw = getattr(library, f"xpnet_conv_dw_{dtype}")
+            dw.argtypes = [_CTYPES[a] for a in _ARGS_DW]
+            dw.restype = None
+            self.conv[dtype], self.dw[dtype] = conv, dw
+        # outputs a block computes: grids are rounded up to whole blocks
+        self.block = {"float32": library.xpnet_block_floats(),
+                      "float64": library.xpnet_block_doubles()}
+        self.vector_bytes = library.xpnet_vector_bytes()
+
+
+def cache_dir(environ=None):
+    environ = os.environ if environ is None else environ
+    if environ.get(CACHE_ENV_VAR):
+        return pathlib.Path(environ[CACHE_ENV_VAR])
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "xpnet"
+
+
+def _cpu_signature():
+    # -march=native code is only good for this CPU: a cache shared between
+    # machines (a network home folder) must not hand one CPU's build to another.
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features", "model name")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _compiler(environ):
+    cc = environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def build(folder, environ=None):
+    """The kernels' shared library in ``folder``, compiled unless there already: its path.
+
+    Written to a temporary name and renamed, so a concurrent or interrupted
+    build never leaves a half-written library behind. Raises ``RuntimeError``
+    with the compiler's message when it fails.
+    """
+    environ = os.environ if environ is None else environ
+    cc = _compiler(environ)
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang on PATH, or $CC)")
+    key = hashlib.sha256("\n".join([SOURCE, cc, " ".join(FLAGS), _cpu_signature()])
+                         .encode()).hexdigest()[:16]
+    folder = pathlib.Path(folder)
+    path = folder / f"direct_conv-{key}.so"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        src = pathlib.Path(tmp) / "direct_conv.c"
+        src.write_text(SOURCE)
+        out = pathlib.Path(tmp) / path.name
+        flags = list(FLAGS)
+        done = subprocess.run([cc, *flags, "-o", str(out), str(src)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:  # a compiler without -march=native (some clang targets)
+            flags.remove("-march=native")
+            done = subprocess.run([cc, *flags, "-o", str(out), str(src)],
+                                  capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed to build the direct convolution: "
+                               f"{done.stderr.strip()[-2000:]}")
+        os.replace(out, path)
+    return path
+
+
+def load(environ=None):
+    """``(Kernels, reason)`` the first time it succeeds, or ``(None, reason)``: once a process."""
+    global _loaded
+    if _loaded is not None and environ is None:
+        return _loaded
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_VAR, "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"{ENV_VAR}={value!r}: expected 1 (use the direct convolution "
+                         f"where a C compiler builds it, the default) or 0 (im2col + BLAS)")
+    if value == "0":
+        result = (None, f"off ({ENV_VAR}=0): im2col + BLAS")
+    else:
+        try:
+            path = build(cache_dir(env), env)
+            result = (Kernels(ctypes.CDLL(str(path)), path), f"direct convolution ({path})")
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            result = (None, f"im2col + BLAS: the direct convolution is not built ({e})")
+    if environ is None:
+        _loaded = result
+    return result

@@ -1,0 +1,128 @@
+"""backends/direct_conv.py: the host's compiled convolution against im2col + BLAS, and its build."""
+
+import os
+
+import numpy as np
+import pytest
+
+from backends import direct_conv, host_ops
+from backends.host_ops import HostOps, PaddedGrid
+
+KERNELS, WHY = direct_conv.load()
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no direct convolution: {WHY}")
+RNG = np.random.default_rng(5)
+
+# (N, C, H, W), (FN, FH, FW), pad: the book's nets' shapes at small batches, filter
+# counts that leave a remainder block (5, 30), one and three channels (dW by im2col),
+# non-square filters and images, a padding wider than the filter (dx by col2im)
+CASES = [((2, 16, 9, 9), (16, 3, 3), 1), ((3, 1, 28, 28), (30, 5, 5), 0),
+         ((2, 1, 10, 10), (16, 3, 3), 1), ((2, 3, 7, 6), (5, 2, 3), 0),
+         ((1, 6, 8, 5), (7, 3, 2), 2), ((2, 8, 6, 6), (9, 3, 3), 2),
+         ((1, 4, 5, 5), (4, 2, 2), 3), ((2, 5, 7, 7), (8, 1, 1), 0),
+         ((5, 32, 7, 7), (64, 3, 3), 1)]
+
+
+def channel_major(shape, dtype):
+    n, c, h, w = shape
+    return RNG.standard_normal((c, n, h, w)).astype(dtype).transpose(1, 0, 2, 3)
+
+
+def run(ops, x, W, b, pad, dout, input_grad=True):
+    fn, _, fh, fw = W.shape
+    out_h, out_w = x.shape[2] + 2 * pad - fh + 1, x.shape[3] + 2 * pad - fw + 1
+    out, col = ops.conv(x, W, b, 1, pad, out_h, out_w)
+    dx, dW, db = ops.conv_grad(dout, x, W, col, 1, pad, input_grad)
+    return out, col, dx, dW, db
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("x_shape, w_shape, pad", CASES)
+def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol):
+    fn, fh, fw = w_shape
+    x = channel_major(x_shape, dtype)
+    W = RNG.standard_normal((fn, x_shape[1], fh, fw)).astype(dtype)
+    b = RNG.standard_normal(fn).astype(dtype)
+    out_shape = (x_shape[0], fn, x_shape[2] + 2 * pad - fh + 1, x_shape[3] + 2 * pad - fw + 1)
+    dout = channel_major(out_shape, dtype)
+    direct, im2col = HostOps(np, threads=1), HostOps(np, threads=1)
+    im2col.direct = False
+    got = run(direct, x, W, b, pad, dout)
+    want = run(im2col, x, W, b, pad, dout)
+    assert isinstance(got[1], PaddedGrid) and not isinstance(want[1], PaddedGrid)
+    for name, g, w in zip(["out", "dx", "dW", "db"], got[:1] + got[2:], want[:1] + want[2:]):
+        assert g.shape == w.shape and g.dtype == w.dtype, name
+        scale = np.abs(w).max()
+        assert np.abs(g - w).max() <= rtol * scale * max(1, w_shape[1] * fh * fw ** 0.5), name
+    # outputs and dx in the channel-major layout the next layers read in place
+    assert got[0].transpose(1, 0, 2, 3).flags.c_contiguous
+    if pad < min(fh, fw):  # else dx comes from col2im, a view of its padded image
+        assert got[2].transpose(1, 0, 2, 3).flags.c_contiguous
+    no_dx = run(direct, x, W, b, pad, dout, input_grad=False)
+    assert no_dx[2] is None and np.array_equal(no_dx[3], got[3])
+
+
+@needs_kernels
+def test_the_split_across_threads_gives_the_same_outputs(monkeypatch):
+    monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(host_ops, "MIN_PART_MACS", 1)
+    x = channel_major((4, 8, 12, 12), "float32")
+    W = RNG.standard_normal((12, 8, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(12).astype(np.float32)
+    dout = channel_major((4, 12, 12, 12), "float32")
+    one = run(HostOps(np, threads=1), x, W, b, 1, dout)
+    three = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    assert np.array_equal(one[0], three[0])  # each output is one thread's sum
+    assert np.array_equal(one[2], three[2])
+    # dW: each thread sums its range of the grid, the parts are added in order
+    np.testing.assert_allclose(three[3], one[3], rtol=1e-5, atol=1e-5)
+    again = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    assert np.array_equal(again[3], three[3])  # the same thread count, the same bits
+
+
+@needs_kernels
+def test_stride_two_and_mixed_dtypes_keep_im2col():
+    ops = HostOps(np, threads=1)
+    x = channel_major((2, 4, 8, 8), "float32")
+    W = RNG.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    _, col = ops.conv(x, W, np.zeros(3, np.float32), 2, 1, 4, 4)
+    assert not isinstance(col, PaddedGrid)
+    _, col = ops.conv(x, W.astype(np.float64), np.zeros(3), 1, 1, 8, 8)
+    assert not isinstance(col, PaddedGrid)
+
+
+def test_off_by_the_environment_and_a_bad_value_named(tmp_path):
+    kernels, why = direct_conv.load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
+    assert kernels is None and "XPNET_HOST_KERNELS=0" in why
+    with pytest.raises(ValueError, match=r"XPNET_HOST_KERNELS='yes'.*expected 1 .* or 0"):
+        direct_conv.load({"XPNET_HOST_KERNELS": "yes"})
+
+
+def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
+    env = {"CC": str(tmp_path / "no-such-compiler"), "XPNET_CACHE_DIR": str(tmp_path)}
+    kernels, why = direct_conv.load(env)
+    assert kernels is None and "no C compiler" in why and "im2col" in why
+    broken = tmp_path / "cc"  # a compiler that fails: its message is passed on
+    broken.write_text("#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    kernels, why = direct_conv.load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path)})
+    assert kernels is None and "out of luck" in why
+    assert not list(tmp_path.glob("*.so"))  # nothing half-written left in the cache
+
+
+@needs_kernels
+def test_built_once_into_the_cache_folder(tmp_path):
+    env = {"XPNET_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
+    kernels, why = direct_conv.load(env)
+    assert kernels is not None and str(tmp_path) in why
+    built = list((tmp_path / "cache").iterdir())
+    assert [p.suffix for p in built] == [".so"]  # no temporary files left beside it
+    stamp = built[0].stat().st_mtime_ns
+    assert direct_conv.build(tmp_path / "cache", env) == built[0]
+    assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
+    assert kernels.block["float32"] == 2 * kernels.block["float64"]
+
+
+def test_cache_folder_from_the_environment(tmp_path):
+    assert direct_conv.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert direct_conv.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
