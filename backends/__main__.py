@@ -7,7 +7,7 @@ import sys
 import numpy
 
 import backends
-from backends import direct_conv, host_ops
+from backends import cpu_kernels, host_ops
 from backends.ops import ops_for
 
 
@@ -30,7 +30,7 @@ def main():
     print(f"host:    {host.threads} thread(s) for the CPU's passes ({host_ops.ENV_VAR}="
           f"{os.environ.get(host_ops.ENV_VAR, 'unset')}); {host_ops.blas_summary()}")
     try:
-        _, conv_why = direct_conv.load()
+        _, conv_why = cpu_kernels.load()
     except ValueError as e:  # a bad XPNET_HOST_KERNELS
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ threads back for a block of code (the benchmark's reference rows run under
 it).
 
 Convolutions at stride 1 (all of the book's) skip im2col altogether where
-a C compiler is found: :mod:`backends.direct_conv`'s kernels compute the
+a C compiler is found: :mod:`backends.cpu_kernels`'s kernels compute the
 output, ``dW`` and ``dx`` from the padded input on a grid, parts of the grid
 on the pool's threads (ctypes lets go of the GIL). ``HostOps.direct = False``
 or ``XPNET_HOST_KERNELS=0`` keeps im2col + BLAS.
@@ -40,7 +40,7 @@ import math
 import os
 import threading
 
-from backends import direct_conv
+from backends import cpu_kernels
 from backends.ops import Ops
 
 ENV_VAR = "XPNET_HOST_THREADS"
@@ -220,12 +220,12 @@ class HostOps(Ops):
         return out
 
     def _direct_kernels(self, x, W, b, stride):
-        """The compiled direct convolution (:mod:`backends.direct_conv`) for these arrays,
+        """The compiled direct convolution (:mod:`backends.cpu_kernels`) for these arrays,
         or None: it takes stride 1, float32 or float64, one dtype throughout."""
         if not self.direct or stride != 1 or not (x.dtype == W.dtype == b.dtype) \
                 or x.dtype.name not in ("float32", "float64"):
             return None
-        return direct_conv.load()[0]
+        return cpu_kernels.load()[0]
 
     def conv(self, x, W, b, stride, pad, out_h, out_w):
         if _blas_default is None and self.threads > 1:
@@ -253,14 +253,19 @@ class HostOps(Ops):
     def conv_grad(self, dout, x, W, col, stride, pad, input_grad=True):
         if not isinstance(col, PaddedGrid):
             return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
-        kernels = direct_conv.load()[0]
+        kernels = cpu_kernels.load()[0]
         xp = self.xp
         fn, c, fh, fw = W.shape
         n, _, h, w = x.shape
         out_h, out_w = dout.shape[2:]
         dtype = dout.dtype.name
         d = dout.transpose(1, 0, 2, 3)  # (FN, N, out_h, out_w)
-        if c < direct_conv.DW_MIN_CHANNELS:
+        qh, qw = fh - 1 - pad, fw - 1 - pad  # dx: dout padded by filter - 1 - pad
+        block = kernels.block[dtype]
+        hq, wq = out_h + 2 * qh, out_w + 2 * qw  # = h + fh - 1, w + fw - 1
+        length = -(-n * hq * wq // block) * block
+        padded = None
+        if c < cpu_kernels.DW_MIN_CHANNELS:
             # an image's few channels: im2col's columns are small, and one product
             # with them beats the grid kernel's short rows of taps
             flat = d.reshape(fn, -1)
@@ -268,22 +273,25 @@ class HostOps(Ops):
             dW = self.matmul(self.im2col(x, fh, fw, stride, pad, out_h, out_w),
                              flat.T).T.reshape(W.shape)
         else:
-            # dout on the forward's grid, 0 where the grid has no output
-            grad = self._to_grid(d, col.hp, col.wp, 0, 0, col.length)
+            if input_grad and (hq, wq) == (col.hp, col.wp):
+                # a "same" convolution (filter 2 pad + 1): dout padded for dx is dout on
+                # the forward's grid shifted by (qh, qw), so one copy serves both
+                shift = qh * wq + qw
+                padded = self._to_grid(d, hq, wq, qh, qw, col.length + 2 * shift)
+                grad = padded[:, shift:shift + col.length]
+            else:  # dout on the forward's grid, 0 where the grid has no output
+                grad = self._to_grid(d, col.hp, col.wp, 0, 0, col.length)
             db = grad.sum(axis=1)
             dW = self._grid_dw(kernels, dtype, grad, col, W.shape)
         if not input_grad:
             return None, dW, db
-        qh, qw = fh - 1 - pad, fw - 1 - pad
         if qh < 0 or qw < 0:  # padding wider than the filter: some pixels reach no output
             dcol = self.matmul(W.reshape(fn, -1).T, xp.ascontiguousarray(d).reshape(fn, -1))
             return self.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w), dW, db
-        # dx: dout padded by filter - 1 - pad, correlated with the filters turned
-        # 180 degrees and their axes swapped (C, FN, fh, fw)
-        block = kernels.block[dtype]
-        hq, wq = out_h + 2 * qh, out_w + 2 * qw  # = h + fh - 1, w + fw - 1
-        length = -(-n * hq * wq // block) * block
-        padded = self._to_grid(d, hq, wq, qh, qw, length + (fh - 1) * wq + fw - 1)
+        # dx: the padded dout correlated with the filters turned 180 degrees and
+        # their axes swapped (C, FN, fh, fw)
+        if padded is None:
+            padded = self._to_grid(d, hq, wq, qh, qw, length + (fh - 1) * wq + fw - 1)
         flipped = xp.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         zero = xp.zeros(c, dtype=dout.dtype)
         dx = xp.empty((c, n, h, w), dtype=dout.dtype)
@@ -320,7 +328,8 @@ class HostOps(Ops):
                        macs=filter_size * length)
 
     def _grid_dw(self, kernels, dtype, grad, grid, shape):
-        """dW as partial sums over ranges of the grid, added in order."""
+        """dW as partial sums over ranges of the grid, added in order; ``grad``'s rows
+        (dout on the grid) may be a view into longer ones."""
         xp = self.xp
         step = kernels.vector_bytes // grad.itemsize
         vectors = grid.length // step
@@ -331,10 +340,11 @@ class HostOps(Ops):
 
         def work(lo, hi):
             for i in range(lo, hi):
-                kernels.dw[dtype](grad.ctypes.data, grad.shape[1], grid.data.ctypes.data,
+                kernels.dw[dtype](grad.ctypes.data, grad.strides[0] // grad.itemsize,
+                                  grid.data.ctypes.data,
                                   grid.data.shape[1], fn, c, fh, fw, grid.wp,
                                   partial[i].ctypes.data, bounds[i], bounds[i + 1],
-                                  direct_conv.DW_CHUNK)
+                                  cpu_kernels.DW_CHUNK)
 
         self.each_part(work, count, macs=fn * c * fh * fw * grid.length)
         return partial[0] if count == 1 else partial.sum(axis=0)

@@ -50,7 +50,7 @@ Each operation:
     ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
     out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
     ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
-    compiled direct convolution of :mod:`backends.direct_conv`, the padded
+    compiled direct convolution of :mod:`backends.cpu_kernels`, the padded
     input instead).
 ``conv_grad(dout, x, W, col, stride, pad, input_grad)``
     ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
@@ -209,13 +209,7 @@ class Ops:
         offsets = _window_slices(ph, pw, stride, out_h, out_w)
         shape = x.shape[:-2] + (h + 2 * pad, w + 2 * pad)
         dx = _empty(xp, shape, dout.dtype, _order(x))
-        if _order(dout) != _order(arg):
-            # e.g. an Affine's dx (sample-major) against a convolution's channel-major
-            # layout: one copy here saves the strided writes below walking two layouts
-            laid = _empty(xp, dout.shape, dout.dtype, _order(arg))
-            self.each_part(lambda lo, hi: laid[lo:hi].__setitem__(Ellipsis, dout[lo:hi]),
-                           dout.shape[0], dout.nbytes)
-            dout = laid
+        dout = self._laid_out_as(dout, arg)
         overlap = stride < ph or stride < pw
         tiled = not overlap and not pad and (h, w) == (ph * out_h, pw * out_w)
 
@@ -231,6 +225,17 @@ class Ops:
 
         self.each_part(work, x.shape[0], dx.nbytes)
         return dx[..., pad:pad + h, pad:pad + w] if pad else dx
+
+    def _laid_out_as(self, a, like):
+        """``a``, copied into ``like``'s memory order if it is in another: e.g. an Affine's
+        ``dx`` (sample-major) for a convolution's channel-major layout, where one copy
+        saves the passes after it walking two layouts."""
+        if _order(a) == _order(like):
+            return a
+        laid = _empty(self.xp, a.shape, a.dtype, _order(like))
+        self.each_part(lambda lo, hi: laid[lo:hi].__setitem__(Ellipsis, a[lo:hi]),
+                       a.shape[0], a.nbytes)
+        return laid
 
     def softmax_cross_entropy(self, x, t, rows):
         xp = self.xp

@@ -38,7 +38,7 @@ add over NumPy alone is given as their paired ratio to numpy-bare.
 Then SimpleConvNet and DeepConvNet (--conv-batch, on --conv-n synthetic
 images): xpnet's Trainer, the book's code (book_reference.py, float32 weights)
 and PyTorch eager with the same layer shapes; on NumPy also the Trainer with the
-compiled direct convolution off (xpnet-im2col: what backends/direct_conv.py
+compiled direct convolution off (xpnet-im2col: what backends/cpu_kernels.py
 gains, when a C compiler built it); on CuPy also the eager step, and
 the eager step with im2col, col2im and pooling as plain CuPy operations
 (xpnet-unfused: what backends/conv_kernels.py gains).
@@ -78,7 +78,7 @@ import backends  # noqa: E402
 from framework.data import DeviceBatches, check_data  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
-from backends import direct_conv  # noqa: E402
+from backends import cpu_kernels  # noqa: E402
 from backends.host_ops import default_blas  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -145,7 +145,7 @@ class Row:
 
 class XpnetRow(Row):
     fused = True  # CuPy's fused kernels (backends.cuda_ops); set before every window
-    direct = True  # the host's compiled convolution (backends.direct_conv); the same
+    direct = True  # the host's compiled convolution (backends.cpu_kernels); the same
 
     def make_network(self):
         return TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
@@ -534,7 +534,7 @@ class ConvXpnetUnfused(ConvXpnetEager):
 
 class ConvXpnetIm2col(ConvXpnetTrainer):
     """NumPy only: the Trainer with the compiled direct convolution off (im2col, BLAS and
-    col2im, as where no C compiler is found): what backends/direct_conv.py gains."""
+    col2im, as where no C compiler is found): what backends/cpu_kernels.py gains."""
     kind = "xpnet-im2col"
     direct = False
 
@@ -574,7 +574,7 @@ def named_net_rows(nets, batch, data, torch_ok, trainer, eager, cpu_rows, torch_
     for net in nets:
         for device in backends.available():
             rows.append(trainer(device, batch, net, data))
-            if device == "numpy" and im2col is not None and direct_conv.load()[0] is not None:
+            if device == "numpy" and im2col is not None and cpu_kernels.load()[0] is not None:
                 rows.append(im2col(device, batch, net, data))
             if device == "cupy":
                 rows.append(eager(device, batch, net, data))

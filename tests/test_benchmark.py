@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import backends
-from backends import direct_conv
+from backends import cpu_kernels
 from tests.conftest import ROOT
 
 
@@ -50,7 +50,7 @@ def test_smoke_run_produces_every_row(tmp_path):
             ("MultiLayerNet", ("5x100", "5x100-bn"), ["xpnet-trainer", "numpy-bare", "book-loop"]),
             ("SimpleConvNet and DeepConvNet", ("simple", "deep"),
              ["xpnet-trainer", "book-loop"]
-             + (["xpnet-im2col"] if direct_conv.load()[0] is not None else []))):
+             + (["xpnet-im2col"] if cpu_kernels.load()[0] is not None else []))):
         assert f"## Training step, {section}" in table
         for net in nets:
             for kind in kinds_here + (["torch-eager"] if torch_rows else []):

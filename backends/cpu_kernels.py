@@ -1,4 +1,4 @@
-"""The CPU's direct convolution: C kernels built by the system's C compiler on first use.
+"""The CPU's compiled kernels, built by the system's C compiler on first use: a direct convolution.
 
 Why: on the host, im2col + BLAS spends most of a convolution moving
 memory. DeepConvNet's second layer writes a 45 MB column matrix to use
@@ -13,9 +13,10 @@ computed at every grid position ``j``, not only the valid ones::
     out[f, j] = b[f] + sum_{c, i, k} W[f, c, i, k] * x[c, j + i * Wp + k]
 
 A filter tap is then a fixed shift along one contiguous row, so a stretch
-of outputs is a few vector registers filled by unaligned loads; the
-valid outputs ``(oh < OH, ow < OW)`` are a strided view of the grid, and
-the rest (a border's worth) is discarded. The same kernel gives the
+of outputs is a few vector registers filled by unaligned loads; as a block
+is stored, its valid outputs ``(oh < OH, ow < OW)`` go to the compact
+channel-major output ``(F, N, OH, OW)`` and the rest (a border's worth)
+is dropped. The same kernel gives the
 input's gradient for stride 1, the correlation of the padded ``dout`` with
 the filters turned 180 degrees and their two axes swapped; a second kernel
 gives ``dW[f, c, i, k] = sum_j d[f, j] * x[c, j + i * Wp + k]``, with ``d``
@@ -27,9 +28,9 @@ the cache folder (``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or
 ctypes, which lets go of the GIL during a call (so
 :class:`backends.host_ops.HostOps` runs parts of the grid on its threads).
 With no compiler, a failed build, or ``XPNET_HOST_KERNELS=0``, it returns
-None with the reason and the host runs im2col + BLAS as before. Only
-stride 1 runs here (every convolution of the book's networks), in float32
-and float64.
+None with the reason and the host runs its NumPy code (im2col + BLAS).
+The convolution runs here at stride 1 (every convolution of the book's
+networks), in float32 and float64.
 """
 
 import ctypes
@@ -194,8 +195,9 @@ void xpnet_conv_dw_$S(const $T* d, long ds, const $T* x, long xs, int F, int C, 
 }
 ''')
 
-SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s)
-                            for t, s in (("float", "float32"), ("double", "float64")))
+
+FLOAT_TYPES = (("float", "float32"), ("double", "float64"))
+SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s) for t, s in FLOAT_TYPES)
 
 _ARGS_CONV = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "l", "p", "l", "l", "l"]
 _ARGS_DW = ["p", "l", "p", "l", "i", "i", "i", "i", "l", "p", "l", "l", "l"]
@@ -210,14 +212,16 @@ class Kernels:
     def __init__(self, library, path):
         self.path = path
         self.conv, self.dw = {}, {}
-        for dtype in ("float32", "float64"):
-            conv = getattr(library, f"xpnet_conv_{dtype}")
-            conv.argtypes = [_CTYPES[a] for a in _ARGS_CONV]
-            conv.restype = None
-            dw = getattr(library, f"xpnet_conv_dw_{dtype}")
-            dw.argtypes = [_CTYPES[a] for a in _ARGS_DW]
-            dw.restype = None
-            self.conv[dtype], self.dw[dtype] = conv, dw
+
+        def function(name, args):
+            f = getattr(library, name)
+            f.argtypes = [_CTYPES[a] for a in args]
+            f.restype = None
+            return f
+
+        for _, dtype in FLOAT_TYPES:
+            self.conv[dtype] = function(f"xpnet_conv_{dtype}", _ARGS_CONV)
+            self.dw[dtype] = function(f"xpnet_conv_dw_{dtype}", _ARGS_DW)
         # outputs a block computes: grids are rounded up to whole blocks
         self.block = {"float32": library.xpnet_block_floats(),
                       "float64": library.xpnet_block_doubles()}
@@ -266,12 +270,12 @@ def build(folder, environ=None):
     key = hashlib.sha256("\n".join([SOURCE, cc, " ".join(FLAGS), _cpu_signature()])
                          .encode()).hexdigest()[:16]
     folder = pathlib.Path(folder)
-    path = folder / f"direct_conv-{key}.so"
+    path = folder / f"cpu_kernels-{key}.so"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        src = pathlib.Path(tmp) / "direct_conv.c"
+        src = pathlib.Path(tmp) / "cpu_kernels.c"
         src.write_text(SOURCE)
         out = pathlib.Path(tmp) / path.name
         flags = list(FLAGS)

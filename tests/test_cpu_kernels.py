@@ -1,14 +1,14 @@
-"""backends/direct_conv.py: the host's compiled convolution against im2col + BLAS, and its build."""
+"""backends/cpu_kernels.py: the host's compiled convolution against im2col + BLAS, and its build."""
 
 import os
 
 import numpy as np
 import pytest
 
-from backends import direct_conv, host_ops
+from backends import cpu_kernels, host_ops
 from backends.host_ops import HostOps, PaddedGrid
 
-KERNELS, WHY = direct_conv.load()
+KERNELS, WHY = cpu_kernels.load()
 needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no direct convolution: {WHY}")
 RNG = np.random.default_rng(5)
 
@@ -92,20 +92,20 @@ def test_stride_two_and_mixed_dtypes_keep_im2col():
 
 
 def test_off_by_the_environment_and_a_bad_value_named(tmp_path):
-    kernels, why = direct_conv.load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
+    kernels, why = cpu_kernels.load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
     assert kernels is None and "XPNET_HOST_KERNELS=0" in why
     with pytest.raises(ValueError, match=r"XPNET_HOST_KERNELS='yes'.*expected 1 .* or 0"):
-        direct_conv.load({"XPNET_HOST_KERNELS": "yes"})
+        cpu_kernels.load({"XPNET_HOST_KERNELS": "yes"})
 
 
 def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
     env = {"CC": str(tmp_path / "no-such-compiler"), "XPNET_CACHE_DIR": str(tmp_path)}
-    kernels, why = direct_conv.load(env)
+    kernels, why = cpu_kernels.load(env)
     assert kernels is None and "no C compiler" in why and "im2col" in why
     broken = tmp_path / "cc"  # a compiler that fails: its message is passed on
     broken.write_text("#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n")
     broken.chmod(0o755)
-    kernels, why = direct_conv.load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path)})
+    kernels, why = cpu_kernels.load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path)})
     assert kernels is None and "out of luck" in why
     assert not list(tmp_path.glob("*.so"))  # nothing half-written left in the cache
 
@@ -113,16 +113,17 @@ def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
 @needs_kernels
 def test_built_once_into_the_cache_folder(tmp_path):
     env = {"XPNET_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
-    kernels, why = direct_conv.load(env)
+    kernels, why = cpu_kernels.load(env)
     assert kernels is not None and str(tmp_path) in why
     built = list((tmp_path / "cache").iterdir())
     assert [p.suffix for p in built] == [".so"]  # no temporary files left beside it
     stamp = built[0].stat().st_mtime_ns
-    assert direct_conv.build(tmp_path / "cache", env) == built[0]
+    assert cpu_kernels.build(tmp_path / "cache", env) == built[0]
     assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
     assert kernels.block["float32"] == 2 * kernels.block["float64"]
 
 
 def test_cache_folder_from_the_environment(tmp_path):
-    assert direct_conv.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
-    assert direct_conv.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
+    assert cpu_kernels.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
+
