@@ -46,8 +46,7 @@ import tempfile
 ENV_VAR = "XPNET_HOST_KERNELS"
 CACHE_ENV_VAR = "XPNET_CACHE_DIR"
 FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
-DW_MIN_CHANNELS = 4  # fewer input channels: dW from im2col's (small) columns and BLAS
-DW_CHUNK = 1024  # grid positions a dW pass takes at a time: all its rows stay in L2
+DW_CHUNK = 2048  # grid positions a dW pass sums at a time (1024-16384 tried: 2048 best)
 
 _PRELUDE = r'''
 #ifdef __AVX512F__
@@ -57,6 +56,13 @@ _PRELUDE = r'''
 #define VB 32
 #define JB 2
 #endif
+#ifdef __AVX512F__
+#define PB 6   /* pixels (or taps) a filter-vectorised block keeps in registers */
+#else
+#define PB 3
+#endif
+#define FV 4   /* vectors of filters a filter-vectorised block keeps in registers */
+#define PX_CHUNK 128  /* pixels a filter-vectorised dW pass sums at a time: in L1 */
 #define FB 4   /* filters a block keeps in registers */
 #define CB 4   /* filter taps a dW block keeps in registers */
 #include <string.h>
@@ -64,6 +70,12 @@ _PRELUDE = r'''
 int xpnet_block_floats(void) { return JB * VB / 4; }
 int xpnet_block_doubles(void) { return JB * VB / 8; }
 int xpnet_vector_bytes(void) { return VB; }
+/* where output pixel p = (n, y, x) of an oh x ow output sits on an hp x wp grid */
+static inline long grid_index(long p, long oh, long ow, long hp, long wp)
+{
+    const long n = p / (oh * ow), r = p - n * oh * ow, y = r / ow;
+    return n * hp * wp + y * wp + (r - y * ow);
+}
 '''
 
 # One copy per type ($T the C type, $S the suffix). Blocks are called with a
@@ -193,6 +205,123 @@ void xpnet_conv_dw_$S(const $T* d, long ds, const $T* x, long xs, int F, int C, 
         }
     }
 }
+
+/* Filter-vectorised: a block of PB output pixels (only valid ones, no grid waste)
+   times nv vectors of filters; wt is (C, KH, KW, F), each tap a row of F filters. */
+INLINE void px_block_$S(const int nb, const int nv, const $T* x, long xs, const $T* wt,
+                        const $T* b, int F, int C, int KH, int KW, long wp, const long* base,
+                        $T* out, long os, long p0)
+{
+    vec_$S acc[PB][FV];
+    for (int q = 0; q < nb; ++q)
+        for (int v = 0; v < nv; ++v) acc[q][v] = *(const uvec_$S*)(b + v * VL_$S);
+    for (int c = 0; c < C; ++c) {
+        const $T* xc = x + c * xs;
+        for (int i = 0; i < KH; ++i)
+            for (int k = 0; k < KW; ++k) {
+                const $T* wv = wt + ((long)(c * KH + i) * KW + k) * F;
+                vec_$S w[FV];
+                for (int v = 0; v < nv; ++v) w[v] = *(const uvec_$S*)(wv + v * VL_$S);
+                const long off = i * wp + k;
+                for (int q = 0; q < nb; ++q) {
+                    const $T s = xc[base[q] + off];
+                    for (int v = 0; v < nv; ++v) acc[q][v] += s * w[v];
+                }
+            }
+    }
+    for (int v = 0; v < nv; ++v)
+        for (int l = 0; l < VL_$S; ++l)
+            for (int q = 0; q < nb; ++q) out[(long)(v * VL_$S + l) * os + p0 + q] = acc[q][v][l];
+}
+
+#define PX_CALL_$S(nb, nv, q) px_block_$S(nb, nv, x, xs, wt + f0, b + f0, F, C, KH, KW, wp, \
+                                          base + (q), out + (long)f0 * os, os, p0 + (q))
+
+/* out[f, n, y, x] as xpnet_conv_$S for the output pixels p in [lo, hi) of (N, oh, ow),
+   F a whole number of vectors; wt the filters as (C, KH, KW, F). */
+void xpnet_conv_px_$S(const $T* x, long xs, const $T* wt, const $T* b, int F, int C, int KH,
+                      int KW, long hp, long wp, long oh, long ow, $T* out, long os, long lo,
+                      long hi)
+{
+    long base[PB];
+    for (long p0 = lo; p0 < hi; p0 += PB) {
+        const int nb = hi - p0 < PB ? (int)(hi - p0) : PB;
+        for (int q = 0; q < nb; ++q) base[q] = grid_index(p0 + q, oh, ow, hp, wp);
+        for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
+            const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
+            if (nb == PB) {
+                if (nv == 4) PX_CALL_$S(PB, 4, 0);
+                else if (nv == 3) PX_CALL_$S(PB, 3, 0);
+                else if (nv == 2) PX_CALL_$S(PB, 2, 0);
+                else PX_CALL_$S(PB, 1, 0);
+            } else {
+                for (int q = 0; q < nb; ++q) {
+                    if (nv == 4) PX_CALL_$S(1, 4, q);
+                    else if (nv == 3) PX_CALL_$S(1, 3, q);
+                    else if (nv == 2) PX_CALL_$S(1, 2, q);
+                    else PX_CALL_$S(1, 1, q);
+                }
+            }
+        }
+    }
+}
+
+INLINE void dw_px_block_$S(const int nt, const int nv, const $T* d, int F, const $T* x,
+                           const long* off, const long* base, long count, $T* dwt)
+{
+    vec_$S acc[PB][FV];
+    for (int q = 0; q < nt; ++q)
+        for (int v = 0; v < nv; ++v) acc[q][v] = (vec_$S){0};
+    for (long e = 0; e < count; ++e) {
+        vec_$S dv[FV];
+        for (int v = 0; v < nv; ++v) dv[v] = *(const uvec_$S*)(d + e * F + v * VL_$S);
+        for (int q = 0; q < nt; ++q) {
+            const $T s = x[off[q] + base[e]];
+            for (int v = 0; v < nv; ++v) acc[q][v] += s * dv[v];
+        }
+    }
+    for (int q = 0; q < nt; ++q)
+        for (int v = 0; v < nv; ++v)
+            *(uvec_$S*)(dwt + (long)q * F + v * VL_$S) += acc[q][v];
+}
+
+#define DW_PX_CALL_$S(nt, nv, q) dw_px_block_$S(nt, nv, dc + f0, F, x, off + t0 + (q), base, \
+                                                count, dwt + (long)(t0 + (q)) * F + f0)
+
+/* dwt[t, f] += sum_p d[p, f] xg[c, grid(p) + i wp + k] for each tap t = (c, i, k), over the
+   output pixels p in [lo, hi); d pixel-major (P, F), F a whole number of vectors. */
+void xpnet_conv_dw_px_$S(const $T* d, int F, const $T* x, long xs, int C, int KH, int KW,
+                         long hp, long wp, long oh, long ow, $T* dwt, long lo, long hi)
+{
+    const int rows = C * KH * KW;
+    long off[rows], base[PX_CHUNK];
+    for (int t = 0; t < rows; ++t)
+        off[t] = (t / (KH * KW)) * xs + (t / KW % KH) * wp + t % KW;
+    for (long p0 = lo; p0 < hi; p0 += PX_CHUNK) {
+        const long count = hi - p0 < PX_CHUNK ? hi - p0 : PX_CHUNK;
+        for (long e = 0; e < count; ++e) base[e] = grid_index(p0 + e, oh, ow, hp, wp);
+        const $T* dc = d + p0 * F;
+        for (int t0 = 0; t0 < rows; t0 += PB) {
+            const int nt = rows - t0 < PB ? rows - t0 : PB;
+            for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
+                const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
+                if (nt == PB) {
+                    if (nv == 4) DW_PX_CALL_$S(PB, 4, 0);
+                    else if (nv == 3) DW_PX_CALL_$S(PB, 3, 0);
+                    else if (nv == 2) DW_PX_CALL_$S(PB, 2, 0);
+                    else DW_PX_CALL_$S(PB, 1, 0);
+                } else {
+                    for (int q = 0; q < nt; ++q) {
+                        if (nv == 4) DW_PX_CALL_$S(1, 4, q);
+                        else if (nv == 3) DW_PX_CALL_$S(1, 3, q);
+                        else if (nv == 2) DW_PX_CALL_$S(1, 2, q);
+                        else DW_PX_CALL_$S(1, 1, q);
+                    }
+                }
+            }
+        }
+    }
+}
 ''')
 
 
@@ -201,6 +330,8 @@ SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s) for t, s in FLOAT_TYP
 
 _ARGS_CONV = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "l", "p", "l", "l", "l"]
 _ARGS_DW = ["p", "l", "p", "l", "i", "i", "i", "i", "l", "p", "l", "l", "l"]
+_ARGS_CONV_PX = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l", "l"]
+_ARGS_DW_PX = ["p", "i", "p", "l", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l"]
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_long, "i": ctypes.c_int}
 
 _loaded = None  # (Kernels or None, reason), once per process
@@ -211,7 +342,7 @@ class Kernels:
 
     def __init__(self, library, path):
         self.path = path
-        self.conv, self.dw = {}, {}
+        self.conv, self.dw, self.conv_px, self.dw_px = {}, {}, {}, {}
 
         def function(name, args):
             f = getattr(library, name)
@@ -222,6 +353,8 @@ class Kernels:
         for _, dtype in FLOAT_TYPES:
             self.conv[dtype] = function(f"xpnet_conv_{dtype}", _ARGS_CONV)
             self.dw[dtype] = function(f"xpnet_conv_dw_{dtype}", _ARGS_DW)
+            self.conv_px[dtype] = function(f"xpnet_conv_px_{dtype}", _ARGS_CONV_PX)
+            self.dw_px[dtype] = function(f"xpnet_conv_dw_px_{dtype}", _ARGS_DW_PX)
         # outputs a block computes: grids are rounded up to whole blocks
         self.block = {"float32": library.xpnet_block_floats(),
                       "float64": library.xpnet_block_doubles()}

@@ -242,12 +242,7 @@ class HostOps(Ops):
         length = -(-n * hp * wp // block) * block
         grid = PaddedGrid(self._to_grid(x.transpose(1, 0, 2, 3), hp, wp, pad, pad,
                                         length + (fh - 1) * wp + fw - 1), hp, wp, length)
-        out = xp.empty((fn, n, out_h, out_w), dtype=x.dtype)  # channel-major, as im2col's
-        W, b = xp.ascontiguousarray(W), xp.ascontiguousarray(b)
-        self._grid_blocks(lambda lo, hi: kernels.conv[dtype](
-            grid.data.ctypes.data, grid.data.shape[1], W.ctypes.data, b.ctypes.data, fn, c, fh,
-            fw, hp, wp, out_h, out_w, n * hp * wp, out.ctypes.data, n * out_h * out_w, lo, hi),
-            length, block, W.size)
+        out = self._convolve(kernels, grid, n, W, b, out_h, out_w)
         return out.transpose(1, 0, 2, 3), grid
 
     def conv_grad(self, dout, x, W, col, stride, pad, input_grad=True):
@@ -265,17 +260,12 @@ class HostOps(Ops):
         hq, wq = out_h + 2 * qh, out_w + 2 * qw  # = h + fh - 1, w + fw - 1
         length = -(-n * hq * wq // block) * block
         padded = None
-        if c < cpu_kernels.DW_MIN_CHANNELS:
-            # an image's few channels: im2col's columns are small, and one product
-            # with them beats the grid kernel's short rows of taps
-            flat = d.reshape(fn, -1)
-            db = flat.sum(axis=1)
-            dW = self.matmul(self.im2col(x, fh, fw, stride, pad, out_h, out_w),
-                             flat.T).T.reshape(W.shape)
+        if fn % (kernels.vector_bytes // dout.itemsize) == 0:  # vectors of whole filters
+            dW, db = self._pixel_dw(kernels, d, col, W.shape)
         else:
             if input_grad and (hq, wq) == (col.hp, col.wp):
-                # a "same" convolution (filter 2 pad + 1): dout padded for dx is dout on
-                # the forward's grid shifted by (qh, qw), so one copy serves both
+                # a "same" convolution (filter 2 pad + 1): dout padded for dx is dout
+                # on the forward's grid shifted by (qh, qw), so one copy serves both
                 shift = qh * wq + qw
                 padded = self._to_grid(d, hq, wq, qh, qw, col.length + 2 * shift)
                 grad = padded[:, shift:shift + col.length]
@@ -292,14 +282,64 @@ class HostOps(Ops):
         # their axes swapped (C, FN, fh, fw)
         if padded is None:
             padded = self._to_grid(d, hq, wq, qh, qw, length + (fh - 1) * wq + fw - 1)
-        flipped = xp.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        zero = xp.zeros(c, dtype=dout.dtype)
-        dx = xp.empty((c, n, h, w), dtype=dout.dtype)
-        self._grid_blocks(lambda lo, hi: kernels.conv[dtype](
-            padded.ctypes.data, padded.shape[1], flipped.ctypes.data, zero.ctypes.data, c, fn,
-            fh, fw, hq, wq, h, w, n * hq * wq, dx.ctypes.data, n * h * w, lo, hi),
-            length, block, W.size)
+        flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        dx = self._convolve(kernels, PaddedGrid(padded, hq, wq, length), n, flipped,
+                            xp.zeros(c, dtype=dout.dtype), h, w)
         return dx.transpose(1, 0, 2, 3), dW, db
+
+    def _convolve(self, kernels, grid, n, W, b, out_h, out_w):
+        """``(F, N, out_h, out_w)``: the grid's images correlated with ``W (F, C, fh, fw)``,
+        plus ``b``. With F a whole number (two or more) of vectors, vectorised over the
+        filters and only at the valid output pixels; else a block of grid positions at a
+        time, which vectorises over the pixels whatever F, at a border's extra work."""
+        xp = self.xp
+        fn, c, fh, fw = W.shape
+        dtype = W.dtype.name
+        data, hp, wp = grid.data, grid.hp, grid.wp
+        out = xp.empty((fn, n, out_h, out_w), dtype=W.dtype)
+        b = xp.ascontiguousarray(b)
+        pixels = n * out_h * out_w
+        vector = kernels.vector_bytes // W.itemsize
+        if fn % vector == 0 and fn >= 2 * vector:
+            taps = xp.ascontiguousarray(W.transpose(1, 2, 3, 0))  # (C, fh, fw, F)
+            self.each_part(lambda lo, hi: kernels.conv_px[dtype](
+                data.ctypes.data, data.shape[1], taps.ctypes.data, b.ctypes.data, fn, c, fh,
+                fw, hp, wp, out_h, out_w, out.ctypes.data, pixels, lo, hi),
+                pixels, macs=W.size * pixels)
+            return out
+        W = xp.ascontiguousarray(W)
+        self._grid_blocks(lambda lo, hi: kernels.conv[dtype](
+            data.ctypes.data, data.shape[1], W.ctypes.data, b.ctypes.data, fn, c, fh, fw, hp,
+            wp, out_h, out_w, n * hp * wp, out.ctypes.data, pixels, lo, hi),
+            grid.length, kernels.block[dtype], W.size)
+        return out
+
+    def _pixel_dw(self, kernels, d, grid, shape):
+        """``(dW, db)`` from ``d (F, N, out_h, out_w)`` copied pixel-major: vectorised over
+        the filters, partial sums over ranges of pixels added in order."""
+        xp = self.xp
+        fn, c, fh, fw = shape
+        _, n, out_h, out_w = d.shape
+        pixels = n * out_h * out_w
+        flat = d.reshape(fn, pixels)
+        by_pixel = xp.empty((pixels, fn), dtype=d.dtype)
+        self.each_part(lambda lo, hi: by_pixel[lo:hi].__setitem__(Ellipsis, flat[:, lo:hi].T),
+                       pixels, by_pixel.nbytes)
+        macs = fn * c * fh * fw * pixels
+        count = self.parts(pixels, macs=macs)
+        bounds = [pixels * i // count for i in range(count + 1)]
+        partial = xp.zeros((count, c * fh * fw, fn), dtype=d.dtype)
+        run = kernels.dw_px[d.dtype.name]
+
+        def work(lo, hi):
+            for i in range(lo, hi):
+                run(by_pixel.ctypes.data, fn, grid.data.ctypes.data, grid.data.shape[1], c, fh,
+                    fw, grid.hp, grid.wp, out_h, out_w, partial[i].ctypes.data, bounds[i],
+                    bounds[i + 1])
+
+        self.each_part(work, count, macs=macs)
+        taps = partial[0] if count == 1 else partial.sum(axis=0)  # (C * fh * fw, F)
+        return xp.ascontiguousarray(taps.T).reshape(shape), flat.sum(axis=1)
 
     def _to_grid(self, planes, hp, wp, top, left, row):
         """``planes (C, N, H, W)`` as rows of length ``row``: each sample an ``hp x wp``

@@ -13,13 +13,15 @@ needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no direct convoluti
 RNG = np.random.default_rng(5)
 
 # (N, C, H, W), (FN, FH, FW), pad: the book's nets' shapes at small batches, filter
-# counts that leave a remainder block (5, 30), one and three channels (dW by im2col),
-# non-square filters and images, a padding wider than the filter (dx by col2im)
+# counts that leave a remainder block (5, 30), one and three channels,
+# non-square filters and images, a padding wider than the filter (dx by col2im); 16-80
+# filters and 32 channels take the kernels vectorised over the filters (1-5 vectors)
 CASES = [((2, 16, 9, 9), (16, 3, 3), 1), ((3, 1, 28, 28), (30, 5, 5), 0),
          ((2, 1, 10, 10), (16, 3, 3), 1), ((2, 3, 7, 6), (5, 2, 3), 0),
          ((1, 6, 8, 5), (7, 3, 2), 2), ((2, 8, 6, 6), (9, 3, 3), 2),
          ((1, 4, 5, 5), (4, 2, 2), 3), ((2, 5, 7, 7), (8, 1, 1), 0),
-         ((5, 32, 7, 7), (64, 3, 3), 1)]
+         ((5, 32, 7, 7), (64, 3, 3), 1), ((3, 16, 7, 5), (48, 3, 3), 1),
+         ((2, 32, 5, 5), (80, 3, 3), 1), ((2, 5, 6, 6), (64, 3, 3), 1)]
 
 
 def channel_major(shape, dtype):
@@ -53,7 +55,7 @@ def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol):
     for name, g, w in zip(["out", "dx", "dW", "db"], got[:1] + got[2:], want[:1] + want[2:]):
         assert g.shape == w.shape and g.dtype == w.dtype, name
         scale = np.abs(w).max()
-        assert np.abs(g - w).max() <= rtol * scale * max(1, w_shape[1] * fh * fw ** 0.5), name
+        assert np.abs(g - w).max() <= rtol * scale * (x_shape[1] * fh * fw) ** 0.5, name
     # outputs and dx in the channel-major layout the next layers read in place
     assert got[0].transpose(1, 0, 2, 3).flags.c_contiguous
     if pad < min(fh, fw):  # else dx comes from col2im, a view of its padded image
@@ -63,13 +65,14 @@ def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol):
 
 
 @needs_kernels
-def test_the_split_across_threads_gives_the_same_outputs(monkeypatch):
+@pytest.mark.parametrize("c, fn", [(8, 12), (32, 32)])  # by grid blocks; by filter vectors
+def test_the_split_across_threads_gives_the_same_outputs(monkeypatch, c, fn):
     monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(host_ops, "MIN_PART_MACS", 1)
-    x = channel_major((4, 8, 12, 12), "float32")
-    W = RNG.standard_normal((12, 8, 3, 3)).astype(np.float32)
-    b = RNG.standard_normal(12).astype(np.float32)
-    dout = channel_major((4, 12, 12, 12), "float32")
+    x = channel_major((4, c, 12, 12), "float32")
+    W = RNG.standard_normal((fn, c, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(fn).astype(np.float32)
+    dout = channel_major((4, fn, 12, 12), "float32")
     one = run(HostOps(np, threads=1), x, W, b, 1, dout)
     three = run(HostOps(np, threads=3), x, W, b, 1, dout)
     assert np.array_equal(one[0], three[0])  # each output is one thread's sum
