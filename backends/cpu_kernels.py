@@ -67,6 +67,10 @@ _PRELUDE = r'''
 #define CB 4   /* filter taps a dW block keeps in registers */
 #include <string.h>
 #define INLINE static inline __attribute__((always_inline))
+/* CALL(n, nv, q) with nv (1..FV vectors of filters) a literal, so the block unrolls */
+#define BY_NV(CALL, n, nv, q) do { \
+        if ((nv) == 4) CALL(n, 4, q); else if ((nv) == 3) CALL(n, 3, q); \
+        else if ((nv) == 2) CALL(n, 2, q); else CALL(n, 1, q); } while (0)
 int xpnet_block_floats(void) { return JB * VB / 4; }
 int xpnet_block_doubles(void) { return JB * VB / 8; }
 int xpnet_vector_bytes(void) { return VB; }
@@ -249,19 +253,10 @@ void xpnet_conv_px_$S(const $T* x, long xs, const $T* wt, const $T* b, int F, in
         for (int q = 0; q < nb; ++q) base[q] = grid_index(p0 + q, oh, ow, hp, wp);
         for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
             const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
-            if (nb == PB) {
-                if (nv == 4) PX_CALL_$S(PB, 4, 0);
-                else if (nv == 3) PX_CALL_$S(PB, 3, 0);
-                else if (nv == 2) PX_CALL_$S(PB, 2, 0);
-                else PX_CALL_$S(PB, 1, 0);
-            } else {
-                for (int q = 0; q < nb; ++q) {
-                    if (nv == 4) PX_CALL_$S(1, 4, q);
-                    else if (nv == 3) PX_CALL_$S(1, 3, q);
-                    else if (nv == 2) PX_CALL_$S(1, 2, q);
-                    else PX_CALL_$S(1, 1, q);
-                }
-            }
+            if (nb == PB)
+                BY_NV(PX_CALL_$S, PB, nv, 0);
+            else
+                for (int q = 0; q < nb; ++q) BY_NV(PX_CALL_$S, 1, nv, q);
         }
     }
 }
@@ -305,19 +300,10 @@ void xpnet_conv_dw_px_$S(const $T* d, int F, const $T* x, long xs, int C, int KH
             const int nt = rows - t0 < PB ? rows - t0 : PB;
             for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
                 const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
-                if (nt == PB) {
-                    if (nv == 4) DW_PX_CALL_$S(PB, 4, 0);
-                    else if (nv == 3) DW_PX_CALL_$S(PB, 3, 0);
-                    else if (nv == 2) DW_PX_CALL_$S(PB, 2, 0);
-                    else DW_PX_CALL_$S(PB, 1, 0);
-                } else {
-                    for (int q = 0; q < nt; ++q) {
-                        if (nv == 4) DW_PX_CALL_$S(1, 4, q);
-                        else if (nv == 3) DW_PX_CALL_$S(1, 3, q);
-                        else if (nv == 2) DW_PX_CALL_$S(1, 2, q);
-                        else DW_PX_CALL_$S(1, 1, q);
-                    }
-                }
+                if (nt == PB)
+                    BY_NV(DW_PX_CALL_$S, PB, nv, 0);
+                else
+                    for (int q = 0; q < nt; ++q) BY_NV(DW_PX_CALL_$S, 1, nv, q);
             }
         }
     }
