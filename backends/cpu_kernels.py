@@ -375,8 +375,9 @@ def _compiler(environ):
     return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-def build(folder, environ=None):
-    """The kernels' shared library in ``folder``, compiled unless there already: its path.
+def build(folder, environ=None, flags=FLAGS):
+    """The kernels' shared library in ``folder``, compiled with ``flags`` unless there
+    already: its path.
 
     Written to a temporary name and renamed, so a concurrent or interrupted
     build never leaves a half-written library behind. Raises ``RuntimeError``
@@ -386,7 +387,7 @@ def build(folder, environ=None):
     cc = _compiler(environ)
     if cc is None:
         raise RuntimeError("no C compiler (cc, gcc or clang on PATH, or $CC)")
-    key = hashlib.sha256("\n".join([SOURCE, cc, " ".join(FLAGS), _cpu_signature()])
+    key = hashlib.sha256("\n".join([SOURCE, cc, " ".join(flags), _cpu_signature()])
                          .encode()).hexdigest()[:16]
     folder = pathlib.Path(folder)
     path = folder / f"cpu_kernels-{key}.so"
@@ -397,10 +398,10 @@ def build(folder, environ=None):
         src = pathlib.Path(tmp) / "cpu_kernels.c"
         src.write_text(SOURCE)
         out = pathlib.Path(tmp) / path.name
-        flags = list(FLAGS)
+        flags = list(flags)
         done = subprocess.run([cc, *flags, "-o", str(out), str(src)],
                               capture_output=True, text=True)
-        if done.returncode != 0:  # a compiler without -march=native (some clang targets)
+        if done.returncode != 0 and "-march=native" in flags:  # not on some clang targets
             flags.remove("-march=native")
             done = subprocess.run([cc, *flags, "-o", str(out), str(src)],
                                   capture_output=True, text=True)
