@@ -24,7 +24,7 @@ it).
 Convolutions at stride 1 (all of the book's) skip im2col altogether where
 a C compiler is found: :mod:`backends.cpu_kernels`'s kernels compute the
 output, ``dW`` and ``dx`` from the padded input on a grid, parts of the grid
-on the pool's threads (ctypes lets go of the GIL). ``HostOps.direct = False``
+on the pool's threads (ctypes lets go of the GIL). ``HostOps.compiled = False``
 or ``XPNET_HOST_KERNELS=0`` keeps im2col + BLAS.
 
 ``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
@@ -41,7 +41,7 @@ import os
 import threading
 
 from backends import cpu_kernels
-from backends.ops import Ops
+from backends.ops import Ops, _order
 
 ENV_VAR = "XPNET_HOST_THREADS"
 MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that many cores
@@ -134,7 +134,7 @@ class HostOps(Ops):
         self._pool = None
         self._pool_pid = None
         self._local = threading.local()  # .inside: this thread is running a part already
-        self.direct = True  # the compiled direct convolution where it loads (else im2col)
+        self.compiled = True  # backends.cpu_kernels where they load (else NumPy code only)
 
     @staticmethod
     def _single_thread_blas():
@@ -230,7 +230,7 @@ class HostOps(Ops):
     def _direct_kernels(self, x, W, b, stride):
         """The compiled direct convolution (:mod:`backends.cpu_kernels`) for these arrays,
         or None: it takes stride 1, float32 or float64, one dtype throughout."""
-        if not self.direct or stride != 1 or not (x.dtype == W.dtype == b.dtype) \
+        if not self.compiled or stride != 1 or not (x.dtype == W.dtype == b.dtype) \
                 or x.dtype.name not in ("float32", "float64"):
             return None
         return cpu_kernels.load()[0]
@@ -411,6 +411,18 @@ class HostOps(Ops):
         xp = self.xp
         out = xp.empty_like(x)
         keep = xp.empty_like(x, dtype=bool)
+        kernels = cpu_kernels.load()[0] if self.compiled else None
+        if kernels is not None and x.dtype.name in kernels.relu \
+                and x.transpose(_order(x)).flags.c_contiguous \
+                and out.strides == x.strides and keep.strides == tuple(
+                    s // x.itemsize for s in x.strides):
+            # x, out and keep compact, in one memory order (a convolution's
+            # channel-major one included): one pass over ranges of that memory
+            run, item = kernels.relu[x.dtype.name], x.itemsize
+            self.each_part(lambda lo, hi: run(x.ctypes.data + lo * item,
+                                              out.ctypes.data + lo * item,
+                                              keep.ctypes.data + lo, hi - lo), x.size, x.nbytes)
+            return out, keep
 
         def work(s):
             xp.greater(x[s], 0, out=keep[s])

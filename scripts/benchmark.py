@@ -145,7 +145,7 @@ class Row:
 
 class XpnetRow(Row):
     fused = True  # CuPy's fused kernels (backends.cuda_ops); set before every window
-    direct = True  # the host's compiled convolution (backends.cpu_kernels); the same
+    compiled = True  # the host's compiled kernels (backends.cpu_kernels); the same
 
     def make_network(self):
         return TwoLayerNet(SIZES[0], self.hidden, SIZES[2], seed=0)
@@ -161,15 +161,15 @@ class XpnetRow(Row):
     def timed(self):
         if hasattr(self.ops, "fused"):
             self.ops.fused = self.fused
-        if hasattr(self.ops, "direct"):
-            self.ops.direct = self.direct
+        if hasattr(self.ops, "compiled"):
+            self.ops.compiled = self.compiled
         try:
             return super().timed()
         finally:
             if hasattr(self.ops, "fused"):
                 self.ops.fused = True
-            if hasattr(self.ops, "direct"):
-                self.ops.direct = True
+            if hasattr(self.ops, "compiled"):
+                self.ops.compiled = True
 
     def gpu_bytes(self):
         if self.backend.name == "cupy":
@@ -536,7 +536,7 @@ class ConvXpnetIm2col(ConvXpnetTrainer):
     """NumPy only: the Trainer with the compiled direct convolution off (im2col, BLAS and
     col2im, as where no C compiler is found): what backends/cpu_kernels.py gains."""
     kind = "xpnet-im2col"
-    direct = False
+    compiled = False
 
 
 class ConvBookLoop(BookLoop):

@@ -77,7 +77,7 @@ def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol, b
     out_shape = (x_shape[0], fn, x_shape[2] + 2 * pad - fh + 1, x_shape[3] + 2 * pad - fw + 1)
     dout = channel_major(out_shape, dtype)
     direct, im2col = HostOps(np, threads=1), HostOps(np, threads=1)
-    im2col.direct = False
+    im2col.compiled = False
     got = run(direct, x, W, b, pad, dout)
     want = run(im2col, x, W, b, pad, dout)
     assert isinstance(got[1], PaddedGrid) and not isinstance(want[1], PaddedGrid)
@@ -160,3 +160,29 @@ def test_cache_folder_from_the_environment(tmp_path):
     assert cpu_kernels.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
     assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
 
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["sample-major", "channel-major", "strided"])
+def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, monkeypatch,
+                                                              built):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
+    monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)  # split even this small array
+    x = channel_major((5, 4, 9, 7), dtype)
+    if layout == "sample-major":
+        x = np.ascontiguousarray(x)
+    elif layout == "strided":  # not compact: the NumPy passes take it
+        x = x[:, :, ::2]
+    x.flat[[0, 5, 9]] = [np.nan, -0.0, -np.inf]
+    fast, plain = HostOps(np, threads=3), HostOps(np, threads=3)
+    plain.compiled = False
+    with np.errstate(invalid="ignore"):  # -inf * 0: NaN on both paths, as x * (x > 0) is
+        (y, keep), (want_y, want_keep) = fast.relu(x), plain.relu(x)
+    assert y.strides == want_y.strides and keep.strides == want_keep.strides
+    assert _same_bits(y, want_y) and np.array_equal(keep, want_keep)  # -0.0 for x < 0
+
+
+def _same_bits(a, b):
+    return np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                          np.ascontiguousarray(b).view(np.uint8))
