@@ -34,7 +34,7 @@ def main():
     except ValueError as e:  # a bad XPNET_HOST_KERNELS
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"conv:    {conv_why}")
+    print(f"kernels: {conv_why}")
     if b.name == "cupy":
         cupy = b.xp
         rt = cupy.cuda.runtime.runtimeGetVersion()

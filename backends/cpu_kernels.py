@@ -1,38 +1,42 @@
-"""The CPU's compiled kernels, built by the system's C compiler on first use: a direct convolution.
-
-(And ReLU's forward in one pass instead of NumPy's two, for the same bits.)
+"""The CPU's compiled kernels, built by the system's C compiler on first use.
 
 Why: on the host, im2col + BLAS spends most of a convolution moving
 memory. DeepConvNet's second layer writes a 45 MB column matrix to use
 each element in 16 multiply-adds, so its product runs at 17-40 GFLOP/s
 where one core can do well over 100 (docs/performance.md). These kernels
-never build the columns.
-
-The trick that keeps them short is the *padded grid*. Each channel of the
-zero-padded input ``(C, N, Hp, Wp)`` is one flat row, and the output is
-computed at every grid position ``j``, not only the valid ones::
+never build the columns. They read the zero-padded input ``(C, N, Hp, Wp)``
+with each channel one flat row, where a filter tap is a fixed shift along
+the row::
 
     out[f, j] = b[f] + sum_{c, i, k} W[f, c, i, k] * x[c, j + i * Wp + k]
 
-A filter tap is then a fixed shift along one contiguous row, so a stretch
-of outputs is a few vector registers filled by unaligned loads; as a block
-is stored, its valid outputs ``(oh < OH, ow < OW)`` go to the compact
-channel-major output ``(F, N, OH, OW)`` and the rest (a border's worth)
-is dropped. The same kernel gives the
-input's gradient for stride 1, the correlation of the padded ``dout`` with
-the filters turned 180 degrees and their two axes swapped; a second kernel
-gives ``dW[f, c, i, k] = sum_j d[f, j] * x[c, j + i * Wp + k]``, with ``d``
-the output's gradient placed on the grid and zero elsewhere.
+for the grid position ``j`` of output pixel ``(n, y, x)``, ``(n Hp + y) Wp + x``.
+
+* ``conv`` and ``dw`` (the grid kernels) compute a block of consecutive grid
+  positions at once, a few vector registers filled by unaligned loads,
+  whatever the number of filters; as a block is stored its valid outputs
+  go to the compact channel-major output ``(F, N, OH, OW)`` and the rest
+  (a border's worth of work) is dropped. ``dw`` sums ``dout`` placed on the
+  same grid, zero where there is no output, against the shifted rows.
+* ``conv_px`` and ``dw_px`` vectorise over the filters instead: a block of
+  valid output pixels times up to four vectors of filters (laid out
+  ``(C, fh, fw, F)``), ``dW`` from ``dout`` copied pixel-major. No border;
+  they pay from two vectors of filters up (:mod:`backends.host_ops`
+  chooses).
+* The input's gradient at stride 1 is the same forward on ``dout`` padded
+  by ``filter - 1 - pad``, with the filters turned 180 degrees and their
+  two axes swapped.
+* ``relu``: ReLU's forward in one pass instead of NumPy's two, the same bits.
 
 :func:`load` compiles :data:`SOURCE` with ``cc -O3 -march=native`` into
 the cache folder (``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or
-``~/.cache/xpnet``), once per source, compiler and CPU, and loads it with
-ctypes, which lets go of the GIL during a call (so
-:class:`backends.host_ops.HostOps` runs parts of the grid on its threads).
+``~/.cache/xpnet``), once per source, compiler, flags and CPU, and loads it
+with ctypes, which lets go of the GIL during a call (so
+:class:`backends.host_ops.HostOps` runs parts of the work on its threads).
 With no compiler, a failed build, or ``XPNET_HOST_KERNELS=0``, it returns
 None with the reason and the host runs its NumPy code (im2col + BLAS).
 The convolution runs here at stride 1 (every convolution of the book's
-networks), in float32 and float64.
+networks), all of it in float32 and float64.
 """
 
 import ctypes
@@ -53,14 +57,11 @@ DW_CHUNK = 2048  # grid positions a dW pass sums at a time (1024-16384 tried: 20
 _PRELUDE = r'''
 #ifdef __AVX512F__
 #define VB 64  /* bytes in a vector register */
-#define JB 4   /* vectors of outputs a block keeps in registers, per filter */
+#define JB 4   /* vectors of outputs a grid block keeps in registers, per filter */
+#define PB 6   /* pixels (or taps) a filter-vectorised block keeps in registers */
 #else
 #define VB 32
 #define JB 2
-#endif
-#ifdef __AVX512F__
-#define PB 6   /* pixels (or taps) a filter-vectorised block keeps in registers */
-#else
 #define PB 3
 #endif
 #define FV 4   /* vectors of filters a filter-vectorised block keeps in registers */
@@ -422,7 +423,7 @@ def build(folder, environ=None, flags=FLAGS):
             done = subprocess.run([cc, *flags, "-o", str(out), str(src)],
                                   capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{cc} failed to build the direct convolution: "
+            raise RuntimeError(f"{cc} failed to build the host kernels: "
                                f"{done.stderr.strip()[-2000:]}")
         os.replace(out, path)
     return path
@@ -436,16 +437,18 @@ def load(environ=None):
     env = os.environ if environ is None else environ
     value = env.get(ENV_VAR, "1")
     if value not in ("0", "1"):
-        raise ValueError(f"{ENV_VAR}={value!r}: expected 1 (use the direct convolution "
-                         f"where a C compiler builds it, the default) or 0 (im2col + BLAS)")
+        raise ValueError(f"{ENV_VAR}={value!r}: expected 1 (the compiled kernels where a C "
+                         f"compiler builds them, the default) or 0 (NumPy only: im2col + "
+                         f"BLAS)")
     if value == "0":
-        result = (None, f"off ({ENV_VAR}=0): im2col + BLAS")
+        result = (None, f"off ({ENV_VAR}=0): NumPy only, im2col + BLAS")
     else:
         try:
             path = build(cache_dir(env), env)
-            result = (Kernels(ctypes.CDLL(str(path)), path), f"direct convolution ({path})")
+            result = (Kernels(ctypes.CDLL(str(path)), path),
+                      f"compiled kernels, the direct convolution ({path})")
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            result = (None, f"im2col + BLAS: the direct convolution is not built ({e})")
+            result = (None, f"NumPy only, im2col + BLAS: the kernels are not built ({e})")
     if environ is None:
         _loaded = result
     return result

@@ -49,7 +49,7 @@ MIN_PART_BYTES = 1 << 18  # a part smaller than ~256 KB costs more to hand over 
 MIN_PART_MACS = 1 << 23  # ~8M multiply-adds, ~0.3 ms on one core: worth a hand-over
 MIN_PART_SIDE = 32  # split a product's output no thinner than this
 
-# What a direct convolution keeps for backward: the zero-padded input, each channel
+# What the compiled convolution keeps for backward: the zero-padded input, each channel
 # one row (``data (C, >= length + reach)``), its images ``hp x wp``, ``length``
 # grid positions computed (whole kernel blocks).
 PaddedGrid = collections.namedtuple("PaddedGrid", "data hp wp length")

@@ -9,8 +9,8 @@ the wider 784-1000-10 net of DeZero's GPU example at batch 100:
   xpnet-eager    CuPy only: the Trainer with graph=False (fused kernels, eager launches)
   xpnet-unfused  CuPy only: graph=False and the fused kernels off (plain CuPy operations,
                  the obvious implementation)
-  xpnet-im2col   NumPy, convolutional nets only: the Trainer without the compiled direct
-                 convolution (im2col + BLAS, as where no C compiler is found)
+  xpnet-im2col   NumPy, convolutional nets only: the Trainer without the compiled kernels
+                 (im2col + BLAS, as where no C compiler is found)
   xpnet-loop     the same layers in a bare eager loop (what the Trainer adds is the difference)
   numpy-bare     the same step as one hand-written NumPy function, no framework (temporaries
                  in place, loss kept): what NumPy alone does, the layers' floor
@@ -38,7 +38,7 @@ add over NumPy alone is given as their paired ratio to numpy-bare.
 Then SimpleConvNet and DeepConvNet (--conv-batch, on --conv-n synthetic
 images): xpnet's Trainer, the book's code (book_reference.py, float32 weights)
 and PyTorch eager with the same layer shapes; on NumPy also the Trainer with the
-compiled direct convolution off (xpnet-im2col: what backends/cpu_kernels.py
+compiled kernels off (xpnet-im2col: what backends/cpu_kernels.py
 gains, when a C compiler built it); on CuPy also the eager step, and
 the eager step with im2col, col2im and pooling as plain CuPy operations
 (xpnet-unfused: what backends/conv_kernels.py gains).
@@ -533,7 +533,7 @@ class ConvXpnetUnfused(ConvXpnetEager):
 
 
 class ConvXpnetIm2col(ConvXpnetTrainer):
-    """NumPy only: the Trainer with the compiled direct convolution off (im2col, BLAS and
+    """NumPy only: the Trainer with the compiled kernels off (im2col, BLAS and
     col2im, as where no C compiler is found): what backends/cpu_kernels.py gains."""
     kind = "xpnet-im2col"
     compiled = False

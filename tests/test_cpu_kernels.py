@@ -10,7 +10,7 @@ from backends import cpu_kernels, host_ops
 from backends.host_ops import HostOps, PaddedGrid
 
 KERNELS, WHY = cpu_kernels.load()
-needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no direct convolution: {WHY}")
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no compiled kernels: {WHY}")
 RNG = np.random.default_rng(5)
 
 # (N, C, H, W), (FN, FH, FW), pad: the book's nets' shapes at small batches, filter
