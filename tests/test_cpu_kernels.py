@@ -186,3 +186,28 @@ def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, mon
 def _same_bits(a, b):
     return np.array_equal(np.ascontiguousarray(a).view(np.uint8),
                           np.ascontiguousarray(b).view(np.uint8))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_grid_kernel_writes_nothing_past_its_outputs(dtype, built):
+    """The last grid block ends mid-row: its store must stop at the last valid output
+    (a one-element overrun would land in the next filter's row, or past the array)."""
+    n, c, f, h, w = 2, 3, 5, 6, 7
+    hp, wp = h + 2, w + 2
+    block = built.block[dtype]
+    length = -(-n * hp * wp // block) * block
+    x = np.zeros((c, length + 2 * wp + 2), dtype=dtype)
+    x[:, :n * hp * wp].reshape(c, n, hp, wp)[:, :, 1:-1, 1:-1] = RNG.standard_normal((c, n, h, w))
+    W = RNG.standard_normal((f, c, 3, 3)).astype(dtype)
+    b = RNG.standard_normal(f).astype(dtype)
+    pixels = n * h * w
+    out = np.full(f * pixels + 64, 12345.0, dtype=dtype)  # the outputs, then a guard
+    rows = np.full((f, pixels + 64), 12345.0, dtype=dtype)  # each filter's row guarded
+    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
+                      hp, wp, h, w, n * hp * wp, out.ctypes.data, pixels, 0, length)
+    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
+                      hp, wp, h, w, n * hp * wp, rows.ctypes.data, pixels + 64, 0, length)
+    assert np.all(out[f * pixels:] == 12345.0)
+    assert np.all(rows[:, pixels:] == 12345.0)
+    np.testing.assert_array_equal(out[:f * pixels].reshape(f, pixels), rows[:, :pixels])
