@@ -27,6 +27,12 @@ for the grid position ``j`` of output pixel ``(n, y, x)``, ``(n Hp + y) Wp + x``
   by ``filter - 1 - pad``, with the filters turned 180 degrees and their
   two axes swapped.
 * ``relu``: ReLU's forward in one pass instead of NumPy's two, the same bits.
+* ``max_pool`` and ``max_pool_grad``: max pooling over 2 x 2 windows at stride
+  2 (the book's every pooling layer) and its gradient, one pass each over
+  planes of the input, where NumPy makes fourteen passes over strided
+  windows: eight (or four) outputs of a row at a time, the two input rows'
+  even and odd columns pulled apart by vector shuffles. The same outputs,
+  first-maximum offsets and gradient as the array code, NaN included.
 
 :func:`load` compiles :data:`SOURCE` with ``cc -O3 -march=native`` into
 the cache folder (``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or
@@ -70,6 +76,13 @@ _PRELUDE = r'''
 #define CB 4   /* filter taps a dW block keeps in registers */
 #include <string.h>
 #define INLINE static inline __attribute__((always_inline))
+/* SHUFFLE(a, b, mask type, indices...): lanes of a then b picked by constant indices;
+   GCC before 12 has only __builtin_shuffle, which takes the indices as a vector. */
+#if (defined(__clang__) || __GNUC__ >= 12) && !defined(XPNET_OLD_SHUFFLE)
+#define SHUFFLE(a, b, mask_type, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE(a, b, mask_type, ...) __builtin_shuffle(a, b, (mask_type){__VA_ARGS__})
+#endif
 /* CALL(n, nv, q) with nv (1..FV vectors of filters) a literal, so the block unrolls */
 #define BY_NV(CALL, n, nv, q) do { \
         if ((nv) == 4) CALL(n, 4, q); else if ((nv) == 3) CALL(n, 3, q); \
@@ -325,26 +338,157 @@ void xpnet_relu_$S(const $T* restrict x, $T* restrict y, unsigned char* restrict
 ''')
 
 
-FLOAT_TYPES = (("float", "float32"), ("double", "float64"))
-SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s) for t, s in FLOAT_TYPES)
+# Max pooling over 2 x 2 windows at stride 2, the book's every pooling layer: $L outputs of
+# a row at a time from two input rows, whose even and odd columns shuffles pull apart
+# into the windows' four offsets (the rows are too short, 4-14 outputs, for a compiler's
+# own vectorised loops). $I: the integer type of $T's width, what a comparison gives.
+_POOL_BLOCKS = string.Template(r'''
+typedef $T pv${L}_$S __attribute__((vector_size($L * sizeof($T))));
+typedef $T upv${L}_$S __attribute__((vector_size($L * sizeof($T)), aligned(sizeof($T)),
+                                    may_alias));
+typedef $I piv${L}_$S __attribute__((vector_size($L * sizeof($T))));
+typedef signed char pcv${L}_$S __attribute__((vector_size($L)));
+
+/* o[j] = the maximum of r0[2j], r0[2j+1], r1[2j], r1[2j+1] (a NaN wins, as in NumPy's
+   maximum), g[j] the offset 0-3 of the first one strictly greater than those before. */
+INLINE void pool${L}_$S(const $T* r0, const $T* r1, $T* o, signed char* g)
+{
+    const pv${L}_$S l0 = *(const upv${L}_$S*)r0, h0 = *(const upv${L}_$S*)(r0 + $L);
+    const pv${L}_$S l1 = *(const upv${L}_$S*)r1, h1 = *(const upv${L}_$S*)(r1 + $L);
+    const pv${L}_$S w[4] = {SHUFFLE(l0, h0, piv${L}_$S, $EVEN),
+                            SHUFFLE(l0, h0, piv${L}_$S, $ODD),
+                            SHUFFLE(l1, h1, piv${L}_$S, $EVEN),
+                            SHUFFLE(l1, h1, piv${L}_$S, $ODD)};
+    pv${L}_$S m = w[0];
+    piv${L}_$S k = (piv${L}_$S){0};
+    for (int q = 1; q < 4; ++q) {
+        const piv${L}_$S gt = w[q] > m, take = gt | (w[q] != w[q]);
+        m = (pv${L}_$S)(((piv${L}_$S)w[q] & take) | ((piv${L}_$S)m & ~take));
+        k = (k & ~gt) | (gt & q);
+    }
+    *(upv${L}_$S*)o = m;
+    const pcv${L}_$S kc = __builtin_convertvector(k, pcv${L}_$S);
+    memcpy(g, &kc, $L);
+}
+
+/* The gradient: d[j] to the window offset g[j] of rows r0 and r1, 0 to the other three
+   (d[j] times 1 or 0, as NumPy's multiply by the mask: a NaN stays NaN). */
+INLINE void pool_grad${L}_$S(const $T* d, const signed char* g, $T* r0, $T* r1)
+{
+    const pv${L}_$S dv = *(const upv${L}_$S*)d;
+    pcv${L}_$S kc;
+    memcpy(&kc, g, $L);
+    const piv${L}_$S k = __builtin_convertvector(kc, piv${L}_$S);
+    pv${L}_$S z[4];
+    for (int q = 0; q < 4; ++q) z[q] = dv * __builtin_convertvector(-(k == q), pv${L}_$S);
+    *(upv${L}_$S*)r0 = SHUFFLE(z[0], z[1], piv${L}_$S, $LOW);
+    *(upv${L}_$S*)(r0 + $L) = SHUFFLE(z[0], z[1], piv${L}_$S, $HIGH);
+    *(upv${L}_$S*)r1 = SHUFFLE(z[2], z[3], piv${L}_$S, $LOW);
+    *(upv${L}_$S*)(r1 + $L) = SHUFFLE(z[2], z[3], piv${L}_$S, $HIGH);
+}
+''')
+
+# Each row walks blocks of 8 outputs (4 in rows of 4-7, one at a time in shorter ones);
+# a row's last block overlaps the one before instead of running past the row.
+_POOL_TEMPLATE = string.Template(r'''
+#define POOL_ROW_$S(BLOCK, ow, ...) do { \
+        const int lanes_ = (ow) >= 8 ? 8 : (ow) >= 4 ? 4 : 1; \
+        for (long j = 0; j < (ow); j += lanes_) { \
+            const long at = j + lanes_ <= (ow) ? j : (ow) - lanes_; \
+            if (lanes_ == 8) BLOCK(8, $S, at, __VA_ARGS__); \
+            else if (lanes_ == 4) BLOCK(4, $S, at, __VA_ARGS__); \
+            else BLOCK(1, $S, at, __VA_ARGS__); \
+        } } while (0)
+#define POOL_CALL_$S(L, S, at, r0, r1, o, g) pool##L##_##S(r0 + 2 * (at), r1 + 2 * (at), \
+                                                          o + (at), g + (at))
+#define POOL_GRAD_CALL_$S(L, S, at, d, g, r0, r1) pool_grad##L##_##S(d + (at), g + (at), \
+                                                                    r0 + 2 * (at), r1 + 2 * (at))
+
+INLINE void pool1_$S(const $T* r0, const $T* r1, $T* o, signed char* g)
+{
+    const $T v[4] = {r0[0], r0[1], r1[0], r1[1]};
+    $T m = v[0];
+    int k = 0;
+    for (int q = 1; q < 4; ++q) {
+        if (v[q] > m) { m = v[q]; k = q; }
+        else if (v[q] != v[q]) m = v[q];
+    }
+    *o = m;
+    *g = (signed char)k;
+}
+
+INLINE void pool_grad1_$S(const $T* d, const signed char* g, $T* r0, $T* r1)
+{
+    $T* const at[4] = {r0, r0 + 1, r1, r1 + 1};
+    for (int q = 0; q < 4; ++q) *at[q] = d[0] * ($T)(g[0] == q);
+}
+
+/* out[p, i, j] = max of x[p, 2i + a, 2j + b] over a, b in {0, 1}, arg[p, i, j] the first
+   maximum's offset 2a + b, for the planes p in [lo, hi): x (P, h, w), out and arg
+   (P, h / 2, w / 2), each compact. */
+void xpnet_max_pool_$S(const $T* x, $T* out, signed char* arg, long h, long w, long lo,
+                       long hi)
+{
+    const long oh = h / 2, ow = w / 2;
+    for (long r = lo * oh; r < hi * oh; ++r) {
+        const long p = r / oh, i = r - p * oh;
+        const $T* r0 = x + (p * h + 2 * i) * w;
+        POOL_ROW_$S(POOL_CALL_$S, ow, r0, r0 + w, out + r * ow, arg + r * ow);
+    }
+}
+
+/* dx (P, h, w) from dout and arg (P, h / 2, w / 2) for the planes in [lo, hi), h and w
+   even: each pixel is in one window, so each is written once. */
+void xpnet_max_pool_grad_$S(const $T* d, const signed char* arg, $T* dx, long h, long w,
+                            long lo, long hi)
+{
+    const long oh = h / 2, ow = w / 2;
+    for (long r = lo * oh; r < hi * oh; ++r) {
+        const long p = r / oh, i = r - p * oh;
+        $T* r0 = dx + (p * h + 2 * i) * w;
+        POOL_ROW_$S(POOL_GRAD_CALL_$S, ow, d + r * ow, arg + r * ow, r0, r0 + w);
+    }
+}
+''')
+
+
+def _pool_source(t, s, i):
+    blocks = ""
+    for lanes in (8, 4):
+        def ints(seq):
+            return ", ".join(map(str, seq))
+        blocks += _POOL_BLOCKS.substitute(
+            T=t, S=s, I=i, L=lanes, EVEN=ints(range(0, 2 * lanes, 2)),
+            ODD=ints(range(1, 2 * lanes, 2)),
+            LOW=ints(v for j in range(lanes // 2) for v in (j, j + lanes)),
+            HIGH=ints(v for j in range(lanes // 2, lanes) for v in (j, j + lanes)))
+    return blocks + _POOL_TEMPLATE.substitute(T=t, S=s)
+
+
+FLOAT_TYPES = (("float", "float32", "int"), ("double", "float64", "long long"))
+SOURCE = _PRELUDE + "".join(_TEMPLATE.substitute(T=t, S=s) + _pool_source(t, s, i)
+                            for t, s, i in FLOAT_TYPES)
 
 _ARGS_CONV = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "l", "p", "l", "l", "l"]
 _ARGS_DW = ["p", "l", "p", "l", "i", "i", "i", "i", "l", "p", "l", "l", "l"]
 _ARGS_CONV_PX = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l", "l"]
 _ARGS_DW_PX = ["p", "i", "p", "l", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l"]
 _ARGS_RELU = ["p", "p", "p", "l"]
+_ARGS_POOL = ["p", "p", "p", "l", "l", "l", "l"]
 _CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_long, "i": ctypes.c_int}
 
 _loaded = None  # (Kernels or None, reason), once per process
 
 
 class Kernels:
-    """The compiled library: ``conv``, ``dw``, ``conv_px``, ``dw_px`` and ``relu``, each a
-    dict by dtype name, and each dtype's block size for ``conv``."""
+    """The compiled library: ``conv``, ``dw``, ``conv_px``, ``dw_px``, ``relu``, ``max_pool``
+    and ``max_pool_grad``, each a dict by dtype name, and each dtype's block size for
+    ``conv``."""
 
     def __init__(self, library, path):
         self.path = path
         self.conv, self.dw, self.conv_px, self.dw_px, self.relu = {}, {}, {}, {}, {}
+        self.max_pool, self.max_pool_grad = {}, {}
 
         def function(name, args):
             f = getattr(library, name)
@@ -352,12 +496,14 @@ class Kernels:
             f.restype = None
             return f
 
-        for _, dtype in FLOAT_TYPES:
+        for _, dtype, _ in FLOAT_TYPES:
             self.conv[dtype] = function(f"xpnet_conv_{dtype}", _ARGS_CONV)
             self.dw[dtype] = function(f"xpnet_conv_dw_{dtype}", _ARGS_DW)
             self.conv_px[dtype] = function(f"xpnet_conv_px_{dtype}", _ARGS_CONV_PX)
             self.dw_px[dtype] = function(f"xpnet_conv_dw_px_{dtype}", _ARGS_DW_PX)
             self.relu[dtype] = function(f"xpnet_relu_{dtype}", _ARGS_RELU)
+            self.max_pool[dtype] = function(f"xpnet_max_pool_{dtype}", _ARGS_POOL)
+            self.max_pool_grad[dtype] = function(f"xpnet_max_pool_grad_{dtype}", _ARGS_POOL)
         # outputs a block computes: grids are rounded up to whole blocks
         self.block = {"float32": library.xpnet_block_floats(),
                       "float64": library.xpnet_block_doubles()}

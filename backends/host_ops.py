@@ -25,7 +25,8 @@ Convolutions at stride 1 (all of the book's) skip im2col altogether where
 a C compiler is found: :mod:`backends.cpu_kernels`'s kernels compute the
 output, ``dW`` and ``dx`` from the padded input on a grid, parts of the grid
 on the pool's threads (ctypes lets go of the GIL). ``HostOps.compiled = False``
-or ``XPNET_HOST_KERNELS=0`` keeps im2col + BLAS.
+or ``XPNET_HOST_KERNELS=0`` keeps im2col + BLAS. Max pooling over 2 x 2
+windows at stride 2 runs on that library's kernels too, on ranges of planes.
 
 ``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
 process may run on, at most 8, or 1 where threadpoolctl is not installed,
@@ -41,7 +42,7 @@ import os
 import threading
 
 from backends import cpu_kernels
-from backends.ops import Ops, _order
+from backends.ops import Ops, _empty, _order
 
 ENV_VAR = "XPNET_HOST_THREADS"
 MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that many cores
@@ -121,6 +122,14 @@ def _by_filters(kernels, filters, itemsize):
     measured faster: Conv2 of DeepConvNet, 16 filters)."""
     vector = kernels.vector_bytes // itemsize
     return filters % vector == 0 and filters >= 2 * vector
+
+
+def _planes(a):
+    """Whether ``a`` lies in memory as compact planes of its last two axes (``H x W``),
+    its other axes in any order: what the compiled pooling walks."""
+    order = _order(a)
+    return a.ndim >= 2 and order[-2:] == (a.ndim - 2, a.ndim - 1) \
+        and a.transpose(order).flags.c_contiguous
 
 
 class HostOps(Ops):
@@ -437,6 +446,45 @@ class HostOps(Ops):
         xp = self.xp
         dx = xp.empty_like(dout)
         self._elementwise(lambda s: xp.multiply(dout[s], keep[s], out=dx[s]), dout)
+        return dx
+
+    def _pool_kernels(self, x, ph, pw, stride, pad):
+        """The compiled max pooling for ``x``, or None: it takes 2 x 2 windows at stride 2
+        without padding (the book's every pooling layer), float32 or float64, ``x``
+        compact as planes of ``H x W`` in whatever order (channel-major included)."""
+        if not self.compiled or (ph, pw, stride, pad) != (2, 2, 2, 0) \
+                or x.dtype.name not in ("float32", "float64") or not _planes(x):
+            return None
+        return cpu_kernels.load()[0]
+
+    def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
+        kernels = self._pool_kernels(x, ph, pw, stride, pad)
+        if kernels is None:
+            return super().max_pool(x, ph, pw, stride, pad, out_h, out_w)
+        order = _order(x)  # out and arg planes in x's order, as the array code's
+        out = _empty(self.xp, x.shape[:-2] + (out_h, out_w), x.dtype, order)
+        arg = _empty(self.xp, out.shape, self.xp.int8, order)
+        h, w = x.shape[-2:]
+        run = kernels.max_pool[x.dtype.name]
+        self.each_part(lambda lo, hi: run(x.ctypes.data, out.ctypes.data, arg.ctypes.data,
+                                          h, w, lo, hi), x.size // (h * w), x.nbytes)
+        return out, arg
+
+    def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        h, w = x.shape[-2:]
+        kernels = self._pool_kernels(x, ph, pw, stride, pad)
+        if kernels is None or h % 2 or w % 2 or arg.dtype != self.xp.int8 \
+                or dout.dtype != x.dtype or _order(arg) != _order(x) or not _planes(arg):
+            return super().max_pool_grad(dout, arg, x, ph, pw, stride, pad)
+        dout = self._laid_out_as(dout, arg)
+        if not _planes(dout):  # a view in arg's order but not compact
+            compact = _empty(self.xp, dout.shape, dout.dtype, _order(arg))
+            compact[...] = dout
+            dout = compact
+        dx = _empty(self.xp, x.shape, dout.dtype, _order(x))
+        run = kernels.max_pool_grad[x.dtype.name]
+        self.each_part(lambda lo, hi: run(dout.ctypes.data, arg.ctypes.data, dx.ctypes.data,
+                                          h, w, lo, hi), x.size // (h * w), dx.nbytes)
         return dx
 
     def __repr__(self):

@@ -46,14 +46,30 @@ BUILDS = {"native": cpu_kernels.FLAGS,
           "generic": tuple(f for f in cpu_kernels.FLAGS if f != "-march=native")}
 
 
+# The pooling's shuffles are spelled another way for GCC before 12: that spelling too.
+POOL_BUILDS = dict(BUILDS, **{"gcc<12 shuffles": cpu_kernels.FLAGS + ("-DXPNET_OLD_SHUFFLE",)})
+
+
+SKIPS = {"no-avx512": "the compiler has no -mno-avx512f (not an x86 target)",
+         "gcc<12 shuffles": "the compiler has no __builtin_shuffle (clang: GCC's alone)"}
+
+
+def _build(name, flags, tmp_path_factory):
+    if name in SKIPS and not _compiles(flags, tmp_path_factory):
+        pytest.skip(SKIPS[name])
+    path = cpu_kernels.build(tmp_path_factory.mktemp("build"), flags=flags)
+    return cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
+
+
 @pytest.fixture(scope="module", params=list(BUILDS))
 def built(request, tmp_path_factory):
     """The kernels of one build, as the ones the host uses."""
-    flags = BUILDS[request.param]
-    if request.param == "no-avx512" and not _compiles(flags, tmp_path_factory):
-        pytest.skip("the compiler has no -mno-avx512f (not an x86 target)")
-    path = cpu_kernels.build(tmp_path_factory.mktemp(request.param), flags=flags)
-    return cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
+    return _build(request.param, BUILDS[request.param], tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=list(POOL_BUILDS))
+def pool_built(request, tmp_path_factory):
+    return _build(request.param, POOL_BUILDS[request.param], tmp_path_factory)
 
 
 def _compiles(flags, tmp_path_factory):
@@ -211,3 +227,106 @@ def test_the_grid_kernel_writes_nothing_past_its_outputs(dtype, built):
     assert np.all(out[f * pixels:] == 12345.0)
     assert np.all(rows[:, pixels:] == 12345.0)
     np.testing.assert_array_equal(out[:f * pixels].reshape(f, pixels), rows[:, :pixels])
+
+
+# (N, C, H, W): the book's pooled sizes (28, 16, 8 and SimpleConvNet's 24 wide) and rows
+# of 1-9 and 17 outputs (blocks of 8, of 4, one at a time, the last block overlapping),
+# odd heights and widths (the last row or column in no window)
+POOL_CASES = [(3, 4, 28, 28), (2, 3, 16, 16), (3, 5, 8, 8), (2, 3, 24, 24), (2, 3, 2, 2),
+              (1, 2, 4, 6), (2, 2, 6, 10), (1, 3, 2, 14), (2, 2, 5, 18), (1, 2, 3, 34),
+              (2, 3, 7, 9), (2, 2, 9, 15)]
+
+
+def _pool_input(shape, dtype, layout):
+    x = channel_major(shape, dtype)
+    if layout == "sample-major":
+        x = np.ascontiguousarray(x)
+    x[0, 0, :2, :2] = 0.5  # a tie: the first offset keeps it
+    x[-1, -1, 0, :2] = [-0.0, 0.0]
+    x[0, -1, 0, 1] = -np.inf
+    x.flat[[7, x.size - 1]] = [np.nan, np.inf]  # a NaN wins the window, as in maximum()
+    return x
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["channel-major", "sample-major"])
+@pytest.mark.parametrize("shape", POOL_CASES)
+def test_max_pooling_gives_the_array_codes_outputs_and_gradient(shape, layout, dtype,
+                                                                 pool_built, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (pool_built, "the build under test"))
+    x = _pool_input(shape, dtype, layout)
+    oh, ow = shape[2] // 2, shape[3] // 2
+    fast, plain = HostOps(np, threads=1), HostOps(np, threads=1)
+    plain.compiled = False
+    (out, arg), (want, want_arg) = fast.max_pool(x, 2, 2, 2, 0, oh, ow), \
+        plain.max_pool(x, 2, 2, 2, 0, oh, ow)
+    assert out.strides == want.strides and arg.strides == want_arg.strides
+    assert arg.dtype == np.int8
+    np.testing.assert_array_equal(arg, want_arg)
+    np.testing.assert_array_equal(out, want)  # NaN where NumPy gives NaN
+    assert np.isnan(out).sum() == 1
+    dout = channel_major(want.shape, dtype)
+    dout[0, 0, 0, 0] = np.nan  # times 0 is NaN too, as NumPy's multiply by the mask
+    dx, want_dx = fast.max_pool_grad(dout, arg, x, 2, 2, 2, 0), \
+        plain.max_pool_grad(dout, want_arg, x, 2, 2, 2, 0)
+    assert dx.strides == want_dx.strides
+    assert _same_bits(dx, want_dx)
+
+
+@needs_kernels
+def test_the_pooling_kernels_run_for_the_books_windows_and_the_array_code_for_others(
+        monkeypatch):
+    calls = []
+    for name in ("max_pool", "max_pool_grad"):
+        real = getattr(host_ops.Ops, name)
+        monkeypatch.setattr(host_ops.Ops, name, lambda self, *a, name=name, real=real: (
+            calls.append(name), real(self, *a))[1])
+    ops = HostOps(np, threads=1)
+    x = channel_major((2, 3, 8, 8), "float32")
+    out, arg = ops.max_pool(x, 2, 2, 2, 0, 4, 4)
+    ops.max_pool_grad(out, arg, x, 2, 2, 2, 0)
+    assert calls == []  # the compiled kernels did both
+    ops.max_pool(x, 3, 3, 2, 0, 3, 3)  # another window, a stride, padding: the array code
+    ops.max_pool(x, 2, 2, 1, 0, 7, 7)
+    out, arg = ops.max_pool(x, 2, 2, 2, 1, 5, 5)
+    ops.max_pool_grad(out, arg, x, 2, 2, 2, 1)
+    ops.max_pool(x[:, :, :, ::2], 2, 2, 2, 0, 4, 2)  # not compact
+    ops.max_pool(x.astype(np.float16), 2, 2, 2, 0, 4, 4)
+    assert calls == ["max_pool"] * 3 + ["max_pool_grad"] + ["max_pool"] * 2
+
+
+@needs_kernels
+@pytest.mark.parametrize("layout", ["channel-major", "sample-major"])
+def test_max_pooling_split_across_threads_gives_the_same_bits(monkeypatch, layout):
+    monkeypatch.setattr(host_ops, "MIN_PART_BYTES", 1)
+    x = _pool_input((5, 3, 12, 10), "float32", layout)
+    one, three = HostOps(np, threads=1), HostOps(np, threads=3)
+    (out1, arg1), (out3, arg3) = one.max_pool(x, 2, 2, 2, 0, 6, 5), three.max_pool(x, 2, 2, 2, 0, 6, 5)
+    assert _same_bits(out1, out3) and np.array_equal(arg1, arg3)
+    dout = channel_major(out1.shape, "float32")
+    assert _same_bits(one.max_pool_grad(dout, arg1, x, 2, 2, 2, 0),
+                      three.max_pool_grad(dout, arg3, x, 2, 2, 2, 0))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("w", [2, 6, 10, 14, 18])  # one at a time, 4, 4 + overlap, 8 + overlap
+def test_the_pooling_kernels_write_nothing_past_their_outputs(dtype, w, pool_built):
+    h, planes = 4, 3
+    oh, ow = h // 2, w // 2
+    x = RNG.standard_normal((planes, h, w)).astype(dtype)
+    guard = 64
+    out = np.full(planes * oh * ow + guard, 12345.0, dtype=dtype)
+    arg = np.full(planes * oh * ow + guard, 99, dtype=np.int8)
+    pool_built.max_pool[dtype](x.ctypes.data, out.ctypes.data, arg.ctypes.data, h, w, 1, 2)
+    inside = slice(oh * ow, 2 * oh * ow)  # plane 1 only: planes 0 and 2 untouched
+    assert np.all(np.delete(out, np.r_[inside]) == 12345.0)
+    assert np.all(np.delete(arg, np.r_[inside]) == 99)
+    assert np.all(arg[inside] <= 3)
+    dx = np.full(planes * h * w + guard, 12345.0, dtype=dtype)
+    d = RNG.standard_normal(planes * oh * ow).astype(dtype)
+    pool_built.max_pool_grad[dtype](d.ctypes.data, arg.ctypes.data, dx.ctypes.data, h, w, 1, 2)
+    assert np.all(np.delete(dx, np.r_[h * w:2 * h * w]) == 12345.0)
+    plane = dx[h * w:2 * h * w].reshape(h, w)
+    assert np.count_nonzero(plane) == oh * ow  # one pixel of each window gets its dout
