@@ -325,14 +325,14 @@ void xpnet_conv_dw_px_$S(const $T* d, int F, const $T* x, long xs, int C, int KH
     }
 }
 
-/* ReLU in one pass: keep = x > 0 and y = x * keep, as NumPy's two passes compute it
-   (a negative x gives -0.0, a NaN stays NaN), over n elements in memory order. */
+/* ReLU in one pass: keep = x > 0 and y = maximum(x, 0), as NumPy's two passes compute
+   them (+0.0 for x <= 0 and -inf, a NaN kept), over n elements in memory order. */
 void xpnet_relu_$S(const $T* restrict x, $T* restrict y, unsigned char* restrict keep, long n)
 {
     for (long i = 0; i < n; ++i) {
         const int k = x[i] > 0;
         keep[i] = (unsigned char)k;
-        y[i] = x[i] * ($T)k;
+        y[i] = (k | (x[i] != x[i])) ? x[i] : ($T)0;  /* | not ||: no branch, vectorised */
     }
 }
 ''')

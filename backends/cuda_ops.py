@@ -108,7 +108,7 @@ class CupyOps(Ops):
         self.graph_kernels = False  # set around a CUDA-graph capture: GEMMs without cuBLAS
         self._kernels = {}
         self._relu = cupy.ElementwiseKernel(
-            "T x", "T y, bool keep", "keep = x > (T)0; y = x * (T)keep;", "xpnet_relu")
+            "T x", "T y, bool keep", "keep = x > (T)0; y = (keep || x != x) ? x : (T)0;", "xpnet_relu")
         self._sgd = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g", "xpnet_sgd")
         # Adam: the step size from the device's step counter, then each parameter's update
         # in one kernel (twelve launches a parameter as array code)

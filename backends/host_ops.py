@@ -435,7 +435,7 @@ class HostOps(Ops):
 
         def work(s):
             xp.greater(x[s], 0, out=keep[s])
-            xp.multiply(x[s], keep[s], out=out[s])  # faster than where() in NumPy
+            xp.maximum(x[s], x.dtype.type(0), out=out[s])
 
         self._elementwise(work, x)
         return out, keep

@@ -14,7 +14,8 @@ Each operation:
     ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``),
     into ``out`` when given.
 ``relu(x)``
-    ``(x * (x > 0), x > 0)``: the output and the mask backward needs.
+    ``(maximum(x, 0), x > 0)``: the output (the book's: 0 where x <= 0, -inf
+    included, NaN kept) and the mask backward needs.
 ``relu_backward(dout, keep)``
     ``dout * keep``.
 ``softmax_cross_entropy(x, t, rows)``
@@ -95,8 +96,8 @@ class Ops:
         return out
 
     def relu(self, x):
-        keep = x > 0  # multiplying by the mask is faster than where() in NumPy
-        return x * keep, keep
+        # maximum, not x * keep: -inf * 0 is NaN, and where() is slower in NumPy
+        return self.xp.maximum(x, x.dtype.type(0)), x > 0
 
     def relu_backward(self, dout, keep):
         return dout * keep

@@ -190,13 +190,14 @@ def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, mon
         x = np.ascontiguousarray(x)
     elif layout == "strided":  # not compact: the NumPy passes take it
         x = x[:, :, ::2]
-    x.flat[[0, 5, 9]] = [np.nan, -0.0, -np.inf]
+    x.flat[[0, 5, 9, 11]] = [np.nan, -0.0, -np.inf, np.inf]
     fast, plain = HostOps(np, threads=3), HostOps(np, threads=3)
     plain.compiled = False
-    with np.errstate(invalid="ignore"):  # -inf * 0: NaN on both paths, as x * (x > 0) is
-        (y, keep), (want_y, want_keep) = fast.relu(x), plain.relu(x)
+    (y, keep), (want_y, want_keep) = fast.relu(x), plain.relu(x)
     assert y.strides == want_y.strides and keep.strides == want_keep.strides
-    assert _same_bits(y, want_y) and np.array_equal(keep, want_keep)  # -0.0 for x < 0
+    assert _same_bits(y, want_y) and np.array_equal(keep, want_keep)
+    assert np.isnan(y.flat[0]) and y.flat[11] == np.inf  # the book's: NaN passed on
+    assert not np.signbit(y[x <= 0]).any() and np.all(y[x <= 0] == 0)  # -inf and -0.0: +0
 
 
 def _same_bits(a, b):

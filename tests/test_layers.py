@@ -64,6 +64,13 @@ def test_relu_forward_backward_numbers(xp):
     np.testing.assert_array_equal(to_host(dout), [[5.0, 6.0], [7.0, 8.0]])
 
 
+def test_relu_gives_the_books_zero_for_minus_infinity_and_passes_nan_on(xp):
+    x = xp.asarray([[-np.inf, np.inf, np.nan, -1.0, 0.0]])
+    want = [[0.0, np.inf, np.nan, 0.0, 0.0]]
+    np.testing.assert_array_equal(to_host(Relu().forward(x)), want)
+    np.testing.assert_array_equal(to_host(Relu().forward_stack(x[None]))[0], want)
+
+
 def test_relu_backward_matches_numerical(xp):
     check_backward(Relu(), xp.asarray(away_from_kink((4, 5))))
 

@@ -70,13 +70,17 @@ def test_softmax_cross_entropy_survives_huge_scores(ops, backend):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_relu_and_backward(ops, backend, dtype):
-    x = np.array([[-2.0, -0.0, 0.0, 0.25, 3.5]], dtype=dtype)
+    x = np.array([[-2.0, -0.0, 0.0, 0.25, 3.5, -np.inf, np.inf, np.nan]], dtype=dtype)
     out, keep = ops.relu(backend.asarray(x))
     assert out.dtype == np.dtype(dtype) and keep.dtype == np.bool_
-    np.testing.assert_array_equal(to_host(out), [[0, 0, 0, 0.25, 3.5]])
-    np.testing.assert_array_equal(to_host(keep), [[False, False, False, True, True]])
-    dout = backend.asarray(np.arange(1, 6, dtype=dtype)[None])
-    np.testing.assert_array_equal(to_host(ops.relu_backward(dout, keep)), [[0, 0, 0, 4, 5]])
+    # the book's: 0 for -inf too (x * (x > 0) gave NaN there), a NaN passed on
+    np.testing.assert_array_equal(to_host(out), [[0, 0, 0, 0.25, 3.5, 0, np.inf, np.nan]])
+    assert not np.signbit(to_host(out)[0, :3]).any()
+    np.testing.assert_array_equal(to_host(keep),
+                                  [[False, False, False, True, True, False, True, False]])
+    dout = backend.asarray(np.arange(1, 9, dtype=dtype)[None])
+    np.testing.assert_array_equal(to_host(ops.relu_backward(dout, keep)),
+                                  [[0, 0, 0, 4, 5, 0, 7, 0]])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,5 +1,6 @@
 """Activation layers: ReLU and sigmoid."""
 
+from backends import get_array_module
 from backends.ops import ops_for
 from framework.functions import sigmoid
 
@@ -7,7 +8,9 @@ from framework.functions import sigmoid
 class Relu:
     """out = max(0, x);  dx = dout where x > 0, else 0.
 
-    ``mask`` is True where x <= 0, as in the book. Unlike the book,
+    As the book: 0 where x <= 0 (-inf included), a NaN passed on. ``mask``
+    is True where x <= 0, as in the book (and where x is NaN, which gets no
+    gradient). Unlike the book,
     ``backward`` returns a new array and leaves the caller's ``dout``
     untouched (the book zeroes it in place).
     """
@@ -28,7 +31,7 @@ class Relu:
 
     def forward_stack(self, x):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
-        return x * (x > 0)
+        return get_array_module(x).maximum(x, x.dtype.type(0))
 
 
 class Sigmoid:
