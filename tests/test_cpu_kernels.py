@@ -54,11 +54,19 @@ SKIPS = {"no-avx512": "the compiler has no -mno-avx512f (not an x86 target)",
          "gcc<12 shuffles": "the compiler has no __builtin_shuffle (clang: GCC's alone)"}
 
 
+_BUILT = {}  # build name -> Kernels: the two fixtures share each build
+
+
 def _build(name, flags, tmp_path_factory):
-    if name in SKIPS and not _compiles(flags, tmp_path_factory):
-        pytest.skip(SKIPS[name])
-    path = cpu_kernels.build(tmp_path_factory.mktemp("build"), flags=flags)
-    return cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
+    if name not in _BUILT:
+        if name in SKIPS and not _compiles(flags, tmp_path_factory):
+            _BUILT[name] = SKIPS[name]
+        else:
+            path = cpu_kernels.build(tmp_path_factory.mktemp("build"), flags=flags)
+            _BUILT[name] = cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
+    if isinstance(_BUILT[name], str):
+        pytest.skip(_BUILT[name])
+    return _BUILT[name]
 
 
 @pytest.fixture(scope="module", params=list(BUILDS))
