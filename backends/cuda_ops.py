@@ -127,9 +127,10 @@ class CupyOps(Ops):
             kernel = self._kernels[key] = compile_kernel(source, name, **types)
         return kernel
 
-    def gemm(self, a, b, bias=None, kernel=None):
+    def gemm(self, a, b, bias=None, kernel=None, tile=None):
         """``a @ b (+ bias)`` on :mod:`backends.gemm_kernels`: no cuBLAS, so it can be
-        captured. ``kernel`` ('block' or 'tiles') overrides the choice by size."""
+        captured. ``kernel`` ('block' or 'tiles') overrides the choice by size, ``tile``
+        the tile kernel's ``(rows, columns)`` a thread (one of ``gemm_kernels.TILES``)."""
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"gemm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
                              f"multiply as matrices")
@@ -143,7 +144,7 @@ class CupyOps(Ops):
                 raise ValueError(f"gemm: bias must be ({n},) {a.dtype}, got "
                                  f"{tuple(bias.shape)} {bias.dtype}")
             bias = cupy.ascontiguousarray(bias)
-        p = gemm_kernels.plan(m, n, k, kernel)
+        p = gemm_kernels.plan(m, n, k, kernel, tile)
         out = cupy.empty((m, n), dtype=a.dtype)
         if m == 0 or n == 0:
             return out
@@ -159,8 +160,8 @@ class CupyOps(Ops):
                     numpy.int64(b.strides[0] // item), numpy.int64(b.strides[1] // item),
                     numpy.int32(bias is not None)))
             return out
-        tiles = self._kernel(("gemm_tiles", t), gemm_kernels.TILES_SOURCE, "xpnet_gemm_tiles",
-                             T=t, TM=gemm_kernels.TILE, TN=gemm_kernels.TILE)
+        tiles = self._kernel(("gemm_tiles", t, p.tm, p.tn), gemm_kernels.TILES_SOURCE,
+                             "xpnet_gemm_tiles", T=t, TM=p.tm, TN=p.tn)
         parts = out if p.slices == 1 else cupy.empty((p.slices, m, n), dtype=a.dtype)
         tiles(p.grid, p.block, gemm_kernels.tiles_args(p, a, b, bias, parts))
         if p.slices > 1:

@@ -71,6 +71,10 @@ extern "C" __global__ void xpnet_gemm(const T* A, const T* B, const T* bias, T* 
 # fully connected nets (3.9 M at most) stay on the block kernel.
 LARGE_MACS = 1 << 22
 TILE = 4  # TM = TN: a 4 x 4 tile of C per thread, 16 accumulators
+# Other tiles a plan may ask for (rows x columns of C a thread): more multiply-adds per
+# load, fewer threads. Not yet measured on a GPU against 4 x 4: scripts/graph_probe.py
+# times each on DeepConvNet's products, to choose from.
+TILES = ((4, 4), (8, 4), (4, 8), (8, 8))
 THREADS = 256
 TARGET_THREADS = 1 << 16  # what the slices of K should give the GPU to run
 MIN_SLICE = 64  # fewer multiply-adds a thread than this are not worth a slice
@@ -146,15 +150,21 @@ class Plan:
     block: tuple
     slices: int = 1  # K cut into this many slices (tiles only); > 1 adds the sum kernel
     kc: int = 0  # multiply-adds per thread and slice
+    tm: int = TILE  # the tile of C a thread computes (tiles only): rows
+    tn: int = TILE  # and columns
 
 
 def _pow2_at_least(n):
     return 1 << max(0, math.ceil(math.log2(max(1, n))))
 
 
-def plan(m, n, k, kernel=None):
+def plan(m, n, k, kernel=None, tile=None):
     """The :class:`Plan` for ``C[m, n] = A[m, k] B[k, n]``: the block kernel for small
-    products, the tile kernel from :data:`LARGE_MACS` multiply-adds (``kernel`` forces one)."""
+    products, the tile kernel from :data:`LARGE_MACS` multiply-adds (``kernel`` forces one);
+    ``tile``: the tile kernel's ``(rows, columns)`` a thread, one of :data:`TILES`."""
+    tm, tn = (TILE, TILE) if tile is None else tuple(tile)
+    if (tm, tn) not in TILES:
+        raise ValueError(f"gemm: tile={tile!r}; expected one of {', '.join(map(str, TILES))}")
     if kernel is None:
         kernel = "tiles" if m * n * k >= LARGE_MACS else "block"
     if kernel == "block":
@@ -162,7 +172,7 @@ def plan(m, n, k, kernel=None):
                     (32, BLOCK_KSPLIT, 1))
     if kernel != "tiles":
         raise ValueError(f"gemm: kernel={kernel!r}; expected 'block' or 'tiles'")
-    col_tiles, row_tiles = -(-n // TILE), -(-m // TILE)
+    col_tiles, row_tiles = -(-n // tn), -(-m // tm)
     bx = min(32, _pow2_at_least(col_tiles))
     by = min(THREADS // bx, _pow2_at_least(row_tiles))
     grid_x, grid_y = -(-col_tiles // bx), -(-row_tiles // by)
@@ -173,7 +183,7 @@ def plan(m, n, k, kernel=None):
     if grid_y > 65535 or slices > 65535:
         raise ValueError(f"gemm: a ({m}, {k}) @ ({k}, {n}) product is past the tile kernel's "
                          f"grid ({grid_y} row blocks, {slices} slices; at most 65535 each)")
-    return Plan("tiles", (grid_x, grid_y, slices), (bx, by, 1), slices, kc)
+    return Plan("tiles", (grid_x, grid_y, slices), (bx, by, 1), slices, kc, tm, tn)
 
 
 def element_strides(a):

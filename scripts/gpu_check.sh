@@ -119,7 +119,7 @@ with s:
 fi
 
 if [ $DRY = 0 ]; then
-  section graph-probe 20 $PY scripts/graph_probe.py || failed+=(graph-probe)
+  section graph-probe 25 $PY scripts/graph_probe.py || failed+=(graph-probe)
 fi
 
 trained=0
@@ -138,7 +138,7 @@ for dataset in mnist fashion-mnist; do  # the convolutional nets: the first data
   section "train-convnet-$dataset" 45 $PY scripts/train_convnet.py --backend $BACKEND \
     --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-convnet-$dataset.png" || failed+=("train-convnet-$dataset")
-  section "train-deepconvnet-$dataset" 90 $PY scripts/train_convnet.py --model deep \
+  section "train-deepconvnet-$dataset" 85 $PY scripts/train_convnet.py --model deep \
     --backend $BACKEND --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-deepconvnet-$dataset.png" || failed+=("train-deepconvnet-$dataset")
   break

@@ -15,7 +15,9 @@ the GPU time of each operation of the book's step (784-50-10, batch 100),
 ours against cuBLAS and plain CuPy, from cupyx.profiler.benchmark: where
 the graph step's time goes; then the same for Adam's fused update and for
 DeepConvNet's convolution products at batch 100 (the tile GEMM, dW's long K
-cut into slices, against cuBLAS).
+cut into slices, against cuBLAS), and those products on the tile kernel's
+other tiles (gemm_kernels.TILES: rows x columns of C a thread), to choose the
+default from.
 """
 
 import argparse
@@ -29,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
+from backends import gemm_kernels  # noqa: E402
 from backends.ops import ops_for  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
@@ -149,6 +152,16 @@ def operation_times(repeat=200):
             (f"{name} dcol = W_col^T d ({ck}x{fn} @ {fn}x{p})",
              lambda wc=wc, d=d: ops.gemm(wc.T, d), lambda wc=wc, d=d: wc.T @ d),
         ]
+        for tile in [t for t in gemm_kernels.TILES if t != (gemm_kernels.TILE,) * 2]:
+            label = f"tile {tile[0]}x{tile[1]}"
+            cases += [
+                (f"{name} forward, {label}",
+                 lambda wc=wc, col=col, tile=tile: ops.gemm(wc, col, tile=tile), None),
+                (f"{name} dW, {label}",
+                 lambda col=col, d=d, tile=tile: ops.gemm(col, d.T, tile=tile), None),
+                (f"{name} dcol, {label}",
+                 lambda wc=wc, d=d, tile=tile: ops.gemm(wc.T, d, tile=tile), None),
+            ]
     print("\n| operation (book's step) | ours, us GPU | cuBLAS / plain CuPy, us GPU |")
     print("|---|---:|---:|")
     for name, ours, plain in cases:
@@ -158,7 +171,8 @@ def operation_times(repeat=200):
                 times.append("-")
                 continue
             # the conv products take up to a millisecond: fewer repeats keep the probe short
-            r = benchmark(fn, n_repeat=30 if name.startswith("Conv") else repeat, n_warmup=3)
+            repeats = (10 if ", tile " in name else 30) if name.startswith("Conv") else repeat
+            r = benchmark(fn, n_repeat=repeats, n_warmup=3)
             times.append(f"{1e6 * float(np.median(r.gpu_times[0])):.1f}")
         print(f"| {name} | {times[0]} | {times[1]} |", flush=True)
 

@@ -107,8 +107,8 @@ RAW = ([(f"softmax_ce-{t}-{l}", CUDA_OPS["SOFTMAX_CE_SOURCE"], {"T": t, "L": l})
        + [(f"gemm_block-{t}", gemm_kernels.BLOCK_SOURCE,
            {"T": t, "TM": gemm_kernels.BLOCK_TM, "KSPLIT": gemm_kernels.BLOCK_KSPLIT})
           for t in FLOATS]
-       + [(f"gemm_tiles-{t}", gemm_kernels.TILES_SOURCE,
-           {"T": t, "TM": gemm_kernels.TILE, "TN": gemm_kernels.TILE}) for t in FLOATS]
+       + [(f"gemm_tiles-{t}-{tm}x{tn}", gemm_kernels.TILES_SOURCE, {"T": t, "TM": tm, "TN": tn})
+          for t in FLOATS for tm, tn in gemm_kernels.TILES]
        + [(f"gemm_sum-{t}", gemm_kernels.SUM_SOURCE, {"T": t}) for t in FLOATS]
        + [(f"graph_gather-{t}-{l}-{i}", CUDA_GRAPH["GATHER_SOURCE"], {"T": t, "L": l, "I": i})
           for t in FLOATS for l in ("int", "long long") for i in ("int", "long long")]

@@ -59,24 +59,23 @@ extern "C" void launch_sum(const T* parts, const T* bias, T* C, int slices, long
 def build(tmp_path_factory):
     libraries = {}
 
-    def get(dtype):
-        name = np.dtype(dtype).name
-        if name not in libraries:
-            libraries[name] = build_library(
+    def get(dtype, tile=(gemm_kernels.TILE, gemm_kernels.TILE)):
+        key = np.dtype(dtype).name, tuple(tile)
+        if key not in libraries:
+            libraries[key] = build_library(
                 tmp_path_factory.mktemp("gemm"),
-                f"#define T {C_TYPES[name]}\n#define TM {gemm_kernels.TILE}\n"
-                f"#define TN {gemm_kernels.TILE}\n" + PRELUDE + gemm_kernels.TILES_SOURCE
-                + gemm_kernels.SUM_SOURCE + DRIVER)
-        return libraries[name]
+                f"#define T {C_TYPES[key[0]]}\n#define TM {tile[0]}\n#define TN {tile[1]}\n"
+                + PRELUDE + gemm_kernels.TILES_SOURCE + gemm_kernels.SUM_SOURCE + DRIVER)
+        return libraries[key]
 
     return get
 
 
-def gemm(library, a, b, bias=None, kernel="tiles"):
+def gemm(library, a, b, bias=None, kernel="tiles", tile=None):
     """What CupyOps.gemm does with the tile kernel, on the host."""
     m, k = a.shape
     n = b.shape[1]
-    p = gemm_kernels.plan(m, n, k, kernel)
+    p = gemm_kernels.plan(m, n, k, kernel, tile)
     out = np.full((m, n), np.nan, dtype=a.dtype)  # every element must be written
     parts = out if p.slices == 1 else np.full((p.slices, m, n), np.nan, dtype=a.dtype)
     library.launch_tiles(*map(ctypes.c_uint, p.grid + p.block[:2]),
@@ -143,6 +142,23 @@ def test_tile_kernel_at_the_edges_with_a_bias(build, m, k, n, layout):
     assert_product(got, a, b)
 
 
+OTHER_TILES = [t for t in gemm_kernels.TILES if t != (gemm_kernels.TILE, gemm_kernels.TILE)]
+
+
+@pytest.mark.parametrize("tile", OTHER_TILES, ids=[f"{tm}x{tn}" for tm, tn in OTHER_TILES])
+@pytest.mark.parametrize("shape, layout", CONV_SHAPES[:3] + [((7, 129, 9), "tt"),
+                                                             ((33, 64, 65), "nt")])
+def test_the_other_tiles_give_the_same_products(build, tile, shape, layout):
+    """The tiles scripts/graph_probe.py times against 4 x 4: the same kernel source with
+    other TM and TN, on the convolutions' shapes and sizes off every tile."""
+    m, k, n = shape
+    a, b = operands(m, k, n, "float64", layout, seed=k)
+    bias = np.random.default_rng(2).standard_normal(n)
+    got, p = gemm(build("float64", tile), a, b, bias, tile=tile)
+    assert (p.tm, p.tn) == tile
+    assert_product(got, a, b, bias)
+
+
 def test_plan_sizes_the_grid_to_the_product():
     small = gemm_kernels.plan(100, 50, 784)  # the two-layer net: the block kernel
     assert small.kernel == "block" and small.grid == (2, 25, 1)
@@ -155,6 +171,10 @@ def test_plan_sizes_the_grid_to_the_product():
     assert gemm_kernels.TARGET_THREADS <= threads <= 2 * gemm_kernels.TARGET_THREADS
     assert gemm_kernels.plan(4, 4, 4, "tiles").slices == 1
     assert gemm_kernels.plan(0, 5, 300, "tiles").grid[1] == 0  # nothing to launch
+    wide = gemm_kernels.plan(16, 78400, 144, tile=(4, 8))  # half the threads along N
+    assert wide.grid[0] * wide.block[0] * 8 >= 78400 > (wide.grid[0] - 1) * wide.block[0] * 8
+    with pytest.raises(ValueError, match=r"tile=\(3, 3\); expected one of \(4, 4\)"):
+        gemm_kernels.plan(16, 78400, 144, tile=(3, 3))
     with pytest.raises(ValueError, match="kernel='cublas'; expected 'block' or 'tiles'"):
         gemm_kernels.plan(4, 4, 4, "cublas")
     with pytest.raises(ValueError, match=r"\(80000000, 8\) @ \(8, 1\) product is past"):

@@ -162,13 +162,14 @@ def test_matmul_with_transposes_and_bias(backend, dtype, m, k, n, layout):
         assert np.all(np.abs(got - (want + bias)) <= 4 * tol(dtype) * (scale + 1)), product
 
 
+@pytest.mark.parametrize("tile", [None, (8, 8)], ids=["tile-default", "tile-8x8"])
 @pytest.mark.parametrize("m, k, n, layout", [(16, 144, 78400, "nn"), (144, 78400, 16, "nt"),
                                              (144, 16, 78400, "tn"), (64, 576, 4900, "nn"),
                                              (576, 4900, 64, "nt"), (100, 4320, 100, "nn")])
-def test_gemm_on_the_convolutions_products(backend, m, k, n, layout):
+def test_gemm_on_the_convolutions_products(backend, m, k, n, layout, tile):
     """DeepConvNet's Conv2 and Conv6 products at batch 100 (forward, dW with K over every
     window, the columns' gradient) and SimpleConvNet's Affine: the tile kernel and its
-    slices of K, deterministic, against cuBLAS."""
+    slices of K, deterministic, against cuBLAS; with the largest other tile too."""
     ops = ops_for(backend.asarray(np.zeros(1)))
     if not hasattr(ops, "gemm"):
         pytest.skip("the capture-safe GEMM exists on CuPy only (tests/test_gemm_kernels.py "
@@ -179,11 +180,12 @@ def test_gemm_on_the_convolutions_products(backend, m, k, n, layout):
     b = backend.asarray(rng.standard_normal((k, n) if layout[1] == "n" else (n, k)),
                         dtype="float32")
     a, b = (a if layout[0] == "n" else a.T), (b if layout[1] == "n" else b.T)
-    got = ops.gemm(a, b)
+    got = ops.gemm(a, b, kernel="tiles", tile=tile)
     want = to_host(ops.matmul(a.astype("float64"), b.astype("float64")))
     scale = to_host(ops.matmul(abs(a).astype("float64"), abs(b).astype("float64")))
     assert np.all(np.abs(to_host(got) - want) <= 4 * tol("float32") * scale)
-    np.testing.assert_array_equal(to_host(ops.gemm(a, b)), to_host(got))  # the same sums
+    np.testing.assert_array_equal(to_host(ops.gemm(a, b, kernel="tiles", tile=tile)),
+                                  to_host(got))  # the same sums
 
 
 def test_gemm_refuses_what_it_cannot_multiply(backend):
