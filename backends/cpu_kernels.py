@@ -592,7 +592,7 @@ def load(environ=None):
         try:
             path = build(cache_dir(env), env)
             result = (Kernels(ctypes.CDLL(str(path)), path),
-                      f"compiled kernels, the direct convolution ({path})")
+                      f"compiled kernels: the direct convolution, max pooling, ReLU ({path})")
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             result = (None, f"NumPy only, im2col + BLAS: the kernels are not built ({e})")
     if environ is None:
