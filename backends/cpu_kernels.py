@@ -254,6 +254,17 @@ INLINE void px_block_$S(const int nb, const int nv, const $T* x, long xs, const 
             for (int q = 0; q < nb; ++q) out[(long)(v * VL_$S + l) * os + p0 + q] = acc[q][v][l];
 }
 
+/* CALL(n, nv, q) over the filters f0 = 0, FV vectors, ... (nv of them in the last step):
+   one block of n = PB pixels (or taps), else n one at a time. */
+#define EACH_FILTER_BLOCK_$S(CALL, n, F) \
+    for (int f0 = 0; f0 < (F); f0 += FV * VL_$S) { \
+        const int nv = ((F) - f0) / VL_$S < FV ? ((F) - f0) / VL_$S : FV; \
+        if ((n) == PB) \
+            BY_NV(CALL, PB, nv, 0); \
+        else \
+            for (int q = 0; q < (n); ++q) BY_NV(CALL, 1, nv, q); \
+    }
+
 #define PX_CALL_$S(nb, nv, q) px_block_$S(nb, nv, x, xs, wt + f0, b + f0, F, C, KH, KW, wp, \
                                           base + (q), out + (long)f0 * os, os, p0 + (q))
 
@@ -267,13 +278,7 @@ void xpnet_conv_px_$S(const $T* x, long xs, const $T* wt, const $T* b, int F, in
     for (long p0 = lo; p0 < hi; p0 += PB) {
         const int nb = hi - p0 < PB ? (int)(hi - p0) : PB;
         for (int q = 0; q < nb; ++q) base[q] = grid_index(p0 + q, oh, ow, hp, wp);
-        for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
-            const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
-            if (nb == PB)
-                BY_NV(PX_CALL_$S, PB, nv, 0);
-            else
-                for (int q = 0; q < nb; ++q) BY_NV(PX_CALL_$S, 1, nv, q);
-        }
+        EACH_FILTER_BLOCK_$S(PX_CALL_$S, nb, F);
     }
 }
 
@@ -314,13 +319,7 @@ void xpnet_conv_dw_px_$S(const $T* d, int F, const $T* x, long xs, int C, int KH
         const $T* dc = d + p0 * F;
         for (int t0 = 0; t0 < rows; t0 += PB) {
             const int nt = rows - t0 < PB ? rows - t0 : PB;
-            for (int f0 = 0; f0 < F; f0 += FV * VL_$S) {
-                const int nv = (F - f0) / VL_$S < FV ? (F - f0) / VL_$S : FV;
-                if (nt == PB)
-                    BY_NV(DW_PX_CALL_$S, PB, nv, 0);
-                else
-                    for (int q = 0; q < nt; ++q) BY_NV(DW_PX_CALL_$S, 1, nv, q);
-            }
+            EACH_FILTER_BLOCK_$S(DW_PX_CALL_$S, nt, F);
         }
     }
 }
