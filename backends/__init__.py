@@ -23,6 +23,11 @@ import sys
 
 import numpy
 
+from backends.arrays import (check_same_backend, get_array_module, host_rng,  # noqa: F401
+                             is_device_array, to_numpy)
+from backends.dispatch import ops_for  # noqa: F401
+from backends.host.allocator import tune_host_allocator  # noqa: F401
+
 ENV_VAR = "XPNET_BACKEND"
 NAMES = ("numpy", "cupy")
 CHOICES = ("numpy", "cupy", "auto")
@@ -159,33 +164,6 @@ def available():
     return names
 
 
-def _is_cupy_array(a):
-    # Called several times per layer per step: a NumPy array answers at the
-    # first comparison, without building the module-name string.
-    if type(a) is numpy.ndarray:
-        return False
-    return type(a).__module__.split(".", 1)[0] == "cupy"
-
-
-def get_array_module(*arrays):
-    """``numpy`` or ``cupy``, whichever the given arrays live in.
-
-    Only looks at the arrays' types, so it never imports CuPy on a machine
-    where no CuPy array exists. Python scalars and NumPy arrays give NumPy.
-    """
-    for a in arrays:
-        if _is_cupy_array(a):
-            return sys.modules["cupy"]
-    return numpy
-
-
-def to_numpy(x):
-    """A host ``numpy.ndarray`` (or NumPy scalar) from an array of either backend."""
-    if _is_cupy_array(x):
-        return x.get()
-    return numpy.asarray(x)
-
-
 def to_device(x, dtype=None):
     """``x`` as an array of the current default backend."""
     return current().asarray(x, dtype=dtype)
@@ -198,76 +176,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'backends' has no attribute {name!r}")
 
 
-def is_device_array(x):
-    """True for a CuPy array: its values can only be read by synchronising with the GPU."""
-    return _is_cupy_array(x)
-
-
-def check_same_backend(where, **arrays):
-    """Raise ``TypeError`` naming ``where`` if the arrays mix host and device memory."""
-    first = None
-    for a in arrays.values():  # the common case, all of one type, without building a report
-        if first is None:
-            first = type(a)
-        elif type(a) is not first:
-            break
-    else:
-        return
-    kinds = {name: ("cupy" if _is_cupy_array(a) else "numpy")
-             for name, a in arrays.items() if hasattr(a, "shape")}
-    if len(set(kinds.values())) > 1:
-        detail = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
-        raise TypeError(f"{where}: arrays from different backends ({detail}); move them "
-                        f"to one backend first (backends.to_device / backends.to_numpy)")
-
-
-def host_rng(seed=None):
-    """A seeded NumPy generator on the host.
-
-    Parameters are drawn here and then sent to the backend, so the same seed
-    gives the same network on the CPU and on the GPU.
-    """
-    return numpy.random.default_rng(seed)
-
-
 def backend_of(x):
     """The :class:`Backend` an array lives on (for data that must follow a network)."""
-    if _is_cupy_array(x):
+    if is_device_array(x):
         return Backend("cupy", sys.modules["cupy"], "where the array lives")
     return Backend("numpy", numpy, "where the array lives")
-
-
-_host_allocator_tuned = False
-
-
-def tune_host_allocator():
-    """Keep freed host memory for reuse instead of returning it to the OS (glibc only).
-
-    A NumPy training step allocates and frees temporaries of 100 KB to a few
-    MB (a gathered batch, a weight gradient). glibc serves blocks above its
-    mmap threshold (128 KB at first, then moving with what was freed last)
-    with fresh pages that fault on first touch, so depending on what ran
-    before, every step may pay hundreds of page faults: on the 2-core VM in
-    docs/performance.md that made the same loop up to 40% slower from one run
-    to the next. Fixing the threshold at 32 MB and trimming only above
-    256 MB makes those blocks come back from the heap, already mapped. The
-    cost is that up to 256 MB of freed memory stays with the process.
-
-    The Trainer calls this for NumPy networks; it is idempotent, process-wide,
-    and does nothing where glibc's ``mallopt`` is not available. Returns
-    whether the settings were applied.
-    """
-    global _host_allocator_tuned
-    if _host_allocator_tuned:
-        return True
-    try:
-        import ctypes
-        import ctypes.util
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    ok = mallopt(M_MMAP_THRESHOLD, 32 * 2**20) == 1 and mallopt(M_TRIM_THRESHOLD, 256 * 2**20) == 1
-    _host_allocator_tuned = ok
-    return ok

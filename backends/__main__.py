@@ -7,8 +7,8 @@ import sys
 import numpy
 
 import backends
-from backends import cpu_kernels, host_ops
-from backends.ops import ops_for
+from backends import ops_for
+from backends.host import build, threads
 
 
 def main():
@@ -27,10 +27,10 @@ def main():
     except ValueError as e:  # a bad XPNET_HOST_THREADS
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"host:    {host.threads} thread(s) for the CPU's passes ({host_ops.ENV_VAR}="
-          f"{os.environ.get(host_ops.ENV_VAR, 'unset')}); {host_ops.blas_summary()}")
+    print(f"host:    {host.threads} thread(s) for the CPU's passes ({threads.ENV_VAR}="
+          f"{os.environ.get(threads.ENV_VAR, 'unset')}); {threads.blas_summary()}")
     try:
-        _, conv_why = cpu_kernels.load()
+        _, conv_why = build.load()
     except ValueError as e:  # a bad XPNET_HOST_KERNELS
         print(f"error: {e}", file=sys.stderr)
         return 2

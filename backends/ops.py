@@ -1,12 +1,12 @@
-"""The few array operations the layers route through a backend: one name, one kernel per backend.
+"""The reference operations: the few array passes the layers route through a backend.
 
-A layer stays one code path: it asks :func:`ops_for` for the operations of
-its input's backend and calls them by name. :class:`Ops` is the plain
-array-module version (NumPy's, and the reference every other must match);
-:mod:`backends.cuda_ops` gives CuPy fused kernels for the same names, so a
-GPU step issues a third of the launches, and GEMM kernels of its own for
-the CUDA-graph step (CuPy refuses cuBLAS while a stream is being
-captured).
+A layer stays one code path: it asks :func:`backends.ops_for` (in
+:mod:`backends.dispatch`) for the operations of its input's backend and
+calls them by name. :class:`Ops` here is the plain array-module version,
+the reference every other must match: :class:`backends.host.ops.HostOps`
+(NumPy: the same code on every core, and compiled C kernels) and
+:class:`backends.cuda.ops.CupyOps` (CuPy: fused kernels, and GEMMs of its
+own for the CUDA-graph step) subclass it and are tested against it.
 
 Each operation:
 
@@ -51,7 +51,7 @@ Each operation:
     ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
     out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
     ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
-    compiled direct convolution of :mod:`backends.cpu_kernels`, the padded
+    compiled direct convolution of :mod:`backends.host.conv`, the padded
     input instead).
 ``conv_grad(dout, x, W, col, stride, pad, input_grad)``
     ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
@@ -65,7 +65,9 @@ Each operation:
     generator calls cuRAND's host API, which stream capture refuses).
 """
 
-from backends import _is_cupy_array
+import contextlib
+
+from backends import splitmix
 
 
 class Ops:
@@ -76,6 +78,12 @@ class Ops:
     def __init__(self, xp):
         self.xp = xp
 
+    def scope(self):
+        """A context around one network call (a forward pass, a gradient, an evaluation):
+        nothing here. :class:`backends.host.ops.HostOps` lends NumPy's BLAS threads to its
+        own split passes inside it and gives them back on the way out."""
+        return contextlib.nullcontext()
+
     def parts(self, n, nbytes=0, macs=0):
         """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
         ``nbytes`` or doing ``macs`` multiply-adds: one here."""
@@ -84,7 +92,7 @@ class Ops:
     def each_part(self, work, n, nbytes=0, macs=0):
         """Run ``work(lo, hi)`` over the samples ``[0, n)``: here in one call.
 
-        :class:`backends.host_ops.HostOps` splits the range across the CPU's
+        :class:`backends.host.ops.HostOps` splits the range across the CPU's
         cores. ``work`` must write only what belongs to its own samples.
         """
         work(0, n)
@@ -177,9 +185,9 @@ class Ops:
         xp = self.xp
         offsets = _window_slices(ph, pw, stride, out_h, out_w)
         shape = x.shape[:-2] + (out_h, out_w)
-        order = _order(x)  # out and arg keep x's memory order (channel-major after a conv)
-        out = _empty(xp, shape, x.dtype, order)
-        arg = _empty(xp, shape, xp.int8 if ph * pw <= 127 else xp.int32, order)
+        order = memory_order(x)  # out and arg keep x's memory order (channel-major after a conv)
+        out = empty_in_order(xp, shape, x.dtype, order)
+        arg = empty_in_order(xp, shape, xp.int8 if ph * pw <= 127 else xp.int32, order)
         widths = [(0, 0)] * (x.ndim - 2) + [(pad, pad), (pad, pad)]
 
         def work(lo, hi):
@@ -209,7 +217,7 @@ class Ops:
         out_h, out_w = dout.shape[-2:]
         offsets = _window_slices(ph, pw, stride, out_h, out_w)
         shape = x.shape[:-2] + (h + 2 * pad, w + 2 * pad)
-        dx = _empty(xp, shape, dout.dtype, _order(x))
+        dx = empty_in_order(xp, shape, dout.dtype, memory_order(x))
         dout = self._laid_out_as(dout, arg)
         overlap = stride < ph or stride < pw
         tiled = not overlap and not pad and (h, w) == (ph * out_h, pw * out_w)
@@ -231,9 +239,9 @@ class Ops:
         """``a``, copied into ``like``'s memory order if it is in another: e.g. an Affine's
         ``dx`` (sample-major) for a convolution's channel-major layout, where one copy
         saves the passes after it walking two layouts."""
-        if _order(a) == _order(like):
+        if memory_order(a) == memory_order(like):
             return a
-        laid = _empty(self.xp, a.shape, a.dtype, _order(like))
+        laid = empty_in_order(self.xp, a.shape, a.dtype, memory_order(like))
         self.each_part(lambda lo, hi: laid[lo:hi].__setitem__(Ellipsis, a[lo:hi]),
                        a.shape[0], a.nbytes)
         return laid
@@ -269,18 +277,7 @@ class Ops:
         p -= lr_t.astype(p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
 
     def uniform(self, key, counter, shape):
-        xp = self.xp
-        u64 = xp.uint64
-        size = 1
-        for n in shape:
-            size *= int(n)
-        start = _mix64(xp, key ^ _mix64(xp, counter))
-        z = xp.arange(size, dtype=u64)
-        z *= u64(_GOLDEN)
-        z += start
-        z = _mix64(xp, z)
-        z >>= u64(11)  # the top 53 bits: every double in [0, 1) on a 2^-53 grid
-        return (z.astype(xp.float64) * 2.0 ** -53).reshape(shape)
+        return splitmix.uniform(self.xp, key, counter, shape)
 
     def __repr__(self):
         return f"<{self.name} ops on {self.xp.__name__}>"
@@ -293,52 +290,14 @@ def _window_slices(ph, pw, stride, out_h, out_w):
             for i in range(ph) for j in range(pw)]
 
 
-def _order(a):
+def memory_order(a):
     """``a``'s axes from the largest stride to the smallest: its memory order."""
     return tuple(sorted(range(a.ndim), key=lambda i: -abs(a.strides[i])))
 
 
-def _empty(xp, shape, dtype, order):
+def empty_in_order(xp, shape, dtype, order):
     """An empty array of ``shape`` whose axes lie in memory in ``order`` (see :func:`_order`)."""
     inverse = [0] * len(order)
     for position, axis in enumerate(order):
         inverse[axis] = position
     return xp.empty(tuple(shape[i] for i in order), dtype=dtype).transpose(inverse)
-
-
-_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment and finaliser (Steele et al., 2014)
-_MIX1 = 0xBF58476D1CE4E5B9
-_MIX2 = 0x94D049BB133111EB
-
-
-def _mix64(xp, z):
-    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic, a new array)."""
-    u64 = xp.uint64
-    z = z ^ (z >> u64(30))
-    z *= u64(_MIX1)
-    z ^= z >> u64(27)
-    z *= u64(_MIX2)
-    z ^= z >> u64(31)
-    return z
-
-
-_numpy_ops = None
-_cupy_ops = None
-
-
-def ops_for(x):
-    """The operations for the backend ``x`` lives on (CuPy's fused kernels for a CuPy array)."""
-    global _numpy_ops, _cupy_ops
-    if _numpy_ops is not None and type(x) is _numpy_ops.xp.ndarray:
-        return _numpy_ops  # the hot path on the CPU: a dozen calls a step
-    if _is_cupy_array(x):
-        if _cupy_ops is None:
-            from backends.cuda_ops import CupyOps
-            _cupy_ops = CupyOps()
-        return _cupy_ops
-    if _numpy_ops is None:
-        import numpy
-
-        from backends.host_ops import HostOps
-        _numpy_ops = HostOps(numpy)
-    return _numpy_ops

@@ -9,7 +9,7 @@ import contextlib
 import numbers
 
 import backends
-from backends.ops import ops_for
+from backends import ops_for
 
 
 def _self_dot(xp, flat):

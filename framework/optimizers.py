@@ -10,7 +10,7 @@ host arrays for checkpoints.
 import math
 
 from backends import get_array_module, to_numpy
-from backends.ops import ops_for
+from backends import ops_for
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
@@ -38,6 +38,9 @@ class Optimizer:
 
     #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
     slots = ()
+    #: names of the numbers an update reads: a recorded CUDA-graph step bakes them in,
+    #: and records again when one changes (a learning-rate schedule)
+    hyperparameters = ("lr",)
     #: whether a recorded update can be replayed (a CUDA graph): no value
     #: computed on the host may change from step to step
     capturable = True
@@ -55,6 +58,11 @@ class Optimizer:
 
     def update(self, params, grads):
         raise NotImplementedError
+
+    def device_state(self):
+        """The arrays an update reads and writes besides the parameters (the slots' arrays,
+        once made), in a fixed order: what a recorded step holds and must find again."""
+        return [a for slot in self.slots for a in (self.state[slot] or {}).values()]
 
     def state_dict(self):
         """``{"iter": n, "<slot>/<param>": host array}``; empty slots are left out."""
@@ -96,6 +104,7 @@ class Momentum(Optimizer):
     """v <- momentum * v - lr * g;  p <- p + v"""
 
     slots = ("v",)
+    hyperparameters = ("lr", "momentum")
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
@@ -147,6 +156,7 @@ class RMSprop(Optimizer):
     """h <- decay * h + (1 - decay) * g * g;  p <- p - lr * g / (sqrt(h) + 1e-7)"""
 
     slots = ("h",)
+    hyperparameters = ("lr", "decay_rate")
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__(lr)
@@ -179,6 +189,7 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "v")
+    hyperparameters = ("lr", "beta1", "beta2")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         self._t = None  # the device's step count, made at the first update
@@ -196,6 +207,9 @@ class Adam(Optimizer):
         self._iter = int(n)
         if self._t is not None:
             self._t.fill(self._iter)  # in place: a recorded graph holds this array
+
+    def device_state(self):
+        return super().device_state() + ([] if self._t is None else [self._t])
 
     def update(self, params, grads):
         self._init_state(params)

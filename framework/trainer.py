@@ -9,8 +9,10 @@ import time
 
 import backends
 from framework import checkpoint as ckpt
+from framework import steps
 from framework.data import DeviceBatches, check_data
 from framework.optimizers import get_optimizer
+from framework.steps import step_loss  # noqa: F401  (its old home)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -31,13 +33,6 @@ class TrainingInterrupted(KeyboardInterrupt):
                  else "; nothing was saved (no checkpoint configured)")
         super().__init__(f"training interrupted by {name} after step {step} of {max_iter} "
                          f"(epoch {epoch}){where}")
-
-
-def step_loss(network):
-    """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
-    network keeps one (every :class:`models.base.Network`), else its last layer's."""
-    loss = getattr(network, "last_loss", None)
-    return network.last_layer.loss if loss is None else loss
 
 
 class Trainer:
@@ -61,7 +56,7 @@ class Trainer:
         callables ``f(trainer, record)`` run at every epoch end.
     ``graph``
         ``'auto'`` (default): on CuPy, replay each step as one CUDA graph
-        (:mod:`backends.cuda_graph`) where the step allows it and a few timed
+        (:class:`framework.steps.GraphStep`) where the step allows it and a few timed
         steps show it faster than the eager one (convolutions' large products
         may run faster on cuBLAS than on the graph's own GEMM), else run it
         eagerly; ``True``: the graph or an error saying why not; ``False``:
@@ -131,7 +126,7 @@ class Trainer:
         self.graph = graph
         self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
         self.graph_seconds = None  # time spent recording the graph (kernel builds included)
-        self._graph_step = None
+        self._step = None  # the step object (framework.steps), made when training starts
 
         self.iteration = 0
         self.current_epoch = 0
@@ -162,9 +157,7 @@ class Trainer:
         if epochs is not None:
             self.max_iter = self.iteration + int(epochs) * self.iter_per_epoch
             self.epochs = self.current_epoch + int(epochs)
-        xp = self.backend.xp
         network = self.network
-        eager_losses = xp.empty(self.iter_per_epoch, dtype=network.dtype)
         bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)
@@ -173,38 +166,34 @@ class Trainer:
                 while self.iteration < self.max_iter:
                     if self._stop is not None:  # came during the last epoch's end
                         self._interrupt(None, 0)
-                    self._train_epoch(bar, eager_losses)
+                    self._train_epoch(bar)
                 self.final_test_acc = network.accuracy(self.x_test, self.t_test)
         finally:
             bar.close()
         return self.history
 
-    def _train_epoch(self, bar, eager_losses):
+    def _train_epoch(self, bar):
         """One epoch's steps (from where an interrupted one stopped), then its end."""
         started = time.perf_counter()
-        steps = min(self.iter_per_epoch, self.max_iter - self.iteration)
-        # a changed learning rate (say) means the recorded step is out of date
-        if self.step_mode is None or (self._graph_step and not self._graph_step.is_current()):
-            self._graph_step = self._plan_graph()
-        graph = self._graph_step
-        # a graph writes each step's loss into its own buffer; eager steps into this one
-        losses = graph.losses if graph else eager_losses
+        steps_now = min(self.iter_per_epoch, self.max_iter - self.iteration)
+        # a changed learning rate (say) means a recorded step is out of date
+        if self._step is None or not self._step.is_current():
+            self._step = steps.choose(self.network, self.optimizer, self.batches, self.graph,
+                                      train=lambda x, t: self.train_step(x, t))
+            self.step_mode = self._step.mode
+            self.graph_seconds = getattr(self._step, "seconds", None)
+        step = self._step
+        losses = step.losses  # each step writes its loss here, on the device
         order = self.batches.start_epoch()
         first = self._resume_position  # > 0 only when resuming mid-epoch
         if first:
             losses[:first] = self.backend.asarray(self._resume_losses, losses.dtype)
             self._resume_position, self._resume_losses = 0, None
-        replayed = 0
-        if graph:
-            graph.start_epoch(order, first)
-            replayed = self.batches.full_batches  # a short last batch runs eagerly
+        step.start_epoch(order, first)
         shown, shown_at = first, started
         bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
-        for i in range(first, steps):
-            if i < replayed:
-                graph.launch()
-            else:
-                losses[i] = self.train_step(*self.batches.batch(order, i))
+        for i in range(first, steps_now):
+            step.run(i)
             if self._stop is not None:  # Ctrl-C or SIGTERM: this step is done
                 bar.update(i + 1 - shown)
                 self._interrupt(losses, i + 1)
@@ -218,8 +207,8 @@ class Trainer:
                                     f"loss {recent:.4f}", refresh=False)
                 bar.update(i + 1 - shown)
                 shown, shown_at = i + 1, time.perf_counter()
-        bar.update(steps - shown)
-        self._end_epoch(losses, steps, started, bar)
+        bar.update(steps_now - shown)
+        self._end_epoch(losses, steps_now, started, bar)
 
     @property
     def step(self):
@@ -267,48 +256,9 @@ class Trainer:
         if self.backend.name != "cupy":
             return 0
         held = self.backend.xp.get_default_memory_pool().total_bytes()
-        if self._graph_step is not None:
-            held += self._graph_step.pool_bytes()
+        if isinstance(self._step, steps.GraphStep):
+            held += self._step.pool_bytes()
         return held
-
-    def _plan_graph(self):
-        """Decide between the CUDA-graph step and the eager one; sets :attr:`step_mode`."""
-        reason = None
-        if self.graph is False:
-            reason = "graph=False"
-        elif self.backend.name != "cupy":
-            reason = f"the {self.backend.name} backend has no CUDA graphs"
-        elif self.graph == "auto" and os.environ.get("XPNET_CUDA_GRAPH", "1") == "0":
-            reason = "XPNET_CUDA_GRAPH=0"
-        elif not self.optimizer.capturable:
-            reason = f"{type(self.optimizer).__name__} cannot be replayed: see its capturable"
-        elif self.batches.t.ndim != 1:
-            reason = "the graph step needs integer labels"
-        if reason is None:
-            started = time.perf_counter()
-            try:
-                from backends.cuda_graph import CudaGraphStep
-                step = CudaGraphStep(self.network, self.optimizer, self.batches,
-                                     loss_of=step_loss).capture()
-                self.graph_seconds = time.perf_counter() - started
-            except Exception as e:
-                if self.graph is True:
-                    raise
-                reason = f"CUDA graph capture failed: {type(e).__name__}: {e}"
-            else:
-                if self.graph == "auto" and self.iter_per_epoch > 1:
-                    graph_s, eager_s = step.time_against_eager()
-                    if eager_s < graph_s:
-                        self.step_mode = (f"eager (faster than the CUDA graph here: "
-                                          f"{1e3 * eager_s:.3f} against {1e3 * graph_s:.3f} ms "
-                                          f"a step)")
-                        return None
-                self.step_mode = "cuda-graph"
-                return step
-        if self.graph is True:
-            raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
-        self.step_mode = f"eager ({reason})"
-        return None
 
     def train_step(self, x_batch, t_batch):
         """One step on a batch already on the device: gradient, update, and the loss.
@@ -316,9 +266,7 @@ class Trainer:
         The loss is the one ``gradient``'s forward pass computed, returned as
         an array scalar on the device: nothing here waits for the GPU.
         """
-        grads = self.network.gradient(x_batch, t_batch)
-        self.optimizer.update(self.network.params, grads)
-        return step_loss(self.network)
+        return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])
@@ -348,13 +296,13 @@ class Trainer:
             x, t, x_test, t_test = x[:n], t[:n], x_test[:n], t_test[:n]
         return self.network.accuracy(x, t), self.network.accuracy(x_test, t_test)
 
-    def _end_epoch(self, losses, steps, started, bar):
-        values = backends.to_numpy(losses[:steps])  # the one read of this epoch's losses
+    def _end_epoch(self, losses, count, started, bar):
+        values = backends.to_numpy(losses[:count])  # the one read of this epoch's losses
         floats = values.tolist()
         if not all(map(math.isfinite, floats)):
-            self._stop_on_bad_loss(losses, 0, steps)
+            self._stop_on_bad_loss(losses, 0, count)
         self.train_loss_list.extend(floats)
-        self.iteration += steps
+        self.iteration += count
         self.current_epoch += 1
         train_acc, test_acc = self._evaluate()
         self.train_acc_list.append(train_acc)
@@ -418,7 +366,7 @@ class Trainer:
                      if k.startswith("optimizer/")}
         opt_state["iter"] = state["optimizer_iter"]
         self.optimizer.load_state_dict(opt_state, self.network.params)
-        self.step_mode, self._graph_step = None, None  # new state arrays: record again
+        self.step_mode, self._step = None, None  # new state arrays: record again
         self.iteration = state["iteration"]
         self.current_epoch = state["epoch"]
         self.history = state["history"]

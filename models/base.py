@@ -1,32 +1,33 @@
-"""The layer-stack walk every model shares: predict, loss, gradient, numerical gradient, checkpoints.
+"""The layer-stack walk every model shares, and the one way a model builds its stack.
 
-A model only builds its layers. It sets, in its constructor:
+A model describes its layers in its constructor, in forward order::
 
-``params``
-    name -> array, the book's ``W1, b1, ...`` (and ``gamma1, beta1, ...``);
-``layers``
-    an ``OrderedDict`` of layers in forward order;
-``last_layer``
-    the loss layer (``SoftmaxWithLoss``);
-``param_layout``
-    parameter name -> ``(layer name, attribute)``, e.g. ``"W1": ("Affine1", "W")``;
-    backward leaves the gradient in the layer's ``"d" + attribute``;
-``dtype``, ``weight_decay_lambda`` (0 for none), and ``config()``.
+    self.begin(dtype, seed)
+    self.add("Affine", Affine, W=self.weights(784, 50, std=0.01), b=self.zeros(50))
+    self.add("Relu", Relu)
+    ...
+    self.finish(SoftmaxWithLoss())
 
-The book writes this walk into every network; here it is written once.
+:meth:`Network.add` names the layer as the book does (the n-th ``Relu`` is
+``Relu<n>``) and its parameters too (``W`` of the third layer holding a
+``W`` is ``W3``), filling ``params``, ``layers`` and ``param_layout``
+(parameter name -> ``(layer name, attribute)``; backward leaves the
+gradient in the layer's ``"d" + attribute``) together. Weights are drawn
+in the order the layers are added, from the seeded host generator, so a
+seed gives the same network on every backend. The model also sets
+``weight_decay_lambda`` (0 for none) where it has one, and ``config()``.
+
+The book writes the walk below (predict, loss, gradient, numerical
+gradient) into every network; here it is written once.
 """
 
-from backends import get_array_module
+from collections import OrderedDict
+
+import backends
+from backends import get_array_module, ops_for
 from framework import checkpoint
 from framework import gradient as _gradient
-
-
-def float_dtype(owner, xp, dtype):
-    """``dtype`` (default float32) as ``xp``'s dtype, or ``ValueError`` naming ``owner``."""
-    out = xp.dtype(dtype or "float32")
-    if out.kind != "f":
-        raise ValueError(f"{owner}: dtype must be a floating type, got {out}")
-    return out
+from models.checks import float_dtype  # noqa: F401  (its old home)
 
 
 class Network:
@@ -49,6 +50,62 @@ class Network:
     def config(self):
         raise NotImplementedError
 
+    # --- building the stack -----------------------------------------------------------
+
+    def begin(self, dtype=None, seed=None):
+        """An empty stack of ``dtype`` (default float32) on the current backend; ``seed``
+        seeds the weights and, from a stream of its own, dropout's generators (so a
+        seed's weights are the same with and without dropout)."""
+        self._backend = backends.current()
+        self.dtype = float_dtype(type(self).__name__, self._backend.xp, dtype)
+        self.params, self.layers, self.param_layout = {}, OrderedDict(), {}
+        self._rng = backends.host_rng(seed)
+        self._keys = backends.host_rng(None if seed is None else [seed, 1])
+        self._counts = {}
+
+    def weights(self, *shape, std):
+        """``std * N(0, 1)`` of ``shape``, drawn on the host and sent to the backend."""
+        return self._backend.asarray(std * self._rng.standard_normal(shape), self.dtype)
+
+    def zeros(self, n):
+        return self._backend.xp.zeros(n, dtype=self.dtype)
+
+    def ones(self, n):
+        return self._backend.xp.ones(n, dtype=self.dtype)
+
+    def dropout_seed(self):
+        """The next dropout generator's seed, from the dropout stream."""
+        return int(self._keys.integers(2**63))
+
+    def _count(self, kind):
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        return self._counts[kind]
+
+    def add(self, kind, make, **params):
+        """Append ``make(*params.values(), name=<kind><n>)``, the n-th layer of its kind, with
+        each of ``params`` (attribute -> array) registered under the book's name; returns it."""
+        name = f"{kind}{self._count(kind)}"
+        for attr, array in params.items():
+            key = f"{attr}{self._count(('param', attr))}"
+            self.params[key] = array
+            self.param_layout[key] = (name, attr)
+        layer = self.layers[name] = make(*params.values(), name=name)
+        return layer
+
+    def finish(self, last_layer):
+        """Close the stack with its loss layer. The first layer's input is data: it skips its
+        input gradient (the book computes that product and throws it away)."""
+        first = next(iter(self.layers.values()))
+        if hasattr(first, "input_grad"):
+            first.input_grad = False
+        self.last_layer = last_layer
+        del self._backend, self._rng, self._keys, self._counts
+
+    def _scope(self):
+        """One network call, as the backend wants it marked (on the host: BLAS's threads
+        are lent to xpnet's own inside it and given back after)."""
+        return ops_for(next(iter(self.params.values()))).scope()
+
     @property
     def lastLayer(self):  # noqa: N802 - the book's spelling
         return self.last_layer
@@ -57,17 +114,15 @@ class Network:
 
     def _forward(self, x, train_flg):
         for layer in self.layers.values():
-            if getattr(layer, "takes_train_flg", False):
-                x = layer.forward(x, train_flg)
-            else:
-                x = layer.forward(x)
+            x = layer.forward(x, train_flg) if layer.takes_train_flg else layer.forward(x)
         return x
 
     def predict(self, x, train_flg=False):
         """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)  # per batch: never a float64 copy of a whole dataset
-        return self._forward(x, train_flg)
+        with self._scope():
+            return self._forward(x, train_flg)
 
     def _decayed(self):
         """Names of the parameters weight decay applies to: the weight matrices."""
@@ -90,7 +145,8 @@ class Network:
         Also kept as ``last_loss``: the Trainer reads the loss of ``gradient``'s
         forward pass from there without computing it again.
         """
-        loss = self.last_layer.forward(self.predict(x, train_flg), t)
+        with self._scope():
+            loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
             loss = loss + self.weight_decay().astype(loss.dtype)
@@ -111,23 +167,25 @@ class Network:
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
         correct = 0
-        for i in range(0, n, batch_size):
-            tb = t[i:i + batch_size]
-            if tb.ndim != 1:
-                tb = tb.argmax(axis=1)
-            y = self.predict(x[i:i + batch_size]).argmax(axis=1)
-            correct = correct + xp.count_nonzero(y == tb)
+        with self._scope():
+            for i in range(0, n, batch_size):
+                tb = t[i:i + batch_size]
+                if tb.ndim != 1:
+                    tb = tb.argmax(axis=1)
+                y = self.predict(x[i:i + batch_size]).argmax(axis=1)
+                correct = correct + xp.count_nonzero(y == tb)
         return float(correct) / n
 
     def gradient(self, x, t):
         """Gradients of the training-mode loss by backpropagation: forward, then every
         backward in reverse; weight decay's lambda * W added to the weights'."""
-        self.loss(x, t, train_flg=True)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(self.layers.values()):
-            dout = layer.backward(dout)
-            if dout is None:  # a first layer that skips its input gradient
-                break
+        with self._scope():
+            self.loss(x, t, train_flg=True)
+            dout = self.last_layer.backward(1)
+            for layer in reversed(self.layers.values()):
+                dout = layer.backward(dout)
+                if dout is None:  # a first layer that skips its input gradient
+                    break
         lam = self.weight_decay_lambda
         grads = {}
         for key, (name, attr) in self.param_layout.items():
@@ -153,6 +211,10 @@ class Network:
         Nothing is changed: no running average moves, no generator advances.
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
+        with self._scope():
+            return self._numerical_gradient(x, t, h)
+
+    def _numerical_gradient(self, x, t, h):
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         names = list(self.layers)
@@ -160,7 +222,7 @@ class Network:
         s = x[None]
         for name in names:  # the unperturbed pass, as a stack of one: each layer's input
             inputs[name] = s[0]
-            s = self._stack_forward(self.layers[name], s)
+            s = self.layers[name].forward_stack(s, True)
             sizes.append(s[0].size)
         decay = self.weight_decay()
         decayed = set(self._decayed()) if self.weight_decay_lambda else set()
@@ -172,9 +234,9 @@ class Network:
 
             def losses(index, delta, layer=layer, after=after, name=name, attr=attr, key=key,
                        p=p):
-                s = self._perturbed_outputs(layer, inputs[name], attr, index, delta)
+                s = layer.perturbed_outputs(inputs[name], attr, index, delta, True)
                 for later in after:
-                    s = self._stack_forward(later, s)
+                    s = later.forward_stack(s, True)
                 out = self.last_layer.forward_stack(s, t) + decay
                 if key in decayed:  # 0.5 lam ((w + d)^2 - w^2) = lam w d + 0.5 lam d^2
                     lam = self.weight_decay_lambda
@@ -188,30 +250,6 @@ class Network:
             grads[key] = _gradient.numerical_gradient_stacked(losses, p, h, chunk=chunk)
         return grads
 
-    @staticmethod
-    def _stack_forward(layer, s):
-        if getattr(layer, "takes_train_flg", False):
-            return layer.forward_stack(s, True)
-        return layer.forward_stack(s)
-
-    @staticmethod
-    def _perturbed_outputs(layer, x, attr, index, delta):
-        if hasattr(layer, "perturbed_outputs"):
-            if getattr(layer, "takes_train_flg", False):
-                return layer.perturbed_outputs(x, attr, index, delta, True)
-            return layer.perturbed_outputs(x, attr, index, delta)
-        # A layer without a stacked form: perturb each element in turn (reads the
-        # indices on the host; the numerical gradient is a check, not a hot loop).
-        xp = get_array_module(x)
-        flat = getattr(layer, attr).reshape(-1)
-        outs = []
-        for i in index.tolist():
-            orig = flat[i].copy()
-            flat[i] = orig + delta
-            outs.append(Network._stack_forward(layer, x[None])[0])
-            flat[i] = orig
-        return xp.stack(outs)
-
     def numerical_gradient_elementwise(self, x, t, h=1e-4):
         """The book's definition: two full training-mode forward passes per parameter element
         (slow; the reference). Dropout holds its current mask and the state is restored."""
@@ -221,7 +259,7 @@ class Network:
         shapes, s = {}, x[None]
         for name, layer in self.layers.items():  # the input shape each dropout sees
             shapes[name] = s.shape[1:]
-            s = self._stack_forward(layer, s)
+            s = layer.forward_stack(s, True)
         for name, layer in self.layers.items():
             if layer in dropouts:
                 layer.current_mask(shapes[name])
@@ -234,8 +272,9 @@ class Network:
         try:
             for layer in dropouts:
                 layer.hold_mask = True
-            return {key: _gradient.numerical_gradient(loss_w, self.params[key], h)
-                    for key in self.params}
+            with self._scope():
+                return {key: _gradient.numerical_gradient(loss_w, self.params[key], h)
+                        for key in self.params}
         finally:
             for layer in dropouts:
                 layer.hold_mask = False
@@ -246,7 +285,7 @@ class Network:
         """The layers' buffers, ``"<layer>/<name>" -> array`` (the arrays themselves)."""
         return {f"{name}/{attr}": getattr(layer, attr)
                 for name, layer in self.layers.items()
-                for attr in getattr(layer, "buffers", ())}
+                for attr in layer.buffers}
 
     def load_state(self, values):
         """Copy ``values`` (host or device arrays, by :meth:`state`'s names) into the buffers, in place."""

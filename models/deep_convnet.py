@@ -1,13 +1,11 @@
 """DeepConvNet of chapter 8: six 3x3 convolutions in pairs, each pair pooled, then two Affine."""
 
 import math
-from collections import OrderedDict
+from functools import partial
 
-import backends
 from framework.layers import Affine, Convolution, Dropout, Pooling, Relu, SoftmaxWithLoss
-from models.base import Network, float_dtype
-from models.multi_layer_net import check_size
-from models.simple_convnet import conv_settings, image_dims
+from models.base import Network
+from models.checks import check_size, conv_settings, image_dims
 
 DEFAULT_CONVS = [
     {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
@@ -40,9 +38,6 @@ class DeepConvNet(Network):
                  conv_param_3=None, conv_param_4=None, conv_param_5=None, conv_param_6=None,
                  hidden_size=50, output_size=10, *, dtype=None, seed=None):
         owner = type(self).__name__
-        backend = backends.current()
-        xp = backend.xp
-        self.dtype = float_dtype(owner, xp, dtype)
         self.input_dim = image_dims(owner, input_dim)
         given = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5,
                  conv_param_6]
@@ -51,52 +46,31 @@ class DeepConvNet(Network):
                             for i, (p, default) in enumerate(zip(given, DEFAULT_CONVS))]
         self.hidden_size = check_size(owner, "hidden_size", hidden_size)
         self.output_size = check_size(owner, "output_size", output_size)
-        rng = backends.host_rng(seed)
-        keys = backends.host_rng(None if seed is None else [seed, 1])
 
-        def draw(*shape, fan_in):  # He initialisation, as the book
-            return backend.asarray(math.sqrt(2.0 / fan_in) * rng.standard_normal(shape),
-                                   self.dtype)
+        def he(*shape, fan_in):  # He initialisation, as the book
+            return self.weights(*shape, std=math.sqrt(2.0 / fan_in))
 
-        self.params = {}
-        self.layers = OrderedDict()
-        self.param_layout = {}
+        self.begin(dtype, seed)
         shape = tuple(self.input_dim)
-        relu = pool = 0
         for i, p in enumerate(self.conv_params, 1):
             size, c = p["filter_size"], shape[0]
-            self.params[f"W{i}"] = draw(p["filter_num"], c, size, size, fan_in=c * size * size)
-            self.params[f"b{i}"] = xp.zeros(p["filter_num"], dtype=self.dtype)
-            conv = Convolution(self.params[f"W{i}"], self.params[f"b{i}"], p["stride"],
-                               p["pad"], name=f"Conv{i}")
+            conv = self.add("Conv", partial(Convolution, stride=p["stride"], pad=p["pad"]),
+                            W=he(p["filter_num"], c, size, size, fan_in=c * size * size),
+                            b=self.zeros(p["filter_num"]))
             shape = conv.output_shape(shape)
-            self.layers[f"Conv{i}"] = conv
-            self.param_layout[f"W{i}"] = (f"Conv{i}", "W")
-            self.param_layout[f"b{i}"] = (f"Conv{i}", "b")
-            relu += 1
-            self.layers[f"Relu{relu}"] = Relu()
+            self.add("Relu", Relu)
             if i % 2 == 0:
-                pool += 1
-                layer = Pooling(2, 2, stride=2, name=f"Pool{pool}")
-                shape = layer.output_shape(shape)
-                self.layers[f"Pool{pool}"] = layer
+                shape = self.add("Pool", partial(Pooling, 2, 2, stride=2)).output_shape(shape)
         flat = shape[0] * shape[1] * shape[2]
-        for i, (fan_in, fan_out) in enumerate(((flat, self.hidden_size),
-                                               (self.hidden_size, self.output_size)), 1):
-            n = len(self.conv_params) + i
-            self.params[f"W{n}"] = draw(fan_in, fan_out, fan_in=fan_in)
-            self.params[f"b{n}"] = xp.zeros(fan_out, dtype=self.dtype)
-            self.layers[f"Affine{i}"] = Affine(self.params[f"W{n}"], self.params[f"b{n}"],
-                                               name=f"Affine{i}")
-            self.param_layout[f"W{n}"] = (f"Affine{i}", "W")
-            self.param_layout[f"b{n}"] = (f"Affine{i}", "b")
-            if i == 1:
-                relu += 1
-                self.layers[f"Relu{relu}"] = Relu()
-            self.layers[f"Dropout{i}"] = Dropout(0.5, seed=int(keys.integers(2**63)),
-                                                 name=f"Dropout{i}")
-        self.layers["Conv1"].input_grad = False  # its input is data
-        self.last_layer = SoftmaxWithLoss()
+        self.add("Affine", Affine, W=he(flat, self.hidden_size, fan_in=flat),
+                 b=self.zeros(self.hidden_size))
+        self.add("Relu", Relu)
+        self.add("Dropout", partial(Dropout, 0.5, seed=self.dropout_seed()))
+        self.add("Affine", Affine, W=he(self.hidden_size, self.output_size,
+                                        fan_in=self.hidden_size),
+                 b=self.zeros(self.output_size))
+        self.add("Dropout", partial(Dropout, 0.5, seed=self.dropout_seed()))
+        self.finish(SoftmaxWithLoss())
 
     def config(self):
         """Every constructor argument (not dtype or seed), as checkpoints record it."""

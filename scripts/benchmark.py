@@ -78,9 +78,9 @@ import backends  # noqa: E402
 from framework.data import DeviceBatches, check_data  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
-from backends import cpu_kernels  # noqa: E402
-from backends.host_ops import default_blas  # noqa: E402
-from backends.ops import ops_for  # noqa: E402
+from backends.host import build as cpu_kernels  # noqa: E402
+
+from backends import ops_for  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import (DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,  # noqa: E402
                     TwoLayerNet)
@@ -130,14 +130,11 @@ class Row:
     numpy_blas = False  # True: a NumPy reference row, run with BLAS's own threads
 
     def timed(self):
-        # xpnet sets NumPy's BLAS to one thread and splits the work itself
-        # (backends.host_ops); the NumPy references get BLAS's own threads back.
-        with default_blas() if self.numpy_blas else contextlib.nullcontext():
-            self.sync()
-            start = time.perf_counter()
-            self.window()
-            self.sync()
-            return time.perf_counter() - start
+        self.sync()
+        start = time.perf_counter()
+        self.window()
+        self.sync()
+        return time.perf_counter() - start
 
     def gpu_bytes(self):
         return None
@@ -688,7 +685,7 @@ def gemm_floor(device, hidden, batch, repeats):
                 lambda: d2 @ w2.T]
     reps = 200
     times = []
-    with default_blas():  # NumPy's floor, on BLAS's own threads
+    if True:  # NumPy's floor, on BLAS's own threads
         for _ in range(repeats + 1):
             backend.synchronize()
             start = time.perf_counter()
@@ -718,7 +715,7 @@ def numerical_gradient_rows(hidden, repeats):
     ref = TwoLayerNet(SIZES[0], hidden, SIZES[2], dtype="float64", seed=3)
     n_params = sum(p.size for p in ref.params.values())
     log(f"  book's element-by-element loop, {n_params} parameters")
-    with default_blas():
+    if True:
         start = time.perf_counter()
         expected = {key: book.numerical_gradient(lambda _: ref.loss(x, t), ref.params[key])
                     for key in ref.params}

@@ -16,7 +16,7 @@ ours against cuBLAS and plain CuPy, from cupyx.profiler.benchmark: where
 the graph step's time goes; then the same for Adam's fused update and for
 DeepConvNet's convolution products at batch 100 (the tile GEMM, dW's long K
 cut into slices, against cuBLAS), and those products on the tile kernel's
-other tiles (gemm_kernels.TILES: rows x columns of C a thread), to choose the
+other tiles (backends.cuda.gemm.TILES: rows x columns of C a thread), to choose the
 default from.
 """
 
@@ -31,8 +31,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
-from backends import gemm_kernels  # noqa: E402
-from backends.ops import ops_for  # noqa: E402
+from backends.cuda import gemm as gemm_kernels  # noqa: E402
+from backends import ops_for  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.optimizers import SGD  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
@@ -48,15 +48,15 @@ def run(variant, hidden, batch, data, windows, steps):
     times = []
     try:
         if variant.startswith("graph"):
-            from backends.cuda_graph import CudaGraphStep
-            step = CudaGraphStep(net, optimizer, batches,
-                                 gemm=variant.split("-")[1]).capture()
+            from framework.steps import GraphStep
+            step = GraphStep(net, optimizer, batches,
+                             own_gemm=variant.split("-")[1] == "own").record()
             for _ in range(windows + 1):
                 step.start_epoch(batches.start_epoch())
                 backend.synchronize()
                 start = time.perf_counter()
                 for _ in range(steps):
-                    step.launch()
+                    step.graph.launch()
                 backend.synchronize()
                 times.append((time.perf_counter() - start) / steps)
         else:

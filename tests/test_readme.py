@@ -9,7 +9,7 @@ import pytest
 
 import backends
 from tests.conftest import ROOT
-from tests.idx_files import dataset_files, write_files
+from tests.framework.idx_files import dataset_files, write_files
 
 
 def python_blocks():

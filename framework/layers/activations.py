@@ -1,11 +1,11 @@
 """Activation layers: ReLU and sigmoid."""
 
-from backends import get_array_module
-from backends.ops import ops_for
+from backends import get_array_module, ops_for
 from framework.functions import sigmoid
+from framework.layers.base import Layer
 
 
-class Relu:
+class Relu(Layer):
     """out = max(0, x);  dx = dout where x > 0, else 0.
 
     As the book: 0 where x <= 0 (-inf included), a NaN passed on. ``mask``
@@ -15,7 +15,8 @@ class Relu:
     untouched (the book zeroes it in place).
     """
 
-    def __init__(self):
+    def __init__(self, name=None):
+        super().__init__(name)
         self.keep = None  # x > 0, the complement of the book's mask
 
     @property
@@ -29,18 +30,19 @@ class Relu:
     def backward(self, dout):
         return ops_for(dout).relu_backward(dout, self.keep)
 
-    def forward_stack(self, x):
+    def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
         return get_array_module(x).maximum(x, x.dtype.type(0))
 
 
-class Sigmoid:
+class Sigmoid(Layer):
     """out = 1 / (1 + exp(-x));  dx = dout * out * (1 - out).
 
     The forward pass is the overflow-free :func:`framework.functions.sigmoid`.
     """
 
-    def __init__(self):
+    def __init__(self, name=None):
+        super().__init__(name)
         self.out = None
 
     def forward(self, x):
@@ -50,6 +52,6 @@ class Sigmoid:
     def backward(self, dout):
         return dout * (1.0 - self.out) * self.out
 
-    def forward_stack(self, x):
+    def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
         return sigmoid(x)

@@ -1,10 +1,10 @@
 """The fully connected layer: out = x W + b."""
 
-from backends import check_same_backend, get_array_module
-from backends.ops import ops_for
+from backends import check_same_backend, get_array_module, ops_for
+from framework.layers.base import Layer
 
 
-class Affine:
+class Affine(Layer):
     """out = x W + b;  dx = dout W^T,  dW = x^T dout,  db = sum_n dout.
 
     Differences from the book:
@@ -24,7 +24,7 @@ class Affine:
         if W.ndim != 2 or b.shape != (W.shape[1],):
             raise ValueError(f"{name}: W must be 2-D (in, out) and b of shape (out,); "
                              f"got W {tuple(W.shape)} and b {tuple(b.shape)}")
-        self.name = name
+        super().__init__(name)
         self.W = W
         self.b = b
         self.input_grad = True
@@ -47,7 +47,7 @@ class Affine:
         self.x = x
         return ops_for(x).matmul(x, self.W, bias=self.b)
 
-    def forward_stack(self, x):
+    def forward_stack(self, x, train_flg=True):
         """out = x W + b for each of a stack ``(K, N, ...)`` of inputs, without side effects.
 
         Used to evaluate many perturbed copies of a network at once
@@ -59,7 +59,7 @@ class Affine:
         out += self.b
         return out.reshape(k, n, self.W.shape[1])
 
-    def perturbed_outputs(self, x, param, index, delta):
+    def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         """Outputs ``(K, N, out)`` of K copies of this layer, copy k with element
         ``index[k]`` (flat) of ``param`` (``"W"`` or ``"b"``) moved by ``delta``.
 

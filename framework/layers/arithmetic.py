@@ -1,13 +1,16 @@
 """The computational-graph nodes of 5.4: multiply and add, on numbers or arrays."""
 
+from framework.layers.base import Layer
 
-class MulLayer:
+
+class MulLayer(Layer):
     """out = x * y;  dx = dout * y,  dy = dout * x.
 
     Works on Python numbers as well as arrays (the apple shop of 5.4).
     """
 
-    def __init__(self):
+    def __init__(self, name=None):
+        super().__init__(name)
         self.x = None
         self.y = None
 
@@ -22,11 +25,11 @@ class MulLayer:
         return dx, dy
 
 
-class AddLayer:
+class AddLayer(Layer):
     """out = x + y;  dx = dy = dout."""
 
-    def __init__(self):
-        pass
+    def __init__(self, name=None):
+        super().__init__(name)
 
     def forward(self, x, y):
         return x + y

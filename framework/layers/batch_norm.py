@@ -1,11 +1,12 @@
 """Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
 
 from backends import check_same_backend, get_array_module
+from framework.layers.base import Layer
 
 EPS = 10e-7  # the book's epsilon, 1e-6
 
 
-class BatchNormalization:
+class BatchNormalization(Layer):
     """Normalise each feature over the batch, then scale and shift.
 
     Forward, in training: mu = mean_n x, var = mean_n (x - mu)^2,
@@ -44,7 +45,7 @@ class BatchNormalization:
         if not 0 <= momentum <= 1:
             raise ValueError(f"{name}: momentum must lie in [0, 1], got {momentum}")
         xp = get_array_module(gamma)
-        self.name = name
+        super().__init__(name)
         self.gamma = gamma
         self.beta = beta
         self.momentum = momentum

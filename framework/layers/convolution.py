@@ -1,11 +1,11 @@
 """The convolution layer of chapter 7, on im2col and one matrix product."""
 
-from backends import check_same_backend, get_array_module
-from backends.ops import ops_for
+from backends import check_same_backend, get_array_module, ops_for
 from framework.functions import conv_output_size
+from framework.layers.base import Layer
 
 
-class Convolution:
+class Convolution(Layer):
     """out[n, f] = sum_c W[f, c] * x[n, c] (cross-correlation, stride, zero padding) + b[f].
 
     Forward: out = W_col col + b, with ``W_col`` the filters ``W (FN, C, FH,
@@ -47,7 +47,7 @@ class Convolution:
         if int(stride) < 1 or int(pad) < 0:
             raise ValueError(f"{name}: stride must be at least 1 and pad at least 0, got "
                              f"stride={stride}, pad={pad}")
-        self.name = name
+        super().__init__(name)
         self.W = W
         self.b = b
         self.stride = int(stride)

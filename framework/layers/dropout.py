@@ -1,11 +1,11 @@
 """Dropout (6.4.3; Srivastava et al., 2014), with a generator that lives on the device."""
 
 import backends
-from backends import check_same_backend
-from backends.ops import ops_for
+from backends import check_same_backend, ops_for
+from framework.layers.base import Layer
 
 
-class Dropout:
+class Dropout(Layer):
     """Drop each unit with probability ``dropout_ratio`` in training.
 
     Forward, in training: out = x * mask, mask_i = (u_i > ratio) for
@@ -40,7 +40,7 @@ class Dropout:
             raise ValueError(f"{name}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")
         backend = backends.current()
         key = int(backends.host_rng(seed).integers(0, 2**63))
-        self.name = name
+        super().__init__(name)
         self.dropout_ratio = ratio
         self.key = backend.asarray([key], dtype="uint64")
         self.counter = backend.asarray([0], dtype="uint64")

@@ -1,10 +1,11 @@
 """Max pooling (chapter 7), by strided slices rather than im2col."""
 
-from backends.ops import ops_for
+from backends import ops_for
 from framework.functions import conv_output_size
+from framework.layers.base import Layer
 
 
-class Pooling:
+class Pooling(Layer):
     """out[n, c, i, j] = max of x[n, c] over the window at (i * stride, j * stride).
 
     Backward routes each output's gradient to the first maximum of its
@@ -31,7 +32,7 @@ class Pooling:
             # wider padding makes windows of padding alone, whose maximum is -inf
             raise ValueError(f"{name}: pad must be at most half the window, got pad {pad} for "
                              f"a {pool_h}x{pool_w} window")
-        self.name = name
+        super().__init__(name)
         self.pool_h = int(pool_h)
         self.pool_w = int(pool_w)
         self.stride = int(stride)
@@ -70,6 +71,6 @@ class Pooling:
         return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
                                            self.pool_w, self.stride, self.pad)
 
-    def forward_stack(self, x):
+    def forward_stack(self, x, train_flg=True):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
         return self._forward(x)[0]

@@ -1,10 +1,10 @@
 """Softmax with the cross-entropy loss, the last layer of every classifier here."""
 
-from backends import check_same_backend, get_array_module, is_device_array
-from backends.ops import ops_for
+from backends import check_same_backend, get_array_module, is_device_array, ops_for
+from framework.layers.base import Layer
 
 
-class SoftmaxWithLoss:
+class SoftmaxWithLoss(Layer):
     """loss = -sum_n log softmax(x_n)[t_n] / N;  dx = dout * (softmax(x) - t) / N.
 
     Differences from the book:
@@ -20,7 +20,8 @@ class SoftmaxWithLoss:
       converted to a Python float, so a GPU step does not wait for it.
     """
 
-    def __init__(self):
+    def __init__(self, name=None):
+        super().__init__(name)
         self.loss = None
         self.y = None  # softmax output
         self.t = None  # labels, as given

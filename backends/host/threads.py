@@ -1,0 +1,174 @@
+"""The host's threads: how many xpnet uses, its pool, and NumPy's BLAS while they run.
+
+NumPy runs an element-wise pass or a strided copy on one thread, while
+one core moves memory at about half the speed two do (docs/performance.md),
+and it releases the GIL in those loops: so :class:`Pool` runs the same
+array code on ranges of samples in a small thread pool.
+
+That pays only if nothing else spins on the cores, and OpenBLAS's worker
+threads busy-wait for about 0.1 s after each product. So while xpnet's
+own parts run, :class:`Blas` sets NumPy's BLAS to one thread (through
+threadpoolctl, which finds OpenBLAS, MKL or BLIS in whatever NumPy build
+is installed) and gives the threads back at the end of the network call
+that asked for it: the user's own products after it run as before.
+
+``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
+process may run on, at most 8, or 1 where threadpoolctl is not installed,
+since BLAS's spinning workers would take the other cores); 1 turns the
+splitting off and leaves BLAS alone.
+"""
+
+import concurrent.futures
+import os
+import threading
+
+ENV_VAR = "XPNET_HOST_THREADS"
+MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that many cores
+MIN_PART_BYTES = 1 << 18  # a part smaller than ~256 KB costs more to hand over than it saves
+MIN_PART_MACS = 1 << 23  # ~8M multiply-adds, ~0.3 ms on one core: worth a hand-over
+
+_controller = None  # threadpoolctl's view of the loaded BLAS, made once
+
+
+def blas_controller():
+    """threadpoolctl's controller of NumPy's BLAS, or None (not installed, or no BLAS found)."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            found = ThreadpoolController().select(user_api="blas")
+            _controller = found if found.lib_controllers else False
+    return _controller or None
+
+
+def host_threads(environ=None):
+    """The thread count: ``$XPNET_HOST_THREADS`` if set (a positive integer), else the
+    cores this process may use (at most 8), or 1 where BLAS's threads cannot be set."""
+    raw = (os.environ if environ is None else environ).get(ENV_VAR)
+    if raw is None or raw.strip() == "":
+        if blas_controller() is None:
+            return 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, MAX_DEFAULT_THREADS))
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{ENV_VAR}={raw!r}: expected a positive integer, the number of "
+                         f"threads xpnet uses on the CPU (1: none of its own, BLAS left alone)")
+    return threads
+
+
+class Pool:
+    """``threads`` threads (the calling one included) that run parts of a pass."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self._executor = None
+        self._pid = None
+        self._local = threading.local()  # .inside: this thread is running a part already
+
+    def parts(self, n, nbytes=0, macs=0):
+        """How many parts ``n`` samples are cut into for a pass moving ``nbytes`` or doing
+        ``macs`` multiply-adds: none smaller than is worth a hand-over."""
+        return max(1, min(self.threads, n, max(nbytes // MIN_PART_BYTES, macs // MIN_PART_MACS)))
+
+    def _pool(self):
+        # A forked child inherits the pool object but none of its threads: work
+        # queued there would wait forever, so each process makes its own.
+        if self._executor is None or self._pid != os.getpid():
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self.threads - 1, thread_name_prefix="xpnet-host")
+            self._pid = os.getpid()
+        return self._executor
+
+    def each_part(self, work, n, nbytes=0, macs=0):
+        """Run ``work(lo, hi)`` over ranges of ``[0, n)``, in parallel where it is large."""
+        parts = self.parts(n, nbytes, macs)
+        if parts < 2 or getattr(self._local, "inside", False):
+            work(0, n)  # small, or called from inside a part: no nested split
+            return
+        bounds = [n * i // parts for i in range(parts + 1)]
+        futures = [self._pool().submit(self._part, work, lo, hi)
+                   for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        try:
+            self._part(work, bounds[0], bounds[1])  # the calling thread takes the first part
+        finally:
+            concurrent.futures.wait(futures)  # never return while a part still writes
+        for future in futures:
+            future.result()  # re-raises a part's error
+
+    def _part(self, work, lo, hi):
+        self._local.inside = True
+        try:
+            work(lo, hi)
+        finally:
+            self._local.inside = False
+
+
+class Blas:
+    """NumPy's BLAS threads, lent to xpnet within a network call and given back after it.
+
+    ``with blas.scope():`` marks one call (a forward pass, a gradient, an
+    evaluation; scopes nest, only the outermost counts). Inside it,
+    :meth:`borrow` sets BLAS to one thread, once, so xpnet's own parts have the
+    cores; leaving the outermost scope restores whatever BLAS had before.
+    Outside every scope BLAS is never touched.
+    """
+
+    def __init__(self):
+        self._depth = 0
+        self._limiter = None  # threadpoolctl's record of the threads to give back
+
+    @property
+    def borrowed(self):
+        """Whether BLAS runs on one thread for xpnet right now."""
+        return self._limiter is not None
+
+    def scope(self):
+        return _Scope(self)
+
+    def borrow(self):
+        """Inside a scope: BLAS to one thread until the scope ends. Elsewhere nothing."""
+        if self._depth and self._limiter is None:
+            controller = blas_controller()
+            if controller is not None:
+                self._limiter = controller.limit(limits=1, user_api="blas")
+
+    def _give_back(self):
+        if self._limiter is not None:
+            limiter, self._limiter = self._limiter, None
+            limiter.restore_original_limits()
+
+
+class _Scope:
+    __slots__ = ("blas",)
+
+    def __init__(self, blas):
+        self.blas = blas
+
+    def __enter__(self):
+        self.blas._depth += 1
+
+    def __exit__(self, *exc):
+        self.blas._depth -= 1
+        if not self.blas._depth:
+            self.blas._give_back()
+
+
+def blas_summary(blas=None):
+    """One line on NumPy's BLAS and its threads, for ``python -m backends``."""
+    controller = blas_controller()
+    if controller is None:
+        return "BLAS threads left to BLAS (threadpoolctl not installed or no BLAS found)"
+    libs = ", ".join(f"{c.internal_api} {c.num_threads} thread(s)"
+                     for c in controller.lib_controllers)
+    return (f"BLAS: {libs} (xpnet sets it to one thread inside a convolutional network's "
+            f"call, while its own threads run, and gives the threads back after it)")

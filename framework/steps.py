@@ -1,0 +1,220 @@
+"""The training step the Trainer runs: an eager step, or the same step replayed as a CUDA graph.
+
+Both have one interface: :attr:`~EagerStep.mode` says which runs and why,
+:attr:`~EagerStep.losses` is the device buffer of an epoch's losses,
+``start_epoch(order, first)`` takes the epoch's sample order (and where an
+interrupted epoch stopped), ``run(i)`` does step ``i`` of the epoch and
+writes ``losses[i]``, and ``is_current()`` says whether the step may still
+run (a recorded graph bakes in the optimizer's numbers). :func:`choose`
+makes the one a Trainer asks for. Nothing in a step waits for the device.
+"""
+
+import os
+import time
+
+import backends
+
+
+def step_loss(network):
+    """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
+    network keeps one (every :class:`models.base.Network`), else its last layer's."""
+    loss = getattr(network, "last_loss", None)
+    return network.last_layer.loss if loss is None else loss
+
+
+def train_step(network, optimizer, x_batch, t_batch):
+    """Gradient, update, and the loss of the gradient's forward pass (a device scalar)."""
+    grads = network.gradient(x_batch, t_batch)
+    optimizer.update(network.params, grads)
+    return step_loss(network)
+
+
+class EagerStep:
+    """The step as the book writes it: ``gradient``, then ``update``, launched one by one."""
+
+    def __init__(self, network, optimizer, batches, reason, train=None):
+        self.network, self.optimizer, self.batches = network, optimizer, batches
+        self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
+        self.mode = f"eager ({reason})"
+        self.losses = batches.xp.empty(len(batches), dtype=network.dtype)
+        self._order = None
+
+    def start_epoch(self, order, first=0):
+        self._order = order
+
+    def run(self, i):
+        self.losses[i] = self.train(*self.batches.batch(self._order, i))
+
+    def is_current(self):
+        return True
+
+
+class GraphStep:
+    """The eager step's launches recorded once as a CUDA graph and replayed, one call a step.
+
+    The recorded step is the eager one, run by the same layers and
+    optimizer; around it :class:`backends.cuda.graph.Feed` gathers the batch
+    and records the loss on the device. Recording runs the step twice (a
+    warm-up and the capture) and then puts back the parameters, the layers'
+    state (batch norm's running averages, dropout's counters, updated in
+    place on the device and so recorded with the step) and the optimizer's
+    state (its ``device_state()``), so building a graph changes nothing.
+    The optimizer's ``hyperparameters`` are baked in: :meth:`is_current`
+    sees one changed (a learning-rate schedule) and the Trainer records
+    again. A short last batch runs eagerly.
+    """
+
+    mode = "cuda-graph"
+
+    def __init__(self, network, optimizer, batches, own_gemm=True, train=None):
+        from backends.cuda import graph
+        self._graph_module = graph
+        self.network, self.optimizer, self.batches = network, optimizer, batches
+        self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
+        self.own_gemm = own_gemm  # False: try cuBLAS under capture (scripts/graph_probe.py)
+        self.feed = graph.Feed(batches.x, batches.t, batches.batch_size, len(batches),
+                               batches.size, network.dtype)
+        self.losses = self.feed.losses
+        self.replayed = batches.full_batches
+        self.graph = None
+        self._recorded = None
+        self._order = None
+
+    def _body(self):
+        """The step as issued eagerly: gather, gradient, update, record."""
+        self.feed.gather()
+        self.feed.record(train_step(self.network, self.optimizer, self.feed.x_batch,
+                                    self.feed.t_batch))
+
+    # --- what recording must leave as it found -------------------------------------------
+
+    def _state(self):
+        state = getattr(self.network, "state", None)
+        return state() if state else {}
+
+    def _fingerprint(self):
+        """The optimizer's numbers and the arrays the graph was recorded with."""
+        numbers = tuple((name, getattr(self.optimizer, name))
+                        for name in self.optimizer.hyperparameters)
+        arrays = (list(self.network.params.values()) + list(self._state().values())
+                  + list(self.optimizer.device_state()))
+        return numbers, arrays
+
+    def is_current(self):
+        """False once a replay would be wrong: a hyperparameter of the optimizer changed
+        since recording, or a parameter or state array was replaced."""
+        if self._recorded is None:
+            return False
+        numbers, arrays = self._fingerprint()
+        old_numbers, old_arrays = self._recorded
+        return numbers == old_numbers and len(arrays) == len(old_arrays) and \
+            all(a is b for a, b in zip(arrays, old_arrays))
+
+    def _snapshot(self):
+        arrays = list(self.network.params.values()) + list(self._state().values())
+        state = [(a, a.copy()) for a in self.optimizer.device_state()]
+        return [a.copy() for a in arrays], state, self.optimizer.iter
+
+    def _restore(self, snapshot):
+        arrays, state, it = snapshot
+        for a, saved in zip(list(self.network.params.values()) + list(self._state().values()),
+                            arrays):
+            a[...] = saved
+        for a in self.optimizer.device_state():
+            saved = next((copy for held, copy in state if held is a), None)
+            if saved is None:
+                a.fill(0)  # created by the warm-up: optimizers start their state at zero
+            else:
+                a[...] = saved
+        self.optimizer.iter = it
+
+    def record(self):
+        """Record the step; parameters and optimizer state are left as they were."""
+        snapshot = self._snapshot()
+        try:
+            self.graph = self._graph_module.capture(self._body, self.feed.x, self.own_gemm)
+        finally:
+            self._restore(snapshot)
+            self.feed.counter.fill(0)
+        self._recorded = self._fingerprint()
+        return self
+
+    def time_against_eager(self, repeats=5):
+        """Seconds a step takes replayed and issued eagerly (cuBLAS, fused kernels), as
+        ``(graph, eager)``, each the best of ``repeats`` after a warm-up; everything the
+        steps changed is put back. ``choose`` keeps the faster: for large matrices cuBLAS
+        can beat the graph's own GEMMs by more than the launches cost."""
+        sync = self._graph_module.synchronize
+        repeats = max(1, min(repeats, len(self.batches) - 1))
+        snapshot = self._snapshot()
+        times = {"graph": [], "eager": []}
+        try:
+            for mode in ("graph", "eager"):
+                self.feed.counter.fill(0)
+                for i in range(repeats + 1):
+                    sync()
+                    start = time.perf_counter()
+                    self.graph.launch() if mode == "graph" else self._body()
+                    sync()
+                    if i:  # the first is a warm-up (kernel builds, cuBLAS handles)
+                        times[mode].append(time.perf_counter() - start)
+        finally:
+            sync()
+            self._restore(snapshot)
+            self.feed.counter.fill(0)
+        return min(times["graph"]), min(times["eager"])
+
+    # --- the step interface ---------------------------------------------------------
+
+    def start_epoch(self, order, first=0):
+        self._order = order
+        self.feed.start_epoch(order, first)
+
+    def run(self, i):
+        if i < self.replayed:
+            self.graph.launch()
+        else:  # a short last batch
+            self.losses[i] = self.train(*self.batches.batch(self._order, i))
+
+    def pool_bytes(self):
+        """Bytes held by the graph's own memory pool (its temporaries)."""
+        return 0 if self.graph is None else self.graph.pool_bytes()
+
+
+def choose(network, optimizer, batches, graph="auto", train=None):
+    """The step to run: a recorded :class:`GraphStep` where ``graph`` allows it, the step can
+    be recorded and (for ``"auto"``) a few timed steps show it faster, else an
+    :class:`EagerStep` whose ``mode`` says why. ``graph=True`` raises instead. ``train(x,
+    t)`` is an eager step's body (default :func:`train_step`; the Trainer passes its own)."""
+    backend = batches.backend
+    reason = None
+    if graph is False:
+        reason = "graph=False"
+    elif backend.name != "cupy":
+        reason = f"the {backend.name} backend has no CUDA graphs"
+    elif graph == "auto" and os.environ.get("XPNET_CUDA_GRAPH", "1") == "0":
+        reason = "XPNET_CUDA_GRAPH=0"
+    elif not optimizer.capturable:
+        reason = f"{type(optimizer).__name__} cannot be replayed: see its capturable"
+    elif batches.t.ndim != 1:
+        reason = "the graph step needs integer labels"
+    if reason is None:
+        started = time.perf_counter()
+        try:
+            step = GraphStep(network, optimizer, batches, train=train).record()
+            step.seconds = time.perf_counter() - started
+        except Exception as e:
+            if graph is True:
+                raise
+            reason = f"CUDA graph capture failed: {type(e).__name__}: {e}"
+        else:
+            if graph == "auto" and len(batches) > 1:
+                graph_s, eager_s = step.time_against_eager()
+                if eager_s < graph_s:
+                    return EagerStep(network, optimizer, batches,
+                                     f"faster than the CUDA graph here: {1e3 * eager_s:.3f} "
+                                     f"against {1e3 * graph_s:.3f} ms a step", train)
+            return step
+    if graph is True:
+        raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
+    return EagerStep(network, optimizer, batches, reason, train)

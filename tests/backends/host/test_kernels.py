@@ -1,0 +1,344 @@
+"""backends/host/build.py, conv.py and kernels/: the compiled kernels against the array code, and their build."""
+
+import ctypes
+import os
+
+import numpy as np
+import pytest
+
+from backends.host import build as cpu_kernels
+from backends.host import ops as host_ops
+from backends.host import threads as host_threads_module
+from backends.host.conv import PaddedGrid
+from backends.host.ops import HostOps
+
+KERNELS, WHY = cpu_kernels.load()
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no compiled kernels: {WHY}")
+RNG = np.random.default_rng(5)
+
+# (N, C, H, W), (FN, FH, FW), pad: the book's nets' shapes at small batches, filter
+# counts that leave a remainder block (5, 30), one and three channels,
+# non-square filters and images, a padding wider than the filter (dx by col2im); 16-80
+# filters and 32 channels take the kernels vectorised over the filters (1-5 vectors)
+CASES = [((2, 16, 9, 9), (16, 3, 3), 1), ((3, 1, 28, 28), (30, 5, 5), 0),
+         ((2, 1, 10, 10), (16, 3, 3), 1), ((2, 3, 7, 6), (5, 2, 3), 0),
+         ((1, 6, 8, 5), (7, 3, 2), 2), ((2, 8, 6, 6), (9, 3, 3), 2),
+         ((1, 4, 5, 5), (4, 2, 2), 3), ((2, 5, 7, 7), (8, 1, 1), 0),
+         ((5, 32, 7, 7), (64, 3, 3), 1), ((3, 16, 7, 5), (48, 3, 3), 1),
+         ((2, 32, 5, 5), (80, 3, 3), 1), ((2, 5, 6, 6), (64, 3, 3), 1)]
+
+
+def channel_major(shape, dtype):
+    n, c, h, w = shape
+    return RNG.standard_normal((c, n, h, w)).astype(dtype).transpose(1, 0, 2, 3)
+
+
+def run(ops, x, W, b, pad, dout, input_grad=True):
+    fn, _, fh, fw = W.shape
+    out_h, out_w = x.shape[2] + 2 * pad - fh + 1, x.shape[3] + 2 * pad - fw + 1
+    out, col = ops.conv(x, W, b, 1, pad, out_h, out_w)
+    dx, dW, db = ops.conv_grad(dout, x, W, col, 1, pad, input_grad)
+    return out, col, dx, dW, db
+
+
+# The source as built here, and for CPUs without AVX-512 (256-bit vectors, smaller
+# blocks) and for plain x86-64 or any target (no -march): whichever path this
+# machine would not take is still tested.
+BUILDS = {"native": cpu_kernels.FLAGS,
+          "no-avx512": cpu_kernels.FLAGS + ("-mno-avx512f",),
+          "generic": tuple(f for f in cpu_kernels.FLAGS if f != "-march=native")}
+
+
+# The pooling's shuffles are spelled another way for GCC before 12: that spelling too.
+POOL_BUILDS = dict(BUILDS, **{"gcc<12 shuffles": cpu_kernels.FLAGS + ("-DXPNET_OLD_SHUFFLE",)})
+
+
+SKIPS = {"no-avx512": "the compiler has no -mno-avx512f (not an x86 target)",
+         "gcc<12 shuffles": "the compiler has no __builtin_shuffle (clang: GCC's alone)"}
+
+
+_BUILT = {}  # build name -> Kernels: the two fixtures share each build
+
+
+def _build(name, flags, tmp_path_factory):
+    if name not in _BUILT:
+        if name in SKIPS and not _compiles(flags, tmp_path_factory):
+            _BUILT[name] = SKIPS[name]
+        else:
+            path = cpu_kernels.build(tmp_path_factory.mktemp("build"), flags=flags)
+            _BUILT[name] = cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
+    if isinstance(_BUILT[name], str):
+        pytest.skip(_BUILT[name])
+    return _BUILT[name]
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
+def built(request, tmp_path_factory):
+    """The kernels of one build, as the ones the host uses."""
+    return _build(request.param, BUILDS[request.param], tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=list(POOL_BUILDS))
+def pool_built(request, tmp_path_factory):
+    return _build(request.param, POOL_BUILDS[request.param], tmp_path_factory)
+
+
+def _compiles(flags, tmp_path_factory):
+    try:
+        cpu_kernels.build(tmp_path_factory.mktemp("probe"), flags=flags)
+        return True
+    except RuntimeError:
+        return False
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("x_shape, w_shape, pad", CASES)
+def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol, built,
+                                           monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
+    fn, fh, fw = w_shape
+    x = channel_major(x_shape, dtype)
+    W = RNG.standard_normal((fn, x_shape[1], fh, fw)).astype(dtype)
+    b = RNG.standard_normal(fn).astype(dtype)
+    out_shape = (x_shape[0], fn, x_shape[2] + 2 * pad - fh + 1, x_shape[3] + 2 * pad - fw + 1)
+    dout = channel_major(out_shape, dtype)
+    direct, im2col = HostOps(np, threads=1), HostOps(np, threads=1)
+    im2col.compiled = False
+    got = run(direct, x, W, b, pad, dout)
+    want = run(im2col, x, W, b, pad, dout)
+    assert isinstance(got[1], PaddedGrid) and not isinstance(want[1], PaddedGrid)
+    for name, g, w in zip(["out", "dx", "dW", "db"], got[:1] + got[2:], want[:1] + want[2:]):
+        assert g.shape == w.shape and g.dtype == w.dtype, name
+        scale = np.abs(w).max()
+        assert np.abs(g - w).max() <= rtol * scale * (x_shape[1] * fh * fw) ** 0.5, name
+    # outputs and dx in the channel-major layout the next layers read in place
+    assert got[0].transpose(1, 0, 2, 3).flags.c_contiguous
+    if pad < min(fh, fw):  # else dx comes from col2im, a view of its padded image
+        assert got[2].transpose(1, 0, 2, 3).flags.c_contiguous
+    no_dx = run(direct, x, W, b, pad, dout, input_grad=False)
+    assert no_dx[2] is None and np.array_equal(no_dx[3], got[3])
+
+
+@needs_kernels
+@pytest.mark.parametrize("c, fn", [(8, 12), (32, 32)])  # by grid blocks; by filter vectors
+def test_the_split_across_threads_gives_the_same_outputs(monkeypatch, c, fn, built):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
+    monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(host_threads_module, "MIN_PART_MACS", 1)
+    x = channel_major((4, c, 12, 12), "float32")
+    W = RNG.standard_normal((fn, c, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(fn).astype(np.float32)
+    dout = channel_major((4, fn, 12, 12), "float32")
+    one = run(HostOps(np, threads=1), x, W, b, 1, dout)
+    three = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    assert np.array_equal(one[0], three[0])  # each output is one thread's sum
+    assert np.array_equal(one[2], three[2])
+    # dW: each thread sums its range of the grid, the parts are added in order
+    np.testing.assert_allclose(three[3], one[3], rtol=0, atol=1e-5 * np.abs(one[3]).max())
+    again = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    assert np.array_equal(again[3], three[3])  # the same thread count, the same bits
+
+
+@needs_kernels
+def test_stride_two_and_mixed_dtypes_keep_im2col():
+    ops = HostOps(np, threads=1)
+    x = channel_major((2, 4, 8, 8), "float32")
+    W = RNG.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    _, col = ops.conv(x, W, np.zeros(3, np.float32), 2, 1, 4, 4)
+    assert not isinstance(col, PaddedGrid)
+    _, col = ops.conv(x, W.astype(np.float64), np.zeros(3), 1, 1, 8, 8)
+    assert not isinstance(col, PaddedGrid)
+
+
+def test_off_by_the_environment_and_a_bad_value_named(tmp_path):
+    kernels, why = cpu_kernels.load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
+    assert kernels is None and "XPNET_HOST_KERNELS=0" in why
+    with pytest.raises(ValueError, match=r"XPNET_HOST_KERNELS='yes'.*expected 1 .* or 0"):
+        cpu_kernels.load({"XPNET_HOST_KERNELS": "yes"})
+
+
+def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
+    env = {"CC": str(tmp_path / "no-such-compiler"), "XPNET_CACHE_DIR": str(tmp_path)}
+    kernels, why = cpu_kernels.load(env)
+    assert kernels is None and "no C compiler" in why and "im2col" in why
+    broken = tmp_path / "cc"  # a compiler that fails: its message is passed on
+    broken.write_text("#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    kernels, why = cpu_kernels.load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path)})
+    assert kernels is None and "out of luck" in why
+    assert not list(tmp_path.glob("*.so"))  # nothing half-written left in the cache
+
+
+@needs_kernels
+def test_built_once_into_the_cache_folder(tmp_path):
+    env = {"XPNET_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
+    kernels, why = cpu_kernels.load(env)
+    assert kernels is not None and str(tmp_path) in why
+    built = list((tmp_path / "cache").iterdir())
+    assert [p.suffix for p in built] == [".so"]  # no temporary files left beside it
+    stamp = built[0].stat().st_mtime_ns
+    assert cpu_kernels.build(tmp_path / "cache", env) == built[0]
+    assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
+    assert kernels.block["float32"] == 2 * kernels.block["float64"]
+
+
+def test_cache_folder_from_the_environment(tmp_path):
+    assert cpu_kernels.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
+
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["sample-major", "channel-major", "strided"])
+def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, monkeypatch,
+                                                              built):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
+    monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)  # split even this small array
+    x = channel_major((5, 4, 9, 7), dtype)
+    if layout == "sample-major":
+        x = np.ascontiguousarray(x)
+    elif layout == "strided":  # not compact: the NumPy passes take it
+        x = x[:, :, ::2]
+    x.flat[[0, 5, 9, 11]] = [np.nan, -0.0, -np.inf, np.inf]
+    fast, plain = HostOps(np, threads=3), HostOps(np, threads=3)
+    plain.compiled = False
+    (y, keep), (want_y, want_keep) = fast.relu(x), plain.relu(x)
+    assert y.strides == want_y.strides and keep.strides == want_keep.strides
+    assert _same_bits(y, want_y) and np.array_equal(keep, want_keep)
+    assert np.isnan(y.flat[0]) and y.flat[11] == np.inf  # the book's: NaN passed on
+    assert not np.signbit(y[x <= 0]).any() and np.all(y[x <= 0] == 0)  # -inf and -0.0: +0
+
+
+def _same_bits(a, b):
+    return np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                          np.ascontiguousarray(b).view(np.uint8))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_grid_kernel_writes_nothing_past_its_outputs(dtype, built):
+    """The last grid block ends mid-row: its store must stop at the last valid output
+    (a one-element overrun would land in the next filter's row, or past the array)."""
+    n, c, f, h, w = 2, 3, 5, 6, 7
+    hp, wp = h + 2, w + 2
+    block = built.block[dtype]
+    length = -(-n * hp * wp // block) * block
+    x = np.zeros((c, length + 2 * wp + 2), dtype=dtype)
+    x[:, :n * hp * wp].reshape(c, n, hp, wp)[:, :, 1:-1, 1:-1] = RNG.standard_normal((c, n, h, w))
+    W = RNG.standard_normal((f, c, 3, 3)).astype(dtype)
+    b = RNG.standard_normal(f).astype(dtype)
+    pixels = n * h * w
+    out = np.full(f * pixels + 64, 12345.0, dtype=dtype)  # the outputs, then a guard
+    rows = np.full((f, pixels + 64), 12345.0, dtype=dtype)  # each filter's row guarded
+    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
+                      hp, wp, h, w, n * hp * wp, out.ctypes.data, pixels, 0, length)
+    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
+                      hp, wp, h, w, n * hp * wp, rows.ctypes.data, pixels + 64, 0, length)
+    assert np.all(out[f * pixels:] == 12345.0)
+    assert np.all(rows[:, pixels:] == 12345.0)
+    np.testing.assert_array_equal(out[:f * pixels].reshape(f, pixels), rows[:, :pixels])
+
+
+# (N, C, H, W): the book's pooled sizes (28, 16, 8 and SimpleConvNet's 24 wide) and rows
+# of 1-9 and 17 outputs (blocks of 8, of 4, one at a time, the last block overlapping),
+# odd heights and widths (the last row or column in no window)
+POOL_CASES = [(3, 4, 28, 28), (2, 3, 16, 16), (3, 5, 8, 8), (2, 3, 24, 24), (2, 3, 2, 2),
+              (1, 2, 4, 6), (2, 2, 6, 10), (1, 3, 2, 14), (2, 2, 5, 18), (1, 2, 3, 34),
+              (2, 3, 7, 9), (2, 2, 9, 15)]
+
+
+def _pool_input(shape, dtype, layout):
+    x = channel_major(shape, dtype)
+    if layout == "sample-major":
+        x = np.ascontiguousarray(x)
+    x[0, 0, :2, :2] = 0.5  # a tie: the first offset keeps it
+    x[-1, -1, 0, :2] = [-0.0, 0.0]
+    x[0, -1, 0, 1] = -np.inf
+    x.flat[[7, x.size - 1]] = [np.nan, np.inf]  # a NaN wins the window, as in maximum()
+    return x
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["channel-major", "sample-major"])
+@pytest.mark.parametrize("shape", POOL_CASES)
+def test_max_pooling_gives_the_array_codes_outputs_and_gradient(shape, layout, dtype,
+                                                                 pool_built, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_loaded", (pool_built, "the build under test"))
+    x = _pool_input(shape, dtype, layout)
+    oh, ow = shape[2] // 2, shape[3] // 2
+    fast, plain = HostOps(np, threads=1), HostOps(np, threads=1)
+    plain.compiled = False
+    (out, arg), (want, want_arg) = fast.max_pool(x, 2, 2, 2, 0, oh, ow), \
+        plain.max_pool(x, 2, 2, 2, 0, oh, ow)
+    assert out.strides == want.strides and arg.strides == want_arg.strides
+    assert arg.dtype == np.int8
+    np.testing.assert_array_equal(arg, want_arg)
+    np.testing.assert_array_equal(out, want)  # NaN where NumPy gives NaN
+    assert np.isnan(out).sum() == 1
+    dout = channel_major(want.shape, dtype)
+    dout[0, 0, 0, 0] = np.nan  # times 0 is NaN too, as NumPy's multiply by the mask
+    dx, want_dx = fast.max_pool_grad(dout, arg, x, 2, 2, 2, 0), \
+        plain.max_pool_grad(dout, want_arg, x, 2, 2, 2, 0)
+    assert dx.strides == want_dx.strides
+    assert _same_bits(dx, want_dx)
+
+
+@needs_kernels
+def test_the_pooling_kernels_run_for_the_books_windows_and_the_array_code_for_others(
+        monkeypatch):
+    calls = []
+    for name in ("max_pool", "max_pool_grad"):
+        real = getattr(host_ops.Ops, name)
+        monkeypatch.setattr(host_ops.Ops, name, lambda self, *a, name=name, real=real: (
+            calls.append(name), real(self, *a))[1])
+    ops = HostOps(np, threads=1)
+    x = channel_major((2, 3, 8, 8), "float32")
+    out, arg = ops.max_pool(x, 2, 2, 2, 0, 4, 4)
+    ops.max_pool_grad(out, arg, x, 2, 2, 2, 0)
+    assert calls == []  # the compiled kernels did both
+    ops.max_pool(x, 3, 3, 2, 0, 3, 3)  # another window, a stride, padding: the array code
+    ops.max_pool(x, 2, 2, 1, 0, 7, 7)
+    out, arg = ops.max_pool(x, 2, 2, 2, 1, 5, 5)
+    ops.max_pool_grad(out, arg, x, 2, 2, 2, 1)
+    ops.max_pool(x[:, :, :, ::2], 2, 2, 2, 0, 4, 2)  # not compact
+    ops.max_pool(x.astype(np.float16), 2, 2, 2, 0, 4, 4)
+    assert calls == ["max_pool"] * 3 + ["max_pool_grad"] + ["max_pool"] * 2
+
+
+@needs_kernels
+@pytest.mark.parametrize("layout", ["channel-major", "sample-major"])
+def test_max_pooling_split_across_threads_gives_the_same_bits(monkeypatch, layout):
+    monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)
+    x = _pool_input((5, 3, 12, 10), "float32", layout)
+    one, three = HostOps(np, threads=1), HostOps(np, threads=3)
+    (out1, arg1), (out3, arg3) = one.max_pool(x, 2, 2, 2, 0, 6, 5), three.max_pool(x, 2, 2, 2, 0, 6, 5)
+    assert _same_bits(out1, out3) and np.array_equal(arg1, arg3)
+    dout = channel_major(out1.shape, "float32")
+    assert _same_bits(one.max_pool_grad(dout, arg1, x, 2, 2, 2, 0),
+                      three.max_pool_grad(dout, arg3, x, 2, 2, 2, 0))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("w", [2, 6, 10, 14, 18])  # one at a time, 4, 4 + overlap, 8 + overlap
+def test_the_pooling_kernels_write_nothing_past_their_outputs(dtype, w, pool_built):
+    h, planes = 4, 3
+    oh, ow = h // 2, w // 2
+    x = RNG.standard_normal((planes, h, w)).astype(dtype)
+    guard = 64
+    out = np.full(planes * oh * ow + guard, 12345.0, dtype=dtype)
+    arg = np.full(planes * oh * ow + guard, 99, dtype=np.int8)
+    pool_built.max_pool[dtype](x.ctypes.data, out.ctypes.data, arg.ctypes.data, h, w, 1, 2)
+    inside = slice(oh * ow, 2 * oh * ow)  # plane 1 only: planes 0 and 2 untouched
+    assert np.all(np.delete(out, np.r_[inside]) == 12345.0)
+    assert np.all(np.delete(arg, np.r_[inside]) == 99)
+    assert np.all(arg[inside] <= 3)
+    dx = np.full(planes * h * w + guard, 12345.0, dtype=dtype)
+    d = RNG.standard_normal(planes * oh * ow).astype(dtype)
+    pool_built.max_pool_grad[dtype](d.ctypes.data, arg.ctypes.data, dx.ctypes.data, h, w, 1, 2)
+    assert np.all(np.delete(dx, np.r_[h * w:2 * h * w]) == 12345.0)
+    plane = dx[h * w:2 * h * w].reshape(h, w)
+    assert np.count_nonzero(plane) == oh * ow  # one pixel of each window gets its dout

@@ -1,0 +1,214 @@
+"""backends/host/ops.py and threads.py: the CPU's operations split across threads give the
+one-thread results, and NumPy's BLAS gets its threads back after every network call."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+from backends.host import ops as host_ops
+from backends.host import threads as host_threads_module
+from backends.host.ops import HostOps
+from backends.host.threads import blas_controller, host_threads
+from backends.ops import Ops
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """HostOps with 3 threads that splits even these small test arrays."""
+    monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(host_threads_module, "MIN_PART_MACS", 1)
+    monkeypatch.setattr(host_ops, "MIN_PART_SIDE", 2)
+    ops = HostOps(np, threads=3)
+    with ops.scope():  # as inside a convolutional network's call: products split here
+        ops.blas.borrow()
+        yield ops
+
+
+plain = Ops(np)
+rng = np.random.default_rng(0)
+
+
+def channel_major(shape, dtype="float64"):
+    """An (N, C, H, W) view of (C, N, H, W) memory, as a convolution outputs."""
+    n, c, h, w = shape
+    return rng.standard_normal((c, n, h, w)).astype(dtype).transpose(1, 0, 2, 3)
+
+
+@pytest.mark.parametrize("env, expected", [("3", 3), ("1", 1), (" 2 ", 2)])
+def test_thread_count_from_the_environment(env, expected):
+    assert host_threads({"XPNET_HOST_THREADS": env}) == expected
+
+
+@pytest.mark.parametrize("env", ["0", "-2", "two", "1.5"])
+def test_bad_thread_count_names_the_variable_and_value(env):
+    with pytest.raises(ValueError, match=rf"XPNET_HOST_THREADS='{env}'.*positive integer"):
+        host_threads({"XPNET_HOST_THREADS": env})
+
+
+def test_default_thread_count_is_the_cores_at_most_eight():
+    n = host_threads({})
+    assert 1 <= n <= 8
+
+
+@pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (5, 5, 1, 0), (2, 3, 2, 2),
+                                                 (2, 2, 2, 0), (3, 2, 3, 1)])
+def test_im2col_and_col2im_split_are_bit_identical(split, fh, fw, stride, pad):
+    x = channel_major((7, 3, 9, 8))
+    out_h = (9 + 2 * pad - fh) // stride + 1
+    out_w = (8 + 2 * pad - fw) // stride + 1
+    col = split.im2col(x, fh, fw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(col, plain.im2col(x, fh, fw, stride, pad, out_h, out_w))
+    into = np.full_like(col, np.nan)
+    assert split.im2col(x, fh, fw, stride, pad, out_h, out_w, out=into) is into
+    np.testing.assert_array_equal(into, col)
+    dcol = rng.standard_normal(col.shape)
+    dx = split.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(dx, plain.col2im(dcol, x.shape, fh, fw, stride, pad,
+                                                   out_h, out_w))
+    # and it is the adjoint: <im2col(x), c> == <x, col2im(c)>
+    assert np.isclose(np.vdot(col, dcol), np.vdot(x, dx), rtol=1e-12)
+
+
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 3, 2, 1), (2, 3, 1, 1)])
+def test_max_pool_split_is_bit_identical(split, ph, pw, stride, pad):
+    x = channel_major((6, 4, 10, 9), "float32")
+    x[0, 0, :2, :2] = 1.0  # a tie: the first maximum must win in every part
+    out_h = (10 + 2 * pad - ph) // stride + 1
+    out_w = (9 + 2 * pad - pw) // stride + 1
+    out, arg = split.max_pool(x, ph, pw, stride, pad, out_h, out_w)
+    ref_out, ref_arg = plain.max_pool(x, ph, pw, stride, pad, out_h, out_w)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(arg, ref_arg)
+    for dout in (rng.standard_normal(out.shape).astype("float32"),  # sample-major
+                 np.ascontiguousarray(rng.standard_normal(out.shape).astype("float32")
+                                      .transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)):
+        dx = split.max_pool_grad(dout, arg, x, ph, pw, stride, pad)
+        np.testing.assert_array_equal(dx, plain.max_pool_grad(dout, arg, x, ph, pw, stride, pad))
+        assert dx.shape == x.shape
+        assert np.argsort(dx.strides).tolist() == np.argsort(x.strides).tolist()  # x's layout
+
+
+def test_relu_split_is_bit_identical(split):
+    x = channel_major((5, 6, 7, 3), "float32")
+    out, keep = split.relu(x)
+    ref_out, ref_keep = plain.relu(x)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(keep, ref_keep)
+    dout = rng.standard_normal(x.shape).astype("float32")
+    np.testing.assert_array_equal(split.relu_backward(dout, keep), plain.relu_backward(dout, keep))
+
+
+@pytest.mark.parametrize("m, k, n", [(6, 40, 300), (300, 40, 6), (4, 5000, 9), (64, 64, 64)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_split_products_match_numpy(split, m, k, n, bias):
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T  # a transposed operand, as the layers pass
+    c = rng.standard_normal(n) if bias else None
+    got = split.matmul(a, b, bias=c)
+    expected = a @ b + (c if bias else 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    into = np.empty((m, n))
+    assert split.matmul(a, b, bias=c, out=into) is into
+    np.testing.assert_array_equal(into, got)  # the same parts, the same order: the same sums
+
+
+def test_a_failing_part_raises_after_every_part_finished(split):
+    finished = []
+
+    def work(lo, hi):
+        if lo > 0:
+            raise RuntimeError(f"part {lo}:{hi} failed")
+        threading.Event().wait(0.05)
+        finished.append((lo, hi))
+
+    with pytest.raises(RuntimeError, match="failed"):
+        split.each_part(work, 9, nbytes=10**9)
+    assert finished == [(0, 3)]
+
+
+def _child_pools(ops, queue):
+    x = channel_major((8, 3, 6, 6))
+    queue.put(float(ops.relu(x)[0].sum()))
+
+
+def test_a_forked_child_makes_its_own_threads(split):
+    x = channel_major((8, 3, 6, 6))
+    split.relu(x)  # the parent's pool now exists
+    assert split.pool._executor is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_pools, args=(split, queue))
+    child.start()
+    child.join(30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the split operation hung in a forked child"
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) > 0
+
+
+def test_nested_splits_run_in_the_part_that_asked(split):
+    """An operation called inside a part (im2col inside a chunked loop) does not split
+    again: the pool's threads are all busy with the outer parts."""
+    seen = []
+
+    def inner(lo, hi):
+        seen.append((lo, hi))
+
+    split.each_part(lambda lo, hi: split.each_part(inner, 6, nbytes=10**9), 3, nbytes=10**9)
+    assert sorted(seen) == [(0, 6)] * 3
+
+
+def blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    counts = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not counts or blas_controller() is None:
+        pytest.skip("no BLAS library threadpoolctl can set here")
+    return max(counts)
+
+
+def test_a_network_call_lends_blas_to_xpnet_and_gives_it_back():
+    """The user's own products after a convolutional net's gradient run on BLAS's threads
+    again (they ran on one for the rest of the process before)."""
+    from models import SimpleConvNet
+    before = blas_threads()
+    if before < 2:
+        pytest.skip("BLAS runs one thread here: nothing to lend")
+    ops = HostOps(np, threads=2)
+    seen = []
+    with ops.scope():
+        with ops.scope():  # nested scopes: only the outermost gives back
+            ops.conv(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), np.zeros(2), 1, 0, 3, 3)
+            seen.append(blas_threads())
+        seen.append(blas_threads())
+        assert ops.blas.borrowed
+    seen.append(blas_threads())
+    assert seen == [1, 1, before] and not ops.blas.borrowed
+    net = SimpleConvNet(input_dim=(1, 12, 12), conv_param={"filter_num": 4, "filter_size": 3,
+                                                            "pad": 0, "stride": 1}, seed=0)
+    net.gradient(np.ones((4, 1, 12, 12), dtype=np.float32), np.arange(4))
+    net.accuracy(np.ones((4, 1, 12, 12), dtype=np.float32), np.arange(4))
+    assert blas_threads() == before
+
+
+def test_a_convolution_outside_a_network_gives_blas_back_too():
+    before = blas_threads()
+    ops = HostOps(np, threads=2)
+    out, col = ops.conv(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), np.zeros(2), 1, 0, 3, 3)
+    ops.conv_grad(np.ones(out.shape), np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), col, 1, 0)
+    assert blas_threads() == before and not ops.blas.borrowed
+
+
+def test_fully_connected_nets_leave_blas_alone():
+    from models import TwoLayerNet
+    before = blas_threads()
+    ops = HostOps(np, threads=2)
+    with ops.scope():
+        ops.matmul(np.ones((64, 64)), np.ones((64, 64)))
+        assert blas_threads() == before and not ops.blas.borrowed
+    net = TwoLayerNet(20, 8, 3, seed=0)
+    net.gradient(np.ones((4, 20), dtype=np.float32), np.arange(4) % 3)
+    assert blas_threads() == before

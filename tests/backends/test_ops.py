@@ -1,0 +1,280 @@
+"""backends.ops: every routed operation against a float64 NumPy reference, on every backend.
+
+On CuPy each test runs the fused kernels, the plain CuPy versions they
+replace (``fused = False``) and, for products, the capture-safe GEMM.
+"""
+
+from functools import partial
+
+import numpy as np
+import pytest
+
+from backends import ops_for
+from backends.ops import Ops
+from tests.conftest import to_host
+
+
+@pytest.fixture(params=["fused", "plain"])
+def ops(request, backend):
+    """The backend's ops; on CuPy once with the fused kernels and once without."""
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if request.param == "plain":
+        if not hasattr(ops, "fused"):
+            pytest.skip("numpy has one version of each operation")
+        ops.fused = False
+    yield ops
+    if hasattr(ops, "fused"):
+        ops.fused = True
+
+
+def tol(dtype):
+    return {"float32": 2e-5, "float64": 1e-12}[np.dtype(dtype).name]
+
+
+def reference_softmax_ce(x, t):
+    x = x.astype(np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_s = np.log(np.exp(shifted).sum(axis=1))
+    y = np.exp(shifted - log_s[:, None])
+    loss = (log_s - shifted[np.arange(len(t)), t]).mean()
+    return loss, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n, c, label_dtype", [(100, 10, "uint8"), (7, 3, "int32"),
+                                               (300, 10, "int64"), (1, 10, "int64")])
+def test_softmax_cross_entropy_and_its_gradient(ops, backend, dtype, n, c, label_dtype):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((n, c)) * 5).astype(dtype)
+    t = rng.integers(0, c, n).astype(label_dtype)
+    xd, td = backend.asarray(x), backend.asarray(t)
+    rows = backend.xp.arange(n)
+    loss, y = ops.softmax_cross_entropy(xd, td, rows)
+    want_loss, want_y = reference_softmax_ce(x, t)
+    assert loss.dtype == np.dtype(dtype) and loss.shape == ()
+    np.testing.assert_allclose(float(loss), want_loss, rtol=tol(dtype))
+    np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))
+
+    dx = ops.softmax_cross_entropy_grad(y, td, 0.5 / n, rows)
+    want_dx = (want_y - np.eye(c)[t]) * 0.5 / n
+    np.testing.assert_allclose(to_host(dx), want_dx, rtol=tol(dtype), atol=tol(dtype) / n)
+    np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))  # untouched
+
+
+def test_softmax_cross_entropy_survives_huge_scores(ops, backend):
+    x = backend.asarray(np.array([[1000.0, 0.0, -1000.0], [-1e4, 1e4, 0.0]], dtype=np.float32))
+    t = backend.asarray(np.array([0, 2], dtype=np.int64))
+    loss, y = ops.softmax_cross_entropy(x, t, backend.xp.arange(2))
+    np.testing.assert_allclose(float(loss), 1e4 / 2, rtol=1e-6)
+    np.testing.assert_allclose(to_host(y), [[1, 0, 0], [0, 1, 0]], atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_and_backward(ops, backend, dtype):
+    x = np.array([[-2.0, -0.0, 0.0, 0.25, 3.5, -np.inf, np.inf, np.nan]], dtype=dtype)
+    out, keep = ops.relu(backend.asarray(x))
+    assert out.dtype == np.dtype(dtype) and keep.dtype == np.bool_
+    # the book's: 0 for -inf too (x * (x > 0) gave NaN there), a NaN passed on
+    np.testing.assert_array_equal(to_host(out), [[0, 0, 0, 0.25, 3.5, 0, np.inf, np.nan]])
+    assert not np.signbit(to_host(out)[0, :3]).any()
+    np.testing.assert_array_equal(to_host(keep),
+                                  [[False, False, False, True, True, False, True, False]])
+    dout = backend.asarray(np.arange(1, 9, dtype=dtype)[None])
+    np.testing.assert_array_equal(to_host(ops.relu_backward(dout, keep)),
+                                  [[0, 0, 0, 4, 5, 0, 7, 0]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_update_in_place(ops, backend, dtype):
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal((2, 50, 7)).astype(dtype)
+    pd = backend.asarray(p.copy())  # NumPy would share p
+    alias = pd
+    ops.sgd_update(pd, backend.asarray(g), 0.1)
+    assert alias is pd
+    np.testing.assert_allclose(to_host(pd), p - 0.1 * g, rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_step_size_and_update(ops, backend, dtype):
+    """Three steps of the book's Adam, the counter on the device, against the host formula."""
+    rng = np.random.default_rng(1)
+    p, m, v = rng.standard_normal((3, 40, 9)).astype(dtype)
+    v = np.abs(v)
+    pd, md, vd = (backend.asarray(a.copy()) for a in (p, m, v))
+    t = backend.xp.full((), 4, dtype=backend.xp.float64)
+    for step in range(5, 8):
+        g = rng.standard_normal((40, 9)).astype(dtype)
+        lr_t = ops.adam_step_size(t, 0.01, 0.9, 0.999)
+        assert float(to_host(t)) == step and to_host(lr_t).dtype == np.float64
+        want_lr = 0.01 * np.sqrt(1.0 - 0.999 ** step) / (1.0 - 0.9 ** step)
+        # the host's to the last bit (Python's floats); a device's pow within a few ulps
+        np.testing.assert_allclose(float(to_host(lr_t)), want_lr,
+                                   rtol=0 if backend.name == "numpy" else 1e-14)
+        ops.adam_update(pd, backend.asarray(g), md, vd, lr_t, 0.9, 0.999)
+        m = m + 0.1 * (g.astype(np.float64) - m)
+        v = v + 0.001 * (g.astype(np.float64) ** 2 - v)
+        p = p - want_lr * m / (np.sqrt(v) + 1e-7)
+    for got, want in ((pd, p), (md, m), (vd, v)):
+        assert to_host(got).dtype == np.dtype(dtype)
+        np.testing.assert_allclose(to_host(got), want, rtol=10 * tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("shape", [(7,), (100, 50), (100, 16, 14, 14)])
+def test_uniform_draws_the_same_numbers_on_every_backend(ops, backend, shape):
+    """Dropout's generator: the kernel on CuPy, the plain CuPy and NumPy array code all
+    give the host's numbers bit for bit."""
+    key, counter = np.array([2**62 + 12345], np.uint64), np.array([3], np.uint64)
+    got = ops.uniform(backend.asarray(key), backend.asarray(counter), shape)
+    assert got.shape == shape and got.dtype == np.float64
+    np.testing.assert_array_equal(to_host(got), Ops(np).uniform(key, counter, shape))
+
+
+SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
+          (1, 1, 1), (3, 37, 33), (65, 9, 130)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt"])
+def test_matmul_with_transposes_and_bias(backend, dtype, m, k, n, layout):
+    """``a @ b (+ bias)`` as the layers call it (x W + b, x^T dout, dout W^T), on
+    cuBLAS/NumPy and, on CuPy, on the capture-safe GEMM kernel too."""
+    rng = np.random.default_rng(m * k + n)
+    a = rng.standard_normal((m, k) if layout[0] == "n" else (k, m)).astype(dtype)
+    b = rng.standard_normal((k, n) if layout[1] == "n" else (n, k)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    ad, bd = backend.asarray(a), backend.asarray(b)
+    if layout[0] == "t":
+        a, ad = a.T, ad.T
+    if layout[1] == "t":
+        b, bd = b.T, bd.T
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    ops = ops_for(ad)
+    variants = [ops.matmul]
+    if hasattr(ops, "gemm"):  # both capture-safe kernels, whatever the size would pick
+        variants += [partial(ops.gemm, kernel="block"), partial(ops.gemm, kernel="tiles")]
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    for product in variants:
+        got = to_host(product(ad, bd))
+        assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
+        assert np.all(np.abs(got - want) <= 4 * tol(dtype) * scale + 1e-30), product
+        got = to_host(product(ad, bd, bias=backend.asarray(bias)))
+        assert np.all(np.abs(got - (want + bias)) <= 4 * tol(dtype) * (scale + 1)), product
+
+
+@pytest.mark.parametrize("tile", [None, (8, 8)], ids=["tile-default", "tile-8x8"])
+@pytest.mark.parametrize("m, k, n, layout", [(16, 144, 78400, "nn"), (144, 78400, 16, "nt"),
+                                             (144, 16, 78400, "tn"), (64, 576, 4900, "nn"),
+                                             (576, 4900, 64, "nt"), (100, 4320, 100, "nn")])
+def test_gemm_on_the_convolutions_products(backend, m, k, n, layout, tile):
+    """DeepConvNet's Conv2 and Conv6 products at batch 100 (forward, dW with K over every
+    window, the columns' gradient) and SimpleConvNet's Affine: the tile kernel and its
+    slices of K, deterministic, against cuBLAS; with the largest other tile too."""
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if not hasattr(ops, "gemm"):
+        pytest.skip("the capture-safe GEMM exists on CuPy only (tests/test_gemm_kernels.py "
+                    "runs its source on the CPU)")
+    rng = np.random.default_rng(k)
+    a = backend.asarray(rng.standard_normal((m, k) if layout[0] == "n" else (k, m)),
+                        dtype="float32")
+    b = backend.asarray(rng.standard_normal((k, n) if layout[1] == "n" else (n, k)),
+                        dtype="float32")
+    a, b = (a if layout[0] == "n" else a.T), (b if layout[1] == "n" else b.T)
+    got = ops.gemm(a, b, kernel="tiles", tile=tile)
+    want = to_host(ops.matmul(a.astype("float64"), b.astype("float64")))
+    scale = to_host(ops.matmul(abs(a).astype("float64"), abs(b).astype("float64")))
+    assert np.all(np.abs(to_host(got) - want) <= 4 * tol("float32") * scale)
+    np.testing.assert_array_equal(to_host(ops.gemm(a, b, kernel="tiles", tile=tile)),
+                                  to_host(got))  # the same sums
+
+
+def test_gemm_refuses_what_it_cannot_multiply(backend):
+    ops = ops_for(backend.asarray(np.zeros(1)))
+    if not hasattr(ops, "gemm"):
+        pytest.skip("the capture-safe GEMM exists on CuPy only")
+    a = backend.asarray(np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(3, 4\) and \(3, 4\)"):
+        ops.gemm(a, a)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        ops.gemm(a, backend.asarray(np.ones((4, 2))))
+
+
+def test_a_label_past_the_last_class_is_caught(backend):
+    """NumPy raises (through the layer: ValueError); the GPU kernel cannot raise
+    without a sync, so it makes the loss NaN, which stops the Trainer."""
+    from framework.layers import SoftmaxWithLoss
+    x = backend.asarray(np.zeros((2, 3), dtype=np.float32))
+    t = backend.asarray(np.array([0, 3]))
+    layer = SoftmaxWithLoss()
+    if backend.name == "numpy":
+        with pytest.raises(ValueError, match="labels must lie in 0..2"):
+            layer.forward(x, t)
+    else:
+        assert np.isnan(float(layer.forward(x, t)))
+
+
+def conv_reference(dtype, layout):
+    """A channel-major or C-order batch (3, 2, 7, 6) and the host array code's results."""
+    rng = np.random.default_rng(7)
+    if layout == "channel-major":
+        x = rng.standard_normal((2, 3, 7, 6)).astype(dtype).transpose(1, 0, 2, 3)
+    else:
+        x = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
+    return x, Ops(np)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (2, 2, 2, 0)])
+def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
+    """The convolution's passes (on CuPy: the kernels of backends/conv_kernels.py, and the
+    plain CuPy versions) against the host's array code; the same sums in the same order."""
+    x, host = conv_reference(dtype, layout)
+    oh, ow = (7 + 2 * pad - fh) // stride + 1, (6 + 2 * pad - fw) // stride + 1
+    col = ops.im2col(to_device(backend, x), fh, fw, stride, pad, oh, ow)
+    np.testing.assert_array_equal(to_host(col), host.im2col(x, fh, fw, stride, pad, oh, ow))
+    dcol = np.random.default_rng(8).standard_normal(col.shape).astype(dtype)
+    dx = ops.col2im(backend.asarray(dcol), x.shape, fh, fw, stride, pad, oh, ow)
+    assert dx.shape == x.shape and dx.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(to_host(dx), host.col2im(dcol, x.shape, fh, fw, stride, pad, oh, ow),
+                               rtol=tol(dtype), atol=tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 3, 2, 1), (2, 3, 1, 1)])
+def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, pad):
+    x, host = conv_reference(dtype, layout)
+    x[0, 0, :3, :3] = 0.5  # a tie: the first maximum wins
+    oh, ow = (7 + 2 * pad - ph) // stride + 1, (6 + 2 * pad - pw) // stride + 1
+    xd = to_device(backend, x)
+    out, arg = ops.max_pool(xd, ph, pw, stride, pad, oh, ow)
+    want_out, want_arg = host.max_pool(x, ph, pw, stride, pad, oh, ow)
+    np.testing.assert_array_equal(to_host(out), want_out)
+    np.testing.assert_array_equal(to_host(arg), want_arg)
+    dout = np.random.default_rng(9).standard_normal(out.shape).astype(dtype)
+    dx = ops.max_pool_grad(backend.asarray(dout), arg, xd, ph, pw, stride, pad)
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(to_host(dx), host.max_pool_grad(dout, want_arg, x, ph, pw, stride,
+                                                                pad), rtol=tol(dtype))
+
+
+def to_device(backend, x):
+    """``x`` on the backend with its memory layout kept (asarray would make it C order)."""
+    order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
+    inverse = [order.index(i) for i in range(x.ndim)]
+    return backend.asarray(np.ascontiguousarray(x.transpose(order))).transpose(inverse)
+
+
+def test_relu_keeps_a_channel_major_layout(ops, backend):
+    """The layers after a convolution keep its (C, N, H, W) memory, so the next one reads
+    it in place (the plain CuPy versions may not: they are the unfused reference)."""
+    x = to_device(backend, np.random.default_rng(3).standard_normal((4, 2, 5, 5))
+                  .astype("float32").transpose(1, 0, 2, 3))
+    out, keep = ops.relu(x)
+    dx = ops.relu_backward(out, keep)
+    if getattr(ops, "fused", True):
+        for a in (out, keep, dx):
+            assert a.transpose(1, 0, 2, 3).flags.c_contiguous
+    np.testing.assert_array_equal(to_host(dx), np.maximum(to_host(x), 0))

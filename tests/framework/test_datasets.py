@@ -1,0 +1,368 @@
+"""framework/datasets.py: IDX parsing, where data is found, the .npz cache, and
+downloads tested for real against an HTTP server on 127.0.0.1."""
+
+import gzip
+import http.server
+import os
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from framework import datasets
+from framework.datasets import DatasetError, load_dataset, load_fashion_mnist, load_mnist, read_idx
+from tests.framework.idx_files import dataset_files, idx_bytes, md5s, write_files
+
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No test reads or writes the user's real cache, or sees their XPNET_* settings."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for var in ("XPNET_DATA_DIR", "XPNET_MNIST_MIRROR", "XPNET_FASHION_MNIST_MIRROR"):
+        monkeypatch.delenv(var, raising=False)
+    # the Debian folder is a source of its own test; keep it out of the others
+    monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [])
+
+
+# --- the parser ------------------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_load_shapes_dtypes_and_values(tmp_path, gz):
+    files, ((xtr, ttr), (xte, tte)) = dataset_files(gz=gz)
+    write_files(tmp_path / "d", files)
+    (x, t), (x2, t2) = load_mnist(data_dir=str(tmp_path / "d"), download=False)
+    assert x.shape == (30, 784) and x.dtype == np.float32
+    assert x2.shape == (20, 784)
+    np.testing.assert_array_equal(x, xtr.reshape(30, 784).astype(np.float32) / 255)
+    assert t.dtype == np.uint8
+    np.testing.assert_array_equal(t, ttr)
+    np.testing.assert_array_equal(t2, tte)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_load_options_follow_the_book(tmp_path):
+    files, ((xtr, ttr), _) = dataset_files()
+    write_files(tmp_path, files)
+    (x, t), (x2, _) = load_mnist(normalize=False, flatten=False, one_hot_label=True,
+                                 data_dir=str(tmp_path), download=False)
+    assert x.shape == (30, 1, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[:, 0], xtr)
+    assert t.shape == (30, 10) and t.dtype == np.float32
+    np.testing.assert_array_equal(t.argmax(axis=1), ttr)
+    assert (t.sum(axis=1) == 1).all()
+
+
+def corrupt(tmp_path, part, data):
+    files, _ = dataset_files()
+    files[datasets.FILENAMES[part]] = data
+    write_files(tmp_path, files)
+    return str(tmp_path / datasets.FILENAMES[part])
+
+
+@pytest.mark.parametrize("part, make, message", [
+    ("train_img", lambda good: b"\x00\x00\x08\x01" + good[4:], "bad magic number 2049, expected 2051"),
+    ("train_label", lambda good: b"\x00\x00\x08\x03" + good[4:], "bad magic number 2051, expected 2049"),
+    ("train_img", lambda good: good[:-100], "truncated"),
+    ("train_img", lambda good: good[:10], "shorter than the 16-byte IDX header"),
+    ("train_img", lambda good: good + b"\x00" * 5, "longer than its header says"),
+])
+def test_corrupt_files_are_named(tmp_path, part, make, message):
+    files, _ = dataset_files(gz=False)
+    good = files[datasets.FILENAMES[part][:-3]]
+    path = corrupt(tmp_path, part, gzip.compress(make(good)))
+    with pytest.raises(DatasetError, match=message) as info:
+        load_mnist(data_dir=str(tmp_path), download=False)
+    assert path in str(info.value)
+
+
+def test_truncated_gzip_stream(tmp_path):
+    files, _ = dataset_files()
+    good = files[datasets.FILENAMES["test_img"]]
+    path = corrupt(tmp_path, "test_img", good[: len(good) // 2])
+    with pytest.raises(DatasetError, match="damaged gzip stream") as info:
+        load_mnist(data_dir=str(tmp_path), download=False)
+    assert path in str(info.value)
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    _, ((_, t), _) = dataset_files()
+    corrupt(tmp_path, "train_label", gzip.compress(idx_bytes(t[:29], datasets.LABEL_MAGIC)))
+    with pytest.raises(DatasetError, match="has 30 images but .* has 29 labels"):
+        load_mnist(data_dir=str(tmp_path), download=False)
+
+
+def test_labels_out_of_range(tmp_path):
+    _, ((_, t), _) = dataset_files()
+    bad = t.copy()
+    bad[3] = 12
+    corrupt(tmp_path, "train_label", gzip.compress(idx_bytes(bad, datasets.LABEL_MAGIC)))
+    with pytest.raises(DatasetError, match="label 12 out of range 0..9"):
+        load_mnist(data_dir=str(tmp_path), download=False)
+
+
+def test_wrong_image_size(tmp_path):
+    corrupt(tmp_path, "test_img",
+            idx_bytes(np.zeros((20, 27, 28), np.uint8), datasets.IMAGE_MAGIC))
+    with pytest.raises(DatasetError, match="images are 27x28, expected 28x28"):
+        load_mnist(data_dir=str(tmp_path), download=False)
+
+
+def test_read_idx_of_a_missing_file(tmp_path):
+    with pytest.raises(DatasetError, match="cannot read"):
+        read_idx(str(tmp_path / "nope"), datasets.IMAGE_MAGIC)
+
+
+# --- where data is looked for ----------------------------------------------------
+
+def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch):
+    for seed, where in ((0, tmp_path / "arg"), (10, tmp_path / "env" / "mnist"),
+                        (20, tmp_path / "cache" / "xpnet" / "mnist")):
+        write_files(where, dataset_files(seed=seed)[0])
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
+    first = lambda **kw: load_mnist(normalize=False, download=False, **kw)[0][0]  # noqa: E731
+    np.testing.assert_array_equal(first(data_dir=str(tmp_path / "arg")),
+                                  dataset_files(seed=0)[1][0][0].reshape(30, -1))
+    np.testing.assert_array_equal(first(), dataset_files(seed=10)[1][0][0].reshape(30, -1))
+    monkeypatch.delenv("XPNET_DATA_DIR")
+    np.testing.assert_array_equal(first(), dataset_files(seed=20)[1][0][0].reshape(30, -1))
+
+
+def test_offline_error_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / datasets.FILENAMES["train_img"]).write_bytes(b"")
+    with pytest.raises(DatasetError) as info:
+        load_fashion_mnist(data_dir=str(tmp_path / "arg"), download=False)
+    msg = str(info.value)
+    assert str(tmp_path / "arg") + " (data_dir argument): does not exist" in msg
+    assert "(XPNET_DATA_DIR): missing train-labels-idx1-ubyte.gz" in msg
+    assert os.path.join(str(tmp_path / "cache"), "xpnet", "fashion-mnist") in msg
+    assert "download=False" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg
+    assert "train-images-idx3-ubyte.gz" in msg and "XPNET_DATA_DIR" in msg
+
+
+def test_load_dataset_by_name(tmp_path):
+    write_files(tmp_path / "fashion-mnist", dataset_files(seed=3)[0])
+    (x, _), _ = load_dataset("Fashion_MNIST", data_dir=str(tmp_path), download=False)
+    assert x.shape == (30, 784)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; expected one of mnist, fashion-mnist"):
+        load_dataset("cifar")
+
+
+# --- the .npz cache ----------------------------------------------------------------
+
+def test_npz_cache_is_used_then_rebuilt_when_stale_or_damaged(tmp_path, monkeypatch):
+    files, ((xtr, _), _) = dataset_files()
+    write_files(tmp_path, files)
+    load_mnist(data_dir=str(tmp_path), download=False)
+    npz = tmp_path / "mnist.npz"
+    assert npz.exists()
+    with np.load(npz, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["x_train"], xtr)
+
+    real = datasets.read_split
+    calls = []
+    monkeypatch.setattr(datasets, "read_split", lambda *a: calls.append(a) or real(*a))
+    load_mnist(data_dir=str(tmp_path), download=False)
+    assert calls == []  # served from the cache
+
+    new_files, ((new_x, _), _) = dataset_files(seed=5)
+    write_files(tmp_path, new_files)  # new contents: the stamp no longer matches
+    (x, _), _ = load_mnist(normalize=False, data_dir=str(tmp_path), download=False)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(x, new_x.reshape(30, -1))
+
+    npz.write_bytes(b"not a zip file")
+    (x, _), _ = load_mnist(normalize=False, data_dir=str(tmp_path), download=False)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(x, new_x.reshape(30, -1))
+
+
+def test_no_pickle_anywhere_in_the_project():
+    from tests.conftest import ROOT as root
+    offenders = []
+    for folder in ("framework", "backends", "models", "scripts"):
+        for dirpath, _, names in os.walk(os.path.join(root, folder)):
+            for name in names:
+                if name.endswith(".py"):
+                    text = open(os.path.join(dirpath, name)).read()
+                    if "import pickle" in text or "allow_pickle=True" in text:
+                        offenders.append(name)
+    assert offenders == []
+
+
+# --- downloads, against a real HTTP server on 127.0.0.1 ------------------------------
+
+class Server:
+    """Serves ``routes`` ({path: bytes}); ``drop`` paths send half and hang up."""
+
+    def __init__(self):
+        self.routes, self.drop, self.hits = {}, set(), []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.hits.append(self.path)
+                body = server.routes.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.path in server.drop:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, prefix, files):
+        for name, data in files.items():
+            self.routes[f"{prefix}{name}"] = data
+        return f"{self.url}{prefix}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """A tiny dataset whose MD5s are patched in as MNIST's published ones."""
+    files, arrays = dataset_files(seed=42)
+    monkeypatch.setattr(datasets.DATASETS["mnist"], "md5", md5s(files))
+    return files, arrays
+
+
+def cache_files(tmp_path):
+    d = tmp_path / "cache" / "xpnet" / "mnist"
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def set_mirrors(monkeypatch, *urls):
+    monkeypatch.setattr(datasets.DATASETS["mnist"], "mirrors", list(urls))
+
+
+def test_download_verifies_and_caches(tmp_path, monkeypatch, server, published):
+    files, ((xtr, ttr), _) = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    (x, t), _ = load_mnist(normalize=False)
+    np.testing.assert_array_equal(x, xtr.reshape(30, -1))
+    np.testing.assert_array_equal(t, ttr)
+    assert cache_files(tmp_path) == sorted(list(files) + ["mnist.npz"])
+    hits = len(server.hits)
+    load_mnist()  # now found in the cache: no network
+    assert len(server.hits) == hits
+
+
+def test_fallback_after_404(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    first = server.serve("/empty/", {})
+    second = server.serve("/b/", files)
+    set_mirrors(monkeypatch, first, second)
+    load_mnist()
+    assert "/empty/train-images-idx3-ubyte.gz" in server.hits
+    assert len(cache_files(tmp_path)) == 5
+
+
+def test_fallback_after_md5_mismatch(tmp_path, monkeypatch, server, published):
+    files, ((xtr, _), _) = published
+    tampered = dict(files)
+    tampered["train-images-idx3-ubyte.gz"] = dataset_files(seed=7)[0]["train-images-idx3-ubyte.gz"]
+    set_mirrors(monkeypatch, server.serve("/bad/", tampered), server.serve("/good/", files))
+    (x, _), _ = load_mnist(normalize=False)
+    np.testing.assert_array_equal(x, xtr.reshape(30, -1))  # the verified copy, not the tampered one
+    assert "/good/train-images-idx3-ubyte.gz" in server.hits
+
+
+def test_dropped_connection_leaves_no_partial_file(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    url = server.serve("/drop/", files)
+    server.drop.add("/drop/train-images-idx3-ubyte.gz")
+    set_mirrors(monkeypatch, url)
+    with pytest.raises(DatasetError) as info:
+        load_mnist()
+    msg = str(info.value)
+    assert f"{url}train-images-idx3-ubyte.gz: connection" in msg
+    assert "train-images-idx3-ubyte.gz" not in cache_files(tmp_path)
+    assert not [n for n in cache_files(tmp_path) if n.startswith(".download-")]
+
+
+def test_every_failure_is_reported(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    bad = dict(files)
+    bad["train-images-idx3-ubyte.gz"] = b"garbage"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{closed.getsockname()[1]}/"  # bound, never listening
+    closed.close()
+    set_mirrors(monkeypatch, dead, server.serve("/missing/", {}), server.serve("/bad/", bad))
+    with pytest.raises(DatasetError) as info:
+        load_mnist()
+    msg = str(info.value)
+    assert f"{dead}train-images-idx3-ubyte.gz: unreachable" in msg
+    assert "/missing/train-images-idx3-ubyte.gz: HTTP 404" in msg
+    assert "/bad/train-images-idx3-ubyte.gz: MD5 mismatch: got" in msg
+    assert "To fix: fetch the four files by hand" in msg
+    assert cache_files(tmp_path) == []
+
+
+def test_download_false_never_touches_the_network(monkeypatch, server, published):
+    files, _ = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    with pytest.raises(DatasetError, match="download=False"):
+        load_mnist(download=False)
+    assert server.hits == []
+
+
+def test_mirror_environment_variable(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    set_mirrors(monkeypatch, server.url + "/wrong/")
+    monkeypatch.setenv("XPNET_MNIST_MIRROR", server.serve("/env/", files))
+    load_mnist()
+    assert all(hit.startswith("/env/") for hit in server.hits)
+    monkeypatch.setenv("XPNET_MNIST_MIRROR", server.url + "/env")
+    (tmp_path / "cache").rename(tmp_path / "old-cache")
+    with pytest.raises(ValueError, match=r"XPNET_MNIST_MIRROR='http://127.0.0.1:\d+/env' must be "
+                                         r"a base URL ending in '/'"):
+        load_mnist()
+
+
+def test_download_into_data_dir(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    load_mnist(data_dir=str(tmp_path / "mine"))
+    assert sorted(os.listdir(tmp_path / "mine")) == sorted(list(files) + ["mnist.npz"])
+
+
+# --- the real thing, where Debian's package is installed ---------------------------
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_debian(monkeypatch):
+    monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [DEBIAN_FASHION])
+    (x, t), (x2, t2) = load_fashion_mnist()
+    assert x.shape == (60000, 784) and x2.shape == (10000, 784)
+    assert np.bincount(t).tolist() == [6000] * 10
+    assert np.bincount(t2).tolist() == [1000] * 10
+    assert t[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]

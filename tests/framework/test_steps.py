@@ -1,0 +1,202 @@
+"""framework/steps.py (with backends/cuda/graph.py) and the Trainer's choice of step: the recorded step trains like the
+eager one, never waits for the GPU, and falls back, saying why, where it cannot be used.
+
+The GPU cases skip, with the reason, without CuPy; the choice of step is checked everywhere.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+import backends
+from framework.trainer import Trainer
+from models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from tests.conftest import to_host
+from tests.backends.cuda.test_gpu import data, needs_gpu, spin_kernel
+
+
+def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch",
+        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3), lr=0.1):
+    backends.use(name)
+    x, t = data(n)
+    net = make_net()
+    trainer = Trainer(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
+                      optimizer=optimizer, optimizer_param={"lr": lr}, verbose=False,
+                      seed=seed, graph=graph, sampling=sampling)
+    trainer.train()
+    return trainer, np.array(trainer.train_loss_list), {k: to_host(v) for k, v in
+                                                        net.params.items()}
+
+
+def assert_same_run(a, b):
+    (_, loss_a, params_a), (_, loss_b, params_b) = a, b
+    assert len(loss_a) == len(loss_b)
+    np.testing.assert_allclose(loss_a, loss_b, rtol=2e-4)
+    for key, value in params_a.items():
+        np.testing.assert_allclose(params_b[key], value, rtol=1e-3,
+                                   atol=1e-4 * np.abs(value).max(), err_msg=key)
+
+
+def test_numpy_trains_eagerly_and_says_why():
+    trainer, *_ = run("numpy", "auto", iters=20)
+    assert trainer.step_mode == "eager (the numpy backend has no CUDA graphs)"
+    with pytest.raises(ValueError, match="graph=True, but .* numpy backend has no CUDA graphs"):
+        run("numpy", True, iters=20)
+    with pytest.raises(ValueError, match="graph='yes'; expected 'auto', True or False"):
+        run("numpy", "yes", iters=20)
+
+
+@needs_gpu
+@pytest.mark.parametrize("optimizer", ["SGD", "Momentum"])
+def test_graph_step_trains_like_the_eager_step(on_cupy, optimizer):
+    graph = run("cupy", "auto", optimizer)
+    assert graph[0].step_mode == "cuda-graph"
+    eager = run("cupy", False, optimizer)
+    assert eager[0].step_mode == "eager (graph=False)"
+    assert_same_run(eager, graph)
+    assert_same_run(run("numpy", "auto", optimizer), graph)
+
+
+DEEP_NETS = {
+    "5 layers": lambda: MultiLayerNet(784, [100] * 5, 10, seed=3),
+    "batch norm": lambda: MultiLayerNetExtend(784, [100] * 3, 10, use_batchnorm=True, seed=3),
+    "dropout + decay": lambda: MultiLayerNetExtend(784, [100] * 3, 10, use_dropout=True,
+                                                   dropout_ration=0.2, weight_decay_lambda=0.01,
+                                                   seed=3),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("net", DEEP_NETS)
+def test_graph_step_of_deeper_nets_trains_like_the_eager_step(on_cupy, net):
+    """Batch norm's running averages and dropout's device generator are recorded with the
+    step: every replay draws a new mask, as the eager step does, and as NumPy does."""
+    graph = run("cupy", "auto", "Momentum", make_net=DEEP_NETS[net])
+    assert graph[0].step_mode == "cuda-graph"
+    eager = run("cupy", False, "Momentum", make_net=DEEP_NETS[net])
+    assert_same_run(eager, graph)
+    assert_same_run(run("numpy", "auto", "Momentum", make_net=DEEP_NETS[net]), graph)
+    network = graph[0].network
+    for key, value in network.state().items():  # the state moved on the device, step by step
+        np.testing.assert_allclose(to_host(value), to_host(eager[0].network.state()[key]),
+                                   rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+def small_conv(deep):
+    if deep:
+        return DeepConvNet(seed=3)
+    return SimpleConvNet(conv_param={"filter_num": 8, "filter_size": 5, "pad": 0, "stride": 1},
+                         weight_init_std="he", seed=3)
+
+
+@needs_gpu
+@pytest.mark.parametrize("deep", [False, True])
+def test_graph_step_of_convnets_trains_like_the_eager_step(on_cupy, deep):
+    """Images gathered into the graph's (batch, 1, 28, 28) buffer, convolutions on the
+    graph's own GEMM: forced with graph=True, whether or not 'auto' would keep it."""
+    def conv_run(name, graph):
+        backends.use(name)
+        x, t = data(600)
+        trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
+            -1, 1, 28, 28), t[:100], iters=12, mini_batch_size=50, optimizer="Momentum",
+            optimizer_param={"lr": 0.01}, verbose=False, seed=4, graph=graph)
+        trainer.train()
+        return trainer, np.array(trainer.train_loss_list), {
+            k: to_host(v) for k, v in trainer.network.params.items()}
+    graph = conv_run("cupy", True)
+    assert graph[0].step_mode == "cuda-graph"
+    assert_same_run(conv_run("cupy", False), graph)
+    assert_same_run(conv_run("numpy", "auto"), graph)
+    auto = conv_run("cupy", "auto")[0].step_mode  # the faster of the two, said either way
+    assert auto == "cuda-graph" or auto.startswith("eager (faster than the CUDA graph here")
+
+
+@needs_gpu
+def test_short_last_batch_and_choice_sampling(on_cupy):
+    """1950 samples in batches of 100: each epoch's 20th batch (50 samples) runs eagerly."""
+    for sampling in ("epoch", "choice"):
+        graph = run("cupy", True, n=1950, iters=60, sampling=sampling)
+        assert graph[0].step_mode == "cuda-graph"
+        assert_same_run(run("cupy", False, n=1950, iters=60, sampling=sampling), graph)
+
+
+@needs_gpu
+def test_a_new_learning_rate_is_recorded_again(on_cupy):
+    """A schedule that lowers lr at an epoch end must reach the replayed step."""
+    runs = []
+    for graph in (True, False):
+        backends.use("cupy")
+        x, t = data()
+        net = TwoLayerNet(784, 50, 10, seed=3)
+
+        def decay(trainer, record):
+            trainer.optimizer.lr *= 0.1
+        trainer = Trainer(net, x, t, x[:100], t[:100], epochs=3, verbose=False, seed=1,
+                          optimizer_param={"lr": 0.5}, callbacks=[decay], graph=graph)
+        trainer.train()
+        runs.append((trainer, np.array(trainer.train_loss_list),
+                     {k: to_host(v) for k, v in net.params.items()}))
+    assert runs[0][0].step_mode == "cuda-graph"
+    assert_same_run(runs[1], runs[0])
+
+
+@needs_gpu
+def test_recording_changes_nothing(on_cupy):
+    from framework.steps import GraphStep
+    from framework.optimizers import Momentum
+    x, t = data()
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    before = {k: to_host(v) for k, v in net.params.items()}
+    trainer = Trainer(net, x, t, x[:100], t[:100], epochs=1, verbose=False, seed=0,
+                      optimizer=Momentum(lr=0.1))
+    step = GraphStep(net, trainer.optimizer, trainer.batches).record()
+    for key, value in before.items():
+        np.testing.assert_array_equal(to_host(net.params[key]), value, err_msg=key)
+    for v in trainer.optimizer.state["v"].values():
+        assert not to_host(v).any()
+    assert int(step.feed.counter[0]) == 0 and step.pool_bytes() > 0
+
+
+@needs_gpu
+def test_adam_is_recorded_and_takes_each_steps_size(on_cupy):
+    """Adam's step count and size live on the device, so the replays advance them."""
+    graph = run("cupy", True, "Adam", iters=60, lr=0.001)
+    assert graph[0].step_mode == "cuda-graph" and graph[0].optimizer.iter == 60
+    eager = run("cupy", False, "Adam", iters=60, lr=0.001)
+    assert eager[0].optimizer.iter == 60
+    assert_same_run(eager, graph)
+    assert_same_run(run("numpy", "auto", "Adam", iters=60, lr=0.001), graph)
+
+
+@needs_gpu
+def test_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
+    monkeypatch.setenv("XPNET_CUDA_GRAPH", "0")
+    trainer, *_ = run("cupy", "auto", iters=10)
+    assert trainer.step_mode == "eager (XPNET_CUDA_GRAPH=0)"
+
+
+@needs_gpu
+def test_graph_launches_never_wait_for_the_gpu(on_cupy):
+    """As tests/test_gpu.py's eager proof: 50 replays issued behind a 2 s kernel."""
+    from framework.steps import GraphStep
+    from framework.optimizers import SGD
+    x, t = data()
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    trainer = Trainer(net, x, t, x[:100], t[:100], epochs=1, mini_batch_size=20,
+                      verbose=False, seed=0)
+    step = GraphStep(net, SGD(lr=0.1), trainer.batches).record()
+    step.start_epoch(trainer.batches.start_epoch())
+    step.graph.launch()
+    on_cupy.synchronize()
+    spin_kernel(2.0)
+    start = time.perf_counter()
+    for _ in range(50):
+        step.graph.launch()
+    issued = time.perf_counter() - start
+    on_cupy.synchronize()
+    finished = time.perf_counter() - start
+    assert finished > 1.5, "the spin kernel did not hold the stream; the test proves nothing"
+    assert issued < 0.1, f"issuing 50 replays took {issued:.3f} s: something waited"
+    assert int(step.feed.counter[0]) == 51
+    assert np.isfinite(to_host(step.losses[:51])).all()

@@ -1,0 +1,358 @@
+"""framework/trainer.py: the loop, its reports, checkpoints, resume and the NaN guard."""
+
+import hashlib
+import os
+import re
+import signal
+
+import numpy as np
+import pytest
+
+from framework.datasets import load_fashion_mnist
+from framework.optimizers import Momentum
+from framework.trainer import Trainer, TrainingInterrupted
+from models import MultiLayerNetExtend, TwoLayerNet
+from tests.conftest import to_host
+
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def blobs(n=400, d=20, classes=4, seed=0):
+    """Separable Gaussian blobs: a problem a two-layer net learns in a few epochs."""
+    centers = np.random.default_rng(1234).normal(0, 1.0, (classes, d))  # shared by every split
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, classes, n)
+    x = (centers[t] + rng.normal(0, 0.7, (n, d))).astype(np.float32)
+    return x, t.astype(np.uint8)
+
+
+def make_trainer(tmp_path=None, seed=0, net_seed=0, net=None, **kw):
+    x, t = blobs()
+    xt, tt = blobs(n=100, seed=1)
+    net = net or TwoLayerNet(20, 16, 4, seed=net_seed, weight_init_std=0.1)
+    options = dict(epochs=3, mini_batch_size=20, optimizer="sgd", verbose=False, seed=seed)
+    options.update(kw)
+    if isinstance(options["optimizer"], str):
+        options.setdefault("optimizer_param", {"lr": 0.1})
+    return Trainer(net, x, t, xt, tt, **options)
+
+
+def test_loss_falls_and_history_matches_epochs(backend, capsys):
+    trainer = make_trainer()
+    history = trainer.train()
+    assert capsys.readouterr() == ("", "")  # verbose=False is silent
+    assert history["epoch"] == [1, 2, 3] and history["iteration"] == [20, 40, 60]
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert len(trainer.train_loss_list) == 60
+    assert all(type(v) is float for v in trainer.train_loss_list)
+    assert all(type(v) is float for v in trainer.train_acc_list + trainer.test_acc_list)
+    assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 3
+    assert trainer.test_acc_list[-1] > 0.9
+    assert type(trainer.final_test_acc) is float
+
+
+def test_iters_sets_the_length_and_last_epoch_is_partial(backend):
+    trainer = make_trainer(iters=50)  # 20 steps per epoch: 20, 20, 10
+    trainer.train()
+    assert trainer.epochs == 3
+    assert trainer.history["iteration"] == [20, 40, 50]
+    assert len(trainer.train_loss_list) == 50
+
+
+def test_choice_sampling_and_evaluation_subset(backend):
+    trainer = make_trainer(sampling="choice", evaluate_sample_num_per_epoch=50, epochs=1)
+    trainer.train()
+    assert trainer.iter_per_epoch == 20 and len(trainer.train_loss_list) == 20
+    acc = trainer.test_acc_list[0]
+    assert acc * 50 == pytest.approx(round(acc * 50))  # measured on 50 samples
+
+
+def test_verbose_prints_epoch_lines(backend, capsys):
+    make_trainer(verbose=True, epochs=2).train()
+    err = capsys.readouterr()
+    lines = [line for line in (err.out + err.err).splitlines() if line.startswith("epoch ")]
+    pattern = r"epoch \d/2  loss \d\.\d{4}  train acc \d\.\d{4}  test acc \d\.\d{4}  \(\d+\.\d s\)"
+    assert len(lines) == 2 and all(re.fullmatch(pattern, line) for line in lines), lines
+
+
+def test_same_seed_same_run(backend):
+    a, b = make_trainer(seed=3), make_trainer(seed=3)
+    a.train()
+    b.train()
+    assert a.train_loss_list == b.train_loss_list
+    for key in a.network.params:
+        np.testing.assert_array_equal(to_host(a.network.params[key]), to_host(b.network.params[key]))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_an_uninterrupted_run(backend, tmp_path):
+    path = str(tmp_path / "run.npz")
+    options = dict(epochs=4, seed=5)
+    full = make_trainer(optimizer=Momentum(lr=0.05), **options)
+    full.train()
+
+    def stop_after_two(trainer, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+    first = make_trainer(checkpoint=path, callbacks=[stop_after_two], optimizer=Momentum(lr=0.05),
+                         **options)
+    with pytest.raises(Interrupt):
+        first.train()
+
+    resumed = make_trainer(checkpoint=path, resume=True, net_seed=99, optimizer=Momentum(lr=0.05),
+                           **options)
+    assert resumed.iteration == 40 and resumed.current_epoch == 2
+    resumed.train()
+    assert resumed.history["epoch"] == [1, 2, 3, 4]
+    # bit for bit: same batches, same optimizer state, same arithmetic
+    assert resumed.train_loss_list == full.train_loss_list
+    assert resumed.test_acc_list == full.test_acc_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]))
+
+
+def deep_net(seed):
+    return MultiLayerNetExtend(20, [16, 16], 4, use_batchnorm=True, use_dropout=True,
+                               dropout_ration=0.2, weight_decay_lambda=0.01, seed=seed)
+
+
+def test_deep_net_trains_in_training_mode_and_evaluates_in_inference(backend):
+    trainer = make_trainer(net=deep_net(0), epochs=4, optimizer=Momentum(lr=0.05))
+    trainer.train()
+    assert trainer.train_loss_list[-1] < 0.5 * trainer.train_loss_list[0]
+    assert trainer.test_acc_list[-1] > 0.9
+    net = trainer.network
+    counter = int(to_host(net.layers["Dropout1"].counter)[0])
+    assert counter == trainer.iteration  # one mask per training step, none per evaluation
+    assert float(to_host(net.layers["BatchNorm1"].running_var).std()) > 0  # moved by training
+
+
+def test_deep_net_resume_equals_an_uninterrupted_run(backend, tmp_path):
+    """Batch norm's running averages and dropout's generators travel in the checkpoint."""
+    path = str(tmp_path / "run.npz")
+    options = dict(epochs=4, seed=5)
+    full = make_trainer(net=deep_net(0), optimizer=Momentum(lr=0.05), **options)
+    full.train()
+
+    def stop_after_two(trainer, record):
+        if record["epoch"] == 2:
+            raise Interrupt
+    first = make_trainer(net=deep_net(0), checkpoint=path, callbacks=[stop_after_two],
+                         optimizer=Momentum(lr=0.05), **options)
+    with pytest.raises(Interrupt):
+        first.train()
+    resumed = make_trainer(net=deep_net(99), checkpoint=path, resume=True,
+                           optimizer=Momentum(lr=0.05), **options)
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+    for key, value in full.network.state().items():
+        np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value),
+                                      err_msg=key)
+
+
+def test_resume_without_a_file_starts_fresh(backend, tmp_path):
+    trainer = make_trainer(checkpoint=str(tmp_path / "new.npz"), resume=True, epochs=1)
+    assert trainer.iteration == 0
+    trainer.train()
+    assert os.path.exists(tmp_path / "new.npz")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(backend, tmp_path):
+    path = tmp_path / "run.npz"
+    saved = {}
+
+    def blow_up_after_first_epoch(trainer, record):
+        saved["digest"] = hashlib.md5(path.read_bytes()).hexdigest()
+        trainer.optimizer.lr = 1e6
+    trainer = make_trainer(checkpoint=str(path), callbacks=[blow_up_after_first_epoch], epochs=3)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    msg = str(info.value)
+    step = int(re.search(r"at step (\d+) of 60 \(epoch 2\)", msg).group(1))
+    assert 21 <= step <= 40
+    assert "left as it was" in msg and "learning rate" in msg
+    assert hashlib.md5(path.read_bytes()).hexdigest() == saved["digest"]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
+    # verbose with refresh_seconds=0 catches it at the progress bar's read, mid-epoch
+    trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1, verbose=verbose,
+                           refresh_seconds=0)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at step \d+ of 20"):
+        trainer.train()
+    assert trainer.train_loss_list == []  # the bad epoch is not recorded
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="sampling='random'"):
+        make_trainer(sampling="random")
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        make_trainer(resume=True)
+    with pytest.raises(ValueError, match="Trainer: epochs must be a number above 0, got 0"):
+        make_trainer(epochs=0)
+    with pytest.raises(ValueError, match="Trainer: iters must be a number at least 1, got 0"):
+        make_trainer(iters=0)
+    with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch must be a number at "
+                                         "least 1, got 0"):
+        make_trainer(evaluate_sample_num_per_epoch=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        make_trainer(mini_batch_size=0)
+    with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
+        make_trainer(optimizer_param={"lr": -1})
+
+
+def test_test_data_is_checked_at_the_door_too(backend):
+    x, t = blobs()
+    xt, tt = blobs(n=100, seed=1)
+    xt[42, 0] = np.nan
+    with pytest.raises(ValueError, match="Trainer: x_test holds NaN or infinite values, first "
+                                         "in row 42 of 100"):
+        Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
+    x[7] = np.inf  # the error names the cause, not the learning rate
+    with pytest.raises(ValueError, match="DeviceBatches: x holds NaN .* row 7 of 400"):
+        Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
+
+
+def test_the_nan_guard_tells_divergence_from_overflow(backend):
+    trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    assert "Cause: the parameters diverged (W1" in str(info.value)
+    big = make_trainer(epochs=1)
+    big.batches.x *= np.float32(1e30)  # past the door check: an overflow in the forward pass
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        big.train()
+    assert "the parameters are still finite, so the forward pass overflowed" in str(info.value) \
+        or "diverged" in str(info.value)
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_fashion_mnist_two_epochs_reach_080(backend):
+    (x, t), (xt, tt) = load_fashion_mnist(data_dir=DEBIAN_FASHION)
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    trainer = Trainer(net, x, t, xt, tt, epochs=2, mini_batch_size=100, optimizer="sgd",
+                      optimizer_param={"lr": 0.1}, verbose=False, seed=0)
+    trainer.train()
+    assert trainer.final_test_acc >= 0.80
+
+
+def test_train_more_epochs(backend):
+    trainer = make_trainer(epochs=1)
+    trainer.train()
+    trainer.train(epochs=2)
+    assert trainer.history["epoch"] == [1, 2, 3] and trainer.iteration == 60
+    assert trainer.epochs == 3 and len(trainer.train_loss_list) == 60
+
+
+def interrupt_at(trainer, step, signum=signal.SIGINT, twice=False):
+    """Make the trainer's own process receive ``signum`` during step ``step`` (1-based)."""
+    real = trainer.train_step
+    count = [0]
+
+    def step_then_signal(x, t):
+        count[0] += 1
+        if count[0] == step:
+            os.kill(os.getpid(), signum)
+            if twice:  # a second Ctrl-C, as impatient users press it
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(x, t)
+    trainer.train_step = step_then_signal
+
+
+@pytest.mark.parametrize("stop", [7, 20, 33, 59])
+def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop):
+    """20 steps an epoch: 7 and 33 are mid-epoch, 20 right at an epoch's end, 59 one short."""
+    path = str(tmp_path / "run.npz")
+
+    def options(seed):
+        return dict(net=deep_net(seed), optimizer=Momentum(lr=0.05), epochs=3, seed=5)
+    full = make_trainer(**options(0))
+    full.train()
+    first = make_trainer(checkpoint=path, **options(0))
+    interrupt_at(first, stop, twice=(stop == 33))
+    with pytest.raises(KeyboardInterrupt) as info:
+        first.train()
+    assert isinstance(info.value, TrainingInterrupted)
+    assert info.value.step == stop and info.value.checkpoint == path
+    assert info.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    resumed = make_trainer(checkpoint=path, resume=True, **options(99))
+    assert resumed.iteration + resumed._resume_position == stop
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    assert resumed.history["epoch"] == [1, 2, 3] and resumed.test_acc_list == full.test_acc_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+    for key, value in full.optimizer.state["v"].items():
+        np.testing.assert_array_equal(to_host(resumed.optimizer.state["v"][key]), to_host(value))
+    for key, value in full.network.state().items():
+        np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
+
+
+def test_sigterm_without_a_checkpoint_says_nothing_was_saved():
+    trainer = make_trainer(epochs=2)
+    interrupt_at(trainer, 5, signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM after step 5 of 40 "
+                                                  r"\(epoch 1\); nothing was saved"):
+        trainer.train()
+
+
+def test_a_failed_checkpoint_write_names_the_path_and_keeps_the_last_one(tmp_path):
+    target = tmp_path / "run.npz"
+    saved = {}
+
+    def break_the_path(trainer, record):  # after epoch 1's write, a folder where the file goes
+        saved["digest"] = hashlib.md5(target.read_bytes()).hexdigest()
+        (tmp_path / "a-folder").mkdir()
+        trainer.checkpoint = str(tmp_path / "a-folder")
+    trainer = make_trainer(checkpoint=str(target), callbacks=[break_the_path], epochs=3)
+    from framework.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r"could not write the checkpoint .*a-folder: "
+                                              r"Is a directory"):
+        trainer.train()
+    assert hashlib.md5(target.read_bytes()).hexdigest() == saved["digest"]
+    assert sorted(os.listdir(tmp_path)) == ["a-folder", "run.npz"]  # no temporary left
+
+
+DISK_FULL = r"""
+import hashlib, os, resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+from tests.framework.test_trainer import make_trainer
+from framework.checkpoint import CheckpointError
+path = sys.argv[2]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit fails with EFBIG
+
+def fill_the_disk(trainer, record):
+    size = os.path.getsize(path)
+    print("digest", hashlib.md5(open(path, "rb").read()).hexdigest(), flush=True)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+try:
+    make_trainer(checkpoint=path, callbacks=[fill_the_disk], epochs=3).train()
+except CheckpointError as e:
+    print("error", e)
+"""
+
+
+def test_disk_full_for_real_leaves_the_last_checkpoint_and_no_temporary(tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    path = tmp_path / "run.npz"
+    r = subprocess.run([sys.executable, "-c", DISK_FULL, ROOT, str(path)], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    digest = re.search(r"^digest (\w+)$", r.stdout, re.M).group(1)
+    assert re.search(r"^error Trainer: could not write the checkpoint .*run.npz: File too large",
+                     r.stdout, re.M), r.stdout
+    assert hashlib.md5(path.read_bytes()).hexdigest() == digest  # the last good one, intact
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind

@@ -1,0 +1,100 @@
+"""scripts/benchmark.py --smoke: every row is produced (never a time asserted)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import backends
+from backends.host import build as cpu_kernels
+from tests.conftest import ROOT
+
+
+def test_smoke_run_produces_every_row(tmp_path):
+    out_file = tmp_path / "perf.md"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--smoke",
+                        "--out", str(out_file)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    table = out_file.read_text()
+    assert table.strip() in r.stdout  # the Markdown printed last is what --out wrote
+    try:
+        import torch  # noqa: F401
+        kinds = ["xpnet-trainer", "xpnet-loop", "numpy-bare", "book-loop", "torch-eager"]
+    except ImportError:
+        kinds = ["xpnet-trainer", "xpnet-loop", "numpy-bare", "book-loop"]
+        assert "torch is not importable" in r.stderr
+    if "cupy" in backends.available():
+        kinds += ["xpnet-eager", "xpnet-unfused"]
+    for hidden, batch in ((50, 100), (50, 1000), (1000, 100)):
+        for kind in kinds:
+            devices = ["numpy"] if kind in ("book-loop", "numpy-bare") else backends.available()
+            for device in devices:
+                if kind in ("xpnet-eager", "xpnet-unfused") and device == "numpy":
+                    continue
+                step = "cuda-graph" if (kind, device) == ("xpnet-trainer", "cupy") else r"[\w-]+"
+                assert re.search(rf"^\| {kind} \| {device} \| {step} \| {hidden} \| {batch} "
+                                 rf"\| \d+\.\d{{3}} \|", table, re.M), (kind, device, hidden, batch)
+    assert re.search(r"^- numpy, hidden 50, batch 100: 16\.0 MFLOP of GEMM per step", table, re.M)
+    for kind in ("xpnet-trainer", "xpnet-loop"):  # the framework's cost over bare NumPy
+        assert re.search(rf"^- {kind}, hidden 50, batch 100: [+-]\d+\.\d%$", table, re.M)
+    # the vectorised numerical gradient must equal the element-wise definition
+    diffs = re.findall(r"^\| xpnet numerical_gradient, vectorised \| \w+ \| [\d.]+ \| [\d.]+x \| "
+                       r"(\S+) \|", table, re.M)
+    assert len(diffs) == len(backends.available())
+    assert all(float(d) <= 1e-9 for d in diffs)
+    assert "| xpnet: network.accuracy(x_train, t_train), batches of 10000 |" in table
+    # chapter 6's deep nets and the convolutional ones
+    torch_rows = "torch-eager" in kinds
+    for section, nets, kinds_here in (
+            ("MultiLayerNet", ("5x100", "5x100-bn"), ["xpnet-trainer", "numpy-bare", "book-loop"]),
+            ("SimpleConvNet and DeepConvNet", ("simple", "deep"),
+             ["xpnet-trainer", "book-loop"]
+             + (["xpnet-im2col"] if cpu_kernels.load()[0] is not None else []))):
+        assert f"## Training step, {section}" in table
+        for net in nets:
+            for kind in kinds_here + (["torch-eager"] if torch_rows else []):
+                assert re.search(rf"^\| {kind} \| numpy \| [\w-]+ \| {net} \| 100 \| "
+                                 rf"\d+\.\d{{3}} \|", table, re.M), (section, kind, net)
+
+
+def test_config_pairs_are_checked_before_anything_runs():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import benchmark
+    finally:
+        sys.path.remove(os.path.join(ROOT, "scripts"))
+    assert benchmark.hidden_batch_pairs("50:100, 1000:100") == [(50, 100), (1000, 100)]
+    assert benchmark.hidden_batch_pairs("") == []
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
+                        "--memory-configs", "none"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2  # argparse's usage error, not a traceback after the timing
+    assert "--memory-configs" in r.stderr and "hidden:batch" in r.stderr and "'none'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bare_numpy_row_computes_the_same_step_as_the_layers():
+    # The bare row is only a fair floor if it does the layers' work: same start,
+    # same batches, same updates.
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import benchmark
+    finally:
+        sys.path.remove(os.path.join(ROOT, "scripts"))
+    import numpy as np
+    previous = backends.current()
+    try:
+        data = benchmark.synthetic(1000, seed=3)
+        bare = benchmark.NumpyBare("numpy", 50, 50, data)
+        loop = benchmark.XpnetLoop("numpy", 50, 50, data)
+        for row in (bare, loop):
+            row.setup()
+            row.window()
+            row.window()
+        params = {k: backends.to_numpy(v) for k, v in loop.network.params.items()}
+        for key, got in (("W1", bare.W1), ("b1", bare.b1), ("W2", bare.W2), ("b2", bare.b2)):
+            np.testing.assert_allclose(got, params[key], rtol=1e-4, atol=1e-6, err_msg=key)
+        assert np.all(bare.losses > 2.0) and np.all(bare.losses < 2.6)  # ln 10 = 2.30 at start
+    finally:
+        backends.use(previous.name)

@@ -1,0 +1,223 @@
+"""scripts/: the chapter's examples print the book's numbers."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.framework.idx_files import dataset_files, write_files
+
+from tests.conftest import ROOT
+
+
+def run_script(name, *args, env=None, timeout=300):
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
+                       capture_output=True, text=True, env=full_env, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_buy_apple_prints_the_books_figures():
+    assert run_script("buy_apple.py") == "price: 220\ndApple: 2.2\ndApple_num: 110\ndTax: 200\n"
+
+
+def test_buy_apple_orange_prints_the_books_figures():
+    assert run_script("buy_apple_orange.py") == (
+        "price: 715\ndApple: 2.2\ndApple_num: 110\ndOrange: 3.3\n"
+        "dOrange_num: 165\ndTax: 650\n")
+
+
+EXPERIMENTS = {  # chapter 6's figures, each with tiny settings
+    "optimizer_compare.py": ["--iters", "20", "--batch-size", "10"],
+    "weight_init_compare.py": ["--iters", "20", "--batch-size", "10", "--histograms"],
+    "batch_norm_test.py": ["--epochs", "2", "--scales", "3"],
+    "overfit.py": ["--epochs", "3", "--dropout", "0.2", "--weight-decay", "0.1"],
+    "hyperparameter_search.py": ["--trials", "3", "--epochs", "2", "--top", "2"],
+}
+
+
+@pytest.mark.parametrize("script", ["buy_apple.py", "buy_apple_orange.py", "gradient_check.py",
+                                    "show_mnist.py", "train_neuralnet.py", "train_convnet.py",
+                                    "visualize_filter.py", *EXPERIMENTS])
+def test_scripts_have_help(script):
+    assert "usage:" in run_script(script, "--help")
+
+
+def test_gradient_check_script_on_random_data():
+    out = run_script("gradient_check.py", "--data", "random", "--all-backends")
+    figures = dict(re.findall(r"^(W1|b1|W2|b2):(\S+)$", out, re.M))
+    assert set(figures) == {"W1", "b1", "W2", "b2"}
+    for key, value in figures.items():
+        assert float(value) < 1e-7, (key, value)
+
+
+def synthetic_data_env(tmp_path):
+    """Environment for a script that should load the tiny synthetic MNIST, offline."""
+    write_files(tmp_path / "data" / "mnist", dataset_files()[0])
+    return {"XPNET_DATA_DIR": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "XPNET_MNIST_MIRROR": "http://127.0.0.1:9/"}
+
+
+def test_gradient_check_script_on_dataset_samples(tmp_path):
+    out = run_script("gradient_check.py", "--backend", "numpy", env=synthetic_data_env(tmp_path))
+    figures = dict(re.findall(r"^(W1|b1|W2|b2):(\S+)$", out, re.M))
+    assert set(figures) == {"W1", "b1", "W2", "b2"}
+    # Uniform-noise images put a hidden unit within h of ReLU's kink, which
+    # costs b1 a few 1e-7 here; the 1e-7 bar is for --data random (above).
+    assert all(float(v) < 1e-6 for v in figures.values()), figures
+
+
+def test_show_mnist_writes_a_png(tmp_path):
+    out_png = tmp_path / "grid.png"
+    out = run_script("show_mnist.py", "--count", "10", "--out", str(out_png),
+                     env=synthetic_data_env(tmp_path))
+    assert "first 10 mnist training images" in out
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out_png.stat().st_size > 5000
+
+
+def test_train_script_end_to_end(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    png, ckpt = tmp_path / "curves.png", tmp_path / "net.npz"
+    out = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", "50",
+                     "--batch-size", "10", "--plot", str(png), "--save", str(ckpt), env=env)
+    lines = out.strip().splitlines()
+    assert lines[0] == "backend: numpy (CPU)"
+    assert re.fullmatch(r"final test acc: [01]\.\d{4}", lines[-1])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+    assert ckpt.exists()
+    # a finished run resumed does no more steps and reports the same accuracy
+    again = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", "50",
+                       "--batch-size", "10", "--save", str(ckpt), "--resume", env=env)
+    assert "resumed from" in again and again.strip().splitlines()[-1] == lines[-1]
+
+
+def test_train_script_offline_error(tmp_path):
+    env = dict(synthetic_data_env(tmp_path), XPNET_DATA_DIR=str(tmp_path / "empty"))
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **env)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                        "--backend", "numpy"], capture_output=True, text=True, env=full_env,
+                       timeout=120)
+    assert r.returncode == 1
+    assert "no usable copy found" in r.stderr and "http://127.0.0.1:9/" in r.stderr
+
+
+def is_png(path, min_size=10000):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > min_size
+
+
+@pytest.mark.parametrize("script", EXPERIMENTS)
+def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
+    png = tmp_path / "figure.png"
+    out = run_script(script, "--backend", "numpy", "--out", str(png), *EXPERIMENTS[script],
+                     env=synthetic_data_env(tmp_path))
+    assert out.startswith("backend: numpy (CPU); data: mnist, 30 train / 20 test")
+    assert f"figure: {png}" in out and is_png(png)
+    assert re.search(r"\d\.\d{4}", out)  # it prints its numbers
+    if script == "weight_init_compare.py":
+        assert is_png(tmp_path / "figure-histograms.png")
+        assert out.count("histogram ") == 6
+    if script == "optimizer_compare.py":
+        for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"):
+            assert re.search(rf"^  {name} +\d", out, re.M), name
+
+
+def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    ckpt = tmp_path / "deep.npz"
+    args = ["--backend", "numpy", "--model", "multi-layer", "--hidden", "20,20", "--batchnorm",
+            "--dropout", "0.1", "--weight-decay", "0.001", "--init", "he", "--iters", "9",
+            "--batch-size", "10", "--save", str(ckpt), "--quiet"]
+    out = run_script("train_neuralnet.py", *args, env=env)
+    assert "network: MultiLayerNetExtend(input_size=784, hidden_size_list=[20, 20]" in out
+    assert "use_batchnorm=True" in out and "dropout_ration=0.1" in out
+    again = run_script("train_neuralnet.py", *args, "--resume", env=env)
+    assert "resumed from" in again
+    assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batchnorm"], "--batchnorm: only with --model multi-layer"),
+    (["--hidden", "50,50"], "two-layer has one hidden layer"),
+    (["--model", "multi-layer", "--hidden", "100,0"], "hidden_size_list[1] must be at least 1"),
+    (["--model", "multi-layer", "--dropout", "1.5"], "dropout_ration must lie in [0, 1)"),
+    (["--model", "multi-layer", "--init", "glorot"], "weight_init_std='glorot' is not a known"),
+    (["--hidden", "a,b"], "expected layer sizes separated by commas"),
+    (["--lr", "-1"], "SGD: lr must be a finite number in (0, inf), got -1"),
+    (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
+])
+def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                        "--backend", "numpy", "--quiet", *args], capture_output=True, text=True,
+                       env=full_env, timeout=120)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("model", ["simple", "deep"])
+def test_train_convnet_end_to_end_and_resume(tmp_path, model):
+    env = synthetic_data_env(tmp_path)
+    ckpt, png = tmp_path / f"{model}.npz", tmp_path / f"{model}.png"
+    args = ["--backend", "numpy", "--model", model, "--iters", "4", "--batch-size", "10",
+            "--evaluate", "10", "--save", str(ckpt), "--quiet"]
+    out = run_script("train_convnet.py", *args, "--plot", str(png), env=env)
+    name = "SimpleConvNet" if model == "simple" else "DeepConvNet"
+    assert f"network: {name}(input_dim=[1, 28, 28]" in out
+    assert re.search(r"^final test acc: [01]\.\d{4}$", out, re.M) and is_png(png)
+    again = run_script("train_convnet.py", *args, "--resume", env=env)
+    assert "resumed from" in again
+    assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+
+
+def test_visualize_filter_before_and_after(tmp_path):
+    env = synthetic_data_env(tmp_path)
+    ckpt, png = tmp_path / "simple.npz", tmp_path / "filters.png"
+    run_script("train_convnet.py", "--backend", "numpy", "--iters", "3", "--batch-size", "10",
+               "--save", str(ckpt), "--quiet", env=env)
+    out = run_script("visualize_filter.py", "--backend", "numpy", "--params", str(ckpt),
+                     "--out", str(png), env=env)
+    assert "filters: 30 of 5x5" in out and is_png(png)
+    out = run_script("visualize_filter.py", "--backend", "numpy", "--epochs", "1",
+                     "--out", str(png), env=env)
+    assert "1 epoch(s) of mnist" in out and is_png(png)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path, signum, status):
+    """Real signals to a real training process: one line, the exit status a shell expects,
+    no traceback, and the command it prints finishes the run."""
+    env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    ckpt = tmp_path / "run.npz"
+    args = [sys.executable, "-u", os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+            "--backend", "numpy", "--iters", "200000", "--batch-size", "3", "--save",
+            str(ckpt)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    deadline = time.time() + 60
+    while proc.poll() is None and not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)  # the first epoch's checkpoint: training is under way
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    line = re.search(rf"interrupted by {name} after step (\d+) of 200000 \(epoch \d+\); "
+                     rf"\S+run.npz holds it. Resume with: (.*)$", err, re.M)
+    assert line, err
+    command = line.group(2)
+    assert command.endswith("--resume") and "train_neuralnet.py" in command
+    # the printed command continues from that step (shortened here to end soon after)
+    step = int(line.group(1))
+    again = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", str(step + 5),
+                       "--batch-size", "3", "--save", str(ckpt), "--resume", "--quiet",
+                       env=synthetic_data_env(tmp_path))
+    assert f"resumed from {ckpt} at step " in again and "final test acc" in again
