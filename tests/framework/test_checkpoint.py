@@ -89,6 +89,39 @@ def test_damaged_file_is_refused_and_nothing_changes(backend, tmp_path, damage, 
         np.testing.assert_array_equal(to_host(b.params[key]), value)
 
 
+def rewrite(path, change):
+    """The checkpoint at ``path`` written again with ``change(arrays)`` applied."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("key, message", [
+    ("param/W2", "parameter W2 holds NaN or infinite values"),
+    ("state/BatchNorm1/running_var", "layer state BatchNorm1/running_var .*holds NaN or infinite"),
+])
+def test_a_checkpoint_with_non_finite_values_is_refused_and_nothing_changes(
+        backend, tmp_path, key, message, bad):
+    from models import MultiLayerNetExtend
+    path = str(tmp_path / "net.npz")
+    MultiLayerNetExtend(20, [8], 3, use_batchnorm=True, seed=1).save_params(path)
+
+    def damage(arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key].flat[-1] = bad
+    rewrite(path, damage)
+    net = MultiLayerNetExtend(20, [8], 3, use_batchnorm=True, seed=2)
+    params, state = snapshot(net), {k: to_host(v).copy() for k, v in net.state().items()}
+    with pytest.raises(CheckpointError, match=message):
+        net.load_params(path)
+    for k, value in params.items():
+        np.testing.assert_array_equal(to_host(net.params[k]), value, err_msg=k)
+    for k, value in state.items():
+        np.testing.assert_array_equal(to_host(net.state()[k]), value, err_msg=k)
+
+
 def test_foreign_npz_and_missing_file(tmp_path):
     backends.use("numpy")
     np.savez(tmp_path / "other.npz", W1=np.zeros(3))

@@ -99,6 +99,22 @@ def test_data_is_checked_at_the_door(damage, message):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_bad_value_in_the_last_row_or_a_single_sample_is_found(xp, bad):
+    """The row search covers every row, the last one included, and a one-sample set."""
+    x, t = dataset()
+    x = x.astype(np.float32)
+    x[-1, 0] = bad
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values, first in row 22 of 23"):
+        DeviceBatches(xp.asarray(x), xp.asarray(t), 5)
+    with pytest.raises(ValueError, match=r"x holds NaN or infinite values, first in row 0 of 1"):
+        DeviceBatches(xp.asarray(x[-1:]), xp.asarray(t[-1:]), 5)
+    one_hot = np.eye(10, dtype=np.float32)[t]
+    one_hot[-1, -1] = bad
+    with pytest.raises(ValueError, match=r"t holds NaN or infinite values, first in row 22 of 23"):
+        DeviceBatches(np.nan_to_num(x), one_hot, 5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_samples_are_named_by_row(xp, bad):
     x, t = dataset()
     x = x.astype(np.float32)

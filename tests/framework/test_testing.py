@@ -89,6 +89,36 @@ def test_a_missing_term_fails_on_that_parameter_only(xp):
     check_backward(layer, x, params=("W",))  # W and the input are right
 
 
+class SlightlyOffAffine(Affine):
+    """dW off by a relative 1e-4: what a float32 intermediate or a wrong constant gives."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = self.dW * (1 + 1e-4)
+        return dx
+
+
+class SigmoidMissingASmallTerm(Sigmoid):
+    """The derivative without a term of 1e-3 of its size: out (1 - out) (1 - 1e-3 out)."""
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out * (1 - 1e-3 * self.out)
+
+
+@pytest.mark.parametrize("mode", ["full", "random"])
+def test_small_errors_fail_at_the_default_tolerances(xp, mode):
+    """A gradient off by a relative 1e-4, or missing a term of 1e-3 of its size, is caught:
+    float64 central differences agree with a right gradient to about 1e-9 here."""
+    layer, x = affine(xp)
+    layer.__class__ = SlightlyOffAffine
+    with pytest.raises(AssertionError, match="SlightlyOffAffine gradient of W"):
+        check_backward(layer, x, params=("W",), mode=mode)
+    x = xp.asarray(RNG.standard_normal((3, 4)))
+    with pytest.raises(AssertionError, match="SigmoidMissingASmallTerm gradient of input 0"):
+        check_backward(SigmoidMissingASmallTerm(), x, mode=mode)
+    check_backward(Sigmoid(), x, mode=mode)  # the right one passes on the same input
+
+
 @pytest.mark.parametrize("mode", ["full", "random"])
 def test_a_gradient_for_the_wrong_input_fails(xp, mode):
     x, y = (xp.asarray(RNG.standard_normal((2, 3))) for _ in range(2))
