@@ -16,7 +16,7 @@
 #      with the CUDA-graph step, then once more with the eager step
 #   7. chapters 7 and 8: SimpleConvNet's and DeepConvNet's book runs (20 epochs,
 #      Adam) on the first dataset found, time and test accuracy
-#   8. scripts/benchmark.py, CPU and GPU rows side by side (two-layer, deep and
+#   8. the benchmark (python -m scripts.benchmark), CPU and GPU rows side by side (two-layer, deep and
 #      convolutional nets)
 # and writes all of it to $OUT/gpu-report.md (OUT defaults to out/gpu-check).
 # Each section has its own time limit; the limits add up to under 10 minutes, and
@@ -40,7 +40,7 @@ LOGS=$(mktemp -d)  # full logs of the short sections stay here; the report holds
 STARTED=$(date +%s)
 
 if [ $DRY = 1 ]; then
-  BACKEND=numpy ITERS=300 BENCH_ARGS="--smoke" TEST_ARGS="--deselect tests/test_benchmark.py"
+  BACKEND=numpy ITERS=300 BENCH_ARGS="--smoke" TEST_ARGS="--deselect tests/scripts/test_benchmark.py"
   CONV_ARGS="--iters 20"
 else
   # 3 rounds, short pauses, the book's size only (DeZero's 1000:100 is in earlier
@@ -49,7 +49,7 @@ else
   # the benchmark's smoke test (44 s of the tests' 80 on the H200, before the conv rows)
   # runs what the benchmark section runs in full: left to that section and to CI
   BACKEND=cupy ITERS=10000 CONV_ARGS=""
-  TEST_ARGS="--deselect tests/test_benchmark.py::test_smoke_run_produces_every_row"
+  TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row"
   BENCH_ARGS="--repeats 3 --pause 0.1 --memory-configs 50:100 --configs 50:100 --conv-n 600"
 fi
 
@@ -151,7 +151,7 @@ if [ $trained = 0 ]; then
   failed+=(train)
 fi
 
-section benchmark 190 $PY scripts/benchmark.py $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
+section benchmark 190 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
 
 {
   echo

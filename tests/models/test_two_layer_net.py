@@ -134,7 +134,7 @@ def test_numerical_gradient_takes_image_shaped_input(xp):
 def test_fast_step_computes_what_the_books_layers_compute(backend):
     """Integer labels, fused softmax-cross-entropy and the skipped input gradient change
     the cost of a step, not its result: compare with the book's code, float32."""
-    from scripts import book_reference as book
+    from scripts.benchmark import book
     net = TwoLayerNet(784, 50, 10, seed=9, weight_init_std=0.1)
     ref = book.TwoLayerNet(784, 50, 10, weight_init_std=0.1, dtype=np.float32, seed=9)
     for key, value in ref.params.items():

@@ -1,4 +1,5 @@
-"""scripts/benchmark.py --smoke: every row is produced (never a time asserted)."""
+"""scripts/benchmark/ (and scripts/benchmark.py) --smoke: every row is produced (never a time
+asserted)."""
 
 import os
 import re
@@ -59,42 +60,37 @@ def test_smoke_run_produces_every_row(tmp_path):
 
 
 def test_config_pairs_are_checked_before_anything_runs():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.remove(os.path.join(ROOT, "scripts"))
-    assert benchmark.hidden_batch_pairs("50:100, 1000:100") == [(50, 100), (1000, 100)]
-    assert benchmark.hidden_batch_pairs("") == []
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
-                        "--memory-configs", "none"], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
-    assert r.returncode == 2  # argparse's usage error, not a traceback after the timing
-    assert "--memory-configs" in r.stderr and "hidden:batch" in r.stderr and "'none'" in r.stderr
-    assert "Traceback" not in r.stderr
+    from scripts.benchmark.cli import hidden_batch_pairs
+    assert hidden_batch_pairs("50:100, 1000:100") == [(50, 100), (1000, 100)]
+    assert hidden_batch_pairs("") == []
+    for command in ([os.path.join(ROOT, "scripts", "benchmark.py")], ["-m", "scripts.benchmark"]):
+        r = subprocess.run([sys.executable, *command, "--memory-configs", "none"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+        assert r.returncode == 2  # argparse's usage error, not a traceback after the timing
+        assert "--memory-configs" in r.stderr and "hidden:batch" in r.stderr
+        assert "'none'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bare_numpy_row_computes_the_same_step_as_the_layers():
     # The bare row is only a fair floor if it does the layers' work: same start,
     # same batches, same updates.
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.remove(os.path.join(ROOT, "scripts"))
     import numpy as np
+    from scripts.benchmark import harness, nets, variants
     previous = backends.current()
     try:
-        data = benchmark.synthetic(1000, seed=3)
-        bare = benchmark.NumpyBare("numpy", 50, 50, data)
-        loop = benchmark.XpnetLoop("numpy", 50, 50, data)
+        data = harness.synthetic(1000, seed=3)
+        net = nets.two_layer(50)
+        bare = variants.NumpyBare(net, "numpy", 50, data)
+        loop = variants.XpnetLoop(net, "numpy", 50, data)
         for row in (bare, loop):
             row.setup()
             row.window()
             row.window()
         params = {k: backends.to_numpy(v) for k, v in loop.network.params.items()}
-        for key, got in (("W1", bare.W1), ("b1", bare.b1), ("W2", bare.W2), ("b2", bare.b2)):
+        step = bare.bare
+        for key, got in (("W1", step.W1), ("b1", step.b1), ("W2", step.W2), ("b2", step.b2)):
             np.testing.assert_allclose(got, params[key], rtol=1e-4, atol=1e-6, err_msg=key)
-        assert np.all(bare.losses > 2.0) and np.all(bare.losses < 2.6)  # ln 10 = 2.30 at start
+        assert np.all(step.losses > 2.0) and np.all(step.losses < 2.6)  # ln 10 = 2.30 at start
     finally:
         backends.use(previous.name)

@@ -1,4 +1,4 @@
-"""The book's chapter 5-8 code, as a reader would type it: the benchmark's reference.
+"""The book's chapter 5-8 code, as a reader would type it: the benchmark's reference rows.
 
 Plain NumPy, written after ``common/layers.py``, ``common/functions.py``,
 ``common/gradient.py``, ``common/util.py``, ``ch05/two_layer_net.py``,
