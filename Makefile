@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: train test venv clean
+.PHONY: train test venv bench clean
 
 # The stamp records which extras are installed; pyproject.toml changes reinstall.
 $(BIN)/python:
@@ -44,6 +44,10 @@ train: $(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS))
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark (docs/performance.md); BENCH_ARGS="--smoke" for a quick look.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m scripts.benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache out

@@ -16,6 +16,12 @@ environment variable ``XPNET_BACKEND``:
 
 The variable is read when the default is first needed, not at import;
 :func:`use` switches the default within a process.
+
+Below the shim: :mod:`backends.arrays` (which library an array is in),
+:mod:`backends.ops` (the reference operations), :mod:`backends.dispatch`
+(``ops_for``), and one wing per library: :mod:`backends.host` (NumPy: its
+threads and compiled C kernels) and :mod:`backends.cuda` (CuPy: fused
+kernels, GEMMs, the graph's mechanics). Nothing here imports from above.
 """
 
 import os

@@ -14,9 +14,9 @@ from backends import ops_for
 
 def _self_dot(xp, flat):
     """``flat . flat``, split across the CPU's cores on the host (``ops.each_part``): one
-    core reads memory at about half the speed two do (60,000 MNIST images: 20 ms on one
-    of the 2-core VM's cores, 10 ms on both), and the check must stay a small part of an
-    epoch. The parts are added in order, so the result does not depend on timing."""
+    core reads memory at about half the speed two do, and the check must stay a small
+    part of an epoch (docs/performance.md, "The data check at the door"). The parts are
+    added in order, so the result does not depend on timing."""
     sums = {}
 
     def work(lo, hi):

@@ -4,7 +4,7 @@ For each hidden:batch pair, times 600 steps (median of 5 windows, clock read
 after a synchronize) of:
 
   eager-unfused  plain CuPy operations, one launch each (XPNET_FUSED=0's path)
-  eager-fused    the fused kernels of backends.cuda_ops
+  eager-fused    the fused kernels of backends.cuda.ops
   graph-own      the step replayed as a CUDA graph, products on our GEMM kernel
   graph-cublas   the same graph recorded with cuBLAS's products, where this
                  CuPy and cuBLAS allow capturing them (else the error is shown)

@@ -28,7 +28,7 @@ class Convolution(Layer):
     * Forward and backward are ``backends.ops``' ``conv`` and ``conv_grad``
       (im2col, one product and col2im: one kernel each on a GPU). On the
       host, at stride 1, a compiled direct convolution that never builds the
-      columns (:mod:`backends.cpu_kernels`; ``self.col`` then holds the
+      columns (:mod:`backends.host.conv`; ``self.col`` then holds the
       padded input), else the same three steps on every core.
     * ``forward(x, train_flg=False)`` (inference: a network's ``predict``
       and ``accuracy``) keeps neither the columns nor the input, which only

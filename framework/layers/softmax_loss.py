@@ -40,7 +40,7 @@ class SoftmaxWithLoss(Layer):
         self.t = t
         n = x.shape[0]
         if t.ndim == 1:
-            try:  # one kernel on a GPU (backends.cuda_ops)
+            try:  # one kernel on a GPU (backends.cuda.ops)
                 self.loss, self.y = ops_for(x).softmax_cross_entropy(
                     x, t, self._row_index(xp, n))
             except IndexError:

@@ -1,4 +1,4 @@
-"""backends.ops: every routed operation against a float64 NumPy reference, on every backend.
+"""backends/ops.py and dispatch.py: every routed operation against a float64 NumPy reference, on every backend.
 
 On CuPy each test runs the fused kernels, the plain CuPy versions they
 replace (``fused = False``) and, for products, the capture-safe GEMM.
@@ -173,7 +173,7 @@ def test_gemm_on_the_convolutions_products(backend, m, k, n, layout, tile):
     slices of K, deterministic, against cuBLAS; with the largest other tile too."""
     ops = ops_for(backend.asarray(np.zeros(1)))
     if not hasattr(ops, "gemm"):
-        pytest.skip("the capture-safe GEMM exists on CuPy only (tests/test_gemm_kernels.py "
+        pytest.skip("the capture-safe GEMM exists on CuPy only (tests/backends/cuda/test_gemm.py "
                     "runs its source on the CPU)")
     rng = np.random.default_rng(k)
     a = backend.asarray(rng.standard_normal((m, k) if layout[0] == "n" else (k, m)),
@@ -228,7 +228,7 @@ def conv_reference(dtype, layout):
 @pytest.mark.parametrize("layout", ["C", "channel-major"])
 @pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (2, 2, 2, 0)])
 def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
-    """The convolution's passes (on CuPy: the kernels of backends/conv_kernels.py, and the
+    """The convolution's passes (on CuPy: the kernels of backends/cuda/kernels/conv.cu, and the
     plain CuPy versions) against the host's array code; the same sums in the same order."""
     x, host = conv_reference(dtype, layout)
     oh, ow = (7 + 2 * pad - fh) // stride + 1, (6 + 2 * pad - fw) // stride + 1

@@ -1,4 +1,4 @@
-"""backends/: choosing, switching and probing array backends."""
+"""backends/__init__.py, the shim: choosing, switching and probing array backends."""
 
 import os
 import subprocess

@@ -178,7 +178,7 @@ def test_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
 
 @needs_gpu
 def test_graph_launches_never_wait_for_the_gpu(on_cupy):
-    """As tests/test_gpu.py's eager proof: 50 replays issued behind a 2 s kernel."""
+    """As tests/backends/cuda/test_gpu.py's eager proof: 50 replays issued behind a 2 s kernel."""
     from framework.steps import GraphStep
     from framework.optimizers import SGD
     x, t = data()

@@ -1,4 +1,4 @@
-"""framework/layers.py: forward against hand-computed numbers, backward against
+"""framework/layers/ (activations, affine, arithmetic, softmax_loss): forward against hand-computed numbers, backward against
 central differences in float64, on every available backend."""
 
 import numpy as np

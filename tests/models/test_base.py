@@ -1,0 +1,59 @@
+"""models/base.py: a model described with begin/add/finish gets the book's names and the walk."""
+
+from functools import partial
+
+import numpy as np
+
+from framework.layers import Affine, BatchNormalization, Dropout, Relu, SoftmaxWithLoss
+from framework.testing import check_model
+from models.base import Network
+from tests.conftest import to_host
+
+
+class Tiny(Network):
+    """Affine - BatchNorm - Relu - Dropout - Affine, described in a few lines."""
+
+    def __init__(self, seed=0, dtype=None):
+        self.begin(dtype, seed)
+        self.add("Affine", Affine, W=self.weights(6, 5, std=0.5), b=self.zeros(5))
+        self.add("BatchNorm", BatchNormalization, gamma=self.ones(5), beta=self.zeros(5))
+        self.add("Relu", Relu)
+        self.add("Dropout", partial(Dropout, 0.3, seed=self.dropout_seed()))
+        self.add("Affine", Affine, W=self.weights(5, 3, std=0.5), b=self.zeros(3))
+        self.finish(SoftmaxWithLoss())
+
+    def config(self):
+        return {}
+
+
+def test_add_names_layers_and_parameters_as_the_book_does(backend):
+    net = Tiny()
+    assert list(net.layers) == ["Affine1", "BatchNorm1", "Relu1", "Dropout1", "Affine2"]
+    assert list(net.params) == ["W1", "b1", "gamma1", "beta1", "W2", "b2"]
+    assert net.param_layout == {"W1": ("Affine1", "W"), "b1": ("Affine1", "b"),
+                                "gamma1": ("BatchNorm1", "gamma"), "beta1": ("BatchNorm1", "beta"),
+                                "W2": ("Affine2", "W"), "b2": ("Affine2", "b")}
+    for key, (layer, attr) in net.param_layout.items():
+        assert getattr(net.layers[layer], attr) is net.params[key]  # the very arrays
+    assert net.layers["Affine1"].input_grad is False and net.layers["Affine2"].input_grad
+    assert net.layers["Dropout1"].name == "Dropout1"
+    assert set(net.state()) == {"BatchNorm1/running_mean", "BatchNorm1/running_var",
+                                "Dropout1/key", "Dropout1/counter"}
+    assert not hasattr(net, "_rng")  # the builder's generators are gone after finish()
+
+
+def test_weights_come_from_the_seed_in_the_order_layers_are_added(backend):
+    a, b = Tiny(seed=3), Tiny(seed=3)
+    for key in a.params:
+        np.testing.assert_array_equal(to_host(a.params[key]), to_host(b.params[key]))
+    rng = np.random.default_rng(3)
+    np.testing.assert_array_equal(to_host(a.params["W1"]),
+                                  (0.5 * rng.standard_normal((6, 5))).astype(np.float32))
+    np.testing.assert_array_equal(to_host(a.params["W2"]),
+                                  (0.5 * rng.standard_normal((5, 3))).astype(np.float32))
+
+
+def test_the_shared_walk_differentiates_a_described_model(backend, xp):
+    net = Tiny(dtype="float64")
+    rng = np.random.default_rng(1)
+    check_model(net, xp.asarray(rng.standard_normal((4, 6))), xp.asarray([0, 1, 2, 1]))
