@@ -145,3 +145,38 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         TwoLayerNet(20, 8, 3, seed=2).save_params(str(path))
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ["net.npz"]  # no temporary file left behind
+
+
+def test_a_checkpoint_written_before_the_move_resumes_as_an_uninterrupted_run(tmp_path):
+    """tests/framework/data/checkpoint-d47c328.npz: a Trainer's checkpoint written by the code
+    before issue 21's move (MultiLayerNetExtend with batch norm and dropout, Adam, one
+    epoch). It loads, and resuming it for a second epoch gives, bit for bit, what two
+    uninterrupted epochs give now."""
+    import shutil
+    from framework.trainer import Trainer
+    from models import MultiLayerNetExtend
+    backends.use("numpy")
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 20), dtype=np.float32)
+    t = rng.integers(0, 3, 60)
+
+    def trainer(**kwargs):
+        net = MultiLayerNetExtend(20, [8], 3, use_batchnorm=True, use_dropout=True,
+                                  dropout_ration=0.2, seed=4)
+        return Trainer(net, x, t, x[:20], t[:20], epochs=2, mini_batch_size=20,
+                       optimizer="Adam", optimizer_param={"lr": 0.01}, verbose=False, seed=1,
+                       **kwargs)
+    path = tmp_path / "old.npz"
+    shutil.copy(os.path.join(os.path.dirname(__file__), "data", "checkpoint-d47c328.npz"), path)
+    resumed = trainer(checkpoint=str(path), resume=True)
+    assert resumed.iteration == 3 and resumed.optimizer.iter == 3
+    # the first epoch's losses as the old code recorded them
+    assert resumed.train_loss_list == [1.3331109285354614, 1.0011672973632812, 1.4211316108703613]
+    resumed.train()
+    full = trainer()
+    full.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    for key, value in full.network.params.items():
+        np.testing.assert_array_equal(resumed.network.params[key], value, err_msg=key)
+    for key, value in full.network.state().items():
+        np.testing.assert_array_equal(resumed.network.state()[key], value, err_msg=key)
