@@ -118,13 +118,13 @@ class CupyOps(Ops):
         # Outputs in x's memory order (a convolution's channel-major layout), which
         # the next layer's kernels read in place; CuPy would make them C order.
         order = memory_order(x)
-        return self._relu(x, empty_inmemory_order(cupy, x.shape, x.dtype, order),
-                          empty_inmemory_order(cupy, x.shape, numpy.bool_, order))
+        return self._relu(x, empty_in_order(cupy, x.shape, x.dtype, order),
+                          empty_in_order(cupy, x.shape, numpy.bool_, order))
 
     def relu_backward(self, dout, keep):
         if not self.fused:
             return super().relu_backward(dout, keep)
-        return cupy.multiply(dout, keep, out=empty_inmemory_order(cupy, dout.shape, dout.dtype, memory_order(dout)))
+        return cupy.multiply(dout, keep, out=empty_in_order(cupy, dout.shape, dout.dtype, memory_order(dout)))
 
     def softmax_cross_entropy(self, x, t, rows):
         if not self.fused or x.dtype.kind != "f" or t.dtype.kind not in "iu":
@@ -175,7 +175,7 @@ class CupyOps(Ops):
         if not self.fused or dcol.dtype.kind != "f":
             return super().col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)
         n, c, h, w = x_shape
-        img = empty_inmemory_order(cupy, (n, c, h, w), dcol.dtype, (1, 0, 2, 3))  # channel-major
+        img = empty_in_order(cupy, (n, c, h, w), dcol.dtype, (1, 0, 2, 3))  # channel-major
         self._conv("xpnet_col2im", (cupy.ascontiguousarray(dcol), img), n=n, c=c, h=h, w=w,
                    fh=fh, fw=fw, stride=stride, pad=pad, oh=out_h, ow=out_w)
         return img
@@ -185,9 +185,9 @@ class CupyOps(Ops):
             return super().max_pool(x, ph, pw, stride, pad, out_h, out_w)
         n, c, h, w = x.shape
         order = memory_order(x)
-        out = empty_inmemory_order(cupy, (n, c, out_h, out_w), x.dtype, order)
+        out = empty_in_order(cupy, (n, c, out_h, out_w), x.dtype, order)
         index = numpy.int8 if ph * pw <= 127 else numpy.int32
-        arg = empty_inmemory_order(cupy, out.shape, index, order)
+        arg = empty_in_order(cupy, out.shape, index, order)
         self._conv("xpnet_max_pool", (x, out, arg), index, n=n, c=c, h=h, w=w, ph=ph, pw=pw,
                    stride=stride, pad=pad, oh=out_h, ow=out_w)
         return out, arg
@@ -196,7 +196,7 @@ class CupyOps(Ops):
         if not self._conv_ready(dout, x):
             return super().max_pool_grad(dout, arg, x, ph, pw, stride, pad)
         n, c, h, w = x.shape
-        dx = empty_inmemory_order(cupy, x.shape, dout.dtype, memory_order(x))
+        dx = empty_in_order(cupy, x.shape, dout.dtype, memory_order(x))
         self._conv("xpnet_max_pool_grad", (dout, arg, dx), arg.dtype, n=n, c=c, h=h, w=w, ph=ph,
                    pw=pw, stride=stride, pad=pad, oh=dout.shape[2], ow=dout.shape[3])
         return dx
