@@ -1,27 +1,37 @@
-"""The NumPy/CuPy shim: one place that knows which array module is in use.
+"""The shim: one place that knows which array library and device are in use.
 
-Compute code never imports ``numpy`` or ``cupy`` by name. It asks
-:func:`get_array_module` for the module its inputs live in, so one layer
-serves both backends. Code that creates arrays from nothing (parameters,
+Compute code never imports ``numpy``, ``cupy`` or ``torch`` by name. It asks
+:func:`get_array_module` for the namespace its inputs live in, so one layer
+serves every backend. Code that creates arrays from nothing (parameters,
 data) asks :func:`current` for the default backend, chosen by the
-environment variable ``XPNET_BACKEND``:
+environment variables ``XPNET_BACKEND`` and ``XPNET_DEVICE``:
 
 ``numpy``
-    Always NumPy, on the CPU.
+    NumPy, on the CPU.
 ``cupy``
-    Always CuPy; a machine without a usable GPU raises ``RuntimeError``
-    saying why. It never falls back silently.
+    CuPy on an NVIDIA GPU; a machine without a usable one raises
+    ``RuntimeError`` saying why. It never falls back silently.
+``torch``
+    PyTorch tensors, through ``array_api_compat``: ``XPNET_DEVICE=cpu``,
+    ``cuda`` (or ``cuda:1``; ROCm builds too) or ``mps``; by default CUDA if
+    PyTorch sees it, else MPS, else the CPU.
+``array_api_strict``
+    The Array API standard's minimal implementation, to prove code portable
+    (``XPNET_DEVICE=device1`` picks its second device).
 ``auto`` (the default)
     CuPy when it imports *and* reports a device, NumPy otherwise.
 
-The variable is read when the default is first needed, not at import;
-:func:`use` switches the default within a process.
+The variables are read when the default is first needed, not at import;
+:func:`use` switches the default within a process. A bad value is an error
+naming it, what exists and how to install what is missing.
 
-Below the shim: :mod:`backends.arrays` (which library an array is in),
-:mod:`backends.ops` (the reference operations), :mod:`backends.dispatch`
-(``ops_for``), and one wing per library: :mod:`backends.host` (NumPy: its
-threads and compiled C kernels) and :mod:`backends.cuda` (CuPy: fused
-kernels, GEMMs, the graph's mechanics). Nothing here imports from above.
+Below the shim: :mod:`backends.arrays` (which namespace an array is in),
+:mod:`backends.namespaces` (the libraries and their devices),
+:mod:`backends.ops` (the reference operations, on the standard alone),
+:mod:`backends.dispatch` (``ops_for``), and a wing for each library with
+fast paths: :mod:`backends.host` (NumPy: its threads and compiled C
+kernels) and :mod:`backends.cuda` (CuPy: fused kernels, GEMMs, the graph's
+mechanics). Nothing here imports from above.
 """
 
 import os
@@ -29,130 +39,174 @@ import sys
 
 import numpy
 
-from backends.arrays import (check_same_backend, get_array_module, host_rng,  # noqa: F401
-                             is_device_array, to_numpy)
+from backends import namespaces
+from backends.arrays import (array_namespace, check_same_backend, copy, device_of,  # noqa: F401
+                             dtype_kind, dtype_name, get_array_module, host_rng, is_array,
+                             is_cupy_array, is_device_array, on_device_of, size, to_numpy)
 from backends.dispatch import ops_for  # noqa: F401
 from backends.host.allocator import tune_host_allocator  # noqa: F401
 
 ENV_VAR = "XPNET_BACKEND"
-NAMES = ("numpy", "cupy")
-CHOICES = ("numpy", "cupy", "auto")
-
-_CUPY_HELP = ("Install CuPy for your CUDA version with pip install 'xpnet[cuda12]' "
-              "or pip install 'xpnet[cuda13]', or run on the CPU with XPNET_BACKEND=numpy.")
+DEVICE_ENV_VAR = "XPNET_DEVICE"
+NAMES = namespaces.NAMES
+CHOICES = NAMES + ("auto",)
 
 
 class Backend:
-    """One array backend: its module ``xp`` and how to move data onto it."""
+    """One array backend: its name, its namespace ``xp``, its ``device``, and how to move
+    data onto it."""
 
-    def __init__(self, name, xp, reason=""):
+    def __init__(self, name, xp, reason="", device=None):
         self.name = name
         self.xp = xp
         self.reason = reason
+        self.device = "cpu" if device is None and name == "numpy" else device
 
     @property
-    def device(self):
-        """``"CPU"``, or the GPU's name and compute capability."""
+    def description(self):
+        """In words: ``"CPU"``, the GPU's name and compute capability, or the device."""
         if self.name == "numpy":
             return "CPU"
-        dev = self.xp.cuda.Device()
-        props = self.xp.cuda.runtime.getDeviceProperties(dev.id)
-        gpu = props["name"]
-        if isinstance(gpu, bytes):
-            gpu = gpu.decode()
-        cc = dev.compute_capability
-        return f"{gpu} (GPU {dev.id}, compute capability {cc[:-1]}.{cc[-1]})"
+        if self.name == "cupy":
+            dev = self.device if self.device is not None else self.xp.cuda.Device()
+            props = self.xp.cuda.runtime.getDeviceProperties(dev.id)
+            gpu = props["name"]
+            if isinstance(gpu, bytes):
+                gpu = gpu.decode()
+            cc = dev.compute_capability
+            return f"{gpu} (GPU {dev.id}, compute capability {cc[:-1]}.{cc[-1]})"
+        return f"{self.name} on {self.device}"
+
+    def dtype(self, dtype):
+        """The namespace's dtype for a name (``"float32"``), a NumPy dtype or any library's."""
+        if dtype is None:
+            return None
+        name = dtype if isinstance(dtype, str) else \
+            numpy.dtype(dtype).name if isinstance(dtype, type) else dtype_name(dtype)
+        if self.name in ("numpy", "cupy"):
+            return numpy.dtype(name)
+        if name == "float64" and not namespaces.has_float64(self.xp, self.device):
+            raise TypeError(f"{self.description} has no float64 (Apple's MPS computes in "
+                            f"float32): train in float32 here, and run float64 checks such "
+                            f"as gradient_check on the CPU (XPNET_DEVICE=cpu)")
+        return getattr(self.xp, name)
 
     def asarray(self, x, dtype=None):
-        """Host (or device) data as an array of this backend."""
+        """Host (or device) data as an array of this backend, on its device."""
         if self.name == "numpy":
             return numpy.asarray(to_numpy(x), dtype=dtype)
-        return self.xp.asarray(x, dtype=dtype)
+        if self.name == "cupy":
+            if self.device is None:
+                return self.xp.asarray(x, dtype=dtype)
+            with self.device:
+                return self.xp.asarray(x, dtype=dtype)
+        if is_array(x) and array_namespace(x) is not self.xp:
+            x = to_numpy(x)  # from another library: through the host
+        if isinstance(x, numpy.ndarray) and dtype is None and x.dtype == numpy.float64 \
+                and not namespaces.has_float64(self.xp, self.device):
+            dtype = "float32"
+        return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+
+    def full(self, shape, value, dtype="float32"):
+        """A new array of ``shape`` filled with ``value``, on this backend's device."""
+        if self.name == "numpy":
+            return numpy.full(shape, value, dtype=dtype)
+        if self.name == "cupy":
+            if self.device is None:
+                return self.xp.full(shape, value, dtype=self.dtype(dtype))
+            with self.device:
+                return self.xp.full(shape, value, dtype=self.dtype(dtype))
+        return self.xp.full(shape, value, dtype=self.dtype(dtype), device=self.device)
 
     def synchronize(self):
         """Wait for queued device work; a no-op on the CPU."""
         if self.name == "cupy":
             self.xp.cuda.get_current_stream().synchronize()
+        elif self.name == "torch":
+            import torch
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            elif self.device.type == "mps":
+                torch.mps.synchronize()
 
     def __repr__(self):
         return f"Backend({self.name!r}, device={self.device!r})"
 
     def __eq__(self, other):
-        return isinstance(other, Backend) and other.name == self.name
+        return isinstance(other, Backend) and (other.name, str(other.device)) == \
+            (self.name, str(self.device))
 
     def __hash__(self):
-        return hash(self.name)
+        return hash((self.name, str(self.device)))
 
 
 _default = None
-_cupy_probe = None  # (module or None, reason string), probed at most once
 
 
 def _probe_cupy():
-    """Import CuPy and check for a device; returns ``(cupy or None, why)``.
-
-    Any exception counts as unusable: CuPy may import fine and then fail on
-    first use with ``cudaErrorNoDevice`` or ``cudaErrorInsufficientDriver``.
-    """
-    global _cupy_probe
-    if _cupy_probe is None:
-        try:
-            import cupy
-        except Exception as e:  # ImportError, or a broken CUDA install
-            _cupy_probe = (None, f"CuPy is not installed or failed to import "
-                                 f"({type(e).__name__}: {e})")
-        else:
-            try:
-                ok = cupy.is_available()
-                if ok:
-                    cupy.cuda.runtime.getDeviceCount()
-                    _cupy_probe = (cupy, "CuPy imported and reports a CUDA device")
-                else:
-                    _cupy_probe = (None, f"CuPy {cupy.__version__} is installed but "
-                                         f"reports no usable CUDA device")
-            except Exception as e:
-                _cupy_probe = (None, f"CuPy {cupy.__version__} is installed but the GPU "
-                                     f"is unusable (driver missing or too old?): "
-                                     f"{type(e).__name__}: {e}")
-    return _cupy_probe
+    """``(cupy or None, why)``: whether CuPy imports and sees a device."""
+    try:
+        return namespaces.LIBRARIES["cupy"].load(), "CuPy imported and reports a CUDA device"
+    except namespaces.Unusable as e:
+        return None, str(e)
 
 
 def _check_name(name, source):
-    if not isinstance(name, str) or name.strip().lower() not in CHOICES:
+    text = name.strip().lower() if isinstance(name, str) else name
+    if text in namespaces.REFUSED:
+        raise ValueError(f"{source}={name!r}: {namespaces.REFUSED[text]}, so it cannot be a "
+                         f"backend; expected one of {', '.join(CHOICES)}")
+    if text not in CHOICES:
         raise ValueError(f"{source}={name!r} is not a backend; expected one of "
-                         f"{', '.join(CHOICES)}")
-    return name.strip().lower()
+                         f"{', '.join(CHOICES)} (python -m backends lists what is usable here)")
+    return text
 
 
-def _make(name, source):
-    """Build the :class:`Backend` for a checked name; ``source`` says who asked."""
-    if name == "numpy":
-        why = "asked for by name" if source else "default"
-        return Backend("numpy", numpy, f"{source}=numpy ({why})")
-    cupy, why = _probe_cupy()
-    if name == "cupy":
-        if cupy is None:
-            raise RuntimeError(f"{source}=cupy, but the CuPy backend cannot be used: "
-                               f"{why}. {_CUPY_HELP}")
-        return Backend("cupy", cupy, f"{source}=cupy")
-    if cupy is not None:
-        return Backend("cupy", cupy, f"{source}=auto: {why}")
-    return Backend("numpy", numpy, f"{source}=auto: {why}; using NumPy on the CPU")
+def _make(name, source, device=None, device_source=DEVICE_ENV_VAR):
+    """The :class:`Backend` for a checked name; ``source`` says who asked."""
+    if name == "auto":
+        cupy, why = _probe_cupy()
+        if cupy is not None:
+            return Backend("cupy", cupy, f"{source}=auto: {why}", cupy.cuda.Device())
+        return Backend("numpy", numpy, f"{source}=auto: {why}; using NumPy on the CPU")
+    library = namespaces.LIBRARIES[name]
+    try:
+        xp = library.load()
+    except namespaces.Unusable as e:
+        install = namespaces.INSTALL.get(name, "")
+        hint = "" if "pip install" in str(e) or not install else f"; to install it: {install}"
+        raise RuntimeError(f"{source}={name}, but that backend cannot be used: {e}{hint}; or "
+                           f"run on the CPU with {ENV_VAR}=numpy") from None
+    try:
+        where = library.device(device)
+    except namespaces.Unusable as e:
+        raise RuntimeError(f"{source}={name} with {device_source}={device!r}: {e}") from None
+    why = "asked for by name" if source else "default"
+    return Backend(name, xp, f"{source}={name} ({why})", None if name == "cupy" and
+                   device is None else where)
 
 
-def use(name):
-    """Set the default backend (``"numpy"``, ``"cupy"`` or ``"auto"``) and return it."""
+def use(name, device=None):
+    """Set the default backend and return it: ``"numpy"``, ``"cupy"``, ``"torch"``,
+    ``"array_api_strict"`` or ``"auto"``; ``device`` a name (``"cuda:1"``, ``"mps"``,
+    ``"device1"``) or the namespace's own device object, None for its default."""
     global _default
-    _default = _make(_check_name(name, "backends.use"), "backends.use")
+    _default = _make(_check_name(name, "backends.use"), "backends.use", device, "device")
     return _default
 
 
 def current():
-    """The default :class:`Backend`, resolving ``XPNET_BACKEND`` on first use."""
+    """The default :class:`Backend`, resolving ``XPNET_BACKEND`` and ``XPNET_DEVICE`` on
+    first use."""
     global _default
     if _default is None:
         raw = os.environ.get(ENV_VAR, "auto")
-        _default = _make(_check_name(raw or "auto", ENV_VAR), ENV_VAR)
+        device = os.environ.get(DEVICE_ENV_VAR) or None
+        name = _check_name(raw or "auto", ENV_VAR)
+        if device is not None and name == "auto":
+            raise ValueError(f"{DEVICE_ENV_VAR}={device!r} needs a backend: set {ENV_VAR} to "
+                             f"one of {', '.join(NAMES)}")
+        _default = _make(name, ENV_VAR, device)
     return _default
 
 
@@ -163,11 +217,8 @@ def reset():
 
 
 def available():
-    """Backend names usable on this machine, e.g. ``["numpy"]`` or ``["numpy", "cupy"]``."""
-    names = ["numpy"]
-    if _probe_cupy()[0] is not None:
-        names.append("cupy")
-    return names
+    """Backend names usable on this machine, e.g. ``["numpy", "array_api_strict"]``."""
+    return [name for name, lib in namespaces.LIBRARIES.items() if lib.usable()[0]]
 
 
 def to_device(x, dtype=None):
@@ -184,6 +235,12 @@ def __getattr__(name):
 
 def backend_of(x):
     """The :class:`Backend` an array lives on (for data that must follow a network)."""
-    if is_device_array(x):
-        return Backend("cupy", sys.modules["cupy"], "where the array lives")
-    return Backend("numpy", numpy, "where the array lives")
+    if type(x) is numpy.ndarray or not is_array(x):
+        return Backend("numpy", numpy, "where the array lives")
+    if is_cupy_array(x):
+        return Backend("cupy", sys.modules["cupy"], "where the array lives", x.device)
+    xp = array_namespace(x)
+    name = "torch" if type(x).__module__.startswith("torch") else \
+        "array_api_strict" if type(x).__module__.startswith("array_api_strict") else \
+        getattr(xp, "__name__", type(x).__module__)
+    return Backend(name, xp, "where the array lives", device_of(x))

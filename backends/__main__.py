@@ -7,7 +7,7 @@ import sys
 import numpy
 
 import backends
-from backends import ops_for
+from backends import namespaces, ops_for
 from backends.host import build, threads
 
 
@@ -19,7 +19,7 @@ def main():
         return 2
     print(f"backend: {b.name}")
     print(f"reason:  {b.reason}")
-    print(f"device:  {b.device}")
+    print(f"device:  {b.description}")
     print(f"python:  {platform.python_version()}")
     print(f"numpy:   {numpy.__version__}")
     try:
@@ -39,12 +39,18 @@ def main():
         cupy = b.xp
         rt = cupy.cuda.runtime.runtimeGetVersion()
         drv = cupy.cuda.runtime.driverGetVersion()
-        print(f"cupy:    {cupy.__version__}")
         print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
               f"driver {drv // 1000}.{drv % 1000 // 10}")
-    else:
-        cupy, why = backends._probe_cupy()
-        print(f"cupy:    {cupy.__version__ if cupy else 'not usable'} ({why})")
+    print("namespaces (XPNET_BACKEND, and XPNET_DEVICE for the device):")
+    for name, library in namespaces.LIBRARIES.items():
+        usable, why = library.usable()
+        version = ""
+        if usable:
+            module = sys.modules.get(name if name != "torch" else "torch")
+            version = f" {getattr(module, '__version__', '')}" if module else ""
+        print(f"  {name:17}{'usable' if usable else 'unusable'}{version}: {why}")
+    for name, why in namespaces.REFUSED.items():
+        print(f"  {name:17}refused: {why}")
     print(f"available: {', '.join(backends.available())}")
     return 0
 

@@ -1,65 +1,191 @@
-"""Which library an array belongs to, and moving arrays to the host: the lowest floor.
+"""Which array namespace an array belongs to, where it lives, and moving it to the host.
 
-Everything in ``backends`` that looks at an array's type imports this
-module and nothing above it. It never imports CuPy: a CuPy array is told
-by its type's module name, so a machine without a GPU never loads CuPy.
+Everything in ``backends`` that looks at an array imports this module and
+nothing above it. NumPy and CuPy arrays are told by their type (CuPy's by
+its module's name, so a machine without a GPU never loads CuPy) and answer
+with their own modules, which the fast paths use. Any other array answers
+with its Array API namespace: ``array_api_compat``'s wrapper where the
+library needs one (PyTorch), else the array's own ``__array_namespace__()``
+(array-api-strict). JAX's arrays are refused: xpnet updates arrays in place.
 """
 
+import math
 import sys
 
 import numpy
 
+_REFUSED = {"jax": "JAX arrays are immutable, and xpnet's layers and optimizers update "
+                   "arrays in place (params -= lr * grads, running averages, dropout's "
+                   "counters)"}
 
-def is_device_array(x):
-    """True for a CuPy array: its values can only be read by synchronising with the GPU."""
+
+def _library(x):
+    """The top-level module name of ``x``'s type: 'numpy', 'cupy', 'torch', ..."""
+    return type(x).__module__.split(".", 1)[0]
+
+
+def is_cupy_array(x):
     # Called several times per layer per step: a NumPy array answers at the
     # first comparison, without building the module-name string.
     if type(x) is numpy.ndarray:
         return False
-    return type(x).__module__.split(".", 1)[0] == "cupy"
+    return _library(x) == "cupy"
 
 
-def get_array_module(*arrays):
-    """``numpy`` or ``cupy``, whichever the given arrays live in.
+def is_array(x):
+    """Whether ``x`` is an array of some library (not a Python number or None)."""
+    return isinstance(x, numpy.ndarray) or hasattr(x, "shape")
 
-    Only looks at the arrays' types, so it never imports CuPy on a machine
-    where no CuPy array exists. Python scalars and NumPy arrays give NumPy.
-    """
+
+def array_namespace(*arrays):
+    """The namespace to compute ``arrays`` with: ``numpy``, ``cupy``, or the Array API
+    namespace of their library. Python scalars and NumPy scalars count as NumPy."""
+    found = None
     for a in arrays:
-        if is_device_array(a):
-            return sys.modules["cupy"]
-    return numpy
+        if type(a) is numpy.ndarray or not is_array(a):
+            continue
+        found = a
+        break
+    if found is None:
+        return numpy
+    library = _library(found)
+    if library == "cupy":
+        return sys.modules["cupy"]
+    if library in _REFUSED:
+        raise TypeError(f"{library} arrays cannot be computed on by xpnet: "
+                        f"{_REFUSED[library]}")
+    try:
+        import array_api_compat
+    except ImportError:
+        if hasattr(found, "__array_namespace__"):
+            return found.__array_namespace__()
+        raise TypeError(f"no array namespace for {type(found).__name__} arrays: install "
+                        f"array-api-compat (pip install 'xpnet[torch]' for PyTorch)") from None
+    others = [a for a in arrays if is_array(a) and type(a) is not numpy.ndarray]
+    return array_api_compat.array_namespace(*others)
+
+
+get_array_module = array_namespace  # the name CuPy's users know
+
+
+def device_of(x):
+    """Where ``x`` lives, as its namespace names it: ``"cpu"`` for NumPy, a
+    ``cupy.cuda.Device``, a ``torch.device``, an ``array_api_strict.Device``..."""
+    if type(x) is numpy.ndarray or not is_array(x) or _library(x) == "numpy":
+        return "cpu"
+    return x.device
+
+
+def size(x):
+    """The number of elements of ``x`` (``x.size`` is a method on PyTorch tensors)."""
+    return math.prod(x.shape)
+
+
+def is_device_array(x):
+    """True where reading ``x``'s values means waiting for an accelerator (CuPy, or a
+    PyTorch tensor on CUDA or MPS): such values are never read in a hot loop."""
+    if type(x) is numpy.ndarray:
+        return False
+    library = _library(x)
+    if library == "cupy":
+        return True
+    if library == "torch":
+        return x.device.type != "cpu"
+    return False
+
+
+def kind(x):
+    """``"numpy"``, ``"cupy"``, or the library and device, e.g. ``"torch on cuda:0"``: what
+    error messages call where an array lives."""
+    if type(x) is numpy.ndarray:
+        return "numpy"
+    library = _library(x)
+    if library in ("numpy", "cupy"):
+        return library
+    return f"{library} on {x.device}"
 
 
 def to_numpy(x):
-    """A host ``numpy.ndarray`` (or NumPy scalar) from an array of either backend."""
-    if is_device_array(x):
+    """A host ``numpy.ndarray`` (or NumPy scalar) from an array of any namespace."""
+    if type(x) is numpy.ndarray or not is_array(x):
+        return numpy.asarray(x)
+    library = _library(x)
+    if library == "numpy":  # a subclass, or a NumPy scalar
+        return numpy.asarray(x)
+    if library == "cupy":
         return x.get()
-    return numpy.asarray(x)
+    if library == "torch":
+        return x.detach().cpu().numpy()
+    try:
+        return numpy.from_dlpack(x)
+    except Exception:  # not on the CPU: move it there through the standard's to_device
+        info = array_namespace(x).__array_namespace_info__()
+        return numpy.from_dlpack(x.to_device(info.default_device()))
 
 
 def check_same_backend(where, **arrays):
-    """Raise ``TypeError`` naming ``where`` if the arrays mix host and device memory."""
+    """Raise ``TypeError`` naming ``where`` if the arrays mix libraries or devices."""
     first = None
-    for a in arrays.values():  # the common case, all of one type, without building a report
+    for a in arrays.values():  # the common case, all NumPy, without building a report
         if first is None:
             first = type(a)
         elif type(a) is not first:
             break
-    else:
-        return
-    kinds = {name: ("cupy" if is_device_array(a) else "numpy")
-             for name, a in arrays.items() if hasattr(a, "shape")}
+    else:  # one type: only a library whose arrays of one type span devices needs a look
+        if first is None or _library_of_type(first) in ("numpy", "cupy"):
+            return
+    kinds = {name: kind(a) for name, a in arrays.items() if is_array(a)}
     if len(set(kinds.values())) > 1:
-        detail = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
+        detail = ", ".join(f"{name} is {k}" for name, k in kinds.items())
         raise TypeError(f"{where}: arrays from different backends ({detail}); move them "
                         f"to one backend first (backends.to_device / backends.to_numpy)")
+
+
+def _library_of_type(t):
+    return t.__module__.split(".", 1)[0]
 
 
 def host_rng(seed=None):
     """A seeded NumPy generator on the host.
 
     Parameters are drawn here and then sent to the backend, so the same seed
-    gives the same network on the CPU and on the GPU.
+    gives the same network on every backend.
     """
     return numpy.random.default_rng(seed)
+
+
+def dtype_name(dtype):
+    """``"float32"``, ``"int64"``...: a dtype's name whatever its library (NumPy's
+    ``.name``, ``torch.float32``, ``array_api_strict.float32``)."""
+    name = getattr(dtype, "name", None)
+    if isinstance(name, str):
+        return name
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+def dtype_kind(dtype):
+    """NumPy's one-letter kind of any library's dtype: ``"f"``, ``"i"``, ``"u"``, ``"b"``, ``"c"``."""
+    kind = getattr(dtype, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    name = dtype_name(dtype)
+    for prefix, letter in (("bool", "b"), ("uint", "u"), ("int", "i"), ("float", "f"),
+                           ("complex", "c")):
+        if name.startswith(prefix):
+            return letter
+    return "O"
+
+
+def on_device_of(xp, like):
+    """Keyword arguments that create an array on ``like``'s device: ``{"device": ...}``,
+    or none for NumPy and CuPy (the CPU; CuPy's current device)."""
+    if xp is numpy or getattr(xp, "__name__", "") == "cupy":
+        return {}
+    return {"device": device_of(like)}
+
+
+def copy(x):
+    """A copy of ``x`` in its own namespace."""
+    if hasattr(x, "copy") and _library(x) in ("numpy", "cupy"):
+        return x.copy()
+    return array_namespace(x).asarray(x, copy=True)

@@ -2,13 +2,15 @@
 
 The one place that knows the wings: NumPy arrays get the host's
 :class:`backends.host.ops.HostOps`, CuPy arrays the GPU's
-:class:`backends.cuda.ops.CupyOps`. Each is made on first use, so CuPy is
+:class:`backends.cuda.ops.CupyOps`, and any other Array API namespace
+(PyTorch, array-api-strict) the reference :class:`backends.ops.Ops`,
+written against the standard alone. Each is made on first use, so CuPy is
 only imported where a CuPy array exists.
 """
 
 import numpy
 
-from backends.arrays import is_device_array
+from backends.arrays import array_namespace, is_cupy_array
 
 _host = None
 _cuda = None
@@ -19,12 +21,26 @@ def ops_for(x):
     global _host, _cuda
     if _host is not None and type(x) is numpy.ndarray:
         return _host  # the hot path on the CPU: a dozen calls a step
-    if is_device_array(x):
+    if is_cupy_array(x):
         if _cuda is None:
             from backends.cuda.ops import CupyOps
             _cuda = CupyOps()
         return _cuda
-    if _host is None:
-        from backends.host.ops import HostOps
-        _host = HostOps(numpy)
-    return _host
+    if type(x) is numpy.ndarray or not hasattr(x, "shape"):
+        if _host is None:
+            from backends.host.ops import HostOps
+            _host = HostOps(numpy)
+        return _host
+    return _standard(array_namespace(x))
+
+
+_generic = {}
+
+
+def _standard(xp):
+    """The reference operations for any other Array API namespace (one object each)."""
+    ops = _generic.get(id(xp))
+    if ops is None:
+        from backends.ops import Ops
+        ops = _generic[id(xp)] = Ops(xp)
+    return ops

@@ -36,3 +36,66 @@ def uniform(xp, key, counter, shape):
     z = mix64(xp, z)
     z >>= u64(11)  # the top 53 bits: every double in [0, 1) on a 2^-53 grid
     return (z.astype(xp.float64) * 2.0 ** -53).reshape(shape)
+
+
+# --- the same numbers from 32-bit halves: for namespaces without 64-bit unsigned arithmetic --
+
+M32 = 0xFFFFFFFF
+
+
+def _mul32(a, b):
+    """``(hi, lo)`` of the 64-bit product of 32-bit values held in int64 (arrays or ints):
+    16-bit limbs, so no partial product leaves int64."""
+    a1, a0 = a >> 16, a & 0xFFFF
+    b1, b0 = b >> 16, b & 0xFFFF
+    mid = a0 * b1 + a1 * b0
+    low = a0 * b0 + ((mid & 0xFFFF) << 16)
+    return (a1 * b1 + (mid >> 16) + (low >> 32)) & M32, low & M32
+
+
+def _times(z, c):
+    """``z * c`` mod 2^64 for ``z = (hi, lo)`` and a Python constant ``c``."""
+    hi, lo = z
+    ph, pl = _mul32(lo, c & M32)
+    return (ph + _mul32(hi, c & M32)[1] + _mul32(lo, c >> 32)[1]) & M32, pl
+
+
+def _plus(z, w):
+    lo = z[1] + w[1]
+    return (z[0] + w[0] + (lo >> 32)) & M32, lo & M32
+
+
+def _xor_shift(z, s):
+    """``z ^ (z >> s)`` for 0 < s < 32."""
+    hi, lo = z
+    return hi ^ (hi >> s), lo ^ (((lo >> s) | (hi << (32 - s))) & M32)
+
+
+def _mix_halves(z):
+    z = _times(_xor_shift(z, 30), MIX1)
+    z = _times(_xor_shift(z, 27), MIX2)
+    return _xor_shift(z, 31)
+
+
+def _halves(xp, v):
+    """A uint64 (or int64) array as ``(hi, lo)`` int64 arrays of its bit pattern."""
+    v = xp.astype(v, xp.int64)  # the same 64 bits (values below 2^63 here: keys, counters)
+    return (v >> 32) & M32, v & M32
+
+
+def uniform_halves(xp, key, counter, shape, device):
+    """:func:`uniform`'s numbers, bit for bit, computed in 32-bit halves held in int64
+    (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
+    float64 (Apple's MPS), which rounds each number to 24 bits."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    k, c = _halves(xp, key), _halves(xp, counter)
+    mc = _mix_halves(c)
+    start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
+    index = xp.arange(n, dtype=xp.int64, device=device)
+    z = _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
+    from backends.namespaces import has_float64
+    real = xp.float64 if has_float64(xp, device) else xp.float32
+    top = xp.astype(z[0], real) * float(2 ** 21) + xp.astype(z[1] >> 11, real)  # z >> 11
+    return xp.reshape(top * 2.0 ** -53, tuple(shape))

@@ -1,101 +1,24 @@
-"""The reference operations: the few array passes the layers route through a backend.
+"""The routed operations in NumPy's own API, which NumPy and CuPy share: the wings' base.
 
-A layer stays one code path: it asks :func:`backends.ops_for` (in
-:mod:`backends.dispatch`) for the operations of its input's backend and
-calls them by name. :class:`Ops` here is the plain array-module version,
-the reference every other must match: :class:`backends.host.ops.HostOps`
-(NumPy: the same code on every core, and compiled C kernels) and
-:class:`backends.cuda.ops.CupyOps` (CuPy: fused kernels, and GEMMs of its
-own for the CUDA-graph step) subclass it and are tested against it.
-
-Each operation:
-
-``matmul(a, b, bias=None, out=None)``
-    ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``),
-    into ``out`` when given.
-``relu(x)``
-    ``(maximum(x, 0), x > 0)``: the output (the book's: 0 where x <= 0, -inf
-    included, NaN kept) and the mask backward needs.
-``relu_backward(dout, keep)``
-    ``dout * keep``.
-``softmax_cross_entropy(x, t, rows)``
-    ``(loss, y)``: ``y = softmax(x)`` row-wise, ``loss = mean_n(log sum exp
-    x_n - x_n[t_n])`` for integer labels ``t``; ``rows`` is ``arange(N)``.
-``softmax_cross_entropy_grad(y, t, scale, rows)``
-    ``(y - onehot(t)) * scale``.
-``sgd_update(p, g, lr)``
-    ``p -= lr * g`` in place.
-``adam_step_size(t, lr, beta1, beta2)``
-    Adam's step size from a step counter kept on the device: ``t += 1`` in
-    place (a float64 0-d array), then ``lr * sqrt(1 - beta2^t) / (1 -
-    beta1^t)`` as a float64 0-d array. Computed where the parameters live,
-    a CUDA graph replays it with each step.
-``adam_update(p, g, m, v, lr_t, beta1, beta2)``
-    ``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m /
-    (sqrt(v) + 1e-7)``, all in place, ``lr_t`` that 0-d array.
-``im2col(x, fh, fw, stride, pad, out_h, out_w, out=None)``
-    the windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C * fh
-    * fw, N * out_h * out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy * stride
-    + i - pad, ox * stride + j - pad]`` (0 outside) in column ``(n, oy, ox)``.
-``col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)``
-    its adjoint: every column entry added back to the pixel it came from,
-    as an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory; no atomics, the
-    same sums in the same order every time.
-``max_pool(x, ph, pw, stride, pad, out_h, out_w)``
-    ``(out, arg)`` for ``x (..., C, H, W)`` padded with -inf: each window's
-    maximum and the index (row-major in the window) of its first maximum.
-``max_pool_grad(dout, arg, x, ph, pw, stride, pad)``
-    ``dx`` shaped and laid out as ``x``: each ``dout`` added to the pixel
-    ``arg`` names.
-``conv(x, W, b, stride, pad, out_h, out_w)``
-    ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
-    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
-    ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
-    compiled direct convolution of :mod:`backends.host.conv`, the padded
-    input instead).
-``conv_grad(dout, x, W, col, stride, pad, input_grad)``
-    ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
-``uniform(key, counter, shape)``
-    float64 numbers in [0, 1), a pure function of the device arrays ``key``
-    and ``counter`` (``(1,)`` uint64 each) and the element's index: the
-    SplitMix64 sequence started at ``mix(key ^ mix(counter))``. Nothing is
-    drawn on the host and no generator object is involved, so the same
-    numbers come out on every backend, and a CUDA graph that advances
-    ``counter`` on the device draws new ones at each replay (CuPy's own
-    generator calls cuRAND's host API, which stream capture refuses).
+Where the standard (:mod:`backends.ops`) builds im2col from one strided slice
+per filter offset and col2im from slice additions into new arrays,
+NumPy's API has more: a strided view of the padded image copied into the
+columns in one pass (``as_strided``), writes into preallocated outputs
+(``out=``), in-place additions into views, and the running maximum of max
+pooling kept in place. :class:`backends.host.ops.HostOps` and
+:class:`backends.cuda.ops.CupyOps` build on :class:`StridedOps`, and are
+tested against the standard's :class:`backends.ops.Ops`.
 """
 
-import contextlib
 
 from backends import splitmix
+from backends.ops import Ops, window_slices
 
 
-class Ops:
-    """Array-module versions of the routed operations; they work on any backend."""
+class StridedOps(Ops):
+    """NumPy's API versions of the routed operations, for NumPy and CuPy alike."""
 
-    name = "generic"
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def scope(self):
-        """A context around one network call (a forward pass, a gradient, an evaluation):
-        nothing here. :class:`backends.host.ops.HostOps` lends NumPy's BLAS threads to its
-        own split passes inside it and gives them back on the way out."""
-        return contextlib.nullcontext()
-
-    def parts(self, n, nbytes=0, macs=0):
-        """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
-        ``nbytes`` or doing ``macs`` multiply-adds: one here."""
-        return 1
-
-    def each_part(self, work, n, nbytes=0, macs=0):
-        """Run ``work(lo, hi)`` over the samples ``[0, n)``: here in one call.
-
-        :class:`backends.host.ops.HostOps` splits the range across the CPU's
-        cores. ``work`` must write only what belongs to its own samples.
-        """
-        work(0, n)
+    name = "strided"
 
     def matmul(self, a, b, bias=None, out=None):
         out = self.xp.matmul(a, b, out=out)
@@ -183,7 +106,7 @@ class Ops:
 
     def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
         xp = self.xp
-        offsets = _window_slices(ph, pw, stride, out_h, out_w)
+        offsets = window_slices(ph, pw, stride, out_h, out_w)
         shape = x.shape[:-2] + (out_h, out_w)
         order = memory_order(x)  # out and arg keep x's memory order (channel-major after a conv)
         out = empty_in_order(xp, shape, x.dtype, order)
@@ -215,7 +138,7 @@ class Ops:
         xp = self.xp
         h, w = x.shape[-2:]
         out_h, out_w = dout.shape[-2:]
-        offsets = _window_slices(ph, pw, stride, out_h, out_w)
+        offsets = window_slices(ph, pw, stride, out_h, out_w)
         shape = x.shape[:-2] + (h + 2 * pad, w + 2 * pad)
         dx = empty_in_order(xp, shape, dout.dtype, memory_order(x))
         dout = self._laid_out_as(dout, arg)
@@ -279,15 +202,11 @@ class Ops:
     def uniform(self, key, counter, shape):
         return splitmix.uniform(self.xp, key, counter, shape)
 
+    def increment(self, counter):
+        counter += 1  # in place on the device: a recorded step advances it at every replay
+
     def __repr__(self):
         return f"<{self.name} ops on {self.xp.__name__}>"
-
-
-def _window_slices(ph, pw, stride, out_h, out_w):
-    """The strided ``(rows, cols)`` slices of a padded image, one per window offset, row-major."""
-    return [(slice(i, i + stride * (out_h - 1) + 1, stride),
-             slice(j, j + stride * (out_w - 1) + 1, stride))
-            for i in range(ph) for j in range(pw)]
 
 
 def memory_order(a):

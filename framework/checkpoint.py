@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from backends import get_array_module, to_numpy
+from backends import backend_of, dtype_name, to_numpy
 from framework.files import atomic_open
 
 FORMAT = "xpnet-checkpoint"
@@ -28,7 +28,7 @@ def save(path, network, extra_meta=None, extra_arrays=None):
     """Write ``network.params`` and ``network.state()`` (batch norm's running averages,
     dropout's generators), plus trainer state if given, to ``path`` atomically."""
     meta = {"format": FORMAT, "version": VERSION, "model": type(network).__name__,
-            "config": network.config(), "dtype": str(network.dtype)}
+            "config": network.config(), "dtype": dtype_name(network.dtype)}
     meta.update(extra_meta or {})
     arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
     arrays.update({f"state/{k}": to_numpy(v) for k, v in _state(network).items()})
@@ -99,9 +99,9 @@ def load_read(path, meta, arrays, network):
             raise CheckpointError(f"{path}: layer state {key} holds NaN or infinite values")
         state[key] = a
     for key, p in network.params.items():  # everything checked: now copy
-        p[...] = get_array_module(p).asarray(values[key].astype(p.dtype))
+        p[...] = backend_of(p).asarray(values[key], dtype=p.dtype)
     for key, buf in _state(network).items():
-        buf[...] = get_array_module(buf).asarray(state[key].astype(buf.dtype))
+        buf[...] = backend_of(buf).asarray(state[key], dtype=buf.dtype)
 
 
 def _state(network):

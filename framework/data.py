@@ -9,7 +9,7 @@ import contextlib
 import numbers
 
 import backends
-from backends import ops_for
+from backends import dtype_kind, ops_for, size
 
 
 def _self_dot(xp, flat):
@@ -18,11 +18,12 @@ def _self_dot(xp, flat):
     part of an epoch (docs/performance.md, "The data check at the door"). The parts are
     added in order, so the result does not depend on timing."""
     sums = {}
+    dot = getattr(xp, "dot", None) or xp.vecdot  # NumPy's and CuPy's BLAS dot; the standard's
 
     def work(lo, hi):
-        sums[lo] = xp.dot(flat[lo:hi], flat[lo:hi])
+        sums[lo] = dot(flat[lo:hi], flat[lo:hi])
 
-    ops_for(flat).each_part(work, flat.size, nbytes=flat.nbytes)
+    ops_for(flat).each_part(work, size(flat), nbytes=getattr(flat, "nbytes", 0))
     return sum(sums[lo] for lo in sorted(sums))
 
 
@@ -34,13 +35,13 @@ def _first_bad_row(xp, a):
     element-wise test is several. Only if it is not finite (a bad value, or
     squares that overflowed) are the rows looked at one by one.
     """
-    flat = a.reshape(-1)
+    flat = xp.reshape(a, (-1,))
     quiet = xp.errstate(all="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
     with quiet:  # inf * inf is the point here, not a warning
         if bool(xp.isfinite(_self_dot(xp, flat))):
             return None
-    rows = ~xp.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-    return int(rows.argmax()) if bool(rows.any()) else None
+    rows = ~xp.all(xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
+    return int(xp.argmax(xp.astype(rows, xp.int8))) if bool(xp.any(rows)) else None
 
 
 def check_data(where, x, t, num_classes=None, names=("x", "t")):
@@ -63,12 +64,12 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
         raise ValueError(f"{where}: {xn} is empty (0 samples); expected at least one sample")
     if t.shape[0] != n:
         raise ValueError(f"{where}: {xn} has {n} samples but {tn} has {t.shape[0]}")
-    if x.dtype.kind not in "iuf":
+    if dtype_kind(x.dtype) not in "iuf":
         raise ValueError(f"{where}: {xn} has dtype {x.dtype}; expected numbers (float or integer)")
-    if t.ndim == 1 and t.dtype.kind not in "iu":
+    if t.ndim == 1 and dtype_kind(t.dtype) not in "iu":
         raise ValueError(f"{where}: {tn} holds {t.dtype} values; 1-D labels must be integer "
                          f"class indices (or give one-hot rows of shape (N, classes))")
-    if t.ndim == 2 and (t.dtype.kind not in "iuf" or
+    if t.ndim == 2 and (dtype_kind(t.dtype) not in "iuf" or
                         (num_classes is not None and t.shape[1] != num_classes)):
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)} and dtype {t.dtype}; expected "
                          f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)")
@@ -77,12 +78,12 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
                          f"one-hot rows (N, classes)")
     xp = backends.get_array_module(x, t)
     for name, a in ((xn, x), (tn, t)):
-        row = _first_bad_row(xp, a) if a.dtype.kind == "f" and a.size else None
+        row = _first_bad_row(xp, a) if dtype_kind(a.dtype) == "f" and size(a) else None
         if row is not None:
             raise ValueError(f"{where}: {name} holds NaN or infinite values, first in row "
                              f"{row} of {n}; clean or drop those samples")
-    if num_classes is not None and t.ndim == 1 and t.size:
-        low, high = int(t.min()), int(t.max())
+    if num_classes is not None and t.ndim == 1 and size(t):
+        low, high = int(xp.min(t)), int(xp.max(t))
         if low < 0 or high >= num_classes:
             raise ValueError(f"{where}: labels must lie in 0..{num_classes - 1}, got "
                              f"{low}..{high} (in {tn})")
@@ -169,9 +170,10 @@ class DeviceBatches:
     def batch(self, order, i):
         """Batch ``i`` of the epoch whose order :meth:`start_epoch` returned."""
         start = i * self.batch_size
+        stop = min(start + self.batch_size, self.size if order is None else order.shape[0])
         if order is None:
-            return self.x[start:start + self.batch_size], self.t[start:start + self.batch_size]
-        idx = order[start:start + self.batch_size]
+            return self.x[start:stop, ...], self.t[start:stop, ...]
+        idx = order[start:stop]
         # take() rather than x[idx]: a tenth faster per step in NumPy
         return self.xp.take(self.x, idx, axis=0), self.xp.take(self.t, idx, axis=0)
 

@@ -1,6 +1,6 @@
 """Activation and loss functions of chapters 3-5, for NumPy and CuPy arrays alike."""
 
-from backends import get_array_module
+from backends import get_array_module, size
 
 
 def sigmoid(x):
@@ -17,7 +17,7 @@ def sigmoid(x):
 def relu(x):
     """max(0, x), elementwise."""
     xp = get_array_module(x)
-    return xp.maximum(x, 0)
+    return xp.maximum(x, xp.zeros_like(x))
 
 
 def softmax(x):
@@ -26,17 +26,17 @@ def softmax(x):
     The row maximum is subtracted first, so exp never overflows.
     """
     xp = get_array_module(x)
-    shifted = x - x.max(axis=-1, keepdims=True)
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
     e = xp.exp(shifted)
-    e /= e.sum(axis=-1, keepdims=True)
+    e /= xp.sum(e, axis=-1, keepdims=True)
     return e
 
 
 def log_softmax(x):
     """x - logsumexp(x) along the last axis, exact where log(softmax(x)) underflows."""
     xp = get_array_module(x)
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def cross_entropy_error(y, t):
@@ -48,12 +48,13 @@ def cross_entropy_error(y, t):
     """
     xp = get_array_module(y, t)
     if y.ndim == 1:
-        y = y.reshape(1, -1)
-        t = t.reshape(1, -1) if t.size == y.size else t.reshape(1)
-    if t.size == y.size:
-        t = t.argmax(axis=1)
+        y = xp.reshape(y, (1, -1))
+        t = xp.reshape(t, (1, -1)) if size(t) == size(y) else xp.reshape(t, (1,))
+    if size(t) == size(y):
+        t = xp.argmax(t, axis=1)
     n = y.shape[0]
-    return -xp.log(y[xp.arange(n), t] + 1e-7).sum() / n
+    picked = xp.take_along_axis(y, xp.astype(t, xp.int64)[:, None], axis=1)
+    return -xp.sum(xp.log(picked + 1e-7)) / n
 
 
 def conv_output_size(input_size, filter_size, stride=1, pad=0):
@@ -85,6 +86,10 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     n, c, h, w = input_data.shape
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
+    if not hasattr(xp, "lib"):  # no strided views in the standard: its channel-major columns
+        from backends.ops import Ops
+        return xp.permute_dims(Ops(xp).im2col(input_data, filter_h, filter_w, stride, pad,
+                                              out_h, out_w), (1, 0))
     img = input_data
     if pad:
         img = xp.pad(input_data, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -106,6 +111,10 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     n, c, h, w = input_shape
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
+    if not hasattr(xp, "lib"):  # the standard's slice additions, on its channel-major columns
+        from backends.ops import Ops
+        return Ops(xp).col2im(xp.permute_dims(col, (1, 0)), input_shape, filter_h, filter_w,
+                              stride, pad, out_h, out_w)
     windows = col.reshape(n, out_h, out_w, c, filter_h, filter_w)
     img = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
     if stride >= filter_h and stride >= filter_w:

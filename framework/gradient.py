@@ -2,7 +2,7 @@
 
 import itertools
 
-from backends import get_array_module
+from backends import copy, dtype_kind, dtype_name, get_array_module, on_device_of, size
 
 
 def numerical_gradient(f, x, h=1e-4):
@@ -15,12 +15,12 @@ def numerical_gradient(f, x, h=1e-4):
     ``TypeError``: ``x + h`` would be truncated back to the same integer.
     """
     xp = get_array_module(x)
-    if x.dtype.kind not in "fc":
+    if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient: x must be a floating-point array, got dtype "
-                        f"{x.dtype} (perturbing integers by h={h} does nothing)")
+                        f"{dtype_name(x.dtype)} (perturbing integers by h={h} does nothing)")
     grad = xp.zeros_like(x)
     for idx in itertools.product(*map(range, x.shape)):
-        orig = x[idx].copy()
+        orig = copy(x[idx])
         x[idx] = orig + h
         fxh1 = f(x)
         x[idx] = orig - h
@@ -41,14 +41,16 @@ def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
     Equal to :func:`numerical_gradient` up to rounding (about 1e-12 in float64).
     """
     xp = get_array_module(x)
-    if x.dtype.kind not in "fc":
+    if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient_stacked: x must be a floating-point array, got "
-                        f"dtype {x.dtype}")
-    grad = xp.empty(x.size, dtype=x.dtype)
-    for start in range(0, x.size, chunk):
-        index = xp.arange(start, min(start + chunk, x.size))
+                        f"dtype {dtype_name(x.dtype)}")
+    n = size(x)
+    where = on_device_of(xp, x)
+    grad = xp.zeros(n, dtype=x.dtype, **where)
+    for start in range(0, n, chunk):
+        index = xp.arange(start, min(start + chunk, n), **where)
         grad[start:start + index.shape[0]] = (f_stack(index, h) - f_stack(index, -h)) / (2 * h)
-    return grad.reshape(x.shape)
+    return xp.reshape(grad, x.shape)
 
 
 def gradient_check(model, x, t):
@@ -69,7 +71,7 @@ def gradient_check(model, x, t):
         xp = get_array_module(bp[key])
         diff = xp.abs(bp[key] - num[key])
         scale = xp.maximum(xp.abs(bp[key]), xp.abs(num[key]))
-        scale = xp.maximum(scale, 1e-3 * scale.max())
-        rel = (diff / xp.where(scale > 0, scale, 1)).max()
-        result[key] = (float(diff.mean()), float(rel))
+        scale = xp.maximum(scale, 1e-3 * xp.max(scale))
+        rel = xp.max(diff / xp.where(scale > 0, scale, xp.ones_like(scale)))
+        result[key] = (float(xp.mean(diff)), float(rel))
     return result

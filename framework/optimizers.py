@@ -9,8 +9,7 @@ host arrays for checkpoints.
 
 import math
 
-from backends import get_array_module, to_numpy
-from backends import ops_for
+from backends import backend_of, get_array_module, namespaces, ops_for, to_numpy
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
@@ -82,8 +81,8 @@ class Optimizer:
                 continue
             self.state[slot] = {}
             for key, p in params.items():
-                xp = get_array_module(p)
-                self.state[slot][key] = xp.array(state[f"{slot}/{key}"], dtype=p.dtype)
+                self.state[slot][key] = backend_of(p).asarray(state[f"{slot}/{key}"],
+                                                              dtype=p.dtype)
 
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr})"
@@ -206,7 +205,7 @@ class Adam(Optimizer):
     def iter(self, n):
         self._iter = int(n)
         if self._t is not None:
-            self._t.fill(self._iter)  # in place: a recorded graph holds this array
+            self._t[...] = self._iter  # in place: a recorded graph holds this array
 
     def device_state(self):
         return super().device_state() + ([] if self._t is None else [self._t])
@@ -216,7 +215,10 @@ class Adam(Optimizer):
         first = next(iter(params.values()))
         xp = get_array_module(first)
         if self._t is None or get_array_module(self._t) is not xp:
-            self._t = xp.full((), self.iter, dtype=xp.float64)
+            # float64 where the device has it (Apple's MPS has not: float32 there)
+            backend = backend_of(first)
+            wide = "float64" if namespaces.has_float64(xp, backend.device) else "float32"
+            self._t = backend.full((), self.iter, wide)
         ops = ops_for(first)
         lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
         for key, p in params.items():

@@ -36,7 +36,7 @@ class EagerStep:
         self.network, self.optimizer, self.batches = network, optimizer, batches
         self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
         self.mode = f"eager ({reason})"
-        self.losses = batches.xp.empty(len(batches), dtype=network.dtype)
+        self.losses = batches.backend.full(len(batches), 0, network.dtype)
         self._order = None
 
     def start_epoch(self, order, first=0):

@@ -7,17 +7,20 @@ no conftest:
 ``backend``
     The :class:`backends.Backend` under test, made the default for the test
     and restored after. A test that uses it (or ``xp``) runs once per
-    backend, with ids ``test_x[numpy]`` and ``test_x[cupy]``; CuPy cases
-    skip, with the probe's reason, where no GPU is usable.
+    backend, with ids ``test_x[numpy]``, ``[cupy]``, ``[torch]`` and
+    ``[array_api_strict]``; a case whose library or device is not usable
+    here skips, with the reason. array-api-strict is held to the standard's
+    2024.12 version for the test.
 ``xp``
-    The array module of ``backend`` (``numpy`` or ``cupy``).
+    The namespace of ``backend`` (``numpy``, ``cupy``, PyTorch's through
+    ``array_api_compat``, ``array_api_strict``).
 ``on_cupy``
     CuPy as the default backend, for GPU-only tests; skips without a GPU.
 
-Which backends run: ``pytest --xpnet-backend=numpy`` (or ``cupy``, or
-``all``, the default); without the option, ``XPNET_BACKEND=numpy`` or
-``=cupy`` in the environment picks that one. ``@pytest.mark.backends("numpy")``
-limits one test.
+Which backends run: ``pytest --xpnet-backend=numpy`` (or any other name, or
+``all``, the default); without the option, ``XPNET_BACKEND`` in the
+environment picks one (with ``XPNET_DEVICE`` its device, e.g. ``mps``).
+``@pytest.mark.backends("numpy")`` limits one test.
 
 The checks:
 
@@ -26,14 +29,17 @@ The checks:
 :func:`check_model`
     a network's ``gradient`` against its ``numerical_gradient``;
 :func:`check_parity`
-    a function on NumPy inputs against the same on CuPy.
+    a function on NumPy inputs against the same on another backend (CuPy by
+    default; any two).
 
 Tolerances are chosen by dtype (:data:`TOLERANCES`): the gradient checks
 compute in float64, where central differences with ``eps = 1e-4`` agree
 with an exact gradient to about 1e-8; parity in float32 allows for the
-different summation orders of the two libraries. Each can be overridden.
+different summation orders of two libraries. Each can be overridden.
 """
 
+import contextlib
+import itertools
 import os
 
 import numpy  # host-side comparisons and seeded draws; compute stays on the inputs' backend
@@ -49,29 +55,32 @@ TOLERANCES = {
 }
 
 OPTION = "--xpnet-backend"
+STANDARD = "2024.12"  # the Array API version the generic code is written against
 
 
 def tolerances(dtype, rtol=None, atol=None):
     """``(rtol, atol)`` for ``dtype`` from :data:`TOLERANCES`, each overridden where given."""
-    default_rtol, default_atol = TOLERANCES.get(numpy.dtype(dtype).name, TOLERANCES["float32"])
+    name = dtype if isinstance(dtype, str) else backends.dtype_name(dtype)
+    default_rtol, default_atol = TOLERANCES.get(name, TOLERANCES["float32"])
     return (default_rtol if rtol is None else rtol), (default_atol if atol is None else atol)
 
 
 # --- the pytest plugin ------------------------------------------------------------------
 
 def pytest_addoption(parser):
-    parser.addoption(OPTION, choices=("numpy", "cupy", "all"), default=None,
+    parser.addoption(OPTION, choices=backends.NAMES + ("all",), default=None,
                      help="run backend-parametrised tests on this backend only (default: "
                           "all, or the one XPNET_BACKEND names)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run this test only on these "
-                                       "backends ('numpy', 'cupy')")
+                                       "backends ('numpy', 'cupy', 'torch', "
+                                       "'array_api_strict')")
 
 
 def selected_backends(config):
-    """The backend names a run parametrises over: the option, else XPNET_BACKEND, else both."""
+    """The backend names a run parametrises over: the option, else XPNET_BACKEND, else all."""
     choice = config.getoption(OPTION, default=None)
     if choice is None:
         env = os.environ.get(backends.ENV_VAR, "").strip().lower()
@@ -93,10 +102,21 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("backend", names, indirect=True, ids=names)
 
 
-def _use_or_skip(name):
-    if name not in backends.available():
-        pytest.skip(f"{name} backend not usable here: {backends._probe_cupy()[1]}")
-    return backends.use(name)
+def _use_or_skip(name, device=None):
+    usable, why = backends.namespaces.LIBRARIES[name].usable()
+    if not usable:
+        pytest.skip(f"{name} backend not usable here: {why}")
+    env_device = os.environ.get(backends.DEVICE_ENV_VAR) or None
+    if device is None and env_device and os.environ.get(backends.ENV_VAR, "") == name:
+        device = env_device  # XPNET_BACKEND=torch XPNET_DEVICE=mps pytest: that device
+    return backends.use(name, device=device)
+
+
+def _strict_flags(backend):
+    """array-api-strict held to the standard version xpnet targets (2024.12) for the test."""
+    if backend.name != "array_api_strict":
+        return contextlib.nullcontext()
+    return backend.xp.ArrayAPIStrictFlags(api_version=STANDARD)
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +133,9 @@ def backend(request):
     name = getattr(request, "param", None)
     if name is None:  # used without parametrisation (e.g. from another fixture's request)
         name = selected_backends(request.config)[0]
-    return _use_or_skip(name)
+    chosen = _use_or_skip(name)
+    with _strict_flags(chosen):
+        yield chosen
 
 
 @pytest.fixture
@@ -172,7 +194,7 @@ def _as_tuple(x):
 
 
 def _is_float_array(x):
-    return hasattr(x, "dtype") and hasattr(x, "shape") and x.dtype.kind == "f"
+    return backends.is_array(x) and backends.dtype_kind(x.dtype) == "f"
 
 
 def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, rtol=None,
@@ -218,17 +240,17 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
         if not _is_float_array(p):
             raise TypeError(f"check_backward: {type(layer).__name__}.{name} is not a "
                             f"floating-point array")
-    low_precision = [f"input {i} ({x.dtype})" for i, x in enumerate(inputs)
-                     if _is_float_array(x) and x.dtype != numpy.float64]
-    low_precision += [f"{name} ({p.dtype})" for name, p in originals.items()
-                      if p.dtype != numpy.float64]
+    low_precision = [f"input {i} ({backends.dtype_name(x.dtype)})" for i, x in enumerate(inputs)
+                     if _is_float_array(x) and backends.dtype_name(x.dtype) != "float64"]
+    low_precision += [f"{name} ({backends.dtype_name(p.dtype)})" for name, p in originals.items()
+                      if backends.dtype_name(p.dtype) != "float64"]
     note = (f" (checked in float64; the layer was given {', '.join(low_precision)})"
             if low_precision else "")
-    x64 = [x.astype(numpy.float64) if _is_float_array(x) else x for x in inputs]
+    x64 = [_float64(x) if _is_float_array(x) else x for x in inputs]
     buffers = {name: _copy(getattr(layer, name)) for name in getattr(layer, "buffers", ())}
     try:
         for name, p in originals.items():
-            setattr(layer, name, p.astype(numpy.float64))
+            setattr(layer, name, _float64(p))
 
         def rewind():
             for name, value in buffers.items():
@@ -237,15 +259,17 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
         def f():
             rewind()
             out = layer.forward(*x64, **forward_kwargs)
-            return (out * dout64).sum()
+            return backends.get_array_module(out).sum(out * dout64)
 
         rewind()
         out = layer.forward(*x64, **forward_kwargs)
         xp = backends.get_array_module(out)
+        on = backends.backend_of(out)
         if dout is None:
-            dout64 = xp.asarray(numpy.random.default_rng(seed).standard_normal(out.shape))
+            dout64 = on.asarray(numpy.random.default_rng(seed).standard_normal(out.shape),
+                                dtype="float64")
         else:
-            dout64 = dout.astype(numpy.float64) if hasattr(dout, "astype") else dout
+            dout64 = _float64(dout) if backends.is_array(dout) else dout
             if hasattr(dout64, "shape") and dout64.shape != out.shape:
                 raise ValueError(f"check_backward: dout has shape {tuple(dout64.shape)}, the "
                                  f"output {tuple(out.shape)}")
@@ -277,9 +301,9 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
             else:
                 got, want = [], []
                 for _ in range(directions):
-                    v = xp.asarray(rng.standard_normal(wrt.shape))
-                    v /= xp.sqrt((v * v).sum())
-                    got.append((analytic * v).sum())
+                    v = on.asarray(rng.standard_normal(wrt.shape), dtype="float64")
+                    v /= xp.sqrt(xp.sum(v * v))
+                    got.append(xp.sum(analytic * v))
                     want.append(_directional_difference(f, wrt, v, eps))
                 got, want = xp.stack(got), xp.stack(want)
                 assert_allclose_report(got, want, rtol, atol,
@@ -294,8 +318,12 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
             _restore(layer, name, value)
 
 
+def _float64(x):
+    return backends.get_array_module(x).astype(x, backends.backend_of(x).dtype("float64"))
+
+
 def _copy(value):
-    return value.copy() if hasattr(value, "copy") else value
+    return backends.copy(value) if backends.is_array(value) else value
 
 
 def _restore(layer, name, value):
@@ -310,22 +338,19 @@ def _central_differences(f, x, eps):
     """df/dx element by element, perturbing ``x`` in place on its backend and restoring it."""
     xp = backends.get_array_module(x)
     grad = xp.zeros_like(x)
-    if not x.flags.c_contiguous:
-        raise ValueError("check_backward: arrays to perturb must be C-contiguous")
-    flat, gflat = x.reshape(-1), grad.reshape(-1)  # views, so writes reach x and grad
-    for i in range(x.size):
-        orig = flat[i].copy()
-        flat[i] = orig + eps
+    for index in itertools.product(*map(range, x.shape)):  # written in place: no views needed
+        orig = backends.copy(x[index])
+        x[index] = orig + eps
         up = f()
-        flat[i] = orig - eps
+        x[index] = orig - eps
         down = f()
-        flat[i] = orig
-        gflat[i] = (up - down) / (2 * eps)
+        x[index] = orig
+        grad[index] = (up - down) / (2 * eps)
     return grad
 
 
 def _directional_difference(f, x, v, eps):
-    orig = x.copy()
+    orig = backends.copy(x)
     x += eps * v
     up = f()
     x[...] = orig
@@ -394,7 +419,7 @@ def assert_outputs_close(expected, got, rtol=None, atol=None, labels=("numpy", "
         raise AssertionError(f"check_parity: the {labels[0]} and {labels[1]} results differ in "
                              f"structure: {[p for p, _ in want]} against {[p for p, _ in have]}")
     for (path, a), (_, b) in zip(want, have):
-        a, b = backends.to_numpy(a), backends.to_numpy(b)
+        a, b = numpy.asarray(backends.to_numpy(a)), numpy.asarray(backends.to_numpy(b))
         if a.dtype.kind in "biu" and b.dtype.kind in "biu":
             if not numpy.array_equal(a, b):
                 raise AssertionError(f"check_parity: {path} differs between {labels[0]} and "
@@ -405,27 +430,34 @@ def assert_outputs_close(expected, got, rtol=None, atol=None, labels=("numpy", "
                                labels=(labels[1], labels[0]))
 
 
-def check_parity(fn, *host_inputs, rtol=None, atol=None):
-    """Run ``fn`` on NumPy inputs and on the same inputs on the GPU; compare on the host.
+def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy")):
+    """Run ``fn`` on NumPy inputs on the first backend of ``between`` and on the same inputs
+    on the second (default: NumPy and CuPy; any two names, e.g. ``("numpy", "torch")``, or
+    ``(name, device)`` pairs); compare the outputs on the host.
 
     ``host_inputs`` are NumPy arrays (or anything else, passed unchanged);
     ``fn`` runs with each backend made the default, so code that builds a
     network inside it builds it there. Outputs may be arrays, numbers, or
-    nested tuples, lists and dicts of them. Tolerances follow the NumPy
-    output's dtype. Without a usable GPU the CuPy half is skipped
-    (``pytest.skip``, with the reason). Returns ``(numpy_result, cupy_result)``.
+    nested tuples, lists and dicts of them. Tolerances follow the first
+    output's dtype. Where a backend is not usable here its half is skipped
+    (``pytest.skip``, with the reason). Returns ``(first_result, second_result)``.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     previous = backends._default
+    specs = [(b, None) if isinstance(b, str) else tuple(b) for b in between]
+    results = []
     try:
-        backends.use("numpy")
-        expected = fn(*host_inputs)
-        if "cupy" not in backends.available():
-            pytest.skip(f"check_parity: the cupy half needs a GPU: {backends._probe_cupy()[1]}")
-        gpu = backends.use("cupy")
-        moved = [gpu.asarray(x) if isinstance(x, numpy.ndarray) else x for x in host_inputs]
-        got = fn(*moved)
+        for name, device in specs:
+            usable, why = backends.namespaces.LIBRARIES[name].usable()
+            if not usable:
+                pytest.skip(f"check_parity: the {name} half cannot run here: {why}")
+            chosen = backends.use(name, device=device)
+            with _strict_flags(chosen):
+                moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
+                         for x in host_inputs]
+                results.append(fn(*moved))
     finally:
         backends._default = previous
-    assert_outputs_close(expected, got, rtol, atol)
-    return expected, got
+    labels = tuple(name if device is None else f"{name} on {device}" for name, device in specs)
+    assert_outputs_close(results[0], results[1], rtol, atol, labels=labels)
+    return results[0], results[1]

@@ -200,7 +200,7 @@ class Trainer:
             # look at the clock every 16 steps, read the device only when showing
             if self.verbose and i % 16 == 15 and \
                     time.perf_counter() - shown_at >= self.refresh_seconds:
-                recent = float(losses[shown:i + 1].mean())
+                recent = float(self.backend.xp.mean(losses[shown:i + 1]))
                 if not math.isfinite(recent):
                     self._stop_on_bad_loss(losses, shown, i + 1)
                 bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
@@ -277,7 +277,8 @@ class Trainer:
         # The data were checked at the door, so the cause is in the run: tell a
         # divergence (parameters gone non-finite) from an overflow in the forward pass.
         xp = self.backend.xp
-        broken = [key for key, p in self.network.params.items() if not bool(xp.isfinite(p).all())]
+        broken = [key for key, p in self.network.params.items()
+                  if not bool(xp.all(xp.isfinite(p)))]
         if broken:
             cause = (f"the parameters diverged ({', '.join(broken)} now hold NaN or infinite "
                      f"values): a smaller learning rate (now {self.optimizer.lr}) usually helps")
@@ -293,7 +294,8 @@ class Trainer:
         x, t = self.batches.x, self.batches.t
         x_test, t_test = self.x_test, self.t_test
         if n is not None:
-            x, t, x_test, t_test = x[:n], t[:n], x_test[:n], t_test[:n]
+            m, m_test = min(n, x.shape[0]), min(n, x_test.shape[0])  # no slice past an axis
+            x, t, x_test, t_test = x[:m, ...], t[:m, ...], x_test[:m_test, ...], t_test[:m_test, ...]
         return self.network.accuracy(x, t), self.network.accuracy(x_test, t_test)
 
     def _end_epoch(self, losses, count, started, bar):

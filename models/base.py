@@ -24,7 +24,7 @@ gradient) into every network; here it is written once.
 from collections import OrderedDict
 
 import backends
-from backends import get_array_module, ops_for
+from backends import backend_of, check_same_backend, copy, get_array_module, ops_for, size
 from framework import checkpoint
 from framework import gradient as _gradient
 from models.checks import float_dtype  # noqa: F401  (its old home)
@@ -57,7 +57,7 @@ class Network:
         seeds the weights and, from a stream of its own, dropout's generators (so a
         seed's weights are the same with and without dropout)."""
         self._backend = backends.current()
-        self.dtype = float_dtype(type(self).__name__, self._backend.xp, dtype)
+        self.dtype = float_dtype(type(self).__name__, self._backend, dtype)
         self.params, self.layers, self.param_layout = {}, OrderedDict(), {}
         self._rng = backends.host_rng(seed)
         self._keys = backends.host_rng(None if seed is None else [seed, 1])
@@ -68,10 +68,10 @@ class Network:
         return self._backend.asarray(std * self._rng.standard_normal(shape), self.dtype)
 
     def zeros(self, n):
-        return self._backend.xp.zeros(n, dtype=self.dtype)
+        return self._backend.full(n, 0, self.dtype)
 
     def ones(self, n):
-        return self._backend.xp.ones(n, dtype=self.dtype)
+        return self._backend.full(n, 1, self.dtype)
 
     def dropout_seed(self):
         """The next dropout generator's seed, from the dropout stream."""
@@ -119,8 +119,10 @@ class Network:
 
     def predict(self, x, train_flg=False):
         """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
-        if x.dtype != self.dtype:
-            x = x.astype(self.dtype)  # per batch: never a float64 copy of a whole dataset
+        check_same_backend(f"{type(self).__name__}.predict", x=x,
+                           params=next(iter(self.params.values())))
+        if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
+            x = get_array_module(x).astype(x, self.dtype)
         with self._scope():
             return self._forward(x, train_flg)
 
@@ -136,7 +138,7 @@ class Network:
         total = 0
         for key in self._decayed():
             W = self.params[key]
-            total = total + (W * W).sum()
+            total = total + get_array_module(W).sum(W * W)
         return 0.5 * lam * total
 
     def loss(self, x, t, train_flg=False):
@@ -149,7 +151,7 @@ class Network:
             loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
-            loss = loss + self.weight_decay().astype(loss.dtype)
+            loss = loss + get_array_module(loss).astype(self.weight_decay(), loss.dtype)
         self.last_loss = loss
         return loss
 
@@ -169,11 +171,12 @@ class Network:
         correct = 0
         with self._scope():
             for i in range(0, n, batch_size):
-                tb = t[i:i + batch_size]
+                stop = min(i + batch_size, n)  # the standard has no slice past an axis
+                tb = t[i:stop, ...]
                 if tb.ndim != 1:
-                    tb = tb.argmax(axis=1)
-                y = self.predict(x[i:i + batch_size]).argmax(axis=1)
-                correct = correct + xp.count_nonzero(y == tb)
+                    tb = xp.argmax(tb, axis=1)
+                y = xp.argmax(self.predict(x[i:stop, ...]), axis=1)
+                correct = correct + xp.count_nonzero(y == xp.astype(tb, y.dtype))
         return float(correct) / n
 
     def gradient(self, x, t):
@@ -216,14 +219,14 @@ class Network:
 
     def _numerical_gradient(self, x, t, h):
         if x.dtype != self.dtype:
-            x = x.astype(self.dtype)
+            x = get_array_module(x).astype(x, self.dtype)
         names = list(self.layers)
         inputs, sizes = {}, []
-        s = x[None]
+        s = x[None, ...]
         for name in names:  # the unperturbed pass, as a stack of one: each layer's input
-            inputs[name] = s[0]
+            inputs[name] = s[0, ...]
             s = self.layers[name].forward_stack(s, True)
-            sizes.append(s[0].size)
+            sizes.append(size(s[0, ...]))
         decay = self.weight_decay()
         decayed = set(self._decayed()) if self.weight_decay_lambda else set()
         grads = {}
@@ -240,7 +243,9 @@ class Network:
                 out = self.last_layer.forward_stack(s, t) + decay
                 if key in decayed:  # 0.5 lam ((w + d)^2 - w^2) = lam w d + 0.5 lam d^2
                     lam = self.weight_decay_lambda
-                    out = out + lam * p.reshape(-1)[index] * delta + 0.5 * lam * delta * delta
+                    xp = get_array_module(p)
+                    moved = xp.take(xp.reshape(p, (-1,)), index)
+                    out = out + lam * moved * delta + 0.5 * lam * delta * delta
                 return out
 
             # as many copies at once as keep the largest stacked activation near
@@ -254,16 +259,16 @@ class Network:
         """The book's definition: two full training-mode forward passes per parameter element
         (slow; the reference). Dropout holds its current mask and the state is restored."""
         if x.dtype != self.dtype:
-            x = x.astype(self.dtype)
+            x = get_array_module(x).astype(x, self.dtype)
         dropouts = [layer for layer in self.layers.values() if hasattr(layer, "hold_mask")]
-        shapes, s = {}, x[None]
+        shapes, s = {}, x[None, ...]
         for name, layer in self.layers.items():  # the input shape each dropout sees
             shapes[name] = s.shape[1:]
             s = layer.forward_stack(s, True)
         for name, layer in self.layers.items():
             if layer in dropouts:
                 layer.current_mask(shapes[name])
-        saved = {k: v.copy() for k, v in self.state().items()}
+        saved = {k: copy(v) for k, v in self.state().items()}
 
         def loss_w(_):
             value = self.loss(x, t, train_flg=True)
@@ -290,7 +295,7 @@ class Network:
     def load_state(self, values):
         """Copy ``values`` (host or device arrays, by :meth:`state`'s names) into the buffers, in place."""
         for key, buf in self.state().items():
-            buf[...] = get_array_module(buf).asarray(values[key]).astype(buf.dtype)
+            buf[...] = backend_of(buf).asarray(values[key], dtype=buf.dtype)
 
     def save_params(self, path):
         """Write the parameters, state, architecture and dtype to ``path`` (an ``.npz``), atomically."""

@@ -4,17 +4,24 @@ naming the model (``owner``), the argument and what was expected."""
 import math
 import numbers
 
+from backends import dtype_kind, dtype_name
+
 #: named initial scales: std = sqrt(gain / fan_in)
 INIT_GAINS = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
 #: the keys of a book-style conv_param, with SimpleConvNet's defaults
 DEFAULT_CONV = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
 
 
-def float_dtype(owner, xp, dtype):
-    """``dtype`` (default float32) as ``xp``'s dtype."""
-    out = xp.dtype(dtype or "float32")
-    if out.kind != "f":
-        raise ValueError(f"{owner}: dtype must be a floating type, got {out}")
+def float_dtype(owner, backend, dtype):
+    """``dtype`` (default float32) as the ``backend``'s dtype."""
+    try:
+        out = backend.dtype(dtype or "float32")
+    except (TypeError, AttributeError) as e:
+        if "float64" in str(e):
+            raise
+        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype!r}") from None
+    if dtype_kind(out) != "f":
+        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype_name(out)}")
     return out
 
 

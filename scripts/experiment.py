@@ -52,7 +52,7 @@ def start(p, argv=None):
     except DatasetError as e:
         p.exit(1, f"error: {e}\n")
     plt = pyplot(p)
-    print(f"backend: {backend.name} ({backend.device}); data: {args.dataset}, "
+    print(f"backend: {backend.name} ({backend.description}); data: {args.dataset}, "
           f"{data[0][0].shape[0]} train / {data[1][0].shape[0]} test", flush=True)
     return args, backend, data, plt
 

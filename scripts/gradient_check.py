@@ -39,7 +39,7 @@ def check(backend_name, x, t, seed, dtype):
     start = time.perf_counter()
     result = gradient_check(network, xb, tb)
     seconds = time.perf_counter() - start
-    print(f"# backend {backend.name} ({backend.device}), {dtype}, {seconds:.2f} s")
+    print(f"# backend {backend.name} ({backend.description}), {dtype}, {seconds:.2f} s")
     for key, (mean_abs, _) in result.items():
         print(f"{key}:{mean_abs}")
     worst = max(result, key=lambda k: result[k][1])

@@ -125,7 +125,7 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
         backend = backends.use(args.backend) if args.backend else backends.current()
     except (ValueError, RuntimeError) as e:
         parser.exit(2, f"error: {e}\n")
-    print(f"backend: {backend.name} ({backend.device})", flush=True)
+    print(f"backend: {backend.name} ({backend.description})", flush=True)
     try:
         (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, flatten=flatten,
                                                             data_dir=args.data_dir)

@@ -32,12 +32,12 @@ import numpy
 from backends.cuda import conv, gemm, uniform
 from backends.cuda.compiler import kernel as compiled
 from backends.cuda.sources import c_type
-from backends.ops import Ops, empty_in_order, memory_order
+from backends.strided import StridedOps, empty_in_order, memory_order
 
 SOFTMAX_CE_THREADS = 256  # kernels/softmax_ce.cu: one block of these does the batch
 
 
-class CupyOps(Ops):
+class CupyOps(StridedOps):
     """Fused CuPy kernels for :class:`backends.ops.Ops`'s operations."""
 
     name = "cupy-fused"

@@ -13,7 +13,7 @@ import math
 
 from backends.host import build, conv
 from backends.host import threads as _threads
-from backends.ops import Ops, empty_in_order, memory_order
+from backends.strided import StridedOps, empty_in_order, memory_order
 
 MIN_PART_SIDE = 32  # split a product's output no thinner than this
 
@@ -26,7 +26,7 @@ def _planes(a):
         and a.transpose(order).flags.c_contiguous
 
 
-class HostOps(Ops):
+class HostOps(StridedOps):
     """NumPy's operations, split by samples across ``threads`` threads where the work is large."""
 
     name = "host"

@@ -1,6 +1,6 @@
 """Activation layers: ReLU and sigmoid."""
 
-from backends import get_array_module, ops_for
+from backends import get_array_module, on_device_of, ops_for
 from framework.functions import sigmoid
 from framework.layers.base import Layer
 
@@ -32,7 +32,8 @@ class Relu(Layer):
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
-        return get_array_module(x).maximum(x, x.dtype.type(0))
+        xp = get_array_module(x)
+        return xp.maximum(x, xp.zeros((), dtype=x.dtype, **on_device_of(xp, x)))
 
 
 class Sigmoid(Layer):

@@ -1,6 +1,6 @@
 """The fully connected layer: out = x W + b."""
 
-from backends import check_same_backend, get_array_module, ops_for
+from backends import check_same_backend, get_array_module, on_device_of, ops_for
 from framework.layers.base import Layer
 
 
@@ -39,7 +39,7 @@ class Affine(Layer):
             raise ValueError(f"{self.name}: expected a batch of shape (N, ...), got shape "
                              f"{tuple(x.shape)} (use x[None] for a single sample)")
         self.original_x_shape = x.shape
-        x = x.reshape(x.shape[0], -1)
+        x = get_array_module(x).reshape(x, (x.shape[0], -1))
         if x.shape[1] != self.W.shape[0]:
             raise ValueError(f"{self.name}: input has {x.shape[1]} features, W expects "
                              f"{self.W.shape[0]} (input shape {tuple(self.original_x_shape)}, "
@@ -54,10 +54,11 @@ class Affine(Layer):
         (:meth:`models.base.Network.numerical_gradient`); the stack is folded
         into one matrix product rather than K small ones.
         """
+        xp = get_array_module(x)
         k, n = x.shape[:2]
-        out = x.reshape(k * n, -1) @ self.W
+        out = xp.reshape(x, (k * n, -1)) @ self.W
         out += self.b
-        return out.reshape(k, n, self.W.shape[1])
+        return xp.reshape(out, (k, n, self.W.shape[1]))
 
     def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         """Outputs ``(K, N, out)`` of K copies of this layer, copy k with element
@@ -66,31 +67,29 @@ class Affine(Layer):
         x (W + d e_ij) + b differs from x W + b only in column j, by d x[:, i];
         moving b[j] adds d to column j. So each copy costs N additions, not
         a matrix product, and the result equals the perturbed forward pass
-        up to rounding.
+        up to rounding. (The standard has no fancy-index assignment: the
+        column is picked by a one-hot row.)
         """
         xp = get_array_module(x)
-        x = x.reshape(x.shape[0], -1)
+        x = xp.reshape(x, (x.shape[0], -1))
         base = x @ self.W
         base += self.b
-        k = index.shape[0]
-        out = xp.broadcast_to(base, (k,) + base.shape).copy()
-        # (k, out, N) view: copy k's column cols[k] is row (k, cols[k]) here, and
-        # indexing two leading axes with arrays is the plainest form on every backend
-        columns = out.transpose(0, 2, 1)
+        width = self.W.shape[1]
         if param == "W":
-            rows, cols = xp.divmod(index, self.W.shape[1])
-            columns[xp.arange(k), cols] += delta * x[:, rows].T
+            rows, cols = index // width, index % width
+            moved = delta * xp.permute_dims(xp.take(x, rows, axis=1), (1, 0))[:, :, None]
         elif param == "b":
-            columns[xp.arange(k), index] += delta
+            cols, moved = index, delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
-        return out
+        onehot = cols[:, None] == xp.arange(width, **on_device_of(xp, x))[None, :]  # (K, out)
+        return base[None, ...] + moved * xp.astype(onehot, base.dtype)[:, None, :]
 
     def backward(self, dout):
         ops = ops_for(dout)
         self.dW = ops.matmul(self.x.T, dout)
-        self.db = dout.sum(axis=0)
+        self.db = get_array_module(dout).sum(dout, axis=0)
         if not self.input_grad:
             return None
         dx = ops.matmul(dout, self.W.T)
-        return dx.reshape(self.original_x_shape)
+        return get_array_module(dx).reshape(dx, self.original_x_shape)

@@ -23,7 +23,7 @@ walk of :class:`models.base.Network` reads these attributes without probing:
     BatchNormalization) override it.
 """
 
-from backends import get_array_module
+from backends import copy, get_array_module, to_numpy
 
 
 class Layer:
@@ -41,24 +41,35 @@ class Layer:
         return self.forward(x)
 
     def forward_stack(self, x, train_flg=True):
+        xp = get_array_module(x)
         k, n = x.shape[:2]
         saved = dict(vars(self))
         try:
-            out = self._forward(x.reshape((k * n,) + tuple(x.shape[2:])), train_flg)
+            out = self._forward(xp.reshape(x, (k * n,) + tuple(x.shape[2:])), train_flg)
         finally:
             vars(self).clear()
             vars(self).update(saved)
-        return out.reshape((k, n) + tuple(out.shape[1:]))
+        return xp.reshape(out, (k, n) + tuple(out.shape[1:]))
 
     def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         # One element at a time (reads the indices on the host: the numerical gradient
         # is a check, not a hot loop).
         xp = get_array_module(x)
-        flat = getattr(self, param).reshape(-1)
+        p = getattr(self, param)
         outs = []
-        for i in index.tolist():
-            orig = flat[i].copy()
-            flat[i] = orig + delta
-            outs.append(self.forward_stack(x[None], train_flg)[0])
-            flat[i] = orig
+        for i in to_numpy(index).tolist():
+            at = tuple(int(j) for j in divmod_all(i, p.shape))
+            orig = copy(p[at])
+            p[at] = orig + delta  # in place: the layer's own array, no view needed
+            outs.append(self.forward_stack(x[None, ...], train_flg)[0, ...])
+            p[at] = orig
         return xp.stack(outs)
+
+
+def divmod_all(i, shape):
+    """The multi-index of flat (row-major) element ``i`` of an array of ``shape``."""
+    index = []
+    for n in reversed(tuple(shape)):
+        i, r = divmod(i, n)
+        index.append(r)
+    return reversed(index)

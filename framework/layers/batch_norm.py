@@ -1,6 +1,6 @@
 """Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
 
-from backends import check_same_backend, get_array_module
+from backends import backend_of, check_same_backend, get_array_module, on_device_of
 from framework.layers.base import Layer
 
 EPS = 10e-7  # the book's epsilon, 1e-6
@@ -49,10 +49,11 @@ class BatchNormalization(Layer):
         self.gamma = gamma
         self.beta = beta
         self.momentum = momentum
+        backend = backend_of(gamma)
         self.running_mean = (xp.zeros_like(gamma) if running_mean is None
-                             else xp.asarray(running_mean, dtype=gamma.dtype))
+                             else backend.asarray(running_mean, dtype=gamma.dtype))
         self.running_var = (xp.ones_like(gamma) if running_var is None
-                            else xp.asarray(running_var, dtype=gamma.dtype))
+                            else backend.asarray(running_var, dtype=gamma.dtype))
         self.input_shape = None
         self.batch_size = None
         self.xn = None
@@ -66,7 +67,7 @@ class BatchNormalization(Layer):
         if x.ndim < lead + 1:
             raise ValueError(f"{self.name}: expected a batch of shape (N, features) or "
                              f"(N, C, H, W), got shape {tuple(x.shape[lead - 1:])}")
-        flat = x.reshape(*x.shape[:lead], -1)
+        flat = get_array_module(x).reshape(x, tuple(x.shape[:lead]) + (-1,))
         if flat.shape[-1] != self.gamma.shape[0]:
             raise ValueError(f"{self.name}: input has {flat.shape[-1]} features (shape "
                              f"{tuple(x.shape[lead - 1:])}), gamma has {self.gamma.shape[0]}")
@@ -78,9 +79,9 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
-            mu = x.mean(axis=0)
+            mu = xp.mean(x, axis=0)
             xn = x - mu
-            var = (xn * xn).mean(axis=0)
+            var = xp.mean(xn * xn, axis=0)
             std = xp.sqrt(var + EPS)
             xn /= std  # in place: x - mu is not needed again
             self.batch_size = x.shape[0]
@@ -94,50 +95,51 @@ class BatchNormalization(Layer):
             xn = (x - self.running_mean) / xp.sqrt(self.running_var + EPS)
         out = xn * self.gamma
         out += self.beta
-        return out.reshape(self.input_shape)
+        return xp.reshape(out, self.input_shape)
 
     def backward(self, dout):
         # The book's chain (dxn, dxc, dstd, dvar, dmu) folds into one line:
         # dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std, the same numbers in
         # a third of the passes over the batch.
-        dout = dout.reshape(dout.shape[0], -1)
-        self.dbeta = dout.sum(axis=0)
-        self.dgamma = (self.xn * dout).sum(axis=0)
+        xp = get_array_module(dout)
+        dout = xp.reshape(dout, (dout.shape[0], -1))
+        self.dbeta = xp.sum(dout, axis=0)
+        self.dgamma = xp.sum(self.xn * dout, axis=0)
         dxn = dout * self.gamma
-        dx = dxn - dxn.mean(axis=0)
-        dx -= self.xn * (dxn * self.xn).mean(axis=0)
+        dx = dxn - xp.mean(dxn, axis=0)
+        dx -= self.xn * xp.mean(dxn * self.xn, axis=0)
         dx /= self.std
-        return dx.reshape(self.input_shape)
+        return xp.reshape(dx, self.input_shape)
 
     def _normalised_stack(self, x, train_flg):
         flat = self._flat(x, stacked=True)
         xp = get_array_module(flat)
         if train_flg:
-            mu = flat.mean(axis=1, keepdims=True)
+            mu = xp.mean(flat, axis=1, keepdims=True)
             xc = flat - mu
-            return xc / xp.sqrt((xc * xc).mean(axis=1, keepdims=True) + EPS)
+            return xc / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + EPS)
         return (flat - self.running_mean) / xp.sqrt(self.running_var + EPS)
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass for each of a stack ``(K, N, ...)``, each with its own batch
         statistics in training; the running averages are left alone."""
         out = self.gamma * self._normalised_stack(x, train_flg) + self.beta
-        return out.reshape(x.shape)
+        return get_array_module(out).reshape(out, x.shape)
 
     def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         """Outputs ``(K, N, ...)`` of K copies, copy k with element ``index[k]`` of
         ``gamma`` or ``beta`` moved by ``delta``: column j gains delta * xn[:, j]
         or delta. The normalisation does not depend on gamma and beta."""
         xp = get_array_module(x)
-        xn = self._normalised_stack(x[None], train_flg)[0]  # (N, D)
+        xn = self._normalised_stack(x[None, ...], train_flg)[0, ...]  # (N, D)
         base = self.gamma * xn + self.beta
         k = index.shape[0]
-        out = xp.broadcast_to(base, (k,) + base.shape).copy()
-        columns = out.transpose(0, 2, 1)  # (K, D, N): copy k's column is row (k, index[k])
+        onehot = xp.astype(index[:, None] == xp.arange(base.shape[1], **on_device_of(xp, x))[None, :],
+                           base.dtype)[:, None, :]  # (K, 1, D): copy k's column
         if param == "gamma":
-            columns[xp.arange(k), index] += delta * xn.T[index]
+            out = base[None, ...] + delta * xn[None, ...] * onehot
         elif param == "beta":
-            columns[xp.arange(k), index] += delta
+            out = base[None, ...] + delta * onehot
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'gamma' or 'beta'")
-        return out.reshape((k,) + tuple(x.shape))
+        return xp.reshape(out, (k,) + tuple(x.shape))

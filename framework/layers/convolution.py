@@ -1,6 +1,6 @@
 """The convolution layer of chapter 7, on im2col and one matrix product."""
 
-from backends import check_same_backend, get_array_module, ops_for
+from backends import check_same_backend, get_array_module, on_device_of, ops_for
 from framework.functions import conv_output_size
 from framework.layers.base import Layer
 
@@ -105,9 +105,10 @@ class Convolution(Layer):
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""
+        xp = get_array_module(x)
         k, n = x.shape[:2]
-        out, _ = self._forward(x.reshape((k * n,) + tuple(x.shape[2:])))
-        return out.reshape((k, n) + tuple(out.shape[1:]))
+        out, _ = self._forward(xp.reshape(x, (k * n,) + tuple(x.shape[2:])))
+        return xp.reshape(out, (k, n) + tuple(out.shape[1:]))
 
     def perturbed_outputs(self, x, param, index, delta, train_flg=True):
         """Outputs ``(K, N, FN, out_h, out_w)`` of K copies, copy k with element ``index[k]``
@@ -115,23 +116,22 @@ class Convolution(Layer):
 
         The output is linear in W: moving W[f, c, i, j] by d adds d times
         im2col's column (c, i, j) to output channel f; moving b[f] adds d
-        to channel f. So each copy costs one column, not a convolution.
+        to channel f. So each copy costs one column, not a convolution. (The
+        standard has no fancy-index assignment: the channel is picked by a
+        one-hot row.)
         """
         xp = get_array_module(x)
         base, _ = self._forward(x)  # (N, FN, out_h, out_w)
         n, fn, out_h, out_w = base.shape
         fh, fw = self.W.shape[2:]
-        col = ops_for(x).im2col(x, fh, fw, self.stride, self.pad, out_h, out_w)
         k = index.shape[0]
-        out = xp.broadcast_to(base, (k,) + base.shape).copy()
-        copies = xp.arange(k)[:, None]
-        samples = xp.arange(n)[None, :]
         if param == "W":
-            channel, row = xp.divmod(index, col.shape[0])
-            added = col[row].reshape(k, n, out_h, out_w)
-            out[copies, samples, channel[:, None]] += delta * added
+            col = ops_for(x).im2col(x, fh, fw, self.stride, self.pad, out_h, out_w)
+            channel, row = index // col.shape[0], index % col.shape[0]
+            moved = delta * xp.reshape(xp.take(col, row, axis=0), (k, n, 1, out_h, out_w))
         elif param == "b":
-            out[copies, samples, index[:, None]] += delta
+            channel, moved = index, delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
-        return out
+        onehot = channel[:, None] == xp.arange(fn, **on_device_of(xp, x))[None, :]  # (K, FN)
+        return base[None, ...] + moved * xp.reshape(xp.astype(onehot, base.dtype), (k, 1, fn, 1, 1))

@@ -1,7 +1,7 @@
 """Dropout (6.4.3; Srivastava et al., 2014), with a generator that lives on the device."""
 
 import backends
-from backends import check_same_backend, ops_for
+from backends import check_same_backend, get_array_module, ops_for
 from framework.layers.base import Layer
 
 
@@ -45,13 +45,22 @@ class Dropout(Layer):
         self.key = backend.asarray([key], dtype="uint64")
         self.counter = backend.asarray([0], dtype="uint64")
         self.mask = None
+        self._kept = None  # (mask, dtype, the mask in that dtype)
         self.hold_mask = False
 
     def _draw(self, shape, advance=True):
-        u = ops_for(self.counter).uniform(self.key, self.counter, tuple(shape))
+        ops = ops_for(self.counter)
+        u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:
-            self.counter += 1  # on the device: a recorded step advances it at every replay
+            ops.increment(self.counter)  # on the device: a recorded step advances it each replay
         return u > self.dropout_ratio
+
+    def _scale(self, like):
+        """The mask in ``like``'s dtype (the standard multiplies no floats by booleans)."""
+        if self._kept is None or self._kept[0] is not self.mask or self._kept[1] != like.dtype:
+            xp = get_array_module(like)
+            self._kept = (self.mask, like.dtype, xp.astype(self.mask, like.dtype))
+        return self._kept[2]
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, counter=self.counter)
@@ -59,15 +68,15 @@ class Dropout(Layer):
             return x * (1.0 - self.dropout_ratio)
         if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
             self.mask = self._draw(x.shape)
-        return x * self.mask
+        return x * self._scale(x)
 
     def backward(self, dout):
-        return dout * self.mask
+        return dout * self._scale(dout)
 
     def current_mask(self, shape):
         """The last forward's mask; if there is none of ``shape``, the one the next training
         forward will draw (drawn now without advancing the generator)."""
-        if self.mask is None or self.mask.shape != tuple(shape):
+        if self.mask is None or tuple(self.mask.shape) != tuple(shape):
             self.mask = self._draw(shape, advance=False)
         return self.mask
 
@@ -75,4 +84,5 @@ class Dropout(Layer):
         """The forward pass for each of a stack ``(K, N, ...)``, all with the current mask."""
         if not train_flg:
             return x * (1.0 - self.dropout_ratio)
-        return x * self.current_mask(x.shape[1:])
+        mask = self.current_mask(x.shape[1:])
+        return x * get_array_module(x).astype(mask, x.dtype)

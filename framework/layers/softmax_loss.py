@@ -1,6 +1,7 @@
 """Softmax with the cross-entropy loss, the last layer of every classifier here."""
 
-from backends import check_same_backend, get_array_module, is_device_array, ops_for
+from backends import (check_same_backend, dtype_kind, get_array_module, is_device_array,
+                      on_device_of, ops_for)
 from framework.layers.base import Layer
 
 
@@ -27,10 +28,11 @@ class SoftmaxWithLoss(Layer):
         self.t = None  # labels, as given
         self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
 
-    def _row_index(self, xp, n):
+    def _row_index(self, xp, n, like):
         rows = self._rows
-        if rows is None or rows.shape[0] != n or get_array_module(rows) is not xp:
-            rows = self._rows = xp.arange(n)
+        if rows is None or rows.shape[0] != n or get_array_module(rows) is not xp \
+                or rows.device != like.device:
+            rows = self._rows = xp.arange(n, **on_device_of(xp, like))
         return rows
 
     def forward(self, x, t):
@@ -42,18 +44,18 @@ class SoftmaxWithLoss(Layer):
         if t.ndim == 1:
             try:  # one kernel on a GPU (backends.cuda.ops)
                 self.loss, self.y = ops_for(x).softmax_cross_entropy(
-                    x, t, self._row_index(xp, n))
+                    x, t, self._row_index(xp, n, x))
             except IndexError:
                 raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
-                                 f"for {x.shape[1]} classes, got values {int(t.min())}.."
-                                 f"{int(t.max())}") from None
+                                 f"for {x.shape[1]} classes, got values {int(xp.min(t))}.."
+                                 f"{int(xp.max(t))}") from None
             return self.loss
-        shifted = x - x.max(axis=1, keepdims=True)
+        shifted = x - xp.max(x, axis=1, keepdims=True)
         e = xp.exp(shifted)
-        s = e.sum(axis=1, keepdims=True)
+        s = xp.sum(e, axis=1, keepdims=True)
         e /= s
         self.y = e
-        self.loss = (t * (xp.log(s) - shifted)).sum() / n
+        self.loss = xp.sum(t * (xp.log(s) - shifted)) / n
         return self.loss
 
     def backward(self, dout=1):
@@ -61,7 +63,7 @@ class SoftmaxWithLoss(Layer):
         n = self.y.shape[0]
         if self.t.ndim == 1:
             return ops_for(self.y).softmax_cross_entropy_grad(
-                self.y, self.t, dout / n, self._row_index(xp, n))
+                self.y, self.t, dout / n, self._row_index(xp, n, self.y))
         dx = self.y - self.t
         dx *= dout / n
         return dx
@@ -73,11 +75,12 @@ class SoftmaxWithLoss(Layer):
         """
         xp = get_array_module(x)
         n = x.shape[-2]
-        shifted = x - x.max(axis=-1, keepdims=True)
-        log_s = xp.log(xp.exp(shifted).sum(axis=-1))
+        shifted = x - xp.max(x, axis=-1, keepdims=True)
+        log_s = xp.log(xp.sum(xp.exp(shifted), axis=-1))
         if t.ndim == 1:  # the same one-hot sum as below: plain broadcasting on every backend
-            t = xp.arange(x.shape[-1]) == t[:, None]
-        return (t * (log_s[..., None] - shifted)).sum(axis=(-2, -1)) / n
+            t = xp.astype(xp.arange(x.shape[-1], **on_device_of(xp, x))[None, :] == t[:, None],
+                          x.dtype)
+        return xp.sum(t * (log_s[..., None] - shifted), axis=(-2, -1)) / n
 
     @staticmethod
     def _check(x, t):
@@ -89,16 +92,19 @@ class SoftmaxWithLoss(Layer):
             if t.shape[0] != n:
                 raise ValueError(f"SoftmaxWithLoss: x has {n} samples but t has "
                                  f"{t.shape[0]} labels")
-            if t.dtype.kind not in "iu":
+            if dtype_kind(t.dtype) not in "iu":
                 raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
                                  f"indices, got dtype {t.dtype}")
             # Labels past the last class make the indexing in forward raise on
             # NumPy; negative ones would silently wrap, so signed labels are
             # checked here. Reading device labels would stall every GPU step:
             # those are checked once where the data is sent (framework.data).
-            if t.dtype.kind == "i" and not is_device_array(t) and n and t.min() < 0:
-                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
-                                 f"{c} classes, got values {int(t.min())}..{int(t.max())}")
+            if dtype_kind(t.dtype) == "i" and not is_device_array(t) and n:
+                xp = get_array_module(t)
+                low = int(xp.min(t))
+                if low < 0:
+                    raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
+                                     f"{c} classes, got values {low}..{int(xp.max(t))}")
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
                              f"{tuple(x.shape)} or integer labels ({n},)")

@@ -46,7 +46,7 @@ def machine_lines():
         lines.append("- PyTorch: not installed (its rows are skipped)")
     if "cupy" in backends.available():
         b = backends.use("cupy")
-        lines.append(f"- GPU: {b.device}; CuPy {b.xp.__version__}")
+        lines.append(f"- GPU: {b.description}; CuPy {b.xp.__version__}")
     else:
         lines.append("- GPU: none usable here (CuPy rows are skipped)")
     return lines

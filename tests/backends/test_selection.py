@@ -51,7 +51,7 @@ def test_env_bogus_is_refused_with_the_allowed_values():
     r = run_module("bogus")
     assert r.returncode != 0
     assert "XPNET_BACKEND='bogus'" in r.stderr
-    assert "numpy, cupy, auto" in r.stderr
+    assert "numpy, cupy, torch, array_api_strict, auto" in r.stderr
 
 
 def test_env_cupy_without_gpu_fails_and_says_what_to_do():
@@ -72,7 +72,7 @@ def test_cupy_by_name_raises_runtime_error_in_process():
 
 
 def test_use_unknown_name_raises_value_error():
-    with pytest.raises(ValueError, match="'tpu'.*numpy, cupy, auto"):
+    with pytest.raises(ValueError, match="'tpu'.*numpy, cupy, torch, array_api_strict, auto"):
         backends.use("tpu")
 
 
@@ -100,7 +100,7 @@ def test_asarray_and_round_trip(backend):
     host = np.arange(6, dtype=np.float64).reshape(2, 3)
     dev = backend.asarray(host, dtype="float32")
     assert backends.get_array_module(dev) is backend.xp
-    assert dev.dtype == np.float32
+    assert backends.dtype_name(dev.dtype) == "float32"
     back = backends.to_numpy(dev)
     assert isinstance(back, np.ndarray)
     np.testing.assert_array_equal(back, host)
@@ -120,14 +120,17 @@ def test_get_array_module_of_host_values_is_numpy_without_importing_cupy():
 def test_available_always_has_numpy_first():
     names = backends.available()
     assert names[0] == "numpy"
-    assert set(names) <= {"numpy", "cupy"}
+    assert set(names) <= set(backends.NAMES)
 
 
-def test_device_string(backend):
+def test_device_and_its_description(backend):
     if backend.name == "numpy":
-        assert backend.device == "CPU"
-    else:
-        assert "compute capability" in backend.device
+        assert backend.device == "cpu" and backend.description == "CPU"
+    elif backend.name == "cupy":
+        assert "compute capability" in backend.description
+    else:  # the namespace's own device object, and where the arrays it makes live
+        assert backends.to_device([1.0]).device == backend.device
+        assert str(backend.device) in backend.description
 
 
 def test_mixing_backends_is_named():

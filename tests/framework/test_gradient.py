@@ -8,6 +8,7 @@ from models import TwoLayerNet
 from tests.conftest import to_host
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_numerical_gradient_of_sum_of_squares(xp):
     # the book's function_2 of 4.4: f(x) = x0^2 + x1^2, gradient (6, 8) at (3, 4)
     x = xp.asarray([3.0, 4.0])
@@ -15,6 +16,7 @@ def test_numerical_gradient_of_sum_of_squares(xp):
     np.testing.assert_allclose(to_host(grad), [6.0, 8.0], rtol=1e-9)
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_numerical_gradient_restores_x_exactly(xp):
     rng = np.random.default_rng(3)
     host = rng.standard_normal((3, 4))
@@ -23,6 +25,7 @@ def test_numerical_gradient_restores_x_exactly(xp):
     np.testing.assert_array_equal(to_host(x), host)  # bit for bit
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_numerical_gradient_of_a_matrix_function(xp):
     A = xp.asarray([[1.0, 2.0], [3.0, 4.0]])
     W = xp.asarray([[0.5, -1.0], [2.0, 0.25]])

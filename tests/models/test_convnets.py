@@ -133,6 +133,7 @@ def test_cpu_gpu_parity_of_a_short_run():
     check_parity(short_run, x, t, rtol=2e-4, atol=1e-5)
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_checkpoint_round_trip(backend, tmp_path):
     net = DeepConvNet(input_dim=(1, 8, 8), **{f"conv_param_{i}": small(i) for i in range(1, 7)},
                       hidden_size=6, output_size=3, seed=0)

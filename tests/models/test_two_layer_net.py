@@ -18,7 +18,7 @@ def test_structure_follows_the_book(backend):
     net = TwoLayerNet(784, 50, 10)
     assert list(net.params) == ["W1", "b1", "W2", "b2"]
     assert [p.shape for p in net.params.values()] == [(784, 50), (50,), (50, 10), (10,)]
-    assert all(p.dtype == np.float32 for p in net.params.values())
+    assert all(backends.dtype_name(p.dtype) == "float32" for p in net.params.values())
     assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]
     assert [type(v) for v in net.layers.values()] == [Affine, Relu, Affine]
     assert isinstance(net.last_layer, SoftmaxWithLoss) and net.lastLayer is net.last_layer
@@ -37,6 +37,7 @@ def test_same_seed_same_weights_on_every_backend(backend):
     assert not np.array_equal(b.params["W1"], c.params["W1"])
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 @pytest.mark.parametrize("labels", ["int", "one_hot"])
 def test_backprop_matches_numerical_gradient(xp, labels):
     net = TwoLayerNet(12, 6, 4, dtype="float64", seed=3, weight_init_std=0.5)
@@ -51,6 +52,7 @@ def test_backprop_matches_numerical_gradient(xp, labels):
         assert rel.max() < 1e-6, key
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_predict_loss_accuracy(xp):
     net = TwoLayerNet(12, 6, 4, seed=0)
     x, t = batch(xp, n=7)
@@ -106,6 +108,7 @@ def test_cpu_gpu_parity(dtype, rtol):
         backends._default = previous
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 @pytest.mark.parametrize("labels", ["int", "one_hot"])
 def test_vectorised_numerical_gradient_equals_the_elementwise_definition(xp, labels):
     net = TwoLayerNet(30, 7, 5, dtype="float64", seed=4, weight_init_std=0.3)

@@ -14,7 +14,7 @@ import pytest
 
 from backends.cuda import conv as conv_kernels
 from backends.cuda.sources import source
-from backends.ops import Ops, empty_in_order as _empty, memory_order as _order
+from backends.strided import StridedOps as Ops, empty_in_order as _empty, memory_order as _order
 from tests.backends.cuda.cpp_build import C_TYPES, build as build_library, c_args, needs_compiler
 
 pytestmark = needs_compiler

@@ -11,7 +11,7 @@ from backends.host import ops as host_ops
 from backends.host import threads as host_threads_module
 from backends.host.ops import HostOps
 from backends.host.threads import blas_controller, host_threads
-from backends.ops import Ops
+from backends.strided import StridedOps as Ops
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """framework/layers/base.py: the defaults every layer gets, for a layer that writes none."""
 
 import numpy as np
+import pytest
 
 from framework.layers import Layer
 from tests.conftest import to_host
@@ -28,6 +29,7 @@ def test_defaults(xp):
     assert layer.name == "Scale" and layer.takes_train_flg is False and layer.buffers == ()
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_the_stacked_forward_folds_the_stack_and_leaves_the_layer_as_it_was(xp):
     layer = Scale(xp.asarray([1.0, 2.0, 3.0]))
     x = xp.asarray(np.arange(24.0).reshape(2, 4, 3))

@@ -1,6 +1,8 @@
 """framework/layers/batch_norm.py: the book's batch norm, numbers and gradients, on every backend."""
 
 import numpy as np
+
+import backends
 import pytest
 
 from framework.layers import BatchNormalization
@@ -11,8 +13,8 @@ RNG = np.random.default_rng(61)
 
 
 def layer(xp, d, dtype="float64", **kw):
-    gamma = xp.asarray(1 + 0.5 * RNG.standard_normal(d), dtype=dtype)
-    beta = xp.asarray(RNG.standard_normal(d), dtype=dtype)
+    gamma = backends.to_device(1 + 0.5 * RNG.standard_normal(d), dtype)
+    beta = backends.to_device(RNG.standard_normal(d), dtype)
     return BatchNormalization(gamma, beta, **kw)
 
 
@@ -55,13 +57,15 @@ def test_backward_matches_central_differences(xp, shape):
     assert bn.forward(x).shape == shape and bn.backward(xp.ones(shape)).shape == shape
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_float32_keeps_its_dtype(xp):
     bn = layer(xp, 6, dtype="float32")
-    out = bn.forward(xp.asarray(RNG.standard_normal((4, 6)), dtype="float32"))
-    assert out.dtype == np.float32 and bn.running_var.dtype == np.float32
+    out = bn.forward(backends.to_device(RNG.standard_normal((4, 6)), "float32"))
+    assert backends.dtype_name(out.dtype) == "float32" and backends.dtype_name(bn.running_var.dtype) == "float32"
     assert bn.backward(xp.ones((4, 6), dtype="float32")).dtype == np.float32
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_stack_forms_have_no_side_effects_and_match_forward(xp):
     bn = layer(xp, 12)
     s = xp.asarray(RNG.standard_normal((3, 5, 3, 2, 2)))

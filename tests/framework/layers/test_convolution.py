@@ -1,6 +1,8 @@
 """framework/layers/convolution.py and im2col/col2im: against direct sums, on every backend."""
 
 import numpy as np
+
+import backends
 import pytest
 
 from framework.functions import col2im, im2col
@@ -45,11 +47,12 @@ def books_im2col(x, fh, fw, stride, pad):
 
 def conv_layer(xp, shape, filters, stride, pad, dtype="float64"):
     fn, fh, fw = filters
-    W = xp.asarray(RNG.standard_normal((fn, shape[1], fh, fw)), dtype=dtype)
-    b = xp.asarray(RNG.standard_normal(fn), dtype=dtype)
+    W = backends.to_device(RNG.standard_normal((fn, shape[1], fh, fw)), dtype)
+    b = backends.to_device(RNG.standard_normal(fn), dtype)
     return Convolution(W, b, stride=stride, pad=pad)
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 @pytest.mark.parametrize("shape, filters, stride, pad", CASES)
 def test_im2col_is_the_books_layout_and_col2im_its_adjoint(xp, shape, filters, stride, pad):
     _, fh, fw = filters
@@ -62,8 +65,8 @@ def test_im2col_is_the_books_layout_and_col2im_its_adjoint(xp, shape, filters, s
     # <im2col(x), c> == <x, col2im(c)>
     assert float((to_host(col) * c).sum()) == pytest.approx(float((host * to_host(back)).sum()),
                                                             rel=1e-12)
-    f32 = im2col(xp.asarray(host, dtype="float32"), fh, fw, stride, pad)
-    assert f32.dtype == np.float32 and col2im(f32, shape, fh, fw, stride, pad).dtype == np.float32
+    f32 = im2col(backends.to_device(host, "float32"), fh, fw, stride, pad)
+    assert backends.dtype_name(f32.dtype) == "float32" and col2im(f32, shape, fh, fw, stride, pad).dtype == np.float32
 
 
 @pytest.mark.parametrize("shape, filters, stride, pad", CASES)
@@ -125,14 +128,16 @@ def test_evaluation_holds_one_layers_columns_at_a_time():
     assert columns > 190e6 and peak < 0.8 * columns  # 0.59 measured; 1.4 when all were kept
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_float32_stays_float32(xp):
     layer = conv_layer(xp, (2, 3, 6, 6), (4, 3, 3), 1, 1, dtype="float32")
-    x = xp.asarray(RNG.standard_normal((2, 3, 6, 6)), dtype="float32")
+    x = backends.to_device(RNG.standard_normal((2, 3, 6, 6)), "float32")
     out = layer.forward(x)
     dx = layer.backward(xp.ones(out.shape, dtype="float32"))
-    assert out.dtype == dx.dtype == layer.dW.dtype == layer.db.dtype == np.float32
+    assert out.dtype == dx.dtype == layer.dW.dtype == backends.dtype_name(layer.db.dtype) == "float32"
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_stack_forms_match_the_forward_pass(xp):
     layer = conv_layer(xp, (2, 2, 5, 5), (3, 3, 2), 2, 1)
     s = xp.asarray(RNG.standard_normal((3, 2, 2, 5, 5)))

@@ -51,6 +51,7 @@ def test_masks_are_the_same_on_every_backend():
     check_parity(masks, 3, rtol=0, atol=0)
 
 
+@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_current_mask_does_not_advance_the_generator(xp):
     layer = Dropout(0.5, seed=4)
     peeked = to_host(layer.current_mask((3, 9))).copy()

@@ -1,0 +1,269 @@
+"""The reference operations, on the Array API standard alone: the passes the layers route.
+
+A layer stays one code path: it asks :func:`backends.ops_for` (in
+:mod:`backends.dispatch`) for the operations of its input's backend and
+calls them by name. :class:`Ops` here is written against the standard
+(2024.12) and nothing else, so it runs on any namespace: PyTorch's (through
+``array_api_compat``), array-api-strict's, NumPy's and CuPy's. It is the
+reference every fast path must match: :class:`backends.host.ops.HostOps`
+(NumPy: strided views, every core, compiled C kernels) and
+:class:`backends.cuda.ops.CupyOps` (CuPy: fused kernels, GEMMs of its own
+for the CUDA-graph step) build on :class:`backends.strided.StridedOps`, and
+the tests compare them with this.
+
+What the standard lacks, built from what it has: im2col from one strided
+slice per filter offset (no slice runs past an axis), col2im and pooling's
+gradient by slice additions into new arrays, the padding by writing into a
+filled array, pooling's argmax by comparisons, the loss's gather by
+``take_along_axis``, one-hot rows by comparing with ``arange``; no
+``out=``, no fancy-index assignment, no write through a view. Arrays are
+created on the device of the arrays they come from.
+
+Each operation:
+
+``matmul(a, b, bias=None, out=None)``
+    ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``),
+    into ``out`` when given.
+``relu(x)``
+    ``(maximum(x, 0), x > 0)``: the output (the book's: 0 where x <= 0, -inf
+    included, NaN kept) and the mask backward needs.
+``relu_backward(dout, keep)``
+    ``dout * keep``.
+``softmax_cross_entropy(x, t, rows)``
+    ``(loss, y)``: ``y = softmax(x)`` row-wise, ``loss = mean_n(log sum exp
+    x_n - x_n[t_n])`` for integer labels ``t``; ``rows`` is ``arange(N)``.
+``softmax_cross_entropy_grad(y, t, scale, rows)``
+    ``(y - onehot(t)) * scale``.
+``sgd_update(p, g, lr)``
+    ``p -= lr * g`` in place.
+``adam_step_size(t, lr, beta1, beta2)``
+    Adam's step size from a step counter kept on the device: ``t += 1`` in
+    place (a float64 0-d array), then ``lr * sqrt(1 - beta2^t) / (1 -
+    beta1^t)`` as a float64 0-d array. Computed where the parameters live,
+    a CUDA graph replays it with each step.
+``adam_update(p, g, m, v, lr_t, beta1, beta2)``
+    ``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m /
+    (sqrt(v) + 1e-7)``, all in place, ``lr_t`` that 0-d array.
+``im2col(x, fh, fw, stride, pad, out_h, out_w, out=None)``
+    the windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C * fh
+    * fw, N * out_h * out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy * stride
+    + i - pad, ox * stride + j - pad]`` (0 outside) in column ``(n, oy, ox)``.
+``col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)``
+    its adjoint: every column entry added back to the pixel it came from,
+    as an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory; no atomics, the
+    same sums in the same order every time.
+``max_pool(x, ph, pw, stride, pad, out_h, out_w)``
+    ``(out, arg)`` for ``x (..., C, H, W)`` padded with -inf: each window's
+    maximum and the index (row-major in the window) of its first maximum.
+``max_pool_grad(dout, arg, x, ph, pw, stride, pad)``
+    ``dx`` shaped and laid out as ``x``: each ``dout`` added to the pixel
+    ``arg`` names.
+``conv(x, W, b, stride, pad, out_h, out_w)``
+    ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
+    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
+    ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
+    compiled direct convolution of :mod:`backends.host.conv`, the padded
+    input instead).
+``conv_grad(dout, x, W, col, stride, pad, input_grad)``
+    ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
+``uniform(key, counter, shape)``
+    float64 numbers in [0, 1), a pure function of the device arrays ``key``
+    and ``counter`` (``(1,)`` uint64 each) and the element's index: the
+    SplitMix64 sequence started at ``mix(key ^ mix(counter))``. Nothing is
+    drawn on the host and no generator object is involved, so the same
+    numbers come out on every backend, and a CUDA graph that advances
+    ``counter`` on the device draws new ones at each replay (CuPy's own
+    generator calls cuRAND's host API, which stream capture refuses). Here
+    in 32-bit halves held in int64 (PyTorch has no 64-bit unsigned
+    arithmetic); float32 where the device has no float64.
+``increment(counter)``
+    ``counter += 1`` in place, for a ``(1,)`` uint64 counter.
+"""
+
+import contextlib
+
+from backends import splitmix
+from backends.arrays import device_of, size
+
+
+def _zero(xp, like):
+    """A 0-d array of ``like``'s dtype on its device."""
+    return xp.zeros((), dtype=like.dtype, device=device_of(like))
+
+
+def window_slices(ph, pw, stride, out_h, out_w):
+    """The strided ``(rows, cols)`` slices of a padded image, one per window offset,
+    row-major; none runs past the padded image."""
+    return [(slice(i, i + stride * (out_h - 1) + 1, stride),
+             slice(j, j + stride * (out_w - 1) + 1, stride))
+            for i in range(ph) for j in range(pw)]
+
+
+class Ops:
+    """The routed operations on the Array API standard: they run on any namespace."""
+
+    name = "standard"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def scope(self):
+        """A context around one network call (a forward pass, a gradient, an evaluation):
+        nothing here. :class:`backends.host.ops.HostOps` lends NumPy's BLAS threads to its
+        own split passes inside it and gives them back on the way out."""
+        return contextlib.nullcontext()
+
+    def parts(self, n, nbytes=0, macs=0):
+        """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
+        ``nbytes`` or doing ``macs`` multiply-adds: one here."""
+        return 1
+
+    def each_part(self, work, n, nbytes=0, macs=0):
+        """Run ``work(lo, hi)`` over the samples ``[0, n)``: here in one call.
+
+        :class:`backends.host.ops.HostOps` splits the range across the CPU's
+        cores. ``work`` must write only what belongs to its own samples.
+        """
+        work(0, n)
+
+    def matmul(self, a, b, bias=None, out=None):
+        result = self.xp.matmul(a, b)
+        if bias is not None:
+            result = result + bias
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    def relu(self, x):
+        # maximum, not x * keep: -inf * 0 is NaN; maximum keeps a NaN, as NumPy's does
+        return self.xp.maximum(x, _zero(self.xp, x)), x > 0
+
+    def relu_backward(self, dout, keep):
+        return dout * self.xp.astype(keep, dout.dtype)
+
+    def _padded(self, x, pad, fill):
+        """``x (..., H, W)`` inside a border of ``pad`` elements of ``fill``."""
+        xp = self.xp
+        if not pad:
+            return x
+        shape = tuple(x.shape[:-2]) + (x.shape[-2] + 2 * pad, x.shape[-1] + 2 * pad)
+        out = xp.full(shape, fill, dtype=x.dtype, device=device_of(x))
+        out[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]] = x
+        return out
+
+    def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
+        xp = self.xp
+        n, c = x.shape[:2]
+        img = self._padded(x, pad, 0)
+        windows = [img[:, :, rows, cols] for rows, cols in
+                   window_slices(fh, fw, stride, out_h, out_w)]  # each (N, C, oh, ow)
+        col = xp.stack(windows, axis=0)  # (fh * fw, N, C, oh, ow)
+        col = xp.permute_dims(col, (2, 0, 1, 3, 4))  # (C, fh * fw, N, oh, ow)
+        col = xp.reshape(col, (c * fh * fw, n * out_h * out_w))
+        if out is None:
+            return col
+        out[...] = col
+        return out
+
+    def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+        xp = self.xp
+        n, c, h, w = x_shape
+        d = xp.reshape(dcol, (c, fh * fw, n, out_h, out_w))
+        img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype,
+                       device=device_of(dcol))
+        for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
+            img[:, :, rows, cols] = img[:, :, rows, cols] + d[:, k, ...]
+        img = img[:, :, pad:pad + h, pad:pad + w]
+        return xp.permute_dims(img, (1, 0, 2, 3))
+
+    def conv(self, x, W, b, stride, pad, out_h, out_w):
+        xp = self.xp
+        fn, _, fh, fw = W.shape
+        col = self.im2col(x, fh, fw, stride, pad, out_h, out_w)
+        out = xp.matmul(xp.reshape(W, (fn, -1)), col) + b[:, None]
+        out = xp.reshape(out, (fn, x.shape[0], out_h, out_w))
+        return xp.permute_dims(out, (1, 0, 2, 3)), col
+
+    def conv_grad(self, dout, x, W, col, stride, pad, input_grad=True):
+        xp = self.xp
+        fn, _, fh, fw = W.shape
+        out_h, out_w = dout.shape[2:]
+        d = xp.reshape(xp.permute_dims(dout, (1, 0, 2, 3)), (fn, -1))
+        db = xp.sum(d, axis=1)
+        dW = xp.reshape(xp.matmul(d, col.T), W.shape)
+        if not input_grad:
+            return None, dW, db
+        dcol = xp.matmul(xp.reshape(W, (fn, -1)).T, d)
+        return self.col2im(dcol, x.shape, fh, fw, stride, pad, out_h, out_w), dW, db
+
+    def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
+        xp = self.xp
+        img = self._padded(x, pad, -float("inf"))
+        index = xp.int8 if ph * pw <= 127 else xp.int32
+        out = arg = None
+        for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
+            window = img[..., rows, cols]
+            if k == 0:
+                out = window
+                arg = xp.zeros(window.shape, dtype=index, device=device_of(x))
+                continue
+            # strictly greater, so the first maximum keeps its place
+            arg = xp.where(window > out, xp.asarray(k, dtype=index, device=device_of(x)), arg)
+            out = xp.maximum(out, window)
+        return out, arg
+
+    def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        xp = self.xp
+        h, w = x.shape[-2:]
+        out_h, out_w = dout.shape[-2:]
+        shape = tuple(x.shape[:-2]) + (h + 2 * pad, w + 2 * pad)
+        dx = xp.zeros(shape, dtype=dout.dtype, device=device_of(dout))
+        for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
+            dx[..., rows, cols] = dx[..., rows, cols] + dout * xp.astype(arg == k, dout.dtype)
+        return dx[..., pad:pad + h, pad:pad + w] if pad else dx
+
+    def _labels(self, t):
+        """Integer labels as the standard's indexing dtype (uint8 labels index nothing
+        in PyTorch: its uint8 index is a mask)."""
+        return t if t.dtype == self.xp.int64 else self.xp.astype(t, self.xp.int64)
+
+    def softmax_cross_entropy(self, x, t, rows):
+        xp = self.xp
+        n = x.shape[0]
+        shifted = x - xp.max(x, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=1, keepdims=True)
+        picked = xp.take_along_axis(shifted, self._labels(t)[:, None], axis=1)[:, 0]
+        loss = xp.sum(xp.log(s)[:, 0] - picked) / n
+        return loss, e / s
+
+    def softmax_cross_entropy_grad(self, y, t, scale, rows):
+        xp = self.xp
+        classes = xp.arange(y.shape[1], device=device_of(y))
+        onehot = xp.astype(self._labels(t)[:, None] == classes[None, :], y.dtype)
+        return (y - onehot) * scale
+
+    def sgd_update(self, p, g, lr):
+        p -= lr * g
+
+    def adam_step_size(self, t, lr, beta1, beta2):
+        t += 1
+        return lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+
+    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
+        xp = self.xp
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g * g - v)
+        # lr_t in p's dtype first: a float64 array would make the product float64
+        p -= xp.astype(lr_t, p.dtype) * m / (xp.sqrt(v) + 1e-7)
+
+    def uniform(self, key, counter, shape):
+        return splitmix.uniform_halves(self.xp, key, counter, shape, device_of(key))
+
+    def increment(self, counter):
+        xp = self.xp
+        counter[...] = xp.astype(xp.astype(counter, xp.int64) + 1, counter.dtype)
+
+    def __repr__(self):
+        return f"<{self.name} ops on {getattr(self.xp, '__name__', self.xp)}>"
