@@ -14,13 +14,25 @@ from backends.arrays import array_namespace, is_cupy_array
 
 _host = None
 _cuda = None
+_fast = True
+
+
+def use_fast_paths(on=True):
+    """Whether NumPy and CuPy arrays get their wings' fast paths (the default) or, with
+    ``False``, the standard's reference operations like any other namespace: what the
+    benchmark's ``xpnet-standard`` row measures. Returns the previous setting."""
+    global _fast
+    previous, _fast = _fast, bool(on)
+    return previous
 
 
 def ops_for(x):
     """The operations for the backend ``x`` lives on (CuPy's fused kernels for a CuPy array)."""
     global _host, _cuda
-    if _host is not None and type(x) is numpy.ndarray:
+    if _host is not None and type(x) is numpy.ndarray and _fast:
         return _host  # the hot path on the CPU: a dozen calls a step
+    if not _fast and hasattr(x, "shape"):
+        return _standard(array_namespace(x))
     if is_cupy_array(x):
         if _cuda is None:
             from backends.cuda.ops import CupyOps

@@ -136,8 +136,11 @@ class Ops:
         return out
 
     def relu(self, x):
-        # maximum, not x * keep: -inf * 0 is NaN; maximum keeps a NaN, as NumPy's does
-        return self.xp.maximum(x, _zero(self.xp, x)), x > 0
+        # where, not x * keep (-inf * 0 is NaN) nor maximum (whose sign of zero the standard
+        # leaves open: PyTorch gives -0.0 for -0.0): the book's +0 below, a NaN passed on
+        xp = self.xp
+        keep = x > 0
+        return xp.where(keep | xp.isnan(x), x, _zero(xp, x)), keep
 
     def relu_backward(self, dout, keep):
         return dout * self.xp.astype(keep, dout.dtype)

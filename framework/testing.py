@@ -391,8 +391,9 @@ def check_model(model, x, t, *, rtol=None, atol=None):
             failed.append(key)
             lines += worst
     if failed:
-        raise AssertionError(f"check_model: {type(model).__name__} ({model.dtype}): gradient "
-                             f"and numerical_gradient differ for {', '.join(failed)}\n"
+        raise AssertionError(f"check_model: {type(model).__name__} "
+                             f"({backends.dtype_name(model.dtype)}): gradient and "
+                             f"numerical_gradient differ for {', '.join(failed)}\n"
                              + "\n".join(lines))
     return report
 

@@ -24,6 +24,8 @@ def parser(doc, out):
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
+                                    "XPNET_DEVICE")
     p.add_argument("--seed", type=int, default=0, help="seeds weights and batches (default: 0)")
     p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
     return p
@@ -44,7 +46,9 @@ def start(p, argv=None):
     """Parse, pick the backend and load the data (host arrays); errors end the script as argparse's do."""
     args = p.parse_args(argv)
     try:
-        backend = backends.use(args.backend) if args.backend else backends.current()
+        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
+                                 device=args.device) if args.backend or args.device
+                   else backends.current())
     except (ValueError, RuntimeError) as e:
         p.exit(2, f"error: {e}\n")
     try:

@@ -54,6 +54,8 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
+                                    "XPNET_DEVICE")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int,
                         help=f"training steps{f' (default: {iters})' if iters else ''}")
@@ -122,7 +124,9 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     :func:`exit_on_interrupt`.
     """
     try:
-        backend = backends.use(args.backend) if args.backend else backends.current()
+        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
+                                 device=args.device) if args.backend or args.device
+                   else backends.current())
     except (ValueError, RuntimeError) as e:
         parser.exit(2, f"error: {e}\n")
     print(f"backend: {backend.name} ({backend.description})", flush=True)

@@ -61,13 +61,17 @@ def main(argv=None):
     p.add_argument("--params", metavar="PATH", help="a trained SimpleConvNet checkpoint")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
+    p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
+                                    "XPNET_DEVICE")
     p.add_argument("--epochs", type=float, default=1,
                    help="without --params: epochs to train first (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="filters.png", metavar="PNG")
     args = p.parse_args(argv)
     try:
-        backend = backends.use(args.backend) if args.backend else backends.current()
+        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
+                                 device=args.device) if args.backend or args.device
+                   else backends.current())
     except (ValueError, RuntimeError) as e:
         p.exit(2, f"error: {e}\n")
     trained = SimpleConvNet(seed=args.seed)

@@ -106,7 +106,7 @@ def main(argv=None):
         log(f"timing {len(conv_rows)} rows of the convolutional nets")
         harness.time_rows(conv_rows, args.repeats, args.pause)
     floors = {(d, h, b): measures.gemm_floor(d, h, b, args.repeats)
-              for h, b in args.configs for d in backends.available()}
+              for h, b in args.configs for d in backends.available() if d in variants.TIMED_BACKENDS}
     trainer_cost, framework_cost = costs(rows)
     log("measuring peak memory, one process per row")
     if args.memory_configs is not None:

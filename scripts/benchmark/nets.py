@@ -41,8 +41,8 @@ def two_layer(hidden):
         book=lambda: book.TwoLayerNet(SIZES[0], hidden, SIZES[2], seed=0),
         torch=lambda nn: nn.Sequential(nn.Linear(SIZES[0], hidden), nn.ReLU(),
                                        nn.Linear(hidden, SIZES[2])),
-        variants=("xpnet-trainer", "xpnet-eager", "xpnet-unfused", "xpnet-loop", "numpy-bare",
-                  "book-loop", "torch-eager"),
+        variants=("xpnet-trainer", "xpnet-standard", "xpnet-eager", "xpnet-unfused",
+                  "xpnet-loop", "numpy-bare", "book-loop", "torch-eager"),
         bare=bare.TwoLayerStep)
 
 
@@ -92,8 +92,8 @@ def _deep_conv_torch(nn):
                          nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5))
 
 
-CONV_VARIANTS = ("xpnet-trainer", "xpnet-im2col", "xpnet-eager", "xpnet-unfused", "book-loop",
-                 "torch-eager")
+CONV_VARIANTS = ("xpnet-trainer", "xpnet-standard", "xpnet-im2col", "xpnet-eager",
+                 "xpnet-unfused", "book-loop", "torch-eager")
 SIMPLE = Net("simple", "conv", DEEP_LR, True, xpnet=lambda: SimpleConvNet(seed=0),
              book=book.SimpleConvNet, torch=_simple_torch, variants=CONV_VARIANTS)
 DEEP_CONV = Net("deep", "conv", DEEP_LR, True, xpnet=lambda: DeepConvNet(seed=0),

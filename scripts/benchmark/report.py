@@ -10,6 +10,7 @@ import backends
 from backends import ops_for
 from scripts.benchmark.harness import paired_ratio
 from scripts.benchmark.nets import DEEP_HIDDEN
+from scripts.benchmark.variants import same_device
 
 #: What each row is held to: (network, measure, target). The ratios are the tables'.
 TARGETS = [
@@ -22,6 +23,10 @@ TARGETS = [
     ("SimpleConvNet, DeepConvNet", "CPU: the Trainer against PyTorch eager",
      ">= 0.67x (within 1.5x)"),
     ("SimpleConvNet", "GPU: the Trainer against PyTorch eager", ">= 2x"),
+    ("TwoLayerNet, batch 100", "PyTorch's CPU tensors: xpnet's Trainer against PyTorch's nn step",
+     ">= 0.67x (within 1.5x)"),
+    ("SimpleConvNet, DeepConvNet", "PyTorch's CPU tensors: xpnet against PyTorch's nn step",
+     ">= 0.33x (within 3x)"),
     ("DeepConvNet", "GPU: the Trainer against PyTorch eager", ">= 1.5x"),
     ("the data check at the door", "its time against one epoch of the Trainer", "under 5%"),
 ]
@@ -74,7 +79,7 @@ def net_table(rows, title, note, references):
         return fmt_ratio(paired_ratio(other, row) if other is not None else None)
     for row in rows:
         cells = [ratio(_find(rows, kind, "numpy", row.hidden), row) for _, kind in references]
-        cells.append(ratio(_find(rows, "torch-eager", row.device, row.hidden), row))
+        cells.append(ratio(_find(rows, "torch-eager", same_device(row.device), row.hidden), row))
         cells.append(ratio(_find(rows, "xpnet-trainer", "numpy", row.hidden), row)
                      if row.device != "numpy" else "-")
         out.append(f"| {row.kind} | {row.device} | {getattr(row, 'step', '-')} | {row.hidden} "
@@ -94,7 +99,7 @@ def two_layer_table(rows, floors, trainer_cost, framework_cost):
     for row in rows:
         book_row = next(r for r in rows if r.kind == "book-loop" and r.config == row.config)
         torch_row = next((r for r in rows if r.kind == "torch-eager" and r.config == row.config
-                          and r.device == row.device), None)
+                          and r.device == same_device(row.device)), None)
         cpu_row = next((r for r in rows if r.kind == "xpnet-trainer" and r.device == "numpy"
                         and r.config == row.config), None)
         vs_cpu = paired_ratio(cpu_row, row) if cpu_row and row.device != "numpy" else None

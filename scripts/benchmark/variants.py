@@ -138,6 +138,21 @@ class XpnetUnfused(XpnetEager):
     fused = False
 
 
+class XpnetStandard(XpnetTrainer):
+    """The Trainer with NumPy's arrays on the standard's operations (backends/ops.py), as
+    PyTorch's and array-api-strict's run: what the NumPy wing's fast paths gain."""
+    kind = "xpnet-standard"
+    devices = ("numpy",)
+
+    def timed(self):
+        from backends import dispatch
+        previous = dispatch.use_fast_paths(False)
+        try:
+            return super().timed()
+        finally:
+            dispatch.use_fast_paths(previous)
+
+
 class XpnetIm2col(XpnetTrainer):
     """The Trainer with the compiled kernels off (im2col, BLAS and col2im, as where no C
     compiler is found): what backends/host's kernels gain."""
@@ -226,8 +241,19 @@ class TorchEager(Row):
             optimizer.step()
 
 
-VARIANTS = {cls.kind: cls for cls in (XpnetTrainer, XpnetEager, XpnetUnfused, XpnetIm2col,
-                                      XpnetLoop, NumpyBare, BookLoop, TorchEager)}
+VARIANTS = {cls.kind: cls for cls in (XpnetTrainer, XpnetEager, XpnetUnfused, XpnetStandard,
+                                      XpnetIm2col, XpnetLoop, NumpyBare, BookLoop, TorchEager)}
+# Backends the benchmark times xpnet on: array-api-strict proves portability, not speed.
+TIMED_BACKENDS = ("numpy", "cupy", "torch")
+
+
+def same_device(device):
+    """Where PyTorch's own rows ran for an xpnet row on ``device``: a torch backend row
+    ('torch') ran on PyTorch's default device, CUDA where it has one, else the CPU."""
+    if device != "torch":
+        return device
+    import torch
+    return "cupy" if torch.cuda.is_available() else "numpy"
 
 
 def torch_devices():
@@ -252,7 +278,7 @@ def rows_for(net, batch, data, torch_ok):
     """The rows of ``net``: xpnet's variants on each backend there is, then the NumPy
     references, then PyTorch on each device it has."""
     rows = []
-    for device in backends.available():
+    for device in [b for b in backends.available() if b in TIMED_BACKENDS]:
         rows += [VARIANTS[kind](net, device, batch, data) for kind in net.variants
                  if kind.startswith("xpnet") and runs_on(kind, device, torch_ok)]
     rows += [VARIANTS[kind](net, "numpy", batch, data) for kind in net.variants
