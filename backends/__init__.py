@@ -100,7 +100,9 @@ class Backend:
                 return self.xp.asarray(x, dtype=dtype)
             with self.device:
                 return self.xp.asarray(x, dtype=dtype)
-        if is_array(x) and array_namespace(x) is not self.xp:
+        if not is_array(x):
+            x = numpy.asarray(x)  # Python numbers and lists: NumPy's dtypes on every backend
+        elif array_namespace(x) is not self.xp:
             x = to_numpy(x)  # from another library: through the host
         if isinstance(x, numpy.ndarray) and dtype is None and x.dtype == numpy.float64 \
                 and not namespaces.has_float64(self.xp, self.device):

@@ -136,11 +136,12 @@ class Ops:
         return out
 
     def relu(self, x):
-        # where, not x * keep (-inf * 0 is NaN) nor maximum (whose sign of zero the standard
-        # leaves open: PyTorch gives -0.0 for -0.0): the book's +0 below, a NaN passed on
-        xp = self.xp
-        keep = x > 0
-        return xp.where(keep | xp.isnan(x), x, _zero(xp, x)), keep
+        # maximum, not x * keep: -inf * 0 is NaN, and maximum passes a NaN on. The standard
+        # leaves the sign of maximum(-0.0, 0.0) open (PyTorch gives -0.0): adding +0.0
+        # makes it the book's +0 and changes nothing else
+        out = self.xp.maximum(x, _zero(self.xp, x))
+        out += 0.0
+        return out, x > 0
 
     def relu_backward(self, dout, keep):
         return dout * self.xp.astype(keep, dout.dtype)
@@ -155,14 +156,25 @@ class Ops:
         out[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]] = x
         return out
 
+    def _planes(self, x, pad):
+        """``x (N, C, H, W)`` as zero-padded planes ``(C, N, H + 2 pad, W + 2 pad)``."""
+        xp = self.xp
+        planes = xp.permute_dims(x, (1, 0, 2, 3))
+        if not pad:
+            return planes
+        c, n, h, w = planes.shape
+        out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=device_of(x))
+        out[:, :, pad:pad + h, pad:pad + w] = planes
+        return out
+
     def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
         xp = self.xp
         n, c = x.shape[:2]
-        img = self._padded(x, pad, 0)
-        windows = [img[:, :, rows, cols] for rows, cols in
-                   window_slices(fh, fw, stride, out_h, out_w)]  # each (N, C, oh, ow)
-        col = xp.stack(windows, axis=0)  # (fh * fw, N, C, oh, ow)
-        col = xp.permute_dims(col, (2, 0, 1, 3, 4))  # (C, fh * fw, N, oh, ow)
+        planes = self._planes(x, pad)
+        # each offset's window a strided slice (C, N, oh, ow); stacked after the channel
+        # axis they are the channel-major columns in one copy, and the reshape is free
+        col = xp.stack([planes[:, :, rows, cols] for rows, cols in
+                        window_slices(fh, fw, stride, out_h, out_w)], axis=1)
         col = xp.reshape(col, (c * fh * fw, n * out_h * out_w))
         if out is None:
             return col
@@ -221,9 +233,13 @@ class Ops:
         h, w = x.shape[-2:]
         out_h, out_w = dout.shape[-2:]
         shape = tuple(x.shape[:-2]) + (h + 2 * pad, w + 2 * pad)
-        dx = xp.zeros(shape, dtype=dout.dtype, device=device_of(dout))
+        tiled = not pad and stride == ph == pw and (h, w) == (ph * out_h, pw * out_w)
+        # tiled windows (2 x 2 at stride 2 on an even image): each pixel is in one window,
+        # written once; else every offset adds into zeros
+        dx = (xp.empty if tiled else xp.zeros)(shape, dtype=dout.dtype, device=device_of(dout))
         for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
-            dx[..., rows, cols] = dx[..., rows, cols] + dout * xp.astype(arg == k, dout.dtype)
+            routed = dout * xp.astype(arg == k, dout.dtype)
+            dx[..., rows, cols] = routed if tiled else dx[..., rows, cols] + routed
         return dx[..., pad:pad + h, pad:pad + w] if pad else dx
 
     def _labels(self, t):

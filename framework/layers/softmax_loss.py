@@ -45,7 +45,7 @@ class SoftmaxWithLoss(Layer):
             try:  # one kernel on a GPU (backends.cuda.ops)
                 self.loss, self.y = ops_for(x).softmax_cross_entropy(
                     x, t, self._row_index(xp, n, x))
-            except IndexError:
+            except (IndexError, RuntimeError):  # NumPy and the standard's; PyTorch's
                 raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
                                  f"for {x.shape[1]} classes, got values {int(xp.min(t))}.."
                                  f"{int(xp.max(t))}") from None

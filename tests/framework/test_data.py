@@ -105,9 +105,9 @@ def test_a_bad_value_in_the_last_row_or_a_single_sample_is_found(xp, bad):
     x = x.astype(np.float32)
     x[-1, 0] = bad
     with pytest.raises(ValueError, match=r"x holds NaN or infinite values, first in row 22 of 23"):
-        DeviceBatches(xp.asarray(x), xp.asarray(t), 5)
+        DeviceBatches(backends.to_device(x), backends.to_device(t), 5)
     with pytest.raises(ValueError, match=r"x holds NaN or infinite values, first in row 0 of 1"):
-        DeviceBatches(xp.asarray(x[-1:]), xp.asarray(t[-1:]), 5)
+        DeviceBatches(backends.to_device(x[-1:]), backends.to_device(t[-1:]), 5)
     one_hot = np.eye(10, dtype=np.float32)[t]
     one_hot[-1, -1] = bad
     with pytest.raises(ValueError, match=r"t holds NaN or infinite values, first in row 22 of 23"):
@@ -121,7 +121,7 @@ def test_non_finite_samples_are_named_by_row(xp, bad):
     x[17, -1] = bad
     with pytest.raises(ValueError, match=r"DeviceBatches: x holds NaN or infinite values, first "
                                          r"in row 17 of 23"):
-        DeviceBatches(xp.asarray(x), xp.asarray(t), 5)
+        DeviceBatches(backends.to_device(x), backends.to_device(t), 5)
     one_hot = np.eye(10, dtype=np.float32)[t]
     one_hot[4, 0] = bad
     with pytest.raises(ValueError, match="t holds NaN or infinite values, first in row 4"):

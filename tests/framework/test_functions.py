@@ -23,42 +23,41 @@ def test_sigmoid_values_and_no_overflow(xp, dtype):
 
 
 def test_relu(xp):
-    y = to_host(relu(xp.asarray([-1.5, 0.0, 2.5])))
+    y = to_host(relu(backends.to_device([-1.5, 0.0, 2.5])))
     np.testing.assert_array_equal(y, [0.0, 0.0, 2.5])
 
 
 def test_softmax_book_example_and_stability(xp):
     # The book's example scores from 3.5.1, and the same shifted by 1000.
-    a = xp.asarray([0.3, 2.9, 4.0])
+    a = backends.to_device([0.3, 2.9, 4.0])
     expected = [0.01821127, 0.24519181, 0.73659691]
     np.testing.assert_allclose(to_host(softmax(a)), expected, rtol=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        big = softmax(xp.asarray([[1010.0, 1000.0, 990.0], [0.3, 2.9, 4.0]]))
+        big = softmax(backends.to_device([[1010.0, 1000.0, 990.0], [0.3, 2.9, 4.0]]))
     np.testing.assert_allclose(to_host(big)[0], [9.99954600e-01, 4.53978686e-05, 2.06106005e-09],
                                rtol=1e-6)
     np.testing.assert_allclose(to_host(big)[1], expected, rtol=1e-6)
     np.testing.assert_allclose(to_host(big).sum(axis=1), [1.0, 1.0])
 
 
-@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_log_softmax_is_log_of_softmax(xp):
-    x = xp.asarray([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]])
+    x = backends.to_device([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]])
     out = to_host(log_softmax(x))
-    np.testing.assert_allclose(out[0], np.log(to_host(softmax(x[0]))), rtol=1e-12)
+    np.testing.assert_allclose(out[0], np.log(to_host(softmax(x[0, ...]))), rtol=1e-12)
     np.testing.assert_allclose(out[1], [0.0, -1000.0, -2000.0])
 
 
 def test_cross_entropy_book_example(xp):
     # 4.2.2: label 2, the net says 0.6 for it -> 0.510825457099338; says 0.1 -> 2.302584092994546
-    t = xp.asarray([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], dtype=xp.float64)
-    y_good = xp.asarray([0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0])
-    y_bad = xp.asarray([0.1, 0.05, 0.1, 0.0, 0.05, 0.1, 0.0, 0.6, 0.0, 0.0])
+    t = backends.to_device([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], dtype=xp.float64)
+    y_good = backends.to_device([0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0])
+    y_bad = backends.to_device([0.1, 0.05, 0.1, 0.0, 0.05, 0.1, 0.0, 0.6, 0.0, 0.0])
     assert float(cross_entropy_error(y_good, t)) == pytest.approx(0.510825457099338, rel=1e-12)
     assert float(cross_entropy_error(y_bad, t)) == pytest.approx(2.302584092994546, rel=1e-12)
     # integer label, 1-D and 2-D batch give the same
-    assert float(cross_entropy_error(y_good, xp.asarray(2))) == pytest.approx(0.510825457099338)
+    assert float(cross_entropy_error(y_good, backends.to_device(2))) == pytest.approx(0.510825457099338)
     batch = xp.stack([y_good, y_bad])
     both = (0.510825457099338 + 2.302584092994546) / 2
-    assert float(cross_entropy_error(batch, xp.asarray([2, 2]))) == pytest.approx(both)
+    assert float(cross_entropy_error(batch, backends.to_device([2, 2]))) == pytest.approx(both)
     assert float(cross_entropy_error(batch, xp.stack([t, t]))) == pytest.approx(both)

@@ -4,6 +4,8 @@ from functools import partial
 
 import numpy as np
 
+import backends
+
 from framework.layers import Affine, BatchNormalization, Dropout, Relu, SoftmaxWithLoss
 from framework.testing import check_model
 from models.base import Network
@@ -56,4 +58,4 @@ def test_weights_come_from_the_seed_in_the_order_layers_are_added(backend):
 def test_the_shared_walk_differentiates_a_described_model(backend, xp):
     net = Tiny(dtype="float64")
     rng = np.random.default_rng(1)
-    check_model(net, xp.asarray(rng.standard_normal((4, 6))), xp.asarray([0, 1, 2, 1]))
+    check_model(net, backends.to_device(rng.standard_normal((4, 6))), backends.to_device([0, 1, 2, 1]))

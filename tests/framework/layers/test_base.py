@@ -1,6 +1,8 @@
 """framework/layers/base.py: the defaults every layer gets, for a layer that writes none."""
 
 import numpy as np
+
+import backends
 import pytest
 
 from framework.layers import Layer
@@ -29,22 +31,21 @@ def test_defaults(xp):
     assert layer.name == "Scale" and layer.takes_train_flg is False and layer.buffers == ()
 
 
-@pytest.mark.backends("numpy", "cupy", "torch")  # test code in NumPy's API, not yet the standard's
 def test_the_stacked_forward_folds_the_stack_and_leaves_the_layer_as_it_was(xp):
-    layer = Scale(xp.asarray([1.0, 2.0, 3.0]))
-    x = xp.asarray(np.arange(24.0).reshape(2, 4, 3))
-    seen = layer.forward(x[0])
+    layer = Scale(backends.to_device([1.0, 2.0, 3.0]))
+    x = backends.to_device(np.arange(24.0).reshape(2, 4, 3))
+    seen = layer.forward(x[0, ...])
     out = layer.forward_stack(x)
     assert out.shape == (2, 4, 3)
     np.testing.assert_array_equal(to_host(out), to_host(x) * [1.0, 2.0, 3.0])
-    assert layer.x is not None and to_host(layer.x).tolist() == to_host(x[0]).tolist()
+    assert layer.x is not None and to_host(layer.x).tolist() == to_host(x[0, ...]).tolist()
     assert seen is not None
 
 
 def test_perturbed_outputs_move_one_element_each(xp):
-    layer = Scale(xp.asarray([1.0, 2.0, 3.0]))
-    x = xp.asarray(np.arange(12.0).reshape(4, 3))
-    out = layer.perturbed_outputs(x, "w", xp.asarray([0, 2]), 0.5)
+    layer = Scale(backends.to_device([1.0, 2.0, 3.0]))
+    x = backends.to_device(np.arange(12.0).reshape(4, 3))
+    out = layer.perturbed_outputs(x, "w", backends.to_device([0, 2]), 0.5)
     want = np.stack([to_host(x) * [1.5, 2.0, 3.0], to_host(x) * [1.0, 2.0, 3.5]])
     np.testing.assert_array_equal(to_host(out), want)
     np.testing.assert_array_equal(to_host(layer.w), [1.0, 2.0, 3.0])  # put back
