@@ -52,7 +52,35 @@ def main():
     for name, why in namespaces.REFUSED.items():
         print(f"  {name:17}refused: {why}")
     print(f"available: {', '.join(backends.available())}")
+    print(f"mpi:     {_mpi()}")
+    print(f"nccl:    {_nccl()}")
     return 0
+
+
+def _mpi():
+    """mpi4py and the MPI library under it, for data-parallel training (mpiexec)."""
+    try:
+        import mpi4py
+    except ImportError:
+        return "mpi4py not installed (pip install 'xpnet[distributed]' for mpiexec runs)"
+    try:
+        from mpi4py import MPI
+        library = MPI.Get_library_version().splitlines()[0].strip()
+    except Exception as e:  # mpi4py without a usable MPI library
+        return f"mpi4py {mpi4py.__version__}, but no MPI library loads ({type(e).__name__}: {e})"
+    return f"mpi4py {mpi4py.__version__} on {library}"
+
+
+def _nccl():
+    """CuPy's NCCL binding, for GPU-to-GPU collectives."""
+    cupy, why = backends._probe_cupy()
+    if cupy is None:
+        return f"not usable: no CuPy GPU ({why})"
+    try:
+        from cupy.cuda import nccl
+        return f"NCCL {nccl.get_version()} (through CuPy)"
+    except Exception as e:
+        return f"not usable: CuPy has no NCCL here ({type(e).__name__}: {e})"
 
 
 if __name__ == "__main__":

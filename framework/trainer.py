@@ -9,7 +9,7 @@ import time
 
 import backends
 from framework import checkpoint as ckpt
-from framework import steps
+from framework import distributed, steps
 from framework.data import DeviceBatches, check_data
 from framework.optimizers import get_optimizer
 from framework.steps import step_loss  # noqa: F401  (its old home)
@@ -83,7 +83,8 @@ class Trainer:
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
                  verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
-                 resume=False, callbacks=(), refresh_seconds=0.5, graph="auto"):
+                 resume=False, callbacks=(), refresh_seconds=0.5, graph="auto",
+                 sync_batchnorm=True, check_replicas=False):
         if sampling not in ("epoch", "choice"):
             raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
         if graph not in ("auto", True, False):
@@ -100,11 +101,17 @@ class Trainer:
                 bound = "above 0" if name == "epochs" else f"at least {low}"
                 raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
         self.network = network
+        self.world = distributed.world()
+        if self.world.size > 1 and int(mini_batch_size) < self.world.size:
+            raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
+                             f"and must give each of the {self.world.size} processes a sample")
+        self.sync_batchnorm = bool(sync_batchnorm)
+        self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
         self.backend = backends.backend_of(next(iter(network.params.values())))
         if self.backend.name == "numpy":
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
-        self.verbose = verbose
+        self.verbose = verbose and self.world.is_root  # one progress bar, one report
         num_classes = network.config().get("output_size") if hasattr(network, "config") else None
         self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
                                      shuffle=(sampling == "epoch"),
@@ -162,12 +169,12 @@ class Trainer:
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)
         try:
-            with self._catching_signals():
+            with self._catching_signals(), distributed.abort_on_error(self.world):
                 while self.iteration < self.max_iter:
-                    if self._stop is not None:  # came during the last epoch's end
+                    if self._stopping():  # came during the last epoch's end
                         self._interrupt(None, 0)
                     self._train_epoch(bar)
-                self.final_test_acc = network.accuracy(self.x_test, self.t_test)
+                self.final_test_acc = self._accuracy(self.x_test, self.t_test)
         finally:
             bar.close()
         return self.history
@@ -178,9 +185,13 @@ class Trainer:
         steps_now = min(self.iter_per_epoch, self.max_iter - self.iteration)
         # a changed learning rate (say) means a recorded step is out of date
         if self._step is None or not self._step.is_current():
-            self._step = steps.choose(self.network, self.optimizer, self.batches, self.graph,
+            parallel = self.world.size > 1
+            self._step = steps.choose(self.network, self.optimizer, self.batches,
+                                      False if parallel else self.graph,
                                       train=lambda x, t: self.train_step(x, t))
-            self.step_mode = self._step.mode
+            self.step_mode = self._step.mode if not parallel else (
+                f"eager (data-parallel over {self.world.size} processes, "
+                f"{self.world.communicator.name}: the step's gradients are summed on the host)")
             self.graph_seconds = getattr(self._step, "seconds", None)
         step = self._step
         losses = step.losses  # each step writes its loss here, on the device
@@ -194,7 +205,7 @@ class Trainer:
         bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}", refresh=False)
         for i in range(first, steps_now):
             step.run(i)
-            if self._stop is not None:  # Ctrl-C or SIGTERM: this step is done
+            if self._stopping():  # Ctrl-C or SIGTERM: this step is done (on every rank)
                 bar.update(i + 1 - shown)
                 self._interrupt(losses, i + 1)
             # look at the clock every 16 steps, read the device only when showing
@@ -264,9 +275,64 @@ class Trainer:
         """One step on a batch already on the device: gradient, update, and the loss.
 
         The loss is the one ``gradient``'s forward pass computed, returned as
-        an array scalar on the device: nothing here waits for the GPU.
+        an array scalar on the device: nothing here waits for the GPU. In a
+        data-parallel world ``x_batch`` is the global batch and this rank
+        works on its shard (:meth:`_parallel_step`).
         """
+        if self.world.size > 1:
+            return self._parallel_step(x_batch, t_batch)
         return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
+
+    def _parallel_step(self, x_batch, t_batch):
+        """This rank's shard of the global batch: its part of the gradient (scaled by its
+        share of the batch), the ranks' parts summed as one flat buffer, then the same
+        update on every rank. Dropout draws this shard's rows of the global batch's mask
+        and batch norm (with ``sync_batchnorm``) the global batch's statistics, so the
+        step is the one a single process takes on the whole batch."""
+        xp = self.backend.xp
+        n = x_batch.shape[0]
+        lo, hi = self.world.shard(n)
+        share = (hi - lo) / n
+        total = self.world.communicator.sum_flat
+        for layer in self.network.layers.values():
+            if hasattr(layer, "shard"):
+                layer.shard = (lo, hi, n)
+            if hasattr(layer, "sync"):
+                layer.sync = (total, n) if self.sync_batchnorm else None
+        grads = self.network.gradient(x_batch[lo:hi, ...], t_batch[lo:hi, ...], share=share)
+        loss = step_loss(self.network)
+        keys = list(grads)
+        flat = xp.concat([xp.reshape(grads[k], (-1,)) for k in keys]
+                         + [xp.reshape(xp.astype(loss, self.network.dtype) * share, (1,))])
+        flat = total(flat)
+        start = 0
+        for k in keys:
+            size = backends.size(grads[k])
+            grads[k] = xp.reshape(flat[start:start + size], grads[k].shape)
+            start += size
+        self.optimizer.update(self.network.params, grads)
+        return flat[-1]
+
+    def _stopping(self):
+        """Whether to stop after this step: Ctrl-C or SIGTERM here, or (data-parallel) on
+        any rank, so that every rank stops after the same step."""
+        if self.world.size == 1:
+            return self._stop is not None
+        if self.world.communicator.any(self._stop is not None):
+            if self._stop is None:
+                self._stop = signal.SIGINT  # the signal reached another rank first
+            return True
+        return False
+
+    def _accuracy(self, x, t):
+        """``network.accuracy``; data-parallel: each rank counts its shard, the counts add."""
+        if self.world.size == 1:
+            return self.network.accuracy(x, t)
+        import numpy
+        n = x.shape[0]
+        lo, hi = self.world.shard(n)
+        mine = self.network.accuracy(x[lo:hi, ...], t[lo:hi, ...]) * (hi - lo) if hi > lo else 0.0
+        return float(self.world.communicator.sum_host(numpy.array([round(mine)]))[0]) / n
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])
@@ -296,7 +362,7 @@ class Trainer:
         if n is not None:
             m, m_test = min(n, x.shape[0]), min(n, x_test.shape[0])  # no slice past an axis
             x, t, x_test, t_test = x[:m, ...], t[:m, ...], x_test[:m_test, ...], t_test[:m_test, ...]
-        return self.network.accuracy(x, t), self.network.accuracy(x_test, t_test)
+        return self._accuracy(x, t), self._accuracy(x_test, t_test)
 
     def _end_epoch(self, losses, count, started, bar):
         values = backends.to_numpy(losses[:count])  # the one read of this epoch's losses
@@ -320,6 +386,13 @@ class Trainer:
                                 f"loss {record['loss']:.4f}", refresh=False)
             bar.write(f"epoch {self.current_epoch}/{self.epochs}  loss {record['loss']:.4f}  "
                       f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({seconds:.1f} s)")
+        if self.check_replicas and self.world.size > 1:
+            differ = [k for k, p in self.network.params.items()
+                      if not self.world.communicator.same(p)]
+            if differ:
+                raise RuntimeError(f"Trainer: after epoch {self.current_epoch} the processes "
+                                   f"hold different parameters ({', '.join(differ)}): the "
+                                   f"data-parallel step went wrong")
         if self.checkpoint:
             self._save(self.checkpoint)
         for callback in self.callbacks:
@@ -329,7 +402,10 @@ class Trainer:
 
     def _save(self, path, position=0, epoch_losses=None):
         """Write the run's state; ``position`` steps into an epoch (with that epoch's losses)
-        for an interrupted one, which a resume then finishes from the same order."""
+        for an interrupted one, which a resume then finishes from the same order. In a
+        data-parallel world rank 0 writes it: every rank holds the same state."""
+        if not self.world.is_root:
+            return
         state = self.optimizer.state_dict()
         batches = self.batches
         meta = {"trainer": {

@@ -179,12 +179,16 @@ class Network:
                 correct = correct + xp.count_nonzero(y == xp.astype(tb, y.dtype))
         return float(correct) / n
 
-    def gradient(self, x, t):
+    def gradient(self, x, t, share=1):
         """Gradients of the training-mode loss by backpropagation: forward, then every
-        backward in reverse; weight decay's lambda * W added to the weights'."""
+        backward in reverse; weight decay's lambda * W added to the weights'.
+
+        ``share``: the part of a larger batch these samples are (a data-parallel rank's
+        shard, ``n_local / n_global``): the gradients are then this shard's part of the
+        whole batch's, which the ranks add up (:mod:`framework.distributed`)."""
         with self._scope():
             self.loss(x, t, train_flg=True)
-            dout = self.last_layer.backward(1)
+            dout = self.last_layer.backward(share)
             for layer in reversed(self.layers.values()):
                 dout = layer.backward(dout)
                 if dout is None:  # a first layer that skips its input gradient
@@ -194,7 +198,7 @@ class Network:
         for key, (name, attr) in self.param_layout.items():
             g = getattr(self.layers[name], "d" + attr)
             if lam and attr == "W":
-                g = g + lam * self.params[key]
+                g = g + (lam if share == 1 else share * lam) * self.params[key]
             grads[key] = g
         return grads
 

@@ -30,6 +30,9 @@ def resume_command():
 def exit_on_interrupt(main):
     """Run ``main()``; Ctrl-C (SIGINT) or SIGTERM end the script with one line and exit
     status 130 or 143, as a shell reports a killed command, and no traceback."""
+    from framework import distributed
+    if not distributed.world().is_root:  # data-parallel under mpiexec: rank 0 reports
+        sys.stdout = open(os.devnull, "w")
     try:
         main()
     except KeyboardInterrupt as e:
@@ -42,8 +45,9 @@ def exit_on_interrupt(main):
             how = ""
         where = (f" after step {e.step} of {e.max_iter} (epoch {e.epoch})"
                  if isinstance(e, TrainingInterrupted) else "")
-        print(f"\ninterrupted by {signal.Signals(signum).name}{where}{how}", file=sys.stderr,
-              flush=True)
+        if distributed.world().is_root:
+            print(f"\ninterrupted by {signal.Signals(signum).name}{where}{how}",
+                  file=sys.stderr, flush=True)
         sys.exit(128 + signum)
 
 
@@ -176,7 +180,7 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
         held = trainer.gpu_pool_bytes()
         print(f"GPU memory: {held / 2**20:.1f} MB held by CuPy's pools, the graph's included "
               f"(training set {trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
-    if args.plot:
+    if args.plot and trainer.world.is_root:
         plot(args.plot, trainer)
         print(f"plot: {args.plot}")
     if args.save:

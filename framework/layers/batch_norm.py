@@ -54,6 +54,7 @@ class BatchNormalization(Layer):
                              else backend.asarray(running_mean, dtype=gamma.dtype))
         self.running_var = (xp.ones_like(gamma) if running_var is None
                             else backend.asarray(running_var, dtype=gamma.dtype))
+        self.sync = None  # (sum over the ranks, n): a data-parallel batch's statistics
         self.input_shape = None
         self.batch_size = None
         self.xn = None
@@ -79,9 +80,15 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
-            mu = xp.mean(x, axis=0)
-            xn = x - mu
-            var = xp.mean(xn * xn, axis=0)
+            if self.sync is not None:  # the statistics of the whole data-parallel batch
+                total, n = self.sync
+                mu = total(xp.sum(x, axis=0)) / n
+                xn = x - mu
+                var = total(xp.sum(xn * xn, axis=0)) / n
+            else:
+                mu = xp.mean(x, axis=0)
+                xn = x - mu
+                var = xp.mean(xn * xn, axis=0)
             std = xp.sqrt(var + EPS)
             xn /= std  # in place: x - mu is not needed again
             self.batch_size = x.shape[0]
@@ -106,8 +113,13 @@ class BatchNormalization(Layer):
         self.dbeta = xp.sum(dout, axis=0)
         self.dgamma = xp.sum(self.xn * dout, axis=0)
         dxn = dout * self.gamma
-        dx = dxn - xp.mean(dxn, axis=0)
-        dx -= self.xn * xp.mean(dxn * self.xn, axis=0)
+        if self.sync is not None:  # the global means (dout is already the global loss's)
+            total, n = self.sync
+            dx = dxn - total(xp.sum(dxn, axis=0)) / n
+            dx -= self.xn * (total(xp.sum(dxn * self.xn, axis=0)) / n)
+        else:
+            dx = dxn - xp.mean(dxn, axis=0)
+            dx -= self.xn * xp.mean(dxn * self.xn, axis=0)
         dx /= self.std
         return xp.reshape(dx, self.input_shape)
 

@@ -45,12 +45,17 @@ class Dropout(Layer):
         self.key = backend.asarray([key], dtype="uint64")
         self.counter = backend.asarray([0], dtype="uint64")
         self.mask = None
+        self.shard = None  # (lo, hi, n): this process's rows of a data-parallel batch of n
         self._kept = None  # (mask, dtype, the mask in that dtype)
         self.hold_mask = False
 
     def _draw(self, shape, advance=True):
         ops = ops_for(self.counter)
-        u = ops.uniform(self.key, self.counter, tuple(shape))
+        if self.shard is not None:  # a data-parallel rank: its rows of the global batch's mask
+            lo, hi, total = self.shard
+            u = ops.uniform(self.key, self.counter, (total,) + tuple(shape[1:]))[lo:hi, ...]
+        else:
+            u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:
             ops.increment(self.counter)  # on the device: a recorded step advances it each replay
         return u > self.dropout_ratio

@@ -99,12 +99,19 @@ class SoftmaxWithLoss(Layer):
             # NumPy; negative ones would silently wrap, so signed labels are
             # checked here. Reading device labels would stall every GPU step:
             # those are checked once where the data is sent (framework.data).
-            if dtype_kind(t.dtype) == "i" and not is_device_array(t) and n:
+            if not is_device_array(t) and n and get_array_module(t).__name__ != "numpy":
+                # NumPy's indexing raises for a label past the last class; PyTorch's
+                # gather on the CPU need not: host labels are cheap to look at
                 xp = get_array_module(t)
-                low = int(xp.min(t))
+                low, high = int(xp.min(t)), int(xp.max(t))
+                if low < 0 or high >= c:
+                    raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
+                                     f"{c} classes, got values {low}..{high}")
+            elif dtype_kind(t.dtype) == "i" and not is_device_array(t) and n:
+                low = int(t.min())
                 if low < 0:
                     raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
-                                     f"{c} classes, got values {low}..{int(xp.max(t))}")
+                                     f"{c} classes, got values {low}..{int(t.max())}")
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
                              f"{tuple(x.shape)} or integer labels ({n},)")

@@ -19,7 +19,8 @@ def layer(xp, d, dtype="float64", **kw):
 
 
 def test_training_forward_normalises_and_moves_the_running_averages(xp):
-    bn = BatchNormalization(xp.ones(3), xp.zeros(3), momentum=0.9)
+    bn = BatchNormalization(xp.ones(3, dtype=xp.float64), xp.zeros(3, dtype=xp.float64),
+                            momentum=0.9)
     np.testing.assert_array_equal(to_host(bn.running_var), [1.0, 1.0, 1.0])  # not the book's 0
     host = RNG.standard_normal((50, 3)) * [1.0, 2.0, 5.0] + [0.0, 3.0, -1.0]
     out = to_host(bn.forward(backends.to_device(host), train_flg=True))

@@ -16,7 +16,8 @@ def test_training_keeps_one_minus_ratio_and_inference_scales(xp):
     assert set(np.unique(out)) == {0.0, 1.0}  # the book's dropout: not rescaled in training
     assert out.mean() == pytest.approx(0.7, abs=0.005)
     assert backends.backend_of(layer.mask) == backends.backend_of(x)  # drawn where x lives
-    np.testing.assert_array_equal(to_host(layer.forward(xp.full((2, 3), 2.0), train_flg=False)),
+    np.testing.assert_array_equal(to_host(layer.forward(xp.full((2, 3), 2.0, dtype=xp.float64),
+                                                        train_flg=False)),
                                   np.full((2, 3), 1.4))
 
 

@@ -1,0 +1,94 @@
+"""A data-parallel training run for tests/framework/test_distributed.py, started by mpiexec.
+
+    mpiexec -n 3 python tests/framework/distributed_job.py NET OUT [--epochs E]
+        [--checkpoint PATH [--resume]] [--fail-at STEP] [--slow]
+
+Trains NET (two-layer, dropout, batchnorm, simple-conv) in float64 with the
+Trainer on a fixed synthetic set and, on rank 0, writes the losses,
+accuracies, parameters and layer state to OUT (an .npz). Run with plain
+python it is the single-process reference. --fail-at raises on rank 1 at
+that step; --slow trains long enough to be interrupted; an interrupt prints
+the resume line on rank 0 and exits 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+
+from backends import to_numpy  # noqa: E402
+from framework import distributed  # noqa: E402
+from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
+from models import MultiLayerNetExtend, SimpleConvNet, TwoLayerNet  # noqa: E402
+
+SMALL_CONV = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
+NETS = {
+    "two-layer": (lambda: TwoLayerNet(12, 7, 3, dtype="float64", seed=1, weight_init_std=0.5),
+                  (12,)),
+    "dropout": (lambda: MultiLayerNetExtend(12, [8, 6], 3, use_dropout=True, dropout_ration=0.3,
+                                            weight_decay_lambda=0.01, dtype="float64", seed=2),
+                (12,)),
+    "batchnorm": (lambda: MultiLayerNetExtend(12, [8, 6], 3, use_batchnorm=True,
+                                              dtype="float64", seed=3), (12,)),
+    "simple-conv": (lambda: SimpleConvNet((1, 6, 6), SMALL_CONV, hidden_size=5, output_size=3,
+                                          dtype="float64", seed=4), (1, 6, 6)),
+}
+
+
+# Adam divides by the gradient's own scale, so on the Affine biases before a batch norm
+# (whose exact gradient is zero) it turns rounding noise into steps: SGD there.
+ADAM = {"optimizer": "Adam", "optimizer_param": {"lr": 0.01}}
+OPTIMIZER = {"batchnorm": {"optimizer": "SGD", "optimizer_param": {"lr": 0.1}}}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("net", choices=NETS)
+    p.add_argument("out")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--checkpoint")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--fail-at", type=int)
+    p.add_argument("--slow", action="store_true")
+    args = p.parse_args()
+    make, shape = NETS[args.net]
+    rng = np.random.default_rng(0)
+    n = 4000 if args.slow else 50
+    x, t = rng.standard_normal((n,) + shape), rng.integers(0, 3, n)
+    world = distributed.world()
+    trainer = Trainer(make(), x, t, x[:13], t[:13], epochs=200 if args.slow else args.epochs,
+                      mini_batch_size=10, **OPTIMIZER.get(args.net, ADAM),
+                      verbose=False, seed=5, checkpoint=args.checkpoint, resume=args.resume,
+                      check_replicas=True)
+    if args.fail_at:
+        real, count = trainer.train_step, [0]
+
+        def failing(xb, tb):
+            count[0] += 1
+            if count[0] == args.fail_at and world.rank == 1:
+                raise RuntimeError(f"a deliberate failure at step {count[0]}")
+            return real(xb, tb)
+        trainer.train_step = failing
+    if world.is_root:
+        print(f"world: {world.size} process(es); step: pending", flush=True)
+    try:
+        trainer.train()
+    except TrainingInterrupted as stop:
+        if world.is_root:
+            print(f"{stop}. Resume with: --checkpoint {stop.checkpoint} --resume", flush=True)
+        sys.exit(128 + stop.signum)
+    if world.is_root:
+        print(f"step: {trainer.step_mode}", flush=True)
+        np.savez(args.out, losses=np.asarray(trainer.train_loss_list),
+                 train_acc=np.asarray(trainer.train_acc_list),
+                 test_acc=np.asarray(trainer.test_acc_list),
+                 final=np.asarray(trainer.final_test_acc),
+                 **{f"param/{k}": to_numpy(v) for k, v in trainer.network.params.items()},
+                 **{f"state/{k}": to_numpy(v) for k, v in trainer.network.state().items()})
+
+
+if __name__ == "__main__":
+    main()

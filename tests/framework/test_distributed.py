@@ -1,0 +1,143 @@
+"""framework/distributed.py and the Trainer's data-parallel step: N processes under mpiexec
+train exactly what one process trains.
+
+The runs are real: tests/framework/distributed_job.py started by MPICH's
+mpiexec (the test extra installs mpi4py and MPICH's wheel) with 2 and 3
+processes (3 gives uneven shards: 4, 3, 3 of a batch of 10), compared in
+float64 with the same job run as one plain process. Every run checks at
+each epoch end that all ranks hold the same parameters.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from framework import distributed
+from tests.conftest import ROOT
+
+JOB = os.path.join(ROOT, "tests", "framework", "distributed_job.py")
+MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+           or shutil.which("mpiexec"))
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+needs_mpi = pytest.mark.skipif(MPIEXEC is None or not HAVE_MPI4PY,
+                               reason="no mpiexec or mpi4py here (pip install "
+                                      "'xpnet[distributed]', or the test extra)")
+
+
+def env():
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    clean["PYTHONPATH"] = ROOT
+    clean["XPNET_BACKEND"] = "numpy"
+    return clean
+
+
+def job(tmp_path, net, ranks=None, *args, name=None, timeout=120, check=True):
+    """Run the job (under mpiexec with ``ranks`` processes, else plainly): its .npz."""
+    out = tmp_path / f"{name or net}-{ranks or 1}.npz"
+    command = [sys.executable, JOB, net, str(out), *args]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks)] + command
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env(),
+                          cwd=tmp_path)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return np.load(out), done
+    return None, done
+
+
+def assert_same_run(got, want):
+    assert sorted(got.files) == sorted(want.files)
+    for key in want.files:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_a_plain_process_is_a_world_of_one():
+    w = distributed.world({})
+    assert (w.rank, w.size, w.local_rank, w.is_root) == (0, 1, 0, True)
+    assert w.communicator.any(False) is False and w.communicator.any(True) is True
+    assert distributed.world({"PMI_SIZE": "1", "PMI_RANK": "0"}).size == 1
+
+
+def test_shards_differ_by_at_most_one_in_rank_order():
+    sizes = []
+    for rank in range(3):
+        w = distributed.World(rank, 3, rank, distributed.Communicator())
+        lo, hi = w.shard(50)
+        sizes.append((lo, hi))
+    assert sizes == [(0, 16), (16, 33), (33, 50)]  # 16, 17, 17: cover 50 once, in order
+
+
+def test_a_launcher_without_mpi4py_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(RuntimeError, match="started by an MPI launcher with 2 processes, but "
+                                           "mpi4py is not installed.*xpnet\\[distributed\\]"):
+        distributed.world({"PMI_SIZE": "2", "PMI_RANK": "1"})
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("net", ["two-layer", "dropout", "batchnorm", "simple-conv"])
+def test_n_processes_train_what_one_trains(tmp_path, net, ranks):
+    want, _ = job(tmp_path, net)
+    got, done = job(tmp_path, net, ranks)
+    assert f"world: {ranks} process(es)" in done.stdout
+    assert f"data-parallel over {ranks} processes" in done.stdout
+    assert done.stdout.count("step:") == 2  # rank 0 alone prints
+    assert_same_run(got, want)
+
+
+@needs_mpi
+def test_a_checkpoint_from_two_ranks_resumes_on_three_as_an_uninterrupted_run(tmp_path):
+    want, _ = job(tmp_path, "dropout", None, "--epochs", "3", name="full")
+    path = tmp_path / "run.npz"
+    job(tmp_path, "dropout", 2, "--epochs", "1", "--checkpoint", str(path), name="first")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run.npz"]
+    got, _ = job(tmp_path, "dropout", 3, "--epochs", "3", "--checkpoint", str(path), "--resume",
+                 name="resumed")
+    assert_same_run(got, want)
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_the_job(tmp_path):
+    started = time.perf_counter()
+    _, done = job(tmp_path, "two-layer", 2, "--fail-at", "3", check=False, timeout=60)
+    assert done.returncode != 0
+    assert time.perf_counter() - started < 60
+    assert "rank 1 of 2 failed" in done.stderr and "a deliberate failure at step 3" in done.stderr
+
+
+@needs_mpi
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path, signum, code):
+    path = tmp_path / "run.npz"
+    process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, JOB, "two-layer",
+                                str(tmp_path / "never.npz"), "--slow", "--checkpoint", str(path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env(), cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline:  # the first epoch's checkpoint
+            time.sleep(0.2)
+        assert path.exists(), "the run wrote no checkpoint"
+        time.sleep(0.5)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, stdout + stderr
+    assert stdout.count("Resume with:") == 1, stdout  # rank 0 alone
+    assert f"training interrupted by {signal.Signals(signum).name}" in stdout
+    from framework import checkpoint
+    meta, _ = checkpoint.read(str(path))
+    assert meta["trainer"]["iteration"] + meta["trainer"]["position"] > 0
