@@ -116,7 +116,7 @@ class World:
 
     def shard(self, n):
         """``(lo, hi)``: this rank's part of ``n`` samples; parts differ by at most one
-        (17, 17, 16 for 50 on 3 ranks), in rank order."""
+        (16, 17, 17 for 50 on 3 ranks), in rank order."""
         return n * self.rank // self.size, n * (self.rank + 1) // self.size
 
     def __repr__(self):

@@ -72,6 +72,13 @@ def main():
                 raise RuntimeError(f"a deliberate failure at step {count[0]}")
             return real(xb, tb)
         trainer.train_step = failing
+    seen = []  # the batch sizes this rank's gradient saw: its shards only
+    gradient = trainer.network.gradient
+
+    def recording(x, t, share=1):
+        seen.append(int(x.shape[0]))
+        return gradient(x, t, share)
+    trainer.network.gradient = recording
     if world.is_root:
         print(f"world: {world.size} process(es); step: pending", flush=True)
     try:
@@ -80,6 +87,8 @@ def main():
         if world.is_root:
             print(f"{stop}. Resume with: --checkpoint {stop.checkpoint} --resume", flush=True)
         sys.exit(128 + stop.signum)
+    with open(f"{args.out}.rank{world.rank}", "w") as f:
+        f.write(" ".join(map(str, sorted(set(seen)))))
     if world.is_root:
         print(f"step: {trainer.step_mode}", flush=True)
         np.savez(args.out, losses=np.asarray(trainer.train_loss_list),

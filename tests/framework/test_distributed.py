@@ -3,7 +3,7 @@ train exactly what one process trains.
 
 The runs are real: tests/framework/distributed_job.py started by MPICH's
 mpiexec (the test extra installs mpi4py and MPICH's wheel) with 2 and 3
-processes (3 gives uneven shards: 4, 3, 3 of a batch of 10), compared in
+processes (3 gives uneven shards: 3, 3, 4 of a batch of 10), compared in
 float64 with the same job run as one plain process. Every run checks at
 each epoch end that all ranks hold the same parameters.
 """
@@ -94,6 +94,10 @@ def test_n_processes_train_what_one_trains(tmp_path, net, ranks):
     assert f"data-parallel over {ranks} processes" in done.stdout
     assert done.stdout.count("step:") == 2  # rank 0 alone prints
     assert_same_run(got, want)
+    out = tmp_path / f"{net}-{ranks}.npz"
+    shards = [(tmp_path / f"{out.name}.rank{r}").read_text() for r in range(ranks)]
+    # each rank's gradient ran on its shard of the batch of 10 only
+    assert shards == (["5", "5"] if ranks == 2 else ["3", "3", "4"])
 
 
 @needs_mpi
