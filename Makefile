@@ -17,7 +17,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-# EXTRAS=cuda12 (or cuda13) also installs CuPy, for XPNET_BACKEND=cupy.
+# EXTRAS=cuda12 (or cuda13) also installs CuPy, for XPNET_BACKEND=cupy; EXTRAS=torch PyTorch
+# (XPNET_BACKEND=torch), EXTRAS=distributed mpi4py and MPICH (run under mpiexec).
 comma := ,
 TRAIN_EXTRAS := plot$(if $(EXTRAS),$(comma)$(EXTRAS))
 

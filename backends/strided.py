@@ -186,13 +186,6 @@ class StridedOps(Ops):
         dx *= scale
         return dx
 
-    def sgd_update(self, p, g, lr):
-        p -= lr * g
-
-    def adam_step_size(self, t, lr, beta1, beta2):
-        t += 1
-        return lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
-
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         m += (1 - beta1) * (g - m)
         v += (1 - beta2) * (g * g - v)

@@ -8,7 +8,8 @@ all. The Trainer then trains exactly what one process trains: every rank
 draws the same epoch order, takes its shard of each global batch, and the
 ranks' gradients are summed (see :class:`framework.trainer.Trainer`).
 
-The transport is MPI's, not ours. Gradients travel as one flat buffer a
+The transport is MPI's, not ours, and this module is host-side I/O: it
+hands MPI host (NumPy) buffers. Gradients travel as one flat buffer a
 step; each rank's buffer is gathered and the buffers are added in rank
 order on every rank, so the sum is the same everywhere and does not depend
 on how MPI cuts or orders its messages. Device arrays go through the host
@@ -40,9 +41,9 @@ class Communicator:
         """The sum over the ranks of a 1-D array (each rank's own), added in rank order."""
         return flat
 
-    def sum_host(self, values):
-        """The sum over the ranks of a host ``numpy`` array (small: counts, flags)."""
-        return values
+    def sum_count(self, count):
+        """The sum over the ranks of a Python int (a count of correct answers)."""
+        return int(count)
 
     def any(self, flag):
         """Whether ``flag`` is true on any rank (every rank gets the same answer)."""
@@ -77,12 +78,8 @@ class MpiCommunicator(Communicator):
             total += part
         return backends.backend_of(flat).asarray(total, dtype=flat.dtype)
 
-    def sum_host(self, values):
-        import numpy
-        values = numpy.ascontiguousarray(values)
-        out = numpy.empty_like(values)
-        self.comm.Allreduce(values, out, op=self.MPI.SUM)
-        return out
+    def sum_count(self, count):
+        return int(self.comm.allreduce(int(count), op=self.MPI.SUM))
 
     def any(self, flag):
         return bool(self.comm.allreduce(int(bool(flag)), op=self.MPI.MAX))

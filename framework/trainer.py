@@ -328,11 +328,10 @@ class Trainer:
         """``network.accuracy``; data-parallel: each rank counts its shard, the counts add."""
         if self.world.size == 1:
             return self.network.accuracy(x, t)
-        import numpy
         n = x.shape[0]
         lo, hi = self.world.shard(n)
         mine = self.network.accuracy(x[lo:hi, ...], t[lo:hi, ...]) * (hi - lo) if hi > lo else 0.0
-        return float(self.world.communicator.sum_host(numpy.array([round(mine)]))[0]) / n
+        return self.world.communicator.sum_count(round(mine)) / n
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])
