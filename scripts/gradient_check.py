@@ -32,8 +32,8 @@ def dataset_batch(name):
     return x_train[:3], t_train[:3]
 
 
-def check(backend_name, x, t, seed, dtype):
-    backend = backends.use(backend_name)
+def check(backend_name, x, t, seed, dtype, device=None):
+    backend = backends.use(backend_name, device=device)
     network = TwoLayerNet(input_size=784, hidden_size=50, output_size=10, dtype=dtype, seed=seed)
     xb, tb = backend.asarray(x, dtype), backend.asarray(t)
     start = time.perf_counter()
@@ -59,6 +59,8 @@ def main(argv=None):
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="dataset for --data dataset (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and random data")
+    parser.add_argument("--device", help="the backend's device (e.g. --backend torch --device "
+                                              "cpu on a Mac: MPS has no float64)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                         help="precision of the check (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -75,7 +77,10 @@ def main(argv=None):
     else:
         names = [args.backend or backends.current().name]
     for name in names:
-        check(name, x, t, args.seed, args.dtype)
+        try:
+            check(name, x, t, args.seed, args.dtype, None if args.all_backends else args.device)
+        except (TypeError, RuntimeError) as e:  # no float64 on the device, a bad device
+            parser.exit(2, f"error: {e}\n")
 
 
 if __name__ == "__main__":
