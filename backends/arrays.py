@@ -50,7 +50,7 @@ def array_namespace(*arrays):
         return numpy
     library = _library(found)
     if library == "cupy":
-        return sys.modules["cupy"]
+        return _cupy_namespace()
     if library in _REFUSED:
         raise TypeError(f"{library} arrays cannot be computed on by xpnet: "
                         f"{_REFUSED[library]}")
@@ -66,6 +66,22 @@ def array_namespace(*arrays):
 
 
 get_array_module = array_namespace  # the name CuPy's users know
+
+_cupy_standard = None
+
+
+def _cupy_namespace():
+    """CuPy with the standard's names the layers call (``astype``, ``permute_dims``,
+    ``concat``...): array-api-compat's CuPy namespace where it is installed (the cuda
+    extras bring it), for CuPy versions that lack some of them; else CuPy itself."""
+    global _cupy_standard
+    if _cupy_standard is None:
+        try:
+            from array_api_compat import cupy as standard
+        except ImportError:
+            standard = sys.modules["cupy"]
+        _cupy_standard = standard
+    return _cupy_standard
 
 
 def device_of(x):
