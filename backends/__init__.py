@@ -184,8 +184,8 @@ def _make(name, source, device=None, device_source=DEVICE_ENV_VAR):
     except namespaces.Unusable as e:
         raise RuntimeError(f"{source}={name} with {device_source}={device!r}: {e}") from None
     why = "asked for by name" if source else "default"
-    return Backend(name, xp, f"{source}={name} ({why})", None if name == "cupy" and
-                   device is None else where)
+    # CuPy's default is the device current now, named, so that it equals backend_of(x)
+    return Backend(name, xp, f"{source}={name} ({why})", where)
 
 
 def use(name, device=None):

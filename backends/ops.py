@@ -83,12 +83,12 @@ Each operation:
 import contextlib
 
 from backends import splitmix
-from backends.arrays import device_of, size
+from backends.arrays import on_device_of, size
 
 
 def _zero(xp, like):
     """A 0-d array of ``like``'s dtype on its device."""
-    return xp.zeros((), dtype=like.dtype, device=device_of(like))
+    return xp.zeros((), dtype=like.dtype, **on_device_of(xp, like))
 
 
 def window_slices(ph, pw, stride, out_h, out_w):
@@ -152,7 +152,7 @@ class Ops:
         if not pad:
             return x
         shape = tuple(x.shape[:-2]) + (x.shape[-2] + 2 * pad, x.shape[-1] + 2 * pad)
-        out = xp.full(shape, fill, dtype=x.dtype, device=device_of(x))
+        out = xp.full(shape, fill, dtype=x.dtype, **on_device_of(xp, x))
         out[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]] = x
         return out
 
@@ -163,7 +163,7 @@ class Ops:
         if not pad:
             return planes
         c, n, h, w = planes.shape
-        out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, device=device_of(x))
+        out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, **on_device_of(xp, x))
         out[:, :, pad:pad + h, pad:pad + w] = planes
         return out
 
@@ -186,7 +186,7 @@ class Ops:
         n, c, h, w = x_shape
         d = xp.reshape(dcol, (c, fh * fw, n, out_h, out_w))
         img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype,
-                       device=device_of(dcol))
+                       **on_device_of(xp, dcol))
         for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
             img[:, :, rows, cols] = img[:, :, rows, cols] + d[:, k, ...]
         img = img[:, :, pad:pad + h, pad:pad + w]
@@ -221,10 +221,10 @@ class Ops:
             window = img[..., rows, cols]
             if k == 0:
                 out = window
-                arg = xp.zeros(window.shape, dtype=index, device=device_of(x))
+                arg = xp.zeros(window.shape, dtype=index, **on_device_of(xp, x))
                 continue
             # strictly greater, so the first maximum keeps its place
-            arg = xp.where(window > out, xp.asarray(k, dtype=index, device=device_of(x)), arg)
+            arg = xp.where(window > out, xp.asarray(k, dtype=index, **on_device_of(xp, x)), arg)
             out = xp.maximum(out, window)
         return out, arg
 
@@ -236,7 +236,7 @@ class Ops:
         tiled = not pad and stride == ph == pw and (h, w) == (ph * out_h, pw * out_w)
         # tiled windows (2 x 2 at stride 2 on an even image): each pixel is in one window,
         # written once; else every offset adds into zeros
-        dx = (xp.empty if tiled else xp.zeros)(shape, dtype=dout.dtype, device=device_of(dout))
+        dx = (xp.empty if tiled else xp.zeros)(shape, dtype=dout.dtype, **on_device_of(xp, dout))
         for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
             routed = dout * xp.astype(arg == k, dout.dtype)
             dx[..., rows, cols] = routed if tiled else dx[..., rows, cols] + routed
@@ -259,7 +259,7 @@ class Ops:
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         xp = self.xp
-        classes = xp.arange(y.shape[1], device=device_of(y))
+        classes = xp.arange(y.shape[1], **on_device_of(xp, y))
         onehot = xp.astype(self._labels(t)[:, None] == classes[None, :], y.dtype)
         return (y - onehot) * scale
 
@@ -278,7 +278,7 @@ class Ops:
         p -= xp.astype(lr_t, p.dtype) * m / (xp.sqrt(v) + 1e-7)
 
     def uniform(self, key, counter, shape):
-        return splitmix.uniform_halves(self.xp, key, counter, shape, device_of(key))
+        return splitmix.uniform_halves(self.xp, key, counter, shape)
 
     def increment(self, counter):
         xp = self.xp

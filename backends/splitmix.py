@@ -7,6 +7,8 @@ mix(key ^ mix(counter)))``. The CUDA kernel ``backends/cuda/kernels/uniform.cu``
 computes the same numbers with the same constants (a test compares them).
 """
 
+from backends.arrays import device_of, on_device_of
+
 GOLDEN = 0x9E3779B97F4A7C15  # the increment
 MIX1 = 0xBF58476D1CE4E5B9  # the finaliser's two multipliers
 MIX2 = 0x94D049BB133111EB
@@ -83,17 +85,19 @@ def _halves(xp, v):
     return (v >> 32) & M32, v & M32
 
 
-def uniform_halves(xp, key, counter, shape, device):
+def uniform_halves(xp, key, counter, shape):
     """:func:`uniform`'s numbers, bit for bit, computed in 32-bit halves held in int64
     (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
-    float64 (Apple's MPS), which rounds each number to 24 bits."""
+    float64 (Apple's MPS), which rounds each number to 24 bits. The numbers are made
+    on ``key``'s device."""
+    device = device_of(key)
     n = 1
     for d in shape:
         n *= int(d)
     k, c = _halves(xp, key), _halves(xp, counter)
     mc = _mix_halves(c)
     start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
-    index = xp.arange(n, dtype=xp.int64, device=device)
+    index = xp.arange(n, dtype=xp.int64, **on_device_of(xp, key))
     z = _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
     from backends.namespaces import has_float64
     real = xp.float64 if has_float64(xp, device) else xp.float32

@@ -284,7 +284,8 @@ def test_relu_keeps_a_channel_major_layout(ops, backend):
                   .astype("float32").transpose(1, 0, 2, 3))
     out, keep = ops.relu(x)
     dx = ops.relu_backward(out, keep)
-    if getattr(ops, "fused", True) and backend.name in ("numpy", "cupy"):
+    if getattr(ops, "fused", True) and type(ops) is not Ops and \
+            backend.name in ("numpy", "cupy"):
         for a in (out, keep, dx):  # the fast paths keep it (the standard has no strides)
             assert a.transpose(1, 0, 2, 3).flags.c_contiguous
     np.testing.assert_array_equal(to_host(dx), np.maximum(to_host(x), 0))

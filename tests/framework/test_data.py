@@ -64,9 +64,9 @@ def test_in_order_and_drop_last(backend):
 def test_batches_stay_on_the_backend(backend):
     x, t = dataset()
     batches = DeviceBatches(x, t, 5, seed=0)
-    assert backends.get_array_module(batches.x) is backend.xp
+    assert backends.backend_of(batches.x) == backend
     for xb, tb in batches:
-        assert backends.get_array_module(xb, tb) is backend.xp
+        assert backends.backend_of(xb) == backends.backend_of(tb) == backend
         assert backends.dtype_name(xb.dtype) == "float32"
 
 

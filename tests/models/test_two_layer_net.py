@@ -23,7 +23,7 @@ def test_structure_follows_the_book(backend):
     assert [type(v) for v in net.layers.values()] == [Affine, Relu, Affine]
     assert isinstance(net.last_layer, SoftmaxWithLoss) and net.lastLayer is net.last_layer
     assert net.layers["Affine1"].W is net.params["W1"]
-    assert backends.get_array_module(net.params["W1"]) is backend.xp
+    assert backends.backend_of(net.params["W1"]) == backend
     assert to_host(net.params["b1"]).sum() == 0.0
     assert 0.009 < float(to_host(net.params["W1"]).std()) < 0.011  # weight_init_std
 
