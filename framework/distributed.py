@@ -22,6 +22,7 @@ import sys
 import traceback
 
 import backends
+from backends.host import buffers
 
 # Variables an MPI launcher sets in every process it starts: (size, rank, local rank).
 _LAUNCHERS = (("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"),  # MPICH's hydra
@@ -69,13 +70,10 @@ class MpiCommunicator(Communicator):
         self.name = f"MPI ({MPI.Get_library_version().splitlines()[0].strip()})"
 
     def sum_flat(self, flat):
-        import numpy
-        host = numpy.ascontiguousarray(backends.to_numpy(flat))
-        gathered = numpy.empty((self.comm.size,) + host.shape, dtype=host.dtype)
+        host = buffers.host_buffer(flat)
+        gathered = buffers.gather_buffer(self.comm.size, host)
         self.comm.Allgather(host, gathered)
-        total = gathered[0].copy()
-        for part in gathered[1:]:  # in rank order: the same sum on every rank, every run
-            total += part
+        total = buffers.sum_in_rank_order(gathered)
         return backends.backend_of(flat).asarray(total, dtype=flat.dtype)
 
     def sum_count(self, count):
@@ -86,8 +84,7 @@ class MpiCommunicator(Communicator):
 
     def same(self, values):
         import hashlib
-        import numpy
-        digest = hashlib.sha256(numpy.ascontiguousarray(backends.to_numpy(values)).tobytes())
+        digest = hashlib.sha256(buffers.host_buffer(values).tobytes())
         return len(set(self.comm.allgather(digest.hexdigest()))) == 1
 
     def barrier(self):
