@@ -124,7 +124,7 @@ class DeviceBatches:
         self.backend = backend or backends.current()
         self.x = self.backend.asarray(x, dtype=dtype)
         self.t = self.backend.asarray(t)
-        self.xp = self.backend.xp
+        self.xp = backends.array_namespace(self.x)  # the namespace the arrays name
         self.size = int(x.shape[0])
         self.batch_size = int(batch_size)
         self.shuffle = shuffle

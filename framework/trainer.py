@@ -211,7 +211,7 @@ class Trainer:
             # look at the clock every 16 steps, read the device only when showing
             if self.verbose and i % 16 == 15 and \
                     time.perf_counter() - shown_at >= self.refresh_seconds:
-                recent = float(self.backend.xp.mean(losses[shown:i + 1]))
+                recent = float(backends.array_namespace(losses).mean(losses[shown:i + 1]))
                 if not math.isfinite(recent):
                     self._stop_on_bad_loss(losses, shown, i + 1)
                 bar.set_postfix_str(f"epoch {self.current_epoch + 1}/{self.epochs}, "
@@ -289,7 +289,7 @@ class Trainer:
         update on every rank. Dropout draws this shard's rows of the global batch's mask
         and batch norm (with ``sync_batchnorm``) the global batch's statistics, so the
         step is the one a single process takes on the whole batch."""
-        xp = self.backend.xp
+        xp = backends.array_namespace(x_batch)
         n = x_batch.shape[0]
         lo, hi = self.world.shard(n)
         share = (hi - lo) / n
@@ -341,7 +341,8 @@ class Trainer:
                  f"{self.current_epoch}), was left as it was" if self.checkpoint else "")
         # The data were checked at the door, so the cause is in the run: tell a
         # divergence (parameters gone non-finite) from an overflow in the forward pass.
-        xp = self.backend.xp
+        params = self.network.params
+        xp = backends.array_namespace(*params.values())
         broken = [key for key, p in self.network.params.items()
                   if not bool(xp.all(xp.isfinite(p)))]
         if broken:
