@@ -169,7 +169,11 @@ def _make(name, source, device=None, device_source=DEVICE_ENV_VAR):
     if name == "auto":
         cupy, why = _probe_cupy()
         if cupy is not None:
-            return Backend("cupy", cupy, f"{source}=auto: {why}", cupy.cuda.Device())
+            try:
+                where = namespaces.LIBRARIES["cupy"].device(None)
+            except namespaces.Unusable as e:
+                raise RuntimeError(f"{source}=auto chose CuPy: {e}") from None
+            return Backend("cupy", cupy, f"{source}=auto: {why}", where)
         return Backend("numpy", numpy, f"{source}=auto: {why}; using NumPy on the CPU")
     library = namespaces.LIBRARIES[name]
     try:

@@ -13,6 +13,8 @@ import platform
 
 import numpy
 
+from backends import launch
+
 INSTALL = {
     "cupy": "pip install 'xpnet[cuda12]' or 'xpnet[cuda13]' (CuPy for your CUDA version)",
     "torch": "pip install 'xpnet[torch]' (PyTorch and array-api-compat)",
@@ -111,7 +113,18 @@ class CupyLibrary(Library):
     def device(self, value):
         cupy = self.load()
         if value is None:
-            return cupy.cuda.Device()
+            job = launch.launched()
+            if job is None or job.size == 1:
+                return cupy.cuda.Device()
+            # a data-parallel job: this process's GPU is its local rank's, made current
+            # for the process (CuPy launches on the current device), as DDP users do
+            try:
+                index = launch.gpu_index(job, cupy.cuda.runtime.getDeviceCount())
+            except ValueError as e:
+                raise Unusable(str(e)) from None
+            device = cupy.cuda.Device(index)
+            device.use()
+            return device
         if isinstance(value, cupy.cuda.Device):
             return value
         text = str(value).lower()
@@ -151,9 +164,19 @@ class TorchLibrary(Library):
         return names
 
     def default(self):
-        """CUDA (or ROCm) where PyTorch sees a GPU, else Apple's MPS, else the CPU."""
+        """CUDA (or ROCm) where PyTorch sees a GPU, else Apple's MPS, else the CPU; in a
+        data-parallel job, the GPU of the process's local rank."""
         names = self.devices()
-        return "cuda" if "cuda" in names else "mps" if "mps" in names else "cpu"
+        if "cuda" not in names:
+            return "mps" if "mps" in names else "cpu"
+        job = launch.launched()
+        if job is None or job.size == 1:
+            return "cuda"
+        import torch
+        try:
+            return f"cuda:{launch.gpu_index(job, torch.cuda.device_count(), 'PyTorch')}"
+        except ValueError as e:
+            raise Unusable(str(e)) from None
 
     def device(self, value):
         import torch
