@@ -77,8 +77,8 @@ def _nccl():
     if cupy is None:
         return f"not usable: no CuPy GPU ({why})"
     try:
-        from cupy.cuda import nccl
-        return f"NCCL {nccl.get_version()} (through CuPy)"
+        from backends.cuda import nccl
+        return f"NCCL {nccl.version()} (through CuPy): one GPU a rank sums GPU to GPU"
     except Exception as e:
         return f"not usable: CuPy has no NCCL here ({type(e).__name__}: {e})"
 

@@ -12,22 +12,22 @@ The transport is MPI's, not ours, and this module is host-side I/O: it
 hands MPI host (NumPy) buffers. Gradients travel as one flat buffer a
 step; each rank's buffer is gathered and the buffers are added in rank
 order on every rank, so the sum is the same everywhere and does not depend
-on how MPI cuts or orders its messages. Device arrays go through the host
-(a copy each way). A rank that raises ends the whole job
-(:meth:`Communicator.abort`), so no rank waits forever in a collective.
+on how MPI cuts or orders its messages. CuPy arrays, one GPU a rank, go
+GPU to GPU over NCCL (:class:`NcclCommunicator`, its id sent over MPI, the
+same rank-order sum on the devices); other device arrays, and GPUs that
+ranks share, go through the host (a copy each way). A rank that raises ends
+the whole job (:meth:`Communicator.abort`), so no rank waits forever in a
+collective.
 """
 
-import os
+import socket
 import sys
 import traceback
 
 import backends
+from backends import launch
 from backends.host import buffers
 
-# Variables an MPI launcher sets in every process it starts: (size, rank, local rank).
-_LAUNCHERS = (("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"),  # MPICH's hydra
-              ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"),
-              ("PMIX_SIZE", "PMIX_RANK", "PMIX_LOCAL_RANK"))
 INSTALL = "pip install 'xpnet[distributed]' (mpi4py and MPICH)"
 
 _world = None
@@ -95,6 +95,33 @@ class MpiCommunicator(Communicator):
         self.comm.Abort(code)
 
 
+class NcclCommunicator(MpiCommunicator):
+    """CuPy arrays GPU to GPU over NCCL (:mod:`backends.cuda.nccl`), queued on the step's
+    stream with no host copy; counts, flags and digests, which live on the host, over
+    MPI, which also launched the job and carried NCCL's id to every rank."""
+
+    def __init__(self, comm, device):
+        super().__init__(comm)
+        from backends.cuda import nccl
+        uid = comm.bcast(nccl.unique_id() if comm.rank == 0 else None, root=0)
+        self.device_sum = nccl.RankOrderSum(comm.size, comm.rank, uid, device)
+        self.name = f"NCCL {nccl.version()} (launched over {self.name})"
+
+    def sum_flat(self, flat):
+        if backends.is_cupy_array(flat):
+            return self.device_sum.sum_flat(flat)
+        return super().sum_flat(flat)
+
+
+def _nccl_unusable():
+    """Why this process cannot use NCCL (CuPy without it), or None."""
+    try:
+        from backends.cuda import nccl  # noqa: F401
+    except Exception as e:  # CuPy built without NCCL, or its library missing
+        return f"NCCL does not load here ({type(e).__name__}: {e})"
+    return None
+
+
 class World:
     """This process's place: ``rank`` of ``size``, ``local_rank`` on its machine, and the
     ``communicator`` that joins the ranks."""
@@ -108,6 +135,34 @@ class World:
         """Rank 0: the one that prints, plots and writes checkpoints."""
         return self.rank == 0
 
+    def communicator_for(self, backend):
+        """``(communicator, why)`` for a network on ``backend``: NCCL between CuPy GPUs,
+        one a rank; MPI through the host for the CPU, other device arrays, or where
+        NCCL is missing or ranks share a GPU. Collective: every rank calls it and all
+        reach the same choice."""
+        if self.size == 1:
+            return self.communicator, "one process"
+        if backend.name != "cupy":
+            where = "in host memory" if backend.name == "numpy" else "through the host"
+            return self.communicator, f"the gradients are summed {where}"
+        device = backend.device if backend.device is not None else \
+            backend.xp.cuda.Device()
+        mine = (socket.gethostname(), str(device.pci_bus_id), _nccl_unusable())
+        everyone = self.communicator.comm.allgather(mine)
+        missing = next(((r, why) for r, (_, _, why) in enumerate(everyone) if why), None)
+        gpus = [(host, bus) for host, bus, _ in everyone]
+        shared = next(((gpus.index(g), r) for r, g in enumerate(gpus) if gpus.index(g) != r),
+                      None)
+        if missing is not None:
+            why = f"rank {missing[0]}: {missing[1]}"
+        elif shared is not None:
+            why = (f"ranks {shared[0]} and {shared[1]} share one GPU ({gpus[shared[1]][1]} on "
+                   f"{gpus[shared[1]][0]}), which NCCL does not allow")
+        else:
+            return NcclCommunicator(self.communicator.comm, device), \
+                "the gradients are summed on the GPUs"
+        return self.communicator, f"the gradients are summed through the host: {why}"
+
     def shard(self, n):
         """``(lo, hi)``: this rank's part of ``n`` samples; parts differ by at most one
         (16, 17, 17 for 50 on 3 ranks), in rank order."""
@@ -118,30 +173,21 @@ class World:
                 f"communicator={self.communicator.name!r})")
 
 
-def _launched(environ):
-    """``(size, rank, local_rank)`` an MPI launcher set, or None outside one."""
-    for size, rank, local in _LAUNCHERS:
-        if environ.get(size):
-            return int(environ[size]), int(environ.get(rank, 0)), \
-                int(environ.get(local, environ.get(rank, 0)))
-    return None
-
-
 def world(environ=None):
     """The world this process is in, made once: a world of one unless an MPI launcher
     (``mpiexec``) started more than one process."""
     global _world
     if _world is not None and environ is None:
         return _world
-    launched = _launched(os.environ if environ is None else environ)
-    if launched is None or launched[0] == 1:
+    launched = launch.launched(environ)
+    if launched is None or launched.size == 1:
         made = World(0, 1, 0, Communicator())
     else:
         try:
             from mpi4py import MPI
         except ImportError:
             raise RuntimeError(f"this process was started by an MPI launcher with "
-                               f"{launched[0]} processes, but mpi4py is not installed here; "
+                               f"{launched.size} processes, but mpi4py is not installed here; "
                                f"{INSTALL}") from None
         comm = MPI.COMM_WORLD
         local = comm.Split_type(MPI.COMM_TYPE_SHARED).rank

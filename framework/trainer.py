@@ -108,6 +108,8 @@ class Trainer:
         self.sync_batchnorm = bool(sync_batchnorm)
         self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
         self.backend = backends.backend_of(next(iter(network.params.values())))
+        # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective)
+        self.communicator, self._communicator_why = self.world.communicator_for(self.backend)
         if self.backend.name == "numpy":
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
@@ -189,9 +191,14 @@ class Trainer:
             self._step = steps.choose(self.network, self.optimizer, self.batches,
                                       False if parallel else self.graph,
                                       train=lambda x, t: self.train_step(x, t))
-            self.step_mode = self._step.mode if not parallel else (
-                f"eager (data-parallel over {self.world.size} processes, "
-                f"{self.world.communicator.name}: the step's gradients are summed on the host)")
+            if parallel:
+                no_graph = "; the CUDA-graph step is not used data-parallel" \
+                    if self.graph and self.backend.name == "cupy" else ""
+                self.step_mode = (f"eager (data-parallel over {self.world.size} processes, "
+                                  f"{self.communicator.name}: {self._communicator_why}"
+                                  f"{no_graph})")
+            else:
+                self.step_mode = self._step.mode
             self.graph_seconds = getattr(self._step, "seconds", None)
         step = self._step
         losses = step.losses  # each step writes its loss here, on the device
@@ -293,7 +300,7 @@ class Trainer:
         n = x_batch.shape[0]
         lo, hi = self.world.shard(n)
         share = (hi - lo) / n
-        total = self.world.communicator.sum_flat
+        total = self.communicator.sum_flat
         for layer in self.network.layers.values():
             if hasattr(layer, "shard"):
                 layer.shard = (lo, hi, n)
@@ -318,7 +325,7 @@ class Trainer:
         any rank, so that every rank stops after the same step."""
         if self.world.size == 1:
             return self._stop is not None
-        if self.world.communicator.any(self._stop is not None):
+        if self.communicator.any(self._stop is not None):
             if self._stop is None:
                 self._stop = signal.SIGINT  # the signal reached another rank first
             return True
@@ -331,7 +338,7 @@ class Trainer:
         n = x.shape[0]
         lo, hi = self.world.shard(n)
         mine = self.network.accuracy(x[lo:hi, ...], t[lo:hi, ...]) * (hi - lo) if hi > lo else 0.0
-        return self.world.communicator.sum_count(round(mine)) / n
+        return self.communicator.sum_count(round(mine)) / n
 
     def _stop_on_bad_loss(self, losses, start, stop):
         values = backends.to_numpy(losses[start:stop])
@@ -388,7 +395,7 @@ class Trainer:
                       f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({seconds:.1f} s)")
         if self.check_replicas and self.world.size > 1:
             differ = [k for k, p in self.network.params.items()
-                      if not self.world.communicator.same(p)]
+                      if not self.communicator.same(p)]
             if differ:
                 raise RuntimeError(f"Trainer: after epoch {self.current_epoch} the processes "
                                    f"hold different parameters ({', '.join(differ)}): the "

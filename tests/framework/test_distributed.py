@@ -34,21 +34,39 @@ needs_mpi = pytest.mark.skipif(MPIEXEC is None or not HAVE_MPI4PY,
                                       "'xpnet[distributed]', or the test extra)")
 
 
-def env():
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    clean["PYTHONPATH"] = ROOT
-    clean["XPNET_BACKEND"] = "numpy"
+def _cupy_gpus():
+    """How many GPUs CuPy sees here (0 without CuPy or a GPU)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() if cupy.is_available() else 0
+    except Exception:
+        return 0
+
+
+GPUS = _cupy_gpus()
+needs_gpu = pytest.mark.skipif(GPUS < 1, reason="no CuPy GPU here")
+
+
+def env(backend="numpy", device=None):
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("PMI_", "OMPI_", "PMIX_", "XPNET_DEVICE"))}
+    # the tree first; what else PYTHONPATH held (packages unpacked beside it) stays
+    clean["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    clean["XPNET_BACKEND"] = backend
+    if device:
+        clean["XPNET_DEVICE"] = device
     return clean
 
 
-def job(tmp_path, net, ranks=None, *args, name=None, timeout=120, check=True):
-    """Run the job (under mpiexec with ``ranks`` processes, else plainly): its .npz."""
+def job(tmp_path, net, ranks=None, *args, name=None, timeout=120, check=True, **where):
+    """Run the job (under mpiexec with ``ranks`` processes, else plainly) on the backend
+    and device ``where`` names (NumPy by default): its .npz."""
     out = tmp_path / f"{name or net}-{ranks or 1}.npz"
     command = [sys.executable, JOB, net, str(out), *args]
     if ranks:
         command = [MPIEXEC, "-n", str(ranks)] + command
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env(),
-                          cwd=tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env=env(**where), cwd=tmp_path)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
         return np.load(out), done
@@ -145,3 +163,42 @@ def test_a_signal_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path, sign
     from framework import checkpoint
     meta, _ = checkpoint.read(str(path))
     assert meta["trainer"]["iteration"] + meta["trainer"]["position"] > 0
+
+
+@needs_mpi
+def test_ranks_on_the_cpu_sum_in_host_memory(tmp_path):
+    _, done = job(tmp_path, "two-layer", 2)
+    assert "data-parallel over 2 processes, MPI (" in done.stdout
+    assert "the gradients are summed in host memory" in done.stdout
+
+
+# On a GPU machine (scripts/gpu_check.sh runs these): the device paths.
+
+@needs_mpi
+@needs_gpu
+@pytest.mark.parametrize("net", ["dropout", "batchnorm", "simple-conv"])
+def test_ranks_sharing_one_gpu_train_what_one_trains_through_the_host(tmp_path, net):
+    want, _ = job(tmp_path, net, backend="cupy")
+    got, done = job(tmp_path, net, 2, backend="cupy", device="cuda:0")
+    assert "through the host: ranks 0 and 1 share one GPU" in done.stdout, done.stdout
+    assert_same_run(got, want)
+
+
+@needs_mpi
+@needs_gpu
+def test_more_ranks_than_gpus_is_an_error_that_says_what_to_do(tmp_path):
+    _, done = job(tmp_path, "two-layer", GPUS + 1, check=False, backend="cupy")
+    assert done.returncode != 0
+    assert (f"{GPUS + 1} processes were started on this machine but it has {GPUS} GPU"
+            in done.stderr), done.stderr
+    assert "XPNET_DEVICE=cuda:0" in done.stderr
+
+
+@needs_mpi
+@pytest.mark.skipif(GPUS < 2, reason="NCCL needs a GPU a rank: fewer than 2 GPUs here")
+@pytest.mark.parametrize("net", ["dropout", "batchnorm", "simple-conv"])
+def test_one_gpu_a_rank_trains_what_one_trains_over_nccl(tmp_path, net):
+    want, _ = job(tmp_path, net, backend="cupy")
+    got, done = job(tmp_path, net, 2, backend="cupy")
+    assert "NCCL " in done.stdout and "summed on the GPUs" in done.stdout, done.stdout
+    assert_same_run(got, want)
