@@ -67,7 +67,7 @@ class MpiCommunicator(Communicator):
     def __init__(self, comm):
         from mpi4py import MPI
         self.MPI, self.comm = MPI, comm
-        self.name = f"MPI ({MPI.Get_library_version().splitlines()[0].strip()})"
+        self.name = f"MPI ({' '.join(MPI.Get_library_version().splitlines()[0].split())})"
 
     def sum_flat(self, flat):
         host = buffers.host_buffer(flat)

@@ -108,8 +108,9 @@ class Trainer:
         self.sync_batchnorm = bool(sync_batchnorm)
         self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
         self.backend = backends.backend_of(next(iter(network.params.values())))
-        # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective)
-        self.communicator, self._communicator_why = self.world.communicator_for(self.backend)
+        # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
+        # ``communication`` says in words where the gradients are summed, and why
+        self.communicator, self.communication = self.world.communicator_for(self.backend)
         if self.backend.name == "numpy":
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
@@ -195,7 +196,7 @@ class Trainer:
                 no_graph = "; the CUDA-graph step is not used data-parallel" \
                     if self.graph and self.backend.name == "cupy" else ""
                 self.step_mode = (f"eager (data-parallel over {self.world.size} processes, "
-                                  f"{self.communicator.name}: {self._communicator_why}"
+                                  f"{self.communicator.name}: {self.communication}"
                                   f"{no_graph})")
             else:
                 self.step_mode = self._step.mode

@@ -9,6 +9,7 @@ import sys
 import backends
 from backends.host import build as cpu_kernels
 from tests.conftest import ROOT
+from tests.framework.test_distributed import needs_mpi
 
 
 def test_smoke_run_produces_every_row(tmp_path):
@@ -99,3 +100,24 @@ def test_bare_numpy_row_computes_the_same_step_as_the_layers():
         assert np.all(step.losses > 2.0) and np.all(step.losses < 2.6)  # ln 10 = 2.30 at start
     finally:
         backends.use(previous.name)
+
+
+@needs_mpi
+def test_distributed_benchmark_times_one_process_against_ranks(tmp_path):
+    """scripts/benchmark/distributed.py under a real mpiexec: every run's row, the sum's
+    size, and the ranks' row saying where the gradients were summed."""
+    out_file = tmp_path / "distributed.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env.update(PYTHONPATH=ROOT, XPNET_BACKEND="numpy")
+    r = subprocess.run([sys.executable, "-m", "scripts.benchmark.distributed", "--model",
+                        "two-layer", "--rounds", "1", "--windows", "1", "--steps", "3",
+                        "--sums", "2", "--pause", "0", "--out", str(out_file)],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = out_file.read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| run", "| 1 process, 1 thread", "| 1 process, 2 threads", "| 2 ranks, 1 thread each"]
+    assert "summed in host memory" in rows[-1]
+    # TwoLayerNet(784, 50, 10): 39,760 parameters and the loss, in float32
+    assert "buffer of 0.16 MB a step" in table
