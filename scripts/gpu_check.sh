@@ -16,11 +16,14 @@
 #      with the CUDA-graph step, then once more with the eager step
 #   7. chapters 7 and 8: SimpleConvNet's and DeepConvNet's book runs (20 epochs,
 #      Adam) on the first dataset found, time and test accuracy
-#   8. the benchmark (python -m scripts.benchmark), CPU and GPU rows side by side (two-layer, deep and
+#   8. data-parallel training (tests/framework/test_distributed.py under mpiexec): ranks
+#      sharing the GPU through the host, NCCL with one GPU a rank where there are two
+#      or more, and too many ranks refused (needs mpi4py and MPICH: scripts/gpu_packages.sh)
+#   9. the benchmark (python -m scripts.benchmark), CPU and GPU rows side by side (two-layer, deep and
 #      convolutional nets)
 # and writes all of it to $OUT/gpu-report.md (OUT defaults to out/gpu-check).
-# Each section has its own time limit; the limits add up to under 10 minutes, and
-# a run takes about 8 (the H200 run of 2026-12-04: 468 s with two sections cut off).
+# Each section has its own time limit; a run takes 8-9 minutes (the H200 run of
+# 2026-12-04: 468 s with two sections cut off, before the data-parallel section).
 #
 # --cpu-dry-run runs the same sections on NumPy, shortened, to check the
 # script itself on a machine without a GPU.
@@ -34,6 +37,16 @@ OUT=${OUT:-out/gpu-check}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# what scripts/gpu_packages.sh unpacked for the GPU machine's python: test tools, mpi4py,
+# and MPICH's mpiexec and libmpi (a dry run uses the python it is given, as it is)
+if [ $DRY = 0 ] && [ -d .gpu-pkgs ]; then
+  case ":$PYTHONPATH:" in *:.gpu-pkgs:*) ;; *) PYTHONPATH="$PYTHONPATH:.gpu-pkgs" ;; esac
+fi
+if [ $DRY = 0 ] && [ -d .gpu-pkgs/mpich/bin ]; then
+  chmod +x .gpu-pkgs/mpich/bin/* 2>/dev/null
+  export PATH="$PWD/.gpu-pkgs/mpich/bin:$PATH"
+  export LD_LIBRARY_PATH="$PWD/.gpu-pkgs/mpich/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-/tmp/xpnet-gpu-check-cache}"
 REPORT="$OUT/gpu-report.md"
 LOGS=$(mktemp -d)  # full logs of the short sections stay here; the report holds them
@@ -41,7 +54,7 @@ STARTED=$(date +%s)
 
 if [ $DRY = 1 ]; then
   BACKEND=numpy ITERS=300 BENCH_ARGS="--smoke"
-  TEST_ARGS="--deselect tests/scripts/test_benchmark.py --deselect tests/test_wheel.py"
+  TEST_ARGS="--deselect tests/scripts/test_benchmark.py --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
   CONV_ARGS="--iters 20"
 else
   # 2 rounds (3 ran past 190 s on the H200 on 2026-12-04), short pauses, the book's size only (DeZero's 1000:100 is in earlier
@@ -51,7 +64,8 @@ else
   # runs what the benchmark section runs in full: left to that section and to CI
   BACKEND=cupy ITERS=10000 CONV_ARGS=""
   # the wheel's test installs from the package index, which the GPU machine cannot reach
-  TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row --deselect tests/test_wheel.py"
+  # the data-parallel tests have a section of their own
+  TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
   BENCH_ARGS="--repeats 2 --pause 0.1 --memory-configs 50:100 --configs 50:100 --conv-n 600"
 fi
 
@@ -93,7 +107,10 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 595 s with one dataset (the short sections at 3-5x their last GPU run): inside the device tool's 10 minutes a call.
+# Limits add up to 700 s with one dataset, to cut a hang, not to pace a run: the short
+# sections get 1.5-5x their last GPU run, and a whole run should take 8-9 minutes, inside
+# the device tool's 10 a call. The report grows section by section, so a call cut off
+# still brings back every section it finished.
 section device 20 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
 section tests 240 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs --durations=12 -p no:cacheprovider $TEST_ARGS || failed+=(tests)
 # the book's check uses the first 3 training images; random inputs when no data came along
@@ -140,10 +157,10 @@ for dataset in mnist fashion-mnist; do
 done
 for dataset in mnist fashion-mnist; do  # the convolutional nets: the first dataset found
   [ -d "$DATA_DIR/$dataset" ] || continue
-  section "train-convnet-$dataset" 45 $PY scripts/train_convnet.py --backend $BACKEND \
+  section "train-convnet-$dataset" 25 $PY scripts/train_convnet.py --backend $BACKEND \
     --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-convnet-$dataset.png" || failed+=("train-convnet-$dataset")
-  section "train-deepconvnet-$dataset" 85 $PY scripts/train_convnet.py --model deep \
+  section "train-deepconvnet-$dataset" 50 $PY scripts/train_convnet.py --model deep \
     --backend $BACKEND --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-deepconvnet-$dataset.png" || failed+=("train-deepconvnet-$dataset")
   break
@@ -152,6 +169,10 @@ if [ $trained = 0 ]; then
   echo -e "\n## train\n\nNo IDX files under $DATA_DIR/mnist or $DATA_DIR/fashion-mnist: the book's run was not trained." >>"$REPORT"
   failed+=(train)
 fi
+
+# 2 and 3 ranks on the CPU as in CI, then the GPU's: ranks sharing it, NCCL where there are GPUs enough
+section distributed 60 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider \
+  tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py || failed+=(distributed)
 
 section benchmark 220 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
 
