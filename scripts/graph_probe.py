@@ -5,12 +5,17 @@ after a synchronize) of:
 
   eager-unfused  plain CuPy operations, one launch each (XPNET_FUSED=0's path)
   eager-fused    the fused kernels of backends.cuda.ops
+  eager-fused-cupy-names  the same with the layers computing on CuPy's own module
+                 rather than array-api-compat's CuPy namespace (what the wrappers cost;
+                 fails where this CuPy lacks one of the standard's names)
   graph-own      the step replayed as a CUDA graph, products on our GEMM kernel
   graph-cublas   the same graph recorded with cuBLAS's products, where this
                  CuPy and cuBLAS allow capturing them (else the error is shown)
 
 and the largest difference of the final parameters from the eager-fused run
-started from the same weights and batches. Prints a Markdown table, then
+started from the same weights and batches. Prints a Markdown table, then the
+host-side profile of the eager-fused step (cProfile, the functions where the
+Python time goes: the eager step is bound by launches and the host), then
 the GPU time of each operation of the book's step (784-50-10, batch 100),
 ours against cuBLAS and plain CuPy, from cupyx.profiler.benchmark: where
 the graph step's time goes; then the same for Adam's fused update and for
@@ -28,7 +33,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
 from backends.cuda import gemm as gemm_kernels  # noqa: E402
@@ -45,6 +51,8 @@ def run(variant, hidden, batch, data, windows, steps):
     optimizer = SGD(lr=0.1)
     ops = ops_for(net.params["W1"])
     ops.fused = variant != "eager-unfused"
+    if variant == "eager-fused-cupy-names":
+        backends.arrays._cupy_standard = sys.modules["cupy"]  # the layers' namespace
     times = []
     try:
         if variant.startswith("graph"):
@@ -70,6 +78,7 @@ def run(variant, hidden, batch, data, windows, steps):
                 times.append((time.perf_counter() - start) / steps)
     finally:
         ops.fused = True
+        backends.arrays._cupy_standard = None  # chosen afresh on the next call
     params = {k: backends.to_numpy(v) for k, v in net.params.items()}
     return 1e3 * statistics.median(times[1:]), params
 
@@ -89,7 +98,8 @@ def main():
         hidden, batch = (int(v) for v in config.split(":"))
         steps = min(600, 60000 // batch)
         results = {}
-        for variant in ("eager-unfused", "eager-fused", "graph-own", "graph-cublas"):
+        for variant in ("eager-unfused", "eager-fused", "eager-fused-cupy-names", "graph-own",
+                        "graph-cublas"):
             try:
                 results[variant] = run(variant, hidden, batch, data, args.windows, steps)
             except Exception as e:
@@ -102,7 +112,42 @@ def main():
             print(f"| {hidden} | {batch} | {variant} | {ms:.4f} | "
                   f"{'-' if base is None else f'{base / ms:.2f}x'} | "
                   f"{'-' if diff is None else f'{diff:.1e}'} |", flush=True)
+    host_profile(data)
     operation_times()
+
+
+def host_profile(data, steps=300, top=15):
+    """Where the eager step's host time goes: cProfile over ``steps`` steps of the book's
+    net, the functions with the most time of their own."""
+    import cProfile
+    import pstats
+    backend = backends.current()
+    net = TwoLayerNet(784, 50, 10, seed=0)
+    batches = DeviceBatches(*data, 100, seed=0, backend=backend)
+    optimizer = SGD(lr=0.1)
+    order = batches.start_epoch()
+    for i in range(20):  # kernels built, memory pooled
+        optimizer.update(net.params, net.gradient(*batches.batch(order, i)))
+    backend.synchronize()
+    profile = cProfile.Profile()
+    profile.enable()
+    for i in range(steps):
+        optimizer.update(net.params, net.gradient(*batches.batch(order, i % len(batches))))
+    backend.synchronize()
+    profile.disable()
+    stats = pstats.Stats(profile)
+    total = stats.total_tt
+    print(f"\nHost time of the eager-fused step (784-50-10, batch 100; cProfile over {steps} "
+          f"steps: {1e3 * total / steps:.3f} ms a step with the profiler's own cost)\n")
+    print("| function | calls a step | own us a step | with callees, us a step |")
+    print("|---|---:|---:|---:|")
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
+    for (path, line, name), (_, calls, own, cumulative, _) in rows:
+        inside = os.path.abspath(path).startswith(ROOT + os.sep)
+        where = f"{os.path.relpath(path, ROOT) if inside else os.path.basename(path)}:{line}" \
+            if line else path
+        print(f"| {name} ({where}) | {calls / steps:.1f} | {1e6 * own / steps:.1f} | "
+              f"{1e6 * cumulative / steps:.1f} |")
 
 
 def operation_times(repeat=200):
