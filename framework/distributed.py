@@ -122,6 +122,21 @@ def _nccl_unusable():
     return None
 
 
+def gpu_transport(everyone):
+    """Why the ranks cannot sum over NCCL, or None where they can: ``everyone`` holds each
+    rank's ``(host, GPU bus id, why NCCL does not load or None)``, in rank order."""
+    missing = next(((r, why) for r, (_, _, why) in enumerate(everyone) if why), None)
+    if missing is not None:
+        return f"rank {missing[0]}: {missing[1]}"
+    gpus = [(host, bus) for host, bus, _ in everyone]
+    for rank, gpu in enumerate(gpus):
+        first = gpus.index(gpu)
+        if first != rank:
+            return (f"ranks {first} and {rank} share one GPU ({gpu[1]} on {gpu[0]}), which "
+                    f"NCCL does not allow")
+    return None
+
+
 class World:
     """This process's place: ``rank`` of ``size``, ``local_rank`` on its machine, and the
     ``communicator`` that joins the ranks."""
@@ -129,6 +144,7 @@ class World:
     def __init__(self, rank, size, local_rank, communicator):
         self.rank, self.size, self.local_rank = rank, size, local_rank
         self.communicator = communicator
+        self._device_communicators = {}  # GPU id -> (communicator, why): one NCCL comm each
 
     @property
     def is_root(self):
@@ -147,21 +163,17 @@ class World:
             return self.communicator, f"the gradients are summed {where}"
         device = backend.device if backend.device is not None else \
             backend.xp.cuda.Device()
+        if device.id not in self._device_communicators:  # every rank asks in the same order
+            self._device_communicators[device.id] = self._choose_for_gpu(device)
+        return self._device_communicators[device.id]
+
+    def _choose_for_gpu(self, device):
         mine = (socket.gethostname(), str(device.pci_bus_id), _nccl_unusable())
-        everyone = self.communicator.comm.allgather(mine)
-        missing = next(((r, why) for r, (_, _, why) in enumerate(everyone) if why), None)
-        gpus = [(host, bus) for host, bus, _ in everyone]
-        shared = next(((gpus.index(g), r) for r, g in enumerate(gpus) if gpus.index(g) != r),
-                      None)
-        if missing is not None:
-            why = f"rank {missing[0]}: {missing[1]}"
-        elif shared is not None:
-            why = (f"ranks {shared[0]} and {shared[1]} share one GPU ({gpus[shared[1]][1]} on "
-                   f"{gpus[shared[1]][0]}), which NCCL does not allow")
-        else:
+        why_not = gpu_transport(self.communicator.comm.allgather(mine))
+        if why_not is None:
             return NcclCommunicator(self.communicator.comm, device), \
                 "the gradients are summed on the GPUs"
-        return self.communicator, f"the gradients are summed through the host: {why}"
+        return self.communicator, f"the gradients are summed through the host: {why_not}"
 
     def shard(self, n):
         """``(lo, hi)``: this rank's part of ``n`` samples; parts differ by at most one

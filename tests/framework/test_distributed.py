@@ -202,3 +202,14 @@ def test_one_gpu_a_rank_trains_what_one_trains_over_nccl(tmp_path, net):
     got, done = job(tmp_path, net, 2, backend="cupy")
     assert "NCCL " in done.stdout and "summed on the GPUs" in done.stdout, done.stdout
     assert_same_run(got, want)
+
+
+def test_nccl_is_chosen_only_with_a_gpu_a_rank_and_nccl_on_every_rank():
+    one_each = [("node0", "0000:01:00.0", None), ("node0", "0000:41:00.0", None),
+                ("node1", "0000:01:00.0", None)]  # the same bus id on another machine
+    assert distributed.gpu_transport(one_each) is None
+    shared = one_each + [("node0", "0000:41:00.0", None)]
+    assert distributed.gpu_transport(shared) == (
+        "ranks 1 and 3 share one GPU (0000:41:00.0 on node0), which NCCL does not allow")
+    missing = [("node0", "0000:01:00.0", None), ("node0", "0000:41:00.0", "NCCL does not load")]
+    assert distributed.gpu_transport(missing) == "rank 1: NCCL does not load"
