@@ -213,3 +213,17 @@ def test_nccl_is_chosen_only_with_a_gpu_a_rank_and_nccl_on_every_rank():
         "ranks 1 and 3 share one GPU (0000:41:00.0 on node0), which NCCL does not allow")
     missing = [("node0", "0000:01:00.0", None), ("node0", "0000:41:00.0", "NCCL does not load")]
     assert distributed.gpu_transport(missing) == "rank 1: NCCL does not load"
+
+
+@needs_mpi
+@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
+def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespace):
+    """The standard's path under mpiexec: the gradients go through the host over MPI."""
+    import backends
+    if namespace not in backends.available():
+        pytest.skip(f"{namespace} is not usable here")
+    want, _ = job(tmp_path, "simple-conv", name="numpy")
+    got, done = job(tmp_path, "simple-conv", 2, backend=namespace,
+                    device="cpu" if namespace == "torch" else None)
+    assert "the gradients are summed through the host" in done.stdout, done.stdout
+    assert_same_run(got, want)
