@@ -277,8 +277,10 @@ class Ops:
         # lr_t in p's dtype first: a float64 array would make the product float64
         p -= xp.astype(lr_t, p.dtype) * m / (xp.sqrt(v) + 1e-7)
 
-    def uniform(self, key, counter, shape):
-        return splitmix.uniform_halves(self.xp, key, counter, shape)
+    def uniform(self, key, counter, shape, first=0):
+        """Dropout's numbers in [0, 1) for ``shape``, from the generator's index ``first``
+        on (:mod:`backends.splitmix`): the same bits on every backend."""
+        return splitmix.uniform_halves(self.xp, key, counter, shape, first)
 
     def increment(self, counter):
         xp = self.xp

@@ -3,7 +3,9 @@
 ``uniform(xp, key, counter, shape)`` gives float64 numbers in [0, 1), a pure
 function of the ``(1,)`` uint64 arrays ``key`` and ``counter`` and of each
 element's index: element ``i`` is the top 53 bits of ``mix(i * GOLDEN +
-mix(key ^ mix(counter)))``. The CUDA kernel ``backends/cuda/kernels/uniform.cu``
+mix(key ^ mix(counter)))``. ``first`` starts the indices there: a
+data-parallel rank draws its rows of a batch's mask as ``uniform(...,
+first=lo * row)``, the numbers one process draws for those rows. The CUDA kernel ``backends/cuda/kernels/uniform.cu``
 computes the same numbers with the same constants (a test compares them).
 """
 
@@ -25,14 +27,15 @@ def mix64(xp, z):
     return z
 
 
-def uniform(xp, key, counter, shape):
-    """float64 numbers in [0, 1) on ``key``'s device, as the module docstring defines them."""
+def uniform(xp, key, counter, shape, first=0):
+    """float64 numbers in [0, 1) on ``key``'s device, as the module docstring defines them,
+    for the indices ``first, first + 1, ...``."""
     u64 = xp.uint64
     size = 1
     for n in shape:
         size *= int(n)
     start = mix64(xp, key ^ mix64(xp, counter))
-    z = xp.arange(size, dtype=u64)
+    z = xp.arange(first, first + size, dtype=u64)
     z *= u64(GOLDEN)
     z += start
     z = mix64(xp, z)
@@ -85,7 +88,7 @@ def _halves(xp, v):
     return (v >> 32) & M32, v & M32
 
 
-def uniform_halves(xp, key, counter, shape):
+def uniform_halves(xp, key, counter, shape, first=0):
     """:func:`uniform`'s numbers, bit for bit, computed in 32-bit halves held in int64
     (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
     float64 (Apple's MPS), which rounds each number to 24 bits. The numbers are made
@@ -97,7 +100,7 @@ def uniform_halves(xp, key, counter, shape):
     k, c = _halves(xp, key), _halves(xp, counter)
     mc = _mix_halves(c)
     start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
-    index = xp.arange(n, dtype=xp.int64, **on_device_of(xp, key))
+    index = xp.arange(first, first + n, dtype=xp.int64, **on_device_of(xp, key))
     z = _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
     from backends.namespaces import has_float64
     real = xp.float64 if has_float64(xp, device) else xp.float32

@@ -192,8 +192,8 @@ class StridedOps(Ops):
         # lr_t in p's dtype first: a float64 array would make the product float64
         p -= lr_t.astype(p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
 
-    def uniform(self, key, counter, shape):
-        return splitmix.uniform(self.xp, key, counter, shape)
+    def uniform(self, key, counter, shape, first=0):
+        return splitmix.uniform(self.xp, key, counter, shape, first)
 
     def increment(self, counter):
         counter += 1  # in place on the device: a recorded step advances it at every replay

@@ -206,15 +206,15 @@ class CupyOps(StridedOps):
             return super().sgd_update(p, g, lr)
         self._sgd(g, p.dtype.type(lr), p)
 
-    def uniform(self, key, counter, shape):
+    def uniform(self, key, counter, shape, first=0):
         if not self.fused or key.dtype != numpy.uint64 or counter.dtype != numpy.uint64:
-            return super().uniform(key, counter, shape)
+            return super().uniform(key, counter, shape, first)
         out = cupy.empty(shape, dtype=numpy.float64)
         launch = compiled("uniform.cu", "xpnet_uniform")
         threads = 256
         launch((max(1, min(-(-out.size // threads), 1 << 16)),), (threads,),
                uniform.launch_args(cupy.ascontiguousarray(key),
-                                          cupy.ascontiguousarray(counter), out))
+                                          cupy.ascontiguousarray(counter), out, first))
         return out
 
     def adam_step_size(self, t, lr, beta1, beta2):

@@ -13,6 +13,7 @@ builds the kernel as C++ and compares it with the array code on the CPU.
 import numpy
 
 
-def launch_args(key, counter, out):
-    """The kernel's arguments: ``key`` and ``counter`` ((1,) uint64), ``out`` float64."""
-    return key, counter, out, numpy.int64(out.size)
+def launch_args(key, counter, out, first=0):
+    """The kernel's arguments: ``key`` and ``counter`` ((1,) uint64), ``out`` float64, and
+    the index of its first number."""
+    return key, counter, out, numpy.int64(out.size), numpy.int64(first)

@@ -51,9 +51,13 @@ class Dropout(Layer):
 
     def _draw(self, shape, advance=True):
         ops = ops_for(self.counter)
-        if self.shard is not None:  # a data-parallel rank: its rows of the global batch's mask
-            lo, hi, total = self.shard
-            u = ops.uniform(self.key, self.counter, (total,) + tuple(shape[1:]))[lo:hi, ...]
+        if self.shard is not None:  # a data-parallel rank: its rows of the global batch's mask,
+            # drawn alone from the index of its first number (the generator is counter-based)
+            lo, _, _ = self.shard
+            row = 1
+            for n in shape[1:]:
+                row *= int(n)
+            u = ops.uniform(self.key, self.counter, tuple(shape), first=lo * row)
         else:
             u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:

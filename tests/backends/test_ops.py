@@ -139,6 +139,15 @@ def test_uniform_draws_the_same_numbers_on_every_backend(ops, backend, shape):
     np.testing.assert_array_equal(to_host(got), Ops(np).uniform(key, counter, shape))
 
 
+def test_uniform_from_an_index_is_that_part_of_the_whole_draw(ops, backend):
+    """A data-parallel rank's rows of a mask: ``first`` starts the generator's indices
+    there, so rows 4-6 drawn alone are rows 4-6 of the whole batch's draw."""
+    key, counter = np.array([987654321], np.uint64), np.array([5], np.uint64)
+    whole = Ops(np).uniform(key, counter, (10, 6, 3))
+    got = ops.uniform(backend.asarray(key), backend.asarray(counter), (3, 6, 3), first=4 * 18)
+    np.testing.assert_array_equal(to_host(got), whole[4:7])
+
+
 SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
           (1, 1, 1), (3, 37, 33), (65, 9, 130)]
 

@@ -10,15 +10,17 @@ __device__ inline unsigned long long xpnet_mix64(unsigned long long z)
     return z ^ (z >> 31);
 }
 
-// out[i] = the top 53 bits of mix(i * GOLDEN + mix(key ^ mix(counter))) / 2^53
+// out[i] = the top 53 bits of mix((first + i) * GOLDEN + mix(key ^ mix(counter))) / 2^53;
+// first > 0 draws the part of a larger draw that starts there (a data-parallel rank's rows)
 extern "C" __global__ void xpnet_uniform(const unsigned long long* key,
                                          const unsigned long long* counter, double* out,
-                                         long long size)
+                                         long long size, long long first)
 {
     const unsigned long long start = xpnet_mix64(key[0] ^ xpnet_mix64(counter[0]));
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
-        const unsigned long long z = xpnet_mix64((unsigned long long)i * 0x9E3779B97F4A7C15ULL + start);
+        const unsigned long long z =
+            xpnet_mix64((unsigned long long)(first + i) * 0x9E3779B97F4A7C15ULL + start);
         out[i] = (double)(z >> 11) * (1.0 / 9007199254740992.0);  // 2^-53: exact
     }
 }

@@ -43,6 +43,14 @@ def test_the_kernel_draws_the_array_codes_numbers(library, key, counter, shape):
     assert 0 <= got.min() and got.max() < 1
 
 
+def test_the_kernel_draws_from_an_index_the_part_of_a_whole_draw(library):
+    key, counter = np.array([77], dtype=np.uint64), np.array([9], dtype=np.uint64)
+    whole = Ops(np).uniform(key, counter, (12, 5))
+    got = np.full((4, 5), np.nan)
+    library.xpnet_uniform(*c_args(uniform.launch_args(key, counter, got, first=7 * 5)))
+    np.testing.assert_array_equal(got, whole[7:11])
+
+
 def test_the_kernel_has_the_generators_constants():
     text = source("uniform.cu")
     for constant in (splitmix.GOLDEN, splitmix.MIX1, splitmix.MIX2):
