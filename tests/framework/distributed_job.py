@@ -1,18 +1,20 @@
 """A data-parallel training run for tests/framework/test_distributed.py, started by mpiexec.
 
     mpiexec -n 3 python tests/framework/distributed_job.py NET OUT [--epochs E]
-        [--checkpoint PATH [--resume]] [--fail-at STEP] [--slow]
+        [--checkpoint PATH [--resume]] [--fail-at STEP [--die]] [--slow]
 
 Trains NET (two-layer, dropout, batchnorm, simple-conv) in float64 with the
 Trainer on a fixed synthetic set and, on rank 0, writes the losses,
 accuracies, parameters and layer state to OUT (an .npz). Run with plain
 python it is the single-process reference. --fail-at raises on rank 1 at
-that step; --slow trains long enough to be interrupted; an interrupt prints
-the resume line on rank 0 and exits 130 (SIGINT) or 143 (SIGTERM).
+that step (--die: kills it with SIGKILL instead); --slow trains long enough
+to be interrupted; an interrupt prints the resume line on rank 0 and exits
+130 (SIGINT) or 143 (SIGTERM).
 """
 
 import argparse
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -53,6 +55,7 @@ def main():
     p.add_argument("--resume", action="store_true")
     p.add_argument("--fail-at", type=int)
     p.add_argument("--slow", action="store_true")
+    p.add_argument("--die", action="store_true", help="with --fail-at: SIGKILL rank 1 instead")
     args = p.parse_args()
     make, shape = NETS[args.net]
     rng = np.random.default_rng(0)
@@ -69,6 +72,8 @@ def main():
         def failing(xb, tb):
             count[0] += 1
             if count[0] == args.fail_at and world.rank == 1:
+                if args.die:  # no Python error, no MPI_Abort: the process is simply gone
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise RuntimeError(f"a deliberate failure at step {count[0]}")
             return real(xb, tb)
         trainer.train_step = failing

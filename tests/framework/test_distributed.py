@@ -139,6 +139,21 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
 
 
 @needs_mpi
+def test_a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays(tmp_path):
+    """SIGKILL on rank 1 in the second epoch: no traceback and no MPI_Abort from it, yet
+    the launcher ends the job and the first epoch's checkpoint is whole."""
+    path = tmp_path / "run.npz"
+    started = time.perf_counter()
+    _, done = job(tmp_path, "two-layer", 2, "--slow", "--fail-at", "550", "--die",
+                  "--checkpoint", str(path), check=False, timeout=60)
+    assert done.returncode != 0
+    assert time.perf_counter() - started < 60
+    from framework import checkpoint
+    meta, _ = checkpoint.read(str(path))
+    assert meta["trainer"]["iteration"] == 400  # the end of epoch 1 (400 steps of 10)
+
+
+@needs_mpi
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path, signum, code):
     path = tmp_path / "run.npz"
