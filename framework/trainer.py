@@ -172,7 +172,9 @@ class Trainer:
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)
         try:
-            with self._catching_signals(), distributed.abort_on_error(self.world):
+            # data-parallel: BLAS and OpenMP on this process's share of the cores, not all
+            with self._catching_signals(), distributed.abort_on_error(self.world), \
+                    backends.cpu_share():
                 while self.iteration < self.max_iter:
                     if self._stopping():  # came during the last epoch's end
                         self._interrupt(None, 0)

@@ -242,3 +242,31 @@ def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespac
                     device="cpu" if namespace == "torch" else None)
     assert "the gradients are summed through the host" in done.stdout, done.stdout
     assert_same_run(got, want)
+
+
+SHARE_PROBE = """
+import json, backends
+from backends.host import threads
+from threadpoolctl import threadpool_info
+def blas():
+    return sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+before = blas()
+with backends.cpu_share():
+    inside = blas()
+print(json.dumps([before, inside, blas(), threads.host_threads()]), flush=True)
+"""
+
+
+@needs_mpi
+def test_each_process_of_a_job_takes_its_share_of_the_cores_and_gives_blas_back(tmp_path):
+    """Two ranks on this machine: BLAS on half its cores each while a run lasts (not
+    all of them twice over), as before after it; xpnet's own threads likewise."""
+    import json
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", SHARE_PROBE],
+                          capture_output=True, text=True, timeout=60, env=env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert len(reports) == 2
+    for before, inside, after, host_threads in reports:
+        assert inside == [share] and after == before and host_threads == min(share, 8)

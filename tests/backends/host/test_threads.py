@@ -1,0 +1,33 @@
+"""backends/host/threads.py: how many cores a process takes, alone and in a launched job."""
+
+import os
+
+import pytest
+
+from backends.host import threads
+
+ALLOWED = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_a_process_alone_takes_the_cores_it_may_run_on():
+    assert threads.cores_of_this_process({}) == ALLOWED
+    assert threads.cores_of_this_process({"PMI_SIZE": "4", "PMI_RANK": "0",
+                                          "MPI_LOCALRANKID": "0",
+                                          "MPI_LOCALNRANKS": "1"}) == ALLOWED
+
+
+@pytest.mark.skipif(ALLOWED != os.cpu_count(), reason="this process is pinned to some cores")
+@pytest.mark.parametrize("local", [2, 3, 64])
+def test_a_process_of_a_job_takes_its_share_of_the_machine(local):
+    environ = {"OMPI_COMM_WORLD_SIZE": str(local), "OMPI_COMM_WORLD_RANK": "1",
+               "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": str(local)}
+    assert threads.cores_of_this_process(environ) == max(1, ALLOWED // local)
+    assert threads.host_threads(environ) == (
+        1 if threads.blas_controller() is None else min(max(1, ALLOWED // local), 8))
+
+
+def test_outside_a_job_cpu_share_leaves_blas_alone(monkeypatch):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with threads.cpu_share() as limiter:
+        assert limiter is None  # a null context: nothing was limited
