@@ -85,12 +85,15 @@ def cpu_share():
     this process's share of the machine's cores, given back after. Several processes
     each running BLAS on every core spin against one another: the book's net under
     ``mpiexec -n 2`` on two cores took 148 s for 10,000 steps with BLAS's default
-    threads and 6.9 s with one thread a process. Outside a launched job, nothing."""
+    threads and 6.8 s with one thread a process. A pool set lower already (by
+    ``OPENBLAS_NUM_THREADS``, say) keeps its count. Outside a launched job, nothing."""
     job = launch.launched()
     controller = _all_controller()
     if job is None or job.local_size == 1 or controller is None:
         return contextlib.nullcontext()
-    return controller.limit(limits=cores_of_this_process(), user_api=None)
+    share = cores_of_this_process()
+    return controller.limit(limits={pool.prefix: min(pool.num_threads, share)
+                                    for pool in controller.lib_controllers})
 
 
 def _all_controller():

@@ -31,3 +31,25 @@ def test_outside_a_job_cpu_share_leaves_blas_alone(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with threads.cpu_share() as limiter:
         assert limiter is None  # a null context: nothing was limited
+
+
+def test_in_a_job_cpu_share_lowers_pools_to_the_share_and_never_raises_one(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if threads.blas_controller() is None:
+        pytest.skip("no BLAS that threadpoolctl can set")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setenv("MPI_LOCALRANKID", "0")
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+
+    def blas():
+        return {p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"}
+    monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 3)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        with threads.cpu_share():
+            assert blas() == {2}  # a share of 3 raises nobody's 2
+        monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 1)
+        with threads.cpu_share():
+            assert blas() == {1}
+        assert blas() == {2}  # given back
