@@ -107,7 +107,7 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 710 s with one dataset, to cut a hang, not to pace a run: the short
+# Limits add up to 740 s with one dataset, to cut a hang, not to pace a run: the short
 # sections get 1.5-5x their last GPU run, and a whole run should take 8-9 minutes, inside
 # the device tool's 10 a call. The report grows section by section, so a call cut off
 # still brings back every section it finished.
@@ -171,7 +171,7 @@ if [ $trained = 0 ]; then
 fi
 
 # 2 and 3 ranks on the CPU as in CI, then the GPU's: ranks sharing it, NCCL where there are GPUs enough
-section distributed 60 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider \
+section distributed 90 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider \
   tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py || failed+=(distributed)
 
 section benchmark 220 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
