@@ -29,6 +29,38 @@ def train_step(network, optimizer, x_batch, t_batch):
     return step_loss(network)
 
 
+def parallel_train_step(network, optimizer, x_batch, t_batch, shard, sum_flat,
+                        sync_batchnorm=True):
+    """A data-parallel rank's step on the global batch: the gradient of its ``shard``
+    ``(lo, hi)`` of the batch, scaled by its share, the ranks' parts and losses summed by
+    ``sum_flat`` as one flat buffer, then the update every rank takes alike. Dropout
+    draws the shard's rows of the global batch's mask and batch norm (``sync_batchnorm``)
+    the global batch's statistics, so the step is the one a single process takes on the
+    whole batch. Returns the global batch's loss, a device scalar."""
+    xp = backends.array_namespace(x_batch)
+    n = x_batch.shape[0]
+    lo, hi = shard
+    share = (hi - lo) / n
+    for layer in network.layers.values():
+        if hasattr(layer, "shard"):
+            layer.shard = (lo, hi, n)
+        if hasattr(layer, "sync"):
+            layer.sync = (sum_flat, n) if sync_batchnorm else None
+    grads = network.gradient(x_batch[lo:hi, ...], t_batch[lo:hi, ...], share=share)
+    loss = step_loss(network)
+    keys = list(grads)
+    flat = xp.concat([xp.reshape(grads[k], (-1,)) for k in keys]
+                     + [xp.reshape(xp.astype(loss, network.dtype) * share, (1,))])
+    flat = sum_flat(flat)
+    start = 0
+    for k in keys:
+        size = backends.size(grads[k])
+        grads[k] = xp.reshape(flat[start:start + size], grads[k].shape)
+        start += size
+    optimizer.update(network.params, grads)
+    return flat[-1]
+
+
 class EagerStep:
     """The step as the book writes it: ``gradient``, then ``update``, launched one by one."""
 

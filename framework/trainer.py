@@ -167,7 +167,6 @@ class Trainer:
         if epochs is not None:
             self.max_iter = self.iteration + int(epochs) * self.iter_per_epoch
             self.epochs = self.current_epoch + int(epochs)
-        network = self.network
         bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)
@@ -287,41 +286,13 @@ class Trainer:
         The loss is the one ``gradient``'s forward pass computed, returned as
         an array scalar on the device: nothing here waits for the GPU. In a
         data-parallel world ``x_batch`` is the global batch and this rank
-        works on its shard (:meth:`_parallel_step`).
+        works on its shard (:func:`framework.steps.parallel_train_step`).
         """
         if self.world.size > 1:
-            return self._parallel_step(x_batch, t_batch)
+            return steps.parallel_train_step(self.network, self.optimizer, x_batch, t_batch,
+                                             self.world.shard(x_batch.shape[0]),
+                                             self.communicator.sum_flat, self.sync_batchnorm)
         return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
-
-    def _parallel_step(self, x_batch, t_batch):
-        """This rank's shard of the global batch: its part of the gradient (scaled by its
-        share of the batch), the ranks' parts summed as one flat buffer, then the same
-        update on every rank. Dropout draws this shard's rows of the global batch's mask
-        and batch norm (with ``sync_batchnorm``) the global batch's statistics, so the
-        step is the one a single process takes on the whole batch."""
-        xp = backends.array_namespace(x_batch)
-        n = x_batch.shape[0]
-        lo, hi = self.world.shard(n)
-        share = (hi - lo) / n
-        total = self.communicator.sum_flat
-        for layer in self.network.layers.values():
-            if hasattr(layer, "shard"):
-                layer.shard = (lo, hi, n)
-            if hasattr(layer, "sync"):
-                layer.sync = (total, n) if self.sync_batchnorm else None
-        grads = self.network.gradient(x_batch[lo:hi, ...], t_batch[lo:hi, ...], share=share)
-        loss = step_loss(self.network)
-        keys = list(grads)
-        flat = xp.concat([xp.reshape(grads[k], (-1,)) for k in keys]
-                         + [xp.reshape(xp.astype(loss, self.network.dtype) * share, (1,))])
-        flat = total(flat)
-        start = 0
-        for k in keys:
-            size = backends.size(grads[k])
-            grads[k] = xp.reshape(flat[start:start + size], grads[k].shape)
-            start += size
-        self.optimizer.update(self.network.params, grads)
-        return flat[-1]
 
     def _stopping(self):
         """Whether to stop after this step: Ctrl-C or SIGTERM here, or (data-parallel) on
