@@ -111,7 +111,7 @@ class Trainer:
         # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
         # ``communication`` says in words where the gradients are summed, and why
         self.communicator, self.communication = self.world.communicator_for(self.backend)
-        if self.backend.name == "numpy":
+        if self.backend.name == "numpy" or str(self.backend.device) == "cpu":
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
         self.verbose = verbose and self.world.is_root  # one progress bar, one report

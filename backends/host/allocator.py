@@ -15,7 +15,8 @@ def tune_host_allocator():
     above 256 MB makes those blocks come back from the heap, already mapped.
     The cost is that up to 256 MB of freed memory stays with the process.
 
-    The Trainer calls this for NumPy networks, for the run it was asked to do
+    The Trainer calls this for networks on the CPU (NumPy's arrays, and PyTorch's
+    CPU tensors, whose allocator is glibc's too), for the run it was asked to do
     (a process that trains owns its allocator's policy; a library call that
     only predicts does not set it). It is idempotent, process-wide, and does
     nothing where glibc's ``mallopt`` is not available. Returns whether the
