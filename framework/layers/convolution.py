@@ -26,7 +26,8 @@ class Convolution(Layer):
       this one its ``dout``, without a transposing copy. In the input's
       dtype (the book's im2col builds float64 temporaries).
     * Forward and backward are ``backends.ops``' ``conv`` and ``conv_grad``
-      (im2col, one product and col2im: one kernel each on a GPU). On the
+      (im2col, one product and col2im: one kernel each on a GPU; on the
+      standard's path the input's gradient is added offset by offset). On the
       host, at stride 1, a compiled direct convolution that never builds the
       columns (:mod:`backends.host.conv`; ``self.col`` then holds the
       padded input), else the same three steps on every core.
