@@ -68,16 +68,16 @@ def host_threads(environ=None):
 
 
 def cores_of_this_process(environ=None):
-    """The cores this process should use: those it may run on, or, in a data-parallel job
-    whose launcher did not pin its processes, its even share of the machine's."""
+    """The cores this process should use: those it may run on, divided among the processes
+    a launcher started on its machine (at least one). Where a launcher pinned each process
+    to cores of its own that undercounts, which costs far less than two processes'
+    spinning thread pools on the same cores; ``XPNET_HOST_THREADS`` then says better."""
     try:
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         allowed = os.cpu_count() or 1
     job = launch.launched(environ)
-    if job is None or job.local_size == 1 or allowed < (os.cpu_count() or allowed):
-        return allowed  # alone, or pinned by the launcher to its own cores already
-    return max(1, allowed // job.local_size)
+    return allowed if job is None else max(1, allowed // job.local_size)
 
 
 def cpu_share():
@@ -85,13 +85,14 @@ def cpu_share():
     this process's share of the machine's cores, given back after. Several processes
     each running BLAS on every core spin against one another: the book's net under
     ``mpiexec -n 2`` on two cores took 148 s for 10,000 steps with BLAS's default
-    threads and 6.8 s with one thread a process. A pool set lower already (by
+    threads and 6.8 s with one thread a process. The share is ``XPNET_HOST_THREADS``
+    where set, else :func:`cores_of_this_process`; a pool set lower already (by
     ``OPENBLAS_NUM_THREADS``, say) keeps its count. Outside a launched job, nothing."""
     job = launch.launched()
     controller = _all_controller()
     if job is None or job.local_size == 1 or controller is None:
         return contextlib.nullcontext()
-    share = cores_of_this_process()
+    share = host_threads() if os.environ.get(ENV_VAR, "").strip() else cores_of_this_process()
     return controller.limit(limits={pool.prefix: min(pool.num_threads, share)
                                     for pool in controller.lib_controllers})
 
