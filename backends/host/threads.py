@@ -89,8 +89,10 @@ def cpu_share():
     where set, else :func:`cores_of_this_process`; a pool set lower already (by
     ``OPENBLAS_NUM_THREADS``, say) keeps its count. Outside a launched job, nothing."""
     job = launch.launched()
+    if job is None or job.local_size == 1:
+        return contextlib.nullcontext()  # alone: no scan of the loaded libraries either
     controller = _all_controller()
-    if job is None or job.local_size == 1 or controller is None:
+    if controller is None:
         return contextlib.nullcontext()
     share = host_threads() if os.environ.get(ENV_VAR, "").strip() else cores_of_this_process()
     return controller.limit(limits={pool.prefix: min(pool.num_threads, share)
