@@ -66,7 +66,9 @@ Each operation:
     input instead).
 ``conv_grad(dout, x, W, col, stride, pad, input_grad)``
     ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
-``uniform(key, counter, shape)``
+    Here ``dx`` adds each filter offset's part into the image as it is made,
+    col2im's sum without the columns' gradient as one matrix.
+``uniform(key, counter, shape, first=0)``
     float64 numbers in [0, 1), a pure function of the device arrays ``key``
     and ``counter`` (``(1,)`` uint64 each) and the element's index: the
     SplitMix64 sequence started at ``mix(key ^ mix(counter))``. Nothing is
@@ -75,7 +77,8 @@ Each operation:
     ``counter`` on the device draws new ones at each replay (CuPy's own
     generator calls cuRAND's host API, which stream capture refuses). Here
     in 32-bit halves held in int64 (PyTorch has no 64-bit unsigned
-    arithmetic); float32 where the device has no float64.
+    arithmetic); float32 where the device has no float64. ``first`` starts the
+    indices there (a data-parallel rank's rows of a larger draw).
 ``increment(counter)``
     ``counter += 1`` in place, for a ``(1,)`` uint64 counter.
 """
@@ -83,7 +86,7 @@ Each operation:
 import contextlib
 
 from backends import splitmix
-from backends.arrays import on_device_of, size
+from backends.arrays import on_device_of
 
 
 def _zero(xp, like):
@@ -182,13 +185,21 @@ class Ops:
         return out
 
     def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+        n, c, _, _ = x_shape
+        d = self.xp.reshape(dcol, (c, fh * fw, n, out_h, out_w))
+        return self._add_into_windows(lambda k: d[:, k, ...], x_shape, fh, fw, stride, pad,
+                                      out_h, out_w, dcol)
+
+    def _add_into_windows(self, part, x_shape, fh, fw, stride, pad, out_h, out_w, like):
+        """col2im's sum: ``part(k)`` (``(C, N, OH, OW)``, filter offset ``k``) added into
+        the windows offset ``k`` read, offset by offset in row-major order, then the
+        padding cut off; an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory."""
         xp = self.xp
         n, c, h, w = x_shape
-        d = xp.reshape(dcol, (c, fh * fw, n, out_h, out_w))
-        img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dcol.dtype,
-                       **on_device_of(xp, dcol))
+        img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=like.dtype,
+                       **on_device_of(xp, like))
         for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
-            img[:, :, rows, cols] = img[:, :, rows, cols] + d[:, k, ...]
+            img[:, :, rows, cols] = img[:, :, rows, cols] + part(k)
         img = img[:, :, pad:pad + h, pad:pad + w]
         return xp.permute_dims(img, (1, 0, 2, 3))
 
@@ -209,18 +220,15 @@ class Ops:
         dW = xp.reshape(xp.matmul(d, col.T), W.shape)
         if not input_grad:
             return None, dW, db
-        # dx: each filter offset's W[:, :, k].T @ d added into the windows it read, one
-        # offset at a time (col2im's sum, in its order), never the (C FH FW, N OH OW)
-        # matrix of all of them: a fifth of the memory traffic on large images
-        n, c, h, w = x.shape
-        img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=dout.dtype,
-                       **on_device_of(xp, dout))
-        for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
-            part = xp.reshape(xp.matmul(xp.matrix_transpose(W[:, :, k // fw, k % fw]), d),
-                              (c, n, out_h, out_w))
-            img[:, :, rows, cols] = img[:, :, rows, cols] + part
-        img = img[:, :, pad:pad + h, pad:pad + w]
-        return xp.permute_dims(img, (1, 0, 2, 3)), dW, db
+        # dx: each filter offset's W[:, :, k].T @ d added into the windows it read as it is
+        # made (col2im's sum, in its order), never the (C FH FW, N OH OW) matrix of them all
+        n, c = x.shape[:2]
+
+        def part(k):
+            w_k = W[:, :, k // fw, k % fw]
+            return xp.reshape(xp.matmul(xp.matrix_transpose(w_k), d), (c, n, out_h, out_w))
+        dx = self._add_into_windows(part, x.shape, fh, fw, stride, pad, out_h, out_w, dout)
+        return dx, dW, db
 
     def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
         xp = self.xp
