@@ -1,6 +1,6 @@
 """Activation and loss functions of chapters 3-5, for NumPy and CuPy arrays alike."""
 
-from backends import get_array_module, size
+from backends import get_array_module, ops_for, size
 
 
 def sigmoid(x):
@@ -87,9 +87,8 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
     if not hasattr(xp, "lib"):  # no strided views in the standard: its channel-major columns
-        from backends.ops import Ops
-        return xp.permute_dims(Ops(xp).im2col(input_data, filter_h, filter_w, stride, pad,
-                                              out_h, out_w), (1, 0))
+        return xp.permute_dims(ops_for(input_data).im2col(input_data, filter_h, filter_w,
+                                                          stride, pad, out_h, out_w), (1, 0))
     img = input_data
     if pad:
         img = xp.pad(input_data, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
@@ -112,9 +111,8 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     out_h = conv_output_size(h, filter_h, stride, pad)
     out_w = conv_output_size(w, filter_w, stride, pad)
     if not hasattr(xp, "lib"):  # the standard's slice additions, on its channel-major columns
-        from backends.ops import Ops
-        return Ops(xp).col2im(xp.permute_dims(col, (1, 0)), input_shape, filter_h, filter_w,
-                              stride, pad, out_h, out_w)
+        return ops_for(col).col2im(xp.permute_dims(col, (1, 0)), input_shape, filter_h,
+                                   filter_w, stride, pad, out_h, out_w)
     windows = col.reshape(n, out_h, out_w, c, filter_h, filter_w)
     img = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
     if stride >= filter_h and stride >= filter_w:
