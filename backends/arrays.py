@@ -21,7 +21,11 @@ _REFUSED = {"jax": "JAX arrays are immutable, and xpnet's layers and optimizers 
 
 def _library(x):
     """The top-level module name of ``x``'s type: 'numpy', 'cupy', 'torch', ..."""
-    return type(x).__module__.split(".", 1)[0]
+    return _library_of_type(type(x))
+
+
+def _library_of_type(t):
+    return t.__module__.split(".", 1)[0]
 
 
 def is_cupy_array(x):
@@ -157,10 +161,6 @@ def check_same_backend(where, **arrays):
                         f"to one backend first (backends.to_device / backends.to_numpy)")
 
 
-def _library_of_type(t):
-    return t.__module__.split(".", 1)[0]
-
-
 def host_rng(seed=None):
     """A seeded NumPy generator on the host.
 
@@ -194,7 +194,8 @@ def dtype_kind(dtype):
 
 def on_device_of(xp, like):
     """Keyword arguments that create an array on ``like``'s device: ``{"device": ...}``,
-    or none for NumPy and CuPy (the CPU; CuPy's current device)."""
+    or none for NumPy's module and CuPy's own (which takes no ``device=``: it creates on
+    its current device). array-api-compat's CuPy namespace takes one, as the standard's."""
     if xp is numpy or getattr(xp, "__name__", "") == "cupy":
         return {}
     return {"device": device_of(like)}

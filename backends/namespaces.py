@@ -31,6 +31,18 @@ class Unusable(RuntimeError):
     """A library or device that cannot be used here; the message says why and what to do."""
 
 
+def _launched_gpu(count, library):
+    """The GPU a process of a data-parallel job takes (its local rank's), or None for a
+    process on its own; :class:`Unusable` where its machine has too few GPUs."""
+    job = launch.launched()
+    if job is None or job.size == 1:
+        return None
+    try:
+        return launch.gpu_index(job, count, library)
+    except ValueError as e:
+        raise Unusable(str(e)) from None
+
+
 class Library:
     """A probe: :meth:`load` gives ``(namespace, why)`` or raises :class:`Unusable`."""
 
@@ -113,15 +125,11 @@ class CupyLibrary(Library):
     def device(self, value):
         cupy = self.load()
         if value is None:
-            job = launch.launched()
-            if job is None or job.size == 1:
+            index = _launched_gpu(cupy.cuda.runtime.getDeviceCount(), "CuPy")
+            if index is None:
                 return cupy.cuda.Device()
             # a data-parallel job: this process's GPU is its local rank's, made current
             # for the process (CuPy launches on the current device), as DDP users do
-            try:
-                index = launch.gpu_index(job, cupy.cuda.runtime.getDeviceCount())
-            except ValueError as e:
-                raise Unusable(str(e)) from None
             device = cupy.cuda.Device(index)
             device.use()
             return device
@@ -169,14 +177,9 @@ class TorchLibrary(Library):
         names = self.devices()
         if "cuda" not in names:
             return "mps" if "mps" in names else "cpu"
-        job = launch.launched()
-        if job is None or job.size == 1:
-            return "cuda"
         import torch
-        try:
-            return f"cuda:{launch.gpu_index(job, torch.cuda.device_count(), 'PyTorch')}"
-        except ValueError as e:
-            raise Unusable(str(e)) from None
+        index = _launched_gpu(torch.cuda.device_count(), "PyTorch")
+        return "cuda" if index is None else f"cuda:{index}"
 
     def device(self, value):
         import torch

@@ -5,11 +5,13 @@ function of the ``(1,)`` uint64 arrays ``key`` and ``counter`` and of each
 element's index: element ``i`` is the top 53 bits of ``mix(i * GOLDEN +
 mix(key ^ mix(counter)))``. ``first`` starts the indices there: a
 data-parallel rank draws its rows of a batch's mask as ``uniform(...,
-first=lo * row)``, the numbers one process draws for those rows. The CUDA kernel ``backends/cuda/kernels/uniform.cu``
-computes the same numbers with the same constants (a test compares them).
+first=lo * row)``, the numbers one process draws for those rows. The CUDA
+kernel ``backends/cuda/kernels/uniform.cu`` computes the same numbers with
+the same constants (a test compares them).
 """
 
 from backends.arrays import device_of, on_device_of
+from backends.namespaces import has_float64
 
 GOLDEN = 0x9E3779B97F4A7C15  # the increment
 MIX1 = 0xBF58476D1CE4E5B9  # the finaliser's two multipliers
@@ -102,7 +104,6 @@ def uniform_halves(xp, key, counter, shape, first=0):
     start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
     index = xp.arange(first, first + n, dtype=xp.int64, **on_device_of(xp, key))
     z = _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
-    from backends.namespaces import has_float64
     real = xp.float64 if has_float64(xp, device) else xp.float32
     top = xp.astype(z[0], real) * float(2 ** 21) + xp.astype(z[1] >> 11, real)  # z >> 11
     return xp.reshape(top * 2.0 ** -53, tuple(shape))

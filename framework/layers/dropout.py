@@ -1,5 +1,7 @@
 """Dropout (6.4.3; Srivastava et al., 2014), with a generator that lives on the device."""
 
+import math
+
 import backends
 from backends import check_same_backend, get_array_module, ops_for
 from framework.layers.base import Layer
@@ -54,10 +56,8 @@ class Dropout(Layer):
         if self.shard is not None:  # a data-parallel rank: its rows of the global batch's mask,
             # drawn alone from the index of its first number (the generator is counter-based)
             lo, _, _ = self.shard
-            row = 1
-            for n in shape[1:]:
-                row *= int(n)
-            u = ops.uniform(self.key, self.counter, tuple(shape), first=lo * row)
+            u = ops.uniform(self.key, self.counter, tuple(shape),
+                            first=lo * math.prod(shape[1:]))
         else:
             u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:
