@@ -167,6 +167,9 @@ def _check_name(name, source):
 
 def _make(name, source, device=None, device_source=DEVICE_ENV_VAR):
     """The :class:`Backend` for a checked name; ``source`` says who asked."""
+    if name == "auto" and device is not None:
+        raise ValueError(f"{device_source}={device!r} needs a backend: name one of "
+                         f"{', '.join(NAMES)} (auto picks its own device)")
     if name == "auto":
         cupy, why = _probe_cupy()
         if cupy is not None:
@@ -200,6 +203,15 @@ def use(name, device=None):
     global _default
     _default = _make(_check_name(name, "backends.use"), "backends.use", device, "device")
     return _default
+
+
+def chosen(name=None, device=None):
+    """The backend a command line asks for (a script's ``--backend`` and ``--device``):
+    each where given, over ``XPNET_BACKEND`` and ``XPNET_DEVICE``; the default
+    (:func:`current`) where neither is."""
+    if name is None and device is None:
+        return current()
+    return use(name or os.environ.get(ENV_VAR) or "auto", device=device)
 
 
 def current():

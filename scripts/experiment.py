@@ -46,9 +46,7 @@ def start(p, argv=None):
     """Parse, pick the backend and load the data (host arrays); errors end the script as argparse's do."""
     args = p.parse_args(argv)
     try:
-        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
-                                 device=args.device) if args.backend or args.device
-                   else backends.current())
+        backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:
         p.exit(2, f"error: {e}\n")
     try:

@@ -128,9 +128,7 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     :func:`exit_on_interrupt`.
     """
     try:
-        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
-                                 device=args.device) if args.backend or args.device
-                   else backends.current())
+        backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:
         parser.exit(2, f"error: {e}\n")
     print(f"backend: {backend.name} ({backend.description})", flush=True)

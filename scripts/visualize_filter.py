@@ -69,9 +69,7 @@ def main(argv=None):
     p.add_argument("--out", default="filters.png", metavar="PNG")
     args = p.parse_args(argv)
     try:
-        backend = (backends.use(args.backend or os.environ.get(backends.ENV_VAR, "auto"),
-                                 device=args.device) if args.backend or args.device
-                   else backends.current())
+        backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:
         p.exit(2, f"error: {e}\n")
     trained = SimpleConvNet(seed=args.seed)

@@ -153,3 +153,14 @@ def test_same_backend_fast_path_keeps_the_rules():
                                         r"W is numpy\)"):
         backends.check_same_backend("L", x=FakeCupy(), scale=0.5, W=np.ones(2))
     assert not backends.is_device_array(memmap_like) and backends.is_device_array(FakeCupy())
+
+
+def test_a_command_lines_backend_and_device_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("XPNET_BACKEND", "numpy")
+    assert backends.chosen().name == backends.current().name
+    assert backends.chosen("numpy", "cpu").name == "numpy"
+    monkeypatch.setenv("XPNET_BACKEND", "auto")
+    with pytest.raises(ValueError, match="device='cpu' needs a backend: name one of numpy"):
+        backends.chosen(None, "cpu")  # auto picks its own device: never silently ignored
+    with pytest.raises(ValueError, match="device='cpu' needs a backend"):
+        backends.use("auto", device="cpu")
