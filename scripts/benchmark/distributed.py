@@ -26,20 +26,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODELS = ("two-layer", "simple", "deep")
-
-
-def build(model):
-    """The network, on the current backend (float32, seeded)."""
-    from models import DeepConvNet, SimpleConvNet, TwoLayerNet
-    if model == "two-layer":
-        return TwoLayerNet(784, 50, 10, seed=0), (784,)
-    if model == "simple":
-        return SimpleConvNet(seed=0), (1, 28, 28)
-    return DeepConvNet(seed=0), (1, 28, 28)
+MODELS = {"two-layer": "50", "simple": "simple", "deep": "deep"}  # -> nets.by_name
 
 
 def worker(args):
@@ -47,13 +35,13 @@ def worker(args):
     import backends
     from framework import distributed
     from framework.trainer import Trainer
+    from scripts.benchmark import harness, nets
 
     world = distributed.world()
-    network, shape = build(args.model)
-    rng = np.random.default_rng(0)
+    net = nets.by_name(MODELS[args.model])  # the benchmark's networks and synthetic data
+    network = net.xpnet()
     n = args.batch * args.steps
-    x = rng.random((n,) + shape, dtype=np.float32)
-    t = rng.integers(0, 10, n).astype(np.uint8)
+    x, t = harness.synthetic_images(n) if net.images else harness.synthetic(n)
     trainer = Trainer(network, x, t, x[:args.batch], t[:args.batch], epochs=1,
                       mini_batch_size=args.batch, optimizer="SGD",
                       optimizer_param={"lr": 0.01}, evaluate_sample_num_per_epoch=args.batch,
