@@ -44,7 +44,7 @@ from backends.arrays import (array_namespace, check_same_backend, copy, device_o
                              dtype_kind, dtype_name, get_array_module, host_rng, is_array,
                              is_cupy_array, is_device_array, on_device_of, size, to_numpy)
 from backends.dispatch import ops_for  # noqa: F401
-from backends.host.allocator import tune_host_allocator  # noqa: F401
+from backends.host.allocator import large_blocks_from_heap, tune_host_allocator  # noqa: F401
 from backends.host.threads import cpu_share  # noqa: F401
 
 ENV_VAR = "XPNET_BACKEND"

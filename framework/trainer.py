@@ -111,7 +111,8 @@ class Trainer:
         # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
         # ``communication`` says in words where the gradients are summed, and why
         self.communicator, self.communication = self.world.communicator_for(self.backend)
-        if self.backend.name == "numpy" or str(self.backend.device) == "cpu":
+        self._on_host = self.backend.name == "numpy" or str(self.backend.device) == "cpu"
+        if self._on_host:
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)
         self.verbose = verbose and self.world.is_root  # one progress bar, one report
@@ -171,9 +172,11 @@ class Trainer:
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)
         try:
-            # data-parallel: BLAS and OpenMP on this process's share of the cores, not all
+            # data-parallel: BLAS and OpenMP on this process's share of the cores, not all;
+            # on the CPU, arrays above 32 MB reused from the heap, not faulted in each step
+            heap = backends.large_blocks_from_heap() if self._on_host else contextlib.nullcontext()
             with self._catching_signals(), distributed.abort_on_error(self.world), \
-                    backends.cpu_share():
+                    backends.cpu_share(), heap:
                 while self.iteration < self.max_iter:
                     if self._stopping():  # came during the last epoch's end
                         self._interrupt(None, 0)

@@ -4,5 +4,5 @@
 array), ``threads.py`` (the pool, and NumPy's BLAS lent to it per network
 call), ``conv.py`` (the direct convolution's driver), ``build.py`` (compiling
 ``kernels/`` on first use, the cache, the ctypes binding), ``allocator.py``
-(malloc thresholds for steady steps).
+(glibc's malloc policy for steady steps).
 """

@@ -1,6 +1,25 @@
-"""The host process's malloc thresholds, fixed for steady training steps (glibc only)."""
+"""The host process's malloc policy, fixed for steady training steps (glibc only)."""
+
+import contextlib
+import os
+import re
 
 _tuned = False
+_heap_depth = 0  # nested blocks: the outermost sets and gives back
+_heap_on = False
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+MMAP_MAX_DEFAULT = 65536  # glibc's own, unless its environment says otherwise
+
+
+def _mallopt():
+    """glibc's ``mallopt``, or None where the C library has none."""
+    try:
+        import ctypes
+        import ctypes.util
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
 
 
 def tune_host_allocator():
@@ -11,9 +30,10 @@ def tune_host_allocator():
     mmap threshold (128 KB at first, then moving with what was freed last)
     with fresh pages that fault on first touch, so depending on what ran
     before, every step may pay hundreds of page faults (docs/performance.md
-    measures what that costs). Fixing the threshold at 32 MB and trimming only
-    above 256 MB makes those blocks come back from the heap, already mapped.
-    The cost is that up to 256 MB of freed memory stays with the process.
+    measures what that costs). Fixing the threshold at 32 MB (glibc's
+    largest) and trimming only above 256 MB makes those blocks come back from
+    the heap, already mapped. The cost is that up to 256 MB of freed memory
+    stays with the process. Blocks above 32 MB: :func:`large_blocks_from_heap`.
 
     The Trainer calls this for networks on the CPU (NumPy's arrays, and PyTorch's
     CPU tensors, whose allocator is glibc's too), for the run it was asked to do
@@ -25,14 +45,44 @@ def tune_host_allocator():
     global _tuned
     if _tuned:
         return True
-    try:
-        import ctypes
-        import ctypes.util
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     ok = mallopt(M_MMAP_THRESHOLD, 32 * 2**20) == 1 and mallopt(M_TRIM_THRESHOLD, 256 * 2**20) == 1
     _tuned = ok
     return ok
+
+
+def _mmap_max_outside():
+    """The mmap count glibc had before us: its default, or what its environment set."""
+    tunables = re.search(r"glibc\.malloc\.mmap_max=(\d+)", os.environ.get("GLIBC_TUNABLES", ""))
+    value = tunables.group(1) if tunables else os.environ.get("MALLOC_MMAP_MAX_", "")
+    return int(value) if value.strip().isdigit() else MMAP_MAX_DEFAULT
+
+
+@contextlib.contextmanager
+def large_blocks_from_heap():
+    """Within the block, blocks of any size come from the heap (glibc only).
+
+    Above glibc's largest mmap threshold (32 MB) every block is still mapped
+    afresh and unmapped on free, so an array that size made each step (the
+    columns of DeepConvNet's second convolution at batch 100 are 45 MB) faults
+    in 11,000 new pages each time: on PyTorch's CPU tensors that was a quarter
+    of DeepConvNet's step (docs/performance.md). The Trainer wraps its run in
+    this; mmap is given back on the way out (to what glibc had before:
+    ``MALLOC_MMAP_MAX_`` or ``GLIBC_TUNABLES`` where set), and what the heap
+    grew by stays for reuse, trimmed above 256 MB as :func:`tune_host_allocator`
+    set. Nested blocks give it back once, at the outermost.
+    """
+    global _heap_depth, _heap_on
+    mallopt = _mallopt() if _heap_depth == 0 else None
+    if mallopt is not None:
+        _heap_on = mallopt(M_MMAP_MAX, 0) == 1
+    _heap_depth += 1
+    try:
+        yield _heap_on  # whether it took (glibc)
+    finally:
+        _heap_depth -= 1
+        if mallopt is not None and _heap_on:
+            mallopt(M_MMAP_MAX, _mmap_max_outside())
+            _heap_on = False

@@ -356,3 +356,19 @@ def test_disk_full_for_real_leaves_the_last_checkpoint_and_no_temporary(tmp_path
                      r.stdout, re.M), r.stdout
     assert hashlib.md5(path.read_bytes()).hexdigest() == digest  # the last good one, intact
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # no temporary file left behind
+
+
+def test_a_run_on_the_host_takes_large_blocks_from_the_heap_and_gives_mmap_back(backend):
+    from backends.host import allocator
+    trainer = make_trainer(epochs=2)
+    seen = []
+    run_epoch = trainer._train_epoch
+
+    def epoch(bar):
+        seen.append(allocator._heap_on)
+        run_epoch(bar)
+    trainer._train_epoch = epoch
+    trainer.train()
+    on_host = backend.name == "numpy" or str(backend.device) == "cpu"
+    assert seen == [on_host and allocator._mallopt() is not None] * 2
+    assert not allocator._heap_on and allocator._heap_depth == 0

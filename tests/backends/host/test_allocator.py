@@ -1,0 +1,66 @@
+"""backends/host/allocator.py: where glibc serves large blocks during a training run."""
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+import pytest
+
+from backends.host import allocator
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+
+
+def mapped_bytes():
+    """Bytes glibc holds in blocks mapped one by one (``mallinfo2().hblkhd``)."""
+    try:
+        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        pytest.skip("not glibc 2.33 or later: no mallinfo2")
+    mallinfo2.restype = MallInfo2
+    return mallinfo2().hblkhd
+
+
+BIG = 48 * 2**20  # above glibc's largest mmap threshold, like DeepConvNet's 45 MB columns
+OUTSIDE = 320 * 2**20
+
+
+def held_while_alive(nbytes):
+    """How much more glibc holds in mapped blocks while an array of ``nbytes`` lives."""
+    before = mapped_bytes()
+    a = np.ones(nbytes // 8)
+    grown = mapped_bytes() - before
+    del a
+    return grown
+
+
+def test_large_blocks_come_from_the_heap_inside_and_are_mapped_again_after():
+    allocator.tune_host_allocator()
+    # outside: glibc's way, mapped on its own (larger than the 256 MB of freed memory the
+    # heap may keep, so no earlier test's leftovers can serve it)
+    assert held_while_alive(OUTSIDE) >= OUTSIDE
+    with allocator.large_blocks_from_heap() as on:
+        assert on
+        assert held_while_alive(BIG) == 0
+        with allocator.large_blocks_from_heap() as inner:
+            assert inner  # nested: still in force
+        assert held_while_alive(BIG) == 0  # the inner block gave nothing back
+    # given back (a block the heap now has room for still comes from it: kept for reuse)
+    assert held_while_alive(OUTSIDE) >= OUTSIDE
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, 65536),
+    ({"MALLOC_MMAP_MAX_": "7"}, 7),
+    ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1:glibc.malloc.mmap_max=9"}, 9),
+])
+def test_gives_back_what_glibc_had_before(monkeypatch, environ, expected):
+    for name in ("MALLOC_MMAP_MAX_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert allocator._mmap_max_outside() == expected
