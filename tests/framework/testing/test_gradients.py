@@ -1,18 +1,14 @@
-"""framework/testing.py: the checks pass on right layers and fail, readably, on wrong ones."""
-
-import os
-import subprocess
-import sys
+"""framework/testing/gradients.py: the checks pass on right layers and fail, readably, on
+wrong ones."""
 
 import numpy as np
 import pytest
 
 import backends
 from framework.layers import Affine, MulLayer, Relu, Sigmoid
-from framework.testing import (assert_outputs_close, check_backward, check_model, check_parity,
-                               tolerances)
+from framework.testing import check_backward, check_model
 from models import TwoLayerNet
-from tests.conftest import ROOT, to_host
+from tests.conftest import to_host
 
 RNG = np.random.default_rng(13)
 
@@ -170,77 +166,3 @@ def test_check_model_passes_and_fails_readably(xp):
     assert "TwoLayerNet (float64): gradient and numerical_gradient differ for b2" in text
     assert "W1: max abs diff" in text and "ok" in text and "b2: max abs diff" in text
     assert "FAIL" in text
-
-
-def test_outputs_are_compared_leaf_by_leaf():
-    a = {"loss": np.float32(1.0), "grads": [np.ones(3, np.float32), np.arange(3)]}
-    assert_outputs_close(a, {"loss": np.float32(1.0 + 1e-6),
-                             "grads": [np.ones(3, np.float32), np.arange(3)]})
-    with pytest.raises(AssertionError, match=r"output\['grads'\]\[0\] \(float32\)"):
-        assert_outputs_close(a, {"loss": np.float32(1.0),
-                                 "grads": [np.ones(3, np.float32) * 1.1, np.arange(3)]})
-    with pytest.raises(AssertionError, match=r"output\['grads'\]\[1\] differs"):
-        assert_outputs_close(a, {"loss": np.float32(1.0),
-                                 "grads": [np.ones(3, np.float32), np.arange(1, 4)]})
-    with pytest.raises(AssertionError, match="differ in structure"):
-        assert_outputs_close(a, {"loss": np.float32(1.0)})
-
-
-def test_tolerances_follow_the_dtype_and_can_be_overridden():
-    assert tolerances("float64") == (1e-5, 1e-7)
-    assert tolerances(np.float32, atol=0.5) == (1e-3, 0.5)
-
-
-def parity_loss(x, t):
-    net = TwoLayerNet(6, 5, 3, seed=0, weight_init_std=0.5)
-    return net.loss(x, t), net.gradient(x, t)
-
-
-def test_check_parity_of_a_network():
-    x, t = RNG.random((4, 6), dtype=np.float32), np.array([0, 2, 1, 1])
-    expected, got = check_parity(parity_loss, x, t)  # skips the GPU half without CuPy
-    assert set(got[1]) == {"W1", "b1", "W2", "b2"}
-
-
-def test_check_parity_fails_where_the_backends_differ():
-    def differs(x):  # off by one part in a thousand, on the GPU only
-        return x * (1.001 if backends.is_device_array(x) else 1.0)
-    with pytest.raises(AssertionError, match=r"check_parity: output \(float32\)"):
-        check_parity(differs, np.ones(3, np.float32))
-
-
-USER_TEST = '''
-import pytest
-from framework.testing import check_backward
-
-def test_one(xp, backend):
-    assert backend.xp is xp
-
-@pytest.mark.backends("numpy")
-def test_numpy_only(xp):
-    pass
-'''
-
-
-def run_pytest(tmp_path, *args, env=None):
-    (tmp_path / "test_user.py").write_text(USER_TEST)
-    full_env = {k: v for k, v in os.environ.items() if k != "XPNET_BACKEND"}
-    full_env.update(PYTHONPATH=ROOT, **(env or {}))
-    r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing",
-                        "-p", "no:cacheprovider", *args, str(tmp_path / "test_user.py")],
-                       capture_output=True, text=True, cwd=tmp_path, env=full_env, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
-
-
-def test_plugin_ids_option_env_and_marker(tmp_path):
-    out = run_pytest(tmp_path)
-    assert "test_one[numpy] PASSED" in out
-    assert "test_one[cupy] " in out  # skipped without a GPU, run with one
-    assert "test_numpy_only[numpy] PASSED" in out and "test_numpy_only[cupy]" not in out
-    out = run_pytest(tmp_path, "--xpnet-backend=numpy")
-    assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
-    out = run_pytest(tmp_path, env={"XPNET_BACKEND": "numpy"})
-    assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
-    out = run_pytest(tmp_path, "--xpnet-backend=cupy")
-    assert "test_one[cupy]" in out and "[numpy]" not in out

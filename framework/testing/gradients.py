@@ -1,0 +1,219 @@
+"""Gradient checks: a layer's ``backward`` against central differences of its ``forward``
+(:func:`check_backward`), a network's ``gradient`` against its ``numerical_gradient``
+(:func:`check_model`)."""
+
+import itertools
+
+import numpy  # host-side comparisons and seeded draws; compute stays on the inputs' backend
+
+import backends
+from framework.testing.compare import worst_elements, assert_allclose_report, tolerances
+
+
+def _as_tuple(x):
+    if isinstance(x, (tuple, list)):
+        return tuple(x)
+    return (x,)
+
+
+def _is_float_array(x):
+    return backends.is_array(x) and backends.dtype_kind(x.dtype) == "f"
+
+
+def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, rtol=None,
+                   mode="full", directions=4, seed=0, forward_kwargs=None):
+    """Check ``layer.backward`` against central differences of ``layer.forward``.
+
+    Calls ``layer.forward(*inputs, **forward_kwargs)`` and
+    ``layer.backward(dout)``, then compares every input gradient that
+    ``backward`` returns (one array, or a tuple in the inputs' order; inputs
+    past the end of it, or given ``None``, are not differentiated: labels) and, for each name in ``params``,
+    the gradient the layer stored (``dW`` for ``"W"``), with the central
+    difference of ``f = sum(forward(...) * dout)``:
+    ``(f(p + eps e_i) - f(p - eps e_i)) / 2 eps``.
+
+    Everything runs in float64: inputs, ``dout`` and the named parameters
+    are cast copies (the layer's own parameters are put back afterwards), so
+    a float32 layer is checked in float64 and the failure message says so.
+    ``dout`` defaults to a seeded standard-normal array. Arrays stay on
+    their backend; a CuPy layer is checked on the GPU.
+
+    ``mode="full"`` differences every element; ``mode="random"`` checks
+    ``directions`` seeded random directions ``v`` per array instead,
+    comparing ``<grad, v>`` with ``(f(p + eps v) - f(p - eps v)) / 2 eps``:
+    the fast mode for big layers.
+
+    Layers with state that a forward pass changes (a dropout generator's
+    position, batch norm's running averages) list those attributes in
+    ``layer.buffers``: they are restored before every evaluation, so each
+    sees the same mask, and after the check.
+
+    Raises ``AssertionError`` naming the array and its worst elements
+    (index, analytic value, numerical value, relative error). Returns
+    ``{name: max |analytic - numerical|}`` when everything passes.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
+    if mode not in ("full", "random"):
+        raise ValueError(f"check_backward: mode={mode!r}; expected 'full' or 'random'")
+    forward_kwargs = dict(forward_kwargs or {})
+    rtol, atol = tolerances("float64", rtol, atol)
+    inputs = _as_tuple(inputs)
+    originals = {name: getattr(layer, name) for name in params}
+    for name, p in originals.items():
+        if not _is_float_array(p):
+            raise TypeError(f"check_backward: {type(layer).__name__}.{name} is not a "
+                            f"floating-point array")
+    low_precision = [f"input {i} ({backends.dtype_name(x.dtype)})" for i, x in enumerate(inputs)
+                     if _is_float_array(x) and backends.dtype_name(x.dtype) != "float64"]
+    low_precision += [f"{name} ({backends.dtype_name(p.dtype)})" for name, p in originals.items()
+                      if backends.dtype_name(p.dtype) != "float64"]
+    note = (f" (checked in float64; the layer was given {', '.join(low_precision)})"
+            if low_precision else "")
+    x64 = [_float64(x) if _is_float_array(x) else x for x in inputs]
+    buffers = {name: _copy(getattr(layer, name)) for name in getattr(layer, "buffers", ())}
+    try:
+        for name, p in originals.items():
+            setattr(layer, name, _float64(p))
+
+        def rewind():
+            for name, value in buffers.items():
+                _restore(layer, name, value)
+
+        def f():
+            rewind()
+            out = layer.forward(*x64, **forward_kwargs)
+            return backends.get_array_module(out).sum(out * dout64)
+
+        rewind()
+        out = layer.forward(*x64, **forward_kwargs)
+        xp = backends.get_array_module(out)
+        on = backends.backend_of(out)
+        if dout is None:
+            dout64 = on.asarray(numpy.random.default_rng(seed).standard_normal(out.shape),
+                                dtype="float64")
+        else:
+            dout64 = _float64(dout) if backends.is_array(dout) else dout
+            if hasattr(dout64, "shape") and dout64.shape != out.shape:
+                raise ValueError(f"check_backward: dout has shape {tuple(dout64.shape)}, the "
+                                 f"output {tuple(out.shape)}")
+        returned = _as_tuple(layer.backward(dout64))
+        targets = []  # (label, array perturbed, analytic gradient)
+        for i, x in enumerate(x64):
+            if not _is_float_array(x):
+                continue
+            if i >= len(returned) or returned[i] is None:
+                continue  # not differentiated by the layer (labels, say)
+            targets.append((f"input {i}", x, returned[i]))
+        for name in params:
+            grad = getattr(layer, "d" + name, None)
+            if grad is None:
+                raise AssertionError(f"check_backward: {type(layer).__name__} has no d{name} "
+                                     f"after backward")
+            targets.append((name, getattr(layer, name), grad))
+        rng = numpy.random.default_rng(seed + 1)
+        report = {}
+        for label, wrt, analytic in targets:
+            what = f"{type(layer).__name__} gradient of {label}{note}"
+            if tuple(analytic.shape) != tuple(wrt.shape):
+                raise AssertionError(f"{what}: backward gave shape {tuple(analytic.shape)}, "
+                                     f"the array has {tuple(wrt.shape)}")
+            if mode == "full":
+                numeric = _central_differences(f, wrt, eps)
+                assert_allclose_report(analytic, numeric, rtol, atol, what)
+                diff = backends.to_numpy(abs(analytic - numeric))
+            else:
+                got, want = [], []
+                for _ in range(directions):
+                    v = on.asarray(rng.standard_normal(wrt.shape), dtype="float64")
+                    v /= xp.sqrt(xp.sum(v * v))
+                    got.append(xp.sum(analytic * v))
+                    want.append(_directional_difference(f, wrt, v, eps))
+                got, want = xp.stack(got), xp.stack(want)
+                assert_allclose_report(got, want, rtol, atol,
+                                       f"{what}, along {directions} random directions")
+                diff = backends.to_numpy(abs(got - want))
+            report[label] = float(diff.max()) if diff.size else 0.0
+        return report
+    finally:
+        for name, p in originals.items():
+            setattr(layer, name, p)
+        for name, value in buffers.items():
+            _restore(layer, name, value)
+
+
+def _float64(x):
+    return backends.get_array_module(x).astype(x, backends.backend_of(x).dtype("float64"))
+
+
+def _copy(value):
+    return backends.copy(value) if backends.is_array(value) else value
+
+
+def _restore(layer, name, value):
+    current = getattr(layer, name)
+    if hasattr(current, "shape") and hasattr(value, "shape") and current.shape == value.shape:
+        current[...] = value  # in place: whoever holds the array sees it restored
+    else:
+        setattr(layer, name, _copy(value))
+
+
+def _central_differences(f, x, eps):
+    """df/dx element by element, perturbing ``x`` in place on its backend and restoring it."""
+    xp = backends.get_array_module(x)
+    grad = xp.zeros_like(x)
+    for index in itertools.product(*map(range, x.shape)):  # written in place: no views needed
+        orig = backends.copy(x[index])
+        x[index] = orig + eps
+        up = f()
+        x[index] = orig - eps
+        down = f()
+        x[index] = orig
+        grad[index] = (up - down) / (2 * eps)
+    return grad
+
+
+def _directional_difference(f, x, v, eps):
+    orig = backends.copy(x)
+    x += eps * v
+    up = f()
+    x[...] = orig
+    x -= eps * v
+    down = f()
+    x[...] = orig
+    return (up - down) / (2 * eps)
+
+
+def check_model(model, x, t, *, rtol=None, atol=None):
+    """A network's ``gradient`` against its ``numerical_gradient``, parameter by parameter.
+
+    ``gradient`` runs first, so a dropout layer's mask is the one both
+    use. Tolerances follow the model's dtype (build it with
+    ``dtype="float64"``: float32 rounding swamps central differences).
+    Returns ``{name: (max abs diff, max relative error)}``; raises
+    ``AssertionError`` with a line per parameter and the worst elements of
+    each that fails.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
+    rtol, atol = tolerances(model.dtype, rtol, atol)
+    analytic = model.gradient(x, t)
+    numeric = model.numerical_gradient(x, t)
+    lines, failed, report = [], [], {}
+    for key in numeric:
+        a, n = backends.to_numpy(analytic[key]), backends.to_numpy(numeric[key])
+        diff = numpy.abs(a - n)
+        scale = numpy.maximum(numpy.abs(a), numpy.abs(n))
+        scale = numpy.maximum(scale, 1e-3 * scale.max() if scale.size else 0)
+        rel = float((diff / numpy.where(scale > 0, scale, 1)).max()) if diff.size else 0.0
+        ok, worst = worst_elements(a, n, rtol, atol)
+        report[key] = (float(diff.max()) if diff.size else 0.0, rel)
+        lines.append(f"  {key}: max abs diff {report[key][0]:.3g}, max relative error "
+                     f"{rel:.3g}  {'ok' if ok else 'FAIL'}")
+        if not ok:
+            failed.append(key)
+            lines += worst
+    if failed:
+        raise AssertionError(f"check_model: {type(model).__name__} "
+                             f"({backends.dtype_name(model.dtype)}): gradient and "
+                             f"numerical_gradient differ for {', '.join(failed)}\n"
+                             + "\n".join(lines))
+    return report

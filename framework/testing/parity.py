@@ -1,0 +1,73 @@
+"""One function on two backends, its results compared on the host (:func:`check_parity`)."""
+
+import numpy  # host-side comparisons only
+
+import pytest
+
+import backends
+from framework.testing.compare import assert_allclose_report, tolerances
+from framework.testing.plugin import _strict_flags
+
+
+def _leaves(tree, path="output"):
+    """``(path, array or number)`` pairs of a nested tuple/list/dict of results."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _leaves(v, f"{path}[{k!r}]")
+    elif isinstance(tree, (tuple, list)):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, tree
+
+
+def assert_outputs_close(expected, got, rtol=None, atol=None, labels=("numpy", "cupy")):
+    """Compare two nested results leaf by leaf on the host (the second half of check_parity)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
+    want, have = list(_leaves(expected)), list(_leaves(got))
+    if [p for p, _ in want] != [p for p, _ in have]:
+        raise AssertionError(f"check_parity: the {labels[0]} and {labels[1]} results differ in "
+                             f"structure: {[p for p, _ in want]} against {[p for p, _ in have]}")
+    for (path, a), (_, b) in zip(want, have):
+        a, b = numpy.asarray(backends.to_numpy(a)), numpy.asarray(backends.to_numpy(b))
+        if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+            if not numpy.array_equal(a, b):
+                raise AssertionError(f"check_parity: {path} differs between {labels[0]} and "
+                                     f"{labels[1]}: {a!r} against {b!r}")
+            continue
+        r, t = tolerances(a.dtype if a.dtype.kind == "f" else "float64", rtol, atol)
+        assert_allclose_report(b, a, r, t, f"check_parity: {path} ({a.dtype})",
+                               labels=(labels[1], labels[0]))
+
+
+def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy")):
+    """Run ``fn`` on NumPy inputs on the first backend of ``between`` and on the same inputs
+    on the second (default: NumPy and CuPy; any two names, e.g. ``("numpy", "torch")``, or
+    ``(name, device)`` pairs); compare the outputs on the host.
+
+    ``host_inputs`` are NumPy arrays (or anything else, passed unchanged);
+    ``fn`` runs with each backend made the default, so code that builds a
+    network inside it builds it there. Outputs may be arrays, numbers, or
+    nested tuples, lists and dicts of them. Tolerances follow the first
+    output's dtype. Where a backend is not usable here its half is skipped
+    (``pytest.skip``, with the reason). Returns ``(first_result, second_result)``.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
+    previous = backends._default
+    specs = [(b, None) if isinstance(b, str) else tuple(b) for b in between]
+    results = []
+    try:
+        for name, device in specs:
+            usable, why = backends.namespaces.LIBRARIES[name].usable()
+            if not usable:
+                pytest.skip(f"check_parity: the {name} half cannot run here: {why}")
+            chosen = backends.use(name, device=device)
+            with _strict_flags(chosen):
+                moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
+                         for x in host_inputs]
+                results.append(fn(*moved))
+    finally:
+        backends._default = previous
+    labels = tuple(name if device is None else f"{name} on {device}" for name, device in specs)
+    assert_outputs_close(results[0], results[1], rtol, atol, labels=labels)
+    return results[0], results[1]

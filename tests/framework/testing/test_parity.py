@@ -1,0 +1,42 @@
+"""framework/testing/parity.py: results compared leaf by leaf, across two backends."""
+
+import numpy as np
+import pytest
+
+import backends
+from framework.testing import assert_outputs_close, check_parity
+from models import TwoLayerNet
+
+RNG = np.random.default_rng(13)
+
+
+def test_outputs_are_compared_leaf_by_leaf():
+    a = {"loss": np.float32(1.0), "grads": [np.ones(3, np.float32), np.arange(3)]}
+    assert_outputs_close(a, {"loss": np.float32(1.0 + 1e-6),
+                             "grads": [np.ones(3, np.float32), np.arange(3)]})
+    with pytest.raises(AssertionError, match=r"output\['grads'\]\[0\] \(float32\)"):
+        assert_outputs_close(a, {"loss": np.float32(1.0),
+                                 "grads": [np.ones(3, np.float32) * 1.1, np.arange(3)]})
+    with pytest.raises(AssertionError, match=r"output\['grads'\]\[1\] differs"):
+        assert_outputs_close(a, {"loss": np.float32(1.0),
+                                 "grads": [np.ones(3, np.float32), np.arange(1, 4)]})
+    with pytest.raises(AssertionError, match="differ in structure"):
+        assert_outputs_close(a, {"loss": np.float32(1.0)})
+
+
+def parity_loss(x, t):
+    net = TwoLayerNet(6, 5, 3, seed=0, weight_init_std=0.5)
+    return net.loss(x, t), net.gradient(x, t)
+
+
+def test_check_parity_of_a_network():
+    x, t = RNG.random((4, 6), dtype=np.float32), np.array([0, 2, 1, 1])
+    expected, got = check_parity(parity_loss, x, t)  # skips the GPU half without CuPy
+    assert set(got[1]) == {"W1", "b1", "W2", "b2"}
+
+
+def test_check_parity_fails_where_the_backends_differ():
+    def differs(x):  # off by one part in a thousand, on the GPU only
+        return x * (1.001 if backends.is_device_array(x) else 1.0)
+    with pytest.raises(AssertionError, match=r"check_parity: output \(float32\)"):
+        check_parity(differs, np.ones(3, np.float32))
