@@ -55,7 +55,7 @@ def wheel(tmp_path_factory):
     # ships whatever is there, so a wheel built in place can hide a package it lacks
     source = tmp_path_factory.mktemp("source") / "xpnet"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", "out", "data", ".gpu-data",
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "out", "data", ".gpu-data", ".gpu-pkgs",
         ".hypothesis", ".pytest_cache"))
     out = tmp_path_factory.mktemp("wheel")
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(out), str(source)])
@@ -77,16 +77,28 @@ def test_the_wheel_holds_every_package_and_kernel_source(wheel):
     assert not missing, f"the wheel lacks {missing}"
 
 
-def test_the_installed_wheel_trains_from_outside_the_tree(wheel, tmp_path):
-    env_dir = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """A fresh virtual environment holding the wheel and pytest: its python."""
+    env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    run([python, "-m", "pip", "install", "-q", str(wheel)])
+    run([python, "-m", "pip", "install", "-q", str(wheel), "pytest"])
+    return python
+
+
+def outside_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")}
+    env.update(extra)
+    return env
+
+
+def test_the_installed_wheel_trains_from_outside_the_tree(installed, tmp_path):
+    python = installed
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     cache = tmp_path / "kernel-cache"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")}
-    env.update(XPNET_CACHE_DIR=str(cache), XPNET_BACKEND="numpy")
+    env = outside_env(XPNET_CACHE_DIR=str(cache), XPNET_BACKEND="numpy")
     info = run([python, "-m", "backends"], cwd=elsewhere, env=env)
     assert "backend: numpy" in info.stdout
     done = run([python, "-c", TRAIN, ROOT], cwd=elsewhere, env=env)
@@ -95,3 +107,25 @@ def test_the_installed_wheel_trains_from_outside_the_tree(wheel, tmp_path):
         assert list(cache.glob("xpnet_host-*.so")), done.stdout
     else:
         assert "no C compiler" in done.stdout or "not built" in done.stdout, done.stdout
+
+
+USER_TESTS = r'''
+import numpy as np
+from framework.layers import Relu
+from framework.testing import check_backward
+
+
+def test_relu(xp, backend):
+    x = backend.asarray(np.array([[-1.0, 0.5], [2.0, -3.0]]))
+    check_backward(Relu(), x)
+'''
+
+
+def test_the_installed_pytest_plugin_gives_a_users_tests_their_fixtures(installed, tmp_path):
+    """No conftest: the ``backend``/``xp`` fixtures come from the wheel's pytest11 entry
+    point, as in a user's own project."""
+    (tmp_path / "test_mine.py").write_text(USER_TESTS)
+    done = run([installed, "-m", "pytest", "-v", "-p", "no:cacheprovider", "test_mine.py"],
+               cwd=tmp_path, env=outside_env())
+    assert "test_relu[numpy] PASSED" in done.stdout, done.stdout
+    assert "test_relu[array_api_strict] SKIPPED" in done.stdout, done.stdout  # not installed
