@@ -83,11 +83,13 @@ def installed(wheel, tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    run([python, "-m", "pip", "install", "-q", str(wheel), "pytest"])
+    # without PYTHONPATH: a source tree on it (with its egg-info) would pass for the install
+    run([python, "-m", "pip", "install", "-q", str(wheel), "pytest"], env=outside_env())
     return python
 
 
 def outside_env(**extra):
+    """The environment less what points into the source tree or picks a backend."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")}
     env.update(extra)
     return env
