@@ -199,7 +199,10 @@ class Ops:
         img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=like.dtype,
                        **on_device_of(xp, like))
         for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
-            img[:, :, rows, cols] = img[:, :, rows, cols] + part(k)
+            # ``a[i] += b`` is ``a[i] = a[i].__iadd__(b)``: right whether ``a[i]`` is a view
+            # or a copy, and where it is a view (NumPy, PyTorch) one pass, not a temporary
+            # and a copy back (PyTorch CPU: conv2's input gradient 18 -> 14 ms)
+            img[:, :, rows, cols] += part(k)
         img = img[:, :, pad:pad + h, pad:pad + w]
         return xp.permute_dims(img, (1, 0, 2, 3))
 
@@ -257,7 +260,10 @@ class Ops:
         dx = (xp.empty if tiled else xp.zeros)(shape, dtype=dout.dtype, **on_device_of(xp, dout))
         for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
             routed = dout * xp.astype(arg == k, dout.dtype)
-            dx[..., rows, cols] = routed if tiled else dx[..., rows, cols] + routed
+            if tiled:
+                dx[..., rows, cols] = routed
+            else:
+                dx[..., rows, cols] += routed  # as in _add_into_windows
         return dx[..., pad:pad + h, pad:pad + w] if pad else dx
 
     def _labels(self, t):
