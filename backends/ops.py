@@ -132,7 +132,7 @@ class Ops:
     def matmul(self, a, b, bias=None, out=None):
         result = self.xp.matmul(a, b)
         if bias is not None:
-            result = result + bias
+            result += bias  # into the product's own fresh array: no second temporary
         if out is None:
             return result
         out[...] = result
@@ -210,7 +210,8 @@ class Ops:
         xp = self.xp
         fn, _, fh, fw = W.shape
         col = self.im2col(x, fh, fw, stride, pad, out_h, out_w)
-        out = xp.matmul(xp.reshape(W, (fn, -1)), col) + b[:, None]
+        out = xp.matmul(xp.reshape(W, (fn, -1)), col)
+        out += b[:, None]
         out = xp.reshape(out, (fn, x.shape[0], out_h, out_w))
         return xp.permute_dims(out, (1, 0, 2, 3)), col
 
