@@ -67,8 +67,8 @@ def large_blocks_from_heap():
     Above glibc's largest mmap threshold (32 MB) every block is still mapped
     afresh and unmapped on free, so an array that size made each step (the
     columns of DeepConvNet's second convolution at batch 100 are 45 MB) faults
-    in 11,000 new pages each time: on PyTorch's CPU tensors that was a quarter
-    of DeepConvNet's step (docs/performance.md). The Trainer wraps its run in
+    in 11,000 new pages each time (docs/performance.md measures what that
+    cost on PyTorch's CPU tensors). The Trainer wraps its run in
     this; mmap is given back on the way out (to what glibc had before:
     ``MALLOC_MMAP_MAX_`` or ``GLIBC_TUNABLES`` where set), and what the heap
     grew by stays for reuse, trimmed above 256 MB as :func:`tune_host_allocator`
