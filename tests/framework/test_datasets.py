@@ -1,4 +1,4 @@
-"""framework/datasets.py: IDX parsing, where data is found, the .npz cache, and
+"""framework/datasets/: IDX parsing, where data is found, the .npz cache, and
 downloads tested for real against an HTTP server on 127.0.0.1."""
 
 import gzip

@@ -1,0 +1,45 @@
+"""Where a dataset's files are looked for on this machine, in order."""
+
+import os
+
+from framework.datasets.catalog import FILENAMES, PARTS
+
+
+def cache_root():
+    """xpnet's cache folder: ``$XDG_CACHE_HOME/xpnet``, by default ``~/.cache/xpnet``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xpnet")
+
+
+def find_file(directory, part):
+    """The part's file in ``directory``, gzipped or not, or None."""
+    gz = os.path.join(directory, FILENAMES[part])
+    for path in (gz, gz[:-3]):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def candidates(spec, data_dir):
+    """(label, directory) pairs to look in, in order."""
+    out = []
+    for label, base in (("data_dir argument", data_dir),
+                        ("XPNET_DATA_DIR", os.environ.get("XPNET_DATA_DIR"))):
+        if base:
+            out.append((label, os.path.join(base, spec.name)))
+            out.append((label, base))
+    out.append(("cache", os.path.join(cache_root(), spec.name)))
+    out.extend(("Debian package", d) for d in spec.system_dirs)
+    return out
+
+
+def locate(spec, data_dir, looked):
+    for label, directory in candidates(spec, data_dir):
+        paths = {part: find_file(directory, part) for part in PARTS}
+        missing = [FILENAMES[p] for p, path in paths.items() if path is None]
+        if not missing:
+            return directory, paths
+        status = "does not exist" if not os.path.isdir(directory) else \
+            "missing " + ", ".join(missing)
+        looked.append(f"{directory} ({label}): {status}")
+    return None, None

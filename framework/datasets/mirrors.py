@@ -1,0 +1,85 @@
+"""Downloading a dataset's files from its mirrors: each checked against its MD5 and written
+atomically, so a failed download leaves nothing under the final name."""
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+
+from framework.datasets.catalog import FILENAMES, PARTS, DatasetError
+from framework.datasets.locate import find_file
+from framework.files import atomic_open
+
+
+def bases(spec):
+    """The base URLs to try, in order: the dataset's mirrors, or the one its environment
+    variable names."""
+    override = os.environ.get(spec.mirror_env)
+    if override is not None:
+        if not override.endswith("/"):
+            raise ValueError(f"{spec.mirror_env}={override!r} must be a base URL ending in '/', "
+                             f"e.g. {spec.mirrors[0]}")
+        return [override]
+    return list(spec.mirrors)
+
+
+def fetch(url, dest, md5, timeout=60):
+    """Download ``url`` to ``dest`` through a temporary file, checking its MD5.
+
+    The file appears under its final name only when complete and verified;
+    on any failure the temporary file is removed and DatasetError says why.
+    """
+    from tqdm.auto import tqdm
+
+    with atomic_open(dest, prefix=".download-") as out:
+        digest = hashlib.md5()
+        received = 0
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                total = response.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                with tqdm(total=total, unit="B", unit_scale=True, leave=False,
+                          desc=os.path.basename(dest)) as bar:
+                    while True:
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as e:
+            raise DatasetError(f"HTTP {e.code} {e.reason}") from None
+        except urllib.error.URLError as e:
+            raise DatasetError(f"unreachable ({e.reason})") from None
+        except (OSError, ValueError) as e:  # includes http.client.IncompleteRead, timeouts
+            raise DatasetError(f"connection failed after {received} bytes "
+                               f"({type(e).__name__}: {e})") from None
+        if total is not None and received != total:
+            raise DatasetError(f"connection dropped after {received} of {total} bytes")
+        if digest.hexdigest() != md5:
+            raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
+
+
+def fetch_missing(spec, directory, tried):
+    """Fetch every missing part into ``directory``; returns the paths, or None."""
+    os.makedirs(directory, exist_ok=True)
+    paths = {}
+    for part in PARTS:
+        existing = find_file(directory, part)
+        if existing:
+            paths[part] = existing
+            continue
+        dest = os.path.join(directory, FILENAMES[part])
+        for base in bases(spec):
+            url = base + FILENAMES[part]
+            try:
+                fetch(url, dest, spec.md5[part])
+            except DatasetError as e:
+                tried.append(f"{url}: {e}")
+                continue
+            paths[part] = dest
+            break
+        else:
+            return None
+    return paths

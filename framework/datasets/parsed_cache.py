@@ -1,0 +1,45 @@
+"""The parsed arrays kept in an ``.npz`` beside the files (or in xpnet's cache where that
+folder is read-only), rebuilt when missing, stale or unreadable; read without pickle."""
+
+import json
+import os
+
+import numpy as np
+
+from framework.datasets.locate import cache_root
+from framework.files import atomic_open
+
+CACHE_VERSION = 1
+
+
+def stamp(paths):
+    """What the cache was built from: each file's name, size and modification time."""
+    stats = {part: os.stat(path) for part, path in paths.items()}
+    return json.dumps({"version": CACHE_VERSION,
+                       "files": {part: [os.path.abspath(paths[part]), s.st_size, s.st_mtime_ns]
+                                 for part, s in stats.items()}}, sort_keys=True)
+
+
+def npz_path(spec, directory):
+    if os.access(directory, os.W_OK) and directory not in spec.system_dirs:
+        return os.path.join(directory, f"{spec.name}.npz")
+    # a read-only folder (the Debian package's): keep the cache in ours
+    return os.path.join(cache_root(), spec.name, f"{spec.name}-parsed.npz")
+
+
+def load(path, stamp):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["stamp"]) != stamp:
+                return None
+            return {k: f[k] for k in ("x_train", "t_train", "x_test", "t_test")}
+    except Exception:  # missing, truncated, not a zip, wrong keys: rebuild it
+        return None
+
+
+def save(path, arrays, stamp):
+    try:
+        with atomic_open(path, prefix=".cache-") as f:
+            np.savez(f, stamp=np.array(stamp), **arrays)
+    except OSError:
+        pass  # no writable place: the data still loads, just not faster next time
