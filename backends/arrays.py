@@ -41,9 +41,23 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or hasattr(x, "shape")
 
 
+_namespace_of_type = {}  # one library per type: the answer for one array, by its type
+
+
 def array_namespace(*arrays):
     """The namespace to compute ``arrays`` with: ``numpy``, ``cupy``, or the Array API
     namespace of their library. Python scalars and NumPy scalars count as NumPy."""
+    if len(arrays) == 1:  # most calls: a layer asking about its input, several a step
+        xp = _namespace_of_type.get(type(arrays[0]))
+        if xp is not None:
+            return xp
+        xp = _array_namespace(arrays)
+        _namespace_of_type[type(arrays[0])] = xp
+        return xp
+    return _array_namespace(arrays)
+
+
+def _array_namespace(arrays):
     found = None
     for a in arrays:
         if type(a) is numpy.ndarray or not is_array(a):

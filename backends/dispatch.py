@@ -31,6 +31,9 @@ def ops_for(x):
     global _host, _cuda
     if _host is not None and type(x) is numpy.ndarray and _fast:
         return _host  # the hot path on the CPU: a dozen calls a step
+    ops = _standard_of_type.get(type(x))  # PyTorch's, array-api-strict's: already seen
+    if ops is not None:
+        return ops
     if not _fast and hasattr(x, "shape"):
         return _standard(array_namespace(x))
     if is_cupy_array(x):
@@ -43,10 +46,13 @@ def ops_for(x):
             from backends.host.ops import HostOps
             _host = HostOps(numpy)
         return _host
-    return _standard(array_namespace(x))
+    # any other library: the standard's operations, whatever _fast says
+    ops = _standard_of_type[type(x)] = _standard(array_namespace(x))
+    return ops
 
 
 _generic = {}
+_standard_of_type = {}
 
 
 def _standard(xp):
