@@ -60,7 +60,7 @@ def array_namespace(*arrays):
 def _array_namespace(arrays):
     found = None
     for a in arrays:
-        if type(a) is numpy.ndarray or not is_array(a):
+        if type(a) is numpy.ndarray or isinstance(a, numpy.generic) or not is_array(a):
             continue
         found = a
         break
@@ -79,7 +79,8 @@ def _array_namespace(arrays):
             return found.__array_namespace__()
         raise TypeError(f"no array namespace for {type(found).__name__} arrays: install "
                         f"array-api-compat (pip install 'xpnet[torch]' for PyTorch)") from None
-    others = [a for a in arrays if is_array(a) and type(a) is not numpy.ndarray]
+    others = [a for a in arrays if is_array(a) and type(a) is not numpy.ndarray
+              and not isinstance(a, numpy.generic)]
     return array_api_compat.array_namespace(*others)
 
 

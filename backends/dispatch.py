@@ -41,7 +41,7 @@ def ops_for(x):
             from backends.cuda.ops import CupyOps
             _cuda = CupyOps()
         return _cuda
-    if type(x) is numpy.ndarray or not hasattr(x, "shape"):
+    if type(x) is numpy.ndarray or isinstance(x, numpy.generic) or not hasattr(x, "shape"):
         if _host is None:
             from backends.host.ops import HostOps
             _host = HostOps(numpy)
