@@ -111,7 +111,7 @@ class Trainer:
         # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
         # ``communication`` says in words where the gradients are summed, and why
         self.communicator, self.communication = self.world.communicator_for(self.backend)
-        self._on_host = self.backend.name == "numpy" or str(self.backend.device) == "cpu"
+        self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
         if self._on_host:
             backends.tune_host_allocator()  # steady step times; see its docstring
         self.optimizer = get_optimizer(optimizer, optimizer_param)

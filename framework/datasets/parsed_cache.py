@@ -27,10 +27,10 @@ def npz_path(spec, directory):
     return os.path.join(cache_root(), spec.name, f"{spec.name}-parsed.npz")
 
 
-def load(path, stamp):
+def load(path, expected):
     try:
         with np.load(path, allow_pickle=False) as f:
-            if str(f["stamp"]) != stamp:
+            if str(f["stamp"]) != expected:
                 return None
             return {k: f[k] for k in ("x_train", "t_train", "x_test", "t_test")}
     except Exception:  # missing, truncated, not a zip, wrong keys: rebuild it

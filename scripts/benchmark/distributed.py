@@ -130,11 +130,12 @@ def main(argv=None):
             print(f"round {round_ + 1}: {label}: {results[label][-1]['step_ms']:.2f} ms a step",
                   file=sys.stderr, flush=True)
             time.sleep(args.pause)
-    print(table(results, runs, args))
+    text = table(results, runs, args)
+    print(text)
     if args.out:
         from framework.files import atomic_open
         with atomic_open(args.out, "w") as f:
-            f.write(table(results, runs, args) + "\n")
+            f.write(text + "\n")
 
 
 def table(results, runs, args):
