@@ -22,12 +22,14 @@ collective.
 
 import socket
 import sys
+import time
 import traceback
 
 import backends
 from backends import launch
 from backends.host import buffers
 
+ABORT_GRACE_S = 0.5  # for the launcher to pass on a failing rank's output
 INSTALL = "pip install 'xpnet[distributed]' (mpi4py and MPICH)"
 
 _world = None
@@ -91,7 +93,12 @@ class MpiCommunicator(Communicator):
         self.comm.Barrier()
 
     def abort(self, code=1):
+        sys.stdout.flush()
         sys.stderr.flush()
+        # the launcher forwards our output through a pipe and kills every process on an
+        # abort: without a moment to read it, the failing rank's traceback can be lost
+        # (seen once in CI: a job ended non-zero with an empty stderr)
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
 
 
