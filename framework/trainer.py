@@ -243,7 +243,9 @@ class Trainer:
         """SIGINT and SIGTERM set :attr:`_stop` instead of raising, so the step in flight
         finishes and the loop saves before it stops; a second Ctrl-C during that save
         only sets it again. Signal handlers can be set in the main thread only: elsewhere
-        the defaults stay."""
+        the defaults stay. A signal the process was started ignoring (a shell's
+        background job ignores SIGINT; ``nohup``-style launchers) stays ignored, as
+        Python itself leaves it."""
         self._stop = None
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -251,7 +253,8 @@ class Trainer:
 
         def note(signum, frame):
             self._stop = signum
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(sig) is not signal.SIG_IGN}
         try:
             yield
         finally:

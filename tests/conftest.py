@@ -4,6 +4,7 @@ package, and named here as well so the tests also run from a bare source tree
 (``PYTHONPATH=. python -m pytest``), as on the GPU machine."""
 
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +29,13 @@ else:
         # here, not at import: Hypothesis reads --hypothesis-profile before this conftest
         # loads, and the module-level default would override it
         settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")
+
+
+def sigint_as_at_a_terminal():
+    """``preexec_fn`` for a child the tests interrupt: SIGINT at its default. A shell's
+    background job (a CI runner's, say) starts ignoring SIGINT, its children inherit
+    that, and xpnet, like Python, leaves an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def to_host(x):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from framework import distributed
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sigint_as_at_a_terminal
 
 JOB = os.path.join(ROOT, "tests", "framework", "distributed_job.py")
 MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
@@ -160,7 +160,7 @@ def test_a_signal_to_mpiexec_stops_every_rank_after_the_same_step(tmp_path, sign
     process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, JOB, "two-layer",
                                 str(tmp_path / "never.npz"), "--slow", "--checkpoint", str(path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env(), cwd=tmp_path)
+                               env=env(), cwd=tmp_path, preexec_fn=sigint_as_at_a_terminal)
     try:
         deadline = time.time() + 60
         while not path.exists() and time.time() < deadline:  # the first epoch's checkpoint

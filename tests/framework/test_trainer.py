@@ -268,8 +268,17 @@ def interrupt_at(trainer, step, signum=signal.SIGINT, twice=False):
     trainer.train_step = step_then_signal
 
 
+@pytest.fixture
+def sigint_heard():
+    """SIGINT as Python sets it at a terminal, for the test's length: a run started as a
+    shell's background job (some CI runners) inherits it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("stop", [7, 20, 33, 59])
-def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop):
+def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard):
     """20 steps an epoch: 7 and 33 are mid-epoch, 20 right at an epoch's end, 59 one short."""
     path = str(tmp_path / "run.npz")
 
@@ -297,6 +306,20 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop):
         np.testing.assert_array_equal(to_host(resumed.optimizer.state["v"][key]), to_host(value))
     for key, value in full.network.state().items():
         np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    """As Python leaves SIGINT ignored in a shell's background job, the Trainer does: it
+    neither stops on it nor changes the handler."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        trainer = make_trainer(epochs=2)
+        interrupt_at(trainer, 5, signal.SIGINT)
+        trainer.train()
+        assert trainer.iteration == 40
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_sigterm_without_a_checkpoint_says_nothing_was_saved():

@@ -11,7 +11,7 @@ import pytest
 
 from tests.framework.idx_files import dataset_files, write_files
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sigint_as_at_a_terminal
 
 
 def run_script(name, *args, env=None, timeout=300):
@@ -200,7 +200,7 @@ def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path
             "--backend", "numpy", "--iters", "200000", "--batch-size", "3", "--save",
             str(ckpt)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=tmp_path)
+                            env=env, cwd=tmp_path, preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + 60
     while proc.poll() is None and not ckpt.exists() and time.time() < deadline:
         time.sleep(0.05)  # the first epoch's checkpoint: training is under way
