@@ -15,17 +15,12 @@ import backends  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
+from training import data_and_device_options  # noqa: E402
 
 
 def parser(doc, out):
     """An ``ArgumentParser`` with the options every experiment takes; ``out`` is the PNG's default."""
-    p = argparse.ArgumentParser(description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-dir", help="folder holding the IDX files (else the usual search)")
-    p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
-    p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
-                                    "XPNET_DEVICE")
+    p = data_and_device_options(doc)
     p.add_argument("--seed", type=int, default=0, help="seeds weights and batches (default: 0)")
     p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
     return p

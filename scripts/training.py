@@ -51,8 +51,9 @@ def exit_on_interrupt(main):
         sys.exit(128 + signum)
 
 
-def parser(doc, *, iters=None, epochs=None, lr, optimizer):
-    """An ``ArgumentParser`` with the options every training script takes, and its defaults."""
+def data_and_device_options(doc):
+    """An ``ArgumentParser`` with what every script that trains takes: the dataset and
+    where it lies, the backend and its device."""
     p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
@@ -60,6 +61,12 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
     p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
                                     "XPNET_DEVICE")
+    return p
+
+
+def parser(doc, *, iters=None, epochs=None, lr, optimizer):
+    """An ``ArgumentParser`` with the options every training script takes, and its defaults."""
+    p = data_and_device_options(doc)
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int,
                         help=f"training steps{f' (default: {iters})' if iters else ''}")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import backends
-from framework.checkpoint import CheckpointError  # noqa: F401  (the error the loads may raise)
 from framework.testing import check_parity
 from framework.trainer import Trainer
 from models import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet

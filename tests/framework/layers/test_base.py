@@ -3,8 +3,6 @@
 import numpy as np
 
 import backends
-import pytest
-
 from framework.layers import Layer
 from tests.conftest import to_host
 
