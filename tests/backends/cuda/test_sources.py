@@ -7,8 +7,8 @@ function called from device code). NVRTC, CUDA's runtime compiler, needs no
 GPU: here it compiles each source as CuPy would, for every type it is
 launched with, so such a mistake fails here instead of on a rare GPU run.
 NVRTC comes with CUDA (and with CuPy's wheels' dependencies) or alone from
-PyPI (``pip install nvidia-cuda-nvrtc-cu12``, 90 MB, Linux x86-64 and Arm);
-without it these tests skip. ``XPNET_NVRTC`` names the library file.
+PyPI (``nvidia-cuda-nvrtc``, which the test extra installs on Linux x86-64 and
+Arm; ``nvidia-cuda-nvrtc-cu12`` for CUDA 12); without it these tests skip. ``XPNET_NVRTC`` names the library file.
 
 The kernel files are compiled as they are; the ElementwiseKernel bodies,
 inline beside their launcher, are read from ``backends/cuda/ops.py``'s text,
@@ -52,7 +52,7 @@ def _find_nvrtc():
 NVRTC, NVRTC_PATH = _find_nvrtc()
 pytestmark = pytest.mark.skipif(
     NVRTC is None, reason="no NVRTC to compile the CUDA sources with (pip install "
-                          "nvidia-cuda-nvrtc-cu12, or XPNET_NVRTC=/path/to/libnvrtc.so)")
+                          "nvidia-cuda-nvrtc, or XPNET_NVRTC=/path/to/libnvrtc.so)")
 
 
 def compile_cuda(source, name):
