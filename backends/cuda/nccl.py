@@ -41,8 +41,8 @@ class RankOrderSum:
 
     def __init__(self, size, rank, uid, device):
         self.size, self.rank, self.device = size, rank, device
-        with device:
-            self.comm = nccl.NcclCommunicator(size, tuple(uid), rank)
+        with device:  # the id as unique_id made it: bytes in CuPy 14, a tuple before
+            self.comm = nccl.NcclCommunicator(size, uid, rank)
 
     def sum_flat(self, flat):
         kind = _TYPES.get(flat.dtype.name)

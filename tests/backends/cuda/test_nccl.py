@@ -1,21 +1,42 @@
-"""backends/cuda/nccl.py on a GPU: NCCL's all-gather and the rank-order sum.
+"""backends/cuda/nccl.py: NCCL's all-gather and the rank-order sum.
 
 One process can hold a world of one; the many-rank paths run under mpiexec in
-tests/framework/test_distributed.py (NCCL needs a GPU a rank).
+tests/framework/test_distributed.py (NCCL needs a GPU a rank). Where CuPy and
+NCCL's library load but no GPU is present (``pip install cupy-cuda13x
+nvidia-nccl-cu13`` on any Linux machine), the calls into CuPy's binding that
+need no device still run.
 """
+
+import contextlib
+import pickle
 
 import numpy as np
 import pytest
 
 cupy = pytest.importorskip("cupy")
-if not cupy.is_available():
-    pytest.skip("no CUDA device for CuPy", allow_module_level=True)
 try:
     from backends.cuda import nccl
 except Exception as e:  # CuPy without NCCL's library
     pytest.skip(f"NCCL does not load here: {e}", allow_module_level=True)
+needs_gpu = pytest.mark.skipif(not cupy.is_available(), reason="no CUDA device for CuPy")
 
 
+def test_the_id_travels_and_is_what_the_communicator_takes():
+    """The id goes from rank 0 to the others through MPI's pickle, and CuPy's
+    NcclCommunicator must take it as it comes (bytes in CuPy 14, a tuple in CuPy 13:
+    converting it broke one or the other). Without a GPU NCCL then fails to start,
+    but only after the arguments were accepted."""
+    uid = pickle.loads(pickle.dumps(nccl.unique_id()))
+    try:
+        made = nccl.RankOrderSum(1, 0, uid, contextlib.nullcontext())
+    except Exception as e:  # without a GPU, NCCL's own error: past the argument checks
+        assert not isinstance(e, TypeError), e
+        assert not cupy.is_available(), e
+    else:
+        made.close()
+
+
+@needs_gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_world_of_one_sums_to_its_own_buffer_on_the_device(dtype):
     device = cupy.cuda.Device()
