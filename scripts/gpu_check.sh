@@ -36,13 +36,21 @@ DATA_DIR=${1:-.gpu-data}
 OUT=${OUT:-out/gpu-check}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# absolute paths: the tests start processes in folders of their own (mpiexec's ranks among
+# them), where a relative entry would name nothing
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # what scripts/gpu_packages.sh unpacked for the GPU machine's python: test tools, mpi4py,
-# and MPICH's mpiexec and libmpi (a dry run uses the python it is given, as it is)
-if [ $DRY = 0 ] && [ -d .gpu-pkgs ]; then
-  case ":$PYTHONPATH:" in *:.gpu-pkgs:*) ;; *) PYTHONPATH="$PYTHONPATH:.gpu-pkgs" ;; esac
+# and MPICH's mpiexec and libmpi; a dry run uses them too when its python is the version
+# they were unpacked for (PYTHON=python3.12), else the python it is given, as it is
+PKGS=0
+if [ -d .gpu-pkgs ]; then
+  tag=$($PY -c 'import sys; print("cpython-%d%d" % sys.version_info[:2])' 2>/dev/null)
+  if [ $DRY = 0 ] || ls .gpu-pkgs/mpi4py/MPI*."$tag"-* >/dev/null 2>&1; then PKGS=1; fi
 fi
-if [ $DRY = 0 ] && [ -d .gpu-pkgs/mpich/bin ]; then
+if [ $PKGS = 1 ]; then
+  case ":$PYTHONPATH:" in *:"$PWD/.gpu-pkgs":*) ;; *) PYTHONPATH="$PYTHONPATH:$PWD/.gpu-pkgs" ;; esac
+fi
+if [ $PKGS = 1 ] && [ -d .gpu-pkgs/mpich/bin ]; then
   chmod +x .gpu-pkgs/mpich/bin/* 2>/dev/null
   export PATH="$PWD/.gpu-pkgs/mpich/bin:$PATH"
   export LD_LIBRARY_PATH="$PWD/.gpu-pkgs/mpich/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -50,8 +50,11 @@ needs_gpu = pytest.mark.skipif(GPUS < 1, reason="no CuPy GPU here")
 def env(backend="numpy", device=None):
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("PMI_", "OMPI_", "PMIX_", "XPNET_DEVICE"))}
-    # the tree first; what else PYTHONPATH held (packages unpacked beside it) stays
-    clean["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    # the tree first; what else PYTHONPATH held (packages unpacked beside it) stays, made
+    # absolute: the ranks start in the test's own folder
+    inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                 if p]
+    clean["PYTHONPATH"] = os.pathsep.join([ROOT, *inherited])
     clean["XPNET_BACKEND"] = backend
     if device:
         clean["XPNET_DEVICE"] = device
