@@ -234,15 +234,18 @@ def test_nccl_is_chosen_only_with_a_gpu_a_rank_and_nccl_on_every_rank():
 
 
 @needs_mpi
-@pytest.mark.parametrize("namespace", ["array_api_strict", "torch"])
-def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespace):
-    """The standard's path under mpiexec: the gradients go through the host over MPI."""
+@pytest.mark.parametrize("namespace, device", [("array_api_strict", None), ("torch", "cpu"),
+                                               ("torch", "cuda:0")])
+def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespace, device):
+    """The standard's path under mpiexec: the gradients go through the host over MPI
+    (on a GPU machine, PyTorch's CUDA tensors too: two ranks share its first GPU)."""
     import backends
     if namespace not in backends.available():
         pytest.skip(f"{namespace} is not usable here")
+    if device == "cuda:0" and not __import__("torch").cuda.is_available():
+        pytest.skip("PyTorch sees no CUDA device here")
     want, _ = job(tmp_path, "simple-conv", name="numpy")
-    got, done = job(tmp_path, "simple-conv", 2, backend=namespace,
-                    device="cpu" if namespace == "torch" else None)
+    got, done = job(tmp_path, "simple-conv", 2, backend=namespace, device=device)
     assert "the gradients are summed through the host" in done.stdout, done.stdout
     assert_same_run(got, want)
 
