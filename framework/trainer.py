@@ -1,38 +1,21 @@
-"""The training loop: minibatches on the device, a progress bar, epoch reports, checkpoints."""
+"""The training loop: minibatches on the device, a progress bar, epoch reports, checkpoints.
+
+What a checkpoint holds of the run is :mod:`framework.trainer_state`'s; how Ctrl-C and
+SIGTERM stop it, :mod:`framework.interrupts`'.
+"""
 
 import contextlib
 import math
 import os
 import signal
-import threading
 import time
 
 import backends
-from framework import checkpoint as ckpt
-from framework import distributed, steps
+from framework import distributed, interrupts, steps, trainer_state
 from framework.data import DeviceBatches, check_data
+from framework.interrupts import TrainingInterrupted
 from framework.optimizers import get_optimizer
 from framework.steps import step_loss  # noqa: F401  (its old home)
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Raised by :meth:`Trainer.train` after a SIGINT (Ctrl-C) or SIGTERM, once the step in
-    flight is done and the checkpoint, if one is configured, is written.
-
-    A ``KeyboardInterrupt``, so notebooks and callers stop as they would on
-    Ctrl-C. ``signum`` is the signal, ``step`` the last step done,
-    ``checkpoint`` the file a ``resume=True`` continues from (None if none
-    was configured).
-    """
-
-    def __init__(self, signum, step, max_iter, epoch, checkpoint):
-        self.signum, self.step, self.max_iter = signum, step, max_iter
-        self.epoch, self.checkpoint = epoch, checkpoint
-        name = signal.Signals(signum).name
-        where = (f"; {checkpoint} holds the run as it stood" if checkpoint
-                 else "; nothing was saved (no checkpoint configured)")
-        super().__init__(f"training interrupted by {name} after step {step} of {max_iter} "
-                         f"(epoch {epoch}){where}")
 
 
 class Trainer:
@@ -175,7 +158,8 @@ class Trainer:
             # data-parallel: BLAS and OpenMP on this process's share of the cores, not all;
             # on the CPU, arrays above 32 MB reused from the heap, not faulted in each step
             heap = backends.large_blocks_from_heap() if self._on_host else contextlib.nullcontext()
-            with self._catching_signals(), distributed.abort_on_error(self.world), \
+            self._stop = None
+            with interrupts.noted(self._note_stop), distributed.abort_on_error(self.world), \
                     backends.cpu_share(), heap:
                 while self.iteration < self.max_iter:
                     if self._stopping():  # came during the last epoch's end
@@ -238,28 +222,8 @@ class Trainer:
         """Steps done: whole epochs, plus those of an interrupted epoch a resume continues."""
         return self.iteration + self._resume_position
 
-    @contextlib.contextmanager
-    def _catching_signals(self):
-        """SIGINT and SIGTERM set :attr:`_stop` instead of raising, so the step in flight
-        finishes and the loop saves before it stops; a second Ctrl-C during that save
-        only sets it again. Signal handlers can be set in the main thread only: elsewhere
-        the defaults stay. A signal the process was started ignoring (a shell's
-        background job ignores SIGINT; ``nohup``-style launchers) stays ignored, as
-        Python itself leaves it."""
-        self._stop = None
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def note(signum, frame):
-            self._stop = signum
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)
-                    if signal.getsignal(sig) is not signal.SIG_IGN}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def _note_stop(self, signum):
+        self._stop = signum  # the loop looks after the step in flight
 
     def _interrupt(self, losses, done):
         """Save where the run stands (``done`` steps into the current epoch) and raise
@@ -385,64 +349,12 @@ class Trainer:
         for callback in self.callbacks:
             callback(self, record)
 
-    # --- checkpoints -----------------------------------------------------------------
+    # --- checkpoints: framework/trainer_state.py --------------------------------------
 
     def _save(self, path, position=0, epoch_losses=None):
-        """Write the run's state; ``position`` steps into an epoch (with that epoch's losses)
-        for an interrupted one, which a resume then finishes from the same order. In a
-        data-parallel world rank 0 writes it: every rank holds the same state."""
-        if not self.world.is_root:
-            return
-        state = self.optimizer.state_dict()
-        batches = self.batches
-        meta = {"trainer": {
-            "iteration": self.iteration, "epoch": self.current_epoch,
-            "max_iter": self.max_iter, "history": self.history,
-            "train_acc_list": self.train_acc_list, "test_acc_list": self.test_acc_list,
-            "optimizer": type(self.optimizer).__name__, "optimizer_iter": state.pop("iter"),
-            # mid-epoch, the generator as it was before this epoch's order was drawn
-            "batch_rng": batches.epoch_start_state if position else batches.rng.bit_generator.state,
-            "batch_epoch": batches.epoch - 1 if position else batches.epoch,
-            "position": position,
-        }}
-        arrays = {f"optimizer/{k}": v for k, v in state.items()}
-        arrays["train_loss_list"] = backends.to_numpy(self.train_loss_list)
-        if position:
-            arrays["epoch_losses"] = epoch_losses
-        try:
-            ckpt.save(path, self.network, extra_meta=meta, extra_arrays=arrays)
-        except OSError as e:
-            raise ckpt.CheckpointError(
-                f"Trainer: could not write the checkpoint {path}: "
-                f"{e.strerror or type(e).__name__}{f' ({e.filename})' if e.filename else ''}; "
-                f"the previous checkpoint was left as it was") from e
+        trainer_state.save(self, path, position, epoch_losses)
 
     def _restore(self, path):
-        meta, arrays = ckpt.read(path)
-        state = meta.get("trainer")
-        if state is None:
-            raise ckpt.CheckpointError(f"{path}: holds parameters only, no trainer state to "
-                                       f"resume from")
-        if state["optimizer"] != type(self.optimizer).__name__:
-            raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
-                                       f"not {type(self.optimizer).__name__}")
-        ckpt.load_read(path, meta, arrays, self.network)  # the file is read once
-        opt_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
-                     if k.startswith("optimizer/")}
-        opt_state["iter"] = state["optimizer_iter"]
-        self.optimizer.load_state_dict(opt_state, self.network.params)
+        position, losses = trainer_state.restore(self, path)
         self.step_mode, self._step = None, None  # new state arrays: record again
-        self.iteration = state["iteration"]
-        self.current_epoch = state["epoch"]
-        self.history = state["history"]
-        self.train_acc_list = state["train_acc_list"]
-        self.test_acc_list = state["test_acc_list"]
-        self.train_loss_list = arrays["train_loss_list"].tolist()
-        self.batches.rng.bit_generator.state = state["batch_rng"]
-        self.batches.epoch = state["batch_epoch"]
-        self._resume_position = int(state.get("position", 0))
-        self._resume_losses = arrays.get("epoch_losses")
-        if self._resume_position and (self._resume_losses is None or
-                                      self._resume_losses.shape != (self._resume_position,)):
-            raise ckpt.CheckpointError(f"{path}: stopped {self._resume_position} steps into an "
-                                       f"epoch but holds no matching epoch_losses")
+        self._resume_position, self._resume_losses = position, losses

@@ -12,6 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
+import pytest  # noqa: E402
 
 pytest_plugins = ["framework.testing"]
 
@@ -29,6 +30,15 @@ else:
         # here, not at import: Hypothesis reads --hypothesis-profile before this conftest
         # loads, and the module-level default would override it
         settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")
+
+
+@pytest.fixture
+def sigint_heard():
+    """SIGINT as Python sets it at a terminal, for the test's length: a run started as a
+    shell's background job (some CI runners) inherits it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def sigint_as_at_a_terminal():

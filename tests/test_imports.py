@@ -83,4 +83,6 @@ def test_the_walk_sees_the_imports():
     graph = edges(modules())
     assert "backends.host.ops" in graph["backends.dispatch"]  # inside ops_for: counted
     assert "backends.arrays" in graph["backends"]
-    assert {"framework.steps", "framework.checkpoint"} <= graph["framework.trainer"]
+    assert {"framework.steps", "framework.trainer_state", "framework.interrupts"} <= \
+        graph["framework.trainer"]
+    assert "framework.checkpoint" in graph["framework.trainer_state"]  # import ... as ckpt

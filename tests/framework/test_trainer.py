@@ -268,15 +268,6 @@ def interrupt_at(trainer, step, signum=signal.SIGINT, twice=False):
     trainer.train_step = step_then_signal
 
 
-@pytest.fixture
-def sigint_heard():
-    """SIGINT as Python sets it at a terminal, for the test's length: a run started as a
-    shell's background job (some CI runners) inherits it ignored."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 @pytest.mark.parametrize("stop", [7, 20, 33, 59])
 def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard):
     """20 steps an epoch: 7 and 33 are mid-epoch, 20 right at an epoch's end, 59 one short."""

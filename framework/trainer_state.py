@@ -1,0 +1,78 @@
+"""A run's state in its checkpoint: what the Trainer writes beside the network, and reads
+back to resume exactly where it stood.
+
+Beside the parameters (and layer state) that :mod:`framework.checkpoint` keeps, a
+run holds its place (steps and epochs done, and how far into an interrupted epoch),
+its histories, the optimizer's state and the batch generator's, so that the resumed
+run draws the same batches and ends with the same bits as one never stopped.
+"""
+
+import backends
+from framework import checkpoint as ckpt
+
+
+def save(trainer, path, position=0, epoch_losses=None):
+    """Write ``trainer``'s run to ``path``; ``position`` steps into an epoch (with that
+    epoch's losses) for an interrupted one, which a resume then finishes from the same
+    order. In a data-parallel world rank 0 writes it: every rank holds the same state."""
+    if not trainer.world.is_root:
+        return
+    state = trainer.optimizer.state_dict()
+    batches = trainer.batches
+    meta = {"trainer": {
+        "iteration": trainer.iteration, "epoch": trainer.current_epoch,
+        "max_iter": trainer.max_iter, "history": trainer.history,
+        "train_acc_list": trainer.train_acc_list, "test_acc_list": trainer.test_acc_list,
+        "optimizer": type(trainer.optimizer).__name__, "optimizer_iter": state.pop("iter"),
+        # mid-epoch, the generator as it was before this epoch's order was drawn
+        "batch_rng": batches.epoch_start_state if position else batches.rng.bit_generator.state,
+        "batch_epoch": batches.epoch - 1 if position else batches.epoch,
+        "position": position,
+    }}
+    arrays = {f"optimizer/{k}": v for k, v in state.items()}
+    arrays["train_loss_list"] = backends.to_numpy(trainer.train_loss_list)
+    if position:
+        arrays["epoch_losses"] = epoch_losses
+    try:
+        ckpt.save(path, trainer.network, extra_meta=meta, extra_arrays=arrays)
+    except OSError as e:
+        raise ckpt.CheckpointError(
+            f"Trainer: could not write the checkpoint {path}: "
+            f"{e.strerror or type(e).__name__}{f' ({e.filename})' if e.filename else ''}; "
+            f"the previous checkpoint was left as it was") from e
+
+
+def restore(trainer, path):
+    """Load the run saved at ``path`` into ``trainer`` (its network and optimizer too);
+    returns ``(position, losses)``: how many steps into an interrupted epoch it stopped
+    (0 at an epoch's end) and that epoch's losses so far.
+    :class:`framework.checkpoint.CheckpointError`, before anything is changed, where the
+    file holds no run, one trained with another optimizer, or an interrupted epoch
+    without its losses."""
+    meta, arrays = ckpt.read(path)
+    state = meta.get("trainer")
+    if state is None:
+        raise ckpt.CheckpointError(f"{path}: holds parameters only, no trainer state to "
+                                   f"resume from")
+    if state["optimizer"] != type(trainer.optimizer).__name__:
+        raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
+                                   f"not {type(trainer.optimizer).__name__}")
+    position = int(state.get("position", 0))
+    losses = arrays.get("epoch_losses")
+    if position and (losses is None or losses.shape != (position,)):
+        raise ckpt.CheckpointError(f"{path}: stopped {position} steps into an epoch but "
+                                   f"holds no matching epoch_losses")
+    ckpt.load_read(path, meta, arrays, trainer.network)  # the file is read once
+    opt_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
+                 if k.startswith("optimizer/")}
+    opt_state["iter"] = state["optimizer_iter"]
+    trainer.optimizer.load_state_dict(opt_state, trainer.network.params)
+    trainer.iteration = state["iteration"]
+    trainer.current_epoch = state["epoch"]
+    trainer.history = state["history"]
+    trainer.train_acc_list = state["train_acc_list"]
+    trainer.test_acc_list = state["test_acc_list"]
+    trainer.train_loss_list = arrays["train_loss_list"].tolist()
+    trainer.batches.rng.bit_generator.state = state["batch_rng"]
+    trainer.batches.epoch = state["batch_epoch"]
+    return position, losses

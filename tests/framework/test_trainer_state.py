@@ -1,0 +1,68 @@
+"""framework/trainer_state.py: a run's state in its checkpoint, and the files it refuses."""
+
+import numpy as np
+import pytest
+
+from framework import trainer_state
+from framework.checkpoint import CheckpointError
+from framework.optimizers import Momentum
+from tests.conftest import to_host
+from tests.framework.test_trainer import make_trainer
+
+
+def params_of(trainer):
+    return {k: to_host(v).copy() for k, v in trainer.network.params.items()}
+
+
+def assert_untouched(trainer, params):
+    assert trainer.iteration == 0 and trainer.current_epoch == 0 and trainer.train_loss_list == []
+    assert trainer._resume_position == 0
+    for key, value in params.items():
+        np.testing.assert_array_equal(to_host(trainer.network.params[key]), value, err_msg=key)
+
+
+def test_an_epoch_end_round_trip_restores_the_run(tmp_path):
+    path = str(tmp_path / "run.npz")
+    first = make_trainer(checkpoint=path, epochs=2)
+    first.train(epochs=1)
+    other = make_trainer(net_seed=7, epochs=2)
+    assert trainer_state.restore(other, path) == (0, None)
+    assert other.iteration == first.iteration == 20 and other.current_epoch == 1
+    assert other.train_loss_list == first.train_loss_list
+    assert other.history == first.history and other.test_acc_list == first.test_acc_list
+    assert other.batches.rng.bit_generator.state == first.batches.rng.bit_generator.state
+    for key, value in params_of(first).items():
+        np.testing.assert_array_equal(to_host(other.network.params[key]), value, err_msg=key)
+
+
+def test_a_file_of_parameters_only_is_refused_before_anything_changes(tmp_path):
+    path = str(tmp_path / "params.npz")
+    make_trainer().network.save_params(path)
+    trainer = make_trainer(net_seed=3)
+    before = params_of(trainer)
+    with pytest.raises(CheckpointError, match="holds parameters only, no trainer state"):
+        trainer_state.restore(trainer, path)
+    assert_untouched(trainer, before)
+
+
+def test_a_run_of_another_optimizer_is_refused_before_anything_changes(tmp_path):
+    path = str(tmp_path / "run.npz")
+    make_trainer(checkpoint=path, epochs=1).train()  # SGD
+    trainer = make_trainer(net_seed=3, optimizer=Momentum(lr=0.1))
+    before = params_of(trainer)
+    with pytest.raises(CheckpointError, match="was trained with SGD, not Momentum"):
+        trainer_state.restore(trainer, path)
+    assert_untouched(trainer, before)
+
+
+def test_an_interrupted_epoch_without_its_losses_is_refused_before_anything_changes(tmp_path):
+    path = str(tmp_path / "run.npz")
+    saver = make_trainer(epochs=2)
+    saver.batches.start_epoch()  # as the loop does before its steps
+    trainer_state.save(saver, path, position=5, epoch_losses=np.zeros(4, np.float32))
+    trainer = make_trainer(net_seed=3, epochs=2)
+    before = params_of(trainer)
+    with pytest.raises(CheckpointError, match="stopped 5 steps into an epoch but holds no "
+                                              "matching epoch_losses"):
+        trainer_state.restore(trainer, path)
+    assert_untouched(trainer, before)
