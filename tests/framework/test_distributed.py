@@ -198,7 +198,11 @@ def test_ranks_on_the_cpu_sum_in_host_memory(tmp_path):
 def test_ranks_sharing_one_gpu_train_what_one_trains_through_the_host(tmp_path, net):
     want, _ = job(tmp_path, net, backend="cupy")
     got, done = job(tmp_path, net, 2, backend="cupy", device="cuda:0")
-    assert "through the host: ranks 0 and 1 share one GPU" in done.stdout, done.stdout
+    # the first reason found: NCCL missing on a rank (CuPy finds no NCCL library), else
+    # the shared GPU
+    why = "rank 0: NCCL does not load" if distributed._nccl_unusable() else \
+        "ranks 0 and 1 share one GPU"
+    assert f"through the host: {why}" in done.stdout, done.stdout
     assert_same_run(got, want)
 
 
