@@ -5,10 +5,13 @@ module through the checkout and so hides a package or a kernel source the
 wheel forgot. Here the wheel is built as ``pip wheel .`` builds it, installed
 into a fresh virtual environment (its dependencies from the package index,
 as a user gets them), and used from an empty folder: ``python -m backends``,
-and a few training steps of SimpleConvNet on the compiled kernels, built
-into a fresh ``XPNET_CACHE_DIR``. About a minute.
+a few training steps of SimpleConvNet on the compiled kernels, built into a
+fresh ``XPNET_CACHE_DIR``, a user's tests on the installed pytest plugin, and
+a user's script data-parallel under the ``distributed`` extra's ``mpiexec``.
+About a minute on a fresh machine.
 """
 
+import ast
 import os
 import pathlib
 import shutil
@@ -17,6 +20,7 @@ import sys
 import venv
 import zipfile
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -43,8 +47,8 @@ print("losses:", len(trainer.train_loss_list), all(np.isfinite(trainer.train_los
 '''
 
 
-def run(args, **kwargs):
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+def run(args, timeout=600, **kwargs):
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kwargs)
     assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -79,18 +83,22 @@ def test_the_wheel_holds_every_package_and_kernel_source(wheel):
 
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory):
-    """A fresh virtual environment holding the wheel and pytest: its python."""
+    """A fresh virtual environment holding the wheel with its ``distributed`` extra
+    (mpi4py, MPICH's mpiexec) and pytest: its python."""
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     # without PYTHONPATH: a source tree on it (with its egg-info) would pass for the install
-    run([python, "-m", "pip", "install", "-q", str(wheel), "pytest"], env=outside_env())
+    run([python, "-m", "pip", "install", "-q", f"{wheel}[distributed]", "pytest"],
+        env=outside_env())
     return python
 
 
 def outside_env(**extra):
-    """The environment less what points into the source tree or picks a backend."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")}
+    """The environment less what points into the source tree, picks a backend or says
+    this process was started by an MPI launcher."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")
+           and not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
     env.update(extra)
     return env
 
@@ -131,3 +139,40 @@ def test_the_installed_pytest_plugin_gives_a_users_tests_their_fixtures(installe
                cwd=tmp_path, env=outside_env())
     assert "test_relu[numpy] PASSED" in done.stdout, done.stdout
     assert "test_relu[array_api_strict] SKIPPED" in done.stdout, done.stdout  # not installed
+
+
+PARALLEL = r'''
+import sys
+import numpy as np
+from framework import distributed
+from framework.trainer import Trainer
+from models import TwoLayerNet
+rng = np.random.default_rng(0)
+x = rng.random((60, 12))
+t = rng.integers(0, 3, 60)
+net = TwoLayerNet(12, 8, 3, seed=0, dtype="float64")
+trainer = Trainer(net, x, t, x[:20], t[:20], epochs=2, mini_batch_size=20, verbose=False, seed=0,
+                  optimizer="SGD", optimizer_param={"lr": 0.1})
+trainer.train()
+world = distributed.world()
+with open(f"{sys.argv[1]}.{world.rank}", "w") as f:  # a file a rank: mpiexec mixes their lines
+    f.write(repr([world.size, trainer.train_loss_list, trainer.test_acc_list]))
+'''
+
+
+def test_the_installed_extra_trains_data_parallel_under_its_mpiexec(installed, tmp_path):
+    """A user's own script with the Trainer, from outside the tree, under the mpiexec
+    that the ``distributed`` extra installed: 2 ranks give one process's run."""
+    mpiexec = installed.parent / "mpiexec"
+    assert mpiexec.exists(), "the distributed extra brought no mpiexec"
+    (tmp_path / "mine.py").write_text(PARALLEL)
+    env = outside_env(XPNET_BACKEND="numpy")
+    run([installed, "mine.py", "one"], cwd=tmp_path, env=env)
+    run([mpiexec, "-n", "2", installed, "mine.py", "two"], cwd=tmp_path, env=env, timeout=120)
+    size, losses, accuracies = ast.literal_eval((tmp_path / "one.0").read_text())
+    assert size == 1 and len(losses) == 6
+    for rank in range(2):
+        size, got_losses, got_accuracies = ast.literal_eval(
+            (tmp_path / f"two.{rank}").read_text())
+        assert size == 2 and got_accuracies == accuracies
+        np.testing.assert_allclose(got_losses, losses, rtol=1e-12)
