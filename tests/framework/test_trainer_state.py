@@ -35,34 +35,32 @@ def test_an_epoch_end_round_trip_restores_the_run(tmp_path):
         np.testing.assert_array_equal(to_host(other.network.params[key]), value, err_msg=key)
 
 
-def test_a_file_of_parameters_only_is_refused_before_anything_changes(tmp_path):
-    path = str(tmp_path / "params.npz")
+def parameters_only(path):
     make_trainer().network.save_params(path)
-    trainer = make_trainer(net_seed=3)
-    before = params_of(trainer)
-    with pytest.raises(CheckpointError, match="holds parameters only, no trainer state"):
-        trainer_state.restore(trainer, path)
-    assert_untouched(trainer, before)
 
 
-def test_a_run_of_another_optimizer_is_refused_before_anything_changes(tmp_path):
-    path = str(tmp_path / "run.npz")
-    make_trainer(checkpoint=path, epochs=1).train()  # SGD
-    trainer = make_trainer(net_seed=3, optimizer=Momentum(lr=0.1))
-    before = params_of(trainer)
-    with pytest.raises(CheckpointError, match="was trained with SGD, not Momentum"):
-        trainer_state.restore(trainer, path)
-    assert_untouched(trainer, before)
+def a_run_of_sgd(path):
+    make_trainer(checkpoint=path, epochs=1).train()
 
 
-def test_an_interrupted_epoch_without_its_losses_is_refused_before_anything_changes(tmp_path):
-    path = str(tmp_path / "run.npz")
+def an_epoch_stopped_at_5_with_4_losses(path):
     saver = make_trainer(epochs=2)
     saver.batches.start_epoch()  # as the loop does before its steps
     trainer_state.save(saver, path, position=5, epoch_losses=np.zeros(4, np.float32))
-    trainer = make_trainer(net_seed=3, epochs=2)
+
+
+@pytest.mark.parametrize("write, options, refusal", [
+    (parameters_only, {}, "holds parameters only, no trainer state"),
+    (a_run_of_sgd, {"optimizer": Momentum(lr=0.1)}, "was trained with SGD, not Momentum"),
+    (an_epoch_stopped_at_5_with_4_losses, {},
+     "stopped 5 steps into an epoch but holds no matching epoch_losses"),
+], ids=["parameters-only", "another-optimizer", "epoch-losses-missing"])
+def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
+                                                                      refusal):
+    path = str(tmp_path / "run.npz")
+    write(path)
+    trainer = make_trainer(net_seed=3, epochs=2, **options)
     before = params_of(trainer)
-    with pytest.raises(CheckpointError, match="stopped 5 steps into an epoch but holds no "
-                                              "matching epoch_losses"):
+    with pytest.raises(CheckpointError, match=refusal):
         trainer_state.restore(trainer, path)
     assert_untouched(trainer, before)
