@@ -29,4 +29,10 @@ done
 data=$(echo .gpu-pkgs/mpich-*.data/data)
 mv "$data/bin" "$data/lib" .gpu-pkgs/mpich/
 rm -rf .gpu-pkgs/mpich-*.data .gpu-pkgs/mpich/lib/libmpi_abi.so* .gpu-pkgs/mpich/lib/pkgconfig
+# mpi4py loads the build that matches the libmpi it finds: MPICH's, never Open MPI's
+rm -f .gpu-pkgs/mpi4py/MPI.openmpi.*.so
 du -sh .gpu-pkgs
+# what the GPU run carries beside the tree: the device tool takes 64 MiB in all
+total=$(du -cb .gpu-pkgs .gpu-data 2>/dev/null | tail -n 1 | awk '{print int($1 / 1048576)}')
+echo "to carry: ${total} MiB with .gpu-data (the device tool takes 64 MiB in all, the tree's 2 too)"
+[ "$total" -lt 61 ] || echo "warning: too much to carry; .gpu-data should hold only the IDX files" >&2

@@ -133,6 +133,8 @@ def _child_pools(ops, queue):
     queue.put(float(ops.relu(x)[0].sum()))
 
 
+# forking a process whose pool is running is the case under test (Python 3.12 warns of it)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_makes_its_own_threads(split):
     x = channel_major((8, 3, 6, 6))
     split.relu(x)  # the parent's pool now exists
