@@ -48,9 +48,9 @@ class Communicator:
         """The sum over the ranks of a Python int (a count of correct answers)."""
         return int(count)
 
-    def any(self, flag):
-        """Whether ``flag`` is true on any rank (every rank gets the same answer)."""
-        return bool(flag)
+    def largest(self, value):
+        """The largest of the ranks' Python ints (every rank gets the same answer)."""
+        return int(value)
 
     def same(self, values):
         """Whether every rank holds the same bytes in ``values`` (any array)."""
@@ -81,8 +81,8 @@ class MpiCommunicator(Communicator):
     def sum_count(self, count):
         return int(self.comm.allreduce(int(count), op=self.MPI.SUM))
 
-    def any(self, flag):
-        return bool(self.comm.allreduce(int(bool(flag)), op=self.MPI.MAX))
+    def largest(self, value):
+        return int(self.comm.allreduce(int(value), op=self.MPI.MAX))
 
     def same(self, values):
         import hashlib

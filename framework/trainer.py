@@ -266,14 +266,16 @@ class Trainer:
 
     def _stopping(self):
         """Whether to stop after this step: Ctrl-C or SIGTERM here, or (data-parallel) on
-        any rank, so that every rank stops after the same step."""
+        any rank, so that every rank stops after the same step. The ranks agree on the
+        signal too (SIGTERM over SIGINT where both came), so that every one reports and
+        exits alike, whichever rank a scheduler's signal reached."""
         if self.world.size == 1:
             return self._stop is not None
-        if self.communicator.any(self._stop is not None):
-            if self._stop is None:
-                self._stop = signal.SIGINT  # the signal reached another rank first
-            return True
-        return False
+        agreed = self.communicator.largest(self._stop or 0)
+        if agreed:
+            self._stop = agreed
+        # else leave it: a signal that came during the collective counts at the next step
+        return bool(agreed)
 
     def _accuracy(self, x, t):
         """``network.accuracy``; data-parallel: each rank counts its shard, the counts add."""

@@ -1,15 +1,17 @@
 """A data-parallel training run for tests/framework/test_distributed.py, started by mpiexec.
 
     mpiexec -n 3 python tests/framework/distributed_job.py NET OUT [--epochs E]
-        [--checkpoint PATH [--resume]] [--fail-at STEP [--die]] [--slow]
+        [--checkpoint PATH [--resume]] [--fail-at STEP [--die]] [--term-at STEP] [--slow]
 
 Trains NET (two-layer, dropout, batchnorm, simple-conv) in float64 with the
 Trainer on a fixed synthetic set and, on rank 0, writes the losses,
 accuracies, parameters and layer state to OUT (an .npz). Run with plain
 python it is the single-process reference. --fail-at raises on rank 1 at
-that step (--die: kills it with SIGKILL instead); --slow trains long enough
-to be interrupted; an interrupt prints the resume line on rank 0 and exits
-130 (SIGINT) or 143 (SIGTERM).
+that step (--die: kills it with SIGKILL instead); --term-at sends the last
+rank a SIGTERM during that step (as a scheduler would), so the others learn of
+it from the ranks' agreement; --slow trains long enough to be interrupted;
+an interrupt prints the resume line on rank 0 and exits 130 (SIGINT) or 143
+(SIGTERM).
 """
 
 import argparse
@@ -56,6 +58,7 @@ def main():
     p.add_argument("--fail-at", type=int)
     p.add_argument("--slow", action="store_true")
     p.add_argument("--die", action="store_true", help="with --fail-at: SIGKILL rank 1 instead")
+    p.add_argument("--term-at", type=int)
     args = p.parse_args()
     make, shape = NETS[args.net]
     rng = np.random.default_rng(0)
@@ -78,6 +81,15 @@ def main():
                 raise RuntimeError(f"a deliberate failure at step {count[0]}")
             return real(xb, tb)
         trainer.train_step = failing
+    if args.term_at:
+        real_step, steps_here = trainer.train_step, [0]
+
+        def signalled(xb, tb):
+            steps_here[0] += 1
+            if steps_here[0] == args.term_at and world.rank == world.size - 1:
+                os.kill(os.getpid(), signal.SIGTERM)  # noted; the step still runs
+            return real_step(xb, tb)
+        trainer.train_step = signalled
     seen = []  # the batch sizes this rank's gradient saw: its shards only
     gradient = trainer.network.gradient
 

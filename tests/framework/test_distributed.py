@@ -85,7 +85,7 @@ def assert_same_run(got, want):
 def test_a_plain_process_is_a_world_of_one():
     w = distributed.world({})
     assert (w.rank, w.size, w.local_rank, w.is_root) == (0, 1, 0, True)
-    assert w.communicator.any(False) is False and w.communicator.any(True) is True
+    assert w.communicator.largest(0) == 0 and w.communicator.largest(15) == 15
     assert distributed.world({"PMI_SIZE": "1", "PMI_RANK": "0"}).size == 1
 
 
@@ -129,6 +129,25 @@ def test_a_checkpoint_from_two_ranks_resumes_on_three_as_an_uninterrupted_run(tm
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run.npz"]
     got, _ = job(tmp_path, "dropout", 3, "--epochs", "3", "--checkpoint", str(path), "--resume",
                  name="resumed")
+    assert_same_run(got, want)
+
+
+@needs_mpi
+@pytest.mark.parametrize("before, after", [(2, None), (3, 2)])
+def test_a_run_stopped_mid_epoch_resumes_on_another_world_as_an_uninterrupted_run(
+        tmp_path, before, after):
+    """SIGTERM to the last rank during step 7 (of 5-step epochs): every rank stops after
+    it, rank 0 writes the mid-epoch checkpoint, and the run resumed on another number of
+    processes (None: a plain one) ends as one never stopped."""
+    want, _ = job(tmp_path, "dropout", None, "--epochs", "3", name="full")
+    path = tmp_path / "run.npz"
+    _, stopped = job(tmp_path, "dropout", before, "--epochs", "3", "--checkpoint", str(path),
+                     "--term-at", "7", check=False, name="stopped")
+    assert stopped.returncode == 143, stopped.stdout + stopped.stderr
+    assert stopped.stdout.count("training interrupted by SIGTERM after step 7 of 15") == 1, \
+        stopped.stdout
+    got, _ = job(tmp_path, "dropout", after, "--epochs", "3", "--checkpoint", str(path),
+                 "--resume", name="resumed")
     assert_same_run(got, want)
 
 
