@@ -132,6 +132,7 @@ class Trainer:
         self.final_test_acc = None
         self._stop = None  # the signal that asked the loop to stop, if one did
         self._resume_position, self._resume_losses = 0, None
+        self._checkpoint_holds = None  # what the checkpoint file holds now, in words
         if resume:
             if checkpoint is None:
                 raise ValueError("Trainer: resume=True needs checkpoint=PATH")
@@ -290,8 +291,14 @@ class Trainer:
         values = backends.to_numpy(losses[start:stop])
         bad = next(i for i, v in enumerate(values.tolist()) if not math.isfinite(v))
         step = self.iteration + start + bad + 1
-        where = (f"; the last good checkpoint, {self.checkpoint} (after epoch "
-                 f"{self.current_epoch}), was left as it was" if self.checkpoint else "")
+        if not self.checkpoint:
+            where = ""
+        elif self._checkpoint_holds:
+            where = (f"; the last good checkpoint, {self.checkpoint} ({self._checkpoint_holds}), "
+                     f"was left as it was")
+        else:
+            where = (f"; no checkpoint had been written yet ({self.checkpoint} is written at "
+                     f"each epoch's end)")
         # The data were checked at the door, so the cause is in the run: tell a
         # divergence (parameters gone non-finite) from an overflow in the forward pass.
         params = self.network.params
@@ -355,8 +362,11 @@ class Trainer:
 
     def _save(self, path, position=0, epoch_losses=None):
         trainer_state.save(self, path, position, epoch_losses)
+        self._checkpoint_holds = f"after epoch {self.current_epoch}" + \
+            (f" and {position} steps" if position else "")
 
     def _restore(self, path):
         position, losses = trainer_state.restore(self, path)
+        self._checkpoint_holds = "the run as it was resumed"
         self.step_mode, self._step = None, None  # new state arrays: record again
         self._resume_position, self._resume_losses = position, losses

@@ -172,7 +172,9 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     start = time.perf_counter()
     try:
         trainer.train()
-    except (FloatingPointError, ValueError, CheckpointError) as e:
+    except FloatingPointError as e:  # the global batch's loss: every rank stops here alike
+        parser.exit(1, f"error: {e}\n" if trainer.world.is_root else None)
+    except (ValueError, CheckpointError) as e:
         parser.exit(1, f"error: {e}\n")
     seconds = time.perf_counter() - start  # train() ends on a host read: the GPU is done
     evaluations = trainer.current_epoch - first_epoch

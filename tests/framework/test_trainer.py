@@ -177,8 +177,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(backend, tmp_path):
     msg = str(info.value)
     step = int(re.search(r"at step (\d+) of 60 \(epoch 2\)", msg).group(1))
     assert 21 <= step <= 40
-    assert "left as it was" in msg and "learning rate" in msg
+    assert f"the last good checkpoint, {path} (after epoch 1), was left as it was" in msg
+    assert "learning rate" in msg
     assert hashlib.md5(path.read_bytes()).hexdigest() == saved["digest"]
+
+
+def test_nan_loss_before_the_first_checkpoint_says_none_was_written(backend, tmp_path):
+    path = tmp_path / "run.npz"
+    trainer = make_trainer(checkpoint=str(path), optimizer_param={"lr": 1e30}, epochs=2)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    assert f"; no checkpoint had been written yet ({path} is written at each epoch's end)" \
+        in str(info.value)
+    assert not path.exists()
 
 
 @pytest.mark.parametrize("verbose", [False, True])

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -221,3 +222,25 @@ def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path
                        "--batch-size", "3", "--save", str(ckpt), "--resume", "--quiet",
                        env=synthetic_data_env(tmp_path))
     assert f"resumed from {ckpt} at step " in again and "final test acc" in again
+
+
+MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+           or shutil.which("mpiexec"))
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec here (the test extra brings MPICH's)")
+def test_a_diverged_data_parallel_run_says_so_once(tmp_path):
+    """Every rank meets the same global loss and stops at the same step; rank 0 alone
+    says so, and says that no checkpoint had been written yet."""
+    pytest.importorskip("mpi4py")
+    env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    env = {k: v for k, v in env.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable,
+                           os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
+                           "numpy", "--iters", "30", "--batch-size", "10", "--lr", "1e30",
+                           "--save", str(tmp_path / "run.npz")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("error: Trainer: the loss became nan at step") == 1, done.stderr
+    assert "no checkpoint had been written yet" in done.stderr
+    assert "Traceback" not in done.stderr
