@@ -111,6 +111,7 @@ def save(fig, path, plt):
 def print_loss_table(curves, iters, every=500, window=100):
     """Each curve's mean loss over the ``window`` steps up to every ``every``-th step."""
     marks = sorted({min(iters, m) for m in range(every, iters + 1, every)} | {iters})
+    window = min(window, marks[0])  # a short run: every mean over as many steps as said
     print(f"mean loss of the {window} steps up to step".ljust(38)
           + "".join(f"{m:>8}" for m in marks))
     for name, losses in curves.items():

@@ -124,6 +124,8 @@ def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
         assert is_png(tmp_path / "figure-histograms.png")
         assert out.count("histogram ") == 6
     if script == "optimizer_compare.py":
+        # 20 steps: each mean is over those 20, and the header says so (it said 100)
+        assert "mean loss of the 20 steps up to step" in out, out
         for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"):
             assert re.search(rf"^  {name} +\d", out, re.M), name
 
