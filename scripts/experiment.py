@@ -12,6 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
+from framework import distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
@@ -72,17 +73,31 @@ def batches_of(x, t, batch_size, backend):
 
 def train_losses(network, optimizer, batches, iters, seed):
     """The book's loop: ``iters`` steps on batches drawn with replacement (the same draws
-    for the same ``seed``); the per-step losses as floats, read from the device at the end."""
+    for the same ``seed``); the per-step losses as floats, read from the device at the end.
+
+    Under ``mpiexec`` it is data-parallel as the Trainer is: every rank draws the same
+    batches, computes the gradient of its shard, and the ranks' parts are summed
+    (:func:`framework.steps.parallel_train_step`), so N ranks draw one process's curves.
+    """
+    world = distributed.world()
+    if world.size > 1:
+        communicator, _ = world.communicator_for(batches.backend)
+
+        def step(x, t):
+            return steps.parallel_train_step(network, optimizer, x, t, world.shard(x.shape[0]),
+                                             communicator.sum_flat)
+    else:
+        def step(x, t):
+            return steps.train_step(network, optimizer, x, t)
     batches.rng = backends.host_rng(seed)
     losses = batches.xp.empty(iters, dtype=network.dtype)
     i = 0
-    while i < iters:
-        order = batches.start_epoch()
-        for j in range(min(len(batches), iters - i)):
-            grads = network.gradient(*batches.batch(order, j))
-            optimizer.update(network.params, grads)
-            losses[i] = network.last_loss
-            i += 1
+    with distributed.abort_on_error(world), backends.cpu_share():
+        while i < iters:
+            order = batches.start_epoch()
+            for j in range(min(len(batches), iters - i)):
+                losses[i] = step(*batches.batch(order, j))
+                i += 1
     return backends.to_numpy(losses).tolist()
 
 
@@ -99,10 +114,12 @@ def smooth_curve(values, window=11):
 
 
 def save(fig, path, plt):
-    """Write ``fig`` to ``path`` as a PNG, atomically, and close it."""
+    """Write ``fig`` to ``path`` as a PNG, atomically, and close it; under ``mpiexec``
+    rank 0 writes it (every rank drew the same figure)."""
     try:
-        with atomic_open(path) as f:
-            fig.savefig(f, dpi=100, format="png")
+        if distributed.world().is_root:
+            with atomic_open(path) as f:
+                fig.savefig(f, dpi=100, format="png")
     finally:
         plt.close(fig)
     print(f"figure: {path}")

@@ -246,3 +246,49 @@ def test_a_diverged_data_parallel_run_says_so_once(tmp_path):
     assert done.stderr.count("error: Trainer: the loss became nan at step") == 1, done.stderr
     assert "no checkpoint had been written yet" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+LOSS_CURVE = r'''
+import os, sys
+sys.path.insert(0, os.path.join(sys.argv[1], "scripts"))
+import numpy as np
+import backends
+from experiment import batches_of, train_losses
+from framework import distributed
+from framework.optimizers import Momentum
+from models import TwoLayerNet
+rng = np.random.default_rng(0)
+x, t = rng.random((40, 12)), rng.integers(0, 3, 40)
+net = TwoLayerNet(12, 7, 3, seed=1, weight_init_std=0.5, dtype="float64")
+seen = set()  # the batch sizes this rank's gradient saw
+gradient = net.gradient
+def recording(x, t, share=1):
+    seen.add(int(x.shape[0]))
+    return gradient(x, t, share)
+net.gradient = recording
+losses = train_losses(net, Momentum(lr=0.1), batches_of(x, t, 10, backends.current()), 12, seed=3)
+with open(f"{sys.argv[2]}.{distributed.world().rank}", "w") as f:
+    f.write(repr([losses, sorted(seen)]))
+'''
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec here (the test extra brings MPICH's)")
+def test_the_experiments_loop_is_data_parallel_under_mpiexec(tmp_path):
+    """Chapter 6's comparison loop (optimizer_compare, weight_init_compare) under
+    ``mpiexec -n 3``: every rank records one process's losses (float64, to 1e-12)."""
+    pytest.importorskip("mpi4py")
+    import ast
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env.update(PYTHONPATH=ROOT, XPNET_BACKEND="numpy")
+    probe = tmp_path / "probe.py"
+    probe.write_text(LOSS_CURVE)
+    for command, name in (([], "one"), ([MPIEXEC, "-n", "3"], "three")):
+        done = subprocess.run(command + [sys.executable, str(probe), ROOT, name],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+    want, sizes = ast.literal_eval((tmp_path / "one.0").read_text())
+    assert len(want) == 12 and sizes == [10]
+    for rank, shard in enumerate([3, 3, 4]):  # 10 on 3 ranks; each its shard alone
+        got, sizes = ast.literal_eval((tmp_path / f"three.{rank}").read_text())
+        assert sizes == [shard], rank
+        assert got == pytest.approx(want, rel=1e-12), rank
