@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
+from framework import distributed  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
@@ -49,8 +50,9 @@ def draw(rows, path, labels):
     fig.suptitle("first-layer filters (darker = larger weight)", fontsize=9)
     fig.tight_layout()
     try:
-        with atomic_open(path) as f:
-            fig.savefig(f, dpi=100, format="png")
+        if distributed.world().is_root:  # under mpiexec every rank drew the same figure
+            with atomic_open(path) as f:
+                fig.savefig(f, dpi=100, format="png")
     finally:
         plt.close(fig)
 
