@@ -122,6 +122,17 @@ def test_n_processes_train_what_one_trains(tmp_path, net, ranks):
 
 
 @needs_mpi
+@pytest.mark.parametrize("net", ["dropout", "batchnorm"])
+def test_three_processes_stay_with_one_over_many_steps(tmp_path, net):
+    """200 steps (40 epochs of 5): the rank-order sum's rounding does not drift apart
+    from one process's (float64, 1e-9)."""
+    want, _ = job(tmp_path, net, None, "--epochs", "40")
+    got, _ = job(tmp_path, net, 3, "--epochs", "40")
+    assert len(want["losses"]) == 200
+    assert_same_run(got, want)
+
+
+@needs_mpi
 def test_a_checkpoint_from_two_ranks_resumes_on_three_as_an_uninterrupted_run(tmp_path):
     want, _ = job(tmp_path, "dropout", None, "--epochs", "3", name="full")
     path = tmp_path / "run.npz"
