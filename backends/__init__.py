@@ -184,7 +184,9 @@ def _make(name, source, device=None, device_source=DEVICE_ENV_VAR):
         xp = library.load()
     except namespaces.Unusable as e:
         install = namespaces.INSTALL.get(name, "")
-        hint = "" if "pip install" in str(e) or not install else f"; to install it: {install}"
+        # installing is the remedy only where the library is missing (not a GPU or driver)
+        hint = f"; to install it: {install}" if e.missing and install and \
+            "pip install" not in str(e) else ""
         raise RuntimeError(f"{source}={name}, but that backend cannot be used: {e}{hint}; or "
                            f"run on the CPU with {ENV_VAR}=numpy") from None
     try:

@@ -28,7 +28,12 @@ MIN_TORCH = (2, 1)
 
 
 class Unusable(RuntimeError):
-    """A library or device that cannot be used here; the message says why and what to do."""
+    """A library or device that cannot be used here; the message says why and what to do.
+    ``missing``: the library is not installed (so installing it is the remedy)."""
+
+    def __init__(self, message, missing=False):
+        super().__init__(message)
+        self.missing = missing
 
 
 def _launched_gpu(count, library):
@@ -55,13 +60,14 @@ class Library:
         if self._probe is None:
             try:
                 self._probe = (self._load(), None)
-            except Unusable as e:
-                self._probe = (None, str(e))
+            except Unusable as e:  # kept without its traceback
+                self._probe = (None, Unusable(str(e), e.missing))
             except Exception as e:  # a broken install fails in its own ways
-                self._probe = (None, f"{self.name} failed to import ({type(e).__name__}: {e})")
+                self._probe = (None, Unusable(f"{self.name} failed to import "
+                                              f"({type(e).__name__}: {e})"))
         namespace, why = self._probe
         if namespace is None:
-            raise Unusable(why)
+            raise Unusable(str(why), why.missing)
         return namespace
 
     def usable(self):
@@ -105,7 +111,7 @@ class CupyLibrary(Library):
             import cupy
         except Exception as e:  # ImportError, or a broken CUDA install
             raise Unusable(f"CuPy is not installed or failed to import "
-                           f"({type(e).__name__}: {e})") from None
+                           f"({type(e).__name__}: {e})", missing=True) from None
         try:
             ok = cupy.is_available()
             if ok:
