@@ -47,6 +47,8 @@ class Trainer:
         :attr:`step_mode` says which ran and why. The graph bakes in the
         optimizer's numbers: one changed between epochs (a learning-rate
         schedule in a callback) is seen, and the step is recorded again.
+        Data-parallel (under ``mpiexec``) the step is never recorded: ``'auto'``
+        runs it eagerly, ``True`` is an error.
 
     The data is sent to the network's backend once. The step loop never
     waits for the GPU: each step's loss (from the forward pass of
@@ -85,6 +87,10 @@ class Trainer:
                 raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
         self.network = network
         self.world = distributed.world()
+        if self.world.size > 1 and graph is True:
+            raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: a "
+                             f"data-parallel step ({self.world.size} processes) is not "
+                             f"recorded; graph='auto' or False runs it eagerly")
         if self.world.size > 1 and int(mini_batch_size) < self.world.size:
             raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
                              f"and must give each of the {self.world.size} processes a sample")

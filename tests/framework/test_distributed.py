@@ -98,6 +98,18 @@ def test_shards_differ_by_at_most_one_in_rank_order():
     assert sizes == [(0, 16), (16, 33), (33, 50)]  # 16, 17, 17: cover 50 once, in order
 
 
+def test_a_graph_demanded_data_parallel_is_refused_before_training(monkeypatch):
+    """``graph=True`` means the graph or an error: a data-parallel step is not recorded."""
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    monkeypatch.setattr(distributed, "_world",
+                        distributed.World(0, 2, 0, distributed.Communicator()))
+    x, t = np.zeros((20, 4), np.float32), np.zeros(20, np.int64)
+    with pytest.raises(ValueError, match=r"graph=True, but the step cannot be a CUDA graph: "
+                                         r"a data-parallel step \(2 processes\)"):
+        Trainer(TwoLayerNet(4, 3, 2), x, t, x, t, mini_batch_size=10, graph=True)
+
+
 def test_a_launcher_without_mpi4py_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(RuntimeError, match="started by an MPI launcher with 2 processes, but "
