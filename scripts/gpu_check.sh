@@ -68,7 +68,9 @@ STARTED=$(date +%s)
 
 if [ $DRY = 1 ]; then
   BACKEND=numpy ITERS=300 BENCH_ARGS="--smoke"
-  TEST_ARGS="--deselect tests/scripts/test_benchmark.py --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
+  # the GPU run's selection, so that a dry run under its Python (PYTHON=python3.12) sees
+  # what it will
+  TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
   CONV_ARGS="--iters 20"
 else
   # 2 rounds (3 ran past 190 s on the H200 on 2026-12-04), short pauses, the book's size only (DeZero's 1000:100 is in earlier

@@ -48,6 +48,21 @@ def sigint_as_at_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def child_env(**extra):
+    """The environment for a child process the tests start, under ``mpiexec`` or not:
+    no launcher's variables (which would make it a rank of this process's job), the
+    tree first on PYTHONPATH and what else it held (packages unpacked beside the tree,
+    as on the GPU machine) kept, made absolute, since children start in folders of
+    their own; then ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_LOCAL"))}
+    inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                 if p]
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, *inherited])
+    env.update(extra)
+    return env
+
+
 def to_host(x):
     return backends.to_numpy(x)
 

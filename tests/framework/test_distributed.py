@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from framework import distributed
-from tests.conftest import ROOT, sigint_as_at_a_terminal
+from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal
 
 JOB = os.path.join(ROOT, "tests", "framework", "distributed_job.py")
 MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
@@ -48,14 +48,8 @@ needs_gpu = pytest.mark.skipif(GPUS < 1, reason="no CuPy GPU here")
 
 
 def env(backend="numpy", device=None):
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("PMI_", "OMPI_", "PMIX_", "XPNET_DEVICE"))}
-    # the tree first; what else PYTHONPATH held (packages unpacked beside it) stays, made
-    # absolute: the ranks start in the test's own folder
-    inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                 if p]
-    clean["PYTHONPATH"] = os.pathsep.join([ROOT, *inherited])
-    clean["XPNET_BACKEND"] = backend
+    clean = child_env(XPNET_BACKEND=backend)
+    clean.pop("XPNET_DEVICE", None)
     if device:
         clean["XPNET_DEVICE"] = device
     return clean

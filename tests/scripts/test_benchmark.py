@@ -8,7 +8,7 @@ import sys
 
 import backends
 from backends.host import build as cpu_kernels
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 from tests.framework.test_distributed import needs_mpi
 
 
@@ -107,8 +107,7 @@ def test_distributed_benchmark_times_one_process_against_ranks(tmp_path):
     """scripts/benchmark/distributed.py under a real mpiexec: every run's row, the sum's
     size, and the ranks' row saying where the gradients were summed."""
     out_file = tmp_path / "distributed.md"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    env.update(PYTHONPATH=ROOT, XPNET_BACKEND="numpy")
+    env = child_env(XPNET_BACKEND="numpy")
     r = subprocess.run([sys.executable, "-m", "scripts.benchmark.distributed", "--model",
                         "two-layer", "--rounds", "1", "--windows", "1", "--steps", "3",
                         "--sums", "2", "--pause", "0", "--out", str(out_file)],

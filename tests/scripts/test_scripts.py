@@ -12,7 +12,7 @@ import pytest
 
 from tests.framework.idx_files import dataset_files, write_files
 
-from tests.conftest import ROOT, sigint_as_at_a_terminal
+from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal
 
 
 def run_script(name, *args, env=None, timeout=300):
@@ -235,8 +235,7 @@ def test_a_diverged_data_parallel_run_says_so_once(tmp_path):
     """Every rank meets the same global loss and stops at the same step; rank 0 alone
     says so, and says that no checkpoint had been written yet."""
     pytest.importorskip("mpi4py")
-    env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
-    env = {k: v for k, v in env.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env = child_env(**synthetic_data_env(tmp_path))
     done = subprocess.run([MPIEXEC, "-n", "2", sys.executable,
                            os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
                            "numpy", "--iters", "30", "--batch-size", "10", "--lr", "1e30",
@@ -278,8 +277,7 @@ def test_the_experiments_loop_is_data_parallel_under_mpiexec(tmp_path):
     ``mpiexec -n 3``: every rank records one process's losses (float64, to 1e-12)."""
     pytest.importorskip("mpi4py")
     import ast
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
-    env.update(PYTHONPATH=ROOT, XPNET_BACKEND="numpy")
+    env = child_env(XPNET_BACKEND="numpy")
     probe = tmp_path / "probe.py"
     probe.write_text(LOSS_CURVE)
     for command, name in (([], "one"), ([MPIEXEC, "-n", "3"], "three")):
