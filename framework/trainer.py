@@ -7,7 +7,6 @@ SIGTERM stop it, :mod:`framework.interrupts`'.
 import contextlib
 import math
 import os
-import signal
 import time
 
 import backends
