@@ -56,6 +56,14 @@ class Communicator:
         """Whether every rank holds the same bytes in ``values`` (any array)."""
         return True
 
+    def broadcast(self, value):
+        """Rank 0's ``value`` (a picklable Python value), on every rank."""
+        return value
+
+    def broadcast_arrays(self, arrays):
+        """Rank 0's values of ``arrays`` (name -> array, any backend) copied into every
+        rank's arrays, in place."""
+
     def barrier(self):
         pass
 
@@ -88,6 +96,16 @@ class MpiCommunicator(Communicator):
         import hashlib
         digest = hashlib.sha256(buffers.host_buffer(values).tobytes())
         return len(set(self.comm.allgather(digest.hexdigest()))) == 1
+
+    def broadcast(self, value):
+        return self.comm.bcast(value, root=0)
+
+    def broadcast_arrays(self, arrays):
+        for a in arrays.values():  # every rank names the same arrays in the same order
+            host = buffers.host_buffer(a)  # a itself for a C-ordered NumPy array
+            self.comm.Bcast(host, root=0)
+            if host is not a:
+                a[...] = backends.backend_of(a).asarray(host, dtype=a.dtype)
 
     def barrier(self):
         self.comm.Barrier()

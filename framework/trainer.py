@@ -102,6 +102,8 @@ class Trainer:
         self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
         if self._on_host:
             backends.tune_host_allocator()  # steady step times; see its docstring
+        if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
+            seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
         self.optimizer = get_optimizer(optimizer, optimizer_param)
         self.verbose = verbose and self.world.is_root  # one progress bar, one report
         num_classes = network.config().get("output_size") if hasattr(network, "config") else None
@@ -143,6 +145,13 @@ class Trainer:
                 raise ValueError("Trainer: resume=True needs checkpoint=PATH")
             if os.path.exists(checkpoint):
                 self._restore(checkpoint)
+        if self.world.size > 1:
+            # every rank starts from rank 0's parameters and layer state, as DDP and Horovod
+            # broadcast them: a network built without a seed draws its own on each rank
+            state = network.state() if hasattr(network, "state") else {}
+            self.communicator.broadcast_arrays({**{f"param/{k}": v for k, v in
+                                                   network.params.items()},
+                                                **{f"state/{k}": v for k, v in state.items()}})
 
     # --- the loop ----------------------------------------------------------------
 

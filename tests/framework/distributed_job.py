@@ -59,15 +59,21 @@ def main():
     p.add_argument("--slow", action="store_true")
     p.add_argument("--die", action="store_true", help="with --fail-at: SIGKILL rank 1 instead")
     p.add_argument("--term-at", type=int)
+    p.add_argument("--unseeded", action="store_true",
+                   help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
     make, shape = NETS[args.net]
     rng = np.random.default_rng(0)
     n = 4000 if args.slow else 50
     x, t = rng.standard_normal((n,) + shape), rng.integers(0, 3, n)
     world = distributed.world()
-    trainer = Trainer(make(), x, t, x[:13], t[:13], epochs=200 if args.slow else args.epochs,
+    network = make()
+    if args.unseeded:  # weights (and dropout's keys) from this process's own entropy
+        network = type(network)(**network.config(), dtype="float64", seed=None)
+    trainer = Trainer(network, x, t, x[:13], t[:13], epochs=200 if args.slow else args.epochs,
                       mini_batch_size=10, **OPTIMIZER.get(args.net, ADAM),
-                      verbose=False, seed=5, checkpoint=args.checkpoint, resume=args.resume,
+                      verbose=False, seed=None if args.unseeded else 5,
+                      checkpoint=args.checkpoint, resume=args.resume,
                       check_replicas=True,
                       graph=False)  # on a GPU the reference takes the eager step as the ranks do
     if args.fail_at:
@@ -90,6 +96,14 @@ def main():
                 os.kill(os.getpid(), signal.SIGTERM)  # noted; the step still runs
             return real_step(xb, tb)
         trainer.train_step = signalled
+    orders = []  # this rank's epoch orders, to compare with the other ranks'
+    start_epoch = trainer.batches.start_epoch
+
+    def recording_order():
+        order = start_epoch()
+        orders.append(to_numpy(order).tolist() if order is not None else None)
+        return order
+    trainer.batches.start_epoch = recording_order
     seen = []  # the batch sizes this rank's gradient saw: its shards only
     gradient = trainer.network.gradient
 
@@ -107,6 +121,8 @@ def main():
         sys.exit(128 + stop.signum)
     with open(f"{args.out}.rank{world.rank}", "w") as f:
         f.write(" ".join(map(str, sorted(set(seen)))))
+    with open(f"{args.out}.orders{world.rank}", "w") as f:
+        f.write(repr(orders))
     if world.is_root:
         print(f"step: {trainer.step_mode}", flush=True)
         np.savez(args.out, losses=np.asarray(trainer.train_loss_list),

@@ -8,6 +8,7 @@ float64 with the same job run as one plain process. Every run checks at
 each epoch end that all ranks hold the same parameters.
 """
 
+import ast
 import os
 import shutil
 import signal
@@ -125,6 +126,20 @@ def test_n_processes_train_what_one_trains(tmp_path, net, ranks):
     shards = [(tmp_path / f"{out.name}.rank{r}").read_text() for r in range(ranks)]
     # each rank's gradient ran on its shard of the batch of 10 only
     assert shards == (["5", "5"] if ranks == 2 else ["3", "3", "4"])
+
+
+@needs_mpi
+@pytest.mark.parametrize("net", ["dropout", "batchnorm"])
+def test_without_seeds_every_rank_trains_rank_0s_run(tmp_path, net):
+    """A network and a Trainer made without seeds draw weights, dropout's keys and the
+    batch order from each process's own entropy: the ranks start from rank 0's (as DDP
+    and Horovod broadcast them) and draw its order, so they stay one run (the job checks
+    the parameters at every epoch end, check_replicas)."""
+    out = tmp_path / "unseeded-3.npz"
+    job(tmp_path, net, 3, "--unseeded", "--epochs", "3", name="unseeded")
+    orders = [ast.literal_eval((tmp_path / f"{out.name}.orders{r}").read_text())
+              for r in range(3)]
+    assert len(orders[0]) == 3 and orders[1] == orders[0] and orders[2] == orders[0]
 
 
 @needs_mpi
