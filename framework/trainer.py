@@ -84,7 +84,6 @@ class Trainer:
                                                number >= low)):
                 bound = "above 0" if name == "epochs" else f"at least {low}"
                 raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
-        self.network = network
         self.world = distributed.world()
         if self.world.size > 1 and graph is True:
             raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: a "
@@ -93,65 +92,71 @@ class Trainer:
         if self.world.size > 1 and int(mini_batch_size) < self.world.size:
             raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
                              f"and must give each of the {self.world.size} processes a sample")
-        self.sync_batchnorm = bool(sync_batchnorm)
-        self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
-        self.backend = backends.backend_of(next(iter(network.params.values())))
-        # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
-        # ``communication`` says in words where the gradients are summed, and why
-        self.communicator, self.communication = self.world.communicator_for(self.backend)
-        self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
-        if self._on_host:
-            backends.tune_host_allocator()  # steady step times; see its docstring
-        if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
-            seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
-        self.optimizer = get_optimizer(optimizer, optimizer_param)
-        self.verbose = verbose and self.world.is_root  # one progress bar, one report
-        num_classes = network.config().get("output_size") if hasattr(network, "config") else None
-        self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
-                                     shuffle=(sampling == "epoch"),
-                                     replacement=(sampling == "choice"), seed=seed,
-                                     backend=self.backend, dtype=network.dtype,
-                                     num_classes=num_classes)
-        check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
-        self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
-        self.t_test = self.backend.asarray(t_test)
-        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
-        self.iter_per_epoch = len(self.batches)
-        self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
-        if self.max_iter < 1:
-            raise ValueError(f"Trainer: nothing to train (iters={iters}, epochs={epochs})")
-        self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
-        self.checkpoint = checkpoint
-        self.callbacks = list(callbacks)
-        self.refresh_seconds = refresh_seconds
-        self.graph = graph
-        self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
-        self.graph_seconds = None  # time spent recording the graph (kernel builds included)
-        self._step = None  # the step object (framework.steps), made when training starts
+        # data-parallel: an error on one rank from here on must end the job, not leave the
+        # others waiting in a collective (the broadcasts below, the first gradient sum)
+        with distributed.abort_on_error(self.world):
+            self.network = network
+            self.sync_batchnorm = bool(sync_batchnorm)
+            self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
+            self.backend = backends.backend_of(next(iter(network.params.values())))
+            # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
+            # ``communication`` says in words where the gradients are summed, and why
+            self.communicator, self.communication = self.world.communicator_for(self.backend)
+            self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
+            if self._on_host:
+                backends.tune_host_allocator()  # steady step times; see its docstring
+            if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
+                seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
+            self.optimizer = get_optimizer(optimizer, optimizer_param)
+            self.verbose = verbose and self.world.is_root  # one progress bar, one report
+            num_classes = (network.config().get("output_size") if hasattr(network, "config")
+                           else None)
+            self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
+                                         shuffle=(sampling == "epoch"),
+                                         replacement=(sampling == "choice"), seed=seed,
+                                         backend=self.backend, dtype=network.dtype,
+                                         num_classes=num_classes)
+            check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
+            self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
+            self.t_test = self.backend.asarray(t_test)
+            self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+            self.iter_per_epoch = len(self.batches)
+            self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
+            if self.max_iter < 1:
+                raise ValueError(f"Trainer: nothing to train (iters={iters}, epochs={epochs})")
+            self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
+            self.checkpoint = checkpoint
+            self.callbacks = list(callbacks)
+            self.refresh_seconds = refresh_seconds
+            self.graph = graph
+            self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
+            self.graph_seconds = None  # time spent recording the graph (kernel builds included)
+            self._step = None  # the step object (framework.steps), made when training starts
 
-        self.iteration = 0
-        self.current_epoch = 0
-        self.train_loss_list = []
-        self.train_acc_list = []
-        self.test_acc_list = []
-        self.history = {"epoch": [], "iteration": [], "loss": [], "train_acc": [],
-                        "test_acc": [], "seconds": []}
-        self.final_test_acc = None
-        self._stop = None  # the signal that asked the loop to stop, if one did
-        self._resume_position, self._resume_losses = 0, None
-        self._checkpoint_holds = None  # what the checkpoint file holds now, in words
-        if resume:
-            if checkpoint is None:
-                raise ValueError("Trainer: resume=True needs checkpoint=PATH")
-            if os.path.exists(checkpoint):
-                self._restore(checkpoint)
-        if self.world.size > 1:
-            # every rank starts from rank 0's parameters and layer state, as DDP and Horovod
-            # broadcast them: a network built without a seed draws its own on each rank
-            state = network.state() if hasattr(network, "state") else {}
-            self.communicator.broadcast_arrays({**{f"param/{k}": v for k, v in
-                                                   network.params.items()},
-                                                **{f"state/{k}": v for k, v in state.items()}})
+            self.iteration = 0
+            self.current_epoch = 0
+            self.train_loss_list = []
+            self.train_acc_list = []
+            self.test_acc_list = []
+            self.history = {"epoch": [], "iteration": [], "loss": [], "train_acc": [],
+                            "test_acc": [], "seconds": []}
+            self.final_test_acc = None
+            self._stop = None  # the signal that asked the loop to stop, if one did
+            self._resume_position, self._resume_losses = 0, None
+            self._checkpoint_holds = None  # what the checkpoint file holds now, in words
+            if resume:
+                if checkpoint is None:
+                    raise ValueError("Trainer: resume=True needs checkpoint=PATH")
+                if os.path.exists(checkpoint):
+                    self._restore(checkpoint)
+            if self.world.size > 1:
+                # every rank starts from rank 0's parameters and layer state, as DDP and Horovod
+                # broadcast them: a network built without a seed draws its own on each rank
+                state = network.state() if hasattr(network, "state") else {}
+                self.communicator.broadcast_arrays({**{f"param/{k}": v for k, v in
+                                                       network.params.items()},
+                                                    **{f"state/{k}": v for k, v in state.items()}})
+
 
     # --- the loop ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,12 +30,28 @@ def resume_command():
 
 def exit_on_interrupt(main):
     """Run ``main()``; Ctrl-C (SIGINT) or SIGTERM end the script with one line and exit
-    status 130 or 143, as a shell reports a killed command, and no traceback."""
+    status 130 or 143, as a shell reports a killed command, and no traceback.
+
+    Under ``mpiexec`` a rank that ends with an error (an ``error:`` line, or a
+    traceback) ends the whole job: the other ranks may be waiting for it in a
+    collective, and would wait forever.
+    """
     from framework import distributed
-    if not distributed.world().is_root:  # data-parallel under mpiexec: rank 0 reports
+    world = distributed.world()
+    if not world.is_root:  # data-parallel under mpiexec: rank 0 reports
         sys.stdout = open(os.devnull, "w")
     try:
         main()
+    except SystemExit as e:
+        if world.size > 1 and e.code not in (None, 0):  # its message is printed already
+            world.communicator.abort(e.code if isinstance(e.code, int) else 1)
+        raise
+    except Exception:
+        if world.size > 1:
+            sys.stderr.write(f"rank {world.rank} of {world.size} failed; ending the job:\n"
+                             + traceback.format_exc())
+            world.communicator.abort(1)
+        raise
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         if isinstance(e, TrainingInterrupted) and e.checkpoint:

@@ -59,6 +59,8 @@ def main():
     p.add_argument("--slow", action="store_true")
     p.add_argument("--die", action="store_true", help="with --fail-at: SIGKILL rank 1 instead")
     p.add_argument("--term-at", type=int)
+    p.add_argument("--bad-lr-on", type=int, metavar="RANK",
+                   help="that rank alone asks for a negative learning rate")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -70,8 +72,11 @@ def main():
     network = make()
     if args.unseeded:  # weights (and dropout's keys) from this process's own entropy
         network = type(network)(**network.config(), dtype="float64", seed=None)
+    optimizer = OPTIMIZER.get(args.net, ADAM)
+    if args.bad_lr_on == world.rank:
+        optimizer = {"optimizer": "SGD", "optimizer_param": {"lr": -1.0}}
     trainer = Trainer(network, x, t, x[:13], t[:13], epochs=200 if args.slow else args.epochs,
-                      mini_batch_size=10, **OPTIMIZER.get(args.net, ADAM),
+                      mini_batch_size=10, **optimizer,
                       verbose=False, seed=None if args.unseeded else 5,
                       checkpoint=args.checkpoint, resume=args.resume,
                       check_replicas=True,

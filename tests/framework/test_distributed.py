@@ -193,6 +193,19 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
 
 
 @needs_mpi
+def test_a_rank_whose_trainer_cannot_be_made_ends_the_job(tmp_path):
+    """Rank 1 alone fails in the Trainer's constructor, while rank 0 goes on to the
+    broadcast of its parameters: the job ends within seconds, naming rank 1's error
+    (it used to wait there forever)."""
+    started = time.perf_counter()
+    _, done = job(tmp_path, "two-layer", 2, "--bad-lr-on", "1", check=False, timeout=60)
+    assert done.returncode != 0
+    assert time.perf_counter() - started < 60
+    assert "rank 1 of 2 failed" in done.stderr, done.stderr
+    assert "SGD: lr must be a finite number in (0, inf), got -1.0" in done.stderr
+
+
+@needs_mpi
 def test_a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays(tmp_path):
     """SIGKILL on rank 1 in the second epoch: no traceback and no MPI_Abort from it, yet
     the launcher ends the job and the first epoch's checkpoint is whole."""

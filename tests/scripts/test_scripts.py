@@ -290,3 +290,19 @@ def test_the_experiments_loop_is_data_parallel_under_mpiexec(tmp_path):
         got, sizes = ast.literal_eval((tmp_path / f"three.{rank}").read_text())
         assert sizes == [shard], rank
         assert got == pytest.approx(want, rel=1e-12), rank
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec here (the test extra brings MPICH's)")
+def test_a_rank_whose_options_are_refused_ends_the_job(tmp_path):
+    """One rank of two refuses its command line (mpiexec's ``:`` gives each its own) while
+    the other goes on to train and waits for it: the script ends the whole job, with
+    the refusal shown, instead of leaving rank 0 waiting forever."""
+    pytest.importorskip("mpi4py")
+    env = child_env(**synthetic_data_env(tmp_path))
+    script = [sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
+              "numpy", "--iters", "30", "--batch-size", "10"]
+    started = time.time()
+    done = subprocess.run([MPIEXEC, "-n", "1", *script, ":", "-n", "1", *script, "--resume"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0 and time.time() - started < 60
+    assert "error: --resume needs --save PATH" in done.stderr, done.stderr
