@@ -119,6 +119,8 @@ class Trainer:
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
             self.t_test = self.backend.asarray(t_test)
+            if self.world.size > 1:
+                self._check_same_data()
             self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
             self.iter_per_epoch = len(self.batches)
             self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
@@ -157,6 +159,20 @@ class Trainer:
                                                        network.params.items()},
                                                     **{f"state/{k}": v for k, v in state.items()}})
 
+
+    def _check_same_data(self):
+        """Data-parallel: every rank must hold the same data (each takes its shard of
+        the same batches); a machine with another copy of the dataset is an error, not a
+        silently wrong run. Compared by the bytes of about 64 rows of each array, spread
+        over it, whose spacing depends on its length."""
+        arrays = {"x_train": self.batches.x, "t_train": self.batches.t, "x_test": self.x_test,
+                  "t_test": self.t_test}
+        differ = [name for name, a in arrays.items()
+                  if not self.communicator.same(a[::max(1, a.shape[0] // 64), ...])]
+        if differ:
+            raise ValueError(f"Trainer: the {self.world.size} processes were given different "
+                             f"{', '.join(differ)}: every process of a data-parallel run "
+                             f"needs the same data (the same files on every machine)")
 
     # --- the loop ----------------------------------------------------------------
 

@@ -61,6 +61,8 @@ def main():
     p.add_argument("--term-at", type=int)
     p.add_argument("--bad-lr-on", type=int, metavar="RANK",
                    help="that rank alone asks for a negative learning rate")
+    p.add_argument("--other-data-on", type=int, metavar="RANK",
+                   help="that rank alone draws its training set from another seed")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -69,6 +71,8 @@ def main():
     n = 4000 if args.slow else 50
     x, t = rng.standard_normal((n,) + shape), rng.integers(0, 3, n)
     world = distributed.world()
+    if args.other_data_on == world.rank:
+        x = np.random.default_rng(1).standard_normal((n,) + shape)
     network = make()
     if args.unseeded:  # weights (and dropout's keys) from this process's own entropy
         network = type(network)(**network.config(), dtype="float64", seed=None)

@@ -206,6 +206,14 @@ def test_a_rank_whose_trainer_cannot_be_made_ends_the_job(tmp_path):
 
 
 @needs_mpi
+def test_ranks_given_different_data_are_refused_before_training(tmp_path):
+    _, done = job(tmp_path, "two-layer", 2, "--other-data-on", "1", check=False, timeout=60)
+    assert done.returncode != 0
+    assert "the 2 processes were given different x_train, x_test: every process of a " \
+        "data-parallel run needs the same data" in done.stderr, done.stderr
+
+
+@needs_mpi
 def test_a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays(tmp_path):
     """SIGKILL on rank 1 in the second epoch: no traceback and no MPI_Abort from it, yet
     the launcher ends the job and the first epoch's checkpoint is whole."""
