@@ -60,6 +60,10 @@ class Communicator:
         """Rank 0's ``value`` (a picklable Python value), on every rank."""
         return value
 
+    def everyone(self, value):
+        """Each rank's ``value`` (picklable), in rank order, on every rank."""
+        return [value]
+
     def broadcast_arrays(self, arrays):
         """Rank 0's values of ``arrays`` (name -> array, any backend) copied into every
         rank's arrays, in place."""
@@ -99,6 +103,9 @@ class MpiCommunicator(Communicator):
 
     def broadcast(self, value):
         return self.comm.bcast(value, root=0)
+
+    def everyone(self, value):
+        return self.comm.allgather(value)
 
     def broadcast_arrays(self, arrays):
         for a in arrays.values():  # every rank names the same arrays in the same order

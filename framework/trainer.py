@@ -96,6 +96,8 @@ class Trainer:
         # others waiting in a collective (the broadcasts below, the first gradient sum)
         with distributed.abort_on_error(self.world):
             self.network = network
+            if self.world.size > 1:
+                self._check_same_network()
             self.sync_batchnorm = bool(sync_batchnorm)
             self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
             self.backend = backends.backend_of(next(iter(network.params.values())))
@@ -159,6 +161,23 @@ class Trainer:
                                                        network.params.items()},
                                                     **{f"state/{k}": v for k, v in state.items()}})
 
+
+    def _check_same_network(self):
+        """Data-parallel: every rank must build the same network (its class, arguments and
+        parameters' shapes), or the gradients cannot be summed."""
+        net = self.network
+        mine = (type(net).__name__, net.config() if hasattr(net, "config") else None,
+                [(k, tuple(p.shape)) for k, p in net.params.items()])
+        everyone = self.world.communicator.everyone(mine)
+        other = next((r for r, theirs in enumerate(everyone) if theirs != everyone[0]), None)
+        if other is not None:
+            def name(d):
+                if d[1] is None:
+                    return f"{d[0]} with parameters {d[2]}"
+                return f"{d[0]}({', '.join(f'{k}={v!r}' for k, v in d[1].items())})"
+            raise ValueError(f"Trainer: the processes built different networks: rank 0 "
+                             f"{name(everyone[0])}, rank {other} {name(everyone[other])}; every "
+                             f"process of a data-parallel run needs the same one")
 
     def _check_same_data(self):
         """Data-parallel: every rank must hold the same data (each takes its shard of

@@ -63,6 +63,8 @@ def main():
                    help="that rank alone asks for a negative learning rate")
     p.add_argument("--other-data-on", type=int, metavar="RANK",
                    help="that rank alone draws its training set from another seed")
+    p.add_argument("--wider-on", type=int, metavar="RANK",
+                   help="that rank alone builds a wider two-layer net")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -74,6 +76,8 @@ def main():
     if args.other_data_on == world.rank:
         x = np.random.default_rng(1).standard_normal((n,) + shape)
     network = make()
+    if args.wider_on == world.rank:
+        network = TwoLayerNet(12, 9, 3, dtype="float64", seed=1)
     if args.unseeded:  # weights (and dropout's keys) from this process's own entropy
         network = type(network)(**network.config(), dtype="float64", seed=None)
     optimizer = OPTIMIZER.get(args.net, ADAM)

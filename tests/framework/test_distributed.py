@@ -206,6 +206,15 @@ def test_a_rank_whose_trainer_cannot_be_made_ends_the_job(tmp_path):
 
 
 @needs_mpi
+def test_ranks_that_build_different_networks_are_refused_by_name(tmp_path):
+    _, done = job(tmp_path, "two-layer", 2, "--wider-on", "1", check=False, timeout=60)
+    assert done.returncode != 0
+    assert ("the processes built different networks: rank 0 TwoLayerNet(input_size=12, "
+            "hidden_size=7, output_size=3), rank 1 TwoLayerNet(input_size=12, hidden_size=9, "
+            "output_size=3)") in done.stderr, done.stderr
+
+
+@needs_mpi
 def test_ranks_given_different_data_are_refused_before_training(tmp_path):
     _, done = job(tmp_path, "two-layer", 2, "--other-data-on", "1", check=False, timeout=60)
     assert done.returncode != 0
