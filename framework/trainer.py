@@ -110,6 +110,8 @@ class Trainer:
             if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
                 seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
             self.optimizer = get_optimizer(optimizer, optimizer_param)
+            if self.world.size > 1:
+                self._check_same("optimizers", repr(self.optimizer))
             self.verbose = verbose and self.world.is_root  # one progress bar, one report
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
@@ -166,18 +168,23 @@ class Trainer:
         """Data-parallel: every rank must build the same network (its class, arguments and
         parameters' shapes), or the gradients cannot be summed."""
         net = self.network
-        mine = (type(net).__name__, net.config() if hasattr(net, "config") else None,
-                [(k, tuple(p.shape)) for k, p in net.params.items()])
+        if hasattr(net, "config"):
+            arguments = ", ".join(f"{k}={v!r}" for k, v in net.config().items())
+            mine = f"{type(net).__name__}({arguments})"
+        else:
+            shapes = ", ".join(f"{k} {tuple(p.shape)}" for k, p in net.params.items())
+            mine = f"{type(net).__name__} with parameters {shapes}"
+        self._check_same("networks", mine)
+
+    def _check_same(self, what, mine):
+        """Data-parallel: ``mine`` (this rank's description of its ``what``) must be every
+        rank's; else a ValueError naming rank 0's and the first that differs."""
         everyone = self.world.communicator.everyone(mine)
         other = next((r for r, theirs in enumerate(everyone) if theirs != everyone[0]), None)
         if other is not None:
-            def name(d):
-                if d[1] is None:
-                    return f"{d[0]} with parameters {d[2]}"
-                return f"{d[0]}({', '.join(f'{k}={v!r}' for k, v in d[1].items())})"
-            raise ValueError(f"Trainer: the processes built different networks: rank 0 "
-                             f"{name(everyone[0])}, rank {other} {name(everyone[other])}; every "
-                             f"process of a data-parallel run needs the same one")
+            raise ValueError(f"Trainer: the processes built different {what}: rank 0 "
+                             f"{everyone[0]}, rank {other} {everyone[other]}; every process of "
+                             f"a data-parallel run needs the same")
 
     def _check_same_data(self):
         """Data-parallel: every rank must hold the same data (each takes its shard of

@@ -61,6 +61,8 @@ def main():
     p.add_argument("--term-at", type=int)
     p.add_argument("--bad-lr-on", type=int, metavar="RANK",
                    help="that rank alone asks for a negative learning rate")
+    p.add_argument("--lr-only", action="store_true",
+                   help="with --bad-lr-on: a valid but different one (twice the others')")
     p.add_argument("--other-data-on", type=int, metavar="RANK",
                    help="that rank alone draws its training set from another seed")
     p.add_argument("--wider-on", type=int, metavar="RANK",
@@ -83,6 +85,8 @@ def main():
     optimizer = OPTIMIZER.get(args.net, ADAM)
     if args.bad_lr_on == world.rank:
         optimizer = {"optimizer": "SGD", "optimizer_param": {"lr": -1.0}}
+        if args.lr_only:
+            optimizer = {"optimizer": "Adam", "optimizer_param": {"lr": 0.02}}
     trainer = Trainer(network, x, t, x[:13], t[:13], epochs=200 if args.slow else args.epochs,
                       mini_batch_size=10, **optimizer,
                       verbose=False, seed=None if args.unseeded else 5,

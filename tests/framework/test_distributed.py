@@ -215,6 +215,15 @@ def test_ranks_that_build_different_networks_are_refused_by_name(tmp_path):
 
 
 @needs_mpi
+def test_ranks_given_different_optimizers_are_refused_by_name(tmp_path):
+    _, done = job(tmp_path, "two-layer", 2, "--bad-lr-on", "1", "--lr-only", check=False,
+                  timeout=60)
+    assert done.returncode != 0
+    assert ("the processes built different optimizers: rank 0 Adam(lr=0.01), rank 1 "
+            "Adam(lr=0.02)") in done.stderr, done.stderr
+
+
+@needs_mpi
 def test_ranks_given_different_data_are_refused_before_training(tmp_path):
     _, done = job(tmp_path, "two-layer", 2, "--other-data-on", "1", check=False, timeout=60)
     assert done.returncode != 0
