@@ -28,6 +28,9 @@ def save(trainer, path, position=0, epoch_losses=None):
         "batch_rng": batches.epoch_start_state if position else batches.rng.bit_generator.state,
         "batch_epoch": batches.epoch - 1 if position else batches.epoch,
         "position": position,
+        # how the batches are drawn: a resume that drew them otherwise would not continue
+        # the run (the position and the generator's state mean nothing there)
+        "batches": _batching(batches),
     }}
     arrays = {f"optimizer/{k}": v for k, v in state.items()}
     arrays["train_loss_list"] = backends.to_numpy(trainer.train_loss_list)
@@ -57,6 +60,13 @@ def restore(trainer, path):
     if state["optimizer"] != type(trainer.optimizer).__name__:
         raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
                                    f"not {type(trainer.optimizer).__name__}")
+    saved, now = state.get("batches"), _batching(trainer.batches)
+    if saved is not None and saved != now:  # (checkpoints before 2026-12-04 hold none)
+        differ = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items()
+                           if saved.get(k) != v)
+        raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "
+                                   f"resume with the same data, mini_batch_size and sampling, "
+                                   f"or start a new run")
     position = int(state.get("position", 0))
     losses = arrays.get("epoch_losses")
     if position and (losses is None or losses.shape != (position,)):
@@ -76,3 +86,10 @@ def restore(trainer, path):
     trainer.batches.rng.bit_generator.state = state["batch_rng"]
     trainer.batches.epoch = state["batch_epoch"]
     return position, losses
+
+
+def _batching(batches):
+    """How ``batches`` draws: the training set's size, the batch size and the sampling."""
+    sampling = "choice" if batches.replacement else "epoch" if batches.shuffle else "in order"
+    return {"train_size": batches.size, "mini_batch_size": batches.batch_size,
+            "sampling": sampling}

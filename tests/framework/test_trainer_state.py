@@ -54,7 +54,12 @@ def an_epoch_stopped_at_5_with_4_losses(path):
     (a_run_of_sgd, {"optimizer": Momentum(lr=0.1)}, "was trained with SGD, not Momentum"),
     (an_epoch_stopped_at_5_with_4_losses, {},
      "stopped 5 steps into an epoch but holds no matching epoch_losses"),
-], ids=["parameters-only", "another-optimizer", "epoch-losses-missing"])
+    (a_run_of_sgd, {"mini_batch_size": 10},
+     r"drew its batches otherwise \(mini_batch_size 20 -> 10\)"),
+    (a_run_of_sgd, {"sampling": "choice"}, r"drew its batches otherwise \(sampling 'epoch' -> "
+                                           r"'choice'\)"),
+], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
+        "another-sampling"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):
     path = str(tmp_path / "run.npz")
