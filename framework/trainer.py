@@ -10,7 +10,7 @@ import os
 import time
 
 import backends
-from framework import distributed, interrupts, steps, trainer_state
+from framework import distributed, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
 from framework.interrupts import TrainingInterrupted
 from framework.optimizers import get_optimizer
@@ -96,8 +96,6 @@ class Trainer:
         # others waiting in a collective (the broadcasts below, the first gradient sum)
         with distributed.abort_on_error(self.world):
             self.network = network
-            if self.world.size > 1:
-                self._check_same_network()
             self.sync_batchnorm = bool(sync_batchnorm)
             self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
             self.backend = backends.backend_of(next(iter(network.params.values())))
@@ -110,8 +108,6 @@ class Trainer:
             if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
                 seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
             self.optimizer = get_optimizer(optimizer, optimizer_param)
-            if self.world.size > 1:
-                self._check_same("optimizers", repr(self.optimizer))
             self.verbose = verbose and self.world.is_root  # one progress bar, one report
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
@@ -123,8 +119,6 @@ class Trainer:
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
             self.t_test = self.backend.asarray(t_test)
-            if self.world.size > 1:
-                self._check_same_data()
             self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
             self.iter_per_epoch = len(self.batches)
             self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
@@ -155,50 +149,10 @@ class Trainer:
                     raise ValueError("Trainer: resume=True needs checkpoint=PATH")
                 if os.path.exists(checkpoint):
                     self._restore(checkpoint)
-            if self.world.size > 1:
-                # every rank starts from rank 0's parameters and layer state, as DDP and Horovod
-                # broadcast them: a network built without a seed draws its own on each rank
-                state = network.state() if hasattr(network, "state") else {}
-                self.communicator.broadcast_arrays({**{f"param/{k}": v for k, v in
-                                                       network.params.items()},
-                                                    **{f"state/{k}": v for k, v in state.items()}})
-
-
-    def _check_same_network(self):
-        """Data-parallel: every rank must build the same network (its class, arguments and
-        parameters' shapes), or the gradients cannot be summed."""
-        net = self.network
-        if hasattr(net, "config"):
-            arguments = ", ".join(f"{k}={v!r}" for k, v in net.config().items())
-            mine = f"{type(net).__name__}({arguments})"
-        else:
-            shapes = ", ".join(f"{k} {tuple(p.shape)}" for k, p in net.params.items())
-            mine = f"{type(net).__name__} with parameters {shapes}"
-        self._check_same("networks", mine)
-
-    def _check_same(self, what, mine):
-        """Data-parallel: ``mine`` (this rank's description of its ``what``) must be every
-        rank's; else a ValueError naming rank 0's and the first that differs."""
-        everyone = self.world.communicator.everyone(mine)
-        other = next((r for r, theirs in enumerate(everyone) if theirs != everyone[0]), None)
-        if other is not None:
-            raise ValueError(f"Trainer: the processes built different {what}: rank 0 "
-                             f"{everyone[0]}, rank {other} {everyone[other]}; every process of "
-                             f"a data-parallel run needs the same")
-
-    def _check_same_data(self):
-        """Data-parallel: every rank must hold the same data (each takes its shard of
-        the same batches); a machine with another copy of the dataset is an error, not a
-        silently wrong run. Compared by the bytes of about 64 rows of each array, spread
-        over it, whose spacing depends on its length."""
-        arrays = {"x_train": self.batches.x, "t_train": self.batches.t, "x_test": self.x_test,
-                  "t_test": self.t_test}
-        differ = [name for name, a in arrays.items()
-                  if not self.communicator.same(a[::max(1, a.shape[0] // 64), ...])]
-        if differ:
-            raise ValueError(f"Trainer: the {self.world.size} processes were given different "
-                             f"{', '.join(differ)}: every process of a data-parallel run "
-                             f"needs the same data (the same files on every machine)")
+            if self.world.size > 1:  # the same network, optimizer and data; rank 0's start
+                replicas.prepare(self.world, self.communicator, network, self.optimizer,
+                                 {"x_train": self.batches.x, "t_train": self.batches.t,
+                                  "x_test": self.x_test, "t_test": self.t_test})
 
     # --- the loop ----------------------------------------------------------------
 

@@ -1,0 +1,50 @@
+"""framework/replicas.py: what data-parallel ranks must share. The checks under a real
+mpiexec (ranks given other networks, optimizers or data) are in test_distributed.py;
+here, what a rank says, with the ranks' answers given as a collective would give them."""
+
+import types
+
+import numpy as np
+import pytest
+
+from framework import distributed, replicas
+from framework.optimizers import Adam
+from models import TwoLayerNet
+
+
+class Gathered(distributed.Communicator):
+    """A communicator whose ``everyone`` answers with the ranks' values given."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def everyone(self, value):
+        return self.values
+
+
+def world_of(values):
+    return types.SimpleNamespace(size=len(values), communicator=Gathered(values))
+
+
+def test_a_network_is_described_by_its_class_and_arguments():
+    assert replicas.describe(TwoLayerNet(4, 3, 2)) == (
+        "TwoLayerNet(input_size=4, hidden_size=3, output_size=2)")
+
+
+def test_ranks_that_agree_pass_and_the_first_that_differs_is_named():
+    replicas.same_everywhere(world_of(["Adam(lr=0.01)"] * 3), "optimizers", "Adam(lr=0.01)")
+    with pytest.raises(ValueError, match=r"the processes built different optimizers: rank 0 "
+                                         r"Adam\(lr=0.01\), rank 2 SGD\(lr=0.1\); every "
+                                         r"process of a data-parallel run needs the same"):
+        replicas.same_everywhere(world_of(["Adam(lr=0.01)", "Adam(lr=0.01)", "SGD(lr=0.1)",
+                                           "SGD(lr=0.2)"]), "optimizers", "Adam(lr=0.01)")
+
+
+def test_a_world_of_one_prepares_without_changing_anything():
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    before = {k: np.array(v, copy=True) for k, v in net.params.items()}
+    world = distributed.World(0, 1, 0, distributed.Communicator())
+    x = np.zeros((8, 4), np.float32)
+    replicas.prepare(world, world.communicator, net, Adam(), {"x_train": x})
+    for key, value in before.items():
+        np.testing.assert_array_equal(net.params[key], value)
