@@ -61,6 +61,17 @@ def parallel_train_step(network, optimizer, x_batch, t_batch, shard, sum_flat,
     return flat[-1]
 
 
+def world_train_step(network, optimizer, x_batch, t_batch, world, sum_flat,
+                     sync_batchnorm=True):
+    """The step in ``world``: :func:`train_step` for a process on its own, else
+    :func:`parallel_train_step` on this rank's shard, the ranks' parts summed by
+    ``sum_flat`` (the communicator's)."""
+    if world.size > 1:
+        return parallel_train_step(network, optimizer, x_batch, t_batch,
+                                   world.shard(x_batch.shape[0]), sum_flat, sync_batchnorm)
+    return train_step(network, optimizer, x_batch, t_batch)
+
+
 class EagerStep:
     """The step as the book writes it: ``gradient``, then ``update``, launched one by one."""
 

@@ -274,11 +274,9 @@ class Trainer:
         data-parallel world ``x_batch`` is the global batch and this rank
         works on its shard (:func:`framework.steps.parallel_train_step`).
         """
-        if self.world.size > 1:
-            return steps.parallel_train_step(self.network, self.optimizer, x_batch, t_batch,
-                                             self.world.shard(x_batch.shape[0]),
-                                             self.communicator.sum_flat, self.sync_batchnorm)
-        return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
+        return steps.world_train_step(self.network, self.optimizer, x_batch, t_batch,
+                                      self.world, self.communicator.sum_flat,
+                                      self.sync_batchnorm)
 
     def _stopping(self):
         """Whether to stop after this step: Ctrl-C or SIGTERM here, or (data-parallel) on

@@ -77,18 +77,11 @@ def train_losses(network, optimizer, batches, iters, seed):
 
     Under ``mpiexec`` it is data-parallel as the Trainer is: every rank draws the same
     batches, computes the gradient of its shard, and the ranks' parts are summed
-    (:func:`framework.steps.parallel_train_step`), so N ranks draw one process's curves.
+    (:func:`framework.steps.world_train_step`, the Trainer's step), so N ranks draw one
+    process's curves.
     """
     world = distributed.world()
-    if world.size > 1:
-        communicator, _ = world.communicator_for(batches.backend)
-
-        def step(x, t):
-            return steps.parallel_train_step(network, optimizer, x, t, world.shard(x.shape[0]),
-                                             communicator.sum_flat)
-    else:
-        def step(x, t):
-            return steps.train_step(network, optimizer, x, t)
+    communicator, _ = world.communicator_for(batches.backend)
     batches.rng = backends.host_rng(seed)
     losses = batches.xp.empty(iters, dtype=network.dtype)
     i = 0
@@ -96,7 +89,9 @@ def train_losses(network, optimizer, batches, iters, seed):
         while i < iters:
             order = batches.start_epoch()
             for j in range(min(len(batches), iters - i)):
-                losses[i] = step(*batches.batch(order, j))
+                x, t = batches.batch(order, j)
+                losses[i] = steps.world_train_step(network, optimizer, x, t, world,
+                                                   communicator.sum_flat)
                 i += 1
     return backends.to_numpy(losses).tolist()
 
