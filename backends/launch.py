@@ -17,6 +17,19 @@ _LAUNCHERS = (("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),  #
               ("PMIX_SIZE", "PMIX_RANK", "PMIX_LOCAL_RANK", "PMIX_LOCAL_SIZE"))
 
 
+# the prefixes of every variable above: a child whose environment keeps them takes itself
+# for a rank of its parent's job
+_PREFIXES = ("PMI_", "MPI_LOCAL", "OMPI_", "PMIX_")
+
+
+def outside_launcher(environ=None):
+    """``environ`` (default ``os.environ``) less every launcher's variables: the
+    environment for a child that is not a rank of this job (one that starts an
+    ``mpiexec`` of its own, say)."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if not k.startswith(_PREFIXES)}
+
+
 class Launch:
     """``rank`` of ``size`` processes; ``local_rank`` of ``local_size`` on this machine."""
 

@@ -12,6 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
+from backends import launch  # noqa: E402
 import pytest  # noqa: E402
 
 pytest_plugins = ["framework.testing"]
@@ -54,8 +55,7 @@ def child_env(**extra):
     tree first on PYTHONPATH and what else it held (packages unpacked beside the tree,
     as on the GPU machine) kept, made absolute, since children start in folders of
     their own; then ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "OMPI_", "PMIX_", "MPI_LOCAL"))}
+    env = launch.outside_launcher()
     inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                  if p]
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *inherited])

@@ -12,7 +12,6 @@ About a minute on a fresh machine.
 """
 
 import ast
-import os
 import pathlib
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from backends import launch
 from tests.conftest import ROOT
 
 TRAIN = r'''
@@ -97,8 +97,8 @@ def installed(wheel, tmp_path_factory):
 def outside_env(**extra):
     """The environment less what points into the source tree, picks a backend or says
     this process was started by an MPI launcher."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XPNET_BACKEND")
-           and not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env = {k: v for k, v in launch.outside_launcher().items()
+           if k not in ("PYTHONPATH", "XPNET_BACKEND")}
     env.update(extra)
     return env
 

@@ -39,3 +39,11 @@ def test_more_processes_than_gpus_says_what_to_do():
     assert "mpiexec -n 2" in text and "XPNET_DEVICE=cuda:0" in text
     with pytest.raises(ValueError, match="sees no GPU"):
         launch.gpu_index(job, 0)
+
+
+def test_a_childs_environment_outside_the_launcher_names_no_job():
+    env = {"PMI_SIZE": "2", "PMI_RANK": "1", "MPI_LOCALRANKID": "1", "OMPI_COMM_WORLD_SIZE": "2",
+           "PMIX_RANK": "0", "PATH": "/bin", "XPNET_BACKEND": "numpy"}
+    outside = launch.outside_launcher(env)
+    assert outside == {"PATH": "/bin", "XPNET_BACKEND": "numpy"}
+    assert launch.launched(outside) is None
