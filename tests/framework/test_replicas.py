@@ -10,6 +10,7 @@ import pytest
 from framework import distributed, replicas
 from framework.optimizers import Adam
 from models import TwoLayerNet
+from tests.conftest import to_host
 
 
 class Gathered(distributed.Communicator):
@@ -42,9 +43,9 @@ def test_ranks_that_agree_pass_and_the_first_that_differs_is_named():
 
 def test_a_world_of_one_prepares_without_changing_anything():
     net = TwoLayerNet(4, 3, 2, seed=0)
-    before = {k: np.array(v, copy=True) for k, v in net.params.items()}
+    before = {k: to_host(v).copy() for k, v in net.params.items()}
     world = distributed.World(0, 1, 0, distributed.Communicator())
     x = np.zeros((8, 4), np.float32)
     replicas.prepare(world, world.communicator, net, Adam(), {"x_train": x})
     for key, value in before.items():
-        np.testing.assert_array_equal(net.params[key], value)
+        np.testing.assert_array_equal(to_host(net.params[key]), value)

@@ -8,6 +8,7 @@ import signal
 import numpy as np
 import pytest
 
+from framework import steps
 from framework.datasets import load_fashion_mnist
 from framework.optimizers import Momentum
 from framework.trainer import Trainer, TrainingInterrupted
@@ -264,23 +265,30 @@ def test_train_more_epochs(backend):
     assert trainer.epochs == 3 and len(trainer.train_loss_list) == 60
 
 
-def interrupt_at(trainer, step, signum=signal.SIGINT, twice=False):
-    """Make the trainer's own process receive ``signum`` during step ``step`` (1-based)."""
-    real = trainer.train_step
-    count = [0]
+def interrupt_at(monkeypatch, step, signum=signal.SIGINT, twice=False):
+    """Make this process receive ``signum`` right after step ``step`` (1-based) of the
+    Trainer runs that follow, through the step object the Trainer chooses: the eager step
+    and the CUDA-graph step (whose replay calls no ``train_step``) are stopped alike."""
+    choose, count = steps.choose, [0]
 
-    def step_then_signal(x, t):
-        count[0] += 1
-        if count[0] == step:
-            os.kill(os.getpid(), signum)
-            if twice:  # a second Ctrl-C, as impatient users press it
-                os.kill(os.getpid(), signal.SIGINT)
-        return real(x, t)
-    trainer.train_step = step_then_signal
+    def choose_then_count(*args, **kwargs):
+        chosen = choose(*args, **kwargs)
+        run = chosen.run
+
+        def run_then_signal(i):
+            run(i)
+            count[0] += 1
+            if count[0] == step:
+                os.kill(os.getpid(), signum)
+                if twice:  # a second Ctrl-C, as impatient users press it
+                    os.kill(os.getpid(), signal.SIGINT)
+        chosen.run = run_then_signal
+        return chosen
+    monkeypatch.setattr(steps, "choose", choose_then_count)
 
 
 @pytest.mark.parametrize("stop", [7, 20, 33, 59])
-def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard):
+def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard, monkeypatch):
     """20 steps an epoch: 7 and 33 are mid-epoch, 20 right at an epoch's end, 59 one short."""
     path = str(tmp_path / "run.npz")
 
@@ -289,7 +297,7 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard):
     full = make_trainer(**options(0))
     full.train()
     first = make_trainer(checkpoint=path, **options(0))
-    interrupt_at(first, stop, twice=(stop == 33))
+    interrupt_at(monkeypatch, stop, twice=(stop == 33))
     with pytest.raises(KeyboardInterrupt) as info:
         first.train()
     assert isinstance(info.value, TrainingInterrupted)
@@ -310,13 +318,13 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard):
         np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
 
 
-def test_a_signal_the_process_ignores_stays_ignored():
+def test_a_signal_the_process_ignores_stays_ignored(monkeypatch):
     """As Python leaves SIGINT ignored in a shell's background job, the Trainer does: it
     neither stops on it nor changes the handler."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         trainer = make_trainer(epochs=2)
-        interrupt_at(trainer, 5, signal.SIGINT)
+        interrupt_at(monkeypatch, 5, signal.SIGINT)
         trainer.train()
         assert trainer.iteration == 40
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -324,9 +332,9 @@ def test_a_signal_the_process_ignores_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_sigterm_without_a_checkpoint_says_nothing_was_saved():
+def test_sigterm_without_a_checkpoint_says_nothing_was_saved(monkeypatch):
     trainer = make_trainer(epochs=2)
-    interrupt_at(trainer, 5, signal.SIGTERM)
+    interrupt_at(monkeypatch, 5, signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM after step 5 of 40 "
                                                   r"\(epoch 1\); nothing was saved"):
         trainer.train()

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-import backends
 from framework.testing import assert_outputs_close, check_parity
 from models import TwoLayerNet
 
@@ -35,8 +34,9 @@ def test_check_parity_of_a_network():
     assert set(got[1]) == {"W1", "b1", "W2", "b2"}
 
 
-def test_check_parity_fails_where_the_backends_differ():
-    def differs(x):  # off by one part in a thousand, on the GPU only
-        return x * (1.001 if backends.is_device_array(x) else 1.0)
+@pytest.mark.parametrize("other", ["array_api_strict", "torch", "cupy"])
+def test_check_parity_fails_where_the_backends_differ(other):
+    def differs(x):  # one part in a hundred off (float32's tolerance is 1e-3), on `other` only
+        return x * (1.0 if type(x) is np.ndarray else 1.01)
     with pytest.raises(AssertionError, match=r"check_parity: output \(float32\)"):
-        check_parity(differs, np.ones(3, np.float32))
+        check_parity(differs, np.ones(3, np.float32), between=("numpy", other))
