@@ -47,9 +47,7 @@ def assert_same_updates(a, b, start, loss_rtol=1e-3, rtol=0.05):
     """For convolutional nets, whose GEMMs sum 25 to 600 products per output in different
     orders, and whose ReLUs and max-pools turn a rounding difference into a different
     route for a gradient: the same losses to 1e-3, and each parameter moved from ``start``
-    by the same step to ``rtol`` of its length. On an H200 the bias of DeepConvNet's first
-    layer moved 1.1e-2 with 1.9e-4 between the steps (2%); a wrong step differs by the
-    whole step."""
+    by the same step to ``rtol`` of its length; a wrong step differs by the whole step."""
     (_, loss_a, params_a), (_, loss_b, params_b) = a, b
     assert len(loss_a) == len(loss_b)
     np.testing.assert_allclose(loss_a, loss_b, rtol=loss_rtol)
@@ -119,13 +117,19 @@ def small_conv(deep):
 @pytest.mark.parametrize("deep", [False, True])
 def test_graph_step_of_convnets_trains_like_the_eager_step(on_cupy, deep):
     """Images gathered into the graph's (batch, 1, 28, 28) buffer, convolutions on the
-    graph's own GEMM: forced with graph=True, whether or not 'auto' would keep it."""
+    graph's own GEMM: forced with graph=True, whether or not 'auto' would keep it.
+
+    DeepConvNet's float32 rounding doubles about every 3 steps at this rate: on NumPy,
+    against its own float64 run, the worst parameter is 0.5% off after 3 steps, 1.8% after
+    6 and 7% after 12 (NumPy against array-api-strict alike, though the two agree to 1e-15
+    in float64), so it takes 6 steps, where 5% still tells rounding from a wrong step."""
     def conv_run(name, graph):
         backends.use(name)
         x, t = data(600)
         trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
-            -1, 1, 28, 28), t[:100], iters=12, mini_batch_size=50, optimizer="Momentum",
-            optimizer_param={"lr": 0.01}, verbose=False, seed=4, graph=graph)
+            -1, 1, 28, 28), t[:100], iters=6 if deep else 12, mini_batch_size=50,
+            optimizer="Momentum", optimizer_param={"lr": 0.01}, verbose=False, seed=4,
+            graph=graph)
         trainer.train()
         return trainer, np.array(trainer.train_loss_list), {
             k: to_host(v) for k, v in trainer.network.params.items()}
