@@ -141,7 +141,7 @@ failed=()
 # still brings back every section it finished.
 section device 20 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
 section tests 240 env XPNET_BACKEND=$BACKEND PYTHON=$PY bash scripts/gpu_test_shards.sh "$OUT/tests.log" \
-  -q -rs --durations=12 -p no:cacheprovider $TEST_ARGS || failed+=(tests)
+  -q -rfEs --durations=12 -p no:cacheprovider $TEST_ARGS || failed+=(tests)
 # the book's check uses the first 3 training images; random inputs when no data came along
 if [ -d "$DATA_DIR/mnist" ]; then GC_DATA="--dataset mnist"
 elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
@@ -200,7 +200,7 @@ if [ $trained = 0 ]; then
 fi
 
 # 2 and 3 ranks on the CPU as in CI, then the GPU's: ranks sharing it, NCCL where there are GPUs enough
-section distributed 90 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rs -p no:cacheprovider \
+section distributed 90 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rfEs -p no:cacheprovider \
   tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py || failed+=(distributed)
 
 section benchmark 220 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
