@@ -19,11 +19,14 @@
 #   8. data-parallel training (tests/framework/test_distributed.py under mpiexec): ranks
 #      sharing the GPU through the host, NCCL with one GPU a rank where there are two
 #      or more, and too many ranks refused (needs mpi4py and MPICH: scripts/gpu_packages.sh)
-#   9. the benchmark (python -m scripts.benchmark), CPU and GPU rows side by side (two-layer, deep and
+#   9. the data-parallel benchmark (python -m scripts.benchmark.distributed): DeepConvNet's step
+#      on 1 process against 2 ranks, and one gradient sum
+#  10. the benchmark (python -m scripts.benchmark), CPU and GPU rows side by side (two-layer, deep and
 #      convolutional nets)
 # and writes all of it to $OUT/gpu-report.md (OUT defaults to out/gpu-check).
 # Each section has its own time limit; a run takes 8-9 minutes (the H200 run of
-# 2026-12-04: 468 s with two sections cut off, before the data-parallel section).
+# 2026-12-04 at 2fd554a: 446 s, every section to its end, before the data-parallel
+# benchmark was added).
 #
 # --cpu-dry-run runs the same sections on NumPy, shortened, to check the
 # script itself on a machine without a GPU.
@@ -135,10 +138,10 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 740 s with one dataset, to cut a hang, not to pace a run: the short
+# Limits add up to 815 s with one dataset, to cut a hang, not to pace a run: the short
 # sections get 1.5-5x their last GPU run, and a whole run should take 8-9 minutes, inside
-# the device tool's 10 a call. The report grows section by section, so a call cut off
-# still brings back every section it finished.
+# the device tool's 10 a call (GPU_CHECK_BUDGET=580 keeps it there). The report grows
+# section by section, so a call cut off still brings back every section it finished.
 section device 20 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
 section tests 240 env XPNET_BACKEND=$BACKEND PYTHON=$PY bash scripts/gpu_test_shards.sh "$OUT/tests.log" \
   -q -rfEs --durations=12 -p no:cacheprovider $TEST_ARGS || failed+=(tests)
@@ -202,6 +205,13 @@ fi
 # 2 and 3 ranks on the CPU as in CI, then the GPU's: ranks sharing it, NCCL where there are GPUs enough
 section distributed 90 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rfEs -p no:cacheprovider \
   tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py || failed+=(distributed)
+
+# what a step of ranks sharing the GPU costs against one process, and one gradient sum
+# (NCCL's where there is a GPU a rank; through the host on a one-GPU machine)
+if [ $DRY = 1 ]; then DIST_ARGS="--model two-layer --rounds 1 --pause 0" DIST_DEVICE=""
+else DIST_ARGS="--model deep --rounds 2 --pause 0.2" DIST_DEVICE="XPNET_DEVICE=cuda:0"; fi
+section distributed-cost 75 env XPNET_BACKEND=$BACKEND $DIST_DEVICE $PY -m scripts.benchmark.distributed \
+  $DIST_ARGS || failed+=(distributed-cost)
 
 section benchmark 220 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md" || failed+=(benchmark)
 
