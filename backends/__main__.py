@@ -41,6 +41,14 @@ def main():
         drv = cupy.cuda.runtime.driverGetVersion()
         print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
               f"driver {drv // 1000}.{drv % 1000 // 10}")
+        try:
+            gpu = ops_for(cupy.zeros(1))
+        except ValueError as e:  # a bad XPNET_GRAPH_GEMM
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"graph:   the CUDA-graph step multiplies on "
+              f"{'cuBLAS, on a handle of our own' if gpu.graph_gemm == 'cublas' else 'our GEMM kernels'}"
+              f" (XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
     print("namespaces (XPNET_BACKEND, and XPNET_DEVICE for the device):")
     for name, library in namespaces.LIBRARIES.items():
         usable, why = library.usable()

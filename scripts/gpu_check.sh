@@ -16,7 +16,8 @@
 #      DATA_DIR/mnist and DATA_DIR/fashion-mnist (IDX files, gzipped or not),
 #      with the CUDA-graph step, then once more with the eager step
 #   7. chapters 7 and 8: SimpleConvNet's and DeepConvNet's book runs (20 epochs,
-#      Adam) on the first dataset found, time and test accuracy
+#      Adam) on the first dataset found, time and test accuracy; DeepConvNet's again
+#      with the graph's products on cuBLAS (XPNET_GRAPH_GEMM=cublas)
 #   8. data-parallel training (tests/framework/test_distributed.py under mpiexec): ranks
 #      sharing the GPU through the host, NCCL with one GPU a rank where there are two
 #      or more, and too many ranks refused (needs mpi4py and MPICH: scripts/gpu_packages.sh)
@@ -139,7 +140,7 @@ section() {
 } >"$REPORT"
 
 failed=()
-# Limits add up to 845 s with one dataset, to cut a hang, not to pace a run: the short
+# Limits add up to 895 s with one dataset, to cut a hang, not to pace a run: the short
 # sections get 1.5-5x their last GPU run, and a whole run should take 8-9 minutes, inside
 # the device tool's 10 a call (GPU_CHECK_BUDGET=580 keeps it there). The report grows
 # section by section, so a call cut off still brings back every section it finished.
@@ -181,6 +182,10 @@ for dataset in mnist fashion-mnist; do  # the convolutional nets: the first data
   section "train-deepconvnet-$dataset" 50 $PY scripts/train_convnet.py --model deep \
     --backend $BACKEND --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-deepconvnet-$dataset.png" || failed+=("train-deepconvnet-$dataset")
+  # the same with the graph's products on cuBLAS through a handle of ours, where it captures
+  section "train-deepconvnet-$dataset-cublas" 50 env XPNET_GRAPH_GEMM=cublas $PY \
+    scripts/train_convnet.py --model deep --backend $BACKEND --dataset $dataset \
+    --data-dir "$DATA_DIR" --quiet $CONV_ARGS || failed+=("train-deepconvnet-$dataset-cublas")
   break
 done
 if [ $trained = 0 ]; then

@@ -17,6 +17,9 @@ too, from ``kernels/conv.cu``. The sources are files in
 step): CuPy refuses cuBLAS during stream capture (cupy issue #6290), so
 those products run on GEMM kernels of ours (:mod:`backends.cuda.gemm`): one for the
 fully connected nets' small matrices, one for the convolutions' large ones.
+``XPNET_GRAPH_GEMM=cublas`` (or ``ops.graph_gemm = "cublas"``) runs them on cuBLAS
+instead, called on a handle of our own (:mod:`backends.cuda.cublas`), which cuBLAS
+lets a capture record.
 
 ``XPNET_FUSED=0`` in the environment (or ``ops.fused = False``) turns the
 fused kernels off and routes every operation through the plain CuPy
@@ -29,7 +32,7 @@ import os
 import cupy
 import numpy
 
-from backends.cuda import conv, gemm, uniform
+from backends.cuda import conv, cublas, gemm, uniform
 from backends.cuda.compiler import kernel as compiled
 from backends.cuda.sources import c_type
 from backends.strided import StridedOps, empty_in_order, memory_order
@@ -46,6 +49,8 @@ class CupyOps(StridedOps):
         super().__init__(cupy)
         self.fused = os.environ.get("XPNET_FUSED", "1") != "0"
         self.graph_kernels = False  # set around a CUDA-graph capture: GEMMs without cuBLAS
+        # 'own' (our kernels) or 'cublas' (cuBLAS on our own handle) while graph_kernels is set
+        self.graph_gemm = cublas.graph_gemm_mode(os.environ.get("XPNET_GRAPH_GEMM"))
         self._relu = cupy.ElementwiseKernel(
             "T x", "T y, bool keep", "keep = x > (T)0; y = (keep || x != x) ? x : (T)0;", "xpnet_relu")
         self._sgd = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g", "xpnet_sgd")
@@ -105,7 +110,11 @@ class CupyOps(StridedOps):
 
     def matmul(self, a, b, bias=None, out=None):
         if self.graph_kernels:
-            result = self.gemm(a, b, bias)
+            if self.graph_gemm == "cublas" and a.dtype == b.dtype and a.dtype.kind == "f" \
+                    and a.dtype.itemsize in (4, 8):
+                result = cublas.matmul(a, b, bias)
+            else:
+                result = self.gemm(a, b, bias)
             if out is None:
                 return result
             out[...] = result
