@@ -142,7 +142,7 @@ section() {
 failed=()
 # Limits add up to 895 s with one dataset, to cut a hang, not to pace a run: the short
 # sections get 1.5-5x their last GPU run, and a whole run should take 8-9 minutes, inside
-# the device tool's 10 a call (GPU_CHECK_BUDGET=580 keeps it there). The report grows
+# the device tool's 10 a call (GPU_CHECK_BUDGET=570 keeps it there). The report grows
 # section by section, so a call cut off still brings back every section it finished.
 section device 20 bash -c "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi || true" || failed+=(device)
 section tests 240 env XPNET_BACKEND=$BACKEND PYTHON=$PY bash scripts/gpu_test_shards.sh "$OUT/tests.log" \
