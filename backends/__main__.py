@@ -22,30 +22,21 @@ def main():
     print(f"device:  {b.description}")
     print(f"python:  {platform.python_version()}")
     print(f"numpy:   {numpy.__version__}")
-    try:
-        host = ops_for(numpy.zeros(1))
-    except ValueError as e:  # a bad XPNET_HOST_THREADS
+    try:  # each reads a setting of the environment, and refuses a bad one by name
+        host = ops_for(numpy.zeros(1))  # XPNET_HOST_THREADS
+        _, conv_why = build.load()  # XPNET_HOST_KERNELS
+        gpu = ops_for(b.xp.zeros(1)) if b.name == "cupy" else None  # XPNET_GRAPH_GEMM
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"host:    {host.threads} thread(s) for the CPU's passes ({threads.ENV_VAR}="
           f"{os.environ.get(threads.ENV_VAR, 'unset')}); {threads.blas_summary()}")
-    try:
-        _, conv_why = build.load()
-    except ValueError as e:  # a bad XPNET_HOST_KERNELS
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(f"kernels: {conv_why}")
-    if b.name == "cupy":
-        cupy = b.xp
-        rt = cupy.cuda.runtime.runtimeGetVersion()
-        drv = cupy.cuda.runtime.driverGetVersion()
+    if gpu is not None:
+        rt = b.xp.cuda.runtime.runtimeGetVersion()
+        drv = b.xp.cuda.runtime.driverGetVersion()
         print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
               f"driver {drv // 1000}.{drv % 1000 // 10}")
-        try:
-            gpu = ops_for(cupy.zeros(1))
-        except ValueError as e:  # a bad XPNET_GRAPH_GEMM
-            print(f"error: {e}", file=sys.stderr)
-            return 2
         print(f"graph:   the CUDA-graph step multiplies on "
               f"{'cuBLAS, on a handle of our own' if gpu.graph_gemm == 'cublas' else 'our GEMM kernels'}"
               f" (XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
