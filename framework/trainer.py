@@ -257,14 +257,19 @@ class Trainer:
         raise TrainingInterrupted(signum, self.iteration + done, self.max_iter,
                                   self.current_epoch + (1 if done else 0), saved)
 
+    def gpu_pools(self):
+        """Bytes CuPy holds for this run, by pool: ``{"default": ..., "graph": ...}`` (the
+        default pool holds the data, the evaluations' and any eager step's blocks; the
+        graph's, its recorded step's); ``{}`` on other backends."""
+        if self.backend.name != "cupy":
+            return {}
+        graph = self._step.pool_bytes() if isinstance(self._step, steps.GraphStep) else 0
+        return {"default": self.backend.xp.get_default_memory_pool().total_bytes(),
+                "graph": graph}
+
     def gpu_pool_bytes(self):
         """Bytes CuPy holds for this run: its default pool plus the graph's own (0 on NumPy)."""
-        if self.backend.name != "cupy":
-            return 0
-        held = self.backend.xp.get_default_memory_pool().total_bytes()
-        if isinstance(self._step, steps.GraphStep):
-            held += self._step.pool_bytes()
-        return held
+        return sum(self.gpu_pools().values())
 
     def train_step(self, x_batch, t_batch):
         """One step on a batch already on the device: gradient, update, and the loss.

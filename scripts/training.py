@@ -201,9 +201,11 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
                 if trainer.step_mode == "cuda-graph" else "")
     print(f"step: {trainer.step_mode}{recorded}")
     if backend.name == "cupy":
-        held = trainer.gpu_pool_bytes()
-        print(f"GPU memory: {held / 2**20:.1f} MB held by CuPy's pools, the graph's included "
-              f"(training set {trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
+        pools = {name: held / 2**20 for name, held in trainer.gpu_pools().items()}
+        print(f"GPU memory: {sum(pools.values()):.1f} MB held by CuPy's pools: "
+              f"{pools['default']:.1f} MB in the default pool (the data, evaluations, any "
+              f"eager steps), {pools['graph']:.1f} MB in the graph's (training set "
+              f"{trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
     if args.plot and trainer.world.is_root:
         plot(args.plot, trainer)
         print(f"plot: {args.plot}")

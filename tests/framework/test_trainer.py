@@ -38,6 +38,19 @@ def make_trainer(tmp_path=None, seed=0, net_seed=0, net=None, **kw):
     return Trainer(net, x, t, xt, tt, **options)
 
 
+def test_gpu_memory_is_counted_by_pool_on_cupy_only(backend):
+    trainer = make_trainer(epochs=1)
+    trainer.train()
+    pools = trainer.gpu_pools()
+    if backend.name != "cupy":
+        assert pools == {} and trainer.gpu_pool_bytes() == 0
+        return
+    assert set(pools) == {"default", "graph"}
+    assert pools["default"] >= trainer.batches.x.nbytes  # the data lives there
+    assert (pools["graph"] > 0) == (trainer.step_mode == "cuda-graph")
+    assert trainer.gpu_pool_bytes() == pools["default"] + pools["graph"]
+
+
 def test_loss_falls_and_history_matches_epochs(backend, capsys):
     trainer = make_trainer()
     history = trainer.train()
