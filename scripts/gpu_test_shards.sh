@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The test suite as four pytest processes at once, one per group of test files: the GPU
+# The test suite as pytest processes running at once, one per group of test files: the GPU
 # check's tests section. One process ran about 80% of the suite on CuPy in its 180 s on
 # the H200 (2026-12-04), nearly all of it on the host, while the machine has 16 cores.
+# Four shards split the suite under the caller's XPNET_BACKEND; where PyTorch sees a CUDA
+# device a fifth runs the framework, models and operations on its CUDA tensors
+# (XPNET_BACKEND=torch XPNET_DEVICE=cuda:0), which no other section runs through the suite.
 #
 #   bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
 #
@@ -12,21 +15,30 @@ set -u
 cd "$(dirname "$0")/.."
 log=$1; shift
 PY=${PYTHON:-python3}
+# [environment|]pytest arguments
 shards=(
   "tests/backends/test_ops.py"
   "tests/backends --ignore=tests/backends/test_ops.py"
   "tests/framework"
   "tests --ignore=tests/backends --ignore=tests/framework"
 )
+if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  shards+=("XPNET_BACKEND=torch XPNET_DEVICE=cuda:0|tests/framework tests/models tests/backends/test_ops.py")
+else
+  echo "no shard on PyTorch's CUDA tensors: PyTorch is missing or sees no CUDA device"
+fi
 parts=$(mktemp -d)
 pids=()
 
+label() {  # a shard as the command line it runs
+  case $1 in *"|"*) echo "${1%%|*} pytest ${1#*|}" ;; *) echo "pytest $1" ;; esac
+}
 collect() {  # the shards' logs into LOG, and a line or two of each on stdout
   local i
   : >"$log"
   for i in "${!shards[@]}"; do
-    { echo "== shard $i: pytest ${shards[$i]}"; cat "$parts/$i.log"; echo; } >>"$log"
-    echo "shard $i (${shards[$i]}):"
+    { echo "== shard $i: $(label "${shards[$i]}")"; cat "$parts/$i.log"; echo; } >>"$log"
+    echo "shard $i ($(label "${shards[$i]}")):"
     grep -E '^(FAILED|ERROR) ' "$parts/$i.log" | head -n 20
     tail -n 1 "$parts/$i.log" | sed -e '$a\'  # a cut shard's last line has no newline
   done
@@ -42,9 +54,11 @@ stopped() {
 trap stopped TERM INT
 
 for i in "${!shards[@]}"; do
-  # word splitting of the shard's own arguments is meant: paths and options
+  shard=${shards[$i]} environment=""
+  case $shard in *"|"*) environment=${shard%%|*} shard=${shard#*|} ;; esac
+  # word splitting of the shard's own settings and arguments is meant: paths and options
   # shellcheck disable=SC2086
-  $PY -m pytest ${shards[$i]} "$@" >"$parts/$i.log" 2>&1 &
+  env $environment $PY -m pytest $shard "$@" >"$parts/$i.log" 2>&1 &
   pids+=($!)
 done
 rc=0
