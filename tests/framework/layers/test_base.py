@@ -25,7 +25,7 @@ class Scale(Layer):
 
 
 def test_defaults(xp):
-    layer = Scale(xp.ones(3))
+    layer = Scale(backends.to_device(np.ones(3)))
     assert layer.name == "Scale" and layer.takes_train_flg is False and layer.buffers == ()
 
 

@@ -84,7 +84,7 @@ def test_first_layer_skips_its_input_gradient(xp):
     layer = conv_layer(xp, (2, 1, 6, 6), (3, 3, 3), 1, 0)
     layer.input_grad = False
     out = layer.forward(backends.to_device(RNG.standard_normal((2, 1, 6, 6))))
-    assert layer.backward(xp.ones(out.shape)) is None and layer.dW.shape == (3, 1, 3, 3)
+    assert layer.backward(backends.to_device(np.ones(out.shape))) is None and layer.dW.shape == (3, 1, 3, 3)
 
 
 def test_inference_keeps_no_columns_and_backward_says_so(xp):
@@ -92,14 +92,14 @@ def test_inference_keeps_no_columns_and_backward_says_so(xp):
     x = backends.to_device(RNG.standard_normal((2, 3, 6, 6)))
     with pytest.raises(ValueError, match=r"Convolution: backward needs a forward pass in "
                                          r"training mode first .* the last was none"):
-        layer.backward(xp.ones((2, 4, 6, 6)))
+        layer.backward(backends.to_device(np.ones((2, 4, 6, 6))))
     trained = layer.forward(x)  # the book's call: training mode, columns kept
     assert layer.col is not None and layer.x is x
     inferred = layer.forward(x, train_flg=False)
     np.testing.assert_array_equal(to_host(inferred), to_host(trained))
     assert layer.col is None and layer.x is None  # the training pass's columns let go too
     with pytest.raises(ValueError, match="the last was inference, which keeps no columns"):
-        layer.backward(xp.ones(inferred.shape))
+        layer.backward(backends.to_device(np.ones(inferred.shape)))
 
 
 def test_evaluation_holds_one_layers_columns_at_a_time():
@@ -132,7 +132,7 @@ def test_float32_stays_float32(xp):
     layer = conv_layer(xp, (2, 3, 6, 6), (4, 3, 3), 1, 1, dtype="float32")
     x = backends.to_device(RNG.standard_normal((2, 3, 6, 6)), "float32")
     out = layer.forward(x)
-    dx = layer.backward(xp.ones(out.shape, dtype=xp.float32))
+    dx = layer.backward(backends.to_device(np.ones(out.shape), "float32"))
     assert {backends.dtype_name(a.dtype) for a in (out, dx, layer.dW, layer.db)} == {"float32"}
 
 
@@ -154,15 +154,15 @@ def test_stack_forms_match_the_forward_pass(xp):
 
 
 def test_bad_shapes_name_the_layer(xp):
-    layer = Convolution(xp.zeros((4, 3, 5, 5)), xp.zeros(4), name="Conv1")
+    layer = Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)), name="Conv1")
     with pytest.raises(ValueError, match=r"Conv1: input has 1 channels, W expects 3"):
-        layer.forward(xp.zeros((2, 1, 28, 28)))
+        layer.forward(backends.to_device(np.zeros((2, 1, 28, 28))))
     with pytest.raises(ValueError, match=r"Conv1: a 5x5 filter does not fit the padded 4x4 input"):
-        layer.forward(xp.zeros((2, 3, 4, 4)))
+        layer.forward(backends.to_device(np.zeros((2, 3, 4, 4))))
     with pytest.raises(ValueError, match=r"Conv1: expected images of shape \(N, C, H, W\), got "
                                          r"shape \(2, 784\)"):
-        layer.forward(xp.zeros((2, 784)))
+        layer.forward(backends.to_device(np.zeros((2, 784))))
     with pytest.raises(ValueError, match=r"W must be 4-D \(FN, C, FH, FW\)"):
-        Convolution(xp.zeros((4, 3, 5)), xp.zeros(4))
+        Convolution(backends.to_device(np.zeros((4, 3, 5))), backends.to_device(np.zeros(4)))
     with pytest.raises(ValueError, match="stride must be at least 1"):
-        Convolution(xp.zeros((4, 3, 5, 5)), xp.zeros(4), stride=0)
+        Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)), stride=0)

@@ -11,12 +11,12 @@ from tests.conftest import to_host
 
 def test_training_keeps_one_minus_ratio_and_inference_scales(xp):
     layer = Dropout(0.3, seed=0)
-    x = xp.ones((200, 500))
+    x = backends.to_device(np.ones((200, 500)))
     out = to_host(layer.forward(x, train_flg=True))
     assert set(np.unique(out)) == {0.0, 1.0}  # the book's dropout: not rescaled in training
     assert out.mean() == pytest.approx(0.7, abs=0.005)
     assert backends.backend_of(layer.mask) == backends.backend_of(x)  # drawn where x lives
-    np.testing.assert_array_equal(to_host(layer.forward(xp.full((2, 3), 2.0, dtype=xp.float64),
+    np.testing.assert_array_equal(to_host(layer.forward(backends.to_device(np.full((2, 3), 2.0)),
                                                         train_flg=False)),
                                   np.full((2, 3), 1.4))
 
@@ -24,14 +24,14 @@ def test_training_keeps_one_minus_ratio_and_inference_scales(xp):
 def test_backward_applies_the_forward_mask(xp):
     layer = Dropout(0.5, seed=1)
     out = layer.forward(backends.to_device(np.arange(1.0, 41.0).reshape(4, 10)))
-    dx = layer.backward(xp.full((4, 10), 3.0))
+    dx = layer.backward(backends.to_device(np.full((4, 10), 3.0)))
     np.testing.assert_array_equal(to_host(dx) != 0, to_host(out) != 0)
     check_backward(Dropout(0.4, seed=2), backends.to_device(np.linspace(-1, 1, 24).reshape(4, 6)))
 
 
 def test_a_seed_repeats_and_each_draw_is_new(xp):
     a, b, c = Dropout(0.5, seed=7), Dropout(0.5, seed=7), Dropout(0.5, seed=8)
-    x = xp.ones((8, 64))
+    x = backends.to_device(np.ones((8, 64)))
     first = to_host(a.forward(x))
     np.testing.assert_array_equal(first, to_host(b.forward(x)))
     assert not np.array_equal(first, to_host(c.forward(x)))
@@ -44,8 +44,7 @@ def test_a_seed_repeats_and_each_draw_is_new(xp):
 
 def masks(seed):
     layer = Dropout(0.5, seed=seed)
-    xp = backends.current().xp
-    return [layer.forward(xp.ones((5, 7), dtype="float32")) for _ in range(3)]
+    return [layer.forward(backends.to_device(np.ones((5, 7)), "float32")) for _ in range(3)]
 
 
 def test_masks_are_the_same_on_every_backend():
@@ -56,9 +55,9 @@ def test_current_mask_does_not_advance_the_generator(xp):
     layer = Dropout(0.5, seed=4)
     peeked = to_host(layer.current_mask((3, 9))).copy()
     assert int(to_host(layer.counter)[0]) == 0
-    drawn = to_host(layer.forward(xp.ones((3, 9))))
+    drawn = to_host(layer.forward(backends.to_device(np.ones((3, 9)))))
     np.testing.assert_array_equal(drawn, peeked)
-    stack = layer.forward_stack(xp.ones((4, 3, 9)), True)
+    stack = layer.forward_stack(backends.to_device(np.ones((4, 3, 9))), True)
     for k in range(4):
         np.testing.assert_array_equal(to_host(stack[k, ...]), drawn)  # the current mask, fixed
 

@@ -108,11 +108,11 @@ def test_affine_forward_backward_numbers(xp):
 
 
 def test_affine_keeps_parameter_references(xp):
-    W, b = xp.zeros((2, 2)), xp.zeros(2)
+    W, b = backends.to_device(np.zeros((2, 2))), backends.to_device(np.zeros(2))
     layer = Affine(W, b)
     W += 1.0  # the in-place update of the book's training loop
     b -= 1.0
-    np.testing.assert_array_equal(to_host(layer.forward(xp.ones((1, 2)))), [[1.0, 1.0]])
+    np.testing.assert_array_equal(to_host(layer.forward(backends.to_device(np.ones((1, 2))))), [[1.0, 1.0]])
 
 
 def test_affine_backward_matches_numerical_for_nd_input(xp):
@@ -121,27 +121,27 @@ def test_affine_backward_matches_numerical_for_nd_input(xp):
     b = backends.to_device(RNG.standard_normal(5))
     layer = Affine(W, b)
     assert layer.forward(x).shape == (2, 5)
-    assert layer.backward(xp.ones((2, 5))).shape == x.shape  # the input's shape is restored
+    assert layer.backward(backends.to_device(np.ones((2, 5)))).shape == x.shape  # the input's shape is restored
     report = check_backward(layer, x, params=("W", "b"))
     assert set(report) == {"input 0", "W", "b"}
 
 
 def test_affine_without_input_grad_skips_dx(xp):
-    layer = Affine(xp.ones((3, 2)), xp.zeros(2))
+    layer = Affine(backends.to_device(np.ones((3, 2))), backends.to_device(np.zeros(2)))
     layer.input_grad = False
-    layer.forward(xp.ones((4, 3)))
-    assert layer.backward(xp.ones((4, 2))) is None
+    layer.forward(backends.to_device(np.ones((4, 3))))
+    assert layer.backward(backends.to_device(np.ones((4, 2)))) is None
     np.testing.assert_array_equal(to_host(layer.dW), np.full((3, 2), 4.0))
 
 
 def test_affine_shape_errors_name_the_layer(xp):
-    layer = Affine(xp.zeros((784, 50)), xp.zeros(50), name="Affine1")
+    layer = Affine(backends.to_device(np.zeros((784, 50))), backends.to_device(np.zeros(50)), name="Affine1")
     with pytest.raises(ValueError, match="Affine1: input has 780 features, W expects 784"):
-        layer.forward(xp.zeros((2, 780)))
+        layer.forward(backends.to_device(np.zeros((2, 780))))
     with pytest.raises(ValueError, match=r"Affine1: expected a batch of shape \(N, ...\)"):
-        layer.forward(xp.zeros(784))
+        layer.forward(backends.to_device(np.zeros(784)))
     with pytest.raises(ValueError, match=r"b of shape \(out,\)"):
-        Affine(xp.zeros((3, 2)), xp.zeros(3))
+        Affine(backends.to_device(np.zeros((3, 2))), backends.to_device(np.zeros(3)))
 
 
 # --- SoftmaxWithLoss ----------------------------------------------------------
@@ -187,15 +187,15 @@ def test_softmax_with_loss_survives_huge_scores(xp):
 
 def test_softmax_with_loss_label_errors(xp):
     layer = SoftmaxWithLoss()
-    x = xp.zeros((3, 10))
+    x = backends.to_device(np.zeros((3, 10)))
     with pytest.raises(ValueError, match="x has 3 samples but t has 2 labels"):
         layer.forward(x, backends.to_device([1, 2]))
     with pytest.raises(ValueError, match=r"t has shape \(3, 9\); expected one-hot \(3, 10\)"):
-        layer.forward(x, xp.zeros((3, 9)))
+        layer.forward(x, backends.to_device(np.zeros((3, 9))))
     with pytest.raises(ValueError, match="must be integer class indices"):
         layer.forward(x, backends.to_device([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match=r"SoftmaxWithLoss: expected scores of shape \(N, classes\)"):
-        layer.forward(xp.zeros(10), backends.to_device([1]))
+        layer.forward(backends.to_device(np.zeros(10)), backends.to_device([1]))
 
 
 def test_softmax_with_loss_labels_out_of_range_on_host():

@@ -42,7 +42,7 @@ def test_forward_is_the_window_max_and_backward_its_gradient(xp, shape, ph, pw, 
 
 
 def test_padding_is_minus_infinity_not_zero(xp):
-    x = xp.full((1, 1, 2, 2), -5.0)
+    x = backends.to_device(np.full((1, 1, 2, 2), -5.0))
     out = Pooling(2, 2, stride=2, pad=1).forward(x)
     np.testing.assert_array_equal(to_host(out), np.full((1, 1, 2, 2), -5.0))  # the book says 0
 
@@ -60,7 +60,7 @@ def test_overlapping_windows_add_their_gradients(xp):
     x = backends.to_device([[[[0.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]]]])
     out = layer.forward(x)
     np.testing.assert_array_equal(to_host(out), np.full((1, 1, 2, 2), 9.0))
-    dx = layer.backward(xp.ones((1, 1, 2, 2)))
+    dx = layer.backward(backends.to_device(np.ones((1, 1, 2, 2))))
     assert float(to_host(dx)[0, 0, 1, 1]) == 4.0 and float(to_host(dx).sum()) == 4.0
 
 
@@ -76,8 +76,8 @@ def test_stack_form_and_dtype(xp):
 def test_bad_shapes_name_the_layer(xp):
     layer = Pooling(3, 3, name="Pool1")
     with pytest.raises(ValueError, match=r"Pool1: a 3x3 window does not fit the padded 2x2 input"):
-        layer.forward(xp.zeros((1, 1, 2, 2)))
+        layer.forward(backends.to_device(np.zeros((1, 1, 2, 2))))
     with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\)"):
-        layer.forward(xp.zeros((2, 9)))
+        layer.forward(backends.to_device(np.zeros((2, 9))))
     with pytest.raises(ValueError, match="pool sizes and stride must be at least 1"):
         Pooling(0, 2)

@@ -43,7 +43,7 @@ class Doubler:
     buffers = ("counter",)
 
     def __init__(self, xp):
-        self.counter = xp.zeros(1)
+        self.counter = backends.to_device(np.zeros(1))  # on the device under test
 
     def forward(self, x):
         self.scale = 1.0 + self.counter  # differs per call: only a rewind makes it repeat

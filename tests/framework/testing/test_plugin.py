@@ -22,7 +22,7 @@ def test_numpy_only(xp):
 
 def run_pytest(tmp_path, *args, env=None):
     (tmp_path / "test_user.py").write_text(USER_TEST)
-    full_env = {k: v for k, v in os.environ.items() if k != "XPNET_BACKEND"}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("XPNET_BACKEND", "XPNET_DEVICE")}
     full_env.update(PYTHONPATH=ROOT, **(env or {}))
     r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing",
                         "-p", "no:cacheprovider", *args, str(tmp_path / "test_user.py")],
