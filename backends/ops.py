@@ -85,7 +85,7 @@ Each operation:
 
 import contextlib
 
-from backends import splitmix
+from backends import arrays, splitmix
 from backends.arrays import on_device_of
 
 
@@ -278,7 +278,18 @@ class Ops:
         shifted = x - xp.max(x, axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
-        picked = xp.take_along_axis(shifted, self._labels(t)[:, None], axis=1)[:, 0]
+        labels = self._labels(t)
+        valid = None
+        if arrays.is_device_array(t):
+            # On a GPU an index past the row is a device-side assert, which ends the
+            # process's use of the GPU, and checking the labels first would wait for it:
+            # such a sample reads column 0 and its loss is NaN, which stops the Trainer (as
+            # CuPy's kernel does). On the host the index error is raised, and named.
+            valid = (labels >= 0) & (labels < x.shape[1])
+            labels = xp.where(valid, labels, xp.zeros_like(labels))
+        picked = xp.take_along_axis(shifted, labels[:, None], axis=1)[:, 0]
+        if valid is not None:
+            picked = xp.where(valid, picked, xp.full_like(picked, float("nan")))
         loss = xp.sum(xp.log(s)[:, 0] - picked) / n
         return loss, e / s
 

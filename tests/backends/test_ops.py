@@ -111,7 +111,7 @@ def test_adam_step_size_and_update(ops, backend, dtype):
     p, m, v = rng.standard_normal((3, 40, 9)).astype(dtype)
     v = np.abs(v)
     pd, md, vd = (backend.asarray(a.copy()) for a in (p, m, v))
-    t = backend.xp.full((), 4, dtype=backend.xp.float64)
+    t = backend.asarray(np.float64(4.0))  # Adam's step count, where the parameters live
     for step in range(5, 8):
         g = rng.standard_normal((40, 9)).astype(dtype)
         lr_t = ops.adam_step_size(t, 0.01, 0.9, 0.999)
@@ -219,17 +219,35 @@ def test_gemm_refuses_what_it_cannot_multiply(backend):
 
 
 def test_a_label_past_the_last_class_is_caught(backend):
-    """NumPy raises (through the layer: ValueError); the GPU kernel cannot raise
-    without a sync, so it makes the loss NaN, which stops the Trainer."""
+    """On the host the layer raises ValueError; on a GPU (CuPy's kernel, PyTorch's CUDA
+    tensors) nothing can raise without a sync, so the loss is NaN, which stops the Trainer."""
     from framework.layers import SoftmaxWithLoss
     x = backend.asarray(np.zeros((2, 3), dtype=np.float32))
     t = backend.asarray(np.array([0, 3]))
     layer = SoftmaxWithLoss()
-    if backend.name != "cupy":
+    if not backends.is_device_array(x):
         with pytest.raises(ValueError, match="labels must lie in 0..2"):
             layer.forward(x, t)
-    else:  # the fused kernel does not stop the GPU to raise: a NaN loss the Trainer stops on
+    else:
         assert np.isnan(float(layer.forward(x, t)))
+    layer.forward(x, backend.asarray(np.array([0, 2])))  # and the device is still usable
+    assert float(layer.loss) == pytest.approx(np.log(3))
+
+
+def test_the_standards_path_indexes_no_row_past_its_end_on_a_device(monkeypatch):
+    """Where the labels live on a GPU (PyTorch's CUDA or MPS tensors) an index past a row
+    would be a device-side assert, which ends the process's use of the GPU (seen on an
+    H200): such a sample reads column 0 and gives a NaN loss. NumPy stands in for the
+    device here."""
+    from backends import arrays
+    from backends.ops import Ops
+    monkeypatch.setattr(arrays, "is_device_array", lambda x: True)
+    ops = Ops(np)
+    x = np.zeros((2, 3))
+    loss, y = ops.softmax_cross_entropy(x, np.array([0, 3]), None)
+    assert np.isnan(loss) and y.shape == (2, 3)
+    loss, _ = ops.softmax_cross_entropy(x, np.array([0, 2]), None)
+    assert loss == pytest.approx(np.log(3))
 
 
 def conv_reference(dtype, layout):
