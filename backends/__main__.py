@@ -37,9 +37,11 @@ def main():
         drv = b.xp.cuda.runtime.driverGetVersion()
         print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
               f"driver {drv // 1000}.{drv % 1000 // 10}")
-        print(f"graph:   the CUDA-graph step multiplies on "
-              f"{'cuBLAS, on a handle of our own' if gpu.graph_gemm == 'cublas' else 'our GEMM kernels'}"
-              f" (XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
+        where = {"auto": "cuBLAS (a handle of our own) for large products, our kernel for "
+                         "small ones", "cublas": "cuBLAS (a handle of our own)",
+                 "own": "our GEMM kernels"}[gpu.graph_gemm]
+        print(f"graph:   the CUDA-graph step multiplies on {where} "
+              f"(XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
     print("namespaces (XPNET_BACKEND, and XPNET_DEVICE for the device):")
     for name, library in namespaces.LIBRARIES.items():
         usable, why = library.usable()

@@ -1,12 +1,13 @@
 """Whether cuBLAS, called directly, can be recorded in a CUDA graph where CuPy refuses it.
 
 CuPy 14 refuses its own cuBLAS calls while a stream is captured (cupy issue #6290),
-so xpnet's CUDA-graph step multiplies on GEMM kernels of its own, at 1.7-2.6x
+so xpnet's CUDA-graph step first multiplied on GEMM kernels of its own, at 1.7-2.6x
 cuBLAS's time on DeepConvNet's products (docs/performance.md). cuBLAS itself
 allows capture when its handle is bound to the capturing stream and owns a
 workspace set beforehand; :mod:`backends.cuda.cublas` makes such a handle through
-``ctypes`` over the libcublas CuPy loaded (``XPNET_GRAPH_GEMM=cublas`` puts it in the
-graph step). This probe asks the GPU:
+``ctypes`` over the libcublas CuPy loaded, which the graph step now uses for its large
+products (``XPNET_GRAPH_GEMM``; on an H200 on 2026-12-04 it captured and ran 3.8-12x
+our tile kernel). This probe asks the GPU again:
 
   1. whether CuPy still refuses ``a @ a`` during capture (the reason for our kernels);
   2. whether cuBLAS's gemm on that handle captures, and whether the replayed graph

@@ -8,16 +8,16 @@
 #   1. the device: python -m backends, nvidia-smi
 #   2. the whole test suite with XPNET_BACKEND=cupy
 #   3. scripts/gradient_check.py --all-backends
-#   4. whether this CuPy still refuses cuBLAS during stream capture (why the
-#      graph step has GEMM kernels of its own), and whether cuBLAS called directly
-#      captures (scripts/cublas_capture_probe.py)
+#   4. whether this CuPy still refuses cuBLAS during stream capture, and whether cuBLAS
+#      called on a handle of our own still captures, and its time against our GEMM
+#      kernels (scripts/cublas_capture_probe.py)
 #   5. scripts/graph_probe.py: eager, fused, graph with our GEMM, graph with cuBLAS
 #   6. the book's run (10,000 steps) on the GPU, for each dataset found in
 #      DATA_DIR/mnist and DATA_DIR/fashion-mnist (IDX files, gzipped or not),
 #      with the CUDA-graph step, then once more with the eager step
 #   7. chapters 7 and 8: SimpleConvNet's and DeepConvNet's book runs (20 epochs,
 #      Adam) on the first dataset found, time and test accuracy; DeepConvNet's again
-#      with the graph's products on cuBLAS (XPNET_GRAPH_GEMM=cublas)
+#      with the graph's products on our own kernels only (XPNET_GRAPH_GEMM=own)
 #   8. data-parallel training (tests/framework/test_distributed.py under mpiexec): ranks
 #      sharing the GPU through the host, NCCL with one GPU a rank where there are two
 #      or more, and too many ranks refused (needs mpi4py and MPICH: scripts/gpu_packages.sh)
@@ -155,9 +155,8 @@ elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
 else GC_DATA="--data random"; fi
 section gradient_check 15 env XPNET_DATA_DIR="$DATA_DIR" $PY scripts/gradient_check.py --all-backends $GC_DATA || failed+=(gradient_check)
 if [ $DRY = 0 ]; then
-  # informational: CuPy's refusal is the expected answer (cupy issue #6290); whether cuBLAS
-  # called on a handle of our own captures, and at what speed, decides what the graph
-  # step should multiply on
+  # informational: CuPy's refusal is the expected answer (cupy issue #6290); cuBLAS on a
+  # handle of our own captured on the H200 (2026-12-04), which XPNET_GRAPH_GEMM=auto uses
   section cublas-capture 40 $PY scripts/cublas_capture_probe.py
 fi
 
@@ -184,10 +183,10 @@ for dataset in mnist fashion-mnist; do  # the convolutional nets: the first data
   section "train-deepconvnet-$dataset" 50 $PY scripts/train_convnet.py --model deep \
     --backend $BACKEND --dataset $dataset --data-dir "$DATA_DIR" --quiet $CONV_ARGS \
     --plot "$OUT/train-deepconvnet-$dataset.png" || failed+=("train-deepconvnet-$dataset")
-  # the same with the graph's products on cuBLAS through a handle of ours, where it captures
-  section "train-deepconvnet-$dataset-cublas" 50 env XPNET_GRAPH_GEMM=cublas $PY \
+  # the same with every product of the graph on our kernels, against the default's cuBLAS
+  section "train-deepconvnet-$dataset-own-gemm" 50 env XPNET_GRAPH_GEMM=own $PY \
     scripts/train_convnet.py --model deep --backend $BACKEND --dataset $dataset \
-    --data-dir "$DATA_DIR" --quiet $CONV_ARGS || failed+=("train-deepconvnet-$dataset-cublas")
+    --data-dir "$DATA_DIR" --quiet $CONV_ARGS || failed+=("train-deepconvnet-$dataset-own-gemm")
   break
 done
 if [ $trained = 0 ]; then

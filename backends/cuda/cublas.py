@@ -1,14 +1,17 @@
 """cuBLAS called directly, on a handle of our own: the graph step's products, where it captures.
 
 CuPy refuses its own cuBLAS calls while a stream is captured (cupy issue #6290), which is
-why the CUDA-graph step multiplies on GEMM kernels of ours (:mod:`backends.cuda.gemm`), at
+why the CUDA-graph step had only GEMM kernels of ours (:mod:`backends.cuda.gemm`), at
 1.7-2.6x cuBLAS's time on DeepConvNet's products (an H200, docs/performance.md). cuBLAS
 itself can be recorded when its handle is bound to the capturing stream and owns a
-workspace set beforehand, so that nothing is allocated inside the capture. With
-``XPNET_GRAPH_GEMM=cublas`` the graph step multiplies this way; our kernels stay the
-default until a GPU run shows that it captures and pays
-(``scripts/cublas_capture_probe.py`` asks, and ``scripts/gpu_check.sh`` trains DeepConvNet
-both ways).
+workspace set beforehand, so that nothing is allocated inside the capture: on the H200
+it captured, gave CuPy's eager products bit for bit, and took DeepConvNet's 20 epochs
+from 24.6 s to 16.3 s. ``XPNET_GRAPH_GEMM`` chooses: ``auto`` (the default) multiplies
+the products our tile kernel would take (:data:`backends.cuda.gemm.LARGE_MACS` and up) on
+cuBLAS and keeps our block kernel for the small ones (the book's TwoLayerNet), where the
+two were measured alike; ``cublas`` every product; ``own`` none (our kernels only).
+Where no handle can be made (no libcublas, or one without ``cublasSetWorkspace``),
+``auto`` keeps our kernels.
 
 cuBLAS is column-major and xpnet's arrays row-major: a row-major ``r x c`` matrix is the
 column-major ``c x r`` matrix of its transpose, so ``C = a @ b`` is computed as
@@ -22,15 +25,17 @@ import ctypes.util
 
 OP_N, OP_T = 0, 1  # cublasOperation_t
 WORKSPACE_BYTES = 32 << 20
-MODES = ("own", "cublas")  # XPNET_GRAPH_GEMM's values
+MODES = ("auto", "own", "cublas")  # XPNET_GRAPH_GEMM's values
 
 
 def graph_gemm_mode(value):
-    """``XPNET_GRAPH_GEMM``'s value checked: 'own' (the default) or 'cublas'."""
-    mode = (value or "own").strip().lower()
+    """``XPNET_GRAPH_GEMM``'s value checked: 'auto' (the default), 'own' or 'cublas'."""
+    mode = (value or "auto").strip().lower()
     if mode not in MODES:
-        raise ValueError(f"XPNET_GRAPH_GEMM={value!r}; expected 'own' (xpnet's GEMM kernels "
-                         f"in the CUDA graph) or 'cublas' (cuBLAS on a handle of xpnet's own)")
+        raise ValueError(f"XPNET_GRAPH_GEMM={value!r}; expected 'auto' (cuBLAS for the large "
+                         f"products in the CUDA graph, xpnet's kernels for the small), 'own' "
+                         f"(xpnet's GEMM kernels only) or 'cublas' (cuBLAS, on a handle of "
+                         f"xpnet's own, for every product)")
     return mode
 
 
@@ -122,14 +127,26 @@ class Handle:
 _handles = {}
 
 
+def handle_or_reason():
+    """``(handle, None)`` for this device's handle of ours, made on first use, or ``(None,
+    why)`` where none can be made (asked once a device)."""
+    import cupy
+    device = cupy.cuda.Device().id
+    if device not in _handles:
+        try:
+            _handles[device] = (Handle(), None)
+        except (OSError, AttributeError, RuntimeError) as e:  # no library, symbol or handle
+            _handles[device] = (None, f"{type(e).__name__}: {e}")
+    return _handles[device]
+
+
 def matmul(a, b, bias=None):
     """``a @ b (+ bias)`` through cuBLAS on this device's handle of ours: a fresh C-contiguous
     result, operands copied only where cuBLAS cannot read them in place."""
     import cupy
-    device = cupy.cuda.Device().id
-    handle = _handles.get(device)
+    handle, why = handle_or_reason()
     if handle is None:
-        handle = _handles[device] = Handle()
+        raise RuntimeError(f"no cuBLAS handle of xpnet's own on this device: {why}")
     if layout(a.shape, a.strides, a.itemsize) is None:
         a = cupy.ascontiguousarray(a)
     if layout(b.shape, b.strides, b.itemsize) is None:

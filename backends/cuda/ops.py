@@ -12,14 +12,15 @@ passes (im2col, col2im, max pooling and its gradient) are one kernel each
 too, from ``kernels/conv.cu``. The sources are files in
 ``backends/cuda/kernels/``, built by :mod:`backends.cuda.compiler`.
 
-:meth:`CupyOps.matmul` calls cuBLAS, except while ``graph_kernels`` is set
-(by :mod:`backends.cuda.graph`, around the warm-up and the capture of a
-step): CuPy refuses cuBLAS during stream capture (cupy issue #6290), so
-those products run on GEMM kernels of ours (:mod:`backends.cuda.gemm`): one for the
-fully connected nets' small matrices, one for the convolutions' large ones.
-``XPNET_GRAPH_GEMM=cublas`` (or ``ops.graph_gemm = "cublas"``) runs them on cuBLAS
-instead, called on a handle of our own (:mod:`backends.cuda.cublas`), which cuBLAS
-lets a capture record.
+:meth:`CupyOps.matmul` calls cuBLAS through CuPy, except while ``graph_kernels`` is
+set (by :mod:`backends.cuda.graph`, around the warm-up and the capture of a step): CuPy
+refuses its cuBLAS calls during stream capture (cupy issue #6290), while cuBLAS itself
+lets a capture record it when called on a handle of our own
+(:mod:`backends.cuda.cublas`). There ``XPNET_GRAPH_GEMM`` (or ``ops.graph_gemm``) says
+where a product goes: ``auto`` (the default) sends the large ones (the convolutions') to
+that handle and the small ones to our block kernel, ``cublas`` every one to the handle,
+``own`` every one to our GEMM kernels (:mod:`backends.cuda.gemm`: the block kernel, and
+a tile kernel for large products).
 
 ``XPNET_FUSED=0`` in the environment (or ``ops.fused = False``) turns the
 fused kernels off and routes every operation through the plain CuPy
@@ -49,7 +50,7 @@ class CupyOps(StridedOps):
         super().__init__(cupy)
         self.fused = os.environ.get("XPNET_FUSED", "1") != "0"
         self.graph_kernels = False  # set around a CUDA-graph capture: GEMMs without cuBLAS
-        # 'own' (our kernels) or 'cublas' (cuBLAS on our own handle) while graph_kernels is set
+        # while graph_kernels is set: 'auto' (cuBLAS for large products), 'cublas' or 'own'
         self.graph_gemm = cublas.graph_gemm_mode(os.environ.get("XPNET_GRAPH_GEMM"))
         self._relu = cupy.ElementwiseKernel(
             "T x", "T y, bool keep", "keep = x > (T)0; y = (keep || x != x) ? x : (T)0;", "xpnet_relu")
@@ -110,8 +111,7 @@ class CupyOps(StridedOps):
 
     def matmul(self, a, b, bias=None, out=None):
         if self.graph_kernels:
-            if self.graph_gemm == "cublas" and a.dtype == b.dtype and a.dtype.kind == "f" \
-                    and a.dtype.itemsize in (4, 8):
+            if self._on_cublas(a, b):
                 result = cublas.matmul(a, b, bias)
             else:
                 result = self.gemm(a, b, bias)
@@ -120,6 +120,16 @@ class CupyOps(StridedOps):
             out[...] = result
             return out
         return super().matmul(a, b, bias, out)
+
+    def _on_cublas(self, a, b):
+        """Whether the graph's product ``a @ b`` goes to cuBLAS (see ``graph_gemm``)."""
+        if self.graph_gemm == "own" or a.dtype != b.dtype or a.dtype.kind != "f" \
+                or a.dtype.itemsize not in (4, 8):
+            return False
+        if self.graph_gemm == "cublas":
+            return True
+        large = a.shape[0] * a.shape[1] * b.shape[1] >= gemm.LARGE_MACS
+        return large and cublas.handle_or_reason()[0] is not None
 
     def relu(self, x):
         if not self.fused:

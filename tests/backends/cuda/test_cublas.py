@@ -69,9 +69,10 @@ def test_views_cublas_cannot_read_in_place_are_found():
 
 
 def test_the_mode_is_checked_by_name():
-    assert graph_gemm_mode(None) == "own" and graph_gemm_mode(" cuBLAS ") == "cublas"
-    with pytest.raises(ValueError, match=r"XPNET_GRAPH_GEMM='blas'; expected 'own' .* or "
-                                         r"'cublas'"):
+    assert graph_gemm_mode(None) == "auto" and graph_gemm_mode(" cuBLAS ") == "cublas"
+    assert graph_gemm_mode("own") == "own"
+    with pytest.raises(ValueError, match=r"XPNET_GRAPH_GEMM='blas'; expected 'auto' .*, 'own' "
+                                         r".* or 'cublas'"):
         graph_gemm_mode("blas")
 
 
