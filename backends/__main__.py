@@ -40,6 +40,14 @@ def main():
         where = {"auto": "cuBLAS (a handle of our own) for large products, our kernel for "
                          "small ones", "cublas": "cuBLAS (a handle of our own)",
                  "own": "our GEMM kernels"}[gpu.graph_gemm]
+        if gpu.graph_gemm != "own":
+            from backends.cuda import cublas
+            _, why = cublas.handle_or_reason()
+            if why and gpu.graph_gemm == "auto":
+                where = f"our GEMM kernels: no cuBLAS handle of our own ({why})"
+            elif why:  # 'cublas' asked for, and not to be had: recording fails, eager runs
+                where = (f"nothing: no cuBLAS handle of our own ({why}), so the step "
+                         f"cannot be recorded and runs eagerly")
         print(f"graph:   the CUDA-graph step multiplies on {where} "
               f"(XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
     print("namespaces (XPNET_BACKEND, and XPNET_DEVICE for the device):")
