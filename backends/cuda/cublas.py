@@ -88,8 +88,11 @@ class Handle:
     CuPy's default pool (never a graph's pool, which goes with its graph)."""
 
     def __init__(self, lib=None):
-        import cupy
         self.lib = lib or loaded_library()
+        for name in ("cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSgemm_v2",
+                     "cublasDgemm_v2", "cublasDestroy_v2"):
+            getattr(self.lib, name)  # AttributeError now, not halfway through a capture
+        import cupy
         self.handle = ctypes.c_void_p()
         _check("cublasCreate_v2", self.lib.cublasCreate_v2(ctypes.byref(self.handle)))
         self.workspace = cupy.get_default_memory_pool().malloc(WORKSPACE_BYTES)

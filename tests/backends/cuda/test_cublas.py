@@ -111,3 +111,14 @@ def test_products_recorded_in_a_cuda_graph_equal_cupys(on_cupy, monkeypatch, m, 
     tol = 1e-4 if dtype == "float32" else 1e-12
     scale = float((abs(a) @ abs(b)).max()) + 1
     assert float(abs(made["out"] - want).max()) <= tol * scale
+
+
+def test_a_library_without_a_function_the_graph_needs_is_refused_at_once():
+    """An older libcublas (no cublasSetWorkspace) fails when the handle is made, so 'auto'
+    keeps xpnet's kernels, rather than in the middle of recording a step."""
+    from backends.cuda.cublas import Handle
+
+    class Old:
+        cublasSetStream_v2 = cublasSgemm_v2 = cublasDgemm_v2 = cublasDestroy_v2 = None
+    with pytest.raises(AttributeError, match="cublasSetWorkspace_v2"):
+        Handle(Old())
