@@ -1,69 +1,72 @@
-"""``python -m backends``: which backend XPNET_BACKEND picks here, and why."""
+"""``python -m backends``: which backend XPNET_BACKEND picks here and why, and the settings."""
 
-import os
 import platform
 import sys
 
 import numpy
 
 import backends
-from backends import namespaces, ops_for
-from backends.host import build, threads
+from backends.host import threads
+from backends.registry import REGISTRY
 
 
 def main():
     try:
-        b = backends.current()
+        b = backends.current()  # reads (and checks) every setting
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    settings = backends.settings()
     print(f"backend: {b.name}")
     print(f"reason:  {b.reason}")
     print(f"device:  {b.description}")
     print(f"python:  {platform.python_version()}")
     print(f"numpy:   {numpy.__version__}")
-    try:  # each reads a setting of the environment, and refuses a bad one by name
-        host = ops_for(numpy.zeros(1))  # XPNET_HOST_THREADS
-        _, conv_why = build.load()  # XPNET_HOST_KERNELS
-        gpu = ops_for(b.xp.zeros(1)) if b.name == "cupy" else None  # XPNET_GRAPH_GEMM
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"host:    {host.threads} thread(s) for the CPU's passes ({threads.ENV_VAR}="
-          f"{os.environ.get(threads.ENV_VAR, 'unset')}); {threads.blas_summary()}")
-    print(f"kernels: {conv_why}")
-    if gpu is not None:
+    host = backends.ops_for(numpy.zeros(1))
+    numpy_backend = backends.backend_class("numpy")
+    _, kernels_why = numpy_backend.kernels(settings)
+    print(f"host:    {host.threads} thread(s) for the CPU's passes (XPNET_HOST_THREADS="
+          f"{settings.host_threads or 'unset'}); {threads.blas_summary()}")
+    print(f"kernels: {kernels_why}")
+    if b.name == "cupy":
+        gpu = backends.ops_for(b.xp.zeros(1))
         rt = b.xp.cuda.runtime.runtimeGetVersion()
         drv = b.xp.cuda.runtime.driverGetVersion()
         print(f"CUDA:    runtime {rt // 1000}.{rt % 1000 // 10}, "
               f"driver {drv // 1000}.{drv % 1000 // 10}")
-        where = {"auto": "cuBLAS (a handle of our own) for large products, our kernel for "
-                         "small ones", "cublas": "cuBLAS (a handle of our own)",
-                 "own": "our GEMM kernels"}[gpu.graph_gemm]
-        if gpu.graph_gemm != "own":
-            from backends.cuda import cublas
-            _, why = cublas.handle_or_reason()
-            if why and gpu.graph_gemm == "auto":
-                where = f"our GEMM kernels: no cuBLAS handle of our own ({why})"
-            elif why:  # 'cublas' asked for, and not to be had: recording fails, eager runs
-                where = (f"nothing: no cuBLAS handle of our own ({why}), so the step "
-                         f"cannot be recorded and runs eagerly")
-        print(f"graph:   the CUDA-graph step multiplies on {where} "
-              f"(XPNET_GRAPH_GEMM={os.environ.get('XPNET_GRAPH_GEMM', 'unset')})")
+        print(f"graph:   the CUDA-graph step multiplies on {_graph_products(gpu, type(b))} "
+              f"(XPNET_GRAPH_GEMM={settings.graph_gemm})")
+    print("settings (XPNET_*, read once; README: 'Settings'):")
+    for line in settings.lines():
+        print(f"  {line}")
     print("namespaces (XPNET_BACKEND, and XPNET_DEVICE for the device):")
-    for name, library in namespaces.LIBRARIES.items():
-        usable, why = library.usable()
-        version = ""
-        if usable:
-            module = sys.modules.get(name if name != "torch" else "torch")
-            version = f" {getattr(module, '__version__', '')}" if module else ""
+    for name in backends.NAMES:
+        cls = backends.backend_class(name)
+        usable, why = cls.usable()
+        version = f" {cls.version()}" if usable else ""
         print(f"  {name:17}{'usable' if usable else 'unusable'}{version}: {why}")
-    for name, why in namespaces.REFUSED.items():
+    for name, why in REGISTRY.refused.items():
         print(f"  {name:17}refused: {why}")
     print(f"available: {', '.join(backends.available())}")
     print(f"mpi:     {_mpi()}")
     print(f"nccl:    {_nccl()}")
     return 0
+
+
+def _graph_products(gpu, cupy_backend):
+    """Where the CUDA-graph step's products go, in words, under ``graph_gemm``."""
+    where = {"auto": "cuBLAS (a handle of our own) for large products, our kernel for "
+                     "small ones", "cublas": "cuBLAS (a handle of our own)",
+             "own": "our GEMM kernels"}[gpu.graph_gemm]
+    if gpu.graph_gemm == "own":
+        return where
+    _, why = cupy_backend.cublas_handle()
+    if why and gpu.graph_gemm == "auto":
+        return f"our GEMM kernels: no cuBLAS handle of our own ({why})"
+    if why:  # 'cublas' asked for, and not to be had: recording fails, eager runs
+        return (f"nothing: no cuBLAS handle of our own ({why}), so the step cannot be "
+                f"recorded and runs eagerly")
+    return where
 
 
 def _mpi():
@@ -82,8 +85,8 @@ def _mpi():
 
 def _nccl():
     """CuPy's NCCL binding, for GPU-to-GPU collectives."""
-    cupy, why = backends._probe_cupy()
-    if cupy is None:
+    usable, why = backends.backend_class("cupy").usable()
+    if not usable:
         return f"not usable: no CuPy GPU ({why})"
     try:
         from backends.cuda import nccl

@@ -1,64 +1,63 @@
-"""``ops_for(x)``: the :class:`backends.ops.Ops` for the library an array lives in.
+"""Which operations compute on an array: decided once, not per operation.
 
-The one place that knows the wings: NumPy arrays get the host's
-:class:`backends.host.ops.HostOps`, CuPy arrays the GPU's
-:class:`backends.cuda.ops.CupyOps`, and any other Array API namespace
-(PyTorch, array-api-strict) the reference :class:`backends.ops.Ops`,
-written against the standard alone. Each is made on first use, so CuPy is
-only imported where a CuPy array exists.
+:func:`ops_for` answers for one array: the :class:`backends.ops.Ops` its library has
+under the settings in force (the registry's answer, from a dict keyed by the array's
+type after the first time). Callers resolve it once and keep it: a layer for each kind
+of input it sees (its library, dtype, shape and device, checked once too), a network
+for each call (:class:`CallScope`), an optimizer for each update. The registry's
+``generation`` counts changes of the settings, so whoever kept an answer asks again
+after one.
 """
 
-import numpy
+from backends.registry import REGISTRY
 
-from backends.arrays import array_namespace, is_cupy_array
+#: ``ops_for(x)``: the operations for the library ``x`` lives in (see the module)
+ops_for = REGISTRY.ops_for
 
-_host = None
-_cuda = None
-_fast = True
+
+class CallScope:
+    """``with scope:`` around one call of ``owner`` (a network: its arrays are its
+    ``params``' values): the operations for them, resolved once (again only when the
+    settings change), with their :meth:`~backends.ops.Ops.scope` open for the call. One object per owner, entered for
+    each call; entering it again inside a call (a gradient's loss, the loss's prediction)
+    only counts the depth. ``depth`` is 0 outside a call: a network object computes on
+    one thread at a time, as its layers keep what each call's backward needs."""
+
+    __slots__ = ("owner", "ops", "scope", "generation", "depth")
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.ops = self.scope = self.generation = None
+        self.depth = 0
+
+    def bind(self):
+        """Resolve the operations for the owner's arrays (once; again after a change)."""
+        self.ops = ops_for(next(iter(self.owner.params.values())))
+        self.scope = self.ops.scope()
+        self.generation = REGISTRY.generation
+
+    def __enter__(self):
+        if self.depth:
+            self.depth += 1
+            return self.ops
+        if self.generation != REGISTRY.generation:
+            self.bind()
+        self.scope.__enter__()
+        self.depth = 1
+        return self.ops
+
+    def __exit__(self, *exc):
+        self.depth -= 1
+        if not self.depth:
+            self.scope.__exit__(*exc)
+        return False
 
 
 def use_fast_paths(on=True):
     """Whether NumPy and CuPy arrays get their wings' fast paths (the default) or, with
-    ``False``, the standard's reference operations like any other namespace: what the
-    benchmark's ``xpnet-standard`` row measures. Returns the previous setting."""
-    global _fast
-    previous, _fast = _fast, bool(on)
+    ``False``, the standard's reference operations like any other library: the settings'
+    ``fast_paths``, for the rest of the process. Returns the previous setting.
+    ``backends.configured(fast_paths=False)`` does the same for a block and gives it back."""
+    previous = REGISTRY.settings.fast_paths
+    REGISTRY._set_settings(REGISTRY.settings.replace(fast_paths=bool(on)))
     return previous
-
-
-def ops_for(x):
-    """The operations for the backend ``x`` lives on (CuPy's fused kernels for a CuPy array)."""
-    global _host, _cuda
-    if _host is not None and type(x) is numpy.ndarray and _fast:
-        return _host  # the hot path on the CPU: a dozen calls a step
-    ops = _standard_of_type.get(type(x))  # PyTorch's, array-api-strict's: already seen
-    if ops is not None:
-        return ops
-    if not _fast and hasattr(x, "shape"):
-        return _standard(array_namespace(x))
-    if is_cupy_array(x):
-        if _cuda is None:
-            from backends.cuda.ops import CupyOps
-            _cuda = CupyOps()
-        return _cuda
-    if type(x) is numpy.ndarray or isinstance(x, numpy.generic) or not hasattr(x, "shape"):
-        if _host is None:
-            from backends.host.ops import HostOps
-            _host = HostOps(numpy)
-        return _host
-    # any other library: the standard's operations, whatever _fast says
-    ops = _standard_of_type[type(x)] = _standard(array_namespace(x))
-    return ops
-
-
-_generic = {}
-_standard_of_type = {}
-
-
-def _standard(xp):
-    """The reference operations for any other Array API namespace (one object each)."""
-    ops = _generic.get(id(xp))
-    if ops is None:
-        from backends.ops import Ops
-        ops = _generic[id(xp)] = Ops(xp)
-    return ops

@@ -10,8 +10,7 @@ kernel ``backends/cuda/kernels/uniform.cu`` computes the same numbers with
 the same constants (a test compares them).
 """
 
-from backends.arrays import device_of, on_device_of
-from backends.namespaces import has_float64
+from backends.arrays import has_float64, on_device_of
 
 GOLDEN = 0x9E3779B97F4A7C15  # the increment
 MIX1 = 0xBF58476D1CE4E5B9  # the finaliser's two multipliers
@@ -95,7 +94,7 @@ def uniform_halves(xp, key, counter, shape, first=0):
     (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
     float64 (Apple's MPS), which rounds each number to 24 bits. The numbers are made
     on ``key``'s device."""
-    device = device_of(key)
+    device = key.device
     n = 1
     for d in shape:
         n *= int(d)

@@ -26,7 +26,8 @@ import time
 import traceback
 
 import backends
-from backends import launch
+from backends import mpi_env
+from backends.arrays import sum_in_rank_order
 from backends.host import buffers
 
 ABORT_GRACE_S = 0.5  # for the launcher to pass on a failing rank's output
@@ -87,7 +88,7 @@ class MpiCommunicator(Communicator):
         host = buffers.host_buffer(flat)
         gathered = buffers.gather_buffer(self.comm.size, host)
         self.comm.Allgather(host, gathered)
-        total = buffers.sum_in_rank_order(gathered)
+        total = sum_in_rank_order(gathered)
         return backends.backend_of(flat).asarray(total, dtype=flat.dtype)
 
     def sum_count(self, count):
@@ -122,7 +123,6 @@ class MpiCommunicator(Communicator):
         sys.stderr.flush()
         # the launcher forwards our output through a pipe and kills every process on an
         # abort: without a moment to read it, the failing rank's traceback can be lost
-        # (seen once in CI: a job ended non-zero with an empty stderr)
         time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
 
@@ -223,7 +223,7 @@ def world(environ=None):
     global _world
     if _world is not None and environ is None:
         return _world
-    launched = launch.launched(environ)
+    launched = mpi_env.launched(environ)
     if launched is None or launched.size == 1:
         made = World(0, 1, 0, Communicator())
     else:

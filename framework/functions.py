@@ -15,28 +15,22 @@ def sigmoid(x):
 
 
 def relu(x):
-    """max(0, x), elementwise."""
-    xp = get_array_module(x)
-    return xp.maximum(x, xp.zeros_like(x))
+    """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
+    return ops_for(x).relu(x)[0]
 
 
 def softmax(x):
     """exp(x) / sum(exp(x)) along the last axis (1-D or 2-D input).
 
-    The row maximum is subtracted first, so exp never overflows.
+    The row maximum is subtracted first, so exp never overflows (the operations'
+    ``softmax``).
     """
-    xp = get_array_module(x)
-    shifted = x - xp.max(x, axis=-1, keepdims=True)
-    e = xp.exp(shifted)
-    e /= xp.sum(e, axis=-1, keepdims=True)
-    return e
+    return ops_for(x).softmax(x)
 
 
 def log_softmax(x):
     """x - logsumexp(x) along the last axis, exact where log(softmax(x)) underflows."""
-    xp = get_array_module(x)
-    shifted = x - xp.max(x, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    return ops_for(x).log_softmax(x)
 
 
 def cross_entropy_error(y, t):

@@ -9,7 +9,7 @@ host arrays for checkpoints.
 
 import math
 
-from backends import backend_of, get_array_module, namespaces, ops_for, to_numpy
+from backends import backend_of, get_array_module, ops_for, to_numpy
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
@@ -95,8 +95,11 @@ class SGD(Optimizer):
         super().__init__(lr)
 
     def update(self, params, grads):
+        ops = None  # resolved once for the update: every parameter is on one backend
         for key, p in params.items():
-            ops_for(p).sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
+            if ops is None:
+                ops = ops_for(p)
+            ops.sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
 
 
 class Momentum(Optimizer):
@@ -217,7 +220,7 @@ class Adam(Optimizer):
         if self._t is None or get_array_module(self._t) is not xp:
             # float64 where the device has it (Apple's MPS has not: float32 there)
             backend = backend_of(first)
-            wide = "float64" if namespaces.has_float64(xp, backend.device) else "float32"
+            wide = "float64" if backend.has_float64() else "float32"
             self._t = backend.full((), self.iter, wide)
         ops = ops_for(first)
         lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)

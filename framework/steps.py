@@ -9,7 +9,6 @@ run (a recorded graph bakes in the optimizer's numbers). :func:`choose`
 makes the one a Trainer asks for. Nothing in a step waits for the device.
 """
 
-import os
 import time
 
 import backends
@@ -115,8 +114,9 @@ class GraphStep:
         self.network, self.optimizer, self.batches = network, optimizer, batches
         self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
         self.own_gemm = own_gemm  # False: try cuBLAS under capture (scripts/graph_probe.py)
+        self.ops = backends.ops_for(batches.x)  # the CUDA wing's: the step records on them
         self.feed = graph.Feed(batches.x, batches.t, batches.batch_size, len(batches),
-                               batches.size, network.dtype)
+                               batches.size, network.dtype, self.ops.kernels)
         self.losses = self.feed.losses
         self.replayed = batches.full_batches
         self.graph = None
@@ -175,7 +175,7 @@ class GraphStep:
         """Record the step; parameters and optimizer state are left as they were."""
         snapshot = self._snapshot()
         try:
-            self.graph = self._graph_module.capture(self._body, self.feed.x, self.own_gemm)
+            self.graph = self._graph_module.capture(self._body, self.ops, self.own_gemm)
         finally:
             self._restore(snapshot)
             self.feed.counter.fill(0)
@@ -235,7 +235,7 @@ def choose(network, optimizer, batches, graph="auto", train=None):
         reason = "graph=False"
     elif backend.name != "cupy":
         reason = f"the {backend.name} backend has no CUDA graphs"
-    elif graph == "auto" and os.environ.get("XPNET_CUDA_GRAPH", "1") == "0":
+    elif graph == "auto" and not backends.settings().cuda_graph:
         reason = "XPNET_CUDA_GRAPH=0"
     elif not optimizer.capturable:
         reason = f"{type(optimizer).__name__} cannot be replayed: see its capturable"

@@ -14,7 +14,6 @@ from framework import distributed, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
 from framework.interrupts import TrainingInterrupted
 from framework.optimizers import get_optimizer
-from framework.steps import step_loss  # noqa: F401  (its old home)
 
 
 class Trainer:
@@ -264,8 +263,7 @@ class Trainer:
         if self.backend.name != "cupy":
             return {}
         graph = self._step.pool_bytes() if isinstance(self._step, steps.GraphStep) else 0
-        return {"default": self.backend.xp.get_default_memory_pool().total_bytes(),
-                "graph": graph}
+        return {**self.backend.memory(), "graph": graph}
 
     def gpu_pool_bytes(self):
         """Bytes CuPy holds for this run: its default pool plus the graph's own (0 on NumPy)."""

@@ -61,7 +61,7 @@ def restore(trainer, path):
         raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
                                    f"not {type(trainer.optimizer).__name__}")
     saved, now = state.get("batches"), _batching(trainer.batches)
-    if saved is not None and saved != now:  # (checkpoints before 2026-12-04 hold none)
+    if saved is not None and saved != now:  # (checkpoints of older versions hold none)
         differ = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                            if saved.get(k) != v)
         raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "

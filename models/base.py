@@ -21,13 +21,15 @@ The book writes the walk below (predict, loss, gradient, numerical
 gradient) into every network; here it is written once.
 """
 
+import functools
 from collections import OrderedDict
 
 import backends
-from backends import backend_of, check_same_backend, copy, get_array_module, ops_for, size
+from backends import backend_of, check_same_backend, copy, get_array_module, size
+from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
-from models.checks import float_dtype  # noqa: F401  (its old home)
+from models.checks import float_dtype
 
 
 class Network:
@@ -101,10 +103,13 @@ class Network:
         self.last_layer = last_layer
         del self._backend, self._rng, self._keys, self._counts
 
-    def _scope(self):
-        """One network call, as the backend wants it marked (on the host: BLAS's threads
-        are lent to xpnet's own inside it and given back after)."""
-        return ops_for(next(iter(self.params.values()))).scope()
+    @functools.cached_property
+    def _call(self):
+        """The context of one call of this network (a gradient, a prediction, an evaluation):
+        the backend's operations resolved once for the whole call, as the backend wants
+        it marked (on the host: BLAS's threads lent to xpnet's own inside it and given
+        back after). A :class:`backends.dispatch.CallScope`, made on first use and kept."""
+        return CallScope(self)
 
     @property
     def lastLayer(self):  # noqa: N802 - the book's spelling
@@ -112,19 +117,18 @@ class Network:
 
     # --- the walk --------------------------------------------------------------------
 
-    def _forward(self, x, train_flg):
+    def predict(self, x, train_flg=False):
+        """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
+        if not self._call.depth:  # a call from outside: resolved once, for the whole call
+            check_same_backend(f"{type(self).__name__}.predict", x=x,
+                               params=next(iter(self.params.values())))
+            with self._call:  # the body below, not an override's
+                return Network.predict(self, x, train_flg)
+        if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
+            x = get_array_module(x).astype(x, self.dtype)
         for layer in self.layers.values():
             x = layer.forward(x, train_flg) if layer.takes_train_flg else layer.forward(x)
         return x
-
-    def predict(self, x, train_flg=False):
-        """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
-        check_same_backend(f"{type(self).__name__}.predict", x=x,
-                           params=next(iter(self.params.values())))
-        if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
-            x = get_array_module(x).astype(x, self.dtype)
-        with self._scope():
-            return self._forward(x, train_flg)
 
     def _decayed(self):
         """Names of the parameters weight decay applies to: the weight matrices."""
@@ -147,8 +151,10 @@ class Network:
         Also kept as ``last_loss``: the Trainer reads the loss of ``gradient``'s
         forward pass from there without computing it again.
         """
-        with self._scope():
-            loss = self.last_layer.forward(self.predict(x, train_flg), t)
+        if not self._call.depth:
+            with self._call:
+                return Network.loss(self, x, t, train_flg)
+        loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
             loss = loss + get_array_module(loss).astype(self.weight_decay(), loss.dtype)
@@ -169,7 +175,7 @@ class Network:
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
         correct = 0
-        with self._scope():
+        with self._call:
             for i in range(0, n, batch_size):
                 stop = min(i + batch_size, n)  # the standard has no slice past an axis
                 tb = t[i:stop, ...]
@@ -186,21 +192,30 @@ class Network:
         ``share``: the part of a larger batch these samples are (a data-parallel rank's
         shard, ``n_local / n_global``): the gradients are then this shard's part of the
         whole batch's, which the ranks add up (:mod:`framework.distributed`)."""
-        with self._scope():
-            self.loss(x, t, train_flg=True)
-            dout = self.last_layer.backward(share)
-            for layer in reversed(self.layers.values()):
-                dout = layer.backward(dout)
-                if dout is None:  # a first layer that skips its input gradient
-                    break
-        lam = self.weight_decay_lambda
+        if not self._call.depth:
+            with self._call:
+                return Network.gradient(self, x, t, share)
+        self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(share)
+        for layer in reversed(self.layers.values()):
+            dout = layer.backward(dout)
+            if dout is None:  # a first layer that skips its input gradient
+                break
         grads = {}
-        for key, (name, attr) in self.param_layout.items():
-            g = getattr(self.layers[name], "d" + attr)
-            if lam and attr == "W":
-                g = g + (lam if share == 1 else share * lam) * self.params[key]
-            grads[key] = g
+        for key, layer, name in self._gradient_sources:
+            grads[key] = getattr(layer, name)
+        lam = self.weight_decay_lambda
+        if lam:
+            for key in self._decayed():
+                grads[key] = grads[key] + (lam if share == 1 else share * lam) * self.params[key]
         return grads
+
+    @functools.cached_property
+    def _gradient_sources(self):
+        """``[(param, layer, "dW")]``: where backward leaves each gradient, worked out on
+        first use and kept (the stack is fixed when built)."""
+        return [(key, self.layers[name], "d" + attr)
+                for key, (name, attr) in self.param_layout.items()]
 
     # --- numerical gradients ---------------------------------------------------------------
 
@@ -218,7 +233,7 @@ class Network:
         Nothing is changed: no running average moves, no generator advances.
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
-        with self._scope():
+        with self._call:
             return self._numerical_gradient(x, t, h)
 
     def _numerical_gradient(self, x, t, h):
@@ -281,7 +296,7 @@ class Network:
         try:
             for layer in dropouts:
                 layer.hold_mask = True
-            with self._scope():
+            with self._call:
                 return {key: _gradient.numerical_gradient(loss_w, self.params[key], h)
                         for key in self.params}
         finally:

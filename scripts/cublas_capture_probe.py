@@ -48,17 +48,18 @@ def main():
     from cupyx.profiler import benchmark
 
     from backends import ops_for
-    from backends.cuda import cublas, graph
+    import backends
+    from backends.cuda import graph
 
     a = cupy.ones((64, 64), dtype=cupy.float32)
     try:  # CuPy's own call, as the graph step would make it without a handle of ours
-        graph.capture(lambda: a @ a, a, own_gemm=False)
+        graph.capture(lambda: a @ a, ops_for(a), own_gemm=False)
         print("CuPy", cupy.__version__, "captures its own cuBLAS calls")
     except Exception as e:
         print("CuPy", cupy.__version__, "refuses its cuBLAS calls during capture:",
               type(e).__name__, e)
 
-    blas, why = cublas.handle_or_reason()  # the handle the graph step uses
+    blas, why = backends.backend_class("cupy").cublas_handle()  # the graph step's handle
     if blas is None:
         print(f"no cuBLAS handle of our own: {why}")
         raise SystemExit(1)
@@ -79,7 +80,7 @@ def main():
         got = cupy.empty_like(want)
         try:
             recorded = graph.capture(lambda: [blas.gemm(ox, oy, got) for _ in range(repeats)],
-                                     x)
+                                     ops)
             got.fill(float("nan"))  # the replay must write every element
             recorded.launch()
             graph.synchronize()

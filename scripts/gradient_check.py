@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
-from backends import launch  # noqa: E402
+from backends import mpi_env  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.gradient import gradient_check  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
@@ -65,7 +65,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                         help="precision of the check (default: %(default)s)")
     args = parser.parse_args(argv)
-    job = launch.launched()
+    job = mpi_env.launched()
     if job is not None and job.rank > 0:  # under mpiexec: a check, not a run to share out;
         return                            # rank 0 makes it once
     if args.data == "random":

@@ -5,9 +5,6 @@ after a synchronize) of:
 
   eager-unfused  plain CuPy operations, one launch each (XPNET_FUSED=0's path)
   eager-fused    the fused kernels of backends.cuda.ops
-  eager-fused-cupy-names  the same with the layers computing on CuPy's own module
-                 rather than array-api-compat's CuPy namespace (what the wrappers cost;
-                 fails where this CuPy lacks one of the standard's names)
   graph-own      the step replayed as a CUDA graph, products on our GEMM kernel
   graph-cublas   the same graph recorded with cuBLAS's products, where this
                  CuPy and cuBLAS allow capturing them (else the error is shown)
@@ -49,12 +46,8 @@ def run(variant, hidden, batch, data, windows, steps):
     net = TwoLayerNet(784, hidden, 10, seed=0)
     batches = DeviceBatches(*data, batch, seed=0, backend=backend)
     optimizer = SGD(lr=0.1)
-    ops = ops_for(net.params["W1"])
-    ops.fused = variant != "eager-unfused"
-    if variant == "eager-fused-cupy-names":
-        backends.arrays._cupy_standard = sys.modules["cupy"]  # the layers' namespace
     times = []
-    try:
+    with backends.configured(fused=variant != "eager-unfused"):
         if variant.startswith("graph"):
             from framework.steps import GraphStep
             step = GraphStep(net, optimizer, batches,
@@ -76,9 +69,6 @@ def run(variant, hidden, batch, data, windows, steps):
                     optimizer.update(net.params, net.gradient(*batches.batch(order, i)))
                 backend.synchronize()
                 times.append((time.perf_counter() - start) / steps)
-    finally:
-        ops.fused = True
-        backends.arrays._cupy_standard = None  # chosen afresh on the next call
     params = {k: backends.to_numpy(v) for k, v in net.params.items()}
     return 1e3 * statistics.median(times[1:]), params
 
@@ -98,7 +88,7 @@ def main():
         hidden, batch = (int(v) for v in config.split(":"))
         steps = min(600, 60000 // batch)
         results = {}
-        for variant in ("eager-unfused", "eager-fused", "eager-fused-cupy-names", "graph-own",
+        for variant in ("eager-unfused", "eager-fused", "graph-own",
                         "graph-cublas"):
             try:
                 results[variant] = run(variant, hidden, batch, data, args.windows, steps)

@@ -12,7 +12,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import backends  # noqa: E402
-from backends import launch  # noqa: E402
+from backends import mpi_env  # noqa: E402
 import pytest  # noqa: E402
 
 pytest_plugins = ["framework.testing"]
@@ -55,7 +55,7 @@ def child_env(**extra):
     tree first on PYTHONPATH and what else it held (packages unpacked beside the tree,
     as on the GPU machine) kept, made absolute, since children start in folders of
     their own; then ``extra``."""
-    env = launch.outside_launcher()
+    env = mpi_env.outside_launcher()
     inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                  if p]
     env["PYTHONPATH"] = os.pathsep.join([ROOT, *inherited])

@@ -58,6 +58,7 @@ def test_data_and_trainer_examples(tmp_path, monkeypatch):
     files, ((x_train, _), _) = dataset_files(n_train=300, n_test=50)
     write_files(tmp_path / "data" / "mnist", files)
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "data"))
+    backends.reset()  # the settings are read once: read them again
     monkeypatch.chdir(tmp_path)  # the trainer example writes out/run.npz and net.npz
     ns = {}
     exec(block_starting("from framework.datasets import"), ns)

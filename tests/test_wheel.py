@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from backends import launch
+from backends import mpi_env
 from tests.conftest import ROOT
 
 TRAIN = r'''
@@ -40,8 +40,7 @@ net = SimpleConvNet(seed=0)
 trainer = Trainer(net, x, t, x[:20], t[:20], epochs=1, mini_batch_size=20, optimizer="Adam",
                   optimizer_param={"lr": 0.001}, verbose=False, seed=0)
 trainer.train()
-from backends.host import build
-kernels, why = build.load()
+kernels, why = backends.backend_class("numpy").kernels(backends.settings())
 print("kernels:", why)
 print("losses:", len(trainer.train_loss_list), all(np.isfinite(trainer.train_loss_list)))
 '''
@@ -97,7 +96,7 @@ def installed(wheel, tmp_path_factory):
 def outside_env(**extra):
     """The environment less what points into the source tree, picks a backend or says
     this process was started by an MPI launcher."""
-    env = {k: v for k, v in launch.outside_launcher().items()
+    env = {k: v for k, v in mpi_env.outside_launcher().items()
            if k not in ("PYTHONPATH", "XPNET_BACKEND")}
     env.update(extra)
     return env

@@ -21,12 +21,9 @@ the kernels' index arithmetic is tested on machines without a GPU.
 
 import numpy
 
+from backends.cuda.sources import element_strides
+
 KERNEL_NAMES = ("xpnet_im2col", "xpnet_col2im", "xpnet_max_pool", "xpnet_max_pool_grad")
-
-
-def element_strides(a):
-    """``a``'s strides in elements, as int64 scalars (what the kernels index with)."""
-    return tuple(numpy.int64(s // a.itemsize) for s in a.strides)
 
 
 def launch_args(name, *arrays, **sizes):

@@ -1,17 +1,16 @@
 """cuBLAS called directly, on a handle of our own: the graph step's products, where it captures.
 
 CuPy refuses its own cuBLAS calls while a stream is captured (cupy issue #6290), which is
-why the CUDA-graph step had only GEMM kernels of ours (:mod:`backends.cuda.gemm`), at
-1.7-2.6x cuBLAS's time on DeepConvNet's products (an H200, docs/performance.md). cuBLAS
-itself can be recorded when its handle is bound to the capturing stream and owns a
-workspace set beforehand, so that nothing is allocated inside the capture: on the H200
-it captured, gave CuPy's eager products bit for bit, and took DeepConvNet's 20 epochs
-from 24.6 s to 16.3 s. ``XPNET_GRAPH_GEMM`` chooses: ``auto`` (the default) multiplies
-the products our tile kernel would take (:data:`backends.cuda.gemm.LARGE_MACS` and up) on
-cuBLAS and keeps our block kernel for the small ones (the book's TwoLayerNet), where the
-two were measured alike; ``cublas`` every product; ``own`` none (our kernels only).
-Where no handle can be made (no libcublas, or one without ``cublasSetWorkspace``),
-``auto`` keeps our kernels.
+why the CUDA-graph step first had only GEMM kernels of ours (:mod:`backends.cuda.gemm`).
+cuBLAS itself can be recorded when its handle is bound to the capturing stream and owns
+a workspace set beforehand, so that nothing is allocated inside the capture
+(docs/performance.md has what this measured on a GPU). ``XPNET_GRAPH_GEMM`` chooses:
+``auto`` (the default) multiplies the products our tile kernel would take
+(:data:`backends.cuda.gemm.LARGE_MACS` and up) on cuBLAS and keeps our block kernel for
+the small ones (the book's TwoLayerNet); ``cublas`` every product; ``own`` none (our
+kernels only). Where no handle can be made (no libcublas, or one without
+``cublasSetWorkspace``), ``auto`` keeps our kernels. The handles are the process's, one a
+device, held by :meth:`backends.cuda.backend.CupyBackend.cublas_handle`.
 
 cuBLAS is column-major and xpnet's arrays row-major: a row-major ``r x c`` matrix is the
 column-major ``c x r`` matrix of its transpose, so ``C = a @ b`` is computed as
@@ -25,18 +24,6 @@ import ctypes.util
 
 OP_N, OP_T = 0, 1  # cublasOperation_t
 WORKSPACE_BYTES = 32 << 20
-MODES = ("auto", "own", "cublas")  # XPNET_GRAPH_GEMM's values
-
-
-def graph_gemm_mode(value):
-    """``XPNET_GRAPH_GEMM``'s value checked: 'auto' (the default), 'own' or 'cublas'."""
-    mode = (value or "auto").strip().lower()
-    if mode not in MODES:
-        raise ValueError(f"XPNET_GRAPH_GEMM={value!r}; expected 'auto' (cuBLAS for the large "
-                         f"products in the CUDA graph, xpnet's kernels for the small), 'own' "
-                         f"(xpnet's GEMM kernels only) or 'cublas' (cuBLAS, on a handle of "
-                         f"xpnet's own, for every product)")
-    return mode
 
 
 def layout(shape, strides, itemsize):
@@ -127,27 +114,12 @@ class Handle:
             self.handle = ctypes.c_void_p()
 
 
-_handles = {}
-
-
-def handle_or_reason():
-    """``(handle, None)`` for this device's handle of ours, made on first use, or ``(None,
-    why)`` where none can be made (asked once a device)."""
+def matmul(handle_or_reason, a, b, bias=None):
+    """``a @ b (+ bias)`` through cuBLAS on a handle of ours (``handle_or_reason``: the
+    ``(handle, why)`` the backend holds for this device): a fresh C-contiguous result,
+    operands copied only where cuBLAS cannot read them in place."""
     import cupy
-    device = cupy.cuda.Device().id
-    if device not in _handles:
-        try:
-            _handles[device] = (Handle(), None)
-        except (OSError, AttributeError, RuntimeError) as e:  # no library, symbol or handle
-            _handles[device] = (None, f"{type(e).__name__}: {e}")
-    return _handles[device]
-
-
-def matmul(a, b, bias=None):
-    """``a @ b (+ bias)`` through cuBLAS on this device's handle of ours: a fresh C-contiguous
-    result, operands copied only where cuBLAS cannot read them in place."""
-    import cupy
-    handle, why = handle_or_reason()
+    handle, why = handle_or_reason
     if handle is None:
         raise RuntimeError(f"no cuBLAS handle of xpnet's own on this device: {why}")
     if layout(a.shape, a.strides, a.itemsize) is None:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy
 
+from backends.cuda.sources import element_strides
+
 # A block: 32 columns x BLOCK_TM rows of C; BLOCK_KSPLIT warps split K.
 BLOCK_TM = 4
 BLOCK_KSPLIT = 8
@@ -87,11 +89,6 @@ def plan(m, n, k, kernel=None, tile=None):
         raise ValueError(f"gemm: a ({m}, {k}) @ ({k}, {n}) product is past the tile kernel's "
                          f"grid ({grid_y} row blocks, {slices} slices; at most 65535 each)")
     return Plan("tiles", (grid_x, grid_y, slices), (bx, by, 1), slices, kc, tm, tn)
-
-
-def element_strides(a):
-    """``a``'s two strides in elements, as the kernels take them."""
-    return tuple(numpy.int64(s // a.itemsize) for s in a.strides)
 
 
 def tiles_args(p, a, b, bias, out):

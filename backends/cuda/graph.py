@@ -17,16 +17,14 @@ training step needs from the device for that lives here; the step itself
   fill the pool), records the second run on a stream of its own, with
   temporaries from a memory pool of the graph's own that nothing else
   allocates from (the replays write into those addresses), and with the
-  matrix products on :meth:`backends.cuda.ops.CupyOps.gemm`, since CuPy
-  refuses cuBLAS during capture (cupy issue #6290).
+  matrix products where :meth:`backends.cuda.ops.CupyOps.recording` sends them,
+  since CuPy refuses its cuBLAS calls during capture (cupy issue #6290).
 """
 
 import cupy
 import numpy
 
-from backends.cuda.compiler import kernel
 from backends.cuda.sources import c_type
-from backends.dispatch import ops_for
 
 THREADS = 256
 
@@ -37,10 +35,11 @@ class Feed:
     ``x (N, ...)`` and integer labels ``t (N,)`` are the dataset on the GPU;
     each epoch :meth:`start_epoch` writes its order, then each step gathers
     ``batch`` samples into :attr:`x_batch`, :attr:`t_batch` and records its
-    loss into :attr:`losses` at the counter.
+    loss into :attr:`losses` at the counter. ``kernels``: the
+    :class:`backends.cuda.compiler.KernelCache` of the operations the step runs on.
     """
 
-    def __init__(self, x, t, batch, steps_per_epoch, size, loss_dtype):
+    def __init__(self, x, t, batch, steps_per_epoch, size, loss_dtype, kernels):
         if x.ndim < 2 or t.ndim != 1 or t.dtype.kind not in "iu" or not x.flags.c_contiguous:
             raise ValueError(f"CUDA graph step: needs contiguous (N, ...) data and integer "
                              f"labels, got x {tuple(x.shape)} and t {tuple(t.shape)} {t.dtype}")
@@ -52,10 +51,10 @@ class Feed:
         self.sample_size = x[0].size  # images are gathered as rows of their pixels
         self.x_batch = cupy.empty((batch,) + tuple(x.shape[1:]), dtype=x.dtype)
         self.t_batch = cupy.empty(batch, dtype=t.dtype)
-        self._gather = kernel("graph.cu", "xpnet_gather", T=c_type(x.dtype), L=c_type(t.dtype),
-                              I=c_type(index_dtype))
-        self._record = kernel("graph.cu", "xpnet_record", T=c_type(loss_dtype),
-                              L=c_type(t.dtype), I=c_type(index_dtype))
+        self._gather = kernels.get("graph.cu", "xpnet_gather", T=c_type(x.dtype),
+                                   L=c_type(t.dtype), I=c_type(index_dtype))
+        self._record = kernels.get("graph.cu", "xpnet_record", T=c_type(loss_dtype),
+                                   L=c_type(t.dtype), I=c_type(index_dtype))
 
     def gather(self):
         """The batch at the counter into :attr:`x_batch` and :attr:`t_batch`."""
@@ -101,21 +100,19 @@ def synchronize():
     cupy.cuda.Device().synchronize()
 
 
-def capture(body, on, own_gemm=True):
+def capture(body, ops, own_gemm=True):
     """Run ``body()`` once, then record a second run of it: a :class:`Graph`.
 
-    ``on`` is an array on the device (it picks the operations whose GEMMs
-    switch to our kernels during the capture: ``own_gemm=False`` tries
-    cuBLAS instead, for ``scripts/graph_probe.py``). Whatever the two runs
+    ``ops`` are the :class:`backends.cuda.ops.CupyOps` the body runs on: their products
+    go where ``graph_gemm`` says during both runs (``own_gemm=False`` leaves them on
+    CuPy's cuBLAS instead, for ``scripts/graph_probe.py``). Whatever the two runs
     changed on the device is the caller's to put back.
     """
-    ops = ops_for(on)
     pool = cupy.cuda.MemoryPool()
     stream = cupy.cuda.Stream(non_blocking=True)
     synchronize()  # what the caller wrote, before the other stream reads it
-    ops.graph_kernels = own_gemm
     try:
-        with cupy.cuda.using_allocator(pool.malloc), stream:
+        with ops.recording(own_gemm), cupy.cuda.using_allocator(pool.malloc), stream:
             body()  # warm-up: compiles the kernels and fills the graph's pool
             stream.synchronize()
             stream.begin_capture()
@@ -130,6 +127,5 @@ def capture(body, on, own_gemm=True):
             graph = stream.end_capture()
             stream.synchronize()
     finally:
-        ops.graph_kernels = False
         synchronize()
     return Graph(graph, pool, stream)

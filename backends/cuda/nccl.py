@@ -15,6 +15,8 @@ the step runs on, so the host never reads the gradients.
 import cupy
 from cupy.cuda import nccl
 
+from backends.arrays import sum_in_rank_order
+
 if not getattr(nccl, "available", False):  # CuPy imports the module even without NCCL
     raise ImportError("CuPy finds no NCCL library (pip install nvidia-nccl-cu12, or "
                       "python -m cupyx.tools.install_library --library nccl)")
@@ -52,10 +54,7 @@ class RankOrderSum:
         gathered = cupy.empty((self.size, flat.size), dtype=flat.dtype)
         stream = cupy.cuda.get_current_stream()
         self.comm.allGather(flat.data.ptr, gathered.data.ptr, flat.size, kind, stream.ptr)
-        total = gathered[0].copy()
-        for part in gathered[1:]:
-            total += part
-        return total
+        return sum_in_rank_order(gathered)
 
     def close(self):
         """Free NCCL's resources (a process ending frees them too)."""

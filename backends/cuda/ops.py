@@ -12,46 +12,60 @@ passes (im2col, col2im, max pooling and its gradient) are one kernel each
 too, from ``kernels/conv.cu``. The sources are files in
 ``backends/cuda/kernels/``, built by :mod:`backends.cuda.compiler`.
 
-:meth:`CupyOps.matmul` calls cuBLAS through CuPy, except while ``graph_kernels`` is
-set (by :mod:`backends.cuda.graph`, around the warm-up and the capture of a step): CuPy
-refuses its cuBLAS calls during stream capture (cupy issue #6290), while cuBLAS itself
-lets a capture record it when called on a handle of our own
-(:mod:`backends.cuda.cublas`). There ``XPNET_GRAPH_GEMM`` (or ``ops.graph_gemm``) says
-where a product goes: ``auto`` (the default) sends the large ones (the convolutions') to
-that handle and the small ones to our block kernel, ``cublas`` every one to the handle,
-``own`` every one to our GEMM kernels (:mod:`backends.cuda.gemm`: the block kernel, and
-a tile kernel for large products).
+:meth:`CupyOps.matmul` calls cuBLAS through CuPy, except inside :meth:`CupyOps.recording`
+(:mod:`backends.cuda.graph` opens it around the warm-up and the capture of a step):
+CuPy refuses its cuBLAS calls during stream capture (cupy issue #6290), while cuBLAS
+itself lets a capture record it when called on a handle of our own
+(:mod:`backends.cuda.cublas`). There the setting ``graph_gemm`` (``XPNET_GRAPH_GEMM``)
+says where a product goes: ``auto`` (the default) sends the large ones (the
+convolutions') to that handle and the small ones to our block kernel, ``cublas`` every
+one to the handle, ``own`` every one to our GEMM kernels (:mod:`backends.cuda.gemm`: the
+block kernel, and a tile kernel for large products).
 
-``XPNET_FUSED=0`` in the environment (or ``ops.fused = False``) turns the
-fused kernels off and routes every operation through the plain CuPy
-versions of :class:`backends.ops.Ops`, for measuring what they gain.
-Every kernel is compared with those versions by ``tests/backends/test_ops.py``.
+The setting ``fused`` (``XPNET_FUSED=0``, or ``backends.configured(fused=False)``)
+turns the fused kernels off and routes every operation through the plain CuPy versions
+of :class:`backends.ops.StridedOps`, for measuring what they gain. Every kernel is
+compared with the reference by ``tests/backends/test_ops.py``.
 """
 
-import os
+import contextlib
 
 import cupy
 import numpy
 
 from backends.cuda import conv, cublas, gemm, uniform
-from backends.cuda.compiler import kernel as compiled
+from backends.cuda.compiler import KernelCache
 from backends.cuda.sources import c_type
-from backends.strided import StridedOps, empty_in_order, memory_order
+from backends.ops.strided import StridedOps, empty_in_order, memory_order
 
 SOFTMAX_CE_THREADS = 256  # kernels/softmax_ce.cu: one block of these does the batch
 
 
 class CupyOps(StridedOps):
-    """Fused CuPy kernels for :class:`backends.ops.Ops`'s operations."""
+    """Fused CuPy kernels for the operations of :class:`backends.ops.Ops`.
+
+    When each fast path applies (elsewhere :class:`backends.ops.StridedOps`' CuPy code):
+    with ``fused`` on, ``relu`` and its gradient, ``softmax_cross_entropy`` and its
+    gradient (float scores, integer labels), ``sgd_update`` (a Python learning rate),
+    Adam's step size (a 0-d float64 count) and update (float32 or float64), dropout's
+    ``uniform`` (uint64 key and counter), and the convolutional passes (4-D float
+    arrays; ``im2col`` into a C-ordered ``out`` if one is given) are one kernel each;
+    inside :meth:`recording`, every ``matmul`` goes where ``graph_gemm`` says.
+
+    ``handle``: a function giving ``(cuBLAS handle of ours, why not)`` for the current
+    device (the backend's); ``kernels``: this object's :class:`KernelCache`.
+    """
 
     name = "cupy-fused"
+    device_arrays = True
 
-    def __init__(self):
-        super().__init__(cupy)
-        self.fused = os.environ.get("XPNET_FUSED", "1") != "0"
-        self.graph_kernels = False  # set around a CUDA-graph capture: GEMMs without cuBLAS
-        # while graph_kernels is set: 'auto' (cuBLAS for large products), 'cublas' or 'own'
-        self.graph_gemm = cublas.graph_gemm_mode(os.environ.get("XPNET_GRAPH_GEMM"))
+    def __init__(self, fused=True, graph_gemm="auto", handle=None, backend=None):
+        super().__init__(cupy, backend)
+        self.fused = fused
+        self.graph_gemm = graph_gemm
+        self.kernels = KernelCache()
+        self.graph_kernels = False  # inside recording(): products without CuPy's cuBLAS
+        self._handle = handle or (lambda: (None, "no cuBLAS handle was given"))
         self._relu = cupy.ElementwiseKernel(
             "T x", "T y, bool keep", "keep = x > (T)0; y = (keep || x != x) ? x : (T)0;", "xpnet_relu")
         self._sgd = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g", "xpnet_sgd")
@@ -88,9 +102,10 @@ class CupyOps(StridedOps):
         if m == 0 or n == 0:
             return out
         t = c_type(a.dtype)
+        compiled = self.kernels.get
         if p.kernel == "block":
             launch = compiled("gemm_block.cu", "xpnet_gemm", T=t, TM=gemm.BLOCK_TM,
-                            KSPLIT=gemm.BLOCK_KSPLIT)
+                              KSPLIT=gemm.BLOCK_KSPLIT)
             item = a.itemsize
             launch(p.grid, p.block,
                    (a, b, bias if bias is not None else out, out,
@@ -109,10 +124,21 @@ class CupyOps(StridedOps):
                 gemm.sum_args(parts, bias, out))
         return out
 
+    @contextlib.contextmanager
+    def recording(self, own_gemm=True):
+        """Within the block (a CUDA graph's warm-up and capture), products go where
+        ``graph_gemm`` says rather than to CuPy's cuBLAS, which a capture refuses;
+        ``own_gemm=False`` leaves them on CuPy's (``scripts/graph_probe.py`` tries it)."""
+        previous, self.graph_kernels = self.graph_kernels, own_gemm
+        try:
+            yield self
+        finally:
+            self.graph_kernels = previous
+
     def matmul(self, a, b, bias=None, out=None):
         if self.graph_kernels:
             if self._on_cublas(a, b):
-                result = cublas.matmul(a, b, bias)
+                result = cublas.matmul(self._handle(), a, b, bias)
             else:
                 result = self.gemm(a, b, bias)
             if out is None:
@@ -129,7 +155,7 @@ class CupyOps(StridedOps):
         if self.graph_gemm == "cublas":
             return True
         large = a.shape[0] * a.shape[1] * b.shape[1] >= gemm.LARGE_MACS
-        return large and cublas.handle_or_reason()[0] is not None
+        return large and self._handle()[0] is not None
 
     def relu(self, x):
         if not self.fused:
@@ -146,24 +172,26 @@ class CupyOps(StridedOps):
         return cupy.multiply(dout, keep, out=empty_in_order(cupy, dout.shape, dout.dtype, memory_order(dout)))
 
     def softmax_cross_entropy(self, x, t, rows):
-        if not self.fused or x.dtype.kind != "f" or t.dtype.kind not in "iu":
+        if not self.fused or x.dtype.kind != "f" or t.ndim != 1 or t.dtype.kind not in "iu":
             return super().softmax_cross_entropy(x, t, rows)
         x = cupy.ascontiguousarray(x)
         t = cupy.ascontiguousarray(t)
         n, c = x.shape
         y = cupy.empty_like(x)
         loss = cupy.empty((), dtype=x.dtype)
-        launch = compiled("softmax_ce.cu", "xpnet_softmax_ce", T=c_type(x.dtype), L=c_type(t.dtype))
+        launch = self.kernels.get("softmax_ce.cu", "xpnet_softmax_ce", T=c_type(x.dtype),
+                                  L=c_type(t.dtype))
         launch((1,), (SOFTMAX_CE_THREADS,), (x, t, y, loss, numpy.int32(n), numpy.int32(c)))
         return loss, y
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
-        if not self.fused or not isinstance(scale, (int, float)) or t.dtype.kind not in "iu":
+        if not self.fused or not isinstance(scale, (int, float)) or t.ndim != 1 \
+                or t.dtype.kind not in "iu":
             return super().softmax_cross_entropy_grad(y, t, scale, rows)
         n, c = y.shape
         dx = cupy.empty_like(y)
-        launch = compiled("softmax_ce.cu", "xpnet_softmax_ce_grad", T=c_type(y.dtype),
-                        L=c_type(t.dtype))
+        launch = self.kernels.get("softmax_ce.cu", "xpnet_softmax_ce_grad", T=c_type(y.dtype),
+                                  L=c_type(t.dtype))
         threads = 128
         launch(((n * c + threads - 1) // threads,), (threads,),
                (cupy.ascontiguousarray(y), cupy.ascontiguousarray(t), dx, numpy.int32(n),
@@ -172,7 +200,8 @@ class CupyOps(StridedOps):
 
     def _conv(self, name, arrays, index_dtype=numpy.int8, **sizes):
         """Launch one of ``kernels/conv.cu``'s kernels over ``arrays``."""
-        launch = compiled("conv.cu", name, T=c_type(arrays[0].dtype), A=c_type(index_dtype))
+        launch = self.kernels.get("conv.cu", name, T=c_type(arrays[0].dtype),
+                                  A=c_type(index_dtype))
         args, total = conv.launch_args(name, *arrays, **sizes)
         threads = 256
         launch((max(1, min((total + threads - 1) // threads, 1 << 16)),), (threads,), args)
@@ -229,7 +258,7 @@ class CupyOps(StridedOps):
         if not self.fused or key.dtype != numpy.uint64 or counter.dtype != numpy.uint64:
             return super().uniform(key, counter, shape, first)
         out = cupy.empty(shape, dtype=numpy.float64)
-        launch = compiled("uniform.cu", "xpnet_uniform")
+        launch = self.kernels.get("uniform.cu", "xpnet_uniform")
         threads = 256
         launch((max(1, min(-(-out.size // threads), 1 << 16)),), (threads,),
                uniform.launch_args(cupy.ascontiguousarray(key),

@@ -38,3 +38,8 @@ def c_type(dtype):
 def with_defines(text, **types):
     """``text`` behind one ``#define`` per keyword (``T="float"``): how each kernel is built."""
     return "".join(f"#define {k} {v}\n" for k, v in types.items()) + text
+
+
+def element_strides(a):
+    """``a``'s strides in elements, as int64 scalars: how every kernel here takes them."""
+    return tuple(numpy.int64(s // a.itemsize) for s in a.strides)

@@ -1,16 +1,27 @@
-"""The host kernels' build: compile ``kernels/xpnet_host.c`` on first use, cache, bind with ctypes.
+"""The host kernels' build: compile ``kernels/xpnet_host.c`` on first use, keep it privately, bind it.
 
 The kernels are C of ours in ``backends/host/kernels/`` (``conv.h``: the direct
-convolution; ``relu.h``; ``pool.h``: 2 x 2 max pooling), each written once
-for a type ``T`` and included by ``xpnet_host.c`` for float and double. On
-first use :func:`load` compiles that unit with the system's C compiler
-(``cc -O3 -march=native``, or ``$CC``) into the cache folder
-(``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or ``~/.cache/xpnet``),
-once per source, compiler, flags and CPU, and loads it with ctypes, which
-lets go of the GIL during a call (so the pool's threads run parts of the
-work at once). With no compiler, a failed build, or ``XPNET_HOST_KERNELS=0``,
-it returns None with the reason and the host runs its NumPy code (im2col +
-BLAS). :mod:`backends.host.conv` and :mod:`backends.host.ops` drive the kernels.
+convolution; ``relu.h``; ``pool.h``: 2 x 2 max pooling), each written once for a type
+``T`` and included by ``xpnet_host.c`` for float and double. :func:`load` compiles that
+unit with the system's C compiler (``cc -O3 -march=native``, or ``$CC``) into the cache
+folder, once per source, compiler, flags and CPU, and loads it with ctypes, which lets
+go of the GIL during a call (so the pool's threads run parts of the work at once).
+
+**The cache runs nothing it cannot trust.** A shared library runs code the moment it is
+loaded, so a library is loaded only where it and its folder belong to the user running
+xpnet and neither is writable by anyone else: the folder is made private (0700), a
+library found there is checked before it is loaded, and where the folder given
+(``XPNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/xpnet`` or ``~/.cache/xpnet``) fails those
+checks, xpnet builds into a private folder of its own (a fresh temporary one) and says
+so. With no compiler, a failed build or ``XPNET_HOST_KERNELS=0``, :func:`load` returns
+None with the reason and the host runs its NumPy code (im2col + BLAS).
+
+**The calling convention is written once**, in :data:`SIGNATURES`: each kernel's
+parameters, their names and C types as the headers declare them. :class:`Kernels` binds
+the ctypes functions from it and is called by keyword (``kernels.conv["float32"](x=...,
+xs=...)``), so a missing, extra or misnamed argument is an error, never memory read
+at the wrong place; ``tests/backends/host/test_kernels.py`` parses the headers'
+prototypes and fails on any difference from the table.
 """
 
 import ctypes
@@ -20,15 +31,55 @@ import os
 import pathlib
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 
-ENV_VAR = "XPNET_HOST_KERNELS"
-CACHE_ENV_VAR = "XPNET_CACHE_DIR"
 FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
-DW_CHUNK = 2048  # grid positions a dW pass sums at a time (docs/performance.md: 2048 best)
+# grid positions a dW pass sums at a time (docs/performance.md, "the direct convolution")
+DW_CHUNK = 2048
 UNIT = "xpnet_host.c"  # the compilation unit; it includes the other files
 FLOAT_TYPES = ("float32", "float64")
+
+# Each kernel as its header declares it (without the type suffix NAME() adds): the
+# parameters in order, ``(C type, name)``; ``T`` is float or double.
+SIGNATURES = {
+    "xpnet_conv": (
+        ("const T*", "x"), ("long", "xs"), ("const T*", "w"), ("const T*", "b"), ("int", "F"),
+        ("int", "C"), ("int", "KH"), ("int", "KW"), ("long", "hp"), ("long", "wp"),
+        ("long", "oh"), ("long", "ow"), ("long", "cells"), ("T*", "out"), ("long", "os"),
+        ("long", "lo"), ("long", "hi")),
+    "xpnet_conv_dw": (
+        ("const T*", "d"), ("long", "ds"), ("const T*", "x"), ("long", "xs"), ("int", "F"),
+        ("int", "C"), ("int", "KH"), ("int", "KW"), ("long", "wp"), ("T*", "dw"),
+        ("long", "lo"), ("long", "hi"), ("long", "chunk")),
+    "xpnet_conv_px": (
+        ("const T*", "x"), ("long", "xs"), ("const T*", "wt"), ("const T*", "b"),
+        ("int", "F"), ("int", "C"), ("int", "KH"), ("int", "KW"), ("long", "hp"),
+        ("long", "wp"), ("long", "oh"), ("long", "ow"), ("T*", "out"), ("long", "os"),
+        ("long", "lo"), ("long", "hi")),
+    "xpnet_conv_dw_px": (
+        ("const T*", "d"), ("int", "F"), ("const T*", "x"), ("long", "xs"), ("int", "C"),
+        ("int", "KH"), ("int", "KW"), ("long", "hp"), ("long", "wp"), ("long", "oh"),
+        ("long", "ow"), ("T*", "dwt"), ("long", "lo"), ("long", "hi")),
+    "xpnet_relu": (
+        ("const T*", "x"), ("T*", "y"), ("unsigned char*", "keep"), ("long", "n")),
+    "xpnet_max_pool": (
+        ("const T*", "x"), ("T*", "out"), ("signed char*", "arg"), ("long", "h"),
+        ("long", "w"), ("long", "lo"), ("long", "hi")),
+    "xpnet_max_pool_grad": (
+        ("const T*", "d"), ("const signed char*", "arg"), ("T*", "dx"), ("long", "h"),
+        ("long", "w"), ("long", "lo"), ("long", "hi")),
+}
+# the library's constants, ``int f(void)`` each, in prelude.h
+CONSTANTS = ("xpnet_block_floats", "xpnet_block_doubles", "xpnet_vector_bytes")
+
+
+def ctype_of(c_type):
+    """The ctypes type a C parameter type is passed as: pointers by address."""
+    if c_type.endswith("*"):
+        return ctypes.c_void_p
+    return {"long": ctypes.c_long, "int": ctypes.c_int}[c_type]
 
 
 def sources():
@@ -38,51 +89,54 @@ def sources():
             if f.name.endswith((".c", ".h"))}
 
 
-_ARGS_CONV = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "l", "p", "l", "l", "l"]
-_ARGS_DW = ["p", "l", "p", "l", "i", "i", "i", "i", "l", "p", "l", "l", "l"]
-_ARGS_CONV_PX = ["p", "l", "p", "p", "i", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l", "l"]
-_ARGS_DW_PX = ["p", "i", "p", "l", "i", "i", "i", "l", "l", "l", "l", "p", "l", "l"]
-_ARGS_RELU = ["p", "p", "p", "l"]
-_ARGS_POOL = ["p", "p", "p", "l", "l", "l", "l"]
-_CTYPES = {"p": ctypes.c_void_p, "l": ctypes.c_long, "i": ctypes.c_int}
+class Kernel:
+    """One compiled function, called by keyword with exactly its parameters' names."""
 
-_loaded = None  # (Kernels or None, reason), once per process
+    __slots__ = ("function", "names", "name")
+
+    def __init__(self, library, name, signature):
+        self.name = name
+        self.function = getattr(library, name)
+        self.function.argtypes = [ctype_of(c_type) for c_type, _ in signature]
+        self.function.restype = None
+        self.names = tuple(n for _, n in signature)
+
+    def __call__(self, **args):
+        try:
+            values = [args[n] for n in self.names]
+        except KeyError as e:
+            raise TypeError(f"{self.name}: missing argument {e.args[0]!r}; it takes "
+                            f"{', '.join(self.names)}") from None
+        if len(args) != len(self.names):
+            extra = sorted(set(args) - set(self.names))
+            raise TypeError(f"{self.name}: no parameter {', '.join(map(repr, extra))}; it "
+                            f"takes {', '.join(self.names)}")
+        self.function(*values)
 
 
 class Kernels:
     """The compiled library: ``conv``, ``dw``, ``conv_px``, ``dw_px``, ``relu``, ``max_pool``
-    and ``max_pool_grad``, each a dict by dtype name, and each dtype's block size for
-    ``conv``."""
+    and ``max_pool_grad``, each a dict of :class:`Kernel` by dtype name, and each dtype's
+    block size for ``conv``."""
+
+    ATTRIBUTES = {"conv": "xpnet_conv", "dw": "xpnet_conv_dw", "conv_px": "xpnet_conv_px",
+                  "dw_px": "xpnet_conv_dw_px", "relu": "xpnet_relu",
+                  "max_pool": "xpnet_max_pool", "max_pool_grad": "xpnet_max_pool_grad"}
 
     def __init__(self, library, path):
         self.path = path
-        self.conv, self.dw, self.conv_px, self.dw_px, self.relu = {}, {}, {}, {}, {}
-        self.max_pool, self.max_pool_grad = {}, {}
-
-        def function(name, args):
-            f = getattr(library, name)
-            f.argtypes = [_CTYPES[a] for a in args]
-            f.restype = None
-            return f
-
-        for dtype in FLOAT_TYPES:
-            self.conv[dtype] = function(f"xpnet_conv_{dtype}", _ARGS_CONV)
-            self.dw[dtype] = function(f"xpnet_conv_dw_{dtype}", _ARGS_DW)
-            self.conv_px[dtype] = function(f"xpnet_conv_px_{dtype}", _ARGS_CONV_PX)
-            self.dw_px[dtype] = function(f"xpnet_conv_dw_px_{dtype}", _ARGS_DW_PX)
-            self.relu[dtype] = function(f"xpnet_relu_{dtype}", _ARGS_RELU)
-            self.max_pool[dtype] = function(f"xpnet_max_pool_{dtype}", _ARGS_POOL)
-            self.max_pool_grad[dtype] = function(f"xpnet_max_pool_grad_{dtype}", _ARGS_POOL)
+        for attribute, name in self.ATTRIBUTES.items():
+            setattr(self, attribute, {dtype: Kernel(library, f"{name}_{dtype}", SIGNATURES[name])
+                                      for dtype in FLOAT_TYPES})
         # outputs a block computes: grids are rounded up to whole blocks
         self.block = {"float32": library.xpnet_block_floats(),
                       "float64": library.xpnet_block_doubles()}
         self.vector_bytes = library.xpnet_vector_bytes()
 
 
-def cache_dir(environ=None):
+def default_cache_dir(environ=None):
+    """``$XDG_CACHE_HOME/xpnet``, else ``~/.cache/xpnet``."""
     environ = os.environ if environ is None else environ
-    if environ.get(CACHE_ENV_VAR):
-        return pathlib.Path(environ[CACHE_ENV_VAR])
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "xpnet"
 
@@ -100,33 +154,76 @@ def _cpu_signature():
     return platform.processor() + platform.machine()
 
 
-def _compiler(environ):
+def compiler(environ=None):
+    """The C compiler's path: ``$CC``, else cc, gcc or clang on PATH; None if none."""
+    environ = os.environ if environ is None else environ
     cc = environ.get("CC")
     if cc:
         return shutil.which(cc)
     return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
-def build(folder, environ=None, flags=FLAGS):
-    """The kernels' shared library in ``folder``, compiled with ``flags`` unless there
-    already: its path.
+def library_name(cc, flags=FLAGS):
+    """The file name of the build of today's sources with ``cc`` and ``flags`` on this CPU."""
+    key = hashlib.sha256("\n".join([*(f"{name}\n{text}" for name, text in sources().items()),
+                                    cc, " ".join(flags), _cpu_signature()]).encode())
+    return f"xpnet_host-{key.hexdigest()[:16]}.so"
 
-    Written to a temporary name and renamed, so a concurrent or interrupted
-    build never leaves a half-written library behind. Raises ``RuntimeError``
-    with the compiler's message when it fails.
-    """
-    environ = os.environ if environ is None else environ
-    cc = _compiler(environ)
-    if cc is None:
-        raise RuntimeError("no C compiler (cc, gcc or clang on PATH, or $CC)")
-    texts = sources()
-    key = hashlib.sha256("\n".join([*(f"{name}\n{text}" for name, text in texts.items()), cc,
-                                    " ".join(flags), _cpu_signature()]).encode()).hexdigest()[:16]
+
+def untrusted(path, kind="folder"):
+    """Why ``path`` may not be trusted to hold code this process loads, or None: it must
+    be a real folder (or regular file) owned by the user running xpnet, writable by no
+    one else."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"{path} cannot be examined ({e.strerror})"
+    if kind == "folder" and stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.stat(path)  # a link to a folder: the folder it names must be trusted
+        except OSError as e:
+            return f"{path} is a broken link ({e.strerror})"
+    wanted = stat.S_ISDIR if kind == "folder" else stat.S_ISREG
+    if not wanted(st.st_mode):
+        return f"{path} is not a {'folder' if kind == 'folder' else 'regular file'}"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to user {st.st_uid}, not to this one ({os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'}"
+    return None
+
+
+def private_folder(folder):
+    """``folder`` made if missing (0700, its parents as usual) and checked with
+    :func:`untrusted`: ``(folder, None)``, or ``(None, why it will not do)``."""
     folder = pathlib.Path(folder)
-    path = folder / f"xpnet_host-{key}.so"
-    if path.exists():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        return None, f"{folder} cannot be made ({e.strerror})"
+    why = untrusted(folder)
+    return (None, why) if why else (folder, None)
+
+
+def build(folder, cc, flags=FLAGS):
+    """The kernels' shared library in ``folder`` (a private folder: :func:`private_folder`),
+    compiled with ``cc`` and ``flags`` unless a trusted build is there already: its path.
+
+    Written to a temporary name and renamed, so a concurrent or interrupted build never
+    leaves a half-written library behind. ``RuntimeError`` with the compiler's message
+    where it fails, or where a file of the library's name is there but not to be trusted.
+    """
+    folder = pathlib.Path(folder)
+    path = folder / library_name(cc, flags)
+    if os.path.lexists(path):
+        why = untrusted(path, "file")
+        if why is None:
+            return path
+        raise RuntimeError(f"a library of the kernels' name is not to be trusted: {why}")
+    texts = sources()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         for name, text in texts.items():  # beside each other, as xpnet_host.c includes them
             (pathlib.Path(tmp) / name).write_text(text)
@@ -142,30 +239,39 @@ def build(folder, environ=None, flags=FLAGS):
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed to build the host kernels: "
                                f"{done.stderr.strip()[-2000:]}")
+        os.chmod(out, 0o700)
         os.replace(out, path)
     return path
 
 
-def load(environ=None):
-    """``(Kernels, reason)`` the first time it succeeds, or ``(None, reason)``: once a process."""
-    global _loaded
-    if _loaded is not None and environ is None:
-        return _loaded
-    env = os.environ if environ is None else environ
-    value = env.get(ENV_VAR, "1")
-    if value not in ("0", "1"):
-        raise ValueError(f"{ENV_VAR}={value!r}: expected 1 (the compiled kernels where a C "
-                         f"compiler builds them, the default) or 0 (NumPy only: im2col + "
-                         f"BLAS)")
-    if value == "0":
-        result = (None, f"off ({ENV_VAR}=0): NumPy only, im2col + BLAS")
-    else:
-        try:
-            path = build(cache_dir(env), env)
-            result = (Kernels(ctypes.CDLL(str(path)), path),
-                      f"compiled kernels: the direct convolution, max pooling, ReLU ({path})")
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            result = (None, f"NumPy only, im2col + BLAS: the kernels are not built ({e})")
-    if environ is None:
-        _loaded = result
-    return result
+def load(settings, environ=None):
+    """``(Kernels, reason)``, or ``(None, reason)`` where the host runs its NumPy code:
+    ``settings`` say whether to (``host_kernels``) and where (``cache_dir``); ``environ``
+    gives ``CC``, ``XDG_CACHE_HOME`` and ``HOME``. Builds where needed (seconds, once)."""
+    if not settings.host_kernels:
+        return None, "off (XPNET_HOST_KERNELS=0): NumPy only, im2col + BLAS"
+    cc = compiler(environ)
+    if cc is None:
+        return None, ("NumPy only, im2col + BLAS: the kernels are not built (no C compiler: "
+                      "cc, gcc or clang on PATH, or $CC)")
+    wanted = pathlib.Path(settings.cache_dir) if settings.cache_dir else \
+        default_cache_dir(environ)
+    folder, why = private_folder(wanted)
+    note = ""
+    try:
+        if folder is not None:
+            try:
+                path = build(folder, cc)
+            except RuntimeError as e:
+                if "not to be trusted" not in str(e):
+                    raise
+                folder, why = None, str(e)
+        if folder is None:  # a private folder of our own, for this process
+            own = tempfile.mkdtemp(prefix="xpnet-kernels-")
+            note = (f"; built in a private folder of xpnet's own, {own}, since the cache "
+                    f"folder will not do: {why}")
+            path = build(own, cc)
+        return (Kernels(ctypes.CDLL(str(path)), path),
+                f"compiled kernels: the direct convolution, max pooling, ReLU ({path}){note}")
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        return None, f"NumPy only, im2col + BLAS: the kernels are not built ({e})"

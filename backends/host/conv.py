@@ -111,16 +111,18 @@ def convolve(ops, kernels, grid, n, W, b, out_h, out_w):
     if by_filters(kernels, fn, W.itemsize):
         taps = xp.ascontiguousarray(W.transpose(1, 2, 3, 0))  # (C, fh, fw, F)
         ops.each_part(lambda lo, hi: kernels.conv_px[dtype](
-            data.ctypes.data, data.shape[1], taps.ctypes.data, b.ctypes.data, fn, c, fh,
-            fw, hp, wp, out_h, out_w, out.ctypes.data, pixels, lo, hi),
+            x=data.ctypes.data, xs=data.shape[1], wt=taps.ctypes.data, b=b.ctypes.data,
+            F=fn, C=c, KH=fh, KW=fw, hp=hp, wp=wp, oh=out_h, ow=out_w, out=out.ctypes.data,
+            os=pixels, lo=lo, hi=hi),
             pixels, macs=W.size * pixels)
         return out
     W = xp.ascontiguousarray(W)
     block = kernels.block[dtype]
     blocks = grid.length // block
     ops.each_part(lambda lo, hi: kernels.conv[dtype](
-        data.ctypes.data, data.shape[1], W.ctypes.data, b.ctypes.data, fn, c, fh, fw, hp,
-        wp, out_h, out_w, n * hp * wp, out.ctypes.data, pixels, lo * block, hi * block),
+        x=data.ctypes.data, xs=data.shape[1], w=W.ctypes.data, b=b.ctypes.data, F=fn, C=c,
+        KH=fh, KW=fw, hp=hp, wp=wp, oh=out_h, ow=out_w, cells=n * hp * wp,
+        out=out.ctypes.data, os=pixels, lo=lo * block, hi=hi * block),
         blocks, macs=W.size * grid.length)
     return out
 
@@ -144,9 +146,9 @@ def pixel_dw(ops, kernels, d, grid, shape):
 
     def work(lo, hi):
         for i in range(lo, hi):
-            run(by_pixel.ctypes.data, fn, grid.data.ctypes.data, grid.data.shape[1], c, fh,
-                fw, grid.hp, grid.wp, out_h, out_w, partial[i].ctypes.data, bounds[i],
-                bounds[i + 1])
+            run(d=by_pixel.ctypes.data, F=fn, x=grid.data.ctypes.data, xs=grid.data.shape[1],
+                C=c, KH=fh, KW=fw, hp=grid.hp, wp=grid.wp, oh=out_h, ow=out_w,
+                dwt=partial[i].ctypes.data, lo=bounds[i], hi=bounds[i + 1])
 
     ops.each_part(work, count, macs=macs)
     taps = partial[0] if count == 1 else partial.sum(axis=0)  # (C * fh * fw, F)
@@ -187,11 +189,10 @@ def grid_dw(ops, kernels, dtype, grad, grid, shape):
 
     def work(lo, hi):
         for i in range(lo, hi):
-            kernels.dw[dtype](grad.ctypes.data, grad.strides[0] // grad.itemsize,
-                              grid.data.ctypes.data,
-                              grid.data.shape[1], fn, c, fh, fw, grid.wp,
-                              partial[i].ctypes.data, bounds[i], bounds[i + 1],
-                              build.DW_CHUNK)
+            kernels.dw[dtype](d=grad.ctypes.data, ds=grad.strides[0] // grad.itemsize,
+                              x=grid.data.ctypes.data, xs=grid.data.shape[1], F=fn, C=c,
+                              KH=fh, KW=fw, wp=grid.wp, dw=partial[i].ctypes.data,
+                              lo=bounds[i], hi=bounds[i + 1], chunk=build.DW_CHUNK)
 
     ops.each_part(work, count, macs=fn * c * fh * fw * grid.length)
     return partial[0] if count == 1 else partial.sum(axis=0)

@@ -1,19 +1,20 @@
 """The host's operations: :class:`backends.ops.Ops` on every core, and compiled C kernels.
 
-:class:`HostOps` runs the reference array code on ranges of samples in
-:mod:`backends.host.threads`' pool, splits large matrix products itself
-while it holds BLAS's threads (inside a convolutional network's call), and
-hands the convolution at stride 1, ReLU's forward and 2 x 2 max pooling to
-the compiled kernels of :mod:`backends.host.build` where they load
-(``HostOps.compiled = False`` or ``XPNET_HOST_KERNELS=0`` keeps the array
-code). Results depend on the thread count, never on timing.
+:class:`HostOps` runs NumPy's array code (:class:`backends.ops.StridedOps`) on ranges of
+samples in :mod:`backends.host.threads`' pool, splits large matrix products itself
+while it holds BLAS's threads (inside a convolutional network's call), and hands the
+convolution at stride 1, ReLU's forward and 2 x 2 max pooling to the compiled kernels
+of :mod:`backends.host.build` where they load. Results depend on the thread count,
+never on timing.
 """
 
 import math
 
-from backends.host import build, conv
+import numpy
+
+from backends.host import conv
 from backends.host import threads as _threads
-from backends.strided import StridedOps, empty_in_order, memory_order
+from backends.ops.strided import StridedOps, empty_in_order, memory_order
 
 MIN_PART_SIDE = 32  # split a product's output no thinner than this
 
@@ -27,16 +28,50 @@ def _planes(a):
 
 
 class HostOps(StridedOps):
-    """NumPy's operations, split by samples across ``threads`` threads where the work is large."""
+    """NumPy's operations on ``threads`` threads, and the compiled kernels ``kernels()``
+    gives (a function returning ``(Kernels or None, why)``, called on first need; None:
+    NumPy code only). ``compiled = False`` keeps the NumPy code too.
+
+    When each fast path applies (elsewhere :class:`backends.ops.StridedOps`' NumPy code,
+    on one thread):
+
+    * ``matmul``: split across the threads (by output columns, rows, or a long K into
+      partial sums added in order) while BLAS is lent (:meth:`scope`, inside a
+      convolutional network's call), for 2-D operands with enough work for two parts;
+    * ``conv``, ``conv_grad``: the compiled direct convolution at stride 1, one float
+      dtype throughout, where the kernels load; else im2col and col2im split by samples;
+    * ``relu``: the compiled one-pass kernel from 512 KB, for compact arrays in one memory
+      order; split NumPy passes otherwise from 512 KB;
+    * ``relu_backward``: split from 512 KB;
+    * ``max_pool``, ``max_pool_grad``: the compiled kernels for 2 x 2 windows at stride 2
+      without padding, float32 or float64, planes compact; else NumPy's split by samples;
+    * ``adam_step_size``: the count read from host memory, the step size in Python's
+      floats (the book's bits).
+    """
 
     name = "host"
 
-    def __init__(self, xp, threads=None):
-        super().__init__(xp)
-        self.pool = _threads.Pool(_threads.host_threads() if threads is None else int(threads))
+    def __init__(self, xp, threads=1, kernels=None, backend=None):
+        super().__init__(xp, backend)
+        self.pool = _threads.Pool(int(threads))
         self.threads = self.pool.threads
         self.blas = _threads.Blas()
-        self.compiled = True  # the compiled kernels where they load (else NumPy code only)
+        self._load_kernels = kernels
+        self._kernels = None  # (Kernels or None, why), once asked for
+        self._zeros = {}  # dtype -> its zero, for ReLU
+        self._split_bytes = 2 * _threads.MIN_PART_BYTES  # element-wise passes split from here
+        self.compiled = kernels is not None
+        if xp is numpy:  # the reductions without NumPy's Python wrappers (the same sums)
+            self._sum, self._max = numpy.add.reduce, numpy.maximum.reduce
+            self._min = numpy.minimum.reduce
+
+    def kernels(self):
+        """The compiled kernels, or None (off, not built, or ``compiled`` False)."""
+        if not self.compiled:
+            return None
+        if self._kernels is None:
+            self._kernels = self._load_kernels()
+        return self._kernels[0]
 
     # --- the threads ---------------------------------------------------------------
 
@@ -55,14 +90,19 @@ class HostOps(StridedOps):
             self.blas.borrow()
 
     def matmul(self, a, b, bias=None, out=None):
-        if not self.blas.borrowed or self.threads < 2 or a.ndim != 2 or b.ndim != 2:
-            return super().matmul(a, b, bias, out)  # BLAS runs its own threads
+        xp = self.xp
+        if self.blas._limiter is None:  # BLAS runs its own threads (StridedOps' product)
+            out = a @ b if out is None else xp.matmul(a, b, out=out)
+            if bias is not None:
+                out += bias
+            return out
+        if self.threads < 2 or a.ndim != 2 or b.ndim != 2:
+            return super().matmul(a, b, bias, out)
         m, k = a.shape
         n = b.shape[1]
         macs = m * n * k
         if self.parts(self.threads, macs=macs) < 2:
             return super().matmul(a, b, bias, out)
-        xp = self.xp
         if out is None:
             out = xp.empty((m, n), dtype=xp.result_type(a, b))
         if max(m, n) >= 2 * MIN_PART_SIDE:
@@ -95,6 +135,13 @@ class HostOps(StridedOps):
             out += bias
         return out
 
+    def affine_grad(self, x, dout, W, input_grad=True):
+        if self.blas._limiter is not None:  # BLAS lent to xpnet: products split here
+            return super().affine_grad(x, dout, W, input_grad)
+        dW = x.T @ dout  # StridedOps' three products, without a call each
+        db = self._sum(dout, axis=0)
+        return (dout @ W.T if input_grad else None), dW, db
+
     def adam_step_size(self, t, lr, beta1, beta2):
         # The count is in host memory, so reading it costs nothing; Python's floats give
         # the book's step size to the last bit (NumPy's vectorised pow may differ by an ulp).
@@ -107,10 +154,10 @@ class HostOps(StridedOps):
     def _direct_kernels(self, x, W, b, stride):
         """The compiled kernels for this convolution, or None: they take stride 1, float32
         or float64, one dtype throughout."""
-        if not self.compiled or stride != 1 or not (x.dtype == W.dtype == b.dtype) \
+        if stride != 1 or not (x.dtype == W.dtype == b.dtype) \
                 or x.dtype.name not in ("float32", "float64"):
             return None
-        return build.load()[0]
+        return self.kernels()
 
     def conv(self, x, W, b, stride, pad, out_h, out_w):
         with self.scope():  # a convolution outside a network call gives BLAS back too
@@ -126,7 +173,7 @@ class HostOps(StridedOps):
             self._borrow_blas()
             if not isinstance(col, conv.PaddedGrid):
                 return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
-            dx, dW, db = conv.backward(self, build.load()[0], dout, x, W, col, pad, input_grad)
+            dx, dW, db = conv.backward(self, self.kernels(), dout, x, W, col, pad, input_grad)
             return (None if dx is None else dx.transpose(1, 0, 2, 3)), dW, db
 
     # --- element-wise passes and pooling -------------------------------------------------
@@ -141,12 +188,16 @@ class HostOps(StridedOps):
         self.each_part(lambda lo, hi: work(head + (slice(lo, hi),)), a.shape[axis], a.nbytes)
 
     def relu(self, x):
-        if x.nbytes < 2 * _threads.MIN_PART_BYTES:  # too small to split: the plain two passes
-            return super().relu(x)
         xp = self.xp
+        if x.nbytes < self._split_bytes:  # too small to split: StridedOps' two passes
+            try:
+                zero = self._zeros[x.dtype]
+            except KeyError:
+                zero = self._zeros[x.dtype] = x.dtype.type(0)
+            return xp.maximum(x, zero), x > 0
         out = xp.empty_like(x)
         keep = xp.empty_like(x, dtype=bool)
-        kernels = build.load()[0] if self.compiled else None
+        kernels = self.kernels()
         if kernels is not None and x.dtype.name in kernels.relu \
                 and x.transpose(memory_order(x)).flags.c_contiguous \
                 and out.strides == x.strides and keep.strides == tuple(
@@ -154,9 +205,10 @@ class HostOps(StridedOps):
             # x, out and keep compact, in one memory order (a convolution's
             # channel-major one included): one pass over ranges of that memory
             run, item = kernels.relu[x.dtype.name], x.itemsize
-            self.each_part(lambda lo, hi: run(x.ctypes.data + lo * item,
-                                              out.ctypes.data + lo * item,
-                                              keep.ctypes.data + lo, hi - lo), x.size, x.nbytes)
+            self.each_part(lambda lo, hi: run(x=x.ctypes.data + lo * item,
+                                              y=out.ctypes.data + lo * item,
+                                              keep=keep.ctypes.data + lo, n=hi - lo),
+                           x.size, x.nbytes)
             return out, keep
 
         def work(s):
@@ -167,8 +219,8 @@ class HostOps(StridedOps):
         return out, keep
 
     def relu_backward(self, dout, keep):
-        if dout.nbytes < 2 * _threads.MIN_PART_BYTES:
-            return super().relu_backward(dout, keep)
+        if dout.nbytes < self._split_bytes:
+            return dout * keep
         xp = self.xp
         dx = xp.empty_like(dout)
         self._elementwise(lambda s: xp.multiply(dout[s], keep[s], out=dx[s]), dout)
@@ -178,10 +230,10 @@ class HostOps(StridedOps):
         """The compiled max pooling for ``x``, or None: it takes 2 x 2 windows at stride 2
         without padding (the book's every pooling layer), float32 or float64, ``x``
         compact as planes of ``H x W`` in whatever order (channel-major included)."""
-        if not self.compiled or (ph, pw, stride, pad) != (2, 2, 2, 0) \
+        if (ph, pw, stride, pad) != (2, 2, 2, 0) \
                 or x.dtype.name not in ("float32", "float64") or not _planes(x):
             return None
-        return build.load()[0]
+        return self.kernels()
 
     def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
         kernels = self._pool_kernels(x, ph, pw, stride, pad)
@@ -192,8 +244,9 @@ class HostOps(StridedOps):
         arg = empty_in_order(self.xp, out.shape, self.xp.int8, order)
         h, w = x.shape[-2:]
         run = kernels.max_pool[x.dtype.name]
-        self.each_part(lambda lo, hi: run(x.ctypes.data, out.ctypes.data, arg.ctypes.data,
-                                          h, w, lo, hi), x.size // (h * w), x.nbytes)
+        self.each_part(lambda lo, hi: run(x=x.ctypes.data, out=out.ctypes.data,
+                                          arg=arg.ctypes.data, h=h, w=w, lo=lo, hi=hi),
+                       x.size // (h * w), x.nbytes)
         return out, arg
 
     def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
@@ -210,8 +263,9 @@ class HostOps(StridedOps):
             dout = compact
         dx = empty_in_order(self.xp, x.shape, dout.dtype, memory_order(x))
         run = kernels.max_pool_grad[x.dtype.name]
-        self.each_part(lambda lo, hi: run(dout.ctypes.data, arg.ctypes.data, dx.ctypes.data,
-                                          h, w, lo, hi), x.size // (h * w), dx.nbytes)
+        self.each_part(lambda lo, hi: run(d=dout.ctypes.data, arg=arg.ctypes.data,
+                                          dx=dx.ctypes.data, h=h, w=w, lo=lo, hi=hi),
+                       x.size // (h * w), dx.nbytes)
         return dx
 
     def __repr__(self):

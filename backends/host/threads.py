@@ -12,59 +12,49 @@ threadpoolctl, which finds OpenBLAS, MKL or BLIS in whatever NumPy build
 is installed) and gives the threads back at the end of the network call
 that asked for it: the user's own products after it run as before.
 
-``XPNET_HOST_THREADS`` sets the number of threads (default: the cores this
-process may run on, at most 8, or 1 where threadpoolctl is not installed,
-since BLAS's spinning workers would take the other cores); 1 turns the
-splitting off and leaves BLAS alone. In a data-parallel job the default is
-this process's share of its machine's cores, and :func:`cpu_share` holds
-BLAS (and OpenMP) to that share while the Trainer runs.
+The settings' ``host_threads`` (``XPNET_HOST_THREADS``) sets the number of
+threads (default: the cores this process may run on, at most 8, or 1 where
+threadpoolctl is not installed, since BLAS's spinning workers would take the
+other cores); 1 turns the splitting off and leaves BLAS alone. In a
+data-parallel job the default is this process's share of its machine's cores,
+and :func:`cpu_share` holds BLAS (and OpenMP) to that share while the Trainer
+runs (docs/distributed.md measures what several processes' full BLAS pools
+cost on one machine).
 """
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import threading
 
-from backends import launch
+from backends import mpi_env
 
-ENV_VAR = "XPNET_HOST_THREADS"
 MAX_DEFAULT_THREADS = 8  # memory-bound passes stop scaling well before that many cores
 MIN_PART_BYTES = 1 << 18  # a part smaller than ~256 KB costs more to hand over than it saves
 MIN_PART_MACS = 1 << 23  # ~8M multiply-adds, ~0.3 ms on one core: worth a hand-over
 
-_controller = None  # threadpoolctl's view of the loaded BLAS, made once
-
-
+@functools.cache
 def blas_controller():
-    """threadpoolctl's controller of NumPy's BLAS, or None (not installed, or no BLAS found)."""
-    global _controller
-    if _controller is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _controller = False
-        else:
-            found = ThreadpoolController().select(user_api="blas")
-            _controller = found if found.lib_controllers else False
-    return _controller or None
-
-
-def host_threads(environ=None):
-    """The thread count: ``$XPNET_HOST_THREADS`` if set (a positive integer), else the
-    cores this process may use (at most 8), or 1 where BLAS's threads cannot be set."""
-    raw = (os.environ if environ is None else environ).get(ENV_VAR)
-    if raw is None or raw.strip() == "":
-        if blas_controller() is None:
-            return 1
-        return max(1, min(cores_of_this_process(environ), MAX_DEFAULT_THREADS))
+    """threadpoolctl's controller of NumPy's BLAS, or None (not installed, or no BLAS
+    found): a probe of the libraries loaded, made once a process."""
     try:
-        threads = int(raw)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"{ENV_VAR}={raw!r}: expected a positive integer, the number of "
-                         f"threads xpnet uses on the CPU (1: none of its own, BLAS left alone)")
-    return threads
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    found = ThreadpoolController().select(user_api="blas")
+    return found if found.lib_controllers else None
+
+
+def host_threads(settings, environ=None):
+    """The thread count: the settings' ``host_threads`` (``XPNET_HOST_THREADS``) where
+    given, else the cores this process may use (at most 8), or 1 where BLAS's threads
+    cannot be set; ``environ`` holds a launcher's variables (default ``os.environ``)."""
+    if settings.host_threads is not None:
+        return settings.host_threads
+    if blas_controller() is None:
+        return 1
+    return max(1, min(cores_of_this_process(environ), MAX_DEFAULT_THREADS))
 
 
 def cores_of_this_process(environ=None):
@@ -76,25 +66,24 @@ def cores_of_this_process(environ=None):
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         allowed = os.cpu_count() or 1
-    job = launch.launched(environ)
+    job = mpi_env.launched(environ)
     return allowed if job is None else max(1, allowed // job.local_size)
 
 
-def cpu_share():
+def cpu_share(settings):
     """Around a data-parallel run: NumPy's BLAS and OpenMP (PyTorch's CPU threads) held to
     this process's share of the machine's cores, given back after. Several processes
-    each running BLAS on every core spin against one another: the book's net under
-    ``mpiexec -n 2`` on two cores took 148 s for 10,000 steps with BLAS's default
-    threads and 6.8 s with one thread a process. The share is ``XPNET_HOST_THREADS``
-    where set, else :func:`cores_of_this_process`; a pool set lower already (by
-    ``OPENBLAS_NUM_THREADS``, say) keeps its count. Outside a launched job, nothing."""
-    job = launch.launched()
+    each running BLAS on every core spin against one another (docs/distributed.md). The
+    share is the settings' ``host_threads`` where given, else
+    :func:`cores_of_this_process`; a pool set lower already (by ``OPENBLAS_NUM_THREADS``,
+    say) keeps its count. Outside a launched job, nothing."""
+    job = mpi_env.launched()
     if job is None or job.local_size == 1:
         return contextlib.nullcontext()  # alone: no scan of the loaded libraries either
     controller = _all_controller()
     if controller is None:
         return contextlib.nullcontext()
-    share = host_threads() if os.environ.get(ENV_VAR, "").strip() else cores_of_this_process()
+    share = settings.host_threads or cores_of_this_process()
     return controller.limit(limits={pool.prefix: min(pool.num_threads, share)
                                     for pool in controller.lib_controllers})
 
@@ -168,6 +157,7 @@ class Blas:
     def __init__(self):
         self._depth = 0
         self._limiter = None  # threadpoolctl's record of the threads to give back
+        self._scope = _Scope(self)  # one, re-entered: scopes nest by depth
 
     @property
     def borrowed(self):
@@ -175,7 +165,8 @@ class Blas:
         return self._limiter is not None
 
     def scope(self):
-        return _Scope(self)
+        """The context of one network call: re-entrant, the same object every time."""
+        return self._scope
 
     def borrow(self):
         """Inside a scope: BLAS to one thread until the scope ends. Elsewhere nothing."""
@@ -200,9 +191,10 @@ class _Scope:
         self.blas._depth += 1
 
     def __exit__(self, *exc):
-        self.blas._depth -= 1
-        if not self.blas._depth:
-            self.blas._give_back()
+        blas = self.blas
+        blas._depth -= 1
+        if not blas._depth and blas._limiter is not None:
+            blas._give_back()
 
 
 def blas_summary(blas=None):

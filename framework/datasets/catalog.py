@@ -19,7 +19,7 @@ class DatasetError(RuntimeError):
 class DatasetSpec:
     name: str
     mirrors: list
-    mirror_env: str
+    mirror_env: str  # the variable (and setting, lower-cased less XPNET_) naming a mirror
     md5: dict
     system_dirs: list = field(default_factory=list)
     install_hint: str = ""

@@ -2,6 +2,7 @@
 
 import os
 
+import backends
 from framework.datasets.catalog import FILENAMES, PARTS
 
 
@@ -24,7 +25,7 @@ def candidates(spec, data_dir):
     """(label, directory) pairs to look in, in order."""
     out = []
     for label, base in (("data_dir argument", data_dir),
-                        ("XPNET_DATA_DIR", os.environ.get("XPNET_DATA_DIR"))):
+                        ("XPNET_DATA_DIR", backends.settings().data_dir)):
         if base:
             out.append((label, os.path.join(base, spec.name)))
             out.append((label, base))

@@ -6,19 +6,17 @@ import os
 import urllib.error
 import urllib.request
 
+import backends
 from framework.datasets.catalog import FILENAMES, PARTS, DatasetError
 from framework.datasets.locate import find_file
 from framework.files import atomic_open
 
 
 def bases(spec):
-    """The base URLs to try, in order: the dataset's mirrors, or the one its environment
-    variable names."""
-    override = os.environ.get(spec.mirror_env)
+    """The base URLs to try, in order: the dataset's mirrors, or the one its variable
+    (``XPNET_MNIST_MIRROR``...: the settings, checked when read) names."""
+    override = getattr(backends.settings(), spec.mirror_env[len("XPNET_"):].lower())
     if override is not None:
-        if not override.endswith("/"):
-            raise ValueError(f"{spec.mirror_env}={override!r} must be a base URL ending in '/', "
-                             f"e.g. {spec.mirrors[0]}")
         return [override]
     return list(spec.mirrors)
 

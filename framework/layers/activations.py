@@ -1,6 +1,7 @@
 """Activation layers: ReLU and sigmoid."""
 
-from backends import get_array_module, on_device_of, ops_for
+from backends import ops_for
+from backends.registry import REGISTRY
 from framework.functions import sigmoid
 from framework.layers.base import Layer
 
@@ -24,16 +25,19 @@ class Relu(Layer):
         return None if self.keep is None else ~self.keep
 
     def forward(self, x):
-        out, self.keep = ops_for(x).relu(x)  # one kernel for both on a GPU
+        kind = (type(x), REGISTRY.generation)
+        if kind != self._kind:  # a new library (or new settings): its operations
+            self._bind(x, kind)
+        out, self.keep = self._ops.relu(x)  # one kernel for both on a GPU
         return out
 
     def backward(self, dout):
-        return ops_for(dout).relu_backward(dout, self.keep)
+        ops = self._ops if type(dout) is self._xtype else ops_for(dout)
+        return ops.relu_backward(dout, self.keep)
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
-        xp = get_array_module(x)
-        return xp.maximum(x, xp.zeros((), dtype=x.dtype, **on_device_of(xp, x)))
+        return ops_for(x).relu(x)[0]
 
 
 class Sigmoid(Layer):

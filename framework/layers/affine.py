@@ -1,6 +1,7 @@
 """The fully connected layer: out = x W + b."""
 
 from backends import check_same_backend, get_array_module, on_device_of, ops_for
+from backends.registry import REGISTRY
 from framework.layers.base import Layer
 
 
@@ -17,7 +18,9 @@ class Affine(Layer):
       returns ``None``). A network sets it on its first layer, whose input is
       data: the book computes that product and throws it away, a third of
       the step's arithmetic.
-    * Wrong shapes raise ``ValueError`` naming the layer and the shapes.
+    * Wrong shapes raise ``ValueError`` naming the layer and the shapes, checked once
+      for each kind of input (its library, device, dtype and shape past the batch
+      axis), not at every step.
     """
 
     def __init__(self, W, b, name="Affine"):
@@ -33,19 +36,29 @@ class Affine(Layer):
         self.dW = None
         self.db = None
 
-    def forward(self, x):
+    def _check(self, x):
         check_same_backend(self.name, x=x, W=self.W)
         if x.ndim < 2:
             raise ValueError(f"{self.name}: expected a batch of shape (N, ...), got shape "
                              f"{tuple(x.shape)} (use x[None] for a single sample)")
-        self.original_x_shape = x.shape
-        x = get_array_module(x).reshape(x, (x.shape[0], -1))
-        if x.shape[1] != self.W.shape[0]:
-            raise ValueError(f"{self.name}: input has {x.shape[1]} features, W expects "
-                             f"{self.W.shape[0]} (input shape {tuple(self.original_x_shape)}, "
+        features = 1
+        for n in x.shape[1:]:
+            features *= n
+        if features != self.W.shape[0]:
+            raise ValueError(f"{self.name}: input has {features} features, W expects "
+                             f"{self.W.shape[0]} (input shape {tuple(x.shape)}, "
                              f"W shape {tuple(self.W.shape)})")
+
+    def forward(self, x):
+        W = self.W
+        kind = (type(x), x.shape[1:], x.dtype, x.device, type(W), REGISTRY.generation)
+        if kind != self._kind:  # a new kind of input: checked, its operations found
+            self._bind(x, kind)
+        self.original_x_shape = x.shape
+        if x.ndim != 2:
+            x = get_array_module(x).reshape(x, (x.shape[0], -1))
         self.x = x
-        return ops_for(x).matmul(x, self.W, bias=self.b)
+        return self._ops.matmul(x, W, self.b)
 
     def forward_stack(self, x, train_flg=True):
         """out = x W + b for each of a stack ``(K, N, ...)`` of inputs, without side effects.
@@ -86,10 +99,8 @@ class Affine(Layer):
         return base[None, ...] + moved * xp.astype(onehot, base.dtype)[:, None, :]
 
     def backward(self, dout):
-        ops = ops_for(dout)
-        self.dW = ops.matmul(self.x.T, dout)
-        self.db = get_array_module(dout).sum(dout, axis=0)
-        if not self.input_grad:
-            return None
-        dx = ops.matmul(dout, self.W.T)
+        ops = self._ops if type(dout) is self._xtype else ops_for(dout)
+        dx, self.dW, self.db = ops.affine_grad(self.x, dout, self.W, self.input_grad)
+        if dx is None or dx.shape == self.original_x_shape:
+            return dx
         return get_array_module(dx).reshape(dx, self.original_x_shape)

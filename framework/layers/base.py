@@ -21,9 +21,17 @@ walk of :class:`models.base.Network` reads these attributes without probing:
     ``index[k]`` of parameter ``param`` moved by ``delta``. The default moves
     one element at a time; layers with a cheaper form (Affine, Convolution,
     BatchNormalization) override it.
+
+A layer's checks of its input, and the operations it computes with (the backend's:
+:func:`backends.ops_for`), depend only on the kind of input: its library, device,
+dtype and the shape past the batch axis. :meth:`Layer._bind` does both for a new kind,
+and ``forward`` calls it only when the kind differs from the last one's (a tuple
+compared, not a function called), so a training step checks and dispatches nothing
+again.
 """
 
-from backends import copy, get_array_module, to_numpy
+from backends import copy, get_array_module, ops_for, to_numpy
+from backends.registry import REGISTRY
 
 
 class Layer:
@@ -31,9 +39,27 @@ class Layer:
 
     takes_train_flg = False
     buffers = ()
+    _kind = None  # the kind of input last bound (see the module)
+    _ops = None  # the operations for it
+    _xtype = None  # its array type
 
     def __init__(self, name=None):
         self.name = name or type(self).__name__
+
+    @staticmethod
+    def kind_of(x):
+        """What the checks and the dispatch depend on: ``x``'s library (its type), shape
+        past the batch axis, dtype and device, and the settings' generation."""
+        return (type(x), x.shape[1:], x.dtype, x.device, REGISTRY.generation)
+
+    def _check(self, x):
+        """The checks of a new kind of input (nothing by default): ``ValueError`` naming
+        the layer and what was wrong."""
+
+    def _bind(self, x, kind):
+        """For a new kind of input: check it, and keep the operations for it."""
+        self._check(x)
+        self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
 
     def _forward(self, x, train_flg):
         if self.takes_train_flg:

@@ -2,6 +2,7 @@
 
 from backends import (check_same_backend, dtype_kind, get_array_module, is_device_array,
                       on_device_of, ops_for)
+from backends.registry import REGISTRY
 from framework.layers.base import Layer
 
 
@@ -19,6 +20,9 @@ class SoftmaxWithLoss(Layer):
     * ``backward(dout)`` scales by ``dout``; the book ignores it.
     * The loss is returned as an array scalar on the input's backend, never
       converted to a Python float, so a GPU step does not wait for it.
+    * The shapes and the labels' dtype are checked once for each kind of input, not at
+      every step; a label outside the classes is an error naming the range (where
+      reading it would not stall a GPU).
     """
 
     def __init__(self, name=None):
@@ -27,46 +31,31 @@ class SoftmaxWithLoss(Layer):
         self.y = None  # softmax output
         self.t = None  # labels, as given
         self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
-
-    def _row_index(self, xp, n, like):
-        rows = self._rows
-        if rows is None or rows.shape[0] != n or get_array_module(rows) is not xp \
-                or rows.device != like.device:
-            rows = self._rows = xp.arange(n, **on_device_of(xp, like))
-        return rows
+        self._look = False  # whether the labels' range is looked at each call (see _check)
 
     def forward(self, x, t):
-        xp = get_array_module(x)
-        check_same_backend("SoftmaxWithLoss", x=x, t=t)
-        self._check(x, t)
+        kind = (type(x), x.shape, x.dtype, x.device, type(t), t.shape, t.dtype,
+                REGISTRY.generation)
+        if kind != self._kind:  # a new kind of input: checked, its operations found
+            self._check(x, t)
+            self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
         self.t = t
-        n = x.shape[0]
-        if t.ndim == 1:
-            try:  # one kernel on a GPU (backends.cuda.ops)
-                self.loss, self.y = ops_for(x).softmax_cross_entropy(
-                    x, t, self._row_index(xp, n, x))
-            except (IndexError, RuntimeError):  # NumPy and the standard's; PyTorch's
-                raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{x.shape[1] - 1} "
-                                 f"for {x.shape[1]} classes, got values {int(xp.min(t))}.."
-                                 f"{int(xp.max(t))}") from None
+        ops = self._ops
+        if self._look:
+            self._check_range(t, x.shape[1])
+        try:  # one kernel on a GPU (backends.cuda.ops)
+            self.loss, self.y = ops.softmax_cross_entropy(x, t, self._rows)
+        except (IndexError, RuntimeError) as e:  # NumPy and the standard's; PyTorch's
+            failed = e
+        else:
             return self.loss
-        shifted = x - xp.max(x, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        s = xp.sum(e, axis=1, keepdims=True)
-        e /= s
-        self.y = e
-        self.loss = xp.sum(t * (xp.log(s) - shifted)) / n
-        return self.loss
+        self._check_range(t, x.shape[1])  # names the labels' range, outside the except
+        raise failed
 
     def backward(self, dout=1):
-        xp = get_array_module(self.y)
-        n = self.y.shape[0]
-        if self.t.ndim == 1:
-            return ops_for(self.y).softmax_cross_entropy_grad(
-                self.y, self.t, dout / n, self._row_index(xp, n, self.y))
-        dx = self.y - self.t
-        dx *= dout / n
-        return dx
+        y = self.y
+        ops = self._ops if type(y) is self._xtype else ops_for(y)
+        return ops.softmax_cross_entropy_grad(y, self.t, dout / y.shape[0], self._rows)
 
     def forward_stack(self, x, t):
         """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels.
@@ -75,15 +64,25 @@ class SoftmaxWithLoss(Layer):
         """
         xp = get_array_module(x)
         n = x.shape[-2]
-        shifted = x - xp.max(x, axis=-1, keepdims=True)
-        log_s = xp.log(xp.sum(xp.exp(shifted), axis=-1))
-        if t.ndim == 1:  # the same one-hot sum as below: plain broadcasting on every backend
+        if t.ndim == 1:  # one-hot rows: plain broadcasting on every backend
             t = xp.astype(xp.arange(x.shape[-1], **on_device_of(xp, x))[None, :] == t[:, None],
                           x.dtype)
-        return xp.sum(t * (log_s[..., None] - shifted), axis=(-2, -1)) / n
+        return -xp.sum(t * ops_for(x).log_softmax(x), axis=(-2, -1)) / n
 
     @staticmethod
-    def _check(x, t):
+    def _check_range(t, classes):
+        """``ValueError`` if a label lies outside ``0..classes - 1`` (reads the labels)."""
+        if not t.shape[0]:
+            return
+        xp = get_array_module(t)
+        low, high = int(xp.min(t)), int(xp.max(t))
+        if low < 0 or high >= classes:
+            raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{classes - 1} for "
+                             f"{classes} classes, got values {low}..{high}")
+
+    def _check(self, x, t):
+        """The checks of a new kind of input; keeps what the calls of that kind use."""
+        check_same_backend("SoftmaxWithLoss", x=x, t=t)
         if x.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss: expected scores of shape (N, classes), "
                              f"got {tuple(x.shape)}")
@@ -95,23 +94,17 @@ class SoftmaxWithLoss(Layer):
             if dtype_kind(t.dtype) not in "iu":
                 raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
                                  f"indices, got dtype {t.dtype}")
-            # Labels past the last class make the indexing in forward raise on
-            # NumPy; negative ones would silently wrap, so signed labels are
-            # checked here. Reading device labels would stall every GPU step:
-            # those are checked once where the data is sent (framework.data).
-            if not is_device_array(t) and n and get_array_module(t).__name__ != "numpy":
-                # NumPy's indexing raises for a label past the last class; PyTorch's
-                # gather on the CPU need not: host labels are cheap to look at
-                xp = get_array_module(t)
-                low, high = int(xp.min(t)), int(xp.max(t))
-                if low < 0 or high >= c:
-                    raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
-                                     f"{c} classes, got values {low}..{high}")
-            elif dtype_kind(t.dtype) == "i" and not is_device_array(t) and n:
-                low = int(t.min())
-                if low < 0:
-                    raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{c - 1} for "
-                                     f"{c} classes, got values {low}..{int(t.max())}")
+            # The gather raises for a label outside the classes on NumPy (the host's
+            # operations check signed labels' sign: NumPy's indexing would wrap a
+            # negative one) and gives a NaN loss on a device (reading the labels would
+            # stall every GPU step: the Trainer checks its data once, where it is
+            # sent). PyTorch's gather on the CPU need not raise, and array-api-strict's
+            # labels are cheap to look at: those are looked at each call.
+            xp = get_array_module(t)
+            self._look = not is_device_array(t) and xp.__name__ not in ("numpy", "cupy")
+            self._rows = xp.arange(n, **on_device_of(xp, t))
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
                              f"{tuple(x.shape)} or integer labels ({n},)")
+        else:
+            self._look, self._rows = False, None

@@ -53,21 +53,16 @@ def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy
     (``pytest.skip``, with the reason). Returns ``(first_result, second_result)``.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
-    previous = backends._default
     specs = [(b, None) if isinstance(b, str) else tuple(b) for b in between]
     results = []
-    try:
-        for name, device in specs:
-            usable, why = backends.namespaces.LIBRARIES[name].usable()
-            if not usable:
-                pytest.skip(f"check_parity: the {name} half cannot run here: {why}")
-            chosen = backends.use(name, device=device)
-            with _strict_flags(chosen):
-                moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
-                         for x in host_inputs]
-                results.append(fn(*moved))
-    finally:
-        backends._default = previous
+    for name, device in specs:
+        usable, why = backends.backend_class(name).usable()
+        if not usable:
+            pytest.skip(f"check_parity: the {name} half cannot run here: {why}")
+        with backends.using(name, device=device) as chosen, _strict_flags(chosen):
+            moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
+                     for x in host_inputs]
+            results.append(fn(*moved))
     labels = tuple(name if device is None else f"{name} on {device}" for name, device in specs)
     assert_outputs_close(results[0], results[1], rtol, atol, labels=labels)
     return results[0], results[1]

@@ -2,7 +2,6 @@
 ``xp`` and ``on_cupy`` fixtures (what they do: :mod:`framework.testing`)."""
 
 import contextlib
-import os
 
 import pytest
 
@@ -25,10 +24,11 @@ def pytest_configure(config):
 
 
 def selected_backends(config):
-    """The backend names a run parametrises over: the option, else XPNET_BACKEND, else all."""
+    """The backend names a run parametrises over: the option, else XPNET_BACKEND (the
+    settings'), else all."""
     choice = config.getoption(OPTION, default=None)
     if choice is None:
-        env = os.environ.get(backends.ENV_VAR, "").strip().lower()
+        env = backends.settings().backend
         choice = env if env in backends.NAMES else "all"
     return backends.NAMES if choice == "all" else (choice,)
 
@@ -47,14 +47,15 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("backend", names, indirect=True, ids=names)
 
 
-def _use_or_skip(name, device=None):
-    usable, why = backends.namespaces.LIBRARIES[name].usable()
+def _usable_or_skip(name, device=None):
+    """``(name, device)`` to use, or a skip saying why the backend cannot be used here."""
+    usable, why = backends.backend_class(name).usable()
     if not usable:
         pytest.skip(f"{name} backend not usable here: {why}")
-    env_device = os.environ.get(backends.DEVICE_ENV_VAR) or None
-    if device is None and env_device and os.environ.get(backends.ENV_VAR, "") == name:
-        device = env_device  # XPNET_BACKEND=torch XPNET_DEVICE=mps pytest: that device
-    return backends.use(name, device=device)
+    settings = backends.settings()
+    if device is None and settings.device and settings.backend == name:
+        device = settings.device  # XPNET_BACKEND=torch XPNET_DEVICE=mps pytest: that device
+    return name, device
 
 
 def _strict_flags(backend):
@@ -66,10 +67,10 @@ def _strict_flags(backend):
 
 @pytest.fixture(autouse=True)
 def keep_default_backend():
-    """Whatever a test switches with backends.use(), the next test starts from the same default."""
-    previous = backends._default
-    yield
-    backends._default = previous
+    """Whatever a test switches with backends.use(), the next test starts from the same
+    default backend and settings (the registry's state is put back)."""
+    with backends.kept():
+        yield
 
 
 @pytest.fixture
@@ -78,8 +79,7 @@ def backend(request):
     name = getattr(request, "param", None)
     if name is None:  # used without parametrisation (e.g. from another fixture's request)
         name = selected_backends(request.config)[0]
-    chosen = _use_or_skip(name)
-    with _strict_flags(chosen):
+    with backends.using(*_usable_or_skip(name)) as chosen, _strict_flags(chosen):
         yield chosen
 
 
@@ -92,4 +92,5 @@ def xp(backend):
 @pytest.fixture
 def on_cupy():
     """CuPy as the default backend, for GPU-only tests; skipped where no GPU is usable."""
-    return _use_or_skip("cupy")
+    with backends.using(*_usable_or_skip("cupy")) as chosen:
+        yield chosen

@@ -87,8 +87,8 @@ def run(label, ranks, threads, args):
                "--windows", str(args.windows), "--sums", str(args.sums)]
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks)] + command
-    from backends import launch
-    env = launch.outside_launcher()  # each run a job of its own
+    from backends import mpi_env
+    env = mpi_env.outside_launcher()  # each run a job of its own
     env["XPNET_HOST_THREADS"] = str(threads)
     if threads == 1:  # BLAS too: two ranks' BLAS pools would fight over the same cores
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

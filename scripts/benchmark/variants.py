@@ -26,8 +26,6 @@ import time
 import numpy as np
 
 import backends
-from backends import ops_for
-from backends.host import build as host_build
 from framework.data import DeviceBatches
 from framework.optimizers import SGD
 from framework.trainer import Trainer
@@ -72,27 +70,20 @@ class Row:
 
 class XpnetRow(Row):
     devices = "all"
-    fused = True  # CuPy's fused kernels (backends.cuda.ops); set before every window
-    compiled = True  # the host's compiled kernels (backends.host.build); the same
+    #: the settings a window runs under (backends.configured): the fused kernels, the
+    #: compiled ones, the fast paths, switched off by the rows that measure them
+    settings = {}
 
     def setup(self):
         self.backend = backends.use(self.device)
         self.network = self.net.xpnet()
-        self.ops = ops_for(next(iter(self.network.params.values())))
 
     def sync(self):
         self.backend.synchronize()
 
     def timed(self):
-        for name in ("fused", "compiled"):
-            if hasattr(self.ops, name):
-                setattr(self.ops, name, getattr(self, name))
-        try:
+        with backends.configured(**self.settings):
             return super().timed()
-        finally:
-            for name in ("fused", "compiled"):
-                if hasattr(self.ops, name):
-                    setattr(self.ops, name, True)
 
 
 class XpnetTrainer(XpnetRow):
@@ -138,22 +129,15 @@ class XpnetEager(XpnetTrainer):
 class XpnetUnfused(XpnetEager):
     """The eager step on plain CuPy operations: what the fused and conv kernels gain."""
     kind = "xpnet-unfused"
-    fused = False
+    settings = {"fused": False}
 
 
 class XpnetStandard(XpnetTrainer):
-    """The Trainer with NumPy's arrays on the standard's operations (backends/ops.py), as
+    """The Trainer with NumPy's arrays on the standard's operations (backends/ops/), as
     PyTorch's and array-api-strict's run: what the NumPy wing's fast paths gain."""
     kind = "xpnet-standard"
     devices = ("numpy",)
-
-    def timed(self):
-        from backends import dispatch
-        previous = dispatch.use_fast_paths(False)
-        try:
-            return super().timed()
-        finally:
-            dispatch.use_fast_paths(previous)
+    settings = {"fast_paths": False}
 
 
 class XpnetIm2col(XpnetTrainer):
@@ -161,7 +145,7 @@ class XpnetIm2col(XpnetTrainer):
     compiler is found): what backends/host's kernels gain."""
     kind = "xpnet-im2col"
     devices = ("numpy",)
-    compiled = False
+    settings = {"host_kernels": False}
 
 
 class XpnetLoop(XpnetRow):
@@ -272,7 +256,8 @@ def runs_on(kind, device, torch_ok):
     devices = VARIANTS[kind].devices
     if devices == "torch":
         return device in torch_ok
-    if kind == "xpnet-im2col" and host_build.load()[0] is None:
+    if kind == "xpnet-im2col" and \
+            backends.backend_class("numpy").kernels(backends.settings())[0] is None:
         return False  # no compiled kernels to switch off
     return devices == "all" or device in devices
 

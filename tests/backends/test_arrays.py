@@ -1,9 +1,13 @@
-"""backends/arrays.py and backends/dispatch.py: which namespace and operations an array gets."""
+"""backends/registry.py and backends/dispatch.py: which namespace and operations an array gets,
+and the rank-order sum of backends/arrays.py."""
 
 import numpy as np
+import pytest
 
 import backends
-from backends import arrays, dispatch
+from backends import dispatch
+from backends.arrays import sum_in_rank_order
+from backends.registry import REGISTRY
 
 
 def test_numpy_scalars_and_python_values_count_as_numpy():
@@ -18,20 +22,49 @@ def test_an_arrays_namespace_and_operations_are_its_types_and_remembered(backend
     xp = backends.array_namespace(x)
     ops = backends.ops_for(x)
     assert xp is backend.xp or backend.name == "cupy"  # CuPy: its own module or compat's
-    assert arrays._namespace_of_type[type(x)] is xp
+    assert REGISTRY._namespace_by_type[type(x)] is xp  # remembered by the array's type
+    assert REGISTRY._ops_by_type[type(x)] is ops
     y = backend.asarray(np.zeros(4, dtype=np.float64))  # another dtype and shape, same type
     assert backends.array_namespace(y) is xp and backends.ops_for(y) is ops
-    if backend.name not in ("numpy", "cupy"):  # the wings are chosen before the memory
-        assert dispatch._standard_of_type[type(x)] is ops
+    if backend.name not in ("numpy", "cupy"):
+        assert ops.name == "standard"
 
 
 def test_the_standard_is_chosen_for_numpy_too_when_the_fast_paths_are_off():
     x = np.ones(3)
     wing = backends.ops_for(x)
-    previous = dispatch.use_fast_paths(False)
-    try:
+    with backends.configured(fast_paths=False):
         standard = backends.ops_for(x)
         assert standard is not wing and standard.name == "standard"
+    assert backends.ops_for(x) is wing  # given back, the very same object
+    previous = dispatch.use_fast_paths(False)  # the old switch, for the process
+    try:
+        assert backends.ops_for(x) is standard
     finally:
         dispatch.use_fast_paths(previous)
     assert backends.ops_for(x) is wing
+
+
+def test_a_scoped_setting_is_given_back_even_after_an_error():
+    before = backends.settings()
+    with pytest.raises(RuntimeError):
+        with backends.configured(host_kernels=False) as inside:
+            assert not inside.host_kernels and backends.settings() is inside
+            raise RuntimeError("in the block")
+    assert backends.settings() is before
+    with pytest.raises(TypeError, match="backends.using"):
+        with backends.configured(backend="torch"):
+            pass
+    with pytest.raises(TypeError, match="no setting colour"):
+        with backends.configured(colour="red"):
+            pass
+
+
+def test_the_rank_order_sum_adds_the_rows_in_rank_order():
+    """Floating-point addition is not associative, so the order is the result: rows 1.0,
+    1e16 and -1e16 sum to 0.0 left to right (1 + 1e16 rounds to 1e16) and to 1.0 the other
+    way. Every rank must add in rank order to hold the same bits."""
+    rows = np.array([[1.0], [1e16], [-1e16]])
+    assert sum_in_rank_order(rows).tolist() == [0.0]
+    assert sum_in_rank_order(rows[::-1].copy()).tolist() == [1.0]
+    assert rows.tolist() == [[1.0], [1e16], [-1e16]]  # the block itself untouched

@@ -1,8 +1,8 @@
-"""backends/ops.py, strided.py and dispatch.py: every routed operation against a float64 NumPy
-reference, on every backend, and the standard's versions against the fast paths.
+"""backends/ops/ and dispatch.py: every routed operation against a float64 NumPy reference,
+on every backend, and the standard's versions against the fast paths.
 
 On CuPy each test runs the fused kernels, the plain CuPy versions they
-replace (``fused = False``) and, for products, the capture-safe GEMM.
+replace (the setting ``fused=False``) and, for products, the capture-safe GEMM.
 """
 
 from functools import partial
@@ -13,27 +13,26 @@ import backends
 import pytest
 
 from backends import dtype_name, ops_for
-from backends.ops import Ops
-from backends.strided import StridedOps
+from backends.ops import StandardOps, StridedOps
 from tests.conftest import to_host
 
 
 @pytest.fixture(params=["fast", "plain", "standard"])
 def ops(request, backend):
     """The backend's ops; on CuPy once with the fused kernels and once without; and, where
-    the backend has a fast path, the standard's reference (backends/ops.py) on its arrays."""
+    the backend has a fast path, the standard's reference (backends/ops/) on its arrays."""
     ops = ops_for(backend.asarray(np.zeros(1)))
     if request.param == "plain":
         if not hasattr(ops, "fused"):
             pytest.skip(f"{backend.name} has one version of each fast operation")
-        ops.fused = False
+        with backends.configured(fused=False):
+            yield ops_for(backend.asarray(np.zeros(1)))
+        return
     if request.param == "standard":
-        if type(ops) is Ops:
+        if type(ops) is StandardOps:
             pytest.skip(f"{backend.name} runs the standard's operations already")
-        ops = Ops(backend.xp)
+        ops = StandardOps(backend.xp)
     yield ops
-    if hasattr(ops, "fused"):
-        ops.fused = True
 
 
 def tol(dtype):
@@ -136,14 +135,14 @@ def test_uniform_draws_the_same_numbers_on_every_backend(ops, backend, shape):
     key, counter = np.array([2**62 + 12345], np.uint64), np.array([3], np.uint64)
     got = ops.uniform(backend.asarray(key), backend.asarray(counter), shape)
     assert tuple(got.shape) == shape and dtype_name(got.dtype) == "float64"
-    np.testing.assert_array_equal(to_host(got), Ops(np).uniform(key, counter, shape))
+    np.testing.assert_array_equal(to_host(got), StandardOps(np).uniform(key, counter, shape))
 
 
 def test_uniform_from_an_index_is_that_part_of_the_whole_draw(ops, backend):
     """A data-parallel rank's rows of a mask: ``first`` starts the generator's indices
     there, so rows 4-6 drawn alone are rows 4-6 of the whole batch's draw."""
     key, counter = np.array([987654321], np.uint64), np.array([5], np.uint64)
-    whole = Ops(np).uniform(key, counter, (10, 6, 3))
+    whole = StandardOps(np).uniform(key, counter, (10, 6, 3))
     got = ops.uniform(backend.asarray(key), backend.asarray(counter), (3, 6, 3), first=4 * 18)
     np.testing.assert_array_equal(to_host(got), whole[4:7])
 
@@ -239,10 +238,11 @@ def test_the_standards_path_indexes_no_row_past_its_end_on_a_device(monkeypatch)
     would be a device-side assert, which ends the process's use of the GPU (seen on an
     H200): such a sample reads column 0 and gives a NaN loss. NumPy stands in for the
     device here."""
-    from backends import arrays
-    from backends.ops import Ops
-    monkeypatch.setattr(arrays, "is_device_array", lambda x: True)
-    ops = Ops(np)
+    class OnADevice:
+        @staticmethod
+        def is_device_array(x):
+            return True
+    ops = StandardOps(np, OnADevice)
     x = np.zeros((2, 3))
     loss, y = ops.softmax_cross_entropy(x, np.array([0, 3]), None)
     assert np.isnan(loss) and y.shape == (2, 3)
@@ -311,7 +311,7 @@ def test_relu_keeps_a_channel_major_layout(ops, backend):
                   .astype("float32").transpose(1, 0, 2, 3))
     out, keep = ops.relu(x)
     dx = ops.relu_backward(out, keep)
-    if getattr(ops, "fused", True) and type(ops) is not Ops and \
+    if getattr(ops, "fused", True) and type(ops) is not StandardOps and \
             backend.name in ("numpy", "cupy"):
         for a in (out, keep, dx):  # the fast paths keep it (the standard has no strides)
             assert a.transpose(1, 0, 2, 3).flags.c_contiguous

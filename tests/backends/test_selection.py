@@ -82,8 +82,7 @@ def test_use_unknown_name_raises_value_error():
 
 
 def test_env_is_read_when_first_needed(monkeypatch):
-    previous = backends._default
-    try:
+    with backends.kept():
         backends.reset()
         monkeypatch.setenv("XPNET_BACKEND", "numpy")
         assert backends.current().name == "numpy"
@@ -92,8 +91,29 @@ def test_env_is_read_when_first_needed(monkeypatch):
         backends.reset()
         with pytest.raises(ValueError, match="bogus"):
             backends.current()
-    finally:
-        backends._default = previous
+
+
+def test_the_settings_are_read_once_and_a_change_is_scoped(monkeypatch):
+    with backends.kept():
+        monkeypatch.setenv("XPNET_HOST_KERNELS", "0")
+        backends.reset()
+        assert backends.settings().host_kernels is False
+        monkeypatch.setenv("XPNET_HOST_KERNELS", "1")
+        assert backends.settings().host_kernels is False  # read once, then kept
+        with backends.configured(host_kernels=True):
+            assert backends.settings().host_kernels is True
+        assert backends.settings().host_kernels is False
+        monkeypatch.setenv("XPNET_FUSED", "off")
+        backends.reset()
+        with pytest.raises(ValueError, match=r"XPNET_FUSED='off': expected 1 .* or 0"):
+            backends.settings()
+
+
+def test_using_gives_the_default_back(backend):
+    before = backends.current()
+    with backends.using("numpy") as inside:
+        assert backends.current() is inside and inside.name == "numpy"
+    assert backends.current() is before
 
 
 def test_xp_follows_use(backend):
@@ -162,9 +182,11 @@ def test_same_backend_fast_path_keeps_the_rules():
 
 def test_a_command_lines_backend_and_device_win_over_the_environment(monkeypatch):
     monkeypatch.setenv("XPNET_BACKEND", "numpy")
+    backends.reset()
     assert backends.chosen().name == backends.current().name
     assert backends.chosen("numpy", "cpu").name == "numpy"
     monkeypatch.setenv("XPNET_BACKEND", "auto")
+    backends.reset()
     with pytest.raises(ValueError, match="device='cpu' needs a backend: name one of numpy"):
         backends.chosen(None, "cpu")  # auto picks its own device: never silently ignored
     with pytest.raises(ValueError, match="device='cpu' needs a backend"):

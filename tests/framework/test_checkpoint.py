@@ -43,8 +43,7 @@ def test_header_records_architecture_and_dtype(tmp_path):
 def test_across_backends(tmp_path):
     if "cupy" not in backends.available():
         pytest.skip("cupy backend not usable here: cross-backend checkpoints need a GPU")
-    previous = backends._default
-    try:
+    with backends.kept():
         for src, dst in (("cupy", "numpy"), ("numpy", "cupy")):
             path = str(tmp_path / f"{src}.npz")
             backends.use(src)
@@ -56,8 +55,6 @@ def test_across_backends(tmp_path):
             assert backends.backend_of(b.params["W1"]) == backends.current()
             for key, value in snapshot(a).items():
                 np.testing.assert_array_equal(to_host(b.params[key]), value)
-    finally:
-        backends._default = previous
 
 
 def test_other_architecture_is_refused_and_nothing_changes(backend, tmp_path):

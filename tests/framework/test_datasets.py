@@ -25,6 +25,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for var in ("XPNET_DATA_DIR", "XPNET_MNIST_MIRROR", "XPNET_FASHION_MNIST_MIRROR"):
         monkeypatch.delenv(var, raising=False)
+    backends.reset()  # the settings are read once: the tests' environment from here
     # the Debian folder is a source of its own test; keep it out of the others
     monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [])
 
@@ -124,16 +125,19 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch):
                         (20, tmp_path / "cache" / "xpnet" / "mnist")):
         write_files(where, dataset_files(seed=seed)[0])
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
+    backends.reset()
     first = lambda **kw: load_mnist(normalize=False, download=False, **kw)[0][0]  # noqa: E731
     np.testing.assert_array_equal(first(data_dir=str(tmp_path / "arg")),
                                   dataset_files(seed=0)[1][0][0].reshape(30, -1))
     np.testing.assert_array_equal(first(), dataset_files(seed=10)[1][0][0].reshape(30, -1))
     monkeypatch.delenv("XPNET_DATA_DIR")
+    backends.reset()
     np.testing.assert_array_equal(first(), dataset_files(seed=20)[1][0][0].reshape(30, -1))
 
 
 def test_offline_error_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
+    backends.reset()
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / datasets.FILENAMES["train_img"]).write_bytes(b"")
     with pytest.raises(DatasetError) as info:
@@ -341,9 +345,11 @@ def test_mirror_environment_variable(tmp_path, monkeypatch, server, published):
     files, _ = published
     set_mirrors(monkeypatch, server.url + "/wrong/")
     monkeypatch.setenv("XPNET_MNIST_MIRROR", server.serve("/env/", files))
+    backends.reset()
     load_mnist()
     assert all(hit.startswith("/env/") for hit in server.hits)
     monkeypatch.setenv("XPNET_MNIST_MIRROR", server.url + "/env")
+    backends.reset()
     (tmp_path / "cache").rename(tmp_path / "old-cache")
     with pytest.raises(ValueError, match=r"XPNET_MNIST_MIRROR='http://127.0.0.1:\d+/env' must be "
                                          r"a base URL ending in '/'"):

@@ -346,7 +346,7 @@ def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespac
 
 SHARE_PROBE = """
 import json, backends
-from backends import launch
+from backends import mpi_env
 from backends.host import threads
 from threadpoolctl import threadpool_info
 def blas():
@@ -354,8 +354,8 @@ def blas():
 before = blas()
 with backends.cpu_share():
     inside = blas()
-with open(f"share.{launch.launched().rank}", "w") as f:  # one file a rank: no mixed lines
-    json.dump([before, inside, blas(), threads.host_threads()], f)
+with open(f"share.{mpi_env.launched().rank}", "w") as f:  # one file a rank: no mixed lines
+    json.dump([before, inside, blas(), threads.host_threads(backends.settings())], f)
 """
 
 

@@ -406,15 +406,17 @@ def test_disk_full_for_real_leaves_the_last_checkpoint_and_no_temporary(tmp_path
 
 def test_a_run_on_the_host_takes_large_blocks_from_the_heap_and_gives_mmap_back(backend):
     from backends.host import allocator
+    from backends.registry import REGISTRY
+    held = REGISTRY.allocator  # the process's, which backends.large_blocks_from_heap sets
     trainer = make_trainer(epochs=2)
     seen = []
     run_epoch = trainer._train_epoch
 
     def epoch(bar):
-        seen.append(allocator._heap_on)
+        seen.append(held._heap_on)
         run_epoch(bar)
     trainer._train_epoch = epoch
     trainer.train()
     on_host = backend.name == "numpy" or str(backend.device) == "cpu"
     assert seen == [on_host and allocator._mallopt() is not None] * 2
-    assert not allocator._heap_on and allocator._heap_depth == 0
+    assert not held._heap_on and held._heap_depth == 0

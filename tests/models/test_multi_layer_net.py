@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import backends
+from backends.registry import REGISTRY
 from framework import checkpoint
 from framework.layers import Affine, BatchNormalization, Dropout, Relu, Sigmoid
 from framework.testing import check_model
@@ -246,7 +247,7 @@ def test_arrays_of_another_backend_are_refused_by_name(backend):
     if backend.name == "numpy":
         pytest.skip("needs a network on a backend other than NumPy")
     net = MultiLayerNetExtend(8, [6], 3, use_batchnorm=True)
-    where = backends.arrays.kind(net.params["W1"])
+    where = REGISTRY.kind(net.params["W1"])
     with pytest.raises(TypeError, match=re.escape(
             f"MultiLayerNetExtend.predict: arrays from different backends (x is numpy, "
             f"params is {where}); move them to one backend first")):

@@ -87,7 +87,7 @@ PAIRS = [(a, b) for a in EVERY for b in EVERY if a != b]
 def test_checkpoints_cross_between_backends(tmp_path, pair):
     """A network trained (one step) on one backend predicts the same after loading on another."""
     for name, _ in pair:
-        usable, why = backends.namespaces.LIBRARIES[name].usable()
+        usable, why = backends.backend_class(name).usable()
         if not usable:
             pytest.skip(why)
     make, shape = NETS["extend"]

@@ -87,8 +87,7 @@ def test_non_float_dtype_is_refused(backend):
 def test_cpu_gpu_parity(dtype, rtol):
     if "cupy" not in backends.available():
         pytest.skip("cupy backend not usable here: parity needs a GPU")
-    previous = backends._default
-    try:
+    with backends.kept():
         rng = np.random.default_rng(5)
         x, t = rng.random((100, 784)), rng.integers(0, 10, 100)
         results = {}
@@ -102,8 +101,6 @@ def test_cpu_gpu_parity(dtype, rtol):
         for key, g in results["numpy"][1].items():
             scale = np.abs(g).max()
             np.testing.assert_allclose(results["cupy"][1][key], g, rtol=rtol, atol=rtol * scale)
-    finally:
-        backends._default = previous
 
 
 @pytest.mark.parametrize("labels", ["int", "one_hot"])

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import backends
-from backends.host import build as cpu_kernels
 from tests.conftest import ROOT, child_env
 from tests.framework.test_distributed import needs_mpi
 
@@ -57,7 +56,8 @@ def test_smoke_run_produces_every_row(tmp_path):
             ("MultiLayerNet", ("5x100", "5x100-bn"), ["xpnet-trainer", "numpy-bare", "book-loop"]),
             ("SimpleConvNet and DeepConvNet", ("simple", "deep"),
              ["xpnet-trainer", "xpnet-standard", "book-loop"]
-             + (["xpnet-im2col"] if cpu_kernels.load()[0] is not None else []))):
+             + (["xpnet-im2col"] if backends.backend_class("numpy").kernels(
+                 backends.settings())[0] is not None else []))):
         assert f"## Training step, {section}" in table
         for net in nets:
             for kind in kinds_here + (["torch-eager"] if torch_rows else []):

@@ -5,7 +5,7 @@ session. Their grid-stride loops run every element in turn when compiled
 for the host with one "thread", so here the exact source CuPy compiles is
 built with the C++ compiler, called through ctypes with the arguments
 :func:`backends.cuda.conv.launch_args` packs (as CupyOps passes them),
-and compared bit for bit with :class:`backends.ops.Ops` on NumPy. On a
+and compared bit for bit with :class:`backends.ops.StridedOps` on NumPy. On a
 GPU, tests/backends/test_ops.py and the layer tests run the kernels themselves.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from backends.cuda import conv as conv_kernels
 from backends.cuda.sources import source
-from backends.strided import StridedOps as Ops, empty_in_order as _empty, memory_order as _order
+from backends.ops import StridedOps, empty_in_order as _empty, memory_order as _order
 from tests.backends.cuda.cpp_build import C_TYPES, build as build_library, c_args, needs_compiler
 
 pytestmark = needs_compiler
@@ -29,7 +29,7 @@ static const xpnet_dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim 
 
 INDEX = {"int8": "signed char", "int32": "int"}
 
-plain = Ops(np)
+plain = StridedOps(np)
 rng = np.random.default_rng(0)
 
 

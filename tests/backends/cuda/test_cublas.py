@@ -7,7 +7,8 @@ import pytest
 
 import backends
 from backends import ops_for
-from backends.cuda.cublas import OP_N, gemm_args, graph_gemm_mode, layout
+from backends.cuda.cublas import OP_N, gemm_args, layout
+from backends.settings import Settings
 
 
 def column_major(buffer, offset, rows, cols, ld):
@@ -69,11 +70,13 @@ def test_views_cublas_cannot_read_in_place_are_found():
 
 
 def test_the_mode_is_checked_by_name():
-    assert graph_gemm_mode(None) == "auto" and graph_gemm_mode(" cuBLAS ") == "cublas"
-    assert graph_gemm_mode("own") == "own"
+    def mode(value):
+        return Settings.read({} if value is None else {"XPNET_GRAPH_GEMM": value}).graph_gemm
+    assert mode(None) == "auto" and mode(" cuBLAS ") == "cublas"
+    assert mode("own") == "own"
     with pytest.raises(ValueError, match=r"XPNET_GRAPH_GEMM='blas'; expected 'auto' .*, 'own' "
                                          r".* or 'cublas'"):
-        graph_gemm_mode("blas")
+        mode("blas")
 
 
 needs_gpu = pytest.mark.skipif("cupy" not in backends.available(),
@@ -97,13 +100,13 @@ def test_products_recorded_in_a_cuda_graph_equal_cupys(on_cupy, monkeypatch, m, 
     b = cupy.asarray(rng.standard_normal((k, n) if kinds[1] == "n" else (n, k)), dtype=dtype)
     a, b = (a if kinds[0] == "n" else a.T), (b if kinds[1] == "n" else b.T)
     bias = cupy.asarray(rng.standard_normal(n), dtype=dtype) if n == 10 else None
-    ops = ops_for(a)
-    monkeypatch.setattr(ops, "graph_gemm", "cublas")
     made = {}
+    with backends.configured(graph_gemm="cublas"):
+        ops = ops_for(a)
 
-    def body():
-        made["out"] = ops.matmul(a, b, bias)
-    recorded = graph.capture(body, a)
+        def body():
+            made["out"] = ops.matmul(a, b, bias)
+        recorded = graph.capture(body, ops)
     made["out"].fill(float("nan"))  # the replay must write every element
     recorded.launch()
     graph.synchronize()

@@ -1,7 +1,7 @@
 """backends/cuda/kernels/uniform.cu on the CPU: compiled as C++, against the array code.
 
 The kernel is a grid-stride loop, so one host "thread" walks every element;
-its numbers must equal :meth:`backends.ops.Ops.uniform`'s bit for bit,
+its numbers must equal :meth:`backends.ops.StandardOps.uniform`'s bit for bit,
 since dropout's masks are promised the same on every backend. On a GPU,
 tests/backends/test_ops.py and tests/framework/layers/test_dropout.py compare the
 kernel itself.
@@ -13,7 +13,7 @@ import pytest
 from backends import splitmix
 from backends.cuda import uniform
 from backends.cuda.sources import source
-from backends.ops import Ops
+from backends.ops import StandardOps
 from tests.backends.cuda.cpp_build import build, c_args, needs_compiler
 
 pytestmark = needs_compiler
@@ -36,7 +36,7 @@ def library(tmp_path_factory):
 def test_the_kernel_draws_the_array_codes_numbers(library, key, counter, shape):
     key = np.array([key], dtype=np.uint64)
     counter = np.array([counter], dtype=np.uint64)
-    want = Ops(np).uniform(key, counter, shape)
+    want = StandardOps(np).uniform(key, counter, shape)
     got = np.full(shape, np.nan)
     library.xpnet_uniform(*c_args(uniform.launch_args(key, counter, got)))
     np.testing.assert_array_equal(got, want)
@@ -45,7 +45,7 @@ def test_the_kernel_draws_the_array_codes_numbers(library, key, counter, shape):
 
 def test_the_kernel_draws_from_an_index_the_part_of_a_whole_draw(library):
     key, counter = np.array([77], dtype=np.uint64), np.array([9], dtype=np.uint64)
-    whole = Ops(np).uniform(key, counter, (12, 5))
+    whole = StandardOps(np).uniform(key, counter, (12, 5))
     got = np.full((4, 5), np.nan)
     library.xpnet_uniform(*c_args(uniform.launch_args(key, counter, got, first=7 * 5)))
     np.testing.assert_array_equal(got, whole[7:11])

@@ -6,6 +6,7 @@ import ctypes.util
 import numpy as np
 import pytest
 
+import backends
 from backends.host import allocator
 
 
@@ -39,14 +40,14 @@ def held_while_alive(nbytes):
 
 
 def test_large_blocks_come_from_the_heap_inside_and_are_mapped_again_after():
-    allocator.tune_host_allocator()
+    backends.tune_host_allocator()
     # outside: glibc's way, mapped on its own (larger than the 256 MB of freed memory the
     # heap may keep, so no earlier test's leftovers can serve it)
     assert held_while_alive(OUTSIDE) >= OUTSIDE
-    with allocator.large_blocks_from_heap() as on:
+    with backends.large_blocks_from_heap() as on:
         assert on
         assert held_while_alive(BIG) == 0
-        with allocator.large_blocks_from_heap() as inner:
+        with backends.large_blocks_from_heap() as inner:
             assert inner  # nested: still in force
         assert held_while_alive(BIG) == 0  # the inner block gave nothing back
     # given back (a block the heap now has room for still comes from it: kept for reuse)

@@ -1,7 +1,12 @@
-"""backends/host/build.py, conv.py and kernels/: the compiled kernels against the array code, and their build."""
+"""backends/host/build.py, conv.py and kernels/: the compiled kernels against the array code,
+their calling convention and their build into a private cache."""
 
 import ctypes
 import os
+import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 
@@ -13,8 +18,22 @@ from backends.host import ops as host_ops
 from backends.host import threads as host_threads_module
 from backends.host.conv import PaddedGrid
 from backends.host.ops import HostOps
+from backends.settings import Settings
+from tests.conftest import child_env
 
-KERNELS, WHY = cpu_kernels.load()
+
+def load(environ):
+    """The kernels as :func:`cpu_kernels.load` gives them for an environment."""
+    return cpu_kernels.load(Settings.read(environ), environ)
+
+
+def ops(threads, kernels=None):
+    """HostOps on ``threads`` threads with ``kernels`` (a build), or NumPy code only."""
+    return HostOps(np, threads=threads,
+                   kernels=None if kernels is None else lambda: (kernels, "the build under test"))
+
+
+KERNELS, WHY = backends.backend_class("numpy").kernels(backends.settings())
 needs_kernels = pytest.mark.skipif(KERNELS is None, reason=f"no compiled kernels: {WHY}")
 RNG = np.random.default_rng(5)
 
@@ -67,7 +86,8 @@ def _build(name, flags, tmp_path_factory):
         if name in SKIPS and not _compiles(flags, tmp_path_factory):
             _BUILT[name] = SKIPS[name]
         else:
-            path = cpu_kernels.build(tmp_path_factory.mktemp("build"), flags=flags)
+            path = cpu_kernels.build(tmp_path_factory.mktemp("build"), cpu_kernels.compiler(),
+                                     flags=flags)
             _BUILT[name] = cpu_kernels.Kernels(ctypes.CDLL(str(path)), path)
     if isinstance(_BUILT[name], str):
         pytest.skip(_BUILT[name])
@@ -87,7 +107,7 @@ def pool_built(request, tmp_path_factory):
 
 def _compiles(flags, tmp_path_factory):
     try:
-        cpu_kernels.build(tmp_path_factory.mktemp("probe"), flags=flags)
+        cpu_kernels.build(tmp_path_factory.mktemp("probe"), cpu_kernels.compiler(), flags=flags)
         return True
     except RuntimeError:
         return False
@@ -96,17 +116,14 @@ def _compiles(flags, tmp_path_factory):
 @needs_kernels
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("x_shape, w_shape, pad", CASES)
-def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol, built,
-                                           monkeypatch):
-    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
+def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol, built):
     fn, fh, fw = w_shape
     x = channel_major(x_shape, dtype)
     W = RNG.standard_normal((fn, x_shape[1], fh, fw)).astype(dtype)
     b = RNG.standard_normal(fn).astype(dtype)
     out_shape = (x_shape[0], fn, x_shape[2] + 2 * pad - fh + 1, x_shape[3] + 2 * pad - fw + 1)
     dout = channel_major(out_shape, dtype)
-    direct, im2col = HostOps(np, threads=1), HostOps(np, threads=1)
-    im2col.compiled = False
+    direct, im2col = ops(1, built), ops(1)
     got = run(direct, x, W, b, pad, dout)
     want = run(im2col, x, W, b, pad, dout)
     assert isinstance(got[1], PaddedGrid) and not isinstance(want[1], PaddedGrid)
@@ -125,69 +142,73 @@ def test_direct_convolution_matches_im2col(x_shape, w_shape, pad, dtype, rtol, b
 @needs_kernels
 @pytest.mark.parametrize("c, fn", [(8, 12), (32, 32)])  # by grid blocks; by filter vectors
 def test_the_split_across_threads_gives_the_same_outputs(monkeypatch, c, fn, built):
-    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
     monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)
     monkeypatch.setattr(host_threads_module, "MIN_PART_MACS", 1)
     x = channel_major((4, c, 12, 12), "float32")
     W = RNG.standard_normal((fn, c, 3, 3)).astype(np.float32)
     b = RNG.standard_normal(fn).astype(np.float32)
     dout = channel_major((4, fn, 12, 12), "float32")
-    one = run(HostOps(np, threads=1), x, W, b, 1, dout)
-    three = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    one = run(ops(1, built), x, W, b, 1, dout)
+    three = run(ops(3, built), x, W, b, 1, dout)
+    assert isinstance(one[1], PaddedGrid)
     assert np.array_equal(one[0], three[0])  # each output is one thread's sum
     assert np.array_equal(one[2], three[2])
     # dW: each thread sums its range of the grid, the parts are added in order
     np.testing.assert_allclose(three[3], one[3], rtol=0, atol=1e-5 * np.abs(one[3]).max())
-    again = run(HostOps(np, threads=3), x, W, b, 1, dout)
+    again = run(ops(3, built), x, W, b, 1, dout)
     assert np.array_equal(again[3], three[3])  # the same thread count, the same bits
 
 
 @needs_kernels
 def test_stride_two_and_mixed_dtypes_keep_im2col():
-    ops = HostOps(np, threads=1)
+    host = ops(1, KERNELS)
     x = channel_major((2, 4, 8, 8), "float32")
     W = RNG.standard_normal((3, 4, 3, 3)).astype(np.float32)
-    _, col = ops.conv(x, W, np.zeros(3, np.float32), 2, 1, 4, 4)
+    _, col = host.conv(x, W, np.zeros(3, np.float32), 1, 1, 8, 8)
+    assert isinstance(col, PaddedGrid)  # the direct convolution, where it applies
+    _, col = host.conv(x, W, np.zeros(3, np.float32), 2, 1, 4, 4)
     assert not isinstance(col, PaddedGrid)
-    _, col = ops.conv(x, W.astype(np.float64), np.zeros(3), 1, 1, 8, 8)
+    _, col = host.conv(x, W.astype(np.float64), np.zeros(3), 1, 1, 8, 8)
     assert not isinstance(col, PaddedGrid)
 
 
 def test_off_by_the_environment_and_a_bad_value_named(tmp_path):
-    kernels, why = cpu_kernels.load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
+    kernels, why = load({"XPNET_HOST_KERNELS": "0", "XPNET_CACHE_DIR": str(tmp_path)})
     assert kernels is None and "XPNET_HOST_KERNELS=0" in why
     with pytest.raises(ValueError, match=r"XPNET_HOST_KERNELS='yes'.*expected 1 .* or 0"):
-        cpu_kernels.load({"XPNET_HOST_KERNELS": "yes"})
+        load({"XPNET_HOST_KERNELS": "yes"})
 
 
 def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
-    env = {"CC": str(tmp_path / "no-such-compiler"), "XPNET_CACHE_DIR": str(tmp_path)}
-    kernels, why = cpu_kernels.load(env)
+    env = {"CC": str(tmp_path / "no-such-compiler"), "XPNET_CACHE_DIR": str(tmp_path / "c")}
+    kernels, why = load(env)
     assert kernels is None and "no C compiler" in why and "im2col" in why
     broken = tmp_path / "cc"  # a compiler that fails: its message is passed on
     broken.write_text("#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n")
     broken.chmod(0o755)
-    kernels, why = cpu_kernels.load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path)})
+    kernels, why = load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path / "c")})
     assert kernels is None and "out of luck" in why
-    assert not list(tmp_path.glob("*.so"))  # nothing half-written left in the cache
+    assert not list((tmp_path / "c").glob("*.so"))  # nothing half-written left in the cache
 
 
 @needs_kernels
-def test_built_once_into_the_cache_folder(tmp_path):
+def test_built_once_into_a_private_cache_folder(tmp_path):
     env = {"XPNET_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
-    kernels, why = cpu_kernels.load(env)
-    assert kernels is not None and str(tmp_path) in why
-    built = list((tmp_path / "cache").iterdir())
+    kernels, why = load(env)
+    assert kernels is not None and str(tmp_path) in why and "private folder" not in why
+    cache = tmp_path / "cache"
+    assert cache.stat().st_mode & 0o777 == 0o700  # made private
+    built = list(cache.iterdir())
     assert [p.suffix for p in built] == [".so"]  # no temporary files left beside it
+    assert built[0].stat().st_mode & 0o022 == 0
     stamp = built[0].stat().st_mtime_ns
-    assert cpu_kernels.build(tmp_path / "cache", env) == built[0]
+    assert cpu_kernels.build(cache, cpu_kernels.compiler(env)) == built[0]
     assert built[0].stat().st_mtime_ns == stamp  # found, not rebuilt
     assert kernels.block["float32"] == 2 * kernels.block["float64"]
 
 
-def test_cache_folder_from_the_environment(tmp_path):
-    assert cpu_kernels.cache_dir({"XPNET_CACHE_DIR": str(tmp_path)}) == tmp_path
-    assert cpu_kernels.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "xpnet"
+def test_cache_folder_by_default():
+    assert cpu_kernels.default_cache_dir({"XDG_CACHE_HOME": "/x"}) == pathlib.Path("/x/xpnet")
 
 
 
@@ -196,7 +217,6 @@ def test_cache_folder_from_the_environment(tmp_path):
 @pytest.mark.parametrize("layout", ["sample-major", "channel-major", "strided"])
 def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, monkeypatch,
                                                               built):
-    monkeypatch.setattr(cpu_kernels, "_loaded", (built, "the build under test"))
     monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)  # split even this small array
     x = channel_major((5, 4, 9, 7), dtype)
     if layout == "sample-major":
@@ -204,8 +224,7 @@ def test_relu_in_one_pass_gives_numpys_two_passes_bit_for_bit(dtype, layout, mon
     elif layout == "strided":  # not compact: the NumPy passes take it
         x = x[:, :, ::2]
     x.flat[[0, 5, 9, 11]] = [np.nan, -0.0, -np.inf, np.inf]
-    fast, plain = HostOps(np, threads=3), HostOps(np, threads=3)
-    plain.compiled = False
+    fast, plain = ops(3, built), ops(3)
     (y, keep), (want_y, want_keep) = fast.relu(x), plain.relu(x)
     assert y.strides == want_y.strides and keep.strides == want_keep.strides
     assert _same_bits(y, want_y) and np.array_equal(keep, want_keep)
@@ -234,10 +253,10 @@ def test_the_grid_kernel_writes_nothing_past_its_outputs(dtype, built):
     pixels = n * h * w
     out = np.full(f * pixels + 64, 12345.0, dtype=dtype)  # the outputs, then a guard
     rows = np.full((f, pixels + 64), 12345.0, dtype=dtype)  # each filter's row guarded
-    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
-                      hp, wp, h, w, n * hp * wp, out.ctypes.data, pixels, 0, length)
-    built.conv[dtype](x.ctypes.data, x.shape[1], W.ctypes.data, b.ctypes.data, f, c, 3, 3,
-                      hp, wp, h, w, n * hp * wp, rows.ctypes.data, pixels + 64, 0, length)
+    for dest, stride in ((out, pixels), (rows, pixels + 64)):
+        built.conv[dtype](x=x.ctypes.data, xs=x.shape[1], w=W.ctypes.data, b=b.ctypes.data,
+                          F=f, C=c, KH=3, KW=3, hp=hp, wp=wp, oh=h, ow=w, cells=n * hp * wp,
+                          out=dest.ctypes.data, os=stride, lo=0, hi=length)
     assert np.all(out[f * pixels:] == 12345.0)
     assert np.all(rows[:, pixels:] == 12345.0)
     np.testing.assert_array_equal(out[:f * pixels].reshape(f, pixels), rows[:, :pixels])
@@ -267,12 +286,10 @@ def _pool_input(shape, dtype, layout):
 @pytest.mark.parametrize("layout", ["channel-major", "sample-major"])
 @pytest.mark.parametrize("shape", POOL_CASES)
 def test_max_pooling_gives_the_array_codes_outputs_and_gradient(shape, layout, dtype,
-                                                                 pool_built, monkeypatch):
-    monkeypatch.setattr(cpu_kernels, "_loaded", (pool_built, "the build under test"))
+                                                                 pool_built):
     x = _pool_input(shape, dtype, layout)
     oh, ow = shape[2] // 2, shape[3] // 2
-    fast, plain = HostOps(np, threads=1), HostOps(np, threads=1)
-    plain.compiled = False
+    fast, plain = ops(1, pool_built), ops(1)
     (out, arg), (want, want_arg) = fast.max_pool(x, 2, 2, 2, 0, oh, ow), \
         plain.max_pool(x, 2, 2, 2, 0, oh, ow)
     assert out.strides == want.strides and arg.strides == want_arg.strides
@@ -296,17 +313,17 @@ def test_the_pooling_kernels_run_for_the_books_windows_and_the_array_code_for_ot
         real = getattr(host_ops.StridedOps, name)
         monkeypatch.setattr(host_ops.StridedOps, name, lambda self, *a, name=name, real=real: (
             calls.append(name), real(self, *a))[1])
-    ops = HostOps(np, threads=1)
+    host = ops(1, KERNELS)
     x = channel_major((2, 3, 8, 8), "float32")
-    out, arg = ops.max_pool(x, 2, 2, 2, 0, 4, 4)
-    ops.max_pool_grad(out, arg, x, 2, 2, 2, 0)
+    out, arg = host.max_pool(x, 2, 2, 2, 0, 4, 4)
+    host.max_pool_grad(out, arg, x, 2, 2, 2, 0)
     assert calls == []  # the compiled kernels did both
-    ops.max_pool(x, 3, 3, 2, 0, 3, 3)  # another window, a stride, padding: the array code
-    ops.max_pool(x, 2, 2, 1, 0, 7, 7)
-    out, arg = ops.max_pool(x, 2, 2, 2, 1, 5, 5)
-    ops.max_pool_grad(out, arg, x, 2, 2, 2, 1)
-    ops.max_pool(x[:, :, :, ::2], 2, 2, 2, 0, 4, 2)  # not compact
-    ops.max_pool(x.astype(np.float16), 2, 2, 2, 0, 4, 4)
+    host.max_pool(x, 3, 3, 2, 0, 3, 3)  # another window, a stride, padding: the array code
+    host.max_pool(x, 2, 2, 1, 0, 7, 7)
+    out, arg = host.max_pool(x, 2, 2, 2, 1, 5, 5)
+    host.max_pool_grad(out, arg, x, 2, 2, 2, 1)
+    host.max_pool(x[:, :, :, ::2], 2, 2, 2, 0, 4, 2)  # not compact
+    host.max_pool(x.astype(np.float16), 2, 2, 2, 0, 4, 4)
     assert calls == ["max_pool"] * 3 + ["max_pool_grad"] + ["max_pool"] * 2
 
 
@@ -315,7 +332,7 @@ def test_the_pooling_kernels_run_for_the_books_windows_and_the_array_code_for_ot
 def test_max_pooling_split_across_threads_gives_the_same_bits(monkeypatch, layout):
     monkeypatch.setattr(host_threads_module, "MIN_PART_BYTES", 1)
     x = _pool_input((5, 3, 12, 10), "float32", layout)
-    one, three = HostOps(np, threads=1), HostOps(np, threads=3)
+    one, three = ops(1, KERNELS), ops(3, KERNELS)
     (out1, arg1), (out3, arg3) = one.max_pool(x, 2, 2, 2, 0, 6, 5), three.max_pool(x, 2, 2, 2, 0, 6, 5)
     assert _same_bits(out1, out3) and np.array_equal(arg1, arg3)
     dout = channel_major(out1.shape, "float32")
@@ -333,14 +350,149 @@ def test_the_pooling_kernels_write_nothing_past_their_outputs(dtype, w, pool_bui
     guard = 64
     out = np.full(planes * oh * ow + guard, 12345.0, dtype=dtype)
     arg = np.full(planes * oh * ow + guard, 99, dtype=np.int8)
-    pool_built.max_pool[dtype](x.ctypes.data, out.ctypes.data, arg.ctypes.data, h, w, 1, 2)
+    pool_built.max_pool[dtype](x=x.ctypes.data, out=out.ctypes.data, arg=arg.ctypes.data,
+                               h=h, w=w, lo=1, hi=2)
     inside = slice(oh * ow, 2 * oh * ow)  # plane 1 only: planes 0 and 2 untouched
     assert np.all(np.delete(out, np.r_[inside]) == 12345.0)
     assert np.all(np.delete(arg, np.r_[inside]) == 99)
     assert np.all(arg[inside] <= 3)
     dx = np.full(planes * h * w + guard, 12345.0, dtype=dtype)
     d = RNG.standard_normal(planes * oh * ow).astype(dtype)
-    pool_built.max_pool_grad[dtype](d.ctypes.data, arg.ctypes.data, dx.ctypes.data, h, w, 1, 2)
+    pool_built.max_pool_grad[dtype](d=d.ctypes.data, arg=arg.ctypes.data, dx=dx.ctypes.data,
+                                    h=h, w=w, lo=1, hi=2)
     assert np.all(np.delete(dx, np.r_[h * w:2 * h * w]) == 12345.0)
     plane = dx[h * w:2 * h * w].reshape(h, w)
     assert np.count_nonzero(plane) == oh * ow  # one pixel of each window gets its dout
+
+
+# --- the calling convention: one table, the headers' prototypes ----------------------------
+
+def _prototypes():
+    """``{kernel: ((C type, name), ...)}`` parsed from every ``void NAME(xpnet_...)(...)``
+    the headers declare."""
+    found = {}
+    for name, text in cpu_kernels.sources().items():
+        for kernel, params in re.findall(r"void\s+NAME\((xpnet_\w+)\)\s*\(([^)]*)\)", text):
+            parsed = []
+            for param in params.split(","):
+                words = param.replace("restrict", "").replace("*", " * ").split()
+                parsed.append((" ".join(words[:-1]).replace(" *", "*"), words[-1]))
+            found[kernel] = tuple(parsed)
+    return found
+
+
+def test_the_signature_table_is_what_the_headers_declare():
+    assert _prototypes() == cpu_kernels.SIGNATURES
+
+
+def test_a_kernel_is_called_by_keyword_and_refuses_a_wrong_argument():
+    kernels = KERNELS or pytest.skip(f"no compiled kernels: {WHY}")
+    relu = kernels.relu["float32"]
+    x = np.array([-1.0, 2.0], np.float32)
+    y, keep = np.empty_like(x), np.empty(2, np.uint8)
+    relu(x=x.ctypes.data, y=y.ctypes.data, keep=keep.ctypes.data, n=2)
+    assert y.tolist() == [0.0, 2.0] and keep.tolist() == [0, 1]
+    with pytest.raises(TypeError, match="xpnet_relu_float32: missing argument 'n'"):
+        relu(x=x.ctypes.data, y=y.ctypes.data, keep=keep.ctypes.data)
+    with pytest.raises(TypeError, match="xpnet_relu_float32: no parameter 'size'"):
+        relu(x=x.ctypes.data, y=y.ctypes.data, keep=keep.ctypes.data, n=2, size=2)
+
+
+# --- the cache runs nothing it cannot trust ---------------------------------------------------
+
+PLANTED = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE* f = fopen(getenv("XPNET_PLANTED_RAN"), "w");
+    if (f) { fputs("the planted library ran\n", f); fclose(f); }
+}
+"""
+
+CONVOLVE = r"""
+import numpy as np
+import backends
+from backends.host.ops import HostOps
+from framework.layers import Convolution
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+b = rng.standard_normal(4).astype(np.float32)
+out = Convolution(W, b, pad=1).forward(x)
+want, _ = HostOps(np, threads=1).conv(x, W, b, 1, 1, 9, 9)  # NumPy only: im2col + BLAS
+np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+print(backends.backend_class("numpy").kernels(backends.settings())[1])
+"""
+
+
+def _plant(folder):
+    """A library whose constructor writes a file, under the kernels' name in ``folder``."""
+    cc = cpu_kernels.compiler()
+    src = folder.parent / "planted.c"
+    src.write_text(PLANTED)
+    path = folder / cpu_kernels.library_name(cc)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(path), str(src)], check=True)
+    return path
+
+
+def _convolve_with_cache(folder, marker):
+    done = subprocess.run([sys.executable, "-c", CONVOLVE], capture_output=True, text=True,
+                          timeout=120, env=child_env(XPNET_CACHE_DIR=str(folder),
+                                                     XPNET_PLANTED_RAN=str(marker)))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@needs_kernels
+def test_a_library_planted_in_a_folder_others_own_and_write_never_runs(tmp_path):
+    """The lab's shared cache folder: world-writable and another user's. A library planted
+    under the kernels' name there is never loaded; xpnet builds its own privately, says
+    so, and the convolution is right."""
+    if os.geteuid() != 0:
+        pytest.skip("making a folder another user's needs root (CI runs as root)")
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    planted = _plant(shared)
+    shared.chmod(0o777)
+    os.chown(shared, 65534, 65534)  # nobody's
+    os.chown(planted, 65534, 65534)
+    marker = tmp_path / "ran"
+    why = _convolve_with_cache(shared, marker)
+    assert not marker.exists(), "the planted library ran"
+    assert "private folder of xpnet's own" in why and "belongs to user 65534" in why
+
+
+@needs_kernels
+@pytest.mark.parametrize("case", ["folder writable by others", "library writable by its group",
+                                  "library of another user"])
+def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    planted = _plant(folder)
+    if case == "folder writable by others":
+        folder.chmod(0o777)
+        expected = "is writable by others"
+    elif case == "library writable by its group":
+        planted.chmod(0o775)
+        expected = "is writable by its group"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root (CI runs as root)")
+        os.chown(planted, 65534, 65534)
+        expected = "belongs to user 65534"
+    marker = tmp_path / "ran"
+    why = _convolve_with_cache(folder, marker)
+    assert not marker.exists(), "the planted library ran"
+    assert "private folder of xpnet's own" in why and expected in why
+
+
+@needs_kernels
+def test_a_trusted_library_of_the_kernels_name_is_loaded(tmp_path):
+    """The check is not a refusal of everything: the user's own private build is used
+    (here a planted one, which does run: that is what loading means)."""
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    src = cpu_kernels.build(folder, cpu_kernels.compiler())  # the real build, trusted
+    marker = tmp_path / "ran"
+    why = _convolve_with_cache(folder, marker)
+    assert str(src) in why and "private folder" not in why

@@ -11,7 +11,8 @@ from backends.host import ops as host_ops
 from backends.host import threads as host_threads_module
 from backends.host.ops import HostOps
 from backends.host.threads import blas_controller, host_threads
-from backends.strided import StridedOps as Ops
+from backends.settings import Settings
+from backends.ops import StridedOps
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def split(monkeypatch):
         yield ops
 
 
-plain = Ops(np)
+plain = StridedOps(np)
 rng = np.random.default_rng(0)
 
 
@@ -38,17 +39,17 @@ def channel_major(shape, dtype="float64"):
 
 @pytest.mark.parametrize("env, expected", [("3", 3), ("1", 1), (" 2 ", 2)])
 def test_thread_count_from_the_environment(env, expected):
-    assert host_threads({"XPNET_HOST_THREADS": env}) == expected
+    assert host_threads(Settings.read({"XPNET_HOST_THREADS": env})) == expected
 
 
 @pytest.mark.parametrize("env", ["0", "-2", "two", "1.5"])
 def test_bad_thread_count_names_the_variable_and_value(env):
     with pytest.raises(ValueError, match=rf"XPNET_HOST_THREADS='{env}'.*positive integer"):
-        host_threads({"XPNET_HOST_THREADS": env})
+        Settings.read({"XPNET_HOST_THREADS": env})
 
 
 def test_default_thread_count_is_the_cores_at_most_eight():
-    n = host_threads({})
+    n = host_threads(Settings(), {})
     assert 1 <= n <= 8
 
 

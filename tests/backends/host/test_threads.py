@@ -5,6 +5,7 @@ import os
 import pytest
 
 from backends.host import threads
+from backends.settings import Settings
 
 ALLOWED = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -21,14 +22,14 @@ def test_a_process_of_a_job_takes_its_share_of_the_machine(local):
     environ = {"OMPI_COMM_WORLD_SIZE": str(local), "OMPI_COMM_WORLD_RANK": "1",
                "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": str(local)}
     assert threads.cores_of_this_process(environ) == max(1, ALLOWED // local)
-    assert threads.host_threads(environ) == (
+    assert threads.host_threads(Settings(), environ) == (
         1 if threads.blas_controller() is None else min(max(1, ALLOWED // local), 8))
 
 
 def test_outside_a_job_cpu_share_leaves_blas_alone(monkeypatch):
     for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    with threads.cpu_share() as limiter:
+    with threads.cpu_share(Settings()) as limiter:
         assert limiter is None  # a null context: nothing was limited
 
 
@@ -46,13 +47,13 @@ def test_in_a_job_cpu_share_lowers_pools_to_the_share_and_never_raises_one(monke
                 if p["user_api"] == "blas"}
     monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 3)
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        with threads.cpu_share():
+        with threads.cpu_share(Settings()):
             assert blas() == {2}  # a share of 3 raises nobody's 2
         monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 1)
-        with threads.cpu_share():
+        with threads.cpu_share(Settings()):
             assert blas() == {1}
         assert blas() == {2}  # given back
         monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 3)
-        monkeypatch.setenv("XPNET_HOST_THREADS", "1")  # the user's word over the division
-        with threads.cpu_share():
+        # the user's word (XPNET_HOST_THREADS) over the division
+        with threads.cpu_share(Settings.read({"XPNET_HOST_THREADS": "1"})):
             assert blas() == {1}

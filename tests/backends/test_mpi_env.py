@@ -1,8 +1,8 @@
-"""backends/launch.py: what each MPI launcher tells a process, and which GPU it takes."""
+"""backends/mpi_env.py: what each MPI launcher tells a process, and which GPU it takes."""
 
 import pytest
 
-from backends import launch
+from backends import mpi_env
 
 
 @pytest.mark.parametrize("environ, want", [
@@ -15,35 +15,35 @@ from backends import launch
     ({"PMI_SIZE": "3", "PMI_RANK": "2"}, (3, 2, 2, 3)),  # no local names: one machine
 ])
 def test_each_launcher_is_read(environ, want):
-    job = launch.launched(environ)
+    job = mpi_env.launched(environ)
     assert (job.size, job.rank, job.local_rank, job.local_size) == want
 
 
 def test_a_plain_process_was_not_launched():
-    assert launch.launched({}) is None
-    assert launch.launched({"PMI_SIZE": ""}) is None
+    assert mpi_env.launched({}) is None
+    assert mpi_env.launched({"PMI_SIZE": ""}) is None
 
 
 def test_each_process_takes_its_local_ranks_gpu():
-    job = launch.Launch(size=8, rank=5, local_rank=1, local_size=4)
-    assert launch.gpu_index(job, 4) == 1
-    assert launch.gpu_index(job, 8) == 1  # fewer processes than GPUs: the first ones
+    job = mpi_env.Launch(size=8, rank=5, local_rank=1, local_size=4)
+    assert mpi_env.gpu_index(job, 4) == 1
+    assert mpi_env.gpu_index(job, 8) == 1  # fewer processes than GPUs: the first ones
 
 
 def test_more_processes_than_gpus_says_what_to_do():
-    job = launch.Launch(size=3, rank=2, local_rank=2, local_size=3)
+    job = mpi_env.Launch(size=3, rank=2, local_rank=2, local_size=3)
     with pytest.raises(ValueError) as e:
-        launch.gpu_index(job, 2)
+        mpi_env.gpu_index(job, 2)
     text = str(e.value)
     assert "3 processes were started on this machine but it has 2 GPUs" in text
     assert "mpiexec -n 2" in text and "XPNET_DEVICE=cuda:0" in text
     with pytest.raises(ValueError, match="sees no GPU"):
-        launch.gpu_index(job, 0)
+        mpi_env.gpu_index(job, 0)
 
 
 def test_a_childs_environment_outside_the_launcher_names_no_job():
     env = {"PMI_SIZE": "2", "PMI_RANK": "1", "MPI_LOCALRANKID": "1", "OMPI_COMM_WORLD_SIZE": "2",
            "PMIX_RANK": "0", "PATH": "/bin", "XPNET_BACKEND": "numpy"}
-    outside = launch.outside_launcher(env)
+    outside = mpi_env.outside_launcher(env)
     assert outside == {"PATH": "/bin", "XPNET_BACKEND": "numpy"}
-    assert launch.launched(outside) is None
+    assert mpi_env.launched(outside) is None

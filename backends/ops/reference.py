@@ -1,92 +1,21 @@
-"""The reference operations, on the Array API standard alone: the passes the layers route.
+"""The reference operations: :class:`backends.ops.Ops` on the Array API standard alone.
 
-A layer stays one code path: it asks :func:`backends.ops_for` (in
-:mod:`backends.dispatch`) for the operations of its input's backend and
-calls them by name. :class:`Ops` here is written against the standard
-(2024.12) and nothing else, so it runs on any namespace: PyTorch's (through
-``array_api_compat``), array-api-strict's, NumPy's and CuPy's. It is the
-reference every fast path must match: :class:`backends.host.ops.HostOps`
-(NumPy: strided views, every core, compiled C kernels) and
-:class:`backends.cuda.ops.CupyOps` (CuPy: fused kernels, GEMMs of its own
-for the CUDA-graph step) build on :class:`backends.strided.StridedOps`, and
-the tests compare them with this.
+:class:`StandardOps` is written against the standard (2024.12) and nothing else, so it
+runs on any namespace: PyTorch's (through ``array_api_compat``), array-api-strict's,
+NumPy's and CuPy's. It is what every library without a wing of its own computes with,
+and the reference every fast path is compared with in the tests.
 
-What the standard lacks, built from what it has: im2col from one strided
-slice per filter offset (no slice runs past an axis), col2im and pooling's
-gradient by slice additions into new arrays, the padding by writing into a
-filled array, pooling's argmax by comparisons, the loss's gather by
-``take_along_axis``, one-hot rows by comparing with ``arange``; no
-``out=``, no fancy-index assignment, no write through a view. Arrays are
-created on the device of the arrays they come from.
-
-Each operation:
-
-``matmul(a, b, bias=None, out=None)``
-    ``a @ b (+ bias)`` for 2-D ``a``, ``b`` (any strides, e.g. ``x.T``),
-    into ``out`` when given.
-``relu(x)``
-    ``(maximum(x, 0), x > 0)``: the output (the book's: 0 where x <= 0, -inf
-    included, NaN kept) and the mask backward needs.
-``relu_backward(dout, keep)``
-    ``dout * keep``.
-``softmax_cross_entropy(x, t, rows)``
-    ``(loss, y)``: ``y = softmax(x)`` row-wise, ``loss = mean_n(log sum exp
-    x_n - x_n[t_n])`` for integer labels ``t``; ``rows`` is ``arange(N)``.
-``softmax_cross_entropy_grad(y, t, scale, rows)``
-    ``(y - onehot(t)) * scale``.
-``sgd_update(p, g, lr)``
-    ``p -= lr * g`` in place.
-``adam_step_size(t, lr, beta1, beta2)``
-    Adam's step size from a step counter kept on the device: ``t += 1`` in
-    place (a float64 0-d array), then ``lr * sqrt(1 - beta2^t) / (1 -
-    beta1^t)`` as a float64 0-d array. Computed where the parameters live,
-    a CUDA graph replays it with each step.
-``adam_update(p, g, m, v, lr_t, beta1, beta2)``
-    ``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m /
-    (sqrt(v) + 1e-7)``, all in place, ``lr_t`` that 0-d array.
-``im2col(x, fh, fw, stride, pad, out_h, out_w, out=None)``
-    the windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C * fh
-    * fw, N * out_h * out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy * stride
-    + i - pad, ox * stride + j - pad]`` (0 outside) in column ``(n, oy, ox)``.
-``col2im(dcol, x_shape, fh, fw, stride, pad, out_h, out_w)``
-    its adjoint: every column entry added back to the pixel it came from,
-    as an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory; no atomics, the
-    same sums in the same order every time.
-``max_pool(x, ph, pw, stride, pad, out_h, out_w)``
-    ``(out, arg)`` for ``x (..., C, H, W)`` padded with -inf: each window's
-    maximum and the index (row-major in the window) of its first maximum.
-``max_pool_grad(dout, arg, x, ph, pw, stride, pad)``
-    ``dx`` shaped and laid out as ``x``: each ``dout`` added to the pixel
-    ``arg`` names.
-``conv(x, W, b, stride, pad, out_h, out_w)``
-    ``(out, col)``: the convolution ``W_col @ im2col(x) + b`` as an ``(N, FN,
-    out_h, out_w)`` view of ``(FN, N, out_h, out_w)`` memory, and what
-    ``conv_grad`` takes back: the columns ``im2col(x)`` (on the host, with the
-    compiled direct convolution of :mod:`backends.host.conv`, the padded
-    input instead).
-``conv_grad(dout, x, W, col, stride, pad, input_grad)``
-    ``(dx, dW, db)``; ``dx`` is None without ``input_grad`` (a first layer).
-    Here ``dx`` adds each filter offset's part into the image as it is made,
-    col2im's sum without the columns' gradient as one matrix.
-``uniform(key, counter, shape, first=0)``
-    float64 numbers in [0, 1), a pure function of the device arrays ``key``
-    and ``counter`` (``(1,)`` uint64 each) and the element's index: the
-    SplitMix64 sequence started at ``mix(key ^ mix(counter))``. Nothing is
-    drawn on the host and no generator object is involved, so the same
-    numbers come out on every backend, and a CUDA graph that advances
-    ``counter`` on the device draws new ones at each replay (CuPy's own
-    generator calls cuRAND's host API, which stream capture refuses). Here
-    in 32-bit halves held in int64 (PyTorch has no 64-bit unsigned
-    arithmetic); float32 where the device has no float64. ``first`` starts the
-    indices there (a data-parallel rank's rows of a larger draw).
-``increment(counter)``
-    ``counter += 1`` in place, for a ``(1,)`` uint64 counter.
+What the standard lacks is built from what it has: im2col from one strided slice per
+filter offset (no slice runs past an axis), col2im and pooling's gradient by slice
+additions into new arrays, the padding by writing into a filled array, pooling's
+argmax by comparisons, the loss's gather by ``take_along_axis``, one-hot rows by
+comparing with ``arange``; no ``out=``, no fancy-index assignment, no write through a
+view. Arrays are created on the device of the arrays they come from.
 """
 
-import contextlib
-
-from backends import arrays, splitmix
+from backends import splitmix
 from backends.arrays import on_device_of
+from backends.ops.contract import Ops
 
 
 def _zero(xp, like):
@@ -102,32 +31,19 @@ def window_slices(ph, pw, stride, out_h, out_w):
             for i in range(ph) for j in range(pw)]
 
 
-class Ops:
-    """The routed operations on the Array API standard: they run on any namespace."""
+class StandardOps(Ops):
+    """The operations on the Array API standard: they run on any namespace.
+
+    ``backend`` is the :class:`backends.backend.Backend` class whose arrays these are
+    (None: arrays on the host): it says which arrays live on an accelerator, where a
+    label past the last class must give a NaN loss rather than an error.
+    """
 
     name = "standard"
 
-    def __init__(self, xp):
-        self.xp = xp
-
-    def scope(self):
-        """A context around one network call (a forward pass, a gradient, an evaluation):
-        nothing here. :class:`backends.host.ops.HostOps` lends NumPy's BLAS threads to its
-        own split passes inside it and gives them back on the way out."""
-        return contextlib.nullcontext()
-
-    def parts(self, n, nbytes=0, macs=0):
-        """How many parts :meth:`each_part` cuts ``n`` samples into, for an operation moving
-        ``nbytes`` or doing ``macs`` multiply-adds: one here."""
-        return 1
-
-    def each_part(self, work, n, nbytes=0, macs=0):
-        """Run ``work(lo, hi)`` over the samples ``[0, n)``: here in one call.
-
-        :class:`backends.host.ops.HostOps` splits the range across the CPU's
-        cores. ``work`` must write only what belongs to its own samples.
-        """
-        work(0, n)
+    def __init__(self, xp, backend=None):
+        super().__init__(xp)
+        self.backend = backend
 
     def matmul(self, a, b, bias=None, out=None):
         result = self.xp.matmul(a, b)
@@ -137,6 +53,11 @@ class Ops:
             return result
         out[...] = result
         return out
+
+    def affine_grad(self, x, dout, W, input_grad=True):
+        dW = self.matmul(x.T, dout)
+        db = self.xp.sum(dout, axis=0)
+        return (self.matmul(dout, W.T) if input_grad else None), dW, db
 
     def relu(self, x):
         # maximum, not x * keep: -inf * 0 is NaN, and maximum passes a NaN on. The standard
@@ -148,6 +69,23 @@ class Ops:
 
     def relu_backward(self, dout, keep):
         return dout * self.xp.astype(keep, dout.dtype)
+
+    def _exp_parts(self, x):
+        """``(x - max, exp(x - max), sum exp(x - max))`` along the last axis: what softmax,
+        its logarithm and the loss share."""
+        xp = self.xp
+        shifted = x - xp.max(x, axis=-1, keepdims=True)
+        e = xp.exp(shifted)
+        return shifted, e, xp.sum(e, axis=-1, keepdims=True)
+
+    def softmax(self, x):
+        _, e, s = self._exp_parts(x)
+        e /= s
+        return e
+
+    def log_softmax(self, x):
+        shifted, _, s = self._exp_parts(x)
+        return shifted - self.xp.log(s)
 
     def _padded(self, x, pad, fill):
         """``x (..., H, W)`` inside a border of ``pad`` elements of ``fill``."""
@@ -275,12 +213,13 @@ class Ops:
     def softmax_cross_entropy(self, x, t, rows):
         xp = self.xp
         n = x.shape[0]
-        shifted = x - xp.max(x, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        s = xp.sum(e, axis=1, keepdims=True)
+        shifted, e, s = self._exp_parts(x)
+        if t.ndim == 2:  # one-hot rows
+            e /= s
+            return xp.sum(t * (xp.log(s) - shifted)) / n, e
         labels = self._labels(t)
         valid = None
-        if arrays.is_device_array(t):
+        if self.backend is not None and self.backend.is_device_array(t):
             # On a GPU an index past the row is a device-side assert, which ends the
             # process's use of the GPU, and checking the labels first would wait for it:
             # such a sample reads column 0 and its loss is NaN, which stops the Trainer (as
@@ -295,6 +234,10 @@ class Ops:
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         xp = self.xp
+        if t.ndim == 2:  # one-hot rows
+            dx = y - t
+            dx *= scale
+            return dx
         classes = xp.arange(y.shape[1], **on_device_of(xp, y))
         onehot = xp.astype(self._labels(t)[:, None] == classes[None, :], y.dtype)
         return (y - onehot) * scale
@@ -306,12 +249,14 @@ class Ops:
         t += 1
         return lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
 
+    def _astype(self, x, dtype):
+        return self.xp.astype(x, dtype)
+
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
-        xp = self.xp
         m += (1 - beta1) * (g - m)
         v += (1 - beta2) * (g * g - v)
         # lr_t in p's dtype first: a float64 array would make the product float64
-        p -= xp.astype(lr_t, p.dtype) * m / (xp.sqrt(v) + 1e-7)
+        p -= self._astype(lr_t, p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
 
     def uniform(self, key, counter, shape, first=0):
         """Dropout's numbers in [0, 1) for ``shape``, from the generator's index ``first``
@@ -321,6 +266,3 @@ class Ops:
     def increment(self, counter):
         xp = self.xp
         counter[...] = xp.astype(xp.astype(counter, xp.int64) + 1, counter.dtype)
-
-    def __repr__(self):
-        return f"<{self.name} ops on {getattr(self.xp, '__name__', self.xp)}>"

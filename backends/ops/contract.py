@@ -1,0 +1,172 @@
+"""The operations' contract: what every backend's :class:`Ops` computes, in one place.
+
+A layer stays one code path: it asks for the operations of its input's backend
+(:func:`backends.ops_for`, resolved once per network call) and calls them by name.
+:class:`Ops` says what each one computes; :class:`backends.ops.StandardOps` computes it
+on the Array API standard alone, for any library, and is the reference every fast path
+is tested against (``tests/backends/test_ops.py``). The fast families:
+
+* :class:`backends.ops.StridedOps`: NumPy's API (strided views, ``out=``, writes in
+  place), which NumPy and CuPy share;
+* :class:`backends.host.ops.HostOps`: NumPy on every core, and compiled C kernels;
+* :class:`backends.cuda.ops.CupyOps`: fused CUDA kernels and the CUDA graph's products.
+
+Each says once, in its class docstring, when each of its fast paths applies; where one
+does not, the reference's code runs. All may return fresh arrays, never a view of an
+input unless a method says so; none writes into its inputs unless it says so ("in
+place"). Shapes below use N for samples, C for channels or classes, H x W for images.
+"""
+
+import abc
+import contextlib
+
+
+class Ops(abc.ABC):
+    """The routed operations (abstract). ``xp`` is the namespace the arrays are in."""
+
+    name = "abstract"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    # --- how a network call runs -------------------------------------------------------
+
+    def scope(self):
+        """A context around one network call (a forward pass, a gradient, an evaluation),
+        re-entrant (scopes nest) and reusable: a network gets it once and enters it for
+        each call. Nothing by default; on the host, NumPy's BLAS threads are lent to
+        xpnet's own passes inside it and given back on the way out."""
+        return contextlib.nullcontext()
+
+    def parts(self, n, nbytes=0, macs=0):
+        """How many parts :meth:`each_part` cuts ``n`` samples into, for work moving
+        ``nbytes`` or doing ``macs`` multiply-adds: one by default."""
+        return 1
+
+    def each_part(self, work, n, nbytes=0, macs=0):
+        """Run ``work(lo, hi)`` over the samples ``[0, n)``; by default in one call, on the
+        host over ranges split across the cores. ``work`` writes only its own samples."""
+        work(0, n)
+
+    # --- dense layers ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def matmul(self, a, b, bias=None, out=None):
+        """``a @ b + bias`` for 2-D ``a (M, K)``, ``b (K, N)`` (any strides, ``x.T`` too) and
+        ``bias (N,)`` or None: ``(M, N)`` in their dtype, written into ``out`` (and returned)
+        when it is given."""
+
+    @abc.abstractmethod
+    def affine_grad(self, x, dout, W, input_grad=True):
+        """The fully connected layer's gradients, ``(dx, dW, db)``: for ``x (N, D)``,
+        ``dout (N, F)``, ``W (D, F)``, ``dW = x^T dout (D, F)``, ``db = sum_n dout (F,)``
+        and ``dx = dout W^T (N, D)``, or None without ``input_grad``."""
+
+    @abc.abstractmethod
+    def relu(self, x):
+        """``(out, keep)``: ``out = max(x, 0)`` (+0 where x <= 0, -inf included; a NaN kept)
+        and the mask ``keep = x > 0`` (booleans) that :meth:`relu_backward` takes; both of
+        ``x``'s shape and memory order."""
+
+    @abc.abstractmethod
+    def relu_backward(self, dout, keep):
+        """``dout * keep``: the gradient through ReLU, in ``dout``'s dtype."""
+
+    # --- softmax and its loss -------------------------------------------------------
+
+    @abc.abstractmethod
+    def softmax(self, x):
+        """``exp(x) / sum exp(x)`` along the last axis, the row maximum subtracted first so
+        nothing overflows: ``x``'s shape and dtype."""
+
+    @abc.abstractmethod
+    def log_softmax(self, x):
+        """``x - log sum exp(x)`` along the last axis (the maximum subtracted first): exact
+        where ``log(softmax(x))`` underflows."""
+
+    @abc.abstractmethod
+    def softmax_cross_entropy(self, x, t, rows):
+        """``(loss, y)`` for scores ``x (N, C)``: ``y = softmax(x)`` and the mean
+        cross-entropy ``loss = mean_n(log sum exp x_n - x_n[t_n])``, a 0-d array of x's
+        dtype on its device. ``t``: integer labels ``(N,)`` (``rows`` is ``arange(N)``, kept
+        by the caller) or one-hot rows ``(N, C)``. A label outside ``0..C-1`` is an
+        ``IndexError`` (or a NaN loss on a device, where raising would mean reading it)."""
+
+    @abc.abstractmethod
+    def softmax_cross_entropy_grad(self, y, t, scale, rows):
+        """``(y - onehot(t)) * scale``: the loss's gradient for the softmax ``y (N, C)`` and
+        the labels of :meth:`softmax_cross_entropy`; ``scale`` a Python number
+        (``dout / N``)."""
+
+    # --- optimizers (in place) --------------------------------------------------------
+
+    @abc.abstractmethod
+    def sgd_update(self, p, g, lr):
+        """``p -= lr * g``, in place."""
+
+    @abc.abstractmethod
+    def adam_step_size(self, t, lr, beta1, beta2):
+        """Adam's step size from a step counter kept on the device: ``t += 1`` in place (a
+        0-d float64 array), then ``lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` as a 0-d float64
+        array (float32 on devices without float64). Computed where the parameters live, so
+        a CUDA graph replays it with each step."""
+
+    @abc.abstractmethod
+    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
+        """``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m / (sqrt(v) +
+        1e-7)``, all in place; ``lr_t`` the 0-d array of :meth:`adam_step_size`, taken in
+        p's dtype first."""
+
+    # --- convolution and pooling ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
+        """The windows of ``x (N, C, H, W)`` as columns, channel-major: ``(C fh fw, N out_h
+        out_w)``, row ``(c, i, j)`` holding ``x[n, c, oy stride + i - pad, ox stride + j -
+        pad]`` (0 outside the image) in column ``(n, oy, ox)``; into ``out`` when given."""
+
+    @abc.abstractmethod
+    def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
+        """The adjoint of :meth:`im2col`: every column entry added back to the pixel it came
+        from, an ``(N, C, H, W)`` view of ``(C, N, H, W)`` memory. No atomics: the same sums
+        in the same order every time."""
+
+    @abc.abstractmethod
+    def conv(self, x, W, b, stride, pad, out_h, out_w):
+        """``(out, saved)``: the cross-correlation ``W_col @ im2col(x) + b`` of ``x (N, C, H,
+        W)`` with ``W (F, C, fh, fw)``, as an ``(N, F, out_h, out_w)`` view of ``(F, N, out_h,
+        out_w)`` memory, and what :meth:`conv_grad` takes back (the columns; on the host's
+        compiled path, the padded input)."""
+
+    @abc.abstractmethod
+    def conv_grad(self, dout, x, W, saved, stride, pad, input_grad=True):
+        """``(dx, dW, db)`` of :meth:`conv` for ``dout (N, F, out_h, out_w)``; ``dx`` (x's
+        shape) is None without ``input_grad`` (a first layer, whose input is data)."""
+
+    @abc.abstractmethod
+    def max_pool(self, x, ph, pw, stride, pad, out_h, out_w):
+        """``(out, arg)`` for ``x (..., C, H, W)`` padded with -inf: each ``ph x pw``
+        window's maximum and the index (row-major in the window; int8 up to 127 offsets)
+        of its first maximum, both ``(..., C, out_h, out_w)`` in x's memory order."""
+
+    @abc.abstractmethod
+    def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        """``dx``, shaped and laid out as ``x``: each ``dout`` added to the pixel its ``arg``
+        names (added up where windows overlap)."""
+
+    # --- dropout's generator ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def uniform(self, key, counter, shape, first=0):
+        """float64 numbers in [0, 1) of ``shape`` (float32 where the device has no float64),
+        a pure function of the ``(1,)`` uint64 device arrays ``key`` and ``counter`` and each
+        element's index from ``first`` on: SplitMix64 (:mod:`backends.splitmix`). The same
+        numbers on every backend, nothing drawn on the host, and a CUDA graph that
+        advances ``counter`` on the device draws new ones at each replay."""
+
+    @abc.abstractmethod
+    def increment(self, counter):
+        """``counter += 1`` in place, for a ``(1,)`` uint64 counter on the device."""
+
+    def __repr__(self):
+        return f"<{self.name} ops on {getattr(self.xp, '__name__', self.xp)}>"

@@ -1,0 +1,355 @@
+"""The registry: the backends xpnet knows, which one an array belongs to, and the process's state.
+
+:data:`ENTRIES` names every backend by the class that speaks for its library (a
+:class:`backends.backend.Backend` subclass, imported on first need, so CuPy or PyTorch
+is loaded only where one of their arrays or names turns up). Adding a library is a
+module holding its class and one line here. :data:`REFUSED` names the libraries that
+cannot be backends, and why.
+
+The one :class:`Registry`, :data:`REGISTRY`, holds what is xpnet's for the whole process:
+the settings (read once: :mod:`backends.settings`), the default backend, the array type
+-> backend answers (asked for every array, so answered from a dict after the first),
+each library's operations under the settings in force, and the host's allocator policy.
+Changes inside a program are scoped: :meth:`Registry.using` (the default backend) and
+:meth:`Registry.configured` (the settings) give back what they changed.
+"""
+
+import contextlib
+import importlib
+
+import numpy
+
+from backends.arrays import is_array
+from backends.backend import Unusable
+from backends.host.allocator import HostAllocator
+from backends.settings import Settings
+
+ENV_VAR = "XPNET_BACKEND"
+DEVICE_ENV_VAR = "XPNET_DEVICE"
+
+#: name -> "module:class" of its backend
+ENTRIES = {
+    "numpy": "backends.host.backend:NumpyBackend",
+    "cupy": "backends.cuda.backend:CupyBackend",
+    "torch": "backends.torch.backend:TorchBackend",
+    "array_api_strict": "backends.strict:StrictBackend",
+}
+#: name -> why it cannot be a backend
+REFUSED = {
+    "jax": "JAX's arrays are immutable, and xpnet's layers and optimizers update arrays in "
+           "place (params -= lr * grads, batch norm's running averages, dropout's counters)",
+}
+GENERIC = "backends.standard:StandardBackend"  # any other library with the standard's namespace
+
+
+def _import(spec):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Registry:
+    """The backends by name and by array type, and the process's settings and default: see
+    the module. Its hot methods (:meth:`ops_for`, :meth:`namespace`) answer from a dict
+    keyed by the array's type."""
+
+    def __init__(self, entries=ENTRIES, refused=REFUSED):
+        self.entries = dict(entries)
+        self.refused = dict(refused)
+        self.allocator = HostAllocator()
+        self._classes = {}  # name -> Backend subclass, imported on first need
+        self._by_module = None  # top-level module name -> Backend subclass
+        self._class_by_type = {}
+        self._namespace_by_type = {}
+        self._ops_by_type = {}
+        self._settings = None
+        self._default = None
+        #: counts changes of settings: whoever resolved operations once (a network's calls)
+        #: resolves them again when it moves
+        self.generation = 0
+
+    @property
+    def names(self):
+        return tuple(self.entries)
+
+    # --- the settings -------------------------------------------------------------------
+
+    @property
+    def settings(self):
+        """The :class:`backends.settings.Settings` in force, read from the environment the
+        first time they are needed."""
+        if self._settings is None:
+            self._set_settings(Settings.read())
+        return self._settings
+
+    def _set_settings(self, settings):
+        self._settings = settings
+        self._ops_by_type.clear()
+        self.generation += 1
+
+    @contextlib.contextmanager
+    def configured(self, **changes):
+        """Within the block, the settings with ``changes`` (``fused=False``, ``graph_gemm=
+        "own"``, ``host_kernels=False``, ``fast_paths=False``...); the settings before are
+        given back on the way out. The default backend is :meth:`using`'s."""
+        if {"backend", "device"} & set(changes):
+            raise TypeError("backends.configured: the default backend and device are "
+                            "backends.using(name, device)'s to change")
+        previous = self.settings
+        self._set_settings(previous.replace(**changes))
+        try:
+            yield self._settings
+        finally:
+            self._set_settings(previous)
+
+    # --- the backends by name -----------------------------------------------------------
+
+    def backend_class(self, name):
+        """The Backend subclass registered as ``name`` (``KeyError`` where none is)."""
+        cls = self._classes.get(name)
+        if cls is None:
+            cls = self._classes[name] = _import(self.entries[name])
+        return cls
+
+    def available(self):
+        """Backend names usable on this machine, e.g. ``["numpy", "array_api_strict"]``."""
+        return [name for name in self.entries if self.backend_class(name).usable()[0]]
+
+    def check_name(self, name, source):
+        """``name`` lower-cased if it names a backend or ``auto``; ``ValueError`` naming
+        ``source`` (who asked), what exists, or why a refused library cannot be one."""
+        choices = self.names + ("auto",)
+        text = name.strip().lower() if isinstance(name, str) else name
+        if text in self.refused:
+            raise ValueError(f"{source}={name!r}: {self.refused[text]}, so it cannot be a "
+                             f"backend; expected one of {', '.join(choices)}")
+        if text not in choices:
+            raise ValueError(f"{source}={name!r} is not a backend; expected one of "
+                             f"{', '.join(choices)} (python -m backends lists what is usable "
+                             f"here)")
+        return text
+
+    def make(self, name, source, device=None, device_source=DEVICE_ENV_VAR):
+        """The backend instance for a checked ``name`` on ``device``; ``source`` says who
+        asked. Never falls back silently: an unusable one is a ``RuntimeError`` saying why
+        and what to do."""
+        if name == "auto" and device is not None:
+            raise ValueError(f"{device_source}={device!r} needs a backend: name one of "
+                             f"{', '.join(self.names)} (auto picks its own device)")
+        if name == "auto":
+            cupy = self.backend_class("cupy")
+            usable, why = cupy.usable()
+            if usable:
+                why = "CuPy imported and reports a CUDA device"
+                try:
+                    where = cupy.parse_device(None)
+                except Unusable as e:
+                    raise RuntimeError(f"{source}=auto chose CuPy: {e}") from None
+                return cupy(where, f"{source}=auto: {why}")
+            numpy_backend = self.backend_class("numpy")
+            return numpy_backend("cpu", f"{source}=auto: {why}; using NumPy on the CPU")
+        cls = self.backend_class(name)
+        try:
+            cls.load()
+        except Unusable as e:
+            # installing is the remedy only where the library is missing (not a GPU or driver)
+            hint = f"; to install it: {cls.install}" if e.missing and cls.install and \
+                "pip install" not in str(e) else ""
+            raise RuntimeError(f"{source}={name}, but that backend cannot be used: {e}{hint}; "
+                               f"or run on the CPU with {ENV_VAR}=numpy") from None
+        try:
+            where = cls.parse_device(device)
+        except Unusable as e:
+            raise RuntimeError(f"{source}={name} with {device_source}={device!r}: {e}") from None
+        why = "asked for by name" if source else "default"
+        return cls(where, f"{source}={name} ({why})")
+
+    # --- the default backend ---------------------------------------------------------------
+
+    def use(self, name, device=None):
+        """Set the default backend and return it: ``"numpy"``, ``"cupy"``, ``"torch"``,
+        ``"array_api_strict"`` or ``"auto"``; ``device`` a name (``"cuda:1"``, ``"mps"``,
+        ``"device1"``) or the library's own device object, None for its default."""
+        self._default = self.make(self.check_name(name, "backends.use"), "backends.use",
+                                  device, "device")
+        return self._default
+
+    @contextlib.contextmanager
+    def using(self, name, device=None):
+        """Within the block, ``name`` on ``device`` is the default backend (see :meth:`use`);
+        the default before is given back on the way out. Yields the backend."""
+        previous = self._default
+        try:
+            yield self.use(name, device)
+        finally:
+            self._default = previous
+
+    @contextlib.contextmanager
+    def kept(self):
+        """Within the block, anything may change the default backend and the settings
+        (:meth:`use`, :meth:`reset`, :meth:`configured`); both are put back on the way out
+        (the pytest plugin wraps every test in this)."""
+        default, settings = self._default, self._settings
+        try:
+            yield
+        finally:
+            self._default = default
+            if settings is not self._settings:
+                self._settings = settings
+                self._ops_by_type.clear()
+                self.generation += 1
+
+    def current(self):
+        """The default backend, resolving ``XPNET_BACKEND`` and ``XPNET_DEVICE`` (the settings)
+        on first use."""
+        if self._default is None:
+            settings = self.settings
+            name = self.check_name(settings.backend or "auto", ENV_VAR)
+            if settings.device is not None and name == "auto":
+                raise ValueError(f"{DEVICE_ENV_VAR}={settings.device!r} needs a backend: set "
+                                 f"{ENV_VAR} to one of {', '.join(self.names)}")
+            self._default = self.make(name, ENV_VAR, settings.device)
+        return self._default
+
+    def chosen(self, name=None, device=None):
+        """The backend a command line asks for (a script's ``--backend`` and ``--device``):
+        each where given, over ``XPNET_BACKEND`` and ``XPNET_DEVICE``; the default
+        (:meth:`current`) where neither is."""
+        if name is None and device is None:
+            return self.current()
+        return self.use(name or self.settings.backend or "auto", device=device)
+
+    def reset(self):
+        """Forget the default backend and the settings: the next use reads the environment
+        again."""
+        self._default = None
+        self._settings = None
+        self._ops_by_type.clear()
+        self.generation += 1
+
+    # --- arrays ----------------------------------------------------------------------------
+
+    def _modules(self):
+        if self._by_module is None:
+            self._by_module = {module: self.backend_class(name)
+                               for name in self.entries
+                               for module in self.backend_class(name).modules}
+        return self._by_module
+
+    def class_of(self, x):
+        """The Backend subclass ``x``'s library has (NumPy's for Python numbers and NumPy
+        scalars); ``TypeError`` for a refused library's arrays."""
+        t = type(x)
+        cls = self._class_by_type.get(t)
+        if cls is not None:
+            return cls
+        library = t.__module__.split(".", 1)[0]
+        if t is numpy.ndarray or isinstance(x, numpy.generic) or not is_array(x):
+            library = "numpy"
+        if library in self.refused:
+            raise TypeError(f"{library} arrays cannot be computed on by xpnet: "
+                            f"{self.refused[library]}")
+        cls = self._modules().get(library)
+        if cls is None:  # a library no entry names: the standard's, through its namespace
+            cls = _import(GENERIC).for_library(library, _import(GENERIC).namespace_of(x))
+            self._by_module[library] = cls
+        self._class_by_type[t] = cls
+        return cls
+
+    def namespace(self, *arrays):
+        """The namespace to compute ``arrays`` with: ``numpy``, CuPy's, or the Array API
+        namespace of their library. Python numbers and NumPy scalars count as NumPy."""
+        if arrays and not arrays[1:]:  # one array, the common case: by its type
+            try:
+                return self._namespace_by_type[type(arrays[0])]
+            except KeyError:
+                xp = self._namespace_by_type[type(arrays[0])] = \
+                    self.class_of(arrays[0]).namespace_of(arrays[0])
+                return xp
+        others = [a for a in arrays if type(a) is not numpy.ndarray
+                  and not isinstance(a, numpy.generic) and is_array(a)]
+        if not others:
+            return numpy
+        cls = self.class_of(others[0])
+        if len(others) == 1 or cls.name in ("cupy", "array_api_strict"):
+            return cls.namespace_of(others[0])
+        try:
+            import array_api_compat
+        except ImportError:
+            return cls.namespace_of(others[0])
+        return array_api_compat.array_namespace(*others)  # refuses a mix of libraries
+
+    def ops_for(self, x):
+        """The operations (:class:`backends.ops.Ops`) for the library ``x`` lives in, under
+        the settings in force: CuPy's fused kernels for a CuPy array, the host's for
+        NumPy's, the standard's for any other."""
+        try:
+            return self._ops_by_type[type(x)]
+        except KeyError:
+            ops = self._ops_by_type[type(x)] = self.class_of(x).operations(self.settings)
+            return ops
+
+    def backend_of(self, x):
+        """The backend instance an array lives on (for data that must follow a network)."""
+        cls = self.class_of(x)
+        if cls.name == "numpy":
+            return cls("cpu", "where the array lives")
+        backend = cls.__new__(cls)
+        backend.xp = self.namespace(x)
+        backend.device = cls.device_of(x)
+        backend.reason = "where the array lives"
+        return backend
+
+    def to_numpy(self, x):
+        """A host ``numpy.ndarray`` (or NumPy scalar) from an array of any library."""
+        if type(x) is numpy.ndarray or not is_array(x):
+            return numpy.asarray(x)
+        return self.class_of(x).to_numpy(x)
+
+    def device_of(self, x):
+        """Where ``x`` lives, as its library names it: ``"cpu"`` for NumPy, a
+        ``cupy.cuda.Device``, a ``torch.device``, an ``array_api_strict.Device``..."""
+        if type(x) is numpy.ndarray or not is_array(x):
+            return "cpu"
+        return self.class_of(x).device_of(x)
+
+    def is_device_array(self, x):
+        """True where reading ``x``'s values means waiting for an accelerator (CuPy, or a
+        PyTorch tensor on CUDA or MPS): such values are never read in a hot loop."""
+        if type(x) is numpy.ndarray or not is_array(x):
+            return False
+        return self.class_of(x).is_device_array(x)
+
+    def is_cupy_array(self, x):
+        return type(x) is not numpy.ndarray and is_array(x) and self.class_of(x).name == "cupy"
+
+    def kind(self, x):
+        """``"numpy"``, ``"cupy"``, or the library and device, e.g. ``"torch on cuda:0"``:
+        what error messages call where an array lives."""
+        if type(x) is numpy.ndarray:
+            return "numpy"
+        return self.class_of(x).kind(x)
+
+    def copy(self, x):
+        """A copy of ``x`` in its own namespace."""
+        return self.class_of(x).copy(x)
+
+    def check_same_backend(self, where, **arrays):
+        """``TypeError`` naming ``where`` if the arrays mix libraries or devices."""
+        first = None
+        for a in arrays.values():  # the common case, all of one type, without a report
+            if first is None:
+                first = type(a)
+            elif type(a) is not first:
+                break
+        else:  # one type: only a library whose arrays of one type span devices needs a look
+            if first is None or first is numpy.ndarray or \
+                    self.class_of(next(iter(arrays.values()))).name in ("numpy", "cupy"):
+                return
+        kinds = {name: self.kind(a) for name, a in arrays.items() if is_array(a)}
+        if len(set(kinds.values())) > 1:
+            detail = ", ".join(f"{name} is {k}" for name, k in kinds.items())
+            raise TypeError(f"{where}: arrays from different backends ({detail}); move them "
+                            f"to one backend first (backends.to_device / backends.to_numpy)")
+
+
+REGISTRY = Registry()

@@ -1,0 +1,86 @@
+"""The libraries reached through the Array API standard: one backend, small hooks per library.
+
+:class:`StandardBackend` computes with the standard's reference operations
+(:class:`backends.ops.StandardOps`) on the library's Array API namespace
+(``array_api_compat``'s wrapper where the library needs one, else the array's own
+``__array_namespace__()``), makes arrays with the standard's functions and ``device=``,
+and reads them back through DLPack. A library only says what the standard cannot:
+how it is imported and checked, the devices it has and how their names parse, and
+where it differs (PyTorch's tensors, :mod:`backends.torch`; array-api-strict,
+:mod:`backends.strict`, whose module is nothing but these hooks). An array of a
+library the registry does not name gets this class itself, named after its library.
+"""
+
+import numpy
+
+from backends.arrays import has_float64, is_array
+from backends.backend import Backend, Unusable
+
+
+class StandardBackend(Backend):
+    """A library through the standard: see the module."""
+
+    name = "standard"
+
+    @classmethod
+    def for_library(cls, library, xp):
+        """This class for a library no entry names: ``library`` its top-level module's
+        name, ``xp`` the namespace of its arrays."""
+        return type(f"StandardBackend[{library}]", (cls,),
+                    {"name": library, "modules": (library,), "_probe": (xp, None)})
+
+    @classmethod
+    def _load(cls):
+        raise Unusable(f"{cls.name} is not a backend xpnet can be asked for by name; its "
+                       f"arrays are computed on through the Array API standard")
+
+    @classmethod
+    def namespace_of(cls, x):
+        try:
+            import array_api_compat
+        except ImportError:
+            if hasattr(x, "__array_namespace__"):
+                return x.__array_namespace__()
+            raise TypeError(f"no array namespace for {type(x).__name__} arrays: install "
+                            f"array-api-compat (pip install 'xpnet[torch]' for PyTorch)") from None
+        return array_api_compat.array_namespace(x)
+
+    @classmethod
+    def _reference_ops(cls):
+        from backends.ops import StandardOps
+        return StandardOps(cls.load(), cls)
+
+    @classmethod
+    def to_numpy(cls, x):
+        try:
+            return numpy.from_dlpack(x)
+        except Exception:  # not on the CPU: move it there through the standard's to_device
+            info = cls.namespace_of(x).__array_namespace_info__()
+            return numpy.from_dlpack(x.to_device(info.default_device()))
+
+    def has_float64(self):
+        return has_float64(self.xp, self.device)
+
+    def dtype(self, dtype):
+        if dtype is None:
+            return None
+        name = self._dtype_name(dtype)
+        if name == "float64" and not self.has_float64():
+            raise TypeError(f"{self.description} has no float64 (Apple's MPS computes in "
+                            f"float32): train in float32 here, and run float64 checks such "
+                            f"as gradient_check on the CPU (XPNET_DEVICE=cpu)")
+        return getattr(self.xp, name)
+
+    def asarray(self, x, dtype=None):
+        from backends.registry import REGISTRY  # where another library's array comes from
+        if not is_array(x):
+            x = numpy.asarray(x)  # Python numbers and lists: NumPy's dtypes on every backend
+        elif REGISTRY.namespace(x) is not self.xp:
+            x = REGISTRY.to_numpy(x)  # from another library: through the host
+        if isinstance(x, numpy.ndarray) and dtype is None and x.dtype == numpy.float64 \
+                and not self.has_float64():
+            dtype = "float32"
+        return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+
+    def full(self, shape, value, dtype="float32"):
+        return self.xp.full(shape, value, dtype=self.dtype(dtype), device=self.device)

@@ -1,0 +1,107 @@
+"""PyTorch's tensors through the Array API standard: the hooks PyTorch needs."""
+
+import platform
+
+from backends import mpi_env
+from backends.backend import Unusable
+from backends.standard import StandardBackend
+
+MIN_TORCH = (2, 1)
+
+
+class TorchBackend(StandardBackend):
+    """PyTorch's tensors on the CPU, CUDA or ROCm GPUs, or Apple's MPS, computed on through
+    ``array_api_compat``'s torch namespace. By default CUDA (or ROCm) where PyTorch sees a
+    GPU, else MPS, else the CPU; in a data-parallel job the GPU of the process's local
+    rank."""
+
+    name = "torch"
+    modules = ("torch",)
+    install = "pip install 'xpnet[torch]' (PyTorch and array-api-compat)"
+
+    @classmethod
+    def _load(cls):
+        try:
+            import torch
+        except ImportError:
+            raise Unusable(f"PyTorch is not installed; {cls.install}", missing=True) from None
+        version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+        if version < MIN_TORCH:
+            raise Unusable(f"PyTorch {torch.__version__} is too old: xpnet needs "
+                           f"{'.'.join(map(str, MIN_TORCH))} or newer ({cls.install})")
+        try:
+            from array_api_compat import torch as namespace
+        except ImportError:
+            raise Unusable(f"array-api-compat is not installed, which PyTorch needs for the "
+                           f"Array API; {cls.install}", missing=True) from None
+        return namespace
+
+    @classmethod
+    def version(cls):
+        import torch
+        return torch.__version__
+
+    @classmethod
+    def namespace_of(cls, x):
+        return cls.load()
+
+    @classmethod
+    def devices(cls):
+        import torch
+        names = ["cpu"]
+        if torch.cuda.is_available():
+            names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            names.append("mps")
+        return names
+
+    @classmethod
+    def default_device(cls):
+        import torch
+        names = cls.devices()
+        if "cuda" not in names:
+            return torch.device("mps" if "mps" in names else "cpu")
+        try:
+            index = mpi_env.launched_gpu(torch.cuda.device_count(), "PyTorch")
+        except ValueError as e:
+            raise Unusable(str(e)) from None
+        return torch.device("cuda" if index is None else f"cuda:{index}")
+
+    @classmethod
+    def parse_device(cls, value):
+        import torch
+        cls.load()
+        if value is None:
+            return cls.default_device()
+        if isinstance(value, torch.device):
+            value = str(value)
+        name = str(value).lower()
+        if name not in cls.devices():
+            why = ""
+            if name == "mps" and platform.system() != "Darwin":
+                why = " (MPS is Apple silicon's GPU: macOS only)"
+            raise Unusable(cls._no_device(value) + why)
+        return torch.device(name)
+
+    @classmethod
+    def to_numpy(cls, x):
+        return x.detach().cpu().numpy()
+
+    @classmethod
+    def is_device_array(cls, x):
+        return x.device.type != "cpu"
+
+    def synchronize(self):
+        import torch
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def memory(self):
+        """Bytes PyTorch's caching allocator holds on a GPU (``{}`` on the CPU)."""
+        import torch
+        if self.device.type == "cuda":
+            return {"allocated": torch.cuda.memory_allocated(self.device),
+                    "reserved": torch.cuda.memory_reserved(self.device)}
+        return {}
