@@ -44,9 +44,18 @@ from backends.backend import Backend, Unusable  # noqa: F401
 from backends.dispatch import ops_for  # noqa: F401
 from backends.host.threads import cpu_share as _cpu_share
 from backends.registry import DEVICE_ENV_VAR, ENV_VAR, REGISTRY
+from backends import namespaces  # noqa: F401  (``backends.namespaces``, the old path, as before)
 
 NAMES = REGISTRY.names
 CHOICES = NAMES + ("auto",)
+
+__all__ = ["Backend", "Unusable", "NAMES", "CHOICES", "ENV_VAR", "DEVICE_ENV_VAR", "use", "using",
+           "kept", "current", "chosen", "reset", "available", "backend_class", "configured",
+           "settings", "backend_of", "array_namespace", "get_array_module", "to_numpy",
+           "to_device", "device_of", "is_array", "is_device_array", "is_cupy_array",
+           "check_same_backend", "copy", "ops_for", "size", "dtype_name", "dtype_kind",
+           "on_device_of", "host_rng", "tune_host_allocator", "large_blocks_from_heap",
+           "cpu_share"]
 
 # The registry's methods, as the module's functions (bound: no extra call on hot paths).
 use = REGISTRY.use

@@ -24,7 +24,7 @@ def source(name):
 def names():
     """Every kernel file's name."""
     folder = importlib.resources.files("backends.cuda") / "kernels"
-    return sorted(f.name for f in folder.iterdir() if f.name.endswith((".cu", ".cuh")))
+    return sorted(f.name for f in folder.iterdir() if f.name.endswith(".cu"))
 
 
 def c_type(dtype):

@@ -56,3 +56,13 @@ def test_a_world_of_one_sums_to_its_own_buffer_on_the_device(dtype):
 def test_the_version_reads_as_text():
     major, minor, _ = nccl.version().split(".")
     assert int(major) >= 2 and int(minor) >= 0
+
+
+@needs_gpu
+def test_the_gathered_rows_are_added_in_rank_order_on_the_device():
+    """The NCCL path's sum is the host's (backends.arrays.sum_in_rank_order) on CuPy's rows:
+    1.0, 1e16 and -1e16 give 0.0 in rank order and 1.0 reversed, as on the host."""
+    from backends.arrays import sum_in_rank_order
+    rows = cupy.asarray([[1.0], [1e16], [-1e16]])
+    assert cupy.asnumpy(sum_in_rank_order(rows)).tolist() == [0.0]
+    assert cupy.asnumpy(sum_in_rank_order(rows[::-1].copy())).tolist() == [1.0]

@@ -7,6 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+import backends
+
 from backends.host import ops as host_ops
 from backends.host import threads as host_threads_module
 from backends.host.ops import HostOps
@@ -173,15 +175,24 @@ def blas_threads():
     return max(counts)
 
 
-def test_a_network_call_lends_blas_to_xpnet_and_gives_it_back():
+@pytest.fixture
+def blas_at_two():
+    """NumPy's BLAS at two threads for the test, whatever came before (an earlier test that
+    left it at one must not turn the give-back tests into skips), and the host's operations
+    on two threads, so that a convolution borrows it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas_threads()  # skips where no BLAS can be set
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"), \
+            backends.configured(host_threads=2):
+        assert blas_threads() == 2
+        yield 2
+
+
+def test_a_network_call_lends_blas_to_xpnet_and_gives_it_back(blas_at_two):
     """The user's own products after a convolutional net's gradient run on BLAS's threads
     again (they ran on one for the rest of the process before)."""
-    import backends
     from models import SimpleConvNet
     backends.use("numpy")  # the host wing's test, whatever backend the run names
-    before = blas_threads()
-    if before < 2:
-        pytest.skip("BLAS runs one thread here: nothing to lend")
     ops = HostOps(np, threads=2)
     seen = []
     with ops.scope():
@@ -191,31 +202,32 @@ def test_a_network_call_lends_blas_to_xpnet_and_gives_it_back():
         seen.append(blas_threads())
         assert ops.blas.borrowed
     seen.append(blas_threads())
-    assert seen == [1, 1, before] and not ops.blas.borrowed
+    assert seen == [1, 1, 2] and not ops.blas.borrowed
     net = SimpleConvNet(input_dim=(1, 12, 12), conv_param={"filter_num": 4, "filter_size": 3,
                                                             "pad": 0, "stride": 1}, seed=0)
+    inside = []
+    conv = net.layers["Conv1"]
+    forward = conv.forward
+    conv.forward = lambda *a: (inside.append(blas_threads()), forward(*a))[1]
     net.gradient(np.ones((4, 1, 12, 12), dtype=np.float32), np.arange(4))
     net.accuracy(np.ones((4, 1, 12, 12), dtype=np.float32), np.arange(4))
-    assert blas_threads() == before
+    assert inside and blas_threads() == 2
 
 
-def test_a_convolution_outside_a_network_gives_blas_back_too():
-    before = blas_threads()
+def test_a_convolution_outside_a_network_gives_blas_back_too(blas_at_two):
     ops = HostOps(np, threads=2)
     out, col = ops.conv(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), np.zeros(2), 1, 0, 3, 3)
     ops.conv_grad(np.ones(out.shape), np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), col, 1, 0)
-    assert blas_threads() == before and not ops.blas.borrowed
+    assert blas_threads() == 2 and not ops.blas.borrowed
 
 
-def test_fully_connected_nets_leave_blas_alone():
-    import backends
+def test_fully_connected_nets_leave_blas_alone(blas_at_two):
     from models import TwoLayerNet
     backends.use("numpy")  # the host's test, whatever XPNET_BACKEND says (restored after)
-    before = blas_threads()
     ops = HostOps(np, threads=2)
     with ops.scope():
         ops.matmul(np.ones((64, 64)), np.ones((64, 64)))
-        assert blas_threads() == before and not ops.blas.borrowed
+        assert blas_threads() == 2 and not ops.blas.borrowed
     net = TwoLayerNet(20, 8, 3, seed=0)
     net.gradient(np.ones((4, 20), dtype=np.float32), np.arange(4) % 3)
-    assert blas_threads() == before
+    assert blas_threads() == 2
