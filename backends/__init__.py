@@ -46,11 +46,9 @@ from backends.host.threads import cpu_share as _cpu_share
 from backends.registry import DEVICE_ENV_VAR, ENV_VAR, REGISTRY
 from backends import namespaces  # noqa: F401  (``backends.namespaces``, the old path, as before)
 
-NAMES = REGISTRY.names
-CHOICES = NAMES + ("auto",)
 
 __all__ = ["Backend", "Unusable", "NAMES", "CHOICES", "ENV_VAR", "DEVICE_ENV_VAR", "use", "using",
-           "kept", "current", "chosen", "reset", "available", "backend_class", "configured",
+           "kept", "current", "chosen", "reset", "available", "backend_class", "register", "unregister", "configured",
            "settings", "backend_of", "array_namespace", "get_array_module", "to_numpy",
            "to_device", "device_of", "is_array", "is_device_array", "is_cupy_array",
            "check_same_backend", "copy", "ops_for", "size", "dtype_name", "dtype_kind",
@@ -66,6 +64,8 @@ chosen = REGISTRY.chosen
 reset = REGISTRY.reset
 available = REGISTRY.available
 backend_class = REGISTRY.backend_class
+register = REGISTRY.register
+unregister = REGISTRY.unregister
 configured = REGISTRY.configured
 backend_of = REGISTRY.backend_of
 array_namespace = REGISTRY.namespace
@@ -97,7 +97,12 @@ def to_device(x, dtype=None):
 
 
 def __getattr__(name):
-    # ``backends.xp`` follows ``use()``: it is looked up on every access.
+    # ``backends.xp`` follows ``use()``, and ``NAMES`` (the backends' names) and ``CHOICES``
+    # (those and ``auto``) the registry: looked up on every access.
     if name == "xp":
         return current().xp
+    if name == "NAMES":
+        return REGISTRY.names
+    if name == "CHOICES":
+        return REGISTRY.names + ("auto",)
     raise AttributeError(f"module 'backends' has no attribute {name!r}")

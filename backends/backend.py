@@ -31,6 +31,8 @@ An instance is the library on one device (``backends.current()``, ``backend_of(x
 library and device.
 """
 
+import contextlib
+
 import numpy
 
 from backends.arrays import dtype_name
@@ -217,6 +219,14 @@ class Backend:
         """Bytes the library holds on this device, by pool (``{}`` where it keeps none
         of its own: the host's memory is the process's)."""
         return {}
+
+    #: whether its arrays are host memory a transport (MPI) reads in place
+    host_buffers = False
+
+    def held_to_standard(self, version):
+        """A context within which the library allows only the Array API standard's
+        ``version`` (a test's check that code keeps to it); nothing where it cannot."""
+        return contextlib.nullcontext()
 
     def __repr__(self):
         return f"Backend({self.name!r}, device={self.device!r})"

@@ -103,6 +103,27 @@ class Registry:
 
     # --- the backends by name -----------------------------------------------------------
 
+    def register(self, name, spec):
+        """Add a backend: ``name`` (what ``XPNET_BACKEND`` and :meth:`use` take) for the class
+        ``spec`` names, ``"module:Class"`` (imported on first need). A library whose arrays
+        another entry claimed is this one's from now on. Process-wide, as the entries are."""
+        self.entries[name] = spec
+        self._forget(name)
+
+    def unregister(self, name):
+        """Forget the backend :meth:`register` added as ``name``."""
+        del self.entries[name]
+        self._forget(name)
+
+    def _forget(self, name):
+        """Drop every answer an entry's change may alter."""
+        self._classes.pop(name, None)
+        self._by_module = None
+        self._class_by_type.clear()
+        self._namespace_by_type.clear()
+        self._ops_by_type.clear()
+        self.generation += 1
+
     def backend_class(self, name):
         """The Backend subclass registered as ``name`` (``KeyError`` where none is)."""
         cls = self._classes.get(name)

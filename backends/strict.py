@@ -53,3 +53,6 @@ class StrictBackend(StandardBackend):
             if str(getattr(device, "_device", device)) == str(value):
                 return device
         raise Unusable(cls._no_device(value))
+
+    def held_to_standard(self, version):
+        return self.xp.ArrayAPIStrictFlags(api_version=version)

@@ -191,7 +191,7 @@ class World:
         if self.size == 1:
             return self.communicator, "one process"
         if backend.name != "cupy":
-            where = "in host memory" if backend.name == "numpy" else "through the host"
+            where = "in host memory" if backend.host_buffers else "through the host"
             return self.communicator, f"the gradients are summed {where}"
         device = backend.device if backend.device is not None else \
             backend.xp.cuda.Device()

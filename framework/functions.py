@@ -16,7 +16,7 @@ def sigmoid(x):
 
 def relu(x):
     """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
-    return ops_for(x).relu(x)[0]
+    return ops_for(x).relu(x, mask=False)[0]
 
 
 def softmax(x):

@@ -27,8 +27,28 @@ def block_starting(prefix):
 def test_every_python_block_is_exercised_here():
     starts = sorted(b.splitlines()[0] for b in python_blocks())
     assert starts == ["# my_layers.py", "# test_my_layers.py",
+                      "from backends.backend import Unusable",
                       "from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
                       "from framework.trainer import Trainer", "import backends", "import backends"]
+
+
+def test_adding_a_backend_example(monkeypatch):
+    """The README's backend, registered as it says: a library that is not installed is
+    named with how to install it (tests/backends/test_registry.py trains on one that is)."""
+    import types
+    module = types.ModuleType("readme_backend")
+    exec(block_starting("from backends.backend import Unusable"), module.__dict__)
+    monkeypatch.setitem(sys.modules, "readme_backend", module)
+    cls = module.MyLibBackend
+    assert cls.usable() == (False, "mylib is not installed; pip install mylib")
+    backends.register("mylib", "readme_backend:MyLibBackend")
+    try:
+        assert "mylib" in backends.NAMES
+        with pytest.raises(RuntimeError, match="XPNET_BACKEND=numpy") as e:
+            backends.use("mylib")
+        assert "mylib is not installed; pip install mylib" in str(e.value)
+    finally:
+        backends.unregister("mylib")
 
 
 def test_layer_api_example(backend):

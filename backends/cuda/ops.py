@@ -157,9 +157,9 @@ class CupyOps(StridedOps):
         large = a.shape[0] * a.shape[1] * b.shape[1] >= gemm.LARGE_MACS
         return large and self._handle()[0] is not None
 
-    def relu(self, x):
-        if not self.fused:
-            return super().relu(x)
+    def relu(self, x, mask=True):
+        if not self.fused or not mask:
+            return super().relu(x, mask)
         # Outputs in x's memory order (a convolution's channel-major layout), which
         # the next layer's kernels read in place; CuPy would make them C order.
         order = memory_order(x)

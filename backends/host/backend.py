@@ -13,6 +13,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
     modules = ("numpy",)
+    host_buffers = True
     settings_fields = ("host_threads", "host_kernels", "cache_dir")
 
     @classmethod

@@ -40,8 +40,8 @@ class HostOps(StridedOps):
       convolutional network's call), for 2-D operands with enough work for two parts;
     * ``conv``, ``conv_grad``: the compiled direct convolution at stride 1, one float
       dtype throughout, where the kernels load; else im2col and col2im split by samples;
-    * ``relu``: the compiled one-pass kernel from 512 KB, for compact arrays in one memory
-      order; split NumPy passes otherwise from 512 KB;
+    * ``relu`` (with its mask): the compiled one-pass kernel from 512 KB, for compact
+      arrays in one memory order; split NumPy passes otherwise from 512 KB;
     * ``relu_backward``: split from 512 KB;
     * ``max_pool``, ``max_pool_grad``: the compiled kernels for 2 x 2 windows at stride 2
       without padding, float32 or float64, planes compact; else NumPy's split by samples;
@@ -187,14 +187,14 @@ class HostOps(StridedOps):
         head = (slice(None),) * axis
         self.each_part(lambda lo, hi: work(head + (slice(lo, hi),)), a.shape[axis], a.nbytes)
 
-    def relu(self, x):
+    def relu(self, x, mask=True):
         xp = self.xp
-        if x.nbytes < self._split_bytes:  # too small to split: StridedOps' two passes
+        if x.nbytes < self._split_bytes or not mask:  # StridedOps' passes, on one thread
             try:
                 zero = self._zeros[x.dtype]
             except KeyError:
                 zero = self._zeros[x.dtype] = x.dtype.type(0)
-            return xp.maximum(x, zero), x > 0
+            return xp.maximum(x, zero), (x > 0 if mask else None)
         out = xp.empty_like(x)
         keep = xp.empty_like(x, dtype=bool)
         kernels = self.kernels()

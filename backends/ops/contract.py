@@ -63,10 +63,11 @@ class Ops(abc.ABC):
         and ``dx = dout W^T (N, D)``, or None without ``input_grad``."""
 
     @abc.abstractmethod
-    def relu(self, x):
+    def relu(self, x, mask=True):
         """``(out, keep)``: ``out = max(x, 0)`` (+0 where x <= 0, -inf included; a NaN kept)
         and the mask ``keep = x > 0`` (booleans) that :meth:`relu_backward` takes; both of
-        ``x``'s shape and memory order."""
+        ``x``'s shape and memory order. ``mask=False``: ``(out, None)``, for a forward pass
+        with no backward after it."""
 
     @abc.abstractmethod
     def relu_backward(self, dout, keep):
@@ -153,6 +154,15 @@ class Ops(abc.ABC):
     def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
         """``dx``, shaped and laid out as ``x``: each ``dout`` added to the pixel its ``arg``
         names (added up where windows overlap)."""
+
+    # --- the vectorised numerical gradient ------------------------------------------------
+
+    @abc.abstractmethod
+    def perturbed_copies(self, base, index, moved, axis):
+        """``(K,) + base.shape``: K copies of ``base``, copy k with ``moved[k]`` added to its
+        slice ``index[k]`` along ``axis`` (a layer's output with one parameter element
+        moved: one column of an Affine's, one channel of a convolution's). ``index``: K
+        integers; ``moved``: a number, or ``(K,)`` + the slice's shape."""
 
     # --- dropout's generator ------------------------------------------------------------
 

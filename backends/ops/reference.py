@@ -59,13 +59,13 @@ class StandardOps(Ops):
         db = self.xp.sum(dout, axis=0)
         return (self.matmul(dout, W.T) if input_grad else None), dW, db
 
-    def relu(self, x):
+    def relu(self, x, mask=True):
         # maximum, not x * keep: -inf * 0 is NaN, and maximum passes a NaN on. The standard
         # leaves the sign of maximum(-0.0, 0.0) open (PyTorch gives -0.0): adding +0.0
         # makes it the book's +0 and changes nothing else
         out = self.xp.maximum(x, _zero(self.xp, x))
         out += 0.0
-        return out, x > 0
+        return out, (x > 0 if mask else None)
 
     def relu_backward(self, dout, keep):
         return dout * self.xp.astype(keep, dout.dtype)
@@ -257,6 +257,17 @@ class StandardOps(Ops):
         v += (1 - beta2) * (g * g - v)
         # lr_t in p's dtype first: a float64 array would make the product float64
         p -= self._astype(lr_t, p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
+
+    def perturbed_copies(self, base, index, moved, axis):
+        xp = self.xp
+        k, width = index.shape[0], base.shape[axis]
+        # copy k's slice picked by a one-hot row (the standard has no fancy-index assignment)
+        onehot = xp.astype(index[:, None] == xp.arange(width, **on_device_of(xp, base))[None, :],
+                           base.dtype)
+        lead = (k,) + (1,) * axis + (width,) + (1,) * (base.ndim - axis - 1)
+        if not isinstance(moved, (int, float)):
+            moved = xp.expand_dims(moved, axis=axis + 1)
+        return base[None, ...] + moved * xp.reshape(onehot, lead)
 
     def uniform(self, key, counter, shape, first=0):
         """Dropout's numbers in [0, 1) for ``shape``, from the generator's index ``first``

@@ -41,9 +41,9 @@ class StridedOps(StandardOps):
             out += bias  # in place: one temporary fewer per step
         return out
 
-    def relu(self, x):
+    def relu(self, x, mask=True):
         # maximum, not x * keep: -inf * 0 is NaN, and where() is slower in NumPy
-        return self.xp.maximum(x, x.dtype.type(0)), x > 0
+        return self.xp.maximum(x, x.dtype.type(0)), (x > 0 if mask else None)
 
     def relu_backward(self, dout, keep):
         return dout * keep
@@ -214,6 +214,19 @@ class StridedOps(StandardOps):
 
     def _astype(self, x, dtype):
         return x.astype(dtype)
+
+    def _exp_parts(self, x):
+        shifted = x - self._max(x, axis=-1, keepdims=True)
+        e = self.xp.exp(shifted)
+        return shifted, e, self._sum(e, axis=-1, keepdims=True)
+
+    def perturbed_copies(self, base, index, moved, axis):
+        # the copies, then each one's slice added to in place through a fancy index
+        xp = self.xp
+        k = index.shape[0]
+        out = xp.broadcast_to(base, (k,) + base.shape).copy()
+        xp.moveaxis(out, axis + 1, 1)[xp.arange(k), index] += moved
+        return out
 
     def uniform(self, key, counter, shape, first=0):
         return splitmix.uniform(self.xp, key, counter, shape, first)

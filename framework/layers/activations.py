@@ -37,7 +37,7 @@ class Relu(Layer):
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
-        return ops_for(x).relu(x)[0]
+        return ops_for(x).relu(x, mask=False)[0]
 
 
 class Sigmoid(Layer):

@@ -1,6 +1,6 @@
 """The fully connected layer: out = x W + b."""
 
-from backends import check_same_backend, get_array_module, on_device_of, ops_for
+from backends import check_same_backend, get_array_module, ops_for
 from backends.registry import REGISTRY
 from framework.layers.base import Layer
 
@@ -80,8 +80,7 @@ class Affine(Layer):
         x (W + d e_ij) + b differs from x W + b only in column j, by d x[:, i];
         moving b[j] adds d to column j. So each copy costs N additions, not
         a matrix product, and the result equals the perturbed forward pass
-        up to rounding. (The standard has no fancy-index assignment: the
-        column is picked by a one-hot row.)
+        up to rounding (the operations' ``perturbed_copies``).
         """
         xp = get_array_module(x)
         x = xp.reshape(x, (x.shape[0], -1))
@@ -90,13 +89,12 @@ class Affine(Layer):
         width = self.W.shape[1]
         if param == "W":
             rows, cols = index // width, index % width
-            moved = delta * xp.permute_dims(xp.take(x, rows, axis=1), (1, 0))[:, :, None]
+            moved = delta * xp.permute_dims(xp.take(x, rows, axis=1), (1, 0))  # (K, N)
         elif param == "b":
             cols, moved = index, delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
-        onehot = cols[:, None] == xp.arange(width, **on_device_of(xp, x))[None, :]  # (K, out)
-        return base[None, ...] + moved * xp.astype(onehot, base.dtype)[:, None, :]
+        return ops_for(x).perturbed_copies(base, cols, moved, axis=1)
 
     def backward(self, dout):
         ops = self._ops if type(dout) is self._xtype else ops_for(dout)

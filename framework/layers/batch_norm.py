@@ -1,6 +1,6 @@
 """Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
 
-from backends import backend_of, check_same_backend, get_array_module, on_device_of
+from backends import backend_of, check_same_backend, get_array_module, ops_for
 from framework.layers.base import Layer
 
 EPS = 10e-7  # the book's epsilon, 1e-6
@@ -146,12 +146,11 @@ class BatchNormalization(Layer):
         xn = self._normalised_stack(x[None, ...], train_flg)[0, ...]  # (N, D)
         base = self.gamma * xn + self.beta
         k = index.shape[0]
-        onehot = xp.astype(index[:, None] == xp.arange(base.shape[1], **on_device_of(xp, x))[None, :],
-                           base.dtype)[:, None, :]  # (K, 1, D): copy k's column
         if param == "gamma":
-            out = base[None, ...] + delta * xn[None, ...] * onehot
+            moved = delta * xp.permute_dims(xp.take(xn, index, axis=1), (1, 0))  # (K, N)
         elif param == "beta":
-            out = base[None, ...] + delta * onehot
+            moved = delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'gamma' or 'beta'")
+        out = ops_for(x).perturbed_copies(base, index, moved, axis=1)
         return xp.reshape(out, (k,) + tuple(x.shape))

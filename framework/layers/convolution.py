@@ -1,6 +1,6 @@
 """The convolution layer of chapter 7, on im2col and one matrix product."""
 
-from backends import check_same_backend, get_array_module, on_device_of, ops_for
+from backends import check_same_backend, get_array_module, ops_for
 from framework.functions import conv_output_size
 from framework.layers.base import Layer
 
@@ -117,22 +117,21 @@ class Convolution(Layer):
 
         The output is linear in W: moving W[f, c, i, j] by d adds d times
         im2col's column (c, i, j) to output channel f; moving b[f] adds d
-        to channel f. So each copy costs one column, not a convolution. (The
-        standard has no fancy-index assignment: the channel is picked by a
-        one-hot row.)
+        to channel f. So each copy costs one column, not a convolution (the operations'
+        ``perturbed_copies``).
         """
         xp = get_array_module(x)
         base, _ = self._forward(x)  # (N, FN, out_h, out_w)
         n, fn, out_h, out_w = base.shape
         fh, fw = self.W.shape[2:]
         k = index.shape[0]
+        ops = ops_for(x)
         if param == "W":
-            col = ops_for(x).im2col(x, fh, fw, self.stride, self.pad, out_h, out_w)
+            col = ops.im2col(x, fh, fw, self.stride, self.pad, out_h, out_w)
             channel, row = index // col.shape[0], index % col.shape[0]
-            moved = delta * xp.reshape(xp.take(col, row, axis=0), (k, n, 1, out_h, out_w))
+            moved = delta * xp.reshape(xp.take(col, row, axis=0), (k, n, out_h, out_w))
         elif param == "b":
             channel, moved = index, delta
         else:
             raise ValueError(f"{self.name}: no parameter {param!r}; expected 'W' or 'b'")
-        onehot = channel[:, None] == xp.arange(fn, **on_device_of(xp, x))[None, :]  # (K, FN)
-        return base[None, ...] + moved * xp.reshape(xp.astype(onehot, base.dtype), (k, 1, fn, 1, 1))
+        return ops.perturbed_copies(base, channel, moved, axis=1)

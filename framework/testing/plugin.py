@@ -1,8 +1,6 @@
 """The pytest plugin: ``--xpnet-backend``, the ``backends`` marker, and the ``backend``,
 ``xp`` and ``on_cupy`` fixtures (what they do: :mod:`framework.testing`)."""
 
-import contextlib
-
 import pytest
 
 import backends
@@ -59,10 +57,9 @@ def _usable_or_skip(name, device=None):
 
 
 def _strict_flags(backend):
-    """array-api-strict held to the standard version xpnet targets (2024.12) for the test."""
-    if backend.name != "array_api_strict":
-        return contextlib.nullcontext()
-    return backend.xp.ArrayAPIStrictFlags(api_version=STANDARD)
+    """The backend held to the standard version xpnet targets (2024.12) for the test, where
+    it can be (array-api-strict: its flags); nothing for the others."""
+    return backend.held_to_standard(STANDARD)
 
 
 @pytest.fixture(autouse=True)

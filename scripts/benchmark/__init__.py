@@ -35,7 +35,10 @@ MultiLayerNet(784, [100] * 5, 10), with and without batch norm, at batch 100
 (--deep-batch): xpnet's Trainer, the same step hand-written in NumPy, the
 book's MultiLayerNetExtend loop (book.py) and PyTorch eager.
 
-Also times the data check every dataset passes at the door (against one
+Also the framework's cost per step (overhead.py: a step of TwoLayerNet(4, 4, 3) at
+batch 2, where NumPy's own work is negligible, against the same step hand-written in
+NumPy, its Python-level calls, and the book's step against careful hand-written NumPy),
+the data check every dataset passes at the door (against one
 epoch of the Trainer), the full numerical gradient of TwoLayerNet (batch 3, float64),
 vectorised, against the book's element-by-element loop, and the host memory
 of evaluating accuracy on the training set.
@@ -47,6 +50,8 @@ produced, never a time).
 The package: nets.py (the networks, as data: how to build each for every
 variant), variants.py (the rows), harness.py (interleaved timing, memory
 probes), measures.py (the rest), report.py (the tables and the targets),
-bare.py (the hand-written NumPy steps), book.py (the book's code), cli.py.
-Run ``python -m scripts.benchmark`` or ``python scripts/benchmark.py``.
+bare.py (the hand-written NumPy steps), book.py (the book's code), overhead.py (the
+framework's cost per step, runnable on older trees), ab.py (a paired A/B of overhead.py's
+measures across commits), cli.py. Run ``python -m scripts.benchmark`` or
+``python scripts/benchmark.py``.
 """

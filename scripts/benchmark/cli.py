@@ -4,7 +4,7 @@ import argparse
 
 import backends
 from framework.files import atomic_open
-from scripts.benchmark import harness, measures, nets, report, variants
+from scripts.benchmark import harness, measures, nets, overhead, report, variants
 from scripts.benchmark.harness import log, paired_ratio
 
 
@@ -123,8 +123,14 @@ def main(argv=None):
     eval_rows = measures.evaluation_memory(data)
     log("the data check at the door")
     door = measures.door_check_cost(data, rows, args.repeats)
+    log("the framework's cost per step")
+    costs_per_step = {"tiny": overhead.tiny(rounds=3 if args.smoke else 15,
+                                            steps=100 if args.smoke else 2000),
+                      "calls": overhead.calls(),
+                      "book": overhead.book(rounds=3 if args.smoke else 11,
+                                            steps=2 if args.smoke else 40)}
     text = report.report(args, rows, floors, trainer_cost, framework_cost, grad_rows,
-                         grad_params, eval_rows, deep_rows, conv_rows, door)
+                         grad_params, eval_rows, deep_rows, conv_rows, door, costs_per_step)
     print(text)
     if args.out:
         with atomic_open(args.out, "w") as f:

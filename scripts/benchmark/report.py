@@ -29,7 +29,34 @@ TARGETS = [
      ">= 0.33x (within 3x)"),
     ("DeepConvNet", "GPU: the Trainer against PyTorch eager", ">= 1.5x"),
     ("the data check at the door", "its time against one epoch of the Trainer", "under 5%"),
+    ("TwoLayerNet(4, 4, 3), batch 2", "CPU: the step against the same step hand-written in "
+     "NumPy", "<= 1.2x"),
+    ("TwoLayerNet(4, 4, 3), batch 2", "Python-level calls a step (gradient + SGD update)",
+     "<= 80"),
+    ("TwoLayerNet, batch 100", "CPU: the step against careful hand-written NumPy", "<= 1.25x"),
+    ("TwoLayerNet, batch 100", "CPU: the Trainer's epoch against the book-style loop",
+     ">= 1.3x"),
 ]
+
+
+def overhead_section(overhead):
+    """The framework's cost per step (``scripts/benchmark/overhead.py``), against its targets."""
+    tiny, calls, book = overhead["tiny"], overhead["calls"], overhead["book"]
+    met = {True: "met", False: "missed"}
+    return ["## The framework's cost per step", "",
+            "Where NumPy's own work is negligible (TwoLayerNet(4, 4, 3), batch 2) the step is "
+            "nothing but the framework's cost; at the book's size it is the arithmetic's. "
+            f"Windows interleaved in this process, {tiny['rounds']} rounds; the ratio is the "
+            "median of the paired ratios.", "",
+            "| step | xpnet us | hand-written NumPy us | ratio | target |",
+            "|---|---:|---:|---:|---|",
+            f"| TwoLayerNet(4, 4, 3), batch 2 | {tiny['xpnet_us']:.1f} | {tiny['bare_us']:.1f} "
+            f"| {tiny['ratio']:.2f}x | <= 1.2x: {met[tiny['ratio'] <= 1.2]} |",
+            f"| TwoLayerNet(784, 50, 10), batch 100 | {book['xpnet_us']:.1f} | "
+            f"{book['bare_us']:.1f} | {book['ratio']:.2f}x | <= 1.25x: "
+            f"{met[book['ratio'] <= 1.25]} |", "",
+            f"Python-level calls in one tiny step (gradient + SGD update, `sys.setprofile`): "
+            f"{calls['calls']} (target <= 80: {met[calls['calls'] <= 80]}).", ""]
 
 
 def machine_lines():
@@ -130,7 +157,7 @@ def two_layer_table(rows, floors, trainer_cost, framework_cost):
 
 
 def report(args, rows, floors, trainer_cost, framework_cost, grad_rows, grad_params, eval_rows,
-           deep_rows=(), conv_rows=(), door=None):
+           deep_rows=(), conv_rows=(), door=None, overhead=None):
     out = ["# xpnet benchmark", "",
            f"{time.strftime('%Y-%m-%d')}, `python -m scripts.benchmark"
            f"{' --smoke' if args.smoke else ''}` (N = {args.n} synthetic samples, "
@@ -138,6 +165,8 @@ def report(args, rows, floors, trainer_cost, framework_cost, grad_rows, grad_par
     out += machine_lines() + ["", "## Targets", "", "| network | measure | target |",
                               "|---|---|---|"]
     out += [f"| {net} | {what} | {target} |" for net, what, target in TARGETS] + [""]
+    if overhead:
+        out += overhead_section(overhead)
     out += two_layer_table(rows, floors, trainer_cost, framework_cost)
     if deep_rows:
         out += net_table(

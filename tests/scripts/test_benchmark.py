@@ -31,6 +31,13 @@ def test_smoke_run_produces_every_row(tmp_path):
     if "cupy" in backends.available():
         kinds += ["xpnet-eager", "xpnet-unfused"]
     assert "| xpnet-trainer | array_api_strict |" not in table  # portability, not speed
+    # the framework's cost per step: both rows, and the calls against their target
+    assert re.search(r"^\| TwoLayerNet\(4, 4, 3\), batch 2 \| [\d.]+ \| [\d.]+ \| [\d.]+x \| "
+                     r"<= 1\.2x: (met|missed) \|$", table, re.M)
+    assert re.search(r"^\| TwoLayerNet\(784, 50, 10\), batch 100 \| [\d.]+ \| [\d.]+ \| "
+                     r"[\d.]+x \| <= 1\.25x: (met|missed) \|$", table, re.M)
+    assert re.search(r"^Python-level calls in one tiny step .*: \d+ \(target <= 80: met\)", table,
+                     re.M)
     for hidden, batch in ((50, 100), (50, 1000), (1000, 100)):
         for kind in kinds:
             devices = (["numpy"] if kind in ("book-loop", "numpy-bare", "xpnet-standard") else
@@ -120,3 +127,12 @@ def test_distributed_benchmark_times_one_process_against_ranks(tmp_path):
     assert "summed in host memory" in rows[-1]
     # TwoLayerNet(784, 50, 10): 39,760 parameters and the loss, in float32
     assert "buffer of 0.16 MB a step" in table
+
+
+def test_a_tiny_step_pays_few_python_calls():
+    """The overhead benchmark's guard (issue 30: at most 80; a633f91 made 82, fc65c36 191):
+    the gradient and SGD update of TwoLayerNet(4, 4, 3) at batch 2 make this many
+    Python-level calls. A change that adds calls to every step shows here; if it is worth
+    them, raise the pin and say why in docs/performance.md."""
+    from scripts.benchmark import overhead
+    assert overhead.calls()["calls"] <= 48

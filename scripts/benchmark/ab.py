@@ -1,0 +1,108 @@
+"""Paired A/B of the framework's cost across commits: ``python -m scripts.benchmark.ab``.
+
+Each commit is unpacked (``git archive``) into a folder of its own; then, round after
+round, ``scripts/benchmark/overhead.py`` (this tree's, which runs on every tree since
+a633f91) measures each tree in a fresh process, in an order that rotates from round to
+round, so that the VM's slow and fast phases fall on every tree alike. Reported for each
+measure and tree: the median over rounds, and the median of the per-round ratios to the
+last tree (``--commits``' last: by default the working tree, ``.``).
+
+    python -m scripts.benchmark.ab --commits a633f91,d47c328,fc65c36,. --rounds 7 \\
+        --measures tiny,calls,book,numgrad --out docs/ab.md
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROBE = os.path.join(ROOT, "scripts", "benchmark", "overhead.py")
+#: what each measure reports, and which of its numbers the table's ratio is of
+FIELDS = {"tiny": ("xpnet_us", "us"), "book": ("xpnet_us", "us"), "calls": ("calls", ""),
+          "numgrad": ("seconds", "s")}
+
+
+def unpack(commit, into):
+    """The tree of ``commit`` in a folder under ``into`` (``.``: this working tree itself)."""
+    if commit == ".":
+        return ROOT
+    folder = os.path.join(into, commit)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def run(tree, measure, env):
+    done = subprocess.run([sys.executable, PROBE, measure], cwd=tree, capture_output=True,
+                          text=True, timeout=1800, env=dict(env, PYTHONPATH=tree))
+    if done.returncode != 0:
+        raise RuntimeError(f"{measure} in {tree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--commits", default="a633f91,d47c328,fc65c36,.",
+                   help="trees to compare, the reference last (default: %(default)s)")
+    p.add_argument("--measures", default="tiny,calls,book,numgrad",
+                   help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET too)")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--out", help="also write the table to this file")
+    args = p.parse_args(argv)
+    commits = args.commits.split(",")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XPNET_")}
+    results = {}  # (measure, commit) -> [result per round]
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {c: unpack(c, tmp) for c in commits}
+        for measure in args.measures.split(","):
+            for r in range(args.rounds):
+                order = commits[r % len(commits):] + commits[:r % len(commits)]
+                for c in order:
+                    results.setdefault((measure, c), []).append(run(trees[c], measure, env))
+                print(f"{measure}: round {r + 1} of {args.rounds}", file=sys.stderr, flush=True)
+    text = table(results, commits, args)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+def table(results, commits, args):
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True,
+                           text=True).stdout.strip()
+    lines = [f"# Paired A/B: {', '.join(commits)} (`.` = the working tree at {head}"
+             f"{', with uncommitted changes' if dirty else ''})", "",
+             f"`python -m scripts.benchmark.ab --commits {','.join(commits)} --measures "
+             f"{args.measures} --rounds {args.rounds}`; each cell the median of {args.rounds} "
+             f"rounds, each round a fresh process a tree, in rotating order; the ratio is the "
+             f"median of the rounds' ratios to `{commits[-1]}`.", ""]
+    ref = commits[-1]
+    for measure in args.measures.split(","):
+        key, unit = FIELDS.get(measure.split(":")[0], ("ms", "ms"))
+        extra = " | xpnet / hand-written NumPy" if measure in ("tiny", "book") else ""
+        lines += [f"## {measure}", "", f"| tree | {key} | / {ref}{extra} |",
+                  f"|---|---:|---:{'|---:' if extra else ''}|"]
+        for c in commits:
+            values = [r[key] for r in results[(measure, c)]]
+            refs = [r[key] for r in results[(measure, ref)]]
+            paired = statistics.median(v / w for v, w in zip(values, refs))
+            cell = f"| {c} | {statistics.median(values):.4g} {unit} | {paired:.3f} |"
+            if extra:
+                cell += f" {statistics.median(r['ratio'] for r in results[(measure, c)]):.3f} |"
+            lines.append(cell)
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The framework's cost per step: what a step pays beyond NumPy's own work, measured so that
+it also runs on older trees.
+
+``python scripts/benchmark/overhead.py MEASURE`` (with a tree's folder first on
+``PYTHONPATH``) prints one JSON object. It uses only what every xpnet since a633f91
+has (``backends.use``, ``TwoLayerNet``, ``SGD``, ``gradient``, ``numerical_gradient``;
+the ConvNets since d47c328), and imports nothing from ``scripts``, so
+``scripts/benchmark/ab.py`` can run this very file against older commits. MEASURE:
+
+``tiny``
+    TwoLayerNet(4, 4, 3) at batch 2, float32, where NumPy's work is negligible: the
+    step (``gradient`` then ``SGD.update``) against the same step written by hand in
+    NumPy, windows interleaved in this one process: each median and the median of the
+    paired ratios.
+``calls``
+    Python-level calls (``sys.setprofile``'s ``call`` and ``c_call`` events) in one
+    tiny step.
+``book``
+    The book's step, TwoLayerNet(784, 50, 10) at batch 100, against careful
+    hand-written NumPy (temporaries in place), the same batches, interleaved.
+``numgrad``
+    TwoLayerNet(784, 10, 10)'s full numerical gradient at batch 3, float64: seconds.
+``conv:BACKEND:NET``
+    A SimpleConvNet (``simple``) or DeepConvNet (``deep``) step at batch 32 on BACKEND:
+    milliseconds, the median of windows.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def _rounds(fns, rounds, steps):
+    """Per-step seconds of each of ``fns``, ``rounds`` windows of ``steps`` each, their
+    order rotating from round to round; one warm-up window each first."""
+    times = [[] for _ in fns]
+    for f in fns:
+        for _ in range(max(1, steps // 4)):
+            f()
+    for r in range(rounds):
+        order = list(range(len(fns)))
+        order = order[r % len(fns):] + order[:r % len(fns)]
+        for i in order:
+            f = fns[i]
+            start = time.perf_counter()
+            for _ in range(steps):
+                f()
+            times[i].append((time.perf_counter() - start) / steps)
+    return times
+
+
+def _paired(times, rounds):
+    xs, bs = times
+    return {"xpnet_us": 1e6 * statistics.median(xs), "bare_us": 1e6 * statistics.median(bs),
+            "ratio": statistics.median(x / b for x, b in zip(xs, bs)), "rounds": rounds}
+
+
+class BareTwoLayer:
+    """Affine - ReLU - Affine - softmax cross-entropy and SGD, by hand, temporaries in place."""
+
+    def __init__(self, params, lr):
+        self.W1, self.b1, self.W2, self.b2 = (np.array(params[k]) for k in ("W1", "b1", "W2",
+                                                                             "b2"))
+        self.lr = lr
+
+    def step(self, x, t):
+        W1, b1, W2, b2, lr = self.W1, self.b1, self.W2, self.b2, self.lr
+        n = x.shape[0]
+        rows = np.arange(n)
+        a = x @ W1
+        a += b1
+        keep = a > 0
+        a *= keep
+        s = a @ W2
+        s += b2
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        z = e.sum(axis=1, keepdims=True)
+        e /= z
+        loss = (np.log(z)[:, 0] - s[rows, t]).sum() / n
+        e[rows, t] -= 1
+        e *= 1 / n
+        dW2 = a.T @ e
+        db2 = e.sum(axis=0)
+        dh = e @ W2.T
+        dh *= keep
+        dW1 = x.T @ dh
+        db1 = dh.sum(axis=0)
+        W1 -= lr * dW1
+        b1 -= lr * db1
+        W2 -= lr * dW2
+        b2 -= lr * db2
+        return loss
+
+
+def _two_layer(sizes, batch, batches=1):
+    import backends
+    from framework.optimizers import SGD
+    from models import TwoLayerNet
+    backends.use("numpy")
+    net = TwoLayerNet(*sizes, seed=0)
+    rng = np.random.default_rng(1)
+    data = [(rng.random((batch, sizes[0]), dtype=np.float32),
+             rng.integers(0, sizes[2], batch)) for _ in range(batches)]
+    return net, SGD(lr=0.01), data
+
+
+def tiny(rounds=15, steps=2000):
+    net, opt, [(x, t)] = _two_layer((4, 4, 3), 2)
+    bare = BareTwoLayer(net.params, 0.01)
+    times = _rounds([lambda: opt.update(net.params, net.gradient(x, t)),
+                     lambda: bare.step(x, t)], rounds, steps)
+    return _paired(times, rounds)
+
+
+def calls(steps=50):
+    net, opt, [(x, t)] = _two_layer((4, 4, 3), 2)
+    for _ in range(20):
+        opt.update(net.params, net.gradient(x, t))
+    count = [0]
+
+    def profile(frame, event, arg):
+        if event in ("call", "c_call"):
+            count[0] += 1
+    sys.setprofile(profile)
+    try:
+        for _ in range(steps):
+            opt.update(net.params, net.gradient(x, t))
+    finally:
+        sys.setprofile(None)
+    return {"calls": (count[0] - 1) // steps}  # less setprofile(None) itself
+
+
+def book(rounds=11, steps=40):
+    net, opt, data = _two_layer((784, 50, 10), 100, batches=steps)
+    bare = BareTwoLayer(net.params, 0.01)
+
+    def xpnet_window():
+        for x, t in data:
+            opt.update(net.params, net.gradient(x, t))
+
+    def bare_window():
+        for x, t in data:
+            bare.step(x, t)
+    times = _rounds([xpnet_window, bare_window], rounds, 1)
+    result = _paired(times, rounds)
+    result["xpnet_us"] /= steps
+    result["bare_us"] /= steps
+    return result
+
+
+def numgrad(repeats=5):
+    import backends
+    from models import TwoLayerNet
+    backends.use("numpy")
+    net = TwoLayerNet(784, 10, 10, dtype="float64", seed=3)
+    rng = np.random.default_rng(2)
+    x, t = rng.random((3, 784)), rng.integers(0, 10, 3)
+    net.numerical_gradient(x, t)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net.numerical_gradient(x, t)
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times)}
+
+
+def conv(backend_name, which, batch=32, windows=5, steps=4):
+    import backends
+    from framework.optimizers import SGD
+    from models import DeepConvNet, SimpleConvNet
+    backend = backends.use(backend_name)
+    net = (SimpleConvNet if which == "simple" else DeepConvNet)(seed=0)
+    opt = SGD(lr=0.01)
+    rng = np.random.default_rng(4)
+    x = backend.asarray(rng.random((batch, 1, 28, 28), dtype=np.float32))
+    t = backend.asarray(rng.integers(0, 10, batch))
+
+    def window():
+        for _ in range(steps):
+            opt.update(net.params, net.gradient(x, t))
+        backend.synchronize() if hasattr(backend, "synchronize") else None
+    window()
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        window()
+        times.append((time.perf_counter() - start) / steps)
+    return {"ms": 1e3 * statistics.median(times)}
+
+
+def measure(name):
+    if name.startswith("conv:"):
+        _, backend_name, which = name.split(":")
+        return conv(backend_name, which)
+    return {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}[name]()
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(sys.argv[1])))

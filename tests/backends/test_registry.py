@@ -1,0 +1,94 @@
+"""backends/registry.py and backend.py: a backend is one class and one entry; the README's
+"Adding a backend" is followed here, and array-api-strict's backend is nothing but hooks."""
+
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+import backends
+from backends import strict
+from backends.standard import StandardBackend
+from framework.optimizers import SGD
+from framework.testing import check_parity
+from models import TwoLayerNet
+
+
+class MyLibBackend(StandardBackend):
+    """The README's example, its library array-api-strict (whose arrays it claims)."""
+    name = "mylib"
+    modules = ("array_api_strict",)
+    install = "pip install mylib"
+
+    @classmethod
+    def _load(cls):
+        return pytest.importorskip("array_api_strict")
+
+    @classmethod
+    def devices(cls):
+        return ["cpu"]
+
+    @classmethod
+    def default_device(cls):
+        return cls._load().__array_namespace_info__().default_device()
+
+    @classmethod
+    def parse_device(cls, value):
+        return cls.default_device()
+
+
+@pytest.fixture
+def mylib():
+    backends.register("mylib", f"{__name__}:MyLibBackend")
+    try:
+        yield
+    finally:
+        backends.unregister("mylib")
+
+
+def test_a_new_backend_is_one_class_and_one_entry(mylib):
+    assert "mylib" in backends.NAMES and "mylib" in backends.CHOICES
+    chosen = backends.use("mylib")
+    assert chosen.name == "mylib" and backends.available().count("mylib") == 1
+    net = TwoLayerNet(6, 5, 3, seed=0)
+    x = chosen.asarray(np.random.default_rng(0).random((4, 6)), "float32")
+    t = chosen.asarray(np.arange(4) % 3)
+    assert backends.backend_of(net.params["W1"]).name == "mylib"
+    SGD(lr=0.1).update(net.params, net.gradient(x, t))
+    assert backends.ops_for(x).name == "standard"
+    # the same numbers as NumPy's from the same seed
+    check_parity(lambda: TwoLayerNet(6, 5, 3, seed=0).params["W1"], between=("numpy", "mylib"))
+
+
+def test_an_unregistered_backend_is_gone(mylib):
+    backends.unregister("mylib")
+    with pytest.raises(ValueError, match="'mylib' is not a backend"):
+        backends.use("mylib")
+    backends.register("mylib", f"{__name__}:MyLibBackend")  # for the fixture to remove
+
+
+def test_array_api_strict_is_nothing_but_the_hooks():
+    """backends/strict.py defines one class, whose methods are the hooks a library through
+    the standard gives: how it loads, its devices, and its arrays' namespace."""
+    tree = ast.parse(inspect.getsource(strict))
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert [c.name for c in classes] == ["StrictBackend"]
+    methods = {n.name for n in classes[0].body if isinstance(n, ast.FunctionDef)}
+    assert methods <= {"_load", "namespace_of", "_info", "devices", "default_device",
+                       "parse_device", "held_to_standard"}
+
+
+def test_no_name_chains_outside_the_backends():
+    """Nothing above backends/ decides by a backend's name what a library can do, beyond
+    the CuPy-only CUDA graph and GPU pools (each a capability of that wing alone)."""
+    import pathlib
+    root = pathlib.Path(backends.__file__).parent.parent
+    found = []
+    for top in ("framework", "models"):
+        for path in (root / top).rglob("*.py"):
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                if ".name ==" in line and ("numpy" in line or "torch" in line
+                                            or "array_api_strict" in line):
+                    found.append(f"{path.relative_to(root)}:{i}: {line.strip()}")
+    assert not found, found

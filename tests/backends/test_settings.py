@@ -1,0 +1,76 @@
+"""backends/settings.py: every XPNET_* variable read in one place, once, and checked by name."""
+
+import pathlib
+import re
+
+import pytest
+
+import backends
+from backends.settings import VARIABLES, Settings
+from tests.conftest import ROOT
+
+
+def test_the_readme_lists_every_variable_in_one_table():
+    text = pathlib.Path(ROOT, "README.md").read_text()
+    section = text.split("### Settings", 1)[1].split("\n#", 1)[0]
+    listed = re.findall(r"^\| `(XPNET_\w+)` \|", section, re.M)
+    assert listed == [v.name for v in VARIABLES]
+
+
+def test_nothing_else_reads_an_xpnet_variable():
+    """Only settings.py reads XPNET_* from the environment (the scripts' command lines
+    and the tests set them for child processes, which is writing, not reading)."""
+    readers = []
+    for top in ("backends", "framework", "models"):
+        for path in pathlib.Path(ROOT, top).rglob("*.py"):
+            if path.name == "settings.py":
+                continue
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"environ(\.get)?\s*[\[(]\s*[\"']XPNET_", line) or \
+                        re.search(r"getenv\(\s*[\"']XPNET_", line):
+                    readers.append(f"{path.relative_to(ROOT)}:{i}")
+    assert not readers, readers
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("XPNET_HOST_THREADS", "0", "expected a positive integer"),
+    ("XPNET_HOST_KERNELS", "yes", "expected 1 .* or 0"),
+    ("XPNET_FUSED", "off", "expected 1 .* or 0"),
+    ("XPNET_CUDA_GRAPH", "2", "expected 1 .* or 0"),
+    ("XPNET_GRAPH_GEMM", "blas", "expected 'auto'"),
+    ("XPNET_MNIST_MIRROR", "http://example.org/x", "must be a base URL ending in '/'"),
+])
+def test_a_bad_value_is_refused_naming_the_variable(name, value, message):
+    with pytest.raises(ValueError, match=rf"{name}='{re.escape(value)}'.*{message}"):
+        Settings.read({name: value})
+
+
+def test_unset_and_empty_mean_the_default():
+    assert Settings.read({}) == Settings() == Settings.read({v.name: "" for v in VARIABLES})
+    read = Settings.read({"XPNET_HOST_THREADS": "3", "XPNET_CACHE_DIR": "/tmp/k",
+                          "XPNET_GRAPH_GEMM": " Own "})
+    assert (read.host_threads, read.cache_dir, read.graph_gemm) == (3, "/tmp/k", "own")
+    assert any(line.startswith("XPNET_HOST_THREADS=3") for line in read.lines())
+    assert "XPNET_FUSED=1 (default)" in read.lines()
+
+
+def test_python_m_backends_prints_the_settings():
+    import subprocess
+    import sys
+    from tests.conftest import child_env
+    done = subprocess.run([sys.executable, "-m", "backends"], capture_output=True, text=True,
+                          timeout=60, env=child_env(XPNET_BACKEND="numpy",
+                                                    XPNET_GRAPH_GEMM="own"), cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "XPNET_GRAPH_GEMM=own\n" in done.stdout and "XPNET_BACKEND=numpy\n" in done.stdout
+
+
+def test_the_settings_change_for_a_block_and_come_back():
+    before = backends.settings()
+    with backends.configured(fused=False, graph_gemm="cublas") as inside:
+        assert backends.settings() is inside and not inside.fused
+        assert inside.graph_gemm == "cublas" and inside.host_kernels == before.host_kernels
+    assert backends.settings() is before
+    with pytest.raises(ValueError, match="graph_gemm"):
+        with backends.configured(graph_gemm="bogus"):
+            pass
