@@ -36,7 +36,8 @@ import subprocess
 import tempfile
 
 FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
-# grid positions a dW pass sums at a time (docs/performance.md, "the direct convolution")
+# grid positions a dW pass sums at a time: the chunk's rows of dout and of the input stay
+# in cache while every filter tap's product is added (kernels/conv.h, xpnet_conv_dw)
 DW_CHUNK = 2048
 UNIT = "xpnet_host.c"  # the compilation unit; it includes the other files
 FLOAT_TYPES = ("float32", "float64")

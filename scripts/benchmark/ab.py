@@ -80,8 +80,9 @@ def table(results, commits, args):
                           capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True,
                            text=True).stdout.strip()
-    lines = [f"# Paired A/B: {', '.join(commits)} (`.` = the working tree at {head}"
-             f"{', with uncommitted changes' if dirty else ''})", "",
+    where = (f" (`.` = the working tree at {head}"
+             f"{', with uncommitted changes' if dirty else ''})") if "." in commits else ""
+    lines = [f"# Paired A/B: {', '.join(commits)}{where}", "",
              f"`python -m scripts.benchmark.ab --commits {','.join(commits)} --measures "
              f"{args.measures} --rounds {args.rounds}`; each cell the median of {args.rounds} "
              f"rounds, each round a fresh process a tree, in rotating order; the ratio is the "
