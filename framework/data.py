@@ -167,6 +167,26 @@ class DeviceBatches:
         self.epoch += 1
         return order
 
+    def describe(self):
+        """How the batches are drawn: the training set's size, the batch size and the
+        sampling (a resume that drew them otherwise would not continue the run)."""
+        sampling = "choice" if self.replacement else "epoch" if self.shuffle else "in order"
+        return {"train_size": self.size, "mini_batch_size": self.batch_size,
+                "sampling": sampling}
+
+    def state(self, mid_epoch=False):
+        """Where the draws stand, for a checkpoint: the generator's state and the epochs
+        drawn, at an epoch's end; ``mid_epoch``: as they were before this epoch's order was
+        drawn, so that a resume draws the same order again. With :meth:`describe`'s."""
+        return {"batch_rng": self.epoch_start_state if mid_epoch else self.rng.bit_generator.state,
+                "batch_epoch": self.epoch - 1 if mid_epoch else self.epoch,
+                "batches": self.describe()}
+
+    def load_state(self, state):
+        """Continue from :meth:`state`'s (the description is the caller's to compare)."""
+        self.rng.bit_generator.state = state["batch_rng"]
+        self.epoch = state["batch_epoch"]
+
     def batch(self, order, i):
         """Batch ``i`` of the epoch whose order :meth:`start_epoch` returned."""
         start = i * self.batch_size

@@ -9,14 +9,19 @@ draws the same epoch order, takes its shard of each global batch, and the
 ranks' gradients are summed (see :class:`framework.trainer.Trainer`).
 
 The transport is MPI's, not ours, and this module is host-side I/O: it
-hands MPI host (NumPy) buffers. Gradients travel as one flat buffer a
-step; each rank's buffer is gathered and the buffers are added in rank
-order on every rank, so the sum is the same everywhere and does not depend
-on how MPI cuts or orders its messages. CuPy arrays, one GPU a rank, go
-GPU to GPU over NCCL (:class:`NcclCommunicator`, its id sent over MPI, the
-same rank-order sum on the devices); other device arrays, and GPUs that
-ranks share, go through the host (a copy each way). A rank that raises ends
-the whole job (:meth:`Communicator.abort`), so no rank waits forever in a
+hands MPI host (NumPy) buffers. The gradients travel as one flat buffer a
+step, all-reduced by :meth:`Communicator.all_reduce`: every element is the
+sum of the ranks' values added in rank order, on every rank, so the sum is
+the same everywhere and does not depend on how MPI cuts or orders its
+messages. In a small world each rank gathers every rank's buffer and adds
+them; in a larger one each rank receives every rank's part of one chunk of
+the buffer, adds those, and the summed chunks are gathered: about two
+buffers a rank whatever the world's size, the same bits (docs/distributed.md
+has the cost per step against N). CuPy arrays, one GPU a rank, go GPU to GPU
+over NCCL (:class:`NcclCommunicator`, its id sent over MPI, the same
+rank-order sum on the devices); other device arrays, and GPUs that ranks
+share, go through the host (a copy each way). A rank that raises ends the
+whole job (:meth:`Communicator.abort`), so no rank waits forever in a
 collective.
 """
 
@@ -24,6 +29,8 @@ import socket
 import sys
 import time
 import traceback
+
+import numpy
 
 import backends
 from backends import mpi_env
@@ -36,13 +43,25 @@ INSTALL = "pip install 'xpnet[distributed]' (mpi4py and MPICH)"
 _world = None
 
 
+class Done:
+    """A collective already complete: :meth:`wait` gives its result."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def wait(self):
+        return self.value
+
+
 class Communicator:
     """A world of one: every collective is the identity."""
 
     name = "none (one process)"
+    size = 1
 
-    def sum_flat(self, flat):
-        """The sum over the ranks of a 1-D array (each rank's own), added in rank order."""
+    def all_reduce(self, flat):
+        """The sum over the ranks of a 1-D array (each rank's own), every element added in
+        rank order: the same bits on every rank. A new array of ``flat``'s library."""
         return flat
 
     def sum_count(self, count):
@@ -52,6 +71,11 @@ class Communicator:
     def largest(self, value):
         """The largest of the ranks' Python ints (every rank gets the same answer)."""
         return int(value)
+
+    def start_largest(self, value):
+        """:meth:`largest`, started and left to complete while the caller goes on: an
+        object whose ``wait()`` gives the answer. Every rank starts them in one order."""
+        return Done(int(value))
 
     def same(self, values):
         """Whether every rank holds the same bytes in ``values`` (any array)."""
@@ -76,26 +100,78 @@ class Communicator:
         raise SystemExit(code)
 
 
+class MpiRequest:
+    """A non-blocking reduction of one int64 under way: :meth:`wait` completes it."""
+
+    def __init__(self, request, result):
+        self.request, self.result = request, result  # the buffer lives until the wait
+
+    def wait(self):
+        self.request.Wait()
+        return int(self.result[0])
+
+
 class MpiCommunicator(Communicator):
-    """MPI through mpi4py: NumPy arrays by their buffers, device arrays through the host."""
+    """MPI through mpi4py: NumPy arrays by their buffers, device arrays through the host.
+
+    ``gather_up_to``: the largest world whose all-reduce gathers every rank's whole
+    buffer (each rank receives ``size - 1`` buffers); beyond it, the chunked form (about
+    two buffers a rank). Both add each element's terms in rank order: the same bits.
+    ``sent`` counts the elements this rank has sent in all-reduces (for the docs' traffic
+    figures)."""
+
+    gather_up_to = 2
 
     def __init__(self, comm):
         from mpi4py import MPI
         self.MPI, self.comm = MPI, comm
+        self.size, self.rank = comm.size, comm.rank
         self.name = f"MPI ({' '.join(MPI.Get_library_version().splitlines()[0].split())})"
+        self.sent = 0
 
-    def sum_flat(self, flat):
+    def all_reduce(self, flat):
         host = buffers.host_buffer(flat)
-        gathered = buffers.gather_buffer(self.comm.size, host)
-        self.comm.Allgather(host, gathered)
-        total = sum_in_rank_order(gathered)
+        if self.size <= self.gather_up_to or host.size < self.size:
+            total = self._gathered_sum(host)
+        else:
+            total = self._chunked_sum(host)
         return backends.backend_of(flat).asarray(total, dtype=flat.dtype)
+
+    def _gathered_sum(self, host):
+        """Every rank's whole buffer, gathered and added in rank order."""
+        gathered = buffers.gather_buffer(self.size, host)
+        self.comm.Allgather(host, gathered)
+        self.sent += host.size * (self.size - 1)
+        return sum_in_rank_order(gathered)
+
+    def _chunked_sum(self, host):
+        """The buffer cut into one chunk a rank: each rank receives every rank's part of its
+        own chunk (an all-to-all), adds them in rank order, and the summed chunks are
+        gathered on every rank."""
+        n, size, rank = host.size, self.size, self.rank
+        bounds = [n * r // size for r in range(size + 1)]
+        counts = [bounds[r + 1] - bounds[r] for r in range(size)]
+        mine = counts[rank]
+        parts = numpy.empty((size, mine), dtype=host.dtype)
+        self.comm.Alltoallv([host, (counts, bounds[:-1])],
+                            [parts, ([mine] * size, [mine * r for r in range(size)])])
+        chunk = numpy.ascontiguousarray(sum_in_rank_order(parts))
+        total = numpy.empty_like(host)
+        self.comm.Allgatherv(chunk, [total, (counts, bounds[:-1])])
+        self.sent += (n - mine) + mine * (size - 1)
+        return total
 
     def sum_count(self, count):
         return int(self.comm.allreduce(int(count), op=self.MPI.SUM))
 
     def largest(self, value):
         return int(self.comm.allreduce(int(value), op=self.MPI.MAX))
+
+    def start_largest(self, value):
+        mine = numpy.array([int(value)], dtype=numpy.int64)
+        result = numpy.empty(1, dtype=numpy.int64)
+        request = self.comm.Iallreduce(mine, result, op=self.MPI.MAX)
+        return MpiRequest(request, result)
 
     def same(self, values):
         import hashlib
@@ -139,10 +215,10 @@ class NcclCommunicator(MpiCommunicator):
         self.device_sum = nccl.RankOrderSum(comm.size, comm.rank, uid, device)
         self.name = f"NCCL {nccl.version()} (launched over {self.name})"
 
-    def sum_flat(self, flat):
+    def all_reduce(self, flat):
         if backends.is_cupy_array(flat):
-            return self.device_sum.sum_flat(flat)
-        return super().sum_flat(flat)
+            return self.device_sum.all_reduce(flat)
+        return super().all_reduce(flat)
 
 
 def _nccl_unusable():

@@ -29,6 +29,15 @@ def prepare(world, communicator, network, optimizer, data):
                                    **{f"state/{k}": v for k, v in state.items()}})
 
 
+def differences(communicator, network):
+    """Names of the parameters and layer-state arrays (dropout's generators, batch norm's
+    running averages) whose bytes differ between the processes: empty where every process
+    holds the same network. Collective."""
+    state = network.state() if hasattr(network, "state") else {}
+    arrays = {**network.params, **{f"state {k}": v for k, v in state.items()}}
+    return [name for name, a in arrays.items() if not communicator.same(a)]
+
+
 def describe(network):
     """``TwoLayerNet(input_size=784, hidden_size=50, output_size=10)``, or the class and
     its parameters' shapes for a network without ``config()``."""

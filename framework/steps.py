@@ -1,12 +1,14 @@
-"""The training step the Trainer runs: an eager step, or the same step replayed as a CUDA graph.
+"""The training step the Trainer runs: one protocol, an eager step, and the same step replayed
+as a CUDA graph (the data-parallel step is :mod:`framework.data_parallel`'s).
 
-Both have one interface: :attr:`~EagerStep.mode` says which runs and why,
-:attr:`~EagerStep.losses` is the device buffer of an epoch's losses,
-``start_epoch(order, first)`` takes the epoch's sample order (and where an
-interrupted epoch stopped), ``run(i)`` does step ``i`` of the epoch and
-writes ``losses[i]``, and ``is_current()`` says whether the step may still
-run (a recorded graph bakes in the optimizer's numbers). :func:`choose`
-makes the one a Trainer asks for. Nothing in a step waits for the device.
+Every step is a :class:`Step`: :attr:`~Step.mode` says which runs and why,
+:attr:`~Step.losses` is the device buffer of an epoch's losses, ``start_epoch(order,
+first)`` takes the epoch's sample order (and where an interrupted epoch stopped),
+``run(i)`` does step ``i`` of the epoch and writes ``losses[i]``, ``is_current()`` says
+whether the step may still run (a recorded graph bakes in the optimizer's numbers), and
+:attr:`~Step.seconds` is the time spent making it (recording a graph: kernel builds
+included). :func:`choose` makes the one a process on its own asks for. Nothing in a
+step waits for the device.
 """
 
 import time
@@ -16,9 +18,20 @@ import backends
 
 def step_loss(network):
     """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
-    network keeps one (every :class:`models.base.Network`), else its last layer's."""
+    network keeps one (every :class:`models.base.Network`), else its last layer's
+    (``last_layer``, or the book's ``lastLayer``)."""
     loss = getattr(network, "last_loss", None)
-    return network.last_layer.loss if loss is None else loss
+    if loss is not None:
+        return loss
+    last = getattr(network, "last_layer", None) or network.lastLayer
+    return last.loss
+
+
+def network_dtype(network):
+    """The dtype a network computes in: its ``dtype`` (every :class:`models.base.Network`),
+    else its parameters' (a network of the user's own)."""
+    dtype = getattr(network, "dtype", None)
+    return dtype if dtype is not None else next(iter(network.params.values())).dtype
 
 
 def train_step(network, optimizer, x_batch, t_batch):
@@ -28,57 +41,37 @@ def train_step(network, optimizer, x_batch, t_batch):
     return step_loss(network)
 
 
-def parallel_train_step(network, optimizer, x_batch, t_batch, shard, sum_flat,
-                        sync_batchnorm=True):
-    """A data-parallel rank's step on the global batch: the gradient of its ``shard``
-    ``(lo, hi)`` of the batch, scaled by its share, the ranks' parts and losses summed by
-    ``sum_flat`` as one flat buffer, then the update every rank takes alike. Dropout
-    draws the shard's rows of the global batch's mask and batch norm (``sync_batchnorm``)
-    the global batch's statistics, so the step is the one a single process takes on the
-    whole batch. Returns the global batch's loss, a device scalar."""
-    xp = backends.array_namespace(x_batch)
-    n = x_batch.shape[0]
-    lo, hi = shard
-    share = (hi - lo) / n
-    for layer in network.layers.values():
-        if hasattr(layer, "shard"):
-            layer.shard = (lo, hi, n)
-        if hasattr(layer, "sync"):
-            layer.sync = (sum_flat, n) if sync_batchnorm else None
-    grads = network.gradient(x_batch[lo:hi, ...], t_batch[lo:hi, ...], share=share)
-    loss = step_loss(network)
-    keys = list(grads)
-    flat = xp.concat([xp.reshape(grads[k], (-1,)) for k in keys]
-                     + [xp.reshape(xp.astype(loss, network.dtype) * share, (1,))])
-    flat = sum_flat(flat)
-    start = 0
-    for k in keys:
-        size = backends.size(grads[k])
-        grads[k] = xp.reshape(flat[start:start + size], grads[k].shape)
-        start += size
-    optimizer.update(network.params, grads)
-    return flat[-1]
+class Step:
+    """The protocol every step the Trainer runs implements (see the module)."""
+
+    mode = "eager"
+    seconds = 0.0  # spent making the step (recording it), beside the epochs' time
+    losses = None
+
+    def start_epoch(self, order, first=0):
+        """Take the epoch's sample order (device indices, or None: in order) from step
+        ``first`` on."""
+        raise NotImplementedError
+
+    def run(self, i):
+        """Step ``i`` of the epoch: its loss into ``losses[i]``, nothing waited for."""
+        raise NotImplementedError
+
+    def is_current(self):
+        """Whether the step may still run as made (a recorded graph may not, once an
+        optimizer's number changed)."""
+        return True
 
 
-def world_train_step(network, optimizer, x_batch, t_batch, world, sum_flat,
-                     sync_batchnorm=True):
-    """The step in ``world``: :func:`train_step` for a process on its own, else
-    :func:`parallel_train_step` on this rank's shard, the ranks' parts summed by
-    ``sum_flat`` (the communicator's)."""
-    if world.size > 1:
-        return parallel_train_step(network, optimizer, x_batch, t_batch,
-                                   world.shard(x_batch.shape[0]), sum_flat, sync_batchnorm)
-    return train_step(network, optimizer, x_batch, t_batch)
-
-
-class EagerStep:
-    """The step as the book writes it: ``gradient``, then ``update``, launched one by one."""
+class EagerStep(Step):
+    """The step as the book writes it, ``train(x, t)`` on each batch, launched one by one
+    (``train``: :func:`train_step` on the network and optimizer by default)."""
 
     def __init__(self, network, optimizer, batches, reason, train=None):
         self.network, self.optimizer, self.batches = network, optimizer, batches
         self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
         self.mode = f"eager ({reason})"
-        self.losses = batches.backend.full(len(batches), 0, network.dtype)
+        self.losses = batches.backend.full(len(batches), 0, network_dtype(network))
         self._order = None
 
     def start_epoch(self, order, first=0):
@@ -87,11 +80,8 @@ class EagerStep:
     def run(self, i):
         self.losses[i] = self.train(*self.batches.batch(self._order, i))
 
-    def is_current(self):
-        return True
 
-
-class GraphStep:
+class GraphStep(Step):
     """The eager step's launches recorded once as a CUDA graph and replayed, one call a step.
 
     The recorded step is the eager one, run by the same layers and
@@ -116,7 +106,7 @@ class GraphStep:
         self.own_gemm = own_gemm  # False: try cuBLAS under capture (scripts/graph_probe.py)
         self.ops = backends.ops_for(batches.x)  # the CUDA wing's: the step records on them
         self.feed = graph.Feed(batches.x, batches.t, batches.batch_size, len(batches),
-                               batches.size, network.dtype, self.ops.kernels)
+                               batches.size, network_dtype(network), self.ops.kernels)
         self.losses = self.feed.losses
         self.replayed = batches.full_batches
         self.graph = None
@@ -245,7 +235,7 @@ def choose(network, optimizer, batches, graph="auto", train=None):
         started = time.perf_counter()
         try:
             step = GraphStep(network, optimizer, batches, train=train).record()
-            step.seconds = time.perf_counter() - started
+            step.seconds = time.perf_counter() - started  # the recording, kernel builds too
         except Exception as e:
             if graph is True:
                 raise

@@ -10,10 +10,40 @@ import os
 import time
 
 import backends
-from framework import distributed, interrupts, replicas, steps, trainer_state
+from framework import data_parallel, distributed, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
+from framework.history import History
 from framework.interrupts import TrainingInterrupted
 from framework.optimizers import get_optimizer
+
+
+def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch):
+    """``ValueError`` naming the first of the Trainer's arguments that is out of range."""
+    if sampling not in ("epoch", "choice"):
+        raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
+    if graph not in ("auto", True, False):
+        raise ValueError(f"Trainer: graph={graph!r}; expected 'auto', True or False")
+    for name, value, low in (("epochs", epochs, 0), ("iters", iters, 1),
+                             ("evaluate_sample_num_per_epoch", evaluate_sample_num_per_epoch, 1)):
+        if value is None or name == "epochs" and iters is not None:
+            continue
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            else float("nan")
+        if not (math.isfinite(number) and (number > low if name == "epochs" else
+                                           number >= low)):
+            bound = "above 0" if name == "epochs" else f"at least {low}"
+            raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
+
+
+def _check_world(world, graph, mini_batch_size):
+    """``ValueError`` where the run cannot be data-parallel as asked."""
+    if world.size > 1 and graph is True:
+        raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: a "
+                         f"data-parallel step ({world.size} processes) is not recorded; "
+                         f"graph='auto' or False runs it eagerly")
+    if world.size > 1 and int(mini_batch_size) < world.size:
+        raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
+                         f"and must give each of the {world.size} processes a sample")
 
 
 class Trainer:
@@ -68,56 +98,40 @@ class Trainer:
                  verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
                  resume=False, callbacks=(), refresh_seconds=0.5, graph="auto",
                  sync_batchnorm=True, check_replicas=False):
-        if sampling not in ("epoch", "choice"):
-            raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
-        if graph not in ("auto", True, False):
-            raise ValueError(f"Trainer: graph={graph!r}; expected 'auto', True or False")
-        for name, value, low in (("epochs", epochs, 0), ("iters", iters, 1),
-                                 ("evaluate_sample_num_per_epoch",
-                                  evaluate_sample_num_per_epoch, 1)):
-            if value is None or name == "epochs" and iters is not None:
-                continue
-            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
-                else float("nan")
-            if not (math.isfinite(number) and (number > low if name == "epochs" else
-                                               number >= low)):
-                bound = "above 0" if name == "epochs" else f"at least {low}"
-                raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
+        _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch)
+        # the run's parts, each owning its state: the world it runs in, the batches, the
+        # history, the step (made when training starts); the network and optimizer
         self.world = distributed.world()
-        if self.world.size > 1 and graph is True:
-            raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: a "
-                             f"data-parallel step ({self.world.size} processes) is not "
-                             f"recorded; graph='auto' or False runs it eagerly")
-        if self.world.size > 1 and int(mini_batch_size) < self.world.size:
-            raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
-                             f"and must give each of the {self.world.size} processes a sample")
+        _check_world(self.world, graph, mini_batch_size)
         # data-parallel: an error on one rank from here on must end the job, not leave the
         # others waiting in a collective (the broadcasts below, the first gradient sum)
         with distributed.abort_on_error(self.world):
             self.network = network
-            self.sync_batchnorm = bool(sync_batchnorm)
-            self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
             self.backend = backends.backend_of(next(iter(network.params.values())))
             # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
             # ``communication`` says in words where the gradients are summed, and why
             self.communicator, self.communication = self.world.communicator_for(self.backend)
+            self.sync_batchnorm = bool(sync_batchnorm)
+            self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
             self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
             if self._on_host:
                 backends.tune_host_allocator()  # steady step times; see its docstring
-            if self.world.size > 1 and seed is None:  # one batch order for every rank: rank 0's
-                seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
+            if self.world.size > 1:
+                seed = self._data_parallel_network(seed)
             self.optimizer = get_optimizer(optimizer, optimizer_param)
             self.verbose = verbose and self.world.is_root  # one progress bar, one report
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
+            dtype = steps.network_dtype(network)
             self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
                                          shuffle=(sampling == "epoch"),
                                          replacement=(sampling == "choice"), seed=seed,
-                                         backend=self.backend, dtype=network.dtype,
+                                         backend=self.backend, dtype=dtype,
                                          num_classes=num_classes)
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
-            self.x_test = self.backend.asarray(x_test, dtype=network.dtype)
+            self.x_test = self.backend.asarray(x_test, dtype=dtype)
             self.t_test = self.backend.asarray(t_test)
+            self.history = History()
             self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
             self.iter_per_epoch = len(self.batches)
             self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
@@ -130,17 +144,12 @@ class Trainer:
             self.graph = graph
             self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
             self.graph_seconds = None  # time spent recording the graph (kernel builds included)
-            self._step = None  # the step object (framework.steps), made when training starts
-
-            self.iteration = 0
+            self._step = None  # the step (framework.steps.Step), made when training starts
+            self.iteration = 0  # steps of the whole epochs done
             self.current_epoch = 0
-            self.train_loss_list = []
-            self.train_acc_list = []
-            self.test_acc_list = []
-            self.history = {"epoch": [], "iteration": [], "loss": [], "train_acc": [],
-                            "test_acc": [], "seconds": []}
             self.final_test_acc = None
             self._stop = None  # the signal that asked the loop to stop, if one did
+            self._agreeing = None  # data-parallel: the stop agreement under way
             self._resume_position, self._resume_losses = 0, None
             self._checkpoint_holds = None  # what the checkpoint file holds now, in words
             if resume:
@@ -152,6 +161,24 @@ class Trainer:
                 replicas.prepare(self.world, self.communicator, network, self.optimizer,
                                  {"x_train": self.batches.x, "t_train": self.batches.t,
                                   "x_test": self.x_test, "t_test": self.t_test})
+
+    def _data_parallel_network(self, seed):
+        """A data-parallel run's network made exact: its batch norms synchronised
+        (``sync_batchnorm``), anything that would make it another run refused by name; and
+        rank 0's seed for every rank, for one batch order. Returns the seed."""
+        try:
+            data_parallel.prepare(self.network, self.world, self.communicator,
+                                  self.sync_batchnorm)
+        except ValueError as e:
+            raise ValueError(f"Trainer: {e}") from None
+        if seed is None:  # one batch order for every rank: rank 0's
+            seed = self.communicator.broadcast(int(backends.host_rng().integers(2**63)))
+        return seed
+
+    # the book's lists, kept by the history
+    train_loss_list = property(lambda self: self.history.train_loss_list)
+    train_acc_list = property(lambda self: self.history.train_acc_list)
+    test_acc_list = property(lambda self: self.history.test_acc_list)
 
     # --- the loop ----------------------------------------------------------------
 
@@ -176,10 +203,13 @@ class Trainer:
             self._stop = None
             with interrupts.noted(self._note_stop), distributed.abort_on_error(self.world), \
                     backends.cpu_share(), heap:
-                while self.iteration < self.max_iter:
-                    if self._stopping():  # came during the last epoch's end
-                        self._interrupt(None, 0)
-                    self._train_epoch(bar)
+                try:
+                    while self.iteration < self.max_iter:
+                        if self._stopping():  # came during the last epoch's end
+                            self._interrupt(None, 0)
+                        self._train_epoch(bar)
+                finally:  # every rank completes the agreement it started, whatever ended the run
+                    self._finish_agreement()
                 self.final_test_acc = self._accuracy(self.x_test, self.t_test)
         finally:
             bar.close()
@@ -191,19 +221,9 @@ class Trainer:
         steps_now = min(self.iter_per_epoch, self.max_iter - self.iteration)
         # a changed learning rate (say) means a recorded step is out of date
         if self._step is None or not self._step.is_current():
-            parallel = self.world.size > 1
-            self._step = steps.choose(self.network, self.optimizer, self.batches,
-                                      False if parallel else self.graph,
-                                      train=lambda x, t: self.train_step(x, t))
-            if parallel:
-                no_graph = "; the CUDA-graph step is not used data-parallel" \
-                    if self.graph and self.backend.name == "cupy" else ""
-                self.step_mode = (f"eager (data-parallel over {self.world.size} processes, "
-                                  f"{self.communicator.name}: {self.communication}"
-                                  f"{no_graph})")
-            else:
-                self.step_mode = self._step.mode
-            self.graph_seconds = getattr(self._step, "seconds", None)
+            self._step = self._make_step()
+            self.step_mode = self._step.mode
+            self.graph_seconds = self._step.seconds
         step = self._step
         losses = step.losses  # each step writes its loss here, on the device
         order = self.batches.start_epoch()
@@ -231,6 +251,19 @@ class Trainer:
                 shown, shown_at = i + 1, time.perf_counter()
         bar.update(steps_now - shown)
         self._end_epoch(losses, steps_now, started, bar)
+
+    def _make_step(self):
+        """The step this run takes (a :class:`framework.steps.Step`): data-parallel in a
+        world of several processes, else the one :func:`framework.steps.choose` picks."""
+        if self.world.size == 1:
+            return steps.choose(self.network, self.optimizer, self.batches, self.graph,
+                                train=lambda x, t: self.train_step(x, t))
+        no_graph = "; the CUDA-graph step is not used data-parallel" \
+            if self.graph and self.backend.name == "cupy" else ""
+        return data_parallel.DataParallelStep(
+            self.network, self.optimizer, self.batches, self.world, self.communicator,
+            f"data-parallel over {self.world.size} processes, {self.communicator.name}: "
+            f"{self.communication}{no_graph}", train=lambda x, t: self.train_step(x, t))
 
     @property
     def step(self):
@@ -275,24 +308,40 @@ class Trainer:
         The loss is the one ``gradient``'s forward pass computed, returned as
         an array scalar on the device: nothing here waits for the GPU. In a
         data-parallel world ``x_batch`` is the global batch and this rank
-        works on its shard (:func:`framework.steps.parallel_train_step`).
+        takes its part of the step
+        (:meth:`framework.data_parallel.DataParallelStep.train`).
         """
-        return steps.world_train_step(self.network, self.optimizer, x_batch, t_batch,
-                                      self.world, self.communicator.sum_flat,
-                                      self.sync_batchnorm)
+        if self.world.size == 1:
+            return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
+        return data_parallel.train_step(self.network, self.optimizer, x_batch, t_batch,
+                                        self.world, self.communicator)
 
     def _stopping(self):
         """Whether to stop after this step: Ctrl-C or SIGTERM here, or (data-parallel) on
         any rank, so that every rank stops after the same step. The ranks agree on the
         signal too (SIGTERM over SIGINT where both came), so that every one reports and
-        exits alike, whichever rank a scheduler's signal reached."""
+        exits alike, whichever rank a scheduler's signal reached.
+
+        Data-parallel, the agreement costs no wait: each step starts a non-blocking
+        all-reduce of this rank's signal (an int64), and the next step's check completes
+        the one before, so every rank decides on the same round's signals: a signal is
+        acted on after the step following the one it came in, on every rank alike."""
         if self.world.size == 1:
             return self._stop is not None
-        agreed = self.communicator.largest(self._stop or 0)
+        agreed = self._agreeing.wait() if self._agreeing is not None else 0
+        self._agreeing = self.communicator.start_largest(self._stop or 0)
         if agreed:
             self._stop = agreed
-        # else leave it: a signal that came during the collective counts at the next step
+            self._finish_agreement()
+        # else leave it: a signal that came since counts in the round just started
         return bool(agreed)
+
+    def _finish_agreement(self):
+        """Complete the agreement under way (every rank has one started: the same round)."""
+        if self._agreeing is not None:
+            agreed, self._agreeing = self._agreeing.wait(), None
+            if agreed and not self._stop:
+                self._stop = agreed
 
     def _accuracy(self, x, t):
         """``network.accuracy``; data-parallel: each rank counts its shard, the counts add."""
@@ -345,30 +394,25 @@ class Trainer:
         floats = values.tolist()
         if not all(map(math.isfinite, floats)):
             self._stop_on_bad_loss(losses, 0, count)
-        self.train_loss_list.extend(floats)
         self.iteration += count
         self.current_epoch += 1
         train_acc, test_acc = self._evaluate()
-        self.train_acc_list.append(train_acc)
-        self.test_acc_list.append(test_acc)
         seconds = time.perf_counter() - started
         record = {"epoch": self.current_epoch, "iteration": self.iteration,
                   "loss": float(values.mean()), "train_acc": train_acc, "test_acc": test_acc,
                   "seconds": seconds}
-        for key, value in record.items():
-            self.history[key].append(value)
+        self.history.add_epoch(floats, record)
         if self.verbose:
             bar.set_postfix_str(f"epoch {self.current_epoch}/{self.epochs}, "
                                 f"loss {record['loss']:.4f}", refresh=False)
             bar.write(f"epoch {self.current_epoch}/{self.epochs}  loss {record['loss']:.4f}  "
                       f"train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({seconds:.1f} s)")
         if self.check_replicas and self.world.size > 1:
-            differ = [k for k, p in self.network.params.items()
-                      if not self.communicator.same(p)]
+            differ = replicas.differences(self.communicator, self.network)
             if differ:
                 raise RuntimeError(f"Trainer: after epoch {self.current_epoch} the processes "
-                                   f"hold different parameters ({', '.join(differ)}): the "
-                                   f"data-parallel step went wrong")
+                                   f"hold different parameters or layer state "
+                                   f"({', '.join(differ)}): the data-parallel step went wrong")
         if self.checkpoint:
             self._save(self.checkpoint)
         for callback in self.callbacks:

@@ -7,33 +7,30 @@ its histories, the optimizer's state and the batch generator's, so that the resu
 run draws the same batches and ends with the same bits as one never stopped.
 """
 
-import backends
 from framework import checkpoint as ckpt
 
 
 def save(trainer, path, position=0, epoch_losses=None):
     """Write ``trainer``'s run to ``path``; ``position`` steps into an epoch (with that
     epoch's losses) for an interrupted one, which a resume then finishes from the same
-    order. In a data-parallel world rank 0 writes it: every rank holds the same state."""
+    order. In a data-parallel world rank 0 writes it: every rank holds the same state.
+    Each part of the run gives its own state: the batches (where the draws stand), the
+    history, the optimizer; the network's parameters and state are the checkpoint's."""
     if not trainer.world.is_root:
         return
     state = trainer.optimizer.state_dict()
-    batches = trainer.batches
+    history, history_arrays = trainer.history.state()
     meta = {"trainer": {
         "iteration": trainer.iteration, "epoch": trainer.current_epoch,
-        "max_iter": trainer.max_iter, "history": trainer.history,
-        "train_acc_list": trainer.train_acc_list, "test_acc_list": trainer.test_acc_list,
+        "max_iter": trainer.max_iter, **history,
         "optimizer": type(trainer.optimizer).__name__, "optimizer_iter": state.pop("iter"),
-        # mid-epoch, the generator as it was before this epoch's order was drawn
-        "batch_rng": batches.epoch_start_state if position else batches.rng.bit_generator.state,
-        "batch_epoch": batches.epoch - 1 if position else batches.epoch,
+        # mid-epoch, the draws as they stood before this epoch's order was drawn
+        **trainer.batches.state(mid_epoch=bool(position)),
         "position": position,
-        # how the batches are drawn: a resume that drew them otherwise would not continue
-        # the run (the position and the generator's state mean nothing there)
-        "batches": _batching(batches),
+        "world_size": trainer.world.size,
     }}
     arrays = {f"optimizer/{k}": v for k, v in state.items()}
-    arrays["train_loss_list"] = backends.to_numpy(trainer.train_loss_list)
+    arrays.update(history_arrays)
     if position:
         arrays["epoch_losses"] = epoch_losses
     try:
@@ -50,8 +47,9 @@ def restore(trainer, path):
     returns ``(position, losses)``: how many steps into an interrupted epoch it stopped
     (0 at an epoch's end) and that epoch's losses so far.
     :class:`framework.checkpoint.CheckpointError`, before anything is changed, where the
-    file holds no run, one trained with another optimizer, or an interrupted epoch
-    without its losses."""
+    file holds no run, one trained with another optimizer, with its batches drawn
+    otherwise, or an interrupted epoch without its losses. A run resumes on any world
+    size: every process holds the whole state."""
     meta, arrays = ckpt.read(path)
     state = meta.get("trainer")
     if state is None:
@@ -60,7 +58,7 @@ def restore(trainer, path):
     if state["optimizer"] != type(trainer.optimizer).__name__:
         raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
                                    f"not {type(trainer.optimizer).__name__}")
-    saved, now = state.get("batches"), _batching(trainer.batches)
+    saved, now = state.get("batches"), trainer.batches.describe()
     if saved is not None and saved != now:  # (checkpoints of older versions hold none)
         differ = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                            if saved.get(k) != v)
@@ -79,17 +77,6 @@ def restore(trainer, path):
     trainer.optimizer.load_state_dict(opt_state, trainer.network.params)
     trainer.iteration = state["iteration"]
     trainer.current_epoch = state["epoch"]
-    trainer.history = state["history"]
-    trainer.train_acc_list = state["train_acc_list"]
-    trainer.test_acc_list = state["test_acc_list"]
-    trainer.train_loss_list = arrays["train_loss_list"].tolist()
-    trainer.batches.rng.bit_generator.state = state["batch_rng"]
-    trainer.batches.epoch = state["batch_epoch"]
+    trainer.history.load_state(state, arrays)
+    trainer.batches.load_state(state)
     return position, losses
-
-
-def _batching(batches):
-    """How ``batches`` draws: the training set's size, the batch size and the sampling."""
-    sampling = "choice" if batches.replacement else "epoch" if batches.shuffle else "in order"
-    return {"train_size": batches.size, "mini_batch_size": batches.batch_size,
-            "sampling": sampling}

@@ -185,18 +185,14 @@ class Network:
                 correct = correct + xp.count_nonzero(y == xp.astype(tb, y.dtype))
         return float(correct) / n
 
-    def gradient(self, x, t, share=1):
+    def gradient(self, x, t):
         """Gradients of the training-mode loss by backpropagation: forward, then every
-        backward in reverse; weight decay's lambda * W added to the weights'.
-
-        ``share``: the part of a larger batch these samples are (a data-parallel rank's
-        shard, ``n_local / n_global``): the gradients are then this shard's part of the
-        whole batch's, which the ranks add up (:mod:`framework.distributed`)."""
+        backward in reverse; weight decay's lambda * W added to the weights'."""
         if not self._call.depth:
             with self._call:
-                return Network.gradient(self, x, t, share)
+                return Network.gradient(self, x, t)
         self.loss(x, t, train_flg=True)
-        dout = self.last_layer.backward(share)
+        dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
             if dout is None:  # a first layer that skips its input gradient
@@ -207,7 +203,7 @@ class Network:
         lam = self.weight_decay_lambda
         if lam:
             for key in self._decayed():
-                grads[key] = grads[key] + (lam if share == 1 else share * lam) * self.params[key]
+                grads[key] = grads[key] + lam * self.params[key]
         return grads
 
     @functools.cached_property

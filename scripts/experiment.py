@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
-from framework import distributed, steps  # noqa: E402
+from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
@@ -77,11 +77,12 @@ def train_losses(network, optimizer, batches, iters, seed):
 
     Under ``mpiexec`` it is data-parallel as the Trainer is: every rank draws the same
     batches, computes the gradient of its shard, and the ranks' parts are summed
-    (:func:`framework.steps.world_train_step`, the Trainer's step), so N ranks draw one
+    (:func:`framework.data_parallel.train_step`, the Trainer's step), so N ranks draw one
     process's curves.
     """
     world = distributed.world()
     communicator, _ = world.communicator_for(batches.backend)
+    data_parallel.prepare(network, world, communicator)  # batch norm over the whole batch
     batches.rng = backends.host_rng(seed)
     losses = batches.xp.empty(iters, dtype=network.dtype)
     i = 0
@@ -90,8 +91,8 @@ def train_losses(network, optimizer, batches, iters, seed):
             order = batches.start_epoch()
             for j in range(min(len(batches), iters - i)):
                 x, t = batches.batch(order, j)
-                losses[i] = steps.world_train_step(network, optimizer, x, t, world,
-                                                   communicator.sum_flat)
+                losses[i] = steps.train_step(network, optimizer, x, t) if world.size == 1 \
+                    else data_parallel.train_step(network, optimizer, x, t, world, communicator)
                 i += 1
     return backends.to_numpy(losses).tolist()
 

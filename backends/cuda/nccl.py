@@ -38,7 +38,7 @@ def unique_id():
 
 
 class RankOrderSum:
-    """``sum_flat(flat)``: the sum over ``size`` ranks of each rank's 1-D ``flat``, added
+    """``all_reduce(flat)``: the sum over ``size`` ranks of each rank's 1-D ``flat``, added
     in rank order on this rank's GPU (``device``)."""
 
     def __init__(self, size, rank, uid, device):
@@ -46,7 +46,7 @@ class RankOrderSum:
         with device:  # the id as unique_id made it: bytes in CuPy 14, a tuple before
             self.comm = nccl.NcclCommunicator(size, uid, rank)
 
-    def sum_flat(self, flat):
+    def all_reduce(self, flat):
         kind = _TYPES.get(flat.dtype.name)
         if kind is None:
             raise TypeError(f"NCCL sum: gradients are float32 or float64, got {flat.dtype}")

@@ -19,6 +19,7 @@ from framework.layers.convolution import Convolution
 from framework.layers.dropout import Dropout
 from framework.layers.pooling import Pooling
 from framework.layers.softmax_loss import SoftmaxWithLoss
+from framework.layers.sync_batch_norm import SyncBatchNormalization
 
 __all__ = ["Layer", "MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss",
-           "BatchNormalization", "Dropout", "Convolution", "Pooling"]
+           "BatchNormalization", "SyncBatchNormalization", "Dropout", "Convolution", "Pooling"]

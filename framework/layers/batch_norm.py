@@ -54,13 +54,18 @@ class BatchNormalization(Layer):
                              else backend.asarray(running_mean, dtype=gamma.dtype))
         self.running_var = (xp.ones_like(gamma) if running_var is None
                             else backend.asarray(running_var, dtype=gamma.dtype))
-        self.sync = None  # (sum over the ranks, n): a data-parallel batch's statistics
         self.input_shape = None
         self.batch_size = None
         self.xn = None
         self.std = None
         self.dgamma = None
         self.dbeta = None
+
+    def _mean(self, a, count=False):
+        """The mean over the batch axis of ``a (N, D)``: over this batch here, over every
+        process's batch in :class:`framework.layers.SyncBatchNormalization` (``count``:
+        the forward's first mean, which also counts the samples)."""
+        return get_array_module(a).mean(a, axis=0)
 
     def _flat(self, x, stacked=False):
         """``x`` as ``(N, D)`` (or ``(K, N, D)`` for a stack), checked against gamma."""
@@ -80,15 +85,9 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
-            if self.sync is not None:  # the statistics of the whole data-parallel batch
-                total, n = self.sync
-                mu = total(xp.sum(x, axis=0)) / n
-                xn = x - mu
-                var = total(xp.sum(xn * xn, axis=0)) / n
-            else:
-                mu = xp.mean(x, axis=0)
-                xn = x - mu
-                var = xp.mean(xn * xn, axis=0)
+            mu = self._mean(x, count=True)
+            xn = x - mu
+            var = self._mean(xn * xn)
             std = xp.sqrt(var + EPS)
             xn /= std  # in place: x - mu is not needed again
             self.batch_size = x.shape[0]
@@ -113,15 +112,15 @@ class BatchNormalization(Layer):
         self.dbeta = xp.sum(dout, axis=0)
         self.dgamma = xp.sum(self.xn * dout, axis=0)
         dxn = dout * self.gamma
-        if self.sync is not None:  # the global means (dout is already the global loss's)
-            total, n = self.sync
-            dx = dxn - total(xp.sum(dxn, axis=0)) / n
-            dx -= self.xn * (total(xp.sum(dxn * self.xn, axis=0)) / n)
-        else:
-            dx = dxn - xp.mean(dxn, axis=0)
-            dx -= self.xn * xp.mean(dxn * self.xn, axis=0)
+        mean_dxn, mean_dxn_xn = self._gradient_means(dxn)
+        dx = dxn - mean_dxn
+        dx -= self.xn * mean_dxn_xn
         dx /= self.std
         return xp.reshape(dx, self.input_shape)
+
+    def _gradient_means(self, dxn):
+        """``(mean_n dxn, mean_n(dxn xn))``, the means backward subtracts."""
+        return self._mean(dxn), self._mean(dxn * self.xn)
 
     def _normalised_stack(self, x, train_flg):
         flat = self._flat(x, stacked=True)

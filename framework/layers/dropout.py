@@ -4,6 +4,7 @@ import math
 
 import backends
 from backends import check_same_backend, get_array_module, ops_for
+from framework import sharding
 from framework.layers.base import Layer
 
 
@@ -27,6 +28,9 @@ class Dropout(Layer):
     * ``hold_mask = True`` keeps the current mask for the following training
       forwards (a network's element-by-element numerical gradient sets it,
       so every evaluation sees one mask).
+    * In a data-parallel step (:mod:`framework.sharding`: rows ``lo:hi`` of a global
+      batch) it draws those rows of the mask the whole batch would get, so the
+      processes together draw the one-process mask.
     * A ratio outside [0, 1) raises ``ValueError``.
     """
 
@@ -47,17 +51,16 @@ class Dropout(Layer):
         self.key = backend.asarray([key], dtype="uint64")
         self.counter = backend.asarray([0], dtype="uint64")
         self.mask = None
-        self.shard = None  # (lo, hi, n): this process's rows of a data-parallel batch of n
         self._kept = None  # (mask, dtype, the mask in that dtype)
         self.hold_mask = False
 
     def _draw(self, shape, advance=True):
         ops = ops_for(self.counter)
-        if self.shard is not None:  # a data-parallel rank: its rows of the global batch's mask,
+        shard = sharding.current()
+        if shard is not None:  # a data-parallel process: its rows of the global batch's mask,
             # drawn alone from the index of its first number (the generator is counter-based)
-            lo, _, _ = self.shard
             u = ops.uniform(self.key, self.counter, tuple(shape),
-                            first=lo * math.prod(shape[1:]))
+                            first=shard.lo * math.prod(shape[1:]))
         else:
             u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:

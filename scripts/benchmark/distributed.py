@@ -7,7 +7,7 @@ runs, interleaved over ``--rounds`` rounds with a pause between runs, one proces
 with one thread (BLAS's too), one process with ``--ranks`` threads (xpnet's own host
 threads) and ``--ranks`` processes of one thread each under ``mpiexec``, each on the same
 synthetic data at the same global batch, and reports the median step of each and
-the time of one gradient sum (the communicator's ``sum_flat`` on a buffer of the
+the time of one gradient sum (the communicator's ``all_reduce`` on a buffer of the
 network's parameter count). ``XPNET_BACKEND=cupy`` times the GPU instead: ranks
 share it over MPI through the host on a machine with one GPU, and sum over NCCL
 with one GPU a rank where there are enough.
@@ -63,7 +63,7 @@ def worker(args):
     for _ in range(args.sums):
         world.communicator.barrier()
         start = time.perf_counter()
-        trainer.communicator.sum_flat(flat)
+        trainer.communicator.all_reduce(flat)
         trainer.backend.synchronize()
         sums.append(time.perf_counter() - start)
     if world.is_root:

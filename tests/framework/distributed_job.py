@@ -18,17 +18,68 @@ import argparse
 import os
 import signal
 import sys
+from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
-from backends import to_numpy  # noqa: E402
+from backends import get_array_module, to_numpy  # noqa: E402
 from framework import distributed  # noqa: E402
+from framework.layers import Affine, Relu, SoftmaxWithLoss  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
 from models import MultiLayerNetExtend, SimpleConvNet, TwoLayerNet  # noqa: E402
 
 SMALL_CONV = {"filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}
+CALLS = []  # the batch sizes the network's own gradient was called on, in this process
+
+
+class LoggingTwoLayerNet(TwoLayerNet):
+    """A user's subclass overriding the book's ``gradient(self, x, t)`` (to log, count or
+    clip): it must train data-parallel as it trains alone."""
+
+    def gradient(self, x, t):
+        CALLS.append(int(x.shape[0]))
+        return super().gradient(x, t)
+
+
+class BookTwoLayerNet:
+    """The book's chapter-5 TwoLayerNet (ch05/two_layer_net.py), written out with
+    framework.layers: a network of the user's own, not a models.base.Network."""
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.5):
+        rng = np.random.default_rng(7)
+        self.params = {"W1": weight_init_std * rng.standard_normal((input_size, hidden_size)),
+                       "b1": np.zeros(hidden_size),
+                       "W2": weight_init_std * rng.standard_normal((hidden_size, output_size)),
+                       "b2": np.zeros(output_size)}
+        self.layers = OrderedDict()
+        self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"])
+        self.layers["Relu1"] = Relu()
+        self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
+        self.lastLayer = SoftmaxWithLoss()
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.lastLayer.forward(self.predict(x), t)
+
+    def accuracy(self, x, t):
+        xp = get_array_module(x)
+        y = xp.argmax(self.predict(x), axis=1)
+        return float(xp.sum(y == t)) / float(x.shape[0])
+
+    def gradient(self, x, t):
+        CALLS.append(int(x.shape[0]))
+        self.loss(x, t)
+        dout = self.lastLayer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
+                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
 NETS = {
     "two-layer": (lambda: TwoLayerNet(12, 7, 3, dtype="float64", seed=1, weight_init_std=0.5),
                   (12,)),
@@ -39,6 +90,9 @@ NETS = {
                                               dtype="float64", seed=3), (12,)),
     "simple-conv": (lambda: SimpleConvNet((1, 6, 6), SMALL_CONV, hidden_size=5, output_size=3,
                                           dtype="float64", seed=4), (1, 6, 6)),
+    "subclass": (lambda: LoggingTwoLayerNet(12, 7, 3, dtype="float64", seed=1,
+                                            weight_init_std=0.5), (12,)),
+    "book": (lambda: BookTwoLayerNet(12, 7, 3), (12,)),
 }
 
 
@@ -121,13 +175,14 @@ def main():
         orders.append(to_numpy(order).tolist() if order is not None else None)
         return order
     trainer.batches.start_epoch = recording_order
-    seen = []  # the batch sizes this rank's gradient saw: its shards only
-    gradient = trainer.network.gradient
+    seen = CALLS  # the batch sizes this rank's gradient saw: its shards only
+    if args.net not in ("subclass", "book"):  # those count their own calls
+        gradient = trainer.network.gradient
 
-    def recording(x, t, share=1):
-        seen.append(int(x.shape[0]))
-        return gradient(x, t, share)
-    trainer.network.gradient = recording
+        def recording(x, t):
+            seen.append(int(x.shape[0]))
+            return gradient(x, t)
+        trainer.network.gradient = recording
     if world.is_root:
         print(f"world: {world.size} process(es); step: pending", flush=True)
     try:
@@ -147,7 +202,8 @@ def main():
                  test_acc=np.asarray(trainer.test_acc_list),
                  final=np.asarray(trainer.final_test_acc),
                  **{f"param/{k}": to_numpy(v) for k, v in trainer.network.params.items()},
-                 **{f"state/{k}": to_numpy(v) for k, v in trainer.network.state().items()})
+                 **{f"state/{k}": to_numpy(v)
+                    for k, v in getattr(trainer.network, "state", dict)().items()})
 
 
 if __name__ == "__main__":

@@ -169,14 +169,16 @@ def test_a_checkpoint_from_two_ranks_resumes_on_three_as_an_uninterrupted_run(tm
 def test_a_run_stopped_mid_epoch_resumes_on_another_world_as_an_uninterrupted_run(
         tmp_path, before, after):
     """SIGTERM to the last rank during step 7 (of 5-step epochs): every rank stops after
-    it, rank 0 writes the mid-epoch checkpoint, and the run resumed on another number of
-    processes (None: a plain one) ends as one never stopped."""
+    the same step (step 8: the ranks' agreement on a signal, started with one step,
+    completes at the next, so that no step waits for it), rank 0 writes the mid-epoch
+    checkpoint, and the run resumed on another number of processes (None: a plain one)
+    ends as one never stopped."""
     want, _ = job(tmp_path, "dropout", None, "--epochs", "3", name="full")
     path = tmp_path / "run.npz"
     _, stopped = job(tmp_path, "dropout", before, "--epochs", "3", "--checkpoint", str(path),
                      "--term-at", "7", check=False, name="stopped")
     assert stopped.returncode == 143, stopped.stdout + stopped.stderr
-    assert stopped.stdout.count("training interrupted by SIGTERM after step 7 of 15") == 1, \
+    assert stopped.stdout.count("training interrupted by SIGTERM after step 8 of 15") == 1, \
         stopped.stdout
     got, _ = job(tmp_path, "dropout", after, "--epochs", "3", "--checkpoint", str(path),
                  "--resume", name="resumed")

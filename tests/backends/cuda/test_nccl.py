@@ -43,12 +43,12 @@ def test_a_world_of_one_sums_to_its_own_buffer_on_the_device(dtype):
     total = nccl.RankOrderSum(1, 0, nccl.unique_id(), device)
     try:
         flat = cupy.arange(1000, dtype=dtype) / 7
-        got = total.sum_flat(flat)
+        got = total.all_reduce(flat)
         assert isinstance(got, cupy.ndarray) and got.dtype == flat.dtype
         assert got.data.ptr != flat.data.ptr  # a new buffer: the gradients are not aliased
         np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(flat))
         with pytest.raises(TypeError, match="float32 or float64"):
-            total.sum_flat(cupy.arange(3, dtype="int32"))
+            total.all_reduce(cupy.arange(3, dtype="int32"))
     finally:
         total.close()
 
