@@ -122,16 +122,17 @@ def synchronize_batch_norms(network, communicator):
 
 
 def _layers_of(network):
-    """The layer objects a network holds: its ``layers`` (a dict or a list), and any
-    attribute with ``forward`` and ``backward`` (a network of the user's own)."""
+    """``(name, layer)`` for each layer a network holds: its ``layers`` (a dict, by key, or a
+    list), and any attribute with ``forward`` and ``backward`` (a network of the user's
+    own), its last layer among them."""
     layers = getattr(network, "layers", None)
-    found = list(layers.values()) if hasattr(layers, "values") else list(layers or [])
-    for value in vars(network).values():
-        if hasattr(value, "forward") and hasattr(value, "backward") and value not in found:
-            found.append(value)
-    last = getattr(network, "last_layer", None) or getattr(network, "lastLayer", None)
-    if last is not None and last not in found:
-        found.append(last)
+    found = list(layers.items()) if hasattr(layers, "items") else \
+        [(getattr(layer, "name", None), layer) for layer in layers or []]
+    held = [layer for _, layer in found]
+    for name, value in vars(network).items():
+        if hasattr(value, "forward") and hasattr(value, "backward") and value not in held:
+            found.append((name, value))
+            held.append(value)
     return found
 
 
@@ -141,9 +142,10 @@ def exactness_problems(network, sync_batchnorm=True):
     for, each process's shard alone), or xpnet's batch norm left unsynchronised (only
     where ``sync_batchnorm`` asks for it). An empty list where there is none."""
     problems = []
-    for layer in _layers_of(network):
+    for name, layer in _layers_of(network):
         kind = type(layer).__name__
-        label = getattr(layer, "name", None) or kind
+        label = getattr(layer, "name", None) if isinstance(name, int) or name is None else name
+        label = label or kind
         lowered = kind.lower().replace("_", "")
         if "batchnorm" in lowered or "batchnormalization" in lowered:
             if isinstance(layer, SyncBatchNormalization):

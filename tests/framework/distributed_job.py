@@ -80,6 +80,28 @@ class BookTwoLayerNet:
             dout = layer.backward(dout)
         return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
                 "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
+class MyDropout:
+    """A dropout of the user's own (not framework.layers.Dropout): under mpiexec each
+    process would draw its own mask, another run than one process's."""
+
+    def __init__(self, ratio=0.3):
+        self.ratio, self.mask = ratio, None
+
+    def forward(self, x):
+        self.mask = np.random.default_rng().random(x.shape) > self.ratio
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def book_with_own_dropout():
+    net = BookTwoLayerNet(12, 7, 3)
+    net.layers["Dropout1"] = MyDropout()
+    net.layers.move_to_end("Affine2")
+    return net
+
+
 NETS = {
     "two-layer": (lambda: TwoLayerNet(12, 7, 3, dtype="float64", seed=1, weight_init_std=0.5),
                   (12,)),
@@ -93,6 +115,7 @@ NETS = {
     "subclass": (lambda: LoggingTwoLayerNet(12, 7, 3, dtype="float64", seed=1,
                                             weight_init_std=0.5), (12,)),
     "book": (lambda: BookTwoLayerNet(12, 7, 3), (12,)),
+    "book-own-dropout": (book_with_own_dropout, (12,)),
 }
 
 
@@ -195,6 +218,9 @@ def main():
         f.write(" ".join(map(str, sorted(set(seen)))))
     with open(f"{args.out}.orders{world.rank}", "w") as f:
         f.write(repr(orders))
+    state = getattr(trainer.network, "state", dict)()
+    with open(f"{args.out}.keys{world.rank}", "w") as f:  # dropout's generators, as they end
+        f.write(repr({k: to_numpy(v).tolist() for k, v in state.items() if k.endswith("/key")}))
     if world.is_root:
         print(f"step: {trainer.step_mode}", flush=True)
         np.savez(args.out, losses=np.asarray(trainer.train_loss_list),

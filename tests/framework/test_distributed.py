@@ -373,3 +373,62 @@ def test_each_process_of_a_job_takes_its_share_of_the_cores_and_gives_blas_back(
     reports = [json.loads((tmp_path / f"share.{rank}").read_text()) for rank in range(2)]
     for before, inside, after, host_threads in reports:
         assert inside == [share] and after == before and host_threads == min(share, 8)
+
+
+ALL_REDUCE_PROBE = """
+import json, sys
+import numpy as np
+from backends.arrays import sum_in_rank_order
+from framework import distributed
+world = distributed.world()
+c = world.communicator
+rng = np.random.default_rng(world.rank)
+report, results = {}, []
+for n in (1, 3, 7, 1000):
+    # each rank's values, the rank-order sum's test of order among them: rows 1, 1e16,
+    # -1e16 (ranks 0-2) sum to 0.0 left to right and to 1.0 the other way
+    mine = rng.standard_normal(n) * 10.0 ** (3 * world.rank)
+    mine[0] = (1.0, 1e16, -1e16, 0.0)[world.rank]
+    everyone = np.stack(c.comm.allgather(mine))
+    want = sum_in_rank_order(everyone)
+    before = c.sent
+    c.gather_up_to = world.size  # every rank's whole buffer
+    gathered = c.all_reduce(mine)
+    sent_gathered = c.sent - before
+    c.gather_up_to = 1  # one chunk a rank
+    before = c.sent
+    chunked = c.all_reduce(mine)
+    report[n] = [bool(np.array_equal(gathered, want)), bool(np.array_equal(chunked, want)),
+                 float(gathered[0]), sent_gathered, c.sent - before]
+    results.append(chunked.tobytes().hex())
+same = c.everyone(results)  # every rank's sums, byte for byte
+agreed = c.start_largest(world.rank * 10)
+if world.is_root:
+    print(json.dumps({"report": report, "same": all(r == same[0] for r in same),
+                      "largest": agreed.wait()}))
+else:
+    agreed.wait()
+"""
+
+
+@needs_mpi
+def test_the_all_reduce_adds_in_rank_order_in_either_form(tmp_path):
+    """Four ranks: gathering every buffer and the chunked form (each rank adds every rank's
+    part of one chunk, the chunks gathered) give every rank the same bits, the rank-order
+    sum's (1 + 1e16 - 1e16 is 0.0), and the chunked form sends about two buffers a rank
+    where the gathered one sends three."""
+    import json
+    probe = tmp_path / "probe.py"
+    probe.write_text(ALL_REDUCE_PROBE)
+    done = subprocess.run([MPIEXEC, "-n", "4", sys.executable, str(probe)], capture_output=True,
+                          text=True, timeout=120, env=env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["same"] and out["largest"] == 30  # start_largest: the ranks' largest
+    for n, (gathered_ok, chunked_ok, first, sent_gathered, sent_chunked) in out["report"].items():
+        assert gathered_ok and chunked_ok, n
+        assert first == 0.0, n
+        n = int(n)
+        assert sent_gathered == 3 * n  # (ranks - 1) whole buffers
+        if n >= 4:
+            assert sent_chunked <= 2 * n  # its chunk to three, three chunks out

@@ -1,0 +1,144 @@
+"""framework/data_parallel.py and sharding.py: the data-parallel step, the context it opens,
+and what it refuses; the runs themselves under a real mpiexec."""
+
+import ast
+
+import numpy as np
+import pytest
+
+import backends
+from framework import data_parallel, sharding
+from framework.layers import BatchNormalization, Dropout, SyncBatchNormalization
+from models import MultiLayerNetExtend, TwoLayerNet
+from tests.framework.test_distributed import assert_same_run, job, needs_mpi
+
+
+# --- the context ------------------------------------------------------------------
+
+def test_the_shard_is_the_calls_and_given_back():
+    assert sharding.current() is None
+    outer, inner = sharding.Shard(0, 5, 10), sharding.Shard(3, 7, 10)
+    with sharding.sharded(outer):
+        with sharding.sharded(inner):
+            assert sharding.current() is inner and inner.share == 0.4
+        assert sharding.current() is outer
+    assert sharding.current() is None
+
+
+def test_dropout_draws_its_rows_of_the_whole_batchs_mask(backend):
+    """Inside a shard, a dropout draws the rows of the mask the whole batch gets: the
+    shards' masks, stacked, are the one-process mask."""
+    whole = Dropout(0.4, seed=3)
+    x = backend.asarray(np.ones((7, 5)))
+    want = backends.to_numpy(whole.forward(x) != 0)
+    parts = []
+    for lo, hi in ((0, 3), (3, 7)):
+        part = Dropout(0.4, seed=3)
+        with sharding.sharded(sharding.Shard(lo, hi, 7)):
+            parts.append(backends.to_numpy(part.forward(x[lo:hi, ...]) != 0))
+    np.testing.assert_array_equal(np.concatenate(parts), want)
+
+
+# --- packing ----------------------------------------------------------------------
+
+def test_gradients_and_loss_travel_in_one_buffer_and_come_back(backend):
+    net = TwoLayerNet(6, 4, 3, seed=0)
+    x = backend.asarray(np.random.default_rng(0).random((5, 6)), "float32")
+    grads = net.gradient(x, backend.asarray(np.arange(5) % 3))
+    flat, layout = data_parallel.pack(grads, net.last_loss, net.params)
+    assert flat.shape == (sum(backends.size(g) for g in grads.values()) + 1,)
+    assert backends.to_numpy(flat[-1]) == pytest.approx(float(net.last_loss))
+    back = data_parallel.unpack(flat, layout)
+    assert list(back) == list(net.params)
+    for key, g in grads.items():
+        np.testing.assert_array_equal(backends.to_numpy(back[key]), backends.to_numpy(g))
+
+
+# --- what a network must offer -----------------------------------------------------------
+
+class OwnBatchNorm:
+    name = "MyNorm"
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
+class OwnNet:
+    def __init__(self, *layers):
+        self.params = {"W": np.zeros(1)}
+        self.layers = dict(enumerate(layers))
+
+
+def test_a_networks_own_batch_norm_or_dropout_is_named():
+    net = OwnNet(OwnBatchNorm())
+    assert data_parallel.exactness_problems(net) == [
+        "MyNorm (OwnBatchNorm) is a batch norm of the network's own, which would normalise "
+        "by each process's shard: use framework.layers.SyncBatchNormalization"]
+    own_dropout = type("MyDropout", (), {"forward": lambda s, x: x,
+                                         "backward": lambda s, d: d})()
+    assert "MyDropout (MyDropout) is a dropout of the network's own" in \
+        data_parallel.exactness_problems(OwnNet(own_dropout))[0]
+    assert data_parallel.exactness_problems(OwnNet(Dropout(0.5))) == []
+
+
+def test_xpnets_batch_norms_are_synchronised_in_place():
+    net = MultiLayerNetExtend(6, [5, 4], 3, use_batchnorm=True, seed=0)
+    gamma, running = net.params["gamma1"], net.layers["BatchNorm1"].running_mean
+    assert len(data_parallel.exactness_problems(net)) == 2  # left per process: named
+    assert data_parallel.exactness_problems(net, sync_batchnorm=False) == []
+    done = data_parallel.synchronize_batch_norms(net, communicator="a communicator")
+    assert done == ["BatchNorm1", "BatchNorm2"]
+    layer = net.layers["BatchNorm1"]
+    assert isinstance(layer, SyncBatchNormalization) and layer.communicator == "a communicator"
+    assert layer.gamma is gamma and layer.running_mean is running  # the same arrays
+    assert data_parallel.exactness_problems(net) == []
+    assert data_parallel.synchronize_batch_norms(net, "another") == []  # once only
+
+
+def test_a_world_of_one_is_left_alone():
+    class One:
+        size = 1
+    net = OwnNet(OwnBatchNorm())
+    data_parallel.prepare(net, One(), None)  # nothing to make exact, nothing refused
+    assert isinstance(BatchNormalization, type)
+
+
+# --- under mpiexec ------------------------------------------------------------------------
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("net", ["subclass", "book"])
+def test_a_users_own_network_trains_data_parallel_what_it_trains_alone(tmp_path, net, ranks):
+    """A TwoLayerNet subclass overriding the book's gradient(self, x, t), and the book's
+    chapter-5 TwoLayerNet written with framework.layers (not a models.base.Network): the
+    same parameters, losses and accuracies as one process, every rank's gradient called
+    on its shard of each batch of 10 only."""
+    want, _ = job(tmp_path, net)
+    got, done = job(tmp_path, net, ranks)
+    assert f"data-parallel over {ranks} processes" in done.stdout
+    assert_same_run(got, want)
+    out = tmp_path / f"{net}-{ranks}.npz"
+    shards = [(tmp_path / f"{out.name}.rank{r}").read_text() for r in range(ranks)]
+    assert shards == (["5", "5"] if ranks == 2 else ["3", "3", "4"])
+
+
+@needs_mpi
+def test_a_network_whose_own_dropout_would_change_the_run_is_refused_by_name(tmp_path):
+    _, done = job(tmp_path, "book-own-dropout", 2, check=False, timeout=60)
+    assert done.returncode != 0
+    assert "Dropout1 (MyDropout) is a dropout of the network's own" in done.stderr, \
+        done.stdout + done.stderr
+
+
+@needs_mpi
+def test_unseeded_dropout_draws_from_rank_0s_key_on_every_rank(tmp_path):
+    """Each rank builds its dropout layers from its own entropy; the Trainer gives every
+    rank rank 0's keys (and check_replicas, on in the job, compares the layer state at
+    each epoch's end), so every rank draws rank 0's masks."""
+    out = tmp_path / "unseeded-3.npz"
+    job(tmp_path, "dropout", 3, "--unseeded", "--epochs", "2", name="unseeded")
+    keys = [ast.literal_eval((tmp_path / f"{out.name}.keys{r}").read_text()) for r in range(3)]
+    assert keys[0] and keys[1] == keys[0] and keys[2] == keys[0]
