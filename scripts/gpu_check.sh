@@ -81,7 +81,7 @@ else
   # The benchmark: 2 rounds (3 ran past 190 s on the H200 on 2026-12-04), short pauses,
   # the book's size only (DeZero's 1000:100 is in earlier reports), 6-step conv windows,
   # no memory probes (a process per row importing every library; the H200's figures
-  # are in docs/gpu-benchmark.md) and no MultiLayerNet rows (12x and 7.9x PyTorch eager
+  # are in docs/gpu/benchmark-a633f91.md) and no MultiLayerNet rows (12x and 7.9x PyTorch eager
   # against a 3x target at 2fd554a), so that it ends inside the run's budget, as it must
   # to write its table. Its smoke test (44 s of the tests' 80 on the H200)
   # runs what that section runs in full: left to the section and to CI.
