@@ -30,8 +30,6 @@ import sys
 import time
 import traceback
 
-import numpy
-
 import backends
 from backends import mpi_env
 from backends.arrays import sum_in_rank_order
@@ -152,11 +150,10 @@ class MpiCommunicator(Communicator):
         bounds = [n * r // size for r in range(size + 1)]
         counts = [bounds[r + 1] - bounds[r] for r in range(size)]
         mine = counts[rank]
-        parts = numpy.empty((size, mine), dtype=host.dtype)
+        parts, total = buffers.chunk_buffers(size, mine, host)
         self.comm.Alltoallv([host, (counts, bounds[:-1])],
                             [parts, ([mine] * size, [mine * r for r in range(size)])])
-        chunk = numpy.ascontiguousarray(sum_in_rank_order(parts))
-        total = numpy.empty_like(host)
+        chunk = buffers.contiguous(sum_in_rank_order(parts))
         self.comm.Allgatherv(chunk, [total, (counts, bounds[:-1])])
         self.sent += (n - mine) + mine * (size - 1)
         return total
@@ -168,8 +165,7 @@ class MpiCommunicator(Communicator):
         return int(self.comm.allreduce(int(value), op=self.MPI.MAX))
 
     def start_largest(self, value):
-        mine = numpy.array([int(value)], dtype=numpy.int64)
-        result = numpy.empty(1, dtype=numpy.int64)
+        mine, result = buffers.int64_pair(value)
         request = self.comm.Iallreduce(mine, result, op=self.MPI.MAX)
         return MpiRequest(request, result)
 

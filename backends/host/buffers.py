@@ -21,3 +21,20 @@ def gather_buffer(ranks, part):
     """Room for one ``part`` from each of ``ranks`` ranks."""
     return numpy.empty((ranks,) + part.shape, dtype=part.dtype)
 
+
+
+def chunk_buffers(ranks, mine, like):
+    """Room for every rank's part of this rank's chunk (``(ranks, mine)``) and for the whole
+    summed buffer (``like``'s shape): the chunked all-reduce's two receive buffers."""
+    return numpy.empty((ranks, mine), dtype=like.dtype), numpy.empty_like(like)
+
+
+def contiguous(x):
+    """``x`` (a host array) C-ordered, as a send buffer."""
+    return numpy.ascontiguousarray(x)
+
+
+def int64_pair(value):
+    """A one-element int64 buffer holding ``value`` and one for a result: a non-blocking
+    reduction's send and receive buffers."""
+    return numpy.array([int(value)], dtype=numpy.int64), numpy.empty(1, dtype=numpy.int64)

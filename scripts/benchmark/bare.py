@@ -8,6 +8,7 @@ floor for the layers and the Trainer, measured beside them.
 import numpy as np
 
 import backends
+from scripts.benchmark.overhead import BareTwoLayer
 
 
 def softmax_cross_entropy(s, t, rows):
@@ -25,41 +26,22 @@ def softmax_cross_entropy(s, t, rows):
 
 
 class TwoLayerStep:
-    """Affine - ReLU - Affine - softmax cross-entropy, SGD."""
+    """Affine - ReLU - Affine - softmax cross-entropy, SGD: overhead.py's hand-written step
+    (the one the A/B across commits times too) on a permutation of the data a window."""
 
     def __init__(self, net, batch, data, steps):
-        params = net.xpnet().params  # xpnet's start
-        self.W1, self.b1, self.W2, self.b2 = (backends.to_numpy(params[k]).copy()
-                                              for k in ("W1", "b1", "W2", "b2"))
-        self.lr, self.batch, (self.x, self.t), self.steps = net.lr, batch, data, steps
+        self.step = BareTwoLayer(net.xpnet().params, net.lr)  # xpnet's start
+        self.batch, (self.x, self.t), self.steps = batch, data, steps
         self.rng = np.random.default_rng(0)
-        self.rows = np.arange(batch)
         self.losses = np.empty(steps, dtype=np.float32)
 
     def window(self):
-        x_all, t_all, b, rows, lr = self.x, self.t, self.batch, self.rows, self.lr
-        W1, b1, W2, b2 = self.W1, self.b1, self.W2, self.b2
+        x_all, t_all, b = self.x, self.t, self.batch
         order = self.rng.permutation(x_all.shape[0]).astype(np.int32)
         for i in range(self.steps):
             idx = order[i * b:(i + 1) * b]
-            x, t = np.take(x_all, idx, axis=0), np.take(t_all, idx, axis=0)
-            a = x @ W1
-            a += b1
-            keep = a > 0
-            a *= keep
-            s = a @ W2
-            s += b2
-            self.losses[i], e = softmax_cross_entropy(s, t, rows)
-            dW2 = a.T @ e
-            db2 = e.sum(axis=0)
-            dh = e @ W2.T
-            dh *= keep
-            dW1 = x.T @ dh
-            db1 = dh.sum(axis=0)
-            W1 -= lr * dW1
-            b1 -= lr * db1
-            W2 -= lr * dW2
-            b2 -= lr * db2
+            self.losses[i] = self.step.step(np.take(x_all, idx, axis=0),
+                                            np.take(t_all, idx, axis=0))
 
 
 class DeepStep:

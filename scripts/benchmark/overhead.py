@@ -62,11 +62,13 @@ class BareTwoLayer:
     """Affine - ReLU - Affine - softmax cross-entropy and SGD, by hand, temporaries in place."""
 
     def __init__(self, params, lr):
-        self.W1, self.b1, self.W2, self.b2 = (np.array(params[k]) for k in ("W1", "b1", "W2",
-                                                                             "b2"))
+        import backends
+        self.W1, self.b1, self.W2, self.b2 = (np.array(backends.to_numpy(params[k]))
+                                              for k in ("W1", "b1", "W2", "b2"))
         self.lr = lr
 
     def step(self, x, t):
+        """One step on ``(x, t)``: the parameters updated in place; returns the loss."""
         W1, b1, W2, b2, lr = self.W1, self.b1, self.W2, self.b2, self.lr
         n = x.shape[0]
         rows = np.arange(n)

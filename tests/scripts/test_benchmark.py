@@ -102,7 +102,8 @@ def test_bare_numpy_row_computes_the_same_step_as_the_layers():
             row.window()
         params = {k: backends.to_numpy(v) for k, v in loop.network.params.items()}
         step = bare.bare
-        for key, got in (("W1", step.W1), ("b1", step.b1), ("W2", step.W2), ("b2", step.b2)):
+        for key, got in (("W1", step.step.W1), ("b1", step.step.b1), ("W2", step.step.W2),
+                         ("b2", step.step.b2)):
             np.testing.assert_allclose(got, params[key], rtol=1e-4, atol=1e-6, err_msg=key)
         assert np.all(step.losses > 2.0) and np.all(step.losses < 2.6)  # ln 10 = 2.30 at start
     finally:
