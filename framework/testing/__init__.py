@@ -20,7 +20,8 @@ no conftest:
 Which backends run: ``pytest --xpnet-backend=numpy`` (or any other name, or
 ``all``, the default); without the option, ``XPNET_BACKEND`` in the
 environment picks one (with ``XPNET_DEVICE`` its device, e.g. ``mps``).
-``@pytest.mark.backends("numpy")`` limits one test.
+``@pytest.mark.backends("numpy")`` limits one test. ``--xpnet-require cupy,torch``
+(on the machine meant to test them) turns a skip for a missing backend into a failure.
 
 The checks:
 
@@ -49,11 +50,13 @@ from framework.testing.compare import TOLERANCES, assert_allclose_report, tolera
 from framework.testing.gradients import check_backward, check_model
 from framework.testing.parity import assert_outputs_close, check_parity
 # the plugin's hooks and fixtures, here so that pytest finds them in the module it loads
-from framework.testing.plugin import (OPTION, STANDARD, backend, keep_default_backend, on_cupy,
-                                      pytest_addoption, pytest_configure, pytest_generate_tests,
-                                      selected_backends, xp)
+from framework.testing.plugin import (OPTION, REQUIRE, STANDARD, backend, keep_default_backend,
+                                      on_cupy, pytest_addoption, pytest_configure,
+                                      pytest_generate_tests, pytest_runtest_makereport,
+                                      required_backends, selected_backends, xp)
 
 __all__ = ["TOLERANCES", "tolerances", "assert_allclose_report", "check_backward", "check_model",
-           "check_parity", "assert_outputs_close", "OPTION", "STANDARD", "selected_backends",
-           "backend", "xp", "on_cupy", "keep_default_backend", "pytest_addoption",
-           "pytest_configure", "pytest_generate_tests"]
+           "check_parity", "assert_outputs_close", "OPTION", "REQUIRE", "STANDARD",
+           "selected_backends", "required_backends", "backend", "xp", "on_cupy",
+           "keep_default_backend", "pytest_addoption", "pytest_configure",
+           "pytest_generate_tests", "pytest_runtest_makereport"]

@@ -6,7 +6,7 @@ import pytest
 
 import backends
 from framework.testing.compare import assert_allclose_report, tolerances
-from framework.testing.plugin import _strict_flags
+from framework.testing.plugin import _strict_flags, unusable
 
 
 def _leaves(tree, path="output"):
@@ -58,7 +58,7 @@ def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy
     for name, device in specs:
         usable, why = backends.backend_class(name).usable()
         if not usable:
-            pytest.skip(f"check_parity: the {name} half cannot run here: {why}")
+            pytest.skip(f"check_parity: the {name} half cannot run: {unusable(name, why)}")
         with backends.using(name, device=device) as chosen, _strict_flags(chosen):
             moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
                      for x in host_inputs]

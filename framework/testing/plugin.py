@@ -1,6 +1,8 @@
 """The pytest plugin: ``--xpnet-backend``, the ``backends`` marker, and the ``backend``,
 ``xp`` and ``on_cupy`` fixtures (what they do: :mod:`framework.testing`)."""
 
+import re
+
 import pytest
 
 import backends
@@ -9,16 +11,72 @@ OPTION = "--xpnet-backend"
 STANDARD = "2024.12"  # the Array API version the generic code is written against
 
 
+REQUIRE = "--xpnet-require"
+
+
 def pytest_addoption(parser):
     parser.addoption(OPTION, choices=backends.NAMES + ("all",), default=None,
                      help="run backend-parametrised tests on this backend only (default: "
                           "all, or the one XPNET_BACKEND names)")
+    parser.addoption(REQUIRE, default="", metavar="NAMES",
+                     help="comma-separated backends that must be usable here (a GPU "
+                          "machine's cupy,torch): a test that would skip because one is not, "
+                          "or whose skip names one, fails instead")
+
+
+def required_backends(config):
+    """The backends ``--xpnet-require`` names (lower-cased), checked against the registry."""
+    names = {n.strip().lower() for n in config.getoption(REQUIRE, default="").split(",")
+             if n.strip()}
+    unknown = names - set(backends.NAMES)
+    if unknown:
+        raise pytest.UsageError(f"{REQUIRE}: unknown backend(s) {sorted(unknown)}; expected "
+                                f"some of {', '.join(backends.NAMES)}")
+    return names
+
+
+NOT_USABLE = "backend not usable here"
+
+
+def unusable(name, why):
+    """The one wording of a skip for a backend this machine cannot use, which
+    ``--xpnet-require`` recognises: ``"<name> backend not usable here: <why>"``."""
+    return f"{name} {NOT_USABLE}: {why}"
+
+
+_NAMED = re.compile(r"\b(\w+) " + NOT_USABLE + r"|could not import '(\w+)'")
+
+
+def skipped_for(reason):
+    """The backends a skip's reason says are missing (the wording of ``unusable``, or
+    ``pytest.importorskip``'s), as a set of names."""
+    return {a or b for a, b in _NAMED.findall(reason)}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``--xpnet-require``, a skip because a required backend cannot be used here is
+    a failure: on the machine meant to test it, a missing library or device must not pass
+    as a skip. Other skips (a test for another backend, a second GPU this machine lacks)
+    stay skips."""
+    outcome = yield
+    report = outcome.get_result()
+    required = getattr(item.config, "_xpnet_required", None)
+    if not required or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    named = skipped_for(reason) & required
+    if named:
+        report.outcome = "failed"
+        report.longrepr = (f"{REQUIRE} {','.join(sorted(required))}: this test skipped for a "
+                           f"required backend ({', '.join(sorted(named))}): {reason}")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run this test only on these "
                                        "backends ('numpy', 'cupy', 'torch', "
                                        "'array_api_strict')")
+    config._xpnet_required = required_backends(config)
 
 
 def selected_backends(config):
@@ -45,11 +103,14 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("backend", names, indirect=True, ids=names)
 
 
-def _usable_or_skip(name, device=None):
-    """``(name, device)`` to use, or a skip saying why the backend cannot be used here."""
+def _usable_or_skip(name, device=None, config=None):
+    """``(name, device)`` to use, or a skip saying why the backend cannot be used here (a
+    failure where ``--xpnet-require`` names it)."""
     usable, why = backends.backend_class(name).usable()
     if not usable:
-        pytest.skip(f"{name} backend not usable here: {why}")
+        if config is not None and name in getattr(config, "_xpnet_required", ()):
+            pytest.fail(f"{name} backend required ({REQUIRE}) but not usable here: {why}")
+        pytest.skip(unusable(name, why))
     settings = backends.settings()
     if device is None and settings.device and settings.backend == name:
         device = settings.device  # XPNET_BACKEND=torch XPNET_DEVICE=mps pytest: that device
@@ -76,7 +137,8 @@ def backend(request):
     name = getattr(request, "param", None)
     if name is None:  # used without parametrisation (e.g. from another fixture's request)
         name = selected_backends(request.config)[0]
-    with backends.using(*_usable_or_skip(name)) as chosen, _strict_flags(chosen):
+    with backends.using(*_usable_or_skip(name, config=request.config)) as chosen, \
+            _strict_flags(chosen):
         yield chosen
 
 
@@ -87,7 +149,7 @@ def xp(backend):
 
 
 @pytest.fixture
-def on_cupy():
+def on_cupy(request):
     """CuPy as the default backend, for GPU-only tests; skipped where no GPU is usable."""
-    with backends.using(*_usable_or_skip("cupy")) as chosen:
+    with backends.using(*_usable_or_skip("cupy", config=request.config)) as chosen:
         yield chosen

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from framework import distributed
+from framework.testing.plugin import unusable
 from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal
 
 JOB = os.path.join(ROOT, "tests", "framework", "distributed_job.py")
@@ -45,7 +46,7 @@ def _cupy_gpus():
 
 
 GPUS = _cupy_gpus()
-needs_gpu = pytest.mark.skipif(GPUS < 1, reason="no CuPy GPU here")
+needs_gpu = pytest.mark.skipif(GPUS < 1, reason=unusable("cupy", "no GPU"))
 
 
 def env(backend="numpy", device=None):
@@ -337,9 +338,9 @@ def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespac
     (on a GPU machine, PyTorch's CUDA tensors too: two ranks share its first GPU)."""
     import backends
     if namespace not in backends.available():
-        pytest.skip(f"{namespace} is not usable here")
+        pytest.skip(unusable(namespace, backends.backend_class(namespace).usable()[1]))
     if device == "cuda:0" and not __import__("torch").cuda.is_available():
-        pytest.skip("PyTorch sees no CUDA device here")
+        pytest.skip(unusable("torch", "PyTorch sees no CUDA device"))
     want, _ = job(tmp_path, "simple-conv", name="numpy")
     got, done = job(tmp_path, "simple-conv", 2, backend=namespace, device=device)
     assert "the gradients are summed through the host" in done.stdout, done.stdout

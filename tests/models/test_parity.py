@@ -11,6 +11,7 @@ import pytest
 
 import backends
 from framework.testing import check_parity
+from framework.testing.plugin import unusable
 from framework.trainer import Trainer
 from models import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 from tests.conftest import to_host
@@ -89,7 +90,7 @@ def test_checkpoints_cross_between_backends(tmp_path, pair):
     for name, _ in pair:
         usable, why = backends.backend_class(name).usable()
         if not usable:
-            pytest.skip(why)
+            pytest.skip(unusable(name, why))
     make, shape = NETS["extend"]
     x, t = RNG.random(shape), RNG.integers(0, 3, shape[0])
     path = str(tmp_path / "net.npz")

@@ -13,12 +13,14 @@ import pickle
 import numpy as np
 import pytest
 
+from framework.testing.plugin import unusable
+
 cupy = pytest.importorskip("cupy")
 try:
     from backends.cuda import nccl
 except Exception as e:  # CuPy without NCCL's library
     pytest.skip(f"NCCL does not load here: {e}", allow_module_level=True)
-needs_gpu = pytest.mark.skipif(not cupy.is_available(), reason="no CUDA device for CuPy")
+needs_gpu = pytest.mark.skipif(not cupy.is_available(), reason=unusable("cupy", "no CUDA device"))
 
 
 def test_the_id_travels_and_is_what_the_communicator_takes():

@@ -42,3 +42,58 @@ def test_plugin_ids_option_env_and_marker(tmp_path):
     assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
     out = run_pytest(tmp_path, "--xpnet-backend=cupy")
     assert "test_one[cupy]" in out and "[numpy]" not in out
+
+
+REQUIRED_TEST = '''
+import pytest
+from framework.testing.plugin import unusable
+
+def test_planted_missing_cupy():
+    pytest.skip(unusable("cupy", "planted by the test"))
+
+def test_imports_cupy():
+    pytest.importorskip("a_library_nobody_has_" + "cupy")
+
+def test_other_skip():
+    pytest.skip("the capture-safe GEMM exists on CuPy only")  # names CuPy, but is no missing backend
+
+def test_backend(backend):
+    pass
+'''
+
+
+def run_required(tmp_path, *args):
+    (tmp_path / "test_required.py").write_text(REQUIRED_TEST)
+    env = {k: v for k, v in os.environ.items() if k not in ("XPNET_BACKEND", "XPNET_DEVICE")}
+    env.update(PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "framework.testing",
+                           "-p", "no:cacheprovider", *args, str(tmp_path / "test_required.py")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+
+def test_required_backend_turns_its_skips_into_failures(tmp_path):
+    """``--xpnet-require``: a skip in the wording of ``unusable`` for a required backend,
+    and the backend fixture on a required backend that cannot be used here, fail; a skip
+    for anything else (or without the option) stays a skip."""
+    import backends
+    plain = run_required(tmp_path)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "SKIPPED" in plain.stdout and "FAILED" not in plain.stdout
+
+    r = run_required(tmp_path, "--xpnet-require", "cupy")
+    out = r.stdout
+    assert r.returncode == 1, out + r.stderr
+    assert "FAILED test_required.py::test_planted_missing_cupy" in out
+    assert "required backend (cupy)" in out and "planted by the test" in out
+    skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+    assert any("the capture-safe GEMM exists on CuPy only" in line for line in skipped), out
+    assert any("a_library_nobody_has_cupy" in line for line in skipped), out  # not a backend
+    for name in ("numpy", "array_api_strict", "torch", "cupy"):
+        usable = name in backends.available()
+        if not usable:
+            r = run_required(tmp_path, "--xpnet-require", name, "-k", f"test_backend and {name}")
+            assert r.returncode == 1, r.stdout + r.stderr
+            assert f"{name} backend required (--xpnet-require) but not usable here" in r.stdout
+
+    bad = run_required(tmp_path, "--xpnet-require", "cuda")
+    assert bad.returncode != 0 and "unknown backend(s) ['cuda']" in bad.stderr, bad.stderr
