@@ -220,6 +220,13 @@ class Backend:
         of its own: the host's memory is the process's)."""
         return {}
 
+    def scratch(self):
+        """A context for a caller's passing work (a trial of steps, an evaluation): what it
+        allocates comes from a pool of this backend's own, whose cached blocks go back to
+        the device on leaving; arrays still alive keep theirs. Nothing on libraries that
+        keep no pool of their own."""
+        return contextlib.nullcontext()
+
     #: whether its arrays are host memory a transport (MPI) reads in place
     host_buffers = False
 

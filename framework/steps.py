@@ -214,6 +214,13 @@ class GraphStep(Step):
         return 0 if self.graph is None else self.graph.pool_bytes()
 
 
+def free_saved(network):
+    """``network.free_saved()`` where the network has it (a user's own may not)."""
+    free = getattr(network, "free_saved", None)
+    if free is not None:
+        free()
+
+
 def choose(network, optimizer, batches, graph="auto", train=None):
     """The step to run: a recorded :class:`GraphStep` where ``graph`` allows it, the step can
     be recorded and (for ``"auto"``) a few timed steps show it faster, else an
@@ -234,7 +241,9 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     if reason is None:
         started = time.perf_counter()
         try:
-            step = GraphStep(network, optimizer, batches, train=train).record()
+            step = GraphStep(network, optimizer, batches, train=train)
+            with backend.scratch():  # the recording's copies of the parameters: handed back
+                step.record()
             step.seconds = time.perf_counter() - started  # the recording, kernel builds too
         except Exception as e:
             if graph is True:
@@ -242,7 +251,11 @@ def choose(network, optimizer, batches, graph="auto", train=None):
             reason = f"CUDA graph capture failed: {type(e).__name__}: {e}"
         else:
             if graph == "auto" and len(batches) > 1:
-                graph_s, eager_s = step.time_against_eager()
+                # the eager trial's blocks (its activations, the layers keep the last
+                # ones) go back to the device after it, not into the user's pool
+                with backend.scratch():
+                    graph_s, eager_s = step.time_against_eager()
+                    free_saved(network)
                 if eager_s < graph_s:
                     return EagerStep(network, optimizer, batches,
                                      f"faster than the CUDA graph here: {1e3 * eager_s:.3f} "

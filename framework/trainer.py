@@ -210,7 +210,9 @@ class Trainer:
                         self._train_epoch(bar)
                 finally:  # every rank completes the agreement it started, whatever ended the run
                     self._finish_agreement()
-                self.final_test_acc = self._accuracy(self.x_test, self.t_test)
+                with self.backend.scratch():
+                    self.final_test_acc = self._accuracy(self.x_test, self.t_test)
+                    steps.free_saved(self.network)
         finally:
             bar.close()
         return self.history
@@ -290,9 +292,11 @@ class Trainer:
                                   self.current_epoch + (1 if done else 0), saved)
 
     def gpu_pools(self):
-        """Bytes CuPy holds for this run, by pool: ``{"default": ..., "graph": ...}`` (the
-        default pool holds the data, the evaluations' and any eager step's blocks; the
-        graph's, its recorded step's); ``{}`` on other backends."""
+        """Bytes CuPy holds for this run, by pool: ``{"default": ..., "scratch": ...,
+        "graph": ...}`` (the default pool holds the data and any eager step's blocks; the
+        scratch pool, what evaluations and the eager trial left in use (their cached
+        blocks are freed after each); the graph's, its recorded step's); ``{}`` on other
+        backends."""
         if self.backend.name != "cupy":
             return {}
         graph = self._step.pool_bytes() if isinstance(self._step, steps.GraphStep) else 0
@@ -396,7 +400,9 @@ class Trainer:
             self._stop_on_bad_loss(losses, 0, count)
         self.iteration += count
         self.current_epoch += 1
-        train_acc, test_acc = self._evaluate()
+        with self.backend.scratch():  # the evaluation's blocks go back to the device after it
+            train_acc, test_acc = self._evaluate()
+            steps.free_saved(self.network)
         seconds = time.perf_counter() - started
         record = {"epoch": self.current_epoch, "iteration": self.iteration,
                   "loss": float(values.mean()), "train_acc": train_acc, "test_acc": test_acc,

@@ -299,6 +299,15 @@ class Network:
             for layer in dropouts:
                 layer.hold_mask = False
 
+    def free_saved(self):
+        """Drop what the layers kept from the last forward and backward passes (inputs,
+        im2col columns, masks, gradients): where no backward follows, as after an
+        evaluation or the Trainer's trial of eager steps, their arrays can then go.
+        Parameters and state stay; the next training step keeps them anew."""
+        for layer in self.layers.values():
+            layer.free_saved()
+        self.last_layer.free_saved()
+
     # --- state and checkpoints ----------------------------------------------------------------
 
     def state(self):

@@ -202,10 +202,14 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     print(f"step: {trainer.step_mode}{recorded}")
     if backend.name == "cupy":
         pools = {name: held / 2**20 for name, held in trainer.gpu_pools().items()}
+        data = sum(a.nbytes for a in (trainer.batches.x, trainer.batches.t, trainer.x_test,
+                                      trainer.t_test)) / 2**20
         print(f"GPU memory: {sum(pools.values()):.1f} MB held by CuPy's pools: "
-              f"{pools['default']:.1f} MB in the default pool (the data, evaluations, any "
-              f"eager steps), {pools['graph']:.1f} MB in the graph's (training set "
-              f"{trainer.batches.x.nbytes / 2**20:.1f} MB as float32)")
+              f"{pools['default']:.1f} MB in the default pool (the data, any eager steps), "
+              f"{pools['scratch']:.1f} MB in the scratch pool (what the evaluations and the "
+              f"eager trial left in use), {pools['graph']:.1f} MB in the graph's (the data: "
+              f"{data:.1f} MB; training set {trainer.batches.x.nbytes / 2**20:.1f} MB as "
+              f"float32)")
     if args.plot and trainer.world.is_root:
         plot(args.plot, trainer)
         print(f"plot: {args.plot}")

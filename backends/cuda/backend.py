@@ -1,5 +1,6 @@
 """CuPy, on NVIDIA GPUs: the backend of the CUDA wing."""
 
+import contextlib
 import sys
 
 from backends import mpi_env
@@ -156,6 +157,38 @@ class CupyBackend(Backend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def memory(self):
-        """Bytes in CuPy's default memory pool (the data, the evaluations' blocks, any
-        eager step's); a recorded step's graph holds a pool of its own."""
-        return {"default": self.xp.get_default_memory_pool().total_bytes()}
+        """Bytes in CuPy's default memory pool (the data, any eager step's blocks) and in
+        the scratch pool (:meth:`scratch`: blocks of passing work still in use); a
+        recorded step's graph holds a pool of its own."""
+        pool = self._scratch_pools().get(self._device_id())
+        return {"default": self.xp.get_default_memory_pool().total_bytes(),
+                "scratch": 0 if pool is None else pool.total_bytes()}
+
+    @classmethod
+    def _scratch_pools(cls):
+        pools = cls.__dict__.get("_scratch")
+        if pools is None:
+            pools = cls._scratch = {}
+        return pools
+
+    def _device_id(self):
+        return self.xp.cuda.Device().id if self.device is None else self.device.id
+
+    @contextlib.contextmanager
+    def scratch(self):
+        """CuPy allocates from a memory pool of ours (one a device, for the process) while
+        the context lasts; on leaving, the pool's cached blocks are freed, so that a
+        Trainer's trial of eager steps and its evaluations do not stay cached in CuPy's
+        default pool, which is the user's. Blocks of arrays still alive stay theirs."""
+        cupy = self.xp
+        pools = self._scratch_pools()
+        device = self._device_id()
+        pool = pools.get(device)
+        if pool is None:
+            pool = pools[device] = cupy.cuda.MemoryPool()
+        device_scope = contextlib.nullcontext() if self.device is None else self.device
+        with device_scope, cupy.cuda.using_allocator(pool.malloc):
+            try:
+                yield
+            finally:
+                pool.free_all_blocks()

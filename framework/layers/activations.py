@@ -16,6 +16,8 @@ class Relu(Layer):
     untouched (the book zeroes it in place).
     """
 
+    saved = ("keep",)
+
     def __init__(self, name=None):
         super().__init__(name)
         self.keep = None  # x > 0, the complement of the book's mask
@@ -45,6 +47,8 @@ class Sigmoid(Layer):
 
     The forward pass is the overflow-free :func:`framework.functions.sigmoid`.
     """
+
+    saved = ("out",)
 
     def __init__(self, name=None):
         super().__init__(name)

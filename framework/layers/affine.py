@@ -23,6 +23,8 @@ class Affine(Layer):
       axis), not at every step.
     """
 
+    saved = ("x", "dW", "db")
+
     def __init__(self, W, b, name="Affine"):
         if W.ndim != 2 or b.shape != (W.shape[1],):
             raise ValueError(f"{name}: W must be 2-D (in, out) and b of shape (out,); "

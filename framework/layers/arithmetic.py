@@ -9,6 +9,8 @@ class MulLayer(Layer):
     Works on Python numbers as well as arrays (the apple shop of 5.4).
     """
 
+    saved = ("x", "y")
+
     def __init__(self, name=None):
         super().__init__(name)
         self.x = None

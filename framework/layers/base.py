@@ -11,6 +11,11 @@ walk of :class:`models.base.Network` reads these attributes without probing:
     names of the non-parameter arrays the layer keeps (batch norm's running
     averages, dropout's generator position): the network's state, saved in
     checkpoints and restored by :func:`framework.testing.check_backward`.
+``saved``
+    names of what ``forward`` keeps for ``backward`` (inputs, columns, masks) and
+    of the gradients ``backward`` leaves: :meth:`Layer.free_saved` drops them
+    where no backward follows (after an evaluation, say), so that the arrays
+    can go.
 ``forward_stack(x[, train_flg])``
     the forward pass for a stack ``(K, N, ...)`` of inputs, without side
     effects, for the vectorised numerical gradient. The default folds the
@@ -39,6 +44,7 @@ class Layer:
 
     takes_train_flg = False
     buffers = ()
+    saved = ()
     _kind = None  # the kind of input last bound (see the module)
     _ops = None  # the operations for it
     _xtype = None  # its array type
@@ -61,6 +67,11 @@ class Layer:
         self._check(x)
         self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
 
+    def free_saved(self):
+        """Drop what the last forward and backward kept (the names in ``saved``)."""
+        for name in self.saved:
+            setattr(self, name, None)
+
     def _forward(self, x, train_flg):
         if self.takes_train_flg:
             return self.forward(x, train_flg)
@@ -69,12 +80,12 @@ class Layer:
     def forward_stack(self, x, train_flg=True):
         xp = get_array_module(x)
         k, n = x.shape[:2]
-        saved = dict(vars(self))
+        attributes = dict(vars(self))
         try:
             out = self._forward(xp.reshape(x, (k * n,) + tuple(x.shape[2:])), train_flg)
         finally:
             vars(self).clear()
-            vars(self).update(saved)
+            vars(self).update(attributes)
         return xp.reshape(out, (k, n) + tuple(out.shape[1:]))
 
     def perturbed_outputs(self, x, param, index, delta, train_flg=True):

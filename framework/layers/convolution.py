@@ -41,6 +41,8 @@ class Convolution(Layer):
 
     takes_train_flg = True  # inference drops what only backward needs
 
+    saved = ("x", "col", "dW", "db")
+
     def __init__(self, W, b, stride=1, pad=0, name="Convolution"):
         if W.ndim != 4 or b.shape != (W.shape[0],):
             raise ValueError(f"{name}: W must be 4-D (FN, C, FH, FW) and b of shape (FN,); "

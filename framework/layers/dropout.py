@@ -36,6 +36,7 @@ class Dropout(Layer):
 
     takes_train_flg = True
     buffers = ("key", "counter")
+    saved = ("mask", "_kept")
 
     def __init__(self, dropout_ratio=0.5, *, seed=None, name="Dropout"):
         try:

@@ -24,6 +24,8 @@ class Pooling(Layer):
     * Bad shapes raise ``ValueError`` naming the layer and the shapes.
     """
 
+    saved = ("x", "arg_max")
+
     def __init__(self, pool_h, pool_w, stride=2, pad=0, name="Pooling"):
         if int(pool_h) < 1 or int(pool_w) < 1 or int(stride) < 1 or int(pad) < 0:
             raise ValueError(f"{name}: pool sizes and stride must be at least 1 and pad at "

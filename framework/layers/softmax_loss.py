@@ -25,6 +25,8 @@ class SoftmaxWithLoss(Layer):
       reading it would not stall a GPU).
     """
 
+    saved = ("loss", "y", "t")
+
     def __init__(self, name=None):
         super().__init__(name)
         self.loss = None

@@ -62,3 +62,23 @@ def test_gradient_check_catches_a_wrong_backward(xp):
     net.gradient = wrong
     result = gradient_check(net, x, t)
     assert all(max_rel > 0.5 for _, max_rel in result.values())
+
+
+def test_gradient_check_of_a_float32_network_against_the_float64_reference(xp):
+    """``backprop=``: the float32 network's gradients at its own weights, against float64
+    central differences at the same (widened) weights: float32's rounding, not 1e-3."""
+    reference = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
+    trained = TwoLayerNet(12, 6, 4, dtype="float32", seed=1, weight_init_std=0.5)
+    for key, p in reference.params.items():
+        p[...] = xp.astype(trained.params[key], p.dtype)
+    rng = np.random.default_rng(2)
+    x = backends.to_device(rng.random((5, 12)).astype(np.float32).astype(np.float64))
+    t = backends.to_device([0, 1, 2, 3, 1])
+    result = gradient_check(reference, x, t, backprop=trained)
+    assert list(result) == ["W1", "b1", "W2", "b2"]
+    assert max(mean_abs for mean_abs, _ in result.values()) < 1e-6
+    assert max(rel for _, rel in result.values()) < 1e-3
+    # other weights in the float32 network: the check sees it
+    other = TwoLayerNet(12, 6, 4, dtype="float32", seed=2, weight_init_std=0.5)
+    result = gradient_check(reference, x, t, backprop=other)
+    assert max(rel for _, rel in result.values()) > 0.1

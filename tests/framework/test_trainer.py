@@ -45,10 +45,10 @@ def test_gpu_memory_is_counted_by_pool_on_cupy_only(backend):
     if backend.name != "cupy":
         assert pools == {} and trainer.gpu_pool_bytes() == 0
         return
-    assert set(pools) == {"default", "graph"}
+    assert set(pools) == {"default", "scratch", "graph"}
     assert pools["default"] >= trainer.batches.x.nbytes  # the data lives there
     assert (pools["graph"] > 0) == (trainer.step_mode == "cuda-graph")
-    assert trainer.gpu_pool_bytes() == pools["default"] + pools["graph"]
+    assert trainer.gpu_pool_bytes() == sum(pools.values())
 
 
 def test_loss_falls_and_history_matches_epochs(backend, capsys):

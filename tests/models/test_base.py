@@ -59,3 +59,31 @@ def test_the_shared_walk_differentiates_a_described_model(backend, xp):
     net = Tiny(dtype="float64")
     rng = np.random.default_rng(1)
     check_model(net, backends.to_device(rng.standard_normal((4, 6))), backends.to_device([0, 1, 2, 1]))
+
+
+def test_free_saved_drops_what_the_layers_kept_and_training_goes_on_the_same(backend, xp):
+    """``free_saved`` after a step: every name a layer lists in ``saved`` was set by the step
+    (no name misspelt), is None after, and the next steps give the very numbers they give
+    without it (dropout's masks, batch norm's statistics, the loss layer's labels)."""
+    from framework.optimizers import Adam
+    from tests.models.test_parity import NETS
+    rng = np.random.default_rng(5)
+    for name, (make, shape) in NETS.items():
+        x = backends.to_device(rng.random(shape).astype(np.float32))
+        t = backends.to_device(rng.integers(0, 3, shape[0]))
+        runs = []
+        for free in (False, True):
+            net, opt = make("float32"), Adam(lr=0.01)
+            for step in range(3):
+                opt.update(net.params, net.gradient(x, t))
+                if free and step == 0:
+                    layers = list(net.layers.values()) + [net.last_layer]
+                    kept = [(layer.name, attr) for layer in layers for attr in layer.saved
+                            if getattr(layer, attr) is None]
+                    assert kept == [], (name, kept)
+                    net.free_saved()
+                    assert all(getattr(layer, attr) is None
+                               for layer in layers for attr in layer.saved), name
+            runs.append({k: to_host(v) for k, v in net.params.items()})
+        for key in runs[0]:
+            np.testing.assert_array_equal(runs[1][key], runs[0][key], err_msg=f"{name} {key}")

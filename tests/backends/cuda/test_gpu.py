@@ -98,3 +98,27 @@ def test_gradient_check_in_float64_on_cupy(on_cupy):
     x, t = on_cupy.asarray(rng.random((3, 784))), on_cupy.asarray([1, 4, 7])
     for key, (mean_abs, max_rel) in gradient_check(net, x, t).items():
         assert mean_abs < 1e-7 and max_rel < 1e-6, key
+
+
+@needs_gpu
+def test_the_trial_and_the_evaluations_leave_nothing_cached_in_the_users_pool(on_cupy):
+    """graph='auto' times a few eager steps against the graph, and each epoch evaluates:
+    their blocks come from the backend's scratch pool, whose cache is freed after each,
+    so CuPy's default pool (the user's) caches no more than before training, and the
+    scratch pool holds only blocks still in use."""
+    from models import SimpleConvNet
+    cupy = on_cupy.xp
+    rng = np.random.default_rng(0)
+    x = rng.random((600, 1, 28, 28), dtype=np.float32)
+    t = rng.integers(0, 10, 600).astype(np.uint8)
+    default = cupy.get_default_memory_pool()
+    trainer = Trainer(SimpleConvNet(seed=0), x, t, x[:500], t[:500], epochs=2,
+                      mini_batch_size=100, optimizer="Adam", optimizer_param={"lr": 0.001},
+                      verbose=False, seed=0, graph="auto")
+    cached_before = default.total_bytes() - default.used_bytes()
+    trainer.train()
+    cached_after = default.total_bytes() - default.used_bytes()
+    if trainer.step_mode == "cuda-graph":  # eager steps cache their own blocks there, rightly
+        assert cached_after <= cached_before + 2**20, (cached_before, cached_after)
+    scratch = on_cupy._scratch_pools()[cupy.cuda.Device().id]
+    assert scratch.total_bytes() == scratch.used_bytes()
