@@ -6,15 +6,22 @@
 # device a fifth runs the framework, models and operations on its CUDA tensors
 # (XPNET_BACKEND=torch XPNET_DEVICE=cuda:0), which no other section runs through the suite.
 #
-#   bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
+#   REQUIRE=cupy,torch bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
 #
-# Every shard gets PYTEST_ARGS; LOG receives the shards' whole output, one after another,
+# Every shard gets PYTEST_ARGS, and with REQUIRE set, --xpnet-require REQUIRE: a test
+# skipped because a required backend cannot be used fails (framework/testing/plugin.py);
+# where REQUIRE names torch and PyTorch sees no CUDA device, the PyTorch shard cannot run,
+# which fails the run too. LOG receives the shards' whole output, one after another,
 # also when the run is stopped (timeout's TERM): a cut run still shows how far each got.
-# Prints each shard's failures and summary line; exits non-zero when any shard failed.
+# Prints each shard's failures, its skip reasons (counted, the same reason once) and its
+# summary line; exits non-zero when any shard failed.
 set -u
 cd "$(dirname "$0")/.."
 log=$1; shift
 PY=${PYTHON:-python3}
+REQUIRE=${REQUIRE:-}
+rc=0
+if [ -n "$REQUIRE" ]; then set -- --xpnet-require "$REQUIRE" "$@"; fi
 # [environment|]pytest arguments
 shards=(
   "tests/backends/test_ops.py"
@@ -24,6 +31,9 @@ shards=(
 )
 if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   shards+=("XPNET_BACKEND=torch XPNET_DEVICE=cuda:0|tests/framework tests/models tests/backends/test_ops.py")
+elif [[ ",$REQUIRE," == *",torch,"* ]]; then
+  echo "FAILED: torch is required (REQUIRE=$REQUIRE), but PyTorch is missing or sees no CUDA device: the shard on its CUDA tensors cannot run"
+  rc=1
 else
   echo "no shard on PyTorch's CUDA tensors: PyTorch is missing or sees no CUDA device"
 fi
@@ -33,13 +43,20 @@ pids=()
 label() {  # a shard as the command line it runs
   case $1 in *"|"*) echo "${1%%|*} pytest ${1#*|}" ;; *) echo "pytest $1" ;; esac
 }
-collect() {  # the shards' logs into LOG, and a line or two of each on stdout
+skips() {  # pytest -rs's SKIPPED lines, counted by reason (the place dropped), most first
+  grep -E '^SKIPPED \[[0-9]+\] ' "$1" \
+    | sed -E 's/^SKIPPED \[([0-9]+)\] [^:]+:[0-9]+: /\1\t/' \
+    | awk -F'\t' '{n[$2] += $1} END {for (r in n) printf "  skipped %d: %s\n", n[r], r}' \
+    | sort -t' ' -k4,4nr -k2 | head -n 25
+}
+collect() {  # the shards' logs into LOG, and a few lines of each on stdout
   local i
   : >"$log"
   for i in "${!shards[@]}"; do
     { echo "== shard $i: $(label "${shards[$i]}")"; cat "$parts/$i.log"; echo; } >>"$log"
     echo "shard $i ($(label "${shards[$i]}")):"
     grep -E '^(FAILED|ERROR) ' "$parts/$i.log" | head -n 20
+    skips "$parts/$i.log"
     tail -n 1 "$parts/$i.log" | sed -e '$a\'  # a cut shard's last line has no newline
   done
   rm -rf "$parts"
@@ -61,7 +78,6 @@ for i in "${!shards[@]}"; do
   env $environment $PY -m pytest $shard "$@" >"$parts/$i.log" 2>&1 &
   pids+=($!)
 done
-rc=0
 for pid in "${pids[@]}"; do
   wait "$pid" || rc=1
 done
