@@ -220,6 +220,12 @@ class Backend:
         of its own: the host's memory is the process's)."""
         return {}
 
+    def graph_runtime(self):
+        """The module that records and replays a step as a graph on this device
+        (``Feed``, ``capture``, ``synchronize``: :mod:`backends.cuda.graph` is the
+        model), or None where there is none."""
+        return None
+
     def scratch(self):
         """A context for a caller's passing work (a trial of steps, an evaluation): what it
         allocates comes from a pool of this backend's own, whose cached blocks go back to

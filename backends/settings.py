@@ -117,9 +117,9 @@ VARIABLES = (
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What the ``XPNET_*`` variables said when they were read (see :data:`VARIABLES`), and
-    ``fast_paths``, which no variable sets: False gives NumPy's and CuPy's arrays the
-    standard's reference operations, as every other library gets (the benchmark's
-    ``xpnet-standard`` row)."""
+    ``fast_paths``, which no variable sets: False gives NumPy's, CuPy's and PyTorch's
+    arrays the standard's reference operations, as every other library gets (the
+    benchmark's ``xpnet-standard`` row)."""
 
     backend: str = "auto"
     device: object = None
@@ -169,5 +169,6 @@ class Settings:
                 "" if value is None else str(value)
             out.append(f"{v.name}={shown}" + (" (default)" if value == v.default else ""))
         if not self.fast_paths:
-            out.append("fast_paths off: NumPy and CuPy compute with the standard's operations")
+            out.append("fast_paths off: NumPy, CuPy and PyTorch compute with the standard's "
+                       "operations")
         return out

@@ -84,9 +84,10 @@ class EagerStep(Step):
 class GraphStep(Step):
     """The eager step's launches recorded once as a CUDA graph and replayed, one call a step.
 
-    The recorded step is the eager one, run by the same layers and
-    optimizer; around it :class:`backends.cuda.graph.Feed` gathers the batch
-    and records the loss on the device. Recording runs the step twice (a
+    On CuPy and on PyTorch's CUDA tensors alike: the backend's ``graph_runtime()``
+    (:mod:`backends.cuda.graph`, :mod:`backends.torch.graph`) records and replays, and its
+    ``Feed`` gathers the batch and records the loss on the device. The recorded step is
+    the eager one, run by the same layers and optimizer. Recording runs the step twice (a
     warm-up and the capture) and then puts back the parameters, the layers'
     state (batch norm's running averages, dropout's counters, updated in
     place on the device and so recorded with the step) and the optimizer's
@@ -99,14 +100,18 @@ class GraphStep(Step):
     mode = "cuda-graph"
 
     def __init__(self, network, optimizer, batches, own_gemm=True, train=None):
-        from backends.cuda import graph
-        self._graph_module = graph
+        graph = batches.backend.graph_runtime()
+        if graph is None:
+            raise ValueError(f"CUDA graph step: the {batches.backend.name} backend has no "
+                             f"CUDA graphs on {batches.backend.device}")
+        self._graph_module = graph  # CuPy's (backends/cuda/graph.py) or PyTorch's
         self.network, self.optimizer, self.batches = network, optimizer, batches
         self.train = train or (lambda x, t: train_step(network, optimizer, x, t))
         self.own_gemm = own_gemm  # False: try cuBLAS under capture (scripts/graph_probe.py)
-        self.ops = backends.ops_for(batches.x)  # the CUDA wing's: the step records on them
+        self.ops = backends.ops_for(batches.x)  # the wing's: the step records on them
         self.feed = graph.Feed(batches.x, batches.t, batches.batch_size, len(batches),
-                               batches.size, network_dtype(network), self.ops.kernels)
+                               batches.size, network_dtype(network),
+                               getattr(self.ops, "kernels", None))
         self.losses = self.feed.losses
         self.replayed = batches.full_batches
         self.graph = None
@@ -145,8 +150,8 @@ class GraphStep(Step):
 
     def _snapshot(self):
         arrays = list(self.network.params.values()) + list(self._state().values())
-        state = [(a, a.copy()) for a in self.optimizer.device_state()]
-        return [a.copy() for a in arrays], state, self.optimizer.iter
+        state = [(a, backends.copy(a)) for a in self.optimizer.device_state()]
+        return [backends.copy(a) for a in arrays], state, self.optimizer.iter
 
     def _restore(self, snapshot):
         arrays, state, it = snapshot
@@ -156,7 +161,7 @@ class GraphStep(Step):
         for a in self.optimizer.device_state():
             saved = next((copy for held, copy in state if held is a), None)
             if saved is None:
-                a.fill(0)  # created by the warm-up: optimizers start their state at zero
+                a[...] = 0  # created by the warm-up: optimizers start their state at zero
             else:
                 a[...] = saved
         self.optimizer.iter = it
@@ -168,7 +173,7 @@ class GraphStep(Step):
             self.graph = self._graph_module.capture(self._body, self.ops, self.own_gemm)
         finally:
             self._restore(snapshot)
-            self.feed.counter.fill(0)
+            self.feed.counter[...] = 0
         self._recorded = self._fingerprint()
         return self
 
@@ -183,7 +188,7 @@ class GraphStep(Step):
         times = {"graph": [], "eager": []}
         try:
             for mode in ("graph", "eager"):
-                self.feed.counter.fill(0)
+                self.feed.counter[...] = 0
                 for i in range(repeats + 1):
                     sync()
                     start = time.perf_counter()
@@ -194,7 +199,7 @@ class GraphStep(Step):
         finally:
             sync()
             self._restore(snapshot)
-            self.feed.counter.fill(0)
+            self.feed.counter[...] = 0
         return min(times["graph"]), min(times["eager"])
 
     # --- the step interface ---------------------------------------------------------
@@ -230,8 +235,8 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     reason = None
     if graph is False:
         reason = "graph=False"
-    elif backend.name != "cupy":
-        reason = f"the {backend.name} backend has no CUDA graphs"
+    elif backend.graph_runtime() is None:
+        reason = f"the {backend.name} backend has no CUDA graphs on {backend.device}"
     elif graph == "auto" and not backends.settings().cuda_graph:
         reason = "XPNET_CUDA_GRAPH=0"
     elif not optimizer.capturable:

@@ -261,7 +261,7 @@ class Trainer:
             return steps.choose(self.network, self.optimizer, self.batches, self.graph,
                                 train=lambda x, t: self.train_step(x, t))
         no_graph = "; the CUDA-graph step is not used data-parallel" \
-            if self.graph and self.backend.name == "cupy" else ""
+            if self.graph and self.backend.graph_runtime() is not None else ""
         return data_parallel.DataParallelStep(
             self.network, self.optimizer, self.batches, self.world, self.communicator,
             f"data-parallel over {self.world.size} processes, {self.communicator.name}: "

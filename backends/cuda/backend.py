@@ -156,6 +156,11 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
 
+    def graph_runtime(self):
+        """CuPy's CUDA graphs: :mod:`backends.cuda.graph`."""
+        from backends.cuda import graph
+        return graph
+
     def memory(self):
         """Bytes in CuPy's default memory pool (the data, any eager step's blocks) and in
         the scratch pool (:meth:`scratch`: blocks of passing work still in use); a

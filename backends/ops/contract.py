@@ -25,6 +25,10 @@ class Ops(abc.ABC):
     """The routed operations (abstract). ``xp`` is the namespace the arrays are in."""
 
     name = "abstract"
+    #: whether :meth:`softmax_cross_entropy` raises IndexError for every integer label
+    #: outside ``0..C-1`` of host arrays; where not, the loss layer looks at the labels
+    #: each call (array-api-strict's ``take_along_axis`` need not raise)
+    raises_for_bad_labels = False
 
     def __init__(self, xp):
         self.xp = xp
@@ -65,13 +69,21 @@ class Ops(abc.ABC):
     @abc.abstractmethod
     def relu(self, x, mask=True):
         """``(out, keep)``: ``out = max(x, 0)`` (+0 where x <= 0, -inf included; a NaN kept)
-        and the mask ``keep = x > 0`` (booleans) that :meth:`relu_backward` takes; both of
-        ``x``'s shape and memory order. ``mask=False``: ``(out, None)``, for a forward pass
-        with no backward after it."""
+        of ``x``'s shape and memory order, and ``keep``, what :meth:`relu_backward` takes
+        back: the booleans ``x > 0`` (the reference, NumPy, CuPy), or on PyTorch ``out``
+        itself, positive exactly where ``x > 0`` (no pass to make a mask). ``mask=False``:
+        ``(out, None)``, for a forward pass with no backward after it."""
 
     @abc.abstractmethod
     def relu_backward(self, dout, keep):
-        """``dout * keep``: the gradient through ReLU, in ``dout``'s dtype."""
+        """The gradient through ReLU, in ``dout``'s dtype: ``dout`` where x > 0, else 0
+        (``dout * keep`` for a boolean ``keep``). Where x was NaN, 0 or ``dout`` (PyTorch's
+        own backward passes it on): the loss is NaN by then, and the Trainer stops."""
+
+    def relu_mask(self, keep):
+        """The book's ``mask``, booleans True where x <= 0 (a NaN included), from what
+        :meth:`relu` kept."""
+        return ~keep
 
     # --- softmax and its loss -------------------------------------------------------
 

@@ -30,6 +30,7 @@ class StridedOps(StandardOps):
     name = "strided"
     #: whether the arrays live on an accelerator (CuPy's): then labels are never read
     device_arrays = False
+    raises_for_bad_labels = True  # NumPy's indexing, the sign checked first
 
     def __init__(self, xp, backend=None):
         super().__init__(xp, backend)

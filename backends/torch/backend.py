@@ -1,4 +1,4 @@
-"""PyTorch's tensors through the Array API standard: the hooks PyTorch needs."""
+"""PyTorch's tensors: the hooks PyTorch needs beside the standard, and its wing of operations."""
 
 import platform
 
@@ -11,7 +11,9 @@ MIN_TORCH = (2, 1)
 
 class TorchBackend(StandardBackend):
     """PyTorch's tensors on the CPU, CUDA or ROCm GPUs, or Apple's MPS, computed on through
-    ``array_api_compat``'s torch namespace. By default CUDA (or ROCm) where PyTorch sees a
+    ``array_api_compat``'s torch namespace, the layers' hot operations on PyTorch's own
+    functions (:mod:`backends.torch.ops`; with ``backends.configured(fast_paths=False)``,
+    the standard's). By default CUDA (or ROCm) where PyTorch sees a
     GPU, else MPS, else the CPU; in a data-parallel job the GPU of the process's local
     rank."""
 
@@ -35,6 +37,12 @@ class TorchBackend(StandardBackend):
             raise Unusable(f"array-api-compat is not installed, which PyTorch needs for the "
                            f"Array API; {cls.install}", missing=True) from None
         return namespace
+
+    @classmethod
+    def _make_ops(cls, settings):
+        """The torch wing (:mod:`backends.torch.ops`): PyTorch's own functions."""
+        from backends.torch.ops import TorchOps
+        return TorchOps(cls.load(), cls)
 
     @classmethod
     def version(cls):
@@ -90,6 +98,14 @@ class TorchBackend(StandardBackend):
     @classmethod
     def is_device_array(cls, x):
         return x.device.type != "cpu"
+
+    def graph_runtime(self):
+        """PyTorch's CUDA graphs (:mod:`backends.torch.graph`) on a CUDA or ROCm device;
+        None on the CPU and MPS."""
+        if self.device.type != "cuda":
+            return None
+        from backends.torch import graph
+        return graph
 
     def synchronize(self):
         import torch

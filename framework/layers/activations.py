@@ -20,11 +20,12 @@ class Relu(Layer):
 
     def __init__(self, name=None):
         super().__init__(name)
-        self.keep = None  # x > 0, the complement of the book's mask
+        self.keep = None  # what relu_backward takes back: x > 0, the book's mask's complement
 
     @property
     def mask(self):
-        return None if self.keep is None else ~self.keep
+        """The book's mask: True where x <= 0."""
+        return None if self.keep is None else ops_for(self.keep).relu_mask(self.keep)
 
     def forward(self, x):
         kind = (type(x), REGISTRY.generation)

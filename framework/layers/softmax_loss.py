@@ -96,14 +96,14 @@ class SoftmaxWithLoss(Layer):
             if dtype_kind(t.dtype) not in "iu":
                 raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
                                  f"indices, got dtype {t.dtype}")
-            # The gather raises for a label outside the classes on NumPy (the host's
-            # operations check signed labels' sign: NumPy's indexing would wrap a
-            # negative one) and gives a NaN loss on a device (reading the labels would
-            # stall every GPU step: the Trainer checks its data once, where it is
-            # sent). PyTorch's gather on the CPU need not raise, and array-api-strict's
-            # labels are cheap to look at: those are looked at each call.
+            # The operations raise for a label outside the classes on the host where they
+            # say so (NumPy's, PyTorch's wing: ``raises_for_bad_labels``) and give a NaN
+            # loss on a device (reading the labels would stall every GPU step: the
+            # Trainer checks its data once, where it is sent). The standard's gather on
+            # the host need not raise, and such labels are cheap to look at: those are
+            # looked at each call.
             xp = get_array_module(t)
-            self._look = not is_device_array(t) and xp.__name__ not in ("numpy", "cupy")
+            self._look = not is_device_array(t) and not ops_for(x).raises_for_bad_labels
             self._rows = xp.arange(n, **on_device_of(xp, t))
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "

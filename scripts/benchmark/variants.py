@@ -7,6 +7,8 @@
                  the obvious implementation)
   xpnet-im2col   NumPy, convolutional nets only: the Trainer without the compiled kernels
                  (im2col + BLAS, as where no C compiler is found)
+  xpnet-standard NumPy and PyTorch: the Trainer on the standard's reference operations
+                 (what each wing's fast paths gain)
   xpnet-loop     the same layers in a bare eager loop (what the Trainer adds is the difference)
   numpy-bare     the same step as one hand-written NumPy function, no framework
                  (scripts/benchmark/bare.py): what NumPy alone does, the layers' floor
@@ -133,10 +135,11 @@ class XpnetUnfused(XpnetEager):
 
 
 class XpnetStandard(XpnetTrainer):
-    """The Trainer with NumPy's arrays on the standard's operations (backends/ops/), as
-    PyTorch's and array-api-strict's run: what the NumPy wing's fast paths gain."""
+    """The Trainer with NumPy's or PyTorch's arrays on the standard's operations
+    (backends/ops/), as array-api-strict's run: what the NumPy wing's and the torch wing's
+    fast paths gain."""
     kind = "xpnet-standard"
-    devices = ("numpy",)
+    devices = ("numpy", "torch")
     settings = {"fast_paths": False}
 
 

@@ -81,7 +81,8 @@ def test_array_api_strict_is_nothing_but_the_hooks():
 
 def test_no_name_chains_outside_the_backends():
     """Nothing above backends/ decides by a backend's name what a library can do, beyond
-    the CuPy-only CUDA graph and GPU pools (each a capability of that wing alone)."""
+    CuPy's GPU pools (a capability of that wing alone; the CUDA graph is asked for through
+    ``graph_runtime()``)."""
     import pathlib
     root = pathlib.Path(backends.__file__).parent.parent
     found = []

@@ -1,7 +1,9 @@
-"""framework/steps.py (with backends/cuda/graph.py) and the Trainer's choice of step: the recorded step trains like the
-eager one, never waits for the GPU, and falls back, saying why, where it cannot be used.
+"""framework/steps.py (with backends/cuda/graph.py and backends/torch/graph.py) and the
+Trainer's choice of step: the recorded step trains like the eager one, never waits for the
+GPU, and falls back, saying why, where it cannot be used.
 
-The GPU cases skip, with the reason, without CuPy; the choice of step is checked everywhere.
+The GPU cases skip, with the reason, without CuPy (or, for ``graph_device``'s PyTorch
+half, without a CUDA device PyTorch sees); the choice of step is checked everywhere.
 """
 
 import time
@@ -12,13 +14,30 @@ import pytest
 import backends
 from framework.trainer import Trainer
 from models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from framework.testing.plugin import unusable
 from tests.conftest import to_host
 from tests.backends.cuda.test_gpu import data, needs_gpu, spin_kernel
 
 
+@pytest.fixture(params=["cupy", "torch"])
+def graph_device(request):
+    """``(name, device)`` of a library whose CUDA graphs the step records: CuPy, and
+    PyTorch's CUDA tensors (backends/torch/graph.py)."""
+    name = request.param
+    usable, why = backends.backend_class(name).usable()
+    if not usable:
+        pytest.skip(unusable(name, why))
+    if name == "torch" and "cuda" not in backends.backend_class("torch").devices():
+        pytest.skip(unusable("torch", "PyTorch sees no CUDA device"))
+    with backends.using(name, device="cuda:0" if name == "torch" else None):
+        yield (name, "cuda:0" if name == "torch" else None)
+
+
 def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch",
         make_net=lambda: TwoLayerNet(784, 50, 10, seed=3), lr=0.1):
-    backends.use(name)
+    """A short run on ``name`` (a backend's name, or ``(name, device)``)."""
+    name, device = (name, None) if isinstance(name, str) else name
+    backends.use(name, device=device)
     x, t = data(n)
     net = make_net()
     trainer = Trainer(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
@@ -59,19 +78,28 @@ def assert_same_updates(a, b, start, loss_rtol=1e-3, rtol=0.05):
 
 def test_numpy_trains_eagerly_and_says_why():
     trainer, *_ = run("numpy", "auto", iters=20)
-    assert trainer.step_mode == "eager (the numpy backend has no CUDA graphs)"
+    assert trainer.step_mode == "eager (the numpy backend has no CUDA graphs on cpu)"
     with pytest.raises(ValueError, match="graph=True, but .* numpy backend has no CUDA graphs"):
         run("numpy", True, iters=20)
     with pytest.raises(ValueError, match="graph='yes'; expected 'auto', True or False"):
         run("numpy", "yes", iters=20)
 
 
-@needs_gpu
+def test_pytorchs_cpu_tensors_train_eagerly_and_say_why():
+    if "torch" not in backends.available():
+        pytest.skip(unusable("torch", backends.backend_class("torch").usable()[1]))
+    trainer, *_ = run(("torch", "cpu"), "auto", iters=20)
+    assert trainer.step_mode == "eager (the torch backend has no CUDA graphs on cpu)"
+    with pytest.raises(ValueError, match="graph=True, but .* torch backend has no CUDA graphs "
+                                         "on cpu"):
+        run(("torch", "cpu"), True, iters=20)
+
+
 @pytest.mark.parametrize("optimizer", ["SGD", "Momentum"])
-def test_graph_step_trains_like_the_eager_step(on_cupy, optimizer):
-    graph = run("cupy", "auto", optimizer)
+def test_graph_step_trains_like_the_eager_step(graph_device, optimizer):
+    graph = run(graph_device, "auto", optimizer)
     assert graph[0].step_mode == "cuda-graph"
-    eager = run("cupy", False, optimizer)
+    eager = run(graph_device, False, optimizer)
     assert eager[0].step_mode == "eager (graph=False)"
     assert_same_run(eager, graph)
     assert_same_run(run("numpy", "auto", optimizer), graph)
@@ -86,17 +114,16 @@ DEEP_NETS = {
 }
 
 
-@needs_gpu
 @pytest.mark.parametrize("net", DEEP_NETS)
-def test_graph_step_of_deeper_nets_trains_like_the_eager_step(on_cupy, net):
+def test_graph_step_of_deeper_nets_trains_like_the_eager_step(graph_device, net):
     """Batch norm's running averages and dropout's device generator are recorded with the
     step: every replay draws a new mask, as the eager step does, and as NumPy does.
 
     60 steps: on these random labels a 5-layer net is chaotic, and float32 rounding
     differences between GEMMs grow to percents by step 200 (seen on an H200)."""
-    graph = run("cupy", "auto", "Momentum", make_net=DEEP_NETS[net], iters=60)
+    graph = run(graph_device, "auto", "Momentum", make_net=DEEP_NETS[net], iters=60)
     assert graph[0].step_mode == "cuda-graph"
-    eager = run("cupy", False, "Momentum", make_net=DEEP_NETS[net], iters=60)
+    eager = run(graph_device, False, "Momentum", make_net=DEEP_NETS[net], iters=60)
     assert_same_run(eager, graph, loss_rtol=1e-3)
     assert_same_run(run("numpy", "auto", "Momentum", make_net=DEEP_NETS[net], iters=60),
                     graph, loss_rtol=1e-3)
@@ -146,21 +173,44 @@ def test_graph_step_of_convnets_trains_like_the_eager_step(on_cupy, deep, gemm, 
     assert auto == "cuda-graph" or auto.startswith("eager (faster than the CUDA graph here")
 
 
-@needs_gpu
-def test_short_last_batch_and_choice_sampling(on_cupy):
+@pytest.mark.parametrize("deep", [False, True])
+def test_graph_step_of_convnets_on_pytorchs_cuda_tensors(deep):
+    """PyTorch's wing recorded: conv2d, convolution_backward and the pooling's indices in a
+    torch.cuda.CUDAGraph, images gathered by index_select; as its eager step and NumPy."""
+    if "torch" not in backends.available() or \
+            "cuda" not in backends.backend_class("torch").devices():
+        pytest.skip(unusable("torch", "PyTorch sees no CUDA device"))
+
+    def conv_run(name, device, graph):
+        backends.use(name, device=device)
+        x, t = data(600)
+        trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
+            -1, 1, 28, 28), t[:100], iters=6 if deep else 12, mini_batch_size=50,
+            optimizer="Momentum", optimizer_param={"lr": 0.01}, verbose=False, seed=4,
+            graph=graph)
+        trainer.train()
+        return trainer, np.array(trainer.train_loss_list), {
+            k: to_host(v) for k, v in trainer.network.params.items()}
+    graph = conv_run("torch", "cuda:0", True)
+    assert graph[0].step_mode == "cuda-graph"
+    start = {k: to_host(v) for k, v in small_conv(deep).params.items()}
+    assert_same_updates(conv_run("torch", "cuda:0", False), graph, start)
+    assert_same_updates(conv_run("numpy", None, "auto"), graph, start)
+
+
+def test_short_last_batch_and_choice_sampling(graph_device):
     """1950 samples in batches of 100: each epoch's 20th batch (50 samples) runs eagerly."""
     for sampling in ("epoch", "choice"):
-        graph = run("cupy", True, n=1950, iters=60, sampling=sampling)
+        graph = run(graph_device, True, n=1950, iters=60, sampling=sampling)
         assert graph[0].step_mode == "cuda-graph"
-        assert_same_run(run("cupy", False, n=1950, iters=60, sampling=sampling), graph)
+        assert_same_run(run(graph_device, False, n=1950, iters=60, sampling=sampling), graph)
 
 
-@needs_gpu
-def test_a_new_learning_rate_is_recorded_again(on_cupy):
+def test_a_new_learning_rate_is_recorded_again(graph_device):
     """A schedule that lowers lr at an epoch end must reach the replayed step."""
     runs = []
     for graph in (True, False):
-        backends.use("cupy")
+        backends.use(graph_device[0], device=graph_device[1])
         x, t = data()
         net = TwoLayerNet(784, 50, 10, seed=3)
 
@@ -192,12 +242,11 @@ def test_recording_changes_nothing(on_cupy):
     assert int(step.feed.counter[0]) == 0 and step.pool_bytes() > 0
 
 
-@needs_gpu
-def test_adam_is_recorded_and_takes_each_steps_size(on_cupy):
+def test_adam_is_recorded_and_takes_each_steps_size(graph_device):
     """Adam's step count and size live on the device, so the replays advance them."""
-    graph = run("cupy", True, "Adam", iters=60, lr=0.001)
+    graph = run(graph_device, True, "Adam", iters=60, lr=0.001)
     assert graph[0].step_mode == "cuda-graph" and graph[0].optimizer.iter == 60
-    eager = run("cupy", False, "Adam", iters=60, lr=0.001)
+    eager = run(graph_device, False, "Adam", iters=60, lr=0.001)
     assert eager[0].optimizer.iter == 60
     assert_same_run(eager, graph)
     assert_same_run(run("numpy", "auto", "Adam", iters=60, lr=0.001), graph)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import backends
+import pytest
 from tests.conftest import ROOT, child_env
 from tests.framework.test_distributed import needs_mpi
 
@@ -40,7 +41,9 @@ def test_smoke_run_produces_every_row(tmp_path):
                      re.M)
     for hidden, batch in ((50, 100), (50, 1000), (1000, 100)):
         for kind in kinds:
-            devices = (["numpy"] if kind in ("book-loop", "numpy-bare", "xpnet-standard") else
+            devices = (["numpy"] if kind in ("book-loop", "numpy-bare") else
+                       [d for d in timed if d in ("numpy", "torch")]
+                       if kind == "xpnet-standard" else
                        torch_devices if kind == "torch-eager" else timed)
             for device in devices:
                 if kind in ("xpnet-eager", "xpnet-unfused") and device != "cupy":
@@ -137,3 +140,21 @@ def test_a_tiny_step_pays_few_python_calls():
     them, raise the pin and say why in docs/performance.md."""
     from scripts.benchmark import overhead
     assert overhead.calls()["calls"] <= 48
+
+
+def test_the_torch_wing_benchmark_makes_every_row(tmp_path):
+    """scripts/benchmark/torch_wing.py, shortened: the three networks' rows and the tiny
+    step's, every cell a figure (where PyTorch is installed)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "wing.md"
+    r = subprocess.run([sys.executable, "-m", "scripts.benchmark.torch_wing", "--rounds", "1",
+                        "--n", "200", "--conv-n", "100", "--pause", "0", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    table = out.read_text()
+    for net in ("50", "simple", "deep"):
+        assert re.search(rf"^\| {net} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+x \| [\d.]+x \| "
+                         rf"[\d.]+x \|$", table, re.M), (net, table)
+    for row in ("xpnet, torch wing", "xpnet, standard", "hand-written PyTorch"):
+        assert re.search(rf"^\| {row} \| [\d.]+ \| [\d.]+x \|$", table, re.M), (row, table)
