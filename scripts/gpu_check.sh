@@ -22,6 +22,8 @@
 #                    on the first dataset found; DeepConvNet's again with the graph's
 #                    products on our own kernels (XPNET_GRAPH_GEMM=own)
 #   benchmark        python -m scripts.benchmark: CPU and GPU rows, the ratios to PyTorch
+#   torch-wing       python -m scripts.benchmark.torch_wing --device cuda: xpnet on PyTorch's
+#                    CUDA tensors (graph and standard path) against PyTorch's own step
 #   distributed      the data-parallel tests' GPU cases (ranks sharing the GPU; NCCL where
 #                    there are GPUs enough; PyTorch's CUDA tensors) and tests/backends/cuda/test_nccl.py
 #   distributed-cost DeepConvNet's step on 1 process against 2 ranks (scripts.benchmark.distributed)
@@ -272,6 +274,13 @@ if [ $trained = 0 ] && { [ "$ONLY" = ",," ] || [[ "$ONLY" == *",train"* ]]; }; t
 fi
 
 section benchmark 200 $PY -m scripts.benchmark $BENCH_ARGS --out "$OUT/benchmark.md"
+# the torch wing on PyTorch's CUDA tensors (its step recorded as a graph) against PyTorch's
+# own nn step; a dry run on the CPU, shortened, where PyTorch is installed
+if [ $DRY = 0 ]; then
+  section torch-wing 90 $PY -m scripts.benchmark.torch_wing --device cuda --rounds 3 --pause 0.1
+elif $PY -c 'import torch' 2>/dev/null; then
+  section torch-wing 90 $PY -m scripts.benchmark.torch_wing --rounds 1 --n 200 --conv-n 100 --pause 0
+fi
 
 # ranks sharing the GPU, NCCL where there are GPUs enough (in a dry run: CI's CPU cases)
 section distributed 90 env XPNET_BACKEND=$BACKEND $PY -m pytest -q -rfEs -p no:cacheprovider \

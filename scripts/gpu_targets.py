@@ -129,16 +129,19 @@ def accuracy_gap(output, target, dry, reference=None):
 
 
 def vs_torch(rows, target):
+    """The ratio in column ``column`` (default the benchmark's "vs PyTorch, same device") of
+    the row whose cells match ``table_row``."""
     want = target["table_row"]
+    column = target.get("column", "vs PyTorch, same device")
     for row in rows:
-        if all(row.get(column) == value for column, value in want.items()):
-            cell = row.get("vs PyTorch, same device", "")
+        if all(row.get(key) == value for key, value in want.items()):
+            cell = row.get(column, "")
             if not re.fullmatch(r"[\d.]+x", cell):
-                raise Unmeasured(f"the row has no ratio against PyTorch ({cell or 'empty'})")
-            ms = row.get("ms/step", "?")
-            return float(cell[:-1]), f"benchmark row {want['variant']} {want['backend']} " \
-                                     f"{want['net']}: {ms} ms/step"
-    raise Unmeasured(f"no benchmark row {want}")
+                raise Unmeasured(f"the row has no ratio in '{column}' ({cell or 'empty'})")
+            shown = " ".join(want.values())
+            ms = row.get("ms/step")
+            return float(cell[:-1]), f"row {shown}" + (f": {ms} ms/step" if ms else "")
+    raise Unmeasured(f"no row {want}")
 
 
 MEASURES = {"seconds": seconds, "memory_over_data": memory_over_data,
@@ -180,7 +183,7 @@ def judge(spec, found, rows, dry=False):
         unit = target.get("unit", "")
         places = []
         if "table_row" in target:
-            places.append(("benchmark", None))
+            places.append((target.get("section", "benchmark"), None))
         elif "{dataset}" in target["section"]:
             places = [(target["section"].format(dataset=d), d) for d in DATASETS
                       if target["section"].format(dataset=d) in found] or \
@@ -195,7 +198,9 @@ def judge(spec, found, rows, dry=False):
                    "measured": None, "where": place}
             try:
                 if "table_row" in target:
-                    value, note = vs_torch(rows, target)
+                    here = rows if place == "benchmark" else \
+                        [r for t in tables(found.get(place) or "") for r in t]
+                    value, note = vs_torch(here, target)
                 else:
                     output = found.get(place)
                     if output is None:
