@@ -140,6 +140,21 @@ def small_conv(deep):
                          weight_init_std="he", seed=3)
 
 
+def conv_run(name, graph, deep):
+    """A few steps of a small conv net on ``name`` (or ``(name, device)``): 12 of
+    SimpleConvNet, 6 of DeepConvNet (see below), batch 50, Momentum."""
+    name, device = (name, None) if isinstance(name, str) else name
+    backends.use(name, device=device)
+    x, t = data(600)
+    trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
+        -1, 1, 28, 28), t[:100], iters=6 if deep else 12, mini_batch_size=50,
+        optimizer="Momentum", optimizer_param={"lr": 0.01}, verbose=False, seed=4,
+        graph=graph)
+    trainer.train()
+    return trainer, np.array(trainer.train_loss_list), {
+        k: to_host(v) for k, v in trainer.network.params.items()}
+
+
 @needs_gpu
 @pytest.mark.parametrize("gemm", ["auto", "own", "cublas"])
 @pytest.mark.parametrize("deep", [False, True])
@@ -152,24 +167,14 @@ def test_graph_step_of_convnets_trains_like_the_eager_step(on_cupy, deep, gemm, 
     against its own float64 run, the worst parameter is 0.5% off after 3 steps, 1.8% after
     6 and 7% after 12 (NumPy against array-api-strict alike, though the two agree to 1e-15
     in float64), so it takes 6 steps, where 5% still tells rounding from a wrong step."""
-    def conv_run(name, graph):
-        backends.use(name)
-        x, t = data(600)
-        trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
-            -1, 1, 28, 28), t[:100], iters=6 if deep else 12, mini_batch_size=50,
-            optimizer="Momentum", optimizer_param={"lr": 0.01}, verbose=False, seed=4,
-            graph=graph)
-        trainer.train()
-        return trainer, np.array(trainer.train_loss_list), {
-            k: to_host(v) for k, v in trainer.network.params.items()}
     import cupy
     monkeypatch.setattr(backends.ops_for(cupy.zeros(1, dtype=cupy.float32)), "graph_gemm", gemm)
-    graph = conv_run("cupy", True)
+    graph = conv_run("cupy", True, deep)
     assert graph[0].step_mode == "cuda-graph"
     start = {k: to_host(v) for k, v in small_conv(deep).params.items()}
-    assert_same_updates(conv_run("cupy", False), graph, start)
-    assert_same_updates(conv_run("numpy", "auto"), graph, start)
-    auto = conv_run("cupy", "auto")[0].step_mode  # the faster of the two, said either way
+    assert_same_updates(conv_run("cupy", False, deep), graph, start)
+    assert_same_updates(conv_run("numpy", "auto", deep), graph, start)
+    auto = conv_run("cupy", "auto", deep)[0].step_mode  # the faster of the two, said either way
     assert auto == "cuda-graph" or auto.startswith("eager (faster than the CUDA graph here")
 
 
@@ -180,22 +185,11 @@ def test_graph_step_of_convnets_on_pytorchs_cuda_tensors(deep):
     if "torch" not in backends.available() or \
             "cuda" not in backends.backend_class("torch").devices():
         pytest.skip(unusable("torch", "PyTorch sees no CUDA device"))
-
-    def conv_run(name, device, graph):
-        backends.use(name, device=device)
-        x, t = data(600)
-        trainer = Trainer(small_conv(deep), x.reshape(-1, 1, 28, 28), t, x[:100].reshape(
-            -1, 1, 28, 28), t[:100], iters=6 if deep else 12, mini_batch_size=50,
-            optimizer="Momentum", optimizer_param={"lr": 0.01}, verbose=False, seed=4,
-            graph=graph)
-        trainer.train()
-        return trainer, np.array(trainer.train_loss_list), {
-            k: to_host(v) for k, v in trainer.network.params.items()}
-    graph = conv_run("torch", "cuda:0", True)
+    graph = conv_run(("torch", "cuda:0"), True, deep)
     assert graph[0].step_mode == "cuda-graph"
     start = {k: to_host(v) for k, v in small_conv(deep).params.items()}
-    assert_same_updates(conv_run("torch", "cuda:0", False), graph, start)
-    assert_same_updates(conv_run("numpy", None, "auto"), graph, start)
+    assert_same_updates(conv_run(("torch", "cuda:0"), False, deep), graph, start)
+    assert_same_updates(conv_run("numpy", "auto", deep), graph, start)
 
 
 def test_short_last_batch_and_choice_sampling(graph_device):
