@@ -23,10 +23,13 @@ def size(x):
 
 def dtype_name(dtype):
     """``"float32"``, ``"int64"``...: a dtype's name whatever its library (NumPy's
-    ``.name``, ``torch.float32``, ``array_api_strict.float32``)."""
+    ``.name``, ``torch.float32``, ``array_api_strict.float32``, ``jax.numpy.float32``)."""
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
         return name
+    inner = getattr(dtype, "dtype", None)  # JAX's scalar types (jnp.float64) carry NumPy's
+    if isinstance(getattr(inner, "name", None), str):
+        return inner.name
     return str(dtype).rsplit(".", 1)[-1]
 
 
@@ -49,7 +52,8 @@ def on_device_of(xp, like):
     its current device). array-api-compat's CuPy namespace takes one, as the standard's."""
     if xp is numpy or getattr(xp, "__name__", "") == "cupy":
         return {}
-    return {"device": like.device}
+    device = getattr(like, "device", None)  # none for JAX's tracers: made where traced
+    return {} if device is None else {"device": device}
 
 
 def has_float64(namespace, device):

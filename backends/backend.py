@@ -55,6 +55,9 @@ class Backend:
     install = ""
     #: the settings its operations depend on: a scoped change of another leaves them be
     settings_fields = ()
+    #: whether its arrays are written in place (NumPy, CuPy, PyTorch, array-api-strict);
+    #: JAX's are not: every write makes a new array, which the writer must keep
+    mutable = True
 
     # --- the library -------------------------------------------------------------------
 
@@ -235,6 +238,11 @@ class Backend:
 
     #: whether its arrays are host memory a transport (MPI) reads in place
     host_buffers = False
+
+    def with_float64(self):
+        """A context in which the library computes in float64 where a switch of its own
+        holds it back (JAX's ``jax_enable_x64``), given back after; nothing elsewhere."""
+        return contextlib.nullcontext()
 
     def held_to_standard(self, version):
         """A context within which the library allows only the Array API standard's

@@ -33,12 +33,10 @@ ENTRIES = {
     "cupy": "backends.cuda.backend:CupyBackend",
     "torch": "backends.torch.backend:TorchBackend",
     "array_api_strict": "backends.strict:StrictBackend",
+    "jax": "backends.jax.backend:JaxBackend",
 }
-#: name -> why it cannot be a backend
-REFUSED = {
-    "jax": "JAX's arrays are immutable, and xpnet's layers and optimizers update arrays in "
-           "place (params -= lr * grads, batch norm's running averages, dropout's counters)",
-}
+#: name -> why it cannot be a backend (none now: JAX's immutable arrays were the last)
+REFUSED = {}
 GENERIC = "backends.standard:StandardBackend"  # any other library with the standard's namespace
 
 

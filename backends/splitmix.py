@@ -94,7 +94,7 @@ def uniform_halves(xp, key, counter, shape, first=0):
     (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
     float64 (Apple's MPS), which rounds each number to 24 bits. The numbers are made
     on ``key``'s device."""
-    device = key.device
+    device = getattr(key, "device", None)  # none for JAX's tracers: the default's dtypes
     n = 1
     for d in shape:
         n *= int(d)

@@ -11,6 +11,7 @@ nothing. No pickle: arrays are read with ``allow_pickle=False``.
 
 import json
 
+import array_api_extra as xpx
 import numpy as np
 
 from backends import backend_of, dtype_name, to_numpy
@@ -60,7 +61,8 @@ def read(path):
 
 
 def load(path, network):
-    """Copy a checkpoint's parameters into ``network``, in place, on its backend.
+    """Copy a checkpoint's parameters into ``network``, in place (on JAX: new arrays in its
+    parameters and layers), on its backend.
 
     Returns ``(meta, arrays)`` for callers that stored more (the Trainer).
     Values are cast to the network's dtype. Raises CheckpointError, leaving
@@ -98,10 +100,12 @@ def load_read(path, meta, arrays, network):
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"{path}: layer state {key} holds NaN or infinite values")
         state[key] = a
-    for key, p in network.params.items():  # everything checked: now copy
-        p[...] = backend_of(p).asarray(values[key], dtype=p.dtype)
-    for key, buf in _state(network).items():
-        buf[...] = backend_of(buf).asarray(state[key], dtype=buf.dtype)
+    for key, p in list(network.params.items()):  # everything checked: now copy
+        new = xpx.at(p)[...].set(backend_of(p).asarray(values[key], dtype=p.dtype))
+        if new is not p:  # JAX: a new array, which the network's parameters pass on
+            network.params[key] = new
+    if state:
+        network.load_state(state)
 
 
 def _state(network):

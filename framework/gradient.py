@@ -2,10 +2,13 @@
 
 import itertools
 
-from backends import copy, dtype_kind, dtype_name, get_array_module, on_device_of, size
+import array_api_extra as xpx
+
+from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module,
+                      on_device_of, size)
 
 
-def numerical_gradient(f, x, h=1e-4):
+def numerical_gradient(f, x, h=1e-4, put=None):
     """df/dx by central differences, (f(x + h e_i) - f(x - h e_i)) / 2h, for every element.
 
     ``f`` takes no notice of its argument in the book's usage (it closes over
@@ -13,11 +16,23 @@ def numerical_gradient(f, x, h=1e-4):
     element. Works on CuPy arrays: indices come from Python, not from
     ``np.nditer``, and no value is copied to the host. Integer arrays raise
     ``TypeError``: ``x + h`` would be truncated back to the same integer.
+
+    Arrays that cannot be written (JAX's) need ``put(array)``, which puts an array where
+    ``f`` finds ``x`` (a network's ``params.__setitem__``): each moved copy is put there,
+    and ``x`` back after; without it, ``TypeError`` (``f`` would never see the move).
     """
     xp = get_array_module(x)
     if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient: x must be a floating-point array, got dtype "
                         f"{dtype_name(x.dtype)} (perturbing integers by h={h} does nothing)")
+    if not backend_of(x).mutable:
+        if put is None:
+            raise TypeError(f"numerical_gradient: the book's element loop perturbs x in "
+                            f"place, and {backend_of(x).name}'s arrays cannot be written: "
+                            f"give put= (where f finds x), or use a network's "
+                            f"numerical_gradient(x, t) (vectorised), or framework.testing."
+                            f"check_backward for a layer")
+        return _numerical_gradient_put(f, x, h, put)
     grad = xp.zeros_like(x)
     for idx in itertools.product(*map(range, x.shape)):
         orig = copy(x[idx])
@@ -28,6 +43,27 @@ def numerical_gradient(f, x, h=1e-4):
         grad[idx] = (fxh1 - fxh2) / (2 * h)
         x[idx] = orig
     return grad
+
+
+def _numerical_gradient_put(f, x, h, put):
+    """:func:`numerical_gradient` for arrays that cannot be written: moved copies put where
+    ``f`` reads ``x``, one element at a time, and ``x`` put back."""
+    xp = get_array_module(x)
+    values = []
+    try:
+        for idx in itertools.product(*map(range, x.shape)):
+            moved = xpx.at(x)[idx].add(h, copy=True)
+            put(moved)
+            fxh1 = f(moved)
+            moved = xpx.at(x)[idx].add(-h, copy=True)
+            put(moved)
+            fxh2 = f(moved)
+            values.append((fxh1 - fxh2) / (2 * h))
+    finally:
+        put(x)
+    if not values:
+        return xp.zeros_like(x)
+    return xp.reshape(xp.stack(values), x.shape)
 
 
 def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
@@ -49,7 +85,8 @@ def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
     grad = xp.zeros(n, dtype=x.dtype, **where)
     for start in range(0, n, chunk):
         index = xp.arange(start, min(start + chunk, n), **where)
-        grad[start:start + index.shape[0]] = (f_stack(index, h) - f_stack(index, -h)) / (2 * h)
+        grad = xpx.at(grad)[start:start + index.shape[0]].set(
+            (f_stack(index, h) - f_stack(index, -h)) / (2 * h))  # JAX: a new array
     return xp.reshape(grad, x.shape)
 
 

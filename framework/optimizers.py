@@ -1,13 +1,18 @@
 """Parameter update rules of chapter 6, with the book's ``update(params, grads)``.
 
-Every optimizer updates ``params`` **in place**, so the layers that hold the
-arrays see the change, and keeps its state (velocities, squared-gradient
-sums) as arrays on the parameters' own backend, created on the first
-update. ``state_dict`` / ``load_state_dict`` move that state to and from
-host arrays for checkpoints.
+Every optimizer updates ``params`` **in place** where arrays are written in place
+(NumPy, CuPy, PyTorch), so the layers that hold the arrays see the change; on JAX,
+whose arrays are immutable, each update makes new arrays and puts them back into
+``params`` (``params[key] = new``, which a :class:`models.base.Network`'s parameters
+pass on to its layers) and into its own state. The state (velocities,
+squared-gradient sums) lives as arrays on the parameters' own backend, created on the
+first update. ``state_dict`` / ``load_state_dict`` move it to and from host arrays for
+checkpoints.
 """
 
 import math
+
+import array_api_extra as xpx
 
 from backends import backend_of, get_array_module, ops_for, to_numpy
 
@@ -58,6 +63,7 @@ class Optimizer:
     def update(self, params, grads):
         raise NotImplementedError
 
+
     def device_state(self):
         """The arrays an update reads and writes besides the parameters (the slots' arrays,
         once made), in a fixed order: what a recorded step holds and must find again."""
@@ -99,7 +105,9 @@ class SGD(Optimizer):
         for key, p in params.items():
             if ops is None:
                 ops = ops_for(p)
-            ops.sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
+            new = ops.sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
+            if new is not p:  # JAX: a new array
+                params[key] = new
 
 
 class Momentum(Optimizer):
@@ -119,6 +127,9 @@ class Momentum(Optimizer):
             v *= self.momentum
             v -= self.lr * grads[key]
             p += v
+            self.state["v"][key] = v  # the same array, or (JAX) the new one
+            if p is not params[key]:
+                params[key] = p
 
 
 class Nesterov(Momentum):
@@ -135,6 +146,9 @@ class Nesterov(Momentum):
             v -= self.lr * g
             p += self.momentum * self.momentum * v
             p -= (1 + self.momentum) * self.lr * g
+            self.state["v"][key] = v  # the same array, or (JAX) the new one
+            if p is not params[key]:
+                params[key] = p
 
 
 class AdaGrad(Optimizer):
@@ -152,6 +166,9 @@ class AdaGrad(Optimizer):
             h, g = self.state["h"][key], grads[key]
             h += g * g
             p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+            self.state["h"][key] = h  # the same array, or (JAX) the new one
+            if p is not params[key]:
+                params[key] = p
 
 
 class RMSprop(Optimizer):
@@ -173,6 +190,9 @@ class RMSprop(Optimizer):
             h *= self.decay_rate
             h += (1 - self.decay_rate) * g * g
             p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+            self.state["h"][key] = h  # the same array, or (JAX) the new one
+            if p is not params[key]:
+                params[key] = p
 
 
 class Adam(Optimizer):
@@ -207,8 +227,8 @@ class Adam(Optimizer):
     @iter.setter
     def iter(self, n):
         self._iter = int(n)
-        if self._t is not None:
-            self._t[...] = self._iter  # in place: a recorded graph holds this array
+        if self._t is not None:  # in place: a recorded graph holds this array (JAX: a new one)
+            self._t = xpx.at(self._t)[...].set(self._iter)
 
     def device_state(self):
         return super().device_state() + ([] if self._t is None else [self._t])
@@ -223,10 +243,13 @@ class Adam(Optimizer):
             wide = "float64" if backend.has_float64() else "float32"
             self._t = backend.full((), self.iter, wide)
         ops = ops_for(first)
-        lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
+        self._t, lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
+        m, v = self.state["m"], self.state["v"]
         for key, p in params.items():
-            ops.adam_update(p, grads[key], self.state["m"][key], self.state["v"][key], lr_t,
-                            self.beta1, self.beta2)
+            new, m[key], v[key] = ops.adam_update(p, grads[key], m[key], v[key], lr_t,
+                                                  self.beta1, self.beta2)
+            if new is not p:  # JAX: new arrays
+                params[key] = new
 
 
 OPTIMIZERS = {cls.__name__.lower(): cls

@@ -13,6 +13,8 @@ step waits for the device.
 
 import time
 
+import array_api_extra as xpx
+
 import backends
 
 
@@ -73,12 +75,17 @@ class EagerStep(Step):
         self.mode = f"eager ({reason})"
         self.losses = batches.backend.full(len(batches), 0, network_dtype(network))
         self._order = None
+        self._in_place = batches.backend.mutable  # JAX: each loss makes a new buffer
 
     def start_epoch(self, order, first=0):
         self._order = order
 
     def run(self, i):
-        self.losses[i] = self.train(*self.batches.batch(self._order, i))
+        loss = self.train(*self.batches.batch(self._order, i))
+        if self._in_place:
+            self.losses[i] = loss
+        else:
+            self.losses = xpx.at(self.losses)[i].set(loss)
 
 
 class GraphStep(Step):

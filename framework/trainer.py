@@ -9,6 +9,8 @@ import math
 import os
 import time
 
+import array_api_extra as xpx
+
 import backends
 from framework import data_parallel, distributed, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
@@ -227,11 +229,13 @@ class Trainer:
             self.step_mode = self._step.mode
             self.graph_seconds = self._step.seconds
         step = self._step
-        losses = step.losses  # each step writes its loss here, on the device
+        # each step writes its loss into step.losses, on the device (on JAX, whose arrays
+        # are immutable, a new buffer each step: read it from the step, not kept here)
         order = self.batches.start_epoch()
         first = self._resume_position  # > 0 only when resuming mid-epoch
         if first:
-            losses[:first] = self.backend.asarray(self._resume_losses, losses.dtype)
+            step.losses = xpx.at(step.losses)[:first].set(
+                self.backend.asarray(self._resume_losses, step.losses.dtype))
             self._resume_position, self._resume_losses = 0, None
         step.start_epoch(order, first)
         shown, shown_at = first, started
@@ -240,10 +244,11 @@ class Trainer:
             step.run(i)
             if self._stopping():  # Ctrl-C or SIGTERM: this step is done (on every rank)
                 bar.update(i + 1 - shown)
-                self._interrupt(losses, i + 1)
+                self._interrupt(step.losses, i + 1)
             # look at the clock every 16 steps, read the device only when showing
             if self.verbose and i % 16 == 15 and \
                     time.perf_counter() - shown_at >= self.refresh_seconds:
+                losses = step.losses
                 recent = float(backends.array_namespace(losses).mean(losses[shown:i + 1]))
                 if not math.isfinite(recent):
                     self._stop_on_bad_loss(losses, shown, i + 1)
@@ -252,7 +257,7 @@ class Trainer:
                 bar.update(i + 1 - shown)
                 shown, shown_at = i + 1, time.perf_counter()
         bar.update(steps_now - shown)
-        self._end_epoch(losses, steps_now, started, bar)
+        self._end_epoch(step.losses, steps_now, started, bar)
 
     def _make_step(self):
         """The step this run takes (a :class:`framework.steps.Step`): data-parallel in a

@@ -24,12 +24,15 @@ gradient) into every network; here it is written once.
 import functools
 from collections import OrderedDict
 
+import array_api_extra as xpx
+
 import backends
 from backends import backend_of, check_same_backend, copy, get_array_module, size
 from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
 from models.checks import float_dtype
+from models.parameters import Parameters
 
 
 class Network:
@@ -60,7 +63,8 @@ class Network:
         seed's weights are the same with and without dropout)."""
         self._backend = backends.current()
         self.dtype = float_dtype(type(self).__name__, self._backend, dtype)
-        self.params, self.layers, self.param_layout = {}, OrderedDict(), {}
+        self.layers, self.param_layout = OrderedDict(), {}
+        self.params = Parameters(self.layers, self.param_layout)
         self._rng = backends.host_rng(seed)
         self._keys = backends.host_rng(None if seed is None else [seed, 1])
         self._counts = {}
@@ -102,6 +106,14 @@ class Network:
             first.input_grad = False
         self.last_layer = last_layer
         del self._backend, self._rng, self._keys, self._counts
+
+    def reorder(self, keys):
+        """``params`` and ``param_layout`` in the order ``keys`` (the book's, where it
+        differs from the order the layers were added in)."""
+        self.param_layout = {k: self.param_layout[k] for k in keys}
+        params = Parameters(self.layers, self.param_layout)
+        dict.update(params, ((k, self.params[k]) for k in keys))
+        self.params = params
 
     @functools.cached_property
     def _call(self):
@@ -293,8 +305,10 @@ class Network:
             for layer in dropouts:
                 layer.hold_mask = True
             with self._call:
-                return {key: _gradient.numerical_gradient(loss_w, self.params[key], h)
-                        for key in self.params}
+                return {key: _gradient.numerical_gradient(
+                    loss_w, self.params[key], h,
+                    put=lambda a, key=key: self.params.__setitem__(key, a))
+                    for key in list(self.params)}
         finally:
             for layer in dropouts:
                 layer.hold_mask = False
@@ -317,9 +331,15 @@ class Network:
                 for attr in layer.buffers}
 
     def load_state(self, values):
-        """Copy ``values`` (host or device arrays, by :meth:`state`'s names) into the buffers, in place."""
-        for key, buf in self.state().items():
-            buf[...] = backend_of(buf).asarray(values[key], dtype=buf.dtype)
+        """Copy ``values`` (host or device arrays, by :meth:`state`'s names) into the buffers,
+        in place (on JAX, whose arrays are immutable: new arrays in the layers)."""
+        for name, layer in self.layers.items():
+            for attr in layer.buffers:
+                buf = getattr(layer, attr)
+                value = backend_of(buf).asarray(values[f"{name}/{attr}"], dtype=buf.dtype)
+                new = xpx.at(buf)[...].set(value)
+                if new is not buf:
+                    setattr(layer, attr, new)
 
     def save_params(self, path):
         """Write the parameters, state, architecture and dtype to ``path`` (an ``.npz``), atomically."""

@@ -64,9 +64,7 @@ class MultiLayerNet(Network):
                 self.add("Dropout", partial(Dropout, self.dropout_ration, seed=self.dropout_seed()))
         self.finish(SoftmaxWithLoss())
         # the book's order: weights and biases first, then batch norm's
-        order = sorted(self.params, key=lambda k: k.startswith(("gamma", "beta")))
-        self.params = {k: self.params[k] for k in order}
-        self.param_layout = {k: self.param_layout[k] for k in order}
+        self.reorder(sorted(self.params, key=lambda k: k.startswith(("gamma", "beta"))))
 
     def config(self):
         """Every constructor argument (not dtype or seed), as checkpoints record it."""

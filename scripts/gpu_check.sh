@@ -14,7 +14,7 @@
 #                    tests on PyTorch's CUDA tensors (scripts/gpu_test_shards.sh), with
 #                    --xpnet-require cupy,torch: a test skipped because either cannot be
 #                    used fails; each shard's skip reasons go into the report
-#   gradient_check   scripts/gradient_check.py --all-backends, float64; then
+#   gradient_check   scripts/gradient_check.py --all-backends, float64 (JAX with JAX_ENABLE_X64=1); then
 #   gradient_check-float32   the float32 backprop against the float64 reference
 #   train-DATASET[-eager]    the book's run (10,000 steps), CUDA graph and eager, for each
 #                    dataset in DATA_DIR/mnist and DATA_DIR/fashion-mnist (IDX files)
@@ -240,8 +240,8 @@ section tests 200 env XPNET_BACKEND=$BACKEND PYTHON=$PY REQUIRE=$REQUIRE \
 if [ -d "$DATA_DIR/mnist" ]; then GC_DATA="--dataset mnist"
 elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
 else GC_DATA="--data random"; fi
-section gradient_check 20 env XPNET_DATA_DIR="$DATA_DIR" $PY scripts/gradient_check.py --all-backends $GC_DATA
-section gradient_check-float32 20 env XPNET_DATA_DIR="$DATA_DIR" $PY scripts/gradient_check.py \
+section gradient_check 20 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py --all-backends $GC_DATA
+section gradient_check-float32 20 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py \
   --all-backends $GC_DATA --dtype float32
 
 trained=0

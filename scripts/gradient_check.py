@@ -48,8 +48,8 @@ def check(backend_name, x, t, seed, dtype, device=None):
     if dtype != "float64":  # the float32 network's weights and inputs, widened for the reference
         trained = TwoLayerNet(input_size=784, hidden_size=50, output_size=10, dtype=dtype,
                               seed=seed)
-        for key, p in network.params.items():
-            p[...] = xp.astype(trained.params[key], p.dtype)
+        for key, p in list(network.params.items()):
+            network.params[key] = xp.astype(trained.params[key], p.dtype)
         x = x.astype(dtype)  # host data, rounded as the float32 run sees it
     xb, tb = backend.asarray(x, "float64"), backend.asarray(t)
     start = time.perf_counter()
@@ -100,7 +100,11 @@ def main(argv=None):
         try:
             check(name, x, t, args.seed, args.dtype, None if args.all_backends else args.device)
         except (TypeError, RuntimeError) as e:  # no float64 on the device, a bad device
-            parser.exit(2, f"error: {e}\n")
+            if not args.all_backends:
+                parser.exit(2, f"error: {e}\n")
+            # every backend here: one without float64 (JAX without JAX_ENABLE_X64) is named,
+            # and the others checked
+            print(f"# backend {name}: not checked: {e}")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def operation_times(repeat=200):
     y = ops.softmax_cross_entropy(s2, t, rows)[1]
     d1w, m1, v1 = arr(784, 50), cupy.zeros((784, 50), cupy.float32), cupy.ones((784, 50),
                                                                             cupy.float32)
-    lr_t = ops.adam_step_size(cupy.zeros((), cupy.float64), 0.001, 0.9, 0.999)
+    _, lr_t = ops.adam_step_size(cupy.zeros((), cupy.float64), 0.001, 0.9, 0.999)
     cases = [
         ("x W1 + b1 (100x784 @ 784x50)", lambda: ops.gemm(x, w1, b1),
          lambda: x @ w1 + b1),

@@ -253,6 +253,7 @@ class CupyOps(StridedOps):
         if not self.fused or not isinstance(lr, (int, float)):
             return super().sgd_update(p, g, lr)
         self._sgd(g, p.dtype.type(lr), p)
+        return p
 
     def uniform(self, key, counter, shape, first=0):
         if not self.fused or key.dtype != numpy.uint64 or counter.dtype != numpy.uint64:
@@ -270,10 +271,11 @@ class CupyOps(StridedOps):
             return super().adam_step_size(t, lr, beta1, beta2)
         lr_t = cupy.empty((), dtype=numpy.float64)
         self._adam_step_size(float(lr), float(beta1), float(beta2), t, lr_t)
-        return lr_t
+        return t, lr_t
 
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         if not self.fused or p.dtype.name not in ("float32", "float64") or \
                 not isinstance(lr_t, cupy.ndarray):
             return super().adam_update(p, g, m, v, lr_t, beta1, beta2)
         self._adam(g, lr_t, p.dtype.type(1 - beta1), p.dtype.type(1 - beta2), m, v, p)
+        return p, m, v

@@ -147,7 +147,7 @@ class HostOps(StridedOps):
         # the book's step size to the last bit (NumPy's vectorised pow may differ by an ulp).
         t += 1
         n = float(t)
-        return self.xp.float64(lr * math.sqrt(1.0 - beta2 ** n) / (1.0 - beta1 ** n))
+        return t, self.xp.float64(lr * math.sqrt(1.0 - beta2 ** n) / (1.0 - beta1 ** n))
 
     # --- the convolution -----------------------------------------------------------
 

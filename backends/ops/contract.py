@@ -111,24 +111,28 @@ class Ops(abc.ABC):
         the labels of :meth:`softmax_cross_entropy`; ``scale`` a Python number
         (``dout / N``)."""
 
-    # --- optimizers (in place) --------------------------------------------------------
+    # --- optimizers (in place where arrays are written in place) ------------------------
+    #
+    # Each returns the arrays it updated: the very ones it was given, changed in place, on
+    # every library that writes in place (a recorded CUDA graph holds them), and new ones on
+    # JAX's immutable arrays. The caller keeps what is returned.
 
     @abc.abstractmethod
     def sgd_update(self, p, g, lr):
-        """``p -= lr * g``, in place."""
+        """``p -= lr * g``; returns ``p``."""
 
     @abc.abstractmethod
     def adam_step_size(self, t, lr, beta1, beta2):
-        """Adam's step size from a step counter kept on the device: ``t += 1`` in place (a
-        0-d float64 array), then ``lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` as a 0-d float64
-        array (float32 on devices without float64). Computed where the parameters live, so
-        a CUDA graph replays it with each step."""
+        """Adam's step size from a step counter kept on the device: ``t += 1`` (a 0-d
+        float64 array), then ``lr * sqrt(1 - beta2^t) / (1 - beta1^t)`` as a 0-d float64
+        array (float32 on devices without float64); returns ``(t, lr_t)``. Computed where
+        the parameters live, so a CUDA graph replays it with each step."""
 
     @abc.abstractmethod
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         """``m += (1 - beta1)(g - m); v += (1 - beta2)(g^2 - v); p -= lr_t m / (sqrt(v) +
-        1e-7)``, all in place; ``lr_t`` the 0-d array of :meth:`adam_step_size`, taken in
-        p's dtype first."""
+        1e-7)``; ``lr_t`` the 0-d array of :meth:`adam_step_size`, taken in p's dtype
+        first. Returns ``(p, m, v)``."""
 
     # --- convolution and pooling ----------------------------------------------------------
 
@@ -188,7 +192,8 @@ class Ops(abc.ABC):
 
     @abc.abstractmethod
     def increment(self, counter):
-        """``counter += 1`` in place, for a ``(1,)`` uint64 counter on the device."""
+        """``counter += 1`` for a ``(1,)`` uint64 counter on the device (in place where
+        arrays are written in place); returns the counter."""
 
     def __repr__(self):
         return f"<{self.name} ops on {getattr(self.xp, '__name__', self.xp)}>"

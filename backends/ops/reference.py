@@ -10,8 +10,12 @@ filter offset (no slice runs past an axis), col2im and pooling's gradient by sli
 additions into new arrays, the padding by writing into a filled array, pooling's
 argmax by comparisons, the loss's gather by ``take_along_axis``, one-hot rows by
 comparing with ``arange``; no ``out=``, no fancy-index assignment, no write through a
-view. Arrays are created on the device of the arrays they come from.
+view, and every write into an array through ``array_api_extra.at``: in place where the
+library writes in place, a new array (which is kept) on JAX's immutable ones. Arrays are
+created on the device of the arrays they come from.
 """
+
+import array_api_extra as xpx
 
 from backends import splitmix
 from backends.arrays import on_device_of
@@ -51,8 +55,7 @@ class StandardOps(Ops):
             result += bias  # into the product's own fresh array: no second temporary
         if out is None:
             return result
-        out[...] = result
-        return out
+        return xpx.at(out)[...].set(result)  # into out (a new array where none is written)
 
     def affine_grad(self, x, dout, W, input_grad=True):
         dW = self.matmul(x.T, dout)
@@ -94,8 +97,7 @@ class StandardOps(Ops):
             return x
         shape = tuple(x.shape[:-2]) + (x.shape[-2] + 2 * pad, x.shape[-1] + 2 * pad)
         out = xp.full(shape, fill, dtype=x.dtype, **on_device_of(xp, x))
-        out[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]] = x
-        return out
+        return xpx.at(out)[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]].set(x)
 
     def _planes(self, x, pad):
         """``x (N, C, H, W)`` as zero-padded planes ``(C, N, H + 2 pad, W + 2 pad)``."""
@@ -105,8 +107,7 @@ class StandardOps(Ops):
             return planes
         c, n, h, w = planes.shape
         out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, **on_device_of(xp, x))
-        out[:, :, pad:pad + h, pad:pad + w] = planes
-        return out
+        return xpx.at(out)[:, :, pad:pad + h, pad:pad + w].set(planes)
 
     def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
         xp = self.xp
@@ -119,8 +120,7 @@ class StandardOps(Ops):
         col = xp.reshape(col, (c * fh * fw, n * out_h * out_w))
         if out is None:
             return col
-        out[...] = col
-        return out
+        return xpx.at(out)[...].set(col)
 
     def col2im(self, dcol, x_shape, fh, fw, stride, pad, out_h, out_w):
         n, c, _, _ = x_shape
@@ -137,10 +137,9 @@ class StandardOps(Ops):
         img = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=like.dtype,
                        **on_device_of(xp, like))
         for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
-            # ``a[i] += b`` is ``a[i] = a[i].__iadd__(b)``: right whether ``a[i]`` is a view
-            # or a copy, and where it is a view (NumPy, PyTorch) one pass, not a temporary
-            # and a copy back
-            img[:, :, rows, cols] += part(k)
+            # in place where the library writes in place (``a[i] += b``, one pass where
+            # ``a[i]`` is a view), a new array on JAX
+            img = xpx.at(img)[:, :, rows, cols].add(part(k))
         img = img[:, :, pad:pad + h, pad:pad + w]
         return xp.permute_dims(img, (1, 0, 2, 3))
 
@@ -200,15 +199,18 @@ class StandardOps(Ops):
         for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
             routed = dout * xp.astype(arg == k, dout.dtype)
             if tiled:
-                dx[..., rows, cols] = routed
+                dx = xpx.at(dx)[..., rows, cols].set(routed)
             else:
-                dx[..., rows, cols] += routed  # as in _add_into_windows
+                dx = xpx.at(dx)[..., rows, cols].add(routed)  # as in _add_into_windows
         return dx[..., pad:pad + h, pad:pad + w] if pad else dx
 
     def _labels(self, t):
-        """Integer labels as the standard's indexing dtype (uint8 labels index nothing
-        in PyTorch: its uint8 index is a mask)."""
-        return t if t.dtype == self.xp.int64 else self.xp.astype(t, self.xp.int64)
+        """Integer labels as the namespace's indexing dtype (uint8 labels index nothing
+        in PyTorch: its uint8 index is a mask; JAX without 64-bit integers indexes with
+        int32)."""
+        info = getattr(self.xp, "__array_namespace_info__", None)
+        index = info().default_dtypes()["indexing"] if info is not None else self.xp.int64
+        return t if t.dtype == index else self.xp.astype(t, index)
 
     def softmax_cross_entropy(self, x, t, rows):
         xp = self.xp
@@ -243,11 +245,12 @@ class StandardOps(Ops):
         return (y - onehot) * scale
 
     def sgd_update(self, p, g, lr):
-        p -= lr * g
+        p -= lr * g  # in place, or (JAX) a new array bound to p
+        return p
 
     def adam_step_size(self, t, lr, beta1, beta2):
         t += 1
-        return lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+        return t, lr * self.xp.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
 
     def _astype(self, x, dtype):
         return self.xp.astype(x, dtype)
@@ -257,6 +260,7 @@ class StandardOps(Ops):
         v += (1 - beta2) * (g * g - v)
         # lr_t in p's dtype first: a float64 array would make the product float64
         p -= self._astype(lr_t, p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
+        return p, m, v
 
     def perturbed_copies(self, base, index, moved, axis):
         xp = self.xp
@@ -276,4 +280,5 @@ class StandardOps(Ops):
 
     def increment(self, counter):
         xp = self.xp
-        counter[...] = xp.astype(xp.astype(counter, xp.int64) + 1, counter.dtype)
+        return xpx.at(counter)[...].set(xp.astype(xp.astype(counter, xp.int64) + 1,
+                                                  counter.dtype))

@@ -234,6 +234,7 @@ class StridedOps(StandardOps):
 
     def increment(self, counter):
         counter += 1  # in place on the device: a recorded step advances it at every replay
+        return counter
 
     def __repr__(self):
         return f"<{self.name} ops on {self.xp.__name__}>"

@@ -1,6 +1,7 @@
 """The PyTorch wing: PyTorch's tensors (CPU, CUDA, ROCm, Apple's MPS) as a backend.
 
 ``backend.py`` (:class:`~backends.torch.backend.TorchBackend`: the library, its devices,
-moving tensors in and out); its operations are the standard's
-(:class:`backends.ops.StandardOps`) on array-api-compat's torch namespace.
+moving tensors in and out), ``ops.py`` (:class:`~backends.torch.ops.TorchOps`: the
+operations on PyTorch's own functions) and ``graph.py`` (the step recorded as a
+``torch.cuda.CUDAGraph`` on CUDA and ROCm).
 """

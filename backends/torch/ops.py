@@ -152,7 +152,7 @@ class TorchOps(StandardOps):
     # --- optimizers (in place) --------------------------------------------------------
 
     def sgd_update(self, p, g, lr):
-        p.sub_(g, alpha=lr)
+        return p.sub_(g, alpha=lr)
 
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         m.lerp_(g, 1 - beta1)  # m + (1 - beta1)(g - m)
@@ -160,6 +160,7 @@ class TorchOps(StandardOps):
         step = m / v.sqrt().add_(1e-7)
         step *= lr_t.to(p.dtype)
         p.sub_(step)
+        return p, m, v
 
     # --- convolution and pooling ----------------------------------------------------------
 
@@ -218,3 +219,4 @@ class TorchOps(StandardOps):
         if counter.device.type not in WRAPPING:
             return super().increment(counter)
         counter.view(torch.int64).add_(1)
+        return counter

@@ -53,7 +53,8 @@ class Affine(Layer):
 
     def forward(self, x):
         W = self.W
-        kind = (type(x), x.shape[1:], x.dtype, x.device, type(W), REGISTRY.generation)
+        kind = (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), type(W),
+                REGISTRY.generation)
         if kind != self._kind:  # a new kind of input: checked, its operations found
             self._bind(x, kind)
         self.original_x_shape = x.shape

@@ -35,6 +35,8 @@ compared, not a function called), so a training step checks and dispatches nothi
 again.
 """
 
+import array_api_extra as xpx
+
 from backends import copy, get_array_module, ops_for, to_numpy
 from backends.registry import REGISTRY
 
@@ -55,8 +57,9 @@ class Layer:
     @staticmethod
     def kind_of(x):
         """What the checks and the dispatch depend on: ``x``'s library (its type), shape
-        past the batch axis, dtype and device, and the settings' generation."""
-        return (type(x), x.shape[1:], x.dtype, x.device, REGISTRY.generation)
+        past the batch axis, dtype and device (none for JAX's tracers, inside a compiled
+        step), and the settings' generation."""
+        return (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), REGISTRY.generation)
 
     def _check(self, x):
         """The checks of a new kind of input (nothing by default): ``ValueError`` naming
@@ -97,9 +100,15 @@ class Layer:
         for i in to_numpy(index).tolist():
             at = tuple(int(j) for j in divmod_all(i, p.shape))
             orig = copy(p[at])
-            p[at] = orig + delta  # in place: the layer's own array, no view needed
-            outs.append(self.forward_stack(x[None, ...], train_flg)[0, ...])
-            p[at] = orig
+            # in place: the layer's own array, no view needed (JAX: a moved copy, for now)
+            moved = xpx.at(p)[at].set(orig + delta)
+            setattr(self, param, moved)
+            try:
+                outs.append(self.forward_stack(x[None, ...], train_flg)[0, ...])
+            finally:
+                if moved is p:
+                    xpx.at(p)[at].set(orig)
+                setattr(self, param, p)
         return xp.stack(outs)
 
 

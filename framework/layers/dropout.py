@@ -65,7 +65,8 @@ class Dropout(Layer):
         else:
             u = ops.uniform(self.key, self.counter, tuple(shape))
         if advance:
-            ops.increment(self.counter)  # on the device: a recorded step advances it each replay
+            # on the device: a recorded step advances it each replay (JAX: a new counter)
+            self.counter = ops.increment(self.counter)
         return u > self.dropout_ratio
 
     def _scale(self, like):

@@ -36,7 +36,7 @@ class SoftmaxWithLoss(Layer):
         self._look = False  # whether the labels' range is looked at each call (see _check)
 
     def forward(self, x, t):
-        kind = (type(x), x.shape, x.dtype, x.device, type(t), t.shape, t.dtype,
+        kind = (type(x), x.shape, x.dtype, getattr(x, "device", None), type(t), t.shape, t.dtype,
                 REGISTRY.generation)
         if kind != self._kind:  # a new kind of input: checked, its operations found
             self._check(x, t)

@@ -5,8 +5,9 @@
 
 import numpy  # host-side comparisons and seeded draws; compute stays on the inputs' backend
 
+import array_api_extra as xpx
+
 import backends
-from framework.gradient import numerical_gradient
 from framework.testing.compare import worst_elements, assert_allclose_report, tolerances
 
 
@@ -97,37 +98,42 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
                 raise ValueError(f"check_backward: dout has shape {tuple(dout64.shape)}, the "
                                  f"output {tuple(out.shape)}")
         returned = _as_tuple(layer.backward(dout64))
-        targets = []  # (label, array perturbed, analytic gradient)
+        # (label, the array, how to put another in its place, the analytic gradient): the
+        # checks evaluate f at moved copies put in the array's place, and put it back, so
+        # nothing is written into an array (JAX's cannot be)
+        targets = []
         for i, x in enumerate(x64):
             if not _is_float_array(x):
                 continue
             if i >= len(returned) or returned[i] is None:
                 continue  # not differentiated by the layer (labels, say)
-            targets.append((f"input {i}", x, returned[i]))
+            targets.append((f"input {i}", x, lambda a, i=i: x64.__setitem__(i, a),
+                            returned[i]))
         for name in params:
             grad = getattr(layer, "d" + name, None)
             if grad is None:
                 raise AssertionError(f"check_backward: {type(layer).__name__} has no d{name} "
                                      f"after backward")
-            targets.append((name, getattr(layer, name), grad))
+            targets.append((name, getattr(layer, name),
+                            lambda a, name=name: setattr(layer, name, a), grad))
         rng = numpy.random.default_rng(seed + 1)
         report = {}
-        for label, wrt, analytic in targets:
+        for label, wrt, put, analytic in targets:
             what = f"{type(layer).__name__} gradient of {label}{note}"
             if tuple(analytic.shape) != tuple(wrt.shape):
                 raise AssertionError(f"{what}: backward gave shape {tuple(analytic.shape)}, "
                                      f"the array has {tuple(wrt.shape)}")
             if mode == "full":
-                numeric = numerical_gradient(lambda _: f(), wrt, eps)
+                numeric = _elementwise_difference(f, wrt, put, eps)
                 assert_allclose_report(analytic, numeric, rtol, atol, what)
-                diff = backends.to_numpy(abs(analytic - numeric))
+                diff = numpy.abs(backends.to_numpy(analytic) - numeric)
             else:
                 got, want = [], []
                 for _ in range(directions):
                     v = on.asarray(rng.standard_normal(wrt.shape), dtype="float64")
                     v /= xp.sqrt(xp.sum(v * v))
                     got.append(xp.sum(analytic * v))
-                    want.append(_directional_difference(f, wrt, v, eps))
+                    want.append(_directional_difference(f, wrt, put, v, eps))
                 got, want = xp.stack(got), xp.stack(want)
                 assert_allclose_report(got, want, rtol, atol,
                                        f"{what}, along {directions} random directions")
@@ -152,20 +158,34 @@ def _copy(value):
 def _restore(layer, name, value):
     current = getattr(layer, name)
     if hasattr(current, "shape") and hasattr(value, "shape") and current.shape == value.shape:
-        current[...] = value  # in place: whoever holds the array sees it restored
-    else:
-        setattr(layer, name, _copy(value))
+        # in place: whoever holds the array sees it restored (JAX: a new array, set below)
+        restored = xpx.at(current)[...].set(value)
+        if restored is current:
+            return
+    setattr(layer, name, _copy(value))
 
 
-def _directional_difference(f, x, v, eps):
-    orig = backends.copy(x)
-    x += eps * v
-    up = f()
-    x[...] = orig
-    x -= eps * v
-    down = f()
-    x[...] = orig
-    return (up - down) / (2 * eps)
+def _at(f, x, put, moved):
+    """``f()`` with ``moved`` put where ``x`` was, and ``x`` put back."""
+    put(moved)
+    try:
+        return f()
+    finally:
+        put(x)
+
+
+def _elementwise_difference(f, x, put, eps):
+    """The central difference of ``f`` along every element of ``x``, as a host array."""
+    out = numpy.zeros(tuple(x.shape))
+    for idx in numpy.ndindex(*x.shape):
+        up = _at(f, x, put, xpx.at(x)[idx].add(eps, copy=True))
+        down = _at(f, x, put, xpx.at(x)[idx].add(-eps, copy=True))
+        out[idx] = float(backends.to_numpy((up - down) / (2 * eps)))
+    return out
+
+
+def _directional_difference(f, x, put, v, eps):
+    return (_at(f, x, put, x + eps * v) - _at(f, x, put, x - eps * v)) / (2 * eps)
 
 
 def check_model(model, x, t, *, rtol=None, atol=None):

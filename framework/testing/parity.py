@@ -6,7 +6,7 @@ import pytest
 
 import backends
 from framework.testing.compare import assert_allclose_report, tolerances
-from framework.testing.plugin import _strict_flags, unusable
+from framework.testing.plugin import as_tested, unusable
 
 
 def _leaves(tree, path="output"):
@@ -59,7 +59,7 @@ def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy
         usable, why = backends.backend_class(name).usable()
         if not usable:
             pytest.skip(f"check_parity: the {name} half cannot run: {unusable(name, why)}")
-        with backends.using(name, device=device) as chosen, _strict_flags(chosen):
+        with backends.using(name, device=device) as chosen, as_tested(chosen):
             moved = [chosen.asarray(x) if isinstance(x, numpy.ndarray) else x
                      for x in host_inputs]
             results.append(fn(*moved))

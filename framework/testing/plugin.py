@@ -1,6 +1,7 @@
 """The pytest plugin: ``--xpnet-backend``, the ``backends`` marker, and the ``backend``,
 ``xp`` and ``on_cupy`` fixtures (what they do: :mod:`framework.testing`)."""
 
+import contextlib
 import re
 
 import pytest
@@ -117,10 +118,14 @@ def _usable_or_skip(name, device=None, config=None):
     return name, device
 
 
-def _strict_flags(backend):
-    """The backend held to the standard version xpnet targets (2024.12) for the test, where
-    it can be (array-api-strict: its flags); nothing for the others."""
-    return backend.held_to_standard(STANDARD)
+@contextlib.contextmanager
+def as_tested(backend):
+    """A test's context on ``backend``: held to the standard version xpnet targets (2024.12)
+    where it can be (array-api-strict's flags), and float64 where the library has it behind
+    a switch (JAX's ``jax_enable_x64``: the gradient checks run in float64); each given
+    back after the test."""
+    with backend.held_to_standard(STANDARD), backend.with_float64():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -138,7 +143,7 @@ def backend(request):
     if name is None:  # used without parametrisation (e.g. from another fixture's request)
         name = selected_backends(request.config)[0]
     with backends.using(*_usable_or_skip(name, config=request.config)) as chosen, \
-            _strict_flags(chosen):
+            as_tested(chosen):
         yield chosen
 
 

@@ -98,13 +98,14 @@ def test_relu_and_backward(ops, backend, dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sgd_update_in_place(ops, backend, dtype):
+    """In place where the library writes in place (returning the very array); JAX's arrays
+    are immutable: a new one is returned."""
     rng = np.random.default_rng(0)
     p, g = rng.standard_normal((2, 50, 7)).astype(dtype)
     pd = backend.asarray(p.copy())  # NumPy would share p
-    alias = pd
-    ops.sgd_update(pd, backend.asarray(g), 0.1)
-    assert alias is pd
-    np.testing.assert_allclose(to_host(pd), p - 0.1 * g, rtol=tol(dtype), atol=tol(dtype))
+    new = ops.sgd_update(pd, backend.asarray(g), 0.1)
+    assert (new is pd) == backend.mutable
+    np.testing.assert_allclose(to_host(new), p - 0.1 * g, rtol=tol(dtype), atol=tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -117,13 +118,17 @@ def test_adam_step_size_and_update(ops, backend, dtype):
     t = backend.asarray(np.float64(4.0))  # Adam's step count, where the parameters live
     for step in range(5, 8):
         g = rng.standard_normal((40, 9)).astype(dtype)
-        lr_t = ops.adam_step_size(t, 0.01, 0.9, 0.999)
+        before = t
+        t, lr_t = ops.adam_step_size(t, 0.01, 0.9, 0.999)
+        assert (t is before) == backend.mutable  # in place where arrays are written in place
         assert float(to_host(t)) == step and to_host(lr_t).dtype == np.float64
         want_lr = 0.01 * np.sqrt(1.0 - 0.999 ** step) / (1.0 - 0.9 ** step)
         # the host's to the last bit (Python's floats); a device's pow within a few ulps
         np.testing.assert_allclose(float(to_host(lr_t)), want_lr,
                                    rtol=0 if ops.name == "host" else 1e-14)
-        ops.adam_update(pd, backend.asarray(g), md, vd, lr_t, 0.9, 0.999)
+        given = (pd, md, vd)
+        pd, md, vd = ops.adam_update(pd, backend.asarray(g), md, vd, lr_t, 0.9, 0.999)
+        assert all((a is b) == backend.mutable for a, b in zip((pd, md, vd), given))
         m = m + 0.1 * (g.astype(np.float64) - m)
         v = v + 0.001 * (g.astype(np.float64) ** 2 - v)
         p = p - want_lr * m / (np.sqrt(v) + 1e-7)

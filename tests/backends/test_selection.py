@@ -51,7 +51,7 @@ def test_env_bogus_is_refused_with_the_allowed_values():
     r = run_module("bogus")
     assert r.returncode != 0
     assert "XPNET_BACKEND='bogus'" in r.stderr
-    assert "numpy, cupy, torch, array_api_strict, auto" in r.stderr
+    assert "numpy, cupy, torch, array_api_strict, jax, auto" in r.stderr
 
 
 def test_env_cupy_without_gpu_fails_and_says_what_to_do():
@@ -77,8 +77,9 @@ def test_cupy_by_name_raises_runtime_error_in_process():
 
 
 def test_use_unknown_name_raises_value_error():
-    with pytest.raises(ValueError, match="'tpu'.*numpy, cupy, torch, array_api_strict, auto"):
-        backends.use("tpu")
+    with pytest.raises(ValueError, match="'mlx'.*numpy, cupy, torch, array_api_strict, jax, "
+                                         "auto"):
+        backends.use("mlx")
 
 
 def test_env_is_read_when_first_needed(monkeypatch):

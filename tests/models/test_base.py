@@ -87,3 +87,26 @@ def test_free_saved_drops_what_the_layers_kept_and_training_goes_on_the_same(bac
             runs.append({k: to_host(v) for k, v in net.params.items()})
         for key in runs[0]:
             np.testing.assert_array_equal(runs[1][key], runs[0][key], err_msg=f"{name} {key}")
+
+
+def test_an_update_through_params_reaches_the_layers(backend, xp):
+    """The book's ``params[key] -= lr * grads[key]`` and the optimizers change what predict
+    computes with: in place where arrays are written in place, and on JAX, whose arrays are
+    immutable, because the network's params put each new array into its layer."""
+    from framework.optimizers import SGD
+    from models import MultiLayerNetExtend
+    net = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=2)
+    x = backends.to_device(np.random.default_rng(3).random((4, 6)), "float32")
+    t = backends.to_device([0, 1, 2, 1])
+    before = to_host(net.predict(x))
+    grads = net.gradient(x, t)
+    for key in net.params:  # the book's loop, verbatim
+        net.params[key] -= 0.5 * grads[key]
+    for key, (layer, attr) in net.param_layout.items():
+        assert getattr(net.layers[layer], attr) is net.params[key], key
+    after = to_host(net.predict(x))
+    assert not np.allclose(after, before)
+    SGD(lr=0.5).update(net.params, net.gradient(x, t))
+    assert not np.allclose(to_host(net.predict(x)), after)
+    for key, (layer, attr) in net.param_layout.items():
+        assert getattr(net.layers[layer], attr) is net.params[key], key

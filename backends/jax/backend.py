@@ -1,0 +1,155 @@
+"""JAX's arrays through the Array API standard: the hooks JAX needs beside it."""
+
+import contextlib
+
+from backends import mpi_env
+from backends.backend import Unusable
+from backends.standard import StandardBackend
+
+MIN_JAX = (0, 4, 32)  # jax.numpy speaks the standard (2023.12 and on) with device= everywhere
+
+
+class JaxBackend(StandardBackend):
+    """JAX's arrays on one of its devices (``cpu``, ``gpu`` or ``cuda:N``, ``tpu``),
+    computed on through ``jax.numpy``, which is an Array API namespace. Its arrays are
+    immutable (:attr:`mutable`): every write makes a new array. float64 needs
+    ``JAX_ENABLE_X64=1`` (JAX would otherwise cast to float32 without a word): without
+    it, asking for float64 is an error that says so, and xpnet trains in float32."""
+
+    name = "jax"
+    modules = ("jax", "jaxlib")
+    install = "pip install 'xpnet[jax]' (JAX for the CPU; for GPUs and TPUs see JAX's " \
+              "installation guide: pip install 'jax[cuda12]', 'jax[tpu]')"
+    mutable = False
+
+    @classmethod
+    def _load(cls):
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError:
+            raise Unusable(f"JAX is not installed; {cls.install}", missing=True) from None
+        version = tuple(int(p) for p in jax.__version__.split(".")[:3] if p.isdigit())
+        if version < MIN_JAX:
+            raise Unusable(f"JAX {jax.__version__} is too old: xpnet needs "
+                           f"{'.'.join(map(str, MIN_JAX))} or newer ({cls.install})")
+        return jnp
+
+    @classmethod
+    def version(cls):
+        import jax
+        return jax.__version__
+
+    @classmethod
+    def namespace_of(cls, x):
+        return cls.load()
+
+    @staticmethod
+    def _jax():
+        import jax
+        return jax
+
+    @classmethod
+    def _all_devices(cls):
+        """``[(name, device)]``: ``cpu``, then each GPU as ``gpu``/``cuda`` (the first) and
+        ``cuda:N``/``gpu:N``, each TPU as ``tpu``/``tpu:N``."""
+        jax = cls._jax()
+        cls.load()
+        named = []
+        for platform in ("cpu", "gpu", "tpu"):
+            try:
+                found = jax.devices(platform)
+            except RuntimeError:  # no such backend in this build
+                continue
+            for i, device in enumerate(found):
+                names = [f"{platform}:{i}"] + ([platform] if i == 0 else [])
+                if platform == "gpu":
+                    names += [f"cuda:{i}"] + (["cuda"] if i == 0 else [])
+                named += [(n, device) for n in names]
+        return named
+
+    @classmethod
+    def devices(cls):
+        seen = []
+        for name, _ in cls._all_devices():
+            if name not in seen:
+                seen.append(name)
+        return sorted(seen, key=lambda n: (n.split(":")[0] != "cpu", ":" in n, n))
+
+    @classmethod
+    def default_device(cls):
+        """JAX's default device (a GPU or TPU where its build sees one, else the CPU); in a
+        data-parallel job the GPU of the process's local rank."""
+        jax = cls._jax()
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            gpus = []
+        if gpus:
+            try:
+                index = mpi_env.launched_gpu(len(gpus), "JAX")
+            except ValueError as e:
+                raise Unusable(str(e)) from None
+            if index is not None:
+                return gpus[index]
+        return jax.devices()[0]
+
+    @classmethod
+    def parse_device(cls, value):
+        jax = cls._jax()
+        cls.load()
+        if value is None:
+            return cls.default_device()
+        if isinstance(value, jax.Device):
+            return value
+        name = str(value).lower()
+        for known, device in cls._all_devices():
+            if known == name:
+                return device
+        raise Unusable(cls._no_device(value))
+
+    @classmethod
+    def to_numpy(cls, x):
+        import numpy
+        return numpy.asarray(x)
+
+    @classmethod
+    def device_of(cls, x):
+        """``x.device``; None for a tracer (inside ``jax.jit`` arrays have no device yet)."""
+        return getattr(x, "device", None)
+
+    @classmethod
+    def is_device_array(cls, x):
+        return x.device.platform != "cpu"
+
+    @property
+    def description(self):
+        return f"jax on {self.device}"
+
+    def dtype(self, dtype):
+        name = None if dtype is None else self._dtype_name(dtype)
+        if name in ("float64", "int64", "uint64") and not self.has_float64():
+            what = ("computes in float32" if name == "float64" else
+                    "has no 64-bit integers (dropout's generator keeps its key and position "
+                    "in uint64)")
+            raise TypeError(f"JAX {what} unless JAX_ENABLE_X64=1 is set before it is imported "
+                            f"(it would cast {name} to 32 bits without a word): set "
+                            f"JAX_ENABLE_X64=1 (float32 networks stay float32: their dtype is "
+                            f"explicit), or train in float32 without dropout")
+        return super().dtype(dtype)
+
+    @contextlib.contextmanager
+    def with_float64(self):
+        """``jax_enable_x64`` on within the block, as it was after it (JAX's own switch,
+        scoped: the pytest plugin runs its float64 checks in it)."""
+        jax = self._jax()
+        before = bool(jax.config.jax_enable_x64)
+        jax.config.update("jax_enable_x64", True)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", before)
+
+    def synchronize(self):
+        """Wait for JAX's queued work on this device (an array's ``block_until_ready``)."""
+        self.xp.zeros((), device=self.device).block_until_ready()
