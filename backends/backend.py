@@ -229,6 +229,11 @@ class Backend:
         model), or None where there is none."""
         return None
 
+    def step_compiler(self):
+        """The module that compiles a whole training step (``jit``, ``gather``, ``put``,
+        ``index``: :mod:`backends.jax.compile`), or None where the library compiles none."""
+        return None
+
     def scratch(self):
         """A context for a caller's passing work (a trial of steps, an evaluation): what it
         allocates comes from a pool of this backend's own, whose cached blocks go back to

@@ -30,6 +30,8 @@ import sys
 import time
 import traceback
 
+import array_api_extra as xpx
+
 import backends
 from backends import mpi_env
 from backends.arrays import sum_in_rank_order
@@ -89,7 +91,9 @@ class Communicator:
 
     def broadcast_arrays(self, arrays):
         """Rank 0's values of ``arrays`` (name -> array, any backend) copied into every
-        rank's arrays, in place."""
+        rank's arrays, in place; returns them by name (JAX's immutable arrays: new ones,
+        which the caller puts back)."""
+        return dict(arrays)
 
     def barrier(self):
         pass
@@ -181,11 +185,14 @@ class MpiCommunicator(Communicator):
         return self.comm.allgather(value)
 
     def broadcast_arrays(self, arrays):
-        for a in arrays.values():  # every rank names the same arrays in the same order
+        out = {}
+        for name, a in arrays.items():  # every rank names the same arrays in the same order
             host = buffers.host_buffer(a)  # a itself for a C-ordered NumPy array
             self.comm.Bcast(host, root=0)
-            if host is not a:
-                a[...] = backends.backend_of(a).asarray(host, dtype=a.dtype)
+            if host is not a:  # in place (JAX: a new array)
+                a = xpx.at(a)[...].set(backends.backend_of(a).asarray(host, dtype=a.dtype))
+            out[name] = a
+        return out
 
     def barrier(self):
         self.comm.Barrier()

@@ -69,6 +69,24 @@ class Optimizer:
         once made), in a fixed order: what a recorded step holds and must find again."""
         return [a for slot in self.slots for a in (self.state[slot] or {}).values()]
 
+    # --- for a compiled step (JAX): the state as named arrays ---------------------------
+
+    def prepare(self, params):
+        """Make the state the first update would make (zeros), without updating."""
+        self._init_state(params)
+
+    def arrays(self):
+        """The state's arrays by name (``"<slot>/<param>"``), once :meth:`prepare` made them:
+        what a compiled step threads through its pure function."""
+        return {f"{slot}/{key}": a for slot in self.slots
+                for key, a in (self.state[slot] or {}).items()}
+
+    def put_arrays(self, arrays):
+        """Put :meth:`arrays`' arrays (new ones, or a trace's) in their places."""
+        for name, a in arrays.items():
+            slot, key = name.split("/", 1)
+            self.state[slot][key] = a
+
     def state_dict(self):
         """``{"iter": n, "<slot>/<param>": host array}``; empty slots are left out."""
         out = {"iter": self.iter}
@@ -233,15 +251,31 @@ class Adam(Optimizer):
     def device_state(self):
         return super().device_state() + ([] if self._t is None else [self._t])
 
-    def update(self, params, grads):
-        self._init_state(params)
-        first = next(iter(params.values()))
-        xp = get_array_module(first)
-        if self._t is None or get_array_module(self._t) is not xp:
-            # float64 where the device has it (Apple's MPS has not: float32 there)
+    def prepare(self, params):
+        super().prepare(params)
+        self._make_count(next(iter(params.values())))
+
+    def arrays(self):
+        return {**super().arrays(), **({} if self._t is None else {"t": self._t})}
+
+    def put_arrays(self, arrays):
+        arrays = dict(arrays)
+        if "t" in arrays:
+            self._t = arrays.pop("t")
+        super().put_arrays(arrays)
+
+    def _make_count(self, first):
+        """The step count on ``first``'s device (float64 where it has it: Apple's MPS and
+        JAX without JAX_ENABLE_X64 have not, float32 there), made once."""
+        if self._t is None or get_array_module(self._t) is not get_array_module(first):
             backend = backend_of(first)
             wide = "float64" if backend.has_float64() else "float32"
             self._t = backend.full((), self.iter, wide)
+
+    def update(self, params, grads):
+        self._init_state(params)
+        first = next(iter(params.values()))
+        self._make_count(first)
         ops = ops_for(first)
         self._t, lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
         m, v = self.state["m"], self.state["v"]

@@ -25,8 +25,13 @@ def prepare(world, communicator, network, optimizer, data):
                          f"{', '.join(differ)}: every process of a data-parallel run needs "
                          f"the same data (the same files on every machine)")
     state = network.state() if hasattr(network, "state") else {}
-    communicator.broadcast_arrays({**{f"param/{k}": v for k, v in network.params.items()},
-                                   **{f"state/{k}": v for k, v in state.items()}})
+    got = communicator.broadcast_arrays({**{f"param/{k}": v for k, v in network.params.items()},
+                                         **{f"state/{k}": v for k, v in state.items()}})
+    for key, value in list(network.params.items()):  # JAX: the new arrays put in their places
+        if got[f"param/{key}"] is not value:
+            network.params[key] = got[f"param/{key}"]
+    if any(got[f"state/{k}"] is not v for k, v in state.items()):
+        network.load_state({k: got[f"state/{k}"] for k in state})
 
 
 def differences(communicator, network):

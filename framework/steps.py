@@ -64,6 +64,11 @@ class Step:
         optimizer's number changed)."""
         return True
 
+    def sync(self):
+        """Put into the network and optimizer what the step holds apart (a compiled step's
+        arrays, :class:`framework.jit_step.JitStep`): before anything reads them. Nothing
+        for the steps that update them where they are."""
+
 
 class EagerStep(Step):
     """The step as the book writes it, ``train(x, t)`` on each batch, launched one by one
@@ -240,6 +245,15 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     t)`` is an eager step's body (default :func:`train_step`; the Trainer passes its own)."""
     backend = batches.backend
     reason = None
+    if graph is not False and backend.step_compiler() is not None:  # JAX: compiled by XLA
+        from framework.jit_step import JitStep
+        try:
+            return JitStep(network, optimizer, batches, train=train)
+        except ValueError as e:
+            if graph is True:
+                raise ValueError(f"Trainer: graph=True, but the step cannot be compiled: "
+                                 f"{e}") from None
+            return EagerStep(network, optimizer, batches, f"not compiled: {e}", train)
     if graph is False:
         reason = "graph=False"
     elif backend.graph_runtime() is None:

@@ -257,6 +257,8 @@ class Trainer:
                 bar.update(i + 1 - shown)
                 shown, shown_at = i + 1, time.perf_counter()
         bar.update(steps_now - shown)
+        step.sync()  # a compiled step's arrays back into the network, before the epoch's end
+        self.graph_seconds = step.seconds
         self._end_epoch(step.losses, steps_now, started, bar)
 
     def _make_step(self):
@@ -284,6 +286,8 @@ class Trainer:
         """Save where the run stands (``done`` steps into the current epoch) and raise
         :class:`TrainingInterrupted`."""
         signum, self._stop = self._stop, None
+        if self._step is not None:
+            self._step.sync()  # what is saved is what the steps made
         saved = None
         if losses is not None and done:
             values = backends.to_numpy(losses[:done])
@@ -362,6 +366,8 @@ class Trainer:
         return self.communicator.sum_count(round(mine)) / n
 
     def _stop_on_bad_loss(self, losses, start, stop):
+        if self._step is not None:
+            self._step.sync()  # the parameters are looked at below
         values = backends.to_numpy(losses[start:stop])
         bad = next(i for i, v in enumerate(values.tolist()) if not math.isfinite(v))
         step = self.iteration + start + bad + 1

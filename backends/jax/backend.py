@@ -120,7 +120,15 @@ class JaxBackend(StandardBackend):
 
     @classmethod
     def is_device_array(cls, x):
-        return x.device.platform != "cpu"
+        """Whether reading ``x`` waits for an accelerator; True for a tracer too, whose values
+        cannot be read at all (inside a compiled step nothing looks at the labels)."""
+        device = getattr(x, "device", None)
+        return device is None or device.platform != "cpu"
+
+    def step_compiler(self):
+        """``jax.jit`` and what a compiled step needs (:mod:`backends.jax.compile`)."""
+        from backends.jax import compile
+        return compile
 
     @property
     def description(self):

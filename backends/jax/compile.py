@@ -1,0 +1,39 @@
+"""What the compiled step needs of JAX itself: ``jax.jit`` with donated buffers, and a
+batch gathered at a step index that is traced, not baked in.
+
+The step (:class:`framework.jit_step.JitStep`: what is threaded through the pure
+function, and put back into the network and optimizer) is the framework's; this module
+holds the two calls that only JAX has, as :mod:`backends.cuda.graph` holds CuPy's capture.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def jit(fn, donate):
+    """``jax.jit(fn)`` with the positional arguments ``donate`` donated: XLA may write the
+    step's results into their buffers, which the caller must not read again."""
+    return jax.jit(fn, donate_argnums=tuple(donate))
+
+
+def gather(x, t, order, i, batch):
+    """Batch ``i`` (a traced integer) of an epoch: ``batch`` samples of ``x`` and ``t`` at
+    ``order[i * batch:(i + 1) * batch]``, or in order where ``order`` is None."""
+    if order is None:
+        start = i * batch
+        return (lax.dynamic_slice_in_dim(x, start, batch, axis=0),
+                lax.dynamic_slice_in_dim(t, start, batch, axis=0))
+    index = lax.dynamic_slice_in_dim(order, i * batch, batch)
+    return jnp.take(x, index, axis=0), jnp.take(t, index, axis=0)
+
+
+def put(losses, i, loss):
+    """``losses`` with ``loss`` at ``i`` (a new array, inside the compiled step)."""
+    return losses.at[i].set(loss.astype(losses.dtype))
+
+
+def index(i):
+    """A step index as the compiled step takes it: an int32 array, so that every step runs
+    the one compiled function (a Python int would be a constant, compiled anew each step)."""
+    return jnp.asarray(i, dtype=jnp.int32)
