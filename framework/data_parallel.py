@@ -33,7 +33,8 @@ in float32 runs drift apart as such runs do: README, "On several processes").
 import backends
 from framework import sharding
 from framework.layers import BatchNormalization, Dropout, SyncBatchNormalization
-from framework.steps import EagerStep, step_loss
+from framework.step import step_loss
+from framework.steps import EagerStep
 
 
 def train_step(network, optimizer, x_batch, t_batch, world, communicator):

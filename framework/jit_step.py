@@ -3,7 +3,7 @@ the CUDA-graph step.
 
 On JAX, whose arrays are immutable, a step is a function from the arrays it reads to the
 arrays it makes. :class:`JitStep` runs the eager step's own code (the network's
-``gradient``, the optimizer's ``update``: :func:`framework.steps.train_step`) once on
+``gradient``, the optimizer's ``update``: :func:`framework.step.train_step`) once on
 JAX's tracers, as one pure function of
 
     (parameters, layer state, optimizer state, hyperparameters, the epoch's losses,
@@ -27,7 +27,7 @@ A short last batch runs eagerly, as the graph step's does.
 
 import time
 
-from framework.steps import Step, network_dtype, train_step
+from framework.step import Step, network_dtype, train_step
 
 
 def _scalars(obj):
@@ -44,8 +44,7 @@ class JitStep(Step):
         compiler = backend.step_compiler()
         if compiler is None:
             raise ValueError(f"the {backend.name} backend compiles no steps")
-        params = network.params
-        if not hasattr(params, "_layout"):
+        if not getattr(network.params, "reaches_layers", False):
             raise ValueError(f"{type(network).__name__}'s params are a plain dict: a new "
                              f"array put in it would not reach its layers (a "
                              f"models.base.Network's params pass each one on)")

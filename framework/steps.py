@@ -1,5 +1,7 @@
-"""The training step the Trainer runs: one protocol, an eager step, and the same step replayed
-as a CUDA graph (the data-parallel step is :mod:`framework.data_parallel`'s).
+"""The steps the Trainer runs on its own: an eager step, the same step replayed
+as a CUDA graph, and the choice between them and the compiled step of
+:mod:`framework.jit_step` (the protocol is :mod:`framework.step`'s, the data-parallel step
+:mod:`framework.data_parallel`'s).
 
 Every step is a :class:`Step`: :attr:`~Step.mode` says which runs and why,
 :attr:`~Step.losses` is the device buffer of an epoch's losses, ``start_epoch(order,
@@ -16,58 +18,8 @@ import time
 import array_api_extra as xpx
 
 import backends
-
-
-def step_loss(network):
-    """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
-    network keeps one (every :class:`models.base.Network`), else its last layer's
-    (``last_layer``, or the book's ``lastLayer``)."""
-    loss = getattr(network, "last_loss", None)
-    if loss is not None:
-        return loss
-    last = getattr(network, "last_layer", None) or network.lastLayer
-    return last.loss
-
-
-def network_dtype(network):
-    """The dtype a network computes in: its ``dtype`` (every :class:`models.base.Network`),
-    else its parameters' (a network of the user's own)."""
-    dtype = getattr(network, "dtype", None)
-    return dtype if dtype is not None else next(iter(network.params.values())).dtype
-
-
-def train_step(network, optimizer, x_batch, t_batch):
-    """Gradient, update, and the loss of the gradient's forward pass (a device scalar)."""
-    grads = network.gradient(x_batch, t_batch)
-    optimizer.update(network.params, grads)
-    return step_loss(network)
-
-
-class Step:
-    """The protocol every step the Trainer runs implements (see the module)."""
-
-    mode = "eager"
-    seconds = 0.0  # spent making the step (recording it), beside the epochs' time
-    losses = None
-
-    def start_epoch(self, order, first=0):
-        """Take the epoch's sample order (device indices, or None: in order) from step
-        ``first`` on."""
-        raise NotImplementedError
-
-    def run(self, i):
-        """Step ``i`` of the epoch: its loss into ``losses[i]``, nothing waited for."""
-        raise NotImplementedError
-
-    def is_current(self):
-        """Whether the step may still run as made (a recorded graph may not, once an
-        optimizer's number changed)."""
-        return True
-
-    def sync(self):
-        """Put into the network and optimizer what the step holds apart (a compiled step's
-        arrays, :class:`framework.jit_step.JitStep`): before anything reads them. Nothing
-        for the steps that update them where they are."""
+from framework.jit_step import JitStep
+from framework.step import Step, network_dtype, step_loss, train_step  # noqa: F401 (public here too)
 
 
 class EagerStep(Step):
@@ -246,7 +198,6 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     backend = batches.backend
     reason = None
     if graph is not False and backend.step_compiler() is not None:  # JAX: compiled by XLA
-        from framework.jit_step import JitStep
         try:
             return JitStep(network, optimizer, batches, train=train)
         except ValueError as e:

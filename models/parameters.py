@@ -16,6 +16,10 @@ class Parameters(dict):
     name stands for (see the module). ``layers`` and ``layout`` are the network's own
     dicts, filled as it builds its stack."""
 
+    #: what the Trainer and the compiled step ask of a network's params on JAX: that a new
+    #: array bound to a name reaches the layer that computes with it
+    reaches_layers = True
+
     def __init__(self, layers, layout):
         super().__init__()
         self._layers, self._layout = layers, layout

@@ -1,0 +1,60 @@
+"""What a training step is: the protocol every step the Trainer runs implements
+(:class:`Step`), and the book's step itself (:func:`train_step`) with the two facts it
+reads off a network (:func:`step_loss`, :func:`network_dtype`).
+
+The steps themselves live apart: the eager and CUDA-graph steps in
+:mod:`framework.steps`, the XLA-compiled one in :mod:`framework.jit_step`, the
+data-parallel one in :mod:`framework.data_parallel`.
+"""
+
+
+def step_loss(network):
+    """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
+    network keeps one (every :class:`models.base.Network`), else its last layer's
+    (``last_layer``, or the book's ``lastLayer``)."""
+    loss = getattr(network, "last_loss", None)
+    if loss is not None:
+        return loss
+    last = getattr(network, "last_layer", None) or network.lastLayer
+    return last.loss
+
+
+def network_dtype(network):
+    """The dtype a network computes in: its ``dtype`` (every :class:`models.base.Network`),
+    else its parameters' (a network of the user's own)."""
+    dtype = getattr(network, "dtype", None)
+    return dtype if dtype is not None else next(iter(network.params.values())).dtype
+
+
+def train_step(network, optimizer, x_batch, t_batch):
+    """Gradient, update, and the loss of the gradient's forward pass (a device scalar)."""
+    grads = network.gradient(x_batch, t_batch)
+    optimizer.update(network.params, grads)
+    return step_loss(network)
+
+
+class Step:
+    """The protocol every step the Trainer runs implements (see the module)."""
+
+    mode = "eager"
+    seconds = 0.0  # spent making the step (recording it), beside the epochs' time
+    losses = None
+
+    def start_epoch(self, order, first=0):
+        """Take the epoch's sample order (device indices, or None: in order) from step
+        ``first`` on."""
+        raise NotImplementedError
+
+    def run(self, i):
+        """Step ``i`` of the epoch: its loss into ``losses[i]``, nothing waited for."""
+        raise NotImplementedError
+
+    def is_current(self):
+        """Whether the step may still run as made (a recorded graph may not, once an
+        optimizer's number changed)."""
+        return True
+
+    def sync(self):
+        """Put into the network and optimizer what the step holds apart (a compiled step's
+        arrays, :class:`framework.jit_step.JitStep`): before anything reads them. Nothing
+        for the steps that update them where they are."""
