@@ -110,6 +110,14 @@ class Trainer:
         with distributed.abort_on_error(self.world):
             self.network = network
             self.backend = backends.backend_of(next(iter(network.params.values())))
+            if not self.backend.mutable and not getattr(network.params, "reaches_layers",
+                                                        False):
+                raise ValueError(
+                    f"Trainer: {type(network).__name__}'s params are a plain dict, and "
+                    f"{self.backend.name}'s arrays are immutable: each update puts new "
+                    f"arrays in params, which its layers would never see. Build it on "
+                    f"models.base.Network (begin/add/finish), whose params pass each new "
+                    f"array on to its layer")
             # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
             # ``communication`` says in words where the gradients are summed, and why
             self.communicator, self.communication = self.world.communicator_for(self.backend)

@@ -13,14 +13,15 @@ from backends.registry import REGISTRY
 
 
 def host_buffer(x):
-    """``x`` as a C-ordered NumPy array MPI can read."""
-    return numpy.ascontiguousarray(REGISTRY.to_numpy(x))
+    """``x`` as a C-ordered NumPy array MPI can read and write into (a copy where the host
+    view of ``x`` is read-only: JAX's arrays)."""
+    host = numpy.ascontiguousarray(REGISTRY.to_numpy(x))
+    return host if host.flags.writeable else host.copy()
 
 
 def gather_buffer(ranks, part):
     """Room for one ``part`` from each of ``ranks`` ranks."""
     return numpy.empty((ranks,) + part.shape, dtype=part.dtype)
-
 
 
 def chunk_buffers(ranks, mine, like):

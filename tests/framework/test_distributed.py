@@ -332,7 +332,7 @@ def test_nccl_is_chosen_only_with_a_gpu_a_rank_and_nccl_on_every_rank():
 
 @needs_mpi
 @pytest.mark.parametrize("namespace, device", [("array_api_strict", None), ("torch", "cpu"),
-                                               ("torch", "cuda:0")])
+                                               ("torch", "cuda:0"), ("jax", None)])
 def test_any_namespace_trains_data_parallel_what_numpy_trains(tmp_path, namespace, device):
     """The standard's path under mpiexec: the gradients go through the host over MPI
     (on a GPU machine, PyTorch's CUDA tensors too: two ranks share its first GPU)."""

@@ -2,8 +2,9 @@
 as on NumPy (models/, through framework/ and backends/ops.py's standard operations).
 
 Each test runs the NumPy reference and one other backend here: array-api-strict on its
-default device and on its second one (``device1``), and PyTorch's CPU tensors where
-PyTorch is installed (it is not in the test extra: those cases skip, saying so).
+default device and on its second one (``device1``), PyTorch's CPU tensors where PyTorch
+is installed (it is not in the test extra: those cases skip, saying so), and JAX's
+arrays (the training runs through the compiled step there).
 """
 
 import numpy as np
@@ -16,8 +17,9 @@ from framework.trainer import Trainer
 from models import DeepConvNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 from tests.conftest import to_host
 
-OTHERS = [("array_api_strict", None), ("array_api_strict", "device1"), ("torch", "cpu")]
-IDS = ["strict", "strict-device1", "torch-cpu"]
+OTHERS = [("array_api_strict", None), ("array_api_strict", "device1"), ("torch", "cpu"),
+          ("jax", None)]
+IDS = ["strict", "strict-device1", "torch-cpu", "jax"]
 RNG = np.random.default_rng(21)
 
 SMALL_CONV = {"filter_num": 4, "filter_size": 3, "pad": 1, "stride": 1}
@@ -80,7 +82,7 @@ def test_a_short_training_run_gives_numpys_losses(net, other):
 
 
 EVERY = [("numpy", None), ("array_api_strict", None), ("array_api_strict", "device1"),
-         ("torch", "cpu")]
+         ("torch", "cpu"), ("jax", None)]
 PAIRS = [(a, b) for a in EVERY for b in EVERY if a != b]
 
 

@@ -1,0 +1,151 @@
+"""JAX as a backend (backends/jax/, framework/jit_step.py): the compiled step against the
+eager one, what the trace bakes in and what it takes as inputs, the step's choice, and
+JAX without 64-bit numbers (in a process of its own: the switch is read at import)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+from framework.testing.plugin import unusable
+from framework.trainer import Trainer
+from models import MultiLayerNetExtend, TwoLayerNet
+from tests.conftest import ROOT, to_host
+
+
+@pytest.fixture
+def jax_backend():
+    usable, why = backends.backend_class("jax").usable()
+    if not usable:
+        pytest.skip(unusable("jax", why))
+    with backends.using("jax") as chosen, chosen.with_float64():
+        yield chosen
+
+
+def data(n=300, features=20, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, features)), rng.integers(0, classes, n)
+
+
+def deep(dtype="float64"):
+    return MultiLayerNetExtend(20, [12, 10], 4, use_batchnorm=True, use_dropout=True,
+                               dropout_ration=0.2, weight_decay_lambda=0.01, seed=3,
+                               dtype=dtype)
+
+
+def run(graph, make=deep, epochs=2, optimizer="Adam", callbacks=(), n=300, batch=32):
+    x, t = data(n)
+    net = make()
+    trainer = Trainer(net, x, t, x[:50], t[:50], epochs=epochs, mini_batch_size=batch,
+                      optimizer=optimizer, optimizer_param={"lr": 0.01}, verbose=False, seed=2,
+                      graph=graph, callbacks=list(callbacks))
+    trainer.train()
+    return trainer, np.array(trainer.train_loss_list), {k: to_host(v) for k, v in
+                                                        net.params.items()}
+
+
+def test_the_compiled_step_is_the_eager_step(jax_backend):
+    """Two epochs of a net with batch norm, dropout and weight decay, by Adam, in float64:
+    the compiled step and the eager one to 1e-10 (a short last batch included: 300 samples
+    in batches of 32 runs its tenth eagerly)."""
+    jit, eager = run("auto"), run(False)
+    assert jit[0].step_mode == "jit" and eager[0].step_mode == "eager (graph=False)"
+    np.testing.assert_allclose(jit[1], eager[1], rtol=1e-10, atol=1e-10)
+    for key, value in eager[2].items():
+        np.testing.assert_allclose(jit[2][key], value, rtol=1e-10, atol=1e-10, err_msg=key)
+    for key, value in eager[0].network.state().items():  # dropout's counters, the averages
+        np.testing.assert_allclose(to_host(jit[0].network.state()[key]), to_host(value),
+                                   rtol=1e-10, atol=1e-10, err_msg=key)
+    assert jit[0].optimizer.iter == eager[0].optimizer.iter == 20
+
+
+def test_a_new_learning_rate_is_an_input_not_a_new_compilation(jax_backend):
+    def decay(trainer, record):
+        trainer.optimizer.lr *= 0.5
+    jit = run("auto", callbacks=[decay], epochs=3)
+    eager = run(False, callbacks=[decay], epochs=3)
+    np.testing.assert_allclose(jit[1], eager[1], rtol=1e-10, atol=1e-10)
+    assert jit[0]._step._compiled._cache_size() == 1  # one trace for all three epochs
+
+
+def test_a_number_the_trace_baked_in_compiles_the_step_anew(jax_backend):
+    def faster_dropout(trainer, record):
+        trainer.network.layers["Dropout1"].dropout_ratio = 0.5
+    jit = run("auto", callbacks=[faster_dropout], epochs=2)
+    eager = run(False, callbacks=[faster_dropout], epochs=2)
+    np.testing.assert_allclose(jit[1], eager[1], rtol=1e-10, atol=1e-10)
+
+
+def test_a_network_whose_layers_would_not_see_new_parameters_is_refused(jax_backend):
+    """The book's chapter-5 net keeps its params in a plain dict: on JAX an update binds new
+    arrays there, which its layers never see, so it would train nothing, silently."""
+    from tests.framework.distributed_job import BookTwoLayerNet
+    x, t = data(64, features=12, classes=3)
+    net = BookTwoLayerNet(12, 7, 3)
+    for key in net.params:
+        net.params[key] = backends.to_device(net.params[key])
+    for graph in ("auto", False):
+        with pytest.raises(ValueError, match="BookTwoLayerNet's params are a plain dict, and "
+                                             "jax's arrays are immutable.*models.base.Network"):
+            Trainer(net, x, t, x[:8], t[:8], epochs=1, mini_batch_size=16, verbose=False,
+                    graph=graph)
+
+
+def test_the_trainer_reads_what_the_compiled_step_made(jax_backend, tmp_path):
+    """After train(), and in the checkpoint it wrote, the network holds the step's arrays
+    (handed to XLA each step, put back at each epoch's end)."""
+    path = str(tmp_path / "run.npz")
+    x, t = data()
+    net = deep("float32")
+    trainer = Trainer(net, x, t, x[:50], t[:50], epochs=1, mini_batch_size=30, verbose=False,
+                      seed=1, checkpoint=path)
+    trainer.train()
+    assert trainer.step_mode == "jit"
+    after = {k: to_host(v) for k, v in net.params.items()}  # readable: not donated
+    loaded = deep("float32")
+    loaded.load_params(path)
+    for key, value in after.items():
+        np.testing.assert_array_equal(to_host(loaded.params[key]), value, err_msg=key)
+
+
+NO_X64 = r"""
+import os, sys
+os.environ.pop("JAX_ENABLE_X64", None)
+import numpy as np, backends
+from models import TwoLayerNet, MultiLayerNetExtend
+from framework.trainer import Trainer
+backends.use("jax")
+for make in (lambda: TwoLayerNet(8, 5, 3, dtype="float64"),
+             lambda: MultiLayerNetExtend(8, [5], 3, use_dropout=True)):
+    try:
+        make()
+    except TypeError as e:
+        print("refused:", e)
+rng = np.random.default_rng(0)
+x, t = rng.random((40, 8)), rng.integers(0, 3, 40)
+for graph in ("auto", False):
+    net = TwoLayerNet(8, 5, 3, seed=0)
+    trainer = Trainer(net, x, t, x[:8], t[:8], epochs=2, mini_batch_size=10, verbose=False,
+                      graph=graph)
+    trainer.train()
+    print(trainer.step_mode, str(net.params["W1"].dtype), np.isfinite(trainer.train_loss_list).all())
+"""
+
+
+def test_without_64_bits_jax_trains_in_float32_and_says_what_float64_needs():
+    if "jax" not in backends.available():
+        pytest.skip(unusable("jax", backends.backend_class("jax").usable()[1]))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    env["PYTHONPATH"] = ROOT
+    done = subprocess.run([sys.executable, "-c", NO_X64], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    refused = [line for line in lines if line.startswith("refused:")]
+    assert len(refused) == 2, done.stdout
+    assert "JAX computes in float32 unless JAX_ENABLE_X64=1" in refused[0]
+    assert "has no 64-bit integers (dropout's generator" in refused[1]
+    assert all("JAX_ENABLE_X64=1" in line for line in refused)
+    assert "jit float32 True" in lines and "eager (graph=False) float32 True" in lines
