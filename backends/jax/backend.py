@@ -125,6 +125,12 @@ class JaxBackend(StandardBackend):
         device = getattr(x, "device", None)
         return device is None or device.platform != "cpu"
 
+    @classmethod
+    def _make_ops(cls, settings):
+        """The JAX wing (:mod:`backends.jax.ops`): XLA's convolution."""
+        from backends.jax.ops import JaxOps
+        return JaxOps(cls.load(), cls)
+
     def step_compiler(self):
         """``jax.jit`` and what a compiled step needs (:mod:`backends.jax.compile`)."""
         from backends.jax import compile

@@ -26,7 +26,7 @@ def test_an_arrays_namespace_and_operations_are_its_types_and_remembered(backend
     assert REGISTRY._ops_by_type[type(x)] is ops
     y = backend.asarray(np.zeros(4, dtype=np.float64))  # another dtype and shape, same type
     assert backends.array_namespace(y) is xp and backends.ops_for(y) is ops
-    wings = {"numpy": "host", "cupy": "cupy-fused", "torch": "torch"}  # each wing's ops
+    wings = {"numpy": "host", "cupy": "cupy-fused", "torch": "torch", "jax": "jax"}  # the wings
     assert ops.name == wings.get(backend.name, "standard")
 
 

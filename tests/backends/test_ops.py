@@ -20,8 +20,11 @@ from tests.conftest import to_host
 @pytest.fixture(params=["fast", "plain", "standard"])
 def ops(request, backend):
     """The backend's ops; on CuPy once with the fused kernels and once without; and, where
-    the backend has a fast path, the standard's reference (backends/ops/) on its arrays."""
+    the backend has a fast path, the standard's reference (backends/ops/) on its arrays.
+    JAX's wing is tested with XLA's convolution, which it runs on GPUs and TPUs only."""
     ops = ops_for(backend.asarray(np.zeros(1)))
+    if request.param == "fast" and getattr(ops, "xla_conv", None) is False:
+        ops = type(ops)(ops.xp, ops.backend, xla_conv=True)
     if request.param == "plain":
         if not hasattr(ops, "fused"):
             pytest.skip(f"{backend.name} has one version of each fast operation")
