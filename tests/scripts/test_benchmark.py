@@ -158,3 +158,28 @@ def test_the_torch_wing_benchmark_makes_every_row(tmp_path):
                          rf"[\d.]+x \|$", table, re.M), (net, table)
     for row in ("xpnet, torch wing", "xpnet, standard", "hand-written PyTorch"):
         assert re.search(rf"^\| {row} \| [\d.]+ \| [\d.]+x \|$", table, re.M), (row, table)
+
+
+def test_the_jax_benchmark_makes_every_row(tmp_path):
+    """scripts/benchmark/jax_step.py, shortened: the compiled, XLA-convolution, eager and
+    NumPy rows of the three networks, every cell a figure (PyTorch's where installed)."""
+    pytest.importorskip("jax")
+    out = tmp_path / "jax.md"
+    r = subprocess.run([sys.executable, "-m", "scripts.benchmark.jax_step", "--rounds", "1",
+                        "--n", "200", "--conv-n", "100", "--pause", "0", "--no-eager-conv",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600,
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    table = out.read_text()
+    try:
+        import torch  # noqa: F401
+        torch_cell, torch_ratio = r"[\d.]+", r"[\d.]+x"
+    except ImportError:
+        torch_cell, torch_ratio = "-", "-"
+    rows = {"50": (r"[\d.]+", "-", r"[\d.]+", r"[\d.]+x"),
+            "simple": (r"[\d.]+", r"[\d.]+", "-", "-"),
+            "deep": (r"[\d.]+", r"[\d.]+", "-", "-")}
+    for net, (jit, xla, eager, vs_eager) in rows.items():
+        pattern = (rf"^\| {net} \| {jit} \| {xla} \| {eager} \| [\d.]+ \| {torch_cell} \| "
+                   rf"{vs_eager} \| [\d.]+x \| {torch_ratio} \|$")
+        assert re.search(pattern, table, re.M), (net, table)

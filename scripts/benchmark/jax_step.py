@@ -1,0 +1,133 @@
+"""xpnet on JAX: the step compiled by XLA against JAX eager, xpnet's NumPy step and PyTorch's
+own, in one run, interleaved (issue 34).
+
+    python -m scripts.benchmark.jax_step [--device cpu] [--rounds 5] [--out FILE]
+
+For TwoLayerNet(784, 50, 10), SimpleConvNet and DeepConvNet at batch 100, on synthetic
+MNIST-shaped data, the Trainer's step:
+
+  jax jit            on JAX's arrays, graph="auto": the step traced once and compiled
+                     (framework/jit_step.py)
+  jax jit, XLA conv  the same with the convolution on XLA's own (lax.conv_general_dilated),
+                     which the JAX wing uses on GPUs and TPUs (conv nets only)
+  jax eager          on JAX's arrays, graph=False: one dispatch per operation
+  numpy              on NumPy (xpnet's host wing)
+  PyTorch nn         PyTorch's own step on the CPU (an nn.Module, autograd, torch.optim.SGD),
+                     where PyTorch is installed
+
+The tables name the networks as the other benchmarks do: 50 is TwoLayerNet(784, 50, 10),
+simple SimpleConvNet, deep DeepConvNet. Ratios are medians of per-round ratios. JAX needs JAX_ENABLE_X64=1 for the dropout of
+DeepConvNet (its generator's 64-bit key): this module sets it when it is unset.
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX is imported: dropout's uint64
+
+import backends  # noqa: E402
+from scripts.benchmark import harness, nets  # noqa: E402
+from scripts.benchmark.variants import TorchEager, XpnetTrainer  # noqa: E402
+
+NETS = (nets.two_layer(50), nets.SIMPLE, nets.DEEP_CONV)
+
+
+class JaxJit(XpnetTrainer):
+    """The Trainer on JAX's arrays (``device``), its step compiled."""
+
+    kind = "jax jit"
+    where = None
+    xla_conv = False
+
+    def setup(self):
+        self.backend = backends.use("jax", device=self.where)
+        self.network = self.net.xpnet()
+        from scripts.benchmark.torch_wing import _trainer
+        _trainer(self)
+
+    def timed(self):
+        ops = backends.ops_for(self.trainer.batches.x)
+        before, ops.xla_conv = ops.xla_conv, self.xla_conv
+        try:
+            return super().timed()
+        finally:
+            ops.xla_conv = before
+
+
+class JaxXlaConv(JaxJit):
+    kind = "jax jit, XLA conv"
+    xla_conv = True
+
+
+class JaxEager(JaxJit):
+    kind = "jax eager"
+    graph = False
+
+
+class Numpy(XpnetTrainer):
+    kind = "numpy"
+
+
+class Torch(TorchEager):
+    kind = "PyTorch nn"
+
+
+def ratio(rows, a, b):
+    """How many times faster row ``a`` runs than row ``b`` (per-round median), or '-'."""
+    if a not in rows or b not in rows:
+        return "-"
+    return f"{harness.paired_ratio(rows[b], rows[a]):.2f}x"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default=None, help="JAX's device (default: its default)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--pause", type=float, default=0.2)
+    p.add_argument("--n", type=int, default=1000, help="samples a two-layer window")
+    p.add_argument("--conv-n", type=int, default=600, help="images a conv window")
+    p.add_argument("--no-eager-conv", action="store_true",
+                   help="leave out JAX eager for the conv nets (slow: seconds a window)")
+    p.add_argument("--out", help="also write the table to this file")
+    args = p.parse_args(argv)
+    import jax
+    JaxJit.where = args.device
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    lines = [f"# xpnet on JAX: the compiled step ({jax.default_backend()})", "",
+             f"JAX {jax.__version__}; {args.rounds} interleaved rounds; batch 100; float32; "
+             f"SGD. ms a step; ratios are speed (how many times faster), per-round medians. "
+             f"50: TwoLayerNet(784, 50, 10); simple: SimpleConvNet; deep: DeepConvNet.",
+             "", "| network | jax jit | jax jit, XLA conv | jax eager | numpy | PyTorch nn | "
+             "jit vs eager | jit vs numpy | jit vs PyTorch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for net in NETS:
+        n = args.conv_n if net.images else args.n
+        data = harness.synthetic_images(n) if net.images else harness.synthetic(n)
+        kinds = [JaxJit] + ([JaxXlaConv] if net.images else []) + \
+            ([] if net.images and args.no_eager_conv else [JaxEager]) + [Numpy] + \
+            ([Torch] if have_torch else [])
+        rows = [cls(net, "numpy" if cls in (Numpy, Torch) else "jax", 100, data)
+                for cls in kinds]
+        harness.log(f"{net.name}: {len(rows)} rows")
+        harness.time_rows(rows, args.rounds, args.pause)
+        by = {row.kind: row for row in rows}
+        cells = [f"{by[k].ms:.3f}" if k in by else "-"
+                 for k in ("jax jit", "jax jit, XLA conv", "jax eager", "numpy", "PyTorch nn")]
+        lines.append(f"| {net.name} | " + " | ".join(cells) + " | "
+                     f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', 'numpy')} | "
+                     f"{ratio(by, 'jax jit', 'PyTorch nn')} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
