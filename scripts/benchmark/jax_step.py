@@ -11,6 +11,9 @@ MNIST-shaped data, the Trainer's step:
   jax jit, XLA conv  the same with the convolution on XLA's own (lax.conv_general_dilated),
                      which the JAX wing uses on GPUs and TPUs (conv nets only)
   jax eager          on JAX's arrays, graph=False: one dispatch per operation
+  JAX's own          the same network written as a JAX user writes it (scripts/benchmark/
+                     jax_nn.py: jax.grad, jax.jit, XLA's convolution): what XLA makes of
+                     the step here without xpnet, the floor for the compiled rows
   numpy              on NumPy (xpnet's host wing)
   PyTorch nn         PyTorch's own step on the CPU (an nn.Module, autograd, torch.optim.SGD),
                      where PyTorch is installed
@@ -21,14 +24,17 @@ DeepConvNet (its generator's 64-bit key): this module sets it when it is unset.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX is imported: dropout's uint64
 
+import numpy as np  # noqa: E402
+
 import backends  # noqa: E402
 from scripts.benchmark import harness, nets  # noqa: E402
-from scripts.benchmark.variants import TorchEager, XpnetTrainer  # noqa: E402
+from scripts.benchmark.variants import Row, TorchEager, XpnetTrainer  # noqa: E402
 
 NETS = (nets.two_layer(50), nets.SIMPLE, nets.DEEP_CONV)
 
@@ -65,6 +71,38 @@ class JaxEager(JaxJit):
     graph = False
 
 
+class JaxOwn(Row):
+    """The network in pure JAX (:mod:`scripts.benchmark.jax_nn`), SGD, compiled by jax.jit
+    with the parameters donated; the epoch's order drawn on the host, sent once a window."""
+
+    kind = "JAX's own"
+
+    def setup(self):
+        import jax
+        from scripts.benchmark import jax_nn
+        with backends.using("jax", device=JaxJit.where) as backend:
+            self.dev = backend.device
+        model = self.net.torch(jax_nn)
+        self.params = jax.device_put(model.init(np.random.default_rng(0)), self.dev)
+        self.step = jax_nn.sgd_step(model, self.net.lr)
+        x, t = self.data
+        self.x = jax.device_put(x, self.dev)
+        self.t = jax.device_put(t.astype(np.int32), self.dev)
+        self.random = jax.device_put(jax.random.key(0), self.dev)
+        self.rng = np.random.default_rng(0)
+        self.jax = jax
+
+    def sync(self):
+        self.jax.block_until_ready(self.params)
+
+    def window(self):
+        order = self.jax.device_put(self.rng.permutation(self.x.shape[0]).astype(np.int32),
+                                    self.dev)
+        for i in range(self.steps):
+            self.params, _ = self.step(self.params, self.x, self.t, order, i, self.random,
+                                       batch=self.batch)
+
+
 class Numpy(XpnetTrainer):
     kind = "numpy"
 
@@ -93,23 +131,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     import jax
     JaxJit.where = args.device
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    have_torch = importlib.util.find_spec("torch") is not None
     lines = [f"# xpnet on JAX: the compiled step ({jax.default_backend()})", "",
              f"JAX {jax.__version__}; {args.rounds} interleaved rounds; batch 100; float32; "
              f"SGD. ms a step; ratios are speed (how many times faster), per-round medians. "
              f"50: TwoLayerNet(784, 50, 10); simple: SimpleConvNet; deep: DeepConvNet.",
-             "", "| network | jax jit | jax jit, XLA conv | jax eager | numpy | PyTorch nn | "
-             "jit vs eager | jit vs numpy | jit vs PyTorch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| network | jax jit | jax jit, XLA conv | jax eager | JAX's own | numpy | "
+             "PyTorch nn | jit vs eager | jit vs JAX's own | jit vs numpy | jit vs PyTorch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for net in NETS:
         n = args.conv_n if net.images else args.n
         data = harness.synthetic_images(n) if net.images else harness.synthetic(n)
         kinds = [JaxJit] + ([JaxXlaConv] if net.images else []) + \
-            ([] if net.images and args.no_eager_conv else [JaxEager]) + [Numpy] + \
+            ([] if net.images and args.no_eager_conv else [JaxEager]) + [JaxOwn, Numpy] + \
             ([Torch] if have_torch else [])
         rows = [cls(net, "numpy" if cls in (Numpy, Torch) else "jax", 100, data)
                 for cls in kinds]
@@ -117,9 +151,11 @@ def main(argv=None):
         harness.time_rows(rows, args.rounds, args.pause)
         by = {row.kind: row for row in rows}
         cells = [f"{by[k].ms:.3f}" if k in by else "-"
-                 for k in ("jax jit", "jax jit, XLA conv", "jax eager", "numpy", "PyTorch nn")]
+                 for k in ("jax jit", "jax jit, XLA conv", "jax eager", "JAX's own", "numpy",
+                           "PyTorch nn")]
         lines.append(f"| {net.name} | " + " | ".join(cells) + " | "
-                     f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', 'numpy')} | "
+                     f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', JaxOwn.kind)} | "
+                     f"{ratio(by, 'jax jit', 'numpy')} | "
                      f"{ratio(by, 'jax jit', 'PyTorch nn')} |")
     text = "\n".join(lines) + "\n"
     print(text)

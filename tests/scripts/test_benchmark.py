@@ -161,8 +161,8 @@ def test_the_torch_wing_benchmark_makes_every_row(tmp_path):
 
 
 def test_the_jax_benchmark_makes_every_row(tmp_path):
-    """scripts/benchmark/jax_step.py, shortened: the compiled, XLA-convolution, eager and
-    NumPy rows of the three networks, every cell a figure (PyTorch's where installed)."""
+    """scripts/benchmark/jax_step.py, shortened: the compiled, XLA-convolution, eager,
+    JAX's own and NumPy rows of the three networks, every cell a figure (PyTorch's where installed)."""
     pytest.importorskip("jax")
     out = tmp_path / "jax.md"
     r = subprocess.run([sys.executable, "-m", "scripts.benchmark.jax_step", "--rounds", "1",
@@ -180,6 +180,6 @@ def test_the_jax_benchmark_makes_every_row(tmp_path):
             "simple": (r"[\d.]+", r"[\d.]+", "-", "-"),
             "deep": (r"[\d.]+", r"[\d.]+", "-", "-")}
     for net, (jit, xla, eager, vs_eager) in rows.items():
-        pattern = (rf"^\| {net} \| {jit} \| {xla} \| {eager} \| [\d.]+ \| {torch_cell} \| "
-                   rf"{vs_eager} \| [\d.]+x \| {torch_ratio} \|$")
+        pattern = (rf"^\| {net} \| {jit} \| {xla} \| {eager} \| [\d.]+ \| [\d.]+ \| "
+                   rf"{torch_cell} \| {vs_eager} \| [\d.]+x \| [\d.]+x \| {torch_ratio} \|$")
         assert re.search(pattern, table, re.M), (net, table)
