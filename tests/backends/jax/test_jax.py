@@ -11,7 +11,7 @@ import pytest
 import backends
 from framework.testing.plugin import unusable
 from framework.trainer import Trainer
-from models import MultiLayerNetExtend, TwoLayerNet
+from models import MultiLayerNetExtend
 from tests.conftest import ROOT, to_host
 
 
