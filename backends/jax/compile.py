@@ -34,6 +34,8 @@ def put(losses, i, loss):
 
 
 def index(i):
-    """A step index as the compiled step takes it: an int32 array, so that every step runs
-    the one compiled function (a Python int would be a constant, compiled anew each step)."""
-    return jnp.asarray(i, dtype=jnp.int32)
+    """A step index as the compiled step takes it: a Python int, which ``jax.jit`` traces as
+    a (weakly typed) integer argument like any other, never a constant, so every step runs
+    the one compiled function; made into no array of its own first (that would cost a
+    dispatch a step)."""
+    return int(i)

@@ -123,7 +123,10 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="JAX's device (default: its default)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--pause", type=float, default=0.2)
-    p.add_argument("--n", type=int, default=1000, help="samples a two-layer window")
+    p.add_argument("--n", type=int, default=6000,
+                   help="samples a two-layer window: an epoch of 60 steps, so that the "
+                        "Trainer's once-an-epoch work (an evaluation, the compiled step's "
+                        "sync) weighs a step as in an epoch of 600 steps, a tenth")
     p.add_argument("--conv-n", type=int, default=600, help="images a conv window")
     p.add_argument("--no-eager-conv", action="store_true",
                    help="leave out JAX eager for the conv nets (slow: seconds a window)")
