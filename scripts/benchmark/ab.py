@@ -7,6 +7,16 @@ round, so that the VM's slow and fast phases fall on every tree alike. Reported 
 measure and tree: the median over rounds, and the median of the per-round ratios to the
 last tree (``--commits``' last: by default the working tree, ``.``).
 
+Every tree, the working tree too (its tracked and untracked files, not the ignored ones), is
+copied to a folder of the same length (``<tmp>/t0``, ``t1``...), and every process of a round
+runs with the same environment padded by the same number of bytes, a number drawn anew
+each round: the size of a process's environment and the length of its paths move where its
+stack and arrays fall, which moved the NumPy book step by 5-18% between two folders holding
+the same code (docs/bench/ab-before-jax-c2d73ad-3.md: the unpacked c2d73ad against the
+working tree at c2d73ad), more than the differences measured. Drawn anew each round, the
+placement is one more thing the rounds' medians average over, and it falls on every tree
+alike within a round.
+
     python -m scripts.benchmark.ab --commits a633f91,d47c328,fc65c36,. --rounds 7 \\
         --measures tiny,calls,book,numgrad --out docs/ab.md
 """
@@ -14,6 +24,8 @@ last tree (``--commits``' last: by default the working tree, ``.``).
 import argparse
 import json
 import os
+import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,11 +40,18 @@ FIELDS = {"tiny": ("xpnet_us", "us"), "book": ("xpnet_us", "us"), "calls": ("cal
           "numgrad": ("seconds", "s")}
 
 
-def unpack(commit, into):
-    """The tree of ``commit`` in a folder under ``into`` (``.``: this working tree itself)."""
+def unpack(commit, folder):
+    """The tree of ``commit`` in ``folder`` (``.``: this working tree, its tracked and
+    untracked files, the ignored ones left out)."""
     if commit == ".":
-        return ROOT
-    folder = os.path.join(into, commit)
+        listed = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard"], check=True, capture_output=True).stdout
+        for name in filter(None, listed.decode().split("\0")):
+            source = os.path.join(ROOT, name)
+            if os.path.isfile(source):  # a deleted, not yet committed file is listed too
+                os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
+                shutil.copy2(source, os.path.join(folder, name))
+        return folder
     archive = subprocess.run(["git", "-C", ROOT, "archive", commit], check=True,
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -40,9 +59,10 @@ def unpack(commit, into):
     return folder
 
 
-def run(tree, measure, env):
+def run(tree, measure, env, padding):
     done = subprocess.run([sys.executable, PROBE, measure], cwd=tree, capture_output=True,
-                          text=True, timeout=1800, env=dict(env, PYTHONPATH=tree))
+                          text=True, timeout=1800,
+                          env=dict(env, PYTHONPATH=tree, AB_PADDING="x" * padding))
     if done.returncode != 0:
         raise RuntimeError(f"{measure} in {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -60,13 +80,16 @@ def main(argv=None):
     commits = args.commits.split(",")
     env = {k: v for k, v in os.environ.items() if not k.startswith("XPNET_")}
     results = {}  # (measure, commit) -> [result per round]
+    draw = random.Random(0)  # the rounds' paddings: the same in every run of the tool
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {c: unpack(c, tmp) for c in commits}
+        trees = {c: unpack(c, os.path.join(tmp, f"t{i}")) for i, c in enumerate(commits)}
         for measure in args.measures.split(","):
             for r in range(args.rounds):
                 order = commits[r % len(commits):] + commits[:r % len(commits)]
+                padding = draw.randrange(4096)
                 for c in order:
-                    results.setdefault((measure, c), []).append(run(trees[c], measure, env))
+                    results.setdefault((measure, c), []).append(
+                        run(trees[c], measure, env, padding))
                 print(f"{measure}: round {r + 1} of {args.rounds}", file=sys.stderr, flush=True)
     text = table(results, commits, args)
     print(text)
@@ -85,7 +108,7 @@ def table(results, commits, args):
     lines = [f"# Paired A/B: {', '.join(commits)}{where}", "",
              f"`python -m scripts.benchmark.ab --commits {','.join(commits)} --measures "
              f"{args.measures} --rounds {args.rounds}`; each cell the median of {args.rounds} "
-             f"rounds, each round a fresh process a tree, in rotating order; the ratio is the "
+             f"rounds, each round a fresh process a tree, in rotating order, every tree copied to a folder of the same length and the round's environment padded alike (a size drawn each round); the ratio is the "
              f"median of the rounds' ratios to `{commits[-1]}`.", ""]
     ref = commits[-1]
     for measure in args.measures.split(","):

@@ -2,6 +2,7 @@
 asserted)."""
 
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import sys
 import backends
 import pytest
 from tests.conftest import ROOT, child_env
+
+ROOT_PATH = pathlib.Path(ROOT)
 from tests.framework.test_distributed import needs_mpi
 
 
@@ -183,3 +186,23 @@ def test_the_jax_benchmark_makes_every_row(tmp_path):
         pattern = (rf"^\| {net} \| {jit} \| {xla} \| {eager} \| [\d.]+ \| [\d.]+ \| "
                    rf"{torch_cell} \| {vs_eager} \| [\d.]+x \| [\d.]+x \| {torch_ratio} \|$")
         assert re.search(pattern, table, re.M), (net, table)
+
+
+def test_the_ab_tool_compares_trees_copied_alike(tmp_path):
+    """scripts/benchmark/ab.py: the working tree is copied like a commit (tracked and untracked
+    files, not ignored ones), and a one-round run of a commit against it makes its table."""
+    from scripts.benchmark import ab
+    copy = tmp_path / "t0"
+    ab.unpack(".", str(copy))
+    assert (copy / "pyproject.toml").read_bytes() == (ROOT_PATH / "pyproject.toml").read_bytes()
+    assert (copy / "backends" / "registry.py").is_file()
+    assert not (copy / ".venv").exists() and not (copy / ".git").exists()
+    out = tmp_path / "ab.md"
+    r = subprocess.run([sys.executable, "-m", "scripts.benchmark.ab", "--commits", "HEAD,.",
+                        "--measures", "calls", "--rounds", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    table = out.read_text()
+    assert re.search(r"^\| HEAD \| \d+  \| [\d.]+ \|$", table, re.M), table
+    assert re.search(r"^\| \. \| \d+  \| 1\.000 \|$", table, re.M), table
