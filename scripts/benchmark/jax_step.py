@@ -1,26 +1,31 @@
-"""xpnet on JAX: the step compiled by XLA against JAX eager, xpnet's NumPy step and PyTorch's
-own, in one run, interleaved (issue 34).
+"""xpnet on JAX: the step compiled by XLA against JAX eager, JAX's own step, xpnet's step on
+another library and PyTorch's own, in one run, interleaved (issue 34).
 
-    python -m scripts.benchmark.jax_step [--device cpu] [--rounds 5] [--out FILE]
+    python -m scripts.benchmark.jax_step [--device cpu|gpu] [--rounds 5] [--out FILE]
 
 For TwoLayerNet(784, 50, 10), SimpleConvNet and DeepConvNet at batch 100, on synthetic
 MNIST-shaped data, the Trainer's step:
 
   jax jit            on JAX's arrays, graph="auto": the step traced once and compiled
-                     (framework/jit_step.py)
-  jax jit, XLA conv  the same with the convolution on XLA's own (lax.conv_general_dilated),
-                     which the JAX wing uses on GPUs and TPUs (conv nets only)
+                     (framework/jit_step.py), with the JAX wing's default convolution
+                     (the standard's im2col on the CPU, XLA's own on GPUs and TPUs)
+  jax jit, <conv>    the same with the other convolution (conv nets only): "XLA conv"
+                     (lax.conv_general_dilated) on the CPU, "im2col" on a GPU
   jax eager          on JAX's arrays, graph=False: one dispatch per operation
   JAX's own          the same network written as a JAX user writes it (scripts/benchmark/
                      jax_nn.py: jax.grad, jax.jit, XLA's convolution): what XLA makes of
-                     the step here without xpnet, the floor for the compiled rows
-  numpy              on NumPy (xpnet's host wing)
-  PyTorch nn         PyTorch's own step on the CPU (an nn.Module, autograd, torch.optim.SGD),
-                     where PyTorch is installed
+                     the step without xpnet, the floor for the compiled rows
+  numpy | cupy       xpnet's step on NumPy (the host wing) where JAX runs on the CPU; on
+                     CuPy (its CUDA-graph step) where JAX runs on a GPU and CuPy is there
+  PyTorch nn         PyTorch's own step (an nn.Module, autograd, torch.optim.SGD) on the
+                     CPU, or on CUDA where JAX runs on a GPU; where PyTorch is installed
 
 The tables name the networks as the other benchmarks do: 50 is TwoLayerNet(784, 50, 10),
-simple SimpleConvNet, deep DeepConvNet. Ratios are medians of per-round ratios. JAX needs JAX_ENABLE_X64=1 for the dropout of
-DeepConvNet (its generator's 64-bit key): this module sets it when it is unset.
+simple SimpleConvNet, deep DeepConvNet. Ratios are medians of per-round ratios. JAX needs
+JAX_ENABLE_X64=1 for the dropout of DeepConvNet (its generator's 64-bit key), and on a GPU
+would take 75% of its memory up front: this module sets JAX_ENABLE_X64=1 and
+XLA_PYTHON_CLIENT_PREALLOCATE=false where they are unset, so the other libraries' rows
+share the card.
 """
 
 import argparse
@@ -29,6 +34,7 @@ import os
 import sys
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX is imported: dropout's uint64
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # a GPU shared with others
 
 import numpy as np  # noqa: E402
 
@@ -44,7 +50,7 @@ class JaxJit(XpnetTrainer):
 
     kind = "jax jit"
     where = None
-    xla_conv = False
+    xla_conv = None  # the wing's own choice; set for JaxOtherConv by main()
 
     def setup(self):
         self.backend = backends.use("jax", device=self.where)
@@ -53,6 +59,8 @@ class JaxJit(XpnetTrainer):
         _trainer(self)
 
     def timed(self):
+        if self.xla_conv is None:
+            return super().timed()
         ops = backends.ops_for(self.trainer.batches.x)
         before, ops.xla_conv = ops.xla_conv, self.xla_conv
         try:
@@ -61,9 +69,10 @@ class JaxJit(XpnetTrainer):
             ops.xla_conv = before
 
 
-class JaxXlaConv(JaxJit):
-    kind = "jax jit, XLA conv"
-    xla_conv = True
+class JaxOtherConv(JaxJit):
+    """The compiled step with the convolution the wing does not choose here."""
+
+    kind = "jax jit, other conv"
 
 
 class JaxEager(JaxJit):
@@ -103,7 +112,9 @@ class JaxOwn(Row):
                                        batch=self.batch)
 
 
-class Numpy(XpnetTrainer):
+class Other(XpnetTrainer):
+    """xpnet's step on NumPy or CuPy (the row's device), graph='auto'."""
+
     kind = "numpy"
 
 
@@ -120,7 +131,8 @@ def ratio(rows, a, b):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default=None, help="JAX's device (default: its default)")
+    p.add_argument("--device", default=None,
+                   help="JAX's device: cpu, gpu, cuda:N, tpu (default: JAX's default)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--pause", type=float, default=0.2)
     p.add_argument("--n", type=int, default=6000,
@@ -133,33 +145,48 @@ def main(argv=None):
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)
     import jax
+    with backends.using("jax", device=args.device) as backend:
+        platform = backend.device.platform
+        xla_default = backends.ops_for(backend.asarray(np.zeros(1))).xla_conv
     JaxJit.where = args.device
+    JaxOtherConv.xla_conv = not xla_default
+    other_conv = "XLA conv" if JaxOtherConv.xla_conv else "im2col"
+    on_gpu = platform == "gpu"
+    other = "cupy" if on_gpu and "cupy" in backends.available() else "numpy"
+    Other.kind = "cupy graph" if other == "cupy" else "numpy"
     have_torch = importlib.util.find_spec("torch") is not None
-    lines = [f"# xpnet on JAX: the compiled step ({jax.default_backend()})", "",
+    if have_torch and on_gpu:
+        import torch
+        have_torch = torch.cuda.is_available()
+    torch_device = "cupy" if on_gpu else "numpy"  # the rows' name for CUDA, the CPU
+    columns = ("jax jit", JaxOtherConv.kind, "jax eager", JaxOwn.kind, Other.kind,
+               Torch.kind)
+    lines = [f"# xpnet on JAX: the compiled step ({platform}: {backend.description})", "",
              f"JAX {jax.__version__}; {args.rounds} interleaved rounds; batch 100; float32; "
              f"SGD. ms a step; ratios are speed (how many times faster), per-round medians. "
-             f"50: TwoLayerNet(784, 50, 10); simple: SimpleConvNet; deep: DeepConvNet.",
-             "", "| network | jax jit | jax jit, XLA conv | jax eager | JAX's own | numpy | "
-             "PyTorch nn | jit vs eager | jit vs JAX's own | jit vs numpy | jit vs PyTorch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"50: TwoLayerNet(784, 50, 10); simple: SimpleConvNet; deep: DeepConvNet. "
+             f"jax jit: the wing's convolution ({'XLA' if xla_default else 'im2col'} "
+             f"here); other conv: {other_conv}. PyTorch nn on "
+             f"{'CUDA' if on_gpu else 'the CPU'}.", "",
+             "| network | " + " | ".join(columns) + " | jit vs eager | jit vs JAX's own | "
+             f"jit vs {Other.kind} | jit vs PyTorch |",
+             "|---|" + "---:|" * (len(columns) + 4)]
     for net in NETS:
         n = args.conv_n if net.images else args.n
         data = harness.synthetic_images(n) if net.images else harness.synthetic(n)
-        kinds = [JaxJit] + ([JaxXlaConv] if net.images else []) + \
-            ([] if net.images and args.no_eager_conv else [JaxEager]) + [JaxOwn, Numpy] + \
+        kinds = [JaxJit] + ([JaxOtherConv] if net.images else []) + \
+            ([] if net.images and args.no_eager_conv else [JaxEager]) + [JaxOwn, Other] + \
             ([Torch] if have_torch else [])
-        rows = [cls(net, "numpy" if cls in (Numpy, Torch) else "jax", 100, data)
-                for cls in kinds]
+        devices = {Other: other, Torch: torch_device}
+        rows = [cls(net, devices.get(cls, "jax"), 100, data) for cls in kinds]
         harness.log(f"{net.name}: {len(rows)} rows")
         harness.time_rows(rows, args.rounds, args.pause)
         by = {row.kind: row for row in rows}
-        cells = [f"{by[k].ms:.3f}" if k in by else "-"
-                 for k in ("jax jit", "jax jit, XLA conv", "jax eager", "JAX's own", "numpy",
-                           "PyTorch nn")]
+        cells = [f"{by[k].ms:.3f}" if k in by else "-" for k in columns]
         lines.append(f"| {net.name} | " + " | ".join(cells) + " | "
                      f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', JaxOwn.kind)} | "
-                     f"{ratio(by, 'jax jit', 'numpy')} | "
-                     f"{ratio(by, 'jax jit', 'PyTorch nn')} |")
+                     f"{ratio(by, 'jax jit', Other.kind)} | "
+                     f"{ratio(by, 'jax jit', Torch.kind)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
