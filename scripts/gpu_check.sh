@@ -6,13 +6,14 @@
 #   bash scripts/gpu_check.sh [DATA_DIR]        # there; DATA_DIR defaults to .gpu-data
 #   bash scripts/gpu_check.sh --cpu-dry-run [DATA_DIR]   # the script itself, on a CPU
 #
-# Runs from the source tree with the machine's python3 (numpy, cupy, torch, pytest,
-# tqdm; matplotlib if present), PYTHONPATH=. and no network, one section after another
+# Runs from the source tree with the machine's python3 (numpy, cupy, torch, jax with its
+# CUDA plugin, pytest, tqdm; matplotlib if present), PYTHONPATH=. and no network, one section after another
 # (nothing is timed while anything else runs):
 #   device           python -m backends, with XPNET_BACKEND=cupy too, and nvidia-smi
 #   tests            the whole suite on CuPy, and the framework's, models' and operations'
-#                    tests on PyTorch's CUDA tensors (scripts/gpu_test_shards.sh), with
-#                    --xpnet-require cupy,torch: a test skipped because either cannot be
+#                    tests on PyTorch's CUDA tensors, and the operations', Trainer's and
+#                    checkpoints' on JAX's GPU arrays (scripts/gpu_test_shards.sh), with
+#                    --xpnet-require cupy,torch,jax: a test skipped because one cannot be
 #                    used fails; each shard's skip reasons go into the report
 #   gradient_check   scripts/gradient_check.py --all-backends, float64 (JAX with JAX_ENABLE_X64=1); then
 #   gradient_check-float32   the float32 backprop against the float64 reference
@@ -24,6 +25,9 @@
 #   benchmark        python -m scripts.benchmark: CPU and GPU rows, the ratios to PyTorch
 #   torch-wing       python -m scripts.benchmark.torch_wing --device cuda: xpnet on PyTorch's
 #                    CUDA tensors (graph and standard path) against PyTorch's own step
+#   jax              python -m scripts.benchmark.jax_step --device gpu: xpnet's step compiled
+#                    by XLA on JAX's GPU arrays beside JAX's own step, CuPy's graph step and
+#                    PyTorch's, same card
 #   distributed      the data-parallel tests' GPU cases (ranks sharing the GPU; NCCL where
 #                    there are GPUs enough; PyTorch's CUDA tensors) and tests/backends/cuda/test_nccl.py
 #   distributed-cost DeepConvNet's step on 1 process against 2 ranks (scripts.benchmark.distributed)
@@ -87,6 +91,8 @@ if [ $PKGS = 1 ] && [ -d .gpu-pkgs/mpich/bin ]; then
   export LD_LIBRARY_PATH="$PWD/.gpu-pkgs/mpich/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-/tmp/xpnet-gpu-check-cache}"
+# JAX would take 75% of the card when first used, in every process that touches it
+export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 REPORT="$OUT/gpu-report.md"
 LOGS=$(mktemp -d)  # each section's full log; the report holds them, long ones trimmed
 BODY="$LOGS/body.md" ROWS="$LOGS/rows.md" TARGET_TABLE="$LOGS/targets.md"
@@ -112,7 +118,7 @@ else
   # and no memory probes (a process per row importing every library; the H200's figures
   # are in docs/gpu/benchmark-a633f91.md), so that it ends inside the budget. MultiLayerNet's
   # rows stay: two of the targets are theirs.
-  BACKEND=cupy ITERS=10000 CONV_ARGS="" REQUIRE="cupy,torch"
+  BACKEND=cupy ITERS=10000 CONV_ARGS="" REQUIRE="cupy,torch,jax"
   BENCH_ARGS="--repeats 2 --pause 0.1 --memory-configs= --configs 50:100 --conv-n 600"
   # on the GPU only its cases (CI runs the CPU's): ranks sharing the GPU, NCCL, CUDA tensors
   DIST_TESTS=(tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py -k "gpu or nccl or cuda")
@@ -280,6 +286,16 @@ if [ $DRY = 0 ]; then
   section torch-wing 90 $PY -m scripts.benchmark.torch_wing --device cuda --rounds 3 --pause 0.1
 elif $PY -c 'import torch' 2>/dev/null; then
   section torch-wing 90 $PY -m scripts.benchmark.torch_wing --rounds 1 --n 200 --conv-n 100 --pause 0
+fi
+# xpnet's step compiled by XLA on JAX's GPU arrays beside JAX's own, CuPy's graph step and
+# PyTorch's (no JAX eager for the conv nets: seconds a window); a dry run on the CPU,
+# shortened, where JAX is installed
+if [ $DRY = 0 ]; then
+  section jax 75 $PY -m scripts.benchmark.jax_step --device gpu --rounds 2 --pause 0.1 \
+    --no-eager-conv --conv-n 1000
+elif $PY -c 'import jax' 2>/dev/null; then
+  section jax 90 $PY -m scripts.benchmark.jax_step --rounds 1 --n 200 --conv-n 100 --pause 0 \
+    --no-eager-conv
 fi
 
 # ranks sharing the GPU, NCCL where there are GPUs enough (in a dry run: CI's CPU cases)

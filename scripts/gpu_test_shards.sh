@@ -4,15 +4,19 @@
 # the H200 (2026-12-04), nearly all of it on the host, while the machine has 16 cores.
 # Four shards split the suite under the caller's XPNET_BACKEND; where PyTorch sees a CUDA
 # device a fifth runs the framework, models and operations on its CUDA tensors
-# (XPNET_BACKEND=torch XPNET_DEVICE=cuda:0), which no other section runs through the suite.
+# (XPNET_BACKEND=torch XPNET_DEVICE=cuda:0), which no other section runs through the suite,
+# and where JAX sees a GPU a sixth runs JAX's tests, the models' parity and the operations
+# on JAX's GPU arrays.
 #
-#   REQUIRE=cupy,torch bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
+#   REQUIRE=cupy,torch,jax bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
 #
 # Every shard gets PYTEST_ARGS, and with REQUIRE set, --xpnet-require REQUIRE: a test
 # skipped because a required backend cannot be used fails (framework/testing/plugin.py);
-# where REQUIRE names torch and PyTorch sees no CUDA device, the PyTorch shard cannot run,
-# which fails the run too. LOG receives the shards' whole output, one after another,
-# also when the run is stopped (timeout's TERM): a cut run still shows how far each got.
+# where REQUIRE names torch and PyTorch sees no CUDA device (or jax and JAX sees no GPU),
+# that shard cannot run, which fails the run too. LOG receives the shards' whole output,
+# one after another, also when the run is stopped (timeout's TERM): a cut run still shows
+# how far each got. Every shard may reach JAX (its own tests, the models' parity), and JAX
+# would take 75% of the card up front in each: XLA_PYTHON_CLIENT_PREALLOCATE=false.
 # Prints each shard's failures, its skip reasons (counted, the same reason once) and its
 # summary line; exits non-zero when any shard failed.
 set -u
@@ -20,6 +24,7 @@ cd "$(dirname "$0")/.."
 log=$1; shift
 PY=${PYTHON:-python3}
 REQUIRE=${REQUIRE:-}
+export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 rc=0
 if [ -n "$REQUIRE" ]; then set -- --xpnet-require "$REQUIRE" "$@"; fi
 # [environment|]pytest arguments
@@ -36,6 +41,17 @@ elif [[ ",$REQUIRE," == *",torch,"* ]]; then
   rc=1
 else
   echo "no shard on PyTorch's CUDA tensors: PyTorch is missing or sees no CUDA device"
+fi
+# JAX on the GPU, the default backend: the operations (the wing's XLA convolution against
+# the reference), the Trainer and checkpoints (its own tests and the models' parity with
+# NumPy run in the shards above, on JAX's default device)
+if $PY -c 'import sys, jax; sys.exit(0 if jax.default_backend() == "gpu" else 1)' 2>/dev/null; then
+  shards+=("XPNET_BACKEND=jax XPNET_DEVICE=gpu|tests/backends/test_ops.py tests/framework/test_trainer.py tests/framework/test_checkpoint.py")
+elif [[ ",$REQUIRE," == *",jax,"* ]]; then
+  echo "FAILED: jax is required (REQUIRE=$REQUIRE), but JAX is missing or sees no GPU: the shard on its GPU arrays cannot run"
+  rc=1
+else
+  echo "no shard on JAX's GPU arrays: JAX is missing or sees no GPU"
 fi
 parts=$(mktemp -d)
 pids=()
