@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import backends
 from tests.conftest import ROOT
 
 USER_TEST = '''
@@ -35,6 +36,9 @@ def test_plugin_ids_option_env_and_marker(tmp_path):
     out = run_pytest(tmp_path)
     assert "test_one[numpy] PASSED" in out
     assert "test_one[cupy] " in out  # skipped without a GPU, run with one
+    assert "test_one[torch] " in out and "test_one[array_api_strict] PASSED" in out
+    jax_usable = backends.backend_class("jax").usable()[0]  # every backend has its id
+    assert f"test_one[jax] {'PASSED' if jax_usable else 'SKIPPED'}" in out
     assert "test_numpy_only[numpy] PASSED" in out and "test_numpy_only[cupy]" not in out
     out = run_pytest(tmp_path, "--xpnet-backend=numpy")
     assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
