@@ -103,7 +103,7 @@ class JitStep(Step):
             for name, value in hyper.items():  # traced: a new lr reuses the compiled step
                 setattr(opt, name, value)
             xb, tb = self._compiler.gather(x, t, order, i, self.batches.batch_size)
-            loss = train_step(net, opt, xb, tb)
+            loss = self.train(xb, tb)  # the Trainer's train_step, as the graph step records it
             out = (dict(net.params), dict(net.state()), opt.arrays())
         finally:  # no tracer left behind in the objects
             for name, value in numbers.items():

@@ -61,6 +61,28 @@ def test_the_compiled_step_is_the_eager_step(jax_backend):
     assert jit[0].optimizer.iter == eager[0].optimizer.iter == 20
 
 
+def test_the_compiled_step_runs_a_trainers_own_train_step(jax_backend):
+    """A Trainer subclass's ``train_step`` is what the compiled step traces (as the graph
+    step records it): here one that scales the loss it reports by 2."""
+    class Doubling(Trainer):
+        def train_step(self, x_batch, t_batch):
+            return super().train_step(x_batch, t_batch) * 2
+
+    x, t = data(64)
+    losses = {}
+    for graph in ("auto", False):
+        net = deep()
+        trainer = Doubling(net, x, t, x[:8], t[:8], epochs=1, mini_batch_size=32,
+                           optimizer="SGD", optimizer_param={"lr": 0.01}, verbose=False,
+                           seed=2, graph=graph)
+        trainer.train()
+        losses[trainer.step_mode] = np.array(trainer.train_loss_list)
+    assert set(losses) == {"jit", "eager (graph=False)"}
+    np.testing.assert_allclose(losses["jit"], losses["eager (graph=False)"], rtol=1e-10)
+    plain = run("auto", epochs=1, optimizer="SGD", n=64)[1]
+    np.testing.assert_allclose(losses["jit"], 2 * plain, rtol=1e-10)
+
+
 def test_a_new_learning_rate_is_an_input_not_a_new_compilation(jax_backend):
     def decay(trainer, record):
         trainer.optimizer.lr *= 0.5
