@@ -110,6 +110,9 @@ TREE_RC=$?
 
 if [ $DRY = 1 ]; then
   BACKEND=numpy ITERS=300 BENCH_ARGS="--smoke" REQUIRE="" CONV_ARGS="--iters 20"
+  # the shards on a CPU of a few cores, JAX's tests among them where JAX is installed: the
+  # dry run checks the script, not the card's time
+  TESTS_LIMIT=480
   DIST_TESTS=(tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py)
   DIST_ARGS="--model two-layer --rounds 1 --pause 0" DIST_DEVICE=""
 else
@@ -118,16 +121,19 @@ else
   # and no memory probes (a process per row importing every library; the H200's figures
   # are in docs/gpu/benchmark-a633f91.md), so that it ends inside the budget. MultiLayerNet's
   # rows stay: two of the targets are theirs.
-  BACKEND=cupy ITERS=10000 CONV_ARGS="" REQUIRE="cupy,torch,jax"
+  BACKEND=cupy ITERS=10000 CONV_ARGS="" REQUIRE="cupy,torch,jax" TESTS_LIMIT=200
   BENCH_ARGS="--repeats 2 --pause 0.1 --memory-configs= --configs 50:100 --conv-n 600"
   # on the GPU only its cases (CI runs the CPU's): ranks sharing the GPU, NCCL, CUDA tensors
   DIST_TESTS=(tests/framework/test_distributed.py tests/backends/cuda/test_nccl.py -k "gpu or nccl or cuda")
   DIST_ARGS="--model deep --rounds 1 --pause 0.2" DIST_DEVICE="XPNET_DEVICE=cuda:0"
 fi
 # the wheel's test installs from the package index, which the GPU machine cannot reach; the
-# benchmark's smoke test runs what its section runs in full; the data-parallel tests have a
-# section of their own
-TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
+# benchmarks' shortened runs run what their sections run in full; the data-parallel tests
+# have a section of their own
+TEST_ARGS="--deselect tests/scripts/test_benchmark.py::test_smoke_run_produces_every_row
+  --deselect tests/scripts/test_benchmark.py::test_the_torch_wing_benchmark_makes_every_row
+  --deselect tests/scripts/test_benchmark.py::test_the_jax_benchmark_makes_every_row
+  --deselect tests/test_wheel.py --ignore tests/framework/test_distributed.py"
 
 failed=() dropped=() ran=0
 
@@ -240,14 +246,15 @@ if [ $DRY = 1 ]; then
 else
   section device 20 bash -ec "$PY -m backends; XPNET_BACKEND=$BACKEND $PY -m backends; nvidia-smi"
 fi
-section tests 200 env XPNET_BACKEND=$BACKEND PYTHON=$PY REQUIRE=$REQUIRE \
+section tests $TESTS_LIMIT env XPNET_BACKEND=$BACKEND PYTHON=$PY REQUIRE=$REQUIRE \
   bash scripts/gpu_test_shards.sh "$OUT/tests.log" -q -rfEs -p no:cacheprovider $TEST_ARGS
 # the book's check uses the first 3 training images; random inputs when no data came along
 if [ -d "$DATA_DIR/mnist" ]; then GC_DATA="--dataset mnist"
 elif [ -d "$DATA_DIR/fashion-mnist" ]; then GC_DATA="--dataset fashion-mnist"
 else GC_DATA="--data random"; fi
-section gradient_check 20 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py --all-backends $GC_DATA
-section gradient_check-float32 20 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py \
+# 45 s: JAX's eager numerical gradient takes some 6 s on a CPU (XLA compiles each new shape)
+section gradient_check 45 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py --all-backends $GC_DATA
+section gradient_check-float32 45 env XPNET_DATA_DIR="$DATA_DIR" JAX_ENABLE_X64=1 $PY scripts/gradient_check.py \
   --all-backends $GC_DATA --dtype float32
 
 trained=0

@@ -2,11 +2,12 @@
 # The test suite as pytest processes running at once, one per group of test files: the GPU
 # check's tests section. One process ran about 80% of the suite on CuPy in its 180 s on
 # the H200 (2026-12-04), nearly all of it on the host, while the machine has 16 cores.
-# Four shards split the suite under the caller's XPNET_BACKEND; where PyTorch sees a CUDA
-# device a fifth runs the framework, models and operations on its CUDA tensors
+# Five shards split the suite under the caller's XPNET_BACKEND; where PyTorch sees a CUDA
+# device a sixth runs the framework, models and operations on its CUDA tensors
 # (XPNET_BACKEND=torch XPNET_DEVICE=cuda:0), which no other section runs through the suite,
-# and where JAX sees a GPU a sixth runs JAX's tests, the models' parity and the operations
-# on JAX's GPU arrays.
+# and where JAX sees a GPU a seventh runs the operations, the Trainer and checkpoints on
+# JAX's GPU arrays (JAX's own tests and the models' parity run in the five, on its default
+# device).
 #
 #   REQUIRE=cupy,torch,jax bash scripts/gpu_test_shards.sh LOG [PYTEST_ARGS...]
 #
@@ -32,7 +33,8 @@ shards=(
   "tests/backends/test_ops.py"
   "tests/backends --ignore=tests/backends/test_ops.py"
   "tests/framework"
-  "tests --ignore=tests/backends --ignore=tests/framework"
+  "tests/models"
+  "tests --ignore=tests/backends --ignore=tests/framework --ignore=tests/models"
 )
 if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   shards+=("XPNET_BACKEND=torch XPNET_DEVICE=cuda:0|tests/framework tests/models tests/backends/test_ops.py")
