@@ -57,6 +57,16 @@ def time_rows(rows, repeats, pause):
         row.ms = 1e3 * statistics.median(row.times)
 
 
+def emit(lines, out=None):
+    """Print a table's lines, and write them to ``out`` too (atomically) where given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        from framework.files import atomic_open
+        with atomic_open(out, "w") as f:
+            f.write(text)
+
+
 def paired_ratio(numerator, denominator):
     """Median over rounds of numerator's time / denominator's, both from the same round.
 

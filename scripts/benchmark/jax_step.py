@@ -187,11 +187,7 @@ def main(argv=None):
                      f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', JaxOwn.kind)} | "
                      f"{ratio(by, 'jax jit', Other.kind)} | "
                      f"{ratio(by, 'jax jit', Torch.kind)} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+    harness.emit(lines, args.out)
     return 0
 
 

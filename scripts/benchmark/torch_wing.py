@@ -172,11 +172,7 @@ def main(argv=None):
               f"| xpnet, standard | {small['standard_us']:.1f} | "
               f"{small['standard_ratio']:.2f}x |",
               f"| hand-written PyTorch | {small['bare_us']:.1f} | 1.00x |"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+    harness.emit(lines, args.out)
     return 0
 
 
