@@ -197,8 +197,8 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     evaluations = trainer.current_epoch - first_epoch
     print(f"trained {trainer.iteration - first_step} steps in {seconds:.2f} s ({evaluations} "
           f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
-    recorded = (f", recorded in {trainer.graph_seconds:.2f} s (included above)"
-                if trainer.step_mode == "cuda-graph" else "")
+    made = {"cuda-graph": "recorded", "jit": "traced and compiled"}.get(trainer.step_mode)
+    recorded = (f", {made} in {trainer.graph_seconds:.2f} s (included above)" if made else "")
     print(f"step: {trainer.step_mode}{recorded}")
     if backend.name == "cupy":
         pools = {name: held / 2**20 for name, held in trainer.gpu_pools().items()}
