@@ -52,11 +52,8 @@ class JaxJit(XpnetTrainer):
     where = None
     xla_conv = None  # the wing's own choice; set for JaxOtherConv by main()
 
-    def setup(self):
-        self.backend = backends.use("jax", device=self.where)
-        self.network = self.net.xpnet()
-        from scripts.benchmark.torch_wing import _trainer
-        _trainer(self)
+    def use_backend(self):
+        return backends.use("jax", device=self.where)
 
     def timed(self):
         if self.xla_conv is None:

@@ -40,26 +40,13 @@ class WingRow(XpnetTrainer):
     kind = "xpnet, torch wing"
     where = "cpu"
 
-    def setup(self):
-        self.backend = backends.use("torch", device=self.where)
-        self.network = self.net.xpnet()
-        _trainer(self)
+    def use_backend(self):
+        return backends.use("torch", device=self.where)
 
 
 class StandardRow(WingRow):
     kind = "xpnet, standard"
     settings = {"fast_paths": False}
-
-
-def _trainer(row):
-    """XpnetTrainer.setup's Trainer, on the backend the row chose."""
-    from framework.trainer import Trainer
-    x, t = row.data
-    row.trainer = Trainer(row.network, x, t, x[:1], t[:1], epochs=1,
-                          mini_batch_size=row.batch, optimizer="SGD",
-                          optimizer_param={"lr": row.net.lr}, evaluate_sample_num_per_epoch=1,
-                          verbose=True, seed=0, graph=row.graph)
-    row.steps = row.trainer.iter_per_epoch
 
 
 class TorchRow(TorchEager):

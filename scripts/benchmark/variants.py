@@ -77,8 +77,13 @@ class XpnetRow(Row):
     settings = {}
 
     def setup(self):
-        self.backend = backends.use(self.device)
+        self.backend = self.use_backend()
         self.network = self.net.xpnet()
+
+    def use_backend(self):
+        """Make the row's backend the default and return it (a row of a library's own
+        benchmark picks the library and device itself)."""
+        return backends.use(self.device)
 
     def sync(self):
         self.backend.synchronize()
