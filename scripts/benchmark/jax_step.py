@@ -139,8 +139,14 @@ def main(argv=None):
     p.add_argument("--conv-n", type=int, default=600, help="images a conv window")
     p.add_argument("--no-eager-conv", action="store_true",
                    help="leave out JAX eager for the conv nets (slow: seconds a window)")
+    p.add_argument("--nets", default=",".join(net.name for net in NETS),
+                   help="the networks, by the tables' names (default: %(default)s)")
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)
+    known = {net.name: net for net in NETS}
+    unknown = [name for name in args.nets.split(",") if name not in known]
+    if unknown:
+        p.error(f"--nets: no network named {', '.join(unknown)}; known: {', '.join(known)}")
     import jax
     with backends.using("jax", device=args.device) as backend:
         platform = backend.device.platform
@@ -168,7 +174,7 @@ def main(argv=None):
              "| network | " + " | ".join(columns) + " | jit vs eager | jit vs JAX's own | "
              f"jit vs {Other.kind} | jit vs PyTorch |",
              "|---|" + "---:|" * (len(columns) + 4)]
-    for net in NETS:
+    for net in (known[name] for name in args.nets.split(",")):
         n = args.conv_n if net.images else args.n
         data = harness.synthetic_images(n) if net.images else harness.synthetic(n)
         kinds = [JaxJit] + ([JaxOtherConv] if net.images else []) + \
