@@ -63,6 +63,13 @@ class Optimizer:
     def update(self, params, grads):
         raise NotImplementedError
 
+    def _keep(self, params, key, p, slot, value):
+        """Keep what an update of ``params[key]`` made: ``value`` in ``slot`` and ``p`` in
+        ``params`` (the very arrays where they were written in place; on JAX the new ones,
+        which a network's params pass on to its layers)."""
+        self.state[slot][key] = value
+        if p is not params[key]:
+            params[key] = p
 
     def device_state(self):
         """The arrays an update reads and writes besides the parameters (the slots' arrays,
@@ -145,9 +152,7 @@ class Momentum(Optimizer):
             v *= self.momentum
             v -= self.lr * grads[key]
             p += v
-            self.state["v"][key] = v  # the same array, or (JAX) the new one
-            if p is not params[key]:
-                params[key] = p
+            self._keep(params, key, p, "v", v)
 
 
 class Nesterov(Momentum):
@@ -164,9 +169,7 @@ class Nesterov(Momentum):
             v -= self.lr * g
             p += self.momentum * self.momentum * v
             p -= (1 + self.momentum) * self.lr * g
-            self.state["v"][key] = v  # the same array, or (JAX) the new one
-            if p is not params[key]:
-                params[key] = p
+            self._keep(params, key, p, "v", v)
 
 
 class AdaGrad(Optimizer):
@@ -184,9 +187,7 @@ class AdaGrad(Optimizer):
             h, g = self.state["h"][key], grads[key]
             h += g * g
             p -= self.lr * g / (xp.sqrt(h) + 1e-7)
-            self.state["h"][key] = h  # the same array, or (JAX) the new one
-            if p is not params[key]:
-                params[key] = p
+            self._keep(params, key, p, "h", h)
 
 
 class RMSprop(Optimizer):
@@ -208,9 +209,7 @@ class RMSprop(Optimizer):
             h *= self.decay_rate
             h += (1 - self.decay_rate) * g * g
             p -= self.lr * g / (xp.sqrt(h) + 1e-7)
-            self.state["h"][key] = h  # the same array, or (JAX) the new one
-            if p is not params[key]:
-                params[key] = p
+            self._keep(params, key, p, "h", h)
 
 
 class Adam(Optimizer):
