@@ -182,11 +182,11 @@ class CupyOps(StridedOps):
         launch = self.kernels.get("softmax_ce.cu", "xpnet_softmax_ce", T=c_type(x.dtype),
                                   L=c_type(t.dtype))
         launch((1,), (SOFTMAX_CE_THREADS,), (x, t, y, loss, numpy.int32(n), numpy.int32(c)))
-        return loss, y
+        return loss, y, t
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         if not self.fused or not isinstance(scale, (int, float)) or t.ndim != 1 \
-                or t.dtype.kind not in "iu":
+                or t.dtype.kind not in "iu":  # (t: the labels as they are, on a device)
             return super().softmax_cross_entropy_grad(y, t, scale, rows)
         n, c = y.shape
         dx = cupy.empty_like(y)

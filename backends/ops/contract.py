@@ -99,17 +99,20 @@ class Ops(abc.ABC):
 
     @abc.abstractmethod
     def softmax_cross_entropy(self, x, t, rows):
-        """``(loss, y)`` for scores ``x (N, C)``: ``y = softmax(x)`` and the mean
+        """``(loss, y, labels)`` for scores ``x (N, C)``: ``y = softmax(x)``, the mean
         cross-entropy ``loss = mean_n(log sum exp x_n - x_n[t_n])``, a 0-d array of x's
-        dtype on its device. ``t``: integer labels ``(N,)`` (``rows`` is ``arange(N)``, kept
-        by the caller) or one-hot rows ``(N, C)``. A label outside ``0..C-1`` is an
-        ``IndexError`` (or a NaN loss on a device, where raising would mean reading it)."""
+        dtype on its device, and ``labels``: ``t`` as :meth:`softmax_cross_entropy_grad`
+        reads it (``t`` itself, or a form found while checking it: NumPy's API gives the
+        flat positions ``n * C + t_n``), for the caller to hand on. ``t``: integer labels
+        ``(N,)`` (``rows`` is ``arange(N)``, kept by the caller) or one-hot rows ``(N, C)``.
+        A label outside ``0..C-1`` is an ``IndexError`` (or a NaN loss on a device, where
+        raising would mean reading it)."""
 
     @abc.abstractmethod
-    def softmax_cross_entropy_grad(self, y, t, scale, rows):
-        """``(y - onehot(t)) * scale``: the loss's gradient for the softmax ``y (N, C)`` and
-        the labels of :meth:`softmax_cross_entropy`; ``scale`` a Python number
-        (``dout / N``)."""
+    def softmax_cross_entropy_grad(self, y, labels, scale, rows):
+        """``(y - onehot(t)) * scale``: the loss's gradient for the softmax ``y (N, C)``;
+        ``labels`` is what :meth:`softmax_cross_entropy` returned for ``t`` (never ``t``
+        itself unless it returned that), ``scale`` a Python number (``dout / N``)."""
 
     # --- optimizers (in place where arrays are written in place) ------------------------
     #

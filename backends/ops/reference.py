@@ -218,7 +218,7 @@ class StandardOps(Ops):
         shifted, e, s = self._exp_parts(x)
         if t.ndim == 2:  # one-hot rows
             e /= s
-            return xp.sum(t * (xp.log(s) - shifted)) / n, e
+            return xp.sum(t * (xp.log(s) - shifted)) / n, e, t
         labels = self._labels(t)
         valid = None
         if self.backend is not None and self.backend.is_device_array(t):
@@ -232,7 +232,7 @@ class StandardOps(Ops):
         if valid is not None:
             picked = xp.where(valid, picked, xp.full_like(picked, float("nan")))
         loss = xp.sum(xp.log(s)[:, 0] - picked) / n
-        return loss, e / s
+        return loss, e / s, t
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         xp = self.xp

@@ -203,7 +203,7 @@ class StridedOps(StandardOps):
         e /= s
         picked = shifted[rows, t]  # IndexError for a label past the last class (NumPy)
         loss = self._sum(xp.log(s)[:, 0] - picked, axis=None) / n  # a third of mean()'s cost
-        return loss, e
+        return loss, e, t
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         if t.ndim != 1:

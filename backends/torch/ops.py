@@ -117,15 +117,15 @@ class TorchOps(StandardOps):
         logp = torch.log_softmax(x, 1)
         y = torch.exp(logp)
         if t.ndim == 2:  # one-hot rows
-            return -(t * logp).sum() / x.shape[0], y
+            return -(t * logp).sum() / x.shape[0], y, t
         labels = t if t.dtype == torch.int64 else t.long()
         if not self._on_device(t):  # an IndexError for a bad label; none is ignored
-            return F.nll_loss(logp, labels, ignore_index=NO_LABEL), y
+            return F.nll_loss(logp, labels, ignore_index=NO_LABEL), y, t
         # on a device: such a sample reads column 0 and its loss is NaN (see the module)
         valid = (labels >= 0) & (labels < x.shape[1])
         losses = F.nll_loss(logp, torch.where(valid, labels, 0), reduction="none",
                             ignore_index=NO_LABEL)
-        return torch.where(valid, losses, float("nan")).mean(), y
+        return torch.where(valid, losses, float("nan")).mean(), y, t
 
     def softmax_cross_entropy_grad(self, y, t, scale, rows):
         if t.ndim == 2:

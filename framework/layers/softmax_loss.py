@@ -25,13 +25,14 @@ class SoftmaxWithLoss(Layer):
       reading it would not stall a GPU).
     """
 
-    saved = ("loss", "y", "t")
+    saved = ("loss", "y", "t", "_labels")
 
     def __init__(self, name=None):
         super().__init__(name)
         self.loss = None
         self.y = None  # softmax output
         self.t = None  # labels, as given
+        self._labels = None  # the labels as the operations' gradient reads them
         self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
         self._look = False  # whether the labels' range is looked at each call (see _check)
 
@@ -46,7 +47,7 @@ class SoftmaxWithLoss(Layer):
         if self._look:
             self._check_range(t, x.shape[1])
         try:  # one kernel on a GPU (backends.cuda.ops)
-            self.loss, self.y = ops.softmax_cross_entropy(x, t, self._rows)
+            self.loss, self.y, self._labels = ops.softmax_cross_entropy(x, t, self._rows)
         except (IndexError, RuntimeError) as e:  # NumPy and the standard's; PyTorch's
             failed = e
         else:
@@ -57,7 +58,7 @@ class SoftmaxWithLoss(Layer):
     def backward(self, dout=1):
         y = self.y
         ops = self._ops if type(y) is self._xtype else ops_for(y)
-        return ops.softmax_cross_entropy_grad(y, self.t, dout / y.shape[0], self._rows)
+        return ops.softmax_cross_entropy_grad(y, self._labels, dout / y.shape[0], self._rows)
 
     def forward_stack(self, x, t):
         """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels.

@@ -60,13 +60,13 @@ def test_softmax_cross_entropy_and_its_gradient(ops, backend, dtype, n, c, label
     t = rng.integers(0, c, n).astype(label_dtype)
     xd, td = backend.asarray(x), backend.asarray(t)
     rows = backend.xp.arange(n)
-    loss, y = ops.softmax_cross_entropy(xd, td, rows)
+    loss, y, labels = ops.softmax_cross_entropy(xd, td, rows)
     want_loss, want_y = reference_softmax_ce(x, t)
     assert dtype_name(loss.dtype) == dtype and loss.shape == ()
     np.testing.assert_allclose(float(loss), want_loss, rtol=tol(dtype))
     np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))
 
-    dx = ops.softmax_cross_entropy_grad(y, td, 0.5 / n, rows)
+    dx = ops.softmax_cross_entropy_grad(y, labels, 0.5 / n, rows)
     want_dx = (want_y - np.eye(c)[t]) * 0.5 / n
     np.testing.assert_allclose(to_host(dx), want_dx, rtol=tol(dtype), atol=tol(dtype) / n)
     np.testing.assert_allclose(to_host(y), want_y, rtol=tol(dtype), atol=tol(dtype))  # untouched
@@ -75,7 +75,7 @@ def test_softmax_cross_entropy_and_its_gradient(ops, backend, dtype, n, c, label
 def test_softmax_cross_entropy_survives_huge_scores(ops, backend):
     x = backend.asarray(np.array([[1000.0, 0.0, -1000.0], [-1e4, 1e4, 0.0]], dtype=np.float32))
     t = backend.asarray(np.array([0, 2], dtype=np.int64))
-    loss, y = ops.softmax_cross_entropy(x, t, backend.xp.arange(2))
+    loss, y, _ = ops.softmax_cross_entropy(x, t, backend.xp.arange(2))
     np.testing.assert_allclose(float(loss), 1e4 / 2, rtol=1e-6)
     np.testing.assert_allclose(to_host(y), [[1, 0, 0], [0, 1, 0]], atol=1e-30)
 
@@ -229,20 +229,41 @@ def test_gemm_refuses_what_it_cannot_multiply(backend):
         ops.gemm(a, backend.asarray(np.ones((4, 2))))
 
 
-def test_a_label_past_the_last_class_is_caught(backend):
+@pytest.mark.parametrize("bad, dtype", [(3, "int64"), (3, "uint8"), (-1, "int64"),
+                                        (-3, "int32"), (-1, "int8"), (-4, "int64")])
+def test_a_label_outside_the_classes_is_caught(backend, bad, dtype):
     """On the host the layer raises ValueError; on a GPU (CuPy's kernel, PyTorch's CUDA
-    tensors) nothing can raise without a sync, so the loss is NaN, which stops the Trainer."""
+    tensors) nothing can raise without a sync, so the loss is NaN, which stops the Trainer.
+    A negative label (-1 .. -C would index from a row's end in NumPy) is caught too."""
     from framework.layers import SoftmaxWithLoss
     x = backend.asarray(np.zeros((2, 3), dtype=np.float32))
-    t = backend.asarray(np.array([0, 3]))
+    t = backend.asarray(np.array([0, bad], dtype=dtype))
     layer = SoftmaxWithLoss()
     if not backends.is_device_array(x):
-        with pytest.raises(ValueError, match="labels must lie in 0..2"):
+        low, high = min(0, bad), max(0, bad)
+        with pytest.raises(ValueError, match=f"labels must lie in 0..2 for 3 classes, got "
+                                             f"values {low}..{high}"):
             layer.forward(x, t)
     else:
         assert np.isnan(float(layer.forward(x, t)))
-    layer.forward(x, backend.asarray(np.array([0, 2])))  # and the device is still usable
+    layer.forward(x, backend.asarray(np.array([0, 2], dtype=dtype)))  # the device still usable
     assert float(layer.loss) == pytest.approx(np.log(3))
+    dx = backends.to_numpy(layer.backward())
+    np.testing.assert_allclose(dx, (np.full((2, 3), 1 / 3) - np.eye(3)[[0, 2]]) / 2, rtol=1e-6)
+
+
+def test_the_hosts_labels_go_to_the_gradient_as_checked_flat_positions():
+    """NumPy's fast path finds each label's position in the flattened scores once, in the
+    forward pass, and its gradient reads them; labels as they are still work there."""
+    ops = backends.ops_for(np.zeros(1))
+    x = np.random.default_rng(3).standard_normal((4, 5))
+    t = np.array([4, 0, 2, 2], dtype=np.uint8)
+    loss, y, labels = ops.softmax_cross_entropy(x, t, np.arange(4))
+    np.testing.assert_array_equal(labels.where, [4, 5, 12, 17])
+    want = (y - np.eye(5)[t]) * 0.25
+    np.testing.assert_array_equal(ops.softmax_cross_entropy_grad(y, labels, 0.25, None), want)
+    np.testing.assert_array_equal(ops.softmax_cross_entropy_grad(y, t, 0.25, np.arange(4)),
+                                  want)
 
 
 def test_the_standards_path_indexes_no_row_past_its_end_on_a_device(monkeypatch):
@@ -256,9 +277,9 @@ def test_the_standards_path_indexes_no_row_past_its_end_on_a_device(monkeypatch)
             return True
     ops = StandardOps(np, OnADevice)
     x = np.zeros((2, 3))
-    loss, y = ops.softmax_cross_entropy(x, np.array([0, 3]), None)
+    loss, y, _ = ops.softmax_cross_entropy(x, np.array([0, 3]), None)
     assert np.isnan(loss) and y.shape == (2, 3)
-    loss, _ = ops.softmax_cross_entropy(x, np.array([0, 2]), None)
+    loss, _, _ = ops.softmax_cross_entropy(x, np.array([0, 2]), None)
     assert loss == pytest.approx(np.log(3))
 
 
