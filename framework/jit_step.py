@@ -23,17 +23,27 @@ and the optimizer (the Trainer calls it before anything reads them: the epoch's 
 interrupt), and :meth:`JitStep.start_epoch` takes them from there again, so what changed
 between epochs (a loaded checkpoint, a new learning rate) is what the next epoch runs on.
 A short last batch runs eagerly, as the graph step's does.
+
+The Trainer's evaluations run inside :meth:`JitStep.evaluation`, which lends the network
+a compiled ``count_correct`` (the network's own, traced as a pure function of the
+parameters, layer state and batch): one XLA call a batch, where eagerly JAX compiles
+each operation for each new shape and dispatches it alone.
 """
 
+import contextlib
 import time
 
 from framework.step import Step, network_dtype, train_step
 
 
 def _scalars(obj):
-    """The plain-number and text attributes of an object: what a trace bakes in."""
+    """The plain-number and text attributes of an object: what a trace bakes in; less what
+    a layer's forward keeps for its backward (its ``saved``: batch norm's ``batch_size``
+    is the last batch's, not a setting)."""
+    kept = getattr(obj, "saved", ())
     return tuple(sorted((k, v) for k, v in vars(obj).items()
-                        if isinstance(v, (bool, int, float, str)) and not k.startswith("__")))
+                        if isinstance(v, (bool, int, float, str)) and not k.startswith("__")
+                        and k not in kept))
 
 
 class JitStep(Step):
@@ -63,6 +73,7 @@ class JitStep(Step):
         self._hyper = None  # ((name, value) ..., their arrays)
         self._fingerprint = self._static()
         self._compiled = compiler.jit(self._pure, donate=(0, 1, 2, 4))
+        self._count = compiler.jit(self._count_pure, donate=())  # traced on first use
         self._compiled_once = False
         self._synced = True
         self.seconds = 0.0  # the first call traces and compiles: its time
@@ -113,7 +124,36 @@ class JitStep(Step):
             net.free_saved()
         return out + (self._compiler.put(losses, i, loss),)
 
+    def _count_pure(self, params, state, x, t):
+        """The network's ``count_correct`` on the trace's arrays (see :meth:`evaluation`)."""
+        net = self.network
+        kept = (dict(net.params), dict(net.state()))
+        self._put(params, state, {})
+        try:
+            return type(net).count_correct(net, x, t)  # the class's: not the one lent
+        finally:
+            self._put(*kept, {})
+            net.free_saved()
+
     # --- the step interface ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def evaluation(self):
+        """Lend the network a compiled ``count_correct`` (its own, traced once for each
+        batch shape) for the evaluations inside; the network's ``accuracy`` adds the counts
+        up as always. A network without ``count_correct`` evaluates eagerly."""
+        net = self.network
+        if not callable(getattr(type(net), "count_correct", None)):
+            yield
+            return
+        if not self._synced:
+            self.sync()
+        params, state = dict(net.params), dict(net.state())
+        net.count_correct = lambda x, t: self._count(params, state, x, t)
+        try:
+            yield
+        finally:
+            del net.count_correct
 
     def is_current(self):
         """False when something the trace baked in changed (a layer's number, the optimizer's

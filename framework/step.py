@@ -7,6 +7,8 @@ The steps themselves live apart: the eager and CUDA-graph steps in
 data-parallel one in :mod:`framework.data_parallel`.
 """
 
+import contextlib
+
 
 def step_loss(network):
     """The loss of the last ``gradient`` call: ``last_loss`` (weight decay included) where the
@@ -53,6 +55,11 @@ class Step:
         """Whether the step may still run as made (a recorded graph may not, once an
         optimizer's number changed)."""
         return True
+
+    def evaluation(self):
+        """A context around the Trainer's evaluations (``network.accuracy``): nothing by
+        default; the compiled step lends the network a compiled count of each batch."""
+        return contextlib.nullcontext()
 
     def sync(self):
         """Put into the network and optimizer what the step holds apart (a compiled step's

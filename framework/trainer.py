@@ -365,12 +365,15 @@ class Trainer:
                 self._stop = agreed
 
     def _accuracy(self, x, t):
-        """``network.accuracy``; data-parallel: each rank counts its shard, the counts add."""
-        if self.world.size == 1:
-            return self.network.accuracy(x, t)
-        n = x.shape[0]
-        lo, hi = self.world.shard(n)
-        mine = self.network.accuracy(x[lo:hi, ...], t[lo:hi, ...]) * (hi - lo) if hi > lo else 0.0
+        """``network.accuracy`` (inside the step's evaluation context: compiled on JAX);
+        data-parallel: each rank counts its shard, the counts add."""
+        with self._step.evaluation() if self._step is not None else contextlib.nullcontext():
+            if self.world.size == 1:
+                return self.network.accuracy(x, t)
+            n = x.shape[0]
+            lo, hi = self.world.shard(n)
+            mine = (self.network.accuracy(x[lo:hi, ...], t[lo:hi, ...]) * (hi - lo)
+                    if hi > lo else 0.0)
         return self.communicator.sum_count(round(mine)) / n
 
     def _stop_on_bad_loss(self, losses, start, stop):

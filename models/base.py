@@ -182,7 +182,6 @@ class Network:
         stays bounded and the value is read once at the end.
         """
         batch_size = batch_size or self.accuracy_batch_size
-        xp = get_array_module(next(iter(self.params.values())))
         n = x.shape[0]
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
@@ -190,12 +189,19 @@ class Network:
         with self._call:
             for i in range(0, n, batch_size):
                 stop = min(i + batch_size, n)  # the standard has no slice past an axis
-                tb = t[i:stop, ...]
-                if tb.ndim != 1:
-                    tb = xp.argmax(tb, axis=1)
-                y = xp.argmax(self.predict(x[i:stop, ...]), axis=1)
-                correct = correct + xp.count_nonzero(y == xp.astype(tb, y.dtype))
+                correct = correct + self.count_correct(x[i:stop, ...], t[i:stop, ...])
         return float(correct) / n
+
+    def count_correct(self, x, t):
+        """How many of the batch ``x`` are classified as ``t`` (labels or one-hot), in
+        inference mode: a 0-d integer array on the backend, nothing read. :meth:`accuracy`
+        adds these up batch by batch; a compiled step's evaluation traces this
+        (:meth:`framework.jit_step.JitStep.evaluation`)."""
+        xp = get_array_module(next(iter(self.params.values())))
+        if t.ndim != 1:
+            t = xp.argmax(t, axis=1)
+        y = xp.argmax(self.predict(x), axis=1)
+        return xp.count_nonzero(y == xp.astype(t, y.dtype))
 
     def gradient(self, x, t):
         """Gradients of the training-mode loss by backpropagation: forward, then every

@@ -36,7 +36,7 @@ class BatchNormalization(Layer):
 
     takes_train_flg = True
     buffers = ("running_mean", "running_var")
-    saved = ("xn", "std", "dgamma", "dbeta")
+    saved = ("batch_size", "xn", "std", "dgamma", "dbeta")
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None,
                  name="BatchNormalization"):

@@ -132,6 +132,45 @@ def test_the_trainer_reads_what_the_compiled_step_made(jax_backend, tmp_path):
         np.testing.assert_array_equal(to_host(loaded.params[key]), value, err_msg=key)
 
 
+def test_the_trainers_evaluations_count_through_one_compiled_function(jax_backend,
+                                                                     monkeypatch):
+    """On the compiled step the Trainer's evaluations run the network's own
+    ``count_correct`` compiled, traced once for each batch shape (here 300 training and 50
+    test samples: two traces for seven evaluations): the accuracies of the eager
+    evaluation; the network has its own method back afterwards. The step itself is traced
+    once in three epochs (batch norm's last batch size, kept for its backward, is not a
+    number the trace bakes in)."""
+    from framework.jit_step import JitStep
+    traces, steps = [], []
+    count, step = JitStep._count_pure, JitStep._pure
+
+    def counted(self, *args):
+        traces.append(args[2].shape)
+        return count(self, *args)
+
+    def stepped(self, *args):
+        steps.append(1)
+        return step(self, *args)
+    monkeypatch.setattr(JitStep, "_count_pure", counted)
+    monkeypatch.setattr(JitStep, "_pure", stepped)
+    jit, eager = run("auto", epochs=3)[0], run(False, epochs=3)[0]
+    assert jit.step_mode == "jit" and sorted(traces) == [(50, 20), (300, 20)]
+    assert len(steps) == 1
+    assert jit.train_acc_list == eager.train_acc_list and len(jit.train_acc_list) == 3
+    assert jit.test_acc_list == eager.test_acc_list
+    assert jit.final_test_acc == eager.final_test_acc
+    assert "count_correct" not in vars(jit.network)
+
+
+def test_a_networks_own_accuracy_is_what_the_compiled_steps_trainer_reports(jax_backend):
+    class Own(MultiLayerNetExtend):
+        def accuracy(self, x, t, batch_size=None):
+            return 0.25
+    trainer = run("auto", make=lambda: Own(20, [12, 10], 4, seed=3, dtype="float64"),
+                  epochs=1)[0]
+    assert trainer.step_mode == "jit" and trainer.train_acc_list == [0.25]
+
+
 NO_X64 = r"""
 import os, sys
 os.environ.pop("JAX_ENABLE_X64", None)
