@@ -201,7 +201,12 @@ class StridedOps(StandardOps):
         e = xp.exp(shifted)
         s = self._sum(e, axis=1, keepdims=True)
         e /= s
-        picked = shifted[rows, t]  # IndexError for a label past the last class (NumPy)
+        if self.device_arrays:  # CuPy's indexing wraps a label outside its row silently:
+            valid = (t >= 0) & (t < x.shape[1])  # such a sample's loss is NaN (the contract)
+            picked = shifted[rows, xp.where(valid, t, 0)]
+            picked = xp.where(valid, picked, float("nan"))  # a scalar: no copy to the device
+        else:
+            picked = shifted[rows, t]  # IndexError for a label past the last class (NumPy)
         loss = self._sum(xp.log(s)[:, 0] - picked, axis=None) / n  # a third of mean()'s cost
         return loss, e, t
 

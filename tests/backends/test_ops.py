@@ -283,6 +283,22 @@ def test_the_standards_path_indexes_no_row_past_its_end_on_a_device(monkeypatch)
     assert loss == pytest.approx(np.log(3))
 
 
+@pytest.mark.parametrize("bad", [3, -1, -3])
+def test_numpys_api_on_a_device_gives_a_nan_loss_for_a_label_outside_its_row(bad):
+    """CuPy's indexing wraps an index past an axis silently: there (CuPy's operations
+    without the fused kernels) such a sample's loss is NaN, as the contract says. NumPy
+    stands in for the device."""
+    class OnADevice(StridedOps):
+        device_arrays = True
+    ops = OnADevice(np)
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    loss, y, labels = ops.softmax_cross_entropy(x, np.array([0, bad]), np.arange(2))
+    assert np.isnan(loss) and y.shape == (2, 3)
+    good, _, _ = ops.softmax_cross_entropy(x, np.array([0, 2]), np.arange(2))
+    want, _, _ = StandardOps(np).softmax_cross_entropy(x, np.array([0, 2]), None)
+    assert float(good) == float(want)
+
+
 def conv_reference(dtype, layout):
     """A channel-major or C-order batch (3, 2, 7, 6) and the host array code's results."""
     rng = np.random.default_rng(7)
