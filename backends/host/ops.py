@@ -19,23 +19,6 @@ from backends.ops.strided import StridedOps, empty_in_order, memory_order
 MIN_PART_SIDE = 32  # split a product's output no thinner than this
 
 
-#: NumPy's ``ravel_multi_index`` without its ``__array_function__`` dispatch (a Python
-#: call a step, for arguments that are NumPy's own arrays)
-_ravel_multi_index = getattr(numpy.ravel_multi_index, "_implementation",
-                             numpy.ravel_multi_index)
-
-
-class FlatLabels:
-    """Integer labels as the flat positions ``n * C + t_n`` of their entries in an
-    ``(N, C)`` array, each checked to lie in its row: what
-    :meth:`HostOps.softmax_cross_entropy` hands its gradient."""
-
-    __slots__ = ("where",)
-
-    def __init__(self, where):
-        self.where = where
-
-
 def _planes(a):
     """Whether ``a`` lies in memory as compact planes of its last two axes (``H x W``),
     its other axes in any order: what the compiled pooling walks."""
@@ -63,11 +46,7 @@ class HostOps(StridedOps):
     * ``max_pool``, ``max_pool_grad``: the compiled kernels for 2 x 2 windows at stride 2
       without padding, float32 or float64, planes compact; else NumPy's split by samples;
     * ``adam_step_size``: the count read from host memory, the step size in Python's
-      floats (the book's bits);
-    * ``softmax_cross_entropy`` and its gradient, integer labels: each label's flat
-      position ``n * C + t_n``, found and checked in one call (NumPy's
-      ``ravel_multi_index``, where a negative label would otherwise wrap silently), read
-      with one index into the flattened array where ``[rows, t]`` is two.
+      floats (the book's bits).
     """
 
     name = "host"
@@ -84,7 +63,6 @@ class HostOps(StridedOps):
         self.compiled = kernels is not None
         if xp is numpy:  # the reductions without NumPy's Python wrappers (the same sums)
             self._sum, self._max = numpy.add.reduce, numpy.maximum.reduce
-            self._min = numpy.minimum.reduce
 
     def kernels(self):
         """The compiled kernels, or None (off, not built, or ``compiled`` False)."""
@@ -162,28 +140,6 @@ class HostOps(StridedOps):
         dW = x.T @ dout  # StridedOps' three products, without a call each
         db = self._sum(dout, axis=0)
         return (dout @ W.T if input_grad else None), dW, db
-
-    def softmax_cross_entropy(self, x, t, rows):
-        if t.ndim != 1 or self.xp is not numpy:
-            return super().softmax_cross_entropy(x, t, rows)
-        try:
-            where = _ravel_multi_index((rows, t), x.shape)
-        except ValueError:  # a label outside its row
-            raise IndexError(f"a label outside 0..{x.shape[1] - 1}") from None
-        shifted = x - self._max(x, axis=1, keepdims=True)  # StridedOps' passes, as they are
-        e = numpy.exp(shifted)
-        s = self._sum(e, axis=1, keepdims=True)
-        e /= s
-        loss = self._sum(numpy.log(s)[:, 0] - shifted.take(where), axis=None) / x.shape[0]
-        return loss, e, FlatLabels(where)
-
-    def softmax_cross_entropy_grad(self, y, labels, scale, rows):
-        if type(labels) is not FlatLabels:
-            return super().softmax_cross_entropy_grad(y, labels, scale, rows)
-        dx = y.copy()
-        dx.reshape(-1)[labels.where] -= 1
-        dx *= scale
-        return dx
 
     def adam_step_size(self, t, lr, beta1, beta2):
         # The count is in host memory, so reading it costs nothing; Python's floats give

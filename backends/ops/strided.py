@@ -22,19 +22,29 @@ class StridedOps(StandardOps):
       reference's way);
     * everything else it defines: always.
 
-    ``_sum``, ``_max`` and ``_min`` are the library's reductions (NumPy's ``add.reduce``,
-    ``maximum.reduce`` and ``minimum.reduce`` on the host: the same results as
-    ``x.sum()``, without the Python wrappers around them).
+    ``_sum`` and ``_max`` are the library's reductions (NumPy's ``add.reduce`` and
+    ``maximum.reduce`` on the host: the same results as ``x.sum()``, without the Python
+    wrappers around them); ``_ravel_multi_index`` NumPy's without its
+    ``__array_function__`` dispatch.
+
+    Integer labels are read on the host through their flat positions ``n * C + t_n``,
+    found once and checked (``ravel_multi_index`` refuses a negative label, which
+    NumPy's indexing would wrap silently, as it refuses one past the last class) and
+    handed to the gradient (:class:`FlatLabels`): one index into the flattened scores
+    where ``[rows, t]`` is two. On a device they are never read: a label outside its row
+    gives a NaN loss.
     """
 
     name = "strided"
     #: whether the arrays live on an accelerator (CuPy's): then labels are never read
     device_arrays = False
-    raises_for_bad_labels = True  # NumPy's indexing, the sign checked first
+    raises_for_bad_labels = True  # on the host: each label's position is checked
 
     def __init__(self, xp, backend=None):
         super().__init__(xp, backend)
-        self._sum, self._max, self._min = xp.sum, xp.max, xp.min
+        self._sum, self._max = xp.sum, xp.max
+        ravel = getattr(xp, "ravel_multi_index", None)
+        self._ravel_multi_index = getattr(ravel, "_implementation", ravel)
 
     def matmul(self, a, b, bias=None, out=None):
         out = self.xp.matmul(a, b, out=out)
@@ -194,27 +204,33 @@ class StridedOps(StandardOps):
         if t.ndim != 1:
             return super().softmax_cross_entropy(x, t, rows)
         xp = self.xp
-        n = x.shape[0]
-        if t.dtype.kind == "i" and n and not self.device_arrays and self._min(t, axis=None) < 0:
-            raise IndexError("a negative label")  # NumPy's indexing would wrap it
-        shifted = x - self._max(x, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        s = self._sum(e, axis=1, keepdims=True)
+        if self.device_arrays:  # never read: a label outside its row gives a NaN loss
+            valid = (t >= 0) & (t < x.shape[1])  # (CuPy's indexing would wrap it silently)
+        else:  # each label's flat position, checked (NumPy's indexing wraps a negative one)
+            try:
+                where = self._ravel_multi_index((rows, t), x.shape)
+            except ValueError:
+                raise IndexError(f"a label outside 0..{x.shape[1] - 1}") from None
+        shifted, e, s = self._exp_parts(x)
         e /= s
-        if self.device_arrays:  # CuPy's indexing wraps a label outside its row silently:
-            valid = (t >= 0) & (t < x.shape[1])  # such a sample's loss is NaN (the contract)
-            picked = shifted[rows, xp.where(valid, t, 0)]
-            picked = xp.where(valid, picked, float("nan"))  # a scalar: no copy to the device
+        if self.device_arrays:  # NaN as a Python scalar: no copy to the device
+            picked = xp.where(valid, shifted[rows, xp.where(valid, t, 0)], float("nan"))
+            labels = t
         else:
-            picked = shifted[rows, t]  # IndexError for a label past the last class (NumPy)
-        loss = self._sum(xp.log(s)[:, 0] - picked, axis=None) / n  # a third of mean()'s cost
-        return loss, e, t
+            picked, labels = shifted.take(where), FlatLabels(where)
+        # the sum, then the division: a third of mean()'s cost
+        loss = self._sum(xp.log(s)[:, 0] - picked, axis=None) / x.shape[0]
+        return loss, e, labels
 
-    def softmax_cross_entropy_grad(self, y, t, scale, rows):
-        if t.ndim != 1:
-            return super().softmax_cross_entropy_grad(y, t, scale, rows)
-        dx = y.copy()
-        dx[rows, t] -= 1
+    def softmax_cross_entropy_grad(self, y, labels, scale, rows):
+        if type(labels) is FlatLabels:  # the forward's checked positions (the host's)
+            dx = y.copy()
+            dx.reshape(-1)[labels.where] -= 1
+        elif labels.ndim != 1:
+            return super().softmax_cross_entropy_grad(y, labels, scale, rows)
+        else:  # the labels as they are (a device's)
+            dx = y.copy()
+            dx[rows, labels] -= 1
         dx *= scale
         return dx
 
@@ -243,6 +259,17 @@ class StridedOps(StandardOps):
 
     def __repr__(self):
         return f"<{self.name} ops on {self.xp.__name__}>"
+
+
+class FlatLabels:
+    """Integer labels as the flat positions ``n * C + t_n`` of their entries in an
+    ``(N, C)`` array, each checked to lie in its row: what the host's
+    :meth:`StridedOps.softmax_cross_entropy` hands its gradient."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where):
+        self.where = where
 
 
 def memory_order(a):
