@@ -36,25 +36,25 @@ shards=(
   "tests/models"
   "tests --ignore=tests/backends --ignore=tests/framework --ignore=tests/models"
 )
-if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  shards+=("XPNET_BACKEND=torch XPNET_DEVICE=cuda:0|tests/framework tests/models tests/backends/test_ops.py")
-elif [[ ",$REQUIRE," == *",torch,"* ]]; then
-  echo "FAILED: torch is required (REQUIRE=$REQUIRE), but PyTorch is missing or sees no CUDA device: the shard on its CUDA tensors cannot run"
-  rc=1
-else
-  echo "no shard on PyTorch's CUDA tensors: PyTorch is missing or sees no CUDA device"
-fi
+gpu_shard() {  # LIBRARY PROBE SHARD ARRAYS LACK: SHARD where PROBE (Python) exits 0
+  if $PY -c "$2" 2>/dev/null; then
+    shards+=("$3")
+  elif [[ ",$REQUIRE," == *",$1,"* ]]; then
+    echo "FAILED: $1 is required (REQUIRE=$REQUIRE), but $5: the shard on $4 cannot run"
+    rc=1
+  else
+    echo "no shard on $4: $5"
+  fi
+}
+gpu_shard torch 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' \
+  "XPNET_BACKEND=torch XPNET_DEVICE=cuda:0|tests/framework tests/models tests/backends/test_ops.py" \
+  "PyTorch's CUDA tensors" "PyTorch is missing or sees no CUDA device"
 # JAX on the GPU, the default backend: the operations (the wing's XLA convolution against
 # the reference), the Trainer and checkpoints (its own tests and the models' parity with
 # NumPy run in the shards above, on JAX's default device)
-if $PY -c 'import sys, jax; sys.exit(0 if jax.default_backend() == "gpu" else 1)' 2>/dev/null; then
-  shards+=("XPNET_BACKEND=jax XPNET_DEVICE=gpu|tests/backends/test_ops.py tests/framework/test_trainer.py tests/framework/test_checkpoint.py")
-elif [[ ",$REQUIRE," == *",jax,"* ]]; then
-  echo "FAILED: jax is required (REQUIRE=$REQUIRE), but JAX is missing or sees no GPU: the shard on its GPU arrays cannot run"
-  rc=1
-else
-  echo "no shard on JAX's GPU arrays: JAX is missing or sees no GPU"
-fi
+gpu_shard jax 'import sys, jax; sys.exit(0 if jax.default_backend() == "gpu" else 1)' \
+  "XPNET_BACKEND=jax XPNET_DEVICE=gpu|tests/backends/test_ops.py tests/framework/test_trainer.py tests/framework/test_checkpoint.py" \
+  "JAX's GPU arrays" "JAX is missing or sees no GPU"
 parts=$(mktemp -d)
 pids=()
 
