@@ -65,8 +65,11 @@ class BatchNormalization(Layer):
     def _mean(self, a, count=False):
         """The mean over the batch axis of ``a (N, D)``: over this batch here, over every
         process's batch in :class:`framework.layers.SyncBatchNormalization` (``count``:
-        the forward's first mean, which also counts the samples)."""
-        return get_array_module(a).mean(a, axis=0)
+        the forward's first mean, which also counts the samples). The sum, then the division
+        by the count, as the synchronised layer divides its all-reduced sum: the same bits in
+        a world of one on every library (a library's ``mean`` may multiply by ``1/N``, as
+        JAX 0.6's did)."""
+        return get_array_module(a).sum(a, axis=0) / a.shape[0]
 
     def _flat(self, x, stacked=False):
         """``x`` as ``(N, D)`` (or ``(K, N, D)`` for a stack), checked against gamma."""
