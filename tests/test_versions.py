@@ -3,7 +3,8 @@
 Each lower bound of what ``make test`` installs (the dependencies and the ``test`` extra)
 is pinned in the constraints file at that very version, so running the suite under it
 (README, "The versions we test") tests the versions a user may be given. A bound raised
-or lowered in one file and not the other fails here.
+or lowered in one file and not the other fails here, and so does a package whose bound
+differs between the lists it is in (the plot extra's matplotlib and the test extra's).
 """
 
 import pathlib
@@ -11,29 +12,39 @@ import re
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.conftest import ROOT
 
 ROOT_PATH = pathlib.Path(ROOT)
 
+#: pyproject.toml's extras (a test below fails where this misses one)
+EXTRAS = ("cuda12", "cuda13", "torch", "jax", "array-api", "distributed", "plot", "test")
 
-def _list(text, name):
-    """The quoted requirements of the TOML array ``name = [...]`` in ``text``."""
-    match = re.search(rf"^{re.escape(name)} = \[(.*?)\]", text, re.S | re.M)
-    assert match, f"pyproject.toml has no {name} = [...]"
-    body = "\n".join(line.split("#")[0] for line in match.group(1).splitlines())
-    return [Requirement(s) for s in re.findall(r'"([^"]+)"', body)]
+
+def _lists():
+    """``{name: [Requirement]}`` for ``dependencies`` and each extra of pyproject.toml (its
+    TOML arrays of quoted requirements, read without a TOML parser: Python 3.10 has none)."""
+    text = (ROOT_PATH / "pyproject.toml").read_text()
+    lists = {}
+    for name, body in re.findall(r"^([A-Za-z0-9_-]+) = \[(.*?)\]", text, re.S | re.M):
+        body = "\n".join(line.split("#")[0] for line in body.splitlines())
+        found = re.findall(r'"([^"]+)"', body)
+        if name == "dependencies" or name in EXTRAS:
+            lists[name] = [Requirement(s) for s in found]
+    return lists
+
+
+def _bounds(requirements):
+    return {canonicalize_name(req.name): Version(spec.version)
+            for req in requirements for spec in req.specifier if spec.operator == ">="}
 
 
 def _lower_bounds():
-    text = (ROOT_PATH / "pyproject.toml").read_text()
-    bounds = {}
-    for req in _list(text, "dependencies") + _list(text, "test"):
-        for spec in req.specifier:
-            if spec.operator == ">=":
-                bounds[req.name.lower()] = Version(spec.version)
-    return bounds
+    """The lower bounds of what ``make test`` installs: the dependencies and the test extra."""
+    lists = _lists()
+    return {**_bounds(lists["dependencies"]), **_bounds(lists["test"])}
 
 
 def _pins():
@@ -43,13 +54,26 @@ def _pins():
         if line:
             name, _, version = line.partition("==")
             assert version, f"minimum-versions.txt: {line!r} is not NAME==VERSION"
-            pins[name.strip().lower()] = Version(version.strip())
+            pins[canonicalize_name(name.strip())] = Version(version.strip())
     return pins
 
 
 def test_the_parser_reads_pyproject():
+    text = (ROOT_PATH / "pyproject.toml").read_text()
+    section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    assert sorted(re.findall(r"^([A-Za-z0-9_-]+) = \[", section, re.M)) == sorted(EXTRAS)
     bounds = _lower_bounds()
     assert bounds["numpy"] >= Version("2") and "pytest" in bounds and "jax" in bounds
+
+
+def test_a_package_has_one_lower_bound_in_every_list():
+    seen = {}
+    for name, requirements in _lists().items():
+        for package, bound in _bounds(requirements).items():
+            seen.setdefault(package, {})[name] = bound
+    for package, where in seen.items():
+        assert len(set(where.values())) == 1, f"pyproject.toml: {package}'s lower bounds " \
+                                              f"differ between lists: {where}"
 
 
 @pytest.mark.parametrize("name", sorted(_lower_bounds()))
