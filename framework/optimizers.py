@@ -126,13 +126,10 @@ class SGD(Optimizer):
         super().__init__(lr)
 
     def update(self, params, grads):
-        ops = None  # resolved once for the update: every parameter is on one backend
-        for key, p in params.items():
-            if ops is None:
-                ops = ops_for(p)
-            new = ops.sgd_update(p, grads[key], self.lr)  # one kernel on a GPU
-            if new is not p:  # JAX: a new array
-                params[key] = new
+        for p in params.values():  # the operations, resolved once: one backend for them all
+            # one kernel a parameter on a GPU; a new array rebound to its key on JAX
+            ops_for(p).sgd_update_all(params, grads, self.lr)
+            return
 
 
 class Momentum(Optimizer):

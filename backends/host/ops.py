@@ -46,7 +46,9 @@ class HostOps(StridedOps):
     * ``max_pool``, ``max_pool_grad``: the compiled kernels for 2 x 2 windows at stride 2
       without padding, float32 or float64, planes compact; else NumPy's split by samples;
     * ``adam_step_size``: the count read from host memory, the step size in Python's
-      floats (the book's bits).
+      floats (the book's bits);
+    * ``sgd_update_all``: always, the reference's ``p -= lr * g`` written in place in one
+      loop, without a call per parameter (NumPy's arrays are never rebound).
     """
 
     name = "host"
@@ -140,6 +142,10 @@ class HostOps(StridedOps):
         dW = x.T @ dout  # StridedOps' three products, without a call each
         db = self._sum(dout, axis=0)
         return (dout @ W.T if input_grad else None), dW, db
+
+    def sgd_update_all(self, params, grads, lr):
+        for key, p in params.items():
+            p -= lr * grads[key]  # sgd_update's update, in place
 
     def adam_step_size(self, t, lr, beta1, beta2):
         # The count is in host memory, so reading it costs nothing; Python's floats give

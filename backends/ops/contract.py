@@ -124,6 +124,16 @@ class Ops(abc.ABC):
     def sgd_update(self, p, g, lr):
         """``p -= lr * g``; returns ``p``."""
 
+    def sgd_update_all(self, params, grads, lr):
+        """:meth:`sgd_update` for every parameter, the optimizer's one call per update:
+        ``params[key] -= lr * grads[key]`` for each key of the mutable mapping ``params``,
+        the key rebound where the update returned a new array (JAX). Returns None. A wing
+        may run the loop without a call per parameter."""
+        for key, p in params.items():
+            new = self.sgd_update(p, grads[key], lr)
+            if new is not p:
+                params[key] = new
+
     @abc.abstractmethod
     def adam_step_size(self, t, lr, beta1, beta2):
         """Adam's step size from a step counter kept on the device: ``t += 1`` (a 0-d

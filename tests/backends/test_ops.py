@@ -112,6 +112,26 @@ def test_sgd_update_in_place(ops, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_update_all_is_sgd_update_for_each(ops, backend, dtype):
+    """The optimizer's one call per update: bit for bit ``sgd_update`` on each parameter,
+    the mapping's arrays written in place (the same objects) where the library writes in
+    place, and each key rebound to its new array on JAX."""
+    rng = np.random.default_rng(3)
+    shapes = {"W1": (5, 4), "b1": (4,), "W2": (4, 3)}
+    ps = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    gs = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    params = {k: backend.asarray(p.copy()) for k, p in ps.items()}
+    before = dict(params)
+    grads = {k: backend.asarray(g) for k, g in gs.items()}
+    assert ops.sgd_update_all(params, grads, 0.1) is None
+    for key, p in ps.items():
+        assert (params[key] is before[key]) == backend.mutable
+        expected = ops.sgd_update(backend.asarray(p.copy()), grads[key], 0.1)
+        np.testing.assert_array_equal(to_host(params[key]), to_host(expected))
+        assert not np.array_equal(to_host(params[key]), p)  # it moved
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_adam_step_size_and_update(ops, backend, dtype):
     """Three steps of the book's Adam, the counter on the device, against the host formula."""
     rng = np.random.default_rng(1)
