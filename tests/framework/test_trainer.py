@@ -208,11 +208,21 @@ def test_nan_loss_before_the_first_checkpoint_says_none_was_written(backend, tmp
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
-    # verbose with refresh_seconds=0 catches it at the progress bar's read, mid-epoch
+    """Quiet, the guard reads the losses at the epoch's end (all 20 steps run); verbose
+    with refresh_seconds=0, at the progress bar's first read, after step 16 of 20: a
+    diverged run shown on screen stops there, not an epoch later."""
     trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1, verbose=verbose,
-                           refresh_seconds=0)
+                           refresh_seconds=0, graph=False)  # eager: each step is a call
+    ran = []
+    step = trainer.train_step
+
+    def counted(x, t):
+        ran.append(1)
+        return step(x, t)
+    trainer.train_step = counted
     with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at step \d+ of 20"):
         trainer.train()
+    assert len(ran) == (16 if verbose else 20)
     assert trainer.train_loss_list == []  # the bad epoch is not recorded
 
 
