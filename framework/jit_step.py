@@ -33,17 +33,7 @@ each operation for each new shape and dispatches it alone.
 import contextlib
 import time
 
-from framework.step import Step, network_dtype, train_step
-
-
-def _scalars(obj):
-    """The plain-number and text attributes of an object: what a trace bakes in; less what
-    a layer's forward keeps for its backward (its ``saved``: batch norm's ``batch_size``
-    is the last batch's, not a setting)."""
-    kept = getattr(obj, "saved", ())
-    return tuple(sorted((k, v) for k, v in vars(obj).items()
-                        if isinstance(v, (bool, int, float, str)) and not k.startswith("__")
-                        and k not in kept))
+from framework.step import Step, baked_in, network_dtype, train_step
 
 
 class JitStep(Step):
@@ -83,8 +73,7 @@ class JitStep(Step):
     def _static(self):
         net = self.network
         return (type(self.optimizer), tuple(self.optimizer.hyperparameters),
-                getattr(net, "weight_decay_lambda", 0), tuple(net.params),
-                tuple((name, _scalars(layer)) for name, layer in net.layers.items()))
+                tuple(net.params), baked_in(net))
 
     def _read(self):
         """The network's and optimizer's arrays, as the pure function takes them."""

@@ -1,6 +1,7 @@
 """What a training step is: the protocol every step the Trainer runs implements
-(:class:`Step`), and the book's step itself (:func:`train_step`) with the two facts it
-reads off a network (:func:`step_loss`, :func:`network_dtype`).
+(:class:`Step`), the book's step itself (:func:`train_step`) with the two facts it
+reads off a network (:func:`step_loss`, :func:`network_dtype`), and the numbers of a
+network's that a recorded or compiled step bakes in (:func:`baked_in`).
 
 The steps themselves live apart: the eager and CUDA-graph steps in
 :mod:`framework.steps`, the XLA-compiled one in :mod:`framework.jit_step`, the
@@ -26,6 +27,28 @@ def network_dtype(network):
     else its parameters' (a network of the user's own)."""
     dtype = getattr(network, "dtype", None)
     return dtype if dtype is not None else next(iter(network.params.values())).dtype
+
+
+def baked_in(network):
+    """The network's numbers that a recorded or compiled step bakes in, as constants of the
+    replayed graph or of the XLA program: weight decay's lambda and every layer's
+    plain-number and text attributes (a dropout ratio, batch norm's momentum), less what a
+    layer's forward keeps for its backward (its ``saved``: batch norm's ``batch_size`` is
+    the last batch's, not a setting). A step records or compiles anew when this changes
+    (a callback raising weight decay between epochs, say); a training step leaves it as it
+    was. Layers are read from ``network.layers`` where it is a dict (every
+    :class:`models.base.Network`, the book's networks)."""
+    layers = getattr(network, "layers", None)
+    items = layers.items() if hasattr(layers, "items") else ()
+    return (getattr(network, "weight_decay_lambda", 0),
+            tuple((name, _scalars(layer)) for name, layer in items))
+
+
+def _scalars(obj):
+    kept = getattr(obj, "saved", ())
+    return tuple(sorted((k, v) for k, v in vars(obj).items()
+                        if isinstance(v, (bool, int, float, str)) and not k.startswith("__")
+                        and k not in kept))
 
 
 def train_step(network, optimizer, x_batch, t_batch):

@@ -19,7 +19,8 @@ import array_api_extra as xpx
 
 import backends
 from framework.jit_step import JitStep
-from framework.step import Step, network_dtype, step_loss, train_step  # noqa: F401 (public here too)
+from framework.step import (  # noqa: F401 (step_loss, network_dtype: public here too)
+    Step, baked_in, network_dtype, step_loss, train_step)
 
 
 class EagerStep(Step):
@@ -56,7 +57,8 @@ class GraphStep(Step):
     state (batch norm's running averages, dropout's counters, updated in
     place on the device and so recorded with the step) and the optimizer's
     state (its ``device_state()``), so building a graph changes nothing.
-    The optimizer's ``hyperparameters`` are baked in: :meth:`is_current`
+    The optimizer's ``hyperparameters``, weight decay and the layers'
+    settings are baked in (:func:`framework.step.baked_in`): :meth:`is_current`
     sees one changed (a learning-rate schedule) and the Trainer records
     again. A short last batch runs eagerly.
     """
@@ -95,16 +97,18 @@ class GraphStep(Step):
         return state() if state else {}
 
     def _fingerprint(self):
-        """The optimizer's numbers and the arrays the graph was recorded with."""
-        numbers = tuple((name, getattr(self.optimizer, name))
-                        for name in self.optimizer.hyperparameters)
+        """The numbers baked into the recording (the optimizer's, weight decay's, the layers'
+        settings: :func:`framework.step.baked_in`) and the arrays it was recorded with."""
+        numbers = (tuple((name, getattr(self.optimizer, name))
+                         for name in self.optimizer.hyperparameters), baked_in(self.network))
         arrays = (list(self.network.params.values()) + list(self._state().values())
                   + list(self.optimizer.device_state()))
         return numbers, arrays
 
     def is_current(self):
-        """False once a replay would be wrong: a hyperparameter of the optimizer changed
-        since recording, or a parameter or state array was replaced."""
+        """False once a replay would be wrong: a hyperparameter of the optimizer or a number
+        of the network's it baked in changed since recording, or a parameter or state array
+        was replaced."""
         if self._recorded is None:
             return False
         numbers, arrays = self._fingerprint()

@@ -75,8 +75,9 @@ class Trainer:
         eagerly; ``True``: the graph or an error saying why not; ``False``:
         always eager. ``XPNET_CUDA_GRAPH=0`` turns ``'auto'`` off.
         :attr:`step_mode` says which ran and why. The graph bakes in the
-        optimizer's numbers: one changed between epochs (a learning-rate
-        schedule in a callback) is seen, and the step is recorded again.
+        optimizer's numbers, weight decay and the layers' settings: one changed
+        between epochs (a learning-rate schedule in a callback) is seen, and the
+        step is recorded again.
         Data-parallel (under ``mpiexec``) the step is never recorded: ``'auto'``
         runs it eagerly, ``True`` is an error.
 

@@ -246,6 +246,64 @@ def test_adam_is_recorded_and_takes_each_steps_size(graph_device):
     assert_same_run(run("numpy", "auto", "Adam", iters=60, lr=0.001), graph)
 
 
+@pytest.mark.parametrize("change", ["dropout ratio", "weight decay"])
+def test_a_new_baked_in_number_is_recorded_again(graph_device, change):
+    """A dropout ratio or weight decay changed at an epoch end must reach the replayed step
+    (the recording holds them as constants, as it holds the learning rate)."""
+    def change_it(trainer, record):
+        if change == "dropout ratio":
+            trainer.network.layers["Dropout1"].dropout_ratio = 0.5
+        else:
+            trainer.network.weight_decay_lambda = 0.5
+    runs = []
+    for graph in (True, False):
+        backends.use(graph_device[0], device=graph_device[1])
+        x, t = data()
+        net = DEEP_NETS["dropout + decay"]()
+        trainer = Trainer(net, x, t, x[:100], t[:100], epochs=3, verbose=False, seed=1,
+                          optimizer_param={"lr": 0.1}, callbacks=[change_it], graph=graph)
+        trainer.train()
+        runs.append((trainer, np.array(trainer.train_loss_list),
+                     {k: to_host(v) for k, v in net.params.items()}))
+    assert runs[0][0].step_mode == "cuda-graph"
+    assert_same_run(runs[1], runs[0])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MultiLayerNetExtend(20, [12, 10], 4, use_batchnorm=True, use_dropout=True,
+                                dropout_ration=0.2, weight_decay_lambda=0.01, seed=3),
+    lambda: SimpleConvNet(input_dim=(1, 10, 10), seed=3),
+], ids=["batch norm, dropout, decay", "SimpleConvNet"])
+def test_what_a_step_bakes_in_moves_with_a_setting_never_with_a_step(backend, make):
+    """framework.step.baked_in, which both the recorded and the compiled step compare before
+    each epoch: unchanged by training steps and evaluations (else each epoch would record
+    or compile anew), changed by each setting a step holds as a constant."""
+    from framework.optimizers import SGD
+    from framework.step import baked_in
+    net = make()
+    rng = np.random.default_rng(0)
+    shape = (4, 20) if isinstance(net, MultiLayerNetExtend) else (4, 1, 10, 10)
+    x = backend.asarray(rng.random(shape, dtype=np.float32))
+    t = backend.asarray(rng.integers(0, 4, 4))
+    before = baked_in(net)
+    opt = SGD(lr=0.1)
+    for _ in range(3):
+        opt.update(net.params, net.gradient(x, t))
+    net.accuracy(x, t)
+    net.loss(x, t)
+    assert baked_in(net) == before
+    net.weight_decay_lambda = 0.5
+    assert baked_in(net) != before
+    if isinstance(net, MultiLayerNetExtend):
+        net.weight_decay_lambda = 0.01
+        assert baked_in(net) == before
+        net.layers["Dropout1"].dropout_ratio = 0.5
+        assert baked_in(net) != before
+        net.layers["Dropout1"].dropout_ratio = 0.2
+        net.layers["BatchNorm1"].momentum = 0.5
+        assert baked_in(net) != before
+
+
 @needs_gpu
 def test_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
     monkeypatch.setenv("XPNET_CUDA_GRAPH", "0")

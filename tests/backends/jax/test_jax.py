@@ -92,12 +92,21 @@ def test_a_new_learning_rate_is_an_input_not_a_new_compilation(jax_backend):
     assert jit[0]._step._compiled._cache_size() == 1  # one trace for all three epochs
 
 
-def test_a_number_the_trace_baked_in_compiles_the_step_anew(jax_backend):
-    def faster_dropout(trainer, record):
-        trainer.network.layers["Dropout1"].dropout_ratio = 0.5
-    jit = run("auto", callbacks=[faster_dropout], epochs=2)
-    eager = run(False, callbacks=[faster_dropout], epochs=2)
+@pytest.mark.parametrize("change", ["dropout ratio", "weight decay"])
+def test_a_number_the_trace_baked_in_compiles_the_step_anew(jax_backend, change):
+    """A layer's setting or the network's weight decay, changed between epochs, reaches the
+    compiled step (a stale one would train the second epoch on the first's numbers)."""
+    def change_it(trainer, record):
+        if change == "dropout ratio":
+            trainer.network.layers["Dropout1"].dropout_ratio = 0.5
+        else:
+            trainer.network.weight_decay_lambda = 0.5
+    jit = run("auto", callbacks=[change_it], epochs=2)
+    eager = run(False, callbacks=[change_it], epochs=2)
+    assert jit[0].step_mode == "jit"
     np.testing.assert_allclose(jit[1], eager[1], rtol=1e-10, atol=1e-10)
+    for key, value in eager[2].items():
+        np.testing.assert_allclose(jit[2][key], value, rtol=1e-10, atol=1e-10, err_msg=key)
 
 
 def test_a_network_whose_layers_would_not_see_new_parameters_is_refused(jax_backend):
