@@ -115,6 +115,13 @@ class Network:
         dict.update(params, ((k, self.params[k]) for k in keys))
         self.params = params
 
+    def __getstate__(self):
+        # a copy or a pickle leaves out this process's resolved operations (they hold the
+        # library's module): the copy resolves its own on its first call
+        state = dict(vars(self))
+        state.pop("_call", None)
+        return state
+
     @functools.cached_property
     def _call(self):
         """The context of one call of this network (a gradient, a prediction, an evaluation):

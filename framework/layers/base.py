@@ -54,6 +54,14 @@ class Layer:
     def __init__(self, name=None):
         self.name = name or type(self).__name__
 
+    def __getstate__(self):
+        # a copy or a pickle leaves out what this process found for the last kind of input
+        # (its operations hold the library's module): the copy binds again on first use
+        state = dict(vars(self))
+        for name in ("_ops", "_xtype", "_kind"):
+            state.pop(name, None)
+        return state
+
     @staticmethod
     def kind_of(x):
         """What the checks and the dispatch depend on: ``x``'s library (its type), shape

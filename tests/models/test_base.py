@@ -110,3 +110,30 @@ def test_an_update_through_params_reaches_the_layers(backend, xp):
     assert not np.allclose(to_host(net.predict(x)), after)
     for key, (layer, attr) in net.param_layout.items():
         assert getattr(net.layers[layer], attr) is net.params[key], key
+
+
+def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(backend, xp):
+    """``copy.deepcopy`` (a hyperparameter search's starting point) and a pickle round trip
+    of a network in use give one that computes as it does and whose ``params`` still pass
+    each new array on to *its* layers (on JAX the only way an update reaches them), never
+    to the original's. (A network that had computed once held its operations, and with
+    them the library's module, which neither copies nor pickles.)"""
+    import copy
+    import pickle
+    from models import MultiLayerNetExtend
+    from models.parameters import Parameters
+    net = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=2)
+    x = backends.to_device(np.random.default_rng(3).random((4, 6)), "float32")
+    t = backends.to_device([0, 1, 2, 1])
+    grads = {k: to_host(g) for k, g in net.gradient(x, t).items()}  # a network in use
+    original = to_host(net.predict(x))
+    copies = [copy.deepcopy(net), pickle.loads(pickle.dumps(net))]
+    for twin in copies:  # computes as the original does, on its own arrays
+        for key, g in twin.gradient(x, t).items():
+            np.testing.assert_array_equal(to_host(g), grads[key], err_msg=key)
+    for twin in copies:
+        assert type(twin.params) is Parameters and twin.params.reaches_layers
+        twin.params["W1"] = twin.params["W1"] * 0  # a new array bound to the key
+        assert twin.layers["Affine1"].W is twin.params["W1"]
+        assert not np.allclose(to_host(twin.predict(x)), original)
+        np.testing.assert_array_equal(to_host(net.predict(x)), original)  # untouched
