@@ -200,25 +200,6 @@ def test_short_last_batch_and_choice_sampling(graph_device):
         assert_same_run(run(graph_device, False, n=1950, iters=60, sampling=sampling), graph)
 
 
-def test_a_new_learning_rate_is_recorded_again(graph_device):
-    """A schedule that lowers lr at an epoch end must reach the replayed step."""
-    runs = []
-    for graph in (True, False):
-        backends.use(graph_device[0], device=graph_device[1])
-        x, t = data()
-        net = TwoLayerNet(784, 50, 10, seed=3)
-
-        def decay(trainer, record):
-            trainer.optimizer.lr *= 0.1
-        trainer = Trainer(net, x, t, x[:100], t[:100], epochs=3, verbose=False, seed=1,
-                          optimizer_param={"lr": 0.5}, callbacks=[decay], graph=graph)
-        trainer.train()
-        runs.append((trainer, np.array(trainer.train_loss_list),
-                     {k: to_host(v) for k, v in net.params.items()}))
-    assert runs[0][0].step_mode == "cuda-graph"
-    assert_same_run(runs[1], runs[0])
-
-
 @needs_gpu
 def test_recording_changes_nothing(on_cupy):
     from framework.steps import GraphStep
@@ -246,12 +227,14 @@ def test_adam_is_recorded_and_takes_each_steps_size(graph_device):
     assert_same_run(run("numpy", "auto", "Adam", iters=60, lr=0.001), graph)
 
 
-@pytest.mark.parametrize("change", ["dropout ratio", "weight decay"])
-def test_a_new_baked_in_number_is_recorded_again(graph_device, change):
-    """A dropout ratio or weight decay changed at an epoch end must reach the replayed step
-    (the recording holds them as constants, as it holds the learning rate)."""
+@pytest.mark.parametrize("change", ["learning rate", "dropout ratio", "weight decay"])
+def test_a_changed_number_is_recorded_again(graph_device, change):
+    """A learning-rate schedule, a dropout ratio or weight decay changed at an epoch end
+    must reach the replayed step: the recording holds each as a constant."""
     def change_it(trainer, record):
-        if change == "dropout ratio":
+        if change == "learning rate":
+            trainer.optimizer.lr *= 0.1
+        elif change == "dropout ratio":
             trainer.network.layers["Dropout1"].dropout_ratio = 0.5
         else:
             trainer.network.weight_decay_lambda = 0.5
