@@ -2,6 +2,7 @@
 
     mpiexec -n 3 python tests/framework/distributed_job.py NET OUT [--epochs E]
         [--checkpoint PATH [--resume]] [--fail-at STEP [--die]] [--term-at STEP] [--slow]
+        [--drift-on RANK]
 
 Trains NET (two-layer, dropout, batchnorm, simple-conv) in float64 with the
 Trainer on a fixed synthetic set and, on rank 0, writes the losses,
@@ -144,6 +145,9 @@ def main():
                    help="that rank alone draws its training set from another seed")
     p.add_argument("--wider-on", type=int, metavar="RANK",
                    help="that rank alone builds a wider two-layer net")
+    p.add_argument("--drift-on", type=int, metavar="RANK",
+                   help="that rank alone nudges b1 after its third step, as a bug in a "
+                        "data-parallel step would: check_replicas must name it")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -190,6 +194,16 @@ def main():
                 os.kill(os.getpid(), signal.SIGTERM)  # noted; the step still runs
             return real_step(xb, tb)
         trainer.train_step = signalled
+    if args.drift_on is not None:
+        real_train, steps_done = trainer.train_step, [0]
+
+        def drifting(xb, tb):
+            loss = real_train(xb, tb)
+            steps_done[0] += 1
+            if steps_done[0] == 3 and world.rank == args.drift_on:
+                network.params["b1"] += 1e-9  # in place: this rank's replica alone moves
+            return loss
+        trainer.train_step = drifting
     orders = []  # this rank's epoch orders, to compare with the other ranks'
     start_epoch = trainer.batches.start_epoch
 

@@ -235,6 +235,20 @@ def test_ranks_given_different_data_are_refused_before_training(tmp_path):
 
 
 @needs_mpi
+def test_replicas_that_drift_apart_are_named_at_the_epochs_end(tmp_path):
+    """check_replicas (on in the job): one rank's b1 moved by 1e-9 after its third step, as
+    a wrong data-parallel step would move it, ends the job at the first epoch's end naming
+    the parameter, on every rank alike, before any checkpoint of the broken run."""
+    path = tmp_path / "run.npz"
+    _, done = job(tmp_path, "two-layer", 2, "--drift-on", "1", "--checkpoint", str(path),
+                  check=False, timeout=60)
+    assert done.returncode != 0
+    assert ("Trainer: after epoch 1 the processes hold different parameters or layer state "
+            "(b1): the data-parallel step went wrong") in done.stderr, done.stderr
+    assert not path.exists()
+
+
+@needs_mpi
 def test_a_rank_that_dies_ends_the_job_and_the_last_checkpoint_stays(tmp_path):
     """SIGKILL on rank 1 in the second epoch: no traceback and no MPI_Abort from it, yet
     the launcher ends the job and the first epoch's checkpoint is whole."""
