@@ -103,9 +103,12 @@ def test_relu_split_is_bit_identical(split):
     np.testing.assert_array_equal(split.relu_backward(dout, keep), plain.relu_backward(dout, keep))
 
 
-@pytest.mark.parametrize("m, k, n", [(6, 40, 300), (300, 40, 6), (4, 5000, 9), (64, 64, 64)])
+@pytest.mark.parametrize("m, k, n", [(6, 40, 300), (300, 40, 6), (4, 5000, 9), (64, 64, 64),
+                                     (2, 5000, 3)])
 @pytest.mark.parametrize("bias", [False, True])
 def test_split_products_match_numpy(split, m, k, n, bias):
+    """By output columns, by rows, and (2 x 3: both sides under two parts' worth) a long k
+    cut into partial sums added in order."""
     a = rng.standard_normal((m, k))
     b = rng.standard_normal((n, k)).T  # a transposed operand, as the layers pass
     c = rng.standard_normal(n) if bias else None
