@@ -45,8 +45,8 @@ def baked_in(network):
 
 
 def _scalars(obj):
-    kept = getattr(obj, "saved", ())
-    return tuple(sorted((k, v) for k, v in vars(obj).items()
+    kept = getattr(obj, "saved", ())  # a layer of the user's own may have no __dict__
+    return tuple(sorted((k, v) for k, v in getattr(obj, "__dict__", {}).items()
                         if isinstance(v, (bool, int, float, str)) and not k.startswith("__")
                         and k not in kept))
 

@@ -287,6 +287,24 @@ def test_what_a_step_bakes_in_moves_with_a_setting_never_with_a_step(backend, ma
         assert baked_in(net) != before
 
 
+def test_what_a_step_bakes_in_of_a_network_of_the_users_own():
+    """The book's chapter-5 net (no weight decay, layers of ours) and a layer of the user's
+    own with ``__slots__`` (no ``__dict__``): read, never an error."""
+    from framework.step import baked_in
+    from tests.framework.distributed_job import BookTwoLayerNet
+
+    class Scale:
+        __slots__ = ("factor",)
+
+    net = BookTwoLayerNet(4, 3, 2)
+    before = baked_in(net)
+    assert before[0] == 0 and [name for name, _ in before[1]] == ["Affine1", "Relu1", "Affine2"]
+    net.layers["Scale"] = Scale()
+    assert baked_in(net)[1][-1] == ("Scale", ())
+    net.layers = [layer for layer in net.layers.values()]  # not a dict: no layers read
+    assert baked_in(net) == (0, ())
+
+
 @needs_gpu
 def test_switched_off_graphs_run_eagerly(on_cupy, monkeypatch):
     monkeypatch.setenv("XPNET_CUDA_GRAPH", "0")
