@@ -37,6 +37,16 @@ def step(xp, optimizer, times=1):
     (lambda: RMSprop(lr=0.1, decay_rate=0.99), 1, [1.999996e-06, -2.999996]),
     # lr_t = 0.001 sqrt(0.001)/0.1; m = 0.1 g; v = 0.001 g^2; m/sqrt(v) = sqrt(10) (less 1e-7)
     (lambda: Adam(lr=0.001), 1, [1 - 0.00099999368, -2 - 0.00099998735]),
+    # hyperparameters other than the defaults, so a rule that ignored one fails:
+    # v1 = -0.1 g = (-0.05, -0.025); v2 = 0.5 v1 - 0.1 g = (-0.075, -0.0375)
+    (lambda: Momentum(lr=0.1, momentum=0.5), 2, [0.875, -2.0625]),
+    # v = -0.1 g; p += 0.25 v - 0.15 g = (-0.0875, -0.04375)
+    (lambda: Nesterov(lr=0.1, momentum=0.5), 1, [0.9125, -2.04375]),
+    # h = 0.5 g^2, sqrt(h) = (0.35355339, 0.17677670); step = 0.1 g / (sqrt(h) + 1e-7)
+    (lambda: RMSprop(lr=0.1, decay_rate=0.5), 1, [1 - 0.14142132, -2 - 0.14142128]),
+    # lr_t = 0.001 sqrt(1 - 0.75) / (1 - 0.5) = 0.001; m = 0.5 g; v = 0.25 g^2 = m^2;
+    # step = 0.001 |m| / (|m| + 1e-7), |m| = (0.25, 0.125)
+    (lambda: Adam(lr=0.001, beta1=0.5, beta2=0.75), 1, [1 - 0.0009999996, -2 - 0.0009999992]),
 ])
 def test_one_step_by_hand(xp, make, times, expected):
     np.testing.assert_allclose(step(xp, make(), times), expected, rtol=1e-8)
