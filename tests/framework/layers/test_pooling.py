@@ -12,7 +12,10 @@ from tests.conftest import to_host
 RNG = np.random.default_rng(72)
 
 CASES = [((2, 3, 6, 6), 2, 2, 2, 0), ((2, 2, 7, 5), 3, 2, 2, 1), ((1, 2, 5, 5), 3, 3, 1, 0),
-         ((2, 1, 6, 6), 2, 2, 2, 1), ((1, 1, 4, 4), 4, 4, 1, 0)]
+         ((2, 1, 6, 6), 2, 2, 2, 1), ((1, 1, 4, 4), 4, 4, 1, 0),
+         # windows that cover the image exactly yet overlap along one axis (2 x 3 at
+         # stride 2): not the tiled case, whose pixels each belong to one window
+         ((2, 3, 4, 6), 2, 3, 2, 0)]
 
 
 def direct_pooling(x, ph, pw, stride, pad):
