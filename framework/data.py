@@ -96,7 +96,8 @@ class DeviceBatches:
 
     * ``shuffle=True`` (default): a fresh permutation each epoch, so every
       sample appears exactly once; the last batch is smaller when ``N`` is
-      not a multiple of ``batch_size``, unless ``drop_last``.
+      not a multiple of ``batch_size``, unless ``drop_last`` (a set smaller than one
+      batch still gives one batch of all its samples: an epoch is never empty).
     * ``replacement=True``: the book's ``np.random.choice(N, batch_size)``
       sampling, ``ceil(N / batch_size)`` batches per epoch.
     * neither: the data in order.
@@ -152,9 +153,9 @@ class DeviceBatches:
     @property
     def full_batches(self):
         """How many of an epoch's batches hold ``batch_size`` samples (all but a short last one)."""
-        if self.replacement or self.drop_last:
+        if self.replacement:
             return len(self)
-        return self.size // self.batch_size
+        return self.size // self.batch_size  # drop_last's one short batch of a small set: 0
 
     def start_epoch(self):
         """Draw the next epoch's order (see :meth:`epoch_indices`) and count the epoch.

@@ -52,13 +52,22 @@ def test_replacement_matches_choice_sampling(backend):
     assert len(set(rows.tolist())) < 100  # with replacement, some repeat
     expected = np.random.default_rng(3).integers(0, 100, size=100)
     np.testing.assert_array_equal(rows, expected)
+    # 23 samples in batches of 5: ceil(23 / 5) draws of a full batch each, as the book's
+    # np.random.choice(train_size, batch_size) in a loop; no short last batch
+    batches = DeviceBatches(*dataset(23), 5, shuffle=False, replacement=True, seed=4)
+    assert [int(xb.shape[0]) for xb, _ in batches] == [5] * 5 and batches.full_batches == 5
+    np.testing.assert_array_equal(rows_seen(batches),
+                                  np.random.default_rng(4).integers(0, 23, size=50)[25:])
 
 
 def test_in_order_and_drop_last(backend):
     x, t = dataset()
     assert rows_seen(DeviceBatches(x, t, 5, shuffle=False)).tolist() == list(range(23))
     dropped = DeviceBatches(x, t, 5, seed=0, drop_last=True)
-    assert len(dropped) == 4 and len(rows_seen(dropped)) == 20
+    assert len(dropped) == 4 and len(rows_seen(dropped)) == 20 and dropped.full_batches == 4
+    few = DeviceBatches(x[:3], t[:3], 5, seed=0, drop_last=True)  # fewer than one batch
+    assert len(few) == 1 and sorted(rows_seen(few)) == [0, 1, 2] and few.full_batches == 0
+    assert DeviceBatches(x, t, 5, seed=0).full_batches == 4  # all but the short last one
 
 
 def test_batches_stay_on_the_backend(backend):
