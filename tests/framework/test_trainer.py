@@ -63,6 +63,9 @@ def test_loss_falls_and_history_matches_epochs(backend, capsys):
     assert len(trainer.train_acc_list) == len(trainer.test_acc_list) == 3
     assert trainer.test_acc_list[-1] > 0.9
     assert type(trainer.final_test_acc) is float
+    for epoch, loss in enumerate(history["loss"]):  # the mean of all of the epoch's steps
+        assert loss == pytest.approx(np.mean(trainer.train_loss_list[20 * epoch:20 * (epoch + 1)]),
+                                     rel=1e-6)
 
 
 def test_iters_sets_the_length_and_last_epoch_is_partial(backend):
@@ -74,11 +77,27 @@ def test_iters_sets_the_length_and_last_epoch_is_partial(backend):
 
 
 def test_choice_sampling_and_evaluation_subset(backend):
-    trainer = make_trainer(sampling="choice", evaluate_sample_num_per_epoch=50, epochs=1)
+    seen = []
+
+    def first_50(trainer, record):  # the accuracies of the first 50 samples of each set
+        count = trainer.network.accuracy
+        seen.append(((record["train_acc"], record["test_acc"]),
+                     (count(trainer.batches.x[:50, ...], trainer.batches.t[:50, ...]),
+                      count(trainer.x_test[:50, ...], trainer.t_test[:50, ...]))))
+    x, t = blobs()
+    xt, tt = blobs(n=100, seed=1)
+    tt[50:] = (tt[50:] + 1) % 4  # the test set's second half mislabelled: read, it would show
+    trainer = Trainer(TwoLayerNet(20, 16, 4, seed=0, weight_init_std=0.1), x, t, xt, tt,
+                      epochs=1, mini_batch_size=20, optimizer="sgd", optimizer_param={"lr": 0.1},
+                      sampling="choice", evaluate_sample_num_per_epoch=50, verbose=False,
+                      seed=0, callbacks=[first_50])
     trainer.train()
     assert trainer.iter_per_epoch == 20 and len(trainer.train_loss_list) == 20
     acc = trainer.test_acc_list[0]
-    assert acc * 50 == pytest.approx(round(acc * 50))  # measured on 50 samples
+    assert acc * 50 == pytest.approx(round(acc * 50)) and acc > 0.9  # the first 50 samples
+    [(recorded, first)] = seen
+    assert recorded == first
+    assert trainer.final_test_acc < 0.75  # the final accuracy reads the whole test set
 
 
 def test_verbose_prints_epoch_lines(backend, capsys):
@@ -332,6 +351,7 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard, mo
     resumed.train()
     assert resumed.train_loss_list == full.train_loss_list
     assert resumed.history["epoch"] == [1, 2, 3] and resumed.test_acc_list == full.test_acc_list
+    assert resumed.batches.epoch == full.batches.epoch == 3  # epochs drawn, the resumed one once
     for key in full.network.params:
         np.testing.assert_array_equal(to_host(resumed.network.params[key]),
                                       to_host(full.network.params[key]), err_msg=key)
