@@ -84,8 +84,9 @@ def load_read(path, meta, arrays, network):
     for key, p in network.params.items():
         a = arrays.get(f"param/{key}")
         if a is None or a.shape != p.shape:
-            found = "missing" if a is None else f"shape {a.shape}"
-            raise CheckpointError(f"{path}: parameter {key} is {found}, expected shape {p.shape}")
+            found = "missing" if a is None else f"of shape {a.shape}"
+            raise CheckpointError(f"{path}: parameter {key} is {found}, expected shape "
+                                  f"{tuple(p.shape)}")
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: parameter {key} holds NaN or infinite values")
         values[key] = a

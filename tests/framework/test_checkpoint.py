@@ -132,6 +132,42 @@ def test_a_checkpoint_with_non_finite_values_is_refused_and_nothing_changes(
         np.testing.assert_array_equal(to_host(net.state()[k]), value, err_msg=k)
 
 
+def _drop(key):
+    return lambda arrays: arrays.pop(key)
+
+
+def _widen(key):
+    def change(arrays):
+        arrays[key] = np.concatenate([arrays[key], arrays[key][:1]])
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_drop("param/b1"), r"parameter b1 is missing, expected shape \(8,\)"),
+    (_widen("param/W1"), r"parameter W1 is of shape \(21, 8\), expected shape \(20, 8\)"),
+    (_drop("state/BatchNorm1/running_mean"),
+     r"layer state BatchNorm1/running_mean .* is missing, expected shape \(8,\)"),
+    (_widen("state/BatchNorm1/running_var"),
+     r"layer state BatchNorm1/running_var .* is of shape \(9,\), expected shape \(8,\)"),
+])
+def test_a_checkpoint_missing_an_array_or_with_one_misshapen_is_refused(backend, tmp_path, change,
+                                                                        message):
+    """The header names the same architecture, but an array is gone or has another shape
+    (a file edited by hand, or written by another program): refused, naming the array."""
+    from models import MultiLayerNetExtend
+    path = str(tmp_path / "net.npz")
+    MultiLayerNetExtend(20, [8], 3, use_batchnorm=True, seed=1).save_params(path)
+    rewrite(path, change)
+    net = MultiLayerNetExtend(20, [8], 3, use_batchnorm=True, seed=2)
+    params, state = snapshot(net), {k: to_host(v).copy() for k, v in net.state().items()}
+    with pytest.raises(CheckpointError, match=message):
+        net.load_params(path)
+    for k, value in params.items():
+        np.testing.assert_array_equal(to_host(net.params[k]), value, err_msg=k)
+    for k, value in state.items():
+        np.testing.assert_array_equal(to_host(net.state()[k]), value, err_msg=k)
+
+
 def test_foreign_npz_and_missing_file(tmp_path):
     backends.use("numpy")
     np.savez(tmp_path / "other.npz", W1=np.zeros(3))
