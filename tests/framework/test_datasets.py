@@ -135,6 +135,19 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first(), dataset_files(seed=20)[1][0][0].reshape(30, -1))
 
 
+@pytest.mark.parametrize("via", ["data_dir", "XPNET_DATA_DIR"])
+def test_the_datasets_own_folder_comes_before_the_folder_itself(tmp_path, monkeypatch, via):
+    """``<dir>/mnist/`` first, then ``<dir>/``: one folder can hold both datasets."""
+    write_files(tmp_path / "d", dataset_files(seed=0)[0])
+    write_files(tmp_path / "d" / "mnist", dataset_files(seed=10)[0])
+    kw = {"data_dir": str(tmp_path / "d")} if via == "data_dir" else {}
+    if via == "XPNET_DATA_DIR":
+        monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "d"))
+        backends.reset()
+    (x, _), _ = load_mnist(normalize=False, download=False, **kw)
+    np.testing.assert_array_equal(x, dataset_files(seed=10)[1][0][0].reshape(30, -1))
+
+
 def test_offline_error_says_where_it_looked_and_how_to_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("XPNET_DATA_DIR", str(tmp_path / "env"))
     backends.reset()
@@ -186,6 +199,20 @@ def test_npz_cache_is_used_then_rebuilt_when_stale_or_damaged(tmp_path, monkeypa
     (x, _), _ = load_mnist(normalize=False, data_dir=str(tmp_path), download=False)
     assert len(calls) == 4
     np.testing.assert_array_equal(x, new_x.reshape(30, -1))
+
+
+def test_the_parsed_cache_of_a_system_folder_goes_to_our_cache_even_where_writable(
+        tmp_path, monkeypatch):
+    """The Debian package's folder belongs to the package manager: root can write there,
+    and a test run as root in CI must show it is still left alone."""
+    system = tmp_path / "usr-share"
+    write_files(system, dataset_files(seed=4)[0])
+    before = sorted(os.listdir(system))
+    monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
+    (x, _), _ = load_fashion_mnist(normalize=False, download=False)
+    np.testing.assert_array_equal(x, dataset_files(seed=4)[1][0][0].reshape(30, -1))
+    assert os.access(system, os.W_OK) and sorted(os.listdir(system)) == before
+    assert (tmp_path / "cache" / "xpnet" / "fashion-mnist" / "fashion-mnist-parsed.npz").is_file()
 
 
 def test_no_pickle_anywhere_in_the_project():
