@@ -5,7 +5,7 @@ By default the book's run: TwoLayerNet(784, 50, 10), 10,000 steps of batch
 multi-layer`` trains chapter 6's MultiLayerNet instead (MultiLayerNetExtend
 with --batchnorm or --dropout), e.g.
 
-  train_neuralnet.py --model multi-layer --hidden 100,100,100 --batchnorm \
+  train_neuralnet.py --model multi-layer --hidden 100,100,100 --batchnorm \\
       --dropout 0.2 --weight-decay 0.001 --optimizer adam --lr 0.001
 
 Runs on the backend XPNET_BACKEND picks (or --backend). The last line
