@@ -137,3 +137,13 @@ def test_the_tree_stamp_says_clean_or_dirty_from_git_and_without_it(tmp_path):
     (repo / "code.py").write_text("x = 3\n")
     rc, line = describe(repo)
     assert rc == 1 and "dirty: 1 paths: code.py" in line, line
+    # a stamp written from a dirty tree: its copy is dirty however exactly it matches
+    subprocess.run([sys.executable, str(repo / "scripts" / "tree_stamp.py"), "write"],
+                   check=True, capture_output=True)
+    shutil.rmtree(copy)
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    rc, line = describe(copy)
+    assert rc == 1 and "1 uncommitted changes when the stamp was written" in line, line
+    os.remove(copy / "code.py")
+    rc, line = describe(copy)
+    assert rc == 1 and "code.py missing" in line, line
