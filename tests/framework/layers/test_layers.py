@@ -6,7 +6,8 @@ import numpy as np
 import backends
 import pytest
 
-from framework.layers import AddLayer, Affine, MulLayer, Relu, Sigmoid, SoftmaxWithLoss
+from framework.layers import (AddLayer, Affine, BatchNormalization, Dropout, MulLayer, Relu,
+                              Sigmoid, SoftmaxWithLoss)
 from framework.testing import check_backward
 from tests.conftest import to_host
 
@@ -245,3 +246,18 @@ def test_forward_stack_matches_forward_per_slice(xp):
         assert stacked[k] == pytest.approx(float(loss.forward(s[k, ...], t)), rel=1e-13)
         onehot = to_host(loss.forward_stack(s, backends.to_device(np.eye(6)[[1, 0, 5]])))
         assert onehot[k] == pytest.approx(stacked[k], rel=1e-13)
+
+
+def test_forward_stack_in_inference_is_forward_in_inference_per_slice(xp):
+    """The layers that differ between training and inference: the stacked forward with
+    ``train_flg=False`` is each slice's inference forward (dropout's expected value, batch
+    norm's running averages, moved off their start by a training forward first)."""
+    s = backends.to_device(RNG.standard_normal((3, 4, 5)))
+    norm = BatchNormalization(backends.to_device(RNG.random(5) + 0.5),
+                              backends.to_device(RNG.standard_normal(5)), momentum=0.5)
+    norm.forward(backends.to_device(3 + 2 * RNG.standard_normal((6, 5))), train_flg=True)
+    for layer in (Dropout(0.3, seed=1), norm):
+        stacked = to_host(layer.forward_stack(s, False))
+        for k in range(3):
+            np.testing.assert_allclose(stacked[k], to_host(layer.forward(s[k, ...], False)),
+                                       rtol=1e-13, atol=1e-15, err_msg=type(layer).__name__)
