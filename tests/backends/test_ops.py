@@ -250,7 +250,8 @@ def test_gemm_refuses_what_it_cannot_multiply(backend):
 
 
 @pytest.mark.parametrize("bad, dtype", [(3, "int64"), (3, "uint8"), (-1, "int64"),
-                                        (-3, "int32"), (-1, "int8"), (-4, "int64")])
+                                        (-3, "int32"), (-1, "int8"), (-4, "int64"),
+                                        (-100, "int64")])  # PyTorch's default ignore_index
 def test_a_label_outside_the_classes_is_caught(backend, bad, dtype):
     """On the host the layer raises ValueError; on a GPU (CuPy's kernel, PyTorch's CUDA
     tensors) nothing can raise without a sync, so the loss is NaN, which stops the Trainer.

@@ -9,6 +9,7 @@ import pytest
 
 import backends
 from backends import strict
+from backends.dispatch import use_fast_paths
 from backends.standard import StandardBackend
 from framework.optimizers import SGD
 from framework.testing import check_parity
@@ -66,6 +67,41 @@ def test_an_unregistered_backend_is_gone(mylib):
     with pytest.raises(ValueError, match="'mylib' is not a backend"):
         backends.use("mylib")
     backends.register("mylib", f"{__name__}:MyLibBackend")  # for the fixture to remove
+
+
+def test_a_library_registered_again_gets_its_new_operations_and_unregistered_its_old():
+    """The answers kept by array type (its backend, its namespace, its operations) follow
+    an entry's change: none is served from before it."""
+    xps = pytest.importorskip("array_api_strict")
+    x = xps.asarray([1.0, 2.0])
+    before = backends.ops_for(x)  # kept for array-api-strict's arrays from here
+    assert backends.backend_of(x).name == "array_api_strict"
+    backends.register("mylib", f"{__name__}:MyLibBackend")
+    try:
+        assert backends.backend_of(x).name == "mylib"
+        assert backends.ops_for(x) is MyLibBackend.operations(backends.settings())
+        assert backends.ops_for(x) is not before
+    finally:
+        backends.unregister("mylib")
+    assert backends.backend_of(x).name == "array_api_strict" and backends.ops_for(x) is before
+
+
+def test_kept_gives_back_the_default_backend_and_the_settings():
+    """What the pytest plugin wraps every test in: whatever the block chose or changed, the
+    default backend and the settings are the ones before it."""
+    if "array_api_strict" not in backends.available():
+        pytest.skip("array-api-strict is not installed")
+    start, settings = backends.current(), backends.settings()
+    other = "array_api_strict" if start.name != "array_api_strict" else "numpy"
+    with backends.kept():
+        backends.use(other)
+        use_fast_paths(not settings.fast_paths)  # for the rest of the process, but for kept()
+        assert backends.current().name == other and backends.settings() is not settings
+    assert backends.current() is start and backends.settings() is settings
+    with backends.kept():
+        backends.reset()  # forgets both: read again from the environment
+        backends.current()
+    assert backends.current() is start and backends.settings() is settings
 
 
 def test_array_api_strict_is_nothing_but_the_hooks():

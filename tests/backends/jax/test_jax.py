@@ -180,6 +180,24 @@ def test_a_networks_own_accuracy_is_what_the_compiled_steps_trainer_reports(jax_
     assert trainer.step_mode == "jit" and trainer.train_acc_list == [0.25]
 
 
+def test_with_float64_is_scoped_and_gives_jax_its_switch_back():
+    """JAX's switch is JAX's: the block turns it on, and after it the switch is as it was,
+    on or off."""
+    if "jax" not in backends.available():
+        pytest.skip(unusable("jax", backends.backend_class("jax").usable()[1]))
+    import jax
+    before = bool(jax.config.jax_enable_x64)
+    try:
+        with backends.using("jax") as chosen:
+            for start in (False, True):
+                jax.config.update("jax_enable_x64", start)
+                with chosen.with_float64():
+                    assert jax.config.jax_enable_x64
+                assert bool(jax.config.jax_enable_x64) is start
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 NO_X64 = r"""
 import os, sys
 os.environ.pop("JAX_ENABLE_X64", None)
