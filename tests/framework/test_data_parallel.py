@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import backends
-from framework import data_parallel
+from framework import data_parallel, distributed
 from framework.layers import BatchNormalization, Dropout, SyncBatchNormalization
 from models import MultiLayerNetExtend, TwoLayerNet
+from tests.conftest import to_host
 from tests.framework.test_distributed import assert_same_run, job, needs_mpi
 
 
@@ -70,6 +71,23 @@ def test_xpnets_batch_norms_are_synchronised_in_place():
     assert layer.gamma is gamma and layer.running_mean is running  # the same arrays
     assert data_parallel.exactness_problems(net) == []
     assert data_parallel.synchronize_batch_norms(net, "another") == []  # once only
+
+
+def test_a_network_that_took_gradients_before_its_batch_norms_were_synchronised(backend):
+    """The network finds each gradient where a layer left it, a list made on first use:
+    made again after the swap, or gamma's and beta's gradients would be read from the
+    layers no longer in the network (stale, or None)."""
+    rng = np.random.default_rng(0)
+    x, t = backends.to_device(rng.random((8, 6)), "float32"), backends.to_device(rng.integers(0, 3, 8))
+    net = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=0)
+    alone = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=0)
+    net.gradient(x, t)  # the list made, naming the unsynchronised layers
+    data_parallel.synchronize_batch_norms(net, distributed.Communicator())  # a world of one
+    x2 = backends.to_device(rng.random((8, 6)), "float32")
+    alone.gradient(x, t)
+    grads, want = net.gradient(x2, t), alone.gradient(x2, t)
+    for key in ("gamma1", "beta1", "W1"):
+        np.testing.assert_array_equal(to_host(grads[key]), to_host(want[key]), err_msg=key)
 
 
 def test_a_world_of_one_is_left_alone():
