@@ -85,10 +85,10 @@ class GraphStep(Step):
         self._order = None
 
     def _body(self):
-        """The step as issued eagerly: gather, gradient, update, record."""
+        """The step as issued eagerly: gather, ``train`` (gradient and update: the Trainer's
+        ``train_step``, a subclass's own included, as the eager step runs it), record."""
         self.feed.gather()
-        self.feed.record(train_step(self.network, self.optimizer, self.feed.x_batch,
-                                    self.feed.t_batch))
+        self.feed.record(self.train(self.feed.x_batch, self.feed.t_batch))
 
     # --- what recording must leave as it found -------------------------------------------
 
@@ -198,7 +198,8 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     """The step to run: a recorded :class:`GraphStep` where ``graph`` allows it, the step can
     be recorded and (for ``"auto"``) a few timed steps show it faster, else an
     :class:`EagerStep` whose ``mode`` says why. ``graph=True`` raises instead. ``train(x,
-    t)`` is an eager step's body (default :func:`train_step`; the Trainer passes its own)."""
+    t)`` is every step's body, run eagerly, recorded or compiled (default
+    :func:`train_step`; the Trainer passes its ``train_step``, a subclass's included)."""
     backend = batches.backend
     reason = None
     if graph is not False and backend.step_compiler() is not None:  # JAX: compiled by XLA

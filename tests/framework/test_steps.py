@@ -34,15 +34,15 @@ def graph_device(request):
 
 
 def run(name, graph, optimizer="SGD", n=2000, batch=100, iters=200, seed=4, sampling="epoch",
-        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3), lr=0.1):
+        make_net=lambda: TwoLayerNet(784, 50, 10, seed=3), lr=0.1, trainer_class=Trainer):
     """A short run on ``name`` (a backend's name, or ``(name, device)``)."""
     name, device = (name, None) if isinstance(name, str) else name
     backends.use(name, device=device)
     x, t = data(n)
     net = make_net()
-    trainer = Trainer(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
-                      optimizer=optimizer, optimizer_param={"lr": lr}, verbose=False,
-                      seed=seed, graph=graph, sampling=sampling)
+    trainer = trainer_class(net, x, t, x[:500], t[:500], iters=iters, mini_batch_size=batch,
+                            optimizer=optimizer, optimizer_param={"lr": lr}, verbose=False,
+                            seed=seed, graph=graph, sampling=sampling)
     trainer.train()
     return trainer, np.array(trainer.train_loss_list), {k: to_host(v) for k, v in
                                                         net.params.items()}
@@ -74,6 +74,38 @@ def assert_same_updates(a, b, start, loss_rtol=1e-3, rtol=0.05):
         moved = np.linalg.norm(params_a[key] - p0)
         assert moved > 0, key
         assert np.linalg.norm(params_b[key] - params_a[key]) <= rtol * moved, key
+
+
+class TwiceTrainer(Trainer):
+    """A ``train_step`` of the user's own (as one that clips gradients or logs would be): here
+    the default step, taken twice on each batch."""
+
+    def train_step(self, x_batch, t_batch):
+        super().train_step(x_batch, t_batch)
+        return super().train_step(x_batch, t_batch)
+
+
+def assert_the_trainers_own_step_runs(device, graph, mode):
+    """The subclass's step, in the mode asked for, is its eager run and not the plain one."""
+    own = run(device, graph, iters=40, trainer_class=TwiceTrainer)
+    assert own[0].step_mode.startswith(mode), own[0].step_mode
+    assert_same_run(run(device, False, iters=40, trainer_class=TwiceTrainer), own)
+    plain = run(device, False, iters=40)
+    start = {k: to_host(v) for k, v in TwoLayerNet(784, 50, 10, seed=3).params.items()}
+    for key, p0 in start.items():  # two updates a batch: each parameter moved further
+        ratio = np.linalg.norm(own[2][key] - p0) / np.linalg.norm(plain[2][key] - p0)
+        assert 1.2 < ratio < 2.5, (key, ratio)  # (the plain step's run: 1 to rounding)
+
+
+def test_a_trainers_own_train_step_is_what_every_step_runs(backend):
+    """Eager, and on JAX compiled: the step is the Trainer's ``train_step``, a subclass's
+    override included (the recorded CUDA-graph step: the test below)."""
+    mode = "jit" if backend.step_compiler() is not None else "eager"
+    assert_the_trainers_own_step_runs((backend.name, backend.device), "auto", mode)
+
+
+def test_a_trainers_own_train_step_is_what_the_cuda_graph_records(graph_device):
+    assert_the_trainers_own_step_runs(graph_device, True, "cuda-graph")
 
 
 def test_numpy_trains_eagerly_and_says_why():
