@@ -159,6 +159,9 @@ def test_bad_shapes_name_the_layer(xp):
         layer.forward(backends.to_device(np.zeros((2, 1, 28, 28))))
     with pytest.raises(ValueError, match=r"Conv1: a 5x5 filter does not fit the padded 4x4 input"):
         layer.forward(backends.to_device(np.zeros((2, 3, 4, 4))))
+    with pytest.raises(ValueError, match=r"Conv1: a 5x5 filter does not fit the padded 9x4 "
+                                         r"input \(input \(N, 3, 9, 4\), pad 0\)"):
+        layer.forward(backends.to_device(np.zeros((2, 3, 9, 4))))  # tall enough, too narrow
     with pytest.raises(ValueError, match=r"Conv1: expected images of shape \(N, C, H, W\), got "
                                          r"shape \(2, 784\)"):
         layer.forward(backends.to_device(np.zeros((2, 784))))
