@@ -171,7 +171,7 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     print(f"network: {type(network).__name__}({arguments})", flush=True)
     try:
         trainer = Trainer(network, x_train, t_train, x_test, t_test,
-                          epochs=args.epochs or 1, iters=args.iters,
+                          epochs=1 if args.epochs is None else args.epochs, iters=args.iters,
                           mini_batch_size=args.batch_size, optimizer=args.optimizer,
                           optimizer_param={"lr": args.lr}, verbose=not args.quiet,
                           seed=args.seed, sampling=args.sampling, checkpoint=args.save,
