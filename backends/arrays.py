@@ -71,9 +71,15 @@ def host_rng(seed=None):
     """A seeded NumPy generator on the host.
 
     Parameters are drawn here and then sent to the backend, so the same seed
-    gives the same network on every backend.
+    gives the same network on every backend. ``seed``: None (fresh entropy), a
+    non-negative integer, or anything else ``numpy.random.default_rng`` takes; anything
+    it refuses is a ``ValueError`` that names the seed.
     """
-    return numpy.random.default_rng(seed)
+    try:
+        return numpy.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"seed={seed!r}: expected None or a non-negative integer "
+                         f"(NumPy: {e})") from None
 
 
 def sum_in_rank_order(rows):

@@ -1,5 +1,7 @@
 """backends/registry.py and backends/dispatch.py: which namespace and operations an array gets,
-and the rank-order sum of backends/arrays.py."""
+the rank-order sum and the host generator of backends/arrays.py."""
+
+import re
 
 import numpy as np
 import pytest
@@ -68,3 +70,19 @@ def test_the_rank_order_sum_adds_the_rows_in_rank_order():
     assert sum_in_rank_order(rows).tolist() == [0.0]
     assert sum_in_rank_order(rows[::-1].copy()).tolist() == [1.0]
     assert rows.tolist() == [[1.0], [1e16], [-1e16]]  # the block itself untouched
+
+
+@pytest.mark.parametrize("seed", [-1, 2.5, "seven"])
+def test_a_seed_numpy_refuses_is_named_wherever_it_was_given(seed):
+    """Parameters, batch order and dropout all draw from ``host_rng``: a seed it cannot take
+    is a ValueError naming the seed, not NumPy's bare "expected non-negative integer"."""
+    from framework.data import DeviceBatches
+    from framework.layers import Dropout
+    from models import TwoLayerNet
+    message = f"seed={seed!r}: expected None or a non-negative integer"
+    for make in (lambda: backends.host_rng(seed), lambda: TwoLayerNet(4, 3, 2, seed=seed),
+                 lambda: DeviceBatches(np.zeros((4, 2)), np.zeros(4, dtype=int), 2, seed=seed),
+                 lambda: Dropout(0.5, seed=seed)):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make()
+    assert backends.host_rng(7).integers(100) == np.random.default_rng(7).integers(100)

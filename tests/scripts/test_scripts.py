@@ -155,6 +155,8 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
+    (["--epochs", "0"], "Trainer: epochs must be a number above 0, got 0.0"),  # not one epoch
+    (["--seed", "-1"], "seed=-1: expected None or a non-negative integer"),
 ])
 def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
     full_env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
