@@ -22,6 +22,7 @@ gradient) into every network; here it is written once.
 """
 
 import functools
+import numbers
 from collections import OrderedDict
 
 import array_api_extra as xpx
@@ -33,6 +34,18 @@ from framework import checkpoint
 from framework import gradient as _gradient
 from models.checks import float_dtype
 from models.parameters import Parameters
+
+
+def _refuse_non_arrays(network, what, **arrays):
+    """``TypeError`` naming the first of ``arrays`` that is not an array (a list of numbers,
+    say), with what to do; nothing where each is one. The methods look only where a call
+    failed (or once per call, not per step): the book passes arrays, and a step checks
+    nothing again."""
+    for name, a in arrays.items():
+        if not backends.is_array(a):
+            raise TypeError(f"{type(network).__name__}.{what}: {name} must be an array (NumPy's, "
+                            f"or the network's backend's), got {type(a).__name__}; convert it "
+                            f"first (numpy.asarray, or backends.to_device)") from None
 
 
 class Network:
@@ -139,10 +152,14 @@ class Network:
     def predict(self, x, train_flg=False):
         """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
         if not self._call.depth:  # a call from outside: resolved once, for the whole call
-            check_same_backend(f"{type(self).__name__}.predict", x=x,
-                               params=next(iter(self.params.values())))
-            with self._call:  # the body below, not an override's
-                return Network.predict(self, x, train_flg)
+            try:
+                check_same_backend(f"{type(self).__name__}.predict", x=x,
+                                   params=next(iter(self.params.values())))
+                with self._call:  # the body below, not an override's
+                    return Network.predict(self, x, train_flg)
+            except (AttributeError, TypeError):
+                _refuse_non_arrays(self, "predict", x=x)
+                raise
         if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
             x = get_array_module(x).astype(x, self.dtype)
         for layer in self.layers.values():
@@ -171,8 +188,12 @@ class Network:
         forward pass from there without computing it again.
         """
         if not self._call.depth:
-            with self._call:
-                return Network.loss(self, x, t, train_flg)
+            try:
+                with self._call:
+                    return Network.loss(self, x, t, train_flg)
+            except (AttributeError, TypeError):
+                _refuse_non_arrays(self, "loss", x=x, t=t)
+                raise
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
@@ -188,7 +209,14 @@ class Network:
         DeepConvNet, whose im2col columns are large) and counts on the backend, so memory
         stays bounded and the value is read once at the end.
         """
-        batch_size = batch_size or self.accuracy_batch_size
+        if batch_size is None:
+            batch_size = self.accuracy_batch_size
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
+            raise ValueError(f"{type(self).__name__}.accuracy: batch_size must be a positive "
+                             f"integer (or None: {self.accuracy_batch_size}), got "
+                             f"{batch_size!r}")
+        _refuse_non_arrays(self, "accuracy", x=x, t=t)  # once a call, not a batch
         n = x.shape[0]
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
@@ -214,8 +242,12 @@ class Network:
         """Gradients of the training-mode loss by backpropagation: forward, then every
         backward in reverse; weight decay's lambda * W added to the weights'."""
         if not self._call.depth:
-            with self._call:
-                return Network.gradient(self, x, t)
+            try:
+                with self._call:
+                    return Network.gradient(self, x, t)
+            except (AttributeError, TypeError):  # the cost of a look only where one failed
+                _refuse_non_arrays(self, "gradient", x=x, t=t)
+                raise
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):
@@ -254,6 +286,7 @@ class Network:
         Nothing is changed: no running average moves, no generator advances.
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
+        _refuse_non_arrays(self, "numerical_gradient", x=x, t=t)
         with self._call:
             return self._numerical_gradient(x, t, h)
 
@@ -298,6 +331,7 @@ class Network:
     def numerical_gradient_elementwise(self, x, t, h=1e-4):
         """The book's definition: two full training-mode forward passes per parameter element
         (slow; the reference). Dropout holds its current mask and the state is restored."""
+        _refuse_non_arrays(self, "numerical_gradient_elementwise", x=x, t=t)
         if x.dtype != self.dtype:
             x = get_array_module(x).astype(x, self.dtype)
         dropouts = [layer for layer in self.layers.values() if hasattr(layer, "hold_mask")]

@@ -137,3 +137,33 @@ def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(bac
         assert twin.layers["Affine1"].W is twin.params["W1"]
         assert not np.allclose(to_host(twin.predict(x)), original)
         np.testing.assert_array_equal(to_host(net.predict(x)), original)  # untouched
+
+
+def test_a_list_where_an_array_belongs_is_named_and_other_errors_stay_their_own(backend):
+    """The book passes arrays; a list of numbers (or of rows) is refused naming the method
+    and the argument, where it used to end in "'list' object has no attribute 'shape'".
+    An array that fails for another reason keeps its own error."""
+    import pytest
+    net = Tiny()
+    rng = np.random.default_rng(0)
+    x, t = backend.asarray(rng.random((4, 6)), "float32"), backend.asarray(np.arange(4) % 3)
+    calls = {"predict": lambda x, t: net.predict(x), "loss": net.loss,
+             "gradient": net.gradient, "accuracy": net.accuracy,
+             "numerical_gradient": net.numerical_gradient}
+    for what, call in calls.items():
+        for name, args in (("x", (to_host(x).tolist(), t)), ("t", (x, to_host(t).tolist()))):
+            if what == "predict" and name == "t":
+                continue
+            with pytest.raises(TypeError, match=rf"Tiny\.{what}: {name} must be an array "
+                                                rf"\(NumPy's, or the network's backend's\), "
+                                                rf"got list"):
+                call(*args)
+    with pytest.raises(ValueError, match="Affine1: input has 5 features, W expects 6"):
+        net.gradient(x[:, :5], t)
+    with pytest.raises(ValueError, match="SoftmaxWithLoss: x has 4 samples but t has 3"):
+        net.loss(x, t[:3])
+    for bad in (0, -1, 2.5, True):  # range(0, n, -1) counted nothing: an accuracy of 0.0
+        with pytest.raises(ValueError, match=rf"Tiny\.accuracy: batch_size must be a positive "
+                                             rf"integer \(or None: 10000\), got {bad!r}"):
+            net.accuracy(x, t, batch_size=bad)
+    assert net.accuracy(x, t, batch_size=3) == net.accuracy(x, t) == net.accuracy(x, t, None)
