@@ -37,6 +37,39 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
             raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
 
 
+def _checked_callbacks(callbacks):
+    """``callbacks`` as a list (one callable alone counts as a list of one); ``ValueError``
+    naming one that cannot be called, now rather than at the first epoch's end."""
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        out = list(callbacks)
+    except TypeError:
+        raise ValueError(f"Trainer: callbacks must be a list of functions f(trainer, record), "
+                         f"got {callbacks!r}") from None
+    for c in out:
+        if not callable(c):
+            raise ValueError(f"Trainer: callbacks must be functions f(trainer, record); "
+                             f"{c!r} cannot be called")
+    return out
+
+
+def _check_checkpoint_path(path):
+    """``ValueError`` now, not after an epoch's training, where a checkpoint could not be
+    written there: a folder in its place, or a folder that cannot be made or written to."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"Trainer: checkpoint={path!r} is a folder; expected a file's name "
+                         f"(such as {os.path.join(path, 'run.npz')!r})")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Trainer: checkpoint={path!r}: its folder {folder} cannot be made "
+                         f"({e.strerror or e})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"Trainer: checkpoint={path!r}: its folder {folder} is not writable")
+
+
 def _check_world(world, graph, mini_batch_size):
     """``ValueError`` where the run cannot be data-parallel as asked."""
     if world.size > 1 and graph is True:
@@ -64,9 +97,10 @@ class Trainer:
         ``'choice'``: the book's ``np.random.choice`` sampling with replacement.
     ``checkpoint``, ``resume``
         save parameters, history and optimizer state to this ``.npz`` at
-        every epoch end; ``resume=True`` continues from it.
+        every epoch end (its folder is made, and checked writable, at once);
+        ``resume=True`` continues from it.
     ``callbacks``
-        callables ``f(trainer, record)`` run at every epoch end.
+        callables ``f(trainer, record)`` run at every epoch end (a list, or one alone).
     ``graph``
         ``'auto'`` (default): on CuPy, replay each step as one CUDA graph
         (:class:`framework.steps.GraphStep`) where the step allows it and a few timed
@@ -149,8 +183,10 @@ class Trainer:
             if self.max_iter < 1:
                 raise ValueError(f"Trainer: nothing to train (iters={iters}, epochs={epochs})")
             self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
+            if checkpoint is not None and self.world.is_root:  # rank 0 writes it
+                _check_checkpoint_path(checkpoint)
             self.checkpoint = checkpoint
-            self.callbacks = list(callbacks)
+            self.callbacks = _checked_callbacks(callbacks)
             self.refresh_seconds = refresh_seconds
             self.graph = graph
             self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts

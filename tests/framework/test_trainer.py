@@ -400,6 +400,32 @@ def test_a_failed_checkpoint_write_names_the_path_and_keeps_the_last_one(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["a-folder", "run.npz"]  # no temporary left
 
 
+def test_a_checkpoint_that_could_not_be_written_is_refused_before_training(tmp_path):
+    """A folder in the file's place, or a folder that cannot be made: said at once, not
+    after an epoch's training (the nested folders a path names are made)."""
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    for path, message in ((tmp_path / "a-folder", "is a folder; expected a file's name"),
+                          (tmp_path / "a-file" / "run.npz", "cannot be made")):
+        with pytest.raises(ValueError, match=re.escape(f"Trainer: checkpoint={str(path)!r}") +
+                           ".*" + re.escape(message)):
+            make_trainer(checkpoint=str(path))
+    nested = tmp_path / "runs" / "today" / "run.npz"
+    make_trainer(checkpoint=str(nested), epochs=1).train()
+    assert nested.is_file()
+
+
+def test_callbacks_are_checked_at_once_and_one_alone_is_a_list_of_one():
+    seen = []
+    make_trainer(epochs=2, callbacks=lambda trainer, record: seen.append(record["epoch"])).train()
+    assert seen == [1, 2]
+    with pytest.raises(ValueError, match="callbacks must be functions f\\(trainer, record\\); "
+                                         "'not a function' cannot be called"):
+        make_trainer(callbacks=[print, "not a function"])
+    with pytest.raises(ValueError, match="callbacks must be a list of functions"):
+        make_trainer(callbacks=3)
+
+
 DISK_FULL = r"""
 import hashlib, os, resource, signal, sys
 sys.path.insert(0, sys.argv[1])
