@@ -51,6 +51,14 @@ def check_ratio(owner, what, value):
     return float(value)
 
 
+def check_flag(owner, what, value):
+    """True or False (NumPy's booleans, 0 and 1 too): a string such as "no" would be true."""
+    if isinstance(value, numbers.Integral) and value in (0, 1) or \
+            getattr(value, "shape", None) == () and dtype_kind(value.dtype) == "b":
+        return bool(value)
+    raise ValueError(f"{owner}: {what} must be True or False, got {value!r}")
+
+
 def check_decay(owner, value):
     """A weight decay lambda of 0 or more."""
     try:

@@ -10,8 +10,8 @@ from functools import partial
 from framework.layers import (Affine, BatchNormalization, Dropout, Relu, Sigmoid,
                               SoftmaxWithLoss)
 from models.base import Network
-from models.checks import (check_choice, check_decay, check_ratio, check_size, check_sizes,
-                           init_scale)
+from models.checks import (check_choice, check_decay, check_flag, check_ratio, check_size,
+                           check_sizes, init_scale)
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid}
 
@@ -45,9 +45,9 @@ class MultiLayerNet(Network):
         self.activation = check_choice(owner, "activation", activation, ACTIVATIONS)
         self.weight_init_std = weight_init_std
         self.weight_decay_lambda = check_decay(owner, weight_decay_lambda)
-        self.use_dropout = bool(use_dropout)
+        self.use_dropout = check_flag(owner, "use_dropout", use_dropout)
         self.dropout_ration = check_ratio(owner, "dropout_ration", dropout_ration)
-        self.use_batchnorm = bool(use_batchnorm)
+        self.use_batchnorm = check_flag(owner, "use_batchnorm", use_batchnorm)
         self.hidden_layer_num = len(self.hidden_size_list)
 
         self.begin(dtype, seed)

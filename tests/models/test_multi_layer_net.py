@@ -180,6 +180,9 @@ def test_training_reduces_the_loss(xp):
     (dict(weight_decay_lambda=-1), "weight_decay_lambda must be 0 or more"),
     (dict(dropout_ration=1.0), r"dropout_ration must lie in \[0, 1\), got 1.0"),
     (dict(dtype="int32"), "dtype must be a floating type, got int32"),
+    # a string is true: "no" would have switched batch norm on
+    (dict(use_batchnorm="no"), "use_batchnorm must be True or False, got 'no'"),
+    (dict(use_dropout=None), "use_dropout must be True or False, got None"),
 ])
 def test_nonsense_is_refused(backend, kwargs, message):
     args = dict(input_size=8, hidden_size_list=[4], output_size=3)
@@ -252,3 +255,10 @@ def test_arrays_of_another_backend_are_refused_by_name(backend):
             f"MultiLayerNetExtend.predict: arrays from different backends (x is numpy, "
             f"params is {where}); move them to one backend first")):
         net.predict(np.zeros((2, 8), dtype=np.float32))
+
+
+def test_the_switches_take_numpys_booleans_and_zero_or_one():
+    for on, off in ((True, False), (np.bool_(True), np.bool_(False)), (1, 0)):
+        net = MultiLayerNetExtend(8, [4], 3, use_batchnorm=on, use_dropout=off)
+        assert net.config()["use_batchnorm"] is True and net.config()["use_dropout"] is False
+        assert "BatchNorm1" in net.layers and "Dropout1" not in net.layers
