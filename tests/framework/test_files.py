@@ -49,3 +49,14 @@ def test_new_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_a_folder_in_the_files_place_is_named_and_nothing_is_written_beside_it(tmp_path):
+    """``net.save_params("runs")`` with a folder named so: said plainly, before a temporary
+    file is made in the folder's parent (which the rename onto a folder then left to clean)."""
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(IsADirectoryError, match=f"Is a directory; expected a file's name, "
+                                                f"such as {tmp_path / 'runs' / 'params.npz'}"):
+        with atomic_open(str(tmp_path / "runs")) as f:
+            f.write(b"never")
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == []
