@@ -59,7 +59,8 @@ class Affine(Layer):
             self._bind(x, kind)
         self.original_x_shape = x.shape
         if x.ndim != 2:
-            x = get_array_module(x).reshape(x, (x.shape[0], -1))
+            # W's rows, not -1: a batch of no rows (an empty shard) reshapes too
+            x = get_array_module(x).reshape(x, (x.shape[0], W.shape[0]))
         self.x = x
         return self._ops.matmul(x, W, self.b)
 

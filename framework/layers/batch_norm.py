@@ -77,7 +77,10 @@ class BatchNormalization(Layer):
         if x.ndim < lead + 1:
             raise ValueError(f"{self.name}: expected a batch of shape (N, features) or "
                              f"(N, C, H, W), got shape {tuple(x.shape[lead - 1:])}")
-        flat = get_array_module(x).reshape(x, tuple(x.shape[:lead]) + (-1,))
+        width = 1
+        for d in x.shape[lead:]:  # not -1: a batch of no rows (an empty shard) reshapes too
+            width *= d
+        flat = get_array_module(x).reshape(x, tuple(x.shape[:lead]) + (width,))
         if flat.shape[-1] != self.gamma.shape[0]:
             raise ValueError(f"{self.name}: input has {flat.shape[-1]} features (shape "
                              f"{tuple(x.shape[lead - 1:])}), gamma has {self.gamma.shape[0]}")
@@ -112,7 +115,7 @@ class BatchNormalization(Layer):
         # dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std, the same numbers in
         # a third of the passes over the batch.
         xp = get_array_module(dout)
-        dout = xp.reshape(dout, (dout.shape[0], -1))
+        dout = xp.reshape(dout, (dout.shape[0], self.gamma.shape[0]))
         self.dbeta = xp.sum(dout, axis=0)
         self.dgamma = xp.sum(self.xn * dout, axis=0)
         dxn = dout * self.gamma

@@ -3,6 +3,7 @@
 from backends import (check_same_backend, dtype_kind, get_array_module, is_device_array,
                       on_device_of, ops_for)
 from backends.registry import REGISTRY
+from framework import sharding
 from framework.layers.base import Layer
 
 
@@ -35,6 +36,7 @@ class SoftmaxWithLoss(Layer):
         self._labels = None  # the labels as the operations' gradient reads them
         self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
         self._look = False  # whether the labels' range is looked at each call (see _check)
+        self._empty = False  # a batch of no samples (see _empty_shard)
 
     def forward(self, x, t):
         kind = (type(x), x.shape, x.dtype, getattr(x, "device", None), type(t), t.shape, t.dtype,
@@ -43,6 +45,8 @@ class SoftmaxWithLoss(Layer):
             self._check(x, t)
             self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
         self.t = t
+        if self._empty:  # no samples: only a data-parallel step's empty shard has a loss
+            return self._empty_shard(x)
         ops = self._ops
         if self._look:
             self._check_range(t, x.shape[1])
@@ -55,8 +59,22 @@ class SoftmaxWithLoss(Layer):
         self._check_range(t, x.shape[1])  # names the labels' range, outside the except
         raise failed
 
+    def _empty_shard(self, x):
+        """The loss of a process whose shard of a short last batch holds no sample (two
+        processes, one sample): 0, as it weighs 0 in the batch's mean, and the process
+        takes its part in the collectives all the same (a synchronised batch norm's, the
+        gradients' sum). Anywhere else an empty batch has no mean: ``ValueError``."""
+        if sharding.current() is None:
+            raise ValueError("SoftmaxWithLoss: an empty batch (0 samples) has no mean loss; "
+                             "expected at least one sample")
+        xp = get_array_module(x)
+        self.y, self.loss = x, xp.zeros((), dtype=x.dtype, **on_device_of(xp, x))
+        return self.loss
+
     def backward(self, dout=1):
         y = self.y
+        if self._empty:  # no sample, no gradient
+            return get_array_module(y).zeros_like(y)
         ops = self._ops if type(y) is self._xtype else ops_for(y)
         return ops.softmax_cross_entropy_grad(y, self._labels, dout / y.shape[0], self._rows)
 
@@ -90,6 +108,7 @@ class SoftmaxWithLoss(Layer):
             raise ValueError(f"SoftmaxWithLoss: expected scores of shape (N, classes), "
                              f"got {tuple(x.shape)}")
         n, c = x.shape
+        self._empty = n == 0
         if t.ndim == 1:
             if t.shape[0] != n:
                 raise ValueError(f"SoftmaxWithLoss: x has {n} samples but t has "

@@ -148,12 +148,14 @@ def main():
     p.add_argument("--drift-on", type=int, metavar="RANK",
                    help="that rank alone nudges b1 after its third step, as a bug in a "
                         "data-parallel step would: check_replicas must name it")
+    p.add_argument("--samples", type=int, default=50,
+                   help="the training set's size (51: each epoch ends on a batch of one)")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
     make, shape = NETS[args.net]
     rng = np.random.default_rng(0)
-    n = 4000 if args.slow else 50
+    n = 4000 if args.slow else args.samples
     x, t = rng.standard_normal((n,) + shape), rng.integers(0, 3, n)
     world = distributed.world()
     if args.other_data_on == world.rank:

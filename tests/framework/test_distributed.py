@@ -130,6 +130,19 @@ def test_n_processes_train_what_one_trains(tmp_path, net, ranks):
 
 
 @needs_mpi
+@pytest.mark.parametrize("net", ["two-layer", "dropout", "batchnorm", "simple-conv"])
+def test_a_last_batch_smaller_than_the_world_trains_what_one_process_trains(tmp_path, net):
+    """51 samples in batches of 10: each epoch ends on one sample, which one of three
+    processes holds; the other two take part with an empty shard (no loss, no gradient, the
+    collectives all the same). It ended in a ZeroDivisionError on those ranks."""
+    want, _ = job(tmp_path, net, None, "--samples", "51")
+    got, _ = job(tmp_path, net, 3, "--samples", "51")
+    assert_same_run(got, want)
+    shards = [(tmp_path / f"{net}-3.npz.rank{r}").read_text() for r in range(3)]
+    assert shards == ["0 3", "0 3", "1 4"]  # the batches of 10 and the last one's shards
+
+
+@needs_mpi
 @pytest.mark.parametrize("net", ["dropout", "batchnorm"])
 def test_without_seeds_every_rank_trains_rank_0s_run(tmp_path, net):
     """A network and a Trainer made without seeds draw weights, dropout's keys and the

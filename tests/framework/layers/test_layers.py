@@ -261,3 +261,24 @@ def test_forward_stack_in_inference_is_forward_in_inference_per_slice(xp):
         for k in range(3):
             np.testing.assert_allclose(stacked[k], to_host(layer.forward(s[k, ...], False)),
                                        rtol=1e-13, atol=1e-15, err_msg=type(layer).__name__)
+
+
+def test_an_empty_batch_has_no_loss_but_an_empty_shard_weighs_nothing(xp):
+    """Alone, a batch of no samples is refused (its mean is 0 / 0); inside a data-parallel
+    step, a process whose shard of a short last batch is empty has a loss of 0 and no
+    gradient, and takes its part in the step all the same (tests/framework/
+    test_distributed.py runs it under mpiexec)."""
+    from framework import sharding
+    x = backends.to_device(np.zeros((0, 3)))
+    t = backends.to_device(np.zeros(0, dtype=np.int64))
+    layer = SoftmaxWithLoss()
+    with pytest.raises(ValueError, match="SoftmaxWithLoss: an empty batch \\(0 samples\\) has "
+                                         "no mean loss"):
+        layer.forward(x, t)
+    with sharding.sharded(sharding.Shard(0, 0, 1)):
+        assert float(layer.forward(x, t)) == 0.0
+        assert tuple(layer.backward().shape) == (0, 3)
+    with pytest.raises(ValueError, match="an empty batch"):  # the shard over: refused again
+        layer.forward(x, t)
+    full = backends.to_device(RNG.standard_normal((2, 3)))
+    assert float(layer.forward(full, backends.to_device([0, 2]))) > 0  # and on it goes
