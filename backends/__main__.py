@@ -77,7 +77,7 @@ def _mpi():
         return "mpi4py not installed (pip install 'xpnet[distributed]' for mpiexec runs)"
     try:
         from mpi4py import MPI
-        library = MPI.Get_library_version().splitlines()[0].strip()
+        library = " ".join(MPI.Get_library_version().splitlines()[0].split())  # MPICH pads it
     except Exception as e:  # mpi4py without a usable MPI library
         return f"mpi4py {mpi4py.__version__}, but no MPI library loads ({type(e).__name__}: {e})"
     return f"mpi4py {mpi4py.__version__} on {library}"
