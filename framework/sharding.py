@@ -10,7 +10,10 @@ where their rows sit in the global batch read :func:`current`:
 * :class:`framework.layers.Dropout` draws its shard's rows of the global batch's mask
   (its generator is counter-based: row ``lo``'s numbers start at index ``lo * row``);
 * :class:`framework.layers.SyncBatchNormalization` needs no shard: it sums its
-  statistics over the processes itself, through the communicator it was given.
+  statistics over the processes itself, through the communicator it was given;
+* :class:`framework.layers.SoftmaxWithLoss` takes an empty shard (a short last batch with
+  fewer samples than processes) for a loss of 0 and no gradient, where a batch of no
+  samples is otherwise an error.
 
 Outside a data-parallel step :func:`current` is None and every layer computes on the
 batch it is given, as in one process. The context is the calling thread's.
