@@ -10,15 +10,19 @@ writes the 4 x 4 grid of curves.
 """
 
 import math
+import os
+import sys
 
 import numpy
 
-from training import exit_on_interrupt
-from experiment import parser, positive, save, start
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from framework.optimizers import SGD
-from framework.trainer import Trainer
-from models import MultiLayerNetExtend
+from scripts.training import exit_on_interrupt  # noqa: E402
+from scripts.experiment import parser, positive, save, start  # noqa: E402
+
+from framework.optimizers import SGD  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+from models import MultiLayerNetExtend  # noqa: E402
 
 
 def train_accuracy(x, t, scale, batchnorm, epochs, seed):

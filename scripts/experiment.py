@@ -16,7 +16,7 @@ from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
-from training import data_and_device_options  # noqa: E402
+from scripts.training import data_and_device_options  # noqa: E402
 
 
 def parser(doc, out):

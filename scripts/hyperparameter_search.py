@@ -10,13 +10,17 @@ and writes the validation (solid) and training (dashed) curves of the best.
 """
 
 import math
+import os
+import sys
 
-from training import exit_on_interrupt
-from experiment import parser, positive, save, start
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import backends
-from framework.trainer import Trainer
-from models import MultiLayerNet
+from scripts.training import exit_on_interrupt  # noqa: E402
+from scripts.experiment import parser, positive, save, start  # noqa: E402
+
+import backends  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+from models import MultiLayerNet  # noqa: E402
 
 
 def main(argv=None):

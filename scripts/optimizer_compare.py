@@ -7,12 +7,17 @@ smoothed loss curves (the book's Figure 6-9). Besides the book's SGD,
 Momentum, AdaGrad and Adam, our Nesterov and RMSprop run too.
 """
 
-from training import exit_on_interrupt
-from experiment import (batches_of, parser, positive, print_loss_table, save, smooth_curve,
-                        start, train_losses)
+import os
+import sys
 
-from framework.optimizers import OPTIMIZERS
-from models import MultiLayerNet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.training import exit_on_interrupt  # noqa: E402
+from scripts.experiment import (  # noqa: E402
+    batches_of, parser, positive, print_loss_table, save, smooth_curve, start, train_losses)
+
+from framework.optimizers import OPTIMIZERS  # noqa: E402
+from models import MultiLayerNet  # noqa: E402
 
 # the book's learning rates (Adam's is its default)
 RATES = {"SGD": 0.01, "Momentum": 0.01, "Nesterov": 0.01, "AdaGrad": 0.01, "RMSprop": 0.01,

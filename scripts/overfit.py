@@ -9,12 +9,17 @@ them is the overfitting. ``--weight-decay 0.1`` adds the L2 penalty,
 the book runs 201 epochs without dropout and 301 with it.
 """
 
-from training import exit_on_interrupt
-from experiment import parser, positive, save, start
+import os
+import sys
 
-from framework.optimizers import SGD
-from framework.trainer import Trainer
-from models import MultiLayerNet, MultiLayerNetExtend
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.training import exit_on_interrupt  # noqa: E402
+from scripts.experiment import parser, positive, save, start  # noqa: E402
+
+from framework.optimizers import SGD  # noqa: E402
+from framework.trainer import Trainer  # noqa: E402
+from models import MultiLayerNet, MultiLayerNetExtend  # noqa: E402
 
 
 def main(argv=None):

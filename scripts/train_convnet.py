@@ -9,9 +9,14 @@ The last line printed is ``final test acc: 0.xxxx``, measured on the
 whole test set.
 """
 
-from training import check_args, exit_on_interrupt, parser, run
+import os
+import sys
 
-from models import DeepConvNet, SimpleConvNet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.training import check_args, exit_on_interrupt, parser, run  # noqa: E402
+
+from models import DeepConvNet, SimpleConvNet  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -13,10 +13,14 @@ printed is ``final test acc: 0.xxxx``.
 """
 
 import argparse
+import os
+import sys
 
-from training import check_args, exit_on_interrupt, parser, run
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+from scripts.training import check_args, exit_on_interrupt, parser, run  # noqa: E402
+
+from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
 
 
 def size_list(text):

@@ -104,5 +104,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from training import exit_on_interrupt
+    from scripts.training import exit_on_interrupt
     exit_on_interrupt(main)

@@ -11,14 +11,17 @@ with std 0.01, Xavier and He.
 """
 
 import os
+import sys
 
-from training import exit_on_interrupt
-from experiment import (batches_of, parser, positive, print_loss_table, save, smooth_curve,
-                        start, train_losses)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import backends
-from framework.optimizers import SGD
-from models import MultiLayerNet
+from scripts.training import exit_on_interrupt  # noqa: E402
+from scripts.experiment import (  # noqa: E402
+    batches_of, parser, positive, print_loss_table, save, smooth_curve, start, train_losses)
+
+import backends  # noqa: E402
+from framework.optimizers import SGD  # noqa: E402
+from models import MultiLayerNet  # noqa: E402
 
 INITS = {"std=0.01": 0.01, "Xavier": "xavier", "He": "he"}
 HISTOGRAMS = [("sigmoid", 1.0, "std=1"), ("sigmoid", 0.01, "std=0.01"),

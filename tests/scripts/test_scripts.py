@@ -46,7 +46,13 @@ EXPERIMENTS = {  # chapter 6's figures, each with tiny settings
                                     "show_mnist.py", "train_neuralnet.py", "train_convnet.py",
                                     "visualize_filter.py", *EXPERIMENTS])
 def test_scripts_have_help(script):
+    """Each script answers ``--help`` run as a file, as the docs show, and as a module from
+    the tree's root (``python -m scripts.train_neuralnet``), as ``scripts.benchmark`` is run."""
     assert "usage:" in run_script(script, "--help")
+    r = subprocess.run([sys.executable, "-m", "scripts." + script[:-len(".py")], "--help"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
 
 
 def test_gradient_check_script_on_random_data():
