@@ -102,12 +102,14 @@ class Trainer:
     ``callbacks``
         callables ``f(trainer, record)`` run at every epoch end (a list, or one alone).
     ``graph``
-        ``'auto'`` (default): on CuPy, replay each step as one CUDA graph
-        (:class:`framework.steps.GraphStep`) where the step allows it and a few timed
-        steps show it faster than the eager one (convolutions' large products
-        may run faster on cuBLAS than on the graph's own GEMM), else run it
-        eagerly; ``True``: the graph or an error saying why not; ``False``:
-        always eager. ``XPNET_CUDA_GRAPH=0`` turns ``'auto'`` off.
+        ``'auto'`` (default): on CuPy, and on PyTorch's CUDA devices, replay each
+        step as one CUDA graph (:class:`framework.steps.GraphStep`) where the step
+        allows it and a few timed steps show it faster than the eager one
+        (convolutions' large products may run faster on cuBLAS than on the graph's
+        own GEMM); on JAX, compile it with ``jax.jit``
+        (:class:`framework.steps.JitStep`); else run it eagerly. ``True``: the graph
+        or the compiled step, or an error saying why not; ``False``: always eager.
+        ``XPNET_CUDA_GRAPH=0`` turns ``'auto'``'s CUDA graphs off.
         :attr:`step_mode` says which ran and why. The graph bakes in the
         optimizer's numbers, weight decay and the layers' settings: one changed
         between epochs (a learning-rate schedule in a callback) is seen, and the
@@ -189,7 +191,7 @@ class Trainer:
             self.callbacks = _checked_callbacks(callbacks)
             self.refresh_seconds = refresh_seconds
             self.graph = graph
-            self.step_mode = None  # "cuda-graph" or "eager (why)", decided when training starts
+            self.step_mode = None  # "cuda-graph", "jit" or "eager (why)", decided when training starts
             self.graph_seconds = None  # time spent recording the graph (kernel builds included)
             self._step = None  # the step (framework.steps.Step), made when training starts
             self.iteration = 0  # steps of the whole epochs done

@@ -101,7 +101,8 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--graph", default="auto", choices=["auto", "on", "off"],
-                   help="replay each step as a CUDA graph on CuPy (default: where it is faster)")
+                   help="replay each step as a CUDA graph (CuPy, PyTorch on CUDA; default: "
+                   "where it is faster), or compile it with jax.jit (JAX)")
     return p
 
 
