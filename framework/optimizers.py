@@ -71,6 +71,12 @@ class Optimizer:
         if p is not params[key]:
             params[key] = p
 
+    def settings(self):
+        """The numbers an update reads (:attr:`hyperparameters`) by name, as they stand now
+        (a schedule may have changed them): what a checkpoint keeps, so that a resumed
+        run continues with the rates it had reached."""
+        return {name: float(getattr(self, name)) for name in self.hyperparameters}
+
     def device_state(self):
         """The arrays an update reads and writes besides the parameters (the slots' arrays,
         once made), in a fixed order: what a recorded step holds and must find again."""

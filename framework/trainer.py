@@ -98,7 +98,9 @@ class Trainer:
     ``checkpoint``, ``resume``
         save parameters, history and optimizer state to this ``.npz`` at
         every epoch end (its folder is made, and checked writable, at once);
-        ``resume=True`` continues from it.
+        ``resume=True`` continues from it, the optimizer with the settings the run
+        had reached (a learning rate a schedule changed): set
+        ``trainer.optimizer.lr`` after building the Trainer to go on with another.
     ``callbacks``
         callables ``f(trainer, record)`` run at every epoch end (a list, or one alone).
     ``graph``
@@ -481,9 +483,15 @@ class Trainer:
                                    f"hold different parameters or layer state "
                                    f"({', '.join(differ)}): the data-parallel step went wrong")
         if self.checkpoint:
-            self._save(self.checkpoint)
-        for callback in self.callbacks:
-            callback(self, record)
+            self._save(self.checkpoint)  # before the callbacks, which may read it
+        settings = self.optimizer.settings()
+        try:
+            for callback in self.callbacks:
+                callback(self, record)
+        finally:  # (a callback that stops the run too)
+            if self.checkpoint and self.optimizer.settings() != settings:
+                # a schedule changed the rates: the file holds the run as it goes on
+                self._save(self.checkpoint)
 
     # --- checkpoints: framework/trainer_state.py --------------------------------------
 

@@ -7,6 +7,8 @@ its histories, the optimizer's state and the batch generator's, so that the resu
 run draws the same batches and ends with the same bits as one never stopped.
 """
 
+import math
+
 from framework import checkpoint as ckpt
 
 
@@ -24,6 +26,7 @@ def save(trainer, path, position=0, epoch_losses=None):
         "iteration": trainer.iteration, "epoch": trainer.current_epoch,
         "max_iter": trainer.max_iter, **history,
         "optimizer": type(trainer.optimizer).__name__, "optimizer_iter": state.pop("iter"),
+        "optimizer_settings": trainer.optimizer.settings(),
         # mid-epoch, the draws as they stood before this epoch's order was drawn
         **trainer.batches.state(mid_epoch=bool(position)),
         "position": position,
@@ -49,7 +52,12 @@ def restore(trainer, path):
     :class:`framework.checkpoint.CheckpointError`, before anything is changed, where the
     file holds no run, one trained with another optimizer, with its batches drawn
     otherwise, or an interrupted epoch without its losses. A run resumes on any world
-    size: every process holds the whole state."""
+    size: every process holds the whole state.
+
+    The optimizer continues with the settings the run had reached (its learning rate
+    after any schedule), as PyTorch's ``load_state_dict`` restores a parameter group's:
+    the run goes on as if never stopped. To go on with another rate, set it on
+    ``trainer.optimizer`` after the resume."""
     meta, arrays = ckpt.read(path)
     state = meta.get("trainer")
     if state is None:
@@ -65,6 +73,9 @@ def restore(trainer, path):
         raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "
                                    f"resume with the same data, mini_batch_size and sampling, "
                                    f"or start a new run")
+    settings = state.get("optimizer_settings")  # (checkpoints of older versions hold none)
+    if settings is not None:
+        _check_settings(path, settings, trainer.optimizer)
     position = int(state.get("position", 0))
     losses = arrays.get("epoch_losses")
     if position and (losses is None or losses.shape != (position,)):
@@ -75,8 +86,25 @@ def restore(trainer, path):
                  if k.startswith("optimizer/")}
     opt_state["iter"] = state["optimizer_iter"]
     trainer.optimizer.load_state_dict(opt_state, trainer.network.params)
+    for name, value in (settings or {}).items():  # the rates the run had reached
+        setattr(trainer.optimizer, name, float(value))
     trainer.iteration = state["iteration"]
     trainer.current_epoch = state["epoch"]
     trainer.history.load_state(state, arrays)
     trainer.batches.load_state(state)
     return position, losses
+
+
+def _check_settings(path, settings, optimizer):
+    """:class:`CheckpointError` unless ``settings`` names exactly ``optimizer``'s
+    hyperparameters, each a finite number (what :meth:`Optimizer.settings` wrote)."""
+    names = tuple(optimizer.hyperparameters)
+    if not isinstance(settings, dict) or sorted(settings) != sorted(names):
+        raise ckpt.CheckpointError(
+            f"{path}: holds the optimizer settings {settings!r}; expected numbers for "
+            f"{', '.join(names)} ({type(optimizer).__name__})")
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            raise ckpt.CheckpointError(f"{path}: holds the optimizer setting {name}={value!r}; "
+                                       f"expected a finite number")

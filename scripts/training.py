@@ -186,6 +186,13 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     if trainer.step:
         print(f"resumed from {args.save} at step {trainer.step} (epoch "
               f"{trainer.current_epoch + (1 if trainer.step > trainer.iteration else 0)})")
+        if trainer.optimizer.lr != args.lr:  # the resume brought the run's own rate
+            print(f"learning rate: {args.lr:g} (--lr), where the run stood at "
+                  f"{trainer.optimizer.lr:g}")
+            trainer.optimizer.lr = args.lr
+        if trainer.step >= trainer.max_iter:
+            print(f"nothing to train: the run is at step {trainer.step} and --iters/--epochs "
+                  f"end it at step {trainer.max_iter}; give more to train on")
     first_step, first_epoch = trainer.step, trainer.current_epoch
     start = time.perf_counter()
     try:
@@ -200,7 +207,8 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
           f"epoch evaluation{'' if evaluations == 1 else 's'} included)")
     made = {"cuda-graph": "recorded", "jit": "traced and compiled"}.get(trainer.step_mode)
     recorded = (f", {made} in {trainer.graph_seconds:.2f} s (included above)" if made else "")
-    print(f"step: {trainer.step_mode}{recorded}")
+    if trainer.step_mode is not None:  # None: no step ran
+        print(f"step: {trainer.step_mode}{recorded}")
     if backend.name == "cupy":
         pools = {name: held / 2**20 for name, held in trainer.gpu_pools().items()}
         data = sum(a.nbytes for a in (trainer.batches.x, trainer.batches.t, trainer.x_test,

@@ -1,5 +1,7 @@
 """framework/trainer_state.py: a run's state in its checkpoint, and the files it refuses."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -23,10 +25,11 @@ def assert_untouched(trainer, params):
 
 def test_an_epoch_end_round_trip_restores_the_run(tmp_path):
     path = str(tmp_path / "run.npz")
-    first = make_trainer(checkpoint=path, epochs=2)
+    first = make_trainer(checkpoint=path, epochs=2, optimizer=Momentum(lr=0.05, momentum=0.8))
     first.train(epochs=1)
-    other = make_trainer(net_seed=7, epochs=2)
+    other = make_trainer(net_seed=7, epochs=2, optimizer=Momentum(lr=0.5))
     assert trainer_state.restore(other, path) == (0, None)
+    assert (other.optimizer.lr, other.optimizer.momentum) == (0.05, 0.8)  # the run's settings
     assert other.iteration == first.iteration == 20 and other.current_epoch == 1
     assert other.train_loss_list == first.train_loss_list
     assert other.history == first.history and other.test_acc_list == first.test_acc_list
@@ -49,6 +52,20 @@ def an_epoch_stopped_at_5_with_4_losses(path):
     trainer_state.save(saver, path, position=5, epoch_losses=np.zeros(4, np.float32))
 
 
+def a_run_of_sgd_whose_settings_read(settings):
+    """A writer: a run of SGD whose checkpoint's optimizer settings are then ``settings``."""
+    def write(path):
+        a_run_of_sgd(path)
+        with np.load(path) as f:
+            arrays = dict(f)
+        meta = json.loads(str(arrays["meta"]))
+        meta["trainer"]["optimizer_settings"] = settings
+        arrays["meta"] = np.array(json.dumps(meta))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    return write
+
+
 @pytest.mark.parametrize("write, options, refusal", [
     (parameters_only, {}, "holds parameters only, no trainer state"),
     (a_run_of_sgd, {"optimizer": Momentum(lr=0.1)}, "was trained with SGD, not Momentum"),
@@ -58,8 +75,16 @@ def an_epoch_stopped_at_5_with_4_losses(path):
      r"drew its batches otherwise \(mini_batch_size 20 -> 10\)"),
     (a_run_of_sgd, {"sampling": "choice"}, r"drew its batches otherwise \(sampling 'epoch' -> "
                                            r"'choice'\)"),
+    (a_run_of_sgd_whose_settings_read({"lr": 0.1, "momentum": 0.9}), {},
+     r"holds the optimizer settings \{'lr': 0.1, 'momentum': 0.9\}; expected numbers for lr "
+     r"\(SGD\)"),
+    (a_run_of_sgd_whose_settings_read({"lr": "fast"}), {},
+     "holds the optimizer setting lr='fast'; expected a finite number"),
+    (a_run_of_sgd_whose_settings_read({"lr": None}), {},
+     "holds the optimizer setting lr=None; expected a finite number"),
 ], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
-        "another-sampling"])
+        "another-sampling", "settings-of-another-optimizer", "a-setting-not-a-number",
+        "a-setting-null"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):
     path = str(tmp_path / "run.npz")

@@ -147,7 +147,14 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     assert "use_batchnorm=True" in out and "dropout_ration=0.1" in out
     again = run_script("train_neuralnet.py", *args, "--resume", env=env)
     assert "resumed from" in again
+    assert "nothing to train: the run is at step 9 and --iters/--epochs end it at step 9" in again
+    assert "step:" not in again  # no step ran, so none is named
     assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+    # the checkpoint brings the run's rate (0.1); a rate given on the command line wins, said so
+    more = run_script("train_neuralnet.py", *args, "--resume", "--iters", "12", "--lr", "0.05",
+                      env=env)
+    assert "learning rate: 0.05 (--lr), where the run stood at 0.1\n" in more
+    assert "trained 3 steps" in more
 
 
 @pytest.mark.parametrize("args, message", [
