@@ -25,8 +25,7 @@ def atomic_open(path, mode="wb", prefix=None):
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
     if os.path.isdir(path):  # the rename would fail, after a temporary file beside the folder
-        raise IsADirectoryError(errno.EISDIR, f"Is a directory; expected a file's name, such "
-                                f"as {os.path.join(path, 'params.npz')}", path)
+        raise IsADirectoryError(errno.EISDIR, "Is a directory; expected a file's name", path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = _create_beside(directory, prefix or f".{os.path.basename(path)}.")

@@ -13,10 +13,25 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot"]
 
 
+MOST = 256  # 32 rows of 8: a grid taller than that is no longer a picture
+
+
+def image_count(text):
+    """``--count``'s type: an integer from 1 to :data:`MOST`."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MOST:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MOST}, got {text!r}")
+    return n
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    parser.add_argument("--count", type=int, default=32, help="images to show (default: %(default)s)")
+    parser.add_argument("--count", type=image_count, default=32,
+                        help=f"images to show, 1 to {MOST} (default: %(default)s)")
     parser.add_argument("--out", default="mnist.png", help="PNG to write (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -41,8 +56,11 @@ def main(argv=None):
             name = FASHION_CLASSES[label] if args.dataset == "fashion-mnist" else str(label)
             ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    with atomic_open(args.out) as f:  # a failed run leaves no half file
-        fig.savefig(f, dpi=100, format="png")
+    try:
+        with atomic_open(args.out) as f:  # a failed run leaves no half file
+            fig.savefig(f, dpi=100, format="png")
+    except OSError as e:
+        parser.exit(1, f"error: cannot write {args.out}: {e.strerror or e}\n")
     print(f"wrote {args.out}: first {n} {args.dataset} training images")
 
 

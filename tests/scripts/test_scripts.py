@@ -88,6 +88,21 @@ def test_show_mnist_writes_a_png(tmp_path):
     assert out_png.stat().st_size > 5000
 
 
+@pytest.mark.parametrize("args, status, message", [
+    (["--count", "0"], 2, "argument --count: expected a whole number from 1 to 256, got '0'"),
+    (["--count", "100000"], 2, "expected a whole number from 1 to 256, got '100000'"),
+    (["--out", "."], 1, "error: cannot write .: Is a directory; expected a file's name"),
+], ids=["no-images", "a-grid-too-tall", "a-folder"])
+def test_show_mnist_refuses_in_one_line(tmp_path, args, status, message):
+    """A count of 0 was matplotlib's traceback, one of 100,000 an endless run; a folder for
+    --out the traceback of a write."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "show_mnist.py"), *args],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path)))
+    assert r.returncode == status and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_train_script_end_to_end(tmp_path):
     env = synthetic_data_env(tmp_path)
     png, ckpt = tmp_path / "curves.png", tmp_path / "net.npz"
