@@ -13,6 +13,23 @@ import os
 import secrets
 
 
+def unwritable(path):
+    """Why no file could be written at ``path``, in words, or ``None`` where one can: a
+    folder in its place, or a folder for it that cannot be made or written to (the
+    folders it names are made, as :func:`atomic_open` would make them). For checks made
+    before a long run, not after it."""
+    if os.path.isdir(path):
+        return "is a folder; expected a file's name"
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        return f"its folder {folder} cannot be made ({e.strerror or e})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is not writable"
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb", prefix=None):
     """Open a temporary file to stand in for ``path``; on a clean exit it becomes ``path``.

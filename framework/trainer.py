@@ -12,7 +12,7 @@ import time
 import array_api_extra as xpx
 
 import backends
-from framework import data_parallel, distributed, interrupts, replicas, steps, trainer_state
+from framework import data_parallel, distributed, files, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
@@ -57,17 +57,10 @@ def _checked_callbacks(callbacks):
 def _check_checkpoint_path(path):
     """``ValueError`` now, not after an epoch's training, where a checkpoint could not be
     written there: a folder in its place, or a folder that cannot be made or written to."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"Trainer: checkpoint={path!r} is a folder; expected a file's name "
-                         f"(such as {os.path.join(path, 'run.npz')!r})")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"Trainer: checkpoint={path!r}: its folder {folder} cannot be made "
-                         f"({e.strerror or e})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"Trainer: checkpoint={path!r}: its folder {folder} is not writable")
+    why = files.unwritable(path)
+    if why:
+        example = f" (such as {os.path.join(path, 'run.npz')!r})" if os.path.isdir(path) else ""
+        raise ValueError(f"Trainer: checkpoint={path!r}: {why}{example}")
 
 
 def _check_world(world, graph, mini_batch_size):
@@ -193,7 +186,7 @@ class Trainer:
             self.callbacks = _checked_callbacks(callbacks)
             self.refresh_seconds = refresh_seconds
             self.graph = graph
-            self.step_mode = None  # "cuda-graph", "jit" or "eager (why)", decided when training starts
+            self.step_mode = None  # "cuda-graph", "jit" or "eager (why)", decided at the start
             self.graph_seconds = None  # time spent recording the graph (kernel builds included)
             self._step = None  # the step (framework.steps.Step), made when training starts
             self.iteration = 0  # steps of the whole epochs done

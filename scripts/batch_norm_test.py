@@ -78,7 +78,7 @@ def main(argv=None):
     fig.suptitle(f"with and without batch normalization, {args.dataset}, "
                  f"{args.train_size} samples")
     fig.tight_layout()
-    save(fig, args.out, plt)
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

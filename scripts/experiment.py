@@ -15,8 +15,7 @@ import backends  # noqa: E402
 from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from framework.files import atomic_open  # noqa: E402
-from scripts.training import data_and_device_options  # noqa: E402
+from scripts.training import check_output, data_and_device_options, save_figure  # noqa: E402
 
 
 def parser(doc, out):
@@ -41,6 +40,7 @@ def positive(text):
 def start(p, argv=None):
     """Parse, pick the backend and load the data (host arrays); errors end the script as argparse's do."""
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)
     try:
         backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:
@@ -109,15 +109,9 @@ def smooth_curve(values, window=11):
     return y[window // 2: window // 2 + x.size]
 
 
-def save(fig, path, plt):
-    """Write ``fig`` to ``path`` as a PNG, atomically, and close it; under ``mpiexec``
-    rank 0 writes it (every rank drew the same figure)."""
-    try:
-        if distributed.world().is_root:
-            with atomic_open(path) as f:
-                fig.savefig(f, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+def save(fig, path):
+    """Write ``fig`` to ``path`` (:func:`scripts.training.save_figure`) and say so."""
+    save_figure(fig, path)
     print(f"figure: {path}")
 
 

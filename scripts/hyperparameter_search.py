@@ -78,7 +78,7 @@ def main(argv=None):
     fig.suptitle(f"random search, best {len(best)} of {args.trials} by validation accuracy "
                  f"({args.dataset})", fontsize=10)
     fig.tight_layout()
-    save(fig, args.out, plt)
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv=None):
     ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, 1), yscale="linear",
            title=f"optimizers on a 5-layer net, {args.dataset}")
     ax.legend()
-    save(fig, args.out, plt)
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

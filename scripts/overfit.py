@@ -60,7 +60,7 @@ def main(argv=None):
     ax.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0),
            title=f"7-layer net on {args.train_size} samples of {args.dataset}: {what}")
     ax.legend(loc="lower right")
-    save(fig, args.out, plt)
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

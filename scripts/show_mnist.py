@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from framework.files import atomic_open  # noqa: E402
+from scripts.training import check_output, save_figure  # noqa: E402
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -34,6 +34,7 @@ def main(argv=None):
                         help=f"images to show, 1 to {MOST} (default: %(default)s)")
     parser.add_argument("--out", default="mnist.png", help="PNG to write (default: %(default)s)")
     args = parser.parse_args(argv)
+    check_output(parser, "--out", args.out)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -56,11 +57,7 @@ def main(argv=None):
             name = FASHION_CLASSES[label] if args.dataset == "fashion-mnist" else str(label)
             ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_open(args.out) as f:  # a failed run leaves no half file
-            fig.savefig(f, dpi=100, format="png")
-    except OSError as e:
-        parser.exit(1, f"error: cannot write {args.out}: {e.strerror or e}\n")
+    save_figure(fig, args.out)
     print(f"wrote {args.out}: first {n} {args.dataset} training images")
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backends  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from framework.files import atomic_open  # noqa: E402
+from framework.files import atomic_open, unwritable  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
 
@@ -106,10 +106,35 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     return p
 
 
+def check_output(p, option, path):
+    """``p.error`` now, not after the run, where ``option``'s file ``path`` could not be
+    written (a folder in its place, a folder that cannot be made or written to)."""
+    why = path and unwritable(path)
+    if why:
+        p.error(f"{option} {path}: {why}")
+
+
+def save_figure(fig, path):
+    """Write ``fig`` to ``path`` as a PNG, atomically (an earlier figure is never
+    half-replaced), and close it; under ``mpiexec`` rank 0 writes it (every rank drew the
+    same figure). A write that fails ends the script with one ``error:`` line."""
+    import matplotlib.pyplot as plt
+    from framework import distributed
+    try:
+        if distributed.world().is_root:
+            with atomic_open(path) as f:
+                fig.savefig(f, dpi=100, format="png")
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+
+
 def check_args(p, args):
     """The checks every training script makes after parsing; fills the default length."""
     if args.resume and not args.save:
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
+    check_output(p, "--plot", args.plot)
     if args.iters is None and args.epochs is None:
         args.iters, args.epochs = args.default_iters, args.default_epochs
 
@@ -136,11 +161,7 @@ def plot(path, trainer):
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend(loc="lower right")
     fig.tight_layout()
-    try:
-        with atomic_open(path) as f:  # an earlier plot is never half-replaced
-            fig.savefig(f, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_epoch=None):

@@ -15,12 +15,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
-from framework import distributed  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from framework.files import atomic_open  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import SimpleConvNet  # noqa: E402
+from scripts.training import check_output, exit_on_interrupt, save_figure  # noqa: E402
 
 
 def filters_of(network):
@@ -49,12 +48,7 @@ def draw(rows, path, labels):
         axes[r * per_row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("first-layer filters (darker = larger weight)", fontsize=9)
     fig.tight_layout()
-    try:
-        if distributed.world().is_root:  # under mpiexec every rank drew the same figure
-            with atomic_open(path) as f:
-                fig.savefig(f, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):
@@ -70,6 +64,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="filters.png", metavar="PNG")
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)
     try:
         backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:
@@ -104,5 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from scripts.training import exit_on_interrupt
     exit_on_interrupt(main)

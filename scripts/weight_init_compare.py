@@ -61,7 +61,7 @@ def histograms(args, plt):
         print(f"histogram {activation:<7} {label:<8}: std of each layer's outputs {spreads}")
     fig.tight_layout()
     stem, ext = os.path.splitext(args.out)
-    save(fig, f"{stem}-histograms{ext or '.png'}", plt)
+    save(fig, f"{stem}-histograms{ext or '.png'}")
 
 
 def main(argv=None):
@@ -84,7 +84,7 @@ def main(argv=None):
     ax.set(xlabel="iterations", ylabel="loss (smoothed)", ylim=(0, 2.5),
            title=f"initial weights, 5-layer ReLU net, {args.dataset}")
     ax.legend()
-    save(fig, args.out, plt)
+    save(fig, args.out)
     if args.histograms:
         histograms(args, plt)
 
