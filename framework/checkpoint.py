@@ -46,8 +46,8 @@ def read(path):
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
-        raise CheckpointError(f"{path}: damaged or not a checkpoint "
-                              f"({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
+            from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except (KeyError, ValueError) as e:
@@ -58,6 +58,20 @@ def read(path):
         raise CheckpointError(f"{path}: written by a newer xpnet (checkpoint version "
                               f"{meta['version']}, this one reads up to {VERSION})")
     return meta, arrays
+
+
+def _unreadable(path, error):
+    """Why NumPy could not read ``path``, in words; never NumPy's advice to unpickle it."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(8)
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    if not start.startswith(b"PK"):  # an .npz is a zip file
+        return f"not an .npz archive: it starts with {start!r}"
+    if "allow_pickle" in str(error):
+        return "it holds Python objects, and pickled data is never loaded"
+    return f"{type(error).__name__}: {error}"
 
 
 def load(path, network):

@@ -1,5 +1,6 @@
 """framework/checkpoint.py and the models' save_params / load_params."""
 
+import io
 import os
 
 import numpy as np
@@ -81,12 +82,24 @@ def test_other_architecture_is_refused_and_nothing_changes(backend, tmp_path):
         np.testing.assert_array_equal(to_host(b.params[key]), value)
 
 
+def with_a_python_object(data):
+    """An .npz whose arrays include one of Python objects (which only unpickling reads)."""
+    out = io.BytesIO()
+    with np.load(io.BytesIO(data)) as f:
+        np.savez(out, **{k: f[k] for k in f.files}, extra=np.array([{"x": 1}], dtype=object))
+    return out.getvalue()
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda data: data[: len(data) // 2], "damaged or not a checkpoint"),
-    (lambda data: b"hello", "damaged or not a checkpoint"),
+    (lambda data: b"hello", r"damaged or not a checkpoint \(not an .npz archive: it starts with "
+                            r"b'hello'\)"),
     (lambda data: data[:200] + bytes(len(data) - 200), "damaged or not a checkpoint"),
+    (with_a_python_object, r"damaged or not a checkpoint \(it holds Python objects, and "
+                           r"pickled data is never loaded\)"),
 ])
 def test_damaged_file_is_refused_and_nothing_changes(backend, tmp_path, damage, message):
+    """Said in our words: never NumPy's advice to load the file with ``allow_pickle``."""
     path = tmp_path / "net.npz"
     TwoLayerNet(20, 8, 3, seed=1).save_params(str(path))
     path.write_bytes(damage(path.read_bytes()))
@@ -94,7 +107,7 @@ def test_damaged_file_is_refused_and_nothing_changes(backend, tmp_path, damage, 
     before = snapshot(b)
     with pytest.raises(CheckpointError, match=message) as info:
         b.load_params(str(path))
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and "allow_pickle" not in str(info.value)
     for key, value in before.items():
         np.testing.assert_array_equal(to_host(b.params[key]), value)
 
