@@ -57,3 +57,16 @@ def test_in_a_job_cpu_share_lowers_pools_to_the_share_and_never_raises_one(monke
         # the user's word (XPNET_HOST_THREADS) over the division
         with threads.cpu_share(Settings.read({"XPNET_HOST_THREADS": "1"})):
             assert blas() == {1}
+
+
+@pytest.mark.parametrize("n, nbytes, macs, parts", [
+    (100, 0, 0, 1),                                             # nothing worth a hand-over
+    (100, threads.MIN_PART_BYTES - 1, threads.MIN_PART_MACS - 1, 1),  # under a part's worth
+    (100, 3 * threads.MIN_PART_BYTES, 0, 3),                     # memory-bound: by its bytes
+    (100, 0, 2 * threads.MIN_PART_MACS, 2),                      # compute-bound: by its work
+    (100, 10**12, 0, 4),                                         # never more than the threads
+    (3, 10**12, 10**12, 3),                                      # nor than the samples
+])
+def test_a_pass_is_cut_into_parts_worth_a_hand_over(n, nbytes, macs, parts):
+    """A convolution moves little memory for its multiply-adds: it is split by its work."""
+    assert threads.Pool(4).parts(n, nbytes=nbytes, macs=macs) == parts
