@@ -378,6 +378,8 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard, mo
     assert isinstance(info.value, TrainingInterrupted)
     assert info.value.step == stop and info.value.checkpoint == path
     assert info.value.signum == signal.SIGINT
+    assert str(info.value) == (f"training interrupted by SIGINT after step {stop} of 60 (epoch "
+                               f"{(stop - 1) // 20 + 1}); {path} holds the run as it stood")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
     resumed = make_trainer(checkpoint=path, resume=True, **options(99))
     assert resumed.iteration + resumed._resume_position == stop

@@ -142,9 +142,12 @@ def _child_pools(ops, queue):
 # forking a process whose pool is running is the case under test (Python 3.12 warns of it)
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_makes_its_own_threads(split):
-    x = channel_major((8, 3, 6, 6))
-    split.relu(x)  # the parent's pool now exists
-    assert split.pool._executor is not None
+    """The parent's pool full (every worker made: three parts that wait for one another),
+    the child inherits workers that do not exist there; work queued to them would wait
+    forever (with a worker still to make, the inherited pool would make it and hide that)."""
+    together = threading.Barrier(3, timeout=10)
+    split.each_part(lambda lo, hi: together.wait(), 3, nbytes=10**9)
+    assert len(split.pool._executor._threads) == 2  # the parent's pool now exists, full
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_pools, args=(split, queue))
