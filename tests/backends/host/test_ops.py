@@ -237,3 +237,14 @@ def test_fully_connected_nets_leave_blas_alone(blas_at_two):
     net = TwoLayerNet(20, 8, 3, seed=0)
     net.gradient(np.ones((4, 20), dtype=np.float32), np.arange(4) % 3)
     assert blas_threads() == 2
+
+
+def test_blas_is_borrowed_only_inside_a_network_call(blas_at_two):
+    """Outside every scope a borrow does nothing: the threads would never be given back."""
+    ops = HostOps(np, threads=2)
+    ops.blas.borrow()
+    assert blas_threads() == 2 and not ops.blas.borrowed
+    with ops.scope():
+        ops.blas.borrow()
+        assert blas_threads() == 1 and ops.blas.borrowed
+    assert blas_threads() == 2 and not ops.blas.borrowed

@@ -70,3 +70,22 @@ def test_in_a_job_cpu_share_lowers_pools_to_the_share_and_never_raises_one(monke
 def test_a_pass_is_cut_into_parts_worth_a_hand_over(n, nbytes, macs, parts):
     """A convolution moves little memory for its multiply-adds: it is split by its work."""
     assert threads.Pool(4).parts(n, nbytes=nbytes, macs=macs) == parts
+
+
+def test_without_threadpoolctl_the_host_keeps_to_one_thread_and_says_so():
+    """BLAS's spinning workers would take the other cores, and nothing could hold them back:
+    a process where threadpoolctl cannot be imported splits nothing."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    code = ("import sys; sys.modules['threadpoolctl'] = None  # as if not installed\n"
+            "from backends.host import threads\n"
+            "from backends.settings import Settings\n"
+            "print(threads.host_threads(Settings(), {}))\n"
+            "print(threads.host_threads(Settings(host_threads=3), {}))\n"
+            "print(threads.blas_summary())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "1", "3", "BLAS threads left to BLAS (threadpoolctl not installed or no BLAS found)"]
