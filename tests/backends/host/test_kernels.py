@@ -464,6 +464,8 @@ def test_a_library_planted_in_a_folder_others_own_and_write_never_runs(tmp_path)
 
 @needs_kernels
 @pytest.mark.parametrize("case", ["folder writable by others", "library writable by its group",
+                                  "library writable by others alone", "a link to a library",
+                                  "a broken link", "a folder of the library's name",
                                   "library of another user"])
 def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
     folder = tmp_path / "cache"
@@ -475,6 +477,22 @@ def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
     elif case == "library writable by its group":
         planted.chmod(0o775)
         expected = "is writable by its group"
+    elif case == "library writable by others alone":
+        planted.chmod(0o757)
+        expected = "is writable by others"
+    elif case == "a link to a library":  # the link's target could be changed under it
+        elsewhere = tmp_path / "elsewhere.so"
+        planted.rename(elsewhere)
+        planted.symlink_to(elsewhere)
+        expected = "is not a regular file"
+    elif case == "a broken link":  # a name someone else may make resolve later
+        planted.unlink()
+        planted.symlink_to(tmp_path / "not-yet.so")
+        expected = "is not a regular file"
+    elif case == "a folder of the library's name":
+        planted.unlink()
+        planted.mkdir()
+        expected = "is not a regular file"
     else:
         if os.geteuid() != 0:
             pytest.skip("giving a file to another user needs root (CI runs as root)")
@@ -484,6 +502,47 @@ def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
     why = _convolve_with_cache(folder, marker)
     assert not marker.exists(), "the planted library ran"
     assert "private folder of xpnet's own" in why and expected in why
+
+
+@needs_kernels
+def test_a_cache_folder_reached_through_a_link_is_the_folder_it_names(tmp_path):
+    """``XPNET_CACHE_DIR`` may be a link (to a scratch disk, say): the folder it names is
+    checked, and used where it may be trusted."""
+    real = tmp_path / "scratch" / "xpnet"
+    real.mkdir(parents=True, mode=0o700)
+    link = tmp_path / "cache"
+    link.symlink_to(real)
+    why = _convolve_with_cache(link, tmp_path / "ran")
+    assert str(link) in why and "private folder" not in why
+    assert [p.suffix for p in real.iterdir()] == [".so"]
+
+
+def test_the_librarys_name_changes_with_the_sources_the_compiler_and_the_flags(monkeypatch):
+    """A build is found by its name: one of other sources or flags is never reused."""
+    name = cpu_kernels.library_name("/usr/bin/cc")
+    assert name == cpu_kernels.library_name("/usr/bin/cc")
+    assert cpu_kernels.library_name("/usr/bin/clang") != name
+    assert cpu_kernels.library_name("/usr/bin/cc", flags=["-O2"]) != name
+    edited = dict(cpu_kernels.sources())
+    first = sorted(edited)[0]
+    edited[first] += "\n/* edited */\n"
+    monkeypatch.setattr(cpu_kernels, "sources", lambda: edited)
+    assert cpu_kernels.library_name("/usr/bin/cc") != name
+
+
+@needs_kernels
+def test_a_compiler_without_march_native_builds_without_it(tmp_path):
+    """Some clang targets refuse ``-march=native``: the build is made again without it."""
+    real = cpu_kernels.compiler()
+    picky = tmp_path / "picky-cc"
+    picky.write_text(f"#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -march=native ] && "
+                     f"{{ echo 'picky-cc: unsupported -march=native' >&2; exit 1; }}; done\n"
+                     f"exec {real} \"$@\"\n")
+    picky.chmod(0o755)
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    path = cpu_kernels.build(folder, str(picky))
+    assert path.is_file() and path.parent == folder
 
 
 @needs_kernels
