@@ -15,7 +15,8 @@ import backends  # noqa: E402
 from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from scripts.training import check_output, data_and_device_options, save_figure  # noqa: E402
+from scripts.training import (  # noqa: E402
+    check_output, data_and_device_options, data_source_note, save_figure)
 
 
 def parser(doc, out):
@@ -52,6 +53,9 @@ def start(p, argv=None):
     plt = pyplot(p)
     print(f"backend: {backend.name} ({backend.description}); data: {args.dataset}, "
           f"{data[0][0].shape[0]} train / {data[1][0].shape[0]} test", flush=True)
+    note = data_source_note(args)
+    if note:
+        print(note, flush=True)
     return args, backend, data, plt
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
-from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from framework.datasets import DatasetError, dataset_folder, load_dataset  # noqa: E402
 from framework.files import atomic_open, unwritable  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
@@ -106,6 +106,24 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     return p
 
 
+def data_source_note(args):
+    """A line where ``--data-dir`` (or ``XPNET_DATA_DIR``) named a folder and the data came
+    from elsewhere (a typo there reads the cache's or Debian's copy silently otherwise);
+    else None."""
+    if args.data_dir:
+        option, wanted = "--data-dir", "data_dir argument"
+    elif backends.settings().data_dir:
+        option, wanted = "XPNET_DATA_DIR", "XPNET_DATA_DIR"
+    else:
+        return None
+    (label, folder), passed = dataset_folder(args.dataset, args.data_dir)
+    if label == wanted or folder is None:
+        return None
+    passed = [place for place in passed if f" ({wanted}): " in place]
+    return (f"note: {option} did not hold {args.dataset} ({'; '.join(passed)}); read from "
+            f"{folder} ({label})")
+
+
 def check_output(p, option, path):
     """``p.error`` now, not after the run, where ``option``'s file ``path`` could not be
     written (a folder in its place, a folder that cannot be made or written to)."""
@@ -184,6 +202,9 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     except DatasetError as e:
         parser.exit(1, f"error: {e}\n")
     print(f"data: {args.dataset}, {x_train.shape[0]} train / {x_test.shape[0]} test", flush=True)
+    note = data_source_note(args)
+    if note:
+        print(note, flush=True)
 
     try:
         network = build_network(args, x_train)

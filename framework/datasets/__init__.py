@@ -36,7 +36,8 @@ from framework.datasets.idx import (COLS, IMAGE_MAGIC, LABEL_MAGIC, NUM_CLASSES,
                                     read_split)
 from framework.datasets.locate import cache_root, locate
 
-__all__ = ["load_dataset", "load_mnist", "load_fashion_mnist", "DatasetError", "DatasetSpec",
+__all__ = ["load_dataset", "load_mnist", "load_fashion_mnist", "dataset_folder", "DatasetError",
+           "DatasetSpec",
            "DATASETS", "FILENAMES", "PARTS", "IMAGE_MAGIC", "LABEL_MAGIC", "ROWS", "COLS",
            "NUM_CLASSES", "read_idx", "read_split", "cache_root"]
 
@@ -87,7 +88,7 @@ def load_dataset(name, normalize=True, flatten=True, one_hot_label=False, *, dat
     """
     spec = _spec(name)
     looked, tried = [], []
-    directory, paths = locate(spec, data_dir, looked)
+    _, directory, paths = locate(spec, data_dir, looked)
     if paths is None and download:
         directory = data_dir or os.path.join(cache_root(), spec.name)
         paths = mirrors.fetch_missing(spec, directory, tried)
@@ -97,6 +98,16 @@ def load_dataset(name, normalize=True, flatten=True, one_hot_label=False, *, dat
     train = _format(arrays["x_train"], arrays["t_train"], normalize, flatten, one_hot_label)
     test = _format(arrays["x_test"], arrays["t_test"], normalize, flatten, one_hot_label)
     return train, test
+
+
+def dataset_folder(name, data_dir=None):
+    """Where :func:`load_dataset` finds ``name``'s files now, without reading or
+    downloading them: ``(label, folder)``, the label as in the search order above
+    (``"data_dir argument"``, ``"XPNET_DATA_DIR"``, ``"cache"``, ``"Debian package"``), or
+    ``(None, None)``; and the places passed over before it, each with why, in words."""
+    looked = []
+    label, directory, _ = locate(_spec(name), data_dir, looked)
+    return (label, directory), looked
 
 
 def _not_found_message(spec, looked, tried, download):

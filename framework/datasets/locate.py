@@ -35,12 +35,14 @@ def candidates(spec, data_dir):
 
 
 def locate(spec, data_dir, looked):
+    """``(label, directory, paths)`` of the first candidate holding all four files, else
+    ``(None, None, None)``; ``looked`` gets each place passed over, with why."""
     for label, directory in candidates(spec, data_dir):
         paths = {part: find_file(directory, part) for part in PARTS}
         missing = [FILENAMES[p] for p, path in paths.items() if path is None]
         if not missing:
-            return directory, paths
+            return label, directory, paths
         status = "does not exist" if not os.path.isdir(directory) else \
             "missing " + ", ".join(missing)
         looked.append(f"{directory} ({label}): {status}")
-    return None, None
+    return None, None, None

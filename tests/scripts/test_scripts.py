@@ -179,6 +179,20 @@ def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
             assert re.search(rf"^  {name} +\d", out, re.M), name
 
 
+def test_a_data_dir_that_does_not_hold_the_data_is_said(tmp_path):
+    """A typo in --data-dir read another copy (here XPNET_DATA_DIR's) without a word."""
+    env = synthetic_data_env(tmp_path)
+    args = ["--backend", "numpy", "--iters", "2", "--batch-size", "10", "--quiet"]
+    typo = tmp_path / "dtaa"
+    out = run_script("train_neuralnet.py", *args, "--data-dir", str(typo), env=env)
+    assert (f"note: --data-dir did not hold mnist ({typo / 'mnist'} (data_dir argument): does "
+            f"not exist; {typo} (data_dir argument): does not exist); read from "
+            f"{tmp_path / 'data' / 'mnist'} (XPNET_DATA_DIR)\n") in out
+    right = run_script("train_neuralnet.py", *args, "--data-dir", str(tmp_path / "data"), env=env)
+    plain = run_script("train_neuralnet.py", *args, env=env)
+    assert "note:" not in right and "note:" not in plain
+
+
 def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     env = synthetic_data_env(tmp_path)
     ckpt = tmp_path / "deep.npz"
