@@ -28,7 +28,8 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
     Calls ``layer.forward(*inputs, **forward_kwargs)`` and
     ``layer.backward(dout)``, then compares every input gradient that
     ``backward`` returns (one array, or a tuple in the inputs' order; inputs
-    past the end of it, or given ``None``, are not differentiated: labels) and, for each name in ``params``,
+    past the end of it, or given ``None``, are not differentiated: labels) and, for each name in
+    ``params`` (a list of names, or one),
     the gradient the layer stored (``dW`` for ``"W"``), with the central
     difference of ``f = sum(forward(...) * dout)``:
     ``(f(p + eps e_i) - f(p - eps e_i)) / 2 eps``.
@@ -59,6 +60,19 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
     forward_kwargs = dict(forward_kwargs or {})
     rtol, atol = tolerances("float64", rtol, atol)
     inputs = _as_tuple(inputs)
+    for i, x in enumerate(inputs):
+        if isinstance(x, (list, tuple)):
+            raise TypeError(f"check_backward: input {i} is a {type(x).__name__}; expected an "
+                            f"array (xp.asarray(...), on the backend under test). Several "
+                            f"inputs go as a tuple of arrays")
+    if isinstance(params, str):
+        params = (params,)
+    missing = [name for name in params if not hasattr(layer, name)]
+    if missing:
+        arrays = sorted(k for k, v in vars(layer).items() if _is_float_array(v))
+        raise ValueError(f"check_backward: params={list(params)!r}: {type(layer).__name__} has "
+                         f"no attribute {', '.join(map(repr, missing))}; its floating-point "
+                         f"arrays: {', '.join(arrays) or 'none'}")
     originals = {name: getattr(layer, name) for name in params}
     for name, p in originals.items():
         if not _is_float_array(p):

@@ -150,6 +150,15 @@ def test_bad_arguments(xp):
         check_backward(layer, x, mode="fast")
     with pytest.raises(ValueError, match=r"dout has shape \(2, 3\), the output \(5, 3\)"):
         check_backward(layer, x, dout=xp.ones((2, 3)))
+    # a misspelt parameter: its name and the arrays the layer has (was an AttributeError
+    # from inside the check); one name alone is a list of one
+    with pytest.raises(ValueError, match=r"params=\['W', 'bias'\]: Affine has no attribute "
+                                         r"'bias'; its floating-point arrays: W, b"):
+        check_backward(layer, x, params=["W", "bias"])
+    assert set(check_backward(layer, x, params="W")) == {"input 0", "W"}
+    # a nested list: the layer's own TypeError came from inside its forward
+    with pytest.raises(TypeError, match="input 0 is a list; expected an array"):
+        check_backward(layer, [[1.0, 2.0, 3.0]])
 
 
 def test_check_model_passes_and_fails_readably(xp):
