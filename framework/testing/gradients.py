@@ -206,16 +206,25 @@ def check_model(model, x, t, *, rtol=None, atol=None):
     """A network's ``gradient`` against its ``numerical_gradient``, parameter by parameter.
 
     ``gradient`` runs first, so a dropout layer's mask is the one both
-    use. Tolerances follow the model's dtype (build it with
-    ``dtype="float64"``: float32 rounding swamps central differences).
+    use. A network of the user's own that has the book's ``params``, ``loss(x, t)``
+    and ``gradient(x, t)`` but no ``numerical_gradient`` is differenced by the book's
+    element loop (:func:`framework.gradient.numerical_gradient` on each parameter, its
+    ``loss`` read after each move). Tolerances follow the model's dtype (its ``dtype``,
+    else its parameters'; build it with ``dtype="float64"``: float32 rounding swamps
+    central differences, and a float32 failure says so).
     Returns ``{name: (max abs diff, max relative error)}``; raises
     ``AssertionError`` with a line per parameter and the worst elements of
     each that fails.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
-    rtol, atol = tolerances(model.dtype, rtol, atol)
+    dtype = getattr(model, "dtype", None)
+    if dtype is None:
+        dtype = next(iter(model.params.values())).dtype
+    dtype = backends.dtype_name(dtype) if not isinstance(dtype, str) else dtype
+    rtol, atol = tolerances(dtype, rtol, atol)
     analytic = model.gradient(x, t)
-    numeric = model.numerical_gradient(x, t)
+    own = getattr(model, "numerical_gradient", None)
+    numeric = own(x, t) if own is not None else _differenced(model, x, t)
     lines, failed, report = [], [], {}
     for key in numeric:
         a, n = backends.to_numpy(analytic[key]), backends.to_numpy(numeric[key])
@@ -231,8 +240,20 @@ def check_model(model, x, t, *, rtol=None, atol=None):
             failed.append(key)
             lines += worst
     if failed:
-        raise AssertionError(f"check_model: {type(model).__name__} "
-                             f"({backends.dtype_name(model.dtype)}): gradient and "
-                             f"numerical_gradient differ for {', '.join(failed)}\n"
+        hint = ("; float32 rounding swamps central differences: build the network with "
+                "dtype='float64' to check it" if dtype != "float64" else "")
+        raise AssertionError(f"check_model: {type(model).__name__} ({dtype}): gradient and "
+                             f"numerical_gradient differ for {', '.join(failed)}{hint}\n"
                              + "\n".join(lines))
     return report
+
+
+def _differenced(model, x, t):
+    """The book's numerical gradient of ``model.loss(x, t)`` over each of ``model.params``,
+    one element at a time, for a network without a ``numerical_gradient`` of its own."""
+    from framework.gradient import numerical_gradient
+    out = {}
+    for key, p in model.params.items():
+        out[key] = numerical_gradient(lambda _: model.loss(x, t), p,
+                                      put=lambda a, key=key: model.params.__setitem__(key, a))
+    return out

@@ -161,6 +161,38 @@ def test_bad_arguments(xp):
         check_backward(layer, [[1.0, 2.0, 3.0]])
 
 
+class Quadratic:
+    """A network of a user's own with the book's params, loss and gradient, and neither a
+    numerical_gradient nor a dtype: L = sum((x W)^2), dL/dW = 2 x^T (x W)."""
+
+    def __init__(self, xp, scale=2):
+        self.xp, self.scale = xp, scale
+        self.params = {"W": backends.to_device(RNG.standard_normal((3, 2)))}
+
+    def loss(self, x, t):
+        return self.xp.sum((x @ self.params["W"]) ** 2)
+
+    def gradient(self, x, t):
+        return {"W": self.scale * x.T @ (x @ self.params["W"])}
+
+
+def test_check_model_differences_a_network_of_ones_own(xp):
+    x, t = backends.to_device(RNG.standard_normal((4, 3))), None
+    report = check_model(Quadratic(xp), x, t)
+    assert list(report) == ["W"] and report["W"][1] < 1e-8
+    with pytest.raises(AssertionError, match=r"Quadratic \(float64\): gradient and numerical_"
+                                             r"gradient differ for W\n"):
+        check_model(Quadratic(xp, scale=3), x, t)
+
+
+def test_a_float32_failure_says_to_check_in_float64(xp):
+    net = TwoLayerNet(12, 6, 4, seed=1, weight_init_std=0.5)  # float32, the default
+    x, t = backends.to_device(RNG.random((2, 12)).astype("float32")), backends.to_device([0, 1])
+    with pytest.raises(AssertionError, match=r"TwoLayerNet \(float32\): .*: build the network "
+                                             r"with dtype='float64' to check it"):
+        check_model(net, x, t, rtol=1e-12, atol=0)
+
+
 def test_check_model_passes_and_fails_readably(xp):
     net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
     x, t = backends.to_device(RNG.random((5, 12))), backends.to_device([0, 1, 2, 3, 1])
