@@ -37,9 +37,8 @@ from framework.datasets.idx import (COLS, IMAGE_MAGIC, LABEL_MAGIC, NUM_CLASSES,
 from framework.datasets.locate import cache_root, locate
 
 __all__ = ["load_dataset", "load_mnist", "load_fashion_mnist", "dataset_folder", "DatasetError",
-           "DatasetSpec",
-           "DATASETS", "FILENAMES", "PARTS", "IMAGE_MAGIC", "LABEL_MAGIC", "ROWS", "COLS",
-           "NUM_CLASSES", "read_idx", "read_split", "cache_root"]
+           "DatasetSpec", "DATASETS", "FILENAMES", "PARTS", "IMAGE_MAGIC", "LABEL_MAGIC", "ROWS",
+           "COLS", "NUM_CLASSES", "read_idx", "read_split", "cache_root"]
 
 
 def _parsed(spec, paths, directory):
