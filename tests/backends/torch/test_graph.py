@@ -2,7 +2,8 @@
 capture itself needs CUDA: tests/framework/test_steps.py runs it where PyTorch sees one).
 
 The Feed gathers, on the device and at a device counter, the very batches the eager step
-takes from DeviceBatches, and records each loss at its step."""
+takes from DeviceBatches, and records each loss at its step; and framework.steps.GraphStep's
+own bookkeeping runs here on a runtime whose replay runs the step's body again."""
 
 import numpy as np
 import pytest
@@ -62,3 +63,90 @@ def test_graphs_are_offered_on_cuda_devices_only(torch_cpu):
     assert torch_cpu.graph_runtime() is None
     with backends.using("numpy") as host:
         assert host.graph_runtime() is None
+
+
+class Replaying:
+    """A graph runtime for the CPU: its "recording" runs the step's body once (the warm-up a
+    card's capture runs too) and its "replay" runs the body again. So
+    :class:`framework.steps.GraphStep`'s own bookkeeping is tested here (recording puts back
+    what the warm-up changed, staleness, the epoch's counter, a short last batch); the
+    real capture runs on a card (tests/framework/test_steps.py)."""
+
+    from backends.torch.graph import Feed  # noqa: F401 (the runtime's Feed: PyTorch's)
+
+    class Graph:
+        def __init__(self, body):
+            self.launch = body
+
+        def pool_bytes(self):
+            return 0
+
+    @classmethod
+    def capture(cls, body, ops, own_gemm=True):
+        body()  # the warm-up; capturing itself runs nothing
+        return cls.Graph(body)
+
+    @staticmethod
+    def synchronize():
+        pass
+
+
+def deep_float64(seed):
+    from models import MultiLayerNetExtend
+    return MultiLayerNetExtend(12, [10, 10], 3, use_batchnorm=True, use_dropout=True,
+                               dropout_ration=0.2, weight_decay_lambda=0.01, seed=seed,
+                               dtype="float64")
+
+
+def test_the_graph_steps_bookkeeping_with_a_replaying_runtime(torch_cpu, monkeypatch):
+    """Recording changes nothing (Adam's state made by the warm-up is put back to zero, its
+    step count too; recorded again later, the state as it stood); three epochs of replays
+    (a short last batch eagerly each) give the eager step's losses, parameters and layer
+    state bit for bit in float64; a changed learning rate or a replaced parameter makes
+    the recording stale."""
+    from framework.optimizers import Adam
+    from framework.steps import GraphStep, train_step
+    rng = np.random.default_rng(0)
+    x, t = rng.random((95, 12)), rng.integers(0, 3, 95)  # 10 batches of 10, the last of 5
+    replayed, eager = deep_float64(1), deep_float64(1)
+    opt_r, opt_e = Adam(lr=0.01), Adam(lr=0.01)
+    batches_r = DeviceBatches(x, t, 10, seed=4, backend=torch_cpu, dtype="float64")
+    batches_e = DeviceBatches(x, t, 10, seed=4, backend=torch_cpu, dtype="float64")
+    monkeypatch.setattr(batches_r.backend, "graph_runtime", lambda: Replaying)
+    step = GraphStep(replayed, opt_r, batches_r)
+    before = {k: to_host(v).copy() for k, v in {**replayed.params, **replayed.state()}.items()}
+    step.record()
+    for key, value in {**replayed.params, **replayed.state()}.items():
+        np.testing.assert_array_equal(to_host(value), before[key], err_msg=key)
+    assert opt_r.iter == 0 and all(float(to_host(a).std()) == 0 == float(to_host(a).max())
+                                   for a in opt_r.device_state() if a.ndim)
+    assert step.is_current() and step.replayed == 9
+    losses_r, losses_e = [], []
+
+    def epoch():
+        order_r, order_e = batches_r.start_epoch(), batches_e.start_epoch()
+        step.start_epoch(order_r)
+        for i in range(len(batches_r)):
+            step.run(i)
+            losses_e.append(to_host(train_step(eager, opt_e, *batches_e.batch(order_e, i))))
+        losses_r.extend(to_host(step.losses))
+
+    epoch()
+    epoch()
+    opt_r.lr = 0.02
+    assert not step.is_current()
+    opt_r.lr = 0.01
+    assert step.is_current()
+    # a schedule's change: recorded again over Adam's state as it stands (its moments and
+    # step count copied and put back, not zeroed), and the third epoch goes on alike
+    opt_r.lr = opt_e.lr = 0.005
+    step.record()
+    assert step.is_current() and opt_r.iter == opt_e.iter == 20
+    epoch()
+    np.testing.assert_array_equal(np.array(losses_r), np.array(losses_e, dtype=np.float64))
+    for key, value in eager.params.items():
+        np.testing.assert_array_equal(to_host(replayed.params[key]), to_host(value), err_msg=key)
+    for key, value in eager.state().items():
+        np.testing.assert_array_equal(to_host(replayed.state()[key]), to_host(value), err_msg=key)
+    replayed.params["W1"] = replayed.params["W1"] * 1  # another array in its place
+    assert not step.is_current()
