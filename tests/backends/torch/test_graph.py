@@ -150,3 +150,72 @@ def test_the_graph_steps_bookkeeping_with_a_replaying_runtime(torch_cpu, monkeyp
         np.testing.assert_array_equal(to_host(replayed.state()[key]), to_host(value), err_msg=key)
     replayed.params["W1"] = replayed.params["W1"] * 1  # another array in its place
     assert not step.is_current()
+
+
+def trained(make_net, graph, callbacks=(), t_of=lambda t: t, **options):
+    """A three-epoch float64 run of the Trainer on the current backend."""
+    from framework.trainer import Trainer
+    rng = np.random.default_rng(2)
+    x, t = rng.random((95, 12)), rng.integers(0, 3, 95)
+    trainer = Trainer(make_net(), x, t_of(t), x[:40], t_of(t[:40]), epochs=3,
+                      mini_batch_size=10, optimizer="Adam", optimizer_param={"lr": 0.01},
+                      verbose=False, seed=5, graph=graph, callbacks=list(callbacks), **options)
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("change, records", [("nothing", 1), ("learning rate", 3),
+                                             ("dropout ratio", 2), ("weight decay", 2)])
+def test_the_trainer_records_again_when_a_baked_in_number_changes(torch_cpu, monkeypatch,
+                                                                  change, records):
+    """What a card's recording holds as constants, changed at an epoch's end, makes the
+    Trainer record again before the next epoch (here counted: a replay that runs the body
+    again would not show a stale constant), and the run equals the eager one bit for bit."""
+    captures = []
+
+    class Counting(Replaying):
+        @classmethod
+        def capture(cls, body, ops, own_gemm=True):
+            captures.append(1)
+            return super().capture(body, ops, own_gemm)
+
+    def change_it(trainer, record):
+        if change == "learning rate":
+            trainer.optimizer.lr *= 0.5
+        elif change == "dropout ratio":
+            trainer.network.layers["Dropout1"].dropout_ratio = 0.5
+        elif change == "weight decay":
+            trainer.network.weight_decay_lambda = 0.5
+    monkeypatch.setattr(type(torch_cpu), "graph_runtime", lambda self: Counting)
+    graph = trained(lambda: deep_float64(3), True, [change_it])
+    eager = trained(lambda: deep_float64(3), False, [change_it])
+    assert graph.step_mode == "cuda-graph" and eager.step_mode == "eager (graph=False)"
+    assert len(captures) == records
+    assert graph.train_loss_list == eager.train_loss_list
+    for key, value in eager.network.params.items():
+        np.testing.assert_array_equal(to_host(graph.network.params[key]), to_host(value))
+
+
+def test_the_trainer_says_why_a_step_is_not_recorded(torch_cpu, monkeypatch):
+    """The choice's reasons where a runtime is there: one-hot labels, the switch off, a
+    capture that fails ('auto' runs eagerly and says so; True raises)."""
+    class Failing(Replaying):
+        @classmethod
+        def capture(cls, body, ops, own_gemm=True):
+            raise RuntimeError("the capture met an operation it cannot record")
+    monkeypatch.setattr(type(torch_cpu), "graph_runtime", lambda self: Replaying)
+    one_hot = lambda t: np.eye(3)[t]  # noqa: E731
+    assert trained(lambda: deep_float64(3), "auto", t_of=one_hot).step_mode == \
+        "eager (the graph step needs integer labels)"
+    with pytest.raises(ValueError, match="graph=True, but the step cannot be a CUDA graph: the "
+                                         "graph step needs integer labels"):
+        trained(lambda: deep_float64(3), True, t_of=one_hot)
+    with backends.configured(cuda_graph=False):
+        assert trained(lambda: deep_float64(3), "auto").step_mode == "eager (XPNET_CUDA_GRAPH=0)"
+        assert trained(lambda: deep_float64(3), True).step_mode == "cuda-graph"
+    monkeypatch.setattr(type(torch_cpu), "graph_runtime", lambda self: Failing)
+    assert trained(lambda: deep_float64(3), "auto").step_mode == (
+        "eager (CUDA graph capture failed: RuntimeError: the capture met an operation it "
+        "cannot record)")
+    with pytest.raises(RuntimeError, match="cannot record"):
+        trained(lambda: deep_float64(3), True)
