@@ -229,14 +229,23 @@ class Trainer:
     def train(self, epochs=None):
         """Run the remaining steps; returns :attr:`history` (per-epoch lists of floats).
 
-        ``epochs=n`` trains n epochs more than done so far instead, extending
-        the planned length (a notebook's "a few more", or a benchmark's window).
+        ``epochs=n`` trains n epochs more than done so far instead (a fraction as
+        the constructor's ``epochs`` may be), the planned length set so (a notebook's
+        "a few more", or a benchmark's window).
         """
         from tqdm.auto import tqdm
 
         if epochs is not None:
-            self.max_iter = self.iteration + int(epochs) * self.iter_per_epoch
-            self.epochs = self.current_epoch + int(epochs)
+            number = epochs if isinstance(epochs, (int, float)) and \
+                not isinstance(epochs, bool) else math.nan
+            more = int(number * self.iter_per_epoch) if math.isfinite(number) and number > 0 \
+                else 0
+            if more < 1:
+                raise ValueError(f"Trainer.train: epochs must be a number above 0 that makes "
+                                 f"at least one step ({self.iter_per_epoch} an epoch), got "
+                                 f"{epochs!r}")
+            self.max_iter = self.iteration + more
+            self.epochs = self.current_epoch + math.ceil(more / self.iter_per_epoch)
         bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)

@@ -338,6 +338,14 @@ def test_train_more_epochs(backend):
     trainer.train(epochs=2)
     assert trainer.history["epoch"] == [1, 2, 3] and trainer.iteration == 60
     assert trainer.epochs == 3 and len(trainer.train_loss_list) == 60
+    trainer.train(epochs=0.5)  # a fraction, as the constructor's (was truncated to 0 epochs)
+    assert trainer.iteration == 70 and trainer.epochs == 4 and trainer.history["epoch"][-1] == 4
+    for bad in (0, -1, 0.01, "2", float("nan"), True):  # 0.01: less than one step
+        with pytest.raises(ValueError, match=r"Trainer.train: epochs must be a number above 0 "
+                                             r"that makes at least one step \(20 an epoch\), "
+                                             r"got " + re.escape(repr(bad))):
+            trainer.train(epochs=bad)
+    assert trainer.iteration == 70  # nothing trained by a refusal
 
 
 def interrupt_at(monkeypatch, step, signum=signal.SIGINT, twice=False):
