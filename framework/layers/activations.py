@@ -36,7 +36,11 @@ class Relu(Layer):
 
     def backward(self, dout):
         ops = self._ops if type(dout) is self._xtype else ops_for(dout)
-        return ops.relu_backward(dout, self.keep)
+        try:
+            return ops.relu_backward(dout, self.keep)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""
@@ -60,7 +64,11 @@ class Sigmoid(Layer):
         return self.out
 
     def backward(self, dout):
-        return dout * (1.0 - self.out) * self.out
+        try:
+            return dout * (1.0 - self.out) * self.out
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass without side effects, for stacks ``(K, N, ...)`` (see Affine)."""

@@ -102,7 +102,11 @@ class Affine(Layer):
 
     def backward(self, dout):
         ops = self._ops if type(dout) is self._xtype else ops_for(dout)
-        dx, self.dW, self.db = ops.affine_grad(self.x, dout, self.W, self.input_grad)
+        try:
+            dx, self.dW, self.db = ops.affine_grad(self.x, dout, self.W, self.input_grad)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
         if dx is None or dx.shape == self.original_x_shape:
             return dx
         return get_array_module(dx).reshape(dx, self.original_x_shape)

@@ -22,8 +22,12 @@ class MulLayer(Layer):
         return x * y
 
     def backward(self, dout):
-        dx = dout * self.y  # each input's gradient is the other input
-        dy = dout * self.x
+        try:
+            dx = dout * self.y  # each input's gradient is the other input
+            dy = dout * self.x
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
         return dx, dy
 
 

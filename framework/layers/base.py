@@ -69,6 +69,15 @@ class Layer:
         step), and the settings' generation."""
         return (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), REGISTRY.generation)
 
+    def _check_kept(self):
+        """Called where ``backward`` failed: ``ValueError`` if no forward pass kept what it
+        reads (the first of :attr:`saved` is None: none ran, or an evaluation freed it),
+        rather than Python's words about None. Nothing is looked at on the way there."""
+        if self.saved and getattr(self, self.saved[0], None) is None:
+            raise ValueError(f"{self.name}: backward needs a forward pass (in training mode) "
+                             f"first: none has kept what backward reads ({self.saved[0]} is "
+                             f"None)") from None
+
     def _check(self, x):
         """The checks of a new kind of input (nothing by default): ``ValueError`` naming
         the layer and what was wrong."""

@@ -117,7 +117,11 @@ class BatchNormalization(Layer):
         xp = get_array_module(dout)
         dout = xp.reshape(dout, (dout.shape[0], self.gamma.shape[0]))
         self.dbeta = xp.sum(dout, axis=0)
-        self.dgamma = xp.sum(self.xn * dout, axis=0)
+        try:
+            self.dgamma = xp.sum(self.xn * dout, axis=0)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
         dxn = dout * self.gamma
         mean_dxn, mean_dxn_xn = self._gradient_means(dxn)
         dx = dxn - mean_dxn

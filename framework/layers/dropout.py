@@ -85,7 +85,11 @@ class Dropout(Layer):
         return x * self._scale(x)
 
     def backward(self, dout):
-        return dout * self._scale(dout)
+        try:
+            return dout * self._scale(dout)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
 
     def current_mask(self, shape):
         """The last forward's mask; if there is none of ``shape``, the one the next training

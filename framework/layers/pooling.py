@@ -70,8 +70,12 @@ class Pooling(Layer):
         return out
 
     def backward(self, dout):
-        return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
-                                           self.pool_w, self.stride, self.pad)
+        try:
+            return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
+                                               self.pool_w, self.stride, self.pad)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
 
     def forward_stack(self, x, train_flg=True):
         """The forward pass for each of a stack ``(K, N, C, H, W)``, without side effects."""

@@ -75,8 +75,12 @@ class SoftmaxWithLoss(Layer):
         y = self.y
         if self._empty:  # no sample, no gradient
             return get_array_module(y).zeros_like(y)
-        ops = self._ops if type(y) is self._xtype else ops_for(y)
-        return ops.softmax_cross_entropy_grad(y, self._labels, dout / y.shape[0], self._rows)
+        try:
+            ops = self._ops if type(y) is self._xtype else ops_for(y)
+            return ops.softmax_cross_entropy_grad(y, self._labels, dout / y.shape[0], self._rows)
+        except Exception:  # what kind the library raises for None
+            self._check_kept()
+            raise
 
     def forward_stack(self, x, t):
         """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels.

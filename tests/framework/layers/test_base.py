@@ -47,3 +47,28 @@ def test_perturbed_outputs_move_one_element_each(xp):
     want = np.stack([to_host(x) * [1.5, 2.0, 3.0], to_host(x) * [1.0, 2.0, 3.5]])
     np.testing.assert_array_equal(to_host(out), want)
     np.testing.assert_array_equal(to_host(layer.w), [1.0, 2.0, 3.0])  # put back
+
+
+def layers_of_the_book(xp):
+    """Each layer that keeps something for backward, made ready for a forward pass, with
+    a ``dout`` for it."""
+    from framework.layers import (Affine, BatchNormalization, Dropout, MulLayer, Pooling, Relu,
+                                  Sigmoid, SoftmaxWithLoss)
+    d = lambda *shape: backends.to_device(np.ones(shape))  # noqa: E731
+    return [(Affine(d(4, 3), d(3)), d(2, 3)), (Relu(), d(2, 3)), (Sigmoid(), d(2, 3)),
+            (SoftmaxWithLoss(), 1), (Dropout(0.5), d(2, 3)),
+            (BatchNormalization(d(3), d(3)), d(2, 3)), (Pooling(2, 2, 2), d(1, 1, 2, 2)),
+            (MulLayer(), 1.0)]
+
+
+def test_backward_before_any_forward_says_so(xp):
+    """The book's layers fail there with Python's words about None (``'NoneType' object
+    has no attribute 'T'``); ours name the layer and what is missing. Checked only once a
+    backward has failed: nothing is looked at on a training step."""
+    import pytest
+    for layer, dout in layers_of_the_book(xp):
+        with pytest.raises(ValueError, match=rf"{type(layer).__name__}: backward needs a "
+                                             rf"forward pass \(in training mode\) first: none "
+                                             rf"has kept what backward reads \({layer.saved[0]} "
+                                             rf"is None\)"):
+            layer.backward(dout)
