@@ -11,6 +11,7 @@ checkpoints.
 """
 
 import math
+import numbers
 
 import array_api_extra as xpx
 
@@ -74,8 +75,14 @@ class Optimizer:
     def settings(self):
         """The numbers an update reads (:attr:`hyperparameters`) by name, as they stand now
         (a schedule may have changed them): what a checkpoint keeps, so that a resumed
-        run continues with the rates it had reached."""
-        return {name: float(getattr(self, name)) for name in self.hyperparameters}
+        run continues with the rates it had reached. A subclass's hyperparameter that is
+        not a number is left out (the checkpoint could not hold it, and must not fail)."""
+        out = {}
+        for name in self.hyperparameters:
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                out[name] = float(value)
+        return out
 
     def device_state(self):
         """The arrays an update reads and writes besides the parameters (the slots' arrays,

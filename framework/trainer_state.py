@@ -96,9 +96,9 @@ def restore(trainer, path):
 
 
 def _check_settings(path, settings, optimizer):
-    """:class:`CheckpointError` unless ``settings`` names exactly ``optimizer``'s
-    hyperparameters, each a finite number (what :meth:`Optimizer.settings` wrote)."""
-    names = tuple(optimizer.hyperparameters)
+    """:class:`CheckpointError` unless ``settings`` names exactly the settings ``optimizer``
+    has, each a finite number (what :meth:`Optimizer.settings` wrote)."""
+    names = tuple(optimizer.settings())
     if not isinstance(settings, dict) or sorted(settings) != sorted(names):
         raise ckpt.CheckpointError(
             f"{path}: holds the optimizer settings {settings!r}; expected numbers for "

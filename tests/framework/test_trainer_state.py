@@ -94,3 +94,21 @@ def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, 
     with pytest.raises(CheckpointError, match=refusal):
         trainer_state.restore(trainer, path)
     assert_untouched(trainer, before)
+
+
+def test_a_hyperparameter_that_is_not_a_number_is_left_out_of_the_checkpoint(tmp_path):
+    """A user's optimizer may list a setting a checkpoint cannot hold (a list of milestones):
+    the run is saved and resumed with its numbers; saving must not fail at an epoch's end."""
+    from framework.optimizers import SGD
+
+    class Milestones(SGD):
+        hyperparameters = ("lr", "milestones")
+
+        def __init__(self, lr=0.1):
+            super().__init__(lr)
+            self.milestones = [2, 4]
+    path = str(tmp_path / "run.npz")
+    make_trainer(checkpoint=path, epochs=1, optimizer=Milestones(0.05)).train()
+    resumed = make_trainer(checkpoint=path, resume=True, epochs=2, optimizer=Milestones(0.5))
+    assert resumed.iteration == 20 and resumed.optimizer.lr == 0.05
+    assert resumed.optimizer.milestones == [2, 4]
