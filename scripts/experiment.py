@@ -16,13 +16,14 @@ from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from scripts.training import (  # noqa: E402
-    check_output, data_and_device_options, data_source_note, save_figure)
+    check_output, data_and_device_options, data_source_note, non_negative_seed, save_figure)
 
 
 def parser(doc, out):
     """An ``ArgumentParser`` with the options every experiment takes; ``out`` is the PNG's default."""
     p = data_and_device_options(doc)
-    p.add_argument("--seed", type=int, default=0, help="seeds weights and batches (default: 0)")
+    p.add_argument("--seed", type=non_negative_seed, default=0,
+                   help="seeds weights and batches (default: 0)")
     p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
     return p
 

@@ -25,6 +25,7 @@ from backends import mpi_env  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.gradient import gradient_check  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
+from scripts.training import non_negative_seed  # noqa: E402
 
 
 def random_batch(seed):
@@ -75,7 +76,8 @@ def main(argv=None):
                         help="where the 3 samples come from (default: %(default)s)")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                         help="dataset for --data dataset (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and random data")
+    parser.add_argument("--seed", type=non_negative_seed, default=0,
+                        help="seed of weights and random data")
     parser.add_argument("--device", help="the backend's device (e.g. --backend torch --device "
                                               "cpu on a Mac: MPS has no float64)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],

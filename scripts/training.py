@@ -93,7 +93,8 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=lr, help="learning rate (default: %(default)s)")
     p.add_argument("--optimizer", default=optimizer, type=str.lower, choices=sorted(OPTIMIZERS))
-    p.add_argument("--seed", type=int, default=0, help="seeds weights and batch order")
+    p.add_argument("--seed", type=non_negative_seed, default=0,
+                   help="seeds weights and batch order")
     p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
                    help="a permutation per epoch, or the book's sampling with replacement")
     p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
@@ -104,6 +105,17 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
                    help="replay each step as a CUDA graph (CuPy, PyTorch on CUDA; default: "
                    "where it is faster), or compile it with jax.jit (JAX)")
     return p
+
+
+def non_negative_seed(text):
+    """argparse type of ``--seed``: a non-negative integer, as NumPy's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
 
 
 def data_source_note(args):

@@ -19,7 +19,8 @@ from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import SimpleConvNet  # noqa: E402
-from scripts.training import check_output, exit_on_interrupt, save_figure  # noqa: E402
+from scripts.training import (  # noqa: E402
+    check_output, exit_on_interrupt, non_negative_seed, save_figure)
 
 
 def filters_of(network):
@@ -61,7 +62,7 @@ def main(argv=None):
                                     "XPNET_DEVICE")
     p.add_argument("--epochs", type=float, default=1,
                    help="without --params: epochs to train first (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_seed, default=0)
     p.add_argument("--out", default="filters.png", metavar="PNG")
     args = p.parse_args(argv)
     check_output(p, "--out", args.out)

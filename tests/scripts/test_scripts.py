@@ -131,6 +131,18 @@ def test_a_figure_that_cannot_be_written_is_said_in_one_line(tmp_path, script):
     assert os.listdir(tmp_path / "figures") == ["ok.png"]
 
 
+@pytest.mark.parametrize("script", ["optimizer_compare.py", "visualize_filter.py",
+                                    "gradient_check.py", "train_convnet.py"])
+def test_a_negative_seed_is_refused_in_one_line(tmp_path, script):
+    """Six scripts ended in NumPy's traceback for --seed -1."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--seed", "-1"],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path)))
+    assert r.returncode == 2, r.stderr
+    assert "argument --seed: expected a non-negative integer, got '-1'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_train_script_end_to_end(tmp_path):
     env = synthetic_data_env(tmp_path)
     png, ckpt = tmp_path / "curves.png", tmp_path / "net.npz"
@@ -226,7 +238,7 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
     (["--epochs", "0"], "Trainer: epochs must be a number above 0, got 0.0"),  # not one epoch
-    (["--seed", "-1"], "seed=-1: expected None or a non-negative integer"),
+    (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
 ])
 def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
     full_env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
