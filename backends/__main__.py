@@ -1,5 +1,6 @@
 """``python -m backends``: which backend XPNET_BACKEND picks here and why, and the settings."""
 
+import argparse
 import platform
 import sys
 
@@ -10,7 +11,10 @@ from backends.host import threads
 from backends.registry import REGISTRY
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(
+        prog="python -m backends", description=__doc__.strip("`").replace("``", "") +
+        " Takes no options: the environment (XPNET_*) is what it reports on.").parse_args(argv)
     try:
         b = backends.current()  # reads (and checks) every setting
     except (ValueError, RuntimeError) as e:

@@ -21,6 +21,18 @@ def run_module(env_value, **extra):
                           capture_output=True, text=True, timeout=60)
 
 
+def test_the_module_answers_help_and_refuses_what_it_does_not_take():
+    """It read no arguments at all: --help printed the report, a typo went unnoticed."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for args, status, stream, text in (
+            (["--help"], 0, "stdout", "usage: python -m backends [-h]"),
+            (["--device", "cuda"], 2, "stderr", "unrecognized arguments: --device cuda")):
+        r = subprocess.run([sys.executable, "-m", "backends", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == status and text in getattr(r, stream), r.stderr
+        assert "backend:" not in r.stdout
+
+
 def test_env_numpy_picks_numpy():
     r = run_module("numpy")
     assert r.returncode == 0, r.stderr
