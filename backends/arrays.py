@@ -33,6 +33,22 @@ def dtype_name(dtype):
     return str(dtype).rsplit(".", 1)[-1]
 
 
+def float_dtype(owner, backend, dtype):
+    """``dtype`` (default float32) as ``backend``'s floating dtype, or ``ValueError`` naming
+    ``owner`` (a network, ``DeviceBatches``) and what was given: an integer type would
+    truncate, a misspelt name was the library's own error. A device without float64 says
+    so itself."""
+    try:
+        out = backend.dtype(dtype or "float32")
+    except (TypeError, AttributeError, ValueError) as e:
+        if "float64" in str(e):
+            raise
+        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype!r}") from None
+    if dtype_kind(out) != "f":
+        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype_name(out)}")
+    return out
+
+
 def dtype_kind(dtype):
     """NumPy's one-letter kind of any library's dtype: ``"f"``, ``"i"``, ``"u"``, ``"b"``, ``"c"``."""
     kind = getattr(dtype, "kind", None)

@@ -10,6 +10,7 @@ import numbers
 
 import backends
 from backends import dtype_kind, ops_for, size
+from backends.arrays import float_dtype
 
 
 def _self_dot(xp, flat):
@@ -89,21 +90,6 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
                              f"{low}..{high} (in {tn})")
 
 
-def _float_dtype(backend, dtype):
-    """``dtype`` as ``backend``'s floating dtype, or ``ValueError`` saying what was expected
-    (an integer type would truncate the features; a misspelt one was NumPy's TypeError)."""
-    try:
-        out = backend.dtype(dtype)
-    except (TypeError, AttributeError, ValueError) as e:
-        if "float64" in str(e):  # a device without float64 says so itself
-            raise
-        out = None
-    if out is None or dtype_kind(out) != "f":
-        raise ValueError(f"DeviceBatches: dtype must be a floating type (the network's, such "
-                         f"as 'float32'), got {dtype!r}")
-    return out
-
-
 class DeviceBatches:
     """Iterate over ``(x_batch, t_batch)`` minibatches of ``(x, t)`` on one backend.
 
@@ -139,7 +125,7 @@ class DeviceBatches:
         check_data("DeviceBatches", x, t, num_classes)  # once, before it goes to the device
         self.backend = backend or backends.current()
         if dtype is not None:
-            dtype = _float_dtype(self.backend, dtype)
+            dtype = float_dtype("DeviceBatches", self.backend, dtype)
         self.x = self.backend.asarray(x, dtype=dtype)
         self.t = self.backend.asarray(t)
         self.xp = backends.array_namespace(self.x)  # the namespace the arrays name

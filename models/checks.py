@@ -4,25 +4,13 @@ naming the model (``owner``), the argument and what was expected."""
 import math
 import numbers
 
-from backends import dtype_kind, dtype_name
+from backends import dtype_kind
+from backends.arrays import float_dtype  # noqa: F401 (the models' check, importable here as before)
 
 #: named initial scales: std = sqrt(gain / fan_in)
 INIT_GAINS = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
 #: the keys of a book-style conv_param, with SimpleConvNet's defaults
 DEFAULT_CONV = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
-
-
-def float_dtype(owner, backend, dtype):
-    """``dtype`` (default float32) as the ``backend``'s dtype."""
-    try:
-        out = backend.dtype(dtype or "float32")
-    except (TypeError, AttributeError) as e:
-        if "float64" in str(e):
-            raise
-        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype!r}") from None
-    if dtype_kind(out) != "f":
-        raise ValueError(f"{owner}: dtype must be a floating type, got {dtype_name(out)}")
-    return out
 
 
 def check_size(owner, what, value):
