@@ -72,7 +72,10 @@ class Replaying:
     what the warm-up changed, staleness, the epoch's counter, a short last batch); the
     real capture runs on a card (tests/framework/test_steps.py)."""
 
-    from backends.torch.graph import Feed  # noqa: F401 (the runtime's Feed: PyTorch's)
+    @staticmethod
+    def Feed(*args, **kwargs):  # the runtime's Feed: PyTorch's (imported only where it runs)
+        from backends.torch.graph import Feed
+        return Feed(*args, **kwargs)
 
     class Graph:
         def __init__(self, body):
