@@ -29,12 +29,17 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
                              ("evaluate_sample_num_per_epoch", evaluate_sample_num_per_epoch, 1)):
         if value is None or name == "epochs" and iters is not None:
             continue
-        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) \
-            else float("nan")
+        number = _as_number(value)
         if not (math.isfinite(number) and (number > low if name == "epochs" else
                                            number >= low)):
             bound = "above 0" if name == "epochs" else f"at least {low}"
             raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
+
+
+def _as_number(value):
+    """``value`` where it is an int or a float (not a bool), else NaN: what the length
+    checks compare, so that anything else fails them."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def _checked_callbacks(callbacks):
@@ -236,8 +241,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         if epochs is not None:
-            number = epochs if isinstance(epochs, (int, float)) and \
-                not isinstance(epochs, bool) else math.nan
+            number = _as_number(epochs)
             more = int(number * self.iter_per_epoch) if math.isfinite(number) and number > 0 \
                 else 0
             if more < 1:

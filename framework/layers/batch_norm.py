@@ -1,5 +1,7 @@
 """Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
 
+import math
+
 from backends import backend_of, check_same_backend, get_array_module, ops_for
 from framework.layers.base import Layer
 
@@ -77,9 +79,7 @@ class BatchNormalization(Layer):
         if x.ndim < lead + 1:
             raise ValueError(f"{self.name}: expected a batch of shape (N, features) or "
                              f"(N, C, H, W), got shape {tuple(x.shape[lead - 1:])}")
-        width = 1
-        for d in x.shape[lead:]:  # not -1: a batch of no rows (an empty shard) reshapes too
-            width *= d
+        width = math.prod(x.shape[lead:])  # not -1: a batch of no rows (an empty shard) too
         flat = get_array_module(x).reshape(x, tuple(x.shape[:lead]) + (width,))
         if flat.shape[-1] != self.gamma.shape[0]:
             raise ValueError(f"{self.name}: input has {flat.shape[-1]} features (shape "
