@@ -21,7 +21,11 @@ def stamp(paths):
 
 
 def npz_path(spec, directory):
-    if os.access(directory, os.W_OK) and directory not in spec.system_dirs:
+    """Beside the files where that folder is ours to write; in xpnet's cache where it is
+    read-only or a package's (compared as real paths: ``/usr/share/datasets/x/``, with its
+    slash or through a link, is the package's folder too)."""
+    system = {os.path.realpath(d) for d in spec.system_dirs}
+    if os.access(directory, os.W_OK) and os.path.realpath(directory) not in system:
         return os.path.join(directory, f"{spec.name}.npz")
     # a read-only folder (the Debian package's): keep the cache in ours
     return os.path.join(cache_root(), spec.name, f"{spec.name}-parsed.npz")

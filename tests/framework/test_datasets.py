@@ -215,6 +215,43 @@ def test_the_parsed_cache_of_a_system_folder_goes_to_our_cache_even_where_writab
     assert (tmp_path / "cache" / "xpnet" / "fashion-mnist" / "fashion-mnist-parsed.npz").is_file()
 
 
+@pytest.mark.parametrize("spelling", ["trailing slash", "dot-dot", "symlink"])
+def test_the_system_folder_is_left_alone_however_data_dir_spells_it(tmp_path, monkeypatch,
+                                                                     spelling):
+    """``--data-dir /usr/share/datasets/fashion-mnist/`` wrote a 55 MB cache into the
+    package's folder as root: the folder was compared by its spelling."""
+    system = tmp_path / "usr-share"
+    write_files(system, dataset_files(seed=4)[0])
+    before = sorted(os.listdir(system))
+    monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
+    if spelling == "trailing slash":
+        data_dir = str(system) + os.sep
+    elif spelling == "dot-dot":
+        (tmp_path / "other").mkdir()
+        data_dir = str(tmp_path / "other" / ".." / "usr-share")
+    else:
+        os.symlink(system, tmp_path / "link")
+        data_dir = str(tmp_path / "link")
+    load_fashion_mnist(data_dir=data_dir, normalize=False, download=False)
+    assert sorted(os.listdir(system)) == before
+    assert (tmp_path / "cache" / "xpnet" / "fashion-mnist" / "fashion-mnist-parsed.npz").is_file()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_every_array_returned_is_writable_on_the_first_load_as_on_later_ones(tmp_path,
+                                                                            normalize):
+    """The first load returned views of the files' bytes, read-only (PyTorch warned on
+    them, and ``t_train[0] = 1`` failed), the later ones the cache's writable arrays."""
+    files, _ = dataset_files()
+    write_files(tmp_path / "d", files)
+    for load in ("parsed from the files", "read from the cache"):
+        (x, t), (xt, tt) = load_mnist(normalize=normalize, data_dir=str(tmp_path / "d"),
+                                      download=False)
+        for name, a in (("x_train", x), ("t_train", t), ("x_test", xt), ("t_test", tt)):
+            assert a.flags.writeable, f"{name} {load} is read-only"
+    assert (tmp_path / "d" / "mnist.npz").is_file()
+
+
 def test_no_pickle_anywhere_in_the_project():
     from tests.conftest import ROOT as root
     offenders = []
