@@ -33,7 +33,7 @@ def read_idx(path, magic):
     """Parse one IDX file (gzipped or raw) whose magic number must be ``magic``.
 
     Images (2051) come back as ``uint8 (N, 28, 28)``, labels (2049) as
-    ``uint8 (N,)``. Raises :class:`DatasetError` naming the file for a wrong
+    ``uint8 (N,)``, both writable arrays of their own. Raises :class:`DatasetError` naming the file for a wrong
     magic number, wrong dimensions, or a length other than the header says.
     """
     data = _read_bytes(path)
@@ -54,7 +54,8 @@ def read_idx(path, magic):
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise DatasetError(f"{path}: {what}: {len(data)} bytes, header of {dims} "
                            f"implies {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    # a copy: a view of the bytes is read-only, unlike what the parsed cache returns later
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
 def read_split(images_path, labels_path):

@@ -321,10 +321,19 @@ def test_the_nan_guard_tells_divergence_from_overflow(backend):
         or "diverged" in str(info.value)
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
-                    reason="Debian package dataset-fashion-mnist is not installed")
-def test_fashion_mnist_two_epochs_reach_080(backend):
-    (x, t), (xt, tt) = load_fashion_mnist(data_dir=DEBIAN_FASHION)
+@pytest.fixture(scope="module")
+def fashion_mnist(tmp_path_factory):
+    """Debian's Fashion-MNIST, parsed once for the module, its parsed cache in a temporary
+    folder rather than the user's ~/.cache."""
+    if not os.path.isdir(DEBIAN_FASHION):
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        return load_fashion_mnist(data_dir=DEBIAN_FASHION)
+
+
+def test_fashion_mnist_two_epochs_reach_080(backend, fashion_mnist):
+    (x, t), (xt, tt) = fashion_mnist
     net = TwoLayerNet(784, 50, 10, seed=0)
     trainer = Trainer(net, x, t, xt, tt, epochs=2, mini_batch_size=100, optimizer="sgd",
                       optimizer_param={"lr": 0.1}, verbose=False, seed=0)
