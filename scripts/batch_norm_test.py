@@ -18,7 +18,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scripts.training import exit_on_interrupt  # noqa: E402
-from scripts.experiment import parser, positive, save, start  # noqa: E402
+from scripts.experiment import first_samples, parser, positive, save, start  # noqa: E402
 
 from framework.optimizers import SGD  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -45,9 +45,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=positive, default=20, help="epochs (default: %(default)s)")
     p.add_argument("--scales", type=positive, default=16,
                    help="how many weight scales, log-spaced from 1 to 1e-4 (default: 16)")
-    p.add_argument("--train-size", type=positive, default=1000)
+    p.add_argument("--train-size", type=positive,
+                   help="the first samples to use (default: 1000, or all where fewer)")
     args, backend, ((x_train, t_train), _), plt = start(p, argv)
-    x, t = x_train[:args.train_size], t_train[:args.train_size]
+    x, t = first_samples(p, x_train, t_train, args.train_size, 1000)
     scales = numpy.logspace(0, -4, num=args.scales).tolist()
     cols = math.ceil(math.sqrt(len(scales)))
     rows = math.ceil(len(scales) / cols)
@@ -76,7 +77,7 @@ def main(argv=None):
     axes.flat[0].legend(fontsize=7, loc="lower right")
     axes.flat[0].set_xlim(0, args.epochs + 1)
     fig.suptitle(f"with and without batch normalization, {args.dataset}, "
-                 f"{args.train_size} samples")
+                 f"{x.shape[0]} samples")
     fig.tight_layout()
     save(fig, args.out)
 

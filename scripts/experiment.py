@@ -60,6 +60,23 @@ def start(p, argv=None):
     return args, backend, data, plt
 
 
+def first_samples(p, x, t, size, default, least=1):
+    """The first ``size`` training samples (``--train-size``), or the first ``default`` (the
+    book's number) when not given, all of them where the dataset has fewer. An error, as
+    argparse's, when a ``size`` asked for is more than the dataset has, or either is below
+    ``least``."""
+    if size is not None and size > x.shape[0]:
+        p.exit(2, f"error: --train-size {size} is more than the {x.shape[0]} training samples "
+                  f"the dataset has\n")
+    if size is None and x.shape[0] < least:
+        p.exit(2, f"error: the dataset has {x.shape[0]} training samples; this needs at least "
+                  f"{least}\n")
+    if size is not None and size < least:
+        p.exit(2, f"error: --train-size must be at least {least}, got {size}\n")
+    size = min(default, x.shape[0]) if size is None else size
+    return x[:size], t[:size]
+
+
 def pyplot(p):
     try:
         import matplotlib

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scripts.training import exit_on_interrupt  # noqa: E402
-from scripts.experiment import parser, positive, save, start  # noqa: E402
+from scripts.experiment import first_samples, parser, positive, save, start  # noqa: E402
 
 import backends  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -28,12 +28,14 @@ def main(argv=None):
     p.add_argument("--trials", type=positive, default=100, help="trials (default: %(default)s)")
     p.add_argument("--epochs", type=positive, default=50, help="epochs a trial (default: 50)")
     p.add_argument("--top", type=positive, default=20, help="best trials to list and plot")
-    p.add_argument("--train-size", type=positive, default=500,
-                   help="samples split into training and validation (default: 500)")
+    p.add_argument("--train-size", type=positive,
+                   help="the first samples to use (default: 500, or all where fewer)")
     args, backend, ((x_all, t_all), _), plt = start(p, argv)
+    # one sample to validate on at least, and one to train on
+    x, t = first_samples(p, x_all, t_all, args.train_size, 500, least=2)
     rng = backends.host_rng(args.seed)
-    order = rng.permutation(min(args.train_size, x_all.shape[0]))
-    x, t = x_all[order], t_all[order]
+    order = rng.permutation(x.shape[0])
+    x, t = x[order], t[order]
     n_val = max(int(order.size * 0.2), 1)
     x_val, t_val, x_train, t_train = x[:n_val], t[:n_val], x[n_val:], t[n_val:]
     print(f"{x_train.shape[0]} training and {n_val} validation samples; {args.trials} trials "

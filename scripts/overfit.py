@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scripts.training import exit_on_interrupt  # noqa: E402
-from scripts.experiment import parser, positive, save, start  # noqa: E402
+from scripts.experiment import first_samples, parser, positive, save, start  # noqa: E402
 
 from framework.optimizers import SGD  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
@@ -29,7 +29,8 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, metavar="RATIO",
                    help="dropout ratio after each hidden layer (the book's example: 0.2)")
     p.add_argument("--epochs", type=positive, help="epochs (default: 201, or 301 with --dropout)")
-    p.add_argument("--train-size", type=positive, default=300)
+    p.add_argument("--train-size", type=positive,
+                   help="the first samples to use (default: 300, or all where fewer)")
     args, backend, ((x_train, t_train), (x_test, t_test)), plt = start(p, argv)
     epochs = args.epochs or (301 if args.dropout is not None else 201)
     try:
@@ -42,7 +43,7 @@ def main(argv=None):
                                     seed=args.seed)
     except ValueError as e:
         p.exit(2, f"error: {e}\n")
-    x, t = x_train[:args.train_size], t_train[:args.train_size]
+    x, t = first_samples(p, x_train, t_train, args.train_size, 300)
     trainer = Trainer(network, x, t, x_test, t_test, epochs=epochs, mini_batch_size=100,
                       optimizer=SGD(lr=0.01), sampling="choice", seed=args.seed, verbose=False)
     trainer.train()
@@ -50,7 +51,7 @@ def main(argv=None):
     what = ", ".join(filter(None, [
         f"weight decay {args.weight_decay:g}" if args.weight_decay else "",
         f"dropout {args.dropout:g}" if args.dropout is not None else ""])) or "no regularisation"
-    print(f"{what}: {args.train_size} training samples, {epochs} epochs")
+    print(f"{what}: {x.shape[0]} training samples, {epochs} epochs")
     for epoch in sorted({1, epochs // 4, epochs // 2, 3 * epochs // 4, epochs} - {0}):
         print(f"  epoch {epoch:>4}: train acc {train[epoch - 1]:.4f}, test acc "
               f"{test[epoch - 1]:.4f}, gap {train[epoch - 1] - test[epoch - 1]:+.4f}")
@@ -58,7 +59,7 @@ def main(argv=None):
     ax.plot(range(1, epochs + 1), train, marker="o", markevery=10, markersize=4, label="train")
     ax.plot(range(1, epochs + 1), test, marker="s", markevery=10, markersize=4, label="test")
     ax.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0),
-           title=f"7-layer net on {args.train_size} samples of {args.dataset}: {what}")
+           title=f"7-layer net on {x.shape[0]} samples of {args.dataset}: {what}")
     ax.legend(loc="lower right")
     save(fig, args.out)
 

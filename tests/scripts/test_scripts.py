@@ -191,6 +191,26 @@ def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
             assert re.search(rf"^  {name} +\d", out, re.M), name
 
 
+@pytest.mark.parametrize("script, size, message", [
+    ("overfit.py", "31", "--train-size 31 is more than the 30 training samples the dataset has"),
+    ("batch_norm_test.py", "100",
+     "--train-size 100 is more than the 30 training samples the dataset has"),
+    ("hyperparameter_search.py", "31",
+     "--train-size 31 is more than the 30 training samples the dataset has"),
+    ("hyperparameter_search.py", "1", "--train-size must be at least 2, got 1")])
+def test_a_train_size_the_data_cannot_give_is_refused_in_one_line(tmp_path, script, size,
+                                                                  message):
+    """overfit printed "100000 training samples" while it trained on 60000, and the search
+    ended in a traceback with one sample (all of it held out for validation)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--backend",
+                        "numpy", "--train-size", size, "--out", str(tmp_path / "f.png")],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path)))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"error: {message}\n"
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_a_data_dir_that_does_not_hold_the_data_is_said(tmp_path):
     """A typo in --data-dir read another copy (here XPNET_DATA_DIR's) without a word."""
     env = synthetic_data_env(tmp_path)
