@@ -57,9 +57,12 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
     with one read.
     """
     xn, tn = names
-    if getattr(x, "ndim", 0) < 1 or getattr(t, "ndim", 0) < 1:
-        raise ValueError(f"{where}: {xn} and {tn} must be arrays with a sample axis, got "
-                         f"shapes {getattr(x, 'shape', None)} and {getattr(t, 'shape', None)}")
+    for name, a in ((xn, x), (tn, t)):
+        if getattr(a, "ndim", 0) < 1:
+            got = f"a {type(a).__name__}" if not hasattr(a, "ndim") else \
+                f"an array of shape {tuple(a.shape)}"
+            raise ValueError(f"{where}: {name} must be an array with a sample axis (a NumPy "
+                             f"array or one of the backend's), got {got}")
     n = x.shape[0]
     if n == 0:
         raise ValueError(f"{where}: {xn} is empty (0 samples); expected at least one sample")

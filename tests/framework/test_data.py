@@ -105,6 +105,11 @@ def test_bad_arguments_are_named():
     (lambda x, t: (x, t.astype(np.float32)), "1-D labels must be integer class indices"),
     (lambda x, t: (x, t[:, None, None]), r"t has shape \(23, 1, 1\)"),
     (lambda x, t: (x.astype(str), t), "x has dtype <U"),
+    # it said "x and t must be arrays ..., got shapes None and (23,)" for a list
+    (lambda x, t: (x.tolist(), t), r"x must be an array with a sample axis \(a NumPy array or "
+                                   r"one of the backend's\), got a list$"),
+    (lambda x, t: (x, t[0]), r"t must be an array with a sample axis .*got an array of shape "
+                             r"\(\)$"),
 ])
 def test_data_is_checked_at_the_door(damage, message):
     x, t = dataset()
