@@ -22,6 +22,7 @@ gradient) into every network; here it is written once.
 """
 
 import functools
+import math
 import numbers
 from collections import OrderedDict
 
@@ -46,6 +47,22 @@ def _refuse_non_arrays(network, what, **arrays):
             raise TypeError(f"{type(network).__name__}.{what}: {name} must be an array (NumPy's, "
                             f"or the network's backend's), got {type(a).__name__}; convert it "
                             f"first (numpy.asarray, or backends.to_device)") from None
+
+
+def _explain_input_shape(network, what, x, error):
+    """``ValueError`` saying that ``x``'s samples are not the shape the network was built
+    for (a ConvNet's ``input_dim``), raised from a layer's ``error``; nothing where they are
+    or the network has no ``input_dim``. Looked at only where a call failed."""
+    dims = getattr(network, "input_dim", None)
+    shape = tuple(getattr(x, "shape", ()))[1:]
+    if dims is None or not shape or shape == tuple(dims):
+        return
+    hint = ""
+    if len(shape) == 1 and shape[0] == math.prod(dims):
+        hint = (f"; these are flattened images: reshape x to (N, {', '.join(map(str, dims))}), "
+                f"or load them with flatten=False")
+    raise ValueError(f"{type(network).__name__}.{what}: x holds samples of shape {shape}, but "
+                     f"this network was built for input_dim={tuple(dims)}{hint}") from error
 
 
 class Network:
@@ -160,6 +177,9 @@ class Network:
             except (AttributeError, TypeError):
                 _refuse_non_arrays(self, "predict", x=x)
                 raise
+            except ValueError as e:  # a layer's words, with the network's where it knows
+                _explain_input_shape(self, "predict", x, e)
+                raise
         if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
             x = get_array_module(x).astype(x, self.dtype)
         for layer in self.layers.values():
@@ -194,6 +214,9 @@ class Network:
             except (AttributeError, TypeError):
                 _refuse_non_arrays(self, "loss", x=x, t=t)
                 raise
+            except ValueError as e:  # a layer's words, with the network's where it knows
+                _explain_input_shape(self, "loss", x, e)
+                raise
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
@@ -221,10 +244,14 @@ class Network:
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
         correct = 0
-        with self._call:
-            for i in range(0, n, batch_size):
-                stop = min(i + batch_size, n)  # the standard has no slice past an axis
-                correct = correct + self.count_correct(x[i:stop, ...], t[i:stop, ...])
+        try:
+            with self._call:
+                for i in range(0, n, batch_size):
+                    stop = min(i + batch_size, n)  # the standard has no slice past an axis
+                    correct = correct + self.count_correct(x[i:stop, ...], t[i:stop, ...])
+        except ValueError as e:
+            _explain_input_shape(self, "accuracy", x, e)
+            raise
         return float(correct) / n
 
     def count_correct(self, x, t):
@@ -247,6 +274,9 @@ class Network:
                     return Network.gradient(self, x, t)
             except (AttributeError, TypeError):  # the cost of a look only where one failed
                 _refuse_non_arrays(self, "gradient", x=x, t=t)
+                raise
+            except ValueError as e:  # a layer's words, with the network's where it knows
+                _explain_input_shape(self, "gradient", x, e)
                 raise
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)

@@ -164,3 +164,35 @@ def test_checkpoint_round_trip(backend, tmp_path):
 def test_nonsense_is_refused(backend, kwargs, message):
     with pytest.raises(ValueError, match=message):
         SimpleConvNet(**kwargs)
+
+
+@pytest.mark.parametrize("make", [lambda: SimpleConvNet(input_dim=(1, 12, 12), conv_param={
+    "filter_num": 3, "filter_size": 3, "pad": 0, "stride": 1}, hidden_size=5),
+    lambda: DeepConvNet(input_dim=(1, 8, 8))], ids=["simple", "deep"])
+@pytest.mark.parametrize("shape, hint", [
+    ((144,), "; these are flattened images: reshape x to (N, 1, 12, 12), or load them with "
+             "flatten=False"),
+    ((1, 10, 10), ""),   # the layer that noticed was an Affine, far from the cause
+    ((3, 12, 12), "")])
+@pytest.mark.parametrize("method", ["predict", "loss", "gradient", "accuracy"])
+def test_images_of_another_shape_are_named_as_the_networks_input(backend, make, shape, hint,
+                                                                 method):
+    """A flattened MNIST batch (load_mnist's default) met 'Conv1: expected images of shape
+    (N, C, H, W)', and images of another size 'Affine1: input has 576 features, W expects
+    484': the network now says which input it was built for, the layer's words kept as the
+    cause."""
+    net = make()
+    if isinstance(net, DeepConvNet):
+        # (1, 6, 6) would give it the same 64 features as (1, 8, 8): no error, as in PyTorch
+        shape = {(144,): (64,), (1, 10, 10): (1, 20, 20), (3, 12, 12): (3, 8, 8)}[shape]
+        hint = hint.replace("12, 12", "8, 8")
+    x = backends.to_device(np.zeros((2, *shape), dtype=np.float32))
+    t = backends.to_device(np.array([1, 2]))
+    call = {"predict": lambda: net.predict(x), "loss": lambda: net.loss(x, t),
+            "gradient": lambda: net.gradient(x, t), "accuracy": lambda: net.accuracy(x, t)}
+    with pytest.raises(ValueError) as info:
+        call[method]()
+    dims = "(1, 12, 12)" if isinstance(net, SimpleConvNet) else "(1, 8, 8)"
+    assert str(info.value) == (f"{type(net).__name__}.{method}: x holds samples of shape "
+                               f"{shape}, but this network was built for input_dim={dims}{hint}")
+    assert isinstance(info.value.__cause__, ValueError)  # the layer's, kept
