@@ -5,7 +5,6 @@ and ``--out PNG``, prints its numbers and writes its figure (written whole
 or not at all).
 """
 
-import argparse
 import os
 import sys
 
@@ -26,17 +25,6 @@ def parser(doc, out):
                    help="seeds weights and batches (default: 0)")
     p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
     return p
-
-
-def positive(text):
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def start(p, argv=None):

@@ -109,12 +109,37 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
 
 def non_negative_seed(text):
     """argparse type of ``--seed``: a non-negative integer, as NumPy's generators take."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def positive(text):
+    """argparse type: an integer of at least 1."""
+    return _integer(text, 1, "a positive integer")
+
+
+def non_negative(text):
+    """argparse type: an integer of at least 0."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _integer(text, least, what):
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def non_negative_seconds(text):
+    """argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
     return value
 
 

@@ -6,6 +6,7 @@ import backends
 from framework.files import atomic_open
 from scripts.benchmark import harness, measures, nets, overhead, report, variants
 from scripts.benchmark.harness import log, paired_ratio
+from scripts.training import check_output, non_negative, non_negative_seconds, positive
 
 
 def hidden_batch_pairs(text):
@@ -30,28 +31,29 @@ def parse(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="a few steps of every row, for CI")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown tables here")
-    p.add_argument("--n", type=int, help="synthetic training samples (default: 60000; smoke 2000)")
-    p.add_argument("--repeats", type=int, help="timed windows per row (default: 11; smoke 1)")
+    p.add_argument("--n", type=positive, help="synthetic training samples (default: 60000; smoke 2000)")
+    p.add_argument("--repeats", type=positive, help="timed windows per row (default: 11; smoke 1)")
     p.add_argument("--configs", type=hidden_batch_pairs, default="50:100,50:1000,1000:100",
                    help="hidden:batch pairs to time (default: %(default)s: the book's net at "
                         "batch 100 and 1000, and DeZero's 784-1000-10 GPU example)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
-    p.add_argument("--deep-batch", type=int, default=100, metavar="B",
+    p.add_argument("--deep-batch", type=non_negative, default=100, metavar="B",
                    help="batch of the MultiLayerNet rows (default: %(default)s; 0 skips them)")
-    p.add_argument("--conv-batch", type=int, default=100, metavar="B",
+    p.add_argument("--conv-batch", type=non_negative, default=100, metavar="B",
                    help="batch of the convolutional rows (default: %(default)s; 0 skips them)")
-    p.add_argument("--conv-n", type=int, metavar="N",
+    p.add_argument("--conv-n", type=positive, metavar="N",
                    help="synthetic images for the convolutional rows, a window's worth "
                         "(default: 2000; smoke 200)")
     p.add_argument("--memory-configs", metavar="H:B,...", type=hidden_batch_pairs,
                    help="measure peak memory (a process per row) only for these hidden:batch "
                         "pairs, '' for none (default: every config; --smoke: the first)")
-    p.add_argument("--pause", type=float, help="seconds between windows (default: 0.3; smoke 0)")
+    p.add_argument("--pause", type=non_negative_seconds, help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.n = args.n or (2000 if args.smoke else 60000)
-    args.conv_n = args.conv_n or (200 if args.smoke else 2000)
-    args.repeats = args.repeats or (1 if args.smoke else 11)
+    check_output(p, "--out", args.out)  # before the run, not after an hour of it
+    args.n = args.n if args.n is not None else (2000 if args.smoke else 60000)
+    args.conv_n = args.conv_n if args.conv_n is not None else (200 if args.smoke else 2000)
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.smoke else 11)
     args.grad_hidden = 5 if args.smoke else nets.SIZES[1]
     args.pause = args.pause if args.pause is not None else (0.0 if args.smoke else 0.3)
     if not args.configs and not args.probe:

@@ -91,6 +91,28 @@ def test_config_pairs_are_checked_before_anything_runs():
         assert "'none'" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "argument --n: expected a positive integer, got '0'"),  # ran 60000
+    (["--n", "-5"], "argument --n: expected a positive integer, got '-5'"),  # a traceback
+    (["--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
+    (["--conv-n", "x"], "argument --conv-n: expected a positive integer, got 'x'"),
+    (["--deep-batch", "-1"], "argument --deep-batch: expected a non-negative integer, got '-1'"),
+    (["--conv-batch", "-1"], "argument --conv-batch: expected a non-negative integer, got '-1'"),
+    (["--pause", "-1"], "argument --pause: expected a number of seconds, 0 or more, got '-1'"),
+    (["--out", "{tmp}"], "--out {tmp}: "),  # a folder: found after the whole run
+])
+def test_numbers_and_the_report_path_are_checked_before_anything_runs(tmp_path, args, message):
+    """``--n 0`` timed 60,000 samples, ``--n -5`` ended in NumPy's traceback, and a report
+    path that could not be written failed after the whole run."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = subprocess.run([sys.executable, "-m", "scripts.benchmark", *args], capture_output=True,
+                       text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2, r.stderr
+    assert f"python -m scripts.benchmark: error: {message.replace('{tmp}', str(tmp_path))}" \
+        in r.stderr
+    assert "Traceback" not in r.stderr and "timing" not in r.stderr
+
+
 def test_bare_numpy_row_computes_the_same_step_as_the_layers():
     # The bare row is only a fair floor if it does the layers' work: same start,
     # same batches, same updates.
