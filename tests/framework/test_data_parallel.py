@@ -59,6 +59,29 @@ def test_a_networks_own_batch_norm_or_dropout_is_named():
     assert data_parallel.exactness_problems(OwnNet(Dropout(0.5))) == []
 
 
+def test_layers_held_as_attributes_or_in_a_list_are_looked_at_too():
+    """A network of the user's own keeps its layers where it likes: in a list, or as
+    attributes (``self.norm``, the book's ``self.lastLayer``); each is looked at, once."""
+    own_dropout = type("MyDropout", (), {"forward": lambda s, x: x,
+                                         "backward": lambda s, d: d})()
+    norm = OwnBatchNorm()
+
+    class AttributeNet:
+        def __init__(self):
+            self.params = {"W": np.zeros(1)}
+            self.layers = [norm]           # a list, the layer named by its .name
+            self.norm = norm               # the same layer again: named once
+            self.drop = own_dropout        # an attribute alone
+            self.lastLayer = Dropout(0.5)  # xpnet's: nothing to say
+            self.sizes = [3, 4]            # not a layer
+    assert data_parallel.exactness_problems(AttributeNet()) == [
+        "MyNorm (OwnBatchNorm) is a batch norm of the network's own, which would normalise "
+        "by each process's shard: use framework.layers.SyncBatchNormalization",
+        "drop (MyDropout) is a dropout of the network's own, which would draw each process's "
+        "mask alone: use framework.layers.Dropout, which draws its rows of the whole batch's "
+        "mask"]
+
+
 def test_xpnets_batch_norms_are_synchronised_in_place():
     net = MultiLayerNetExtend(6, [5, 4], 3, use_batchnorm=True, seed=0)
     gamma, running = net.params["gamma1"], net.layers["BatchNorm1"].running_mean
