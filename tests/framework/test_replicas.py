@@ -49,3 +49,30 @@ def test_a_world_of_one_prepares_without_changing_anything():
     replicas.prepare(world, world.communicator, net, Adam(), {"x_train": x})
     for key, value in before.items():
         np.testing.assert_array_equal(to_host(net.params[key]), value)
+
+
+class OtherRankHoldsATail(Gathered):
+    """Every rank built the same network and optimizer; the other rank's data differs
+    from row ``start`` on (a file cut short and padded, say). Each row of the data holds
+    its own index, so ``same`` answers as the collective would for the rows it is shown."""
+
+    def __init__(self, start):
+        super().__init__(None)
+        self.start = start
+
+    def everyone(self, value):
+        return [value, value]
+
+    def same(self, a):
+        return not np.any(a >= self.start)
+
+
+def test_data_that_differs_only_in_its_later_rows_is_found():
+    """The rows compared are spread over the whole array: data equal in its first rows
+    and different after them is refused, before any parameter is broadcast."""
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    communicator = OtherRankHoldsATail(start=700)
+    world = types.SimpleNamespace(size=2, communicator=communicator)
+    x = np.repeat(np.arange(1000, dtype=np.float32)[:, None], 4, axis=1)
+    with pytest.raises(ValueError, match=r"the 2 processes were given different x_train"):
+        replicas.prepare(world, communicator, net, Adam(), {"x_train": x})
