@@ -3,6 +3,7 @@ from xpnet's pytest plugin, :mod:`framework.testing`: installed with the
 package, and named here as well so the tests also run from a bare source tree
 (``PYTHONPATH=. python -m pytest``), as on the GPU machine."""
 
+import faulthandler
 import os
 import signal
 import sys
@@ -35,6 +36,35 @@ else:
         # here, not at import: Hypothesis reads --hypothesis-profile before this conftest
         # loads, and the module-level default would override it
         settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")
+
+
+# A test that hangs (a deadlock in the host's thread pool, a collective no rank answers)
+# ends the run after --test-time-limit seconds with every thread's traceback, the test's
+# frame among them, instead of holding CI until its own limit. The standard library's
+# faulthandler, whose watchdog needs no GIL; pytest's faulthandler_timeout prints the same
+# but runs on.
+_watchdog = {"limit": 0.0, "fd": None}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--test-time-limit", type=float, default=600.0, metavar="SECONDS",
+                     help="end the run, with every thread's traceback, when one test (its "
+                          "set-up and tear-down with it) runs longer (default: 600; 0: never)")
+
+
+def pytest_sessionstart(session):
+    _watchdog["limit"] = session.config.getoption("test_time_limit")
+    _watchdog["fd"] = os.dup(2)  # the terminal's: inside a test, fd 2 is pytest's capture
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if _watchdog["limit"] > 0:
+        faulthandler.dump_traceback_later(_watchdog["limit"], exit=True, file=_watchdog["fd"])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
