@@ -76,3 +76,43 @@ def test_data_that_differs_only_in_its_later_rows_is_found():
     x = np.repeat(np.arange(1000, dtype=np.float32)[:, None], 4, axis=1)
     with pytest.raises(ValueError, match=r"the 2 processes were given different x_train"):
         replicas.prepare(world, communicator, net, Adam(), {"x_train": x})
+
+
+class RankZeroSendsNewArrays(Gathered):
+    """A communicator that answers ``broadcast_arrays`` as it does for JAX's immutable
+    arrays: new arrays holding rank 0's values (here: every float plus 1; dropout's
+    integer generator state copied)."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def everyone(self, value):
+        return [value, value]
+
+    def same(self, a):
+        return True
+
+    def broadcast_arrays(self, arrays):
+        import backends
+        return {name: a + 1 if backends.dtype_kind(a.dtype) == "f" else backends.copy(a)
+                for name, a in arrays.items()}
+
+
+def test_rank_zeros_parameters_and_state_given_as_new_arrays_are_put_in_place(backend):
+    """Where the broadcast makes new arrays (JAX), they are put into ``params`` (and so
+    into the layers, which read them from there) and into the layers' state."""
+    from models import MultiLayerNetExtend
+    net = MultiLayerNetExtend(4, [3], 2, use_batchnorm=True, use_dropout=True, seed=0)
+    before = {k: to_host(v).copy() for k, v in net.params.items()}
+    state = {k: to_host(v).copy() for k, v in net.state().items()}
+    communicator = RankZeroSendsNewArrays()
+    world = types.SimpleNamespace(size=2, communicator=communicator)
+    replicas.prepare(world, communicator, net, Adam(), {"x_train": np.zeros((8, 4))})
+    for key, value in before.items():
+        np.testing.assert_array_equal(to_host(net.params[key]), value + 1)
+    np.testing.assert_array_equal(to_host(net.layers["Affine1"].W), before["W1"] + 1)
+    floats = [key for key, value in state.items() if value.dtype.kind == "f"]
+    assert floats  # batch norm's running averages
+    for key, value in state.items():
+        np.testing.assert_array_equal(to_host(net.state()[key]),
+                                      value + 1 if key in floats else value)
