@@ -243,6 +243,15 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+def _read(parser, path, what):
+    """The text of ``path``, or argparse's one-line error naming ``what`` and why not."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        parser.error(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="a report of scripts/gpu_check.sh")
@@ -253,10 +262,11 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="a CPU dry run's bounds (each target's 'dry')")
     args = parser.parse_args(argv)
-    with open(args.targets, encoding="utf-8") as f:
-        spec = json.load(f)
-    with open(args.report, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        spec = json.loads(_read(parser, args.targets, "the targets file"))
+    except ValueError as e:
+        parser.error(f"the targets file {args.targets} is not JSON: {e}")
+    text = _read(parser, args.report, "the report")
     found = sections(text)
     rows = [row for table in tables(found.get("benchmark") or "") for row in table]
     for path in args.tables:

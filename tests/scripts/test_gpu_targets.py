@@ -125,3 +125,19 @@ def test_a_ratio_below_its_minimum_and_an_unmeasured_target_fail(tmp_path):
     status, rows, out = judge(tmp_path, ratio="-")  # the row is there, its ratio is not
     assert status == 1 and result(rows["vs-torch"]) == "MISSED (not measured)", out
     assert out.startswith("targets: 5 met, 1 missed\n")
+
+
+def test_a_report_or_targets_file_that_cannot_be_read_is_one_line(tmp_path):
+    """A mistyped report path ended in a traceback."""
+    (tmp_path / "targets.json").write_text("{not json")
+    for args, message in (
+            ([str(tmp_path / "missing.md")],
+             f"cannot read the report {tmp_path / 'missing.md'}: No such file or directory"),
+            ([str(tmp_path)], f"cannot read the report {tmp_path}: Is a directory"),
+            ([str(tmp_path / "targets.json"), "--targets", str(tmp_path / "targets.json")],
+             f"the targets file {tmp_path / 'targets.json'} is not JSON")):
+        done = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"gpu_targets.py: error: {message}" in done.stderr
+        assert "Traceback" not in done.stderr
