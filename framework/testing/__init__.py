@@ -17,8 +17,8 @@ no conftest:
 ``on_cupy``
     CuPy as the default backend, for GPU-only tests; skips without a GPU.
 
-Which backends run: ``pytest --xpnet-backend=numpy`` (or any other name, or
-``all``, the default); without the option, ``XPNET_BACKEND`` in the
+Which backends run: ``pytest --xpnet-backend=numpy`` (or any other names,
+comma-separated, or ``all``, the default); without the option, ``XPNET_BACKEND`` in the
 environment picks one (with ``XPNET_DEVICE`` its device, e.g. ``mps``).
 ``@pytest.mark.backends("numpy")`` limits one test. ``--xpnet-require cupy,torch``
 (on the machine meant to test them) turns a skip for a missing backend into a failure.

@@ -15,10 +15,25 @@ STANDARD = "2024.12"  # the Array API version the generic code is written agains
 REQUIRE = "--xpnet-require"
 
 
+def backend_names(text):
+    """The value of ``--xpnet-backend``: ``"numpy"``, ``"numpy,torch"`` or ``"all"`` ->
+    the names, in the registry's order (argparse's error for one it does not know)."""
+    import argparse
+    names = {n.strip().lower() for n in text.split(",") if n.strip()}
+    if names == {"all"}:
+        return backends.NAMES
+    unknown = names - set(backends.NAMES)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a backend, comma-separated backends or 'all' (backends: "
+            f"{', '.join(backends.NAMES)}), got {text!r}")
+    return tuple(n for n in backends.NAMES if n in names)
+
+
 def pytest_addoption(parser):
-    parser.addoption(OPTION, choices=backends.NAMES + ("all",), default=None,
-                     help="run backend-parametrised tests on this backend only (default: "
-                          "all, or the one XPNET_BACKEND names)")
+    parser.addoption(OPTION, type=backend_names, default=None, metavar="NAMES",
+                     help="run backend-parametrised tests on these backends only, "
+                          "comma-separated (default: all, or the one XPNET_BACKEND names)")
     parser.addoption(REQUIRE, default="", metavar="NAMES",
                      help="comma-separated backends that must be usable here (a GPU "
                           "machine's cupy,torch): a test that would skip because one is not, "
@@ -83,11 +98,11 @@ def pytest_configure(config):
 def selected_backends(config):
     """The backend names a run parametrises over: the option, else XPNET_BACKEND (the
     settings'), else all."""
-    choice = config.getoption(OPTION, default=None)
-    if choice is None:
+    chosen = config.getoption(OPTION, default=None)
+    if chosen is None:
         env = backends.settings().backend
-        choice = env if env in backends.NAMES else "all"
-    return backends.NAMES if choice == "all" else (choice,)
+        chosen = (env,) if env in backends.NAMES else backends.NAMES
+    return chosen
 
 
 def pytest_generate_tests(metafunc):

@@ -46,6 +46,25 @@ def test_plugin_ids_option_env_and_marker(tmp_path):
     assert "test_one[numpy] PASSED" in out and "[cupy]" not in out
     out = run_pytest(tmp_path, "--xpnet-backend=cupy")
     assert "test_one[cupy]" in out and "[numpy]" not in out
+    # several, as --xpnet-require takes them: in the registry's order, whatever the option's
+    out = run_pytest(tmp_path, "--xpnet-backend=array_api_strict, NumPy")
+    assert "test_one[numpy] PASSED" in out and "test_one[array_api_strict] PASSED" in out
+    assert out.index("test_one[numpy]") < out.index("test_one[array_api_strict]")
+    assert "[cupy]" not in out and "[torch]" not in out
+    out = run_pytest(tmp_path, "--xpnet-backend=all")
+    assert "test_one[numpy] PASSED" in out and "test_one[cupy]" in out
+
+
+def test_an_unknown_backend_option_is_argparses_error(tmp_path):
+    (tmp_path / "test_user.py").write_text(USER_TEST)
+    for value in ("nump", "numpy,nope", ","):
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "framework.testing", "-p",
+                            "no:cacheprovider", f"--xpnet-backend={value}",
+                            str(tmp_path / "test_user.py")], capture_output=True, text=True,
+                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+        assert r.returncode == 4, r.stdout + r.stderr  # pytest's usage error
+        assert (f"argument --xpnet-backend: expected a backend, comma-separated backends or "
+                f"'all' (backends: {', '.join(backends.NAMES)}), got {value!r}") in r.stderr
 
 
 REQUIRED_TEST = '''
