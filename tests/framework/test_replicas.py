@@ -116,3 +116,26 @@ def test_rank_zeros_parameters_and_state_given_as_new_arrays_are_put_in_place(ba
     for key, value in state.items():
         np.testing.assert_array_equal(to_host(net.state()[key]),
                                       value + 1 if key in floats else value)
+
+
+class SomeArraysDiffer(Gathered):
+    """``same`` answers False for the arrays given (by identity): those differ between
+    the ranks."""
+
+    def __init__(self, differing):
+        super().__init__(None)
+        self.differing = differing
+
+    def same(self, a):
+        return not any(a is d for d in self.differing)
+
+
+def test_differences_name_parameters_and_layer_state_that_drifted():
+    """The epoch's-end check names a batch norm's running average that drifted apart, as
+    it names a parameter."""
+    from models import MultiLayerNetExtend
+    net = MultiLayerNetExtend(4, [3], 2, use_batchnorm=True, seed=0)
+    assert replicas.differences(SomeArraysDiffer([]), net) == []
+    drifted = [net.params["b1"], net.layers["BatchNorm1"].running_mean]
+    assert replicas.differences(SomeArraysDiffer(drifted), net) == [
+        "b1", "state BatchNorm1/running_mean"]
