@@ -23,7 +23,7 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
     """``ValueError`` naming the first of the Trainer's arguments that is out of range."""
     if sampling not in ("epoch", "choice"):
         raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
-    if graph not in ("auto", True, False):
+    if not (isinstance(graph, bool) or graph == "auto"):  # 1 == True, but not `is True`
         raise ValueError(f"Trainer: graph={graph!r}; expected 'auto', True or False")
     for name, value, low in (("epochs", epochs, 0), ("iters", iters, 1),
                              ("evaluate_sample_num_per_epoch", evaluate_sample_num_per_epoch, 1)):

@@ -113,8 +113,9 @@ def test_numpy_trains_eagerly_and_says_why():
     assert trainer.step_mode == "eager (the numpy backend has no CUDA graphs on cpu)"
     with pytest.raises(ValueError, match="graph=True, but .* numpy backend has no CUDA graphs"):
         run("numpy", True, iters=20)
-    with pytest.raises(ValueError, match="graph='yes'; expected 'auto', True or False"):
-        run("numpy", "yes", iters=20)
+    for bad in ("yes", 1, 0, None):  # 1 == True ran 'auto''s way, without True's error
+        with pytest.raises(ValueError, match=rf"graph={bad!r}; expected 'auto', True or False"):
+            run("numpy", bad, iters=20)
 
 
 def test_pytorchs_cpu_tensors_train_eagerly_and_say_why():
