@@ -54,6 +54,10 @@ def check_parity(fn, *host_inputs, rtol=None, atol=None, between=("numpy", "cupy
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     specs = [(b, None) if isinstance(b, str) else tuple(b) for b in between]
+    if len(specs) != 2 or any(len(s) != 2 or s[0] not in backends.NAMES for s in specs):
+        raise ValueError(f"check_parity: between must name two backends, each a name or a "
+                         f"(name, device) pair, of {', '.join(backends.NAMES)}; got "
+                         f"{between!r}")
     results = []
     for name, device in specs:
         usable, why = backends.backend_class(name).usable()

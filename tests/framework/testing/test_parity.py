@@ -40,3 +40,12 @@ def test_check_parity_fails_where_the_backends_differ(other):
         return x * (1.0 if type(x) is np.ndarray else 1.01)
     with pytest.raises(AssertionError, match=r"check_parity: output \(float32\)"):
         check_parity(differs, np.ones(3, np.float32), between=("numpy", other))
+
+
+@pytest.mark.parametrize("between", [("numpy", "nope"), ("numpy",), ("numpy", "torch", "jax"),
+                                     "numpy", (("torch",), "numpy")])
+def test_between_names_two_backends_or_says_so(between):
+    """A misspelt name was a KeyError, one name an IndexError."""
+    with pytest.raises(ValueError, match=r"check_parity: between must name two backends, each "
+                                         r"a name or a \(name, device\) pair, of numpy, "):
+        check_parity(lambda x: x, np.ones(3), between=between)
