@@ -2,7 +2,7 @@
 
 from framework.layers import Affine, Relu, SoftmaxWithLoss
 from models.base import Network
-from models.checks import check_size
+from models.checks import check_size, init_scale
 
 
 class TwoLayerNet(Network):
@@ -10,7 +10,8 @@ class TwoLayerNet(Network):
 
     ``params`` holds ``W1, b1, W2, b2``; ``layers`` holds ``Affine1, Relu1,
     Affine2`` in order; ``last_layer`` is the ``SoftmaxWithLoss``. Weights are
-    ``weight_init_std * N(0, 1)`` drawn on the host from
+    ``weight_init_std * N(0, 1)`` (a positive number, the book's 0.01 by default, or, as
+    chapter 6's networks take it, 'relu'/'he' or 'sigmoid'/'xavier') drawn on the host from
     ``numpy.random.default_rng(seed)`` and then sent to the backend, so a seed
     gives the same network on the CPU and the GPU. ``dtype`` defaults to
     float32; use float64 for gradient checks.
@@ -28,11 +29,12 @@ class TwoLayerNet(Network):
             ("input_size", input_size), ("hidden_size", hidden_size),
             ("output_size", output_size)))
         d_in, hidden, d_out = self.sizes
+        stds = [init_scale("TwoLayerNet", weight_init_std, fan_in) for fan_in in (d_in, hidden)]
         self.begin(dtype, seed)
-        self.add("Affine", Affine, W=self.weights(d_in, hidden, std=weight_init_std),
+        self.add("Affine", Affine, W=self.weights(d_in, hidden, std=stds[0]),
                  b=self.zeros(hidden))
         self.add("Relu", Relu)
-        self.add("Affine", Affine, W=self.weights(hidden, d_out, std=weight_init_std),
+        self.add("Affine", Affine, W=self.weights(hidden, d_out, std=stds[1]),
                  b=self.zeros(d_out))
         self.finish(SoftmaxWithLoss())
 

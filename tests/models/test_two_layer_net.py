@@ -83,6 +83,23 @@ def test_non_float_dtype_is_refused(backend):
         TwoLayerNet(4, 3, 2, dtype="int32")
 
 
+@pytest.mark.parametrize("std, message", [
+    ("he ", r"weight_init_std='he ' is not a known initialisation"),  # was NumPy's UFuncTypeError
+    (-0.01, r"weight_init_std must be a positive number or a name, got -0.01"),
+    (None, r"weight_init_std must be a positive number or a name, got None")])
+def test_a_weight_scale_is_checked_as_the_other_networks_check_it(std, message):
+    with pytest.raises(ValueError, match=rf"^TwoLayerNet: {message}"):
+        TwoLayerNet(4, 3, 2, weight_init_std=std)
+
+
+def test_he_and_xavier_scales_are_taken_by_name():
+    net = TwoLayerNet(400, 100, 10, weight_init_std="he", seed=0)
+    assert np.std(to_host(net.params["W1"])) == pytest.approx((2 / 400) ** 0.5, rel=0.05)
+    assert np.std(to_host(net.params["W2"])) == pytest.approx((2 / 100) ** 0.5, rel=0.05)
+    book = TwoLayerNet(400, 100, 10, seed=0)  # the book's 0.01 is still the default
+    assert np.std(to_host(book.params["W1"])) == pytest.approx(0.01, rel=0.05)
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float64", 1e-10)])
 def test_cpu_gpu_parity(dtype, rtol):
     if "cupy" not in backends.available():
@@ -151,3 +168,12 @@ def test_fast_step_computes_what_the_books_layers_compute(backend):
     for key in expected:
         np.testing.assert_allclose(to_host(grads[key]), expected[key], rtol=1e-4,
                                    atol=1e-5 * np.abs(expected[key]).max())
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "a", True, np.random.default_rng(0)])
+def test_a_seed_that_is_not_a_non_negative_integer_is_named(seed):
+    """A generator's message named ``[Generator(...), 1]``, the dropout stream's seed."""
+    with pytest.raises(ValueError, match=r"^TwoLayerNet: seed=.*; expected None or a "
+                                         r"non-negative integer$"):
+        TwoLayerNet(4, 3, 2, seed=seed)
+    TwoLayerNet(4, 3, 2, seed=np.int64(3))  # NumPy's integers are integers
