@@ -52,9 +52,13 @@ def read(path):
         meta = json.loads(str(arrays.pop("meta")))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: no readable header ({type(e).__name__}: {e})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an xpnet checkpoint (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{path}: not an xpnet checkpoint (format {found!r})")
+    version = meta.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: its header's version {version!r} is not a number")
+    if version > VERSION:
         raise CheckpointError(f"{path}: written by a newer xpnet (checkpoint version "
                               f"{meta['version']}, this one reads up to {VERSION})")
     return meta, arrays

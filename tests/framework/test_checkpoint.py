@@ -1,6 +1,7 @@
 """framework/checkpoint.py and the models' save_params / load_params."""
 
 import io
+import json
 import os
 
 import numpy as np
@@ -182,12 +183,20 @@ def test_foreign_npz_and_missing_file(tmp_path):
         TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "other.npz"))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "missing.npz"))
+    # another tool's .npz with a JSON header of its own (a list: was an AttributeError)
+    for meta, message in (({"format": "other-tool", "model": "TwoLayerNet"},
+                           r"not an xpnet checkpoint \(format 'other-tool'\)"),
+                          ([1, 2], r"not an xpnet checkpoint \(format \[1, 2\]\)"),
+                          ({"format": "xpnet-checkpoint", "version": "2"},
+                           r"its header's version '2' is not a number")):
+        np.savez(tmp_path / "tool.npz", meta=np.array(json.dumps(meta)), W1=np.zeros(3))
+        with pytest.raises(CheckpointError, match=message):
+            TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "tool.npz"))
 
 
 def test_a_checkpoint_from_a_newer_xpnet_is_refused_naming_both_versions(tmp_path):
     """A file whose layout this xpnet may not know is refused, never half read; the same
     file with this version's number loads (so the refusal is the version's doing)."""
-    import json
     backends.use("numpy")
     path = str(tmp_path / "net.npz")
     TwoLayerNet(20, 8, 3, seed=1).save_params(path)
