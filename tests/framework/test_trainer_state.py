@@ -82,9 +82,11 @@ def a_run_of_sgd_whose_settings_read(settings):
      "holds the optimizer setting lr='fast'; expected a finite number"),
     (a_run_of_sgd_whose_settings_read({"lr": None}), {},
      "holds the optimizer setting lr=None; expected a finite number"),
+    (a_run_of_sgd_whose_settings_read({"lr": True}), {},  # JSON's true: Python's 1
+     "holds the optimizer setting lr=True; expected a finite number"),
 ], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
         "another-sampling", "settings-of-another-optimizer", "a-setting-not-a-number",
-        "a-setting-null"])
+        "a-setting-null", "a-setting-true"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):
     path = str(tmp_path / "run.npz")
