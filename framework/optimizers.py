@@ -64,6 +64,28 @@ class Optimizer:
     def update(self, params, grads):
         raise NotImplementedError
 
+    def _explain(self, params, grads):
+        """``ValueError`` naming what keeps ``grads`` from updating ``params`` (a missing
+        gradient, one of another shape, one that is not an array); nothing where it finds
+        none. Looked at only where an update failed: a step checks nothing."""
+        name = f"{type(self).__name__}.update"
+        if not hasattr(grads, "keys"):
+            raise TypeError(f"{name}: grads must be a dict of arrays by parameter name, got "
+                            f"{type(grads).__name__}") from None
+        missing = [k for k in params if k not in grads]
+        if missing:
+            raise ValueError(f"{name}: grads has no {', '.join(map(repr, missing))} (the "
+                             f"parameters: {', '.join(params)}; grads: "
+                             f"{', '.join(map(str, grads))})") from None
+        for key, p in params.items():
+            g = grads[key]
+            if not hasattr(g, "shape"):
+                raise TypeError(f"{name}: grads[{key!r}] is {type(g).__name__}, not an "
+                                f"array") from None
+            if tuple(g.shape) != tuple(p.shape):
+                raise ValueError(f"{name}: grads[{key!r}] has shape {tuple(g.shape)}, but "
+                                 f"params[{key!r}] {tuple(p.shape)}") from None
+
     def _keep(self, params, key, p, slot, value):
         """Keep what an update of ``params[key]`` made: ``value`` in ``slot`` and ``p`` in
         ``params`` (the very arrays where they were written in place; on JAX the new ones,
@@ -139,10 +161,14 @@ class SGD(Optimizer):
         super().__init__(lr)
 
     def update(self, params, grads):
-        for p in params.values():  # the operations, resolved once: one backend for them all
-            # one kernel a parameter on a GPU; a new array rebound to its key on JAX
-            ops_for(p).sgd_update_all(params, grads, self.lr)
-            return
+        try:
+            for p in params.values():  # the operations, resolved once: one backend for them all
+                # one kernel a parameter on a GPU; a new array rebound to its key on JAX
+                ops_for(p).sgd_update_all(params, grads, self.lr)
+                return
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 class Momentum(Optimizer):
@@ -156,13 +182,17 @@ class Momentum(Optimizer):
         self.momentum = check_number(type(self).__name__, "momentum", momentum, 0, 1)
 
     def update(self, params, grads):
-        self._init_state(params)
-        for key, p in params.items():
-            v = self.state["v"][key]
-            v *= self.momentum
-            v -= self.lr * grads[key]
-            p += v
-            self._keep(params, key, p, "v", v)
+        try:
+            self._init_state(params)
+            for key, p in params.items():
+                v = self.state["v"][key]
+                v *= self.momentum
+                v -= self.lr * grads[key]
+                p += v
+                self._keep(params, key, p, "v", v)
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 class Nesterov(Momentum):
@@ -172,14 +202,18 @@ class Nesterov(Momentum):
     """
 
     def update(self, params, grads):
-        self._init_state(params)
-        for key, p in params.items():
-            v, g = self.state["v"][key], grads[key]
-            v *= self.momentum
-            v -= self.lr * g
-            p += self.momentum * self.momentum * v
-            p -= (1 + self.momentum) * self.lr * g
-            self._keep(params, key, p, "v", v)
+        try:
+            self._init_state(params)
+            for key, p in params.items():
+                v, g = self.state["v"][key], grads[key]
+                v *= self.momentum
+                v -= self.lr * g
+                p += self.momentum * self.momentum * v
+                p -= (1 + self.momentum) * self.lr * g
+                self._keep(params, key, p, "v", v)
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 class AdaGrad(Optimizer):
@@ -191,13 +225,17 @@ class AdaGrad(Optimizer):
         super().__init__(lr)
 
     def update(self, params, grads):
-        self._init_state(params)
-        for key, p in params.items():
-            xp = get_array_module(p)
-            h, g = self.state["h"][key], grads[key]
-            h += g * g
-            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
-            self._keep(params, key, p, "h", h)
+        try:
+            self._init_state(params)
+            for key, p in params.items():
+                xp = get_array_module(p)
+                h, g = self.state["h"][key], grads[key]
+                h += g * g
+                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                self._keep(params, key, p, "h", h)
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 class RMSprop(Optimizer):
@@ -212,14 +250,18 @@ class RMSprop(Optimizer):
                                        low_open=True)
 
     def update(self, params, grads):
-        self._init_state(params)
-        for key, p in params.items():
-            xp = get_array_module(p)
-            h, g = self.state["h"][key], grads[key]
-            h *= self.decay_rate
-            h += (1 - self.decay_rate) * g * g
-            p -= self.lr * g / (xp.sqrt(h) + 1e-7)
-            self._keep(params, key, p, "h", h)
+        try:
+            self._init_state(params)
+            for key, p in params.items():
+                xp = get_array_module(p)
+                h, g = self.state["h"][key], grads[key]
+                h *= self.decay_rate
+                h += (1 - self.decay_rate) * g * g
+                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                self._keep(params, key, p, "h", h)
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 class Adam(Optimizer):
@@ -282,17 +324,21 @@ class Adam(Optimizer):
             self._t = backend.full((), self.iter, wide)
 
     def update(self, params, grads):
-        self._init_state(params)
-        first = next(iter(params.values()))
-        self._make_count(first)
-        ops = ops_for(first)
-        self._t, lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
-        m, v = self.state["m"], self.state["v"]
-        for key, p in params.items():
-            new, m[key], v[key] = ops.adam_update(p, grads[key], m[key], v[key], lr_t,
-                                                  self.beta1, self.beta2)
-            if new is not p:  # JAX: new arrays
-                params[key] = new
+        try:
+            self._init_state(params)
+            first = next(iter(params.values()))
+            self._make_count(first)
+            ops = ops_for(first)
+            self._t, lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
+            m, v = self.state["m"], self.state["v"]
+            for key, p in params.items():
+                new, m[key], v[key] = ops.adam_update(p, grads[key], m[key], v[key], lr_t,
+                                                      self.beta1, self.beta2)
+                if new is not p:  # JAX: new arrays
+                    params[key] = new
+        except Exception:  # what kind the library raises: ours, with names
+            self._explain(params, grads)
+            raise
 
 
 OPTIMIZERS = {cls.__name__.lower(): cls

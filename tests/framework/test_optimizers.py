@@ -5,7 +5,7 @@ import numpy as np
 import backends
 import pytest
 
-from framework.optimizers import (SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
+from framework.optimizers import (OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
                                   get_optimizer)
 from models import TwoLayerNet
 from tests.conftest import to_host
@@ -147,3 +147,25 @@ def test_get_optimizer_by_name_like_the_book():
 def test_nonsense_is_refused_naming_the_argument(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("change, error, message", [
+    (lambda g: {k: v for k, v in g.items() if k != "b2"}, ValueError,
+     r"update: grads has no 'b2' \(the parameters: W1, b1, W2, b2; grads: W1, b1, W2\)$"),
+    (lambda g: {**g, "W1": g["W2"]}, ValueError,
+     r"update: grads\['W1'\] has shape \(3, 2\), but params\['W1'\] \(4, 3\)$"),
+    (lambda g: {**g, "b2": [0.0, 0.0]}, TypeError, r"update: grads\['b2'\] is list, not an array$"),
+    (lambda g: list(g.values()), TypeError,
+     r"update: grads must be a dict of arrays by parameter name, got list$")],
+    ids=["missing", "misshapen", "a-list", "not-a-dict"])
+def test_gradients_that_do_not_fit_the_parameters_are_named(backend, name, change, error,
+                                                            message):
+    """A user's own gradient(): a missing key was a bare KeyError, a transposed array
+    NumPy's broadcasting error; now the optimizer names the parameter and both shapes."""
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x = backend.asarray(np.ones((2, 4)), "float32")
+    grads = net.gradient(x, backend.asarray(np.array([0, 1])))
+    optimizer = get_optimizer(name, {})
+    with pytest.raises(error, match=rf"^{type(optimizer).__name__}\.{message}"):
+        optimizer.update(net.params, change(grads))
