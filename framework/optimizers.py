@@ -38,7 +38,9 @@ class Optimizer:
 
     Constructors refuse nonsense with ``ValueError`` naming the argument and
     its range: a learning rate must be finite and positive, momentum and
-    betas lie in [0, 1), a decay rate in (0, 1).
+    betas lie in [0, 1), a decay rate in (0, 1). An update that fails on ``grads`` that
+    do not fit ``params`` (a gradient missing, of another shape, not an array) names the
+    parameter (:meth:`_explain`, on the failure path only).
     """
 
     #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
