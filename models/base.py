@@ -39,7 +39,8 @@ from models.parameters import Parameters
 
 def _refuse_non_arrays(network, what, **arrays):
     """``TypeError`` naming the first of ``arrays`` that is not an array (a list of numbers,
-    say), with what to do; nothing where each is one. The methods look only where a call
+    say), or arrays of another backend than the network's, with what to do; nothing where
+    each is one of the network's. The methods look only where a call
     failed (or once per call, not per step): the book passes arrays, and a step checks
     nothing again."""
     for name, a in arrays.items():
@@ -47,6 +48,13 @@ def _refuse_non_arrays(network, what, **arrays):
             raise TypeError(f"{type(network).__name__}.{what}: {name} must be an array (NumPy's, "
                             f"or the network's backend's), got {type(a).__name__}; convert it "
                             f"first (numpy.asarray, or backends.to_device)") from None
+    params = getattr(network, "params", None)
+    if params:  # NumPy batches for a network on PyTorch, say: named, not the library's words
+        try:
+            check_same_backend(f"{type(network).__name__}.{what}", **arrays,
+                               params=next(iter(params.values())))
+        except TypeError as e:
+            raise e from None
 
 
 def _explain_input_shape(network, what, x, error):

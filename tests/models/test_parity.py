@@ -125,6 +125,23 @@ def test_mixing_namespaces_or_devices_is_refused_by_name():
         net.predict(elsewhere)
 
 
+@pytest.mark.filterwarnings("ignore:You are comparing a array_api_strict dtype")  # on the way
+@pytest.mark.parametrize("method", ["loss", "gradient", "accuracy"])
+def test_the_books_loop_with_numpy_batches_for_a_network_elsewhere_is_told_so(method):
+    """The book's loop on PyTorch (or any backend but NumPy) feeds the NumPy batches of
+    load_mnist: predict said so, but loss, gradient and accuracy met the library's
+    "Cannot interpret 'array_api_strict.float32' as a data type"."""
+    backends.use("array_api_strict")
+    net = TwoLayerNet(20, 7, 3, seed=1)
+    x, t = np.ones((2, 20), dtype=np.float32), np.array([0, 1])
+    with pytest.raises(TypeError) as info:
+        getattr(net, method)(x, t)
+    assert str(info.value).startswith(
+        f"TwoLayerNet.{method}: arrays from different backends (x is numpy, t is numpy, params "
+        f"is array_api_strict on ")
+    assert info.value.__suppress_context__  # the library's words not shown above ours
+
+
 def test_a_device_without_float64_trains_in_float32_and_says_where_to_check():
     """array-api-strict's no_float64 device stands in for Apple's MPS."""
     backends.use("array_api_strict", device="no_float64")
