@@ -95,9 +95,15 @@ def load_read(path, meta, arrays, network):
     """:func:`load` for a checkpoint already :func:`read` (``path`` names it in errors)."""
     want = (type(network).__name__, network.config())
     have = (meta.get("model"), meta.get("config"))
-    if want != have:
+    if _architecture(network, want) != _architecture(network, have):
+        differ = ""
+        if want[0] == have[0] and isinstance(have[1], dict):
+            (_, mine), (_, theirs) = _architecture(network, want), _architecture(network, have)
+            differ = " (" + "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here"
+                                      for k in {**theirs, **mine}
+                                      if theirs.get(k) != mine.get(k)) + ")"
         raise CheckpointError(f"{path}: checkpoint is {have[0]}{have[1]}, but the network is "
-                              f"{want[0]}{want[1]}")
+                              f"{want[0]}{want[1]}{differ}")
     values = {}
     for key, p in network.params.items():
         a = arrays.get(f"param/{key}")
@@ -125,6 +131,16 @@ def load_read(path, meta, arrays, network):
             network.params[key] = new
     if state:
         network.load_state(state)
+
+
+def _architecture(network, described):
+    """``(model, config)`` less the arguments that only drew the first weights
+    (``network.init_only``: the initial scale), which a checkpoint's parameters replace."""
+    model, config = described
+    if not isinstance(config, dict):
+        return described
+    ignored = getattr(network, "init_only", ())
+    return model, {k: v for k, v in config.items() if k not in ignored}
 
 
 def _state(network):

@@ -87,6 +87,9 @@ class Network:
 
     weight_decay_lambda = 0
     accuracy_batch_size = 10000
+    #: constructor arguments that only draw the first weights: a checkpoint's parameters
+    #: replace those, so loading one ignores them (a net built with 'relu' loads one of 'he')
+    init_only = ("weight_init_std",)
     #: elements of the largest stacked activation in :meth:`numerical_gradient`
     STACK_BUDGET = 2**22
 

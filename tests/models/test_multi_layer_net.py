@@ -214,6 +214,23 @@ def test_checkpoint_round_trip_with_the_running_averages(backend, tmp_path):
                                   to_host(net.predict(x, train_flg=True)))  # same next mask
 
 
+def test_a_checkpoint_loads_whatever_scale_drew_the_first_weights(tmp_path):
+    """The initial scale is no part of a trained network: one built with 'relu' (the
+    default) refused a checkpoint of one built with 'he', the same scale by another name.
+    What does change the network is still refused, the differing argument named."""
+    path = str(tmp_path / "net.npz")
+    trained = MultiLayerNetExtend(8, [6], 3, weight_init_std="he", use_dropout=True, seed=1)
+    trained.save_params(path)
+    for init in ("relu", 0.01, "xavier"):
+        net = MultiLayerNetExtend(8, [6], 3, weight_init_std=init, use_dropout=True, seed=2)
+        net.load_params(path)
+        np.testing.assert_array_equal(to_host(net.params["W1"]), to_host(trained.params["W1"]))
+    other = MultiLayerNetExtend(8, [6], 3, use_dropout=True, dropout_ration=0.2)
+    with pytest.raises(checkpoint.CheckpointError, match=r"\(dropout_ration: 0.5 there, 0.2 "
+                                                          r"here\)$"):
+        other.load_params(path)
+
+
 def test_checkpoints_of_another_architecture_or_without_statistics_are_refused(backend, tmp_path):
     path = str(tmp_path / "net.npz")
     MultiLayerNetExtend(8, [6], 3, use_batchnorm=True).save_params(path)
