@@ -18,7 +18,12 @@ def step_loss(network):
     loss = getattr(network, "last_loss", None)
     if loss is not None:
         return loss
-    last = getattr(network, "last_layer", None) or network.lastLayer
+    last = getattr(network, "last_layer", None) or getattr(network, "lastLayer", None)
+    if last is None or not hasattr(last, "loss"):
+        raise AttributeError(
+            f"{type(network).__name__} keeps no loss of its gradient's forward pass, which the "
+            f"Trainer reports: set network.last_loss in gradient(), or keep the loss layer as "
+            f"last_layer (the book's lastLayer) with its loss in .loss, as SoftmaxWithLoss does")
     return last.loss
 
 

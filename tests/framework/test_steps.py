@@ -369,3 +369,21 @@ def test_graph_launches_never_wait_for_the_gpu(on_cupy):
     assert issued < 0.1, f"issuing 50 replays took {issued:.3f} s: something waited"
     assert int(step.feed.counter[0]) == 51
     assert np.isfinite(to_host(step.losses[:51])).all()
+
+
+def test_the_steps_loss_comes_from_last_loss_or_the_last_layer_or_says_what_is_missing():
+    """framework.step.step_loss: a network of the user's own that keeps neither met
+    ``AttributeError: 'Mini' object has no attribute 'lastLayer'``."""
+    from types import SimpleNamespace
+    from framework.step import step_loss
+    assert step_loss(SimpleNamespace(last_loss=1.5, lastLayer=None)) == 1.5
+    assert step_loss(SimpleNamespace(lastLayer=SimpleNamespace(loss=2.5))) == 2.5  # the book's
+    assert step_loss(SimpleNamespace(last_layer=SimpleNamespace(loss=3.5))) == 3.5
+
+    class Mini:
+        pass
+    for network in (Mini(), SimpleNamespace(lastLayer=SimpleNamespace())):
+        with pytest.raises(AttributeError, match=r"keeps no loss of its gradient's forward "
+                                                 r"pass, which the Trainer reports: set "
+                                                 r"network.last_loss in gradient\(\), or keep"):
+            step_loss(network)
