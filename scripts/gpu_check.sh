@@ -56,8 +56,18 @@
 set -u
 cd "$(dirname "$0")/.."
 
+USAGE="usage: bash scripts/gpu_check.sh [--cpu-dry-run] [DATA_DIR]   (--help: what it runs)"
 DRY=0
-if [ "${1:-}" = "--cpu-dry-run" ]; then DRY=1; shift; fi
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -u$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  --cpu-dry-run) DRY=1; shift ;;
+esac
+case "${1:-}" in
+  -*) echo "gpu_check.sh: unknown option $1" >&2; echo "$USAGE" >&2; exit 2 ;;
+esac
+if [ $# -gt 1 ]; then
+  echo "gpu_check.sh: one DATA_DIR at most, got: $*" >&2; echo "$USAGE" >&2; exit 2
+fi
 DATA_DIR=${1:-.gpu-data}
 OUT=${OUT:-out/gpu-check}
 PY=${PYTHON:-python3}

@@ -147,3 +147,27 @@ def test_the_tree_stamp_says_clean_or_dirty_from_git_and_without_it(tmp_path):
     os.remove(copy / "code.py")
     rc, line = describe(copy)
     assert rc == 1 and "code.py missing" in line, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "gpu_check.sh: unknown option --bogus"),
+    (["--cpu-dry-run", "--budget", "5"], "gpu_check.sh: unknown option --budget"),
+    (["a", "b"], "gpu_check.sh: one DATA_DIR at most, got: a b")])
+def test_an_unknown_option_or_a_second_folder_is_refused_before_anything_runs(tmp_path, args,
+                                                                             message):
+    """``--bogus`` was taken for DATA_DIR and the whole check ran (on a GPU machine: its
+    device time) with no data."""
+    done = subprocess.run(["bash", SCRIPT, *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, OUT=str(tmp_path / "out")))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == message
+    assert "usage: bash scripts/gpu_check.sh [--cpu-dry-run] [DATA_DIR]" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_prints_what_the_check_runs():
+    done = subprocess.run(["bash", SCRIPT, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.startswith("The GPU check: one prepared call on a machine with an NVIDIA")
+    assert "--cpu-dry-run runs the same sections on NumPy" in done.stdout
+    assert "set -u" not in done.stdout
