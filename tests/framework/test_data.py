@@ -93,6 +93,16 @@ def test_bad_arguments_are_named():
         DeviceBatches(x, t, 0)
     with pytest.raises(ValueError, match="labels must lie in 0..4, got 0..9"):
         DeviceBatches(x, t, 5, num_classes=5)
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9, got -1..8 \(in t\)"):
+        DeviceBatches(x, t.astype(np.int64) - 1, 5, num_classes=10)  # a 1-based file, shifted
+    with pytest.raises(ValueError, match=r"batch_size must be at least 1 \(an integer\), got "
+                                         r"True"):
+        DeviceBatches(x, t, True)
+    with pytest.raises(ValueError, match="choose shuffle or replacement, not both"):
+        DeviceBatches(x, t, 5, shuffle=True, replacement=True)
+    with pytest.raises(ValueError, match=r"t has shape \(23, 10\) and dtype float64; expected "
+                                         r"one-hot rows of 5 numbers"):
+        DeviceBatches(x, np.eye(10)[t], 5, num_classes=5)
     # an integer type truncated the features; a misspelt one was NumPy's TypeError
     for dtype, said in (("int32", "int32"), ("float33", "'float33'"), ("bool", "bool")):
         with pytest.raises(ValueError, match=rf"^DeviceBatches: dtype must be a floating type, "
