@@ -51,7 +51,8 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
     sees the same mask, and after the check.
 
     Raises ``AssertionError`` naming the array and its worst elements
-    (index, analytic value, numerical value, relative error). Returns
+    (index, analytic value, numerical value, relative error), or saying that there was
+    nothing to check (a backward that returned None for every input, with no ``params``). Returns
     ``{name: max |analytic - numerical|}`` when everything passes.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
@@ -130,6 +131,12 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
                                      f"after backward")
             targets.append((name, getattr(layer, name),
                             lambda a, name=name: setattr(layer, name, a), grad))
+        if not targets:  # a backward that forgot `return dx` would pass a check of nothing
+            raise AssertionError(
+                f"check_backward: nothing to check: {type(layer).__name__}.backward returned "
+                f"{'None' if not returned or all(r is None for r in returned) else 'no array'} "
+                f"for every floating-point input, and params names none (a backward returns "
+                f"dx; name params=('W', ...) to check only the gradients the layer stores)")
         rng = numpy.random.default_rng(seed + 1)
         report = {}
         for label, wrt, put, analytic in targets:

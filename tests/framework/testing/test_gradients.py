@@ -144,6 +144,25 @@ def test_buffers_are_rewound_before_each_evaluation(xp):
         check_backward(layer, backends.to_device(RNG.standard_normal((2, 3))))
 
 
+def test_a_backward_that_returns_nothing_fails_instead_of_checking_nothing(xp):
+    """A backward that forgot ``return dx`` returned None, which check_backward took for
+    an input not to differentiate (labels): nothing was checked, and the check passed."""
+
+    class Forgot:
+        def forward(self, x):
+            self.x = x
+            return x * 2
+
+        def backward(self, dout):
+            dout * 2  # computed, never returned
+
+    x = xp.asarray(np.ones((2, 3)))
+    with pytest.raises(AssertionError, match=r"^check_backward: nothing to check: "
+                                             r"Forgot.backward returned None for every "
+                                             r"floating-point input, and params names none"):
+        check_backward(Forgot(), x)
+
+
 def test_bad_arguments(xp):
     layer, x = affine(xp)
     with pytest.raises(ValueError, match="mode='fast'; expected 'full' or 'random'"):
