@@ -232,6 +232,7 @@ def check_model(model, x, t, *, rtol=None, atol=None):
     analytic = model.gradient(x, t)
     own = getattr(model, "numerical_gradient", None)
     numeric = own(x, t) if own is not None else _differenced(model, x, t)
+    _check_keys_and_shapes(model, analytic)
     lines, failed, report = [], [], {}
     for key in numeric:
         a, n = backends.to_numpy(analytic[key]), backends.to_numpy(numeric[key])
@@ -253,6 +254,27 @@ def check_model(model, x, t, *, rtol=None, atol=None):
                              f"numerical_gradient differ for {', '.join(failed)}{hint}\n"
                              + "\n".join(lines))
     return report
+
+
+def _check_keys_and_shapes(model, grads):
+    """``AssertionError`` where ``gradient`` returned no gradient for a parameter, one for a
+    name that is no parameter, or one of another shape than its parameter."""
+    name = f"check_model: {type(model).__name__}.gradient"
+    if not hasattr(grads, "keys"):
+        raise AssertionError(f"{name} returned {type(grads).__name__}; expected a dict of "
+                             f"gradients by parameter name")
+    missing = [k for k in model.params if k not in grads]
+    extra = [k for k in grads if k not in model.params]
+    if missing or extra:
+        said = [f"no gradient for {', '.join(map(repr, missing))}" if missing else "",
+                f"gradients for {', '.join(map(repr, extra))}, which are no parameters"
+                if extra else ""]
+        raise AssertionError(f"{name} returned {'; '.join(filter(None, said))} (the "
+                             f"parameters: {', '.join(model.params)})")
+    for key, p in model.params.items():
+        if tuple(grads[key].shape) != tuple(p.shape):
+            raise AssertionError(f"{name} returned {key!r} of shape {tuple(grads[key].shape)}; "
+                                 f"the parameter has {tuple(p.shape)}")
 
 
 def _differenced(model, x, t):

@@ -163,6 +163,21 @@ def test_a_backward_that_returns_nothing_fails_instead_of_checking_nothing(xp):
         check_backward(Forgot(), x)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda g: {k: v for k, v in g.items() if k != "b2"},
+     r"returned no gradient for 'b2' \(the parameters: W1, b1, W2, b2\)"),  # was KeyError
+    (lambda g: {**g, "W9": g["W1"]}, r"returned gradients for 'W9', which are no parameters"),
+    (lambda g: {**g, "W1": g["W1"][:, :1]},  # was NumPy's "index 10 is out of bounds"
+     r"returned 'W1' of shape \(4, 1\); the parameter has \(4, 3\)")])
+def test_check_model_names_gradients_that_do_not_fit_the_parameters(xp, change, message):
+    net = TwoLayerNet(4, 3, 2, dtype="float64", seed=0)
+    gradient = net.gradient
+    net.gradient = lambda x, t: change(gradient(x, t))
+    x = xp.asarray(np.random.default_rng(0).random((2, 4)))
+    with pytest.raises(AssertionError, match=rf"^check_model: TwoLayerNet.gradient {message}"):
+        check_model(net, x, xp.asarray(np.array([0, 1])))
+
+
 def test_bad_arguments(xp):
     layer, x = affine(xp)
     with pytest.raises(ValueError, match="mode='fast'; expected 'full' or 'random'"):
