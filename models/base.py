@@ -108,7 +108,7 @@ class Network:
         self.params = Parameters(self.layers, self.param_layout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):  # a generator's message named [seed, 1]
-            raise ValueError(f"{type(self).__name__}: seed={seed!r}; expected None or a "
+            raise ValueError(f"{type(self).__name__}: seed={seed!r}: expected None or a "
                              f"non-negative integer")
         self._rng = backends.host_rng(seed)
         self._keys = backends.host_rng(None if seed is None else [seed, 1])

@@ -173,7 +173,7 @@ def test_fast_step_computes_what_the_books_layers_compute(backend):
 @pytest.mark.parametrize("seed", [-1, 1.5, "a", True, np.random.default_rng(0)])
 def test_a_seed_that_is_not_a_non_negative_integer_is_named(seed):
     """A generator's message named ``[Generator(...), 1]``, the dropout stream's seed."""
-    with pytest.raises(ValueError, match=r"^TwoLayerNet: seed=.*; expected None or a "
+    with pytest.raises(ValueError, match=r"^TwoLayerNet: seed=.*: expected None or a "
                                          r"non-negative integer$"):
         TwoLayerNet(4, 3, 2, seed=seed)
     TwoLayerNet(4, 3, 2, seed=np.int64(3))  # NumPy's integers are integers
