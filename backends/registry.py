@@ -235,7 +235,11 @@ class Registry:
         (:meth:`current`) where neither is."""
         if name is None and device is None:
             return self.current()
-        return self.use(name or self.settings.backend or "auto", device=device)
+        source = "--backend" if name is not None else ENV_VAR  # errors name what was typed
+        name = self.check_name(name if name is not None else self.settings.backend or "auto",
+                               source)
+        self._default = self.make(name, source, device, "--device")
+        return self._default
 
     def reset(self):
         """Forget the default backend and the settings: the next use reads the environment

@@ -204,3 +204,15 @@ def test_a_command_lines_backend_and_device_win_over_the_environment(monkeypatch
         backends.chosen(None, "cpu")  # auto picks its own device: never silently ignored
     with pytest.raises(ValueError, match="device='cpu' needs a backend"):
         backends.use("auto", device="cpu")
+    # the errors name the options typed, not backends.use (which the scripts never called)
+    with pytest.raises(ValueError, match=r"^--device='cpu' needs a backend"):
+        backends.chosen(None, "cpu")
+    with pytest.raises(ValueError, match=r"^--backend='nump' is not a backend"):
+        backends.chosen("nump")
+    with pytest.raises(RuntimeError, match=r"^--backend=numpy with --device='cuda': numpy has "
+                                           r"no device 'cuda' here; it has: cpu"):
+        backends.chosen("numpy", "cuda")
+    monkeypatch.setenv("XPNET_BACKEND", "numpy")
+    backends.reset()
+    with pytest.raises(RuntimeError, match=r"^XPNET_BACKEND=numpy with --device='cuda'"):
+        backends.chosen(None, "cuda")
