@@ -14,8 +14,9 @@ import backends  # noqa: E402
 from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
+from scripts.arguments import check_output, non_negative_seed  # noqa: E402
 from scripts.training import (  # noqa: E402
-    check_output, data_and_device_options, data_source_note, non_negative_seed, save_figure)
+    data_and_device_options, data_source_note, save_figure)
 
 
 def parser(doc, out):

@@ -25,7 +25,7 @@ from backends import mpi_env  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.gradient import gradient_check  # noqa: E402
 from models import TwoLayerNet  # noqa: E402
-from scripts.training import non_negative_seed  # noqa: E402
+from scripts.arguments import non_negative_seed  # noqa: E402
 
 
 def random_batch(seed):

@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from scripts.training import exit_on_interrupt, positive  # noqa: E402
+from scripts.arguments import positive  # noqa: E402
+from scripts.training import exit_on_interrupt  # noqa: E402
 from scripts.experiment import (  # noqa: E402
     batches_of, parser, print_loss_table, save, smooth_curve, start, train_losses)
 

@@ -14,7 +14,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from scripts.training import exit_on_interrupt, positive  # noqa: E402
+from scripts.arguments import positive  # noqa: E402
+from scripts.training import exit_on_interrupt  # noqa: E402
 from scripts.experiment import first_samples, parser, save, start  # noqa: E402
 
 from framework.optimizers import SGD  # noqa: E402

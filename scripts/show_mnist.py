@@ -7,7 +7,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from scripts.training import check_output, save_figure  # noqa: E402
+from scripts.arguments import check_output  # noqa: E402
+from scripts.training import save_figure  # noqa: E402
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]

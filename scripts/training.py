@@ -17,9 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import backends  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, dataset_folder, load_dataset  # noqa: E402
-from framework.files import atomic_open, unwritable  # noqa: E402
+from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
+from scripts.arguments import check_output, non_negative_seed  # noqa: E402
 
 
 def resume_command():
@@ -107,42 +108,6 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     return p
 
 
-def non_negative_seed(text):
-    """argparse type of ``--seed``: a non-negative integer, as NumPy's generators take."""
-    return _integer(text, 0, "a non-negative integer")
-
-
-def positive(text):
-    """argparse type: an integer of at least 1."""
-    return _integer(text, 1, "a positive integer")
-
-
-def non_negative(text):
-    """argparse type: an integer of at least 0."""
-    return _integer(text, 0, "a non-negative integer")
-
-
-def _integer(text, least, what):
-    try:
-        value = int(text)
-    except ValueError:
-        value = least - 1
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def non_negative_seconds(text):
-    """argparse type: a number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
-    return value
-
-
 def data_source_note(args):
     """A line where ``--data-dir`` (or ``XPNET_DATA_DIR``) named a folder and the data came
     from elsewhere (a typo there reads the cache's or Debian's copy silently otherwise);
@@ -159,14 +124,6 @@ def data_source_note(args):
     passed = [place for place in passed if f" ({wanted}): " in place]
     return (f"note: {option} did not hold {args.dataset} ({'; '.join(passed)}); read from "
             f"{folder} ({label})")
-
-
-def check_output(p, option, path):
-    """``p.error`` now, not after the run, where ``option``'s file ``path`` could not be
-    written (a folder in its place, a folder that cannot be made or written to)."""
-    why = path and unwritable(path)
-    if why:
-        p.error(f"{option} {path}: {why}")
 
 
 def save_figure(fig, path):

@@ -19,8 +19,8 @@ from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import SimpleConvNet  # noqa: E402
-from scripts.training import (  # noqa: E402
-    check_output, exit_on_interrupt, non_negative_seed, save_figure)
+from scripts.arguments import check_output, non_negative_seed  # noqa: E402
+from scripts.training import exit_on_interrupt, save_figure  # noqa: E402
 
 
 def filters_of(network):

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from scripts.arguments import check_output, positive
+
 SIZES = {"TwoLayerNet": 39760, "DeepConvNet": 123552, "SimpleConvNet": 433890,
          "100 MB": 25 * 1000 * 1000}
 
@@ -52,13 +54,27 @@ def worker(repeats):
         print(json.dumps({"ranks": world.size, "rows": rows}), flush=True)
 
 
+def rank_counts(text):
+    """argparse type of ``--ranks``: world sizes of 2 or more, comma-separated."""
+    try:
+        counts = [int(r) for r in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 2:
+        raise argparse.ArgumentTypeError(f"expected world sizes of 2 or more, comma-separated, "
+                                         f"got {text!r}")
+    return counts
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ranks", default="2,3,4,6,8")
-    p.add_argument("--repeats", type=int, default=21)
+    p.add_argument("--ranks", type=rank_counts, default="2,3,4,6,8",
+                   help="world sizes to time, comma-separated (default: %(default)s)")
+    p.add_argument("--repeats", type=positive, default=21)
     p.add_argument("--out")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)
     if args.worker:
         worker(args.repeats)
         return
@@ -68,7 +84,7 @@ def main(argv=None):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(outside_launcher(), PYTHONPATH=root, XPNET_HOST_THREADS="1")
     results = []
-    for n in (int(r) for r in args.ranks.split(",")):
+    for n in args.ranks:
         done = subprocess.run([mpiexec, "-n", str(n), sys.executable, "-m",
                                "scripts.benchmark.allreduce", "--worker", "--repeats",
                                str(args.repeats)], cwd=root, env=env, capture_output=True,

@@ -6,7 +6,7 @@ import backends
 from framework.files import atomic_open
 from scripts.benchmark import harness, measures, nets, overhead, report, variants
 from scripts.benchmark.harness import log, paired_ratio
-from scripts.training import check_output, non_negative, non_negative_seconds, positive
+from scripts.arguments import check_output, non_negative, non_negative_seconds, positive
 
 
 def hidden_batch_pairs(text):

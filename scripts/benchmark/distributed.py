@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from scripts.arguments import check_output, non_negative_seconds, positive
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = {"two-layer": "50", "simple": "simple", "deep": "deep"}  # -> nets.by_name
 
@@ -105,15 +107,16 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=MODELS, default="deep")
     p.add_argument("--ranks", type=int, default=2, help="processes (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=100, help="the global batch")
-    p.add_argument("--steps", type=int, default=10, help="steps a window")
-    p.add_argument("--windows", type=int, default=3, help="timed windows a run")
-    p.add_argument("--sums", type=int, default=50, help="timed gradient sums a run")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all runs")
-    p.add_argument("--pause", type=float, default=1.0, help="seconds between runs")
+    p.add_argument("--batch", type=positive, default=100, help="the global batch")
+    p.add_argument("--steps", type=positive, default=10, help="steps a window")
+    p.add_argument("--windows", type=positive, default=3, help="timed windows a run")
+    p.add_argument("--sums", type=positive, default=50, help="timed gradient sums a run")
+    p.add_argument("--rounds", type=positive, default=3, help="interleaved rounds of all runs")
+    p.add_argument("--pause", type=non_negative_seconds, default=1.0, help="seconds between runs")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown table here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)  # before the run, not after it
     if args.worker:
         return worker(args)
     if args.ranks < 2:

@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import backends  # noqa: E402
 from scripts.benchmark import harness, nets  # noqa: E402
 from scripts.benchmark.variants import Row, TorchEager, XpnetTrainer  # noqa: E402
+from scripts.arguments import check_output, non_negative_seconds, positive  # noqa: E402
 
 NETS = (nets.two_layer(50), nets.SIMPLE, nets.DEEP_CONV)
 
@@ -130,19 +131,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default=None,
                    help="JAX's device: cpu, gpu, cuda:N, tpu (default: JAX's default)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--pause", type=float, default=0.2)
-    p.add_argument("--n", type=int, default=6000,
+    p.add_argument("--rounds", type=positive, default=5)
+    p.add_argument("--pause", type=non_negative_seconds, default=0.2)
+    p.add_argument("--n", type=positive, default=6000,
                    help="samples a two-layer window: an epoch of 60 steps, so that the "
                         "Trainer's once-an-epoch work (an evaluation, the compiled step's "
                         "sync) weighs a step as in an epoch of 600 steps, a tenth")
-    p.add_argument("--conv-n", type=int, default=600, help="images a conv window")
+    p.add_argument("--conv-n", type=positive, default=600, help="images a conv window")
     p.add_argument("--no-eager-conv", action="store_true",
                    help="leave out JAX eager for the conv nets (slow: seconds a window)")
     p.add_argument("--nets", default=",".join(net.name for net in NETS),
                    help="the networks, by the tables' names (default: %(default)s)")
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)  # before the run, not after it
     known = {net.name: net for net in NETS}
     unknown = [name for name in args.nets.split(",") if name not in known]
     if unknown:

@@ -30,6 +30,7 @@ import backends
 from scripts.benchmark import harness, nets
 from scripts.benchmark.overhead import _rounds
 from scripts.benchmark.variants import TorchEager, XpnetTrainer
+from scripts.arguments import check_output, non_negative_seconds, positive
 
 NETS = (nets.two_layer(50), nets.SIMPLE, nets.DEEP_CONV)
 
@@ -122,12 +123,13 @@ def tiny(device, rounds, steps=1000):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--pause", type=float, default=0.2)
-    p.add_argument("--n", type=int, default=1000, help="samples a two-layer window")
-    p.add_argument("--conv-n", type=int, default=600, help="images a conv window")
+    p.add_argument("--rounds", type=positive, default=7)
+    p.add_argument("--pause", type=non_negative_seconds, default=0.2)
+    p.add_argument("--n", type=positive, default=1000, help="samples a two-layer window")
+    p.add_argument("--conv-n", type=positive, default=600, help="images a conv window")
     p.add_argument("--out", help="also write the tables to this file")
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)  # before the run, not after it
     import torch
     WingRow.where = args.device
     torch_key = "numpy" if args.device == "cpu" else "cupy"  # TorchEager's device names

@@ -113,6 +113,29 @@ def test_numbers_and_the_report_path_are_checked_before_anything_runs(tmp_path, 
     assert "Traceback" not in r.stderr and "timing" not in r.stderr
 
 
+@pytest.mark.parametrize("module, args, message", [
+    ("torch_wing", ["--rounds", "0"], "argument --rounds: expected a positive integer, got '0'"),
+    ("torch_wing", ["--n", "-5"], "argument --n: expected a positive integer, got '-5'"),
+    ("jax_step", ["--pause", "-1"],
+     "argument --pause: expected a number of seconds, 0 or more, got '-1'"),
+    ("allreduce", ["--ranks", "1,2"],
+     "argument --ranks: expected world sizes of 2 or more, comma-separated, got '1,2'"),
+    ("distributed", ["--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
+    ("distributed", ["--out", "{tmp}"], "--out {tmp}: is a folder; expected a file's name"),
+])
+def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path, module, args,
+                                                                       message):
+    """``--rounds 0`` ended in "no median for empty data" after the set-up, a negative
+    pause in time.sleep's error, ``--n -5`` in NumPy's."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = subprocess.run([sys.executable, "-m", f"scripts.benchmark.{module}", *args],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2, r.stderr
+    assert f"error: {message.replace('{tmp}', str(tmp_path))}" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_bare_numpy_row_computes_the_same_step_as_the_layers():
     # The bare row is only a fair floor if it does the layers' work: same start,
     # same batches, same updates.

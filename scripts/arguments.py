@@ -1,0 +1,51 @@
+"""The scripts' own argparse types and checks: numbers in range, and an output path that
+can be written, each said in argparse's one line before anything runs. Light to import:
+the benchmark's MPI workers load it too."""
+
+import argparse
+
+from framework.files import unwritable
+
+
+def non_negative_seed(text):
+    """argparse type of ``--seed``: a non-negative integer, as NumPy's generators take."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def positive(text):
+    """argparse type: an integer of at least 1."""
+    return _integer(text, 1, "a positive integer")
+
+
+def non_negative(text):
+    """argparse type: an integer of at least 0."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def _integer(text, least, what):
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def non_negative_seconds(text):
+    """argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return value
+
+
+def check_output(p, option, path):
+    """``p.error`` now, not after the run, where ``option``'s file ``path`` could not be
+    written (a folder in its place, a folder that cannot be made or written to)."""
+    why = path and unwritable(path)
+    if why:
+        p.error(f"{option} {path}: {why}")
