@@ -1,8 +1,9 @@
 """Fingerprints of what xpnet computes: a hash per result, to prove a restructuring changed none.
 
 ``python -m scripts.fingerprint [--backends numpy,array_api_strict] [--out FILE]`` prints
-one line per result, ``name sha256``: every model's initial parameters, gradient (float32
-and float64), predictions and vectorised numerical gradient; for every optimizer, two
+one line per result, ``name hash`` (a SHA-256's first 24 hex digits): every model's
+initial parameters, gradient (float32 and float64), predictions and vectorised numerical
+gradient; for every optimizer, two
 epochs of the Trainer on MultiLayerNetExtend (batch norm, dropout, weight decay) --
 its losses, final parameters, layer state and the arrays of the checkpoint it wrote;
 and a SimpleConvNet and a DeepConvNet run. Data are seeded synthetic arrays: nothing is
@@ -124,9 +125,18 @@ def main(argv=None):
                    help="comma-separated backends (default: %(default)s)")
     p.add_argument("--out", help="also write the lines to this file")
     args = p.parse_args(argv)
+    if args.out and (os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(
+            os.path.abspath(args.out)))):  # (no scripts.arguments: older trees lack it)
+        p.error(f"--out {args.out}: a folder, or in a folder that does not exist")
+    names = [n.strip() for n in args.backends.split(",")]
+    for name in names:  # every one before the first is fingerprinted
+        try:
+            backends.use(name)
+        except (ValueError, RuntimeError) as e:
+            p.error(f"--backends: {e}")
     lines = []
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.backends.split(","):
+        for name in names:
             backends.use(name)
             lines += network_lines(name)
             lines += trainer_lines(name, folder)
