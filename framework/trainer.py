@@ -96,7 +96,8 @@ class Trainer:
     ``checkpoint``, ``resume``
         save parameters, history and optimizer state to this ``.npz`` at
         every epoch end (its folder is made, and checked writable, at once);
-        ``resume=True`` continues from it, the optimizer with the settings the run
+        ``resume=True`` continues from it where the file exists (else the run starts
+        anew, as a job's first run does), the optimizer with the settings the run
         had reached (a learning rate a schedule changed): set
         ``trainer.optimizer.lr`` after building the Trainer to go on with another.
     ``callbacks``

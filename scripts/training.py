@@ -219,6 +219,9 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
         parser.exit(1, f"error: cannot resume: {e}\n")
     except ValueError as e:  # a learning rate, batch size or length out of range
         parser.exit(2, f"error: {e}\n")
+    if args.resume and not os.path.exists(args.save):  # a job's first run, or a typo
+        print(f"note: {args.save} does not exist yet: --resume starts a new run, which "
+              f"writes it")
     if trainer.step:
         print(f"resumed from {args.save} at step {trainer.step} (epoch "
               f"{trainer.current_epoch + (1 if trainer.step > trainer.iteration else 0)})")

@@ -159,6 +159,16 @@ def test_train_script_end_to_end(tmp_path):
     assert "resumed from" in again and again.strip().splitlines()[-1] == lines[-1]
 
 
+def test_resume_without_a_checkpoint_yet_says_it_starts_a_new_run(tmp_path):
+    """A job's first run with --resume, or a typo in --save, started afresh without a word."""
+    ckpt = tmp_path / "run.npz"
+    out = run_script("train_neuralnet.py", "--backend", "numpy", "--iters", "4",
+                     "--batch-size", "10", "--save", str(ckpt), "--resume",
+                     env=synthetic_data_env(tmp_path))
+    assert f"note: {ckpt} does not exist yet: --resume starts a new run, which writes it" in out
+    assert "resumed from" not in out and ckpt.exists()
+
+
 def test_train_script_offline_error(tmp_path):
     env = dict(synthetic_data_env(tmp_path), XPNET_DATA_DIR=str(tmp_path / "empty"))
     full_env = dict(os.environ, PYTHONPATH=ROOT, **env)
