@@ -177,6 +177,10 @@ class Trainer:
                                          backend=self.backend, dtype=dtype,
                                          num_classes=num_classes)
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
+            if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
+                raise ValueError(f"Trainer: x_test's samples have shape "
+                                 f"{tuple(x_test.shape[1:])}, x_train's "
+                                 f"{tuple(x_train.shape[1:])}; expected the same")
             self.x_test = self.backend.asarray(x_test, dtype=dtype)
             self.t_test = self.backend.asarray(t_test)
             self.history = History()
