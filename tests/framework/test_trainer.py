@@ -310,7 +310,7 @@ def test_test_data_is_checked_at_the_door_too(backend):
     x, t = blobs()
     with pytest.raises(ValueError, match=r"^Trainer: x_test's samples have shape \(19,\), "
                                          r"x_train's \(20,\); expected the same$"):
-        Trainer(TwoLayerNet(20, 16, 4), x, t, np.ascontiguousarray(xt[:, :19]), tt)
+        Trainer(TwoLayerNet(20, 16, 4), x, t, blobs(n=100, seed=1)[0][:, :19], tt)
     trainer = Trainer(TwoLayerNet(20, 16, 4, seed=0), x, t, blobs(n=100, seed=1)[0],
                       np.eye(4, dtype=np.float32)[tt], epochs=1, verbose=False)
     trainer.train()  # labels as indices to train on, one-hot to test on: as before
