@@ -173,9 +173,9 @@ def test_check_model_names_gradients_that_do_not_fit_the_parameters(xp, change, 
     net = TwoLayerNet(4, 3, 2, dtype="float64", seed=0)
     gradient = net.gradient
     net.gradient = lambda x, t: change(gradient(x, t))
-    x = xp.asarray(np.random.default_rng(0).random((2, 4)))
+    x = backends.to_device(np.random.default_rng(0).random((2, 4)))  # on the net's device
     with pytest.raises(AssertionError, match=rf"^check_model: TwoLayerNet.gradient {message}"):
-        check_model(net, x, xp.asarray(np.array([0, 1])))
+        check_model(net, x, backends.to_device(np.array([0, 1])))
 
 
 def test_bad_arguments(xp):
