@@ -67,6 +67,21 @@ def test_an_unknown_backend_option_is_argparses_error(tmp_path):
                 f"'all' (backends: {', '.join(backends.NAMES)}), got {value!r}") in r.stderr
 
 
+def test_xpnet_device_in_the_environment_is_the_device_tested(tmp_path):
+    """``XPNET_BACKEND=torch XPNET_DEVICE=mps pytest``: the backend fixture runs on that
+    device (here array-api-strict's device1, which every machine has)."""
+    (tmp_path / "test_device.py").write_text(
+        "def test_device(backend):\n"
+        "    assert str(backend.device).endswith(\"device1')\"), backend.device\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, XPNET_BACKEND="array_api_strict",
+               XPNET_DEVICE="device1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing", "-p",
+                        "no:cacheprovider", str(tmp_path / "test_device.py")],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "test_device[array_api_strict] PASSED" in r.stdout
+
+
 REQUIRED_TEST = '''
 import pytest
 from framework.testing.plugin import unusable
@@ -82,11 +97,26 @@ def test_other_skip():
 
 def test_backend(backend):
     pass
+
+@pytest.mark.xfail(reason="cupy backend not usable here: an expected failure, planted")
+def test_expected_to_fail():
+    assert False
+
+def test_imports_a_missing_backend():
+    pytest.importorskip(MISSING)
 '''
 
 
+def missing_backend():
+    """A backend library that does not import here (CuPy on a machine without it), or None."""
+    import importlib.util
+    return next((n for n in ("cupy", "torch", "jax") if importlib.util.find_spec(n) is None),
+                None)
+
+
 def run_required(tmp_path, *args):
-    (tmp_path / "test_required.py").write_text(REQUIRED_TEST)
+    (tmp_path / "test_required.py").write_text(f"MISSING = {missing_backend()!r}\n" +
+                                               REQUIRED_TEST)
     env = {k: v for k, v in os.environ.items() if k not in ("XPNET_BACKEND", "XPNET_DEVICE")}
     env.update(PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "framework.testing",
@@ -111,6 +141,13 @@ def test_required_backend_turns_its_skips_into_failures(tmp_path):
     skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
     assert any("the capture-safe GEMM exists on CuPy only" in line for line in skipped), out
     assert any("a_library_nobody_has_cupy" in line for line in skipped), out  # not a backend
+    assert "XFAIL test_required.py::test_expected_to_fail" in out  # an xfail stays one
+    missing = missing_backend()
+    if missing is not None:  # pytest.importorskip's wording names a required backend too
+        r = run_required(tmp_path, "--xpnet-require", missing, "-k", "imports_a_missing")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "FAILED test_required.py::test_imports_a_missing_backend" in r.stdout
+        assert f"could not import '{missing}'" in r.stdout
     for name in ("numpy", "array_api_strict", "torch", "cupy"):
         usable = name in backends.available()
         if not usable:
