@@ -24,9 +24,13 @@ from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
 
 
 def size_list(text):
-    """``"100,100"`` -> ``[100, 100]``; ``""`` -> ``[]`` (argparse type; sizes checked by the model)."""
+    """``"100,100"`` -> ``[100, 100]``; ``""`` -> ``[]``, no hidden layer (argparse type; sizes
+    checked by the model). An empty place between commas (``100,,100``) is refused: it
+    could have meant a third layer."""
+    if not text.strip():
+        return []
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected layer sizes separated by commas, such as "
                                          f"100,100,100; got {text!r}") from None

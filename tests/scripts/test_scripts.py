@@ -263,6 +263,8 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     (["--model", "multi-layer", "--dropout", "1.5"], "dropout_ration must lie in [0, 1)"),
     (["--model", "multi-layer", "--init", "glorot"], "weight_init_std='glorot' is not a known"),
     (["--hidden", "a,b"], "expected layer sizes separated by commas"),
+    (["--model", "multi-layer", "--hidden", "100,,100"],  # was [100, 100], silently
+     "expected layer sizes separated by commas, such as 100,100,100; got '100,,100'"),
     (["--lr", "-1"], "SGD: lr must be a finite number in (0, inf), got -1"),
     (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
