@@ -19,8 +19,12 @@ from framework.interrupts import TrainingInterrupted
 from framework.optimizers import get_optimizer
 
 
-def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch):
+def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
+                     refresh_seconds):
     """``ValueError`` naming the first of the Trainer's arguments that is out of range."""
+    if not (math.isfinite(_as_number(refresh_seconds)) and refresh_seconds >= 0):
+        raise ValueError(f"Trainer: refresh_seconds must be a number of seconds, 0 or more, "
+                         f"got {refresh_seconds!r}")  # else a TypeError deep in the run
     if sampling not in ("epoch", "choice"):
         raise ValueError(f"Trainer: sampling={sampling!r}; expected 'epoch' or 'choice'")
     if not (isinstance(graph, bool) or graph == "auto"):  # 1 == True, but not `is True`
@@ -102,6 +106,8 @@ class Trainer:
         ``trainer.optimizer.lr`` after building the Trainer to go on with another.
     ``callbacks``
         callables ``f(trainer, record)`` run at every epoch end (a list, or one alone).
+    ``refresh_seconds``
+        how often, at most, the progress bar reads the loss from the device (0.5 s).
     ``graph``
         ``'auto'`` (default): on CuPy, and on PyTorch's CUDA devices, replay each
         step as one CUDA graph (:class:`framework.steps.GraphStep`) where the step
@@ -138,7 +144,8 @@ class Trainer:
                  verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
                  resume=False, callbacks=(), refresh_seconds=0.5, graph="auto",
                  sync_batchnorm=True, check_replicas=False):
-        _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch)
+        _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
+                         refresh_seconds)
         # the run's parts, each owning its state: the world it runs in, the batches, the
         # history, the step (made when training starts); the network and optimizer
         self.world = distributed.world()

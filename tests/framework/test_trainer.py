@@ -294,6 +294,10 @@ def test_bad_arguments():
         make_trainer(mini_batch_size=0)
     with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
         make_trainer(optimizer_param={"lr": -1})
+    for bad in ("a", None, -1, float("inf")):  # 'a' was a TypeError at the bar's first refresh
+        with pytest.raises(ValueError, match=rf"^Trainer: refresh_seconds must be a number of "
+                                             rf"seconds, 0 or more, got {bad!r}$"):
+            make_trainer(refresh_seconds=bad)
 
 
 def test_test_data_is_checked_at_the_door_too(backend):
