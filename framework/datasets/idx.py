@@ -33,8 +33,9 @@ def read_idx(path, magic):
     """Parse one IDX file (gzipped or raw) whose magic number must be ``magic``.
 
     Images (2051) come back as ``uint8 (N, 28, 28)``, labels (2049) as
-    ``uint8 (N,)``, both writable arrays of their own. Raises :class:`DatasetError` naming the file for a wrong
-    magic number, wrong dimensions, or a length other than the header says.
+    ``uint8 (N,)``, both writable arrays of their own. Raises :class:`DatasetError`
+    naming the file for a wrong magic number, wrong dimensions, or a length other than
+    the header says.
     """
     data = _read_bytes(path)
     ndim = 3 if magic == IMAGE_MAGIC else 1

@@ -52,8 +52,8 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
 
     Raises ``AssertionError`` naming the array and its worst elements
     (index, analytic value, numerical value, relative error), or saying that there was
-    nothing to check (a backward that returned None for every input, with no ``params``). Returns
-    ``{name: max |analytic - numerical|}`` when everything passes.
+    nothing to check (a backward that returned None for every input, with no
+    ``params``). Returns ``{name: max |analytic - numerical|}`` when everything passes.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     if mode not in ("full", "random"):
@@ -230,9 +230,9 @@ def check_model(model, x, t, *, rtol=None, atol=None):
     dtype = backends.dtype_name(dtype) if not isinstance(dtype, str) else dtype
     rtol, atol = tolerances(dtype, rtol, atol)
     analytic = model.gradient(x, t)
+    _check_keys_and_shapes(model, analytic)  # before the numerical gradient's cost
     own = getattr(model, "numerical_gradient", None)
     numeric = own(x, t) if own is not None else _differenced(model, x, t)
-    _check_keys_and_shapes(model, analytic)
     lines, failed, report = [], [], {}
     for key in numeric:
         a, n = backends.to_numpy(analytic[key]), backends.to_numpy(numeric[key])

@@ -31,7 +31,8 @@ def parse(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="a few steps of every row, for CI")
     p.add_argument("--out", metavar="FILE", help="also write the Markdown tables here")
-    p.add_argument("--n", type=positive, help="synthetic training samples (default: 60000; smoke 2000)")
+    p.add_argument("--n", type=positive,
+                   help="synthetic training samples (default: 60000; smoke 2000)")
     p.add_argument("--repeats", type=positive, help="timed windows per row (default: 11; smoke 1)")
     p.add_argument("--configs", type=hidden_batch_pairs, default="50:100,50:1000,1000:100",
                    help="hidden:batch pairs to time (default: %(default)s: the book's net at "
@@ -47,7 +48,8 @@ def parse(argv=None):
     p.add_argument("--memory-configs", metavar="H:B,...", type=hidden_batch_pairs,
                    help="measure peak memory (a process per row) only for these hidden:batch "
                         "pairs, '' for none (default: every config; --smoke: the first)")
-    p.add_argument("--pause", type=non_negative_seconds, help="seconds between windows (default: 0.3; smoke 0)")
+    p.add_argument("--pause", type=non_negative_seconds,
+                   help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     check_output(p, "--out", args.out)  # before the run, not after an hour of it
