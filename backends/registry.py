@@ -188,8 +188,11 @@ class Registry:
         """Set the default backend and return it: ``"numpy"``, ``"cupy"``, ``"torch"``,
         ``"array_api_strict"`` or ``"auto"``; ``device`` a name (``"cuda:1"``, ``"mps"``,
         ``"device1"``) or the library's own device object, None for its default."""
-        self._default = self.make(self.check_name(name, "backends.use"), "backends.use",
-                                  device, "device")
+        return self._use(name, device, "backends.use", "device")
+
+    def _use(self, name, device, source, device_source):
+        """:meth:`use`, its errors naming ``source`` and ``device_source`` (what was typed)."""
+        self._default = self.make(self.check_name(name, source), source, device, device_source)
         return self._default
 
     @contextlib.contextmanager
@@ -235,11 +238,9 @@ class Registry:
         (:meth:`current`) where neither is."""
         if name is None and device is None:
             return self.current()
-        source = "--backend" if name is not None else ENV_VAR  # errors name what was typed
-        name = self.check_name(name if name is not None else self.settings.backend or "auto",
-                               source)
-        self._default = self.make(name, source, device, "--device")
-        return self._default
+        if name is None:
+            return self._use(self.settings.backend or "auto", device, ENV_VAR, "--device")
+        return self._use(name, device, "--backend", "--device")
 
     def reset(self):
         """Forget the default backend and the settings: the next use reads the environment

@@ -95,10 +95,10 @@ def load_read(path, meta, arrays, network):
     """:func:`load` for a checkpoint already :func:`read` (``path`` names it in errors)."""
     want = (type(network).__name__, network.config())
     have = (meta.get("model"), meta.get("config"))
-    if _architecture(network, want) != _architecture(network, have):
+    (model, mine), (other, theirs) = _architecture(network, want), _architecture(network, have)
+    if (model, mine) != (other, theirs):
         differ = ""
-        if want[0] == have[0] and isinstance(have[1], dict):
-            (_, mine), (_, theirs) = _architecture(network, want), _architecture(network, have)
+        if model == other and isinstance(theirs, dict):
             differ = " (" + "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here"
                                       for k in {**theirs, **mine}
                                       if theirs.get(k) != mine.get(k)) + ")"

@@ -37,7 +37,7 @@ from models.checks import float_dtype
 from models.parameters import Parameters
 
 
-def _refuse_non_arrays(network, what, **arrays):
+def _refuse_foreign_inputs(network, what, **arrays):
     """``TypeError`` naming the first of ``arrays`` that is not an array (a list of numbers,
     say), or arrays of another backend than the network's, with what to do; nothing where
     each is one of the network's. The methods look only where a call
@@ -190,7 +190,7 @@ class Network:
                 with self._call:  # the body below, not an override's
                     return Network.predict(self, x, train_flg)
             except (AttributeError, TypeError):
-                _refuse_non_arrays(self, "predict", x=x)
+                _refuse_foreign_inputs(self, "predict", x=x)
                 raise
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "predict", x, e)
@@ -227,7 +227,7 @@ class Network:
                 with self._call:
                     return Network.loss(self, x, t, train_flg)
             except (AttributeError, TypeError):
-                _refuse_non_arrays(self, "loss", x=x, t=t)
+                _refuse_foreign_inputs(self, "loss", x=x, t=t)
                 raise
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "loss", x, e)
@@ -254,7 +254,7 @@ class Network:
             raise ValueError(f"{type(self).__name__}.accuracy: batch_size must be a positive "
                              f"integer (or None: {self.accuracy_batch_size}), got "
                              f"{batch_size!r}")
-        _refuse_non_arrays(self, "accuracy", x=x, t=t)  # once a call, not a batch
+        _refuse_foreign_inputs(self, "accuracy", x=x, t=t)  # once a call, not a batch
         n = x.shape[0]
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
@@ -288,7 +288,7 @@ class Network:
                 with self._call:
                     return Network.gradient(self, x, t)
             except (AttributeError, TypeError):  # the cost of a look only where one failed
-                _refuse_non_arrays(self, "gradient", x=x, t=t)
+                _refuse_foreign_inputs(self, "gradient", x=x, t=t)
                 raise
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "gradient", x, e)
@@ -331,7 +331,7 @@ class Network:
         Nothing is changed: no running average moves, no generator advances.
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
-        _refuse_non_arrays(self, "numerical_gradient", x=x, t=t)
+        _refuse_foreign_inputs(self, "numerical_gradient", x=x, t=t)
         with self._call:
             return self._numerical_gradient(x, t, h)
 
@@ -376,7 +376,7 @@ class Network:
     def numerical_gradient_elementwise(self, x, t, h=1e-4):
         """The book's definition: two full training-mode forward passes per parameter element
         (slow; the reference). Dropout holds its current mask and the state is restored."""
-        _refuse_non_arrays(self, "numerical_gradient_elementwise", x=x, t=t)
+        _refuse_foreign_inputs(self, "numerical_gradient_elementwise", x=x, t=t)
         if x.dtype != self.dtype:
             x = get_array_module(x).astype(x, self.dtype)
         dropouts = [layer for layer in self.layers.values() if hasattr(layer, "hold_mask")]

@@ -1,6 +1,7 @@
 """The pytest plugin: ``--xpnet-backend``, the ``backends`` marker, and the ``backend``,
 ``xp`` and ``on_cupy`` fixtures (what they do: :mod:`framework.testing`)."""
 
+import argparse
 import contextlib
 import re
 
@@ -18,7 +19,6 @@ REQUIRE = "--xpnet-require"
 def backend_names(text):
     """The value of ``--xpnet-backend``: ``"numpy"``, ``"numpy,torch"`` or ``"all"`` ->
     the names, in the registry's order (argparse's error for one it does not know)."""
-    import argparse
     names = {n.strip().lower() for n in text.split(",") if n.strip()}
     if names == {"all"}:
         return backends.NAMES
