@@ -1,6 +1,7 @@
 """``python -m backends``: which backend XPNET_BACKEND picks here and why, and the settings."""
 
 import argparse
+import os
 import platform
 import sys
 
@@ -99,5 +100,18 @@ def _nccl():
         return f"not usable: CuPy has no NCCL here ({type(e).__name__}: {e})"
 
 
+def _run():
+    """``main()``, quiet when the reader of its output goes first (``| head``): the rest of
+    the report is dropped, as other command-line tools do, not a traceback printed."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # stdout pointed at nothing, so that the interpreter's own flush at exit stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

@@ -216,3 +216,17 @@ def test_a_command_lines_backend_and_device_win_over_the_environment(monkeypatch
     backends.reset()
     with pytest.raises(RuntimeError, match=r"^XPNET_BACKEND=numpy with --device='cuda'"):
         backends.chosen(None, "cuda")
+
+
+def test_the_report_stops_quietly_when_its_reader_does():
+    """``python -m backends | head -1`` printed a BrokenPipeError traceback once ``head``
+    had gone. A real pipe whose reader closes it before the report is written (the report
+    takes an import of NumPy and a look at BLAS: far longer than the close)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("XPNET_BACKEND", None)
+    proc = subprocess.Popen([sys.executable, "-m", "backends"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
