@@ -33,6 +33,9 @@ import tarfile
 import tempfile
 import io
 
+from scripts.arguments import check_output, positive
+from scripts.benchmark import overhead
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "scripts", "benchmark", "overhead.py")
 #: what each measure reports, and which of its numbers the table's ratio is of
@@ -74,10 +77,11 @@ def main(argv=None):
                    help="trees to compare, the reference last (default: %(default)s)")
     p.add_argument("--measures", default="tiny,calls,book,numgrad",
                    help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET too)")
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=positive, default=7)
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)
     commits = args.commits.split(",")
+    _check(p, args, commits)
     env = {k: v for k, v in os.environ.items() if not k.startswith("XPNET_")}
     results = {}  # (measure, commit) -> [result per round]
     draw = random.Random(0)  # the rounds' paddings: the same in every run of the tool
@@ -96,6 +100,23 @@ def main(argv=None):
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
+
+
+def _check(p, args, commits):
+    """``p.error`` before any tree is unpacked or timed: an unknown measure, a commit git
+    does not know, an ``--out`` that cannot be written (each found at the end before)."""
+    for measure in args.measures.split(","):
+        try:
+            overhead.chosen(measure)
+        except ValueError as e:
+            p.error(f"argument --measures: {e}")
+    for commit in commits:
+        if commit != "." and subprocess.run(
+                ["git", "-C", ROOT, "rev-parse", "--quiet", "--verify", f"{commit}^{{commit}}"],
+                capture_output=True).returncode != 0:
+            p.error(f"argument --commits: {commit!r} is not a commit of this repository "
+                    f"(expected commits, or . for the working tree, comma-separated)")
+    check_output(p, "--out", args.out)
 
 
 def table(results, commits, args):

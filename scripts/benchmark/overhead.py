@@ -195,12 +195,46 @@ def conv(backend_name, which, batch=32, windows=7, steps=None):
     return {"ms": 1e3 * statistics.median(times)}
 
 
-def measure(name):
+MEASURES = {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}
+NETS = ("simple", "deep")
+USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)} or conv:BACKEND:NET)"
+
+
+def chosen(name):
+    """The measure ``name`` names, as a function of no arguments; ValueError saying what
+    is expected for a name it does not know."""
     if name.startswith("conv:"):
-        _, backend_name, which = name.split(":")
-        return conv(backend_name, which)
-    return {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}[name]()
+        parts = name.split(":")
+        if len(parts) != 3 or not parts[1] or parts[2] not in NETS:
+            raise ValueError(f"{name!r}: expected conv:BACKEND:NET with NET one of "
+                             f"{', '.join(NETS)} (conv:numpy:simple, say)")
+        return lambda: conv(parts[1], parts[2])
+    if name not in MEASURES:
+        raise ValueError(f"unknown measure {name!r}: expected one of "
+                         f"{', '.join(MEASURES)} or conv:BACKEND:NET")
+    return MEASURES[name]
+
+
+def measure(name):
+    return chosen(name)()
+
+
+def main(argv):
+    """The command line: one measure's JSON on stdout and 0, or what was wrong and 2."""
+    if argv in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if len(argv) != 1:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        run = chosen(argv[0])
+    except ValueError as e:
+        print(f"{USAGE}\noverhead.py: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(run()))
+    return 0
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(sys.argv[1])))
+    sys.exit(main(sys.argv[1:]))

@@ -122,6 +122,13 @@ def test_numbers_and_the_report_path_are_checked_before_anything_runs(tmp_path, 
      "argument --ranks: expected world sizes of 2 or more, comma-separated, got '1,2'"),
     ("distributed", ["--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
     ("distributed", ["--out", "{tmp}"], "--out {tmp}: is a folder; expected a file's name"),
+    ("ab", ["--measures", "tiny,bogus"], "argument --measures: unknown measure 'bogus'"),
+    ("ab", ["--measures", "conv:numpy"], "argument --measures: 'conv:numpy': expected "
+                                         "conv:BACKEND:NET"),
+    ("ab", ["--commits", "no-such-commit,."],
+     "argument --commits: 'no-such-commit' is not a commit of this repository"),
+    ("ab", ["--rounds", "0"], "argument --rounds: expected a positive integer, got '0'"),
+    ("ab", ["--out", "{tmp}"], "--out {tmp}: is a folder; expected a file's name"),
 ])
 def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path, module, args,
                                                                        message):
@@ -133,6 +140,25 @@ def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 2, r.stderr
     assert f"error: {message.replace('{tmp}', str(tmp_path))}" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, status, stream, text", [
+    (["--help"], 0, "stdout", "usage: overhead.py MEASURE (one of tiny, calls, book, numgrad"),
+    ([], 2, "stderr", "usage: overhead.py MEASURE"),
+    (["tiny", "book"], 2, "stderr", "usage: overhead.py MEASURE"),
+    (["bogus"], 2, "stderr", "overhead.py: error: unknown measure 'bogus'"),  # a KeyError
+    (["conv:numpy:big"], 2, "stderr", "error: 'conv:numpy:big': expected conv:BACKEND:NET "
+                                      "with NET one of simple, deep"),
+    (["calls"], 0, "stdout", '{"calls": '),
+])
+def test_the_overhead_probe_says_what_it_takes(args, status, stream, text):
+    """overhead.py (the probe ab.py runs in older trees) ended ``--help`` or a typo in a
+    KeyError traceback, and took a second measure without a word."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark", "overhead.py"),
+                        *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == status and text in getattr(r, stream), (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
 
 
