@@ -60,7 +60,10 @@ def fetch(url, dest, md5, timeout=60):
 
 
 def fetch_missing(spec, directory, tried):
-    """Fetch every missing part into ``directory``; returns the paths, or None."""
+    """Fetch every missing part into ``directory``; returns the paths, or None. Parts
+    fetched before a failure stay for the next try; a folder made here and left empty by
+    the failure goes again (it would read as "missing" files, not "does not exist")."""
+    made = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     paths = {}
     for part in PARTS:
@@ -79,5 +82,7 @@ def fetch_missing(spec, directory, tried):
             paths[part] = dest
             break
         else:
+            if made and not os.listdir(directory):
+                os.rmdir(directory)
             return None
     return paths

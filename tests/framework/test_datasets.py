@@ -394,7 +394,11 @@ def test_every_failure_is_reported(tmp_path, monkeypatch, server, published):
     assert "/missing/train-images-idx3-ubyte.gz: HTTP 404" in msg
     assert "/bad/train-images-idx3-ubyte.gz: MD5 mismatch: got" in msg
     assert "To fix: fetch the four files by hand" in msg
-    assert cache_files(tmp_path) == []
+    # nothing left behind, not even the folder made for the files (an empty folder read
+    # as "missing ..." on the next try, as though part had come)
+    assert not (tmp_path / "cache" / "xpnet" / "mnist").exists()
+    with pytest.raises(DatasetError, match=r"cache/xpnet/mnist \(cache\): does not exist"):
+        load_mnist(download=False)
 
 
 def test_download_false_never_touches_the_network(monkeypatch, server, published):
