@@ -61,3 +61,62 @@ def test_a_folder_in_the_files_place_is_named_and_nothing_is_written_beside_it(t
         with atomic_open(str(tmp_path / "runs")) as f:
             f.write(b"never")
     assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == []
+
+
+def test_unwritable_says_why_no_file_can_be_written_there(tmp_path):
+    """The scripts' ``--out`` and ``--checkpoint`` are checked with it before a long run:
+    each reason in its words, None where a file can be written (its folders made)."""
+    from framework.files import unwritable
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    assert unwritable(str(tmp_path / "runs")) == "is a folder; expected a file's name"
+    why = unwritable(str(tmp_path / "a-file" / "report.md"))
+    assert why.startswith(f"its folder {tmp_path / 'a-file'} cannot be made ("), why
+    assert unwritable(str(tmp_path / "new" / "deeper" / "report.md")) is None
+    assert (tmp_path / "new" / "deeper").is_dir()
+
+
+def test_unwritable_names_a_folder_the_user_cannot_write():
+    """A read-only folder, seen by a user who cannot write it: root writes anywhere, so as
+    root the check runs in a child process that has become nobody (uid 65534), on a
+    folder under /tmp (pytest's own are root's alone, not even searchable by nobody)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from tests.conftest import ROOT
+    top = tempfile.mkdtemp(prefix="xpnet-unwritable-")
+    folder = os.path.join(top, "shared")
+    os.mkdir(folder)
+    try:
+        os.chmod(top, 0o755)
+        os.chmod(folder, 0o555)
+        code = ("import os, sys\n"
+                "from framework.files import unwritable\n"  # imported first: root's Python
+                "if os.getuid() == 0:\n"
+                "    os.setgid(65534); os.setuid(65534)\n"
+                "print(unwritable(sys.argv[1]))\n")
+        r = subprocess.run([sys.executable, "-c", code, os.path.join(folder, "report.md")],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(top)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"its folder {folder} is not writable", r.stdout
+
+
+def test_a_temporary_name_taken_by_another_file_is_never_written_through(tmp_path,
+                                                                        monkeypatch):
+    """The temporary file is created exclusively: a file already under the drawn name
+    (another writer's, or one planted there) is left as it was and another name drawn."""
+    import secrets
+    draws = iter(["aaaaaa", "bbbbbb"])
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(draws))
+    planted = tmp_path / ".plot.png.aaaaaa.tmp"
+    planted.write_bytes(b"someone else's")
+    with atomic_open(str(tmp_path / "plot.png")) as f:
+        f.write(b"new")
+    assert planted.read_bytes() == b"someone else's"
+    assert (tmp_path / "plot.png").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == [".plot.png.aaaaaa.tmp", "plot.png"]
