@@ -7,6 +7,10 @@ and renamed, so a crash mid-write never replaces a good checkpoint with a
 broken one. Loading reads and checks the whole file before it touches the
 network: a mismatch or damage raises :class:`CheckpointError` and changes
 nothing. No pickle: arrays are read with ``allow_pickle=False``.
+
+:func:`load_params` (``Network.load_params``) also takes the book's own parameter files,
+``params.pkl`` and ``deep_convnet_params.pkl``, read by :mod:`framework.book_params`
+without running any code they might hold.
 """
 
 import json
@@ -15,6 +19,7 @@ import array_api_extra as xpx
 import numpy as np
 
 from backends import backend_of, dtype_name, to_numpy
+from framework import book_params
 from framework.files import atomic_open
 
 FORMAT = "xpnet-checkpoint"
@@ -91,6 +96,35 @@ def load(path, network):
     return meta, arrays
 
 
+def load_params(path, network):
+    """``Network.load_params``: a checkpoint (:func:`load`), or the book's pickled dict of
+    parameters (its ``save_params``' files: ``params.pkl``, ``deep_convnet_params.pkl``),
+    whose arrays must be this network's parameters by name and shape; they are cast to
+    the network's dtype (the book's are float64). Such a file holds no layer state: batch
+    norm's running averages and dropout's generators stay as they were. CheckpointError,
+    the network unchanged, for anything else."""
+    try:
+        pickled = book_params.is_pickle(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except OSError:
+        pickled = False  # a folder, say: read() words it
+    if not pickled:
+        load(path, network)
+        return
+    try:
+        arrays = book_params.read(path)
+    except (ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: a pickle, but not the book's parameters: {e}") \
+            from None
+    extra = [k for k in arrays if k not in network.params]
+    if extra:
+        raise CheckpointError(f"{path}: the book's parameters {', '.join(extra)} are not "
+                              f"{type(network).__name__}'s (its parameters: "
+                              f"{', '.join(network.params)})")
+    _copy_params(network, _checked_params(path, network, arrays, "{key}"))
+
+
 def load_read(path, meta, arrays, network):
     """:func:`load` for a checkpoint already :func:`read` (``path`` names it in errors)."""
     want = (type(network).__name__, network.config())
@@ -104,16 +138,7 @@ def load_read(path, meta, arrays, network):
                                       if theirs.get(k) != mine.get(k)) + ")"
         raise CheckpointError(f"{path}: checkpoint is {have[0]}{have[1]}, but the network is "
                               f"{want[0]}{want[1]}{differ}")
-    values = {}
-    for key, p in network.params.items():
-        a = arrays.get(f"param/{key}")
-        if a is None or a.shape != p.shape:
-            found = "missing" if a is None else f"of shape {a.shape}"
-            raise CheckpointError(f"{path}: parameter {key} is {found}, expected shape "
-                                  f"{tuple(p.shape)}")
-        if not np.isfinite(a).all():
-            raise CheckpointError(f"{path}: parameter {key} holds NaN or infinite values")
-        values[key] = a
+    values = _checked_params(path, network, arrays, "param/{key}")
     state = {}
     for key, buf in _state(network).items():
         a = arrays.get(f"state/{key}")
@@ -125,12 +150,35 @@ def load_read(path, meta, arrays, network):
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"{path}: layer state {key} holds NaN or infinite values")
         state[key] = a
-    for key, p in list(network.params.items()):  # everything checked: now copy
+    _copy_params(network, values)  # everything checked: now copy
+    if state:
+        network.load_state(state)
+
+
+def _checked_params(path, network, arrays, name):
+    """``{key: host array}`` for each of the network's parameters, found in ``arrays`` under
+    ``name.format(key=key)``: CheckpointError for one missing, of another shape, or not
+    finite."""
+    values = {}
+    for key, p in network.params.items():
+        a = arrays.get(name.format(key=key))
+        if a is None or a.shape != p.shape:
+            found = "missing" if a is None else f"of shape {a.shape}"
+            raise CheckpointError(f"{path}: parameter {key} is {found}, expected shape "
+                                  f"{tuple(p.shape)}")
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: parameter {key} holds NaN or infinite values")
+        values[key] = a
+    return values
+
+
+def _copy_params(network, values):
+    """Every parameter's ``values`` (checked) into the network, in place (on JAX: new arrays
+    in its parameters and layers), cast to the network's dtype on its backend."""
+    for key, p in list(network.params.items()):
         new = xpx.at(p)[...].set(backend_of(p).asarray(values[key], dtype=p.dtype))
         if new is not p:  # JAX: a new array, which the network's parameters pass on
             network.params[key] = new
-    if state:
-        network.load_state(state)
 
 
 def _architecture(network, described):

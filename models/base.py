@@ -440,7 +440,10 @@ class Network:
     def load_params(self, path):
         """Copy parameters (and state) from ``path`` into this network's arrays, on its own backend.
 
-        Raises ``framework.checkpoint.CheckpointError`` and changes nothing
-        if the file is damaged or holds another architecture.
+        ``path`` is a checkpoint ``save_params`` wrote, or one of the book's own parameter
+        files (``params.pkl``, ``deep_convnet_params.pkl``: a pickled dict of arrays, read
+        without running any code the file might hold; the parameters only, cast to the
+        network's dtype). Raises ``framework.checkpoint.CheckpointError`` and changes
+        nothing if the file is damaged or holds another architecture.
         """
-        checkpoint.load(path, self)
+        checkpoint.load_params(path, self)

@@ -55,7 +55,8 @@ def draw(rows, path, labels):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", metavar="PATH", help="a trained SimpleConvNet checkpoint")
+    p.add_argument("--params", metavar="PATH", help="a trained SimpleConvNet checkpoint, or the "
+                                                    "book's own ch07/params.pkl")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
     p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "

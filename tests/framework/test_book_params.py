@@ -1,0 +1,189 @@
+"""framework/book_params.py: the book's pickled parameter files load into xpnet's networks,
+and nothing else a pickle may hold is ever run."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import backends
+from framework.checkpoint import CheckpointError
+from models import MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from tests.conftest import to_host
+
+SMALL_CONV = dict(input_dim=(1, 10, 10), conv_param={"filter_num": 3, "filter_size": 3,
+                                                     "pad": 0, "stride": 1},
+                  hidden_size=5, output_size=4)
+
+
+def book_file(path, params, protocol=4):
+    """What the book's ``save_params`` writes: ``pickle.dump`` of a dict of float64 arrays."""
+    with open(path, "wb") as f:
+        pickle.dump({k: np.asarray(v, dtype=np.float64) for k, v in params.items()}, f,
+                    protocol=protocol)
+    return str(path)
+
+
+def drawn(net, seed=1):
+    """Parameters of ``net``'s names and shapes, other than its own: float64 on the host."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.standard_normal(tuple(v.shape)) for k, v in net.params.items()}
+
+
+def host_params(net):
+    return {k: to_host(v) for k, v in net.params.items()}
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_the_books_file_loads_into_the_network_cast_to_its_dtype(tmp_path, protocol):
+    net = SimpleConvNet(**SMALL_CONV, seed=0)
+    values = drawn(net)
+    net.load_params(book_file(tmp_path / "params.pkl", values, protocol))
+    for key, value in values.items():
+        got = to_host(net.params[key])
+        assert got.dtype == np.float32 and got.shape == value.shape
+        np.testing.assert_array_equal(got, value.astype(np.float32), err_msg=key)
+    # the layers compute with what was loaded: the prediction is the loaded network's
+    again = SimpleConvNet(**SMALL_CONV, seed=5)
+    again.load_params(str(tmp_path / "params.pkl"))
+    x = backends.to_device(np.random.default_rng(2).random((2, 1, 10, 10), dtype=np.float32))
+    np.testing.assert_array_equal(to_host(net.predict(x)), to_host(again.predict(x)))
+
+
+def test_the_books_numpy_1_names_are_read_too(tmp_path):
+    """The book's files were written by NumPy 1, whose pickles name ``numpy.core.multiarray``
+    (NumPy 2 writes ``numpy._core``): such a file, written here by renaming the module."""
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    values = drawn(net)
+    data = pickle.dumps(values, protocol=2)
+    if b"numpy._core.multiarray\n" in data:
+        data = data.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    assert b"numpy.core.multiarray\n_reconstruct" in data
+    (tmp_path / "old.pkl").write_bytes(data)
+    net.load_params(str(tmp_path / "old.pkl"))
+    np.testing.assert_array_equal(host_params(net)["W1"], values["W1"].astype(np.float32))
+
+
+class Planted:
+    """What a pickle can carry besides arrays: a call, made by ``pickle.load``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["the whole file", "one entry"])
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, where):
+    """A pickle whose loading calls ``os.mkdir`` (the book's own ``pickle.load`` would make
+    the folder): refused naming what it asked for, and the folder never made."""
+    marker = tmp_path / "ran"
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    planted = Planted(str(marker))
+    payload = planted if where == "the whole file" else {**drawn(net), "W1": planted}
+    with open(tmp_path / "params.pkl", "wb") as f:
+        pickle.dump(payload, f)
+    before = host_params(net)
+    with pytest.raises(CheckpointError, match=r"a pickle, but not the book's parameters: not "
+                                              r"read: it asks for (posix|os|nt)\.mkdir, which "
+                                              r"is not part of a NumPy array"):
+        net.load_params(str(tmp_path / "params.pkl"))
+    assert not marker.exists()
+    for key, value in before.items():
+        np.testing.assert_array_equal(host_params(net)[key], value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda v: [v["W1"]], "it holds a list; expected the book's dict of arrays"),
+    (lambda v: {**v, "W1": "weights"}, "entry 'W1' is str; expected arrays of numbers"),
+    (lambda v: {**v, "W1": np.array([None], dtype=object)},
+     "entry 'W1' is an array of object; expected arrays of numbers"),
+    (lambda v: {k: a for k, a in v.items() if k != "b2"}, "parameter b2 is missing, expected "
+                                                          "shape (2,)"),
+    (lambda v: {**v, "W3": np.ones((2, 2))}, "the book's parameters W3 are not TwoLayerNet's "
+                                             "(its parameters: W1, b1, W2, b2)"),
+    (lambda v: {**v, "W2": np.ones((2, 3))}, "parameter W2 is of shape (2, 3), expected shape "
+                                             "(3, 2)"),
+    (lambda v: {**v, "b1": np.array([0.0, np.nan, 0.0])}, "parameter b1 holds NaN"),
+])
+def test_a_pickle_of_something_else_is_refused_and_nothing_changes(tmp_path, change, message):
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    with open(tmp_path / "p.pkl", "wb") as f:
+        pickle.dump(change(drawn(net)), f)
+    before = host_params(net)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        net.load_params(str(tmp_path / "p.pkl"))
+    for key, value in before.items():
+        np.testing.assert_array_equal(host_params(net)[key], value)
+
+
+def test_a_truncated_pickle_is_called_damaged(tmp_path):
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    data = pickle.dumps(drawn(net))
+    (tmp_path / "cut.pkl").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pkl: a pickle, but not the book's "
+                                              r"parameters: damaged pickle \("):
+        net.load_params(str(tmp_path / "cut.pkl"))
+
+
+def test_the_layer_state_stays_as_it_was(tmp_path):
+    """The book's files hold parameters only: batch norm's running averages are not in them,
+    and loading one leaves the network's as they were."""
+    net = MultiLayerNetExtend(4, [3], 2, use_batchnorm=True, seed=0)
+    x = backends.to_device(np.random.default_rng(0).random((5, 4), dtype=np.float32))
+    t = backends.to_device(np.array([0, 1, 0, 1, 1]))
+    net.loss(x, t, train_flg=True)  # moves the running averages
+    state = {k: to_host(v).copy() for k, v in net.state().items()}
+    net.load_params(book_file(tmp_path / "p.pkl", drawn(net)))
+    assert state and all(np.array_equal(to_host(net.state()[k]), v) for k, v in state.items())
+
+
+def test_a_missing_file_and_a_folder_read_as_before(tmp_path):
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        net.load_params(str(tmp_path / "none.pkl"))
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+        net.load_params(str(tmp_path))
+
+
+class OtherCodec:
+    def __reduce__(self):
+        import _codecs
+        return (_codecs.encode, ("x", "rot13"))
+
+
+def test_protocol_2s_bytes_are_latin_1_and_no_other_codec(tmp_path):
+    """``_codecs.encode`` is let through for protocol 2's bytes only: another codec is looked
+    up by name (which may import it) and is refused."""
+    with open(tmp_path / "p.pkl", "wb") as f:
+        pickle.dump({"W1": OtherCodec()}, f, protocol=2)
+    with pytest.raises(CheckpointError, match=r"not read: it asks for _codecs.encode with "
+                                              r"'rot13'; protocol 2's bytes are 'latin1'"):
+        TwoLayerNet(4, 3, 2, seed=0).load_params(str(tmp_path / "p.pkl"))
+
+
+#: the parameters in the book's own files, by name and shape, as read from its repository
+#: (oreilly-japan/deep-learning-from-scratch: ch07/params.pkl, ch08/deep_convnet_params.pkl,
+#: both float64 and pickled with protocol 4)
+BOOK_FILES = {
+    "SimpleConvNet": {"W1": (30, 1, 5, 5), "b1": (30,), "W2": (4320, 100), "b2": (100,),
+                      "W3": (100, 10), "b3": (10,)},
+    "DeepConvNet": {"W1": (16, 1, 3, 3), "b1": (16,), "W2": (16, 16, 3, 3), "b2": (16,),
+                    "W3": (32, 16, 3, 3), "b3": (32,), "W4": (32, 32, 3, 3), "b4": (32,),
+                    "W5": (64, 32, 3, 3), "b5": (64,), "W6": (64, 64, 3, 3), "b6": (64,),
+                    "W7": (1024, 50), "b7": (50,), "W8": (50, 10), "b8": (10,)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOOK_FILES))
+def test_the_books_files_fit_the_networks_built_with_their_defaults(tmp_path, name):
+    """``SimpleConvNet()`` and ``DeepConvNet()`` take the book's trained files as they are,
+    as the book's chapter 7 and 8 scripts load them: files of those names and shapes."""
+    import models
+    net = getattr(models, name)(seed=0)
+    assert {k: tuple(v.shape) for k, v in net.params.items()} == BOOK_FILES[name]
+    values = {k: np.full(shape, 0.5) for k, shape in BOOK_FILES[name].items()}
+    net.load_params(book_file(tmp_path / "params.pkl", values))
+    assert all(np.all(to_host(v) == 0.5) for v in net.params.values())
