@@ -309,6 +309,40 @@ def test_visualize_filter_before_and_after(tmp_path):
     assert "1 epoch(s) of mnist" in out and is_png(png)
 
 
+def test_visualize_filter_takes_the_books_params_pkl(tmp_path):
+    """The book's chapter-7 script draws the filters of its trained ``params.pkl``: a file
+    written as its ``save_params`` writes one (a pickled dict of float64 arrays)."""
+    import pickle
+    import numpy as np
+    from models import SimpleConvNet
+    rng = np.random.default_rng(0)
+    shapes = {k: tuple(v.shape) for k, v in SimpleConvNet(seed=0).params.items()}
+    with open(tmp_path / "params.pkl", "wb") as f:
+        pickle.dump({k: rng.standard_normal(shape) for k, shape in shapes.items()}, f)
+    png = tmp_path / "filters.png"
+    out = run_script("visualize_filter.py", "--backend", "numpy", "--params",
+                     str(tmp_path / "params.pkl"), "--out", str(png))
+    assert f"trained from {tmp_path / 'params.pkl'}" in out and is_png(png)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--book", "{tmp}"], "--book {tmp}: not a checkout of the book's repository (no "
+                          "ch07/simple_convnet.py, ch07/params.pkl, ch08/deep_convnet.py, "
+                          "ch08/deep_convnet_params.pkl)"),
+    (["--book", "{tmp}", "--n", "0"], "argument --n: expected a positive integer, got '0'"),
+    ([], "the following arguments are required: --book"),
+])
+def test_book_parity_says_what_it_needs(tmp_path, args, message):
+    """scripts/book_parity.py compares with the book's code only where it is given a checkout
+    of it: anything else is one line, before any data is read."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "book_parity.py"), *args],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2 and message.replace("{tmp}", str(tmp_path)) in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path, signum, status):
     """Real signals to a real training process: one line, the exit status a shell expects,
