@@ -29,7 +29,8 @@ def test_every_python_block_is_exercised_here():
     assert starts == ["# my_layers.py", "# test_my_layers.py",
                       "from backends.backend import Unusable",
                       "from framework.datasets import load_mnist, load_fashion_mnist, load_dataset",
-                      "from framework.trainer import Trainer", "import backends", "import backends"]
+                      "from framework.trainer import Trainer",
+                      "from models import DeepConvNet", "import backends", "import backends"]
 
 
 def test_adding_a_backend_example(monkeypatch):
@@ -88,6 +89,26 @@ def test_data_and_trainer_examples(tmp_path, monkeypatch):
     assert len(ns["history"]["epoch"]) == 17
     assert len(ns["trainer"].train_loss_list) == 17 * 3
     assert (tmp_path / "out" / "run.npz").is_file() and (tmp_path / "net.npz").is_file()
+
+
+def test_the_books_trained_parameters_example(tmp_path, monkeypatch):
+    """The book's DeepConvNet file, as its save_params writes one (a pickled dict of float64
+    arrays of DeepConvNet's names and shapes), loaded as the README shows."""
+    import pickle
+    import numpy as np
+    from models import DeepConvNet
+    rng = np.random.default_rng(0)
+    shapes = {k: tuple(v.shape) for k, v in DeepConvNet(seed=0).params.items()}
+    with open(tmp_path / "deep_convnet_params.pkl", "wb") as f:
+        pickle.dump({k: rng.standard_normal(s) * 0.1 for k, s in shapes.items()}, f)
+    monkeypatch.chdir(tmp_path)
+    x_test = backends.to_device(rng.random((100, 1, 28, 28), dtype=np.float32))
+    ns = {"x_test": x_test}
+    exec(block_starting("from models import DeepConvNet"), ns)
+    assert tuple(ns["y"].shape) == (100, 10)
+    W1 = backends.to_numpy(ns["network"].params["W1"])
+    with open(tmp_path / "deep_convnet_params.pkl", "rb") as f:
+        np.testing.assert_array_equal(W1, pickle.load(f)["W1"].astype(np.float32))
 
 
 def run_user_tests(tmp_path, layers_source, *args):
