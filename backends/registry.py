@@ -281,7 +281,9 @@ class Registry:
 
     def namespace(self, *arrays):
         """The namespace to compute ``arrays`` with: ``numpy``, CuPy's, or the Array API
-        namespace of their library. Python numbers and NumPy scalars count as NumPy."""
+        namespace of their library. Python numbers and NumPy scalars count as NumPy, and
+        NumPy's arrays give way to another library's (as CuPy's ``get_array_module``);
+        arrays of two other libraries are a ``TypeError`` naming both."""
         if arrays and not arrays[1:]:  # one array, the common case: by its type
             try:
                 return self._namespace_by_type[type(arrays[0])]
@@ -294,13 +296,18 @@ class Registry:
         if not others:
             return numpy
         cls = self.class_of(others[0])
+        for a in others[1:]:  # a mix of libraries, whichever comes first
+            if self.class_of(a) is not cls:
+                raise TypeError(f"arrays from different libraries ({self.kind(others[0])} and "
+                                f"{self.kind(a)}) in one computation; move them to one first "
+                                f"(backends.to_device / backends.to_numpy)")
         if len(others) == 1 or cls.name in ("cupy", "array_api_strict"):
             return cls.namespace_of(others[0])
         try:
             import array_api_compat
         except ImportError:
             return cls.namespace_of(others[0])
-        return array_api_compat.array_namespace(*others)  # refuses a mix of libraries
+        return array_api_compat.array_namespace(*others)
 
     def ops_for(self, x):
         """The operations (:class:`backends.ops.Ops`) for the library ``x`` lives in, under

@@ -47,6 +47,24 @@ def test_the_standard_is_chosen_for_numpy_too_when_the_fast_paths_are_off():
     assert backends.ops_for(x) is wing
 
 
+def test_a_network_and_its_layers_that_resolved_their_operations_follow_a_change():
+    """A network resolves its operations once per call and a layer once per kind of input,
+    and keeps them: a change of the settings must reach them all the same (the registry's
+    generation), and the change given back must too."""
+    from models import TwoLayerNet
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x, t = np.ones((2, 4), dtype=np.float32), np.array([0, 1])
+    affine = net.layers["Affine1"]
+
+    def used():
+        net.gradient(x, t)
+        return net._call.ops.name, affine._ops.name
+    assert used() == ("host", "host")
+    with backends.configured(fast_paths=False):
+        assert used() == ("standard", "standard")
+    assert used() == ("host", "host")
+
+
 def test_a_scoped_setting_is_given_back_even_after_an_error():
     before = backends.settings()
     with pytest.raises(RuntimeError):
@@ -86,3 +104,27 @@ def test_a_seed_numpy_refuses_is_named_wherever_it_was_given(seed):
         with pytest.raises(ValueError, match=re.escape(message)):
             make()
     assert backends.host_rng(7).integers(100) == np.random.default_rng(7).integers(100)
+
+
+def test_arrays_of_two_libraries_are_refused_whichever_comes_first():
+    """array-api-strict's array first was taken at its word (its namespace came back, the
+    PyTorch tensor beside it ignored); the other way round array-api-compat refused it."""
+    torch = pytest.importorskip("torch")
+    xs = pytest.importorskip("array_api_strict")
+    t, s = torch.ones(2), xs.asarray([1.0, 2.0])
+    for pair in ((t, s), (s, t)):
+        with pytest.raises(TypeError, match=r"arrays from different libraries \((torch on cpu|"
+                                            r"array_api_strict on .*) and .*\) in one "
+                                            r"computation"):
+            backends.array_namespace(*pair)
+    assert backends.array_namespace(t, t, np.ones(2)) is backends.array_namespace(t)
+
+
+def test_tensors_of_one_library_on_two_devices_are_refused():
+    """One array type spanning devices (PyTorch's CPU and its meta device, which every build
+    has): a layer's inputs on two devices are named, not computed on."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"here: arrays from different backends \(a is torch on "
+                                        r"cpu, b is torch on meta\)"):
+        backends.check_same_backend("here", a=torch.ones(2), b=torch.ones(2, device="meta"))
+    backends.check_same_backend("here", a=torch.ones(2), b=torch.zeros(3))
