@@ -129,3 +129,25 @@ def test_no_name_chains_outside_the_backends():
                                             or "array_api_strict" in line):
                     found.append(f"{path.relative_to(root)}:{i}: {line.strip()}")
     assert not found, found
+
+
+def test_a_name_is_taken_whatever_its_case_and_spaces(monkeypatch):
+    """``XPNET_BACKEND=" NumPy "`` (a shell's quoting, a capital) and ``use("NumPy")`` pick
+    NumPy; the name kept is the lower-case one."""
+    assert backends.use("NumPy").name == "numpy"
+    monkeypatch.setenv("XPNET_BACKEND", " NumPy ")
+    backends.reset()
+    assert backends.current().name == "numpy"
+
+
+def test_a_refused_library_is_named_with_why():
+    """A library the registry refuses (none now: JAX was the last) is said to be refused, with
+    the reason, not called unknown."""
+    from backends.registry import Registry
+    registry = Registry(refused={"mylib": "mylib's arrays cannot be written to"})
+    with pytest.raises(ValueError, match=r"XPNET_BACKEND='MyLib': mylib's arrays cannot be "
+                                         r"written to, so it cannot be a backend; expected "
+                                         r"one of numpy, "):
+        registry.check_name("MyLib", "XPNET_BACKEND")
+    with pytest.raises(ValueError, match=r"'nolib' is not a backend; expected one of numpy"):
+        registry.check_name("nolib", "XPNET_BACKEND")

@@ -3,11 +3,13 @@
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 import backends
+import backends.backend
 from tests.conftest import ROOT
 
 
@@ -230,3 +232,45 @@ def test_the_report_stops_quietly_when_its_reader_does():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_environments_device_without_its_backend_is_refused(monkeypatch):
+    """``XPNET_DEVICE=cpu`` with XPNET_BACKEND unset (auto): auto picks its own device, so the
+    device would be dropped without a word; the error says to name a backend."""
+    monkeypatch.delenv("XPNET_BACKEND", raising=False)
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")
+    backends.reset()
+    with pytest.raises(ValueError, match=r"^XPNET_DEVICE='cpu' needs a backend: set "
+                                         r"XPNET_BACKEND to one of numpy, "):
+        backends.current()
+
+
+def test_the_install_hint_is_given_only_where_the_library_is_missing():
+    """Installing is the remedy for a library that is not there, not for one that is there
+    without its device or driver: two registered libraries, one of each."""
+    from backends.backend import Unusable
+    from backends.registry import REGISTRY
+    failures = {"missinglib": Unusable("missinglib is not installed", missing=True),
+                "driverlib": Unusable("driverlib found no driver")}
+    module = types.ModuleType("unusable_backends")
+    for name, failure in failures.items():
+        def load(cls, failure=failure):
+            raise failure
+        setattr(module, name, type(name, (backends.backend.Backend,), {
+            "name": name, "install": f"pip install {name}", "load": classmethod(load)}))
+    sys.modules["unusable_backends"] = module
+    try:
+        for name in failures:
+            REGISTRY.register(name, f"unusable_backends:{name}")
+        with pytest.raises(RuntimeError) as missing:
+            backends.use("missinglib")
+        with pytest.raises(RuntimeError) as driver:
+            backends.use("driverlib")
+    finally:
+        for name in failures:
+            REGISTRY.unregister(name)
+        del sys.modules["unusable_backends"]
+    assert "missinglib is not installed; to install it: pip install missinglib" in \
+        str(missing.value)
+    assert "driverlib found no driver; or run on the CPU with XPNET_BACKEND=numpy" in \
+        str(driver.value) and "to install" not in str(driver.value)
