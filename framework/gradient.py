@@ -13,7 +13,7 @@ def numerical_gradient(f, x, h=1e-4, put=None):
 
     ``f`` takes no notice of its argument in the book's usage (it closes over
     the network); ``x`` is perturbed in place and restored exactly after each
-    element. Works on CuPy arrays: indices come from Python, not from
+    element, and after an ``f`` that raises (or a Ctrl-C) too. Works on CuPy arrays: indices come from Python, not from
     ``np.nditer``, and no value is copied to the host. Integer arrays raise
     ``TypeError``: ``x + h`` would be truncated back to the same integer.
 
@@ -36,12 +36,14 @@ def numerical_gradient(f, x, h=1e-4, put=None):
     grad = xp.zeros_like(x)
     for idx in itertools.product(*map(range, x.shape)):
         orig = copy(x[idx])
-        x[idx] = orig + h
-        fxh1 = f(x)
-        x[idx] = orig - h
-        fxh2 = f(x)
+        try:
+            x[idx] = orig + h
+            fxh1 = f(x)
+            x[idx] = orig - h
+            fxh2 = f(x)
+        finally:  # f raised, or Ctrl-C: x is not left moved by h
+            x[idx] = orig
         grad[idx] = (fxh1 - fxh2) / (2 * h)
-        x[idx] = orig
     return grad
 
 

@@ -22,9 +22,27 @@ def test_numerical_gradient_of_sum_of_squares(xp):
 def test_numerical_gradient_restores_x_exactly(xp):
     rng = np.random.default_rng(3)
     host = rng.standard_normal((3, 4))
-    x = backends.to_device(host)
+    x = backends.to_device(host.copy())  # NumPy's to_device keeps the very array
     numerical_gradient(lambda v: xp.sum(v ** 3), x, put=READS_ITS_ARGUMENT)
     np.testing.assert_array_equal(to_host(x), host)  # bit for bit
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, ValueError])
+def test_an_f_that_raises_leaves_x_as_it_was(xp, stop):
+    """Ctrl-C during a long element loop, or an ``f`` that fails at one element: the array
+    (a network's weights, in the book's usage) is back as it was, not left moved by h."""
+    host = np.random.default_rng(4).standard_normal((2, 3))
+    x = backends.to_device(host.copy())  # NumPy's to_device keeps the very array
+    calls = []
+
+    def f(v):
+        calls.append(1)
+        if len(calls) == 4:  # the second element's second evaluation: x there is moved
+            raise stop("stopped")
+        return xp.sum(v ** 2)
+    with pytest.raises(stop):
+        numerical_gradient(f, x, put=READS_ITS_ARGUMENT)
+    np.testing.assert_array_equal(to_host(x), host)
 
 
 def test_numerical_gradient_of_a_matrix_function(xp):
