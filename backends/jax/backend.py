@@ -143,13 +143,16 @@ class JaxBackend(StandardBackend):
     def dtype(self, dtype):
         name = None if dtype is None else self._dtype_name(dtype)
         if name in ("float64", "int64", "uint64") and not self.has_float64():
-            what = ("computes in float32" if name == "float64" else
-                    "has no 64-bit integers (dropout's generator keeps its key and position "
-                    "in uint64)")
+            if name == "float64":
+                what, otherwise = "computes in float32", "or use float32 (dtype='float32')"
+            else:
+                what = ("has no 64-bit integers (dropout's generator keeps its key and "
+                        "position in uint64)")
+                otherwise = "or train without dropout"
             raise TypeError(f"JAX {what} unless JAX_ENABLE_X64=1 is set before it is imported "
                             f"(it would cast {name} to 32 bits without a word): set "
                             f"JAX_ENABLE_X64=1 (float32 networks stay float32: their dtype is "
-                            f"explicit), or train in float32 without dropout")
+                            f"explicit), {otherwise}")
         return super().dtype(dtype)
 
     @contextlib.contextmanager

@@ -234,6 +234,8 @@ def test_without_64_bits_jax_trains_in_float32_and_says_what_float64_needs():
     refused = [line for line in lines if line.startswith("refused:")]
     assert len(refused) == 2, done.stdout
     assert "JAX computes in float32 unless JAX_ENABLE_X64=1" in refused[0]
+    assert refused[0].endswith("or use float32 (dtype='float32')")  # not dropout's remedy
     assert "has no 64-bit integers (dropout's generator" in refused[1]
+    assert refused[1].endswith("or train without dropout")
     assert all("JAX_ENABLE_X64=1" in line for line in refused)
     assert "jit float32 True" in lines and "eager (graph=False) float32 True" in lines
