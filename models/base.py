@@ -258,6 +258,10 @@ class Network:
         n = x.shape[0]
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
+        if t.ndim not in (1, 2) or t.shape[0] != n:  # a label short, or one that broadcasts
+            raise ValueError(f"{type(self).__name__}.accuracy: x has {n} samples but t has "
+                             f"shape {tuple(t.shape)}; expected labels ({n},) or one-hot "
+                             f"rows ({n}, classes)")
         correct = 0
         try:
             with self._call:
@@ -275,9 +279,14 @@ class Network:
         adds these up batch by batch; a compiled step's evaluation traces this
         (:meth:`framework.jit_step.JitStep.evaluation`)."""
         xp = get_array_module(next(iter(self.params.values())))
+        scores = self.predict(x)
         if t.ndim != 1:
+            if t.shape != scores.shape:  # another width's one-hot rows: argmax says nothing
+                raise ValueError(f"{type(self).__name__}: t's one-hot rows have "
+                                 f"{t.shape[-1]} classes, but the network scores "
+                                 f"{scores.shape[-1]}")
             t = xp.argmax(t, axis=1)
-        y = xp.argmax(self.predict(x), axis=1)
+        y = xp.argmax(scores, axis=1)
         return xp.count_nonzero(y == xp.astype(t, y.dtype))
 
     def gradient(self, x, t):

@@ -3,6 +3,7 @@
 from functools import partial
 
 import numpy as np
+import pytest
 
 import backends
 
@@ -167,3 +168,22 @@ def test_a_list_where_an_array_belongs_is_named_and_other_errors_stay_their_own(
                                              rf"integer \(or None: 10000\), got {bad!r}"):
             net.accuracy(x, t, batch_size=bad)
     assert net.accuracy(x, t, batch_size=3) == net.accuracy(x, t) == net.accuracy(x, t, None)
+
+
+def test_labels_that_do_not_fit_the_batch_are_named_by_accuracy(backend):
+    """accuracy broadcast what it was given: one label against every sample (an accuracy
+    read as a fraction of the batch), one label too many (the first N used), one-hot rows of
+    another width (argmax over the wrong classes), each without a word."""
+    net = Tiny(seed=1)
+    x = backends.to_device(np.random.default_rng(0).random((4, 6)), "float32")
+    for labels, message in (
+            (np.zeros(1, dtype=int), r"Tiny\.accuracy: x has 4 samples but t has shape \(1,\); "
+                                     r"expected labels \(4,\) or one-hot rows \(4, classes\)"),
+            (np.zeros(5, dtype=int), r"x has 4 samples but t has shape \(5,\)"),
+            (np.zeros((4, 3, 1)), r"x has 4 samples but t has shape \(4, 3, 1\)"),
+            (np.zeros((4, 5)), r"Tiny: t's one-hot rows have 5 classes, but the network "
+                               r"scores 3")):
+        with pytest.raises(ValueError, match=message):
+            net.accuracy(x, backends.to_device(labels))
+    one_hot = backends.to_device(np.eye(3)[[0, 1, 2, 1]])
+    assert net.accuracy(x, one_hot) == net.accuracy(x, backends.to_device([0, 1, 2, 1]))
