@@ -5,7 +5,9 @@ SIGTERM stop it, :mod:`framework.interrupts`'.
 """
 
 import contextlib
+import inspect
 import math
+import numbers
 import os
 import time
 
@@ -38,12 +40,16 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
                                            number >= low)):
             bound = "above 0" if name == "epochs" else f"at least {low}"
             raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
+        if name != "epochs" and not number.is_integer():  # 2.5 steps ran 2, a slice failed
+            raise ValueError(f"Trainer: {name} must be a whole number, got {value!r}")
 
 
 def _as_number(value):
-    """``value`` where it is an int or a float (not a bool), else NaN: what the length
-    checks compare, so that anything else fails them."""
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    """``value`` as a float where it is a real number (Python's or NumPy's, not a bool),
+    else NaN: what the length checks compare, so that anything else fails them."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
 
 
 def _checked_callbacks(callbacks):
@@ -60,6 +66,16 @@ def _checked_callbacks(callbacks):
         if not callable(c):
             raise ValueError(f"Trainer: callbacks must be functions f(trainer, record); "
                              f"{c!r} cannot be called")
+        try:
+            signature = inspect.signature(c)
+        except (TypeError, ValueError):  # a builtin without one: called, and it says
+            continue
+        try:
+            signature.bind(None, None)
+        except TypeError as e:  # else found at the first epoch's end, an epoch lost
+            raise ValueError(f"Trainer: callbacks are called as f(trainer, record); "
+                             f"{getattr(c, '__qualname__', c)}{signature} cannot take them: "
+                             f"{e}") from None
     return out
 
 
@@ -191,7 +207,8 @@ class Trainer:
             self.x_test = self.backend.asarray(x_test, dtype=dtype)
             self.t_test = self.backend.asarray(t_test)
             self.history = History()
-            self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+            self.evaluate_sample_num_per_epoch = (None if evaluate_sample_num_per_epoch is None
+                                                  else int(evaluate_sample_num_per_epoch))
             self.iter_per_epoch = len(self.batches)
             self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
             if self.max_iter < 1:

@@ -290,6 +290,15 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch must be a number at "
                                          "least 1, got 0"):
         make_trainer(evaluate_sample_num_per_epoch=0)
+    for name in ("iters", "evaluate_sample_num_per_epoch"):  # 2.5 steps ran 2; a slice failed
+        with pytest.raises(ValueError, match=rf"^Trainer: {name} must be a whole number, got "
+                                             rf"2.5$"):
+            make_trainer(**{name: 2.5})
+    # NumPy's numbers are numbers: np.int64(3) was refused as "not a number at least 1"
+    trainer = make_trainer(iters=np.int64(3), evaluate_sample_num_per_epoch=np.int64(5),
+                           epochs=np.float32(2))
+    assert trainer.max_iter == 3 and trainer.evaluate_sample_num_per_epoch == 5
+    assert make_trainer(iters=3.0).max_iter == 3
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         make_trainer(mini_batch_size=0)
     with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
@@ -489,6 +498,13 @@ def test_callbacks_are_checked_at_once_and_one_alone_is_a_list_of_one():
         make_trainer(callbacks=[print, "not a function"])
     with pytest.raises(ValueError, match="callbacks must be a list of functions"):
         make_trainer(callbacks=3)
+    # a function of the trainer alone ran a whole epoch, then failed on its second argument
+    with pytest.raises(ValueError, match=r"^Trainer: callbacks are called as f\(trainer, "
+                                         r"record\); test_callbacks_are_checked_at_once_and_one"
+                                         r"_alone_is_a_list_of_one.<locals>.<lambda>\(trainer\) "
+                                         r"cannot take them: too many positional arguments$"):
+        make_trainer(callbacks=[lambda trainer: None])
+    make_trainer(callbacks=[lambda *args: None, lambda t, r, extra=1: None, print])
 
 
 DISK_FULL = r"""
