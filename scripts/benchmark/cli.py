@@ -12,8 +12,10 @@ from scripts.arguments import check_output, non_negative, non_negative_seconds, 
 def hidden_batch_pairs(text):
     """``"50:100,1000:100"`` -> ``[(50, 100), (1000, 100)]``; ``""`` -> ``[]`` (argparse type)."""
     pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
+    if not text.strip():
+        return pairs
+    for item in (part.strip() for part in text.split(",")):
+        try:  # an empty item too (50:100,,1000:100): a typo, as --hidden 100,,100 is
             hidden, batch = (int(v) for v in item.split(":"))
         except ValueError:
             raise argparse.ArgumentTypeError(

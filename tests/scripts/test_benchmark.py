@@ -1,6 +1,7 @@
 """scripts/benchmark/ (and scripts/benchmark.py) --smoke: every row is produced (never a time
 asserted)."""
 
+import argparse
 import os
 import pathlib
 import re
@@ -81,7 +82,10 @@ def test_smoke_run_produces_every_row(tmp_path):
 def test_config_pairs_are_checked_before_anything_runs():
     from scripts.benchmark.cli import hidden_batch_pairs
     assert hidden_batch_pairs("50:100, 1000:100") == [(50, 100), (1000, 100)]
-    assert hidden_batch_pairs("") == []
+    assert hidden_batch_pairs("") == [] and hidden_batch_pairs(" ") == []
+    for typo in ("50:100,,1000:100", "50:100,"):  # an empty item was skipped without a word
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got '' in '{typo}'"):
+            hidden_batch_pairs(typo)
     for command in ([os.path.join(ROOT, "scripts", "benchmark.py")], ["-m", "scripts.benchmark"]):
         r = subprocess.run([sys.executable, *command, "--memory-configs", "none"],
                            capture_output=True, text=True, timeout=60, cwd=ROOT,
