@@ -253,14 +253,22 @@ def test_every_array_returned_is_writable_on_the_first_load_as_on_later_ones(tmp
 
 
 def test_no_pickle_anywhere_in_the_project():
+    """Nothing is unpickled, but the book's parameter files by framework/book_params.py's
+    unpickler, which rebuilds arrays and nothing else (its own tests plant a pickle that
+    would run code): no other module imports pickle, and that one never calls
+    pickle.load or pickle.loads."""
     from tests.conftest import ROOT as root
     offenders = []
     for folder in ("framework", "backends", "models", "scripts"):
         for dirpath, _, names in os.walk(os.path.join(root, folder)):
             for name in names:
                 if name.endswith(".py"):
-                    text = open(os.path.join(dirpath, name)).read()
-                    if "import pickle" in text or "allow_pickle=True" in text:
+                    path = os.path.join(dirpath, name)
+                    text = open(path).read()
+                    if os.path.relpath(path, root) == os.path.join("framework", "book_params.py"):
+                        assert "import pickle\n" in text and "pickle.load" not in text
+                        assert "class _ArraysOnly(pickle.Unpickler)" in text
+                    elif "import pickle" in text or "allow_pickle=True" in text:
                         offenders.append(name)
     assert offenders == []
 
