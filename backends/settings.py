@@ -77,7 +77,7 @@ class Variable:
 VARIABLES = (
     Variable("XPNET_BACKEND", "backend", "auto", lambda n, raw: raw.strip().lower(),
              "the array library: auto (CuPy where it sees a GPU, else NumPy), numpy, cupy, "
-             "torch, array_api_strict"),
+             "torch, jax, array_api_strict"),
     Variable("XPNET_DEVICE", "device", None, _optional_text,
              "the library's device: cpu, cuda:N, mps, device1... (default: the library's)"),
     Variable("XPNET_HOST_THREADS", "host_threads", None, _threads,
@@ -102,8 +102,8 @@ VARIABLES = (
              "where a CUDA-graph step multiplies: auto (cuBLAS for large products), "
              "cublas, own (xpnet's kernels)"),
     Variable("XPNET_DATA_DIR", "data_dir", None, _optional_text,
-             "where datasets are kept (default: ./data beside the scripts, else "
-             "~/.cache/xpnet/data)"),
+             "a folder to look for datasets in (itself, or its subfolder named for the "
+             "dataset), before xpnet's cache, ~/.cache/xpnet/<dataset>"),
     Variable("XPNET_MNIST_MIRROR", "mnist_mirror", None,
              _mirror("https://ossci-datasets.s3.amazonaws.com/mnist/"),
              "the base URL (ending in '/') to download MNIST from, instead of its mirrors"),

@@ -15,6 +15,10 @@ def test_the_readme_lists_every_variable_in_one_table():
     section = text.split("### Settings", 1)[1].split("\n#", 1)[0]
     listed = re.findall(r"^\| `(XPNET_\w+)` \|", section, re.M)
     assert listed == [v.name for v in VARIABLES]
+    # the table's backends are the registry's, in the code's words as in the README's
+    names = backends.NAMES
+    assert all(f"`{name}`" in section for name in names)
+    assert all(name in VARIABLES[0].meaning for name in names), VARIABLES[0].meaning
 
 
 def test_nothing_else_reads_an_xpnet_variable():
