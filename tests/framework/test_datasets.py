@@ -97,12 +97,13 @@ def test_image_and_label_counts_must_agree(tmp_path):
         load_mnist(data_dir=str(tmp_path), download=False)
 
 
-def test_labels_out_of_range(tmp_path):
+@pytest.mark.parametrize("label", [12, 10])  # 10: the first one past the classes
+def test_labels_out_of_range(tmp_path, label):
     _, ((_, t), _) = dataset_files()
     bad = t.copy()
-    bad[3] = 12
+    bad[3] = label
     corrupt(tmp_path, "train_label", gzip.compress(idx_bytes(bad, datasets.LABEL_MAGIC)))
-    with pytest.raises(DatasetError, match="label 12 out of range 0..9"):
+    with pytest.raises(DatasetError, match=f"label {label} out of range 0..9"):
         load_mnist(data_dir=str(tmp_path), download=False)
 
 

@@ -183,6 +183,8 @@ def test_training_reduces_the_loss(xp):
     # a string is true: "no" would have switched batch norm on
     (dict(use_batchnorm="no"), "use_batchnorm must be True or False, got 'no'"),
     (dict(use_dropout=None), "use_dropout must be True or False, got None"),
+    (dict(use_dropout=2), "use_dropout must be True or False, got 2"),  # true, so dropout
+    (dict(input_size=True), "input_size must be a positive integer, got True"),  # a size 1
 ])
 def test_nonsense_is_refused(backend, kwargs, message):
     args = dict(input_size=8, hidden_size_list=[4], output_size=3)
