@@ -219,6 +219,31 @@ def test_check_model_differences_a_network_of_ones_own(xp):
         check_model(Quadratic(xp, scale=3), x, t)
 
 
+def test_check_model_holds_a_float64_model_to_float64s_tolerance(xp):
+    """A gradient off by 1e-3 of itself passes float16's tolerance (1e-2) but not float64's,
+    which a float64 model is held to."""
+    x, t = backends.to_device(RNG.standard_normal((4, 3))), None
+    with pytest.raises(AssertionError, match="gradient and numerical_gradient differ for W"):
+        check_model(Quadratic(xp, scale=2 * (1 + 1e-3)), x, t)
+
+
+class KeepdimsBias(Affine):
+    """db summed with keepdims: (1, out), where b is (out,)."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.db = backends.get_array_module(dout).sum(dout, axis=0, keepdims=True)
+        return dx
+
+
+def test_a_gradient_of_another_shape_is_named(xp):
+    layer, x = affine(xp)
+    layer = KeepdimsBias(layer.W, layer.b)
+    with pytest.raises(AssertionError, match=r"KeepdimsBias gradient of b: backward gave shape "
+                                             r"\(1, 3\), the array has \(3,\)"):
+        check_backward(layer, x, params=("W", "b"))
+
+
 def test_a_float32_failure_says_to_check_in_float64(xp):
     net = TwoLayerNet(12, 6, 4, seed=1, weight_init_std=0.5)  # float32, the default
     x, t = backends.to_device(RNG.random((2, 12)).astype("float32")), backends.to_device([0, 1])
