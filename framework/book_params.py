@@ -14,7 +14,7 @@ anything of it runs. Host-side I/O, so NumPy by name.
 
 import pickle
 
-import numpy as np
+import numpy as np  # host-side: a file read into host arrays; checkpoint.py sends them on
 
 #: the first byte of a pickle of protocol 2 or later (the book's files are protocol 3 and 4)
 PICKLE_START = b"\x80"
