@@ -74,6 +74,14 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
         raise ValueError(f"check_backward: params={list(params)!r}: {type(layer).__name__} has "
                          f"no attribute {', '.join(map(repr, missing))}; its floating-point "
                          f"arrays: {', '.join(arrays) or 'none'}")
+    if not params and not any(_is_float_array(x) for x in inputs):
+        given = ", ".join(
+            f"input {i} is "
+            f"{backends.dtype_name(x.dtype) if backends.is_array(x) else type(x).__name__}"
+            for i, x in enumerate(inputs)) or "no inputs"
+        raise TypeError(f"check_backward: nothing to difference: {given}; central differences "
+                        f"need a floating-point input (xp.asarray(..., dtype=xp.float64)) or "
+                        f"params=('W', ...) naming the layer's parameters")
     originals = {name: getattr(layer, name) for name in params}
     for name, p in originals.items():
         if not _is_float_array(p):

@@ -163,6 +163,27 @@ def test_a_backward_that_returns_nothing_fails_instead_of_checking_nothing(xp):
         check_backward(Forgot(), x)
 
 
+def test_integer_inputs_are_named_before_the_layer_runs(xp):
+    """Integer inputs cannot be differenced: the check said "backward returned no array for
+    every floating-point input" (there was none), or array-api-strict failed in the user's
+    backward with a type-promotion error between float64 and int64."""
+
+    class Square:
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, dout):
+            return 2 * dout * self.x
+
+    x = backends.to_device(np.array([[1, 2], [3, 4]]))
+    with pytest.raises(TypeError, match=r"^check_backward: nothing to difference: input 0 is "
+                                        r"int64; central differences need a floating-point "
+                                        r"input"):
+        check_backward(Square(), x)
+    check_backward(Square(), backends.to_device(np.array([[1.0, 2.0], [3.0, 4.0]])))
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda g: {k: v for k, v in g.items() if k != "b2"},
      r"returned no gradient for 'b2' \(the parameters: W1, b1, W2, b2\)"),  # was KeyError
