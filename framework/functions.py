@@ -1,6 +1,7 @@
-"""Activation and loss functions of chapters 3-5, for NumPy and CuPy arrays alike."""
+"""Activation and loss functions of chapters 3-5, for every backend's arrays alike."""
 
-from backends import get_array_module, ops_for, size
+from backends import (check_same_backend, dtype_kind, dtype_name, get_array_module,
+                      is_device_array, ops_for, size)
 
 
 def sigmoid(x):
@@ -39,15 +40,38 @@ def cross_entropy_error(y, t):
     ``y`` holds probabilities, 1-D (one sample) or 2-D ``(N, C)``; ``t`` is
     one-hot (same size as ``y``) or integer class indices. The 1e-7 guards
     log(0), as in the book.
+
+    Where the book would index past the classes (NumPy's ``IndexError``, or a label
+    of -1 read silently as the last class), a label outside ``0..C - 1`` is a
+    ``ValueError`` naming the range on the host; on a GPU, where reading the labels
+    would wait for the device, its sample's term is NaN, so the loss is.
     """
     xp = get_array_module(y, t)
+    check_same_backend("cross_entropy_error", y=y, t=t)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"cross_entropy_error: y has shape {tuple(y.shape)}; expected the "
+                         f"probabilities of one sample (C,) or of a batch (N, C)")
+    given, shape = tuple(t.shape), tuple(y.shape)
     if y.ndim == 1:
         y = xp.reshape(y, (1, -1))
-        t = xp.reshape(t, (1, -1)) if size(t) == size(y) else xp.reshape(t, (1,))
+        t = xp.reshape(t, (1, -1)) if size(t) == size(y) else t
+    n, classes = y.shape
     if size(t) == size(y):
-        t = xp.argmax(t, axis=1)
-    n = y.shape[0]
-    picked = xp.take_along_axis(y, xp.astype(t, xp.int64)[:, None], axis=1)
+        t = xp.argmax(xp.reshape(t, (n, classes)), axis=1)
+    elif size(t) != n or dtype_kind(t.dtype) not in "iu":
+        raise ValueError(f"cross_entropy_error: t has shape {given} and dtype {dtype_name(t.dtype)}; "
+                         f"expected one-hot labels of y's shape {shape} or "
+                         f"{'one integer class index' if n == 1 else f'{n} integer class indices'}")
+    t = xp.reshape(xp.astype(t, xp.int64), (n, 1))
+    if not is_device_array(t):
+        if n and (int(xp.min(t)) < 0 or int(xp.max(t)) >= classes):
+            raise ValueError(f"cross_entropy_error: labels must lie in 0..{classes - 1} for "
+                             f"{classes} classes, got values {int(xp.min(t))}..{int(xp.max(t))}")
+        picked = xp.take_along_axis(y, t, axis=1)
+    else:  # clipped, so the gather stays inside the row; NaN where it had to be
+        inside = (t >= 0) & (t < classes)
+        picked = xp.take_along_axis(y, xp.clip(t, 0, classes - 1), axis=1)
+        picked = xp.where(inside, picked, xp.full_like(picked, float("nan")))
     return -xp.sum(xp.log(picked + 1e-7)) / n
 
 

@@ -61,3 +61,35 @@ def test_cross_entropy_book_example(xp):
     both = (0.510825457099338 + 2.302584092994546) / 2
     assert float(cross_entropy_error(batch, backends.to_device([2, 2]))) == pytest.approx(both)
     assert float(cross_entropy_error(batch, xp.stack([t, t]))) == pytest.approx(both)
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0, 0, 1], r"t has shape \(3,\) and dtype int64; expected one-hot labels of y's shape "
+                r"\(2, 10\) or 2 integer class indices"),
+    ([[1, 0], [0, 1]], r"t has shape \(2, 2\) and dtype int64; expected one-hot labels of y's "
+                       r"shape \(2, 10\) or 2 integer class indices"),
+    ([1.0, 2.0], r"t has shape \(2,\) and dtype float64; expected one-hot"),
+    ([2, 10], r"labels must lie in 0\.\.9 for 10 classes, got values 2\.\.10"),
+    ([-1, 2], r"labels must lie in 0\.\.9 for 10 classes, got values -1\.\.2")])
+def test_cross_entropy_names_labels_that_do_not_fit(xp, labels, message):
+    """Labels of the wrong shape said "cannot reshape array of size 3 into shape (1,)" or
+    "`indices` and `arr` must have the same number of dimensions"; a label of -1 was read
+    as the last class, silently."""
+    y = backends.to_device(np.full((2, 10), 0.1))
+    with pytest.raises(ValueError, match=r"^cross_entropy_error: " + message):
+        cross_entropy_error(y, backends.to_device(labels))
+    with pytest.raises(ValueError, match=r"^cross_entropy_error: y has shape \(2, 5, 2\)"):
+        cross_entropy_error(xp.reshape(y, (2, 5, 2)), backends.to_device([0, 1]))
+
+
+def test_cross_entropy_on_a_device_gives_nan_for_a_label_outside_the_classes(monkeypatch):
+    """Where reading the labels would wait for a GPU, the gather stays inside the rows (no
+    out-of-bounds read, no device-side assert) and the loss is NaN; labels inside give
+    the host's value."""
+    import framework.functions
+    monkeypatch.setattr(framework.functions, "is_device_array", lambda a: True)
+    y = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    inside = float(cross_entropy_error(y, np.array([1, 2])))
+    assert inside == pytest.approx(-(np.log(0.6 + 1e-7) * 2) / 2, rel=1e-12)
+    assert np.isnan(float(cross_entropy_error(y, np.array([1, 3]))))
+    assert np.isnan(float(cross_entropy_error(y, np.array([-1, 2]))))
