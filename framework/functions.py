@@ -1,5 +1,7 @@
 """Activation and loss functions of chapters 3-5, for every backend's arrays alike."""
 
+from numbers import Integral
+
 from backends import (check_same_backend, dtype_kind, dtype_name, get_array_module,
                       is_device_array, ops_for, size)
 
@@ -80,6 +82,39 @@ def conv_output_size(input_size, filter_size, stride=1, pad=0):
     return (input_size + 2 * pad - filter_size) // stride + 1
 
 
+def window_numbers(where, **numbers):
+    """The sizes, strides and pads of a window as ints, checked: each a whole number
+    (Python's or NumPy's integers; not a bool, a string or 1.5, which ``int()`` would have
+    turned into 1), ``pad`` 0 or more, the others 1 or more. ``ValueError`` naming
+    ``where`` and the number otherwise."""
+    out = []
+    for what, value in numbers.items():
+        least = 0 if what == "pad" else 1
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise ValueError(f"{where}: {what} must be a whole number, got {value!r}")
+        if value < least:
+            raise ValueError(f"{where}: {what} must be at least {least}, got {value}")
+        out.append(int(value))
+    return out
+
+
+def _windows(where, shape, filter_h, filter_w, stride, pad):
+    """``(out_h, out_w)`` of ``filter_h`` x ``filter_w`` windows over images of ``shape``
+    ``(N, C, H, W)``, with the numbers checked."""
+    filter_h, filter_w, stride, pad = window_numbers(
+        where, filter_h=filter_h, filter_w=filter_w, stride=stride, pad=pad)
+    if len(shape) != 4:
+        raise ValueError(f"{where}: expected images of shape (N, C, H, W), got shape "
+                         f"{tuple(shape)}")
+    h, w = shape[2] + 2 * pad, shape[3] + 2 * pad
+    if filter_h > h or filter_w > w:
+        raise ValueError(f"{where}: a {filter_h}x{filter_w} filter does not fit the padded "
+                         f"{h}x{w} image (shape {tuple(shape)}, pad {pad})")
+    return (filter_h, filter_w, stride, pad,
+            conv_output_size(shape[2], filter_h, stride, pad),
+            conv_output_size(shape[3], filter_w, stride, pad))
+
+
 def _window_view(img, filter_h, filter_w, stride, out_h, out_w):
     """A strided view ``(N, out_h, out_w, C, filter_h, filter_w)`` of a padded ``(N, C, H, W)``
     array: window (i, j) of image n, without copying anything."""
@@ -101,9 +136,9 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     window offset by window offset into a float64 buffer and transposes.
     """
     xp = get_array_module(input_data)
+    filter_h, filter_w, stride, pad, out_h, out_w = _windows(
+        "im2col", input_data.shape, filter_h, filter_w, stride, pad)
     n, c, h, w = input_data.shape
-    out_h = conv_output_size(h, filter_h, stride, pad)
-    out_w = conv_output_size(w, filter_w, stride, pad)
     if not hasattr(xp, "lib"):  # no strided views in the standard: its channel-major columns
         return xp.permute_dims(ops_for(input_data).im2col(input_data, filter_h, filter_w,
                                                           stride, pad, out_h, out_w), (1, 0))
@@ -125,9 +160,15 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     sums come out the same every time.
     """
     xp = get_array_module(col)
+    filter_h, filter_w, stride, pad, out_h, out_w = _windows(
+        "col2im", tuple(input_shape), filter_h, filter_w, stride, pad)
     n, c, h, w = input_shape
-    out_h = conv_output_size(h, filter_h, stride, pad)
-    out_w = conv_output_size(w, filter_w, stride, pad)
+    rows, columns = n * out_h * out_w, c * filter_h * filter_w
+    if tuple(col.shape) != (rows, columns):
+        raise ValueError(f"col2im: col has shape {tuple(col.shape)}; images of shape "
+                         f"{tuple(input_shape)} with {filter_h}x{filter_w} windows, stride "
+                         f"{stride} and pad {pad} have ({rows}, {columns}) (N * out_h * out_w, "
+                         f"C * filter_h * filter_w)")
     if not hasattr(xp, "lib"):  # the standard's slice additions, on its channel-major columns
         return ops_for(col).col2im(xp.permute_dims(col, (1, 0)), input_shape, filter_h,
                                    filter_w, stride, pad, out_h, out_w)

@@ -1,7 +1,7 @@
 """The convolution layer of chapter 7, on im2col and one matrix product."""
 
 from backends import check_same_backend, get_array_module, ops_for
-from framework.functions import conv_output_size
+from framework.functions import conv_output_size, window_numbers
 from framework.layers.base import Layer
 
 
@@ -47,14 +47,12 @@ class Convolution(Layer):
         if W.ndim != 4 or b.shape != (W.shape[0],):
             raise ValueError(f"{name}: W must be 4-D (FN, C, FH, FW) and b of shape (FN,); "
                              f"got W {tuple(W.shape)} and b {tuple(b.shape)}")
-        if int(stride) < 1 or int(pad) < 0:
-            raise ValueError(f"{name}: stride must be at least 1 and pad at least 0, got "
-                             f"stride={stride}, pad={pad}")
+        stride, pad = window_numbers(name, stride=stride, pad=pad)
         super().__init__(name)
         self.W = W
         self.b = b
-        self.stride = int(stride)
-        self.pad = int(pad)
+        self.stride = stride
+        self.pad = pad
         self.input_grad = True
         self.x = None
         self.x_shape = None

@@ -1,7 +1,7 @@
 """Max pooling (chapter 7), by strided slices rather than im2col."""
 
 from backends import ops_for
-from framework.functions import conv_output_size
+from framework.functions import conv_output_size, window_numbers
 from framework.layers.base import Layer
 
 
@@ -27,18 +27,17 @@ class Pooling(Layer):
     saved = ("x", "arg_max")
 
     def __init__(self, pool_h, pool_w, stride=2, pad=0, name="Pooling"):
-        if int(pool_h) < 1 or int(pool_w) < 1 or int(stride) < 1 or int(pad) < 0:
-            raise ValueError(f"{name}: pool sizes and stride must be at least 1 and pad at "
-                             f"least 0, got pool {pool_h}x{pool_w}, stride {stride}, pad {pad}")
-        if 2 * int(pad) > min(int(pool_h), int(pool_w)):
+        pool_h, pool_w, stride, pad = window_numbers(name, pool_h=pool_h, pool_w=pool_w,
+                                                     stride=stride, pad=pad)
+        if 2 * pad > min(pool_h, pool_w):
             # wider padding makes windows of padding alone, whose maximum is -inf
             raise ValueError(f"{name}: pad must be at most half the window, got pad {pad} for "
                              f"a {pool_h}x{pool_w} window")
         super().__init__(name)
-        self.pool_h = int(pool_h)
-        self.pool_w = int(pool_w)
-        self.stride = int(stride)
-        self.pad = int(pad)
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
         self.x = None
         self.arg_max = None
 

@@ -68,6 +68,22 @@ def test_im2col_is_the_books_layout_and_col2im_its_adjoint(xp, shape, filters, s
     assert backends.dtype_name(f32.dtype) == "float32" and backends.dtype_name(col2im(f32, shape, fh, fw, stride, pad).dtype) == "float32"
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda x, c: im2col(x[0, ...], 3, 3), r"im2col: expected images of shape \(N, C, H, W\), "
+                                          r"got shape \(2, 5, 5\)"),  # was "not enough values"
+    (lambda x, c: im2col(x, 7, 3), r"im2col: a 7x3 filter does not fit the padded 5x5 image"),
+    (lambda x, c: im2col(x, 3, 3, 0), r"im2col: stride must be at least 1, got 0"),  # was / 0
+    (lambda x, c: im2col(x, 3.0, 3), r"im2col: filter_h must be a whole number, got 3\.0"),
+    (lambda x, c: im2col(x, 3, 3, 1, -1), r"im2col: pad must be at least 0, got -1"),
+    (lambda x, c: col2im(c[:-1, ...], (1, 2, 5, 5), 3, 3), r"col2im: col has shape \(8, 18\); "
+     r"images of shape \(1, 2, 5, 5\) with 3x3 windows, stride 1 and pad 0 have \(9, 18\)"),
+    (lambda x, c: col2im(c, (2, 5, 5), 3, 3), r"col2im: expected images of shape \(N, C, H, W\)")])
+def test_im2col_and_col2im_name_what_does_not_fit(xp, call, message):
+    x = backends.to_device(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(ValueError, match="^" + message):
+        call(x, im2col(x, 3, 3))
+
+
 @pytest.mark.parametrize("shape, filters, stride, pad", CASES)
 def test_forward_is_the_direct_sum_and_backward_its_gradient(xp, shape, filters, stride, pad):
     layer = conv_layer(xp, shape, filters, stride, pad)
@@ -169,3 +185,10 @@ def test_bad_shapes_name_the_layer(xp):
         Convolution(backends.to_device(np.zeros((4, 3, 5))), backends.to_device(np.zeros(4)))
     with pytest.raises(ValueError, match="stride must be at least 1"):
         Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)), stride=0)
+    with pytest.raises(ValueError, match=r"^Convolution: stride must be a whole number, got "
+                                         r"1\.5"):  # int() made it 1, silently
+        Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)),
+                    stride=1.5)
+    with pytest.raises(ValueError, match=r"^Convolution: pad must be a whole number, got True"):
+        Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)),
+                    pad=True)

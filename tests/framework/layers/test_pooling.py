@@ -82,5 +82,13 @@ def test_bad_shapes_name_the_layer(xp):
         layer.forward(backends.to_device(np.zeros((1, 1, 2, 2))))
     with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\)"):
         layer.forward(backends.to_device(np.zeros((2, 9))))
-    with pytest.raises(ValueError, match="pool sizes and stride must be at least 1"):
+    with pytest.raises(ValueError, match=r"^Pooling: pool_h must be at least 1, got 0"):
         Pooling(0, 2)
+    # int() made 2.5 a 2 and "2" a 2, silently
+    with pytest.raises(ValueError, match=r"^P: pool_h must be a whole number, got 2\.5"):
+        Pooling(2.5, 2, name="P")
+    with pytest.raises(ValueError, match=r"^Pooling: stride must be a whole number, got '2'"):
+        Pooling(2, 2, stride="2")
+    with pytest.raises(ValueError, match=r"^Pooling: pad must be at least 0, got -1"):
+        Pooling(2, 2, pad=-1)
+    assert Pooling(np.int64(2), 2, stride=np.int32(1)).stride == 1  # NumPy's integers are
