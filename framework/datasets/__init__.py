@@ -87,13 +87,20 @@ def load_dataset(name, normalize=True, flatten=True, one_hot_label=False, *, dat
     """
     spec = _spec(name)
     looked, tried = [], []
-    _, directory, paths = locate(spec, data_dir, looked)
+    label, directory, paths = locate(spec, data_dir, looked)
     if paths is None and download:
-        directory = data_dir or os.path.join(cache_root(), spec.name)
+        label, directory = "downloaded", data_dir or os.path.join(cache_root(), spec.name)
         paths = mirrors.fetch_missing(spec, directory, tried)
     if paths is None:
         raise DatasetError(_not_found_message(spec, looked, tried, download))
-    arrays = _parsed(spec, paths, directory)
+    try:
+        arrays = _parsed(spec, paths, directory)
+    except DatasetError as e:  # a damaged file found where it was looked for: say what next
+        raise DatasetError(
+            f"{e}\n{spec.name} was read from {directory} ({label}). To fix: delete the damaged "
+            f"file; the next run looks for it further along the search order (the data_dir "
+            f"argument, XPNET_DATA_DIR, the cache, Debian's package) and downloads it where "
+            f"it finds none.") from e
     train = _format(arrays["x_train"], arrays["t_train"], normalize, flatten, one_hot_label)
     test = _format(arrays["x_test"], arrays["t_test"], normalize, flatten, one_hot_label)
     return train, test

@@ -440,6 +440,27 @@ def test_download_into_data_dir(tmp_path, monkeypatch, server, published):
     assert sorted(os.listdir(tmp_path / "mine")) == sorted(list(files) + ["mnist.npz"])
 
 
+
+def test_a_damaged_file_says_where_it_was_found_and_deleting_it_mends_the_next_run(
+        tmp_path, monkeypatch, server, published):
+    """A file damaged after it was verified (a disk, a copy cut short) was named, but the
+    user was left to guess whether to delete it, and what the next run would do then."""
+    files, ((xtr, _), _) = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    load_mnist()
+    folder = tmp_path / "cache" / "xpnet" / "mnist"
+    damaged = folder / datasets.FILENAMES["test_label"]
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    os.remove(folder / "mnist.npz")  # else the parsed copy is read, not the files
+    with pytest.raises(DatasetError, match=r"damaged gzip stream") as info:
+        load_mnist()
+    assert f"mnist was read from {folder} (cache). To fix: delete the damaged file; the next " \
+           f"run looks for it further along the search order" in str(info.value)
+    hits = len(server.hits)
+    os.remove(damaged)
+    (x, _), _ = load_mnist(normalize=False)  # the one file fetched again, verified
+    assert len(server.hits) == hits + 1
+    np.testing.assert_array_equal(x, xtr.reshape(30, -1))
 # --- the real thing, where Debian's package is installed ---------------------------
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
