@@ -106,7 +106,11 @@ class JaxBackend(StandardBackend):
         for known, device in cls._all_devices():
             if known == name:
                 return device
-        raise Unusable(cls._no_device(value))
+        why = ""
+        if name.split(":")[0] in ("gpu", "cuda", "rocm", "tpu"):  # JAX's accelerators come
+            why = (" (JAX's GPU and TPU builds are installed apart from its CPU one: "  # apart
+                   "pip install 'jax[cuda12]', or 'jax[tpu]')")
+        raise Unusable(cls._no_device(value) + why)
 
     @classmethod
     def to_numpy(cls, x):

@@ -88,6 +88,9 @@ class TorchBackend(StandardBackend):
             why = ""
             if name == "mps" and platform.system() != "Darwin":
                 why = " (MPS is Apple silicon's GPU: macOS only)"
+            elif name.startswith("cuda") and not torch.cuda.is_available():
+                why = (f" (this PyTorch, {torch.__version__}, sees no GPU: "
+                       f"torch.cuda.is_available() is False; a CPU-only build, or no driver)")
             raise Unusable(cls._no_device(value) + why)
         return torch.device(name)
 

@@ -1,6 +1,7 @@
 """backends/__init__.py, the shim: choosing, switching and probing array backends."""
 
 import os
+import re
 import subprocess
 import sys
 import types
@@ -274,3 +275,34 @@ def test_the_install_hint_is_given_only_where_the_library_is_missing():
         str(missing.value)
     assert "driverlib found no driver; or run on the CPU with XPNET_BACKEND=numpy" in \
         str(driver.value) and "to install" not in str(driver.value)
+
+
+def test_an_accelerator_a_library_does_not_see_says_why():
+    """``XPNET_DEVICE=cuda`` where PyTorch sees no GPU, or ``gpu`` on JAX's CPU build, listed
+    the CPUs alone and left the user to find out why: now the error says which PyTorch sees
+    no GPU, and that JAX's GPU and TPU builds are packages of their own."""
+    checked = 0
+    if "torch" in backends.available():
+        import torch
+        if not torch.cuda.is_available():
+            with pytest.raises(RuntimeError, match=rf"torch has no device 'cuda:0' here; it "
+                                                   rf"has: .*\(this PyTorch, "
+                                                   rf"{re.escape(torch.__version__)}, sees no "
+                                                   rf"GPU: torch.cuda.is_available\(\) is False"):
+                backends.use("torch", device="cuda:0")
+            checked += 1
+    if "jax" in backends.available():
+        names = backends.backend_class("jax").devices()
+        for name in ("gpu", "tpu"):
+            if name not in names:
+                with pytest.raises(RuntimeError, match=rf"jax has no device '{name}' here; it "
+                                                       rf"has: .*\(JAX's GPU and TPU builds "
+                                                       rf"are installed apart from its CPU "
+                                                       rf"one: pip install 'jax\[cuda12\]', "
+                                                       rf"or 'jax\[tpu\]'\)"):
+                    backends.use("jax", device=name)
+                checked += 1
+        with pytest.raises(RuntimeError, match=r"no device 'cpu:99' here; it has: [^(]*$"):
+            backends.use("jax", device="cpu:99")  # a CPU past the last: no word of builds
+    if not checked:
+        pytest.skip("neither PyTorch without a GPU nor JAX without one is installed here")
