@@ -4,7 +4,7 @@ import itertools
 
 import array_api_extra as xpx
 
-from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module,
+from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module, is_array,
                       on_device_of, size)
 
 
@@ -21,6 +21,9 @@ def numerical_gradient(f, x, h=1e-4, put=None):
     ``f`` finds ``x`` (a network's ``params.__setitem__``): each moved copy is put there,
     and ``x`` back after; without it, ``TypeError`` (``f`` would never see the move).
     """
+    if not is_array(x):
+        raise TypeError(f"numerical_gradient: x must be an array (it is perturbed in place, "
+                        f"where f reads it), got {type(x).__name__}")
     xp = get_array_module(x)
     if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient: x must be a floating-point array, got dtype "
@@ -34,6 +37,7 @@ def numerical_gradient(f, x, h=1e-4, put=None):
                             f"check_backward for a layer")
         return _numerical_gradient_put(f, x, h, put)
     grad = xp.zeros_like(x)
+    checked = False
     for idx in itertools.product(*map(range, x.shape)):
         orig = copy(x[idx])
         try:
@@ -43,8 +47,21 @@ def numerical_gradient(f, x, h=1e-4, put=None):
             fxh2 = f(x)
         finally:  # f raised, or Ctrl-C: x is not left moved by h
             x[idx] = orig
+        if not checked:  # once: NumPy's words for a vector were "setting an array element
+            _check_scalar(fxh1)  # with a sequence"
+            checked = True
         grad[idx] = (fxh1 - fxh2) / (2 * h)
     return grad
+
+
+def _check_scalar(value):
+    """``TypeError`` unless ``f`` returned one number (a Python number, or a 0-d array: the
+    loss)."""
+    shape = getattr(value, "shape", ())
+    if shape != () or not (is_array(value) or isinstance(value, (int, float))):
+        raise TypeError(f"numerical_gradient: f must return one number (the loss), got "
+                        f"{type(value).__name__}" + (f" of shape {tuple(shape)}" if shape
+                                                     else ""))
 
 
 def _numerical_gradient_put(f, x, h, put):
@@ -60,6 +77,8 @@ def _numerical_gradient_put(f, x, h, put):
             moved = xpx.at(x)[idx].add(-h, copy=True)
             put(moved)
             fxh2 = f(moved)
+            if not values:
+                _check_scalar(fxh1)
             values.append((fxh1 - fxh2) / (2 * h))
     finally:
         put(x)

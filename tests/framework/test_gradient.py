@@ -59,6 +59,24 @@ def test_numerical_gradient_refuses_integer_arrays(xp):
         numerical_gradient(lambda v: (v ** 2).sum(), backends.to_device([1, 2]))
 
 
+def test_numerical_gradient_names_a_list_and_an_f_that_is_no_loss(xp):
+    """A list said "'list' object has no attribute 'dtype'"; an f returning a vector said
+    "setting an array element with a sequence" (NumPy) or failed in a stack (JAX's put)."""
+    with pytest.raises(TypeError, match=r"^numerical_gradient: x must be an array \(it is "
+                                        r"perturbed in place, where f reads it\), got list"):
+        numerical_gradient(lambda v: 0.0, [1.0, 2.0])
+    x = backends.to_device([1.0, 2.0])
+    holder = [x]
+    for f in (lambda v: holder[0] * 2, lambda v: xp.reshape(xp.sum(holder[0]), (1,))):
+        with pytest.raises(TypeError, match=r"^numerical_gradient: f must return one number "
+                                            r"\(the loss\), got \w+ of shape \((2|1),\)"):
+            numerical_gradient(f, x, put=lambda a: holder.__setitem__(0, a))
+    with pytest.raises(TypeError, match=r"f must return one number \(the loss\), got str$"):
+        numerical_gradient(lambda v: "loss", x, put=lambda a: holder.__setitem__(0, a))
+    assert to_host(numerical_gradient(lambda v: 3, x, put=lambda a: holder.__setitem__(0, a))
+                   ).tolist() == [0.0, 0.0]  # a constant, a Python number
+
+
 def test_gradient_check_reports_per_parameter_figures(xp):
     net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
     rng = np.random.default_rng(2)
