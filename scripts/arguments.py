@@ -3,6 +3,7 @@ can be written, each said in argparse's one line before anything runs. Light to 
 the benchmark's MPI workers load it too."""
 
 import argparse
+import os
 
 from framework.files import unwritable
 
@@ -49,3 +50,32 @@ def check_output(p, option, path):
     why = path and unwritable(path)
     if why:
         p.error(f"{option} {path}: {why}")
+
+
+def figure_format(path):
+    """The format a figure is written in, from ``path``'s suffix (``.png``, ``.pdf``,
+    ``.svg``: any matplotlib writes; a name without one gets a PNG), or ``ValueError``
+    naming the formats: the suffix used to be ignored, and a PNG written under it."""
+    suffix = os.path.splitext(path)[1][1:].lower()
+    if not suffix:
+        return "png"
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"matplotlib writes no .{suffix} figures; the suffix picks the format: "
+                         f"{', '.join('.' + k for k in sorted(formats))} (none: PNG)")
+    return suffix
+
+
+def check_figure(p, option, path):
+    """:func:`check_output`, and ``p.error`` for a figure's suffix matplotlib cannot write
+    (where matplotlib is not installed, the script's own message says so later)."""
+    check_output(p, option, path)
+    if not path:
+        return
+    try:
+        figure_format(path)
+    except ImportError:
+        pass
+    except ValueError as e:
+        p.error(f"{option} {path}: {e}")

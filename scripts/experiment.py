@@ -14,7 +14,7 @@ import backends  # noqa: E402
 from framework import data_parallel, distributed, steps  # noqa: E402
 from framework.data import DeviceBatches  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from scripts.arguments import check_output, non_negative_seed  # noqa: E402
+from scripts.arguments import check_figure, non_negative_seed  # noqa: E402
 from scripts.training import (  # noqa: E402
     data_and_device_options, data_source_note, save_figure)
 
@@ -24,14 +24,15 @@ def parser(doc, out):
     p = data_and_device_options(doc)
     p.add_argument("--seed", type=non_negative_seed, default=0,
                    help="seeds weights and batches (default: 0)")
-    p.add_argument("--out", default=out, metavar="PNG", help="figure to write (default: %(default)s)")
+    p.add_argument("--out", default=out, metavar="PNG",
+                   help="figure to write; its suffix picks the format (default: %(default)s)")
     return p
 
 
 def start(p, argv=None):
     """Parse, pick the backend and load the data (host arrays); errors end the script as argparse's do."""
     args = p.parse_args(argv)
-    check_output(p, "--out", args.out)
+    check_figure(p, "--out", args.out)
     try:
         backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:

@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
-from scripts.arguments import check_output  # noqa: E402
+from scripts.arguments import check_figure  # noqa: E402
 from scripts.training import save_figure  # noqa: E402
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -33,9 +33,10 @@ def main(argv=None):
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     parser.add_argument("--count", type=image_count, default=32,
                         help=f"images to show, 1 to {MOST} (default: %(default)s)")
-    parser.add_argument("--out", default="mnist.png", help="PNG to write (default: %(default)s)")
+    parser.add_argument("--out", default="mnist.png", help="figure to write; its suffix picks the format "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
-    check_output(parser, "--out", args.out)
+    check_figure(parser, "--out", args.out)
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -20,7 +20,7 @@ from framework.datasets import DatasetError, dataset_folder, load_dataset  # noq
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
-from scripts.arguments import check_output, non_negative_seed  # noqa: E402
+from scripts.arguments import check_figure, figure_format, non_negative_seed  # noqa: E402
 
 
 def resume_command():
@@ -100,7 +100,8 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
                    help="a permutation per epoch, or the book's sampling with replacement")
     p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
     p.add_argument("--resume", action="store_true", help="continue from --save PATH")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
+    p.add_argument("--plot", metavar="PATH", help="write the loss and accuracy curves (a PNG; "
+                                                  "the suffix picks the format: .pdf, .svg)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--graph", default="auto", choices=["auto", "on", "off"],
                    help="replay each step as a CUDA graph (CuPy, PyTorch on CUDA; default: "
@@ -127,15 +128,16 @@ def data_source_note(args):
 
 
 def save_figure(fig, path):
-    """Write ``fig`` to ``path`` as a PNG, atomically (an earlier figure is never
-    half-replaced), and close it; under ``mpiexec`` rank 0 writes it (every rank drew the
-    same figure). A write that fails ends the script with one ``error:`` line."""
+    """Write ``fig`` to ``path`` in the format its suffix names (a PNG without one),
+    atomically (an earlier figure is never half-replaced), and close it; under ``mpiexec``
+    rank 0 writes it (every rank drew the same figure). A write that fails ends the script
+    with one ``error:`` line."""
     import matplotlib.pyplot as plt
     from framework import distributed
     try:
         if distributed.world().is_root:
             with atomic_open(path) as f:
-                fig.savefig(f, dpi=100, format="png")
+                fig.savefig(f, dpi=100, format=figure_format(path))
     except OSError as e:
         raise SystemExit(f"error: cannot write {path}: {e.strerror or e}") from None
     finally:
@@ -146,7 +148,7 @@ def check_args(p, args):
     """The checks every training script makes after parsing; fills the default length."""
     if args.resume and not args.save:
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
-    check_output(p, "--plot", args.plot)
+    check_figure(p, "--plot", args.plot)
     if args.iters is None and args.epochs is None:
         args.iters, args.epochs = args.default_iters, args.default_epochs
 

@@ -19,7 +19,7 @@ from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import SimpleConvNet  # noqa: E402
-from scripts.arguments import check_output, non_negative_seed  # noqa: E402
+from scripts.arguments import check_figure, non_negative_seed  # noqa: E402
 from scripts.training import exit_on_interrupt, save_figure  # noqa: E402
 
 
@@ -64,9 +64,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=float, default=1,
                    help="without --params: epochs to train first (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_seed, default=0)
-    p.add_argument("--out", default="filters.png", metavar="PNG")
+    p.add_argument("--out", default="filters.png", metavar="PNG",
+                   help="figure to write; its suffix picks the format (default: %(default)s)")
     args = p.parse_args(argv)
-    check_output(p, "--out", args.out)
+    check_figure(p, "--out", args.out)
     try:
         backend = backends.chosen(args.backend, args.device)
     except (ValueError, RuntimeError) as e:

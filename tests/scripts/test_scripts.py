@@ -113,7 +113,8 @@ WRITERS = {  # each script that writes a figure, with its option and tiny settin
 def test_a_figure_that_cannot_be_written_is_said_in_one_line(tmp_path, script):
     """A folder in the figure's place is refused before the run (--plot's was a traceback
     after a whole training run); a write that fails (a name too long for the file system)
-    is one line too."""
+    is one line too. The suffix picks the format (a PNG was written under any name), and
+    one matplotlib cannot write is refused before the run."""
     (tmp_path / "figures").mkdir()
     env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
     option = WRITERS[script][-1]
@@ -121,14 +122,20 @@ def test_a_figure_that_cannot_be_written_is_said_in_one_line(tmp_path, script):
             (tmp_path / "figures", 2, f"error: {option} {tmp_path / 'figures'}: is a folder; "
                                       f"expected a file's name"),
             (tmp_path / ("x" * 300 + ".png"), 1, "error: cannot write "),
-            (tmp_path / "figures" / "ok.png", 0, "")):
+            (tmp_path / "figures" / "no.txt", 2, f"error: {option} {tmp_path / 'figures'}/no.txt: "
+                                                  f"matplotlib writes no .txt figures; the "
+                                                  f"suffix picks the format: "),
+            (tmp_path / "figures" / "ok.png", 0, ""),
+            (tmp_path / "figures" / "ok.svg", 0, "")):
         r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script),
                             *WRITERS[script], str(path)],
                            capture_output=True, text=True, timeout=300, env=env)
         assert r.returncode == status and message in r.stderr, (path, r.stderr)
         assert "Traceback" not in r.stderr
         assert ("training" not in r.stdout and "figure" not in r.stdout) if status == 2 else True
-    assert os.listdir(tmp_path / "figures") == ["ok.png"]
+    assert sorted(os.listdir(tmp_path / "figures")) == ["ok.png", "ok.svg"]
+    assert (tmp_path / "figures" / "ok.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "figures" / "ok.svg").read_bytes()[:1000]
 
 
 @pytest.mark.parametrize("script", ["optimizer_compare.py", "visualize_filter.py",
