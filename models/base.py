@@ -442,11 +442,16 @@ class Network:
                 if new is not buf:
                     setattr(layer, attr, new)
 
-    def save_params(self, path):
-        """Write the parameters, state, architecture and dtype to ``path`` (an ``.npz``), atomically."""
+    def save_params(self, path="params.pkl"):
+        """Write the parameters, state, architecture and dtype to ``path``, atomically.
+
+        The file is an ``.npz`` archive whatever its name: ``path`` defaults to the book's
+        ``params.pkl``, but xpnet writes no pickles (the book's code cannot read it back;
+        :meth:`load_params` can).
+        """
         checkpoint.save(path, self)
 
-    def load_params(self, path):
+    def load_params(self, path="params.pkl"):
         """Copy parameters (and state) from ``path`` into this network's arrays, on its own backend.
 
         ``path`` is a checkpoint ``save_params`` wrote, or one of the book's own parameter
