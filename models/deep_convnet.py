@@ -28,6 +28,10 @@ class DeepConvNet(Network):
     Relu7``, ``Pool1 ... Pool3``, ``Affine1``, ``Affine2``, ``Dropout1``,
     ``Dropout2``. The first Affine's input size is computed from
     ``input_dim`` (the book writes 64 * 4 * 4, right for 28 x 28 only).
+
+    ``loss(x, t)`` evaluates in inference (dropout off) unless ``train_flg=True``, as every
+    network here; the book's DeepConvNet.loss always runs in training mode, drawing a new
+    dropout mask each call. ``gradient`` trains, as the book's.
     """
 
     # Conv2's columns for 200 images are 90 MB in float32 (226 MB for 500): evaluation
