@@ -83,6 +83,25 @@ def test_other_architecture_is_refused_and_nothing_changes(backend, tmp_path):
         np.testing.assert_array_equal(to_host(b.params[key]), value)
 
 
+@pytest.mark.parametrize("theirs, mine, named", [
+    (dict(weight_decay_lambda=0.1), dict(), "weight_decay_lambda: 0.1 there, 0.0 here"),
+    (dict(use_dropout=True), dict(), "use_dropout: True there, False here"),
+    (dict(dropout_ration=0.2, use_dropout=True), dict(use_dropout=True),
+     "dropout_ration: 0.2 there, 0.5 here"),
+    (dict(activation="sigmoid"), dict(), "activation: 'sigmoid' there, 'relu' here")])
+def test_a_deep_net_of_other_settings_is_refused_naming_them(tmp_path, theirs, mine, named):
+    """Every argument of MultiLayerNetExtend's but the initial scale is the architecture a
+    checkpoint records (a decay or dropout recorded wrong would let a run resume on another
+    objective, silently)."""
+    from models import MultiLayerNetExtend
+    path = str(tmp_path / "net.npz")
+    MultiLayerNetExtend(6, [5, 4], 3, seed=1, **theirs).save_params(path)
+    other = MultiLayerNetExtend(6, [5, 4], 3, seed=2, weight_init_std=0.5, **mine)
+    with pytest.raises(CheckpointError, match=f"but the network is .*\\(.*{named}"):
+        other.load_params(path)
+    MultiLayerNetExtend(6, [5, 4], 3, seed=2, weight_init_std=0.5, **theirs).load_params(path)
+
+
 def with_a_python_object(data):
     """An .npz whose arrays include one of Python objects (which only unpickling reads)."""
     out = io.BytesIO()

@@ -189,6 +189,21 @@ def test_softmax_with_loss_survives_huge_scores(xp):
     assert float(loss) == pytest.approx(500.0)  # the book's log(y + 1e-7) would say 8.06
 
 
+def test_softmax_with_loss_checks_again_when_either_shape_changes(xp):
+    """The checks run once per kind of input: a kind that left out x's or t's shape took
+    a batch of other sizes for one already checked, and the gather's words came out
+    instead ("a label outside 0..9", of labels that all lie inside)."""
+    layer = SoftmaxWithLoss()
+    x3, t3 = backends.to_device(np.zeros((3, 10))), backends.to_device([1, 2, 3])
+    layer.forward(x3, t3)
+    with pytest.raises(ValueError, match="x has 2 samples but t has 3 labels"):
+        layer.forward(x3[:2, ...], t3)
+    layer.forward(x3, t3)
+    with pytest.raises(ValueError, match="x has 3 samples but t has 2 labels"):
+        layer.forward(x3, t3[:2])
+    assert float(layer.forward(x3[:2, ...], t3[:2])) == pytest.approx(np.log(10))
+
+
 def test_softmax_with_loss_label_errors(xp):
     layer = SoftmaxWithLoss()
     x = backends.to_device(np.zeros((3, 10)))
