@@ -408,6 +408,11 @@ def test_every_failure_is_reported(tmp_path, monkeypatch, server, published):
     assert not (tmp_path / "cache" / "xpnet" / "mnist").exists()
     with pytest.raises(DatasetError, match=r"cache/xpnet/mnist \(cache\): does not exist"):
         load_mnist(download=False)
+    # but a folder of the user's own, empty before, stays: only what the download made goes
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DatasetError):
+        load_mnist(data_dir=str(tmp_path / "mine"))
+    assert os.listdir(tmp_path / "mine") == []
 
 
 def test_download_false_never_touches_the_network(monkeypatch, server, published):
