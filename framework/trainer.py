@@ -212,7 +212,10 @@ class Trainer:
             self.iter_per_epoch = len(self.batches)
             self.max_iter = int(iters) if iters is not None else int(epochs * self.iter_per_epoch)
             if self.max_iter < 1:
-                raise ValueError(f"Trainer: nothing to train (iters={iters}, epochs={epochs})")
+                raise ValueError(f"Trainer: nothing to train: epochs={epochs} of "
+                                 f"{self.iter_per_epoch} step(s) each ({len(x_train)} samples "
+                                 f"in batches of {self.batches.batch_size}) is "
+                                 f"{self.max_iter} steps; give more epochs, or iters")
             self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
             if checkpoint is not None and self.world.is_root:  # rank 0 writes it
                 _check_checkpoint_path(checkpoint)

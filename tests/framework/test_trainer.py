@@ -287,6 +287,13 @@ def test_bad_arguments():
         make_trainer(epochs=0)
     with pytest.raises(ValueError, match="Trainer: iters must be a number at least 1, got 0"):
         make_trainer(iters=0)
+    # 400 samples in batches of 20: 20 steps an epoch, and 0.04 epochs is none; it said
+    # "nothing to train (iters=None, epochs=0.04)", with no word of the steps an epoch has
+    with pytest.raises(ValueError, match=r"^Trainer: nothing to train: epochs=0.04 of 20 "
+                                         r"step\(s\) each \(400 samples in batches of 20\) is "
+                                         r"0 steps; give more epochs, or iters$"):
+        make_trainer(epochs=0.04)
+    assert make_trainer(epochs=0.05).max_iter == 1
     with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch must be a number at "
                                          "least 1, got 0"):
         make_trainer(evaluate_sample_num_per_epoch=0)
