@@ -22,8 +22,12 @@ from framework.optimizers import get_optimizer
 
 
 def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
-                     refresh_seconds):
+                     refresh_seconds, mini_batch_size):
     """``ValueError`` naming the first of the Trainer's arguments that is out of range."""
+    size = _as_number(mini_batch_size)  # by the Trainer's name for it, not DeviceBatches'
+    if not (math.isfinite(size) and size >= 1 and size.is_integer()):
+        raise ValueError(f"Trainer: mini_batch_size must be a whole number at least 1, got "
+                         f"{mini_batch_size!r}")
     if not (math.isfinite(_as_number(refresh_seconds)) and refresh_seconds >= 0):
         raise ValueError(f"Trainer: refresh_seconds must be a number of seconds, 0 or more, "
                          f"got {refresh_seconds!r}")  # else a TypeError deep in the run
@@ -161,7 +165,8 @@ class Trainer:
                  resume=False, callbacks=(), refresh_seconds=0.5, graph="auto",
                  sync_batchnorm=True, check_replicas=False):
         _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
-                         refresh_seconds)
+                         refresh_seconds, mini_batch_size)
+        mini_batch_size = int(mini_batch_size)  # NumPy's integers, or 100.0, as 100
         # the run's parts, each owning its state: the world it runs in, the batches, the
         # history, the step (made when training starts); the network and optimizer
         self.world = distributed.world()

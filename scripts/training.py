@@ -20,7 +20,7 @@ from framework.datasets import DatasetError, dataset_folder, load_dataset  # noq
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
-from scripts.arguments import check_figure, figure_format, non_negative_seed  # noqa: E402
+from scripts.arguments import check_figure, figure_format, non_negative_seed, positive  # noqa: E402
 
 
 def resume_command():
@@ -91,7 +91,7 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     length.add_argument("--epochs", type=float,
                         help=f"training epochs{f' (default: {epochs})' if epochs else ''}")
     p.set_defaults(default_iters=iters, default_epochs=epochs)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=positive, default=100)
     p.add_argument("--lr", type=float, default=lr, help="learning rate (default: %(default)s)")
     p.add_argument("--optimizer", default=optimizer, type=str.lower, choices=sorted(OPTIMIZERS))
     p.add_argument("--seed", type=non_negative_seed, default=0,

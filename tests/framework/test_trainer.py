@@ -306,8 +306,11 @@ def test_bad_arguments():
                            epochs=np.float32(2))
     assert trainer.max_iter == 3 and trainer.evaluate_sample_num_per_epoch == 5
     assert make_trainer(iters=3.0).max_iter == 3
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        make_trainer(mini_batch_size=0)
+    for bad in (0, 2.5, "20", None):  # named DeviceBatches' batch_size, or int("a") failed
+        with pytest.raises(ValueError, match=rf"^Trainer: mini_batch_size must be a whole "
+                                             rf"number at least 1, got {re.escape(repr(bad))}$"):
+            make_trainer(mini_batch_size=bad)
+    assert make_trainer(mini_batch_size=np.int64(40)).batches.batch_size == 40
     with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
         make_trainer(optimizer_param={"lr": -1})
     for bad in ("a", None, -1, float("inf")):  # 'a' was a TypeError at the bar's first refresh

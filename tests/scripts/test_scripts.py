@@ -274,7 +274,7 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
      "expected layer sizes separated by commas, such as 100,100,100; got '100,,100'"),
     (["--lr", "-1"], "SGD: lr must be a finite number in (0, inf), got -1"),
     (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
-    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
     (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
     (["--epochs", "0"], "Trainer: epochs must be a number above 0, got 0.0"),  # not one epoch
     (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
