@@ -530,6 +530,21 @@ def test_the_librarys_name_changes_with_the_sources_the_compiler_and_the_flags(m
     assert cpu_kernels.library_name("/usr/bin/cc") != name
 
 
+def test_the_librarys_name_changes_with_the_cpu(monkeypatch):
+    """-march=native code runs on the CPU it was built for only: a cache shared between
+    machines (a home folder on the network) must find another build on another CPU. The
+    signature is the CPU's flags as /proc/cpuinfo lists them, where there is one."""
+    signature = cpu_kernels._cpu_signature()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith(("flags", "Features", "model name"))]
+        if lines:
+            assert signature == lines[0]
+    name = cpu_kernels.library_name("/usr/bin/cc")
+    monkeypatch.setattr(cpu_kernels, "_cpu_signature", lambda: signature + " avx512f")
+    assert cpu_kernels.library_name("/usr/bin/cc") != name
+
+
 @needs_kernels
 def test_a_compiler_without_march_native_builds_without_it(tmp_path):
     """Some clang targets refuse ``-march=native``: the build is made again without it."""
