@@ -368,6 +368,47 @@ def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, 
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n, d, f", [(7, 5, 3), (4, 4, 4), (1, 6, 2)])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_affine_grad(ops, backend, dtype, n, d, f, input_grad):
+    """The fully connected layer's three products (NumPy's host wing computes them itself,
+    outside a convolutional network's call) against float64 NumPy; no dx without
+    ``input_grad``, as the contract says (the first layer's dx is never used)."""
+    rng = np.random.default_rng(n * d * f)
+    x, dout, W = (rng.standard_normal(shape).astype(dtype) for shape in ((n, d), (n, f), (d, f)))
+    dx, dW, db = ops.affine_grad(*(backend.asarray(a) for a in (x, dout, W)), input_grad)
+    wide = [a.astype(np.float64) for a in (x, dout, W)]
+    want = (wide[1] @ wide[2].T, wide[0].T @ wide[1], wide[1].sum(axis=0))
+    assert (dx is None) == (not input_grad)
+    for name, g, w in zip(("dx", "dW", "db"), (dx, dW, db), want):
+        if g is not None:
+            assert tuple(g.shape) == w.shape and dtype_name(g.dtype) == dtype, name
+            np.testing.assert_allclose(to_host(g), w, rtol=tol(dtype), atol=tol(dtype),
+                                       err_msg=name)
+
+
+@pytest.mark.backends("numpy")  # PyTorch and array-api-strict refuse the mix themselves
+def test_a_convolution_whose_bias_has_another_dtype_is_the_references(ops, backend):
+    """NumPy's compiled direct convolution takes one dtype throughout: a float64 bias
+    beside float32 images and filters goes the array code's way (handed to the kernel it
+    would be read as float32s), and the results are the standard's."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4)  # float64
+    ref = StandardOps(np)
+    want, col = ref.conv(x, W, b, 1, 1, 6, 6)
+    dout = rng.standard_normal(want.shape).astype(want.dtype)
+    want_grads = ref.conv_grad(dout, x, W, col, 1, 1, True)
+    xd, Wd, bd = (backend.asarray(a) for a in (x, W, b))
+    out, saved = ops.conv(xd, Wd, bd, 1, 1, 6, 6)
+    np.testing.assert_allclose(to_host(out), want, rtol=1e-5, atol=1e-5)
+    got = ops.conv_grad(backend.asarray(dout), xd, Wd, saved, 1, 1, True)
+    for name, g, w in zip(("dx", "dW", "db"), got, want_grads):
+        np.testing.assert_allclose(to_host(g), w, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (5, 5, 1, 0)])
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_conv_and_its_gradients(ops, backend, dtype, fh, fw, stride, pad, input_grad):
