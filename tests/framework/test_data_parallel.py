@@ -27,6 +27,13 @@ def test_gradients_and_loss_travel_in_one_buffer_and_come_back(backend):
     assert list(back) == list(net.params)
     for key, g in grads.items():
         np.testing.assert_array_equal(backends.to_numpy(back[key]), backends.to_numpy(g))
+    # a loss of another dtype (a network of the user's own that sums in float64) travels
+    # in the gradients' dtype: the buffer would become float64 (or, on the standard's
+    # strict libraries, fail to join), and the update would take float64 gradients
+    wide = backend.asarray(np.float64(float(net.last_loss)), "float64")
+    flat, _ = data_parallel.pack(grads, wide, net.params)
+    assert backends.dtype_name(flat.dtype) == "float32"
+    assert backends.to_numpy(flat[-1]) == pytest.approx(float(net.last_loss))
 
 
 # --- what a network must offer -----------------------------------------------------------
