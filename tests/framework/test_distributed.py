@@ -9,6 +9,7 @@ each epoch end that all ranks hold the same parameters.
 """
 
 import ast
+import json
 import os
 import shutil
 import signal
@@ -445,7 +446,6 @@ def test_the_all_reduce_adds_in_rank_order_in_either_form(tmp_path):
     part of one chunk, the chunks gathered) give every rank the same bits, the rank-order
     sum's (1 + 1e16 - 1e16 is 0.0), and the chunked form sends about two buffers a rank
     where the gathered one sends three."""
-    import json
     probe = tmp_path / "probe.py"
     probe.write_text(ALL_REDUCE_PROBE)
     done = subprocess.run([MPIEXEC, "-n", "4", sys.executable, str(probe)], capture_output=True,
@@ -462,3 +462,41 @@ def test_the_all_reduce_adds_in_rank_order_in_either_form(tmp_path):
             assert sent_chunked == (n - n // 4) + 3 * (n // 4) <= 2 * n
         else:  # fewer elements than ranks: the buffer goes whole, as gathered
             assert sent_chunked == 3 * n
+
+
+BROADCAST_PROBE = """
+import json
+import numpy as np
+import backends
+from framework import distributed
+world = distributed.world()
+c = world.communicator
+value = float(world.rank + 1)  # rank 0's is 1.0
+arrays = {"fortran": np.asfortranarray(np.full((3, 4), value)),
+          "strict": __import__("array_api_strict").full((2, 3), value)}
+if "jax" in backends.available():
+    import jax.numpy as jnp
+    arrays["jax"] = jnp.full((2, 2), value)
+got = c.broadcast_arrays(arrays)
+report = {name: bool(np.all(backends.to_numpy(a) == 1.0)) for name, a in got.items()}
+everyone = c.everyone(report)
+if world.is_root:
+    print(json.dumps(everyone))
+"""
+
+
+@needs_mpi
+def test_broadcast_arrays_gives_every_rank_rank_0s_values_whatever_the_arrays_memory(
+        tmp_path):
+    """Rank 0's parameters reach every rank as the arrays the network holds, also where MPI
+    cannot write into them: a Fortran-ordered NumPy array (sent through a C-ordered copy),
+    array-api-strict's, JAX's immutable ones (a new array in their place). A broadcast that
+    wrote only into the copy left rank 1 with its own values, silently."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(BROADCAST_PROBE)
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(probe)], capture_output=True,
+                          text=True, timeout=120, env=env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(ranks) == 2 and all(all(r.values()) for r in ranks), ranks
+    assert {"fortran", "strict"} <= set(ranks[1])
