@@ -408,6 +408,27 @@ def test_a_convolution_whose_bias_has_another_dtype_is_the_references(ops, backe
         np.testing.assert_allclose(to_host(g), w, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("ph, pw, stride, pad", [(12, 12, 1, 0), (2, 3, 2, 0), (3, 2, 2, 1)])
+def test_max_pool_against_the_standards_code(ops, backend, ph, pw, stride, pad):
+    """Pooling and its gradient against the standard's code (backends/ops/reference.py),
+    not the host's array code the test above compares with: windows of more than 127
+    places (the offset of the maximum outgrows int8) and windows that overlap along one
+    axis only (their gradients add up there, and are written elsewhere)."""
+    rng = np.random.default_rng(12)
+    x = rng.permutation(2 * 2 * 13 * 14).reshape(2, 2, 13, 14).astype(np.float64) / 100
+    x[0, 0, 11, 11] = 1e3  # the first window's maximum at its last place, offset 143
+    oh, ow = (13 + 2 * pad - ph) // stride + 1, (14 + 2 * pad - pw) // stride + 1
+    ref = StandardOps(np)
+    want_out, want_arg = ref.max_pool(x, ph, pw, stride, pad, oh, ow)
+    dout = rng.standard_normal(want_out.shape)
+    want_dx = ref.max_pool_grad(dout, want_arg, x, ph, pw, stride, pad)
+    xd = backend.asarray(x)
+    out, arg = ops.max_pool(xd, ph, pw, stride, pad, oh, ow)
+    np.testing.assert_array_equal(to_host(out), want_out)
+    dx = ops.max_pool_grad(backend.asarray(dout), arg, xd, ph, pw, stride, pad)
+    np.testing.assert_allclose(to_host(dx), want_dx, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (5, 5, 1, 0)])
 @pytest.mark.parametrize("input_grad", [True, False])
