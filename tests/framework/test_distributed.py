@@ -404,6 +404,17 @@ def test_each_process_of_a_job_takes_its_share_of_the_cores_and_gives_blas_back(
         assert inside == [share] and after == before and host_threads == min(share, 8)
 
 
+def probe_result(tmp_path, source, ranks):
+    """Run the probe ``source`` on ``ranks`` processes under mpiexec: the JSON its rank 0
+    printed last (the job must succeed)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(probe)],
+                          capture_output=True, text=True, timeout=120, env=env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 ALL_REDUCE_PROBE = """
 import json, sys
 import numpy as np
@@ -446,12 +457,7 @@ def test_the_all_reduce_adds_in_rank_order_in_either_form(tmp_path):
     part of one chunk, the chunks gathered) give every rank the same bits, the rank-order
     sum's (1 + 1e16 - 1e16 is 0.0), and the chunked form sends about two buffers a rank
     where the gathered one sends three."""
-    probe = tmp_path / "probe.py"
-    probe.write_text(ALL_REDUCE_PROBE)
-    done = subprocess.run([MPIEXEC, "-n", "4", sys.executable, str(probe)], capture_output=True,
-                          text=True, timeout=120, env=env(), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = probe_result(tmp_path, ALL_REDUCE_PROBE, 4)
     assert out["same"] and out["largest"] == 30  # start_largest: the ranks' largest
     for n, (gathered_ok, chunked_ok, first, sent_gathered, sent_chunked) in out["report"].items():
         assert gathered_ok and chunked_ok, n
@@ -492,11 +498,6 @@ def test_broadcast_arrays_gives_every_rank_rank_0s_values_whatever_the_arrays_me
     cannot write into them: a Fortran-ordered NumPy array (sent through a C-ordered copy),
     array-api-strict's, JAX's immutable ones (a new array in their place). A broadcast that
     wrote only into the copy left rank 1 with its own values, silently."""
-    probe = tmp_path / "probe.py"
-    probe.write_text(BROADCAST_PROBE)
-    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(probe)], capture_output=True,
-                          text=True, timeout=120, env=env(), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    ranks = json.loads(done.stdout.strip().splitlines()[-1])
+    ranks = probe_result(tmp_path, BROADCAST_PROBE, 2)
     assert len(ranks) == 2 and all(all(r.values()) for r in ranks), ranks
     assert {"fortran", "strict"} <= set(ranks[1])
