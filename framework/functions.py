@@ -61,14 +61,16 @@ def cross_entropy_error(y, t):
     if size(t) == size(y):
         t = xp.argmax(xp.reshape(t, (n, classes)), axis=1)
     elif size(t) != n or dtype_kind(t.dtype) not in "iu":
-        raise ValueError(f"cross_entropy_error: t has shape {given} and dtype {dtype_name(t.dtype)}; "
-                         f"expected one-hot labels of y's shape {shape} or "
-                         f"{'one integer class index' if n == 1 else f'{n} integer class indices'}")
+        indices = "one integer class index" if n == 1 else f"{n} integer class indices"
+        raise ValueError(f"cross_entropy_error: t has shape {given} and dtype "
+                         f"{dtype_name(t.dtype)}; expected one-hot labels of y's shape "
+                         f"{shape} or {indices}")
     t = xp.reshape(xp.astype(t, xp.int64), (n, 1))
     if not is_device_array(t):
-        if n and (int(xp.min(t)) < 0 or int(xp.max(t)) >= classes):
+        low, high = (int(xp.min(t)), int(xp.max(t))) if n else (0, 0)
+        if low < 0 or high >= classes:
             raise ValueError(f"cross_entropy_error: labels must lie in 0..{classes - 1} for "
-                             f"{classes} classes, got values {int(xp.min(t))}..{int(xp.max(t))}")
+                             f"{classes} classes, got values {low}..{high}")
         picked = xp.take_along_axis(y, t, axis=1)
     else:  # clipped, so the gather stays inside the row; NaN where it had to be
         inside = (t >= 0) & (t < classes)
@@ -99,8 +101,8 @@ def window_numbers(where, **numbers):
 
 
 def _windows(where, shape, filter_h, filter_w, stride, pad):
-    """``(out_h, out_w)`` of ``filter_h`` x ``filter_w`` windows over images of ``shape``
-    ``(N, C, H, W)``, with the numbers checked."""
+    """``(filter_h, filter_w, stride, pad, out_h, out_w)``: the window numbers checked (as
+    ints), and the windows' grid over images of ``shape`` ``(N, C, H, W)``, checked to fit."""
     filter_h, filter_w, stride, pad = window_numbers(
         where, filter_h=filter_h, filter_w=filter_w, stride=stride, pad=pad)
     if len(shape) != 4:
