@@ -98,7 +98,7 @@ def _check_world(world, graph, mini_batch_size):
         raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: a "
                          f"data-parallel step ({world.size} processes) is not recorded; "
                          f"graph='auto' or False runs it eagerly")
-    if world.size > 1 and int(mini_batch_size) < world.size:
+    if world.size > 1 and mini_batch_size < world.size:
         raise ValueError(f"Trainer: mini_batch_size={mini_batch_size} is the global batch "
                          f"and must give each of the {world.size} processes a sample")
 
