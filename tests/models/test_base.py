@@ -65,11 +65,14 @@ def test_the_shared_walk_differentiates_a_described_model(backend, xp):
 def test_free_saved_drops_what_the_layers_kept_and_training_goes_on_the_same(backend, xp):
     """``free_saved`` after a step: every name a layer lists in ``saved`` was set by the step
     (no name misspelt), is None after, and the next steps give the very numbers they give
-    without it (dropout's masks, batch norm's statistics, the loss layer's labels)."""
+    without it (dropout's masks, batch norm's statistics, the loss layer's labels). Every
+    kind of layer is in the first three nets: DeepConvNet, which adds none, is left out
+    (on JAX it alone took 11 s of compiling, each of its shapes new)."""
     from framework.optimizers import Adam
     from tests.models.test_parity import NETS
     rng = np.random.default_rng(5)
-    for name, (make, shape) in NETS.items():
+    for name in ("two-layer", "extend", "simple-conv"):
+        make, shape = NETS[name]
         x = backends.to_device(rng.random(shape).astype(np.float32))
         t = backends.to_device(rng.integers(0, 3, shape[0]))
         runs = []
