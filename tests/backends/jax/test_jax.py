@@ -239,3 +239,29 @@ def test_without_64_bits_jax_trains_in_float32_and_says_what_float64_needs():
     assert refused[1].endswith("or train without dropout")
     assert all("JAX_ENABLE_X64=1" in line for line in refused)
     assert "jit float32 True" in lines and "eager (graph=False) float32 True" in lines
+
+
+def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
+    """The trace lends the network, its layers and the optimizer JAX's tracers; after it
+    nothing holds one (a tracer read outside its trace raises, and keeps the trace's memory
+    alive): the last loss is the one from before, the layers' saved arrays are freed, the
+    learning rate is the number it was. Driven by hand: no evaluation traced after it."""
+    import jax
+    from framework.data import DeviceBatches
+    from framework.jit_step import JitStep
+    from framework.optimizers import Adam
+    x, t = data(64)
+    net, opt = deep(), Adam(lr=0.01)
+    net.loss(backends.to_device(x[:4]), backends.to_device(t[:4]))
+    before = net.last_loss
+    batches = DeviceBatches(backends.to_device(x), backends.to_device(t), 32, seed=0)
+    step = JitStep(net, opt, batches)
+    step.start_epoch(batches.start_epoch())
+    step.run(0)
+    step.sync()
+    assert net.last_loss is before
+    held = {f"{layer.name}.{attr}": getattr(layer, attr)
+            for layer in [*net.layers.values(), net.last_layer] for attr in layer.saved}
+    assert [name for name, value in held.items() if isinstance(value, jax.core.Tracer)] == []
+    assert all(value is None for value in held.values()), held
+    assert opt.lr == 0.01 and not isinstance(opt.lr, jax.core.Tracer)
