@@ -265,3 +265,32 @@ def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
     assert [name for name, value in held.items() if isinstance(value, jax.core.Tracer)] == []
     assert all(value is None for value in held.values()), held
     assert opt.lr == 0.01 and not isinstance(opt.lr, jax.core.Tracer)
+
+
+def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
+    """After run() the network's own arrays were handed to XLA (donated): a new epoch and an
+    evaluation take the step's arrays back first, as the Trainer's sync() would. Two
+    epochs of one step each, then an accuracy, by hand: the eager step's numbers."""
+    from framework.data import DeviceBatches
+    from framework.jit_step import JitStep
+    from framework.optimizers import Adam
+    from framework.steps import EagerStep
+    x, t = data(64)
+    xs, ts = backends.to_device(x), backends.to_device(t)
+    results = {}
+    for kind in (JitStep, EagerStep):
+        net, opt = deep(), Adam(lr=0.01)
+        batches = DeviceBatches(xs, ts, 32, seed=0)
+        step = JitStep(net, opt, batches) if kind is JitStep else \
+            EagerStep(net, opt, batches, "by hand")
+        for _ in range(2):
+            step.start_epoch(batches.start_epoch())  # no sync() between the epochs
+            step.run(0)
+        with step.evaluation():  # nor before the evaluation
+            accuracy = net.accuracy(xs, ts)
+        step.sync()
+        results[kind.__name__] = accuracy, {k: to_host(v) for k, v in net.params.items()}
+    (jit_acc, jit_params), (eager_acc, eager_params) = results["JitStep"], results["EagerStep"]
+    assert jit_acc == eager_acc
+    for key, value in eager_params.items():
+        np.testing.assert_allclose(jit_params[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
