@@ -283,9 +283,12 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
         batches = DeviceBatches(xs, ts, 32, seed=0)
         step = JitStep(net, opt, batches) if kind is JitStep else \
             EagerStep(net, opt, batches, "by hand")
-        for _ in range(2):
+        for epoch in range(2):
             step.start_epoch(batches.start_epoch())  # no sync() between the epochs
             step.run(0)
+            if epoch == 0:
+                made = step.seconds  # the trace and the compiling: the first call's time
+        assert step.seconds == made and (made > 0) == (kind is JitStep)
         with step.evaluation():  # nor before the evaluation
             accuracy = net.accuracy(xs, ts)
         step.sync()
