@@ -297,3 +297,27 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
     assert jit_acc == eager_acc
     for key, value in eager_params.items():
         np.testing.assert_allclose(jit_params[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(jax_backend):
+    """A network of the user's own without ``state()``: graph='auto' runs it eagerly and the
+    step's mode says why; graph=True refuses it with the same reason."""
+    from framework import steps
+    from framework.data import DeviceBatches
+    from framework.optimizers import SGD
+    x, t = data(64)
+    net = deep()
+
+    class Stateless:  # params that reach its layers, but no state() to thread through
+        params = net.params
+
+        def gradient(self, x, t):
+            return net.gradient(x, t)
+    batches = DeviceBatches(backends.to_device(x), backends.to_device(t), 32, seed=0)
+    why = "Stateless has no state(): its layers' buffers cannot be threaded through the " \
+          "compiled step"
+    assert steps.choose(Stateless(), SGD(), batches, graph="auto").mode == \
+        f"eager (not compiled: {why})"
+    with pytest.raises(ValueError) as refused:
+        steps.choose(Stateless(), SGD(), batches, graph=True)
+    assert str(refused.value) == f"Trainer: graph=True, but the step cannot be compiled: {why}"
