@@ -33,6 +33,43 @@ def test_outside_a_job_cpu_share_leaves_blas_alone(monkeypatch):
         assert limiter is None  # a null context: nothing was limited
 
 
+def test_a_job_of_one_process_on_this_machine_leaves_blas_alone(monkeypatch):
+    """Launched, but alone on its machine: the whole machine is its share, and not even the
+    loaded libraries are scanned."""
+    monkeypatch.setattr(threads, "_all_controller", lambda: pytest.fail("libraries scanned"))
+    for name, value in {"PMI_SIZE": "2", "PMI_RANK": "0", "MPI_LOCALRANKID": "0",
+                        "MPI_LOCALNRANKS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with threads.cpu_share(Settings()) as limiter:
+        assert limiter is None
+
+
+def test_the_default_thread_count_stops_at_eight_cores(monkeypatch):
+    """Memory-bound passes stop scaling well before: a 64-core machine's process takes 8."""
+    if threads.blas_controller() is None:
+        pytest.skip("no BLAS that threadpoolctl can set: one thread whatever the cores")
+    monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 64)
+    assert threads.host_threads(Settings(), {}) == threads.MAX_DEFAULT_THREADS == 8
+    monkeypatch.setattr(threads, "cores_of_this_process", lambda environ=None: 5)
+    assert threads.host_threads(Settings(), {}) == 5
+
+
+def test_a_failing_part_returns_only_once_every_other_part_has_finished():
+    """The calling thread's part raised: its error comes back only after the other parts
+    stopped writing (the caller's arrays may be freed or reused at once)."""
+    import time
+    finished = []
+
+    def work(lo, hi):
+        if lo == 0:
+            raise RuntimeError("the first part failed")
+        time.sleep(0.3)
+        finished.append((lo, hi))
+    with pytest.raises(RuntimeError, match="the first part failed"):
+        threads.Pool(2).each_part(work, 2, nbytes=10**12)
+    assert finished == [(1, 2)]
+
+
 def test_in_a_job_cpu_share_lowers_pools_to_the_share_and_never_raises_one(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if threads.blas_controller() is None:
