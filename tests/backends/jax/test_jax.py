@@ -270,7 +270,8 @@ def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
 def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
     """After run() the network's own arrays were handed to XLA (donated): a new epoch and an
     evaluation take the step's arrays back first, as the Trainer's sync() would. Two
-    epochs of one step each, then an accuracy, by hand: the eager step's numbers."""
+    epochs, then an accuracy, by hand: the eager step's numbers. The second epoch takes the
+    data in order (the DeviceBatches of a user's shuffle=False: no order array)."""
     from framework.data import DeviceBatches
     from framework.jit_step import JitStep
     from framework.optimizers import Adam
@@ -284,8 +285,10 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
         step = JitStep(net, opt, batches) if kind is JitStep else \
             EagerStep(net, opt, batches, "by hand")
         for epoch in range(2):
+            batches.shuffle = epoch == 0
             step.start_epoch(batches.start_epoch())  # no sync() between the epochs
             step.run(0)
+            step.run(1)
             if epoch == 0:
                 made = step.seconds  # the trace and the compiling: the first call's time
         assert step.seconds == made and (made > 0) == (kind is JitStep)
