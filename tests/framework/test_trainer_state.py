@@ -84,9 +84,11 @@ def a_run_of_sgd_whose_settings_read(settings):
      "holds the optimizer setting lr=None; expected a finite number"),
     (a_run_of_sgd_whose_settings_read({"lr": True}), {},  # JSON's true: Python's 1
      "holds the optimizer setting lr=True; expected a finite number"),
+    (a_run_of_sgd_whose_settings_read({"lr": float("inf")}), {},  # JSON's Infinity
+     "holds the optimizer setting lr=inf; expected a finite number"),
 ], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
         "another-sampling", "settings-of-another-optimizer", "a-setting-not-a-number",
-        "a-setting-null", "a-setting-true"])
+        "a-setting-null", "a-setting-true", "a-setting-infinite"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):
     path = str(tmp_path / "run.npz")
