@@ -13,7 +13,8 @@ def test_epochs_fill_the_records_and_the_books_lists_and_survive_a_checkpoint():
     again = History()
     again.load_state(meta, arrays)
     assert dict(again) == dict(history) and again.train_loss_list == [2.0, 1.5]
-    assert again.test_acc_list == [0.4] and list(again) == list(History.KEYS)
+    assert (again.train_acc_list, again.test_acc_list) == ([0.5], [0.4])
+    assert list(again) == list(History.KEYS)
     # Python floats, as the docstring promises and a fresh run's are (not NumPy scalars,
     # whose repr and arithmetic a user's plotting or logging then meets)
     assert all(type(v) is float for v in again.train_loss_list)

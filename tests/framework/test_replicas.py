@@ -32,6 +32,16 @@ def test_a_network_is_described_by_its_class_and_arguments():
         "TwoLayerNet(input_size=4, hidden_size=3, output_size=2)")
 
 
+def test_a_network_without_config_is_described_by_its_parameters_shapes():
+    """The book's own nets have no config(): ranks that built them of other sizes differ in
+    their parameters' shapes, which the description holds."""
+    class BookNet:
+        def __init__(self, hidden):
+            self.params = {"W1": np.zeros((4, hidden)), "b1": np.zeros(hidden)}
+    assert replicas.describe(BookNet(3)) == "BookNet with parameters W1 (4, 3), b1 (3,)"
+    assert replicas.describe(BookNet(5)) != replicas.describe(BookNet(3))
+
+
 def test_ranks_that_agree_pass_and_the_first_that_differs_is_named():
     replicas.same_everywhere(world_of(["Adam(lr=0.01)"] * 3), "optimizers", "Adam(lr=0.01)")
     with pytest.raises(ValueError, match=r"the processes built different optimizers: rank 0 "
