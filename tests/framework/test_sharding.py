@@ -17,6 +17,17 @@ def test_the_shard_is_the_calls_and_given_back():
     assert sharding.current() is None
 
 
+def test_the_shard_is_the_calling_threads_alone():
+    """Another thread (a host pool's part, a user's own) computes on the batch it is given."""
+    import threading
+    seen = []
+    with sharding.sharded(sharding.Shard(0, 5, 10)):
+        other = threading.Thread(target=lambda: seen.append(sharding.current()))
+        other.start()
+        other.join()
+    assert seen == [None]
+
+
 def test_dropout_draws_its_rows_of_the_whole_batchs_mask(backend):
     """Inside a shard, a dropout draws the rows of the mask the whole batch gets: the
     shards' masks, stacked, are the one-process mask."""
