@@ -17,13 +17,16 @@ def test_writes_the_file_and_creates_its_directory(tmp_path):
     assert os.listdir(path.parent) == ["report.md"]
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+@pytest.mark.parametrize("stop", [RuntimeError("disk on fire"), KeyboardInterrupt()],
+                         ids=["an-error", "ctrl-c"])
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, stop):
+    """An error, or a Ctrl-C (not an Exception), in the middle of the write."""
     path = tmp_path / "ckpt.npz"
     path.write_bytes(b"good")
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(type(stop)):
         with atomic_open(str(path), prefix=".ckpt-") as f:
             f.write(b"half a chec")
-            raise RuntimeError("disk on fire")
+            raise stop
     assert path.read_bytes() == b"good"
     assert os.listdir(tmp_path) == ["ckpt.npz"]
 
