@@ -120,6 +120,18 @@ def test_a_network_that_took_gradients_before_its_batch_norms_were_synchronised(
         np.testing.assert_array_equal(to_host(grads[key]), to_host(want[key]), err_msg=key)
 
 
+def test_sync_batchnorm_false_keeps_each_processs_own_statistics():
+    """Asked for (``Trainer(sync_batchnorm=False)``): the batch norms stay the plain layer,
+    nothing refused; with it, synchronised."""
+    class Two:
+        size = 2
+    for sync in (False, True):
+        net = MultiLayerNetExtend(6, [5], 3, use_batchnorm=True, seed=0)
+        data_parallel.prepare(net, Two(), "a communicator", sync_batchnorm=sync)
+        assert type(net.layers["BatchNorm1"]) is (SyncBatchNormalization if sync
+                                                   else BatchNormalization)
+
+
 def test_a_world_of_one_is_left_alone():
     class One:
         size = 1
