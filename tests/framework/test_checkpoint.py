@@ -202,6 +202,9 @@ def test_foreign_npz_and_missing_file(tmp_path):
         TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "other.npz"))
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "missing.npz"))
+    with pytest.raises(CheckpointError) as missing:  # the Trainer's resume reads this way
+        checkpoint.read(str(tmp_path / "missing.npz"))
+    assert str(missing.value) == f"{tmp_path / 'missing.npz'}: no such checkpoint"
     # another tool's .npz with a JSON header of its own (a list: was an AttributeError)
     for meta, message in (({"format": "other-tool", "model": "TwoLayerNet"},
                            r"not an xpnet checkpoint \(format 'other-tool'\)"),
