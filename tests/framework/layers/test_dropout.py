@@ -63,6 +63,20 @@ def test_current_mask_does_not_advance_the_generator(xp):
         np.testing.assert_array_equal(to_host(stack[k, ...]), drawn)  # the current mask, fixed
 
 
+def test_a_held_or_current_mask_of_another_shape_is_drawn_anew(xp):
+    """``current_mask`` and a held mask are the last forward's only for inputs of its shape:
+    a batch of another size gets a mask of its own shape."""
+    layer = Dropout(0.5, seed=4)
+    assert tuple(layer.current_mask((2, 3)).shape) == (2, 3)
+    assert tuple(layer.current_mask((4, 3)).shape) == (4, 3)
+    layer.hold_mask = True
+    layer.forward(backends.to_device(np.ones((2, 3))))
+    held = to_host(layer.forward(backends.to_device(np.ones((2, 3))))).copy()
+    np.testing.assert_array_equal(to_host(layer.mask), held != 0)  # held: the same mask
+    assert tuple(layer.forward(backends.to_device(np.ones((5, 3)))).shape) == (5, 3)
+    assert tuple(layer.mask.shape) == (5, 3)
+
+
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "half", None])
 def test_ratio_outside_zero_one_is_refused(backend, ratio):
     with pytest.raises(ValueError, match=r"Dropout: dropout_ratio must lie in \[0, 1\)"):
