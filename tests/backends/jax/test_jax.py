@@ -35,6 +35,13 @@ def deep(dtype="float64"):
                                dtype=dtype)
 
 
+def batches(n=64, batch=32):
+    """``data(n)`` on the device in batches of ``batch``, for a step driven by hand."""
+    from framework.data import DeviceBatches
+    x, t = data(n)
+    return DeviceBatches(backends.to_device(x), backends.to_device(t), batch, seed=0)
+
+
 def run(graph, make=deep, epochs=2, optimizer="Adam", callbacks=(), n=300, batch=32):
     x, t = data(n)
     net = make()
@@ -247,16 +254,13 @@ def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
     alive): the last loss is the one from before, the layers' saved arrays are freed, the
     learning rate is the number it was. Driven by hand: no evaluation traced after it."""
     import jax
-    from framework.data import DeviceBatches
     from framework.jit_step import JitStep
     from framework.optimizers import Adam
-    x, t = data(64)
-    net, opt = deep(), Adam(lr=0.01)
-    net.loss(backends.to_device(x[:4]), backends.to_device(t[:4]))
+    net, opt, data64 = deep(), Adam(lr=0.01), batches()
+    net.loss(data64.x[:4, ...], data64.t[:4])
     before = net.last_loss
-    batches = DeviceBatches(backends.to_device(x), backends.to_device(t), 32, seed=0)
-    step = JitStep(net, opt, batches)
-    step.start_epoch(batches.start_epoch())
+    step = JitStep(net, opt, data64)
+    step.start_epoch(data64.start_epoch())
     step.run(0)
     step.sync()
     assert net.last_loss is before
@@ -272,28 +276,24 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
     evaluation take the step's arrays back first, as the Trainer's sync() would. Two
     epochs, then an accuracy, by hand: the eager step's numbers. The second epoch takes the
     data in order (the DeviceBatches of a user's shuffle=False: no order array)."""
-    from framework.data import DeviceBatches
     from framework.jit_step import JitStep
     from framework.optimizers import Adam
     from framework.steps import EagerStep
-    x, t = data(64)
-    xs, ts = backends.to_device(x), backends.to_device(t)
     results = {}
     for kind in (JitStep, EagerStep):
-        net, opt = deep(), Adam(lr=0.01)
-        batches = DeviceBatches(xs, ts, 32, seed=0)
-        step = JitStep(net, opt, batches) if kind is JitStep else \
-            EagerStep(net, opt, batches, "by hand")
+        net, opt, data64 = deep(), Adam(lr=0.01), batches()
+        step = JitStep(net, opt, data64) if kind is JitStep else \
+            EagerStep(net, opt, data64, "by hand")
         for epoch in range(2):
-            batches.shuffle = epoch == 0
-            step.start_epoch(batches.start_epoch())  # no sync() between the epochs
+            data64.shuffle = epoch == 0
+            step.start_epoch(data64.start_epoch())  # no sync() between the epochs
             step.run(0)
             step.run(1)
             if epoch == 0:
                 made = step.seconds  # the trace and the compiling: the first call's time
         assert step.seconds == made and (made > 0) == (kind is JitStep)
         with step.evaluation():  # nor before the evaluation
-            accuracy = net.accuracy(xs, ts)
+            accuracy = net.accuracy(data64.x, data64.t)
         step.sync()
         results[kind.__name__] = accuracy, {k: to_host(v) for k, v in net.params.items()}
     (jit_acc, jit_params), (eager_acc, eager_params) = results["JitStep"], results["EagerStep"]
@@ -306,9 +306,7 @@ def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(ja
     """A network of the user's own without ``state()``: graph='auto' runs it eagerly and the
     step's mode says why; graph=True refuses it with the same reason."""
     from framework import steps
-    from framework.data import DeviceBatches
     from framework.optimizers import SGD
-    x, t = data(64)
     net = deep()
 
     class Stateless:  # params that reach its layers, but no state() to thread through
@@ -316,13 +314,13 @@ def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(ja
 
         def gradient(self, x, t):
             return net.gradient(x, t)
-    batches = DeviceBatches(backends.to_device(x), backends.to_device(t), 32, seed=0)
+    data64 = batches()
     why = "Stateless has no state(): its layers' buffers cannot be threaded through the " \
           "compiled step"
-    assert steps.choose(Stateless(), SGD(), batches, graph="auto").mode == \
+    assert steps.choose(Stateless(), SGD(), data64, graph="auto").mode == \
         f"eager (not compiled: {why})"
     with pytest.raises(ValueError) as refused:
-        steps.choose(Stateless(), SGD(), batches, graph=True)
+        steps.choose(Stateless(), SGD(), data64, graph=True)
     assert str(refused.value) == f"Trainer: graph=True, but the step cannot be compiled: {why}"
 
 
