@@ -269,10 +269,16 @@ def load(settings, environ=None):
                 folder, why = None, str(e)
         if folder is None:  # a private folder of our own, for this process
             own = tempfile.mkdtemp(prefix="xpnet-kernels-")
-            note = (f"; built in a private folder of xpnet's own, {own}, since the cache "
-                    f"folder will not do: {why}")
-            path = build(own, cc)
-        return (Kernels(ctypes.CDLL(str(path)), path),
+            note = (f"; built in a private folder of xpnet's own, {own}, removed once "
+                    f"loaded, since the cache folder will not do: {why}")
+            try:
+                path = build(own, cc)
+                library = ctypes.CDLL(str(path))
+            finally:  # the loaded library stays mapped; nothing is left in the temp folder
+                shutil.rmtree(own, ignore_errors=True)
+        else:
+            library = ctypes.CDLL(str(path))
+        return (Kernels(library, path),
                 f"compiled kernels: the direct convolution, max pooling, ReLU ({path}){note}")
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         return None, f"NumPy only, im2col + BLAS: the kernels are not built ({e})"

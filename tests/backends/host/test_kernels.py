@@ -410,6 +410,8 @@ __attribute__((constructor)) static void planted(void) {
 """
 
 CONVOLVE = r"""
+import os
+import re
 import numpy as np
 import backends
 from backends.host.ops import HostOps
@@ -421,7 +423,10 @@ b = rng.standard_normal(4).astype(np.float32)
 out = Convolution(W, b, pad=1).forward(x)
 want, _ = HostOps(np, threads=1).conv(x, W, b, 1, 1, 9, 9)  # NumPy only: im2col + BLAS
 np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
-print(backends.backend_class("numpy").kernels(backends.settings())[1])
+why = backends.backend_class("numpy").kernels(backends.settings())[1]
+own = re.search(r"xpnet's own, (.+?), removed once loaded", why)
+assert own is None or not os.path.exists(own.group(1)), f"left behind: {own.group(1)}"
+print(why)
 """
 
 
@@ -460,6 +465,7 @@ def test_a_library_planted_in_a_folder_others_own_and_write_never_runs(tmp_path)
     why = _convolve_with_cache(shared, marker)
     assert not marker.exists(), "the planted library ran"
     assert "private folder of xpnet's own" in why and "belongs to user 65534" in why
+    assert "removed once loaded" in why  # the script checked that it was, after convolving
 
 
 @needs_kernels
@@ -502,6 +508,7 @@ def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
     why = _convolve_with_cache(folder, marker)
     assert not marker.exists(), "the planted library ran"
     assert "private folder of xpnet's own" in why and expected in why
+    assert "removed once loaded" in why  # the script checked that it was, after convolving
 
 
 @needs_kernels
