@@ -100,12 +100,14 @@ if [ $PKGS = 1 ] && [ -d .gpu-pkgs/mpich/bin ]; then
   export PATH="$PWD/.gpu-pkgs/mpich/bin:$PATH"
   export LD_LIBRARY_PATH="$PWD/.gpu-pkgs/mpich/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-export XDG_CACHE_HOME="${XDG_CACHE_HOME:-/tmp/xpnet-gpu-check-cache}"
 # JAX would take 75% of the card when first used, in every process that touches it
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 REPORT="$OUT/gpu-report.md"
 LOGS=$(mktemp -d)  # each section's full log; the report holds them, long ones trimmed
 BODY="$LOGS/body.md" ROWS="$LOGS/rows.md" TARGET_TABLE="$LOGS/targets.md"
+# the kernels' cache: the caller's, else one inside this run's private folder (a fixed
+# name in /tmp is one that another user of the machine could make first)
+export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$LOGS/cache}"
 : >"$BODY"; : >"$ROWS"; : >"$TARGET_TABLE"
 if [ $DRY = 1 ] && [ -d "$DATA_DIR" ]; then
   # a copy: the scripts cache the parsed arrays beside the files (55 MB for Fashion-MNIST),
