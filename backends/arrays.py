@@ -16,6 +16,16 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or hasattr(x, "shape")
 
 
+def check_arrays(where, **arrays):
+    """``TypeError`` naming ``where`` and the first of ``arrays`` that is not an array (a
+    list of numbers, say), with what to do; nothing where each is one. For the places
+    that would otherwise fail in Python's words about a list's missing ``shape``."""
+    for name, a in arrays.items():
+        if not is_array(a):
+            raise TypeError(f"{where}: {name} must be an array, got {type(a).__name__}; "
+                            f"convert it first (numpy.asarray, or backends.to_device)") from None
+
+
 def size(x):
     """The number of elements of ``x`` (``x.size`` is a method on PyTorch tensors)."""
     return math.prod(x.shape)

@@ -39,7 +39,7 @@ class Relu(Layer):
         try:
             return ops.relu_backward(dout, self.keep)
         except Exception:  # what kind the library raises for None
-            self._check_kept()
+            self._check_kept(dout=dout)
             raise
 
     def forward_stack(self, x, train_flg=True):
@@ -60,14 +60,18 @@ class Sigmoid(Layer):
         self.out = None
 
     def forward(self, x):
-        self.out = sigmoid(x)
+        try:
+            self.out = sigmoid(x)
+        except (AttributeError, TypeError):
+            self._check_arrays("forward", x=x)
+            raise
         return self.out
 
     def backward(self, dout):
         try:
             return dout * (1.0 - self.out) * self.out
         except Exception:  # what kind the library raises for None
-            self._check_kept()
+            self._check_kept(dout=dout)
             raise
 
     def forward_stack(self, x, train_flg=True):

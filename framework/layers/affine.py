@@ -53,8 +53,12 @@ class Affine(Layer):
 
     def forward(self, x):
         W = self.W
-        kind = (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), type(W),
-                REGISTRY.generation)
+        try:
+            kind = (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), type(W),
+                    REGISTRY.generation)
+        except AttributeError:
+            self._check_arrays("forward", x=x)
+            raise
         if kind != self._kind:  # a new kind of input: checked, its operations found
             self._bind(x, kind)
         self.original_x_shape = x.shape
@@ -105,7 +109,7 @@ class Affine(Layer):
         try:
             dx, self.dW, self.db = ops.affine_grad(self.x, dout, self.W, self.input_grad)
         except Exception:  # what kind the library raises for None
-            self._check_kept()
+            self._check_kept(dout=dout)
             raise
         if dx is None or dx.shape == self.original_x_shape:
             return dx

@@ -38,6 +38,7 @@ again.
 import array_api_extra as xpx
 
 from backends import copy, get_array_module, ops_for, to_numpy
+from backends.arrays import check_arrays
 from backends.registry import REGISTRY
 
 
@@ -69,10 +70,18 @@ class Layer:
         step), and the settings' generation."""
         return (type(x), x.shape[1:], x.dtype, getattr(x, "device", None), REGISTRY.generation)
 
-    def _check_kept(self):
-        """Called where ``backward`` failed: ``ValueError`` if no forward pass kept what it
+    def _check_arrays(self, method, **arrays):
+        """``TypeError`` naming the layer, ``method`` and the first of ``arrays`` that is not
+        an array (a list, say); nothing where each is one. Called where a pass failed, or
+        for a new kind of input: never on a step's way."""
+        check_arrays(f"{self.name}.{method}", **arrays)
+
+    def _check_kept(self, **arrays):
+        """Called where ``backward`` failed: ``TypeError`` if one of ``arrays`` (its
+        ``dout``) is not an array; ``ValueError`` if no forward pass kept what it
         reads (the first of :attr:`saved` is None: none ran, or an evaluation freed it),
         rather than Python's words about None. Nothing is looked at on the way there."""
+        self._check_arrays("backward", **arrays)
         if self.saved and getattr(self, self.saved[0], None) is None:
             raise ValueError(f"{self.name}: backward needs a forward pass (in training mode) "
                              f"first: none has kept what backward reads ({self.saved[0]} is "
@@ -84,6 +93,7 @@ class Layer:
 
     def _bind(self, x, kind):
         """For a new kind of input: check it, and keep the operations for it."""
+        self._check_arrays("forward", x=x)
         self._check(x)
         self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
 

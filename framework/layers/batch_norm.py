@@ -88,7 +88,11 @@ class BatchNormalization(Layer):
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, gamma=self.gamma)
-        self.input_shape = x.shape
+        try:
+            self.input_shape = x.shape
+        except AttributeError:
+            self._check_arrays("forward", x=x)
+            raise
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
@@ -115,7 +119,11 @@ class BatchNormalization(Layer):
         # dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std, the same numbers in
         # a third of the passes over the batch.
         xp = get_array_module(dout)
-        dout = xp.reshape(dout, (dout.shape[0], self.gamma.shape[0]))
+        try:
+            dout = xp.reshape(dout, (dout.shape[0], self.gamma.shape[0]))
+        except AttributeError:
+            self._check_arrays("backward", dout=dout)
+            raise
         self.dbeta = xp.sum(dout, axis=0)
         try:
             self.dgamma = xp.sum(self.xn * dout, axis=0)

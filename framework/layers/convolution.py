@@ -89,7 +89,11 @@ class Convolution(Layer):
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, W=self.W)
         self.x = self.col = None  # the last step's columns go before this pass makes its own
-        out, col = self._forward(x)
+        try:
+            out, col = self._forward(x)
+        except (AttributeError, TypeError):
+            self._check_arrays("forward", x=x)
+            raise
         if train_flg:
             self.x, self.col = x, col
         self.x_shape = x.shape
@@ -100,8 +104,13 @@ class Convolution(Layer):
             raise ValueError(f"{self.name}: backward needs a forward pass in training mode "
                              f"first (forward(x) or forward(x, train_flg=True)); the last was "
                              f"{'inference, which keeps no columns' if self.x_shape else 'none'}")
-        dx, self.dW, self.db = ops_for(dout).conv_grad(dout, self.x, self.W, self.col,
-                                                       self.stride, self.pad, self.input_grad)
+        try:
+            dx, self.dW, self.db = ops_for(dout).conv_grad(dout, self.x, self.W, self.col,
+                                                           self.stride, self.pad,
+                                                           self.input_grad)
+        except (AttributeError, TypeError):
+            self._check_arrays("backward", dout=dout)
+            raise
         return dx
 
     def forward_stack(self, x, train_flg=True):

@@ -78,17 +78,21 @@ class Dropout(Layer):
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, counter=self.counter)
-        if not train_flg:
-            return x * (1.0 - self.dropout_ratio)
-        if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
-            self.mask = self._draw(x.shape)
-        return x * self._scale(x)
+        try:
+            if not train_flg:
+                return x * (1.0 - self.dropout_ratio)
+            if not (self.hold_mask and self.mask is not None and self.mask.shape == x.shape):
+                self.mask = self._draw(x.shape)
+            return x * self._scale(x)
+        except (AttributeError, TypeError):
+            self._check_arrays("forward", x=x)
+            raise
 
     def backward(self, dout):
         try:
             return dout * self._scale(dout)
         except Exception:  # what kind the library raises for None
-            self._check_kept()
+            self._check_kept(dout=dout)
             raise
 
     def current_mask(self, shape):

@@ -61,7 +61,12 @@ class Pooling(Layer):
                                    out_h, out_w)
 
     def forward(self, x):
-        if x.ndim != 4:
+        try:
+            ndim = x.ndim
+        except AttributeError:
+            self._check_arrays("forward", x=x)
+            raise
+        if ndim != 4:
             raise ValueError(f"{self.name}: expected images of shape (N, C, H, W), got shape "
                              f"{tuple(x.shape)}")
         out, self.arg_max = self._forward(x)
@@ -73,7 +78,7 @@ class Pooling(Layer):
             return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
                                                self.pool_w, self.stride, self.pad)
         except Exception:  # what kind the library raises for None
-            self._check_kept()
+            self._check_kept(dout=dout)
             raise
 
     def forward_stack(self, x, train_flg=True):

@@ -39,8 +39,12 @@ class SoftmaxWithLoss(Layer):
         self._empty = False  # a batch of no samples (see _empty_shard)
 
     def forward(self, x, t):
-        kind = (type(x), x.shape, x.dtype, getattr(x, "device", None), type(t), t.shape, t.dtype,
-                REGISTRY.generation)
+        try:
+            kind = (type(x), x.shape, x.dtype, getattr(x, "device", None), type(t), t.shape,
+                    t.dtype, REGISTRY.generation)
+        except AttributeError:
+            self._check_arrays("forward", x=x, t=t)
+            raise
         if kind != self._kind:  # a new kind of input: checked, its operations found
             self._check(x, t)
             self._ops, self._xtype, self._kind = ops_for(x), type(x), kind

@@ -72,3 +72,45 @@ def test_backward_before_any_forward_says_so(xp):
                                              rf"has kept what backward reads \({layer.saved[0]} "
                                              rf"is None\)"):
             layer.backward(dout)
+
+
+def layers_with_inputs(xp):
+    """Each layer that computes on arrays, with an input for its forward pass (and labels
+    for the loss's)."""
+    from framework.layers import (Affine, BatchNormalization, Convolution, Dropout, Pooling,
+                                  Relu, Sigmoid, SoftmaxWithLoss)
+    d = lambda *shape: backends.to_device(np.ones(shape))  # noqa: E731
+    labels = backends.to_device(np.array([0, 2]))
+    return [(Affine(d(4, 3), d(3)), d(2, 4), ()), (Relu(), d(2, 3), ()),
+            (Sigmoid(), d(2, 3), ()), (SoftmaxWithLoss(), d(2, 3), (labels,)),
+            (Dropout(0.5), d(2, 3), ()), (BatchNormalization(d(3), d(3)), d(2, 3), ()),
+            (Pooling(2, 2, 2), d(1, 1, 2, 2), ()),
+            (Convolution(d(2, 1, 2, 2), d(2)), d(1, 1, 3, 3), ())]
+
+
+def test_a_layer_given_what_is_not_an_array_says_so(xp):
+    """A list (or a number, or None) passed to a layer on its own fails naming the layer,
+    the argument and what to do, where it failed in Python's words about a list's missing
+    ``shape`` or ``nbytes``. Looked at only once a pass failed (or for a new kind of input):
+    nothing on a training step."""
+    import pytest
+    for layer, x, labels in layers_with_inputs(xp):
+        where = f"{type(layer).__name__}.forward"
+        for bad in ([[1.0, 2.0, 3.0]], None):
+            with pytest.raises(TypeError, match=rf"^{where}: x must be an array, got "
+                                                rf"{type(bad).__name__}; convert it first"):
+                layer.forward(bad, *labels)
+        if labels:  # the loss's labels too
+            with pytest.raises(TypeError, match=rf"^{where}: t must be an array, got list"):
+                layer.forward(x, [0, 2])
+        out = layer.forward(x, *labels)  # the layer works after all that
+        if labels:
+            continue  # the loss's dout is a number
+        try:
+            got = layer.backward(to_host(out).tolist())
+        except TypeError as e:
+            assert str(e).startswith(f"{type(layer).__name__}.backward: dout must be an "
+                                     f"array, got list; convert it first"), e
+        else:  # where NumPy's own functions took the list: the array's numbers
+            assert type(got) is type(x)
+            np.testing.assert_array_equal(to_host(got), to_host(layer.backward(out)))
