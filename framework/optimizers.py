@@ -19,14 +19,15 @@ from backends import backend_of, get_array_module, ops_for, to_numpy
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
-    """``value`` as a float inside the interval, or ``ValueError`` naming the argument and it."""
+    """``value`` as a float inside the interval, or ``ValueError`` naming the argument and it.
+    A string is refused (``"0.1"`` too, which ``float`` would read): a number is asked for."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         v = float("nan")
     ok = math.isfinite(v) and (v > low if low_open else v >= low) and \
         (v < high if high_open else v <= high)
-    if isinstance(value, bool) or not ok:
+    if isinstance(value, (bool, str, bytes)) or not ok:
         interval = (f"{'(' if low_open else '['}{low:g}, "
                     f"{'inf' if high == math.inf else f'{high:g}'}{')' if high_open else ']'}")
         raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")

@@ -53,7 +53,7 @@ def check_decay(owner, value):
         lam = float(value)
     except (TypeError, ValueError):
         lam = float("nan")
-    if not (math.isfinite(lam) and lam >= 0):
+    if isinstance(value, (bool, str, bytes)) or not (math.isfinite(lam) and lam >= 0):
         raise ValueError(f"{owner}: weight_decay_lambda must be 0 or more, got {value!r}")
     return lam
 

@@ -43,7 +43,7 @@ class Dropout(Layer):
             ratio = float(dropout_ratio)
         except (TypeError, ValueError):
             ratio = float("nan")
-        if not 0 <= ratio < 1:
+        if isinstance(dropout_ratio, (bool, str, bytes)) or not 0 <= ratio < 1:
             raise ValueError(f"{name}: dropout_ratio must lie in [0, 1), got {dropout_ratio!r}")
         backend = backends.current()
         key = int(backends.host_rng(seed).integers(0, 2**63))

@@ -137,6 +137,10 @@ def test_get_optimizer_by_name_like_the_book():
     (lambda: SGD(lr=0), r"SGD: lr must be a finite number in \(0, inf\), got 0"),
     (lambda: SGD(lr=float("nan")), "SGD: lr must be a finite number"),
     (lambda: SGD(lr="fast"), "SGD: lr must be a finite number"),
+    # a number written as a string is not read as one (float() would): a number is asked for
+    (lambda: SGD(lr="0.1"), r"SGD: lr must be a finite number in \(0, inf\), got '0.1'"),
+    (lambda: Adam(beta1=b"0.9"), r"Adam: beta1 must be a finite number in \[0, 1\), got b'0.9'"),
+    (lambda: Momentum(momentum=True), r"Momentum: momentum must be a finite number"),
     (lambda: Momentum(momentum=1.0), r"Momentum: momentum must be a finite number in \[0, 1\)"),
     (lambda: Nesterov(momentum=-0.1), r"Nesterov: momentum must be a finite number in \[0, 1\)"),
     (lambda: RMSprop(decay_rate=1), r"RMSprop: decay_rate must be a finite number in \(0, 1\)"),

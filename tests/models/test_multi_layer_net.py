@@ -178,6 +178,8 @@ def test_training_reduces_the_loss(xp):
     (dict(weight_init_std="glorot"), "weight_init_std='glorot' is not a known initialisation"),
     (dict(weight_init_std=-0.1), "weight_init_std must be a positive number or a name"),
     (dict(weight_decay_lambda=-1), "weight_decay_lambda must be 0 or more"),
+    (dict(weight_decay_lambda="0.1"), "weight_decay_lambda must be 0 or more, got '0.1'"),
+    (dict(weight_decay_lambda=True), "weight_decay_lambda must be 0 or more, got True"),
     (dict(dropout_ration=1.0), r"dropout_ration must lie in \[0, 1\), got 1.0"),
     (dict(dtype="int32"), "dtype must be a floating type, got int32"),
     # a string is true: "no" would have switched batch norm on

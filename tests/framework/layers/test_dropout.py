@@ -77,7 +77,7 @@ def test_a_held_or_current_mask_of_another_shape_is_drawn_anew(xp):
     assert tuple(layer.mask.shape) == (5, 3)
 
 
-@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "half", None])
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "half", None, "0.5", False])
 def test_ratio_outside_zero_one_is_refused(backend, ratio):
     with pytest.raises(ValueError, match=r"Dropout: dropout_ratio must lie in \[0, 1\)"):
         Dropout(ratio)
