@@ -33,6 +33,17 @@ def _integer(text, least, what):
     return value
 
 
+def positive_number(text):
+    """argparse type: a finite number above 0 (a learning rate, a number of epochs)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
 def non_negative_seconds(text):
     """argparse type: a number of seconds, 0 or more."""
     try:

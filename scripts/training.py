@@ -20,7 +20,8 @@ from framework.datasets import DatasetError, dataset_folder, load_dataset  # noq
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
-from scripts.arguments import check_figure, figure_format, non_negative_seed, positive  # noqa: E402
+from scripts.arguments import (  # noqa: E402
+    check_figure, figure_format, non_negative_seed, positive, positive_number)
 
 
 def resume_command():
@@ -86,13 +87,14 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     """An ``ArgumentParser`` with the options every training script takes, and its defaults."""
     p = data_and_device_options(doc)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=int,
+    length.add_argument("--iters", type=positive,
                         help=f"training steps{f' (default: {iters})' if iters else ''}")
-    length.add_argument("--epochs", type=float,
+    length.add_argument("--epochs", type=positive_number,
                         help=f"training epochs{f' (default: {epochs})' if epochs else ''}")
     p.set_defaults(default_iters=iters, default_epochs=epochs)
     p.add_argument("--batch-size", type=positive, default=100)
-    p.add_argument("--lr", type=float, default=lr, help="learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=positive_number, default=lr,
+                   help="learning rate (default: %(default)s)")
     p.add_argument("--optimizer", default=optimizer, type=str.lower, choices=sorted(OPTIMIZERS))
     p.add_argument("--seed", type=non_negative_seed, default=0,
                    help="seeds weights and batch order")

@@ -19,7 +19,7 @@ from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, load_dataset  # noqa: E402
 from framework.trainer import Trainer  # noqa: E402
 from models import SimpleConvNet  # noqa: E402
-from scripts.arguments import check_figure, non_negative_seed  # noqa: E402
+from scripts.arguments import check_figure, non_negative_seed, positive_number  # noqa: E402
 from scripts.training import exit_on_interrupt, save_figure  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def main(argv=None):
     p.add_argument("--backend", choices=backends.CHOICES, help="overrides XPNET_BACKEND")
     p.add_argument("--device", help="the backend's device (cpu, cuda:1, mps, device1); overrides "
                                     "XPNET_DEVICE")
-    p.add_argument("--epochs", type=float, default=1,
+    p.add_argument("--epochs", type=positive_number, default=1,
                    help="without --params: epochs to train first (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_seed, default=0)
     p.add_argument("--out", default="filters.png", metavar="PNG",

@@ -282,11 +282,12 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     (["--hidden", "a,b"], "expected layer sizes separated by commas"),
     (["--model", "multi-layer", "--hidden", "100,,100"],  # was [100, 100], silently
      "expected layer sizes separated by commas, such as 100,100,100; got '100,,100'"),
-    (["--lr", "-1"], "SGD: lr must be a finite number in (0, inf), got -1"),
-    (["--optimizer", "momentum", "--lr", "nan"], "Momentum: lr must be a finite number"),
+    (["--lr", "-1"], "argument --lr: expected a finite number above 0, got '-1'"),
+    (["--optimizer", "momentum", "--lr", "nan"], "argument --lr: expected a finite number"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
-    (["--iters", "0"], "Trainer: iters must be a number at least 1, got 0"),
-    (["--epochs", "0"], "Trainer: epochs must be a number above 0, got 0.0"),  # not one epoch
+    (["--iters", "0"], "argument --iters: expected a positive integer, got '0'"),
+    (["--epochs", "0"], "argument --epochs: expected a finite number above 0, got '0'"),
+    (["--epochs", "inf"], "argument --epochs: expected a finite number above 0, got 'inf'"),
     (["--seed", "-1"], "argument --seed: expected a non-negative integer, got '-1'"),
 ])
 def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
@@ -296,6 +297,21 @@ def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
                        env=full_env, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("script", ["train_neuralnet.py", "train_convnet.py"])
+def test_a_bad_number_is_refused_before_the_data_is_looked_for(tmp_path, script):
+    """A negative learning rate or no epochs is said at once, in argparse's line, not after
+    a download (here: none to be had) or the loading of the data."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--backend",
+                        "numpy", "--lr", "-0.1", "--epochs", "2"], capture_output=True,
+                       text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT, XPNET_DATA_DIR=str(tmp_path),
+                                XDG_CACHE_HOME=str(tmp_path),
+                                XPNET_MNIST_MIRROR="http://127.0.0.1:9/"))
+    assert r.returncode == 2, r.stderr
+    assert "argument --lr: expected a finite number above 0, got '-0.1'" in r.stderr
+    assert "backend:" not in r.stdout and "127.0.0.1" not in r.stderr
 
 
 @pytest.mark.parametrize("model", ["simple", "deep"])
