@@ -181,8 +181,13 @@ def test_bad_shapes_name_the_layer(xp):
     with pytest.raises(ValueError, match=r"Conv1: expected images of shape \(N, C, H, W\), got "
                                          r"shape \(2, 784\)"):
         layer.forward(backends.to_device(np.zeros((2, 784))))
+    with pytest.raises(ValueError, match=r"Conv1: input has 5 channels, W expects 3"):
+        layer.forward(backends.to_device(np.zeros((2, 5, 28, 28))))  # more than W's, too
     with pytest.raises(ValueError, match=r"W must be 4-D \(FN, C, FH, FW\)"):
         Convolution(backends.to_device(np.zeros((4, 3, 5))), backends.to_device(np.zeros(4)))
+    with pytest.raises(ValueError, match=r"b of shape \(FN,\); got W \(4, 3, 5, 5\) and b "
+                                         r"\(3,\)"):  # one bias short
+        Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(3)))
     with pytest.raises(ValueError, match="stride must be at least 1"):
         Convolution(backends.to_device(np.zeros((4, 3, 5, 5))), backends.to_device(np.zeros(4)), stride=0)
     with pytest.raises(ValueError, match=r"^Convolution: stride must be a whole number, got "

@@ -15,7 +15,9 @@ CASES = [((2, 3, 6, 6), 2, 2, 2, 0), ((2, 2, 7, 5), 3, 2, 2, 1), ((1, 2, 5, 5), 
          ((2, 1, 6, 6), 2, 2, 2, 1), ((1, 1, 4, 4), 4, 4, 1, 0),
          # windows that cover the image exactly yet overlap along one axis (2 x 3 at
          # stride 2): not the tiled case, whose pixels each belong to one window
-         ((2, 3, 4, 6), 2, 3, 2, 0)]
+         ((2, 3, 4, 6), 2, 3, 2, 0),
+         # a window taller than the image, which fits only with its padding
+         ((1, 2, 2, 3), 4, 4, 1, 1)]
 
 
 def direct_pooling(x, ph, pw, stride, pad):
@@ -82,6 +84,12 @@ def test_bad_shapes_name_the_layer(xp):
         layer.forward(backends.to_device(np.zeros((1, 1, 2, 2))))
     with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\)"):
         layer.forward(backends.to_device(np.zeros((2, 9))))
+    with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\), "
+                                         r"got shape \(1, 4, 4\)"):  # one image, no batch axis
+        layer.forward(backends.to_device(np.zeros((1, 4, 4))))
+    with pytest.raises(ValueError, match=r"^Pooling: pad must be at most half the window, got "
+                                         r"pad 2 for a 4x2 window"):  # the narrow side counts
+        Pooling(4, 2, pad=2)
     with pytest.raises(ValueError, match=r"^Pooling: pool_h must be at least 1, got 0"):
         Pooling(0, 2)
     # int() made 2.5 a 2 and "2" a 2, silently
