@@ -81,6 +81,34 @@ def test_state_dict_round_trip(xp):
     np.testing.assert_array_equal(to_host(p1["w"]), to_host(p2["w"]))
 
 
+def test_a_state_without_slots_loaded_over_an_updated_optimizer_starts_it_afresh(xp):
+    """A checkpoint written before any update holds no velocities: loading it leaves none
+    of the optimizer's own behind, so its next update is a fresh optimizer's."""
+    used, fresh = Momentum(lr=0.1), Momentum(lr=0.1)
+    params = {"w": backends.to_device([1.0, 2.0])}
+    used.update(params, {"w": backends.to_device([0.5, 0.5])})
+    used.load_state_dict(fresh.state_dict(), params)
+    assert used.state["v"] is None and used.iter == 0
+    p1, p2 = {"w": backends.to_device([1.0, 2.0])}, {"w": backends.to_device([1.0, 2.0])}
+    used.update(p1, {"w": backends.to_device([0.3, 0.1])})
+    fresh.update(p2, {"w": backends.to_device([0.3, 0.1])})
+    np.testing.assert_array_equal(to_host(p1["w"]), to_host(p2["w"]))
+
+
+def test_settings_hold_numbers_only():
+    """What a checkpoint keeps of the rates: numbers, as floats; a flag is not a rate (True
+    would come back as 1.0) and is left out as any other value that is not a number."""
+    class Flagged(Momentum):
+        hyperparameters = ("lr", "momentum", "nesterov", "note")
+
+        def __init__(self):
+            super().__init__(lr=0.1, momentum=0.5)
+            self.nesterov, self.note = True, "warm-up"
+    settings = Flagged().settings()
+    assert settings == {"lr": 0.1, "momentum": 0.5}
+    assert all(type(v) is float for v in settings.values())
+
+
 def test_adam_is_the_books_bit_for_bit_on_numpy():
     """The step count and step size moved to the device; on NumPy the arithmetic is
     unchanged: ten float32 steps equal the book's common/optimizer.py exactly (as NumPy 1,
@@ -119,6 +147,31 @@ def test_adam_step_count_lives_with_the_parameters(xp):
     assert b.iter == 8
 
 
+def test_adam_follows_its_parameters_to_another_backend(xp):
+    """Parameters moved (a network trained on the CPU, then on a device): the step count
+    moves with them, and counts on."""
+    a = Adam(lr=0.01)
+    host = {"w": np.array([1.0, 2.0])}
+    for _ in range(3):
+        a.update(host, {"w": np.array([0.1, 0.2])})
+    params = {"w": backends.to_device(host["w"])}
+    a.load_state_dict(a.state_dict(), params)  # the slots follow the parameters
+    a.update(params, {"w": backends.to_device([0.1, 0.2])})
+    assert type(a._t) is type(params["w"]) and a.iter == 4
+    np.testing.assert_allclose(to_host(params["w"]), _adam_by_hand(4), rtol=1e-12)
+
+
+def _adam_by_hand(steps):
+    p, m, v = np.array([1.0, 2.0]), np.zeros(2), np.zeros(2)
+    g = np.array([0.1, 0.2])
+    for t in range(1, steps + 1):
+        lr_t = 0.01 * np.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t)
+        m += (1 - 0.9) * (g - m)
+        v += (1 - 0.999) * (g ** 2 - v)
+        p -= lr_t * m / (np.sqrt(v) + 1e-7)
+    return p
+
+
 def test_get_optimizer_by_name_like_the_book():
     assert isinstance(get_optimizer("AdaGrad"), AdaGrad)
     assert get_optimizer("sgd").lr == 0.01  # optimizer_param=None means lr 0.01
@@ -126,6 +179,9 @@ def test_get_optimizer_by_name_like_the_book():
     assert (m.lr, m.momentum) == (0.2, 0.5)
     adam = Adam()
     assert get_optimizer(adam) is adam
+    with pytest.raises(ValueError, match=r"optimizer_param is for optimizers given by name; "
+                                         r"this one is already built: Adam\(lr=0.001\)"):
+        get_optimizer(adam, {"lr": 0.1})  # would have been dropped, silently
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'; expected one of SGD, Momentum"):
         get_optimizer("lbfgs")
     with pytest.raises(ValueError, match="SGD: bad optimizer_param"):
