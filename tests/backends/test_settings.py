@@ -40,6 +40,7 @@ def test_nothing_else_reads_an_xpnet_variable():
     ("XPNET_HOST_THREADS", "0", "expected a positive integer"),
     ("XPNET_HOST_KERNELS", "yes", "expected 1 .* or 0"),
     ("XPNET_FUSED", "off", "expected 1 .* or 0"),
+    ("XPNET_FUSED", "true", "expected 1 .* or 0"),  # no dialect of yes: 1 or 0 alone
     ("XPNET_CUDA_GRAPH", "2", "expected 1 .* or 0"),
     ("XPNET_GRAPH_GEMM", "blas", "expected 'auto'"),
     ("XPNET_MNIST_MIRROR", "http://example.org/x", "must be a base URL ending in '/'"),
