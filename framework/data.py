@@ -175,11 +175,14 @@ class DeviceBatches:
         return order
 
     def describe(self):
-        """How the batches are drawn: the training set's size, the batch size and the
-        sampling (a resume that drew them otherwise would not continue the run)."""
+        """How the batches are drawn: the training set's size, the batch size, the sampling
+        and whether a short last batch is left out (where there is one to leave out): a
+        resume that drew them otherwise would not continue the run."""
         sampling = "choice" if self.replacement else "epoch" if self.shuffle else "in order"
+        dropped = self.drop_last and not self.replacement and \
+            self.size > self.batch_size and self.size % self.batch_size != 0
         return {"train_size": self.size, "mini_batch_size": self.batch_size,
-                "sampling": sampling}
+                "sampling": sampling, "drop_last": dropped}
 
     def state(self, mid_epoch=False):
         """Where the draws stand, for a checkpoint: the generator's state and the epochs

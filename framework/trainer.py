@@ -48,6 +48,18 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
             raise ValueError(f"Trainer: {name} must be a whole number, got {value!r}")
 
 
+def _check_flag(name, value):
+    """``value`` as a bool where it is True or False (NumPy's booleans, 0 and 1 too), else
+    ``ValueError``: a string such as ``"no"`` would be true."""
+    try:
+        ok = not isinstance(value, str) and value in (True, False)
+    except (TypeError, ValueError):  # an array of several values
+        ok = False
+    if not ok:
+        raise ValueError(f"Trainer: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _as_number(value):
     """``value`` as a float where it is a real number (Python's or NumPy's, not a bool),
     else NaN: what the length checks compare, so that anything else fails them."""
@@ -117,6 +129,15 @@ class Trainer:
     ``sampling``
         ``'epoch'`` (default): a permutation per epoch, every sample once;
         ``'choice'``: the book's ``np.random.choice`` sampling with replacement.
+    ``drop_last``
+        with ``sampling='epoch'``, leave out each epoch's short last batch (the samples
+        it would hold, different ones each epoch, wait for the next permutation), as
+        PyTorch's ``DataLoader(drop_last=True)``: every step then sees ``mini_batch_size``
+        samples. Batch normalization needs it where a last batch would hold one sample
+        (51 samples in batches of 10): one sample is its own mean, so such a step passes
+        no gradient through the layer and pulls the running variance towards 0. A set
+        smaller than one batch still trains on all of it. False by default, the book's
+        epoch.
     ``checkpoint``, ``resume``
         save parameters, history and optimizer state to this ``.npz`` at
         every epoch end (its folder is made, and checked writable, at once);
@@ -163,7 +184,7 @@ class Trainer:
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
                  verbose=True, *, iters=None, seed=None, sampling="epoch", checkpoint=None,
                  resume=False, callbacks=(), refresh_seconds=0.5, graph="auto",
-                 sync_batchnorm=True, check_replicas=False):
+                 sync_batchnorm=True, check_replicas=False, drop_last=False):
         _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
                          refresh_seconds, mini_batch_size)
         mini_batch_size = int(mini_batch_size)  # NumPy's integers, or 100.0, as 100
@@ -203,7 +224,8 @@ class Trainer:
                                          shuffle=(sampling == "epoch"),
                                          replacement=(sampling == "choice"), seed=seed,
                                          backend=self.backend, dtype=dtype,
-                                         num_classes=num_classes)
+                                         num_classes=num_classes,
+                                         drop_last=_check_flag("drop_last", drop_last))
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
                 raise ValueError(f"Trainer: x_test's samples have shape "

@@ -67,12 +67,14 @@ def restore(trainer, path):
         raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
                                    f"not {type(trainer.optimizer).__name__}")
     saved, now = state.get("batches"), trainer.batches.describe()
-    if saved is not None and saved != now:  # (checkpoints of older versions hold none)
+    if saved is not None:  # (checkpoints of older versions hold none; before drop_last, off)
+        saved = {"drop_last": False, **saved}
+    if saved is not None and saved != now:
         differ = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items()
                            if saved.get(k) != v)
         raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "
-                                   f"resume with the same data, mini_batch_size and sampling, "
-                                   f"or start a new run")
+                                   f"resume with the same data, mini_batch_size, sampling and "
+                                   f"drop_last, or start a new run")
     settings = state.get("optimizer_settings")  # (checkpoints of older versions hold none)
     if settings is not None:
         _check_settings(path, settings, trainer.optimizer)

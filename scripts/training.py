@@ -98,6 +98,9 @@ def parser(doc, *, iters=None, epochs=None, lr, optimizer):
     p.add_argument("--optimizer", default=optimizer, type=str.lower, choices=sorted(OPTIMIZERS))
     p.add_argument("--seed", type=non_negative_seed, default=0,
                    help="seeds weights and batch order")
+    p.add_argument("--drop-last", action="store_true",
+                   help="leave out each epoch's short last batch (with --sampling epoch; batch "
+                        "norm cannot normalise a last batch of one sample)")
     p.add_argument("--sampling", default="epoch", choices=["epoch", "choice"],
                    help="a permutation per epoch, or the book's sampling with replacement")
     p.add_argument("--save", metavar="PATH", help="checkpoint (.npz) written at every epoch end")
@@ -217,7 +220,7 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
                           optimizer_param={"lr": args.lr}, verbose=not args.quiet,
                           seed=args.seed, sampling=args.sampling, checkpoint=args.save,
                           evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch,
-                          resume=args.resume,
+                          resume=args.resume, drop_last=args.drop_last,
                           graph={"auto": "auto", "on": True, "off": False}[args.graph])
     except CheckpointError as e:
         parser.exit(1, f"error: cannot resume: {e}\n")

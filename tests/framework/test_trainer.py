@@ -76,6 +76,41 @@ def test_iters_sets_the_length_and_last_epoch_is_partial(backend):
     assert len(trainer.train_loss_list) == 50
 
 
+def test_drop_last_leaves_out_each_epochs_short_batch(backend):
+    """51 samples in batches of 10: the book's epoch ends with a step of one sample, which
+    batch norm cannot normalise (one sample is its own mean). drop_last=True leaves it out:
+    five full steps an epoch, and the sample left out is another each epoch."""
+    x, t = blobs(n=51)
+    xt, tt = blobs(n=20, seed=1)
+    seen = []
+
+    class Watched(MultiLayerNetExtend):
+        def gradient(self, x, t):
+            seen.append(to_host(x)[:, 0].tolist())
+            return super().gradient(x, t)
+    kept = {}
+    for drop_last in (False, True):
+        seen.clear()
+        net = Watched(20, [8], 4, use_batchnorm=True, seed=0)
+        trainer = Trainer(net, x, t, xt, tt, epochs=2, mini_batch_size=10, verbose=False,
+                          seed=0, drop_last=drop_last, graph=False)
+        trainer.train()
+        kept[drop_last] = [sum(seen[i:i + trainer.iter_per_epoch], [])
+                           for i in (0, trainer.iter_per_epoch)]
+        sizes = [len(batch) for batch in seen]
+        assert sizes == ([10] * 10 if drop_last else ([10] * 5 + [1]) * 2)
+        assert trainer.history["iteration"] == ([5, 10] if drop_last else [6, 12])
+    first, second = kept[True]
+    everything = sorted(x[:, 0].tolist())
+    assert len(set(first)) == len(set(second)) == 50 and set(first) != set(second)
+    assert all(sorted(epoch) == everything for epoch in kept[False])
+    # the same permutations: dropping the last batch leaves the others as they were
+    assert [epoch[:50] for epoch in kept[False]] == kept[True]
+    small = Trainer(TwoLayerNet(20, 8, 4, seed=0), x[:7], t[:7], xt, tt, epochs=1,
+                    mini_batch_size=10, verbose=False, drop_last=True)
+    assert small.iter_per_epoch == 1  # a set smaller than one batch still trains on it all
+
+
 def test_choice_sampling_and_evaluation_subset(backend):
     seen = []
 
@@ -283,6 +318,10 @@ def test_bad_arguments():
         make_trainer(sampling="random")
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
+    for bad in ("no", None, 2):  # "no" is true
+        with pytest.raises(ValueError, match=rf"^Trainer: drop_last must be True or False, "
+                                             rf"got {re.escape(repr(bad))}$"):
+            make_trainer(drop_last=bad)
     with pytest.raises(ValueError, match="Trainer: epochs must be a number above 0, got 0"):
         make_trainer(epochs=0)
     with pytest.raises(ValueError, match="Trainer: iters must be a number at least 1, got 0"):

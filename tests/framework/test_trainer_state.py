@@ -52,6 +52,10 @@ def an_epoch_stopped_at_5_with_4_losses(path):
     trainer_state.save(saver, path, position=5, epoch_losses=np.zeros(4, np.float32))
 
 
+def a_run_of_sgd_dropping_its_short_batches(path):
+    make_trainer(checkpoint=path, epochs=1, mini_batch_size=30, drop_last=True).train()
+
+
 def a_run_of_sgd_whose_settings_read(settings):
     """A writer: a run of SGD whose checkpoint's optimizer settings are then ``settings``."""
     def write(path):
@@ -75,6 +79,9 @@ def a_run_of_sgd_whose_settings_read(settings):
      r"drew its batches otherwise \(mini_batch_size 20 -> 10\)"),
     (a_run_of_sgd, {"sampling": "choice"}, r"drew its batches otherwise \(sampling 'epoch' -> "
                                            r"'choice'\)"),
+    (a_run_of_sgd_dropping_its_short_batches, {"mini_batch_size": 30},
+     r"drew its batches otherwise \(drop_last True -> False\); resume with the same data, "
+     r"mini_batch_size, sampling and drop_last"),
     (a_run_of_sgd_whose_settings_read({"lr": 0.1, "momentum": 0.9}), {},
      r"holds the optimizer settings \{'lr': 0.1, 'momentum': 0.9\}; expected numbers for lr "
      r"\(SGD\)"),
@@ -87,7 +94,7 @@ def a_run_of_sgd_whose_settings_read(settings):
     (a_run_of_sgd_whose_settings_read({"lr": float("inf")}), {},  # JSON's Infinity
      "holds the optimizer setting lr=inf; expected a finite number"),
 ], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
-        "another-sampling", "settings-of-another-optimizer", "a-setting-not-a-number",
+        "another-sampling", "drop-last-off", "settings-of-another-optimizer", "a-setting-not-a-number",
         "a-setting-null", "a-setting-true", "a-setting-infinite"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):

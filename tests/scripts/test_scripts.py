@@ -273,6 +273,22 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
     assert "trained 3 steps" in more
 
 
+def test_drop_last_on_the_command_line(tmp_path):
+    """30 samples in batches of 7: four full steps an epoch and a fifth of two samples,
+    which --drop-last leaves out; a resume that would draw otherwise is refused."""
+    env = synthetic_data_env(tmp_path)
+    ckpt = tmp_path / "run.npz"
+    args = ["--backend", "numpy", "--model", "multi-layer", "--hidden", "20", "--batchnorm",
+            "--epochs", "1", "--batch-size", "7", "--quiet", "--save", str(ckpt)]
+    assert "trained 5 steps" in run_script("train_neuralnet.py", *args, env=env)
+    ckpt.unlink()
+    assert "trained 4 steps" in run_script("train_neuralnet.py", *args, "--drop-last", env=env)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                        *args, "--resume", "--epochs", "2"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT, **env), timeout=120)
+    assert r.returncode == 1 and "(drop_last True -> False)" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--batchnorm"], "--batchnorm: only with --model multi-layer"),
     (["--hidden", "50,50"], "two-layer has one hidden layer"),
