@@ -190,3 +190,5 @@ def test_labels_that_do_not_fit_the_batch_are_named_by_accuracy(backend):
             net.accuracy(x, backends.to_device(labels))
     one_hot = backends.to_device(np.eye(3)[[0, 1, 2, 1]])
     assert net.accuracy(x, one_hot) == net.accuracy(x, backends.to_device([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=r"^Tiny\.accuracy: empty batch$"):  # not 0 / 0
+        net.accuracy(x[:0, ...], backends.to_device(np.zeros(0, dtype=int)))
