@@ -114,6 +114,10 @@ def test_an_update_through_params_reaches_the_layers(backend, xp):
     assert not np.allclose(to_host(net.predict(x)), after)
     for key, (layer, attr) in net.param_layout.items():
         assert getattr(net.layers[layer], attr) is net.params[key], key
+    # dict's update() too (new arrays on every library: a user's own loop, say)
+    net.params.update({key: p * 0.5 for key, p in net.params.items()})
+    for key, (layer, attr) in net.param_layout.items():
+        assert getattr(net.layers[layer], attr) is net.params[key], key
 
 
 def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(backend, xp):
