@@ -128,6 +128,10 @@ def test_testing_your_own_layer_example(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "test_leaky_relu_backward[numpy] PASSED" in r.stdout
     assert "test_leaky_relu_backward[cupy]" in r.stdout
+    # the backends the example's comment names are those it runs on (JAX had been left out)
+    comment = re.search(r"# runs as (.*)$", block_starting("# test_my_layers.py"), re.M)
+    ran = list(dict.fromkeys(re.findall(r"test_leaky_relu_backward\[(\w+)\]", r.stdout)))
+    assert re.findall(r"\[(\w+)\]", comment.group(1)) == ran, ran
     r = run_user_tests(tmp_path, layers, "--xpnet-backend=numpy")
     assert "[cupy]" not in r.stdout and "2 passed" in r.stdout
     # the failure the README shows is the one a sign flip gives
