@@ -115,6 +115,7 @@ def test_bad_arguments_are_named():
     (lambda x, t: (x, t.astype(np.float32)), "1-D labels must be integer class indices"),
     (lambda x, t: (x, t[:, None, None]), r"t has shape \(23, 1, 1\)"),
     (lambda x, t: (x.astype(str), t), "x has dtype <U"),
+    (lambda x, t: (x > 0.5, t), r"x has dtype bool; expected numbers \(float or integer\)"),
     # it said "x and t must be arrays ..., got shapes None and (23,)" for a list
     (lambda x, t: (x.tolist(), t), r"x must be an array with a sample axis \(a NumPy array or "
                                    r"one of the backend's\), got a list$"),
