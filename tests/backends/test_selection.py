@@ -95,6 +95,9 @@ def test_use_unknown_name_raises_value_error():
     with pytest.raises(ValueError, match="'mlx'.*numpy, cupy, torch, array_api_strict, jax, "
                                          "auto"):
         backends.use("mlx")
+    # a name is a name whatever its case and the spaces around it, as XPNET_BACKEND's is
+    assert backends.use(" NumPy ").name == "numpy"
+    assert backends.current().name == "numpy"
 
 
 def test_env_is_read_when_first_needed(monkeypatch):
