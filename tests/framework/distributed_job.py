@@ -150,6 +150,8 @@ def main():
                         "data-parallel step would: check_replicas must name it")
     p.add_argument("--samples", type=int, default=50,
                    help="the training set's size (51: each epoch ends on a batch of one)")
+    p.add_argument("--drop-last", action="store_true",
+                   help="the Trainer's drop_last: each epoch's short last batch left out")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -174,7 +176,7 @@ def main():
                       mini_batch_size=10, **optimizer,
                       verbose=False, seed=None if args.unseeded else 5,
                       checkpoint=args.checkpoint, resume=args.resume,
-                      check_replicas=True,
+                      check_replicas=True, drop_last=args.drop_last,
                       graph=False)  # on a GPU the reference takes the eager step as the ranks do
     if args.fail_at:
         real, count = trainer.train_step, [0]

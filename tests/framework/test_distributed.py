@@ -144,6 +144,17 @@ def test_a_last_batch_smaller_than_the_world_trains_what_one_process_trains(tmp_
 
 
 @needs_mpi
+def test_drop_last_leaves_out_the_same_batch_on_every_rank(tmp_path):
+    """51 samples in batches of 10 with drop_last: five whole global batches an epoch on
+    every rank (shards of 3, 3 and 4), the last sample left out, as one process leaves it."""
+    want, _ = job(tmp_path, "batchnorm", None, "--samples", "51", "--drop-last")
+    got, _ = job(tmp_path, "batchnorm", 3, "--samples", "51", "--drop-last")
+    assert_same_run(got, want)
+    shards = [(tmp_path / f"batchnorm-3.npz.rank{r}").read_text() for r in range(3)]
+    assert shards == ["3", "3", "4"]  # no shard of the last sample's batch: it is not run
+
+
+@needs_mpi
 @pytest.mark.parametrize("net", ["dropout", "batchnorm"])
 def test_without_seeds_every_rank_trains_rank_0s_run(tmp_path, net):
     """A network and a Trainer made without seeds draw weights, dropout's keys and the
