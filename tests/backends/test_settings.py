@@ -79,3 +79,19 @@ def test_the_settings_change_for_a_block_and_come_back():
     with pytest.raises(ValueError, match="graph_gemm"):
         with backends.configured(graph_gemm="bogus"):
             pass
+
+
+def test_kept_gives_back_the_settings_and_drops_the_operations_made_under_others(monkeypatch):
+    """What a test (or the pytest plugin around each one) changed inside ``kept()`` goes:
+    the settings before come back, and so do operations built under them, never those
+    the block built under its own (here: NumPy's without the compiled kernels)."""
+    import numpy as np
+    x = np.ones((2, 2), np.float32)
+    before = backends.settings()
+    with backends.kept():
+        monkeypatch.setenv("XPNET_HOST_KERNELS", "0" if before.host_kernels else "1")
+        backends.reset()
+        inside = backends.ops_for(x)
+        assert backends.settings().host_kernels is not before.host_kernels
+    assert backends.settings() is before
+    assert backends.ops_for(x) is not inside
