@@ -95,3 +95,20 @@ def test_kept_gives_back_the_settings_and_drops_the_operations_made_under_others
         assert backends.settings().host_kernels is not before.host_kernels
     assert backends.settings() is before
     assert backends.ops_for(x) is not inside
+
+
+def test_a_layer_computes_with_the_settings_in_force_after_a_reset(monkeypatch):
+    """A layer finds its operations once for each kind of input, and a reset (new settings
+    read from the environment) is a new kind: the layer takes the new settings' operations
+    on its next call, not those it found before."""
+    import numpy as np
+    from framework.layers import Relu
+    x = np.ones((2, 3), np.float32)
+    layer = Relu()
+    layer.forward(x)
+    first = layer._ops
+    with backends.kept():
+        monkeypatch.setenv("XPNET_HOST_KERNELS", "0" if backends.settings().host_kernels else "1")
+        backends.reset()
+        layer.forward(x)
+        assert layer._ops is backends.ops_for(x) and layer._ops is not first
