@@ -208,8 +208,9 @@ class Trainer:
             # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
             # ``communication`` says in words where the gradients are summed, and why
             self.communicator, self.communication = self.world.communicator_for(self.backend)
-            self.sync_batchnorm = bool(sync_batchnorm)
-            self.check_replicas = bool(check_replicas)  # data-parallel: compare ranks each epoch
+            self.sync_batchnorm = _check_flag("sync_batchnorm", sync_batchnorm)
+            # data-parallel: compare the ranks' parameters at each epoch's end
+            self.check_replicas = _check_flag("check_replicas", check_replicas)
             self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
             if self._on_host:
                 backends.tune_host_allocator()  # steady step times; see its docstring
@@ -260,7 +261,7 @@ class Trainer:
             self._agreeing = None  # data-parallel: the stop agreement under way
             self._resume_position, self._resume_losses = 0, None
             self._checkpoint_holds = None  # what the checkpoint file holds now, in words
-            if resume:
+            if _check_flag("resume", resume):
                 if checkpoint is None:
                     raise ValueError("Trainer: resume=True needs checkpoint=PATH")
                 if os.path.exists(checkpoint):

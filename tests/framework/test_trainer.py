@@ -318,10 +318,11 @@ def test_bad_arguments():
         make_trainer(sampling="random")
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
-    for bad in ("no", None, 2):  # "no" is true
-        with pytest.raises(ValueError, match=rf"^Trainer: drop_last must be True or False, "
-                                             rf"got {re.escape(repr(bad))}$"):
-            make_trainer(drop_last=bad)
+    for name in ("drop_last", "resume", "sync_batchnorm", "check_replicas"):
+        for bad in ("no", None, 2):  # "no" is true: resume="no" resumed
+            with pytest.raises(ValueError, match=rf"^Trainer: {name} must be True or False, "
+                                                 rf"got {re.escape(repr(bad))}$"):
+                make_trainer(**{name: bad})
     with pytest.raises(ValueError, match="Trainer: epochs must be a number above 0, got 0"):
         make_trainer(epochs=0)
     with pytest.raises(ValueError, match="Trainer: iters must be a number at least 1, got 0"):
