@@ -7,6 +7,7 @@ its backend's (:mod:`backends.backend`), reached through :mod:`backends.registry
 """
 
 import math
+import numbers
 
 import numpy
 
@@ -16,14 +17,26 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or hasattr(x, "shape")
 
 
-def check_arrays(where, **arrays):
+def check_arrays(where, whose=None, **arrays):
     """``TypeError`` naming ``where`` and the first of ``arrays`` that is not an array (a
-    list of numbers, say), with what to do; nothing where each is one. For the places
-    that would otherwise fail in Python's words about a list's missing ``shape``."""
+    list of numbers, say), with what to do (``whose``: where the array should come from,
+    ``"the network's"`` backend, say); nothing where each is one. For the places that
+    would otherwise fail in Python's words about a list's missing ``shape``."""
     for name, a in arrays.items():
         if not is_array(a):
-            raise TypeError(f"{where}: {name} must be an array, got {type(a).__name__}; "
-                            f"convert it first (numpy.asarray, or backends.to_device)") from None
+            source = f" (NumPy's, or {whose} backend's)" if whose else ""
+            raise TypeError(f"{where}: {name} must be an array{source}, got "
+                            f"{type(a).__name__}; convert it first (numpy.asarray, or "
+                            f"backends.to_device)") from None
+
+
+def check_flag(owner, what, value):
+    """True or False (NumPy's booleans, 0 and 1 too), as a bool; else ``ValueError`` naming
+    ``owner`` and ``what``: a string such as "no" would be true."""
+    if isinstance(value, numbers.Integral) and value in (0, 1) or \
+            getattr(value, "shape", None) == () and dtype_kind(value.dtype) == "b":
+        return bool(value)
+    raise ValueError(f"{owner}: {what} must be True or False, got {value!r}")
 
 
 def size(x):

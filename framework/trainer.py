@@ -14,6 +14,7 @@ import time
 import array_api_extra as xpx
 
 import backends
+from backends.arrays import check_flag
 from framework import data_parallel, distributed, files, interrupts, replicas, steps, trainer_state
 from framework.data import DeviceBatches, check_data
 from framework.history import History
@@ -46,18 +47,6 @@ def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epo
             raise ValueError(f"Trainer: {name} must be a number {bound}, got {value!r}")
         if name != "epochs" and not number.is_integer():  # 2.5 steps ran 2, a slice failed
             raise ValueError(f"Trainer: {name} must be a whole number, got {value!r}")
-
-
-def _check_flag(name, value):
-    """``value`` as a bool where it is True or False (NumPy's booleans, 0 and 1 too), else
-    ``ValueError``: a string such as ``"no"`` would be true."""
-    try:
-        ok = not isinstance(value, str) and value in (True, False)
-    except (TypeError, ValueError):  # an array of several values
-        ok = False
-    if not ok:
-        raise ValueError(f"Trainer: {name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _as_number(value):
@@ -208,9 +197,9 @@ class Trainer:
             # NCCL between CuPy GPUs, else MPI: every rank decides the same (a collective);
             # ``communication`` says in words where the gradients are summed, and why
             self.communicator, self.communication = self.world.communicator_for(self.backend)
-            self.sync_batchnorm = _check_flag("sync_batchnorm", sync_batchnorm)
+            self.sync_batchnorm = check_flag("Trainer", "sync_batchnorm", sync_batchnorm)
             # data-parallel: compare the ranks' parameters at each epoch's end
-            self.check_replicas = _check_flag("check_replicas", check_replicas)
+            self.check_replicas = check_flag("Trainer", "check_replicas", check_replicas)
             self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
             if self._on_host:
                 backends.tune_host_allocator()  # steady step times; see its docstring
@@ -226,7 +215,7 @@ class Trainer:
                                          replacement=(sampling == "choice"), seed=seed,
                                          backend=self.backend, dtype=dtype,
                                          num_classes=num_classes,
-                                         drop_last=_check_flag("drop_last", drop_last))
+                                         drop_last=check_flag("Trainer", "drop_last", drop_last))
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
                 raise ValueError(f"Trainer: x_test's samples have shape "
@@ -261,7 +250,7 @@ class Trainer:
             self._agreeing = None  # data-parallel: the stop agreement under way
             self._resume_position, self._resume_losses = 0, None
             self._checkpoint_holds = None  # what the checkpoint file holds now, in words
-            if _check_flag("resume", resume):
+            if check_flag("Trainer", "resume", resume):
                 if checkpoint is None:
                     raise ValueError("Trainer: resume=True needs checkpoint=PATH")
                 if os.path.exists(checkpoint):

@@ -30,6 +30,7 @@ import array_api_extra as xpx
 
 import backends
 from backends import backend_of, check_same_backend, copy, get_array_module, size
+from backends.arrays import check_arrays
 from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
@@ -43,11 +44,7 @@ def _refuse_foreign_inputs(network, what, **arrays):
     each is one of the network's. The methods look only where a call
     failed (or once per call, not per step): the book passes arrays, and a step checks
     nothing again."""
-    for name, a in arrays.items():
-        if not backends.is_array(a):
-            raise TypeError(f"{type(network).__name__}.{what}: {name} must be an array (NumPy's, "
-                            f"or the network's backend's), got {type(a).__name__}; convert it "
-                            f"first (numpy.asarray, or backends.to_device)") from None
+    check_arrays(f"{type(network).__name__}.{what}", whose="the network's", **arrays)
     params = getattr(network, "params", None)
     if params:  # NumPy batches for a network on PyTorch, say: named, not the library's words
         try:

@@ -4,8 +4,8 @@ naming the model (``owner``), the argument and what was expected."""
 import math
 import numbers
 
-from backends import dtype_kind
-from backends.arrays import float_dtype  # noqa: F401 (the models' check, importable here as before)
+# the models' checks, importable here as before
+from backends.arrays import check_flag, float_dtype  # noqa: F401
 
 #: named initial scales: std = sqrt(gain / fan_in)
 INIT_GAINS = {"relu": 2.0, "he": 2.0, "sigmoid": 1.0, "xavier": 1.0}
@@ -37,14 +37,6 @@ def check_ratio(owner, what, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{owner}: {what} must lie in [0, 1), got {value!r}")
     return float(value)
-
-
-def check_flag(owner, what, value):
-    """True or False (NumPy's booleans, 0 and 1 too): a string such as "no" would be true."""
-    if isinstance(value, numbers.Integral) and value in (0, 1) or \
-            getattr(value, "shape", None) == () and dtype_kind(value.dtype) == "b":
-        return bool(value)
-    raise ValueError(f"{owner}: {what} must be True or False, got {value!r}")
 
 
 def check_decay(owner, value):
