@@ -287,3 +287,18 @@ def test_check_model_passes_and_fails_readably(xp):
     assert "TwoLayerNet (float64): gradient and numerical_gradient differ for b2" in text
     assert "W1: max abs diff" in text and "ok" in text and "b2: max abs diff" in text
     assert "FAIL" in text
+
+
+def test_a_failure_at_a_relu_kink_says_so(xp):
+    """Book-sized initial weights (0.01) put a hidden unit's input 9.2e-5 from 0, inside the
+    numerical gradient's h = 1e-4: b1's central difference straddles ReLU's kink and is off
+    by 3%, with nothing wrong in gradient. The failure names the layer and the value."""
+    net = TwoLayerNet(4, 5, 3, dtype="float64", seed=0)
+    x = backends.to_device(np.random.default_rng(0).standard_normal((3, 4)))
+    t = backends.to_device([0, 1, 2])
+    with pytest.raises(AssertionError, match=r"differ for b1; Relu1's input holds 1 value "
+                                             r"within h=0.0001 of 0 \(the closest 9.2e-05\): "
+                                             r"central differences there straddle ReLU's kink"):
+        check_model(net, x, t)
+    far = backends.to_device(np.random.default_rng(1).standard_normal((3, 4)))
+    check_model(net, far, t)  # no unit that close: the same network passes
