@@ -3,6 +3,8 @@
 (:func:`check_model`)."""
 
 
+import numbers
+
 import numpy  # host-side comparisons and seeded draws; compute stays on the inputs' backend
 
 import array_api_extra as xpx
@@ -60,6 +62,11 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
         raise ValueError(f"check_backward: mode={mode!r}; expected 'full' or 'random'")
     forward_kwargs = dict(forward_kwargs or {})
     rtol, atol = tolerances("float64", rtol, atol)
+    if isinstance(inputs, list) and inputs and all(isinstance(x, numbers.Number)
+                                                   for x in inputs):  # data, not inputs
+        raise TypeError("check_backward: inputs is a list of numbers; expected an array "
+                        "(xp.asarray(...), on the backend under test), or a tuple of arrays "
+                        "for several inputs")
     inputs = _as_tuple(inputs)
     for i, x in enumerate(inputs):
         if isinstance(x, (list, tuple)):

@@ -214,6 +214,11 @@ def test_bad_arguments(xp):
     # a nested list: the layer's own TypeError came from inside its forward
     with pytest.raises(TypeError, match="input 0 is a list; expected an array"):
         check_backward(layer, [[1.0, 2.0, 3.0]])
+    # a flat list is one input's data, not several inputs of one number each (it said
+    # "nothing to difference: input 0 is float, input 1 is float")
+    with pytest.raises(TypeError, match=r"^check_backward: inputs is a list of numbers; "
+                                        r"expected an array"):
+        check_backward(Relu(), [1.0, -2.0])
 
 
 class Quadratic:
