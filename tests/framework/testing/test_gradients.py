@@ -31,6 +31,13 @@ class AffineMissingBias(Affine):
         return dx
 
 
+class Forgetful(Affine):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dW = None  # never kept
+        return dx
+
+
 class SwappedMul(MulLayer):
     def backward(self, dout):
         dx, dy = super().backward(dout)
@@ -211,6 +218,14 @@ def test_bad_arguments(xp):
                                          r"'bias'; its floating-point arrays: W, b"):
         check_backward(layer, x, params=["W", "bias"])
     assert set(check_backward(layer, x, params="W")) == {"input 0", "W"}
+    # one name of several letters, too (a string is not a list of one-letter names)
+    from framework.layers import BatchNormalization
+    norm = BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(4)))
+    assert set(check_backward(norm, x, params="gamma")) == {"input 0", "gamma"}
+    # a backward that stores no gradient for a named parameter: said, not a None compared
+    with pytest.raises(AssertionError, match=r"^check_backward: Forgetful has no dW after "
+                                             r"backward$"):
+        check_backward(Forgetful(layer.W, layer.b), x, params=("W", "b"))
     # a nested list: the layer's own TypeError came from inside its forward
     with pytest.raises(TypeError, match="input 0 is a list; expected an array"):
         check_backward(layer, [[1.0, 2.0, 3.0]])
