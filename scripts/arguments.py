@@ -3,6 +3,7 @@ can be written, each said in argparse's one line before anything runs. Light to 
 the benchmark's MPI workers load it too."""
 
 import argparse
+import math
 import os
 
 from framework.files import unwritable
@@ -35,23 +36,22 @@ def _integer(text, least, what):
 
 def positive_number(text):
     """argparse type: a finite number above 0 (a learning rate, a number of epochs)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
-    return value
+    return _finite(text, lambda v: v > 0, "a finite number above 0")
 
 
 def non_negative_seconds(text):
     """argparse type: a number of seconds, 0 or more."""
+    return _finite(text, lambda v: v >= 0, "a number of seconds, 0 or more")
+
+
+def _finite(text, fits, what):
+    """``text`` as a finite float that ``fits``, or argparse's error saying ``what``."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+        value = float("nan")
+    if not (math.isfinite(value) and fits(value)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 
 

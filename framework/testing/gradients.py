@@ -3,6 +3,7 @@
 (:func:`check_model`)."""
 
 
+import inspect
 import numbers
 
 import numpy  # host-side comparisons and seeded draws; compute stays on the inputs' backend
@@ -10,6 +11,8 @@ import numpy  # host-side comparisons and seeded draws; compute stays on the inp
 import array_api_extra as xpx
 
 import backends
+from framework import gradient
+from framework.layers import Relu
 from framework.testing.compare import worst_elements, assert_allclose_report, tolerances
 
 
@@ -278,10 +281,6 @@ def _kinks(model, x, numerical_gradient):
     within h=0.0001 of 0 ..."``); ``""`` where none does, or where the network's layers
     cannot be walked. Walks the layers' side-effect-free ``forward_stack``: no running
     average moves, no generator advances. A hint: it never hides the failure itself."""
-    import inspect
-
-    from framework import gradient
-    from framework.layers import Relu
     try:  # the network's own, else the book's element loop (_differenced)
         h = inspect.signature(numerical_gradient or gradient.numerical_gradient) \
             .parameters["h"].default
@@ -327,9 +326,9 @@ def _check_keys_and_shapes(model, grads):
 def _differenced(model, x, t):
     """The book's numerical gradient of ``model.loss(x, t)`` over each of ``model.params``,
     one element at a time, for a network without a ``numerical_gradient`` of its own."""
-    from framework.gradient import numerical_gradient
     out = {}
     for key, p in model.params.items():
-        out[key] = numerical_gradient(lambda _: model.loss(x, t), p,
-                                      put=lambda a, key=key: model.params.__setitem__(key, a))
+        out[key] = gradient.numerical_gradient(
+            lambda _: model.loss(x, t), p,
+            put=lambda a, key=key: model.params.__setitem__(key, a))
     return out
