@@ -9,7 +9,8 @@ cannot be backends, and why.
 The one :class:`Registry`, :data:`REGISTRY`, holds what is xpnet's for the whole process:
 the settings (read once: :mod:`backends.settings`), the default backend, the array type
 -> backend answers (asked for every array, so answered from a dict after the first),
-each library's operations under the settings in force, and the host's allocator policy.
+each library's operations under the settings in force, the host's allocator policy, and
+the data-parallel world this process is in (made once by :func:`framework.distributed.world`).
 Changes inside a program are scoped: :meth:`Registry.using` (the default backend) and
 :meth:`Registry.configured` (the settings) give back what they changed.
 """
@@ -61,6 +62,9 @@ class Registry:
         self._ops_by_type = {}
         self._settings = None
         self._default = None
+        #: the :class:`framework.distributed.World` of this process, once made: an MPI
+        #: launcher's processes are fixed for the process's life
+        self.world = None
         #: counts changes of settings: whoever resolved operations once (a network's calls)
         #: resolves them again when it moves
         self.generation = 0

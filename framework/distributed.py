@@ -36,11 +36,10 @@ import backends
 from backends import mpi_env
 from backends.arrays import sum_in_rank_order
 from backends.host import buffers
+from backends.registry import REGISTRY
 
 ABORT_GRACE_S = 0.5  # for the launcher to pass on a failing rank's output
 INSTALL = "pip install 'xpnet[distributed]' (mpi4py and MPICH)"
-
-_world = None
 
 
 class Done:
@@ -298,10 +297,11 @@ class World:
 
 def world(environ=None):
     """The world this process is in, made once: a world of one unless an MPI launcher
-    (``mpiexec``) started more than one process."""
-    global _world
-    if _world is not None and environ is None:
-        return _world
+    (``mpiexec``) started more than one process. Kept in the registry, with the rest of
+    xpnet's process-wide state; ``environ`` (a mapping standing for ``os.environ``) makes a
+    world from it without keeping it."""
+    if environ is None and REGISTRY.world is not None:
+        return REGISTRY.world
     launched = mpi_env.launched(environ)
     if launched is None or launched.size == 1:
         made = World(0, 1, 0, Communicator())
@@ -316,7 +316,7 @@ def world(environ=None):
         local = comm.Split_type(MPI.COMM_TYPE_SHARED).rank
         made = World(comm.rank, comm.size, local, MpiCommunicator(comm))
     if environ is None:
-        _world = made
+        REGISTRY.world = made
     return made
 
 

@@ -206,7 +206,7 @@ class Trainer:
             if self.world.size > 1:
                 seed = self._data_parallel_network(seed)
             self.optimizer = get_optimizer(optimizer, optimizer_param)
-            self.verbose = verbose and self.world.is_root  # one progress bar, one report
+            self.verbose = check_flag("Trainer", "verbose", verbose) and self.world.is_root  # one bar
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
             dtype = steps.network_dtype(network)

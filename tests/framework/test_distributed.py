@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from backends.registry import REGISTRY
 from framework import distributed
 from framework.testing.plugin import unusable
 from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal
@@ -99,8 +100,7 @@ def test_a_graph_demanded_data_parallel_is_refused_before_training(monkeypatch):
     """``graph=True`` means the graph or an error: a data-parallel step is not recorded."""
     from framework.trainer import Trainer
     from models import TwoLayerNet
-    monkeypatch.setattr(distributed, "_world",
-                        distributed.World(0, 2, 0, distributed.Communicator()))
+    monkeypatch.setattr(REGISTRY, "world", distributed.World(0, 2, 0, distributed.Communicator()))
     x, t = np.zeros((20, 4), np.float32), np.zeros(20, np.int64)
     with pytest.raises(ValueError, match=r"graph=True, but the step cannot be a CUDA graph: "
                                          r"a data-parallel step \(2 processes\)"):
@@ -430,6 +430,7 @@ ALL_REDUCE_PROBE = """
 import json, sys
 import numpy as np
 from backends.arrays import sum_in_rank_order
+from backends.registry import REGISTRY
 from framework import distributed
 world = distributed.world()
 c = world.communicator
@@ -485,6 +486,7 @@ BROADCAST_PROBE = """
 import json
 import numpy as np
 import backends
+from backends.registry import REGISTRY
 from framework import distributed
 world = distributed.world()
 c = world.communicator

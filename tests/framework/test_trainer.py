@@ -318,7 +318,7 @@ def test_bad_arguments():
         make_trainer(sampling="random")
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
-    for name in ("drop_last", "resume", "sync_batchnorm", "check_replicas"):
+    for name in ("drop_last", "resume", "sync_batchnorm", "check_replicas", "verbose"):
         for bad in ("no", None, 2):  # "no" is true: resume="no" resumed
             with pytest.raises(ValueError, match=rf"^Trainer: {name} must be True or False, "
                                                  rf"got {re.escape(repr(bad))}$"):
