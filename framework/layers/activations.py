@@ -35,7 +35,7 @@ class Relu(Layer):
         return out
 
     def backward(self, dout):
-        ops = self._ops if type(dout) is self._xtype else ops_for(dout)
+        ops = self._ops if type(dout) is self._xtype else self._dout_ops(dout)
         try:
             return ops.relu_backward(dout, self.keep)
         except Exception:  # what kind the library raises for None
@@ -68,6 +68,8 @@ class Sigmoid(Layer):
         return self.out
 
     def backward(self, dout):
+        if type(dout) is not type(self.out):  # a list would pass on NumPy alone
+            self._check_kept(dout=dout)
         try:
             return dout * (1.0 - self.out) * self.out
         except Exception:  # what kind the library raises for None

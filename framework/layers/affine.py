@@ -105,7 +105,7 @@ class Affine(Layer):
         return ops_for(x).perturbed_copies(base, cols, moved, axis=1)
 
     def backward(self, dout):
-        ops = self._ops if type(dout) is self._xtype else ops_for(dout)
+        ops = self._ops if type(dout) is self._xtype else self._dout_ops(dout)
         try:
             dx, self.dW, self.db = ops.affine_grad(self.x, dout, self.W, self.input_grad)
         except Exception:  # what kind the library raises for None

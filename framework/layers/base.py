@@ -76,6 +76,13 @@ class Layer:
         for a new kind of input: never on a step's way."""
         check_arrays(f"{self.name}.{method}", **arrays)
 
+    def _dout_ops(self, dout):
+        """The operations for a ``dout`` of another type than the forward pass's input (a
+        backward called by hand): ``TypeError`` if it is not an array, where NumPy's
+        operations would have taken a list and the other libraries' refused it."""
+        self._check_arrays("backward", dout=dout)
+        return ops_for(dout)
+
     def _check_kept(self, **arrays):
         """Called where ``backward`` failed: ``TypeError`` if one of ``arrays`` (its
         ``dout``) is not an array; ``ValueError`` if no forward pass kept what it

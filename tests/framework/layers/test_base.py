@@ -106,11 +106,8 @@ def test_a_layer_given_what_is_not_an_array_says_so(xp):
         out = layer.forward(x, *labels)  # the layer works after all that
         if labels:
             continue  # the loss's dout is a number
-        try:
-            got = layer.backward(to_host(out).tolist())
-        except TypeError as e:
-            assert str(e).startswith(f"{type(layer).__name__}.backward: dout must be an "
-                                     f"array, got list; convert it first"), e
-        else:  # where NumPy's own functions took the list: the array's numbers
-            assert type(got) is type(x)
-            np.testing.assert_array_equal(to_host(got), to_host(layer.backward(out)))
+        # on every backend, where NumPy's own functions took the list for Sigmoid and Affine
+        with pytest.raises(TypeError, match=rf"^{type(layer).__name__}\.backward: dout must be "
+                                            rf"an array, got list; convert it first"):
+            layer.backward(to_host(out).tolist())
+        assert type(layer.backward(out)) is type(x)  # and works after it
