@@ -31,9 +31,10 @@ import os
 import pathlib
 import platform
 import shutil
-import stat
 import subprocess
 import tempfile
+
+from backends.trust import private_folder, untrusted
 
 FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
 # grid positions a dW pass sums at a time: the chunk's rows of dout and of the input stay
@@ -169,44 +170,6 @@ def library_name(cc, flags=FLAGS):
     key = hashlib.sha256("\n".join([*(f"{name}\n{text}" for name, text in sources().items()),
                                     cc, " ".join(flags), _cpu_signature()]).encode())
     return f"xpnet_host-{key.hexdigest()[:16]}.so"
-
-
-def untrusted(path, kind="folder"):
-    """Why ``path`` may not be trusted to hold code this process loads, or None: it must
-    be a real folder (or regular file) owned by the user running xpnet, writable by no
-    one else."""
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        return f"{path} cannot be examined ({e.strerror})"
-    if kind == "folder" and stat.S_ISLNK(st.st_mode):
-        try:
-            st = os.stat(path)  # a link to a folder: the folder it names must be trusted
-        except OSError as e:
-            return f"{path} is a broken link ({e.strerror})"
-    wanted = stat.S_ISDIR if kind == "folder" else stat.S_ISREG
-    if not wanted(st.st_mode):
-        return f"{path} is not a {'folder' if kind == 'folder' else 'regular file'}"
-    if st.st_uid != os.geteuid():
-        return f"{path} belongs to user {st.st_uid}, not to this one ({os.geteuid()})"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'}"
-    return None
-
-
-def private_folder(folder):
-    """``folder`` made if missing (0700, its parents as usual) and checked with
-    :func:`untrusted`: ``(folder, None)``, or ``(None, why it will not do)``."""
-    folder = pathlib.Path(folder)
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        return None, f"{folder} cannot be made ({e.strerror})"
-    why = untrusted(folder)
-    return (None, why) if why else (folder, None)
 
 
 def build(folder, cc, flags=FLAGS):

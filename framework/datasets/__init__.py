@@ -18,7 +18,10 @@ Downloads are checked against the published MD5s and written atomically;
 files found locally are checked by the IDX parser instead, since
 repackagers recompress them. The parsed arrays are cached in an ``.npz``
 (read with ``allow_pickle=False``) that is rebuilt when missing, stale or
-unreadable. This package is host-side I/O: it returns NumPy arrays.
+unreadable. Nothing is read from a place others could have written to: xpnet's cache
+folder is made private (0700) and passed over where it is not the user's alone, and a
+parsed ``.npz`` is read only where it is the user's own file, writable by no one else
+(:mod:`backends.trust`). This package is host-side I/O: it returns NumPy arrays.
 
 A module a concern: ``catalog.py`` (the datasets, their files, checksums and
 mirrors), ``locate.py`` (where files are looked for), ``mirrors.py`` (the
@@ -90,7 +93,7 @@ def load_dataset(name, normalize=True, flatten=True, one_hot_label=False, *, dat
     label, directory, paths = locate(spec, data_dir, looked)
     if paths is None and download:
         label, directory = "downloaded", data_dir or os.path.join(cache_root(), spec.name)
-        paths = mirrors.fetch_missing(spec, directory, tried)
+        paths = mirrors.fetch_missing(spec, directory, tried, private=not data_dir)
     if paths is None:
         raise DatasetError(_not_found_message(spec, looked, tried, download))
     try:

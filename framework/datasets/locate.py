@@ -3,6 +3,7 @@
 import os
 
 import backends
+from backends.trust import untrusted
 from framework.datasets.catalog import FILENAMES, PARTS
 
 
@@ -34,10 +35,26 @@ def candidates(spec, data_dir):
     return out
 
 
+def cache_distrusted(directory):
+    """Why xpnet's cache folder ``directory`` may not be read or written, or None (it is
+    missing, or the user's own and writable by no one else): the files a run trains on
+    are not taken from a folder others could have put them in."""
+    if not os.path.lexists(directory):
+        return None
+    why = untrusted(directory)
+    return None if why is None else \
+        f"{why}; xpnet's cache must be yours alone (chmod go-w, or another XDG_CACHE_HOME)"
+
+
 def locate(spec, data_dir, looked):
     """``(label, directory, paths)`` of the first candidate holding all four files, else
-    ``(None, None, None)``; ``looked`` gets each place passed over, with why."""
+    ``(None, None, None)``; ``looked`` gets each place passed over, with why (xpnet's
+    cache is passed over where :func:`cache_distrusted`)."""
     for label, directory in candidates(spec, data_dir):
+        why = cache_distrusted(directory) if label == "cache" else None
+        if why is not None:
+            looked.append(f"{directory} ({label}): not used: {why}")
+            continue
         paths = {part: find_file(directory, part) for part in PARTS}
         missing = [FILENAMES[p] for p, path in paths.items() if path is None]
         if not missing:

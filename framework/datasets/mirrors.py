@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import backends
+from backends.trust import private_folder
 from framework.datasets.catalog import FILENAMES, PARTS, DatasetError
 from framework.datasets.locate import find_file
 from framework.files import atomic_open
@@ -59,11 +60,19 @@ def fetch(url, dest, md5, timeout=60):
             raise DatasetError(f"MD5 mismatch: got {digest.hexdigest()}, expected {md5}")
 
 
-def fetch_missing(spec, directory, tried):
+def fetch_missing(spec, directory, tried, private=False):
     """Fetch every missing part into ``directory``; returns the paths, or None. Parts
     fetched before a failure stay for the next try; a folder made here and left empty by
-    the failure goes again (it would read as "missing" files, not "does not exist")."""
+    the failure goes again (it would read as "missing" files, not "does not exist").
+    ``private`` (xpnet's cache): the folder is made 0700, and one that others may write
+    is not downloaded into (``tried`` says why)."""
     made = not os.path.isdir(directory)
+    if private:
+        folder, why = private_folder(directory)
+        if folder is None:
+            tried.append(f"{directory}: not downloaded into: {why}; xpnet's cache must be "
+                         f"yours alone (chmod go-w, or another XDG_CACHE_HOME)")
+            return None
     os.makedirs(directory, exist_ok=True)
     paths = {}
     for part in PARTS:

@@ -253,6 +253,87 @@ def test_every_array_returned_is_writable_on_the_first_load_as_on_later_ones(tmp
     assert (tmp_path / "d" / "mnist.npz").is_file()
 
 
+def plant_npz(folder, name, x_train, mode, owner=None):
+    """A parsed cache of made-up images under the stamp of the files in ``folder`` (the
+    stamp is public: paths, sizes and times), as someone else could write it."""
+    from framework.datasets import parsed_cache
+    paths = {part: str(folder / datasets.FILENAMES[part]) for part in datasets.PARTS}
+    path = folder / name
+    with open(path, "wb") as f:
+        np.savez(f, stamp=np.array(parsed_cache.stamp(paths)), x_train=x_train,
+                 t_train=np.zeros(len(x_train), np.uint8),
+                 x_test=np.zeros((20, 28, 28), np.uint8), t_test=np.zeros(20, np.uint8))
+    os.chmod(path, mode)
+    if owner is not None:
+        os.chown(path, owner, -1)
+    return path
+
+
+@pytest.mark.parametrize("planted", ["ours (control)", "writable by others",
+                                     "writable by its group", "another user's"])
+def test_a_parsed_cache_someone_else_could_have_written_is_never_trained_on(tmp_path,
+                                                                           planted):
+    """An ``.npz`` beside the files with the right stamp was read whoever wrote it: in a
+    folder others may write (``/tmp``, sticky or not) anyone could choose what a run
+    trains on. It is read only where it is the user's own, writable by no one else, and
+    the run parses the files and writes its own in its place."""
+    if planted == "another user's" and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root (CI runs as root)")
+    files, ((xtr, _), _) = dataset_files()
+    write_files(tmp_path / "d", files)
+    poison = np.full((30, 28, 28), 7, np.uint8)
+    mode, owner = {"ours (control)": (0o644, None), "writable by others": (0o666, None),
+                   "writable by its group": (0o664, None),
+                   "another user's": (0o644, 12345)}[planted]
+    npz = plant_npz(tmp_path / "d", "mnist.npz", poison, mode, owner)
+    (x, _), _ = load_mnist(normalize=False, flatten=False, data_dir=str(tmp_path / "d"),
+                           download=False)
+    if planted == "ours (control)":  # the stamp is right: this one is read
+        np.testing.assert_array_equal(x[:, 0], poison)
+        return
+    np.testing.assert_array_equal(x[:, 0], xtr)
+    st = os.stat(npz)  # replaced by the run's own, whatever the umask
+    assert (st.st_uid, st.st_mode & 0o777) == (os.geteuid(), 0o644)
+    with np.load(npz, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["x_train"], xtr)
+
+
+def test_xpnet_cache_is_private_and_passed_over_where_others_may_write_it(tmp_path,
+                                                                          monkeypatch):
+    """The cache holds what a run trains on (the files xpnet downloaded, the parsed copy
+    of the Debian package's), so xpnet makes it 0700, and a cache folder others may write
+    is neither read from nor written to, and the error says so and what to do."""
+    system = tmp_path / "usr-share"
+    write_files(system, dataset_files(seed=4)[0])
+    monkeypatch.setattr(datasets.DATASETS["fashion-mnist"], "system_dirs", [str(system)])
+    load_fashion_mnist(download=False)
+    cache = tmp_path / "cache" / "xpnet" / "fashion-mnist"
+    assert os.stat(cache).st_mode & 0o777 == 0o700
+    assert os.listdir(cache) == ["fashion-mnist-parsed.npz"]
+
+    write_files(tmp_path / "cache" / "xpnet" / "mnist", dataset_files(seed=5)[0])
+    (x, _), _ = load_mnist(normalize=False, download=False)  # the user's own folder: read
+    np.testing.assert_array_equal(x, dataset_files(seed=5)[1][0][0].reshape(30, -1))
+    os.chmod(tmp_path / "cache" / "xpnet" / "mnist", 0o777)
+    with pytest.raises(DatasetError, match=r"mnist \(cache\): not used: .*mnist is writable by "
+                                           r"others; xpnet's cache must be yours alone"):
+        load_mnist(download=False)
+    (label, folder), looked = datasets.dataset_folder("mnist")
+    assert label is None and "not used" in looked[0]
+
+    # the Debian package's parsed copy: not read from, nor written to, a cache others
+    # may write; the files are parsed each time instead
+    plant_npz(system, "fashion-mnist-parsed.npz", np.full((30, 28, 28), 7, np.uint8), 0o644)
+    os.replace(system / "fashion-mnist-parsed.npz", cache / "fashion-mnist-parsed.npz")
+    (x, _), _ = load_fashion_mnist(normalize=False, flatten=False, download=False)
+    np.testing.assert_array_equal(x[:, 0], np.full((30, 28, 28), 7, np.uint8))  # control
+    os.chmod(cache, 0o777)
+    (x, _), _ = load_fashion_mnist(normalize=False, download=False)
+    np.testing.assert_array_equal(x, dataset_files(seed=4)[1][0][0].reshape(30, -1))
+    with np.load(cache / "fashion-mnist-parsed.npz", allow_pickle=False) as f:
+        assert (f["x_train"] == 7).all()  # left as it was: nothing written there
+
+
 def test_no_pickle_anywhere_in_the_project():
     """Nothing is unpickled, but the book's parameter files by framework/book_params.py's
     unpickler, which rebuilds arrays and nothing else (its own tests plant a pickle that
@@ -349,9 +430,26 @@ def test_download_verifies_and_caches(tmp_path, monkeypatch, server, published):
     np.testing.assert_array_equal(x, xtr.reshape(30, -1))
     np.testing.assert_array_equal(t, ttr)
     assert cache_files(tmp_path) == sorted(list(files) + ["mnist.npz"])
+    assert os.stat(tmp_path / "cache" / "xpnet" / "mnist").st_mode & 0o777 == 0o700
     hits = len(server.hits)
     load_mnist()  # now found in the cache: no network
     assert len(server.hits) == hits
+
+
+def test_no_download_into_a_cache_others_may_write(tmp_path, monkeypatch, server, published):
+    files, _ = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    cache = tmp_path / "cache" / "xpnet" / "mnist"
+    cache.mkdir(parents=True)
+    os.chmod(cache, 0o777)
+    with pytest.raises(DatasetError, match=r"(?s)not used: .* writable by others.*Tried to "
+                                           r"download:.*mnist: not downloaded into: .*writable "
+                                           r"by others; xpnet's cache must be yours alone"):
+        load_mnist()
+    assert server.hits == [] and os.listdir(cache) == []
+    os.chmod(cache, 0o755)  # the user's own again: downloaded and read
+    load_mnist()
+    assert cache_files(tmp_path) == sorted(list(files) + ["mnist.npz"])
 
 
 def test_fallback_after_404(tmp_path, monkeypatch, server, published):
