@@ -286,8 +286,12 @@ def test_a_parsed_cache_someone_else_could_have_written_is_never_trained_on(tmp_
                    "writable by its group": (0o664, None),
                    "another user's": (0o644, 12345)}[planted]
     npz = plant_npz(tmp_path / "d", "mnist.npz", poison, mode, owner)
-    (x, _), _ = load_mnist(normalize=False, flatten=False, data_dir=str(tmp_path / "d"),
-                           download=False)
+    umask = os.umask(0o002)  # a user-private group's umask: new files group-writable
+    try:
+        (x, _), _ = load_mnist(normalize=False, flatten=False, data_dir=str(tmp_path / "d"),
+                               download=False)
+    finally:
+        os.umask(umask)
     if planted == "ours (control)":  # the stamp is right: this one is read
         np.testing.assert_array_equal(x[:, 0], poison)
         return

@@ -21,6 +21,11 @@ def test_outputs_are_compared_leaf_by_leaf():
                                  "grads": [np.ones(3, np.float32), np.arange(1, 4)]})
     with pytest.raises(AssertionError, match="differ in structure"):
         assert_outputs_close(a, {"loss": np.float32(1.0)})
+    with pytest.raises(AssertionError, match=r"differ in structure: .*output\['loss'\].* "
+                                             r"against .*output\['lost'\]"):
+        assert_outputs_close({"loss": 1.0}, {"lost": 1.0})  # as many leaves, other names
+    with pytest.raises(AssertionError, match=r"output\[1\] differs"):  # counts are exact
+        assert_outputs_close((1.0, np.arange(3)), (1.0, np.array([0, 1, 3])))
 
 
 def parity_loss(x, t):
@@ -49,3 +54,21 @@ def test_between_names_two_backends_or_says_so(between):
     with pytest.raises(ValueError, match=r"check_parity: between must name two backends, each "
                                          r"a name or a \(name, device\) pair, of numpy, "):
         check_parity(lambda x: x, np.ones(3), between=between)
+
+
+def test_the_tolerances_given_are_the_ones_used():
+    """One part in a hundred off fails float32's default (1e-3) and passes rtol=0.05."""
+    def differs(x):
+        return x * (1.01 if "device2" in str(x.device) else 1.0)
+    between = (("array_api_strict", "device1"), ("array_api_strict", "device2"))
+    with pytest.raises(AssertionError, match=r"output \(float32\)"):
+        check_parity(differs, np.ones(3, np.float32), between=between)
+    check_parity(differs, np.ones(3, np.float32), between=between, rtol=0.05)
+    check_parity(differs, np.ones(3, np.float32), between=between, rtol=0, atol=0.02)
+
+
+def test_a_name_and_device_pair_runs_on_that_device():
+    first, second = check_parity(lambda x: x, np.ones(3), between=(
+        ("array_api_strict", "device1"), ("array_api_strict", "device2")))
+    assert (str(first.device), str(second.device)) == (
+        "array_api_strict.Device('device1')", "array_api_strict.Device('device2')")

@@ -82,6 +82,19 @@ def test_xpnet_device_in_the_environment_is_the_device_tested(tmp_path):
     assert "test_device[array_api_strict] PASSED" in r.stdout
 
 
+def test_a_misspelt_marker_is_an_error_naming_it(tmp_path):
+    """``@pytest.mark.backends("nump")`` would otherwise run the test on no backend at all,
+    and pass as "nothing to do"."""
+    (tmp_path / "test_marker.py").write_text(
+        "import pytest\n\n@pytest.mark.backends('nump')\ndef test_x(backend):\n    pass\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "framework.testing", "-p",
+                        "no:cacheprovider", str(tmp_path / "test_marker.py")],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr  # a collection error
+    assert "@pytest.mark.backends: unknown backend(s) ['nump']; expected some of" in r.stdout
+
+
 REQUIRED_TEST = '''
 import pytest
 from framework.testing.plugin import unusable
