@@ -24,10 +24,14 @@ from scripts.arguments import (  # noqa: E402
     check_figure, figure_format, non_negative_seed, positive, positive_number)
 
 
-def resume_command():
-    """This script's command line with ``--resume`` added (if it is not there already)."""
+def resume_command(processes=1):
+    """This script's command line with ``--resume`` added (if it is not there already),
+    under ``mpiexec -n N`` where ``processes`` ran it (a run resumes on any number, but
+    the one it had is the one a user means to go on with)."""
     args = [a for a in sys.argv[1:] if a != "--resume"]
-    return " ".join(shlex.quote(a) for a in ["python", sys.argv[0], *args, "--resume"])
+    launcher = ["mpiexec", "-n", str(processes)] if processes > 1 else []
+    return " ".join(shlex.quote(a) for a in [*launcher, "python", sys.argv[0], *args,
+                                            "--resume"])
 
 
 def exit_on_interrupt(main):
@@ -57,7 +61,7 @@ def exit_on_interrupt(main):
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         if isinstance(e, TrainingInterrupted) and e.checkpoint:
-            how = f"; {e.checkpoint} holds it. Resume with: {resume_command()}"
+            how = f"; {e.checkpoint} holds it. Resume with: {resume_command(world.size)}"
         elif isinstance(e, TrainingInterrupted):
             how = "; nothing was saved (give --save PATH to keep interrupted runs)"
         else:

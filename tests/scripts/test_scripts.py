@@ -446,6 +446,46 @@ def test_a_diverged_data_parallel_run_says_so_once(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec here (the test extra brings MPICH's)")
+def test_a_data_parallel_run_interrupted_says_how_to_resume_it_under_mpiexec(tmp_path):
+    """Ctrl-C to ``mpiexec -n 2``: rank 0 alone says so, and its resume command is the
+    run's own, launcher included (it said ``python ...``, which goes on in one process);
+    the command, run, finishes the run."""
+    pytest.importorskip("mpi4py")
+    env = child_env(**synthetic_data_env(tmp_path))
+    ckpt = tmp_path / "run.npz"
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-u",
+                             os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
+                             "numpy", "--iters", "200000", "--batch-size", "4", "--save",
+                             str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=tmp_path,
+                            preexec_fn=sigint_as_at_a_terminal)
+    try:
+        deadline = time.time() + 60
+        while proc.poll() is None and not ckpt.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = re.findall(r"interrupted by SIGINT after step (\d+) of 200000 .*Resume with: (.*)$",
+                       err, re.M)
+    assert len(lines) == 1, err  # rank 0 alone
+    step, command = lines[0]
+    assert command.startswith("mpiexec -n 2 python ") and command.endswith("--resume"), command
+    words = command.split()  # this machine's mpiexec and Python, and a shorter run
+    words[0], words[3] = MPIEXEC, sys.executable
+    words[words.index("200000")] = str(int(step) + 6)
+    done = subprocess.run(words, capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resumed from {ckpt} at step {step}" in done.stdout
+    assert done.stdout.count("final test acc") == 1
+
+
 LOSS_CURVE = r'''
 import os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "scripts"))
