@@ -114,18 +114,21 @@ class DeviceBatches:
 
     The data is checked here, once, before it is sent (:func:`check_data`:
     empty sets, lengths, label types and range against ``num_classes``,
-    NaN and infinity): reading it on the GPU later would stall every step.
+    NaN and infinity): reading it on the GPU later would stall every step. Its errors
+    name ``where`` and the arrays by ``names`` (the Trainer's: ``Trainer``, ``x_train``
+    and ``t_train``, the arguments its user gave).
     """
 
     def __init__(self, x, t, batch_size, *, shuffle=True, replacement=False, seed=None,
-                 backend=None, dtype=None, num_classes=None, drop_last=False):
+                 backend=None, dtype=None, num_classes=None, drop_last=False,
+                 where="DeviceBatches", names=("x", "t")):
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
                 or batch_size < 1:
             raise ValueError(f"DeviceBatches: batch_size must be at least 1 (an integer), got "
                              f"{batch_size!r}")
         if shuffle and replacement:
             raise ValueError("DeviceBatches: choose shuffle or replacement, not both")
-        check_data("DeviceBatches", x, t, num_classes)  # once, before it goes to the device
+        check_data(where, x, t, num_classes, names)  # once, before it goes to the device
         self.backend = backend or backends.current()
         if dtype is not None:
             dtype = float_dtype("DeviceBatches", self.backend, dtype)

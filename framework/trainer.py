@@ -215,7 +215,8 @@ class Trainer:
                                          replacement=(sampling == "choice"), seed=seed,
                                          backend=self.backend, dtype=dtype,
                                          num_classes=num_classes,
-                                         drop_last=check_flag("Trainer", "drop_last", drop_last))
+                                         drop_last=check_flag("Trainer", "drop_last", drop_last),
+                                         where="Trainer", names=("x_train", "t_train"))
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
                 raise ValueError(f"Trainer: x_test's samples have shape "

@@ -367,8 +367,15 @@ def test_test_data_is_checked_at_the_door_too(backend):
                                          "in row 42 of 100"):
         Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
     x[7] = np.inf  # the error names the cause, not the learning rate
-    with pytest.raises(ValueError, match="DeviceBatches: x holds NaN .* row 7 of 400"):
+    with pytest.raises(ValueError, match="^Trainer: x_train holds NaN .* row 7 of 400"):
         Trainer(TwoLayerNet(20, 16, 4), x, t, xt, tt)
+    # the training set's errors name the Trainer's arguments, as the test set's do
+    x, t = blobs()
+    with pytest.raises(ValueError, match="^Trainer: x_train has 400 samples but t_train has 5$"):
+        Trainer(TwoLayerNet(20, 16, 4), x, t[:5], xt, tt)
+    with pytest.raises(ValueError, match=r"^Trainer: labels must lie in 0\.\.3, got 2\.\.5 "
+                                         r"\(in t_train\)$"):
+        Trainer(TwoLayerNet(20, 16, 4), x, np.clip(t, 0, 3) + 2, xt, tt)
     # test samples of another shape than the training ones: found at the first epoch's end
     x, t = blobs()
     with pytest.raises(ValueError, match=r"^Trainer: x_test's samples have shape \(19,\), "
