@@ -53,8 +53,28 @@ def read(path):
     except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
             from None
+    return _checked_header(path, arrays.pop("meta", None)), arrays
+
+
+def header(path):
+    """A checkpoint's header (``meta``) alone, checked as :func:`read` checks it, without
+    reading its arrays: what a script tells its user about a file it is about to replace."""
     try:
-        meta = json.loads(str(arrays.pop("meta")))
+        with np.load(path, allow_pickle=False) as f:
+            text = f["meta"] if "meta" in f.files else None
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
+            from None
+    return _checked_header(path, text)
+
+
+def _checked_header(path, text):
+    try:
+        if text is None:
+            raise KeyError("meta")
+        meta = json.loads(str(text))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: no readable header ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -66,7 +86,7 @@ def read(path):
     if version > VERSION:
         raise CheckpointError(f"{path}: written by a newer xpnet (checkpoint version "
                               f"{meta['version']}, this one reads up to {VERSION})")
-    return meta, arrays
+    return meta
 
 
 def _unreadable(path, error):

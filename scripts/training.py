@@ -15,6 +15,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
+from framework import checkpoint  # noqa: E402
 from framework.checkpoint import CheckpointError  # noqa: E402
 from framework.datasets import DatasetError, dataset_folder, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
@@ -32,6 +33,23 @@ def resume_command(processes=1):
     launcher = ["mpiexec", "-n", str(processes)] if processes > 1 else []
     return " ".join(shlex.quote(a) for a in [*launcher, "python", sys.argv[0], *args,
                                             "--resume"])
+
+
+def replaced_run(p, path):
+    """A note for a new run whose ``--save`` names a checkpoint already there (it is
+    replaced at the new run's first checkpoint), or None where there is none; ``p.error``
+    where the file there is not a checkpoint, which the run would destroy."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        trainer = checkpoint.header(path).get("trainer") or {}
+    except CheckpointError as e:
+        p.error(f"--save {e}; a new run would replace it: name another file, or move this "
+                f"one away")
+    where = (f" at step {trainer['iteration']} of {trainer['max_iter']}"
+             if {"iteration", "max_iter"} <= set(trainer) else "")
+    return (f"note: {path} holds a run{where}; this new run replaces it at its first "
+            f"checkpoint (--resume goes on with that run instead)")
 
 
 def exit_on_interrupt(main):
@@ -158,6 +176,7 @@ def check_args(p, args):
     if args.resume and not args.save:
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
     check_figure(p, "--plot", args.plot)
+    args.replaced = replaced_run(p, args.save) if args.save and not args.resume else None
     if args.iters is None and args.epochs is None:
         args.iters, args.epochs = args.default_iters, args.default_epochs
 
@@ -201,6 +220,8 @@ def run(parser, args, build_network, *, flatten=True, evaluate_sample_num_per_ep
     except (ValueError, RuntimeError) as e:
         parser.exit(2, f"error: {e}\n")
     print(f"backend: {backend.name} ({backend.description})", flush=True)
+    if getattr(args, "replaced", None):
+        print(args.replaced, flush=True)
     try:
         (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, flatten=flatten,
                                                             data_dir=args.data_dir)

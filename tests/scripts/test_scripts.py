@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import backends
@@ -423,6 +424,32 @@ def test_a_signal_ends_training_cleanly_and_the_printed_command_resumes(tmp_path
                        "--batch-size", "3", "--save", str(ckpt), "--resume", "--quiet",
                        env=synthetic_data_env(tmp_path))
     assert f"resumed from {ckpt} at step " in again and "final test acc" in again
+
+
+def test_a_new_run_says_it_replaces_a_checkpoint_and_refuses_to_replace_another_file(
+        tmp_path):
+    """``make train`` twice writes ``out/mnist.npz`` twice: the second run says that it
+    replaces the first's checkpoint (and how to go on with it instead). A file there that
+    is not a checkpoint (``--save data.npz``, a typo) was overwritten at the first epoch's
+    end: refused before the data is read, the file left as it was."""
+    env = synthetic_data_env(tmp_path)
+    ckpt = tmp_path / "run.npz"
+    common = ["--backend", "numpy", "--iters", "6", "--batch-size", "5", "--quiet"]
+    first = run_script("train_neuralnet.py", *common, "--save", str(ckpt), env=env)
+    assert "holds a run" not in first
+    again = run_script("train_neuralnet.py", *common, "--save", str(ckpt), env=env)
+    assert (f"note: {ckpt} holds a run at step 6 of 6; this new run replaces it at its "
+            f"first checkpoint (--resume goes on with that run instead)") in again
+    other = tmp_path / "data.npz"
+    np.savez(other, x=np.arange(3))
+    before = other.read_bytes()
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"),
+                           *common, "--save", str(other)], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT, **env), timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"error: --save {other}: no readable header (KeyError: 'meta'); a new run would "
+            f"replace it: name another file, or move this one away") in done.stderr
+    assert "data:" not in done.stdout and other.read_bytes() == before
 
 
 MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
