@@ -14,6 +14,7 @@ without running any code they might hold.
 """
 
 import json
+import os
 
 import array_api_extra as xpx
 import numpy as np
@@ -68,6 +69,15 @@ def header(path):
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
             from None
     return _checked_header(path, text)
+
+
+def existing(path):
+    """The header of the checkpoint at ``path``, or None where no file is there;
+    :class:`CheckpointError` where the file there is not a checkpoint, which a run writing
+    ``path`` would destroy (the Trainer and the training scripts refuse it)."""
+    if not os.path.lexists(path):
+        return None
+    return header(path)
 
 
 def _checked_header(path, text):

@@ -16,6 +16,7 @@ import array_api_extra as xpx
 import backends
 from backends.arrays import check_flag
 from framework import data_parallel, distributed, files, interrupts, replicas, steps, trainer_state
+from framework.checkpoint import CheckpointError, existing as existing_checkpoint
 from framework.data import DeviceBatches, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
@@ -84,13 +85,23 @@ def _checked_callbacks(callbacks):
     return out
 
 
-def _check_checkpoint_path(path):
+def _check_checkpoint_path(path, resume):
     """``ValueError`` now, not after an epoch's training, where a checkpoint could not be
-    written there: a folder in its place, or a folder that cannot be made or written to."""
+    written there (a folder in its place, or a folder that cannot be made or written to),
+    or where a new run (not ``resume``) would replace a file that is not a checkpoint."""
     why = files.unwritable(path)
     if why:
         example = f" (such as {os.path.join(path, 'run.npz')!r})" if os.path.isdir(path) else ""
         raise ValueError(f"Trainer: checkpoint={path!r}: {why}{example}")
+    if not resume:
+        try:
+            existing_checkpoint(path)
+        except CheckpointError as e:
+            raise ValueError(f"Trainer: checkpoint={e}; {REPLACE}") from None
+
+
+#: what to do where a new run's checkpoint would replace a file that is not one
+REPLACE = "a new run would replace it: name another file, or move this one away"
 
 
 def _check_world(world, graph, mini_batch_size):
@@ -235,8 +246,9 @@ class Trainer:
                                  f"in batches of {self.batches.batch_size}) is "
                                  f"{self.max_iter} steps; give more epochs, or iters")
             self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
+            resume = check_flag("Trainer", "resume", resume)
             if checkpoint is not None and self.world.is_root:  # rank 0 writes it
-                _check_checkpoint_path(checkpoint)
+                _check_checkpoint_path(checkpoint, resume)
             self.checkpoint = checkpoint
             self.callbacks = _checked_callbacks(callbacks)
             self.refresh_seconds = refresh_seconds
@@ -251,7 +263,7 @@ class Trainer:
             self._agreeing = None  # data-parallel: the stop agreement under way
             self._resume_position, self._resume_losses = 0, None
             self._checkpoint_holds = None  # what the checkpoint file holds now, in words
-            if check_flag("Trainer", "resume", resume):
+            if resume:
                 if checkpoint is None:
                     raise ValueError("Trainer: resume=True needs checkpoint=PATH")
                 if os.path.exists(checkpoint):

@@ -15,12 +15,11 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import backends  # noqa: E402
-from framework import checkpoint  # noqa: E402
-from framework.checkpoint import CheckpointError  # noqa: E402
+from framework.checkpoint import CheckpointError, existing as existing_checkpoint  # noqa: E402
 from framework.datasets import DatasetError, dataset_folder, load_dataset  # noqa: E402
 from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
-from framework.trainer import Trainer, TrainingInterrupted  # noqa: E402
+from framework.trainer import REPLACE, Trainer, TrainingInterrupted  # noqa: E402
 from scripts.arguments import (  # noqa: E402
     check_figure, figure_format, non_negative_seed, positive, positive_number)
 
@@ -39,13 +38,13 @@ def replaced_run(p, path):
     """A note for a new run whose ``--save`` names a checkpoint already there (it is
     replaced at the new run's first checkpoint), or None where there is none; ``p.error``
     where the file there is not a checkpoint, which the run would destroy."""
-    if not os.path.isfile(path):
-        return None
     try:
-        trainer = checkpoint.header(path).get("trainer") or {}
+        meta = existing_checkpoint(path)
     except CheckpointError as e:
-        p.error(f"--save {e}; a new run would replace it: name another file, or move this "
-                f"one away")
+        p.error(f"--save {e}; {REPLACE}")
+    if meta is None:
+        return None
+    trainer = meta.get("trainer") or {}
     where = (f" at step {trainer['iteration']} of {trainer['max_iter']}"
              if {"iteration", "max_iter"} <= set(trainer) else "")
     return (f"note: {path} holds a run{where}; this new run replaces it at its first "

@@ -546,6 +546,27 @@ def test_a_checkpoint_that_could_not_be_written_is_refused_before_training(tmp_p
     assert nested.is_file()
 
 
+def test_a_new_run_replaces_a_checkpoint_but_never_a_file_that_is_not_one(tmp_path):
+    """A checkpoint from before is a new run's to replace (a second run of the same
+    script); anything else there (``checkpoint="data.npz"``, a typo) was overwritten at
+    the first epoch's end: refused at once, the file as it was."""
+    path = tmp_path / "run.npz"
+    make_trainer(checkpoint=str(path), epochs=1).train()
+    first = path.read_bytes()
+    make_trainer(checkpoint=str(path), epochs=1, seed=3).train()
+    assert path.read_bytes() != first  # the new run's
+    other = tmp_path / "data.npz"
+    np.savez(other, x=np.arange(3))
+    before = other.read_bytes()
+    with pytest.raises(ValueError, match=re.escape(
+            f"Trainer: checkpoint={other}: no readable header (KeyError: 'meta'); a new run "
+            f"would replace it: name another file, or move this one away")):
+        make_trainer(checkpoint=str(other), epochs=1)
+    with pytest.raises(Exception, match="no readable header"):  # nor resumed from
+        make_trainer(checkpoint=str(other), epochs=1, resume=True)
+    assert other.read_bytes() == before
+
+
 def test_callbacks_are_checked_at_once_and_one_alone_is_a_list_of_one():
     seen = []
     make_trainer(epochs=2, callbacks=lambda trainer, record: seen.append(record["epoch"])).train()
