@@ -251,6 +251,34 @@ def test_a_data_dir_that_does_not_hold_the_data_is_said(tmp_path):
     right = run_script("train_neuralnet.py", *args, "--data-dir", str(tmp_path / "data"), env=env)
     plain = run_script("train_neuralnet.py", *args, env=env)
     assert "note:" not in right and "note:" not in plain
+    # both wrong, the data in the cache: the note names the places --data-dir named alone
+    write_files(tmp_path / "cache" / "xpnet" / "mnist", dataset_files()[0])
+    out = run_script("train_neuralnet.py", *args, "--data-dir", str(typo),
+                     env=dict(env, XPNET_DATA_DIR=str(tmp_path / "nope")))
+    assert f"note: --data-dir did not hold mnist ({typo / 'mnist'} (data_dir argument)" in out
+    assert "nope" not in out and "(cache)\n" in out
+
+
+def test_quiet_hides_the_progress_bar_and_the_summary_counts_evaluations(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
+    args = [sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
+            "numpy", "--iters", "2", "--batch-size", "10"]
+    loud = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    quiet = subprocess.run([*args, "--quiet"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "train:" in loud.stderr and "train:" not in quiet.stderr
+    assert "trained 2 steps in " in quiet.stdout and "(1 epoch evaluation included)" in quiet.stdout
+
+
+def test_the_resume_command_names_resume_once(monkeypatch):
+    """Interrupting a resumed run printed ``... --resume --resume``."""
+    from scripts.training import resume_command
+    monkeypatch.setattr(sys, "argv", ["scripts/train_convnet.py", "--save", "a b.npz",
+                                      "--resume", "--iters", "9"])
+    assert resume_command() == ("python scripts/train_convnet.py --save 'a b.npz' --iters 9 "
+                                "--resume")
+    assert resume_command(3).startswith("mpiexec -n 3 python scripts/train_convnet.py ")
 
 
 def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
@@ -272,6 +300,8 @@ def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
                       env=env)
     assert "learning rate: 0.05 (--lr), where the run stood at 0.1\n" in more
     assert "trained 3 steps" in more
+    from framework import checkpoint  # and the run went on at that rate, which it keeps
+    assert checkpoint.header(str(ckpt))["trainer"]["optimizer_settings"]["lr"] == 0.05
 
 
 def test_drop_last_on_the_command_line(tmp_path):
