@@ -44,7 +44,10 @@ def replaced_run(p, path):
         p.error(f"--save {e}; {REPLACE}")
     if meta is None:
         return None
-    trainer = meta.get("trainer") or {}
+    trainer = meta.get("trainer")
+    if trainer is None:  # save_params' file: a network, no run to go on with
+        return (f"note: {path} holds a {meta.get('model', 'network')}'s parameters; this new "
+                f"run replaces them at its first checkpoint")
     where = (f" at step {trainer['iteration']} of {trainer['max_iter']}"
              if {"iteration", "max_iter"} <= set(trainer) else "")
     return (f"note: {path} holds a run{where}; this new run replaces it at its first "

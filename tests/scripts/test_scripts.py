@@ -470,6 +470,12 @@ def test_a_new_run_says_it_replaces_a_checkpoint_and_refuses_to_replace_another_
     again = run_script("train_neuralnet.py", *common, "--save", str(ckpt), env=env)
     assert (f"note: {ckpt} holds a run at step 6 of 6; this new run replaces it at its "
             f"first checkpoint (--resume goes on with that run instead)") in again
+    from models import TwoLayerNet
+    TwoLayerNet(784, 50, 10).save_params(str(tmp_path / "net.npz"))
+    params = run_script("train_neuralnet.py", *common, "--save", str(tmp_path / "net.npz"),
+                        env=env)
+    assert (f"note: {tmp_path / 'net.npz'} holds a TwoLayerNet's parameters; this new run "
+            f"replaces them at its first checkpoint\n") in params
     other = tmp_path / "data.npz"
     np.savez(other, x=np.arange(3))
     before = other.read_bytes()
