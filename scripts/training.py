@@ -7,6 +7,7 @@
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -24,13 +25,25 @@ from scripts.arguments import (  # noqa: E402
     check_figure, figure_format, non_negative_seed, positive, positive_number)
 
 
+def interpreter():
+    """How to name this Python in a command to type: ``python`` where that is the one the
+    shell finds, else its path (``.venv/bin/python`` for ``make train``'s run, relative to
+    the folder the script runs in where it lies inside it), so the command runs here."""
+    found = shutil.which("python")
+    if found and os.path.realpath(found) == os.path.realpath(sys.executable):
+        return "python"
+    path = sys.executable
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith(os.pardir) else path
+
+
 def resume_command(processes=1):
     """This script's command line with ``--resume`` added (if it is not there already),
     under ``mpiexec -n N`` where ``processes`` ran it (a run resumes on any number, but
-    the one it had is the one a user means to go on with)."""
+    the one it had is the one a user means to go on with), with this :func:`interpreter`."""
     args = [a for a in sys.argv[1:] if a != "--resume"]
     launcher = ["mpiexec", "-n", str(processes)] if processes > 1 else []
-    return " ".join(shlex.quote(a) for a in [*launcher, "python", sys.argv[0], *args,
+    return " ".join(shlex.quote(a) for a in [*launcher, interpreter(), sys.argv[0], *args,
                                             "--resume"])
 
 

@@ -271,14 +271,27 @@ def test_quiet_hides_the_progress_bar_and_the_summary_counts_evaluations(tmp_pat
     assert "trained 2 steps in " in quiet.stdout and "(1 epoch evaluation included)" in quiet.stdout
 
 
-def test_the_resume_command_names_resume_once(monkeypatch):
-    """Interrupting a resumed run printed ``... --resume --resume``."""
-    from scripts.training import resume_command
+def test_the_resume_command_names_resume_once_and_this_python(tmp_path, monkeypatch):
+    """Interrupting a resumed run printed ``... --resume --resume``; and ``python`` where
+    the run was ``.venv/bin/python ...`` (``make train``'s) named the shell's Python, which
+    may not have xpnet at all."""
+    from scripts.training import interpreter, resume_command
     monkeypatch.setattr(sys, "argv", ["scripts/train_convnet.py", "--save", "a b.npz",
                                       "--resume", "--iters", "9"])
+    (tmp_path / "bin").mkdir()
+    os.symlink(sys.executable, tmp_path / "bin" / "python")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # this Python is the shell's
+    assert interpreter() == "python"
     assert resume_command() == ("python scripts/train_convnet.py --save 'a b.npz' --iters 9 "
                                 "--resume")
     assert resume_command(3).startswith("mpiexec -n 3 python scripts/train_convnet.py ")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # another one, or none, is
+    monkeypatch.chdir(tmp_path)
+    assert interpreter() == sys.executable  # outside the folder: its whole path
+    venv_home = os.path.dirname(os.path.dirname(os.path.dirname(sys.executable)))
+    monkeypatch.chdir(venv_home)  # the folder holding the venv, as make train runs
+    assert interpreter() == os.path.relpath(sys.executable)  # .venv/bin/python
+    assert resume_command().startswith(f"{os.path.relpath(sys.executable)} scripts/")
 
 
 def test_train_script_trains_a_deep_net_and_resumes(tmp_path):
@@ -538,9 +551,9 @@ def test_a_data_parallel_run_interrupted_says_how_to_resume_it_under_mpiexec(tmp
                        err, re.M)
     assert len(lines) == 1, err  # rank 0 alone
     step, command = lines[0]
-    assert command.startswith("mpiexec -n 2 python ") and command.endswith("--resume"), command
-    words = command.split()  # this machine's mpiexec and Python, and a shorter run
-    words[0], words[3] = MPIEXEC, sys.executable
+    assert command.startswith("mpiexec -n 2 ") and command.endswith("--resume"), command
+    words = command.split()  # this machine's mpiexec (MPICH's, in the venv), a shorter run
+    words[0] = MPIEXEC
     words[words.index("200000")] = str(int(step) + 6)
     done = subprocess.run(words, capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=120)
