@@ -140,7 +140,8 @@ class Trainer:
         epoch.
     ``checkpoint``, ``resume``
         save parameters, history and optimizer state to this ``.npz`` at
-        every epoch end (its folder is made, and checked writable, at once);
+        every epoch end (its folder is made, and checked writable, at once; a new
+        run replaces a checkpoint there, and refuses a file that is not one);
         ``resume=True`` continues from it where the file exists (else the run starts
         anew, as a job's first run does), the optimizer with the settings the run
         had reached (a learning rate a schedule changed): set
