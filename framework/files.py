@@ -2,7 +2,8 @@
 
 Checkpoints, downloads, the dataset cache, plots and reports all write
 through :func:`atomic_open`: the data goes to a temporary file beside the
-target, is flushed to disk, and only then renamed over the target. A crash
+target, is flushed to disk, and only then renamed over the target, and the
+folder is flushed too, so the rename itself outlives a crash. A crash
 or an exception mid-write leaves the old file (or none) and no temporary
 file behind.
 """
@@ -56,6 +57,25 @@ def atomic_open(path, mode="wb", prefix=None):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    _sync_folder(directory)
+
+
+def _sync_folder(directory):
+    """Make a rename in ``directory`` durable (POSIX: the folder's entry is data of its
+    own, which a crash could lose after the file's was written); best effort, as where a
+    file system or platform (Windows) cannot open a folder for it there is nothing to do."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _create_beside(directory, prefix):

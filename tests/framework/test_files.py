@@ -33,18 +33,27 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, stop):
 
 def test_the_data_reaches_the_disk_before_the_name_does(tmp_path, monkeypatch):
     """A crash after the rename but before the kernel wrote the pages back would leave an
-    empty checkpoint under the final name: the file is fsync'ed first. The real calls
-    run; the test only notes their order."""
+    empty checkpoint under the final name: the file is fsync'ed first, and its folder
+    after the rename, which may otherwise be lost. The real calls run; the test only
+    notes their order."""
+    import stat
     calls = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", os.fstat(fd).st_size))
-                        or real_fsync(fd))
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        calls.append(("fsync folder", st.st_ino) if stat.S_ISDIR(st.st_mode) else
+                     ("fsync", st.st_size))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", b))
                         or real_replace(a, b))
     path = tmp_path / "ckpt.npz"
     with atomic_open(str(path)) as f:
         f.write(b"12345")
-    assert calls == [("fsync", 5), ("replace", str(path))]
+    # then the folder, whose entry the rename changed (POSIX)
+    assert calls == [("fsync", 5), ("replace", str(path)),
+                     ("fsync folder", os.stat(tmp_path).st_ino)]
 
 
 def test_replaces_an_existing_file(tmp_path):
