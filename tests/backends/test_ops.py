@@ -367,6 +367,29 @@ def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, 
                                                                 pad), rtol=tol(dtype))
 
 
+@pytest.mark.parametrize("layout", ["C", "channel-major"])
+def test_max_pool_gradient_of_a_dout_that_is_a_view(ops, backend, layout):
+    """The book's 2 x 2 pooling at stride 2 on even planes (the host's compiled kernel's
+    case): a ``dout`` that is a view, its rows not compact (a slice of a wider array), is
+    read as the array it stands for, as its compact copy is."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+    if layout == "channel-major":
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    xd = to_device(backend, x)
+    out, arg = ops.max_pool(xd, 2, 2, 2, 0, 3, 4)
+    wide = backend.asarray(rng.standard_normal((2, 3, 3, 7)).astype(np.float32))
+    view = wide[..., :4]  # every row 7 apart: not compact
+    compact = backend.asarray(to_host(view))
+    got = ops.max_pool_grad(view, arg, xd, 2, 2, 2, 0)
+    want = ops.max_pool_grad(compact, arg, xd, 2, 2, 2, 0)
+    np.testing.assert_array_equal(to_host(got), to_host(want))
+    host = StridedOps(np)  # and the host's array code agrees (PyTorch's arg is its own)
+    host_arg = host.max_pool(x, 2, 2, 2, 0, 3, 4)[1]
+    np.testing.assert_array_equal(to_host(want),
+                                  host.max_pool_grad(to_host(view), host_arg, x, 2, 2, 2, 0))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n, d, f", [(7, 5, 3), (4, 4, 4), (1, 6, 2)])
 @pytest.mark.parametrize("input_grad", [True, False])
