@@ -46,29 +46,28 @@ def save(path, network, extra_meta=None, extra_arrays=None):
 
 def read(path):
     """``(meta, arrays)`` of a checkpoint file, all read into host memory and checked."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
-        raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
-            from None
+    arrays = _taken(path, lambda f: {k: f[k] for k in f.files})
     return _checked_header(path, arrays.pop("meta", None)), arrays
 
 
 def header(path):
     """A checkpoint's header (``meta``) alone, checked as :func:`read` checks it, without
     reading its arrays: what a script tells its user about a file it is about to replace."""
+    return _checked_header(path, _taken(path, lambda f: f["meta"] if "meta" in f.files
+                                        else None))
+
+
+def _taken(path, take):
+    """``take(archive)`` of the ``.npz`` at ``path``, opened without pickle;
+    :class:`CheckpointError` where there is none or it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            text = f["meta"] if "meta" in f.files else None
+            return take(f)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as e:
+    except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
             from None
-    return _checked_header(path, text)
 
 
 def existing(path):
