@@ -35,6 +35,10 @@ def candidates(spec, data_dir):
     return out
 
 
+#: what to do where xpnet's cache is another user's or others may write it
+PRIVATE_CACHE = "xpnet's cache must be yours alone (chmod go-w, or another XDG_CACHE_HOME)"
+
+
 def cache_distrusted(directory):
     """Why xpnet's cache folder ``directory`` may not be read or written, or None (it is
     missing, or the user's own and writable by no one else): the files a run trains on
@@ -43,7 +47,7 @@ def cache_distrusted(directory):
         return None
     why = untrusted(directory)
     return None if why is None else \
-        f"{why}; xpnet's cache must be yours alone (chmod go-w, or another XDG_CACHE_HOME)"
+        f"{why}; {PRIVATE_CACHE}"
 
 
 def locate(spec, data_dir, looked):

@@ -9,7 +9,7 @@ import urllib.request
 import backends
 from backends.trust import private_folder
 from framework.datasets.catalog import FILENAMES, PARTS, DatasetError
-from framework.datasets.locate import find_file
+from framework.datasets.locate import PRIVATE_CACHE, find_file
 from framework.files import atomic_open
 
 
@@ -70,8 +70,7 @@ def fetch_missing(spec, directory, tried, private=False):
     if private:
         folder, why = private_folder(directory)
         if folder is None:
-            tried.append(f"{directory}: not downloaded into: {why}; xpnet's cache must be "
-                         f"yours alone (chmod go-w, or another XDG_CACHE_HOME)")
+            tried.append(f"{directory}: not downloaded into: {why}; {PRIVATE_CACHE}")
             return None
     os.makedirs(directory, exist_ok=True)
     paths = {}
