@@ -212,6 +212,30 @@ def test_matmul_with_transposes_and_bias(backend, dtype, m, k, n, layout):
         assert np.all(np.abs(got - (want + bias)) <= 4 * tol(dtype) * (scale + 1)), product
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_and_im2col_write_into_out(ops, backend, dtype):
+    """The contract's ``out=``: the result written into the array given (a graph step's
+    buffers stay where they were recorded) and returned, as without it; on a library
+    whose arrays are immutable (JAX) the returned array is the result."""
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal((5, 4)).astype(dtype), rng.standard_normal((4, 3)).astype(dtype)
+    bias = rng.standard_normal(3).astype(dtype)
+    x = rng.standard_normal((2, 3, 5, 4)).astype(dtype)
+    col_shape = (3 * 3 * 3, 2 * 5 * 4)
+    cases = [("matmul", lambda out: ops.matmul(backend.asarray(a), backend.asarray(b),
+                                               backend.asarray(bias), out=out), (5, 3)),
+             ("im2col", lambda out: ops.im2col(backend.asarray(x), 3, 3, 1, 1, 5, 4, out=out),
+              col_shape)]
+    for name, run, shape in cases:
+        want = to_host(run(None))
+        into = backend.asarray(np.full(shape, np.nan, dtype=dtype))
+        got = run(into)
+        np.testing.assert_array_equal(to_host(got), want, err_msg=name)
+        if backend.mutable:
+            assert got is into, name
+            np.testing.assert_array_equal(to_host(into), want, err_msg=name)
+
+
 @pytest.mark.parametrize("tile", [None, (8, 8)], ids=["tile-default", "tile-8x8"])
 @pytest.mark.parametrize("m, k, n, layout", [(16, 144, 78400, "nn"), (144, 78400, 16, "nt"),
                                              (144, 16, 78400, "tn"), (64, 576, 4900, "nn"),
@@ -321,17 +345,22 @@ def test_numpys_api_on_a_device_gives_a_nan_loss_for_a_label_outside_its_row(bad
 
 
 def conv_reference(dtype, layout):
-    """A channel-major or C-order batch (3, 2, 7, 6) and the host array code's results."""
+    """A batch (3, 2, 7, 6) in C order, channel-major or channels-last memory (images
+    stored ``(N, H, W, C)`` and transposed, as many datasets come: a memory order that
+    is not its own inverse), and the host array code, which the tests run on a C-order
+    copy."""
     rng = np.random.default_rng(7)
     if layout == "channel-major":
         x = rng.standard_normal((2, 3, 7, 6)).astype(dtype).transpose(1, 0, 2, 3)
+    elif layout == "channels-last":
+        x = rng.standard_normal((3, 7, 6, 2)).astype(dtype).transpose(0, 3, 1, 2)
     else:
         x = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
     return x, StridedOps(np)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("layout", ["C", "channel-major", "channels-last"])
 @pytest.mark.parametrize("fh, fw, stride, pad", [(3, 3, 1, 1), (2, 3, 2, 2), (2, 2, 2, 0)])
 def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
     """The convolution's passes (on CuPy: the kernels of backends/cuda/kernels/conv.cu, and the
@@ -339,6 +368,7 @@ def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
     x, host = conv_reference(dtype, layout)
     oh, ow = (7 + 2 * pad - fh) // stride + 1, (6 + 2 * pad - fw) // stride + 1
     col = ops.im2col(to_device(backend, x), fh, fw, stride, pad, oh, ow)
+    x = np.ascontiguousarray(x)  # the host's results from C order
     np.testing.assert_array_equal(to_host(col), host.im2col(x, fh, fw, stride, pad, oh, ow))
     dcol = np.random.default_rng(8).standard_normal(col.shape).astype(dtype)
     dx = ops.col2im(backend.asarray(dcol), x.shape, fh, fw, stride, pad, oh, ow)
@@ -348,7 +378,7 @@ def test_im2col_and_col2im(ops, backend, dtype, layout, fh, fw, stride, pad):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("layout", ["C", "channel-major"])
+@pytest.mark.parametrize("layout", ["C", "channel-major", "channels-last"])
 @pytest.mark.parametrize("ph, pw, stride, pad", [(2, 2, 2, 0), (3, 3, 2, 1), (2, 3, 1, 1)])
 def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, pad):
     x, host = conv_reference(dtype, layout)
@@ -356,6 +386,7 @@ def test_max_pool_and_its_gradient(ops, backend, dtype, layout, ph, pw, stride, 
     oh, ow = (7 + 2 * pad - ph) // stride + 1, (6 + 2 * pad - pw) // stride + 1
     xd = to_device(backend, x)
     out, arg = ops.max_pool(xd, ph, pw, stride, pad, oh, ow)
+    x = np.ascontiguousarray(x)  # the host's results from C order
     want_out, want_arg = host.max_pool(x, ph, pw, stride, pad, oh, ow)
     np.testing.assert_array_equal(to_host(out), want_out)
     # ``arg`` is what max_pool_grad takes back (PyTorch's wing keeps PyTorch's own index):
