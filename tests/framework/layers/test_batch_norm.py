@@ -103,3 +103,18 @@ def test_errors_name_the_layer_and_the_shapes(xp):
         BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(3)))
     with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\], got 1.5"):
         BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(4)), momentum=1.5)
+
+
+@pytest.mark.parametrize("momentum", [0, 1])
+def test_momentum_at_either_end_of_its_range(xp, momentum):
+    """Both ends of [0, 1] are accepted: 1 keeps the running averages where they start
+    (a frozen normalisation), 0 replaces them with each batch's statistics."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4)) * 3 + 2
+    bn = BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(4)),
+                            momentum=momentum)
+    bn.forward(backends.to_device(x), train_flg=True)
+    want_mean, want_var = ((np.zeros(4), np.ones(4)) if momentum == 1
+                           else (x.mean(axis=0), x.var(axis=0)))
+    np.testing.assert_allclose(to_host(bn.running_mean), want_mean, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(to_host(bn.running_var), want_var, rtol=1e-6, atol=1e-12)
