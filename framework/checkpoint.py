@@ -72,10 +72,14 @@ def _taken(path, take):
 
 def existing(path):
     """The header of the checkpoint at ``path``, or None where no file is there;
-    :class:`CheckpointError` where the file there is not a checkpoint, which a run writing
-    ``path`` would destroy (the Trainer and the training scripts refuse it)."""
+    :class:`CheckpointError` where the file there is not a checkpoint, or is a symbolic
+    link to no file, which a run writing ``path`` would destroy (the Trainer and the
+    training scripts refuse it)."""
     if not os.path.lexists(path):
         return None
+    if not os.path.exists(path):  # a link to nothing: the run's rename would replace it
+        raise CheckpointError(f"{path}: a symbolic link to {os.readlink(path)}, where "
+                              f"there is no file")
     return header(path)
 
 

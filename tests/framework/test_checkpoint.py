@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -238,6 +239,11 @@ def test_a_checkpoint_from_a_newer_xpnet_is_refused_naming_both_versions(tmp_pat
         net.load_params(path)
     for k, value in before.items():
         np.testing.assert_array_equal(to_host(net.params[k]), value, err_msg=k)
+    for damaged in (True, "1", 1.0):  # JSON's true is no version (though Python's True == 1)
+        rewrite(path, as_version(damaged))
+        with pytest.raises(CheckpointError, match=re.escape(
+                f"its header's version {damaged!r} is not a number")):
+            net.load_params(path)
     rewrite(path, as_version(checkpoint.VERSION))
     net.load_params(path)
     np.testing.assert_array_equal(to_host(net.params["W1"]),

@@ -565,6 +565,13 @@ def test_a_new_run_replaces_a_checkpoint_but_never_a_file_that_is_not_one(tmp_pa
     with pytest.raises(Exception, match="no readable header"):  # nor resumed from
         make_trainer(checkpoint=str(other), epochs=1, resume=True)
     assert other.read_bytes() == before
+    link = tmp_path / "moved.npz"  # a link whose checkpoint has gone: the rename would
+    link.symlink_to(tmp_path / "gone.npz")  # replace the link itself with a file
+    with pytest.raises(ValueError, match=re.escape(
+            f"Trainer: checkpoint={link}: a symbolic link to {tmp_path / 'gone.npz'}, where "
+            f"there is no file; a new run would replace it")):
+        make_trainer(checkpoint=str(link), epochs=1)
+    assert link.is_symlink() and not link.exists()
 
 
 def test_callbacks_are_checked_at_once_and_one_alone_is_a_list_of_one():
