@@ -90,6 +90,18 @@ def test_gradient_check_reports_per_parameter_figures(xp):
         assert max_rel < 1e-6
 
 
+def test_gradient_check_floors_the_relative_error_of_gradients_near_zero(xp):
+    """An input feature a billion times smaller than the rest gives W1 a row of gradients
+    near 1e-11, where central differences carry about 1e-12 of rounding: relative to
+    themselves they would read 1e-5 apart. Measured against the floor (a thousandth of
+    the parameter's largest gradient) the check reads rounding's size, as for the rest."""
+    net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
+    x = np.random.default_rng(2).random((5, 12))
+    x[:, 3] *= 1e-9
+    result = gradient_check(net, backends.to_device(x), backends.to_device([0, 1, 2, 3, 1]))
+    assert max(rel for _, rel in result.values()) < 1e-6, result
+
+
 def test_gradient_check_catches_a_wrong_backward(xp):
     net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
     rng = np.random.default_rng(2)

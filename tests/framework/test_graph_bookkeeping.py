@@ -145,6 +145,31 @@ def test_the_graph_steps_bookkeeping_with_a_replaying_runtime(replay, monkeypatc
         np.testing.assert_array_equal(to_host(replayed.state()[key]), to_host(value), err_msg=key)
     replayed.params["W1"] = replayed.params["W1"] * 1  # another array in its place
     assert not step.is_current()
+    step.record()
+    more = opt_r.device_state  # an array of state more than was recorded
+    opt_r.device_state = lambda: list(more()) + [np.zeros(1)]
+    assert not step.is_current()
+
+
+def test_recording_puts_back_an_optimizers_own_count(replay, monkeypatch):
+    """An optimizer of the user's own that counts its updates on the host (the book's Adam
+    does, ``self.iter += 1``) has the count the run had after recording, though the
+    warm-up and the capture ran its update: a checkpoint records the run's steps."""
+    from framework.optimizers import SGD
+    from framework.steps import GraphStep
+
+    class CountingSGD(SGD):
+        def update(self, params, grads):
+            self.iter += 1
+            super().update(params, grads)
+    rng = np.random.default_rng(0)
+    batches = DeviceBatches(rng.random((40, 12)), rng.integers(0, 3, 40), 10, seed=4,
+                            backend=replay, dtype="float64")
+    monkeypatch.setattr(batches.backend, "graph_runtime", lambda: Replaying)
+    opt = CountingSGD(lr=0.1)
+    opt.iter = 7
+    GraphStep(deep_float64(1), opt, batches).record()
+    assert opt.iter == 7
 
 
 def trained(make_net, graph, callbacks=(), t_of=lambda t: t, **options):
@@ -152,9 +177,12 @@ def trained(make_net, graph, callbacks=(), t_of=lambda t: t, **options):
     from framework.trainer import Trainer
     rng = np.random.default_rng(2)
     x, t = rng.random((95, 12)), rng.integers(0, 3, 95)
+    options = {"optimizer": "Adam", "optimizer_param": {"lr": 0.01}, **options}
+    if not isinstance(options["optimizer"], str):  # one built already: its own settings
+        del options["optimizer_param"]
     trainer = Trainer(make_net(), x, t_of(t), x[:40], t_of(t[:40]), epochs=3,
-                      mini_batch_size=10, optimizer="Adam", optimizer_param={"lr": 0.01},
-                      verbose=False, seed=5, graph=graph, callbacks=list(callbacks), **options)
+                      mini_batch_size=10, verbose=False, seed=5, graph=graph,
+                      callbacks=list(callbacks), **options)
     trainer.train()
     return trainer
 
@@ -208,9 +236,30 @@ def test_the_trainer_says_why_a_step_is_not_recorded(replay, monkeypatch):
     with backends.configured(cuda_graph=False):
         assert trained(lambda: deep_float64(3), "auto").step_mode == "eager (XPNET_CUDA_GRAPH=0)"
         assert trained(lambda: deep_float64(3), True).step_mode == "cuda-graph"
+    from framework.optimizers import SGD
+
+    class Hosted(SGD):  # an optimizer of the user's own that reads a host value a step
+        capturable = False
+    assert trained(lambda: deep_float64(3), "auto", optimizer=Hosted(lr=0.01)).step_mode == \
+        "eager (Hosted cannot be replayed: see its capturable)"
     monkeypatch.setattr(type(replay), "graph_runtime", lambda self: Failing)
     assert trained(lambda: deep_float64(3), "auto").step_mode == (
         "eager (CUDA graph capture failed: RuntimeError: the capture met an operation it "
         "cannot record)")
     with pytest.raises(RuntimeError, match="cannot record"):
         trained(lambda: deep_float64(3), True)
+
+
+@pytest.mark.parametrize("graph_ms, eager_ms, mode", [
+    (2.0, 1.0, "eager (faster than the CUDA graph here: 1.000 against 2.000 ms a step)"),
+    (1.0, 2.0, "cuda-graph")])
+def test_auto_keeps_the_faster_of_the_recorded_and_the_eager_step(replay, monkeypatch,
+                                                                  graph_ms, eager_ms, mode):
+    """``graph="auto"`` times both and keeps the faster (cuBLAS may beat the graph's own
+    products), saying so where that is the eager step; ``graph=True`` never times."""
+    from framework.steps import GraphStep
+    monkeypatch.setattr(type(replay), "graph_runtime", lambda self: Replaying)
+    monkeypatch.setattr(GraphStep, "time_against_eager",
+                        lambda self, repeats=5: (graph_ms / 1e3, eager_ms / 1e3))
+    assert trained(lambda: deep_float64(3), "auto").step_mode == mode
+    assert trained(lambda: deep_float64(3), True).step_mode == "cuda-graph"
