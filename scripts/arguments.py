@@ -39,6 +39,16 @@ def positive_number(text):
     return _finite(text, lambda v: v > 0, "a finite number above 0")
 
 
+def non_negative_number(text):
+    """argparse type: a finite number, 0 or more (weight decay's lambda)."""
+    return _finite(text, lambda v: v >= 0, "a finite number, 0 or more")
+
+
+def ratio(text):
+    """argparse type: a fraction in [0, 1) (a dropout ratio: 1 would drop everything)."""
+    return _finite(text, lambda v: 0 <= v < 1, "a ratio in [0, 1)")
+
+
 def non_negative_seconds(text):
     """argparse type: a number of seconds, 0 or more."""
     return _finite(text, lambda v: v >= 0, "a number of seconds, 0 or more")

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from scripts.arguments import positive  # noqa: E402
+from scripts.arguments import non_negative_number, positive, ratio  # noqa: E402
 from scripts.training import exit_on_interrupt  # noqa: E402
 from scripts.experiment import first_samples, parser, save, start  # noqa: E402
 
@@ -25,9 +25,9 @@ from models import MultiLayerNet, MultiLayerNetExtend  # noqa: E402
 
 def main(argv=None):
     p = parser(__doc__, "overfit.png")
-    p.add_argument("--weight-decay", type=float, default=0, metavar="LAMBDA",
+    p.add_argument("--weight-decay", type=non_negative_number, default=0, metavar="LAMBDA",
                    help="L2 weight decay (the book's example: 0.1)")
-    p.add_argument("--dropout", type=float, metavar="RATIO",
+    p.add_argument("--dropout", type=ratio, metavar="RATIO",
                    help="dropout ratio after each hidden layer (the book's example: 0.2)")
     p.add_argument("--epochs", type=positive, help="epochs (default: 201, or 301 with --dropout)")
     p.add_argument("--train-size", type=positive,

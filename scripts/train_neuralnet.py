@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from scripts.arguments import non_negative_number, ratio  # noqa: E402
 from scripts.training import check_args, exit_on_interrupt, parser, run  # noqa: E402
 
 from models import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet  # noqa: E402
@@ -57,9 +58,9 @@ def parse_args(argv=None):
                    help="initial weight std: a number, or relu/he/sigmoid/xavier for "
                         "multi-layer (default: 0.01 two-layer, relu multi-layer)")
     p.add_argument("--batchnorm", action="store_true", help="multi-layer: batch normalization")
-    p.add_argument("--dropout", type=float, metavar="RATIO",
+    p.add_argument("--dropout", type=ratio, metavar="RATIO",
                    help="multi-layer: dropout with this ratio")
-    p.add_argument("--weight-decay", type=float, default=0, metavar="LAMBDA",
+    p.add_argument("--weight-decay", type=non_negative_number, default=0, metavar="LAMBDA",
                    help="multi-layer: L2 weight decay lambda (default: 0)")
     args = p.parse_args(argv)
     check_args(p, args)

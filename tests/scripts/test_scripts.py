@@ -337,7 +337,10 @@ def test_drop_last_on_the_command_line(tmp_path):
     (["--batchnorm"], "--batchnorm: only with --model multi-layer"),
     (["--hidden", "50,50"], "two-layer has one hidden layer"),
     (["--model", "multi-layer", "--hidden", "100,0"], "hidden_size_list[1] must be at least 1"),
-    (["--model", "multi-layer", "--dropout", "1.5"], "dropout_ration must lie in [0, 1)"),
+    (["--model", "multi-layer", "--dropout", "1.5"],  # said after the data was loaded
+     "argument --dropout: expected a ratio in [0, 1), got '1.5'"),
+    (["--model", "multi-layer", "--weight-decay", "-1"],
+     "argument --weight-decay: expected a finite number, 0 or more, got '-1'"),
     (["--model", "multi-layer", "--init", "glorot"], "weight_init_std='glorot' is not a known"),
     (["--hidden", "a,b"], "expected layer sizes separated by commas"),
     (["--model", "multi-layer", "--hidden", "100,,100"],  # was [100, 100], silently
@@ -371,6 +374,23 @@ def test_a_bad_number_is_refused_before_the_data_is_looked_for(tmp_path, script)
                                 XPNET_MNIST_MIRROR="http://127.0.0.1:9/"))
     assert r.returncode == 2, r.stderr
     assert "argument --lr: expected a finite number above 0, got '-0.1'" in r.stderr
+    assert "backend:" not in r.stdout and "127.0.0.1" not in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dropout", "1"], "argument --dropout: expected a ratio in [0, 1), got '1'"),
+    (["--weight-decay", "-0.1"],
+     "argument --weight-decay: expected a finite number, 0 or more, got '-0.1'")])
+def test_overfit_refuses_a_bad_ratio_or_decay_before_the_data_is_looked_for(tmp_path, args,
+                                                                          message):
+    """A dropout ratio of 1 or a negative weight decay was the network's error, after the
+    data had been found and loaded (or a download tried)."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "overfit.py"), *args],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT, XPNET_DATA_DIR=str(tmp_path),
+                                XDG_CACHE_HOME=str(tmp_path),
+                                XPNET_MNIST_MIRROR="http://127.0.0.1:9/"))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "backend:" not in r.stdout and "127.0.0.1" not in r.stderr
 
 
