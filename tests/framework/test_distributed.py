@@ -85,6 +85,7 @@ def test_a_plain_process_is_a_world_of_one():
     assert (w.rank, w.size, w.local_rank, w.is_root) == (0, 1, 0, True)
     assert w.communicator.largest(0) == 0 and w.communicator.largest(15) == 15
     assert distributed.world({"PMI_SIZE": "1", "PMI_RANK": "0"}).size == 1
+    assert distributed.world() is distributed.world()  # made once (its GPU communicators too)
 
 
 def test_shards_differ_by_at_most_one_in_rank_order():
@@ -365,6 +366,9 @@ def test_nccl_is_chosen_only_with_a_gpu_a_rank_and_nccl_on_every_rank():
     shared = one_each + [("node0", "0000:41:00.0", None)]
     assert distributed.gpu_transport(shared) == (
         "ranks 1 and 3 share one GPU (0000:41:00.0 on node0), which NCCL does not allow")
+    two_on_one = [("node0", "0000:01:00.0", None)] * 2  # mpiexec -n 2 on a one-GPU machine
+    assert distributed.gpu_transport(two_on_one) == (
+        "ranks 0 and 1 share one GPU (0000:01:00.0 on node0), which NCCL does not allow")
     missing = [("node0", "0000:01:00.0", None), ("node0", "0000:41:00.0", "NCCL does not load")]
     assert distributed.gpu_transport(missing) == "rank 1: NCCL does not load"
 
