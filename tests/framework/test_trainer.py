@@ -313,6 +313,45 @@ def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
     assert trainer.train_loss_list == []  # the bad epoch is not recorded
 
 
+def test_the_evaluation_subset_of_each_set_is_its_own(backend):
+    """``evaluate_sample_num_per_epoch`` larger than a small training set: the training
+    accuracy reads all of it, the test accuracy the first n of the test set (not as many
+    as the training set has)."""
+    x, t = blobs(n=40)
+    xt, tt = blobs(n=100, seed=1)
+    tt[40:60] = (tt[40:60] + 1) % 4  # mislabelled: read only where 60 test samples are
+    seen = []
+
+    def count(trainer, record):
+        acc = trainer.network.accuracy
+        seen.append(((record["train_acc"], record["test_acc"]),
+                     (acc(trainer.batches.x, trainer.batches.t),
+                      acc(trainer.x_test[:60, ...], trainer.t_test[:60, ...]))))
+    Trainer(TwoLayerNet(20, 16, 4, seed=0, weight_init_std=0.1), x, t, xt, tt, epochs=2,
+            mini_batch_size=10, optimizer="sgd", optimizer_param={"lr": 0.1},
+            evaluate_sample_num_per_epoch=60, verbose=False, seed=0, callbacks=[count]).train()
+    for recorded, wanted in seen:
+        assert recorded == wanted
+    assert seen[-1][0][1] < 0.75  # the mislabelled third was read
+
+
+def test_the_step_a_loss_went_bad_at_is_named(backend):
+    """The NaN guard names the step whose loss was not finite, counted over the run: the
+    27th of 40 is the 7th of the second epoch."""
+    trainer = make_trainer(epochs=2, graph=False)  # 20 steps an epoch
+    calls = []
+    step = trainer.train_step
+
+    def bad_at_27(x, t):
+        calls.append(1)
+        loss = step(x, t)
+        return loss * float("nan") if len(calls) == 27 else loss
+    trainer.train_step = bad_at_27
+    with pytest.raises(FloatingPointError, match=re.escape("the loss became nan at step 27 of "
+                                                           "40 (epoch 2)")):
+        trainer.train()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sampling='random'"):
         make_trainer(sampling="random")
