@@ -151,3 +151,33 @@ def test_a_refused_library_is_named_with_why():
         registry.check_name("MyLib", "XPNET_BACKEND")
     with pytest.raises(ValueError, match=r"'nolib' is not a backend; expected one of numpy"):
         registry.check_name("nolib", "XPNET_BACKEND")
+
+
+def test_a_library_is_probed_once_a_process_whether_it_loads_or_not():
+    """``load`` imports the library the first time and keeps the answer, a refusal
+    included: a missing library's failed import (CuPy's, on a machine without it) is not
+    tried again each time a backend is looked for."""
+    from backends.backend import Unusable
+    tries = []
+
+    class Loads(StandardBackend):
+        name = "loads"
+
+        @classmethod
+        def _load(cls):
+            tries.append(cls.name)
+            return np
+
+    class Missing(StandardBackend):
+        name = "missing"
+
+        @classmethod
+        def _load(cls):
+            tries.append(cls.name)
+            raise ImportError("No module named 'missing'")
+    for _ in range(3):
+        assert Loads.load() is np and Loads.usable()[0]
+        with pytest.raises(Unusable, match=r"missing failed to import \(ImportError: No module "
+                                           r"named 'missing'\)"):
+            Missing.load()
+    assert tries == ["loads", "missing"]
