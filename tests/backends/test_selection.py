@@ -177,6 +177,18 @@ def test_device_and_its_description(backend):
         assert str(backend.device) in backend.description
 
 
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_a_device_is_named_in_either_case(name):
+    """``--device CPU`` is the CPU, as ``cpu`` is (the libraries' own names are lower case)."""
+    if name not in backends.available():
+        pytest.skip(f"{name} is not usable here")
+    with backends.using(name, device="CPU") as upper:
+        pass
+    with backends.using(name, device="cpu") as lower:
+        pass
+    assert upper == lower
+
+
 def test_mixing_backends_is_named():
     with pytest.raises(TypeError, match="Affine1: arrays from different backends"):
         class FakeCupy:  # a stand-in type whose module says cupy
