@@ -189,6 +189,20 @@ def test_a_device_is_named_in_either_case(name):
     assert upper == lower
 
 
+def test_a_backend_is_its_library_on_one_device():
+    """Two backends are equal where library and device are (a dict or a set keyed by
+    backend keeps one per device): array-api-strict's two devices are two backends."""
+    if "array_api_strict" not in backends.available():
+        pytest.skip("array_api_strict is not usable here")
+    with backends.using("array_api_strict", device="device1") as one:
+        pass
+    with backends.using("array_api_strict", device="device2") as two:
+        pass
+    with backends.using("array_api_strict", device="device1") as again:
+        pass
+    assert one != two and one == again and len({one, two, again}) == 2
+
+
 def test_mixing_backends_is_named():
     with pytest.raises(TypeError, match="Affine1: arrays from different backends"):
         class FakeCupy:  # a stand-in type whose module says cupy
