@@ -46,13 +46,17 @@ def size(x):
 
 def dtype_name(dtype):
     """``"float32"``, ``"int64"``...: a dtype's name whatever its library (NumPy's
-    ``.name``, ``torch.float32``, ``array_api_strict.float32``, ``jax.numpy.float32``)."""
+    ``.name``, ``torch.float32``, ``array_api_strict.float32``), or of a scalar type
+    (``numpy.float32``, ``jax.numpy.float32``, whose own string is the class's,
+    ``"<class 'numpy.float32'>"``)."""
+    if isinstance(dtype, type):
+        try:
+            return numpy.dtype(dtype).name
+        except TypeError:
+            pass
     name = getattr(dtype, "name", None)
     if isinstance(name, str):
         return name
-    inner = getattr(dtype, "dtype", None)  # JAX's scalar types (jnp.float64) carry NumPy's
-    if isinstance(getattr(inner, "name", None), str):
-        return inner.name
     return str(dtype).rsplit(".", 1)[-1]
 
 

@@ -204,8 +204,7 @@ class Backend:
 
     @staticmethod
     def _dtype_name(dtype):
-        return dtype if isinstance(dtype, str) else \
-            numpy.dtype(dtype).name if isinstance(dtype, type) else dtype_name(dtype)
+        return dtype if isinstance(dtype, str) else dtype_name(dtype)
 
     def asarray(self, x, dtype=None):
         """Host (or device) data as an array of this backend, on its device."""

@@ -80,6 +80,22 @@ def test_a_scoped_setting_is_given_back_even_after_an_error():
             pass
 
 
+@pytest.mark.parametrize("name, kind", [("float32", "f"), ("float64", "f"), ("int64", "i"),
+                                        ("uint8", "u"), ("bool", "b")])
+def test_a_dtype_is_named_alike_in_every_form_every_library_gives_it(backend, name, kind):
+    """A dtype is named by what it is, whether it comes as the library's dtype object, an
+    array's ``.dtype``, a scalar type (``numpy.float64``, ``jax.numpy.float64``, which are
+    classes: their own string was read as the name, ``"float64'>"``) or NumPy's dtype."""
+    xp = backend.xp
+    given = [backend.dtype(name), backend.asarray(np.zeros(2, dtype=name)).dtype,
+             np.dtype(name), getattr(np, name if name != "bool" else "bool_")]
+    if isinstance(getattr(xp, name, None), type):  # a scalar type: NumPy's and JAX's
+        given.append(getattr(xp, name))
+    for dtype in given:
+        assert backends.dtype_name(dtype) == name, dtype
+        assert backends.dtype_kind(dtype) == kind, dtype
+
+
 def test_the_rank_order_sum_adds_the_rows_in_rank_order():
     """Floating-point addition is not associative, so the order is the result: rows 1.0,
     1e16 and -1e16 sum to 0.0 left to right (1 + 1e16 rounds to 1e16) and to 1.0 the other

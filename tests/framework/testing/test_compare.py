@@ -8,6 +8,10 @@ from framework.testing import tolerances
 def test_tolerances_follow_the_dtype_and_can_be_overridden():
     assert tolerances("float64") == (1e-5, 1e-7)
     assert tolerances(np.float32, atol=0.5) == (1e-3, 0.5)
+    # NumPy's scalar types too: numpy.float64 was named "float64'>", an unknown name, and
+    # got float32's tolerances, a hundred times looser
+    assert tolerances(np.float64) == tolerances(np.dtype("float64")) == (1e-5, 1e-7)
+    assert tolerances(np.float16, rtol=0.5) == (0.5, 1e-3)
 
 
 def test_a_nan_fails_and_is_named_first():
