@@ -462,12 +462,15 @@ def test_a_convolution_whose_bias_has_another_dtype_is_the_references(ops, backe
         np.testing.assert_allclose(to_host(g), w, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("ph, pw, stride, pad", [(12, 12, 1, 0), (2, 3, 2, 0), (3, 2, 2, 1)])
+@pytest.mark.parametrize("ph, pw, stride, pad", [(12, 12, 1, 0), (2, 3, 2, 0), (3, 2, 2, 1),
+                                                  (3, 5, 1, 2)])
 def test_max_pool_against_the_standards_code(ops, backend, ph, pw, stride, pad):
     """Pooling and its gradient against the standard's code (backends/ops/reference.py),
     not the host's array code the test above compares with: windows of more than 127
-    places (the offset of the maximum outgrows int8) and windows that overlap along one
-    axis only (their gradients add up there, and are written elsewhere)."""
+    places (the offset of the maximum outgrows int8), windows that overlap along one
+    axis only (their gradients add up there, and are written elsewhere), and a padding
+    of more than half the shorter side of the window (PyTorch's own pooling refuses it,
+    so its wing must keep the reference's code there)."""
     rng = np.random.default_rng(12)
     x = rng.permutation(2 * 2 * 13 * 14).reshape(2, 2, 13, 14).astype(np.float64) / 100
     x[0, 0, 11, 11] = 1e3  # the first window's maximum at its last place, offset 143
