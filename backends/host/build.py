@@ -145,15 +145,22 @@ def default_cache_dir(environ=None):
 
 def _cpu_signature():
     # -march=native code is only good for this CPU: a cache shared between
-    # machines (a network home folder) must not hand one CPU's build to another.
+    # machines (a network home folder) must not hand one CPU's build to another. What
+    # the build may use is the instruction sets (x86's "flags", Arm's "Features"); a model
+    # name alone, such as a virtual machine's "Intel(R) Xeon(R) Processor", is shared by
+    # CPUs that differ in them (one with AVX-512, one without: an illegal instruction).
+    # The first processor's lines of each, as /proc/cpuinfo lists them.
+    lines = []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
+                if not line.strip() and lines:
+                    break  # the end of the first processor's block
                 if line.startswith(("flags", "Features", "model name")):
-                    return line
+                    lines.append(line)
     except OSError:
         pass
-    return platform.processor() + platform.machine()
+    return "".join(lines) or platform.processor() + platform.machine()
 
 
 def compiler(environ=None):
