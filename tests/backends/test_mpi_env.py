@@ -30,6 +30,18 @@ def test_each_process_takes_its_local_ranks_gpu():
     assert mpi_env.gpu_index(job, 8) == 1  # fewer processes than GPUs: the first ones
 
 
+def test_a_process_alone_in_its_job_keeps_the_default_gpu():
+    """``mpiexec -n 1`` is one process as a plain ``python`` is: no GPU is chosen for it
+    (its library's current one stays), and a machine without one is no error here."""
+    alone = {"PMI_SIZE": "1", "PMI_RANK": "0"}
+    assert mpi_env.launched_gpu(0, environ=alone) is None
+    assert mpi_env.launched_gpu(2, environ={}) is None
+    two = {"PMI_SIZE": "2", "PMI_RANK": "1"}
+    assert mpi_env.launched_gpu(2, environ=two) == 1
+    with pytest.raises(ValueError, match="sees no GPU"):
+        mpi_env.launched_gpu(0, environ=two)
+
+
 def test_more_processes_than_gpus_says_what_to_do():
     job = mpi_env.Launch(size=3, rank=2, local_rank=2, local_size=3)
     with pytest.raises(ValueError) as e:

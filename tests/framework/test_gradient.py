@@ -77,6 +77,14 @@ def test_numerical_gradient_names_a_list_and_an_f_that_is_no_loss(xp):
                    ).tolist() == [0.0, 0.0]  # a constant, a Python number
 
 
+def test_numerical_gradient_takes_numpys_scalars_as_losses():
+    """NumPy's sum of a float32 array is a ``numpy.float32``, which is no Python float: it
+    is one number all the same."""
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    grad = numerical_gradient(lambda v: np.sum(3 * v[:1]), x, h=1e-2)
+    np.testing.assert_allclose(grad, [3.0, 0.0], rtol=1e-4)
+
+
 def test_gradient_check_reports_per_parameter_figures(xp):
     net = TwoLayerNet(12, 6, 4, dtype="float64", seed=1, weight_init_std=0.5)
     rng = np.random.default_rng(2)

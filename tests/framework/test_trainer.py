@@ -358,7 +358,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
     for name in ("drop_last", "resume", "sync_batchnorm", "check_replicas", "verbose"):
-        for bad in ("no", None, 2):  # "no" is true: resume="no" resumed
+        # "no" is true: resume="no" resumed; a 0-d integer array of 2 is true too, and 1.0
+        # is a number, not a flag
+        for bad in ("no", None, 2, 1.0, np.array(2)):
             with pytest.raises(ValueError, match=rf"^Trainer: {name} must be True or False, "
                                                  rf"got {re.escape(repr(bad))}$"):
                 make_trainer(**{name: bad})

@@ -184,10 +184,15 @@ def test_without_a_compiler_the_host_keeps_im2col(tmp_path):
     kernels, why = load(env)
     assert kernels is None and "no C compiler" in why and "im2col" in why
     broken = tmp_path / "cc"  # a compiler that fails: its message is passed on
-    broken.write_text("#!/bin/sh\necho 'cc: error: out of luck' >&2\nexit 1\n")
+    runs = tmp_path / "runs"
+    broken.write_text(f"#!/bin/sh\necho run >> {runs}\necho 'cc: error: out of luck' >&2\n"
+                      f"exit 1\n")
     broken.chmod(0o755)
     kernels, why = load({"CC": str(broken), "XPNET_CACHE_DIR": str(tmp_path / "c")})
     assert kernels is None and "out of luck" in why
+    # tried with -march=native and without, in the cache folder only: a failed build is no
+    # reason to build again in a private folder of xpnet's own
+    assert runs.read_text().count("run") == 2 and "private folder" not in why
     assert not list((tmp_path / "c").glob("*.so"))  # nothing half-written left in the cache
 
 
