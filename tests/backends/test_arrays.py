@@ -96,6 +96,26 @@ def test_a_dtype_is_named_alike_in_every_form_every_library_gives_it(backend, na
         assert backends.dtype_kind(dtype) == kind, dtype
 
 
+def test_float64_is_assumed_where_a_library_cannot_say():
+    """A library without the standard's inspection namespace (or one that fails when asked)
+    is taken to compute in float64, as NumPy and every GPU xpnet knows do; one that lists
+    its dtypes is believed (MPS lists none of 64 bits)."""
+    from types import SimpleNamespace
+
+    from backends.arrays import has_float64
+
+    def listing(*names):
+        return SimpleNamespace(__array_namespace_info__=lambda: SimpleNamespace(
+            dtypes=lambda device=None, kind=None: {n: n for n in names}))
+
+    def failing():
+        raise RuntimeError("no info")
+    assert has_float64(SimpleNamespace(), "gpu")
+    assert has_float64(SimpleNamespace(__array_namespace_info__=failing), "gpu")
+    assert has_float64(listing("float32", "float64"), "gpu")
+    assert not has_float64(listing("float32"), "mps")
+
+
 def test_the_rank_order_sum_adds_the_rows_in_rank_order():
     """Floating-point addition is not associative, so the order is the result: rows 1.0,
     1e16 and -1e16 sum to 0.0 left to right (1 + 1e16 rounds to 1e16) and to 1.0 the other
