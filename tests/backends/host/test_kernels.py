@@ -517,6 +517,22 @@ def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
 
 
 @needs_kernels
+def test_a_cache_folder_that_cannot_be_made_leaves_a_private_folder_of_xpnets_own(tmp_path):
+    """A cache folder that cannot be made (a name too long for the file system here; a
+    read-only disk or a folder of another user's elsewhere) or whose parent is a file:
+    the kernels are built in a private folder of xpnet's own, and the reason names the
+    folder and what is wrong with it; no error ends the process."""
+    (tmp_path / "a-file").write_text("")
+    for wanted, what in ((tmp_path / ("x" * 300) / "xpnet",
+                          "cannot be made (File name too long)"),
+                         (tmp_path / "a-file" / "xpnet",
+                          "cannot be examined (Not a directory)")):
+        kernels, why = load({"XPNET_CACHE_DIR": str(wanted), "PATH": os.environ["PATH"]})
+        assert kernels is not None, why
+        assert f"{wanted} {what}" in why and "private folder of xpnet's own" in why
+
+
+@needs_kernels
 def test_a_cache_folder_reached_through_a_link_is_the_folder_it_names(tmp_path):
     """``XPNET_CACHE_DIR`` may be a link (to a scratch disk, say): the folder it names is
     checked, and used where it may be trusted."""
