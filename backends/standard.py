@@ -77,6 +77,11 @@ class StandardBackend(Backend):
             x = numpy.asarray(x)  # Python numbers and lists: NumPy's dtypes on every backend
         elif REGISTRY.namespace(x) is not self.xp:
             x = REGISTRY.to_numpy(x)  # from another library: through the host
+        if isinstance(x, numpy.ndarray) and not x.flags.writeable:
+            # a library may keep the host's memory (PyTorch's CPU tensors do) and later
+            # write into it in place: memory that must not change (a file mapped read-only,
+            # another library's buffer, such as a JAX array's) is copied first
+            x = x.copy()
         if isinstance(x, numpy.ndarray) and dtype is None and x.dtype == numpy.float64 \
                 and not self.has_float64():
             dtype = "float32"

@@ -156,6 +156,42 @@ def test_arrays_of_two_libraries_are_refused_whichever_comes_first():
     assert backends.array_namespace(t, t, np.ones(2)) is backends.array_namespace(t)
 
 
+def test_an_array_of_another_library_is_moved_through_the_host(backend):
+    """``backend.asarray`` of another library's array (a PyTorch tensor on JAX, say) is an
+    array of this backend's library on its device, with the same values: not the other
+    library's array, which would mix two libraries in one computation."""
+    host = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    for name in backends.available():
+        if name == backend.name:
+            continue
+        with backends.using(name) as other:
+            foreign = other.asarray(host)
+        moved = backend.asarray(foreign)
+        assert backends.backend_of(moved) == backend, name
+        np.testing.assert_array_equal(backends.to_numpy(moved), host)
+
+
+def test_memory_that_must_not_change_is_never_written_through_an_array_made_of_it(backend):
+    """A read-only host array (a file mapped read-only; the host view of a JAX array's
+    buffer): PyTorch's CPU tensors kept its memory, with a warning that writing it is
+    undefined, and a parameter updated in place would have written into it. The array
+    made of it is a copy where the library may write into it; NumPy's own is the very
+    array, still read-only, so that a write is NumPy's error."""
+    import warnings
+    host = np.arange(4, dtype=np.float32)
+    host.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = backend.asarray(host)
+    if backend.name == "numpy":
+        assert x is host
+        return
+    if backend.mutable:
+        x[...] = 7
+    assert host.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(backends.to_numpy(backend.asarray(host)), host)
+
+
 def test_tensors_of_one_library_on_two_devices_are_refused():
     """One array type spanning devices (PyTorch's CPU and its meta device, which every build
     has): a layer's inputs on two devices are named, not computed on."""
