@@ -334,8 +334,32 @@ def test_what_a_step_bakes_in_of_a_network_of_the_users_own():
     assert before[0] == 0 and [name for name, _ in before[1]] == ["Affine1", "Relu1", "Affine2"]
     net.layers["Scale"] = Scale()
     assert baked_in(net)[1][-1] == ("Scale", ())
+    net.layers["Relu1"].mode = "leaky"  # a setting in words is baked in as a number is
+    assert baked_in(net) != before
     net.layers = [layer for layer in net.layers.values()]  # not a dict: no layers read
     assert baked_in(net) == (0, ())
+
+
+def test_a_network_of_the_users_own_keeps_its_losses_in_its_parameters_dtype():
+    """A network with no ``dtype`` (the book's chapter-5 net: float64 parameters): the
+    Trainer keeps each step's loss in the parameters' dtype, the very number its step
+    computed, not rounded to float32."""
+    from framework.trainer import Trainer
+    from tests.framework.distributed_job import BookTwoLayerNet
+    rng = np.random.default_rng(0)
+    x, t = rng.random((40, 4)), rng.integers(0, 2, 40)
+    net = BookTwoLayerNet(4, 3, 2)
+    seen, gradient = [], net.gradient
+
+    def recorded(xb, tb):
+        grads = gradient(xb, tb)
+        seen.append(float(net.lastLayer.loss))
+        return grads
+    net.gradient = recorded
+    trainer = Trainer(net, x, t, x[:8], t[:8], epochs=1, mini_batch_size=10, verbose=False)
+    trainer.train()
+    assert trainer.step_mode.startswith("eager")
+    assert trainer.train_loss_list == seen and len(seen) == 4
 
 
 @needs_gpu
