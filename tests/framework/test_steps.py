@@ -334,8 +334,9 @@ def test_what_a_step_bakes_in_of_a_network_of_the_users_own():
     assert before[0] == 0 and [name for name, _ in before[1]] == ["Affine1", "Relu1", "Affine2"]
     net.layers["Scale"] = Scale()
     assert baked_in(net)[1][-1] == ("Scale", ())
+    with_scale = baked_in(net)
     net.layers["Relu1"].mode = "leaky"  # a setting in words is baked in as a number is
-    assert baked_in(net) != before
+    assert baked_in(net) != with_scale
     net.layers = [layer for layer in net.layers.values()]  # not a dict: no layers read
     assert baked_in(net) == (0, ())
 
