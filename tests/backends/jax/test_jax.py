@@ -337,3 +337,59 @@ def test_jax_devices_go_by_the_names_every_backend_uses_or_as_jax_devices():
     for device in ("cpu", "CPU:0", cpu):
         with backends.using("jax", device=device) as chosen:
             assert chosen.device == cpu
+
+
+def test_jax_gpus_are_named_as_every_backend_names_them(monkeypatch):
+    """A build that sees two GPUs (JAX's platform ``gpu``): ``gpu``/``cuda`` is the first,
+    ``gpu:N``/``cuda:N`` each, in either case; the CPU's names are listed first. JAX
+    itself stands in here: its device lists are a machine's."""
+    usable, why = backends.backend_class("jax").usable()
+    if not usable:
+        pytest.skip(unusable("jax", why))
+    import jax
+    from backends.jax.backend import JaxBackend
+
+    class Fake:
+        Device = jax.Device
+        platforms = {"cpu": ["c0"], "gpu": ["g0", "g1"]}
+
+        def devices(self, platform=None):
+            if platform is None:  # JAX's default: its accelerators first
+                return self.platforms["gpu"] + self.platforms["cpu"]
+            if platform not in self.platforms:
+                raise RuntimeError(f"no {platform} backend")
+            return self.platforms[platform]
+
+    monkeypatch.setattr(JaxBackend, "_jax", staticmethod(lambda: Fake()))
+    assert JaxBackend.devices() == ["cpu", "cpu:0", "cuda", "gpu", "cuda:0", "cuda:1",
+                                    "gpu:0", "gpu:1"]
+    for name, want in (("gpu", "g0"), ("cuda", "g0"), ("CUDA:1", "g1"), ("gpu:1", "g1"),
+                       ("cpu", "c0")):
+        assert JaxBackend.parse_device(name) == want, name
+    for absent in ("tpu", "cuda:7"):
+        with pytest.raises(backends.Unusable, match=r"JAX's GPU and TPU builds are installed "
+                                                     r"apart from its CPU one"):
+            JaxBackend.parse_device(absent)
+    # a plain process takes JAX's default; a rank of a data-parallel job its local rank's GPU
+    assert JaxBackend.default_device() == "g0"
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    assert JaxBackend.default_device() == "g1"
+    monkeypatch.setenv("PMI_SIZE", "3")
+    with pytest.raises(backends.Unusable, match="3 processes were started on this machine but "
+                                                 "it has 2 GPUs"):
+        JaxBackend.default_device()
+
+
+def test_a_jax_older_than_xpnet_needs_is_unusable_saying_which(monkeypatch):
+    usable, why = backends.backend_class("jax").usable()
+    if not usable:
+        pytest.skip(unusable("jax", why))
+    import jax
+    from backends.jax.backend import JaxBackend
+    monkeypatch.setattr(jax, "__version__", "0.4.31")
+    with pytest.raises(backends.Unusable, match=r"^JAX 0\.4\.31 is too old: xpnet needs "
+                                                 r"0\.4\.32 or newer"):
+        JaxBackend._load()
+    monkeypatch.setattr(jax, "__version__", "0.4.32.dev20240701")
+    assert JaxBackend._load() is not None
