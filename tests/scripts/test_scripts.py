@@ -14,7 +14,7 @@ import pytest
 import backends
 from tests.framework.idx_files import dataset_files, write_files
 
-from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal
+from tests.conftest import ROOT, child_env, sigint_as_at_a_terminal, to_host
 
 
 def run_script(name, *args, env=None, timeout=300):
@@ -75,6 +75,29 @@ def synthetic_data_env(tmp_path):
     write_files(tmp_path / "data" / "mnist", dataset_files()[0])
     return {"XPNET_DATA_DIR": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
             "XPNET_MNIST_MIRROR": "http://127.0.0.1:9/"}
+
+
+def test_gradient_check_script_names_its_largest_error_and_refuses_a_device_without_float64(
+        capsys):
+    """The last line names the parameter of the largest relative error; a device without
+    float64 is refused where it was asked for (exit 2, one line), named and passed over
+    where every backend is checked; a rank past the first of an MPI job checks nothing."""
+    from scripts.gradient_check import check, random_batch
+    x, t = random_batch(0)
+    result = check("numpy", x, t, 0, "float64")
+    worst = max(result, key=lambda k: result[k][1])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"# largest relative error: {result[worst][1]:.3g} ({worst})")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gradient_check.py"),
+                        "--data", "random", "--backend", "array_api_strict", "--device",
+                        "no_float64"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "has no float64" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gradient_check.py"),
+                        "--data", "random"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=ROOT, PMI_SIZE="2", PMI_RANK="1"))
+    assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
 
 
 def test_gradient_check_script_on_dataset_samples(tmp_path):
@@ -360,6 +383,65 @@ def test_train_script_refuses_bad_networks_in_one_line(tmp_path, args, message):
                        env=full_env, timeout=120)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, kind, facts", [
+    (["--init", "0.5"], "TwoLayerNet", {"std": 0.5, "layers": ["Affine1", "Relu1", "Affine2"]}),
+    (["--model", "multi-layer", "--hidden", ""], "MultiLayerNet", {"layers": ["Affine1"]}),
+    (["--model", "multi-layer", "--hidden", "20", "--dropout", "0.3"], "MultiLayerNetExtend",
+     {"dropout": 0.3, "layers": ["Affine1", "Activation_function1", "Dropout1", "Affine2"]}),
+    (["--model", "multi-layer", "--hidden", "20", "--batchnorm", "--activation", "sigmoid"],
+     "MultiLayerNetExtend",
+     {"activation": "sigmoid",
+      "layers": ["Affine1", "BatchNorm1", "Activation_function1", "Affine2"]}),
+])
+def test_the_train_scripts_options_build_the_network_they_name(args, kind, facts):
+    """Each option reaches the network: ``--init`` a number for the two-layer net, an empty
+    ``--hidden`` no hidden layer (softmax regression), ``--dropout`` its ratio (and the
+    extended net), ``--batchnorm`` and ``--activation``."""
+    from scripts.train_neuralnet import build_network, parse_args
+    _, options = parse_args(args)
+    net = build_network(options, np.zeros((4, 784), dtype=np.float32))
+    assert type(net).__name__ == kind and list(net.layers) == facts["layers"]
+    if "std" in facts:
+        assert float(np.std(to_host(net.params["W1"]))) == pytest.approx(facts["std"], rel=0.05)
+    if "dropout" in facts:
+        assert net.layers["Dropout1"].dropout_ratio == facts["dropout"]
+    if "activation" in facts:
+        assert net.activation == facts["activation"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--activation", "sigmoid"], "--activation: only with --model multi-layer"),
+    (["--dropout", "0.2", "--weight-decay", "0.1"],
+     "--dropout, --weight-decay: only with --model multi-layer"),
+    (["--hidden", ""], "--model two-layer has one hidden layer; got --hidden  (use --model "
+                       "multi-layer)"),
+    (["--init", "he"], "--init he needs --model multi-layer; two-layer takes a number"),
+])
+def test_the_train_script_refuses_chapter_6_options_for_the_two_layer_net(capsys, args,
+                                                                          message):
+    from scripts.train_neuralnet import parse_args
+    with pytest.raises(SystemExit) as e:
+        parse_args(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_hyperparameter_search_lists_the_best_trials_first(tmp_path):
+    """Best-1 is the trial of the highest validation accuracy (ties in trial order), and
+    a fifth of the samples (one at least) is held out for validation."""
+    env = synthetic_data_env(tmp_path)
+    out = run_script("hyperparameter_search.py", "--backend", "numpy", "--trials", "4",
+                     "--epochs", "1", "--top", "3", "--out", str(tmp_path / "f.png"), env=env)
+    assert "24 training and 6 validation samples; 4 trials of 1 epochs" in out
+    trials = re.findall(r"trial +\d+: val acc (\S+) \| lr (\S+), weight decay (\S+)", out)
+    best = re.findall(r"Best-\d+ \(val acc: (\S+)\) \| lr: (\S+), weight decay: (\S+)", out)
+    assert len(trials) == 4 and len({lr for _, lr, _ in trials}) == 4  # each its own draw
+    assert best == sorted(trials, key=lambda r: -float(r[0]))[:3]
+    out = run_script("hyperparameter_search.py", "--backend", "numpy", "--trials", "1",
+                     "--epochs", "1", "--train-size", "2", "--out", str(tmp_path / "f.png"),
+                     env=env)
+    assert "1 training and 1 validation samples" in out
 
 
 @pytest.mark.parametrize("script", ["train_neuralnet.py", "train_convnet.py"])
