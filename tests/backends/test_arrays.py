@@ -54,15 +54,15 @@ def test_a_network_and_its_layers_that_resolved_their_operations_follow_a_change
     from models import TwoLayerNet
     net = TwoLayerNet(4, 3, 2, seed=0)
     x, t = np.ones((2, 4), dtype=np.float32), np.array([0, 1])
-    affine = net.layers["Affine1"]
+    layers = [net.layers["Affine1"], net.layers["Relu1"], net.layers["Affine2"]]
 
     def used():
         net.gradient(x, t)
-        return net._call.ops.name, affine._ops.name
-    assert used() == ("host", "host")
+        return [net._call.ops.name] + [layer._ops.name for layer in layers]
+    assert used() == ["host"] * 4
     with backends.configured(fast_paths=False):
-        assert used() == ("standard", "standard")
-    assert used() == ("host", "host")
+        assert used() == ["standard"] * 4
+    assert used() == ["host"] * 4
 
 
 def test_a_scoped_setting_is_given_back_even_after_an_error():

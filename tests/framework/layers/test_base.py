@@ -47,6 +47,14 @@ def test_perturbed_outputs_move_one_element_each(xp):
     want = np.stack([to_host(x) * [1.5, 2.0, 3.0], to_host(x) * [1.0, 2.0, 3.5]])
     np.testing.assert_array_equal(to_host(out), want)
     np.testing.assert_array_equal(to_host(layer.w), [1.0, 2.0, 3.0])  # put back
+    # a weight of two axes: flat element 5 of a (2, 3) is [1, 2], element 1 is [0, 1]
+    w = np.arange(1.0, 7.0).reshape(2, 3)
+    layer = Scale(backends.to_device(w))
+    x = backends.to_device(np.ones((4, 2, 3)))
+    out = layer.perturbed_outputs(x, "w", backends.to_device([5, 1]), 0.5)
+    moved = [w + 0.5 * np.eye(6)[i].reshape(2, 3) for i in (5, 1)]
+    np.testing.assert_array_equal(to_host(out), np.stack([np.ones((4, 2, 3)) * m
+                                                          for m in moved]))
 
 
 def layers_of_the_book(xp):

@@ -148,6 +148,20 @@ def test_affine_shape_errors_name_the_layer(xp):
         Affine(backends.to_device(np.zeros((3, 2))), backends.to_device(np.zeros(3)))
 
 
+def test_affine_checks_again_when_its_weights_move_to_another_library():
+    """The check of a kind of input covers the weights' library too: W replaced by another
+    library's array (the network's parameters put on another backend) is named at the next
+    forward pass, not left to the libraries' mixed matrix product."""
+    strict = pytest.importorskip("array_api_strict")
+    layer = Affine(np.ones((3, 2)), np.zeros(2), name="Affine1")
+    x = np.ones((4, 3))
+    layer.forward(x)
+    layer.W, layer.b = strict.ones((3, 2)), strict.zeros(2)
+    with pytest.raises(TypeError, match=r"^Affine1: arrays from different backends \(x is numpy, "
+                                        r"W is array_api_strict on "):
+        layer.forward(x)
+
+
 # --- SoftmaxWithLoss ----------------------------------------------------------
 
 def test_softmax_with_loss_numbers(xp):
