@@ -41,9 +41,9 @@ def test_the_standard_is_chosen_for_numpy_too_when_the_fast_paths_are_off():
     assert backends.ops_for(x) is wing  # given back, the very same object
     previous = dispatch.use_fast_paths(False)  # the old switch, for the process
     try:
-        assert backends.ops_for(x) is standard
+        assert previous is True and backends.ops_for(x) is standard
     finally:
-        dispatch.use_fast_paths(previous)
+        assert dispatch.use_fast_paths(previous) is False  # each call says what was
     assert backends.ops_for(x) is wing
 
 
@@ -94,6 +94,7 @@ def test_a_dtype_is_named_alike_in_every_form_every_library_gives_it(backend, na
     for dtype in given:
         assert backends.dtype_name(dtype) == name, dtype
         assert backends.dtype_kind(dtype) == kind, dtype
+    assert backends.dtype_name(backend.full((2,), 1, name).dtype) == name  # made in it too
 
 
 def test_float64_is_assumed_where_a_library_cannot_say():

@@ -517,6 +517,21 @@ def test_a_library_that_is_not_trusted_is_not_loaded(tmp_path, case):
 
 
 @needs_kernels
+def test_the_kernels_of_each_cache_folder_are_its_own(tmp_path):
+    """The process keeps the kernels it loaded for each setting: another cache folder (a
+    test's, a scoped setting) builds and loads its own, not the first one's."""
+    numpy_backend = backends.backend_class("numpy")
+    paths = []
+    for name in ("a", "b", "a"):
+        kernels, why = numpy_backend.kernels(Settings.read({"XPNET_CACHE_DIR":
+                                                            str(tmp_path / name)}))
+        assert kernels is not None, why
+        paths.append(kernels.path)
+    assert [p.parent for p in paths] == [tmp_path / "a", tmp_path / "b", tmp_path / "a"]
+    assert paths[2] is paths[0]  # the same load, kept
+
+
+@needs_kernels
 def test_a_cache_folder_that_cannot_be_made_leaves_a_private_folder_of_xpnets_own(tmp_path):
     """A cache folder that cannot be made (a name too long for the file system here; a
     read-only disk or a folder of another user's elsewhere) or whose parent is a file:
