@@ -194,6 +194,35 @@ def free_saved(network):
         free()
 
 
+def not_recordable(optimizer, batches, graph="auto"):
+    """Why the step will not be a CUDA graph, as far as it is known before any recording
+    (the backend, the switch, the optimizer, the labels), or None where it may be."""
+    backend = batches.backend
+    if graph is False:
+        return "graph=False"
+    if backend.graph_runtime() is None:
+        return f"the {backend.name} backend has no CUDA graphs on {backend.device}"
+    if graph == "auto" and not backends.settings().cuda_graph:
+        return "XPNET_CUDA_GRAPH=0"
+    if not optimizer.capturable:
+        return f"{type(optimizer).__name__} cannot be replayed: see its capturable"
+    if batches.t.ndim != 1:
+        return "the graph step needs integer labels"
+    return None
+
+
+def refuse_unrecordable(optimizer, batches):
+    """For ``graph=True``: ``ValueError`` where :func:`not_recordable` already knows the step
+    cannot be a CUDA graph (the Trainer asks when it is made, before a progress bar or a
+    data-parallel job's first collective); nothing where it may be, or is compiled
+    instead (JAX)."""
+    if batches.backend.step_compiler() is not None:
+        return
+    reason = not_recordable(optimizer, batches, True)
+    if reason is not None:
+        raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
+
+
 def choose(network, optimizer, batches, graph="auto", train=None):
     """The step to run: a recorded :class:`GraphStep` where ``graph`` allows it, the step can
     be recorded and (for ``"auto"``) a few timed steps show it faster, else an
@@ -201,7 +230,6 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     t)`` is every step's body, run eagerly, recorded or compiled (default
     :func:`train_step`; the Trainer passes its ``train_step``, a subclass's included)."""
     backend = batches.backend
-    reason = None
     if graph is not False and backend.step_compiler() is not None:  # JAX: compiled by XLA
         try:
             return JitStep(network, optimizer, batches, train=train)
@@ -210,16 +238,7 @@ def choose(network, optimizer, batches, graph="auto", train=None):
                 raise ValueError(f"Trainer: graph=True, but the step cannot be compiled: "
                                  f"{e}") from None
             return EagerStep(network, optimizer, batches, f"not compiled: {e}", train)
-    if graph is False:
-        reason = "graph=False"
-    elif backend.graph_runtime() is None:
-        reason = f"the {backend.name} backend has no CUDA graphs on {backend.device}"
-    elif graph == "auto" and not backends.settings().cuda_graph:
-        reason = "XPNET_CUDA_GRAPH=0"
-    elif not optimizer.capturable:
-        reason = f"{type(optimizer).__name__} cannot be replayed: see its capturable"
-    elif batches.t.ndim != 1:
-        reason = "the graph step needs integer labels"
+    reason = not_recordable(optimizer, batches, graph)
     if reason is None:
         started = time.perf_counter()
         try:

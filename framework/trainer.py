@@ -229,6 +229,8 @@ class Trainer:
                                          num_classes=num_classes,
                                          drop_last=check_flag("Trainer", "drop_last", drop_last),
                                          where="Trainer", names=("x_train", "t_train"))
+            if graph is True and self.world.size == 1:  # said now, not after a 0% bar
+                steps.refuse_unrecordable(self.optimizer, self.batches)
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
                 raise ValueError(f"Trainer: x_test's samples have shape "

@@ -118,6 +118,17 @@ def test_numpy_trains_eagerly_and_says_why():
             run("numpy", bad, iters=20)
 
 
+def test_graph_true_where_no_graph_can_be_is_refused_when_the_trainer_is_made(capsys):
+    """Not when training starts: a 0% progress bar was drawn before the error."""
+    backends.use("numpy")
+    x, t = data(200)
+    with pytest.raises(ValueError, match=r"^Trainer: graph=True, but the step cannot be a "
+                                         r"CUDA graph: the numpy backend has no CUDA graphs"):
+        Trainer(TwoLayerNet(784, 20, 10, seed=3), x, t, x[:50], t[:50], iters=5,
+                mini_batch_size=50, verbose=True, graph=True)
+    assert capsys.readouterr().err == ""
+
+
 def test_pytorchs_cpu_tensors_train_eagerly_and_say_why():
     if "torch" not in backends.available():
         pytest.skip(unusable("torch", backends.backend_class("torch").usable()[1]))
