@@ -54,6 +54,9 @@ def test_init_scales_are_what_their_names_say(init, expected):
     fan_in_2 = {"relu": np.sqrt(2 / 400), "he": np.sqrt(2 / 400)}.get(
         init, np.sqrt(1 / 400) if isinstance(init, str) else 0.01)
     assert float(to_host(net.params["W2"]).std()) == pytest.approx(fan_in_2, rel=0.05)
+    if isinstance(init, str):  # a name in any case (as activation's), the same network
+        shouting = MultiLayerNet(1000, [400], 10, weight_init_std=init.upper(), seed=0)
+        np.testing.assert_array_equal(to_host(shouting.params["W1"]), to_host(net.params["W1"]))
 
 
 def test_same_seed_same_network_on_every_backend(backend):
@@ -177,10 +180,13 @@ def test_training_reduces_the_loss(xp):
     (dict(activation="tanh"), "activation='tanh'; expected one of 'relu', 'sigmoid'"),
     (dict(weight_init_std="glorot"), "weight_init_std='glorot' is not a known initialisation"),
     (dict(weight_init_std=-0.1), "weight_init_std must be a positive number or a name"),
+    (dict(weight_init_std=0), "weight_init_std must be a positive number or a name, got 0"),
     (dict(weight_decay_lambda=-1), "weight_decay_lambda must be 0 or more"),
     (dict(weight_decay_lambda="0.1"), "weight_decay_lambda must be 0 or more, got '0.1'"),
     (dict(weight_decay_lambda=True), "weight_decay_lambda must be 0 or more, got True"),
     (dict(dropout_ration=1.0), r"dropout_ration must lie in \[0, 1\), got 1.0"),
+    (dict(dropout_ration=False), r"dropout_ration must lie in \[0, 1\), got False"),  # not 0
+    (dict(weight_decay_lambda=float("inf")), "weight_decay_lambda must be 0 or more, got inf"),
     (dict(dtype="int32"), "dtype must be a floating type, got int32"),
     # a string is true: "no" would have switched batch norm on
     (dict(use_batchnorm="no"), "use_batchnorm must be True or False, got 'no'"),
