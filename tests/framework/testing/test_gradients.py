@@ -266,6 +266,12 @@ def test_check_model_holds_a_float64_model_to_float64s_tolerance(xp):
     x, t = backends.to_device(RNG.standard_normal((4, 3))), None
     with pytest.raises(AssertionError, match="gradient and numerical_gradient differ for W"):
         check_model(Quadratic(xp, scale=2 * (1 + 1e-3)), x, t)
+    # its dtype said as NumPy's scalar type, as users write it: the same float64 tolerance
+    # (it was read as an unknown name, "float64'>", and held to float32's, 1e-3)
+    off = Quadratic(xp, scale=2 * (1 + 1e-4))
+    off.dtype = np.float64
+    with pytest.raises(AssertionError, match="gradient and numerical_gradient differ for W"):
+        check_model(off, x, t)
 
 
 class KeepdimsBias(Affine):
