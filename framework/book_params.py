@@ -83,8 +83,10 @@ def read(path):
                          f"arrays by parameter name ('W1', 'b1', ...)")
     params = {}
     for key, value in loaded.items():
-        if not isinstance(key, str) or not isinstance(value, np.ndarray) \
-                or value.dtype.kind not in "fiu":
+        if not isinstance(key, str):
+            raise ValueError(f"entry {key!r} is not named by a string ({type(key).__name__}); "
+                             f"expected arrays of numbers by parameter name ('W1', 'b1', ...)")
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             kind = (f"an array of {value.dtype}" if isinstance(value, np.ndarray)
                     else type(value).__name__)
             raise ValueError(f"entry {key!r} is {kind}; expected arrays of numbers by "

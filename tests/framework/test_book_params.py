@@ -100,6 +100,10 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, wher
     (lambda v: {**v, "W1": "weights"}, "entry 'W1' is str; expected arrays of numbers"),
     (lambda v: {**v, "W1": np.array([None], dtype=object)},
      "entry 'W1' is an array of object; expected arrays of numbers"),
+    (lambda v: {**v, "b1": np.array(["0", "0", "0"])},  # text: NumPy would cast it
+     "entry 'b1' is an array of <U1; expected arrays of numbers"),
+    (lambda v: {**v, 1: v["W1"]}, "entry 1 is not named by a string (int); expected arrays "
+                                  "of numbers by parameter name ('W1', 'b1', ...)"),
     (lambda v: {k: a for k, a in v.items() if k != "b2"}, "parameter b2 is missing, expected "
                                                           "shape (2,)"),
     (lambda v: {**v, "W3": np.ones((2, 2))}, "the book's parameters W3 are not TwoLayerNet's "
