@@ -9,7 +9,7 @@ import backends
 
 from framework.layers import Affine, BatchNormalization, Dropout, Relu, SoftmaxWithLoss
 from framework.testing import check_model
-from models import MultiLayerNet, MultiLayerNetExtend, SimpleConvNet
+from models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet
 from models.base import Network
 from tests.conftest import to_host
 
@@ -199,24 +199,28 @@ def test_labels_that_do_not_fit_the_batch_are_named_by_accuracy(backend):
         net.accuracy(x[:0, ...], backends.to_device(np.zeros(0, dtype=int)))
 
 
-@pytest.mark.parametrize("make", [
-    lambda seed: MultiLayerNet(
-        6, [5, 4], 3, activation="sigmoid", weight_init_std=0.2, weight_decay_lambda=0.1,
-        seed=seed),
-    lambda seed: MultiLayerNetExtend(
-        6, [5], 3, weight_init_std="xavier", use_dropout=True, dropout_ration=0.3,
-        use_batchnorm=True, seed=seed),
-    lambda seed: SimpleConvNet(
-        input_dim=(1, 8, 8), conv_param={"filter_num": 3, "filter_size": 3, "pad": 1,
-                                         "stride": 1}, hidden_size=7, output_size=4,
-        weight_init_std=0.05, seed=seed),
-], ids=["MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet"])
-def test_a_networks_config_is_every_argument_that_builds_it_again(make):
+@pytest.mark.parametrize("cls, kwargs", [
+    (MultiLayerNet, dict(input_size=6, hidden_size_list=[5, 4], output_size=3,
+                         activation="sigmoid", weight_init_std=0.2, weight_decay_lambda=0.1)),
+    (MultiLayerNetExtend, dict(input_size=6, hidden_size_list=[5], output_size=3,
+                               weight_init_std="xavier", use_dropout=True, dropout_ration=0.3,
+                               use_batchnorm=True)),
+    (SimpleConvNet, dict(input_dim=(1, 8, 8), conv_param={"filter_num": 3, "filter_size": 3,
+                                                          "pad": 1, "stride": 1},
+                         hidden_size=7, output_size=4, weight_init_std=0.05)),
+    (DeepConvNet, dict(input_dim=(1, 16, 16), conv_param_3={"filter_num": 8, "filter_size": 3,
+                                                            "pad": 1, "stride": 1},
+                       hidden_size=9, output_size=4)),
+], ids=lambda v: v.__name__ if isinstance(v, type) else "")
+def test_a_networks_config_is_every_argument_that_builds_it_again(cls, kwargs):
     """``config()`` is every constructor argument but dtype and seed (checkpoints record
-    it; a data-parallel job's ranks compare it): built again from it with the same seed,
-    the network is the same, its initial scale included."""
-    net = make(5)
-    again = type(net)(**net.config(), seed=5)
+    it; a data-parallel job's ranks compare it), as given: built again from it with the
+    same seed, the network is the same, its initial scale included."""
+    net = cls(**kwargs, seed=5)
+    config = net.config()
+    for key, value in kwargs.items():
+        assert config[key] == (list(value) if isinstance(value, tuple) else value), key
+    again = cls(**config, seed=5)
     assert again.config() == net.config() and list(again.params) == list(net.params)
     for key in net.params:
         np.testing.assert_array_equal(to_host(again.params[key]), to_host(net.params[key]))
