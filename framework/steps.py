@@ -213,12 +213,14 @@ def not_recordable(optimizer, batches, graph="auto"):
 
 def refuse_unrecordable(optimizer, batches):
     """For ``graph=True``: ``ValueError`` where :func:`not_recordable` already knows the step
-    cannot be a CUDA graph (the Trainer asks when it is made, before a progress bar or a
-    data-parallel job's first collective); nothing where it may be, or is compiled
-    instead (JAX)."""
-    if batches.backend.step_compiler() is not None:
-        return
-    reason = not_recordable(optimizer, batches, True)
+    cannot be a CUDA graph (the Trainer asks when it is made, before its progress bar is
+    drawn); nothing where it may be, or is compiled instead (JAX)."""
+    if batches.backend.step_compiler() is None:
+        _refuse(not_recordable(optimizer, batches, True))
+
+
+def _refuse(reason):
+    """``graph=True``'s error, where there is a ``reason`` the step is not a CUDA graph."""
     if reason is not None:
         raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
 
@@ -263,5 +265,5 @@ def choose(network, optimizer, batches, graph="auto", train=None):
                                      f"against {1e3 * graph_s:.3f} ms a step", train)
             return step
     if graph is True:
-        raise ValueError(f"Trainer: graph=True, but the step cannot be a CUDA graph: {reason}")
+        _refuse(reason)
     return EagerStep(network, optimizer, batches, reason, train)
