@@ -54,6 +54,10 @@ def _refuse_foreign_inputs(network, what, **arrays):
             raise e from None
 
 
+def _nothing(*arrays):
+    """A layer's checks where it has none."""
+
+
 def _explain_input_shape(network, what, x, error):
     """``ValueError`` saying that ``x``'s samples are not the shape the network was built
     for (a ConvNet's ``input_dim``), raised from a layer's ``error``; nothing where they are
@@ -63,7 +67,9 @@ def _explain_input_shape(network, what, x, error):
     if dims is None or not shape or shape == tuple(dims):
         return
     hint = ""
-    if len(shape) == 1 and shape[0] == math.prod(dims):
+    if tuple(x.shape) == tuple(dims):
+        hint = "; x is one sample: use x[None] for a batch of one"
+    elif len(shape) == 1 and shape[0] == math.prod(dims):
         hint = (f"; these are flattened images: reshape x to (N, {', '.join(map(str, dims))}), "
                 f"or load them with flatten=False")
     raise ValueError(f"{type(network).__name__}.{what}: x holds samples of shape {shape}, but "
@@ -252,13 +258,18 @@ class Network:
                              f"integer (or None: {self.accuracy_batch_size}), got "
                              f"{batch_size!r}")
         _refuse_foreign_inputs(self, "accuracy", x=x, t=t)  # once a call, not a batch
+        if x.ndim == 0:
+            raise ValueError(f"{type(self).__name__}.accuracy: expected a batch x of shape "
+                             f"(N, ...), got a 0-d array")
         n = x.shape[0]
         if n == 0:
             raise ValueError(f"{type(self).__name__}.accuracy: empty batch")
         if t.ndim not in (1, 2) or t.shape[0] != n:  # a label short, or one that broadcasts
+            single = "; for one sample and its label, pass x[None] and t[None]" \
+                if t.ndim == 0 else ""
             raise ValueError(f"{type(self).__name__}.accuracy: x has {n} samples but t has "
                              f"shape {tuple(t.shape)}; expected labels ({n},) or one-hot "
-                             f"rows ({n}, classes)")
+                             f"rows ({n}, classes){single}")
         correct = 0
         try:
             with self._call:
@@ -338,8 +349,12 @@ class Network:
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
         _refuse_foreign_inputs(self, "numerical_gradient", x=x, t=t)
-        with self._call:
-            return self._numerical_gradient(x, t, h)
+        try:
+            with self._call:
+                return self._numerical_gradient(x, t, h)
+        except ValueError as e:  # a layer's words, with the network's where it knows
+            _explain_input_shape(self, "numerical_gradient", x, e)
+            raise
 
     def _numerical_gradient(self, x, t, h):
         if x.dtype != self.dtype:
@@ -349,8 +364,12 @@ class Network:
         s = x[None, ...]
         for name in names:  # the unperturbed pass, as a stack of one: each layer's input
             inputs[name] = s[0, ...]
-            s = self.layers[name].forward_stack(s, True)
+            layer = self.layers[name]
+            getattr(layer, "_check", _nothing)(inputs[name])  # what forward checks, as it would
+            s = layer.forward_stack(s, True)
             sizes.append(size(s[0, ...]))
+        # the loss's checks and the labels' range: forward_stack would take any labels
+        getattr(self.last_layer, "check_inputs", _nothing)(s[0, ...], t)
         decay = self.weight_decay()
         decayed = set(self._decayed()) if self.weight_decay_lambda else set()
         grads = {}

@@ -77,7 +77,7 @@ class Affine(Layer):
         """
         xp = get_array_module(x)
         k, n = x.shape[:2]
-        out = xp.reshape(x, (k * n, -1)) @ self.W
+        out = xp.reshape(x, (k * n, self.W.shape[0])) @ self.W  # W's rows: N may be 0
         out += self.b
         return xp.reshape(out, (k, n, self.W.shape[1]))
 
@@ -91,7 +91,7 @@ class Affine(Layer):
         up to rounding (the operations' ``perturbed_copies``).
         """
         xp = get_array_module(x)
-        x = xp.reshape(x, (x.shape[0], -1))
+        x = xp.reshape(x, (x.shape[0], self.W.shape[0]))
         base = x @ self.W
         base += self.b
         width = self.W.shape[1]

@@ -109,14 +109,27 @@ class SoftmaxWithLoss(Layer):
             raise ValueError(f"SoftmaxWithLoss: labels must lie in 0..{classes - 1} for "
                              f"{classes} classes, got values {low}..{high}")
 
-    def _check(self, x, t):
-        """The checks of a new kind of input; keeps what the calls of that kind use."""
+    def check_inputs(self, x, t):
+        """``ValueError`` (``TypeError`` for arrays of two libraries) naming what is wrong
+        with scores ``x`` and labels ``t``: the checks :meth:`forward` makes of a new kind
+        of input, and the labels' range, read here. For a loss computed another way
+        (:meth:`forward_stack`, under a network's ``numerical_gradient``), which would
+        take any labels: one past the classes would be a row of zeros, a 0-d label
+        broadcast against every score. Keeps nothing."""
+        self._check_shapes(x, t)
+        if x.shape[0] == 0 and sharding.current() is None:
+            raise ValueError("SoftmaxWithLoss: an empty batch (0 samples) has no mean loss; "
+                             "expected at least one sample")
+        if t.ndim == 1:
+            self._check_range(t, x.shape[1])
+
+    @staticmethod
+    def _check_shapes(x, t):
         check_same_backend("SoftmaxWithLoss", x=x, t=t)
         if x.ndim != 2:
             raise ValueError(f"SoftmaxWithLoss: expected scores of shape (N, classes), "
                              f"got {tuple(x.shape)}")
-        n, c = x.shape
-        self._empty = n == 0
+        n = x.shape[0]
         if t.ndim == 1:
             if t.shape[0] != n:
                 raise ValueError(f"SoftmaxWithLoss: x has {n} samples but t has "
@@ -124,6 +137,16 @@ class SoftmaxWithLoss(Layer):
             if dtype_kind(t.dtype) not in "iu":
                 raise ValueError(f"SoftmaxWithLoss: 1-D labels must be integer class "
                                  f"indices, got dtype {t.dtype}")
+        elif t.shape != x.shape:
+            raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
+                             f"{tuple(x.shape)} or integer labels ({n},)")
+
+    def _check(self, x, t):
+        """The checks of a new kind of input; keeps what the calls of that kind use."""
+        self._check_shapes(x, t)
+        n = x.shape[0]
+        self._empty = n == 0
+        if t.ndim == 1:
             # The operations raise for a label outside the classes on the host where they
             # say so (NumPy's, PyTorch's wing: ``raises_for_bad_labels``) and give a NaN
             # loss on a device (reading the labels would stall every GPU step: the
@@ -133,8 +156,5 @@ class SoftmaxWithLoss(Layer):
             xp = get_array_module(t)
             self._look = not is_device_array(t) and not ops_for(x).raises_for_bad_labels
             self._rows = xp.arange(n, **on_device_of(xp, t))
-        elif t.shape != x.shape:
-            raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
-                             f"{tuple(x.shape)} or integer labels ({n},)")
         else:
             self._look, self._rows = False, None

@@ -1,5 +1,6 @@
 """models/base.py: a model described with begin/add/finish gets the book's names and the walk."""
 
+import re
 from functools import partial
 
 import numpy as np
@@ -178,6 +179,44 @@ def test_a_list_where_an_array_belongs_is_named_and_other_errors_stay_their_own(
     assert net.accuracy(x, t, batch_size=3) == net.accuracy(x, t) == net.accuracy(x, t, None)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # batch norm's mean of no samples first
+def test_numerical_gradient_refuses_the_inputs_gradient_refuses(backend):
+    """numerical_gradient's stacked passes (the loss layer's forward_stack) took any labels:
+    one past the classes became a one-hot row of zeros (that sample's loss 0) and a 0-d
+    label was broadcast against every score, each a gradient of the wrong loss without a
+    word; float labels ran too; a 0-d x ended in 'not enough values to unpack' and an
+    empty batch in 'cannot reshape'. Each is now refused in gradient's words."""
+    net = Tiny(dtype="float64")
+    rng = np.random.default_rng(5)
+    x = backend.asarray(rng.random((4, 6)), "float64")
+    t = backend.asarray(np.array([0, 1, 2, 1]))
+    for bad_x, bad_t, message in (
+            (x, backend.asarray(np.array([0, 1, 3, 1])),
+             "SoftmaxWithLoss: labels must lie in 0..2 for 3 classes, got values 0..3"),
+            (x, backend.asarray(np.array([0, -1, 2, 1])),
+             "SoftmaxWithLoss: labels must lie in 0..2 for 3 classes, got values -1..2"),
+            (x, backend.asarray(np.array(1)),
+             "SoftmaxWithLoss: t has shape (); expected one-hot (4, 3) or integer labels (4,)"),
+            (x, backend.asarray(np.array([0.0, 1.0, 2.0, 1.0])),
+             "SoftmaxWithLoss: 1-D labels must be integer class indices, got dtype "
+             f"{backend.asarray(np.zeros(1)).dtype}"),  # in the library's words
+            (x, backend.asarray(np.eye(4)[[0, 1, 2, 1]]),
+             "SoftmaxWithLoss: t has shape (4, 4); expected one-hot (4, 3) or integer labels "
+             "(4,)"),
+            (x[0, ...], t, "Affine1: expected a batch of shape (N, ...), got shape (6,) "
+                           "(use x[None] for a single sample)"),
+            (backend.asarray(np.array(1.0), "float64"), t,
+             "Affine1: expected a batch of shape (N, ...), got shape () (use x[None] for a "
+             "single sample)"),
+            (x[:0, ...], t[:0, ...], "SoftmaxWithLoss: an empty batch (0 samples) has no "
+                                     "mean loss; expected at least one sample")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            net.numerical_gradient(bad_x, bad_t)
+    grads = net.numerical_gradient(x, t)  # and good inputs after them as before
+    for key, g in net.gradient(x, t).items():
+        np.testing.assert_allclose(to_host(grads[key]), to_host(g), atol=1e-7)
+
+
 def test_labels_that_do_not_fit_the_batch_are_named_by_accuracy(backend):
     """accuracy broadcast what it was given: one label against every sample (an accuracy
     read as a fraction of the batch), one label too many (the first N used), one-hot rows of
@@ -195,6 +234,14 @@ def test_labels_that_do_not_fit_the_batch_are_named_by_accuracy(backend):
             net.accuracy(x, backends.to_device(labels))
     one_hot = backends.to_device(np.eye(3)[[0, 1, 2, 1]])
     assert net.accuracy(x, one_hot) == net.accuracy(x, backends.to_device([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=r"^Tiny\.accuracy: expected a batch x of shape "
+                                         r"\(N, \.\.\.\), got a 0-d array$"):  # IndexError
+        net.accuracy(x[0, 0], backends.to_device(np.array(1)))
+    with pytest.raises(ValueError, match=r"x has 6 samples but t has shape \(\); expected "
+                                         r"labels \(6,\) or one-hot rows \(6, classes\); for "
+                                         r"one sample and its label, pass x\[None\] and "
+                                         r"t\[None\]$"):
+        net.accuracy(x[0, ...], backends.to_device(np.array(1)))
     with pytest.raises(ValueError, match=r"^Tiny\.accuracy: empty batch$"):  # not 0 / 0
         net.accuracy(x[:0, ...], backends.to_device(np.zeros(0, dtype=int)))
 

@@ -178,13 +178,14 @@ def test_nonsense_is_refused(backend, kwargs, message):
              "flatten=False"),
     ((1, 10, 10), ""),   # the layer that noticed was an Affine, far from the cause
     ((3, 12, 12), "")])
-@pytest.mark.parametrize("method", ["predict", "loss", "gradient", "accuracy"])
+@pytest.mark.parametrize("method", ["predict", "loss", "gradient", "accuracy",
+                                    "numerical_gradient"])
 def test_images_of_another_shape_are_named_as_the_networks_input(backend, make, shape, hint,
                                                                  method):
     """A flattened MNIST batch (load_mnist's default) met 'Conv1: expected images of shape
     (N, C, H, W)', and images of another size 'Affine1: input has 576 features, W expects
     484': the network now says which input it was built for, the layer's words kept as the
-    cause."""
+    cause (numerical_gradient's too, which gave the layer's words alone)."""
     net = make()
     if isinstance(net, DeepConvNet):
         # (1, 6, 6) would give it the same 64 features as (1, 8, 8): no error, as in PyTorch
@@ -193,10 +194,30 @@ def test_images_of_another_shape_are_named_as_the_networks_input(backend, make, 
     x = backends.to_device(np.zeros((2, *shape), dtype=np.float32))
     t = backends.to_device(np.array([1, 2]))
     call = {"predict": lambda: net.predict(x), "loss": lambda: net.loss(x, t),
-            "gradient": lambda: net.gradient(x, t), "accuracy": lambda: net.accuracy(x, t)}
+            "gradient": lambda: net.gradient(x, t), "accuracy": lambda: net.accuracy(x, t),
+            "numerical_gradient": lambda: net.numerical_gradient(x, t)}
     with pytest.raises(ValueError) as info:
         call[method]()
     dims = "(1, 12, 12)" if isinstance(net, SimpleConvNet) else "(1, 8, 8)"
     assert str(info.value) == (f"{type(net).__name__}.{method}: x holds samples of shape "
                                f"{shape}, but this network was built for input_dim={dims}{hint}")
     assert isinstance(info.value.__cause__, ValueError)  # the layer's, kept
+
+
+@pytest.mark.parametrize("method", ["predict", "loss", "gradient", "numerical_gradient"])
+def test_one_image_without_its_batch_axis_is_told_how_to_make_a_batch_of_one(backend, method):
+    """An image of the network's very input_dim, passed alone, was 'samples of shape
+    (12, 12)' with no word on what to do."""
+    net = SimpleConvNet(input_dim=(1, 12, 12), conv_param={
+        "filter_num": 3, "filter_size": 3, "pad": 0, "stride": 1}, hidden_size=5)
+    x = backends.to_device(np.zeros((1, 12, 12), dtype=np.float32))
+    t = backends.to_device(np.array([1]))
+    call = {"predict": lambda: net.predict(x), "loss": lambda: net.loss(x, t),
+            "gradient": lambda: net.gradient(x, t),
+            "numerical_gradient": lambda: net.numerical_gradient(x, t)}
+    with pytest.raises(ValueError, match=rf"^SimpleConvNet\.{method}: x holds samples of shape "
+                                         rf"\(12, 12\), but this network was built for "
+                                         rf"input_dim=\(1, 12, 12\); x is one sample: use "
+                                         rf"x\[None\] for a batch of one$"):
+        call[method]()
+    assert net.predict(x[None, ...]).shape == (1, 10)
