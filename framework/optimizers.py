@@ -15,7 +15,7 @@ import numbers
 
 import array_api_extra as xpx
 
-from backends import backend_of, get_array_module, ops_for, to_numpy
+from backends import backend_of, dtype_kind, get_array_module, ops_for, to_numpy
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
@@ -40,9 +40,10 @@ class Optimizer:
     Constructors refuse nonsense with ``ValueError`` naming the argument and
     its range: a learning rate must be finite and positive, momentum and
     betas lie in [0, 1), a decay rate in (0, 1). An update that fails on ``grads`` that
-    do not fit ``params`` (a gradient missing, of another shape, not an array) names the
-    parameter (:meth:`_explain`, on the failure path only).
-    """
+    do not fit ``params`` (a gradient missing, of another shape, not an array), or on
+    parameters that do not fit the state its first update made (the optimizer reused for
+    another network) or are not floating-point, names the parameter (:meth:`_explain`, on
+    the failure path only: the parameters that fitted are updated by then)."""
 
     #: names of the per-parameter state arrays, e.g. ("v",) for Momentum
     slots = ()
@@ -68,8 +69,9 @@ class Optimizer:
         raise NotImplementedError
 
     def _explain(self, params, grads):
-        """``ValueError`` naming what keeps ``grads`` from updating ``params`` (a missing
-        gradient, one of another shape, one that is not an array); nothing where it finds
+        """``ValueError`` (``TypeError``) naming what keeps ``grads`` from updating
+        ``params`` (a missing gradient, one of another shape, one that is not an array; a
+        parameter its state was not made for; an integer parameter); nothing where it finds
         none. Looked at only where an update failed: a step checks nothing."""
         name = f"{type(self).__name__}.update"
         if not hasattr(grads, "keys"):
@@ -88,6 +90,21 @@ class Optimizer:
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{name}: grads[{key!r}] has shape {tuple(g.shape)}, but "
                                  f"params[{key!r}] {tuple(p.shape)}") from None
+        for slot in self.slots:  # state made by a first update of other parameters
+            kept = self.state[slot] or {}
+            for key, p in params.items():
+                a = kept.get(key) if kept else p
+                if a is None or tuple(a.shape) != tuple(p.shape):
+                    made = "missing" if a is None else f"of shape {tuple(a.shape)}"
+                    raise ValueError(
+                        f"{name}: params[{key!r}] has shape {tuple(p.shape)}, but this "
+                        f"optimizer's state for it ({slot}[{key!r}]) is {made}: an optimizer "
+                        f"keeps its state for the parameters of its first update; make a new "
+                        f"{type(self).__name__} for another network") from None
+        for key, p in params.items():
+            if hasattr(p, "dtype") and dtype_kind(p.dtype) != "f":
+                raise TypeError(f"{name}: params[{key!r}] is of dtype {p.dtype}; parameters "
+                                f"are floating-point arrays") from None
 
     def _keep(self, params, key, p, slot, value):
         """Keep what an update of ``params[key]`` made: ``value`` in ``slot`` and ``p`` in

@@ -1,5 +1,7 @@
 """framework/optimizers.py: one step of each rule against hand-computed numbers."""
 
+import re
+
 import numpy as np
 
 import backends
@@ -7,7 +9,7 @@ import pytest
 
 from framework.optimizers import (OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop,
                                   get_optimizer)
-from models import TwoLayerNet
+from models import MultiLayerNet, TwoLayerNet
 from tests.conftest import to_host
 
 
@@ -229,3 +231,41 @@ def test_gradients_that_do_not_fit_the_parameters_are_named(backend, name, chang
     optimizer = get_optimizer(name, {})
     with pytest.raises(error, match=rf"^{type(optimizer).__name__}\.{message}"):
         optimizer.update(net.params, change(grads))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_an_optimizer_reused_for_another_network_says_so(backend, name):
+    """An optimizer keeps state (a velocity, squared-gradient sums) for the parameters of its
+    first update. Reused for a network of other sizes it ended in NumPy's 'operands could
+    not be broadcast together' (or a bare KeyError for a parameter it had never seen),
+    after updating the parameters that still fitted; integer parameters in 'Cannot cast
+    ufunc'. Each is now named."""
+    rng = np.random.default_rng(2)
+    x = backend.asarray(rng.random((3, 4)), "float32")
+    t = backend.asarray(np.array([0, 1, 1]))
+    first = TwoLayerNet(4, 3, 2, seed=0)
+    optimizer = get_optimizer(name, {})
+    optimizer.update(first.params, first.gradient(x, t))
+    cls = type(optimizer).__name__
+    if optimizer.slots:
+        slot = optimizer.slots[0]
+        wider = TwoLayerNet(4, 5, 2, seed=0)
+        with pytest.raises(ValueError, match=re.escape(
+                f"{cls}.update: params['W1'] has shape (4, 5), but this optimizer's state for "
+                f"it ({slot}['W1']) is of shape (4, 3): an optimizer keeps its state for the "
+                f"parameters of its first update; make a new {cls} for another network")):
+            optimizer.update(wider.params, wider.gradient(x, t))
+        deeper = MultiLayerNet(4, [3, 2], 2, seed=0)  # W1, b1, W2, b2 fit; W3 is new
+        with pytest.raises(ValueError, match=re.escape(
+                f"{cls}.update: params['W3'] has shape (2, 2), but this optimizer's state for "
+                f"it ({slot}['W3']) is missing")):
+            optimizer.update(deeper.params, deeper.gradient(x, t))
+    fresh = get_optimizer(name, {})
+    params = {"W1": backend.asarray(np.ones((4, 3), dtype=np.int64))}
+    try:
+        fresh.update(params, {"W1": backend.asarray(np.ones((4, 3)), "float32")})
+    except TypeError as e:  # a library that writes in place cannot put floats in them
+        assert re.fullmatch(re.escape(f"{cls}.update: params['W1'] is of dtype ") + r".*int.*"
+                            + re.escape("; parameters are floating-point arrays"), str(e))
+    else:  # JAX's update makes new arrays, floating-point ones
+        assert backends.dtype_kind(params["W1"].dtype) == "f"
