@@ -1,11 +1,24 @@
 """Numerical gradients, and the gradient check of 5.7.3 (numerical vs backprop)."""
 
 import itertools
+import math
+import numbers
 
 import array_api_extra as xpx
 
 from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module, is_array,
                       on_device_of, size)
+
+
+def check_step(owner, name, h):
+    """``h`` as given, or ``ValueError`` naming ``owner``'s argument ``name``: a central
+    difference needs a finite step above 0 (0 divides 0 by 0: NaN everywhere, and a
+    failed check that blames the gradient)."""
+    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not math.isfinite(h) \
+            or h <= 0:
+        raise ValueError(f"{owner}: {name} must be a finite number above 0 (the step of the "
+                         f"central differences), got {h!r}")
+    return h
 
 
 def numerical_gradient(f, x, h=1e-4, put=None):
@@ -24,6 +37,7 @@ def numerical_gradient(f, x, h=1e-4, put=None):
     if not is_array(x):
         raise TypeError(f"numerical_gradient: x must be an array (it is perturbed in place, "
                         f"where f reads it), got {type(x).__name__}")
+    check_step("numerical_gradient", "h", h)
     xp = get_array_module(x)
     if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient: x must be a floating-point array, got dtype "
@@ -97,6 +111,7 @@ def numerical_gradient_stacked(f_stack, x, h=1e-4, chunk=4096):
     dozen vectorised evaluations instead of two forward passes per element.
     Equal to :func:`numerical_gradient` up to rounding (about 1e-12 in float64).
     """
+    check_step("numerical_gradient_stacked", "h", h)
     xp = get_array_module(x)
     if dtype_kind(x.dtype) not in "fc":
         raise TypeError(f"numerical_gradient_stacked: x must be a floating-point array, got "

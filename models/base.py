@@ -348,6 +348,7 @@ class Network:
         Nothing is changed: no running average moves, no generator advances.
         Equal to :meth:`numerical_gradient_elementwise` to about 1e-12 in float64.
         """
+        _gradient.check_step(f"{type(self).__name__}.numerical_gradient", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient", x=x, t=t)
         try:
             with self._call:
@@ -401,6 +402,7 @@ class Network:
     def numerical_gradient_elementwise(self, x, t, h=1e-4):
         """The book's definition: two full training-mode forward passes per parameter element
         (slow; the reference). Dropout holds its current mask and the state is restored."""
+        _gradient.check_step(f"{type(self).__name__}.numerical_gradient_elementwise", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient_elementwise", x=x, t=t)
         if x.dtype != self.dtype:
             x = get_array_module(x).astype(x, self.dtype)

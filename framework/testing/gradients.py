@@ -63,6 +63,11 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     if mode not in ("full", "random"):
         raise ValueError(f"check_backward: mode={mode!r}; expected 'full' or 'random'")
+    gradient.check_step("check_backward", "eps", eps)
+    if isinstance(directions, bool) or not isinstance(directions, numbers.Integral) \
+            or directions < 1:
+        raise ValueError(f"check_backward: directions must be a whole number at least 1 (the "
+                         f"random directions per array, mode='random'), got {directions!r}")
     forward_kwargs = dict(forward_kwargs or {})
     rtol, atol = tolerances("float64", rtol, atol)
     if isinstance(inputs, list) and inputs and all(isinstance(x, numbers.Number)

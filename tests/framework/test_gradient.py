@@ -1,11 +1,14 @@
 """framework/gradient.py: the central-difference gradient and the gradient check."""
 
+import re
+
 import numpy as np
 
 import backends
 import pytest
 
-from framework.gradient import gradient_check, numerical_gradient
+from framework.gradient import (gradient_check, numerical_gradient,
+                                numerical_gradient_stacked)
 from models import TwoLayerNet
 from tests.conftest import to_host
 
@@ -142,3 +145,26 @@ def test_gradient_check_of_a_float32_network_against_the_float64_reference(xp):
     other = TwoLayerNet(12, 6, 4, dtype="float32", seed=2, weight_init_std=0.5)
     result = gradient_check(reference, x, t, backprop=other)
     assert max(rel for _, rel in result.values()) > 0.1
+
+
+@pytest.mark.parametrize("h", [0, 0.0, -1e-4, float("nan"), float("inf"), "1e-4", True, None])
+def test_a_step_that_is_no_step_is_refused_by_name(xp, h):
+    """h = 0 divided 0 by 0: every numerical gradient NaN, and a gradient check that failed
+    blaming the backprop; a negative h flipped nothing but was a typo all the same."""
+    x = backends.to_device(np.array([3.0, 4.0]))
+    net = TwoLayerNet(4, 3, 2, dtype="float64", seed=0)
+    xs, t = backends.to_device(np.ones((2, 4))), backends.to_device(np.array([0, 1]))
+    for owner, call in (
+            ("numerical_gradient", lambda: numerical_gradient(
+                lambda v: xp.sum(v ** 2), x, h=h, put=READS_ITS_ARGUMENT)),
+            ("numerical_gradient_stacked", lambda: numerical_gradient_stacked(
+                lambda index, delta: xp.zeros(index.shape[0]), x, h=h)),
+            ("TwoLayerNet.numerical_gradient", lambda: net.numerical_gradient(xs, t, h=h)),
+            ("TwoLayerNet.numerical_gradient_elementwise",
+             lambda: net.numerical_gradient_elementwise(xs, t, h=h))):
+        with pytest.raises(ValueError, match=rf"^{owner}: h must be a finite number above 0 "
+                                             rf"\(the step of the central differences\), "
+                                             rf"got {re.escape(repr(h))}$"):
+            call()
+    np.testing.assert_allclose(to_host(numerical_gradient(
+        lambda v: xp.sum(v ** 2), x, h=1e-3, put=READS_ITS_ARGUMENT)), [6.0, 8.0], rtol=1e-9)

@@ -1,6 +1,8 @@
 """framework/testing/gradients.py: the checks pass on right layers and fail, readably, on
 wrong ones."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -218,6 +220,19 @@ def test_bad_arguments(xp):
                                          r"'bias'; its floating-point arrays: W, b"):
         check_backward(layer, x, params=["W", "bias"])
     assert set(check_backward(layer, x, params="W")) == {"input 0", "W"}
+    # a step of 0 was 0 / 0: NaN everywhere, reported as a wrong gradient; 0 directions
+    # ended in NumPy's 'need at least one array to stack'
+    for eps in (0, -1e-4, float("inf"), "1e-4"):
+        with pytest.raises(ValueError, match=rf"^check_backward: eps must be a finite number "
+                                             rf"above 0 \(the step of the central "
+                                             rf"differences\), got {re.escape(repr(eps))}$"):
+            check_backward(layer, x, eps=eps)
+    for directions in (0, 2.5, True):
+        with pytest.raises(ValueError, match=rf"^check_backward: directions must be a whole "
+                                             rf"number at least 1 \(the random directions per "
+                                             rf"array, mode='random'\), got {directions!r}$"):
+            check_backward(layer, x, mode="random", directions=directions)
+    assert set(check_backward(layer, x, mode="random", directions=1)) == {"input 0"}
     # one name of several letters, too (a string is not a list of one-letter names)
     from framework.layers import BatchNormalization
     norm = BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(4)))
