@@ -1,6 +1,7 @@
 """The fully connected layer: out = x W + b."""
 
 from backends import check_same_backend, get_array_module, ops_for
+from backends.arrays import check_arrays
 from backends.registry import REGISTRY
 from framework.layers.base import Layer
 
@@ -26,6 +27,8 @@ class Affine(Layer):
     saved = ("x", "dW", "db")
 
     def __init__(self, W, b, name="Affine"):
+        check_arrays(name, W=W, b=b)  # a list of rows: named, not "no attribute 'ndim'"
+        check_same_backend(name, W=W, b=b)
         if W.ndim != 2 or b.shape != (W.shape[1],):
             raise ValueError(f"{name}: W must be 2-D (in, out) and b of shape (out,); "
                              f"got W {tuple(W.shape)} and b {tuple(b.shape)}")

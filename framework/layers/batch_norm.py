@@ -3,6 +3,7 @@
 import math
 
 from backends import backend_of, check_same_backend, get_array_module, ops_for
+from backends.arrays import check_arrays
 from framework.layers.base import Layer
 
 EPS = 10e-7  # the book's epsilon, 1e-6
@@ -42,11 +43,17 @@ class BatchNormalization(Layer):
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None,
                  name="BatchNormalization"):
+        check_arrays(name, gamma=gamma, beta=beta)
+        check_same_backend(name, gamma=gamma, beta=beta)
         if gamma.ndim != 1 or beta.shape != gamma.shape:
             raise ValueError(f"{name}: gamma and beta must be 1-D and of one shape, got "
                              f"{tuple(gamma.shape)} and {tuple(beta.shape)}")
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: momentum must lie in [0, 1], got {momentum}")
+        try:
+            rate = float(momentum)
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if isinstance(momentum, (bool, str, bytes)) or not 0 <= rate <= 1:
+            raise ValueError(f"{name}: momentum must lie in [0, 1], got {momentum!r}")
         xp = get_array_module(gamma)
         super().__init__(name)
         self.gamma = gamma

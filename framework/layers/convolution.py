@@ -1,6 +1,7 @@
 """The convolution layer of chapter 7, on im2col and one matrix product."""
 
 from backends import check_same_backend, get_array_module, ops_for
+from backends.arrays import check_arrays
 from framework.functions import conv_output_size, window_numbers
 from framework.layers.base import Layer
 
@@ -44,6 +45,8 @@ class Convolution(Layer):
     saved = ("x", "col", "dW", "db")
 
     def __init__(self, W, b, stride=1, pad=0, name="Convolution"):
+        check_arrays(name, W=W, b=b)
+        check_same_backend(name, W=W, b=b)
         if W.ndim != 4 or b.shape != (W.shape[0],):
             raise ValueError(f"{name}: W must be 4-D (FN, C, FH, FW) and b of shape (FN,); "
                              f"got W {tuple(W.shape)} and b {tuple(b.shape)}")

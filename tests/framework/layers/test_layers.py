@@ -1,13 +1,15 @@
 """framework/layers/ (activations, affine, arithmetic, softmax_loss): forward against hand-computed numbers, backward against
 central differences in float64, on every available backend."""
 
+import re
+
 import numpy as np
 
 import backends
 import pytest
 
-from framework.layers import (AddLayer, Affine, BatchNormalization, Dropout, MulLayer, Relu,
-                              Sigmoid, SoftmaxWithLoss)
+from framework.layers import (AddLayer, Affine, BatchNormalization, Convolution, Dropout,
+                              MulLayer, Relu, Sigmoid, SoftmaxWithLoss)
 from framework.testing import check_backward
 from tests.conftest import to_host
 
@@ -311,3 +313,45 @@ def test_an_empty_batch_has_no_loss_but_an_empty_shard_weighs_nothing(xp):
         layer.forward(x, t)
     full = backends.to_device(RNG.standard_normal((2, 3)))
     assert float(layer.forward(full, backends.to_device([0, 2]))) > 0  # and on it goes
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (lambda a: Affine([[1.0, 2.0]], a(np.zeros(2))), "W", "Affine: W must be an array"),
+    (lambda a: Affine(a(np.ones((1, 2))), [0.0, 0.0]), "b", "Affine: b must be an array"),
+    (lambda a: Convolution([[[[1.0]]]], a(np.zeros(1))), "W", "Convolution: W must be an array"),
+    (lambda a: Convolution(a(np.ones((1, 1, 1, 1))), (0.0,)), "b",
+     "Convolution: b must be an array"),
+    (lambda a: BatchNormalization([1.0], a(np.zeros(1))), "gamma",
+     "BatchNormalization: gamma must be an array"),
+    (lambda a: BatchNormalization(a(np.ones(1)), [0.0]), "beta",
+     "BatchNormalization: beta must be an array")],
+    ids=["affine-W", "affine-b", "conv-W", "conv-b", "bn-gamma", "bn-beta"])
+def test_parameters_that_are_not_arrays_are_named_by_the_layer(backend, make, name, message):
+    """A list where the book passes an array ended in "'list' object has no attribute
+    'ndim'" (or 'shape')."""
+    with pytest.raises(TypeError, match=rf"^{message}, got (list|tuple); convert it first "):
+        make(lambda h: backend.asarray(h, "float32"))
+
+
+def test_parameters_of_two_libraries_are_refused_when_the_layer_is_built(backend):
+    """W on the backend under test, b in NumPy (or the other way round): the first forward
+    pass failed in the library's words, far from where the layer was built."""
+    if backend.name == "numpy":
+        pytest.skip("needs a backend besides NumPy")
+    W, b = backend.asarray(np.ones((2, 2)), "float32"), np.zeros(2, dtype=np.float32)
+    for make in (lambda: Affine(W, b), lambda: Affine(np.ones((2, 2), np.float32),
+                                                      backend.asarray(np.zeros(2), "float32")),
+                 lambda: BatchNormalization(backend.asarray(np.ones(2), "float32"), b),
+                 lambda: Convolution(backend.asarray(np.ones((2, 1, 1, 1)), "float32"), b)):
+        with pytest.raises(TypeError, match=r"arrays from different backends"):
+            make()
+
+
+@pytest.mark.parametrize("momentum", ["0.9", True, None, float("nan")])
+def test_batch_norm_momentum_that_is_not_a_number_is_named(xp, momentum):
+    """A string was "'<=' not supported between instances of 'int' and 'str'"; True was
+    taken as 1."""
+    with pytest.raises(ValueError, match=rf"^BatchNormalization: momentum must lie in "
+                                         rf"\[0, 1\], got {re.escape(repr(momentum))}$"):
+        BatchNormalization(backends.to_device(np.ones(2)), backends.to_device(np.zeros(2)),
+                           momentum=momentum)
