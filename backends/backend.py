@@ -204,7 +204,16 @@ class Backend:
 
     @staticmethod
     def _dtype_name(dtype):
-        return dtype if isinstance(dtype, str) else dtype_name(dtype)
+        """The standard's name of ``dtype``: ``"float32"`` for ``"float32"``, NumPy's other
+        spellings (``"f4"``; ``"float"`` and ``"double"`` are float64 on every backend, as
+        in NumPy, where PyTorch would read ``"float"`` as its float32), a scalar type or
+        any library's dtype. A string NumPy does not know is left to the library."""
+        if isinstance(dtype, str):
+            try:
+                return numpy.dtype(dtype).name
+            except TypeError:
+                return dtype
+        return dtype_name(dtype)
 
     def asarray(self, x, dtype=None):
         """Host (or device) data as an array of this backend, on its device."""

@@ -13,7 +13,7 @@ library the registry does not name gets this class itself, named after its libra
 
 import numpy
 
-from backends.arrays import has_float64, is_array
+from backends.arrays import dtype_name, has_float64, is_array
 from backends.backend import Backend, Unusable
 
 
@@ -69,7 +69,11 @@ class StandardBackend(Backend):
             raise TypeError(f"{self.description} has no float64 (Apple's MPS computes in "
                             f"float32): train in float32 here, and run float64 checks such "
                             f"as gradient_check on the CPU (XPNET_DEVICE=cpu)")
-        return getattr(self.xp, name)
+        found = getattr(self.xp, name, None)
+        if found is None or isinstance(found, str) or dtype_name(found) != name:
+            raise TypeError(f"{self.description} has no dtype {dtype!r}; expected a name such "
+                            f"as 'float32' or 'int64', a NumPy dtype, or {self.name}'s own")
+        return found
 
     def asarray(self, x, dtype=None):
         from backends.registry import REGISTRY  # where another library's array comes from

@@ -97,6 +97,38 @@ def test_a_dtype_is_named_alike_in_every_form_every_library_gives_it(backend, na
     assert backends.dtype_name(backend.full((2,), 1, name).dtype) == name  # made in it too
 
 
+@pytest.mark.parametrize("spelling, name", [("f4", "float32"), ("float", "float64"),
+                                            ("double", "float64"), ("i8", "int64"),
+                                            ("<f8", "float64"), (np.float32, "float32")])
+def test_a_dtype_spelt_as_numpy_spells_it_is_that_dtype_on_every_backend(backend, spelling,
+                                                                         name):
+    """NumPy's spellings of a dtype were NumPy's alone: "f4" was "module 'array_api_compat.
+    torch' has no attribute 'f4'" elsewhere, and "float" PyTorch's own float32 where NumPy
+    reads float64: a network built with dtype="float" trained in float32 on PyTorch and in
+    float64 on NumPy."""
+    assert backends.dtype_name(backend.dtype(spelling)) == name
+    assert backends.dtype_name(backend.asarray([1, 2], spelling).dtype) == name
+    if name.startswith("float"):
+        from models import TwoLayerNet
+        net = TwoLayerNet(2, 2, 2, dtype=spelling)
+        assert backends.dtype_name(net.params["W1"].dtype) == name
+
+
+@pytest.mark.parametrize("spelling", ["bogus", "sum", "float128"])
+def test_a_dtype_the_library_lacks_is_named(backend, spelling):
+    """A name NumPy may know but the library has not ("float128"), or a word that is no
+    dtype: the library's words ("module 'jax.numpy' has no attribute 'bogus'") or, for
+    "sum", a function passed on as a dtype. NumPy's backend takes what NumPy takes."""
+    try:
+        dtype = backend.dtype(spelling)
+    except TypeError as e:
+        assert re.search(rf"(has no dtype {re.escape(repr(spelling))}; expected a name such as "
+                         rf"'float32' or 'int64', a NumPy dtype, or \w+'s own"
+                         rf"|data type {re.escape(repr(spelling))} not understood)", str(e)), e
+    else:  # NumPy's float128, where the machine has it
+        assert backends.dtype_name(dtype) == spelling
+
+
 def test_float64_is_assumed_where_a_library_cannot_say():
     """A library without the standard's inspection namespace (or one that fails when asked)
     is taken to compute in float64, as NumPy and every GPU xpnet knows do; one that lists
