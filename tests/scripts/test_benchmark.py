@@ -191,6 +191,41 @@ def test_bare_numpy_row_computes_the_same_step_as_the_layers():
         backends.use(previous.name)
 
 
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["5x100", "5x100-bn"])
+def test_bare_numpy_deep_step_is_the_layers_step(batchnorm):
+    """The deep rows' floor (MultiLayerNet, and Extend with batch norm, by hand) took no
+    test: a batch norm backward missing a term would have made the layers look slow.
+    One step on one batch, from xpnet's start: the same loss and parameters to float32's
+    rounding (over many steps batch norm's small variances amplify that rounding)."""
+    import numpy as np
+    from framework.optimizers import SGD
+    from scripts.benchmark import bare, harness, nets
+    previous = backends.current()
+    try:
+        backends.use("numpy")
+        x_all, t_all = data = harness.synthetic(200, seed=3)
+        net = nets.deep(batchnorm)
+        step = bare.DeepStep(net, 50, data, 1)
+        step.window()
+        idx = np.random.default_rng(0).permutation(200).astype(np.int32)[:50]  # its batch
+        layers = net.xpnet()
+        grads = layers.gradient(np.take(x_all, idx, axis=0), np.take(t_all, idx, axis=0))
+        assert abs(float(layers.last_layer.loss) - float(step.losses[0])) < 1e-6
+        SGD(lr=net.lr).update(layers.params, grads)
+        got = {f"W{i + 1}": w for i, w in enumerate(step.W)}
+        got.update({f"b{i + 1}": b for i, b in enumerate(step.b)})
+        if batchnorm:
+            got.update({f"gamma{i + 1}": g for i, g in enumerate(step.gamma)})
+            got.update({f"beta{i + 1}": b for i, b in enumerate(step.beta)})
+        assert set(got) == set(layers.params)
+        for key, p in layers.params.items():
+            moved = float(np.max(np.abs(net.lr * grads[key])))
+            np.testing.assert_allclose(got[key], p, rtol=0, atol=1e-7 + 1e-4 * moved,
+                                       err_msg=key)
+    finally:
+        backends.use(previous.name)
+
+
 @needs_mpi
 def test_distributed_benchmark_times_one_process_against_ranks(tmp_path):
     """scripts/benchmark/distributed.py under a real mpiexec: every run's row, the sum's
