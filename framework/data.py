@@ -10,7 +10,7 @@ import numbers
 
 import backends
 from backends import dtype_kind, ops_for, size
-from backends.arrays import float_dtype
+from backends.arrays import check_flag, float_dtype
 
 
 def _self_dot(xp, flat):
@@ -126,6 +126,10 @@ class DeviceBatches:
                 or batch_size < 1:
             raise ValueError(f"DeviceBatches: batch_size must be at least 1 (an integer), got "
                              f"{batch_size!r}")
+        # a string such as "no" would be true: shuffled where the data was meant in order
+        shuffle, replacement, drop_last = (check_flag("DeviceBatches", name, value) for name, value
+                                           in (("shuffle", shuffle), ("replacement", replacement),
+                                               ("drop_last", drop_last)))
         if shuffle and replacement:
             raise ValueError("DeviceBatches: choose shuffle or replacement, not both")
         check_data(where, x, t, num_classes, names)  # once, before it goes to the device

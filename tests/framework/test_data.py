@@ -100,6 +100,13 @@ def test_bad_arguments_are_named():
         DeviceBatches(x, t, True)
     with pytest.raises(ValueError, match="choose shuffle or replacement, not both"):
         DeviceBatches(x, t, 5, shuffle=True, replacement=True)
+    # a string was true: "no" shuffled the data meant in order, or dropped its last batch
+    for name in ("shuffle", "replacement", "drop_last"):
+        with pytest.raises(ValueError, match=rf"^DeviceBatches: {name} must be True or False, "
+                                             rf"got 'no'$"):
+            DeviceBatches(x, t, 5, **{name: "no"})
+    in_order = DeviceBatches(x, t, 5, shuffle=np.False_, drop_last=0)  # NumPy's, and 0 and 1
+    assert [int(v) for _, tb in in_order for v in tb] == [int(v) for v in t]
     with pytest.raises(ValueError, match=r"t has shape \(23, 10\) and dtype float64; expected "
                                          r"one-hot rows of 5 numbers"):
         DeviceBatches(x, np.eye(10)[t], 5, num_classes=5)
