@@ -33,6 +33,7 @@ import os
 
 import numpy as np
 
+from backends.arrays import check_flag
 from framework.datasets import mirrors, parsed_cache
 from framework.datasets.catalog import DATASETS, FILENAMES, PARTS, DatasetError, DatasetSpec
 from framework.datasets.idx import (COLS, IMAGE_MAGIC, LABEL_MAGIC, NUM_CLASSES, ROWS, read_idx,
@@ -86,8 +87,13 @@ def load_dataset(name, normalize=True, flatten=True, one_hot_label=False, *, dat
     class indices, or float32 one-hot ``(N, 10)`` with ``one_hot_label``.
     ``download=False`` never touches the network. Raises DatasetError,
     saying where it looked and what each download attempt met, when no
-    source works.
+    source works. A flag that is not True or False (a string such as ``"no"``, which is
+    true: ``download="no"`` would download) is a ``ValueError``, before anything is read.
     """
+    normalize, flatten, one_hot_label, download = (
+        check_flag(f"load_dataset({name!r})", flag, value) for flag, value in (
+            ("normalize", normalize), ("flatten", flatten), ("one_hot_label", one_hot_label),
+            ("download", download)))
     spec = _spec(name)
     looked, tried = [], []
     label, directory, paths = locate(spec, data_dir, looked)

@@ -525,6 +525,18 @@ def test_download_false_never_touches_the_network(monkeypatch, server, published
     assert server.hits == []
 
 
+def test_a_flag_that_is_no_flag_is_refused_before_anything_is_read(monkeypatch, server,
+                                                                   published):
+    """download="no" downloaded (a string is true); normalize="no" normalized."""
+    files, _ = published
+    set_mirrors(monkeypatch, server.serve("/a/", files))
+    for flag in ("normalize", "flatten", "one_hot_label", "download"):
+        with pytest.raises(ValueError, match=rf"^load_dataset\('mnist'\): {flag} must be True "
+                                             rf"or False, got 'no'$"):
+            load_mnist(**{flag: "no"})
+    assert server.hits == []
+
+
 def test_mirror_environment_variable(tmp_path, monkeypatch, server, published):
     files, _ = published
     set_mirrors(monkeypatch, server.url + "/wrong/")
