@@ -59,5 +59,5 @@ def use_fast_paths(on=True):
     ``fast_paths``, for the rest of the process. Returns the previous setting.
     ``backends.configured(fast_paths=False)`` does the same for a block and gives it back."""
     previous = REGISTRY.settings.fast_paths
-    REGISTRY._set_settings(REGISTRY.settings.replace(fast_paths=bool(on)))
+    REGISTRY._set_settings(REGISTRY.settings.replace(fast_paths=on))
     return previous

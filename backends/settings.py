@@ -152,6 +152,13 @@ class Settings:
         if unknown:
             raise TypeError(f"backends.configured: no setting {', '.join(sorted(unknown))}; "
                             f"the settings are {', '.join(f.name for f in dataclasses.fields(self))}")
+        from backends.arrays import check_flag  # here: the arrays module imports NumPy
+        for name, value in changes.items():  # a string such as "no" would be true
+            if isinstance(getattr(self, name), bool):
+                changes[name] = check_flag("backends.configured", name, value)
+        for v in VARIABLES:  # a mirror's URL as its variable takes it
+            if v.field.endswith("_mirror") and changes.get(v.field) is not None:
+                changes[v.field] = v.parse(v.field, str(changes[v.field]))
         if "graph_gemm" in changes:
             changes["graph_gemm"] = _graph_gemm("graph_gemm", str(changes["graph_gemm"]))
         if "host_threads" in changes and changes["host_threads"] is not None:

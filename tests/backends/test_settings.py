@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 import backends
@@ -113,3 +114,25 @@ def test_a_layer_computes_with_the_settings_in_force_after_a_reset(monkeypatch):
         backends.reset()
         layer.forward(x)
         assert layer._ops is backends.ops_for(x) and layer._ops is not first
+
+
+def test_a_scoped_switch_or_mirror_is_checked_as_its_variable_would_be():
+    """configured(fast_paths="no") kept the string, which is true: the fast paths stayed on;
+    a mirror without its '/' was taken, where XPNET_MNIST_MIRROR refuses it."""
+    from backends import dispatch
+    before = backends.settings()
+    for name in ("host_kernels", "fused", "cuda_graph", "fast_paths"):
+        with pytest.raises(ValueError, match=rf"^backends\.configured: {name} must be True or "
+                                             rf"False, got 'no'$"):
+            with backends.configured(**{name: "no"}):
+                pass
+    with pytest.raises(ValueError, match=r"^backends\.configured: fast_paths must be True or "
+                                         r"False, got 'off'$"):
+        dispatch.use_fast_paths("off")
+    with pytest.raises(ValueError, match=r"^mnist_mirror='http://127\.0\.0\.1:9' must be a "
+                                         r"base URL ending in '/'"):
+        with backends.configured(mnist_mirror="http://127.0.0.1:9"):
+            pass
+    assert backends.settings() is before
+    with backends.configured(fast_paths=np.False_, fused=0) as inside:  # NumPy's, 0 and 1
+        assert inside.fast_paths is False and inside.fused is False
