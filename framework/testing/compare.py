@@ -24,7 +24,8 @@ def worst_elements(analytic, numeric, rtol, atol, count=5):
     """Lines for the ``count`` worst elements of two host arrays, and whether all pass."""
     a = numpy.asarray(analytic, dtype=numpy.float64).reshape(numpy.shape(analytic))
     b = numpy.asarray(numeric, dtype=numpy.float64).reshape(numpy.shape(numeric))
-    excess = numpy.abs(a - b) - (atol + rtol * numpy.abs(b))
+    with numpy.errstate(invalid="ignore"):  # NaN and infinities are reported, not warned of
+        excess = numpy.abs(a - b) - (atol + rtol * numpy.abs(b))
     bad = ~(excess <= 0)  # NaN counts as bad
     if not bad.any():
         return True, []
@@ -33,7 +34,8 @@ def worst_elements(analytic, numeric, rtol, atol, count=5):
     for flat in order[:count]:
         index = numpy.unravel_index(flat, a.shape) if a.ndim else ()
         va, vb = a[index], b[index]
-        rel = abs(va - vb) / max(abs(va), abs(vb), 1e-300)
+        with numpy.errstate(invalid="ignore"):
+            rel = abs(va - vb) / max(abs(va), abs(vb), 1e-300)
         lines.append(f"    at {tuple(int(i) for i in index)}: analytic {va:.9g}, "
                      f"numerical {vb:.9g}, relative error {rel:.3g}")
     lines.insert(0, f"    {int(bad.sum())} of {a.size} elements outside "

@@ -28,6 +28,32 @@ def test_outputs_are_compared_leaf_by_leaf():
         assert_outputs_close((1.0, np.arange(3)), (1.0, np.array([0, 1, 3])))
 
 
+def test_the_same_nan_or_infinity_agrees_and_a_dtype_or_a_word_that_differs_does_not():
+    """NaN against NaN (log of a negative on both libraries) failed as "relative error nan",
+    as did inf against inf; None against None failed as an object array, two strings in
+    "could not convert string to float"; float32 against float64 passed."""
+    nan, inf = np.float32("nan"), np.float32("inf")
+    assert_outputs_close(np.array([nan, inf, -inf, 1.0], np.float32),
+                         np.array([nan, inf, -inf, 1.0], np.float32))
+    for other in ([1.0, inf, -inf, 1.0], [nan, -inf, -inf, 1.0], [nan, inf, -inf, 2.0]):
+        with pytest.raises(AssertionError, match=r"^check_parity: output \(float32\):"):
+            assert_outputs_close(np.array([nan, inf, -inf, 1.0], np.float32),
+                                 np.array(other, np.float32))
+    assert_outputs_close({"note": None, "name": "relu"}, {"note": None, "name": "relu"})
+    with pytest.raises(AssertionError, match=r"^check_parity: output\['name'\] differs between "
+                                             r"numpy and torch: 'relu' against 'sigmoid'$"):
+        assert_outputs_close({"name": "relu"}, {"name": "sigmoid"}, labels=("numpy", "torch"))
+    with pytest.raises(AssertionError, match=r"^check_parity: output\[0\] differs .*: None "
+                                             r"against 0\.0$"):
+        assert_outputs_close([None], [0.0])
+    with pytest.raises(AssertionError, match=r"^check_parity: output: dtype float32 on numpy "
+                                             r"against float64 on torch$"):
+        assert_outputs_close(np.ones(2, np.float32), np.ones(2), labels=("numpy", "torch"))
+    with pytest.raises(AssertionError, match=r"dtype int32 on numpy against int64 on cupy"):
+        assert_outputs_close(np.arange(2, dtype=np.int32), np.arange(2, dtype=np.int64))
+    assert_outputs_close(np.float32(1.0), 1.0)  # a Python number has no dtype to differ in
+
+
 def parity_loss(x, t):
     net = TwoLayerNet(6, 5, 3, seed=0, weight_init_std=0.5)
     return net.loss(x, t), net.gradient(x, t)
