@@ -153,13 +153,14 @@ class Network:
         if hasattr(first, "input_grad"):
             first.input_grad = False
         self.last_layer = last_layer
+        self.params.fixed = True  # its names, shapes and dtypes from here on
         del self._backend, self._rng, self._keys, self._counts
 
     def reorder(self, keys):
         """``params`` and ``param_layout`` in the order ``keys`` (the book's, where it
         differs from the order the layers were added in)."""
         self.param_layout = {k: self.param_layout[k] for k in keys}
-        params = Parameters(self.layers, self.param_layout)
+        params = Parameters(self.layers, self.param_layout, self.params.fixed)
         dict.update(params, ((k, self.params[k]) for k in keys))
         self.params = params
 

@@ -122,6 +122,47 @@ def test_an_update_through_params_reaches_the_layers(backend, xp):
         assert getattr(net.layers[layer], attr) is net.params[key], key
 
 
+def test_a_parameter_rebound_to_what_its_layer_cannot_use_is_refused(backend, xp):
+    """The book's plain dict took anything: W1 of another shape failed far away, float64
+    into a float32 network mixed dtypes without a word, another library's array failed
+    at the next call, a new name reached no layer, and a name deleted was passed over by
+    the optimizers while its layer went on computing with it. Each is refused where it is
+    done, and nothing changes; a fitting array is bound as before (copies too)."""
+    import copy
+    net = Tiny()
+    x = backends.to_device(np.random.default_rng(3).random((4, 6)), "float32")
+    before = to_host(net.predict(x))
+    W1 = net.params["W1"]
+    fits = backend.asarray(np.zeros((6, 5)), "float32")
+    where = backend.name
+    for value, got in (
+            (backend.asarray(np.zeros((5, 6)), "float32"), f"shape (5, 6), dtype "
+                                                          f"{fits.dtype} on {where}"),
+            (backend.asarray(np.zeros((6, 5)), "float64"), "dtype "),
+            ([[0.0] * 5] * 6, "list"),
+            (np.zeros((6, 5), dtype=np.float64), "on numpy")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"params['W1']: expected an array of shape (6, 5) and dtype {fits.dtype} on "
+                f"{where}, as it was; got ") + r".*" + re.escape(got)):
+            net.params["W1"] = value
+    # (a deep copy: PyTorch cannot unpickle its uint64 tensors, dropout's generator state)
+    for twin in (net, copy.deepcopy(net)):
+        with pytest.raises(ValueError, match=r"^params has no 'W3': a network's parameters are "
+                                             r"the ones it was built with \(W1, b1, gamma1, "
+                                             r"beta1, W2, b2\)"):
+            twin.params["W3"] = fits
+        for remove in (lambda p: p.__delitem__("W1"), lambda p: p.pop("W1"),
+                       lambda p: p.popitem(), lambda p: p.clear()):
+            with pytest.raises(TypeError, match=r"^a network's parameters cannot be removed"):
+                remove(twin.params)
+        with pytest.raises(ValueError, match=r"params has no 'W3'"):
+            twin.params.update(W3=fits)
+    assert net.params["W1"] is W1 and net.layers["Affine1"].W is W1
+    np.testing.assert_array_equal(to_host(net.predict(x)), before)
+    net.params["W1"] = fits  # an array that fits: bound, and reaches the layer
+    assert net.layers["Affine1"].W is fits
+
+
 def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(backend, xp):
     """``copy.deepcopy`` (a hyperparameter search's starting point) and a pickle round trip
     of a network in use give one that computes as it does and whose ``params`` still pass
