@@ -4,6 +4,7 @@ from numbers import Integral
 
 from backends import (check_same_backend, dtype_kind, dtype_name, get_array_module,
                       is_device_array, ops_for, size)
+from backends.arrays import check_arrays
 
 
 def sigmoid(x):
@@ -19,7 +20,11 @@ def sigmoid(x):
 
 def relu(x):
     """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
-    return ops_for(x).relu(x, mask=False)[0]
+    try:
+        return ops_for(x).relu(x, mask=False)[0]
+    except AttributeError:  # a list: named, not "'list' object has no attribute 'nbytes'"
+        check_arrays("relu", x=x)
+        raise
 
 
 def softmax(x):
@@ -48,6 +53,7 @@ def cross_entropy_error(y, t):
     ``ValueError`` naming the range on the host; on a GPU, where reading the labels
     would wait for the device, its sample's term is NaN, so the loss is.
     """
+    check_arrays("cross_entropy_error", y=y, t=t)  # a list: "no attribute 'ndim'" before
     xp = get_array_module(y, t)
     check_same_backend("cross_entropy_error", y=y, t=t)
     if y.ndim not in (1, 2):

@@ -93,3 +93,18 @@ def test_cross_entropy_on_a_device_gives_nan_for_a_label_outside_the_classes(mon
     assert inside == pytest.approx(-(np.log(0.6 + 1e-7) * 2) / 2, rel=1e-12)
     assert np.isnan(float(cross_entropy_error(y, np.array([1, 3]))))
     assert np.isnan(float(cross_entropy_error(y, np.array([-1, 2]))))
+
+
+def test_a_list_is_named_where_an_array_belongs():
+    """relu of a list ended in "'list' object has no attribute 'nbytes'", cross_entropy_error
+    of one in "... 'ndim'"; softmax and sigmoid take one, as NumPy's functions do."""
+    with pytest.raises(TypeError, match=r"^relu: x must be an array, got list; convert it "
+                                        r"first \(numpy\.asarray, or backends\.to_device\)$"):
+        relu([-1.0, 2.0])
+    for y, t, name in (([0.1, 0.9], np.array([0, 1]), "y"),
+                       (np.array([0.1, 0.9]), [0, 1], "t")):
+        with pytest.raises(TypeError, match=rf"^cross_entropy_error: {name} must be an array, "
+                                            rf"got list"):
+            cross_entropy_error(y, t)
+    np.testing.assert_allclose(softmax([0.3, 2.9, 4.0]), softmax(np.array([0.3, 2.9, 4.0])))
+    np.testing.assert_array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
