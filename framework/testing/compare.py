@@ -1,6 +1,9 @@
 """Comparing arrays on the host: the tolerances by dtype, and failures that name the worst
 elements."""
 
+import math
+import numbers
+
 import numpy  # host-side comparisons only
 
 import backends
@@ -14,7 +17,14 @@ TOLERANCES = {
 
 
 def tolerances(dtype, rtol=None, atol=None):
-    """``(rtol, atol)`` for ``dtype`` from :data:`TOLERANCES`, each overridden where given."""
+    """``(rtol, atol)`` for ``dtype`` from :data:`TOLERANCES`, each overridden where given:
+    a finite number, 0 or more (``ValueError`` naming it: a negative one failed every
+    element, a string ended in NumPy's 'no loop matching the specified signature')."""
+    for what, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value) or value < 0):
+            raise ValueError(f"{what} must be a finite number, 0 or more (or None: the "
+                             f"dtype's), got {value!r}")
     name = dtype if isinstance(dtype, str) else backends.dtype_name(dtype)
     default_rtol, default_atol = TOLERANCES.get(name, TOLERANCES["float32"])
     return (default_rtol if rtol is None else rtol), (default_atol if atol is None else atol)

@@ -247,9 +247,14 @@ def check_model(model, x, t, *, rtol=None, atol=None):
     each that fails.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
+    params = getattr(model, "params", None)
+    if not params or not hasattr(params, "values"):  # was AttributeError, or StopIteration
+        raise TypeError(f"check_model: {type(model).__name__} has no parameters to check: "
+                        f"expected the book's params, a dict of arrays by name (got "
+                        f"{'none' if params is None else repr(params)})")
     dtype = getattr(model, "dtype", None)
     if dtype is None:
-        dtype = next(iter(model.params.values())).dtype
+        dtype = next(iter(params.values())).dtype
     dtype = backends.dtype_name(dtype) if not isinstance(dtype, str) else dtype
     rtol, atol = tolerances(dtype, rtol, atol)
     analytic = model.gradient(x, t)

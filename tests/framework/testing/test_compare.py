@@ -1,6 +1,9 @@
 """framework/testing/compare.py: tolerances by dtype."""
 
+import re
+
 import numpy as np
+import pytest
 
 from framework.testing import tolerances
 
@@ -38,3 +41,15 @@ def test_arrays_of_two_shapes_are_named_not_broadcast():
     from framework.testing.compare import assert_allclose_report
     with pytest.raises(AssertionError, match=r"^dW: shape \(3, 1\) against \(3,\)$"):
         assert_allclose_report(np.ones((3, 1)), np.ones(3), 1e-5, 1e-7, "dW")
+
+
+@pytest.mark.parametrize("given", [{"rtol": -1}, {"atol": -1e-9}, {"rtol": "1e-5"},
+                                   {"atol": float("nan")}, {"rtol": True}])
+def test_a_tolerance_that_is_no_tolerance_is_named(given):
+    """A negative rtol failed every element, as if the gradient were wrong; a string ended
+    in NumPy's "ufunc 'multiply' did not contain a loop"."""
+    (what, value), = given.items()
+    with pytest.raises(ValueError, match=rf"^{what} must be a finite number, 0 or more \(or "
+                                         rf"None: the dtype's\), got {re.escape(repr(value))}$"):
+        tolerances("float64", **given)
+    assert tolerances("float64", rtol=0, atol=0) == (0, 0)

@@ -347,3 +347,23 @@ def test_a_failure_at_a_relu_kink_says_so(xp):
         check_model(net, x, t)
     far = backends.to_device(np.random.default_rng(1).standard_normal((3, 4)))
     check_model(net, far, t)  # no unit that close: the same network passes
+
+
+def test_check_model_of_a_model_without_parameters_says_so():
+    """A model without ``params`` was an AttributeError from inside the check, and one whose
+    params are empty a bare StopIteration."""
+    class Gradientless:
+        def loss(self, x, t):
+            return 0.0
+
+        def gradient(self, x, t):
+            return {}
+    x, t = np.ones((2, 4)), np.array([0, 1])
+    for params, said in ((None, "none"), ({}, "{}")):
+        model = Gradientless()
+        if params is not None:
+            model.params = params
+        with pytest.raises(TypeError, match=rf"^check_model: Gradientless has no parameters to "
+                                            rf"check: expected the book's params, a dict of "
+                                            rf"arrays by name \(got {re.escape(said)}\)$"):
+            check_model(model, x, t)
