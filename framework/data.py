@@ -137,7 +137,9 @@ class DeviceBatches:
         if dtype is not None:
             dtype = float_dtype("DeviceBatches", self.backend, dtype)
         self.x = self.backend.asarray(x, dtype=dtype)
-        self.t = self.backend.asarray(t)
+        # one-hot rows in the data's dtype (np.eye(10)[t] is float64): cast once, here
+        self.t = self.backend.asarray(t, dtype=dtype if dtype is not None and t.ndim == 2
+                                      else None)
         self.xp = backends.array_namespace(self.x)  # the namespace the arrays name
         self.size = int(x.shape[0])
         self.batch_size = int(batch_size)

@@ -13,7 +13,9 @@ class SoftmaxWithLoss(Layer):
     Differences from the book:
 
     * ``t`` may be one-hot ``(N, C)`` or integer labels ``(N,)``; the
-      gradient is the same for both. Integer labels skip building a one-hot
+      gradient is the same for both. One-hot rows of another dtype than the scores'
+      (``np.eye(10)[t]`` is float64) are taken in the scores' dtype, so the loss and
+      the gradient stay in the network's. Integer labels skip building a one-hot
       matrix in the training loop.
     * The loss is computed as log-softmax (x - max - log sum exp), exact
       where the book's log(y + 1e-7) is off by up to 1e-7 per sample, so
@@ -37,6 +39,7 @@ class SoftmaxWithLoss(Layer):
         self._rows = None  # arange(N), kept: on a GPU each new one is a kernel launch
         self._look = False  # whether the labels' range is looked at each call (see _check)
         self._empty = False  # a batch of no samples (see _empty_shard)
+        self._cast = False  # one-hot labels of another dtype than the scores' (see _check)
 
     def forward(self, x, t):
         try:
@@ -54,6 +57,8 @@ class SoftmaxWithLoss(Layer):
         ops = self._ops
         if self._look:
             self._check_range(t, x.shape[1])
+        if self._cast:  # one-hot rows of another dtype (np.eye(10)[t] is float64)
+            t = get_array_module(t).astype(t, x.dtype)
         try:  # one kernel on a GPU (backends.cuda.ops)
             self.loss, self.y, self._labels = ops.softmax_cross_entropy(x, t, self._rows)
         except (IndexError, RuntimeError) as e:  # NumPy and the standard's; PyTorch's
@@ -96,6 +101,8 @@ class SoftmaxWithLoss(Layer):
         if t.ndim == 1:  # one-hot rows: plain broadcasting on every backend
             t = xp.astype(xp.arange(x.shape[-1], **on_device_of(xp, x))[None, :] == t[:, None],
                           x.dtype)
+        elif t.dtype != x.dtype:  # one-hot rows of another dtype: the scores' (see forward)
+            t = xp.astype(t, x.dtype)
         return -xp.sum(t * ops_for(x).log_softmax(x), axis=(-2, -1)) / n
 
     @staticmethod
@@ -156,5 +163,9 @@ class SoftmaxWithLoss(Layer):
             xp = get_array_module(t)
             self._look = not is_device_array(t) and not ops_for(x).raises_for_bad_labels
             self._rows = xp.arange(n, **on_device_of(xp, t))
+            self._cast = False
         else:
-            self._look, self._rows = False, None
+            # one-hot rows in the scores' dtype, whatever theirs: the loss and its gradient
+            # stay in the network's dtype (NumPy promoted a float32 network's backward to
+            # float64; PyTorch and the standard's libraries refused to mix the two)
+            self._look, self._rows, self._cast = False, None, t.dtype != x.dtype

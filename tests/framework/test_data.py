@@ -163,3 +163,15 @@ def test_non_finite_samples_are_named_by_row(xp, bad):
     one_hot[4, 0] = bad
     with pytest.raises(ValueError, match="t holds NaN or infinite values, first in row 4"):
         DeviceBatches(np.nan_to_num(x), one_hot, 5)
+
+
+def test_one_hot_rows_are_placed_in_the_datas_dtype(backend):
+    """The Trainer's one-hot labels (np.eye(10)[t], float64) went to the device as they
+    were, for a float32 network: every step cast them (or, before, mixed dtypes)."""
+    x, t = dataset()
+    one_hot = np.eye(10)[t]
+    batches = DeviceBatches(x, one_hot, 5, dtype="float32", backend=backend)
+    assert backends.dtype_name(batches.t.dtype) == "float32"
+    np.testing.assert_array_equal(backends.to_numpy(batches.t), one_hot.astype(np.float32))
+    labels = DeviceBatches(x, t, 5, dtype="float32", backend=backend)
+    assert backends.dtype_name(labels.t.dtype) == backends.dtype_name(backend.asarray(t).dtype)

@@ -189,6 +189,28 @@ def test_softmax_with_loss_one_hot_equals_labels(xp):
     np.testing.assert_allclose(to_host(a.backward()), to_host(b.backward()), rtol=1e-14)
 
 
+@pytest.mark.parametrize("one_hot_dtype", ["float64", "int64", "float32"])
+def test_one_hot_labels_of_another_dtype_are_taken_in_the_scores_dtype(backend, one_hot_dtype):
+    """np.eye(10)[t] is float64: on a float32 network NumPy promoted the loss and the
+    whole backward to float64, PyTorch refused ("expected m1 and m2 to have the same
+    dtype") and array-api-strict too ("Cannot perform __isub__ with dtypes float32 and
+    float64"). The rows are now taken in the scores' dtype: the labels' results, in it."""
+    rows = [0, 3, 1, 1, 2]
+    x = backend.asarray(RNG.standard_normal((5, 4)), "float32")
+    one_hot = backend.asarray(np.eye(4, dtype=one_hot_dtype)[rows])
+    a, b = SoftmaxWithLoss(), SoftmaxWithLoss()
+    loss, want = b.forward(x, one_hot), a.forward(x, backend.asarray(np.array(rows)))
+    assert backends.dtype_name(loss.dtype) == "float32"
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    dx = b.backward()
+    assert backends.dtype_name(dx.dtype) == "float32"
+    np.testing.assert_allclose(to_host(dx), to_host(a.backward()), rtol=1e-6, atol=1e-7)
+    assert b.t is one_hot  # the labels as given are what the layer keeps
+    stacked = b.forward_stack(x[None, ...], one_hot)
+    assert backends.dtype_name(stacked.dtype) == "float32"
+    assert float(stacked[0]) == pytest.approx(float(want), rel=1e-6)
+
+
 @pytest.mark.parametrize("labels", ["int", "one_hot"])
 def test_softmax_with_loss_backward_matches_numerical(xp, labels):
     x = backends.to_device(RNG.standard_normal((4, 3)) * 2)
