@@ -206,3 +206,60 @@ def test_save_and_load_take_the_books_default_name(tmp_path, monkeypatch):
     other.load_params()
     for key, value in host_params(net).items():
         np.testing.assert_array_equal(to_host(other.params[key]), value)
+
+
+class _Described:
+    """Pickles as ``function(*args)`` with ``state`` for the unpickler's BUILD: a pickle as
+    NumPy writes one, with the parts a damaged file may hold wrong."""
+
+    def __init__(self, function, args, state):
+        self.reduced = (function, args, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def _array_pickle(path, dtype_state=(3, "<", None, None, None, -1, -1, 0), shape=(3,),
+                  data=b"\0" * 12):
+    from numpy._core.multiarray import _reconstruct  # what NumPy 2's pickles name
+    dtype = _Described(np.dtype, ("f4", False, True), dtype_state)
+    array = _Described(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, data))
+    with open(path, "wb") as f:
+        pickle.dump({"b1": array}, f, protocol=3)
+
+
+@pytest.mark.parametrize("change, said", [
+    (dict(dtype_state=(3, "<", None, None, None, -1, -1, 63)), "a dtype state"),
+    (dict(dtype_state=(3, "<", None, None, None, 4, 4, 255)), "a dtype state"),
+    (dict(dtype_state=(3, "<", None, ("a",), {"a": 1}, -1, -1, 0)), "a dtype state"),
+    (dict(shape=(3, 1000)), "12 bytes for an array of shape (3, 1000) and dtype float32"),
+    (dict(shape=(2**40,)), "a shape of (1099511627776,)"),
+    (dict(data=b"\0" * 11), "11 bytes for an array of shape (3,) and dtype float32")],
+    ids=["dtype-flags", "dtype-size", "dtype-fields", "short-data", "huge-shape", "odd-data"])
+def test_a_damaged_array_or_dtype_is_called_damaged_and_the_process_lives_on(tmp_path, change,
+                                                                             said):
+    """NumPy's own rebuilders trust the pickle: a damaged dtype state ended in 'SystemError:
+    <built-in function load> returned NULL without setting an exception', or an internal
+    error, and a file damaged by chance (a fuzzed copy of a parameter file) killed the
+    process with a segmentation fault. Each is now a CheckpointError naming the damage,
+    read in a child process so that a crash fails this test instead of ending the run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    path = tmp_path / "params.pkl"
+    _array_pickle(path, **change)
+    code = ("import sys\nfrom framework.checkpoint import CheckpointError\n"
+            "from models import TwoLayerNet\nnet = TwoLayerNet(4, 3, 2, seed=0)\n"
+            "try:\n    net.load_params(sys.argv[1])\nexcept CheckpointError as e:\n"
+            "    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert r.stdout.startswith(f"refused: {path}: a pickle, but not the book's parameters: "
+                               f"damaged pickle (Damaged: "), r.stdout
+    assert said in r.stdout, r.stdout
+    _array_pickle(path)  # the same pickle undamaged: read as NumPy would
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert "parameter W1 is missing" in r.stdout, r.stdout + r.stderr
