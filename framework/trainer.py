@@ -188,6 +188,9 @@ class Trainer:
                  sync_batchnorm=True, check_replicas=False, drop_last=False):
         _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
                          refresh_seconds, mini_batch_size)
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"Trainer: checkpoint must be a file's path (a str or "
+                             f"os.PathLike), got {checkpoint!r}")  # was os.fspath's TypeError
         mini_batch_size = int(mini_batch_size)  # NumPy's integers, or 100.0, as 100
         # the run's parts, each owning its state: the world it runs in, the batches, the
         # history, the step (made when training starts); the network and optimizer

@@ -585,6 +585,13 @@ def test_a_checkpoint_that_could_not_be_written_is_refused_before_training(tmp_p
     nested = tmp_path / "runs" / "today" / "run.npz"
     make_trainer(checkpoint=str(nested), epochs=1).train()
     assert nested.is_file()
+    for wrong in (123, ["run.npz"]):  # was os.fspath's "expected str, bytes or os.PathLike"
+        with pytest.raises(ValueError, match=re.escape(
+                f"Trainer: checkpoint must be a file's path (a str or os.PathLike), got "
+                f"{wrong!r}")):
+            make_trainer(checkpoint=wrong)
+    make_trainer(checkpoint=tmp_path / "as-a-path.npz", epochs=1).train()  # a pathlib.Path
+    assert (tmp_path / "as-a-path.npz").is_file()
 
 
 def test_a_new_run_replaces_a_checkpoint_but_never_a_file_that_is_not_one(tmp_path):
