@@ -211,7 +211,7 @@ class Backend:
         if isinstance(dtype, str):
             try:
                 return numpy.dtype(dtype).name
-            except TypeError:
+            except (TypeError, ValueError):  # not NumPy's: the library's to find, or not
                 return dtype
         return dtype_name(dtype)
 
