@@ -100,3 +100,14 @@ def test_bad_shapes_name_the_layer(xp):
     with pytest.raises(ValueError, match=r"^Pooling: pad must be at least 0, got -1"):
         Pooling(2, 2, pad=-1)
     assert Pooling(np.int64(2), 2, stride=np.int32(1)).stride == 1  # NumPy's integers are
+
+
+def test_the_default_stride_is_the_books():
+    """The book's Pooling(pool_h, pool_w, stride=1, pad=0); ours defaulted to stride 2, so
+    Pooling(2, 2) as the book's signature reads it pooled a quarter of the windows."""
+    from scripts.benchmark import book
+    x = np.random.default_rng(7).random((2, 3, 5, 4))
+    layer = Pooling(2, 2)
+    assert layer.stride == 1 and layer.pad == 0
+    np.testing.assert_array_equal(layer.forward(x), book.Pooling(2, 2).forward(x))
+    assert layer.forward(x).shape == (2, 3, 4, 3)
