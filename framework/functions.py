@@ -14,8 +14,13 @@ def sigmoid(x):
     branches are the same function written for x >= 0 and x < 0.
     """
     xp = get_array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    try:
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    except TypeError:  # a list, which the book's sigmoid takes as NumPy's functions do
+        if isinstance(x, (list, tuple)):  # (">=" of a list failed)
+            return sigmoid(xp.asarray(x))
+        raise
 
 
 def relu(x):
@@ -64,6 +69,9 @@ def cross_entropy_error(y, t):
         y = xp.reshape(y, (1, -1))
         t = xp.reshape(t, (1, -1)) if size(t) == size(y) else t
     n, classes = y.shape
+    if n == 0:  # the mean of no terms: NaN and NumPy's "invalid value" warning before
+        raise ValueError(f"cross_entropy_error: y has shape {shape}, a batch of no samples, "
+                         f"which has no mean loss; expected at least one sample")
     if size(t) == size(y):
         t = xp.argmax(xp.reshape(t, (n, classes)), axis=1)
     elif size(t) != n or dtype_kind(t.dtype) not in "iu":
@@ -73,7 +81,7 @@ def cross_entropy_error(y, t):
                          f"{shape} or {indices}")
     t = xp.reshape(xp.astype(t, xp.int64), (n, 1))
     if not is_device_array(t):
-        low, high = (int(xp.min(t)), int(xp.max(t))) if n else (0, 0)
+        low, high = int(xp.min(t)), int(xp.max(t))
         if low < 0 or high >= classes:
             raise ValueError(f"cross_entropy_error: labels must lie in 0..{classes - 1} for "
                              f"{classes} classes, got values {low}..{high}")
@@ -143,6 +151,7 @@ def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
     strided view of the (padded) input in one copy, where the book copies
     window offset by window offset into a float64 buffer and transposes.
     """
+    check_arrays("im2col", input_data=input_data)
     xp = get_array_module(input_data)
     filter_h, filter_w, stride, pad, out_h, out_w = _windows(
         "im2col", input_data.shape, filter_h, filter_w, stride, pad)
@@ -167,6 +176,7 @@ def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
     strided addition per filter offset, as the book does. No atomics, so the
     sums come out the same every time.
     """
+    check_arrays("col2im", col=col)
     xp = get_array_module(col)
     filter_h, filter_w, stride, pad, out_h, out_w = _windows(
         "col2im", tuple(input_shape), filter_h, filter_w, stride, pad)

@@ -7,7 +7,8 @@ import numpy as np
 import backends
 import pytest
 
-from framework.functions import cross_entropy_error, log_softmax, relu, sigmoid, softmax
+from framework.functions import (col2im, cross_entropy_error, im2col, log_softmax, relu, sigmoid,
+                                 softmax)
 from tests.conftest import to_host
 
 
@@ -82,6 +83,15 @@ def test_cross_entropy_names_labels_that_do_not_fit(xp, labels, message):
         cross_entropy_error(xp.reshape(y, (2, 5, 2)), backends.to_device([0, 1]))
 
 
+def test_cross_entropy_of_no_samples_is_named(xp):
+    """A batch of no samples gave NaN and NumPy's "invalid value encountered in scalar
+    divide" warning, where SoftmaxWithLoss names it."""
+    y = backends.to_device(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"^cross_entropy_error: y has shape \(0, 3\), a "
+                                         r"batch of no samples, which has no mean loss"):
+        cross_entropy_error(y, backends.to_device(np.zeros(0, dtype=np.int64)))
+
+
 def test_cross_entropy_on_a_device_gives_nan_for_a_label_outside_the_classes(monkeypatch):
     """Where reading the labels would wait for a GPU, the gather stays inside the rows (no
     out-of-bounds read, no device-side assert) and the loss is NaN; labels inside give
@@ -107,4 +117,10 @@ def test_a_list_is_named_where_an_array_belongs():
                                             rf"got list"):
             cross_entropy_error(y, t)
     np.testing.assert_allclose(softmax([0.3, 2.9, 4.0]), softmax(np.array([0.3, 2.9, 4.0])))
+    # sigmoid of a list said "'>=' not supported between instances of 'list' and 'int'"
+    np.testing.assert_allclose(sigmoid([-1.0, 0.0, 2.0]), sigmoid(np.array([-1.0, 0.0, 2.0])))
+    for where, call in (("im2col", lambda: im2col(np.ones((1, 1, 3, 3)).tolist(), 2, 2)),
+                        ("col2im", lambda: col2im(np.ones((4, 4)).tolist(), (1, 1, 3, 3), 2, 2))):
+        with pytest.raises(TypeError, match=rf"^{where}: \w+ must be an array, got list"):
+            call()  # "'list' object has no attribute 'shape'" before
     np.testing.assert_array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
