@@ -17,9 +17,8 @@ def sigmoid(x):
     try:
         e = xp.exp(-xp.abs(x))
         return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    except TypeError:  # a list, which the book's sigmoid takes as NumPy's functions do
-        if isinstance(x, (list, tuple)):  # (">=" of a list failed)
-            return sigmoid(xp.asarray(x))
+    except TypeError:  # a list: named, as relu names one (and the Sigmoid layer)
+        check_arrays("sigmoid", x=x)  # was "'>=' not supported between 'list' and 'int'"
         raise
 
 

@@ -107,7 +107,9 @@ def test_cross_entropy_on_a_device_gives_nan_for_a_label_outside_the_classes(mon
 
 def test_a_list_is_named_where_an_array_belongs():
     """relu of a list ended in "'list' object has no attribute 'nbytes'", cross_entropy_error
-    of one in "... 'ndim'"; softmax and sigmoid take one, as NumPy's functions do."""
+    of one in "... 'ndim'", sigmoid of one in "'>=' not supported between instances of 'list'
+    and 'int'", im2col and col2im of one in "... no attribute 'shape'"; softmax takes one, as
+    NumPy's functions do."""
     with pytest.raises(TypeError, match=r"^relu: x must be an array, got list; convert it "
                                         r"first \(numpy\.asarray, or backends\.to_device\)$"):
         relu([-1.0, 2.0])
@@ -117,10 +119,9 @@ def test_a_list_is_named_where_an_array_belongs():
                                             rf"got list"):
             cross_entropy_error(y, t)
     np.testing.assert_allclose(softmax([0.3, 2.9, 4.0]), softmax(np.array([0.3, 2.9, 4.0])))
-    # sigmoid of a list said "'>=' not supported between instances of 'list' and 'int'"
-    np.testing.assert_allclose(sigmoid([-1.0, 0.0, 2.0]), sigmoid(np.array([-1.0, 0.0, 2.0])))
-    for where, call in (("im2col", lambda: im2col(np.ones((1, 1, 3, 3)).tolist(), 2, 2)),
+    for where, call in (("sigmoid", lambda: sigmoid([-1.0, 0.0, 2.0])),
+                        ("im2col", lambda: im2col(np.ones((1, 1, 3, 3)).tolist(), 2, 2)),
                         ("col2im", lambda: col2im(np.ones((4, 4)).tolist(), (1, 1, 3, 3), 2, 2))):
         with pytest.raises(TypeError, match=rf"^{where}: \w+ must be an array, got list"):
-            call()  # "'list' object has no attribute 'shape'" before
+            call()
     np.testing.assert_array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
