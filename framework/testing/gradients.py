@@ -50,6 +50,11 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
     comparing ``<grad, v>`` with ``(f(p + eps v) - f(p - eps v)) / 2 eps``:
     the fast mode for big layers.
 
+    A ``forward`` that writes into one of its inputs fails as such (``AssertionError``:
+    the caller's array changes under it); ``backward`` is given a copy of ``dout``, which
+    it may write into (the book's Relu does), and what it returns is copied before the
+    differences run ``forward`` again, so a layer that reuses a buffer is checked right.
+
     Layers with state that a forward pass changes (a dropout generator's
     position, batch norm's running averages) list those attributes in
     ``layer.buffers``: they are restored before every evaluation, so each
@@ -124,7 +129,9 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
             return backends.get_array_module(out).sum(out * dout64)
 
         rewind()
+        given = [backends.to_numpy(x).copy() if _is_float_array(x) else None for x in x64]
         out = layer.forward(*x64, **forward_kwargs)
+        _check_unchanged(layer, x64, given)
         xp = backends.get_array_module(out)
         on = backends.backend_of(out)
         if dout is None:
@@ -135,7 +142,10 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
             if hasattr(dout64, "shape") and dout64.shape != out.shape:
                 raise ValueError(f"check_backward: dout has shape {tuple(dout64.shape)}, the "
                                  f"output {tuple(out.shape)}")
-        returned = _as_tuple(layer.backward(dout64))
+        # backward may write into dout (the book's Relu does), and forward, run again for
+        # the differences, into buffers of its own: each keeps a copy of what it is given or
+        # gives, so neither can move the other's numbers
+        returned = tuple(_copy(r) for r in _as_tuple(layer.backward(_copy(dout64))))
         # (label, the array, how to put another in its place, the analytic gradient): the
         # checks evaluate f at moved copies put in the array's place, and put it back, so
         # nothing is written into an array (JAX's cannot be)
@@ -153,7 +163,7 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
                 raise AssertionError(f"check_backward: {type(layer).__name__} has no d{name} "
                                      f"after backward")
             targets.append((name, getattr(layer, name),
-                            lambda a, name=name: setattr(layer, name, a), grad))
+                            lambda a, name=name: setattr(layer, name, a), _copy(grad)))
         if not targets:  # a backward that forgot `return dx` would pass a check of nothing
             raise AssertionError(
                 f"check_backward: nothing to check: {type(layer).__name__}.backward returned "
@@ -189,6 +199,26 @@ def check_backward(layer, inputs, dout=None, *, params=(), eps=1e-4, atol=None, 
             setattr(layer, name, p)
         for name, value in buffers.items():
             _restore(layer, name, value)
+
+
+def _check_unchanged(layer, inputs, given):
+    """``AssertionError`` where ``forward`` wrote into one of its inputs (``given``: a host
+    copy of each floating-point one from before): the caller's array changes under it, as
+    the output of the layer before it would in a network, whose backward may still need it
+    (the book's Relu copies ``x`` before zeroing for this). The gradient check that followed
+    blamed the gradient."""
+    for i, (x, before) in enumerate(zip(inputs, given)):
+        if before is None:
+            continue
+        after = backends.to_numpy(x)
+        if not numpy.array_equal(after, before, equal_nan=True):
+            changed = int(numpy.sum(~((after == before) | (numpy.isnan(after)
+                                                          & numpy.isnan(before)))))
+            raise AssertionError(
+                f"check_backward: {type(layer).__name__}.forward changed input {i} in place "
+                f"({changed} of {before.size} elements): the caller's array, which the layer "
+                f"before it in a network may still need for its backward; compute into a new "
+                f"array (out = x.copy() before writing, as the book's Relu does)")
 
 
 def _float64(x):

@@ -367,3 +367,60 @@ def test_check_model_of_a_model_without_parameters_says_so():
                                             rf"check: expected the book's params, a dict of "
                                             rf"arrays by name \(got {re.escape(said)}\)$"):
             check_model(model, x, t)
+
+
+@pytest.mark.backends("numpy", "cupy", "torch", "array_api_strict")  # JAX's cannot be written
+def test_a_forward_that_writes_into_its_input_is_named(xp):
+    """A forward that zeroed its input in place (the book's Relu copies first for this)
+    failed as a wrong gradient: "analytic 0, numerical 0.32"."""
+
+    class ZeroingInPlace:
+        def forward(self, x):
+            self.mask = xp.astype(x > 0, x.dtype)
+            x *= self.mask  # the caller's array
+            return x
+
+        def backward(self, dout):
+            return dout * self.mask
+
+    x = backends.to_device(np.linspace(-1, 1, 12).reshape(3, 4) + 0.05)
+    with pytest.raises(AssertionError, match=r"^check_backward: ZeroingInPlace\.forward changed "
+                                             r"input 0 in place \(6 of 12 elements\)"):
+        check_backward(ZeroingInPlace(), x)
+    assert float(xp.min(x)) < 0  # the caller's array is the check's copy's, untouched
+
+
+@pytest.mark.backends("numpy", "cupy", "torch", "array_api_strict")
+def test_a_backward_that_writes_into_dout_or_reuses_a_buffer_is_checked_right(xp):
+    """Both are fine in a network (the book's Relu writes into dout), and both failed the
+    check: a backward scaling dout in place scaled the check's own dout ("analytic 2.6,
+    numerical 5.2"); one returning a buffer that forward writes saw its gradient overwritten
+    by the differences' forward passes."""
+
+    class ScalesDoutInPlace:
+        def forward(self, x):
+            return x * 3
+
+        def backward(self, dout):
+            dout *= 3
+            return dout
+
+    class ReusesABuffer:
+        work = None
+
+        def forward(self, x):
+            if self.work is None:
+                self.work = x * x
+            self.work *= 0
+            self.work += x * x  # forward's own buffer, written each pass...
+            self.x = x
+            return self.work * 1
+
+        def backward(self, dout):
+            self.work *= 0
+            self.work += 2 * self.x * dout  # ...which backward hands back
+            return self.work
+
+    x = backends.to_device(RNG.standard_normal((3, 4)))
+    for layer in (ScalesDoutInPlace(), ReusesABuffer()):
+        assert check_backward(layer, x)["input 0"] < 1e-8, type(layer).__name__
