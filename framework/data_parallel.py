@@ -122,7 +122,7 @@ def synchronize_batch_norms(network, communicator):
     return done
 
 
-def _layers_of(network):
+def layers_of(network):
     """``(name, layer)`` for each layer a network holds: its ``layers`` (a dict, by key, or a
     list), and any attribute with ``forward`` and ``backward`` (a network of the user's
     own), its last layer among them."""
@@ -143,7 +143,7 @@ def exactness_problems(network, sync_batchnorm=True):
     for, each process's shard alone), or xpnet's batch norm left unsynchronised (only
     where ``sync_batchnorm`` asks for it). An empty list where there is none."""
     problems = []
-    for name, layer in _layers_of(network):
+    for name, layer in layers_of(network):
         kind = type(layer).__name__
         label = getattr(layer, "name", None) if isinstance(name, int) or name is None else name
         label = label or kind

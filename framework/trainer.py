@@ -20,6 +20,7 @@ from framework.checkpoint import CheckpointError, existing as existing_checkpoin
 from framework.data import DeviceBatches, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
+from framework.layers import BatchNormalization
 from framework.optimizers import get_optimizer
 
 
@@ -102,6 +103,36 @@ def _check_checkpoint_path(path, resume):
 
 #: what to do where a new run's checkpoint would replace a file that is not one
 REPLACE = "a new run would replace it: name another file, or move this one away"
+
+
+def _check_batch_norm_batches(network, batches):
+    """``ValueError`` where a network with batch norms would train on a batch of one sample:
+    ``mini_batch_size=1``, a training set of one, or an epoch's short last batch of one
+    (51 samples in batches of 10, without ``drop_last``). Such a batch is its own mean: the
+    layer passes no gradient and pulls its running variance towards 0 (the layer refuses
+    one in training; said here, before the run, with what to change). The whole batch
+    counts, as in a data-parallel step, whose synchronised batch norms see all of it."""
+    norms = [name for name, layer in data_parallel.layers_of(network)
+             if isinstance(layer, BatchNormalization)]
+    if not norms:
+        return
+    size, batch = batches.size, batches.batch_size
+    last = size % batch if size > batch and not batches.replacement else 0
+    if batches.drop_last:
+        last = 0
+    where = (f"mini_batch_size={batch}" if batch == 1 else
+             "the training set holds one sample" if size == 1 else
+             f"each epoch's last batch would hold one sample ({size} samples in batches of "
+             f"{batch})" if last == 1 else None)
+    if where is None:
+        return
+    fix = ("pass drop_last=True (--drop-last in the scripts: that sample waits for the next "
+           "epoch's order), or another mini_batch_size" if last == 1 else "give batches of at least 2 samples"
+           if batch == 1 else "give it at least 2")
+    raise ValueError(f"Trainer: {where}, and {type(network).__name__} normalises over the "
+                     f"batch ({', '.join(map(str, norms))}): a batch of one sample is its own "
+                     f"mean, so the layer would pass no gradient and pull its running variance "
+                     f"towards 0; {fix}")
 
 
 def _check_world(world, graph, mini_batch_size):
@@ -232,6 +263,7 @@ class Trainer:
                                          num_classes=num_classes,
                                          drop_last=check_flag("Trainer", "drop_last", drop_last),
                                          where="Trainer", names=("x_train", "t_train"))
+            _check_batch_norm_batches(network, self.batches)
             if graph is True and self.world.size == 1:  # said now, not after a 0% bar
                 steps.refuse_unrecordable(self.optimizer, self.batches)
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))

@@ -49,7 +49,8 @@ def main(argv=None):
     p.add_argument("--train-size", type=positive,
                    help="the first samples to use (default: 1000, or all where fewer)")
     args, backend, ((x_train, t_train), _), plt = start(p, argv)
-    x, t = first_samples(p, x_train, t_train, args.train_size, 1000)
+    # two samples at least: batch norm cannot normalise a batch of one
+    x, t = first_samples(p, x_train, t_train, args.train_size, 1000, least=2)
     scales = numpy.logspace(0, -4, num=args.scales).tolist()
     cols = math.ceil(math.sqrt(len(scales)))
     rows = math.ceil(len(scales) / cols)

@@ -4,6 +4,7 @@ import math
 
 from backends import backend_of, check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
+from framework import sharding
 from framework.layers.base import Layer
 
 EPS = 10e-7  # the book's epsilon, 1e-6
@@ -34,7 +35,11 @@ class BatchNormalization(Layer):
     * The running averages are created with the layer, on gamma's backend,
       and updated in place: they are network state (``buffers``), saved in
       checkpoints and recorded into a CUDA-graph step.
-    * Wrong feature counts raise ``ValueError`` naming the layer.
+    * Wrong feature counts raise ``ValueError`` naming the layer, and so does a
+      training batch of one sample (as PyTorch's ``BatchNorm1d``): it is its own mean,
+      so the output is beta whatever x is, no gradient reaches x and the running
+      variance is pulled towards 0; the book's layer trains on it without a word.
+      (In a data-parallel step the whole batch counts; the Trainer checks it.)
     """
 
     takes_train_flg = True
@@ -103,6 +108,13 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
+            if x.shape[0] == 1 and sharding.current() is None:
+                raise ValueError(
+                    f"{self.name}: a training batch of one sample (shape "
+                    f"{tuple(self.input_shape)}) is its own mean: the output would be beta "
+                    f"whatever the input, no gradient would reach it, and the running "
+                    f"variance would be pulled towards 0; expected at least 2 samples "
+                    f"(train_flg=False normalises one by the running averages)")
             mu = self._mean(x, count=True)
             xn = x - mu
             var = self._mean(xn * xn)

@@ -91,7 +91,8 @@ def test_drop_last_leaves_out_each_epochs_short_batch(backend):
     kept = {}
     for drop_last in (False, True):
         seen.clear()
-        net = Watched(20, [8], 4, use_batchnorm=True, seed=0)
+        # batch norm only where the short batch is left out: the Trainer refuses it else
+        net = Watched(20, [8], 4, use_batchnorm=drop_last, seed=0)
         trainer = Trainer(net, x, t, xt, tt, epochs=2, mini_batch_size=10, verbose=False,
                           seed=0, drop_last=drop_last, graph=False)
         trainer.train()
@@ -109,6 +110,33 @@ def test_drop_last_leaves_out_each_epochs_short_batch(backend):
     small = Trainer(TwoLayerNet(20, 8, 4, seed=0), x[:7], t[:7], xt, tt, epochs=1,
                     mini_batch_size=10, verbose=False, drop_last=True)
     assert small.iter_per_epoch == 1  # a set smaller than one batch still trains on it all
+
+
+def test_a_batch_norm_batch_of_one_sample_is_refused_before_training(backend):
+    """A batch of one sample is its own mean: batch norm's output is beta, no gradient
+    reaches the layers below and the running variance is pulled towards 0, without a word
+    (the book's layer, and ours before). The Trainer names it before the run, with what to
+    change; the layer refuses one in training (as PyTorch's), not in inference."""
+    x, t = blobs(n=51)
+    net = MultiLayerNetExtend(20, [8], 4, use_batchnorm=True, seed=0)
+    for kwargs, said in (
+            ({}, r"each epoch's last batch would hold one sample \(51 samples in batches of "
+                 r"10\), and MultiLayerNetExtend normalises over the batch \(BatchNorm1\): "
+                 r".* pass drop_last=True"),
+            ({"mini_batch_size": 1}, r"mini_batch_size=1, and .* batches of at least 2"),
+            ({"x_train": x[:1], "t_train": t[:1]}, r"the training set holds one sample")):
+        args = {"x_train": x, "t_train": t, "mini_batch_size": 10, **kwargs}
+        with pytest.raises(ValueError, match=r"^Trainer: " + said):
+            Trainer(net, args["x_train"], args["t_train"], x, t, epochs=1, verbose=False,
+                    mini_batch_size=args["mini_batch_size"])
+    for fine in ({"drop_last": True}, {"sampling": "choice"}, {"mini_batch_size": 17}):
+        Trainer(net, x, t, x, t, epochs=1, verbose=False, **{"mini_batch_size": 10, **fine})
+    Trainer(TwoLayerNet(20, 8, 4, seed=0), x, t, x, t, epochs=1, mini_batch_size=10,
+            verbose=False)  # no batch norm: the book's short batch, as ever
+    with pytest.raises(ValueError, match=r"^BatchNorm1: a training batch of one sample "
+                                         r"\(shape \(1, 8\)\) is its own mean"):
+        net.gradient(backend.asarray(x[:1]), backend.asarray(t[:1]))
+    assert 0 <= net.accuracy(backend.asarray(x[:1]), backend.asarray(t[:1])) <= 1  # inference
 
 
 def test_choice_sampling_and_evaluation_subset(backend):
