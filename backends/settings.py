@@ -12,7 +12,9 @@ it means. The README's table of variables is this one.
 """
 
 import dataclasses
+import difflib
 import os
+import warnings
 
 #: Values XPNET_GRAPH_GEMM takes: where the CUDA-graph step multiplies.
 GRAPH_GEMM_MODES = ("auto", "own", "cublas")
@@ -114,6 +116,25 @@ VARIABLES = (
 )
 
 
+#: Variables of xpnet's own test suite, which the library does not read: no warning.
+TEST_VARIABLES = ("XPNET_NVRTC", "XPNET_PLANTED_RAN")
+
+
+class UnknownVariableWarning(UserWarning):
+    """An ``XPNET_*`` environment variable that xpnet does not read (a misspelt name, most
+    likely): its value changes nothing."""
+
+
+def unknown_variables(environ):
+    """``(name, closest known name or None)`` for each ``XPNET_*`` variable of ``environ``
+    that is none of :data:`VARIABLES` (nor of the test suite's)."""
+    known = {v.name[len("XPNET_"):]: v.name for v in VARIABLES}  # compared past the prefix
+    return [(name, next((known[k] for k in difflib.get_close_matches(
+                name[len("XPNET_"):], list(known), n=1, cutoff=0.7)), None))
+            for name in sorted(environ) if name.startswith("XPNET_")
+            and name not in known.values() and name not in TEST_VARIABLES]
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What the ``XPNET_*`` variables said when they were read (see :data:`VARIABLES`), and
@@ -137,8 +158,17 @@ class Settings:
     @classmethod
     def read(cls, environ=None):
         """The settings ``environ`` (default ``os.environ``) gives: ``ValueError`` naming the
-        first variable whose value is not one it takes."""
+        first variable whose value is not one it takes. An ``XPNET_*`` variable that is
+        none of them (``XPNET_THREADS`` for ``XPNET_HOST_THREADS``), which would change
+        nothing without a word, is an :class:`UnknownVariableWarning` naming the closest."""
         env = os.environ if environ is None else environ
+        for name, close in unknown_variables(env):
+            hint = f"; did you mean {close}?" if close else ""
+            # said of the environment, not of a line of code that read it
+            warnings.warn_explicit(f"{name} is not a variable xpnet reads, so it changes "
+                                   f"nothing{hint} (python -m backends lists the variables)",
+                                   UnknownVariableWarning, "<environment>", 0,
+                                   module=__name__)
         values = {}
         for v in VARIABLES:
             raw = env.get(v.name)

@@ -60,6 +60,37 @@ def test_unset_and_empty_mean_the_default():
     assert "XPNET_FUSED=1 (default)" in read.lines()
 
 
+def test_a_variable_xpnet_does_not_read_is_named_with_the_closest_it_does():
+    """XPNET_THREADS=2 (for XPNET_HOST_THREADS) changed nothing, without a word; it is an
+    UnknownVariableWarning naming the variable meant. The known ones, unset or set, and the
+    test suite's own are not."""
+    from backends.settings import UnknownVariableWarning
+    with pytest.warns(UnknownVariableWarning) as said:
+        read = Settings.read({"XPNET_THREADS": "2", "XPNET_HOST_KERNEL": "0", "XPNET_XYZ": "1",
+                              "XPNET_NVRTC": "/lib/libnvrtc.so", "XPNET_FUSED": "0"})
+    assert read == Settings(fused=False)  # the rest as if unset
+    assert [str(w.message) for w in said] == [
+        "XPNET_HOST_KERNEL is not a variable xpnet reads, so it changes nothing; did you mean "
+        "XPNET_HOST_KERNELS? (python -m backends lists the variables)",
+        "XPNET_THREADS is not a variable xpnet reads, so it changes nothing; did you mean "
+        "XPNET_HOST_THREADS? (python -m backends lists the variables)",
+        "XPNET_XYZ is not a variable xpnet reads, so it changes nothing (python -m backends "
+        "lists the variables)"]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Settings.read({v.name: "" for v in VARIABLES})
+    import subprocess
+    import sys
+    from tests.conftest import child_env
+    done = subprocess.run([sys.executable, "-m", "backends"], capture_output=True, text=True,
+                          timeout=60, env=child_env(XPNET_BACKEND="numpy", XPNET_DEVICES="cpu"),
+                          cwd=ROOT)  # a real process, as a user meets it
+    assert done.returncode == 0, done.stderr
+    assert "<environment>:0: UnknownVariableWarning: XPNET_DEVICES is not a variable xpnet " \
+           "reads, so it changes nothing; did you mean XPNET_DEVICE?" in done.stderr
+
+
 def test_python_m_backends_prints_the_settings():
     import subprocess
     import sys
