@@ -33,6 +33,7 @@ each operation for each new shape and dispatches it alone.
 import contextlib
 import time
 
+from framework import optimizers
 from framework.step import Step, baked_in, network_dtype, train_step
 
 
@@ -101,13 +102,13 @@ class JitStep(Step):
         self._put(params, state, arrays)
         try:
             for name, value in hyper.items():  # traced: a new lr reuses the compiled step
-                setattr(opt, name, value)
+                optimizers.lend(opt, name, value)
             xb, tb = self._compiler.gather(x, t, order, i, self.batches.batch_size)
             loss = self.train(xb, tb)  # the Trainer's train_step, as the graph step records it
             out = (dict(net.params), dict(net.state()), opt.arrays())
         finally:  # no tracer left behind in the objects
             for name, value in numbers.items():
-                setattr(opt, name, value)
+                optimizers.lend(opt, name, value)
             self._put(*kept)
             net.last_loss = last_loss
             net.free_saved()

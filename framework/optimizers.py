@@ -34,12 +34,44 @@ def check_number(owner, name, value, low, high, *, low_open=False, high_open=Tru
     return v
 
 
+class Hyperparameter:
+    """A number an update reads (``lr``, ``momentum``...), checked whenever it is set: in
+    the constructor, and later by a learning-rate schedule (``optimizer.lr = ...`` in a
+    Trainer's callback) or a resume. ``ValueError`` naming the optimizer, the number and
+    its interval (:func:`check_number`); kept as a float.
+
+    The descriptor has no ``__get__``: the value lives in the instance's ``__dict__``
+    and is read from there at an attribute's speed, so an update pays nothing for it."""
+
+    def __init__(self, low, high, *, low_open=False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __set__(self, optimizer, value):
+        optimizer.__dict__[self.name] = check_number(type(optimizer).__name__, self.name, value,
+                                                     self.low, self.high,
+                                                     low_open=self.low_open)
+
+
+def lend(optimizer, name, value):
+    """Put ``value`` in place of the hyperparameter ``name`` unchecked: a compiled step
+    lends its tracers (:mod:`framework.jit_step`) and puts the numbers back after."""
+    if isinstance(getattr(type(optimizer), name, None), Hyperparameter):
+        optimizer.__dict__[name] = value
+    else:  # a subclass's own attribute (or property)
+        setattr(optimizer, name, value)
+
+
 class Optimizer:
     """Base class: state per parameter name, saved and restored as host arrays.
 
     Constructors refuse nonsense with ``ValueError`` naming the argument and
     its range: a learning rate must be finite and positive, momentum and
-    betas lie in [0, 1), a decay rate in (0, 1). An update that fails on ``grads`` that
+    betas lie in [0, 1), a decay rate in (0, 1); so does setting one later
+    (``optimizer.lr = "0.01"`` in a schedule, which failed in the middle of the next
+    update, or ``-0.1``, which trained uphill without a word). An update that fails on ``grads`` that
     do not fit ``params`` (a gradient missing, of another shape, not an array), or on
     parameters that do not fit the state its first update made (the optimizer reused for
     another network) or are not floating-point, names the parameter (:meth:`_explain`, on
@@ -54,8 +86,10 @@ class Optimizer:
     #: computed on the host may change from step to step
     capturable = True
 
+    lr = Hyperparameter(0, math.inf, low_open=True)
+
     def __init__(self, lr):
-        self.lr = check_number(type(self).__name__, "lr", lr, 0, math.inf, low_open=True)
+        self.lr = lr
         self.state = {slot: None for slot in self.slots}
         self.iter = 0
 
@@ -196,10 +230,11 @@ class Momentum(Optimizer):
 
     slots = ("v",)
     hyperparameters = ("lr", "momentum")
+    momentum = Hyperparameter(0, 1)
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
-        self.momentum = check_number(type(self).__name__, "momentum", momentum, 0, 1)
+        self.momentum = momentum
 
     def update(self, params, grads):
         try:
@@ -263,11 +298,11 @@ class RMSprop(Optimizer):
 
     slots = ("h",)
     hyperparameters = ("lr", "decay_rate")
+    decay_rate = Hyperparameter(0, 1, low_open=True)
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__(lr)
-        self.decay_rate = check_number(type(self).__name__, "decay_rate", decay_rate, 0, 1,
-                                       low_open=True)
+        self.decay_rate = decay_rate
 
     def update(self, params, grads):
         try:
@@ -301,12 +336,14 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
     hyperparameters = ("lr", "beta1", "beta2")
+    beta1 = Hyperparameter(0, 1)
+    beta2 = Hyperparameter(0, 1)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         self._t = None  # the device's step count, made at the first update
         super().__init__(lr)
-        self.beta1 = check_number("Adam", "beta1", beta1, 0, 1)
-        self.beta2 = check_number("Adam", "beta2", beta2, 0, 1)
+        self.beta1 = beta1
+        self.beta2 = beta2
 
     @property
     def iter(self):

@@ -211,6 +211,26 @@ def test_nonsense_is_refused_naming_the_argument(make, message):
         make()
 
 
+@pytest.mark.parametrize("make, name, bad, message", [
+    (SGD, "lr", "0.01", r"SGD: lr must be a finite number in \(0, inf\), got '0\.01'"),
+    (SGD, "lr", -0.1, r"SGD: lr must be a finite number in \(0, inf\), got -0\.1"),
+    (Momentum, "momentum", 1.0, r"Momentum: momentum must be a finite number in \[0, 1\)"),
+    (RMSprop, "decay_rate", None, r"RMSprop: decay_rate must be a finite number"),
+    (Adam, "beta2", float("nan"), r"Adam: beta2 must be a finite number in \[0, 1\)")])
+def test_a_rate_set_later_is_checked_as_the_constructor_checks_it(make, name, bad, message):
+    """A schedule's ``optimizer.lr = "0.01"`` failed in the middle of the next update
+    (NumPy's "ufunc 'multiply' did not contain a loop"), ``-0.1`` trained uphill and ``0``
+    not at all, without a word. Set later, a rate is checked as the constructor checks it;
+    a good one is kept as a float and read as a plain attribute (nothing on a step)."""
+    optimizer = make()
+    before = getattr(optimizer, name)
+    with pytest.raises(ValueError, match=message):
+        setattr(optimizer, name, bad)
+    assert getattr(optimizer, name) == before  # left as it was
+    setattr(optimizer, name, np.float32(0.5))
+    assert type(getattr(optimizer, name)) is float and vars(optimizer)[name] == 0.5
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("change, error, message", [
     (lambda g: {k: v for k, v in g.items() if k != "b2"}, ValueError,

@@ -240,6 +240,23 @@ def test_a_schedule_resumes_at_the_rate_it_had_reached(backend, tmp_path):
                                       to_host(full.network.params[key]), err_msg=key)
 
 
+def test_a_schedule_that_sets_a_bad_rate_stops_the_run_at_once(tmp_path):
+    """A callback setting ``lr = "0.01"`` ended the run in NumPy's words at the next step;
+    ``-0.05`` trained uphill to the end without a word. The rate is refused where it is set,
+    at that epoch's end, whose checkpoint is already written (before the callbacks)."""
+    path = str(tmp_path / "run.npz")
+
+    def bad(trainer, record):
+        trainer.optimizer.lr = -0.05
+    trainer = make_trainer(checkpoint=path, callbacks=[bad], epochs=3)
+    with pytest.raises(ValueError, match=r"^SGD: lr must be a finite number in \(0, inf\), "
+                                         r"got -0\.05$"):
+        trainer.train()
+    assert trainer.current_epoch == 1 and trainer.optimizer.lr == 0.1
+    resumed = make_trainer(checkpoint=path, resume=True, epochs=3)
+    assert resumed.current_epoch == 1  # the epoch before the bad rate, kept
+
+
 def deep_net(seed):
     return MultiLayerNetExtend(20, [16, 16], 4, use_batchnorm=True, use_dropout=True,
                                dropout_ration=0.2, weight_decay_lambda=0.01, seed=seed)
