@@ -45,6 +45,15 @@ def _first_bad_row(xp, a):
     return int(xp.argmax(xp.astype(rows, xp.int8))) if bool(xp.any(rows)) else None
 
 
+def label_column_hint(t, name="t"):
+    """``"; a column of labels? ..."`` where ``t`` is ``(N, 1)`` integers (a table's label
+    column, as pandas and scikit-learn give it), which reads as one-hot rows of one class;
+    ``""`` otherwise."""
+    if t.ndim == 2 and t.shape[1] == 1 and dtype_kind(t.dtype) in "iu":
+        return f" (a column of labels? {name}.reshape(-1) gives them as (N,))"
+    return ""
+
+
 def check_data(where, x, t, num_classes=None, names=("x", "t")):
     """Check a dataset once, where it enters: ``ValueError`` naming the array and the problem.
 
@@ -70,13 +79,19 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
         raise ValueError(f"{where}: {xn} has {n} samples but {tn} has {t.shape[0]}")
     if dtype_kind(x.dtype) not in "iuf":
         raise ValueError(f"{where}: {xn} has dtype {x.dtype}; expected numbers (float or integer)")
+    if x.ndim == 1:  # else found at the first step, as "use x[None] for a single sample"
+        raise ValueError(f"{where}: {xn} has shape {tuple(x.shape)}: one number a sample; "
+                         f"expected the samples along the first axis with their features "
+                         f"after it, (N, features) or (N, C, H, W) ({xn}[:, None] makes a "
+                         f"column of one feature)")
     if t.ndim == 1 and dtype_kind(t.dtype) not in "iu":
         raise ValueError(f"{where}: {tn} holds {t.dtype} values; 1-D labels must be integer "
                          f"class indices (or give one-hot rows of shape (N, classes))")
     if t.ndim == 2 and (dtype_kind(t.dtype) not in "iuf" or
                         (num_classes is not None and t.shape[1] != num_classes)):
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)} and dtype {t.dtype}; expected "
-                         f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)")
+                         f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)"
+                         f"{label_column_hint(t, tn)}")
     if t.ndim > 2:
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)}; expected labels (N,) or "
                          f"one-hot rows (N, classes)")

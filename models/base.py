@@ -34,6 +34,7 @@ from backends.arrays import check_arrays
 from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
+from framework.data import label_column_hint
 from models.checks import float_dtype
 from models.parameters import Parameters
 
@@ -293,7 +294,7 @@ class Network:
             if t.shape != scores.shape:  # another width's one-hot rows: argmax says nothing
                 raise ValueError(f"{type(self).__name__}: t's one-hot rows have "
                                  f"{t.shape[-1]} classes, but the network scores "
-                                 f"{scores.shape[-1]}")
+                                 f"{scores.shape[-1]}{label_column_hint(t)}")
             t = xp.argmax(t, axis=1)
         y = xp.argmax(scores, axis=1)
         return xp.count_nonzero(y == xp.astype(t, y.dtype))

@@ -4,6 +4,7 @@ from backends import (check_same_backend, dtype_kind, get_array_module, is_devic
                       on_device_of, ops_for)
 from backends.registry import REGISTRY
 from framework import sharding
+from framework.data import label_column_hint
 from framework.layers.base import Layer
 
 
@@ -146,7 +147,8 @@ class SoftmaxWithLoss(Layer):
                                  f"indices, got dtype {t.dtype}")
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
-                             f"{tuple(x.shape)} or integer labels ({n},)")
+                             f"{tuple(x.shape)} or integer labels ({n},)"
+                             f"{label_column_hint(t)}")
 
     def _check(self, x, t):
         """The checks of a new kind of input; keeps what the calls of that kind use."""

@@ -175,3 +175,26 @@ def test_one_hot_rows_are_placed_in_the_datas_dtype(backend):
     np.testing.assert_array_equal(backends.to_numpy(batches.t), one_hot.astype(np.float32))
     labels = DeviceBatches(x, t, 5, dtype="float32", backend=backend)
     assert backends.dtype_name(labels.t.dtype) == backends.dtype_name(backend.asarray(t).dtype)
+
+
+def test_a_column_of_labels_and_one_feature_a_sample_are_named_with_the_fix(backend):
+    """Labels as a table's column, (N, 1), read as one-hot rows of one class: the messages
+    said so ("t's one-hot rows have 1 classes") without the fix. A 1-D x, one number a
+    sample, passed the Trainer and failed at the first step as "use x[None] for a single
+    sample", the opposite fix."""
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(8)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    column = r"\(a column of labels\? {}\.reshape\(-1\) gives them as \(N,\)\)$"
+    with pytest.raises(ValueError, match=r"^Trainer: t_train has shape \(12, 1\) .*" +
+                       column.format("t_train")):
+        Trainer(net, x, t[:, None], x, t, epochs=1, verbose=False)
+    xs, columns = backend.asarray(x), backend.asarray(t[:, None])
+    for call in (net.gradient, net.accuracy):
+        with pytest.raises(ValueError, match=column.format("t")):
+            call(xs, columns)
+    with pytest.raises(ValueError, match=r"^Trainer: x_train has shape \(12,\): one number a "
+                                         r"sample; .* \(x_train\[:, None\] makes a column"):
+        Trainer(TwoLayerNet(1, 5, 3, seed=0), x[:, 0], t, x[:, :1], t, epochs=1, verbose=False)
