@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 
 
 def unwritable(path):
@@ -39,15 +40,23 @@ def atomic_open(path, mode="wb", prefix=None):
     name (default ``.<name>.``). Missing directories are created. If the
     block raises, the temporary file is removed, ``path`` is untouched, and
     the exception propagates.
+
+    As ``open`` would: a symbolic link at ``path`` is written through (the file it
+    points to is replaced, beside it, and the link stays), and a file replaced keeps its
+    permissions (a checkpoint made private with ``chmod 600`` stays private).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
+    if os.path.islink(path):  # else the rename would put a file in the link's place
+        path = os.path.realpath(path)
     if os.path.isdir(path):  # the rename would fail, after a temporary file beside the folder
         raise IsADirectoryError(errno.EISDIR, "Is a directory; expected a file's name", path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = _create_beside(directory, prefix or f".{os.path.basename(path)}.")
     try:
+        with contextlib.suppress(FileNotFoundError):  # the replaced file's permissions
+            os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode))
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -80,6 +80,37 @@ def test_new_files_get_the_usual_permissions(tmp_path):
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
 
 
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    """A checkpoint made private (chmod 600) became readable by everyone (0644, the umask's)
+    at the next epoch's save; a script made executable lost it."""
+    for mode in (0o600, 0o755, 0o444):
+        path = tmp_path / f"run-{mode:o}.npz"
+        path.write_bytes(b"old")
+        os.chmod(path, mode)
+        with atomic_open(str(path)) as f:
+            f.write(b"new")
+        assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == mode
+
+
+def test_a_link_is_written_through_and_stays_a_link(tmp_path):
+    """``out/run.npz`` a link to a bigger disk's file: the rename put a plain file in the
+    link's place, in ``out/``, and the file on the other disk stayed as it was. As ``open``
+    does, the file the link names is replaced (beside it), and the link stays; a link to
+    a file not there yet makes it there."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir()
+    out.mkdir()
+    (disk / "run.npz").write_bytes(b"old")
+    (out / "run.npz").symlink_to(disk / "run.npz")
+    (out / "new.npz").symlink_to(disk / "new.npz")  # dangling until written
+    for name in ("run.npz", "new.npz"):
+        with atomic_open(str(out / name)) as f:
+            f.write(b"new")
+        assert (out / name).is_symlink() and (disk / name).read_bytes() == b"new"
+    assert sorted(os.listdir(out)) == ["new.npz", "run.npz"]
+    assert sorted(os.listdir(disk)) == ["new.npz", "run.npz"]  # no temporary left
+
+
 def test_a_folder_in_the_files_place_is_named_and_nothing_is_written_beside_it(tmp_path):
     """``net.save_params("runs")`` with a folder named so: said plainly, before a temporary
     file is made in the folder's parent (which the rename onto a folder then left to clean)."""
