@@ -178,6 +178,13 @@ class HostOps(StridedOps):
             self._borrow_blas()
             if not isinstance(col, conv.PaddedGrid):
                 return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
+            # the kernels read dout by the forward's sizes: another shape is refused, never
+            # read past its end
+            expected = (x.shape[0], W.shape[0], x.shape[2] + 2 * pad - W.shape[2] + 1,
+                        x.shape[3] + 2 * pad - W.shape[3] + 1)
+            if tuple(dout.shape) != expected:
+                raise ValueError(f"conv_grad: dout has shape {tuple(dout.shape)}; the forward's "
+                                 f"output had {expected}")
             dx, dW, db = conv.backward(self, self.kernels(), dout, x, W, col, pad, input_grad)
             return (None if dx is None else dx.transpose(1, 0, 2, 3)), dW, db
 
@@ -255,6 +262,9 @@ class HostOps(StridedOps):
         return out, arg
 
     def max_pool_grad(self, dout, arg, x, ph, pw, stride, pad):
+        if dout.shape != arg.shape:  # the kernel reads dout by arg's sizes: never past its end
+            raise ValueError(f"max_pool_grad: dout has shape {tuple(dout.shape)}; the "
+                             f"forward's output had {tuple(arg.shape)}")
         h, w = x.shape[-2:]
         kernels = self._pool_kernels(x, ph, pw, stride, pad)
         if kernels is None or h % 2 or w % 2 or arg.dtype != self.xp.int8 \

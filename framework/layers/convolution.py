@@ -59,6 +59,7 @@ class Convolution(Layer):
         self.input_grad = True
         self.x = None
         self.x_shape = None
+        self.out_shape = None  # the last training forward's output: what backward takes
         self.col = None
         self.dW = None
         self.db = None
@@ -98,7 +99,7 @@ class Convolution(Layer):
             self._check_arrays("forward", x=x)
             raise
         if train_flg:
-            self.x, self.col = x, col
+            self.x, self.col, self.out_shape = x, col, out.shape
         self.x_shape = x.shape
         return out
 
@@ -107,6 +108,10 @@ class Convolution(Layer):
             raise ValueError(f"{self.name}: backward needs a forward pass in training mode "
                              f"first (forward(x) or forward(x, train_flg=True)); the last was "
                              f"{'inference, which keeps no columns' if self.x_shape else 'none'}")
+        if getattr(dout, "shape", None) != self.out_shape:  # (a list: named below)
+            self._check_arrays("backward", dout=dout)
+            raise ValueError(f"{self.name}: dout has shape {tuple(dout.shape)}; the forward "
+                             f"pass's output had {tuple(self.out_shape)}")
         try:
             dx, self.dW, self.db = ops_for(dout).conv_grad(dout, self.x, self.W, self.col,
                                                            self.stride, self.pad,

@@ -78,6 +78,9 @@ class Pooling(Layer):
 
     def backward(self, dout):
         try:
+            if dout.shape != self.arg_max.shape:  # else a kernel would read past its end
+                raise ValueError(f"{self.name}: dout has shape {tuple(dout.shape)}; the "
+                                 f"forward pass's output had {tuple(self.arg_max.shape)}")
             return ops_for(dout).max_pool_grad(dout, self.arg_max, self.x, self.pool_h,
                                                self.pool_w, self.stride, self.pad)
         except Exception:  # what kind the library raises for None
