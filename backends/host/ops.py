@@ -160,8 +160,8 @@ class HostOps(StridedOps):
         """The compiled kernels for this convolution, or None: they take stride 1, float32
         or float64, one dtype throughout."""
         if stride != 1 or not (x.dtype == W.dtype == b.dtype) \
-                or x.dtype.name not in ("float32", "float64"):
-            return None
+                or x.dtype.name not in ("float32", "float64") or not x.dtype.isnative:
+            return None  # (a big-endian array's bytes are no float the kernels read)
         return self.kernels()
 
     def conv(self, x, W, b, stride, pad, out_h, out_w):
@@ -178,6 +178,8 @@ class HostOps(StridedOps):
             self._borrow_blas()
             if not isinstance(col, conv.PaddedGrid):
                 return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
+            if not dout.dtype.isnative:  # the kernels read native floats: a big-endian dout
+                dout = dout.astype(dout.dtype.newbyteorder("="))  # is read in this order
             # the kernels read dout by the forward's sizes: another shape is refused, never
             # read past its end
             expected = (x.shape[0], W.shape[0], x.shape[2] + 2 * pad - W.shape[2] + 1,
@@ -210,7 +212,7 @@ class HostOps(StridedOps):
         out = xp.empty_like(x)
         keep = xp.empty_like(x, dtype=bool)
         kernels = self.kernels()
-        if kernels is not None and x.dtype.name in kernels.relu \
+        if kernels is not None and x.dtype.name in kernels.relu and x.dtype.isnative \
                 and x.transpose(memory_order(x)).flags.c_contiguous \
                 and out.strides == x.strides and keep.strides == tuple(
                     s // x.itemsize for s in x.strides):
@@ -243,7 +245,8 @@ class HostOps(StridedOps):
         without padding (the book's every pooling layer), float32 or float64, ``x``
         compact as planes of ``H x W`` in whatever order (channel-major included)."""
         if (ph, pw, stride, pad) != (2, 2, 2, 0) \
-                or x.dtype.name not in ("float32", "float64") or not _planes(x):
+                or x.dtype.name not in ("float32", "float64") or not x.dtype.isnative \
+                or not _planes(x):
             return None
         return self.kernels()
 

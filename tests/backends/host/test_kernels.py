@@ -619,3 +619,31 @@ def test_a_trusted_library_of_the_kernels_name_is_loaded(tmp_path):
     marker = tmp_path / "ran"
     why = _convolve_with_cache(folder, marker)
     assert str(src) in why and "private folder" not in why
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_big_endian_arrays_are_computed_as_their_values(dtype):
+    """Data read from a big-endian format (FITS, some HDF5 and MATLAB files) as ``>f4``:
+    the kernels chose by dtype name, which is "float32" either way, and read its bytes as
+    native floats: pooling and ReLU returned values off by up to 1.0, the convolution by
+    46 and NaN gradients, without a word. Such arrays take the array code now (and a
+    big-endian dout is read in native order), and give what native ones give."""
+    from framework.layers import Convolution, Pooling, Relu
+    rng = np.random.default_rng(30)
+    big = np.dtype(dtype).newbyteorder(">")
+    x = rng.random((64, 16, 32, 32)).astype(dtype)
+    W, b = rng.random((8, 16, 3, 3)).astype(dtype), rng.random(8).astype(dtype)
+    rtol = 2e-5 if dtype == "float32" else 1e-12  # another summation order, not other numbers
+    for make, swapped in ((lambda w, c: Convolution(w, c, pad=1), True),
+                          (lambda w, c: Convolution(w, c, pad=1), False),  # dout alone
+                          (lambda w, c: Pooling(2, 2, stride=2), True),
+                          (lambda w, c: Relu(), True)):
+        native, other = make(W, b), make(W.astype(big), b.astype(big)) if swapped \
+            else make(W, b)
+        out = native.forward(x)
+        got = other.forward(x.astype(big) if swapped else x)
+        np.testing.assert_allclose(got, out, rtol=rtol, atol=0)
+        dout = rng.random(out.shape).astype(dtype)
+        np.testing.assert_allclose(other.backward(dout.astype(big)), native.backward(dout),
+                                   rtol=rtol, atol=rtol)
