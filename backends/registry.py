@@ -271,8 +271,8 @@ class Registry:
         if cls is not None:
             return cls
         library = t.__module__.split(".", 1)[0]
-        if t is numpy.ndarray or isinstance(x, numpy.generic) or not is_array(x):
-            library = "numpy"
+        if isinstance(x, (numpy.ndarray, numpy.generic)) or not is_array(x):
+            library = "numpy"  # a subclass of NumPy's (a memmap, astropy's Quantity) too
         if library in self.refused:
             raise TypeError(f"{library} arrays cannot be computed on by xpnet: "
                             f"{self.refused[library]}")

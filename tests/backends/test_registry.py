@@ -181,3 +181,26 @@ def test_a_library_is_probed_once_a_process_whether_it_loads_or_not():
                                            r"named 'missing'\)"):
             Missing.load()
     assert tries == ["loads", "missing"]
+
+
+class Measured(np.ndarray):
+    """A subclass of NumPy's array from a library of the user's own (astropy's Quantity and
+    np.memmap are such subclasses)."""
+
+
+def test_a_subclass_of_numpys_array_is_numpys():
+    """Data as a subclass defined outside NumPy counted as a library named after its module
+    ("arrays from different backends (x is tests on cpu, t is numpy, params is numpy)"); it
+    is NumPy's, as np.memmap's always was."""
+    rng = np.random.default_rng(40)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    measured = x.view(Measured)
+    assert backends.backend_of(measured).name == "numpy"
+    assert backends.get_array_module(measured) is np
+    net, plain = TwoLayerNet(4, 5, 3, seed=0), TwoLayerNet(4, 5, 3, seed=0)
+    for key, g in net.gradient(measured, t).items():
+        np.testing.assert_array_equal(np.asarray(g), plain.gradient(x, t)[key])
+    from framework.trainer import Trainer
+    trainer = Trainer(net, measured, t, measured, t, epochs=1, mini_batch_size=4, verbose=False)
+    trainer.train()
+    assert len(trainer.train_loss_list) == 3
