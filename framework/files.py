@@ -41,13 +41,18 @@ def atomic_open(path, mode="wb", prefix=None):
     block raises, the temporary file is removed, ``path`` is untouched, and
     the exception propagates.
 
-    As ``open`` would: a symbolic link at ``path`` is written through (the file it
-    points to is replaced, beside it, and the link stays), and a file replaced keeps its
-    permissions (a checkpoint made private with ``chmod 600`` stays private).
+    As ``open`` would: a symbolic link of the user's own at ``path`` is written through
+    (the file it points to is replaced, beside it, and the link stays; another user's
+    link is not followed), and a file replaced keeps its permission bits (a checkpoint
+    made private with ``chmod 600`` stays private).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
-    if os.path.islink(path):  # else the rename would put a file in the link's place
+    if os.path.islink(path) and os.lstat(path).st_uid == os.geteuid():
+        # the user's own link: else the rename would put a file in the link's place. Not
+        # another's, as the kernel's protected_symlinks would not (a link planted in /tmp
+        # would aim a root process's write at any file): that one is replaced, or the
+        # rename refused where the folder's sticky bit protects it
         path = os.path.realpath(path)
     if os.path.isdir(path):  # the rename would fail, after a temporary file beside the folder
         raise IsADirectoryError(errno.EISDIR, "Is a directory; expected a file's name", path)
@@ -56,7 +61,7 @@ def atomic_open(path, mode="wb", prefix=None):
     fd, tmp = _create_beside(directory, prefix or f".{os.path.basename(path)}.")
     try:
         with contextlib.suppress(FileNotFoundError):  # the replaced file's permissions
-            os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+            os.chmod(fd, stat.S_IMODE(os.stat(path).st_mode) & 0o777)  # no set-id bits
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

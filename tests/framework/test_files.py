@@ -179,3 +179,19 @@ def test_a_temporary_name_taken_by_another_file_is_never_written_through(tmp_pat
     assert planted.read_bytes() == b"someone else's"
     assert (tmp_path / "plot.png").read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == [".plot.png.aaaaaa.tmp", "plot.png"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a link another user's needs root")
+def test_another_users_link_is_not_followed(tmp_path):
+    """A link planted by another user (in /tmp, say) would aim a root process's write at any
+    file it names, which the kernel's protected_symlinks refuses to open: it is replaced by
+    the file, and the file it named is left alone."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    planted = tmp_path / "run.npz"
+    planted.symlink_to(victim)
+    os.lchown(planted, 65534, 65534)  # nobody's
+    with atomic_open(str(planted)) as f:
+        f.write(b"checkpoint")
+    assert victim.read_bytes() == b"precious"
+    assert not planted.is_symlink() and planted.read_bytes() == b"checkpoint"
