@@ -55,6 +55,22 @@ class Dropout(Layer):
         self._kept = None  # (mask, dtype, the mask in that dtype)
         self.hold_mask = False
 
+    def __getstate__(self):
+        # the generator's key and position as int64 in a copy or a pickle, uint64 again
+        # after it: PyTorch pickles a uint64 tensor it cannot unpickle ("'UntypedStorage'
+        # has no attribute 'dtype'"). Both lie below 2**63: the cast keeps their bits
+        state = super().__getstate__()
+        for name in ("key", "counter"):
+            xp = get_array_module(state[name])
+            state[name] = xp.astype(state[name], xp.int64)
+        return state
+
+    def __setstate__(self, state):
+        for name in ("key", "counter"):
+            xp = get_array_module(state[name])
+            state[name] = xp.astype(state[name], xp.uint64)
+        self.__dict__.update(state)
+
     def _draw(self, shape, advance=True):
         ops = ops_for(self.counter)
         shard = sharding.current()

@@ -190,6 +190,26 @@ def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(bac
         np.testing.assert_array_equal(to_host(net.predict(x)), original)  # untouched
 
 
+def test_a_network_with_dropout_copies_and_pickles_with_its_generator(backend):
+    """Dropout's key and position are uint64 arrays, which PyTorch pickles but cannot
+    unpickle ("type object 'torch.storage.UntypedStorage' has no attribute 'dtype'"): a
+    PyTorch network with dropout could not be pickled back. A copy and a pickle draw the
+    masks the original draws next, on every backend, and keep uint64."""
+    import copy
+    import pickle
+    from models import MultiLayerNetExtend
+    net = MultiLayerNetExtend(6, [5], 3, use_dropout=True, dropout_ration=0.4, seed=4)
+    x = backends.to_device(np.random.default_rng(5).random((8, 6)), "float32")
+    t = backends.to_device([0, 1, 2, 1, 0, 2, 1, 0])
+    net.gradient(x, t)  # the generator moved on
+    copies = [copy.deepcopy(net), pickle.loads(pickle.dumps(net))]
+    grads = {k: to_host(g) for k, g in net.gradient(x, t).items()}
+    for twin in copies:
+        assert backends.dtype_name(twin.layers["Dropout1"].key.dtype) == "uint64"
+        for key, g in twin.gradient(x, t).items():
+            np.testing.assert_array_equal(to_host(g), grads[key], err_msg=key)
+
+
 def test_a_list_where_an_array_belongs_is_named_and_other_errors_stay_their_own(backend):
     """The book passes arrays; a list of numbers (or of rows) is refused naming the method
     and the argument, where it used to end in "'list' object has no attribute 'shape'".
