@@ -108,7 +108,11 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
-            if x.shape[0] == 1 and sharding.current() is None:
+            if x.shape[0] < 2 and sharding.current() is None:  # (a shard may hold any)
+                if x.shape[0] == 0:  # was NumPy's "invalid value" warnings, then NaN
+                    raise ValueError(f"{self.name}: an empty training batch (shape "
+                                     f"{tuple(self.input_shape)}) has no mean to normalise "
+                                     f"by; expected at least 2 samples")
                 raise ValueError(
                     f"{self.name}: a training batch of one sample (shape "
                     f"{tuple(self.input_shape)}) is its own mean: the output would be beta "

@@ -137,6 +137,12 @@ def test_a_batch_norm_batch_of_one_sample_is_refused_before_training(backend):
                                          r"\(shape \(1, 8\)\) is its own mean"):
         net.gradient(backend.asarray(x[:1]), backend.asarray(t[:1]))
     assert 0 <= net.accuracy(backend.asarray(x[:1]), backend.asarray(t[:1])) <= 1  # inference
+    import warnings
+    with warnings.catch_warnings():  # an empty batch: NumPy's "invalid value" warnings before
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^BatchNorm1: an empty training batch \(shape "
+                                             r"\(0, 8\)\) has no mean to normalise by"):
+            net.gradient(backend.asarray(x[:0]), backend.asarray(t[:0]))
 
 
 def test_choice_sampling_and_evaluation_subset(backend):
