@@ -95,13 +95,14 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
     if t.ndim > 2:
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)}; expected labels (N,) or "
                          f"one-hot rows (N, classes)")
-    xp = backends.get_array_module(x, t)
-    for name, a in ((xn, x), (tn, t)):
+    for name, a in ((xn, x), (tn, t)):  # each in its own library's namespace: the data and
+        xp = backends.get_array_module(a)  # the labels may come from two (sent apart)
         row = _first_bad_row(xp, a) if dtype_kind(a.dtype) == "f" and size(a) else None
         if row is not None:
             raise ValueError(f"{where}: {name} holds NaN or infinite values, first in row "
                              f"{row} of {n}; clean or drop those samples")
     if num_classes is not None and t.ndim == 1 and size(t):
+        xp = backends.get_array_module(t)
         low, high = int(xp.min(t)), int(xp.max(t))
         if low < 0 or high >= num_classes:
             raise ValueError(f"{where}: labels must lie in 0..{num_classes - 1}, got "

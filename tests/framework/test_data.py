@@ -198,3 +198,28 @@ def test_a_column_of_labels_and_one_feature_a_sample_are_named_with_the_fix(back
     with pytest.raises(ValueError, match=r"^Trainer: x_train has shape \(12,\): one number a "
                                          r"sample; .* \(x_train\[:, None\] makes a column"):
         Trainer(TwoLayerNet(1, 5, 3, seed=0), x[:, 0], t, x[:, :1], t, epochs=1, verbose=False)
+
+
+def test_images_and_labels_from_two_libraries_are_each_checked_in_their_own():
+    """NumPy images with labels of another library (or the other way round) ended in that
+    library's words about the other's array (PyTorch: "amin(): argument 'input' must be
+    Tensor, not numpy.ndarray"): the check took one namespace for both. Each is checked in
+    its own; both are sent to the network's backend, and a bad value is still named."""
+    import array_api_strict as strict
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(9)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    for xs, ts in ((x, strict.asarray(t)), (strict.asarray(x), t)):
+        trainer = Trainer(TwoLayerNet(4, 5, 3, seed=0), xs, ts, x, t, epochs=1,
+                          mini_batch_size=4, verbose=False)
+        trainer.train()
+        assert len(trainer.train_loss_list) == 3
+    bad = x.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^Trainer: x_train holds NaN or infinite values, "
+                                         r"first in row 5 of 12"):
+        Trainer(TwoLayerNet(4, 5, 3, seed=0), strict.asarray(bad), t, x, t, verbose=False)
+    with pytest.raises(ValueError, match=r"^Trainer: labels must lie in 0\.\.2, got 0\.\.3"):
+        Trainer(TwoLayerNet(4, 5, 3, seed=0), x, strict.asarray(t + (t == 2)), x, t,
+                verbose=False)
