@@ -98,6 +98,14 @@ class TorchBackend(StandardBackend):
     def to_numpy(cls, x):
         return x.detach().cpu().numpy()
 
+    def asarray(self, x, dtype=None):
+        """As the standard's, detached: xpnet computes its own gradients, and a tensor that
+        requires PyTorch's (data out of a model of the user's own) would make every result
+        record a graph for autograd, one that grew with each step through the parameters."""
+        if getattr(x, "requires_grad", False):
+            x = x.detach()
+        return super().asarray(x, dtype)
+
     @classmethod
     def is_device_array(cls, x):
         return x.device.type != "cpu"

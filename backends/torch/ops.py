@@ -4,8 +4,10 @@ does the work (oneDNN on the CPU, cuDNN on NVIDIA's GPUs, MIOpen on AMD's, MPS o
 :class:`TorchOps` keeps the contract of :class:`backends.ops.Ops` and the reference's
 results (tested against :class:`backends.ops.StandardOps` on the same tensors), and
 calls ``torch`` directly where array-api-compat's wrappers would cost calls of their
-own. No autograd: the tensors the layers hand it never require gradients, and the
-layers keep computing their own backward. Where it differs from the reference:
+own. No autograd: a network call runs with PyTorch's autograd off (:meth:`TorchOps.scope`,
+:class:`NoGrad`), the backend detaches what it sends (a user's tensor that requires
+gradients), and the layers keep computing their own backward. Where it differs from the
+reference:
 
 * ``conv`` runs ``conv2d`` and keeps the input (not im2col's columns) for ``conv_grad``,
   which is one ``convolution_backward`` (dx, dW and db); its output is PyTorch's own
@@ -33,6 +35,8 @@ layers keep computing their own backward. Where it differs from the reference:
 The numerical gradient's copies and im2col itself stay the reference's (nothing in a
 training step calls im2col here).
 """
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +67,32 @@ def _mix(z):
     return z ^ _shr(z, 31)
 
 
+class NoGrad:
+    """PyTorch's autograd off within a network call, as it was after: re-entrant (a call
+    inside another, of another network, sharing these operations) and per thread, as
+    PyTorch's grad mode is. xpnet computes its own backward; a tensor of the user's that
+    requires gradients would otherwise make every result record a graph, one that grew with
+    each step through the parameters updated in place."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __enter__(self):
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if not depth:
+            local.before = torch.is_grad_enabled()
+            torch.set_grad_enabled(False)
+        local.depth = depth + 1
+
+    def __exit__(self, *exc):
+        local = self._local
+        local.depth -= 1
+        if not local.depth:
+            torch.set_grad_enabled(local.before)
+        return False
+
+
 class TorchOps(StandardOps):
     """The operations on PyTorch's functions (see the module)."""
 
@@ -71,9 +101,14 @@ class TorchOps(StandardOps):
 
     def __init__(self, xp, backend=None):
         super().__init__(xp, backend)
+        self._no_grad = NoGrad()
         self._first_max = {}  # device -> whether its pooling keeps the first of tied maxima
         self._classes = {}  # (C, device) -> arange(C), for one-hot comparisons on a device
         self._minus_ones = {}  # (N, dtype, device) -> a (N, 1) column of -1, for the gradient
+
+    def scope(self):
+        """A network call runs with PyTorch's autograd off (:class:`NoGrad`)."""
+        return self._no_grad
 
     # --- dense layers ----------------------------------------------------------------
 
