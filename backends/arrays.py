@@ -17,6 +17,16 @@ def is_array(x):
     return isinstance(x, numpy.ndarray) or hasattr(x, "shape")
 
 
+def native_order(x):
+    """``x`` with its bytes in this machine's order where it is a NumPy array in the other
+    (``>f4``, as big-endian files give it: FITS, some HDF5 and MATLAB), else ``x``. For
+    data on its way to a library that takes no other (PyTorch, JAX, CuPy and
+    array-api-strict refuse it in their own words)."""
+    if isinstance(x, numpy.ndarray) and not x.dtype.isnative:
+        return x.astype(x.dtype.newbyteorder("="))
+    return x
+
+
 def check_arrays(where, whose=None, **arrays):
     """``TypeError`` naming ``where`` and the first of ``arrays`` that is not an array (a
     list of numbers, say), with what to do (``whose``: where the array should come from,

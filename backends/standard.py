@@ -13,7 +13,7 @@ library the registry does not name gets this class itself, named after its libra
 
 import numpy
 
-from backends.arrays import dtype_name, has_float64, is_array
+from backends.arrays import dtype_name, has_float64, is_array, native_order
 from backends.backend import Backend, Unusable
 
 
@@ -81,6 +81,7 @@ class StandardBackend(Backend):
             x = numpy.asarray(x)  # Python numbers and lists: NumPy's dtypes on every backend
         elif REGISTRY.namespace(x) is not self.xp:
             x = REGISTRY.to_numpy(x)  # from another library: through the host
+        x = native_order(x)
         if isinstance(x, numpy.ndarray) and not x.flags.writeable:
             # a library may keep the host's memory (PyTorch's CPU tensors do) and later
             # write into it in place: memory that must not change (a file mapped read-only,

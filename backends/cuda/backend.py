@@ -4,6 +4,7 @@ import contextlib
 import sys
 
 from backends import mpi_env
+from backends.arrays import native_order
 from backends.backend import Backend, Unusable
 
 
@@ -142,6 +143,7 @@ class CupyBackend(Backend):
         return f"{gpu} (GPU {dev.id}, compute capability {cc[:-1]}.{cc[-1]})"
 
     def asarray(self, x, dtype=None):
+        x = native_order(x)  # CuPy takes no big-endian host array
         if self.device is None:
             return self.xp.asarray(x, dtype=dtype)
         with self.device:

@@ -10,6 +10,7 @@ import backends
 from backends import dispatch
 from backends.arrays import sum_in_rank_order
 from backends.registry import REGISTRY
+from tests.conftest import to_host
 
 
 def test_numpy_scalars_and_python_values_count_as_numpy():
@@ -233,3 +234,22 @@ def test_tensors_of_one_library_on_two_devices_are_refused():
                                         r"cpu, b is torch on meta\)"):
         backends.check_same_backend("here", a=torch.ones(2), b=torch.ones(2, device="meta"))
     backends.check_same_backend("here", a=torch.ones(2), b=torch.zeros(3))
+
+
+def test_big_endian_host_data_reaches_every_backend_as_its_values(backend):
+    """Data read from a big-endian file (``>f4`` images, ``>i8`` labels): PyTorch refused it
+    ("Conversion between byte orders is currently not supported"), JAX ("not a valid JAX
+    array type"), array-api-strict ("does not support the dtype '>f4'"). Sent in this
+    machine's order, it trains as the same data in it does."""
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(12)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    big_x, big_t = x.astype(">f4"), t.astype(">i8")
+    np.testing.assert_array_equal(to_host(backend.asarray(big_x)), x)
+    np.testing.assert_array_equal(to_host(backends.to_device(big_t)), t)
+    runs = [Trainer(TwoLayerNet(4, 5, 3, seed=0), a, b, a, b, epochs=1, mini_batch_size=4,
+                    verbose=False, seed=0) for a, b in ((x, t), (big_x, big_t))]
+    for run in runs:
+        run.train()
+    assert runs[0].train_loss_list == runs[1].train_loss_list
