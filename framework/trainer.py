@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 
 import array_api_extra as xpx
 
@@ -350,6 +351,10 @@ class Trainer:
                                  f"{epochs!r}")
             self.max_iter = self.iteration + more
             self.epochs = self.current_epoch + math.ceil(more / self.iter_per_epoch)
+        elif self.iteration >= self.max_iter:  # the book's train() would train again
+            warnings.warn(f"Trainer.train: the run is complete ({self.iteration} of "
+                          f"{self.max_iter} steps, {self.current_epoch} epochs): nothing to "
+                          f"train; train(epochs=n) trains n epochs more", stacklevel=2)
         bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
                    disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
                    leave=True)

@@ -741,3 +741,18 @@ def test_a_run_on_the_host_takes_large_blocks_from_the_heap_and_gives_mmap_back(
     on_host = backend.name == "numpy" or str(backend.device) == "cpu"
     assert seen == [on_host and allocator._mallopt() is not None] * 2
     assert not held._heap_on and held._heap_depth == 0
+
+
+def test_train_on_a_complete_run_says_so(backend):
+    """The book's train() trains again when called again; ours runs the remaining steps,
+    and on a complete run there are none: it returned without a word. It says so, and how
+    to train more (train(epochs=n), which does)."""
+    trainer = make_trainer(epochs=1)
+    trainer.train()
+    with pytest.warns(UserWarning, match=r"^Trainer\.train: the run is complete \(20 of 20 "
+                                         r"steps, 1 epochs\): nothing to train; "
+                                         r"train\(epochs=n\) trains n epochs more$"):
+        trainer.train()
+    assert trainer.iteration == 20 and trainer.final_test_acc is not None
+    trainer.train(epochs=1)
+    assert trainer.iteration == 40
