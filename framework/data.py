@@ -45,6 +45,18 @@ def _first_bad_row(xp, a):
     return int(xp.argmax(xp.astype(rows, xp.int8))) if bool(xp.any(rows)) else None
 
 
+def _gatherable(t):
+    """Labels of an unsigned type wider than a byte (uint16 to uint64, as some files
+    store them) as int32, the same numbers: PyTorch gathers none of those types ("index_select
+    not implemented for 'UInt16'"), and int32 every library takes (JAX without 64-bit
+    types included). Any other labels as they are; checked before (check_data)."""
+    if backends.dtype_name(t.dtype) in ("uint16", "uint32", "uint64"):
+        host = backends.to_numpy(t)  # (once, as the data is sent)
+        if host.size == 0 or int(host.max()) < 2**31:
+            return host.astype("int32")
+    return t
+
+
 def label_column_hint(t, name="t"):
     """``"; a column of labels? ..."`` where ``t`` is ``(N, 1)`` integers (a table's label
     column, as pandas and scikit-learn give it), which reads as one-hot rows of one class;
@@ -154,7 +166,8 @@ class DeviceBatches:
             dtype = float_dtype("DeviceBatches", self.backend, dtype)
         self.x = self.backend.asarray(x, dtype=dtype)
         # one-hot rows in the data's dtype (np.eye(10)[t] is float64): cast once, here
-        self.t = self.backend.asarray(t, dtype=dtype if dtype is not None and t.ndim == 2
+        self.t = self.backend.asarray(_gatherable(t) if t.ndim == 1 else t,
+                                      dtype=dtype if dtype is not None and t.ndim == 2
                                       else None)
         self.xp = backends.array_namespace(self.x)  # the namespace the arrays name
         self.size = int(x.shape[0])

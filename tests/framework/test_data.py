@@ -223,3 +223,23 @@ def test_images_and_labels_from_two_libraries_are_each_checked_in_their_own():
     with pytest.raises(ValueError, match=r"^Trainer: labels must lie in 0\.\.2, got 0\.\.3"):
         Trainer(TwoLayerNet(4, 5, 3, seed=0), x, strict.asarray(t + (t == 2)), x, t,
                 verbose=False)
+
+
+def test_labels_of_a_wide_unsigned_type_train_as_any_others(backend):
+    """uint16, uint32 or uint64 labels (as some files store them): PyTorch gathers none of
+    those types, and the Trainer's first batch ended in "index_select not implemented for
+    'UInt16'". They are sent as int32, the same numbers, and the run is the one int64
+    labels give."""
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(13)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    losses = []
+    for dtype in ("int64", "uint8", "uint16", "uint32", "uint64"):
+        trainer = Trainer(TwoLayerNet(4, 5, 3, seed=0), x, t.astype(dtype), x, t.astype(dtype),
+                          epochs=1, mini_batch_size=4, verbose=False, seed=0)
+        trainer.train()
+        losses.append(trainer.train_loss_list)
+        if dtype in ("uint16", "uint32", "uint64"):
+            assert backends.dtype_name(trainer.batches.t.dtype) == "int32"
+    assert all(run == losses[0] for run in losses)
