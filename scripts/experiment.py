@@ -109,18 +109,6 @@ def train_losses(network, optimizer, batches, iters, seed):
     return backends.to_numpy(losses).tolist()
 
 
-def smooth_curve(values, window=11):
-    """The book's ``smooth_curve``: a Kaiser-window moving average, for noisy loss curves."""
-    import numpy  # host-side plotting helper
-    x = numpy.asarray(values, dtype=float)
-    if x.size < window:
-        return x
-    w = numpy.kaiser(window, 2)
-    s = numpy.r_[x[window - 1:0:-1], x, x[-1:-window:-1]]
-    y = numpy.convolve(w / w.sum(), s, mode="valid")
-    return y[window // 2: window // 2 + x.size]
-
-
 def save(fig, path):
     """Write ``fig`` to ``path`` (:func:`scripts.training.save_figure`) and say so."""
     save_figure(fig, path)

@@ -15,9 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scripts.arguments import positive  # noqa: E402
 from scripts.training import exit_on_interrupt  # noqa: E402
 from scripts.experiment import (  # noqa: E402
-    batches_of, parser, print_loss_table, save, smooth_curve, start, train_losses)
+    batches_of, parser, print_loss_table, save, start, train_losses)
 
 from framework.optimizers import OPTIMIZERS  # noqa: E402
+from framework.util import smooth_curve  # noqa: E402  (the book's common/util.py)
 from models import MultiLayerNet  # noqa: E402
 
 # the book's learning rates (Adam's is its default)
