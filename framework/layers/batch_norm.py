@@ -98,6 +98,26 @@ class BatchNormalization(Layer):
                              f"{tuple(x.shape[lead - 1:])}), gamma has {self.gamma.shape[0]}")
         return flat
 
+    def _check_batch(self, shape):
+        """``ValueError`` for a training batch of fewer than 2 samples outside a
+        data-parallel step (whose shards may hold any number: the whole batch counts)."""
+        if shape[0] >= 2 or sharding.current() is not None:
+            return
+        if shape[0] == 0:  # was NumPy's "invalid value" warnings, then NaN
+            raise ValueError(f"{self.name}: an empty training batch (shape {tuple(shape)}) "
+                             f"has no mean to normalise by; expected at least 2 samples")
+        raise ValueError(
+            f"{self.name}: a training batch of one sample (shape {tuple(shape)}) is its own "
+            f"mean: the output would be beta whatever the input, no gradient would reach it, "
+            f"and the running variance would be pulled towards 0; expected at least 2 "
+            f"samples (train_flg=False normalises one by the running averages)")
+
+    def _check(self, x):
+        """What forward checks of a training batch (its features, its size), for a
+        network's ``numerical_gradient``, which walks the layers' stack forms instead."""
+        self._flat(x)
+        self._check_batch(x.shape)
+
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, gamma=self.gamma)
         try:
@@ -108,17 +128,8 @@ class BatchNormalization(Layer):
         x = self._flat(x)
         xp = get_array_module(x)
         if train_flg:
-            if x.shape[0] < 2 and sharding.current() is None:  # (a shard may hold any)
-                if x.shape[0] == 0:  # was NumPy's "invalid value" warnings, then NaN
-                    raise ValueError(f"{self.name}: an empty training batch (shape "
-                                     f"{tuple(self.input_shape)}) has no mean to normalise "
-                                     f"by; expected at least 2 samples")
-                raise ValueError(
-                    f"{self.name}: a training batch of one sample (shape "
-                    f"{tuple(self.input_shape)}) is its own mean: the output would be beta "
-                    f"whatever the input, no gradient would reach it, and the running "
-                    f"variance would be pulled towards 0; expected at least 2 samples "
-                    f"(train_flg=False normalises one by the running averages)")
+            if x.shape[0] < 2:
+                self._check_batch(self.input_shape)
             mu = self._mean(x, count=True)
             xn = x - mu
             var = self._mean(xn * xn)

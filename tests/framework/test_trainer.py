@@ -756,3 +756,16 @@ def test_train_on_a_complete_run_says_so(backend):
     assert trainer.iteration == 20 and trainer.final_test_acc is not None
     trainer.train(epochs=1)
     assert trainer.iteration == 40
+
+
+def test_a_batch_norm_networks_numerical_gradient_refuses_what_its_gradient_refuses(backend):
+    """numerical_gradient walks the layers' stack forms, past forward's checks: a batch of
+    one gave a gradient of zeros (one sample is its own mean) and an empty one NumPy's
+    warnings; both are refused as gradient refuses them."""
+    from models import MultiLayerNetExtend
+    x, t = blobs(n=3)
+    net = MultiLayerNetExtend(20, [8], 4, use_batchnorm=True, seed=0, dtype="float64")
+    for n, said in ((1, "a training batch of one sample"), (0, "an empty training batch")):
+        for call in (net.gradient, net.numerical_gradient):
+            with pytest.raises(ValueError, match=rf"^BatchNorm1: {said}"):
+                call(backend.asarray(x[:n], "float64"), backend.asarray(t[:n]))

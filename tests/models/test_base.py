@@ -240,13 +240,13 @@ def test_a_list_where_an_array_belongs_is_named_and_other_errors_stay_their_own(
     assert net.accuracy(x, t, batch_size=3) == net.accuracy(x, t) == net.accuracy(x, t, None)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # batch norm's mean of no samples first
 def test_numerical_gradient_refuses_the_inputs_gradient_refuses(backend):
     """numerical_gradient's stacked passes (the loss layer's forward_stack) took any labels:
     one past the classes became a one-hot row of zeros (that sample's loss 0) and a 0-d
     label was broadcast against every score, each a gradient of the wrong loss without a
     word; float labels ran too; a 0-d x ended in 'not enough values to unpack' and an
-    empty batch in 'cannot reshape'. Each is now refused in gradient's words."""
+    empty batch in 'cannot reshape' (then in batch norm's NumPy warnings). Each is now
+    refused in gradient's words."""
     net = Tiny(dtype="float64")
     rng = np.random.default_rng(5)
     x = backend.asarray(rng.random((4, 6)), "float64")
@@ -269,8 +269,8 @@ def test_numerical_gradient_refuses_the_inputs_gradient_refuses(backend):
             (backend.asarray(np.array(1.0), "float64"), t,
              "Affine1: expected a batch of shape (N, ...), got shape () (use x[None] for a "
              "single sample)"),
-            (x[:0, ...], t[:0, ...], "SoftmaxWithLoss: an empty batch (0 samples) has no "
-                                     "mean loss; expected at least one sample")):
+            (x[:0, ...], t[:0, ...], "BatchNorm1: an empty training batch (shape (0, 5)) has "
+                                     "no mean to normalise by; expected at least 2 samples")):
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             net.numerical_gradient(bad_x, bad_t)
     grads = net.numerical_gradient(x, t)  # and good inputs after them as before
