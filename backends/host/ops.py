@@ -12,6 +12,7 @@ import math
 
 import numpy
 
+from backends.arrays import native_order
 from backends.host import conv
 from backends.host import threads as _threads
 from backends.ops.strided import StridedOps, empty_in_order, memory_order
@@ -178,8 +179,7 @@ class HostOps(StridedOps):
             self._borrow_blas()
             if not isinstance(col, conv.PaddedGrid):
                 return super().conv_grad(dout, x, W, col, stride, pad, input_grad)
-            if not dout.dtype.isnative:  # the kernels read native floats: a big-endian dout
-                dout = dout.astype(dout.dtype.newbyteorder("="))  # is read in this order
+            dout = native_order(dout)  # the kernels read native floats (a big-endian dout)
             # the kernels read dout by the forward's sizes: another shape is refused, never
             # read past its end
             expected = (x.shape[0], W.shape[0], x.shape[2] + 2 * pad - W.shape[2] + 1,
