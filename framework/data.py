@@ -201,6 +201,16 @@ class DeviceBatches:
             return len(self)
         return self.size // self.batch_size  # drop_last's one short batch of a small set: 0
 
+    @property
+    def short_batch(self):
+        """The samples of an epoch's short last batch, 0 where every batch is whole (a
+        multiple of the batch size, sampling with replacement, or ``drop_last`` leaving it
+        out); a set smaller than one batch is one short batch of all of it."""
+        short = self.size % self.batch_size
+        if self.replacement or (self.drop_last and self.size > self.batch_size):
+            return 0
+        return short
+
     def start_epoch(self):
         """Draw the next epoch's order (see :meth:`epoch_indices`) and count the epoch.
 

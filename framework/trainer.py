@@ -118,18 +118,17 @@ def _check_batch_norm_batches(network, batches):
     if not norms:
         return
     size, batch = batches.size, batches.batch_size
-    last = size % batch if size > batch and not batches.replacement else 0
-    if batches.drop_last:
-        last = 0
-    where = (f"mini_batch_size={batch}" if batch == 1 else
-             "the training set holds one sample" if size == 1 else
-             f"each epoch's last batch would hold one sample ({size} samples in batches of "
-             f"{batch})" if last == 1 else None)
-    if where is None:
+    if batch == 1:
+        where, fix = f"mini_batch_size={batch}", "give batches of at least 2 samples"
+    elif size == 1:
+        where, fix = "the training set holds one sample", "give it at least 2"
+    elif batches.short_batch == 1:
+        where = (f"each epoch's last batch would hold one sample ({size} samples in batches "
+                 f"of {batch})")
+        fix = ("pass drop_last=True (--drop-last in the scripts: that sample waits for the "
+               "next epoch's order), or another mini_batch_size")
+    else:
         return
-    fix = ("pass drop_last=True (--drop-last in the scripts: that sample waits for the next "
-           "epoch's order), or another mini_batch_size" if last == 1 else "give batches of at least 2 samples"
-           if batch == 1 else "give it at least 2")
     raise ValueError(f"Trainer: {where}, and {type(network).__name__} normalises over the "
                      f"batch ({', '.join(map(str, norms))}): a batch of one sample is its own "
                      f"mean, so the layer would pass no gradient and pull its running variance "

@@ -243,3 +243,15 @@ def test_labels_of_a_wide_unsigned_type_train_as_any_others(backend):
         if dtype in ("uint16", "uint32", "uint64"):
             assert backends.dtype_name(trainer.batches.t.dtype) == "int32"
     assert all(run == losses[0] for run in losses)
+
+
+def test_short_batch_is_the_last_batch_the_epochs_draw():
+    """What the Trainer asks before a batch-norm run: the samples of an epoch's short last
+    batch, 0 where there is none to draw."""
+    x, t = np.zeros((51, 2), np.float32), np.zeros(51, np.int64)
+    cases = [(dict(), 1), (dict(drop_last=True), 0), (dict(shuffle=False, replacement=True), 0)]
+    for kwargs, short in cases:
+        assert DeviceBatches(x, t, 10, backend=backends.backend_class("numpy")("cpu"),
+                             **kwargs).short_batch == short
+    assert DeviceBatches(x[:50], t[:50], 10).short_batch == 0
+    assert DeviceBatches(x[:7], t[:7], 10, drop_last=True).short_batch == 7  # all of a small set
