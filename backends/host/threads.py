@@ -152,10 +152,17 @@ class Blas:
     :meth:`borrow` sets BLAS to one thread, once, so xpnet's own parts have the
     cores; leaving the outermost scope restores whatever BLAS had before.
     Outside every scope BLAS is never touched.
+
+    BLAS's thread count belongs to the process, so the scopes of every thread count
+    together, under one lock: networks called from several threads at once borrow the
+    threads once and give them back when the last call ends (unlocked, two borrows could
+    each record the other's one thread as the count to restore, leaving BLAS on one
+    thread for the rest of the process).
     """
 
     def __init__(self):
-        self._depth = 0
+        self._lock = threading.Lock()
+        self._depth = 0  # open scopes, of every thread
         self._limiter = None  # threadpoolctl's record of the threads to give back
         self._scope = _Scope(self)  # one, re-entered: scopes nest by depth
 
@@ -171,9 +178,10 @@ class Blas:
     def borrow(self):
         """Inside a scope: BLAS to one thread until the scope ends. Elsewhere nothing."""
         if self._depth and self._limiter is None:
-            controller = blas_controller()
-            if controller is not None:
-                self._limiter = controller.limit(limits=1, user_api="blas")
+            with self._lock:
+                controller = blas_controller()
+                if self._depth and self._limiter is None and controller is not None:
+                    self._limiter = controller.limit(limits=1, user_api="blas")
 
     def _give_back(self):
         if self._limiter is not None:
@@ -188,13 +196,16 @@ class _Scope:
         self.blas = blas
 
     def __enter__(self):
-        self.blas._depth += 1
+        blas = self.blas
+        with blas._lock:
+            blas._depth += 1
 
     def __exit__(self, *exc):
         blas = self.blas
-        blas._depth -= 1
-        if not blas._depth and blas._limiter is not None:
-            blas._give_back()
+        with blas._lock:
+            blas._depth -= 1
+            if not blas._depth and blas._limiter is not None:
+                blas._give_back()
 
 
 def blas_summary(blas=None):

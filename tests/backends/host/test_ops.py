@@ -3,6 +3,7 @@ one-thread results, and NumPy's BLAS gets its threads back after every network c
 
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -248,3 +249,49 @@ def test_blas_is_borrowed_only_inside_a_network_call(blas_at_two):
         ops.blas.borrow()
         assert blas_threads() == 1 and ops.blas.borrowed
     assert blas_threads() == 2 and not ops.blas.borrowed
+
+
+class _ProcessBlas:
+    """A stand-in for threadpoolctl's controller with the one property that matters here:
+    one thread count for the whole process. Its ``limit`` lets other threads run while it
+    sets the count, as threadpoolctl's calls into the BLAS library do (ctypes lets the
+    GIL go); the count it records to give back is the one it found."""
+
+    def __init__(self, threads):
+        self.threads, self.limits_taken = threads, 0
+
+    def limit(self, limits, user_api):
+        found, self.threads = self.threads, limits
+        self.limits_taken += 1
+        time.sleep(0.02)
+        blas = self
+
+        class Limiter:
+            def restore_original_limits(self):
+                blas.threads = found
+        return Limiter()
+
+
+def test_networks_called_from_threads_at_once_give_blas_its_threads_back(monkeypatch):
+    """BLAS's thread count belongs to the process: calls on several threads at once borrow
+    it once and give it back when the last ends. (Each borrowed it, the second recording
+    the first's one thread as the count to restore: BLAS stayed on one thread after.)"""
+    process_blas = _ProcessBlas(threads=4)
+    monkeypatch.setattr(host_threads_module, "blas_controller", lambda: process_blas)
+    blas = host_threads_module.Blas()
+    together = threading.Barrier(3)
+
+    def network_call():
+        together.wait()
+        with blas.scope():
+            blas.borrow()
+            assert process_blas.threads == 1
+            together.wait()  # all three inside at once
+
+    calls = [threading.Thread(target=network_call) for _ in range(3)]
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join()
+    assert (process_blas.threads, process_blas.limits_taken) == (4, 1)
+    assert not blas.borrowed and blas._depth == 0
