@@ -9,6 +9,8 @@ run draws the same batches and ends with the same bits as one never stopped.
 
 import math
 
+import backends
+
 from framework import checkpoint as ckpt
 
 
@@ -50,8 +52,8 @@ def restore(trainer, path):
     returns ``(position, losses)``: how many steps into an interrupted epoch it stopped
     (0 at an epoch's end) and that epoch's losses so far.
     :class:`framework.checkpoint.CheckpointError`, before anything is changed, where the
-    file holds no run, one trained with another optimizer, with its batches drawn
-    otherwise, or an interrupted epoch without its losses. A run resumes on any world
+    file holds no run, one trained with another optimizer or in another dtype, with its
+    batches drawn otherwise, or an interrupted epoch without its losses. A run resumes on any world
     size: every process holds the whole state.
 
     The optimizer continues with the settings the run had reached (its learning rate
@@ -75,6 +77,12 @@ def restore(trainer, path):
         raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "
                                    f"resume with the same data, mini_batch_size, sampling and "
                                    f"drop_last, or start a new run")
+    trained_in, now_in = meta.get("dtype"), backends.dtype_name(trainer.network.dtype)
+    if trained_in is not None and trained_in != now_in:
+        raise ckpt.CheckpointError(
+            f"{path}: the run trained in {trained_in}, the network is {now_in}; resume it "
+            f"with a {trained_in} network, or start a new run from its parameters "
+            f"(network.load_params(path) casts them to {now_in})")
     settings = state.get("optimizer_settings")  # (checkpoints of older versions hold none)
     if settings is not None:
         _check_settings(path, settings, trainer.optimizer)

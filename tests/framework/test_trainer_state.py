@@ -8,6 +8,7 @@ import pytest
 from framework import trainer_state
 from framework.checkpoint import CheckpointError
 from framework.optimizers import Momentum
+from models import TwoLayerNet
 from tests.conftest import to_host
 from tests.framework.test_trainer import make_trainer
 
@@ -82,6 +83,9 @@ def a_run_of_sgd_whose_settings_read(settings):
     (a_run_of_sgd_dropping_its_short_batches, {"mini_batch_size": 30},
      r"drew its batches otherwise \(drop_last True -> False\); resume with the same data, "
      r"mini_batch_size, sampling and drop_last"),
+    (a_run_of_sgd, {"net": TwoLayerNet(20, 16, 4, seed=3, dtype="float64")},
+     r"the run trained in float32, the network is float64; resume it with a float32 network, "
+     r"or start a new run from its parameters \(network.load_params\(path\) casts"),
     (a_run_of_sgd_whose_settings_read({"lr": 0.1, "momentum": 0.9}), {},
      r"holds the optimizer settings \{'lr': 0.1, 'momentum': 0.9\}; expected numbers for lr "
      r"\(SGD\)"),
@@ -94,7 +98,7 @@ def a_run_of_sgd_whose_settings_read(settings):
     (a_run_of_sgd_whose_settings_read({"lr": float("inf")}), {},  # JSON's Infinity
      "holds the optimizer setting lr=inf; expected a finite number"),
 ], ids=["parameters-only", "another-optimizer", "epoch-losses-missing", "another-batch-size",
-        "another-sampling", "drop-last-off", "settings-of-another-optimizer", "a-setting-not-a-number",
+        "another-sampling", "drop-last-off", "another-dtype", "settings-of-another-optimizer", "a-setting-not-a-number",
         "a-setting-null", "a-setting-true", "a-setting-infinite"])
 def test_a_file_that_cannot_resume_is_refused_before_anything_changes(tmp_path, write, options,
                                                                       refusal):
