@@ -21,7 +21,9 @@ class Parameters(dict):
     ``ValueError`` (the book's plain dict took it, to fail far away or to mix float64 into
     a float32 network without a word), as is a new name (an array no layer reads) or a
     name removed (a parameter the optimizers would pass over while its layer goes on
-    computing with it). Comparing a shape and a dtype is all a rebinding costs."""
+    computing with it), and so is a PyTorch tensor that requires gradients (the
+    optimizers' in-place updates fail on one, or grow its autograd history every step).
+    Comparing a shape and a dtype is all a rebinding costs."""
 
     #: what the Trainer and the compiled step ask of a network's params on JAX: that a new
     #: array bound to a name reaches the layer that computes with it
@@ -43,6 +45,12 @@ class Parameters(dict):
                 fits = False
             if not fits:
                 self._refuse(key, old, value)
+            if getattr(value, "requires_grad", False):  # a PyTorch tensor in its autograd
+                raise ValueError(
+                    f"params[{key!r}]: a tensor that requires gradients (PyTorch's autograd "
+                    f"refuses in-place updates of such a leaf and records each update of "
+                    f"one computed from it); xpnet computes its own gradients: bind "
+                    f"tensor.detach(), which shares its memory")
         elif self.fixed:
             raise ValueError(f"params has no {key!r}: a network's parameters are the ones it "
                              f"was built with ({', '.join(self)}); an array bound to another "

@@ -70,3 +70,24 @@ def test_autograd_is_given_back_as_it_was_in_each_thread(torch):
         worker.start()
         worker.join()
     assert seen == {"inside": False, "after": False} and torch.is_grad_enabled()
+
+
+def test_a_parameter_bound_that_requires_gradients_is_refused_where_it_is_bound(torch):
+    """A weight out of the user's own PyTorch model bound into a network's params: a leaf
+    failed at the optimizer's first update in PyTorch's words ("a leaf Variable that
+    requires grad is being used in an in-place operation"), far from the binding; one
+    computed from it (``weight.T``) grew its autograd history with every update."""
+    from framework.optimizers import SGD
+    from models import TwoLayerNet
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    mine = torch.nn.Linear(4, 5).weight
+    for value in (mine.T.contiguous(), torch.zeros(4, 5, requires_grad=True)):
+        with pytest.raises(ValueError, match=r"params\['W1'\]: a tensor that requires "
+                                             r"gradients .* bind tensor.detach\(\)"):
+            net.params["W1"] = value
+    before = mine.detach().clone()
+    net.params["W1"] = mine.T.detach()  # shares the model's memory: trains it
+    x, t = torch.ones(2, 4), torch.tensor([0, 2])
+    SGD(0.1).update(net.params, net.gradient(x, t))
+    assert mine.grad is None and not torch.equal(mine.detach(), before)
+    assert torch.equal(mine.detach().T, net.params["W1"])
