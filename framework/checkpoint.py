@@ -21,7 +21,7 @@ import numpy as np
 
 from backends import backend_of, dtype_name, to_numpy
 from framework import book_params
-from framework.files import atomic_open
+from framework.files import atomic_open, user_path
 
 FORMAT = "xpnet-checkpoint"
 VERSION = 1
@@ -33,7 +33,9 @@ class CheckpointError(RuntimeError):
 
 def save(path, network, extra_meta=None, extra_arrays=None):
     """Write ``network.params`` and ``network.state()`` (batch norm's running averages,
-    dropout's generators), plus trainer state if given, to ``path`` atomically."""
+    dropout's generators), plus trainer state if given, to ``path`` atomically (``~``
+    expanded, as every path here: :func:`framework.files.user_path`)."""
+    path = user_path(path, "the checkpoint's path")
     meta = {"format": FORMAT, "version": VERSION, "model": type(network).__name__,
             "config": network.config(), "dtype": dtype_name(network.dtype)}
     meta.update(extra_meta or {})
@@ -46,6 +48,7 @@ def save(path, network, extra_meta=None, extra_arrays=None):
 
 def read(path):
     """``(meta, arrays)`` of a checkpoint file, all read into host memory and checked."""
+    path = user_path(path, "the checkpoint's path")
     arrays = _taken(path, lambda f: {k: f[k] for k in f.files})
     return _checked_header(path, arrays.pop("meta", None)), arrays
 
@@ -53,6 +56,7 @@ def read(path):
 def header(path):
     """A checkpoint's header (``meta``) alone, checked as :func:`read` checks it, without
     reading its arrays: what a script tells its user about a file it is about to replace."""
+    path = user_path(path, "the checkpoint's path")
     return _checked_header(path, _taken(path, lambda f: f["meta"] if "meta" in f.files
                                         else None))
 
@@ -75,6 +79,7 @@ def existing(path):
     :class:`CheckpointError` where the file there is not a checkpoint, or is a symbolic
     link to no file, which a run writing ``path`` would destroy (the Trainer and the
     training scripts refuse it)."""
+    path = user_path(path, "the checkpoint's path")
     if not os.path.lexists(path):
         return None
     if not os.path.exists(path):  # a link to nothing: the run's rename would replace it
@@ -136,6 +141,7 @@ def load_params(path, network):
     the network's dtype (the book's are float64). Such a file holds no layer state: batch
     norm's running averages and dropout's generators stay as they were. CheckpointError,
     the network unchanged, for anything else."""
+    path = user_path(path, "the parameters' path")
     try:
         pickled = book_params.is_pickle(path)
     except FileNotFoundError:

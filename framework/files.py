@@ -15,6 +15,22 @@ import secrets
 import stat
 
 
+def user_path(path, what="path"):
+    """A file's path as a user gave it (``str`` or ``os.PathLike``), ready to use: ``~``
+    expanded as a shell expands it. Python's ``open`` leaves ``~`` alone, and since
+    :func:`atomic_open` makes the folders a path names, ``save_params("~/runs/a.npz")``
+    made a folder named ``~`` in the working directory. ``ValueError`` for an empty path
+    (it failed on a temporary file's name), ``TypeError`` for one that is no path."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{what} must be a file's path (str or os.PathLike), got "
+                        f"{type(path).__name__}") from None
+    if not text:
+        raise ValueError(f"{what} is empty; expected a file's name")
+    return os.path.expanduser(text)
+
+
 def unwritable(path):
     """Why no file could be written at ``path``, in words, or ``None`` where one can: a
     folder in its place, or a folder for it that cannot be made or written to (the

@@ -285,6 +285,8 @@ class Trainer:
                                  f"{self.max_iter} steps; give more epochs, or iters")
             self.epochs = math.ceil(self.max_iter / self.iter_per_epoch)
             resume = check_flag("Trainer", "resume", resume)
+            if checkpoint is not None:
+                checkpoint = files.user_path(checkpoint, "Trainer: checkpoint")
             if checkpoint is not None and self.world.is_root:  # rank 0 writes it
                 _check_checkpoint_path(checkpoint, resume)
             self.checkpoint = checkpoint

@@ -28,6 +28,7 @@ def candidates(spec, data_dir):
     for label, base in (("data_dir argument", data_dir),
                         ("XPNET_DATA_DIR", backends.settings().data_dir)):
         if base:
+            base = os.path.expanduser(base)  # XPNET_DATA_DIR="~/data" quoted, say
             out.append((label, os.path.join(base, spec.name)))
             out.append((label, base))
     out.append(("cache", os.path.join(cache_root(), spec.name)))

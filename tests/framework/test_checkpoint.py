@@ -299,3 +299,36 @@ def test_a_checkpoint_written_before_the_move_resumes_as_an_uninterrupted_run(tm
         np.testing.assert_array_equal(resumed.network.params[key], value, err_msg=key)
     for key, value in full.network.state().items():
         np.testing.assert_array_equal(resumed.network.state()[key], value, err_msg=key)
+
+
+def test_a_path_from_home_is_expanded_and_an_empty_one_refused(tmp_path, monkeypatch):
+    """``~`` is the user's home, as in a shell: ``save_params("~/runs/a.npz")`` made a
+    folder named ``~`` in the working directory (and read from it again), and an empty
+    path failed on a temporary file's name (``No such file or directory:
+    '/tmp/.ckpt-4d77ecf684a5.tmp' -> ''``)."""
+    from framework.trainer import Trainer
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    net = TwoLayerNet(6, 5, 3, seed=0)
+    net.save_params("~/runs/a.npz")
+    assert (home / "runs" / "a.npz").is_file() and os.listdir(work) == []
+    other = TwoLayerNet(6, 5, 3, seed=1)
+    other.load_params("~/runs/a.npz")
+    for key, value in snapshot(net).items():
+        np.testing.assert_array_equal(snapshot(other)[key], value, err_msg=key)
+    assert checkpoint.existing("~/runs/a.npz")["model"] == "TwoLayerNet"
+    x = np.random.default_rng(0).random((8, 6), dtype=np.float32)
+    t = np.arange(8) % 3
+    trainer = Trainer(net, x, t, x, t, epochs=1, mini_batch_size=4, verbose=False,
+                      checkpoint="~/runs/run.npz")
+    trainer.train()
+    assert (home / "runs" / "run.npz").is_file() and os.listdir(work) == []
+    for save in (net.save_params, other.load_params):
+        with pytest.raises(ValueError, match="path is empty; expected a file's name"):
+            save("")
+    with pytest.raises(ValueError, match="Trainer: checkpoint is empty"):
+        Trainer(net, x, t, x, t, epochs=1, mini_batch_size=4, verbose=False, checkpoint="")
+    with pytest.raises(TypeError, match="checkpoint's path must be a file's path .*got int"):
+        net.save_params(3)

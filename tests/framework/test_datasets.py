@@ -46,6 +46,20 @@ def test_load_shapes_dtypes_and_values(tmp_path, gz):
     assert 0.0 <= x.min() and x.max() <= 1.0
 
 
+def test_a_data_folder_from_home_is_found(tmp_path, monkeypatch):
+    """``data_dir="~/data"`` (or ``XPNET_DATA_DIR`` so, quoted where no shell expands it)
+    is the user's home's folder: it was looked for as a folder named ``~``."""
+    files, ((xtr, _), _) = dataset_files()
+    write_files(tmp_path / "data", files)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (x, _), _ = load_mnist(normalize=False, data_dir="~/data", download=False)
+    np.testing.assert_array_equal(x, xtr.reshape(len(xtr), -1))
+    monkeypatch.setenv("XPNET_DATA_DIR", "~/data")
+    backends.reset()
+    (x, _), _ = load_mnist(normalize=False, download=False)
+    np.testing.assert_array_equal(x, xtr.reshape(len(xtr), -1))
+
+
 def test_load_options_follow_the_book(tmp_path):
     files, ((xtr, ttr), _) = dataset_files()
     write_files(tmp_path, files)
