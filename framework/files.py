@@ -45,6 +45,13 @@ def unwritable(path):
         return f"its folder {folder} cannot be made ({e.strerror or e})"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"its folder {folder} is not writable"
+    try:  # access() answers yes to root where no file can be made (/proc, say): try one
+        fd, probe = _create_beside(folder, ".xpnet-probe-")
+    except OSError as e:
+        return f"no file can be made in its folder {folder} ({e.strerror or e})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(probe)
     return None
 
 

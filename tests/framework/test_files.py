@@ -133,6 +133,16 @@ def test_unwritable_says_why_no_file_can_be_written_there(tmp_path):
     assert why.startswith(f"its folder {tmp_path / 'a-file'} cannot be made ("), why
     assert unwritable(str(tmp_path / "new" / "deeper" / "report.md")) is None
     assert (tmp_path / "new" / "deeper").is_dir()
+    assert os.listdir(tmp_path / "new" / "deeper") == []  # its probe file gone
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc here")
+def test_unwritable_tries_a_file_where_access_says_yes_to_root():
+    """``access()`` tells root any folder is writable, /proc's too, where no file can be
+    made: ``--plot /proc/curves.png`` passed the check and failed after the whole run."""
+    from framework.files import unwritable
+    why = unwritable("/proc/curves.png")
+    assert why is not None and "/proc" in why, why
 
 
 def test_unwritable_names_a_folder_the_user_cannot_write():
