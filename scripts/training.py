@@ -22,7 +22,7 @@ from framework.files import atomic_open  # noqa: E402
 from framework.optimizers import OPTIMIZERS  # noqa: E402
 from framework.trainer import REPLACE, Trainer, TrainingInterrupted  # noqa: E402
 from scripts.arguments import (  # noqa: E402
-    check_figure, figure_format, non_negative_seed, positive, positive_number)
+    check_figure, check_output, figure_format, non_negative_seed, positive, positive_number)
 
 
 def interpreter():
@@ -191,6 +191,7 @@ def check_args(p, args):
     if args.resume and not args.save:
         p.error("--resume needs --save PATH (the checkpoint to continue from)")
     check_figure(p, "--plot", args.plot)
+    check_output(p, "--save", args.save)  # a folder there: named as one, not as a damaged file
     args.replaced = replaced_run(p, args.save) if args.save and not args.resume else None
     if args.iters is None and args.epochs is None:
         args.iters, args.epochs = args.default_iters, args.default_epochs

@@ -601,6 +601,16 @@ def test_a_new_run_says_it_replaces_a_checkpoint_and_refuses_to_replace_another_
     assert (f"error: --save {other}: no readable header (KeyError: 'meta'); a new run would "
             f"replace it: name another file, or move this one away") in done.stderr
     assert "data:" not in done.stdout and other.read_bytes() == before
+    for resume in ([], ["--resume"]):  # a folder there: named as one (was "damaged or not
+        # a checkpoint (IsADirectoryError ...)", and with --resume the Trainer's words)
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts",
+                                                            "train_neuralnet.py"),
+                               *common, "--save", str(tmp_path), *resume], capture_output=True,
+                              text=True, env=dict(os.environ, PYTHONPATH=ROOT, **env),
+                              timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"error: --save {tmp_path}: is a folder; expected a file's name\n" in done.stderr
+        assert "data:" not in done.stdout
 
 
 MPIEXEC = (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
