@@ -1,10 +1,33 @@
-"""Activation and loss functions of chapters 3-5, for every backend's arrays alike."""
+"""Activation and loss functions of chapters 3-5, for every backend's arrays alike: the
+names of the book's ``common/functions.py``, and ``log_softmax``."""
 
 from numbers import Integral
 
 from backends import (check_same_backend, dtype_kind, dtype_name, get_array_module,
                       is_device_array, ops_for, size)
 from backends.arrays import check_arrays
+
+
+def identity_function(x):
+    """x: the output layer's activation for regression (3.5)."""
+    return x
+
+
+def step_function(x):
+    """1 where x > 0, else 0 (3.2.2), in the library's default integer dtype (the book's
+    ``dtype=int``: int64 on NumPy, int32 on JAX without float64)."""
+    xp = get_array_module(x)
+    try:
+        return xp.astype(x > 0, _default_integer(xp))
+    except TypeError:
+        check_arrays("step_function", x=x)
+        raise
+
+
+def _default_integer(xp):
+    """The library's default integer dtype: int64, or int32 on JAX without float64 (which
+    warns where int64 is asked for)."""
+    return xp.__array_namespace_info__().default_dtypes()["integral"]
 
 
 def sigmoid(x):
@@ -22,12 +45,28 @@ def sigmoid(x):
         raise
 
 
+def sigmoid_grad(x):
+    """d sigmoid / dx = (1 - sigmoid(x)) * sigmoid(x), at x (4.5's TwoLayerNet)."""
+    y = sigmoid(x)
+    return (1 - y) * y
+
+
 def relu(x):
     """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
     try:
         return ops_for(x).relu(x, mask=False)[0]
     except AttributeError:  # a list: named, not "'list' object has no attribute 'nbytes'"
         check_arrays("relu", x=x)
+        raise
+
+
+def relu_grad(x):
+    """d relu / dx: 1 where x >= 0, else 0, in x's dtype (the book's choice at 0)."""
+    xp = get_array_module(x)
+    try:
+        return xp.astype(x >= 0, x.dtype)
+    except TypeError:
+        check_arrays("relu_grad", x=x)
         raise
 
 
@@ -78,7 +117,7 @@ def cross_entropy_error(y, t):
         raise ValueError(f"cross_entropy_error: t has shape {given} and dtype "
                          f"{dtype_name(t.dtype)}; expected one-hot labels of y's shape "
                          f"{shape} or {indices}")
-    t = xp.reshape(xp.astype(t, xp.int64), (n, 1))
+    t = xp.reshape(xp.astype(t, _default_integer(xp)), (n, 1))  # (JAX warned of int64)
     if not is_device_array(t):
         low, high = int(xp.min(t)), int(xp.max(t))
         if low < 0 or high >= classes:
@@ -90,6 +129,24 @@ def cross_entropy_error(y, t):
         picked = xp.take_along_axis(y, xp.clip(t, 0, classes - 1), axis=1)
         picked = xp.where(inside, picked, xp.full_like(picked, float("nan")))
     return -xp.sum(xp.log(picked + 1e-7)) / n
+
+
+def sum_squared_error(y, t):
+    """0.5 * sum((y - t)^2) over every element (4.2.1's "mean squared error", as the book's
+    code names it): one-hot ``t`` of ``y``'s shape."""
+    check_arrays("sum_squared_error", y=y, t=t)
+    check_same_backend("sum_squared_error", y=y, t=t)
+    if tuple(y.shape) != tuple(t.shape):
+        raise ValueError(f"sum_squared_error: y has shape {tuple(y.shape)}, t "
+                         f"{tuple(t.shape)}; expected one-hot labels of y's shape")
+    xp = get_array_module(y, t)
+    d = y - t
+    return 0.5 * xp.sum(d * d)
+
+
+def softmax_loss(x, t):
+    """cross_entropy_error(softmax(x), t): the loss of scores ``x``."""
+    return cross_entropy_error(softmax(x), t)
 
 
 def conv_output_size(input_size, filter_size, stride=1, pad=0):

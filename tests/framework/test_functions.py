@@ -7,8 +7,9 @@ import numpy as np
 import backends
 import pytest
 
-from framework.functions import (col2im, cross_entropy_error, im2col, log_softmax, relu, sigmoid,
-                                 softmax)
+from framework.functions import (col2im, cross_entropy_error, identity_function, im2col,
+                                 log_softmax, relu, relu_grad, sigmoid, sigmoid_grad, softmax,
+                                 softmax_loss, step_function, sum_squared_error)
 from tests.conftest import to_host
 
 
@@ -125,3 +126,40 @@ def test_a_list_is_named_where_an_array_belongs():
         with pytest.raises(TypeError, match=rf"^{where}: \w+ must be an array, got list"):
             call()
     np.testing.assert_array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
+
+
+def test_the_rest_of_the_books_functions_give_its_numbers(xp):
+    """The book's ``common/functions.py`` names all answer (five were missing, so a
+    reader's ``from common.functions import sum_squared_error``, as chapter 4's code has
+    it, had no counterpart): 4.2.1's two squared errors and the step function of 3.2.2."""
+    def on_device(values, dtype="float64"):
+        return backends.to_device(values, dtype)
+    t = on_device([0, 0, 1, 0, 0, 0, 0, 0, 0, 0])
+    y = on_device([0.1, 0.05, 0.6, 0.0, 0.05, 0.1, 0.0, 0.1, 0.0, 0.0])
+    y7 = on_device([0.1, 0.05, 0.1, 0.0, 0.05, 0.1, 0.0, 0.6, 0.0, 0.0])
+    assert float(to_host(sum_squared_error(y, t))) == pytest.approx(0.0975, abs=1e-15)
+    assert float(to_host(sum_squared_error(y7, t))) == pytest.approx(0.5975, abs=1e-15)
+    with pytest.raises(ValueError, match=r"sum_squared_error: y has shape \(10,\), t \(2,\)"):
+        sum_squared_error(y, on_device([0, 1]))
+    x = on_device([-1.0, 0.0, 2.0])
+    steps = to_host(step_function(x))
+    assert steps.tolist() == [0, 0, 1] and steps.dtype.kind == "i"
+    assert to_host(relu_grad(x)).tolist() == [0.0, 1.0, 1.0]  # 1 at 0, as the book's
+    s = to_host(sigmoid(x))
+    np.testing.assert_allclose(to_host(sigmoid_grad(x)), (1 - s) * s, rtol=1e-15)
+    assert identity_function(x) is x
+    scores, labels = on_device([[0.3, 2.9, 4.0]]), backends.to_device([2], "int64")
+    assert float(to_host(softmax_loss(scores, labels))) == pytest.approx(
+        float(to_host(cross_entropy_error(softmax(scores), labels))), rel=1e-15)
+
+
+def test_jax_without_float64_takes_labels_without_a_warning():
+    """Labels went through int64, which JAX without float64 truncates to int32 with a
+    UserWarning at every call of cross_entropy_error."""
+    jax = pytest.importorskip("jax")
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = jax.numpy.asarray([[0.1, 0.9], [0.8, 0.2]])
+        loss = cross_entropy_error(y, jax.numpy.asarray([1, 0]))
+        assert step_function(y).dtype == jax.numpy.int32
+    assert float(loss) == pytest.approx(-(np.log(0.9 + 1e-7) + np.log(0.8 + 1e-7)) / 2, rel=1e-6)
