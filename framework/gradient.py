@@ -1,4 +1,5 @@
-"""Numerical gradients, and the gradient check of 5.7.3 (numerical vs backprop)."""
+"""Numerical gradients (the book's ``common/gradient.py``: ``numerical_gradient``,
+``numerical_gradient_2d``), and the gradient check of 5.7.3 (numerical vs backprop)."""
 
 import itertools
 import math
@@ -66,6 +67,24 @@ def numerical_gradient(f, x, h=1e-4, put=None):
             checked = True
         grad[idx] = (fxh1 - fxh2) / (2 * h)
     return grad
+
+
+def numerical_gradient_2d(f, X, h=1e-4):
+    """The book's ``numerical_gradient_2d`` (4.4's gradient field): for 1-D ``X`` the
+    gradient of ``f`` at ``X``; for 2-D ``X`` each row's gradient of ``f`` taken at that
+    row alone (``f`` gets the row). Unlike :func:`numerical_gradient`, ``f`` here reads
+    its argument, so JAX's arrays need no ``put``."""
+    if not is_array(X):
+        raise TypeError(f"numerical_gradient_2d: X must be an array, got {type(X).__name__}")
+    if X.ndim not in (1, 2):
+        raise ValueError(f"numerical_gradient_2d: X has shape {tuple(X.shape)}; expected one "
+                         f"point (D,) or a row of points (N, D)")
+    put = None if backend_of(X).mutable else (lambda moved: None)  # f reads its argument
+    if X.ndim == 1:
+        return numerical_gradient(f, copy(X), h, put)
+    xp = get_array_module(X)
+    rows = [numerical_gradient(f, copy(X[i, ...]), h, put) for i in range(X.shape[0])]
+    return xp.stack(rows) if rows else xp.zeros_like(X)
 
 
 def _check_scalar(value):

@@ -7,7 +7,7 @@ import numpy as np
 import backends
 import pytest
 
-from framework.gradient import (gradient_check, numerical_gradient,
+from framework.gradient import (gradient_check, numerical_gradient, numerical_gradient_2d,
                                 numerical_gradient_stacked)
 from models import TwoLayerNet
 from tests.conftest import to_host
@@ -168,3 +168,19 @@ def test_a_step_that_is_no_step_is_refused_by_name(xp, h):
             call()
     np.testing.assert_allclose(to_host(numerical_gradient(
         lambda v: xp.sum(v ** 2), x, h=1e-3, put=READS_ITS_ARGUMENT)), [6.0, 8.0], rtol=1e-9)
+
+
+def test_numerical_gradient_2d_gives_each_rows_gradient_as_the_books(xp):
+    """The book's ``common/gradient.py`` name (4.4's gradient field of function_2): a row's
+    gradient, ``f`` taking the row; one point alike. It was missing."""
+    def function_2(x):
+        return xp.sum(x ** 2) if x.ndim == 1 else xp.sum(x ** 2, axis=1)
+    X = backends.to_device([[3.0, 4.0], [0.0, 2.0], [-1.0, 0.5]], "float64")
+    before = to_host(X).copy()
+    np.testing.assert_allclose(to_host(numerical_gradient_2d(function_2, X)),
+                               [[6.0, 8.0], [0.0, 4.0], [-2.0, 1.0]], atol=1e-7)
+    np.testing.assert_allclose(to_host(numerical_gradient_2d(function_2, X[0, ...])),
+                               [6.0, 8.0], atol=1e-7)
+    np.testing.assert_array_equal(to_host(X), before)
+    with pytest.raises(ValueError, match=r"numerical_gradient_2d: X has shape \(1, 3, 2\)"):
+        numerical_gradient_2d(function_2, xp.reshape(X, (1, 3, 2)))
