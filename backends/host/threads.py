@@ -154,10 +154,14 @@ class Blas:
     Outside every scope BLAS is never touched.
 
     BLAS's thread count belongs to the process, so the scopes of every thread count
-    together, under one lock: networks called from several threads at once borrow the
-    threads once and give them back when the last call ends (unlocked, two borrows could
-    each record the other's one thread as the count to restore, leaving BLAS on one
-    thread for the rest of the process).
+    together: networks called from several threads at once borrow the threads once and
+    give them back when the last call ends. The borrow and the give-back happen under
+    one lock, each looking again once it holds it (threadpoolctl's calls let the GIL go:
+    unlocked, two borrows each recorded the other's one thread as the count to restore,
+    leaving BLAS on one thread for the rest of the process). Counting the scopes takes
+    no lock, so a call that borrows nothing (a fully connected network's) pays nothing
+    for it: an integer attribute's ``+= 1`` is not interrupted by another thread in
+    CPython with its GIL.
     """
 
     def __init__(self):
@@ -196,16 +200,15 @@ class _Scope:
         self.blas = blas
 
     def __enter__(self):
-        blas = self.blas
-        with blas._lock:
-            blas._depth += 1
+        self.blas._depth += 1
 
     def __exit__(self, *exc):
         blas = self.blas
-        with blas._lock:
-            blas._depth -= 1
-            if not blas._depth and blas._limiter is not None:
-                blas._give_back()
+        blas._depth -= 1
+        if not blas._depth and blas._limiter is not None:
+            with blas._lock:  # again under the lock: another thread may have entered
+                if not blas._depth and blas._limiter is not None:
+                    blas._give_back()
 
 
 def blas_summary(blas=None):
