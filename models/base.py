@@ -35,6 +35,7 @@ from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
 from framework.data import label_column_hint
+from framework.layers.base import training
 from models.checks import float_dtype
 from models.parameters import Parameters
 
@@ -189,6 +190,8 @@ class Network:
     def predict(self, x, train_flg=False):
         """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
         if not self._call.depth:  # a call from outside: resolved once, for the whole call
+            if train_flg is not True and train_flg is not False:  # no call for a bool
+                train_flg = training(f"{type(self).__name__}.predict", train_flg)
             try:
                 check_same_backend(f"{type(self).__name__}.predict", x=x,
                                    params=next(iter(self.params.values())))
@@ -228,6 +231,8 @@ class Network:
         forward pass from there without computing it again.
         """
         if not self._call.depth:
+            if train_flg is not True and train_flg is not False:  # no call for a bool
+                train_flg = training(f"{type(self).__name__}.loss", train_flg)
             try:
                 with self._call:
                     return Network.loss(self, x, t, train_flg)

@@ -38,7 +38,7 @@ again.
 import array_api_extra as xpx
 
 from backends import copy, get_array_module, ops_for, to_numpy
-from backends.arrays import check_arrays
+from backends.arrays import check_arrays, check_flag
 from backends.registry import REGISTRY
 
 
@@ -144,6 +144,16 @@ class Layer:
                     xpx.at(p)[at].set(orig)
                 setattr(self, param, p)
         return xp.stack(outs)
+
+
+def training(owner, train_flg):
+    """``train_flg`` as a bool: ``True`` and ``False`` as they are, at the cost of two
+    identity tests; NumPy's booleans, 0 and 1 converted; anything else a ``ValueError``
+    naming ``owner``. A string such as ``"False"`` (out of a config file) was true: a
+    prediction ran in training mode, dropping units and moving batch norm's averages."""
+    if train_flg is True or train_flg is False:
+        return train_flg
+    return check_flag(owner, "train_flg", train_flg)
 
 
 def divmod_all(i, shape):

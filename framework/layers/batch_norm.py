@@ -5,7 +5,7 @@ import math
 from backends import backend_of, check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
 from framework import sharding
-from framework.layers.base import Layer
+from framework.layers.base import Layer, training
 
 EPS = 10e-7  # the book's epsilon, 1e-6
 
@@ -120,6 +120,7 @@ class BatchNormalization(Layer):
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, gamma=self.gamma)
+        train_flg = training(f"{self.name}.forward", train_flg)
         try:
             self.input_shape = x.shape
         except AttributeError:

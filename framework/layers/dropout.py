@@ -5,7 +5,7 @@ import math
 import backends
 from backends import check_same_backend, get_array_module, ops_for
 from framework import sharding
-from framework.layers.base import Layer
+from framework.layers.base import Layer, training
 
 
 class Dropout(Layer):
@@ -94,6 +94,7 @@ class Dropout(Layer):
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, counter=self.counter)
+        train_flg = training(f"{self.name}.forward", train_flg)
         try:
             if not train_flg:
                 return x * (1.0 - self.dropout_ratio)

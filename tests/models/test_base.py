@@ -334,3 +334,28 @@ def test_a_networks_config_is_every_argument_that_builds_it_again(cls, kwargs):
         np.testing.assert_array_equal(to_host(again.params[key]), to_host(net.params[key]))
     assert [type(layer).__name__ for layer in again.layers.values()] == \
         [type(layer).__name__ for layer in net.layers.values()]
+
+
+def test_a_training_flag_that_is_not_a_bool_is_named(backend, xp):
+    """``train_flg="False"`` (out of a config file) was true: the prediction dropped units
+    and moved batch norm's running averages, without a word. NumPy's booleans, 0 and 1
+    are flags too."""
+    net = MultiLayerNetExtend(6, [5], 3, use_dropout=True, use_batchnorm=True, seed=0)
+    x = backends.to_device(np.random.default_rng(0).random((4, 6)), "float32")
+    t = backends.to_device(np.arange(4) % 3, "int64")
+    expected = to_host(net.predict(x, train_flg=False))
+    averages = {k: to_host(v).copy() for k, v in net.state().items()}
+    for flag in ("False", None, [False]):
+        with pytest.raises(ValueError, match=rf"MultiLayerNetExtend.predict: train_flg must "
+                                             rf"be True or False, got {re.escape(repr(flag))}"):
+            net.predict(x, train_flg=flag)
+    with pytest.raises(ValueError, match="MultiLayerNetExtend.loss: train_flg must be True"):
+        net.loss(x, t, train_flg="no")
+    for layer in (Dropout(0.5), BatchNormalization(backends.to_device(np.ones(6), "float32"),
+                                                   backends.to_device(np.zeros(6), "float32"))):
+        with pytest.raises(ValueError, match=rf"{type(layer).__name__}.forward: train_flg"):
+            layer.forward(x, "False")
+    for flag in (np.False_, 0):
+        np.testing.assert_array_equal(to_host(net.predict(x, train_flg=flag)), expected)
+    for key, value in net.state().items():
+        np.testing.assert_array_equal(to_host(value), averages[key], err_msg=key)
