@@ -84,6 +84,12 @@ class TorchBackend(StandardBackend):
         if isinstance(value, torch.device):
             value = str(value)
         name = str(value).lower()
+        try:  # PyTorch's own spellings of the one CPU or MPS device: "cpu:0", "mps:0"
+            parsed = torch.device(name)
+        except (RuntimeError, TypeError):
+            parsed = None
+        if parsed is not None and parsed.type in ("cpu", "mps") and parsed.index in (None, 0):
+            name = parsed.type
         if name not in cls.devices():
             why = ""
             if name == "mps" and platform.system() != "Darwin":

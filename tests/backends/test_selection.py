@@ -11,6 +11,7 @@ import pytest
 
 import backends
 import backends.backend
+from framework.testing.plugin import unusable
 from tests.conftest import ROOT
 
 
@@ -304,6 +305,19 @@ def test_the_install_hint_is_given_only_where_the_library_is_missing():
         str(missing.value)
     assert "driverlib found no driver; or run on the CPU with XPNET_BACKEND=numpy" in \
         str(driver.value) and "to install" not in str(driver.value)
+
+
+def test_pytorchs_own_names_of_its_cpu_are_its_cpu():
+    """``XPNET_DEVICE=cpu:0`` (``str(torch.device("cpu", 0))``) was "torch has no device
+    'cpu:0' here; it has: cpu"; a CPU past the first is still refused."""
+    if "torch" not in backends.available():
+        pytest.skip(unusable("torch", backends.backend_class("torch").usable()[1]))
+    import torch
+    for name in ("cpu:0", "CPU:0", torch.device("cpu", 0)):
+        with backends.using("torch", device=name) as chosen:
+            assert chosen.device == torch.device("cpu")
+    with pytest.raises(RuntimeError, match=r"torch has no device 'cpu:1' here; it has: cpu"):
+        backends.use("torch", device="cpu:1")
 
 
 def test_an_accelerator_a_library_does_not_see_says_why():
