@@ -22,6 +22,7 @@ import numpy as np
 from backends import backend_of, dtype_name, to_numpy
 from framework import book_params
 from framework.files import atomic_open, user_path
+from framework.step import network_dtype
 
 FORMAT = "xpnet-checkpoint"
 VERSION = 1
@@ -37,7 +38,7 @@ def save(path, network, extra_meta=None, extra_arrays=None):
     expanded, as every path here: :func:`framework.files.user_path`)."""
     path = user_path(path, "the checkpoint's path")
     meta = {"format": FORMAT, "version": VERSION, "model": type(network).__name__,
-            "config": network.config(), "dtype": dtype_name(network.dtype)}
+            "config": _config(network), "dtype": dtype_name(network_dtype(network))}
     meta.update(extra_meta or {})
     arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
     arrays.update({f"state/{k}": to_numpy(v) for k, v in _state(network).items()})
@@ -166,7 +167,7 @@ def load_params(path, network):
 
 def load_read(path, meta, arrays, network):
     """:func:`load` for a checkpoint already :func:`read` (``path`` names it in errors)."""
-    want = (type(network).__name__, network.config())
+    want = (type(network).__name__, _config(network))
     have = (meta.get("model"), meta.get("config"))
     (model, mine), (other, theirs) = _architecture(network, want), _architecture(network, have)
     if (model, mine) != (other, theirs):
@@ -175,8 +176,8 @@ def load_read(path, meta, arrays, network):
             differ = " (" + "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here"
                                       for k in {**theirs, **mine}
                                       if theirs.get(k) != mine.get(k)) + ")"
-        raise CheckpointError(f"{path}: checkpoint is {have[0]}{have[1]}, but the network is "
-                              f"{want[0]}{want[1]}{differ}")
+        raise CheckpointError(f"{path}: checkpoint is {_described(*have)}, but the network "
+                              f"is {_described(*want)}{differ}")
     values = _checked_params(path, network, arrays, "param/{key}")
     state = {}
     for key, buf in _state(network).items():
@@ -218,6 +219,22 @@ def _copy_params(network, values):
         new = xpx.at(p)[...].set(backend_of(p).asarray(values[key], dtype=p.dtype))
         if new is not p:  # JAX: a new array, which the network's parameters pass on
             network.params[key] = new
+
+
+def _config(network):
+    """``network.config()``: a :class:`models.base.Network`'s constructor arguments; None
+    for a network of the user's own written as the book's (``params``, ``gradient``),
+    whose checkpoints then name its class and hold its parameters, their names and shapes
+    checked on loading. (Such a network failed at its first epoch's end, "'BookNet' object
+    has no attribute 'config'", after the epoch's work.)"""
+    config = getattr(network, "config", None)
+    return config() if callable(config) else None
+
+
+def _described(model, config):
+    """``TwoLayerNet{'input_size': 784, ...}``, or the class alone where there is no
+    config (a network of the user's own)."""
+    return f"{model}{config}" if config is not None else f"{model}"
 
 
 def _architecture(network, described):

@@ -12,6 +12,7 @@ import math
 import backends
 
 from framework import checkpoint as ckpt
+from framework.step import network_dtype
 
 
 def save(trainer, path, position=0, epoch_losses=None):
@@ -77,7 +78,7 @@ def restore(trainer, path):
         raise ckpt.CheckpointError(f"{path}: the run drew its batches otherwise ({differ}); "
                                    f"resume with the same data, mini_batch_size, sampling and "
                                    f"drop_last, or start a new run")
-    trained_in, now_in = meta.get("dtype"), backends.dtype_name(trainer.network.dtype)
+    trained_in, now_in = meta.get("dtype"), backends.dtype_name(network_dtype(trainer.network))
     if trained_in is not None and trained_in != now_in:
         raise ckpt.CheckpointError(
             f"{path}: the run trained in {trained_in}, the network is {now_in}; resume it "

@@ -217,6 +217,75 @@ def test_resume_equals_an_uninterrupted_run(backend, tmp_path):
                                       to_host(full.network.params[key]))
 
 
+class BookStyleNet:
+    """A network of the user's own as the book writes one (ch05/two_layer_net.py): params,
+    layers, predict, loss, accuracy and gradient; no config() and no dtype."""
+
+    def __init__(self, seed):
+        import backends
+        from collections import OrderedDict
+        from framework.layers import Affine, Relu, SoftmaxWithLoss
+        rng = np.random.default_rng(seed)
+        self.params = {k: backends.to_device(v, "float32") for k, v in (
+            ("W1", 0.1 * rng.standard_normal((20, 16))), ("b1", np.zeros(16)),
+            ("W2", 0.1 * rng.standard_normal((16, 4))), ("b2", np.zeros(4)))}
+        self.layers = OrderedDict(Affine1=Affine(self.params["W1"], self.params["b1"]),
+                                  Relu1=Relu(),
+                                  Affine2=Affine(self.params["W2"], self.params["b2"]))
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x), t)
+
+    def accuracy(self, x, t):
+        import backends
+        xp = backends.get_array_module(x)
+        hits = xp.argmax(self.predict(x), axis=1) == t
+        return float(xp.sum(xp.astype(hits, xp.float32))) / x.shape[0]
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return {"W1": self.layers["Affine1"].dW, "b1": self.layers["Affine1"].db,
+                "W2": self.layers["Affine2"].dW, "b2": self.layers["Affine2"].db}
+
+
+@pytest.mark.backends("numpy", "torch", "array_api_strict")  # arrays changed in place
+def test_a_network_of_the_users_own_keeps_checkpoints_and_resumes(backend, tmp_path):
+    """A book-style network trained with checkpoint= failed at its first epoch's end,
+    after the epoch's work: "'BookStyleNet' object has no attribute 'config'". Its
+    checkpoint names its class and holds its parameters, and the run resumes bit for bit;
+    a file of another network is refused."""
+    from framework.checkpoint import CheckpointError
+    path = str(tmp_path / "run.npz")
+    full = make_trainer(net=BookStyleNet(0), epochs=3, seed=5)
+    full.train()
+
+    def stop_after_one(trainer, record):
+        raise Interrupt
+    first = make_trainer(net=BookStyleNet(0), checkpoint=path, callbacks=[stop_after_one],
+                         epochs=3, seed=5)
+    with pytest.raises(Interrupt):
+        first.train()
+    resumed = make_trainer(net=BookStyleNet(9), checkpoint=path, resume=True, epochs=3, seed=5)
+    assert resumed.iteration == 20
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+    with pytest.raises(CheckpointError, match=r"checkpoint is BookStyleNet, but the network is "
+                                              r"TwoLayerNet\{'input_size': 20"):
+        make_trainer(checkpoint=path, resume=True, epochs=3, seed=5)
+
+
 def test_a_schedule_resumes_at_the_rate_it_had_reached(backend, tmp_path):
     """A callback halves the learning rate at every epoch end. Stopped after two epochs and
     resumed with the optimizer built afresh (its first rate), the run goes on at the rate
