@@ -32,6 +32,7 @@ library and device.
 """
 
 import contextlib
+import threading
 
 import numpy
 
@@ -46,6 +47,9 @@ class Unusable(RuntimeError):
         super().__init__(message)
         self.missing = missing
 
+
+#: held while a library's operations are made (once per settings snapshot), not after
+_MAKING = threading.RLock()
 
 class Backend:
     """One array library (the class) on one of its devices (an instance): see the module."""
@@ -128,13 +132,19 @@ class Backend:
         settings snapshot, kept on the class (a scoped change gets its own, and the old
         one back when the scope ends)."""
         cache = cls.__dict__.get("_operations")
-        if cache is None:
-            cache = cls._operations = {}
         key = (settings.fast_paths,) + tuple(getattr(settings, f) for f in cls.settings_fields)
-        ops = cache.get(key)
+        ops = cache.get(key) if cache is not None else None
         if ops is None:
-            ops = cache[key] = cls._make_ops(settings) if settings.fast_paths else \
-                cls._reference_ops()
+            # made once, under a lock: threads that met the library at the same moment
+            # each made their own (four threads' first network calls, four HostOps)
+            with _MAKING:
+                cache = cls.__dict__.get("_operations")
+                if cache is None:
+                    cache = cls._operations = {}
+                ops = cache.get(key)
+                if ops is None:
+                    ops = cache[key] = cls._make_ops(settings) if settings.fast_paths else \
+                        cls._reference_ops()
         return ops
 
     @classmethod

@@ -23,6 +23,7 @@ import numpy
 from backends.arrays import is_array
 from backends.backend import Unusable
 from backends.host.allocator import HostAllocator
+from backends.host.threads import Blas
 from backends.settings import Settings
 
 ENV_VAR = "XPNET_BACKEND"
@@ -55,6 +56,9 @@ class Registry:
         self.entries = dict(entries)
         self.refused = dict(refused)
         self.allocator = HostAllocator()
+        #: NumPy's BLAS threads, lent to xpnet's host operations within network calls: one
+        #: for the process, as BLAS's thread count is (backends/host/threads.py)
+        self.blas = Blas()
         self._classes = {}  # name -> Backend subclass, imported on first need
         self._by_module = None  # top-level module name -> Backend subclass
         self._class_by_type = {}

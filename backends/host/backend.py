@@ -2,7 +2,7 @@
 
 import numpy
 
-from backends.backend import Backend
+from backends.backend import _MAKING, Backend
 from backends.host import build, threads
 from backends.host.ops import HostOps
 
@@ -28,18 +28,20 @@ class NumpyBackend(Backend):
     def kernels(cls, settings):
         """``(Kernels or None, why)``: the compiled kernels for ``settings``, built and loaded
         once a process (:func:`backends.host.build.load`)."""
-        cache = cls.__dict__.get("_kernels")
-        if cache is None:
-            cache = cls._kernels = {}
         key = (settings.host_kernels, settings.cache_dir)
-        if key not in cache:
-            cache[key] = build.load(settings)
-        return cache[key]
+        with _MAKING:  # one build and load, whichever threads ask at once
+            cache = cls.__dict__.get("_kernels")
+            if cache is None:
+                cache = cls._kernels = {}
+            if key not in cache:
+                cache[key] = build.load(settings)
+            return cache[key]
 
     @classmethod
     def _make_ops(cls, settings):
+        from backends.registry import REGISTRY
         return HostOps(numpy, threads=threads.host_threads(settings),
-                       kernels=lambda: cls.kernels(settings), backend=cls)
+                       kernels=lambda: cls.kernels(settings), backend=cls, blas=REGISTRY.blas)
 
     @classmethod
     def namespace_of(cls, x):

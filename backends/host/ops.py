@@ -54,11 +54,13 @@ class HostOps(StridedOps):
 
     name = "host"
 
-    def __init__(self, xp, threads=1, kernels=None, backend=None):
+    def __init__(self, xp, threads=1, kernels=None, backend=None, blas=None):
         super().__init__(xp, backend)
         self.pool = _threads.Pool(int(threads))
         self.threads = self.pool.threads
-        self.blas = _threads.Blas()
+        # BLAS's threads are the process's: one Blas for every HostOps the registry makes
+        # (each settings snapshot has its own operations), else one of its own
+        self.blas = blas if blas is not None else _threads.Blas()
         self._load_kernels = kernels
         self._kernels = None  # (Kernels or None, why), once asked for
         self._zeros = {}  # dtype -> its zero, for ReLU

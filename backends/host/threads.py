@@ -186,11 +186,26 @@ class Blas:
                 controller = blas_controller()
                 if self._depth and self._limiter is None and controller is not None:
                     self._limiter = controller.limit(limits=1, user_api="blas")
+                    _release_control(controller)
 
     def _give_back(self):
         if self._limiter is not None:
             limiter, self._limiter = self._limiter, None
             limiter.restore_original_limits()
+            _release_control(blas_controller())
+
+
+def _release_control(controller):
+    """Let go of OpenBLAS after setting its threads, as threadpoolctl's own ``with limit():``
+    does on leaving. threadpoolctl lets one Python thread at a time set OpenBLAS's thread
+    pool (it is the process's), and ignores, without a word, what any other thread sets
+    while that one lives: a call that set the threads outside ``with`` kept control, so a
+    give-back from another thread did nothing and BLAS stayed on one thread. Only the
+    thread in control lets go here; one that holds it with ``with`` keeps it."""
+    for library in controller.lib_controllers if controller is not None else ():
+        clear = getattr(type(library), "clear_controlling_thread", None)
+        if clear is not None:  # OpenBLAS's controller, threadpoolctl 3.6 on
+            clear()
 
 
 class _Scope:

@@ -2,6 +2,7 @@
 one-thread results, and NumPy's BLAS gets its threads back after every network call."""
 
 import multiprocessing
+import os
 import threading
 import time
 
@@ -257,6 +258,8 @@ class _ProcessBlas:
     sets the count, as threadpoolctl's calls into the BLAS library do (ctypes lets the
     GIL go); the count it records to give back is the one it found."""
 
+    lib_controllers = ()  # no library whose control threadpoolctl hands between threads
+
     def __init__(self, threads):
         self.threads, self.limits_taken = threads, 0
 
@@ -279,7 +282,7 @@ def test_networks_called_from_threads_at_once_give_blas_its_threads_back(monkeyp
     process_blas = _ProcessBlas(threads=4)
     monkeypatch.setattr(host_threads_module, "blas_controller", lambda: process_blas)
     blas = host_threads_module.Blas()
-    together = threading.Barrier(3)
+    together = threading.Barrier(3, timeout=60)  # a thread that fails breaks it: no hang
 
     def network_call():
         together.wait()
@@ -295,3 +298,60 @@ def test_networks_called_from_threads_at_once_give_blas_its_threads_back(monkeyp
         call.join()
     assert (process_blas.threads, process_blas.limits_taken) == (4, 1)
     assert not blas.borrowed and blas._depth == 0
+
+
+THREADS_AT_ONCE = """
+import threading
+import numpy as np
+import threadpoolctl
+import backends
+from models import SimpleConvNet
+
+def blas_threads():
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+               if i["user_api"] == "blas")
+
+before, seen = blas_threads(), []
+start = threading.Barrier(4)
+
+def calls(seed):
+    x = np.random.default_rng(seed).random((64, 1, 12, 12), dtype=np.float32)
+    start.wait()  # the process's first networks and calls, in four threads at once
+    net = SimpleConvNet(input_dim=(1, 12, 12), conv_param={"filter_num": 4, "filter_size": 3,
+                                                         "pad": 0, "stride": 1}, hidden_size=8,
+                        output_size=3, seed=seed)
+    seen.append(backends.ops_for(x))
+    for _ in range(100):
+        net.predict(x)
+
+threads = [threading.Thread(target=calls, args=(i,)) for i in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(before, blas_threads(), len(set(map(id, seen))))
+"""
+
+
+def test_threads_meeting_numpy_at_once_share_its_operations_and_give_blas_back():
+    """Four threads whose first network calls met at once each made their own HostOps, each
+    with its own count of BLAS's borrowers: one borrowed BLAS's threads, another recorded
+    that one thread as the count to give back, and BLAS stayed on one thread for the rest
+    of the process. And threadpoolctl lets one Python thread at a time
+    set OpenBLAS: a give-back from another thread than the borrower's was ignored until
+    the borrower let go. A real process, as a user's thread pool (the old code failed
+    7 runs in 8 with several operations, 3 in 8 with BLAS left on one thread)."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    blas_threads()  # skips where no BLAS can be set
+    # the default thread count: working it out asks threadpoolctl, whose scan of the
+    # loaded libraries lets the other threads run, into making operations of their own
+    env = {k: v for k, v in os.environ.items() if k != "XPNET_HOST_THREADS"}
+    for run in range(3):
+        r = subprocess.run([sys.executable, "-c", THREADS_AT_ONCE], capture_output=True,
+                           text=True, timeout=120, cwd=ROOT,
+                           env=dict(env, PYTHONPATH=ROOT, XPNET_BACKEND="numpy"))
+        assert r.returncode == 0, r.stderr
+        before, after, operations = map(int, r.stdout.split())
+        assert (after, operations) == (before, 1), (run, r.stdout)
