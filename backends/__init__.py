@@ -39,7 +39,8 @@ kernels, GEMMs, the graph's mechanics); :mod:`backends.standard`, with
 the standard. Nothing here imports from above.
 """
 
-from backends.arrays import dtype_kind, dtype_name, host_rng, is_array, on_device_of, size  # noqa: F401
+from backends.arrays import (dtype_kind, dtype_name, host_numbers, host_rng, is_array,  # noqa: F401
+                             on_device_of, size)
 from backends.backend import Backend, Unusable  # noqa: F401
 from backends.dispatch import ops_for  # noqa: F401
 from backends.host.threads import cpu_share as _cpu_share
@@ -92,8 +93,11 @@ def cpu_share():
 
 
 def to_device(x, dtype=None):
-    """``x`` as an array of the current default backend."""
-    return current().asarray(x, dtype=dtype)
+    """``x`` as an array of the current default backend: an array of any library, or host
+    data NumPy reads as numbers (Python numbers, nested lists, buffers); ``ValueError`` for
+    host data that holds no numbers (``None``, text, dates, Python objects) or complex
+    numbers asked for as real ones (:func:`backends.arrays.host_numbers`)."""
+    return current().asarray(host_numbers("to_device", x, dtype), dtype=dtype)
 
 
 def __getattr__(name):

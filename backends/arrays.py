@@ -86,6 +86,37 @@ def float_dtype(owner, backend, dtype):
     return out
 
 
+#: why NumPy's masked arrays are refused wherever they enter (the registry, to_device)
+MASKED = ("NumPy's masked arrays cannot be computed on by xpnet: their masks would be "
+          "dropped and the masked values used; fill them first (a.filled(value)), or leave "
+          "out the samples they are in")
+
+#: what NumPy's kinds that are no numbers hold, for the errors that refuse them
+_NOT_NUMBERS = {"O": "Python objects", "U": "text", "S": "bytes", "V": "raw records",
+                "M": "dates", "m": "time spans"}
+
+
+def host_numbers(where, x, dtype=None):
+    """Host data (a Python number, nested lists, a buffer, a NumPy array) as a NumPy array,
+    checked to hold numbers: ``ValueError`` naming ``where`` for ``None``, text, dates or
+    Python objects (NumPy read ``None`` as NaN, ``"1.0"`` as 1.0 and a date as its day
+    count without a word), and for complex values asked for as a real ``dtype`` (their
+    imaginary parts would be dropped). Another library's array is returned as it is."""
+    if is_array(x) and not isinstance(x, (numpy.ndarray, memoryview)):
+        return x
+    if type(x).__module__.startswith("numpy.ma"):
+        raise TypeError(MASKED)
+    a = numpy.asarray(x)
+    kind = a.dtype.kind
+    if kind in _NOT_NUMBERS:
+        raise ValueError(f"{where}: x holds {_NOT_NUMBERS[kind]} (dtype {a.dtype}); expected "
+                         f"numbers: convert them first (numpy.asarray(x, dtype=float))")
+    if kind == "c" and dtype is not None and dtype_kind(dtype) != "c":
+        raise ValueError(f"{where}: x holds complex numbers, and dtype {dtype_name(dtype)} "
+                         f"would drop their imaginary parts; take x.real or abs(x) first")
+    return a
+
+
 def dtype_kind(dtype):
     """NumPy's one-letter kind of any library's dtype: ``"f"``, ``"i"``, ``"u"``, ``"b"``, ``"c"``."""
     kind = getattr(dtype, "kind", None)

@@ -20,7 +20,7 @@ import importlib
 
 import numpy
 
-from backends.arrays import is_array
+from backends.arrays import MASKED, is_array
 from backends.backend import Unusable
 from backends.host.allocator import HostAllocator
 from backends.host.threads import Blas
@@ -269,7 +269,8 @@ class Registry:
 
     def class_of(self, x):
         """The Backend subclass ``x``'s library has (NumPy's for Python numbers and NumPy
-        scalars); ``TypeError`` for a refused library's arrays."""
+        scalars); ``TypeError`` for a refused library's arrays, and for NumPy's masked
+        arrays (a subclass of NumPy's whose mask every operation here would drop)."""
         t = type(x)
         cls = self._class_by_type.get(t)
         if cls is not None:
@@ -280,6 +281,8 @@ class Registry:
         if library in self.refused:
             raise TypeError(f"{library} arrays cannot be computed on by xpnet: "
                             f"{self.refused[library]}")
+        if t.__module__.startswith("numpy.ma"):  # the mask would fall away without a word
+            raise TypeError(MASKED)
         cls = self._modules().get(library)
         if cls is None:  # a library no entry names: the standard's, through its namespace
             cls = _import(GENERIC).for_library(library, _import(GENERIC).namespace_of(x))

@@ -108,7 +108,10 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)}; expected labels (N,) or "
                          f"one-hot rows (N, classes)")
     for name, a in ((xn, x), (tn, t)):  # each in its own library's namespace: the data and
-        xp = backends.get_array_module(a)  # the labels may come from two (sent apart)
+        try:  # the labels may come from two (sent apart)
+            xp = backends.get_array_module(a)
+        except TypeError as e:  # a refused library's, or NumPy's masked arrays
+            raise TypeError(f"{where}: {name}: {e}") from None
         row = _first_bad_row(xp, a) if dtype_kind(a.dtype) == "f" and size(a) else None
         if row is not None:
             raise ValueError(f"{where}: {name} holds NaN or infinite values, first in row "

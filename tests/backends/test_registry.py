@@ -204,3 +204,44 @@ def test_a_subclass_of_numpys_array_is_numpys():
     trainer = Trainer(net, measured, t, measured, t, epochs=1, mini_batch_size=4, verbose=False)
     trainer.train()
     assert len(trainer.train_loss_list) == 3
+
+
+def test_a_masked_array_is_refused_wherever_it_enters():
+    """NumPy's masked arrays, a subclass too, lost their masks without a word: the Trainer
+    trained on the masked values (a masked 1e30 among them), and a prediction failed in
+    NumPy's masked product ("operands could not be broadcast together")."""
+    from framework.trainer import Trainer
+    backends.use("numpy")  # NumPy's subclass, on NumPy's network (restored after the test)
+    rng = np.random.default_rng(41)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    masked = np.ma.array(x, mask=np.zeros(x.shape, bool))
+    masked[0, 0] = np.ma.masked
+    refusal = r"NumPy's masked arrays cannot be computed on by xpnet: their masks would be " \
+              r"dropped and the masked values used; fill them first \(a.filled\(value\)\)"
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    for call in (lambda: net.predict(masked), lambda: net.gradient(masked, t),
+                 lambda: backends.to_device(masked)):
+        with pytest.raises(TypeError, match=refusal):
+            call()
+    for args, name in (((masked, t), "x_train"), ((x, np.ma.array(t)), "t_train")):
+        with pytest.raises(TypeError, match=f"Trainer: {name}: " + refusal):
+            Trainer(net, *args, x, t, epochs=1, mini_batch_size=4, verbose=False)
+
+
+@pytest.mark.parametrize("data, words", [
+    (None, r"holds Python objects \(dtype object\)"),
+    ("1.0", r"holds text \(dtype <U3\)"),
+    ([b"1"], r"holds bytes"),
+    (np.array(["2026-12-06"], dtype="datetime64[D]"), r"holds dates"),
+    (np.array([1.0, None], dtype=object), r"holds Python objects"),
+    (np.ones(2, complex), r"holds complex numbers, and dtype float32 would drop their "
+                          r"imaginary parts"),
+], ids=["none", "text", "bytes", "dates", "objects", "complex-as-real"])
+def test_to_device_refuses_host_data_that_holds_no_numbers(backend, data, words):
+    """``None`` became NaN, ``"1.0"`` 1.0, a date its day count, complex numbers their real
+    parts (with NumPy's ComplexWarning), each without an error; a buffer is read as NumPy
+    reads it."""
+    with pytest.raises(ValueError, match=rf"to_device: x {words}"):
+        backends.to_device(data, "float32")
+    a = backends.to_device(memoryview(np.arange(3.0)), "float32")
+    np.testing.assert_array_equal(backends.to_numpy(a), [0.0, 1.0, 2.0])
