@@ -34,8 +34,9 @@ def user_path(path, what="path"):
 def unwritable(path):
     """Why no file could be written at ``path``, in words, or ``None`` where one can: a
     folder in its place, or a folder for it that cannot be made or written to (the
-    folders it names are made, as :func:`atomic_open` would make them). For checks made
-    before a long run, not after it."""
+    folders it names are made, as :func:`atomic_open` would make them; ``~`` is the home
+    folder). For checks made before a long run, not after it."""
+    path = os.path.expanduser(path)
     if os.path.isdir(path):
         return "is a folder; expected a file's name"
     folder = os.path.dirname(os.path.abspath(path))
@@ -64,13 +65,14 @@ def atomic_open(path, mode="wb", prefix=None):
     block raises, the temporary file is removed, ``path`` is untouched, and
     the exception propagates.
 
-    As ``open`` would: a symbolic link of the user's own at ``path`` is written through
+    ``~`` is the home folder (:func:`user_path`). As ``open`` would: a symbolic link of the user's own at ``path`` is written through
     (the file it points to is replaced, beside it, and the link stays; another user's
     link is not followed), and a file replaced keeps its permission bits (a checkpoint
     made private with ``chmod 600`` stays private).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
+    path = user_path(path)  # "~/plots/a.png": the home folder's, not a folder named "~"
     if os.path.islink(path) and os.lstat(path).st_uid == os.geteuid():
         # the user's own link: else the rename would put a file in the link's place. Not
         # another's, as the kernel's protected_symlinks would not (a link planted in /tmp

@@ -205,3 +205,18 @@ def test_another_users_link_is_not_followed(tmp_path):
         f.write(b"checkpoint")
     assert victim.read_bytes() == b"precious"
     assert not planted.is_symlink() and planted.read_bytes() == b"checkpoint"
+
+
+def test_a_path_from_home_is_the_home_folders(tmp_path, monkeypatch):
+    """``--plot ~/runs/curves.png`` quoted, where no shell expands it: the check before the
+    run made a folder named ``~`` in the working directory, and the plot went into it."""
+    from framework.files import unwritable
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert unwritable("~/runs/curves.png") is None
+    with atomic_open("~/runs/curves.png") as f:
+        f.write(b"png")
+    assert (home / "runs" / "curves.png").read_bytes() == b"png"
+    assert os.listdir(work) == []
