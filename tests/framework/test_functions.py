@@ -129,7 +129,7 @@ def test_a_list_is_named_where_an_array_belongs():
 
 
 def test_the_rest_of_the_books_functions_give_its_numbers(xp):
-    """The book's ``common/functions.py`` names all answer (five were missing, so a
+    """The book's ``common/functions.py`` names all answer (six were missing, so a
     reader's ``from common.functions import sum_squared_error``, as chapter 4's code has
     it, had no counterpart): 4.2.1's two squared errors and the step function of 3.2.2."""
     def on_device(values, dtype="float64"):
