@@ -65,10 +65,11 @@ def atomic_open(path, mode="wb", prefix=None):
     block raises, the temporary file is removed, ``path`` is untouched, and
     the exception propagates.
 
-    ``~`` is the home folder (:func:`user_path`). As ``open`` would: a symbolic link of the user's own at ``path`` is written through
-    (the file it points to is replaced, beside it, and the link stays; another user's
-    link is not followed), and a file replaced keeps its permission bits (a checkpoint
-    made private with ``chmod 600`` stays private).
+    ``~`` is the home folder (:func:`user_path`). As ``open`` would: a symbolic link of
+    the user's own at ``path`` is written through (the file it points to is replaced,
+    beside it, and the link stays; another user's link is not followed), and a file
+    replaced keeps its permission bits (a checkpoint made private with ``chmod 600``
+    stays private).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")

@@ -94,7 +94,8 @@ class Dropout(Layer):
 
     def forward(self, x, train_flg=True):
         check_same_backend(self.name, x=x, counter=self.counter)
-        train_flg = training(f"{self.name}.forward", train_flg)
+        if train_flg is not True and train_flg is not False:  # no call, no text for a bool
+            train_flg = training(f"{self.name}.forward", train_flg)
         try:
             if not train_flg:
                 return x * (1.0 - self.dropout_ratio)
