@@ -440,6 +440,33 @@ class Trainer:
         """Steps done: whole epochs, plus those of an interrupted epoch a resume continues."""
         return self.iteration + self._resume_position
 
+    # --- the book's names (common/trainer.py), read-only -----------------------------
+
+    @property
+    def current_iter(self):
+        """The book's name for :attr:`step`: the steps done."""
+        return self.step
+
+    @property
+    def batch_size(self):
+        """The book's name for ``mini_batch_size``: samples a step (the global batch)."""
+        return self.batches.batch_size
+
+    @property
+    def train_size(self):
+        """The training samples."""
+        return self.batches.size
+
+    @property
+    def x_train(self):
+        """The training data, on the network's device (the book's are its host arrays)."""
+        return self.batches.x
+
+    @property
+    def t_train(self):
+        """The training labels, on the network's device."""
+        return self.batches.t
+
     def _note_stop(self, signum):
         self._stop = signum  # the loop looks after the step in flight
 
@@ -476,8 +503,13 @@ class Trainer:
         """Bytes CuPy holds for this run: its default pool plus the graph's own (0 on NumPy)."""
         return sum(self.gpu_pools().values())
 
-    def train_step(self, x_batch, t_batch):
+    def train_step(self, x_batch=None, t_batch=None):
         """One step on a batch already on the device: gradient, update, and the loss.
+
+        The book's ``train_step()`` draws a batch itself and evaluates at each epoch's
+        start; here :meth:`train` runs the steps and epochs, and a call without a batch is
+        a ``TypeError`` saying so (it was Python's "missing 2 required positional
+        arguments").
 
         The loss is the one ``gradient``'s forward pass computed, returned as
         an array scalar on the device: nothing here waits for the GPU. In a
@@ -485,6 +517,11 @@ class Trainer:
         takes its part of the step
         (:meth:`framework.data_parallel.DataParallelStep.train`).
         """
+        if x_batch is None or t_batch is None:
+            raise TypeError("Trainer.train_step(x_batch, t_batch) takes a batch on the "
+                            "device; the book's train_step() drew its own and evaluated at "
+                            "each epoch's start, which train() does here: call "
+                            "trainer.train() (train(epochs=N) for N more epochs)")
         if self.world.size == 1:
             return steps.train_step(self.network, self.optimizer, x_batch, t_batch)
         return data_parallel.train_step(self.network, self.optimizer, x_batch, t_batch,

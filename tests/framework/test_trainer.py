@@ -838,3 +838,20 @@ def test_a_batch_norm_networks_numerical_gradient_refuses_what_its_gradient_refu
         for call in (net.gradient, net.numerical_gradient):
             with pytest.raises(ValueError, match=rf"^BatchNorm1: {said}"):
                 call(backend.asarray(x[:n], "float64"), backend.asarray(t[:n]))
+
+
+def test_the_books_trainer_names_answer(backend):
+    """A reader's code written against the book's common/trainer.py reads
+    ``current_iter``, ``batch_size``, ``train_size``, ``x_train`` and ``t_train`` (each was
+    an AttributeError), and the book's ``train_step()`` without a batch says what runs the
+    steps here (it was "missing 2 required positional arguments")."""
+    trainer = make_trainer(epochs=2, mini_batch_size=40)
+    assert (trainer.current_iter, trainer.batch_size, trainer.train_size) == (0, 40, 400)
+    x, t = blobs()
+    np.testing.assert_array_equal(to_host(trainer.x_train), x)
+    np.testing.assert_array_equal(to_host(trainer.t_train), t)
+    with pytest.raises(TypeError, match=r"the book's train_step\(\) drew its own .* call "
+                                        r"trainer.train\(\)"):
+        trainer.train_step()
+    trainer.train()
+    assert trainer.current_iter == trainer.max_iter == 20
