@@ -36,7 +36,7 @@ def unwritable(path):
     folder in its place, or a folder for it that cannot be made or written to (the
     folders it names are made, as :func:`atomic_open` would make them; ``~`` is the home
     folder). For checks made before a long run, not after it."""
-    path = os.path.expanduser(path)
+    path = user_path(path)
     if os.path.isdir(path):
         return "is a folder; expected a file's name"
     folder = os.path.dirname(os.path.abspath(path))
