@@ -70,11 +70,22 @@ def dtype_name(dtype):
     return str(dtype).rsplit(".", 1)[-1]
 
 
+#: float types a network refuses: PyTorch and JAX have them, but the book's layers in them
+#: failed deep in the library (PyTorch has no ReLU for float8) or went untested
+NARROW_FLOATS = ("bfloat16", "float8_", "float6_", "float4_")
+
+
 def float_dtype(owner, backend, dtype):
     """``dtype`` (default float32) as ``backend``'s floating dtype, or ``ValueError`` naming
     ``owner`` (a network, ``DeviceBatches``) and what was given: an integer type would
-    truncate, a misspelt name was the library's own error. A device without float64 says
+    truncate, a misspelt name was the library's own error, and ``bfloat16`` or ``float8_*``
+    failed deep in PyTorch or was called no floating type. A device without float64 says
     so itself."""
+    name = dtype_name(dtype) if dtype is not None else "float32"
+    if name.startswith(NARROW_FLOATS):
+        raise ValueError(f"{owner}: dtype {name} is too narrow for the layers, which compute "
+                         f"in float32 (the default), float64 or float16; data in {name} is "
+                         f"cast to the network's dtype on the way in")
     try:
         out = backend.dtype(dtype or "float32")
     except (TypeError, AttributeError, ValueError) as e:
@@ -107,7 +118,7 @@ def host_numbers(where, x, dtype=None):
     if type(x).__module__.startswith("numpy.ma"):
         raise TypeError(MASKED)
     a = numpy.asarray(x)
-    kind = a.dtype.kind
+    kind = dtype_kind(a.dtype)  # "f" for ml_dtypes' bfloat16 and float8, NumPy's "V"
     if kind in _NOT_NUMBERS:
         raise ValueError(f"{where}: x holds {_NOT_NUMBERS[kind]} (dtype {a.dtype}); expected "
                          f"numbers: convert them first (numpy.asarray(x, dtype=float))")
@@ -118,16 +129,30 @@ def host_numbers(where, x, dtype=None):
 
 
 def dtype_kind(dtype):
-    """NumPy's one-letter kind of any library's dtype: ``"f"``, ``"i"``, ``"u"``, ``"b"``, ``"c"``."""
+    """NumPy's one-letter kind of any library's dtype: ``"f"``, ``"i"``, ``"u"``, ``"b"``, ``"c"``.
+
+    ``"f"`` for every floating type, those NumPy itself lacks included: PyTorch's and
+    JAX's ``bfloat16``, and ``ml_dtypes``' ``bfloat16`` and ``float8_*`` (the NumPy
+    arrays JAX's come to the host as), whose NumPy kind is ``"V"``, raw records."""
     kind = getattr(dtype, "kind", None)
-    if isinstance(kind, str):
+    if isinstance(kind, str) and kind != "V":
         return kind
     name = dtype_name(dtype)
+    if name == "bfloat16":
+        return "f"
     for prefix, letter in (("bool", "b"), ("uint", "u"), ("int", "i"), ("float", "f"),
                            ("complex", "c")):
         if name.startswith(prefix):
             return letter
-    return "O"
+    return kind if isinstance(kind, str) else "O"
+
+
+def extension_float(x):
+    """Whether ``x`` is a NumPy array of a floating type NumPy holds only through
+    ``ml_dtypes`` (``bfloat16``, ``float8_*``: what JAX's arrays of those types come to the
+    host as). No other library takes such an array from NumPy; each of its values is a
+    float32 exactly."""
+    return isinstance(x, numpy.ndarray) and x.dtype.kind == "V" and dtype_kind(x.dtype) == "f"
 
 
 def on_device_of(xp, like):

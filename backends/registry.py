@@ -20,7 +20,7 @@ import importlib
 
 import numpy
 
-from backends.arrays import MASKED, is_array
+from backends.arrays import MASKED, extension_float, is_array
 from backends.backend import Unusable
 from backends.host.allocator import HostAllocator
 from backends.host.threads import Blas
@@ -342,10 +342,14 @@ class Registry:
         return backend
 
     def to_numpy(self, x):
-        """A host ``numpy.ndarray`` (or NumPy scalar) from an array of any library."""
+        """A host ``numpy.ndarray`` (or NumPy scalar) from an array of any library; another
+        library's ``bfloat16`` or ``float8`` as float32, the same values."""
         if type(x) is numpy.ndarray or not is_array(x):
             return numpy.asarray(x)
-        return self.class_of(x).to_numpy(x)
+        out = self.class_of(x).to_numpy(x)
+        # bfloat16 and float8 as float32 (the same values): NumPy's types, which files and
+        # every other library take (JAX's come as ml_dtypes' types, PyTorch's not at all)
+        return out.astype(numpy.float32) if extension_float(out) else out
 
     def device_of(self, x):
         """Where ``x`` lives, as its library names it: ``"cpu"`` for NumPy, a

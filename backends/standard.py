@@ -13,7 +13,7 @@ library the registry does not name gets this class itself, named after its libra
 
 import numpy
 
-from backends.arrays import dtype_name, has_float64, is_array, native_order
+from backends.arrays import dtype_name, extension_float, has_float64, is_array, native_order
 from backends.backend import Backend, Unusable
 
 
@@ -61,6 +61,13 @@ class StandardBackend(Backend):
     def has_float64(self):
         return has_float64(self.xp, self.device)
 
+    def knows_dtype(self, name):
+        """Whether the library has a dtype named ``name`` here (PyTorch's ``bfloat16``)."""
+        try:
+            return self.dtype(name) is not None
+        except (TypeError, ValueError, AttributeError):
+            return False
+
     def dtype(self, dtype):
         if dtype is None:
             return None
@@ -82,6 +89,13 @@ class StandardBackend(Backend):
         elif REGISTRY.namespace(x) is not self.xp:
             x = REGISTRY.to_numpy(x)  # from another library: through the host
         x = native_order(x)
+        if extension_float(x):
+            # ml_dtypes' bfloat16 or float8 (JAX's arrays come to the host so), which only
+            # JAX takes from NumPy: sent as float32, the same values, and made the library's
+            # own type of that name where it has one (PyTorch's and JAX's bfloat16)
+            if dtype is None:
+                dtype = x.dtype.name if self.knows_dtype(x.dtype.name) else "float32"
+            x = x.astype(numpy.float32)
         if isinstance(x, numpy.ndarray) and not x.flags.writeable:
             # a library may keep the host's memory (PyTorch's CPU tensors do) and later
             # write into it in place: memory that must not change (a file mapped read-only,

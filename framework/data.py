@@ -10,7 +10,7 @@ import numbers
 
 import backends
 from backends import dtype_kind, ops_for, size
-from backends.arrays import check_flag, float_dtype
+from backends.arrays import NARROW_FLOATS, check_flag, float_dtype
 
 
 def _self_dot(xp, flat):
@@ -36,6 +36,11 @@ def _first_bad_row(xp, a):
     element-wise test is several. Only if it is not finite (a bad value, or
     squares that overflowed) are the rows looked at one by one.
     """
+    if backends.dtype_name(a.dtype).startswith(NARROW_FLOATS):
+        # bfloat16, float8: PyTorch has neither a dot nor isfinite for float8, and its
+        # squares overflow (float8_e4m3fn's largest is 448): checked as the float32 they
+        # will be sent as, which takes no more memory than sending them does
+        a = xp.astype(a, xp.float32)
     flat = xp.reshape(a, (-1,))
     quiet = xp.errstate(all="ignore") if hasattr(xp, "errstate") else contextlib.nullcontext()
     with quiet:  # inf * inf is the point here, not a warning

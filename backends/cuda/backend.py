@@ -3,8 +3,10 @@
 import contextlib
 import sys
 
+import numpy  # host-side: data on its way to the device
+
 from backends import mpi_env
-from backends.arrays import native_order
+from backends.arrays import extension_float, native_order
 from backends.backend import Backend, Unusable
 
 
@@ -144,6 +146,8 @@ class CupyBackend(Backend):
 
     def asarray(self, x, dtype=None):
         x = native_order(x)  # CuPy takes no big-endian host array
+        if extension_float(x):  # nor ml_dtypes' bfloat16 or float8 (JAX's host arrays)
+            x = x.astype(numpy.float32)  # the same values; CuPy has no bfloat16
         if self.device is None:
             return self.xp.asarray(x, dtype=dtype)
         with self.device:

@@ -3,6 +3,7 @@
 import platform
 
 from backends import mpi_env
+from backends.arrays import NARROW_FLOATS, dtype_name
 from backends.backend import Unusable
 from backends.standard import StandardBackend
 
@@ -102,7 +103,10 @@ class TorchBackend(StandardBackend):
 
     @classmethod
     def to_numpy(cls, x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if dtype_name(x.dtype).startswith(NARROW_FLOATS):  # bfloat16, float8: NumPy has none
+            x = x.float()  # as float32, the same values
+        return x.numpy()
 
     def asarray(self, x, dtype=None):
         """As the standard's, detached: xpnet computes its own gradients, and a tensor that

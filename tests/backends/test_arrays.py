@@ -253,3 +253,50 @@ def test_big_endian_host_data_reaches_every_backend_as_its_values(backend):
     for run in runs:
         run.train()
     assert runs[0].train_loss_list == runs[1].train_loss_list
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float8_e4m3fn"])
+def test_bfloat16_and_float8_data_reach_every_backend_as_their_values(backend, name):
+    """Images kept in bfloat16 or float8 to save memory: ml_dtypes' NumPy arrays (JAX's come
+    to the host so), PyTorch's and JAX's own. The Trainer refused them ("dtype bfloat16;
+    expected numbers (float or integer)"), ``to_device`` called them "raw records" and
+    PyTorch's ``to_numpy`` failed ("Got unsupported ScalarType BFloat16"). Each value is a
+    float32 exactly: sent so (as the library's own type where it has one), they train as the
+    same values in float32 do."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(13)
+    narrow = rng.random((12, 4)).astype(getattr(ml_dtypes, name))
+    wide, t = narrow.astype(np.float32), rng.integers(0, 3, 12)
+    assert backends.dtype_kind(narrow.dtype) == "f"
+    sent = backends.to_device(narrow)
+    np.testing.assert_array_equal(to_host(sent).astype(np.float32), wide)
+    given = [wide, narrow]
+    try:
+        own = backend.asarray(wide, dtype=name)  # PyTorch's and JAX's own types
+    except TypeError:
+        own = None  # NumPy's, CuPy's and array-api-strict's have none
+    if own is not None and backend.name != "numpy":
+        assert backends.dtype_name(own.dtype) == name
+        assert to_host(own).dtype == np.float32  # NumPy's type, which files and libraries take
+        np.testing.assert_array_equal(to_host(own), wide)
+        given.append(own)
+    runs = [Trainer(TwoLayerNet(4, 5, 3, seed=0), x, t, x, t, epochs=1, mini_batch_size=4,
+                    verbose=False, seed=0) for x in given]
+    for run in runs:
+        run.train()
+    for run in runs[1:]:
+        assert run.train_loss_list == runs[0].train_loss_list
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float8_e4m3fn"])
+def test_a_network_too_narrow_for_the_layers_is_refused_by_name(backend, name):
+    """A network in bfloat16 was "dtype must be a floating type, got bfloat16"; one in
+    float8 was built on PyTorch and failed at its first ReLU ("clamp_min_scalar_cpu" not
+    implemented for 'Float8_e4m3fn')."""
+    from models import TwoLayerNet
+    with pytest.raises(ValueError, match=f"TwoLayerNet: dtype {name} is too narrow for the "
+                                         f"layers, which compute in float32 \\(the default\\), "
+                                         f"float64 or float16; data in {name} is cast"):
+        TwoLayerNet(4, 5, 3, dtype=name)
