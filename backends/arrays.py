@@ -102,6 +102,12 @@ MASKED = ("NumPy's masked arrays cannot be computed on by xpnet: their masks wou
           "dropped and the masked values used; fill them first (a.filled(value)), or leave "
           "out the samples they are in")
 
+#: why NumPy's matrix class is refused where it would be computed on (the registry)
+MATRIX = ("numpy.matrix cannot be computed on by xpnet: its * is a matrix product and its "
+          "sums and rows keep two axes, so the layers would compute other numbers (a loss "
+          "summed over the batch, an accuracy above 1) without a word; convert it first "
+          "(numpy.asarray(x), as scipy.sparse's .toarray() gives it)")
+
 #: what NumPy's kinds that are no numbers hold, for the errors that refuse them
 _NOT_NUMBERS = {"O": "Python objects", "U": "text", "S": "bytes", "V": "raw records",
                 "M": "dates", "m": "time spans"}

@@ -20,7 +20,7 @@ import importlib
 
 import numpy
 
-from backends.arrays import MASKED, extension_float, is_array
+from backends.arrays import MASKED, MATRIX, extension_float, is_array
 from backends.backend import Unusable
 from backends.host.allocator import HostAllocator
 from backends.host.threads import Blas
@@ -38,7 +38,9 @@ ENTRIES = {
     "jax": "backends.jax.backend:JaxBackend",
 }
 #: name -> why it cannot be a backend (none now: JAX's immutable arrays were the last)
-REFUSED = {}
+#: libraries whose arrays are refused, and why (a ``TypeError`` where one is computed on)
+REFUSED = {"scipy": "its sparse matrices and arrays hold only their nonzero entries, and the "
+                    "layers compute on dense ones; convert one first (x.toarray())"}
 GENERIC = "backends.standard:StandardBackend"  # any other library with the standard's namespace
 
 
@@ -269,8 +271,9 @@ class Registry:
 
     def class_of(self, x):
         """The Backend subclass ``x``'s library has (NumPy's for Python numbers and NumPy
-        scalars); ``TypeError`` for a refused library's arrays, and for NumPy's masked
-        arrays (a subclass of NumPy's whose mask every operation here would drop)."""
+        scalars); ``TypeError`` for a refused library's arrays, for NumPy's masked arrays
+        (a subclass of NumPy's whose mask every operation here would drop) and for
+        ``numpy.matrix`` (whose ``*`` is a matrix product)."""
         t = type(x)
         cls = self._class_by_type.get(t)
         if cls is not None:
@@ -283,6 +286,8 @@ class Registry:
                             f"{self.refused[library]}")
         if t.__module__.startswith("numpy.ma"):  # the mask would fall away without a word
             raise TypeError(MASKED)
+        if issubclass(t, numpy.matrix):  # (scipy.sparse's .todense()) whose * is a product
+            raise TypeError(MATRIX)
         cls = self._modules().get(library)
         if cls is None:  # a library no entry names: the standard's, through its namespace
             cls = _import(GENERIC).for_library(library, _import(GENERIC).namespace_of(x))

@@ -228,6 +228,39 @@ def test_a_masked_array_is_refused_wherever_it_enters():
             Trainer(net, *args, x, t, epochs=1, mini_batch_size=4, verbose=False)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_a_matrix_or_a_sparse_array_is_refused_wherever_it_is_computed_on():
+    """``numpy.matrix`` (scipy.sparse's ``.todense()`` gives one) is a subclass of NumPy's
+    array whose ``*`` is a matrix product and whose sums keep two axes: ``loss`` returned
+    the batch's losses summed into a 1 x 1 matrix (21.97 for 1.0986), ``accuracy`` 6.1,
+    and ``gradient`` an IndexError. SciPy's sparse matrices were array-api-compat's
+    "csr_matrix is not a supported array type". ``to_device`` converts a matrix, as it
+    converts lists."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    from framework.trainer import Trainer
+    backends.use("numpy")  # NumPy's subclass, on NumPy's network (restored after the test)
+    rng = np.random.default_rng(42)
+    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    for given, refusal in ((np.asmatrix(x), r"numpy.matrix cannot be computed on by xpnet: "
+                                            r"its \* is a matrix product"),
+                           (scipy_sparse.csr_matrix(x), r"scipy arrays cannot be computed on "
+                                                         r"by xpnet: its sparse matrices"),
+                           (scipy_sparse.csr_array(x), r"scipy arrays cannot be computed on by "
+                                                        r"xpnet: .*\(x.toarray\(\)\)")):
+        for call in (lambda: net.predict(given), lambda: net.loss(given, t),
+                     lambda: net.gradient(given, t), lambda: net.accuracy(given, t)):
+            with pytest.raises(TypeError, match=refusal):
+                call()
+        with pytest.raises(TypeError, match="Trainer: x_train: " + refusal):
+            Trainer(net, given, t, x, t, epochs=1, mini_batch_size=4, verbose=False)
+    with pytest.raises(TypeError, match="numpy.matrix cannot"):
+        net.loss(x, np.asmatrix(t))
+    sent = backends.to_device(np.asmatrix(x))
+    assert type(sent) is np.ndarray and np.array_equal(sent, x)
+    assert net.loss(x, t) == net.loss(sent, t)
+
+
 @pytest.mark.parametrize("data, words", [
     (None, r"holds Python objects \(dtype object\)"),
     ("1.0", r"holds text \(dtype <U3\)"),
