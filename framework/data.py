@@ -50,12 +50,27 @@ def _first_bad_row(xp, a):
     return int(xp.argmax(xp.astype(rows, xp.int8))) if bool(xp.any(rows)) else None
 
 
+#: unsigned label types PyTorch neither gathers nor takes the min or max of
+WIDE_UNSIGNED = ("uint16", "uint32", "uint64")
+
+
+def _label_range(t):
+    """The smallest and the largest of the labels ``t``, as Python ints: on their device,
+    or on the host for PyTorch's uint16, uint32 and uint64 tensors, which it has no min of
+    ("min_all" not implemented for 'UInt16'): they go through the host as they are sent
+    (:func:`_gatherable`)."""
+    if backends.dtype_name(t.dtype) in WIDE_UNSIGNED:
+        t = backends.to_numpy(t)
+    xp = backends.get_array_module(t)
+    return int(xp.min(t)), int(xp.max(t))
+
+
 def _gatherable(t):
     """Labels of an unsigned type wider than a byte (uint16 to uint64, as some files
     store them) as int32, the same numbers: PyTorch gathers none of those types ("index_select
     not implemented for 'UInt16'"), and int32 every library takes (JAX without 64-bit
     types included). Any other labels as they are; checked before (check_data)."""
-    if backends.dtype_name(t.dtype) in ("uint16", "uint32", "uint64"):
+    if backends.dtype_name(t.dtype) in WIDE_UNSIGNED:
         host = backends.to_numpy(t)  # (once, as the data is sent)
         if host.size == 0 or int(host.max()) < 2**31:
             return host.astype("int32")
@@ -122,8 +137,7 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
             raise ValueError(f"{where}: {name} holds NaN or infinite values, first in row "
                              f"{row} of {n}; clean or drop those samples")
     if num_classes is not None and t.ndim == 1 and size(t):
-        xp = backends.get_array_module(t)
-        low, high = int(xp.min(t)), int(xp.max(t))
+        low, high = _label_range(t)
         if low < 0 or high >= num_classes:
             raise ValueError(f"{where}: labels must lie in 0..{num_classes - 1}, got "
                              f"{low}..{high} (in {tn})")
