@@ -109,8 +109,9 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
         raise ValueError(f"{where}: {xn} is empty (0 samples); expected at least one sample")
     if t.shape[0] != n:
         raise ValueError(f"{where}: {xn} has {n} samples but {tn} has {t.shape[0]}")
-    if dtype_kind(x.dtype) not in "iuf":
-        raise ValueError(f"{where}: {xn} has dtype {x.dtype}; expected numbers (float or integer)")
+    if dtype_kind(x.dtype) not in "iufb":  # (bools: binarised images, 0 and 1)
+        raise ValueError(f"{where}: {xn} has dtype {x.dtype}; expected numbers (float, "
+                         f"integer or bool)")
     if x.ndim == 1:  # else found at the first step, as "use x[None] for a single sample"
         raise ValueError(f"{where}: {xn} has shape {tuple(x.shape)}: one number a sample; "
                          f"expected the samples along the first axis with their features "
@@ -119,7 +120,7 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
     if t.ndim == 1 and dtype_kind(t.dtype) not in "iu":
         raise ValueError(f"{where}: {tn} holds {t.dtype} values; 1-D labels must be integer "
                          f"class indices (or give one-hot rows of shape (N, classes))")
-    if t.ndim == 2 and (dtype_kind(t.dtype) not in "iuf" or
+    if t.ndim == 2 and (dtype_kind(t.dtype) not in "iufb" or
                         (num_classes is not None and t.shape[1] != num_classes)):
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)} and dtype {t.dtype}; expected "
                          f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)"

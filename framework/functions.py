@@ -84,6 +84,14 @@ def log_softmax(x):
     return ops_for(x).log_softmax(x)
 
 
+def one_hot_classes(xp, t):
+    """The class of each one-hot row of ``t`` (``(N, C)``): the column of its largest
+    entry. Rows of bools through int8: PyTorch and the standard take no argmax of bools."""
+    if dtype_kind(t.dtype) == "b":
+        t = xp.astype(t, xp.int8)
+    return xp.argmax(t, axis=1)
+
+
 def cross_entropy_error(y, t):
     """-sum(t * log(y + 1e-7)) / N, the book's mini-batch cross entropy.
 
@@ -111,7 +119,7 @@ def cross_entropy_error(y, t):
         raise ValueError(f"cross_entropy_error: y has shape {shape}, a batch of no samples, "
                          f"which has no mean loss; expected at least one sample")
     if size(t) == size(y):
-        t = xp.argmax(xp.reshape(t, (n, classes)), axis=1)
+        t = one_hot_classes(xp, xp.reshape(t, (n, classes)))
     elif size(t) != n or dtype_kind(t.dtype) not in "iu":
         indices = "one integer class index" if n == 1 else f"{n} integer class indices"
         raise ValueError(f"cross_entropy_error: t has shape {given} and dtype "

@@ -35,6 +35,7 @@ from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
 from framework.data import label_column_hint
+from framework.functions import one_hot_classes
 from framework.layers.base import training
 from models.checks import float_dtype
 from models.parameters import Parameters
@@ -300,7 +301,7 @@ class Network:
                 raise ValueError(f"{type(self).__name__}: t's one-hot rows have "
                                  f"{t.shape[-1]} classes, but the network scores "
                                  f"{scores.shape[-1]}{label_column_hint(t)}")
-            t = xp.argmax(t, axis=1)
+            t = one_hot_classes(xp, t)
         y = xp.argmax(scores, axis=1)
         return xp.count_nonzero(y == xp.astype(t, y.dtype))
 

@@ -122,7 +122,8 @@ def test_bad_arguments_are_named():
     (lambda x, t: (x, t.astype(np.float32)), "1-D labels must be integer class indices"),
     (lambda x, t: (x, t[:, None, None]), r"t has shape \(23, 1, 1\)"),
     (lambda x, t: (x.astype(str), t), "x has dtype <U"),
-    (lambda x, t: (x > 0.5, t), r"x has dtype bool; expected numbers \(float or integer\)"),
+    (lambda x, t: (x.astype(object), t), r"x has dtype object; expected numbers \(float, "
+                                         r"integer or bool\)"),  # bools: binarised images
     # it said "x and t must be arrays ..., got shapes None and (23,)" for a list
     (lambda x, t: (x.tolist(), t), r"x must be an array with a sample axis \(a NumPy array or "
                                    r"one of the backend's\), got a list$"),
@@ -245,6 +246,34 @@ def test_labels_of_a_wide_unsigned_type_train_as_any_others(backend):
             if dtype in ("uint16", "uint32", "uint64"):
                 assert backends.dtype_name(trainer.batches.t.dtype) == "int32"
     assert all(run == losses[0] for run in losses)
+
+
+def test_binarised_images_and_one_hot_rows_of_bools_train_as_their_zeros_and_ones(backend):
+    """Images thresholded to bools (``x > 0.5``, binarised MNIST) and one-hot rows of bools
+    (``np.eye(10, dtype=bool)[t]``): a network computed on both, but the Trainer refused
+    them ("x_train has dtype bool; expected numbers (float or integer)"), and ``accuracy``
+    and ``cross_entropy_error`` failed on PyTorch and array-api-strict, which take no
+    argmax of bools ("argmax(): does not support bool input"). They are 0 and 1."""
+    from framework.functions import cross_entropy_error, softmax
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    rng = np.random.default_rng(14)
+    x, t = rng.random((12, 4)) > 0.5, rng.integers(0, 3, 12)
+    rows = np.eye(3, dtype=bool)[t]
+    runs = [Trainer(TwoLayerNet(4, 5, 3, seed=0), images, labels, images, labels, epochs=2,
+                    mini_batch_size=4, verbose=False, seed=0)
+            for images, labels in ((x.astype(np.float32), t), (x, t), (x, rows),
+                                   (backend.asarray(x), backend.asarray(rows)))]
+    for run in runs:
+        run.train()
+    for run in runs[1:]:
+        np.testing.assert_allclose(run.train_loss_list, runs[0].train_loss_list, rtol=1e-6)
+        assert run.test_acc_list == runs[0].test_acc_list
+    net, images = runs[0].network, backend.asarray(x.astype(np.float32))
+    assert net.accuracy(images, backend.asarray(rows)) == net.accuracy(images, backend.asarray(t))
+    y = softmax(net.predict(images))
+    assert float(cross_entropy_error(y, backend.asarray(rows))) == pytest.approx(
+        float(cross_entropy_error(y, backend.asarray(t))), rel=1e-6)
 
 
 def test_short_batch_is_the_last_batch_the_epochs_draw():
