@@ -117,8 +117,6 @@ def synchronize_batch_norms(network, communicator):
         if type(layer) is BatchNormalization:
             layers[name] = SyncBatchNormalization.of(layer, communicator)
             done.append(name)
-    if done:  # the gradients' sources name the layers: found again on the next call
-        network.__dict__.pop("_gradient_sources", None)
     return done
 
 

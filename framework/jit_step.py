@@ -24,6 +24,11 @@ interrupt), and :meth:`JitStep.start_epoch` takes them from there again, so what
 between epochs (a loaded checkpoint, a new learning rate) is what the next epoch runs on.
 A short last batch runs eagerly, as the graph step's does.
 
+A step that cannot be traced (a layer of the user's own that reads a value in Python,
+``float(x.sum())``, or indexes by a mask) is found at the first call, before anything
+ran: with ``graph="auto"`` the step runs eagerly from there on, and :attr:`mode` says
+why; with ``graph=True`` it is a ``ValueError`` saying why.
+
 The Trainer's evaluations run inside :meth:`JitStep.evaluation`, which lends the network
 a compiled ``count_correct`` (the network's own, traced as a pure function of the
 parameters, layer state and batch): one XLA call a batch, where eagerly JAX compiles
@@ -40,7 +45,7 @@ from framework.step import Step, baked_in, network_dtype, train_step
 class JitStep(Step):
     """The step compiled by XLA through ``jax.jit`` (see the module)."""
 
-    def __init__(self, network, optimizer, batches, train=None):
+    def __init__(self, network, optimizer, batches, train=None, fall_back=True):
         backend = batches.backend
         compiler = backend.step_compiler()
         if compiler is None:
@@ -59,6 +64,8 @@ class JitStep(Step):
         self.losses = backend.full(len(batches), 0, self.dtype)
         self.replayed = batches.full_batches
         self.mode = "jit"
+        self.fall_back = fall_back  # eager where the step cannot be traced (graph="auto")
+        self._eager = False  # True once it fell back
         self._order = None
         self._carry = None  # (params, state, optimizer arrays) between steps
         self._hyper = None  # ((name, value) ..., their arrays)
@@ -133,7 +140,7 @@ class JitStep(Step):
         batch shape) for the evaluations inside; the network's ``accuracy`` adds the counts
         up as always. A network without ``count_correct`` evaluates eagerly."""
         net = self.network
-        if not callable(getattr(type(net), "count_correct", None)):
+        if self._eager or not callable(getattr(type(net), "count_correct", None)):
             yield
             return
         if not self._synced:
@@ -154,7 +161,7 @@ class JitStep(Step):
         if not self._synced:  # driven by hand, without sync() at the last epoch's end
             self.sync()
         self._order = order
-        self._carry = self._read()
+        self._carry = None if self._eager else self._read()
 
     def _hyperparameters(self):
         values = tuple((name, getattr(self.optimizer, name))
@@ -166,6 +173,10 @@ class JitStep(Step):
         return self._hyper[1]
 
     def run(self, i):
+        if self._eager:  # fell back: the network's own arrays, as the eager step runs them
+            loss = self.train(*self.batches.batch(self._order, i))
+            self.losses = self._compiler.put(self.losses, self._compiler.index(i), loss)
+            return
         if i >= self.replayed:  # a short last batch, eagerly
             self.sync()
             loss = self.train(*self.batches.batch(self._order, i))
@@ -175,13 +186,30 @@ class JitStep(Step):
         first = not self._compiled_once
         started = time.perf_counter()
         params, state, arrays = self._carry
-        params, state, arrays, self.losses = self._compiled(
-            params, state, arrays, self._hyperparameters(), self.losses, self.batches.x,
-            self.batches.t, self._order, self._compiler.index(i))
+        try:
+            params, state, arrays, self.losses = self._compiled(
+                params, state, arrays, self._hyperparameters(), self.losses, self.batches.x,
+                self.batches.t, self._order, self._compiler.index(i))
+        except self._compiler.UNTRACEABLE as e:
+            if not first:  # only a trace raises these, and only the first call traces
+                raise
+            self._untraceable(e)  # nothing ran: nothing was donated
+            return self.run(i)
         self._carry = (params, state, arrays)
         self._synced = False
         if first:  # the first call traced and compiled (the step itself runs on, queued)
             self.seconds, self._compiled_once = time.perf_counter() - started, True
+
+    def _untraceable(self, error):
+        """The first call could not trace the step: run eagerly from here, or (``graph=True``)
+        say why not."""
+        why = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        if not self.fall_back:
+            raise ValueError(f"Trainer: graph=True, but the step cannot be compiled: it asks "
+                             f"for a traced value in Python ({why}); graph='auto' or False "
+                             f"runs it eagerly") from error
+        self.mode = f"eager (the step cannot be compiled: {why})"
+        self._eager, self._carry, self._synced = True, None, True
 
     def sync(self):
         """Put the step's current arrays back into the network and the optimizer (the

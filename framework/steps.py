@@ -234,7 +234,8 @@ def choose(network, optimizer, batches, graph="auto", train=None):
     backend = batches.backend
     if graph is not False and backend.step_compiler() is not None:  # JAX: compiled by XLA
         try:
-            return JitStep(network, optimizer, batches, train=train)
+            return JitStep(network, optimizer, batches, train=train,
+                           fall_back=graph is not True)
         except ValueError as e:
             if graph is True:
                 raise ValueError(f"Trainer: graph=True, but the step cannot be compiled: "

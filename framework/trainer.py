@@ -420,6 +420,7 @@ class Trainer:
         bar.update(steps_now - shown)
         step.sync()  # a compiled step's arrays back into the network, before the epoch's end
         self.graph_seconds = step.seconds
+        self.step_mode = step.mode  # (a compiled step that could not be traced ran eagerly)
         self._end_epoch(step.losses, steps_now, started, bar)
 
     def _make_step(self):

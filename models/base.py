@@ -24,7 +24,6 @@ gradient) into every network; here it is written once.
 import functools
 import math
 import numbers
-from collections import OrderedDict
 
 import array_api_extra as xpx
 
@@ -38,6 +37,7 @@ from framework.data import label_column_hint
 from framework.functions import one_hot_classes
 from framework.layers.base import training
 from models.checks import float_dtype
+from models.layers import Layers
 from models.parameters import Parameters
 
 
@@ -110,7 +110,7 @@ class Network:
         seed's weights are the same with and without dropout)."""
         self._backend = backends.current()
         self.dtype = float_dtype(type(self).__name__, self._backend, dtype)
-        self.layers, self.param_layout = OrderedDict(), {}
+        self.layers, self.param_layout = Layers(type(self).__name__), {}
         self.params = Parameters(self.layers, self.param_layout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):  # a generator's message named [seed, 1]
@@ -324,9 +324,9 @@ class Network:
             dout = layer.backward(dout)
             if dout is None:  # a first layer that skips its input gradient
                 break
-        grads = {}
-        for key, layer, name in self._gradient_sources:
-            grads[key] = getattr(layer, name)
+        grads, layers = {}, self.layers
+        for key, name, attr in self._gradient_sources:
+            grads[key] = getattr(layers[name], attr)  # by name: a layer swapped in is read
         lam = self.weight_decay_lambda
         if lam:
             for key in self._decayed():
@@ -335,10 +335,10 @@ class Network:
 
     @functools.cached_property
     def _gradient_sources(self):
-        """``[(param, layer, "dW")]``: where backward leaves each gradient, worked out on
-        first use and kept (the stack is fixed when built)."""
-        return [(key, self.layers[name], "d" + attr)
-                for key, (name, attr) in self.param_layout.items()]
+        """``[(param, layer's name, "dW")]``: where backward leaves each gradient, worked out
+        on first use and kept (the names are fixed when the stack is built; the layer is
+        looked up each time, as a reader may put another in its place)."""
+        return [(key, name, "d" + attr) for key, (name, attr) in self.param_layout.items()]
 
     # --- numerical gradients ---------------------------------------------------------------
 

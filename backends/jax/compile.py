@@ -11,6 +11,12 @@ import jax.numpy as jnp
 from jax import lax
 
 
+#: what JAX raises where a step cannot be traced: Python asking for a traced value
+#: (``float(x)``, ``if x > 0``, ``numpy.asarray(x)``, in a layer of the user's own) or a
+#: shape that depends on values (``x[x > 0]``); a step that can run eagerly
+UNTRACEABLE = (jax.errors.JAXTypeError, jax.errors.JAXIndexError)
+
+
 def jit(fn, donate):
     """``jax.jit(fn)`` with the positional arguments ``donate`` donated: XLA may write the
     step's results into their buffers, which the caller must not read again."""

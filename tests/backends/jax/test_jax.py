@@ -393,3 +393,42 @@ def test_a_jax_older_than_xpnet_needs_is_unusable_saying_which(monkeypatch):
         JaxBackend._load()
     monkeypatch.setattr(jax, "__version__", "0.4.32.dev20240701")
     assert JaxBackend._load() is not None
+
+
+class Peeking:
+    """A layer of the user's own that reads a value in Python (to log, or to branch): JAX
+    cannot trace it, and runs it eagerly."""
+
+    def __init__(self):
+        self.largest = []
+
+    def forward(self, x):
+        self.largest.append(float(abs(x).max()))
+        return x
+
+    def backward(self, dout):
+        return dout
+
+
+def peeking():
+    net = deep()
+    net.layers["Relu1"] = Peeking()  # (between BatchNorm1 and Dropout1)
+    return net
+
+
+def test_a_step_that_cannot_be_traced_runs_eagerly_and_says_why(jax_backend):
+    """``graph="auto"`` compiled the step at its first call and ended the run with JAX's
+    ConcretizationTypeError; now the step runs eagerly, the run is the eager run, and
+    ``step_mode`` says why. ``graph=True`` is an error saying why not."""
+    auto, eager = run("auto", make=peeking), run(False, make=peeking)
+    assert auto[0].step_mode.startswith("eager (the step cannot be compiled: "
+                                        "ConcretizationTypeError: ")
+    np.testing.assert_allclose(auto[1], eager[1], rtol=1e-10, atol=1e-10)
+    for key in auto[2]:
+        np.testing.assert_allclose(auto[2][key], eager[2][key], rtol=1e-10, atol=1e-10)
+    assert len(auto[0].network.layers["Relu1"].largest) > 20  # every step, evaluations too
+    with pytest.raises(ValueError, match=r"^Trainer: graph=True, but the step cannot be "
+                                         r"compiled: it asks for a traced value in Python "
+                                         r"\(ConcretizationTypeError: .*\); graph='auto' or "
+                                         r"False runs it eagerly$"):
+        run(True, make=peeking)

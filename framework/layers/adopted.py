@@ -1,0 +1,71 @@
+"""A layer of the user's own, written as the book writes one, taken into a network.
+
+The book's layers are plain classes with ``forward`` and ``backward``, and so is a layer
+a reader writes after them (the README's ``LeakyRelu``, checked with
+:func:`framework.testing.check_backward`). A network here walks its layers through
+what :class:`framework.layers.base.Layer` gives every layer (``takes_train_flg``,
+``buffers``, ``saved``, ``forward_stack`` for the numerical gradient...), read without
+probing on every step, so such a layer put in ``network.layers`` failed with
+``'LeakyRelu' object has no attribute 'takes_train_flg'``.
+
+:func:`adopt` gives the layer those defaults behind its own methods: its class becomes
+a subclass of its own class and of ``Layer`` (made once per class), with
+``takes_train_flg`` true where its ``forward`` takes ``train_flg`` (the book's Dropout
+and BatchNormalization do). It stays an instance of its class, with its attributes and
+methods; a copy or a pickle is one of its own class, adopted again as it is loaded.
+"""
+
+import functools
+import inspect
+
+from framework.layers.base import Layer
+
+
+def adopt(layer, name, where):
+    """``layer`` as a :class:`Layer` (itself where it is one already) named ``name`` unless
+    it has a name: see the module. ``TypeError`` naming ``where``
+    (``"TwoLayerNet.layers['Relu1']"``) for an object without ``forward`` and
+    ``backward``, or one whose class cannot be extended (a class with ``__slots__``)."""
+    if isinstance(layer, Layer):
+        return layer
+    kind = type(layer)
+    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
+    if missing:
+        raise TypeError(f"{where}: {kind.__name__} has no {' or '.join(missing)}; a layer "
+                        f"has forward(x) and backward(dout) (framework.layers.Layer gives "
+                        f"the rest)")
+    try:
+        layer.__class__ = _adopted(kind)
+    except TypeError as e:  # __slots__, a builtin's layout
+        raise TypeError(f"{where}: {kind.__name__} cannot be taken into a network as it is "
+                        f"({e}); subclass framework.layers.Layer (class "
+                        f"{kind.__name__}(Layer)) instead") from None
+    if getattr(layer, "name", None) is None:
+        layer.name = name
+    return layer
+
+
+@functools.cache
+def _adopted(kind):
+    """The subclass of ``kind`` and :class:`Layer` an adopted ``kind`` becomes (one per
+    class, kept for the process: classes are few and live as long)."""
+    try:
+        takes = "train_flg" in inspect.signature(kind.forward).parameters
+    except (TypeError, ValueError):  # a builtin's forward: no signature to read
+        takes = False
+    return type(kind.__name__, (kind, Layer), {
+        "__module__": kind.__module__, "__qualname__": kind.__qualname__,
+        "__doc__": kind.__doc__, "takes_train_flg": takes, "adopted_from": kind,
+        "__reduce_ex__": _reduce_ex})
+
+
+def _reduce_ex(self, protocol):
+    """A copy or a pickle of an adopted layer: an instance of its own class (which pickle
+    can find by name) and its state, adopted again as it is made."""
+    return _readopt, (type(self).adopted_from, self.__getstate__())
+
+
+def _readopt(kind, state):
+    layer = kind.__new__(kind)
+    vars(layer).update(state)
+    return adopt(layer, kind.__name__, kind.__name__)

@@ -1,0 +1,127 @@
+"""models/layers.py and framework/layers/adopted.py: a layer of the reader's own, written as
+the book writes one, put in a network's ``layers``."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import backends
+from backends import get_array_module
+from framework.layers import Affine, Layer
+from framework.testing import check_model
+from framework.trainer import Trainer
+from models import TwoLayerNet
+from tests.conftest import to_host
+
+
+class LeakyRelu:
+    """The README's own layer: out = x where x > 0, else slope * x."""
+
+    def __init__(self, slope=0.01):
+        self.slope = slope
+        self.scale = None
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.scale = xp.where(x > 0, xp.ones_like(x), xp.full_like(x, self.slope))
+        return x * self.scale
+
+    def backward(self, dout):
+        return dout * self.scale
+
+
+class Halve:
+    """A layer that differs in training, as the book's Dropout: it takes ``train_flg``."""
+
+    def __init__(self):
+        self.flags = []
+
+    def forward(self, x, train_flg=True):
+        self.flags.append(train_flg)
+        return x * 0.5 if train_flg else x
+
+    def backward(self, dout):
+        return dout * 0.5
+
+
+def data(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4)) - 0.5, rng.integers(0, 3, n)
+
+
+def test_the_readers_own_layer_trains_in_a_network_as_any_other(backend):
+    """The README's LeakyRelu in place of TwoLayerNet's Relu (the book's way to try another
+    activation): every call failed with "'LeakyRelu' object has no attribute
+    'takes_train_flg'" (``state``: 'buffers', the numerical gradient: 'forward_stack')."""
+    x, t = data()
+    net = TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=1, dtype="float64")
+    hidden = x @ to_host(net.params["W1"]) + to_host(net.params["b1"])
+    assert np.abs(hidden).min() > 1e-3  # no input within the differences' h of the kink
+    leaky = net.layers["Relu1"] = LeakyRelu(0.1)
+    assert net.layers["Relu1"] is leaky and isinstance(leaky, LeakyRelu) and leaky.slope == 0.1
+    assert isinstance(leaky, Layer) and leaky.name == "Relu1" and net.state() == {}
+    xd, td = backends.to_device(x), backends.to_device(t)
+    check_model(net, xd, td)  # its gradient is the one central differences give
+    scores = to_host(net.predict(xd))
+    np.testing.assert_allclose(scores, np.where(hidden > 0, hidden, 0.1 * hidden)
+                               @ to_host(net.params["W2"]) + to_host(net.params["b2"]),
+                               rtol=1e-12)
+    for clone in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        kept = clone.layers["Relu1"]
+        assert type(kept) is type(leaky) and kept.slope == 0.1 and kept is not leaky
+        np.testing.assert_array_equal(to_host(clone.predict(xd)), scores)
+    trainer = Trainer(net, x, t, x, t, epochs=2, mini_batch_size=4, verbose=False, seed=0)
+    trainer.train()
+    assert len(trainer.train_loss_list) == 6 and trainer.step_mode is not None
+
+
+def test_a_layer_that_takes_train_flg_gets_it(backend):
+    x, t = data()
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    halve = net.layers["Relu1"] = Halve()
+    xd, td = backends.to_device(x), backends.to_device(t)
+    net.predict(xd)
+    net.gradient(xd, td)
+    assert halve.takes_train_flg and halve.flags == [False, True]
+
+
+def test_a_layer_swapped_in_is_the_one_whose_gradients_are_read(backend):
+    """``gradient`` kept the layer objects it first read the gradients from: an Affine put
+    in Affine1's place (its parameters are the network's, by name) had its dW ignored, and
+    the one it replaced gave its last gradient again."""
+    x, t = data()
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    xd, td = backends.to_device(x), backends.to_device(t)
+    before = net.gradient(xd, td)["W1"]
+    fresh = net.layers["Affine1"] = Affine(net.params["W1"], net.params["b1"])
+    grads = net.gradient(backends.to_device(x[::-1] * 2), td)
+    assert grads["W1"] is fresh.dW and not np.allclose(to_host(grads["W1"]), to_host(before))
+
+
+def test_what_is_no_layer_is_refused_by_name():
+    net = TwoLayerNet(4, 5, 3, seed=0)
+
+    class Half:
+        def forward(self, x):
+            return x * 0.5
+
+    class Slotted:
+        __slots__ = ("scale",)
+
+        def forward(self, x):
+            return x
+
+        def backward(self, dout):
+            return dout
+
+    with pytest.raises(TypeError, match=r"^TwoLayerNet.layers\['Relu1'\]: Half has no "
+                                        r"backward; a layer has forward\(x\) and "
+                                        r"backward\(dout\)"):
+        net.layers["Relu1"] = Half()
+    with pytest.raises(TypeError, match=r"^TwoLayerNet.layers\['Relu2'\]: Slotted cannot be "
+                                        r"taken into a network as it is .*; subclass "
+                                        r"framework.layers.Layer \(class Slotted\(Layer\)\)"):
+        net.layers.update(Relu2=Slotted())
+    assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]  # nothing half-done
