@@ -106,6 +106,7 @@ class JitStep(Step):
         kept = (dict(net.params), dict(net.state()), opt.arrays())
         numbers = {name: getattr(opt, name) for name in hyper}
         last_loss = getattr(net, "last_loss", None)
+        layers = self._layers_as_they_are()
         self._put(params, state, arrays)
         try:
             for name, value in hyper.items():  # traced: a new lr reuses the compiled step
@@ -118,19 +119,37 @@ class JitStep(Step):
                 optimizers.lend(opt, name, value)
             self._put(*kept)
             net.last_loss = last_loss
-            net.free_saved()
+            self._restore_layers(layers)
+            net.free_saved()  # and what the layers kept before it goes too
         return out + (self._compiler.put(losses, i, loss),)
 
     def _count_pure(self, params, state, x, t):
         """The network's ``count_correct`` on the trace's arrays (see :meth:`evaluation`)."""
         net = self.network
         kept = (dict(net.params), dict(net.state()))
+        layers = self._layers_as_they_are()
         self._put(params, state, {})
         try:
             return type(net).count_correct(net, x, t)  # the class's: not the one lent
         finally:
             self._put(*kept, {})
-            net.free_saved()
+            self._restore_layers(layers)
+            net.free_saved()  # and what the layers kept before it goes too
+
+    def _layers_as_they_are(self):
+        """Each layer's attributes before a trace, for :meth:`_restore_layers`."""
+        net = self.network
+        return [(layer, dict(vars(layer)))
+                for layer in (*net.layers.values(), net.last_layer)]
+
+    @staticmethod
+    def _restore_layers(layers):
+        """The layers' attributes as they were before the trace: what a pass kept of it (its
+        inputs, masks and losses, tracers all) goes, a layer of the user's own included,
+        whose ``saved`` names none of what it keeps."""
+        for layer, attributes in layers:
+            vars(layer).clear()
+            vars(layer).update(attributes)
 
     # --- the step interface ---------------------------------------------------------
 

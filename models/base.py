@@ -35,7 +35,8 @@ from framework import checkpoint
 from framework import gradient as _gradient
 from framework.data import label_column_hint
 from framework.functions import one_hot_classes
-from framework.layers.base import training
+from framework.layers.adopted import adopt
+from framework.layers.base import Layer, training
 from models.checks import float_dtype
 from models.layers import Layers
 from models.parameters import Parameters
@@ -155,7 +156,7 @@ class Network:
         first = next(iter(self.layers.values()))
         if hasattr(first, "input_grad"):
             first.input_grad = False
-        self.last_layer = last_layer
+        self.lastLayer = last_layer  # (adopted where it is the user's own)
         self.params.fixed = True  # its names, shapes and dtypes from here on
         del self._backend, self._rng, self._keys, self._counts
 
@@ -184,6 +185,20 @@ class Network:
 
     @property
     def lastLayer(self):  # noqa: N802 - the book's spelling
+        return self.last_layer
+
+    @lastLayer.setter
+    def lastLayer(self, layer):  # noqa: N802
+        """The loss layer, by the book's name or ours (``network.last_layer = ...`` is taken
+        in where it is next needed: :meth:`_loss_layer`)."""
+        self.last_layer = adopt(layer, "last_layer", f"{type(self).__name__}.last_layer",
+                                loss=True)
+
+    def _loss_layer(self):
+        """``last_layer``, taken in as a layer where one of the user's own was set since
+        (outside the step: its forward and backward are all a step calls)."""
+        if not isinstance(self.last_layer, Layer):
+            self.lastLayer = self.last_layer
         return self.last_layer
 
     # --- the walk --------------------------------------------------------------------
@@ -378,7 +393,8 @@ class Network:
             s = layer.forward_stack(s, True)
             sizes.append(size(s[0, ...]))
         # the loss's checks and the labels' range: forward_stack would take any labels
-        getattr(self.last_layer, "check_inputs", _nothing)(s[0, ...], t)
+        last = self._loss_layer()
+        getattr(last, "check_inputs", _nothing)(s[0, ...], t)
         decay = self.weight_decay()
         decayed = set(self._decayed()) if self.weight_decay_lambda else set()
         grads = {}
@@ -392,7 +408,7 @@ class Network:
                 s = layer.perturbed_outputs(inputs[name], attr, index, delta, True)
                 for later in after:
                     s = later.forward_stack(s, True)
-                out = self.last_layer.forward_stack(s, t) + decay
+                out = last.forward_stack(s, t) + decay
                 if key in decayed:  # 0.5 lam ((w + d)^2 - w^2) = lam w d + 0.5 lam d^2
                     lam = self.weight_decay_lambda
                     xp = get_array_module(p)
@@ -447,7 +463,7 @@ class Network:
         Parameters and state stay; the next training step keeps them anew."""
         for layer in self.layers.values():
             layer.free_saved()
-        self.last_layer.free_saved()
+        self._loss_layer().free_saved()
 
     # --- state and checkpoints ----------------------------------------------------------------
 

@@ -13,15 +13,37 @@ a subclass of its own class and of ``Layer`` (made once per class), with
 ``takes_train_flg`` true where its ``forward`` takes ``train_flg`` (the book's Dropout
 and BatchNormalization do). It stays an instance of its class, with its attributes and
 methods; a copy or a pickle is one of its own class, adopted again as it is loaded.
+
+A loss layer of the user's own (``forward(x, t)``, ``backward(dout=1)``: the book's
+SoftmaxWithLoss written out) is adopted with ``loss=True``: its default
+``forward_stack(s, t)``, which the numerical gradient calls, is its ``forward`` on each
+copy of the stack in turn.
 """
 
 import functools
 import inspect
 
+from backends import get_array_module
 from framework.layers.base import Layer
 
 
-def adopt(layer, name, where):
+class LossDefaults(Layer):
+    """What an adopted loss layer gets beyond :class:`Layer`'s defaults."""
+
+    def forward_stack(self, x, t):
+        """Losses ``(K,)`` of a stack of scores ``(K, N, C)`` against the same labels: its
+        ``forward`` on each in turn, its attributes put back after (a check, not a step)."""
+        xp = get_array_module(x)
+        attributes = dict(vars(self))
+        try:
+            return xp.stack([xp.asarray(self.forward(x[k, ...], t))
+                             for k in range(x.shape[0])])
+        finally:
+            vars(self).clear()
+            vars(self).update(attributes)
+
+
+def adopt(layer, name, where, loss=False):
     """``layer`` as a :class:`Layer` (itself where it is one already) named ``name`` unless
     it has a name: see the module. ``TypeError`` naming ``where``
     (``"TwoLayerNet.layers['Relu1']"``) for an object without ``forward`` and
@@ -35,7 +57,7 @@ def adopt(layer, name, where):
                         f"has forward(x) and backward(dout) (framework.layers.Layer gives "
                         f"the rest)")
     try:
-        layer.__class__ = _adopted(kind)
+        layer.__class__ = _adopted(kind, loss)
     except TypeError as e:  # __slots__, a builtin's layout
         raise TypeError(f"{where}: {kind.__name__} cannot be taken into a network as it is "
                         f"({e}); subclass framework.layers.Layer (class "
@@ -46,14 +68,15 @@ def adopt(layer, name, where):
 
 
 @functools.cache
-def _adopted(kind):
-    """The subclass of ``kind`` and :class:`Layer` an adopted ``kind`` becomes (one per
-    class, kept for the process: classes are few and live as long)."""
+def _adopted(kind, loss):
+    """The subclass of ``kind`` and :class:`Layer` (:class:`LossDefaults` for a ``loss``
+    layer) an adopted ``kind`` becomes (one per class, kept for the process: classes are
+    few and live as long)."""
     try:
         takes = "train_flg" in inspect.signature(kind.forward).parameters
     except (TypeError, ValueError):  # a builtin's forward: no signature to read
         takes = False
-    return type(kind.__name__, (kind, Layer), {
+    return type(kind.__name__, (kind, LossDefaults if loss else Layer), {
         "__module__": kind.__module__, "__qualname__": kind.__qualname__,
         "__doc__": kind.__doc__, "takes_train_flg": takes, "adopted_from": kind,
         "__reduce_ex__": _reduce_ex})
@@ -62,10 +85,11 @@ def _adopted(kind):
 def _reduce_ex(self, protocol):
     """A copy or a pickle of an adopted layer: an instance of its own class (which pickle
     can find by name) and its state, adopted again as it is made."""
-    return _readopt, (type(self).adopted_from, self.__getstate__())
+    return _readopt, (type(self).adopted_from, self.__getstate__(),
+                      isinstance(self, LossDefaults))
 
 
-def _readopt(kind, state):
+def _readopt(kind, state, loss=False):
     layer = kind.__new__(kind)
     vars(layer).update(state)
-    return adopt(layer, kind.__name__, kind.__name__)
+    return adopt(layer, kind.__name__, kind.__name__, loss)

@@ -9,6 +9,7 @@ import pytest
 
 import backends
 from backends import get_array_module
+from backends.arrays import on_device_of
 from framework.layers import Affine, Layer
 from framework.testing import check_model
 from framework.trainer import Trainer
@@ -46,6 +47,25 @@ class Halve:
         return dout * 0.5
 
 
+class MeanSquaredLoss:
+    """A loss of the reader's own, as the book writes SoftmaxWithLoss: 0.5 * sum((x - onehot)^2)
+    / N, its gradient (x - onehot) / N."""
+
+    def __init__(self):
+        self.loss = self.diff = None
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        classes = xp.arange(x.shape[1], **on_device_of(xp, x))  # (device=x.device)
+        onehot = xp.astype(classes[None, :] == t[:, None], x.dtype) if t.ndim == 1 else t
+        self.diff = x - onehot
+        self.loss = 0.5 * xp.sum(self.diff * self.diff) / x.shape[0]
+        return self.loss
+
+    def backward(self, dout=1):
+        return dout * self.diff / self.diff.shape[0]
+
+
 def data(n=12, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((n, 4)) - 0.5, rng.integers(0, 3, n)
@@ -75,6 +95,31 @@ def test_the_readers_own_layer_trains_in_a_network_as_any_other(backend):
     trainer = Trainer(net, x, t, x, t, epochs=2, mini_batch_size=4, verbose=False, seed=0)
     trainer.train()
     assert len(trainer.train_loss_list) == 6 and trainer.step_mode is not None
+    trained = pickle.loads(pickle.dumps(net))  # (JAX's compiled step left no tracer in it)
+    np.testing.assert_array_equal(to_host(trained.predict(xd)), to_host(net.predict(xd)))
+
+
+@pytest.mark.parametrize("name", ["lastLayer", "last_layer"])
+def test_the_readers_own_loss_layer_trains_and_is_checked(backend, name):
+    """A loss layer of the reader's own, set by the book's name or ours: ``loss`` and
+    ``gradient`` ran, but the numerical gradient failed on 'forward_stack', the Trainer
+    (after its first epoch's evaluation) on 'free_saved', and ``net.lastLayer = ...``
+    on "property 'lastLayer' of 'TwoLayerNet' object has no setter"."""
+    x, t = data()
+    net = TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=1, dtype="float64")
+    loss = MeanSquaredLoss()
+    setattr(net, name, loss)
+    assert net.lastLayer is loss and net.last_layer is loss
+    xd, td = backends.to_device(x), backends.to_device(t)
+    scores = to_host(net.predict(xd))
+    expected = 0.5 * np.sum((scores - np.eye(3)[t]) ** 2) / 12
+    assert float(net.loss(xd, td)) == pytest.approx(expected, rel=1e-12)
+    check_model(net, xd, td)
+    trainer = Trainer(net, x, t, x, t, epochs=2, mini_batch_size=4, verbose=False, seed=0)
+    trainer.train()
+    assert isinstance(net.last_layer, MeanSquaredLoss) and len(trainer.train_loss_list) == 6
+    clone = pickle.loads(pickle.dumps(net))
+    assert type(clone.last_layer) is type(net.last_layer)
 
 
 def test_a_layer_that_takes_train_flg_gets_it(backend):
