@@ -11,6 +11,23 @@ from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module
                       on_device_of, size)
 
 
+class LowPrecisionWarning(UserWarning):
+    """Central differences taken in a float type too narrow for them (float32, float16)."""
+
+
+def warn_low_precision(owner, dtype):
+    """A :class:`LowPrecisionWarning` where ``dtype`` is narrower than float64: the book's
+    arrays are float64, and its 5.7.3 prints differences of 1e-10 to 1e-13 where float32's
+    rounding of the loss alone puts about 1e-3 into each element."""
+    name = dtype_name(dtype)
+    if name in ("float32", "float16"):
+        import warnings
+        warnings.warn(f"{owner} in {name}: the loss's rounding puts about 1e-3 into each "
+                      f"central difference (h = 1e-4), far more than backprop's error; "
+                      f"build the network with dtype='float64' to check gradients, as the "
+                      f"book's float64 arrays do", LowPrecisionWarning, stacklevel=3)
+
+
 def check_step(owner, name, h):
     """``h`` as given, or ``ValueError`` naming ``owner``'s argument ``name``: a central
     difference needs a finite step above 0 (0 divides 0 by 0: NaN everywhere, and a

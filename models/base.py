@@ -373,6 +373,7 @@ class Network:
         """
         _gradient.check_step(f"{type(self).__name__}.numerical_gradient", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient", x=x, t=t)
+        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient", self.dtype)
         try:
             with self._call:
                 return self._numerical_gradient(x, t, h)
@@ -428,6 +429,8 @@ class Network:
         (slow; the reference). Dropout holds its current mask and the state is restored."""
         _gradient.check_step(f"{type(self).__name__}.numerical_gradient_elementwise", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient_elementwise", x=x, t=t)
+        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient_elementwise",
+                                     self.dtype)
         if x.dtype != self.dtype:
             x = get_array_module(x).astype(x, self.dtype)
         dropouts = [layer for layer in self.layers.values() if hasattr(layer, "hold_mask")]

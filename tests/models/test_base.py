@@ -359,3 +359,24 @@ def test_a_training_flag_that_is_not_a_bool_is_named(backend, xp):
         np.testing.assert_array_equal(to_host(net.predict(x, train_flg=flag)), expected)
     for key, value in net.state().items():
         np.testing.assert_array_equal(to_host(value), averages[key], err_msg=key)
+
+
+def test_a_numerical_gradient_in_float32_warns_that_float64_checks_gradients():
+    """The book's 5.7.3 typed out on the default float32 network printed differences near
+    4e-4 where the book prints 1e-10 to 1e-13 (its arrays are float64): float32's rounding
+    of the loss, not backprop. Said where it is taken; check_model says so itself."""
+    import warnings
+    from framework.gradient import LowPrecisionWarning
+    from models import TwoLayerNet
+    rng = np.random.default_rng(5)
+    x, t = rng.random((3, 4)), rng.integers(0, 3, 3)
+    with pytest.warns(LowPrecisionWarning, match=r"^TwoLayerNet.numerical_gradient in float32: "
+                                                 r".*build the network with dtype='float64'"):
+        TwoLayerNet(4, 5, 3).numerical_gradient(x.astype(np.float32), t)
+    with pytest.warns(LowPrecisionWarning, match="numerical_gradient_elementwise in float32"):
+        TwoLayerNet(4, 5, 3).numerical_gradient_elementwise(x.astype(np.float32), t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TwoLayerNet(4, 5, 3, dtype="float64").numerical_gradient(x, t)
+        check_model(TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=2), x.astype(np.float32), t,
+                    rtol=1, atol=1)
