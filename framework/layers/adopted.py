@@ -91,5 +91,9 @@ def _reduce_ex(self, protocol):
 
 def _readopt(kind, state, loss=False):
     layer = kind.__new__(kind)
-    vars(layer).update(state)
+    setstate = getattr(layer, "__setstate__", None)  # a class that pickles its own way
+    if setstate is not None:
+        setstate(state)
+    else:
+        vars(layer).update(state)
     return adopt(layer, kind.__name__, kind.__name__, loss)

@@ -170,3 +170,22 @@ def test_what_is_no_layer_is_refused_by_name():
                                         r"framework.layers.Layer \(class Slotted\(Layer\)\)"):
         net.layers.update(Relu2=Slotted())
     assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]  # nothing half-done
+
+
+def test_a_layer_that_pickles_its_own_way_is_copied_its_own_way():
+    """A copy of an adopted layer goes through its class's ``__getstate__`` and
+    ``__setstate__`` where it has them (here: leaving its cache out)."""
+
+    class Cached(LeakyRelu):
+        def __getstate__(self):
+            return {"slope": self.slope}
+
+        def __setstate__(self, state):
+            self.slope, self.scale = state["slope"], None
+
+    net = TwoLayerNet(4, 5, 3, seed=0)
+    net.layers["Relu1"] = Cached(0.2)
+    net.predict(backends.to_device(np.ones((2, 4), np.float32)))
+    clone = copy.deepcopy(net).layers["Relu1"]
+    assert isinstance(clone, Cached) and isinstance(clone, Layer)
+    assert clone.slope == 0.2 and clone.scale is None
