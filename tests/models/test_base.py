@@ -369,14 +369,15 @@ def test_a_numerical_gradient_in_float32_warns_that_float64_checks_gradients():
     from framework.gradient import LowPrecisionWarning
     from models import TwoLayerNet
     rng = np.random.default_rng(5)
-    x, t = rng.random((3, 4)), rng.integers(0, 3, 3)
+    host = rng.random((3, 4))
+    x, x32 = backends.to_device(host), backends.to_device(host.astype(np.float32))
+    t = backends.to_device(rng.integers(0, 3, 3))
     with pytest.warns(LowPrecisionWarning, match=r"^TwoLayerNet.numerical_gradient in float32: "
                                                  r".*build the network with dtype='float64'"):
-        TwoLayerNet(4, 5, 3).numerical_gradient(x.astype(np.float32), t)
+        TwoLayerNet(4, 5, 3).numerical_gradient(x32, t)
     with pytest.warns(LowPrecisionWarning, match="numerical_gradient_elementwise in float32"):
-        TwoLayerNet(4, 5, 3).numerical_gradient_elementwise(x.astype(np.float32), t)
+        TwoLayerNet(4, 5, 3).numerical_gradient_elementwise(x32, t)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TwoLayerNet(4, 5, 3, dtype="float64").numerical_gradient(x, t)
-        check_model(TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=2), x.astype(np.float32), t,
-                    rtol=1, atol=1)
+        check_model(TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=2), x32, t, rtol=1, atol=1)
