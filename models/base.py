@@ -373,13 +373,14 @@ class Network:
         """
         _gradient.check_step(f"{type(self).__name__}.numerical_gradient", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient", x=x, t=t)
-        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient", self.dtype)
         try:
             with self._call:
-                return self._numerical_gradient(x, t, h)
+                grads = self._numerical_gradient(x, t, h)
         except ValueError as e:  # a layer's words, with the network's where it knows
             _explain_input_shape(self, "numerical_gradient", x, e)
             raise
+        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient", self.dtype)
+        return grads
 
     def _numerical_gradient(self, x, t, h):
         if x.dtype != self.dtype:
@@ -429,8 +430,6 @@ class Network:
         (slow; the reference). Dropout holds its current mask and the state is restored."""
         _gradient.check_step(f"{type(self).__name__}.numerical_gradient_elementwise", "h", h)
         _refuse_foreign_inputs(self, "numerical_gradient_elementwise", x=x, t=t)
-        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient_elementwise",
-                                     self.dtype)
         if x.dtype != self.dtype:
             x = get_array_module(x).astype(x, self.dtype)
         dropouts = [layer for layer in self.layers.values() if hasattr(layer, "hold_mask")]
@@ -451,13 +450,16 @@ class Network:
             for layer in dropouts:
                 layer.hold_mask = True
             with self._call:
-                return {key: _gradient.numerical_gradient(
+                grads = {key: _gradient.numerical_gradient(
                     loss_w, self.params[key], h,
                     put=lambda a, key=key: self.params.__setitem__(key, a))
                     for key in list(self.params)}
         finally:
             for layer in dropouts:
                 layer.hold_mask = False
+        _gradient.warn_low_precision(f"{type(self).__name__}.numerical_gradient_elementwise",
+                                     self.dtype)
+        return grads
 
     def free_saved(self):
         """Drop what the layers kept from the last forward and backward passes (inputs,
