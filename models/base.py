@@ -62,6 +62,22 @@ def _nothing(*arrays):
     """A layer's checks where it has none."""
 
 
+def _too_large(network, what, x, error):
+    """A ``MemoryError`` naming the network, the call and its batch, with what to do, raised
+    from the library's ``error`` ("Unable to allocate 32.2 GiB for an array with shape
+    (30, 500000, 24, 24)", which names neither). Looked at only where a call failed."""
+    n = x.shape[0] if getattr(x, "ndim", 0) else "?"
+    if what == "gradient":
+        fix = "train on smaller batches (the Trainer's mini_batch_size)"
+    elif what == "accuracy":
+        fix = f"give a smaller batch_size (the default is {network.accuracy_batch_size})"
+    else:
+        fix = (f"pass it in parts (accuracy does: batch_size, {network.accuracy_batch_size} "
+               f"samples at a time by default)")
+    return MemoryError(f"{type(network).__name__}.{what}: a batch of {n} samples needs more "
+                       f"memory than this device has ({error}); {fix}")
+
+
 def _explain_input_shape(network, what, x, error):
     """``ValueError`` saying that ``x``'s samples are not the shape the network was built
     for (a ConvNet's ``input_dim``), raised from a layer's ``error``; nothing where they are
@@ -219,6 +235,8 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "predict", x, e)
                 raise
+            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
+                raise _too_large(self, "predict", x, e) from e
         if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
             x = get_array_module(x).astype(x, self.dtype)
         for layer in self.layers.values():
@@ -258,6 +276,8 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "loss", x, e)
                 raise
+            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
+                raise _too_large(self, "loss", x, e) from e
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
@@ -302,6 +322,8 @@ class Network:
         except ValueError as e:
             _explain_input_shape(self, "accuracy", x, e)
             raise
+        except MemoryError as e:
+            raise _too_large(self, "accuracy", x[:batch_size, ...], e) from e
         return float(correct) / n
 
     def count_correct(self, x, t):
@@ -333,6 +355,8 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "gradient", x, e)
                 raise
+            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
+                raise _too_large(self, "gradient", x, e) from e
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):

@@ -381,3 +381,36 @@ def test_a_numerical_gradient_in_float32_warns_that_float64_checks_gradients():
         warnings.simplefilter("error")
         TwoLayerNet(4, 5, 3, dtype="float64").numerical_gradient(x, t)
         check_model(TwoLayerNet(4, 5, 3, weight_init_std=1.0, seed=2), x32, t, rtol=1, atol=1)
+
+
+def _refuses_what_it_cannot_hold():
+    """Whether this kernel refuses an allocation larger than its memory at once (Linux's
+    overcommit modes 0 and 2), rather than promising it and ending the process when it is
+    touched (mode 1): the only machine a test may ask for a terabyte on."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() in ("0", "2")
+    except OSError:
+        return False
+
+
+@pytest.mark.backends("numpy")
+@pytest.mark.skipif(not _refuses_what_it_cannot_hold(),
+                    reason="this kernel promises memory it has not (overcommit mode 1)")
+def test_a_batch_too_large_for_memory_is_named_with_what_to_do(backend):
+    """NumPy said "Unable to allocate 840. GiB for an array with shape (268435456, 784)",
+    naming neither the network nor what to do. (The batch is one image repeated, a view
+    of 3 KB: only the network's own arrays would need the memory.)"""
+    from models import TwoLayerNet
+    net = TwoLayerNet(784, 50, 10)
+    n = 2**28
+    x = np.broadcast_to(np.zeros((1, 784), np.float32), (n, 784))
+    t = np.broadcast_to(np.zeros(1, np.int64), (n,))
+    for call, fix in ((lambda: net.predict(x), r"pass it in parts \(accuracy does"),
+                      (lambda: net.gradient(x, t), r"train on smaller batches"),
+                      (lambda: net.accuracy(x, t, batch_size=n), "give a smaller batch_size")):
+        with pytest.raises(MemoryError, match=rf"^TwoLayerNet.\w+: a batch of {n} samples needs "
+                                              rf"more memory than this device has \(Unable to "
+                                              rf"allocate .*\); {fix}") as info:
+            call()
+        assert isinstance(info.value.__cause__, MemoryError)  # NumPy's own, kept
