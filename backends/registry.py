@@ -16,6 +16,7 @@ Changes inside a program are scoped: :meth:`Registry.using` (the default backend
 """
 
 import contextlib
+import contextvars
 import importlib
 
 import numpy
@@ -67,7 +68,10 @@ class Registry:
         self._namespace_by_type = {}
         self._ops_by_type = {}
         self._settings = None
-        self._default = None
+        self._default = None  # the process's default backend (use(), XPNET_BACKEND)
+        #: the backend a using() block chose, for the thread (or task) that entered it:
+        #: None outside every block. Another thread's block is not this thread's default
+        self._scoped = contextvars.ContextVar(f"xpnet_backend_{id(self)}", default=None)
         #: the :class:`framework.distributed.World` of this process, once made: an MPI
         #: launcher's processes are fixed for the process's life
         self.world = None
@@ -201,19 +205,30 @@ class Registry:
         return self._use(name, device, "backends.use", "device")
 
     def _use(self, name, device, source, device_source):
-        """:meth:`use`, its errors naming ``source`` and ``device_source`` (what was typed)."""
-        self._default = self.make(self.check_name(name, source), source, device, device_source)
-        return self._default
+        """:meth:`use`, its errors naming ``source`` and ``device_source`` (what was typed).
+        Inside a :meth:`using` block it changes that block's backend, given back with it."""
+        backend = self._made(name, device, source, device_source)
+        if self._scoped.get() is not None:
+            self._scoped.set(backend)
+        else:
+            self._default = backend
+        return backend
 
     @contextlib.contextmanager
     def using(self, name, device=None):
-        """Within the block, ``name`` on ``device`` is the default backend (see :meth:`use`);
-        the default before is given back on the way out. Yields the backend."""
-        previous = self._default
+        """Within the block, ``name`` on ``device`` is the default backend (see :meth:`use`)
+        of the thread that entered it (of the asyncio task, as a ``contextvars`` variable
+        is): other threads keep theirs, so two threads' blocks at once neither see nor undo
+        each other's. On the way out the default before is back. Yields the backend."""
+        backend = self._made(name, device, "backends.use", "device")
+        token = self._scoped.set(backend)
         try:
-            yield self.use(name, device)
+            yield backend
         finally:
-            self._default = previous
+            self._scoped.reset(token)
+
+    def _made(self, name, device, source, device_source):
+        return self.make(self.check_name(name, source), source, device, device_source)
 
     @contextlib.contextmanager
     def kept(self):
@@ -221,9 +236,11 @@ class Registry:
         (:meth:`use`, :meth:`reset`, :meth:`configured`); both are put back on the way out
         (the pytest plugin wraps every test in this)."""
         default, settings = self._default, self._settings
+        token = self._scoped.set(self._scoped.get())
         try:
             yield
         finally:
+            self._scoped.reset(token)
             self._default = default
             if settings is not self._settings:
                 self._settings = settings
@@ -231,8 +248,12 @@ class Registry:
                 self.generation += 1
 
     def current(self):
-        """The default backend, resolving ``XPNET_BACKEND`` and ``XPNET_DEVICE`` (the settings)
-        on first use."""
+        """The default backend: a :meth:`using` block's in the thread that entered it, else
+        the process's, resolving ``XPNET_BACKEND`` and ``XPNET_DEVICE`` (the settings) on
+        first use."""
+        scoped = self._scoped.get()
+        if scoped is not None:
+            return scoped
         if self._default is None:
             settings = self.settings
             name = self.check_name(settings.backend or "auto", ENV_VAR)

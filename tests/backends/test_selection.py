@@ -136,6 +136,49 @@ def test_using_gives_the_default_back(backend):
     assert backends.current() is before
 
 
+def test_a_using_block_is_the_default_of_its_own_thread_alone():
+    """Two threads, each in a ``using`` block at once (a pool building networks on two
+    backends): each block set the process's one default, so a thread built its network on
+    the other's backend, and the blocks' exits gave back each other's defaults, leaving
+    the process on array-api-strict. Each thread now sees its own block; inside a block
+    ``use`` changes that block's backend alone; the default is the one from before."""
+    import threading
+    from models import TwoLayerNet
+    before = backends.current()
+    meet, numpy_out = threading.Barrier(2, timeout=30), threading.Event()
+    seen, failed = {}, []
+
+    def work(name, other):
+        try:
+            with backends.using(name):
+                meet.wait()  # both blocks open
+                net = TwoLayerNet(2, 3, 2, seed=0)
+                seen[name] = [backends.current().name, backends.backend_of(net.params["W1"]).name]
+                meet.wait()
+                backends.use(other)  # this block's, not the process's nor the other's
+                meet.wait()
+                seen[name].append(backends.current().name)
+                if name == "array_api_strict":  # numpy's block closes first, this one after
+                    numpy_out.wait(30)
+            if name == "numpy":
+                numpy_out.set()
+        except Exception as e:  # (an assertion in a thread would not fail the test)
+            failed.append(e)
+            meet.abort()
+            numpy_out.set()
+
+    threads = [threading.Thread(target=work, args=pair) for pair in
+               (("numpy", "array_api_strict"), ("array_api_strict", "numpy"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failed, failed
+    assert seen == {"numpy": ["numpy", "numpy", "array_api_strict"],
+                    "array_api_strict": ["array_api_strict", "array_api_strict", "numpy"]}
+    assert backends.current() is before
+
+
 def test_xp_follows_use(backend):
     assert backends.xp is backend.xp
     assert backends.current() is backend
