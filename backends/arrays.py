@@ -182,18 +182,22 @@ def has_float64(namespace, device):
         return True
 
 
-def host_rng(seed=None):
+def host_rng(seed=None, where=None):
     """A seeded NumPy generator on the host.
 
     Parameters are drawn here and then sent to the backend, so the same seed
     gives the same network on every backend. ``seed``: None (fresh entropy), a
-    non-negative integer, or anything else ``numpy.random.default_rng`` takes; anything
-    it refuses is a ``ValueError`` that names the seed.
+    non-negative integer, or anything else ``numpy.random.default_rng`` takes but a bool
+    (``seed=True`` read as 1, where a network refuses it); anything else is a
+    ``ValueError`` that names the seed, and ``where`` (who was given it) where given.
     """
+    said = f"{where}: " if where else ""
+    if isinstance(seed, (bool, numpy.bool_)):
+        raise ValueError(f"{said}seed={seed!r}: expected None or a non-negative integer")
     try:
         return numpy.random.default_rng(seed)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"seed={seed!r}: expected None or a non-negative integer "
+        raise ValueError(f"{said}seed={seed!r}: expected None or a non-negative integer "
                          f"(NumPy: {e})") from None
 
 

@@ -198,7 +198,7 @@ class DeviceBatches:
         self.shuffle = shuffle
         self.replacement = replacement
         self.drop_last = drop_last
-        self.rng = backends.host_rng(seed)
+        self.rng = backends.host_rng(seed, where)
         self.epoch = 0
 
     def __len__(self):

@@ -160,19 +160,24 @@ def test_the_rank_order_sum_adds_the_rows_in_rank_order():
     assert rows.tolist() == [[1.0], [1e16], [-1e16]]  # the block itself untouched
 
 
-@pytest.mark.parametrize("seed", [-1, 2.5, "seven"])
+@pytest.mark.parametrize("seed", [-1, 2.5, "seven", True])
 def test_a_seed_numpy_refuses_is_named_wherever_it_was_given(seed):
     """Parameters, batch order and dropout all draw from ``host_rng``: a seed it cannot take
-    is a ValueError naming the seed, not NumPy's bare "expected non-negative integer"."""
+    is a ValueError naming the seed, not NumPy's bare "expected non-negative integer". The
+    Trainer's says it is the Trainer's (it did not), and ``seed=True``, which a network
+    refuses, is refused for the batch order too (NumPy read it as 1)."""
     from framework.data import DeviceBatches
     from framework.layers import Dropout
+    from framework.trainer import Trainer
     from models import TwoLayerNet
     message = f"seed={seed!r}: expected None or a non-negative integer"
+    x, t = np.zeros((4, 2)), np.zeros(4, dtype=int)
     for make in (lambda: backends.host_rng(seed), lambda: TwoLayerNet(4, 3, 2, seed=seed),
-                 lambda: DeviceBatches(np.zeros((4, 2)), np.zeros(4, dtype=int), 2, seed=seed),
-                 lambda: Dropout(0.5, seed=seed)):
+                 lambda: DeviceBatches(x, t, 2, seed=seed), lambda: Dropout(0.5, seed=seed)):
         with pytest.raises(ValueError, match=re.escape(message)):
             make()
+    with pytest.raises(ValueError, match="^" + re.escape("Trainer: " + message)):
+        Trainer(TwoLayerNet(2, 3, 2), x, t, x, t, verbose=False, seed=seed)
     assert backends.host_rng(7).integers(100) == np.random.default_rng(7).integers(100)
 
 
