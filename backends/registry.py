@@ -38,8 +38,8 @@ ENTRIES = {
     "array_api_strict": "backends.strict:StrictBackend",
     "jax": "backends.jax.backend:JaxBackend",
 }
-#: name -> why it cannot be a backend (none now: JAX's immutable arrays were the last)
-#: libraries whose arrays are refused, and why (a ``TypeError`` where one is computed on)
+#: library -> why its arrays are refused (a ``TypeError`` where one is computed on) and why
+#: it cannot be a backend (JAX's, refused for its immutable arrays, is one now)
 REFUSED = {"scipy": "its sparse matrices and arrays hold only their nonzero entries, and the "
                     "layers compute on dense ones; convert one first (x.toarray())"}
 GENERIC = "backends.standard:StandardBackend"  # any other library with the standard's namespace
