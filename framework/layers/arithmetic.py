@@ -1,6 +1,22 @@
 """The computational-graph nodes of 5.4: multiply and add, on numbers or arrays."""
 
+import numbers
+
+from backends.arrays import is_array
 from framework.layers.base import Layer
+
+
+def _check_operands(layer, x, y):
+    """``TypeError`` naming the layer and an operand that is neither a number nor an array:
+    Python's ``*`` and ``+`` take text and lists too, and answer without a word (``'100' *
+    2`` is ``'100100'``, as a price read with ``input()`` would be)."""
+    for name, value in (("x", x), ("y", y)):
+        if not (isinstance(value, numbers.Number) or is_array(value)):
+            hint = (f": float({value!r}) for a number read as text" if isinstance(value, str)
+                    else ": numpy.asarray(...) for a list" if isinstance(value, (list, tuple))
+                    else "")
+            raise TypeError(f"{layer.name}.forward: {name} is {type(value).__name__} "
+                            f"{value!r}; expected a number or an array{hint}")
 
 
 class MulLayer(Layer):
@@ -17,6 +33,7 @@ class MulLayer(Layer):
         self.y = None
 
     def forward(self, x, y):
+        _check_operands(self, x, y)
         self.x = x
         self.y = y
         return x * y
@@ -38,6 +55,7 @@ class AddLayer(Layer):
         super().__init__(name)
 
     def forward(self, x, y):
+        _check_operands(self, x, y)
         return x + y
 
     def backward(self, dout):

@@ -38,6 +38,20 @@ def test_add_layer_passes_gradient_through():
     assert add.backward(1.1) == (1.1, 1.1)
 
 
+@pytest.mark.parametrize("x, y, said", [
+    ("100", 2, r"MulLayer.forward: x is str '100'; expected a number or an array: "
+               r"float\('100'\) for a number read as text"),
+    (100, [2], r"AddLayer.forward: y is list \[2\]; expected a number or an array: "
+               r"numpy.asarray\(...\) for a list"),
+])
+def test_the_shop_refuses_what_is_no_number(x, y, said):
+    """A price read with ``input()`` is text: ``'100' * 2`` was ``'100100'``, ``100 + [2]``
+    Python's own words, as the book's nodes compute whatever ``*`` and ``+`` take."""
+    layer = MulLayer() if isinstance(x, str) else AddLayer()
+    with pytest.raises(TypeError, match="^" + said):
+        layer.forward(x, y)
+
+
 def test_mul_and_add_on_arrays(xp):
     mul = MulLayer()
     out = mul.forward(backends.to_device([1.0, 2.0]), backends.to_device([3.0, 4.0]))
