@@ -1,11 +1,25 @@
 """Activation and loss functions of chapters 3-5, for every backend's arrays alike: the
 names of the book's ``common/functions.py``, and ``log_softmax``."""
 
-from numbers import Integral
+from numbers import Integral, Number
 
 from backends import (check_same_backend, dtype_kind, dtype_name, get_array_module,
                       is_device_array, ops_for, size)
-from backends.arrays import check_arrays
+from backends.arrays import check_arrays, is_array
+
+
+def _array(owner, x, lists=False):
+    """``x`` as an array: itself, or a Python number as NumPy's 0-d array (the book's
+    functions are NumPy's, which take ``relu(-2.0)`` as they take an array: ours refused it
+    while ``sigmoid(-2.0)`` answered); ``TypeError`` naming ``owner`` for a list, unless
+    ``lists`` (softmax, as the book's takes one)."""
+    if is_array(x):
+        return x
+    if isinstance(x, Number):
+        return get_array_module(x).asarray(x)  # (NumPy's namespace: Python numbers are)
+    if not lists:
+        check_arrays(owner, x=x)
+    return x
 
 
 def identity_function(x):
@@ -16,12 +30,9 @@ def identity_function(x):
 def step_function(x):
     """1 where x > 0, else 0 (3.2.2), in the library's default integer dtype (the book's
     ``dtype=int``: int64 on NumPy, int32 on JAX without float64)."""
+    x = _array("step_function", x)
     xp = get_array_module(x)
-    try:
-        return xp.astype(x > 0, _default_integer(xp))
-    except TypeError:
-        check_arrays("step_function", x=x)
-        raise
+    return xp.astype(x > 0, _default_integer(xp))
 
 
 def _default_integer(xp):
@@ -36,38 +47,28 @@ def sigmoid(x):
     exp is only ever taken of -|x| <= 0, so it lies in (0, 1]; the two
     branches are the same function written for x >= 0 and x < 0.
     """
+    x = _array("sigmoid", x)  # a list: was "'>=' not supported between 'list' and 'int'"
     xp = get_array_module(x)
-    try:
-        e = xp.exp(-xp.abs(x))
-        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    except TypeError:  # a list: named, as relu names one (and the Sigmoid layer)
-        check_arrays("sigmoid", x=x)  # was "'>=' not supported between 'list' and 'int'"
-        raise
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def sigmoid_grad(x):
     """d sigmoid / dx = (1 - sigmoid(x)) * sigmoid(x), at x (4.5's TwoLayerNet)."""
-    y = sigmoid(x)
+    y = sigmoid(_array("sigmoid_grad", x))
     return (1 - y) * y
 
 
 def relu(x):
     """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
-    try:
-        return ops_for(x).relu(x, mask=False)[0]
-    except AttributeError:  # a list: named, not "'list' object has no attribute 'nbytes'"
-        check_arrays("relu", x=x)
-        raise
+    x = _array("relu", x)  # a list: was "'list' object has no attribute 'nbytes'"
+    return ops_for(x).relu(x, mask=False)[0]
 
 
 def relu_grad(x):
     """d relu / dx: 1 where x >= 0, else 0, in x's dtype (the book's choice at 0)."""
-    xp = get_array_module(x)
-    try:
-        return xp.astype(x >= 0, x.dtype)
-    except TypeError:
-        check_arrays("relu_grad", x=x)
-        raise
+    x = _array("relu_grad", x)
+    return get_array_module(x).astype(x >= 0, x.dtype)
 
 
 def softmax(x):
@@ -76,11 +77,13 @@ def softmax(x):
     The row maximum is subtracted first, so exp never overflows (the operations'
     ``softmax``).
     """
+    x = _array("softmax", x, lists=True)
     return ops_for(x).softmax(x)
 
 
 def log_softmax(x):
     """x - logsumexp(x) along the last axis, exact where log(softmax(x)) underflows."""
+    x = _array("log_softmax", x, lists=True)
     return ops_for(x).log_softmax(x)
 
 

@@ -128,6 +128,20 @@ def test_a_list_is_named_where_an_array_belongs():
     np.testing.assert_array_equal(relu(np.array([-1.0, 2.0])), [0.0, 2.0])
 
 
+@pytest.mark.parametrize("value", [-2.0, 3, 0.5])
+def test_a_python_number_is_taken_by_every_function_as_the_books_numpy_takes_it(value):
+    """``relu(-2.0)``, ``relu_grad(3)`` and ``step_function(0.5)`` were "x must be an array,
+    got float" where ``sigmoid(-2.0)`` answered, as the book's NumPy functions all do."""
+    from framework.functions import log_softmax, relu_grad, sigmoid_grad, step_function
+    s = 1 / (1 + np.exp(-value))
+    expected = {relu: max(0.0, value), relu_grad: float(value >= 0), sigmoid: s,
+                sigmoid_grad: (1 - s) * s, step_function: int(value > 0), softmax: 1.0,
+                log_softmax: 0.0}
+    for function, number in expected.items():
+        got = function(value)
+        assert got.shape == () and float(got) == pytest.approx(number, rel=1e-12), function
+
+
 def test_the_rest_of_the_books_functions_give_its_numbers(xp):
     """The book's ``common/functions.py`` names all answer (six were missing, so a
     reader's ``from common.functions import sum_squared_error``, as chapter 4's code has
