@@ -12,10 +12,20 @@ checkpoints.
 
 import math
 import numbers
+import weakref
 
 import array_api_extra as xpx
 
 from backends import backend_of, dtype_kind, get_array_module, ops_for, to_numpy
+
+
+def _weakly(params):
+    """A weak reference to ``params`` (a network's, a dict subclass), or None for a plain
+    dict, which takes none."""
+    try:
+        return weakref.ref(params)
+    except TypeError:
+        return None
 
 
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
@@ -92,12 +102,30 @@ class Optimizer:
         self.lr = lr
         self.state = {slot: None for slot in self.slots}
         self.iter = 0
+        self._made_for = None  # a weak reference to the params its state was made for
 
     def _init_state(self, params):
         for slot in self.slots:
             if self.state[slot] is None:
                 self.state[slot] = {key: get_array_module(p).zeros_like(p)
                                     for key, p in params.items()}
+                self._made_for = _weakly(params)
+
+    def state_of_another(self, params):
+        """Whether this optimizer holds state (momenta, Adam's moments) that updates of
+        another mapping than ``params`` made: a network's ``params`` (a network since built
+        anew, in a loop of trials that reuses one optimizer object) whose state would start
+        this one's run. False where it holds none, or where that cannot be told (a plain
+        dict's, which keeps no weak reference)."""
+        made_for = getattr(self, "_made_for", None)  # (a subclass that skipped __init__)
+        if made_for is None or not any(self.state[slot] for slot in self.slots):
+            return False
+        return made_for() is not params
+
+    def __getstate__(self):
+        state = dict(vars(self))
+        state["_made_for"] = None  # (a weak reference cannot be pickled; nor said for whom)
+        return state
 
     def update(self, params, grads):
         raise NotImplementedError
@@ -203,6 +231,7 @@ class Optimizer:
             for key, p in params.items():
                 self.state[slot][key] = backend_of(p).asarray(state[f"{slot}/{key}"],
                                                               dtype=p.dtype)
+            self._made_for = _weakly(params)
 
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr})"

@@ -308,6 +308,13 @@ class Trainer:
                     raise ValueError("Trainer: resume=True needs checkpoint=PATH")
                 if os.path.exists(checkpoint):
                     self._restore(checkpoint)
+            if self.optimizer.state_of_another(network.params):
+                name = type(self.optimizer).__name__
+                raise ValueError(
+                    f"Trainer: this {name} holds {', '.join(self.optimizer.slots)} from "
+                    f"updates of another network's parameters (one optimizer object reused "
+                    f"for a new network), which would start this run; give each network a "
+                    f"new {name}(...), or optimizer={name!r} with optimizer_param")
             if self.world.size > 1:  # the same network, optimizer and data; rank 0's start
                 replicas.prepare(self.world, self.communicator, network, self.optimizer,
                                  {"x_train": self.batches.x, "t_train": self.batches.t,

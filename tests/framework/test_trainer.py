@@ -855,3 +855,28 @@ def test_the_books_trainer_names_answer(backend):
         trainer.train_step()
     trainer.train()
     assert trainer.current_iter == trainer.max_iter == 20
+
+
+def test_an_optimizer_reused_for_a_new_network_is_refused_and_one_for_the_same_goes_on(
+        backend, tmp_path):
+    """A loop of trials that makes one ``Adam`` and a new network each trial: the second
+    trial started from the first's moments (same names, same shapes) without a word. The
+    same network trained on with its optimizer goes on, and a resumed run's optimizer is
+    the checkpoint's."""
+    from framework.optimizers import SGD, Adam
+    adam = Adam(lr=0.01)
+    first = make_trainer(optimizer=adam, epochs=1)
+    first.train()
+    make_trainer(optimizer=adam, net=first.network, epochs=1).train()  # the same network
+    with pytest.raises(ValueError, match=r"^Trainer: this Adam holds m, v from updates of "
+                                         r"another network's parameters .*give each network "
+                                         r"a new Adam\(\.\.\.\)"):
+        make_trainer(optimizer=adam, net_seed=1)
+    sgd = SGD(lr=0.1)  # no state: nothing to carry over
+    make_trainer(optimizer=sgd, epochs=1).train()
+    make_trainer(optimizer=sgd, net_seed=1, epochs=1).train()
+    path = str(tmp_path / "run.npz")
+    make_trainer(optimizer=Adam(lr=0.01), checkpoint=path, epochs=1).train()
+    resumed = make_trainer(optimizer=adam, net_seed=1, checkpoint=path, resume=True, epochs=2)
+    resumed.train()  # its moments came from the checkpoint, for this network
+    assert resumed.iteration == 40
