@@ -72,6 +72,7 @@ class JitStep(Step):
         self._fingerprint = self._static()
         self._compiled = compiler.jit(self._pure, donate=(0, 1, 2, 4))
         self._count = compiler.jit(self._count_pure, donate=())  # traced on first use
+        self._count_traceable = True  # False once the evaluation could not be traced
         self._compiled_once = False
         self._synced = True
         self.seconds = 0.0  # the first call traces and compiles: its time
@@ -165,7 +166,15 @@ class JitStep(Step):
         if not self._synced:
             self.sync()
         params, state = dict(net.params), dict(net.state())
-        net.count_correct = lambda x, t: self._count(params, state, x, t)
+
+        def count_correct(x, t):
+            if self._count_traceable:
+                try:
+                    return self._count(params, state, x, t)
+                except self._compiler.UNTRACEABLE:  # (only a trace raises these: nothing ran)
+                    self._count_traceable = False  # a layer that reads a value in inference
+            return type(net).count_correct(net, x, t)  # eagerly, as it cannot be traced
+        net.count_correct = count_correct
         try:
             yield
         finally:

@@ -432,3 +432,27 @@ def test_a_step_that_cannot_be_traced_runs_eagerly_and_says_why(jax_backend):
                                          r"\(ConcretizationTypeError: .*\); graph='auto' or "
                                          r"False runs it eagerly$"):
         run(True, make=peeking)
+
+
+class PeekingWhenEvaluating(Peeking):
+    """Reads a value in inference only (to log what the evaluations see)."""
+
+    def forward(self, x, train_flg=True):
+        if not train_flg:
+            self.largest.append(float(abs(x).max()))
+        return x
+
+
+def test_an_evaluation_that_cannot_be_traced_runs_eagerly(jax_backend):
+    """The step compiled, but the evaluation's compiled count ended the run at the first
+    epoch's end in JAX's ConcretizationTypeError; now it counts eagerly, the same counts."""
+    def make():
+        net = deep()
+        net.layers["Relu1"] = PeekingWhenEvaluating()
+        return net
+    auto, eager = run("auto", make=make), run(False, make=make)
+    assert auto[0].step_mode == "jit"
+    assert auto[0].test_acc_list == eager[0].test_acc_list
+    assert auto[0].train_acc_list == eager[0].train_acc_list
+    np.testing.assert_allclose(auto[1], eager[1], rtol=1e-10, atol=1e-10)
+    assert auto[0].network.layers["Relu1"].largest  # it ran, eagerly
