@@ -27,7 +27,8 @@ A short last batch runs eagerly, as the graph step's does.
 A step that cannot be traced (a layer of the user's own that reads a value in Python,
 ``float(x.sum())``, or indexes by a mask) is found at the first call, before anything
 ran: with ``graph="auto"`` the step runs eagerly from there on, and :attr:`mode` says
-why; with ``graph=True`` it is a ``ValueError`` saying why.
+why; with ``graph=True`` it is a ``ValueError`` saying why. An evaluation that cannot be
+traced (a layer that reads a value in inference only) counts eagerly.
 
 The Trainer's evaluations run inside :meth:`JitStep.evaluation`, which lends the network
 a compiled ``count_correct`` (the network's own, traced as a pure function of the
