@@ -311,10 +311,28 @@ def check_model(model, x, t, *, rtol=None, atol=None):
     if failed:
         hint = ("; float32 rounding swamps central differences: build the network with "
                 "dtype='float64' to check it" if dtype != "float64" else _kinks(model, x, own))
+        if own is None and _unmoved(params, numeric, failed):
+            hint = (f"; every difference of {', '.join(failed)} is 0, and "
+                    f"{backends.backend_of(next(iter(params.values()))).name}'s arrays are "
+                    f"immutable: a moved parameter put in the plain dict params reaches only "
+                    f"code that reads the dict, not a layer that holds the array (the book's "
+                    f"Affine(W, b)); build the network on models.base.Network "
+                    f"(begin/add/finish), whose params pass each new array on to its layer")
         raise AssertionError(f"check_model: {type(model).__name__} ({dtype}): gradient and "
                              f"numerical_gradient differ for {', '.join(failed)}{hint}\n"
                              + "\n".join(lines))
     return report
+
+
+def _unmoved(params, numeric, failed):
+    """Whether the book's element loop moved parameters that nothing read: every difference
+    of the failed ones 0, on a library whose arrays are immutable, with a plain dict for
+    ``params`` (each moved array was put in the dict, and layers that hold the arrays never
+    saw it). Looked at only where the check failed."""
+    first = next(iter(params.values()))
+    if backends.backend_of(first).mutable or getattr(params, "reaches_layers", False):
+        return False
+    return all(not numpy.any(backends.to_numpy(numeric[key])) for key in failed)
 
 
 def _kinks(model, x, numerical_gradient):

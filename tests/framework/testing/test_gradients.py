@@ -275,6 +275,40 @@ def test_check_model_differences_a_network_of_ones_own(xp):
         check_model(Quadratic(xp, scale=3), x, t)
 
 
+class BookStyle:
+    """A network of a user's own as the book writes one: its layers hold the very arrays
+    of a plain-dict ``params`` (``Affine(W, b)``), with no numerical_gradient."""
+
+    def __init__(self):
+        from framework.layers import SoftmaxWithLoss
+        rng = np.random.default_rng(3)
+        self.params = {"W1": backends.to_device(rng.standard_normal((4, 5))),
+                       "b1": backends.to_device(np.zeros(5))}
+        self.affine, self.last = Affine(self.params["W1"], self.params["b1"]), SoftmaxWithLoss()
+
+    def loss(self, x, t):
+        return self.last.forward(self.affine.forward(x), t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        self.affine.backward(self.last.backward(1))
+        return {"W1": self.affine.dW, "b1": self.affine.db}
+
+
+def test_a_book_style_network_on_immutable_arrays_fails_saying_why(backend):
+    """On JAX the book's element loop puts each moved array in the plain dict, which the
+    layers never read: every difference was 0, and the failure blamed the gradient."""
+    x = backends.to_device(np.random.default_rng(4).random((3, 4)))
+    t = backends.to_device(np.array([0, 1, 2]))
+    if backend.mutable:
+        check_model(BookStyle(), x, t)
+        return
+    with pytest.raises(AssertionError, match=r"differ for W1, b1; every difference of W1, b1 "
+                                             r"is 0, and jax's arrays are immutable: .*build "
+                                             r"the network on models.base.Network"):
+        check_model(BookStyle(), x, t)
+
+
 def test_check_model_holds_a_float64_model_to_float64s_tolerance(xp):
     """A gradient off by 1e-3 of itself passes float16's tolerance (1e-2) but not float64's,
     which a float64 model is held to."""
