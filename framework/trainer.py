@@ -135,6 +135,22 @@ def _check_batch_norm_batches(network, batches):
                      f"towards 0; {fix}")
 
 
+def _check_network(network):
+    """``TypeError`` naming what the run will call that ``network`` lacks: ``params``,
+    ``gradient(x, t)`` at every step, ``accuracy(x, t)`` at every epoch's end (a network
+    of the user's own without one trained an epoch, then ended in Python's
+    AttributeError)."""
+    name = type(network).__name__
+    params = getattr(network, "params", None)
+    if not hasattr(params, "values") or not params:
+        raise TypeError(f"Trainer: {name} has no params (the book's dict of parameter "
+                        f"arrays by name) to train")
+    for method, when in (("gradient", "at every step"), ("accuracy", "at every epoch's end")):
+        if not callable(getattr(network, method, None)):
+            raise TypeError(f"Trainer: {name} has no {method}(x, t), which the Trainer calls "
+                            f"{when}; the book's networks have one")
+
+
 def _check_world(world, graph, mini_batch_size):
     """``ValueError`` where the run cannot be data-parallel as asked."""
     if world.size > 1 and graph is True:
@@ -223,6 +239,7 @@ class Trainer:
             raise ValueError(f"Trainer: checkpoint must be a file's path (a str or "
                              f"os.PathLike), got {checkpoint!r}")  # was os.fspath's TypeError
         mini_batch_size = int(mini_batch_size)  # NumPy's integers, or 100.0, as 100
+        _check_network(network)
         # the run's parts, each owning its state: the world it runs in, the batches, the
         # history, the step (made when training starts); the network and optimizer
         self.world = distributed.world()

@@ -880,3 +880,26 @@ def test_an_optimizer_reused_for_a_new_network_is_refused_and_one_for_the_same_g
     resumed = make_trainer(optimizer=adam, net_seed=1, checkpoint=path, resume=True, epochs=2)
     resumed.train()  # its moments came from the checkpoint, for this network
     assert resumed.iteration == 40
+
+
+def test_a_network_without_what_the_run_calls_is_refused_before_it_trains():
+    """A network of the user's own without ``accuracy`` trained a whole epoch, then ended in
+    "'Mini' object has no attribute 'accuracy'" at the epoch's end."""
+    full = TwoLayerNet(20, 16, 4, seed=0)
+
+    class Mini:
+        params = full.params
+
+        def gradient(self, x, t):
+            return full.gradient(x, t)
+
+    with pytest.raises(TypeError, match=r"^Trainer: Mini has no accuracy\(x, t\), which the "
+                                        r"Trainer calls at every epoch's end"):
+        make_trainer(net=Mini())
+    Mini.accuracy, Mini.gradient = full.accuracy, None
+    with pytest.raises(TypeError, match=r"^Trainer: Mini has no gradient\(x, t\), which the "
+                                        r"Trainer calls at every step"):
+        make_trainer(net=Mini())
+    Mini.params = {}
+    with pytest.raises(TypeError, match=r"^Trainer: Mini has no params"):
+        make_trainer(net=Mini())
