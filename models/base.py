@@ -24,6 +24,7 @@ gradient) into every network; here it is written once.
 import functools
 import math
 import numbers
+import weakref
 
 import array_api_extra as xpx
 
@@ -127,7 +128,7 @@ class Network:
         seed's weights are the same with and without dropout)."""
         self._backend = backends.current()
         self.dtype = float_dtype(type(self).__name__, self._backend, dtype)
-        self.layers, self.param_layout = Layers(type(self).__name__), {}
+        self.layers, self.param_layout = Layers(self), {}
         self.params = Parameters(self.layers, self.param_layout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):  # a generator's message named [seed, 1]
@@ -190,6 +191,12 @@ class Network:
         state = dict(vars(self))
         state.pop("_call", None)
         return state
+
+    def __setstate__(self, state):
+        vars(self).update(state)
+        layers = vars(self).get("layers")
+        if isinstance(layers, Layers):  # its weak link back to this network
+            layers.network = weakref.ref(self)
 
     @functools.cached_property
     def _call(self):
@@ -363,9 +370,9 @@ class Network:
             dout = layer.backward(dout)
             if dout is None:  # a first layer that skips its input gradient
                 break
-        grads, layers = {}, self.layers
-        for key, name, attr in self._gradient_sources:
-            grads[key] = getattr(layers[name], attr)  # by name: a layer swapped in is read
+        grads = {}
+        for key, layer, name in self._gradient_sources:
+            grads[key] = getattr(layer, name)
         lam = self.weight_decay_lambda
         if lam:
             for key in self._decayed():
@@ -374,10 +381,15 @@ class Network:
 
     @functools.cached_property
     def _gradient_sources(self):
-        """``[(param, layer's name, "dW")]``: where backward leaves each gradient, worked out
-        on first use and kept (the names are fixed when the stack is built; the layer is
-        looked up each time, as a reader may put another in its place)."""
-        return [(key, name, "d" + attr) for key, (name, attr) in self.param_layout.items()]
+        """``[(param, layer, "dW")]``: where backward leaves each gradient, worked out on
+        first use and kept until a layer is put in or taken out (:meth:`layers_changed`)."""
+        return [(key, self.layers[name], "d" + attr)
+                for key, (name, attr) in self.param_layout.items()]
+
+    def layers_changed(self):
+        """A layer was put in ``layers`` or taken out (a reader's swap, the data-parallel
+        step's synchronised batch norms): the gradients are read from the layers there now."""
+        vars(self).pop("_gradient_sources", None)
 
     # --- numerical gradients ---------------------------------------------------------------
 
