@@ -4,6 +4,7 @@
 import itertools
 import math
 import numbers
+import warnings
 
 import array_api_extra as xpx
 
@@ -21,7 +22,6 @@ def warn_low_precision(owner, dtype):
     rounding of the loss alone puts about 1e-3 into each element."""
     name = dtype_name(dtype)
     if name in ("float32", "float16"):
-        import warnings
         warnings.warn(f"{owner} in {name}: the loss's rounding puts about 1e-3 into each "
                       f"central difference (h = 1e-4), far more than backprop's error; "
                       f"build the network with dtype='float64' to check gradients, as the "
