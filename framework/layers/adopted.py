@@ -43,11 +43,19 @@ class LossDefaults(Layer):
             vars(self).update(attributes)
 
 
+#: the attributes of Layer's that a network reads as names of a layer's own attributes,
+#: which a layer of the user's own may use for something else
+NAMES = {"buffers": "its running state (saved with the network)",
+         "saved": "what its forward keeps for backward (freed after an evaluation)"}
+
+
 def adopt(layer, name, where, loss=False):
     """``layer`` as a :class:`Layer` (itself where it is one already) named ``name`` unless
     it has a name: see the module. ``TypeError`` naming ``where``
     (``"TwoLayerNet.layers['Relu1']"``) for an object without ``forward`` and
-    ``backward``, or one whose class cannot be extended (a class with ``__slots__``)."""
+    ``backward``, one whose ``buffers`` or ``saved`` mean something else than a
+    :class:`Layer`'s (:data:`NAMES`), or one whose class cannot be extended (a class with
+    ``__slots__``)."""
     if isinstance(layer, Layer):
         return layer
     kind = type(layer)
@@ -56,6 +64,12 @@ def adopt(layer, name, where, loss=False):
         raise TypeError(f"{where}: {kind.__name__} has no {' or '.join(missing)}; a layer "
                         f"has forward(x) and backward(dout) (framework.layers.Layer gives "
                         f"the rest)")
+    for attr, meaning in NAMES.items():  # a tuple of names, as Layer's are, or refused:
+        value = getattr(layer, attr, ())  # a list (self.saved = []) holds what it keeps
+        if not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+            raise TypeError(f"{where}: {kind.__name__}.{attr} is {type(value).__name__}, but "
+                            f"a network reads a layer's {attr} as the names of {meaning}; "
+                            f"rename {kind.__name__}'s {attr}")
     try:
         layer.__class__ = _adopted(kind, loss)
     except TypeError as e:  # __slots__, a builtin's layout

@@ -171,6 +171,16 @@ def test_what_is_no_layer_is_refused_by_name():
         net.layers.update(Relu2=Slotted())
     assert list(net.layers) == ["Affine1", "Relu1", "Affine2"]  # nothing half-done
 
+    class Keeper(LeakyRelu):  # its own "saved": a list of what it keeps
+        def __init__(self):
+            super().__init__()
+            self.saved = []
+
+    with pytest.raises(TypeError, match=r"^TwoLayerNet.layers\['Relu1'\]: Keeper.saved is "
+                                        r"list, but a network reads a layer's saved as the "
+                                        r"names of what its forward keeps .*; rename"):
+        net.layers["Relu1"] = Keeper()  # (free_saved would have set attributes named by arrays)
+
 
 def test_a_layer_that_pickles_its_own_way_is_copied_its_own_way():
     """A copy of an adopted layer goes through its class's ``__getstate__`` and
