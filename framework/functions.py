@@ -22,6 +22,29 @@ def _array(owner, x, lists=False):
     return x
 
 
+def _real(owner, x, lists=False):
+    """``_array``'s ``x``, integers and bools as the library's default floating type: the
+    book feeds NumPy ``softmax(np.array([1010, 1000, 990]))`` (3.5.2), which NumPy takes
+    as float64, where PyTorch said ``"softmax_lastdim_kernel_impl" not implemented for
+    'Long'`` and array-api-strict ``Only floating-point dtypes are allowed in exp``."""
+    x = _array(owner, x, lists)
+    if is_array(x) and dtype_kind(x.dtype) in "iub":
+        xp = get_array_module(x)
+        x = xp.astype(x, _default_dtype(xp, "real floating"))
+    return x
+
+
+def _counts(owner, x):
+    """``_array``'s ``x``, bools as the library's default integer (NumPy's
+    ``np.maximum(0, x)`` of the book reads a bool as 0 or 1), for the functions that keep
+    an integer input's type (``relu``, ``step_function``)."""
+    x = _array(owner, x)
+    if dtype_kind(x.dtype) == "b":
+        xp = get_array_module(x)
+        x = xp.astype(x, _default_integer(xp))
+    return x
+
+
 def identity_function(x):
     """x: the output layer's activation for regression (3.5)."""
     return x
@@ -30,7 +53,7 @@ def identity_function(x):
 def step_function(x):
     """1 where x > 0, else 0 (3.2.2), in the library's default integer dtype (the book's
     ``dtype=int``: int64 on NumPy, int32 on JAX without float64)."""
-    x = _array("step_function", x)
+    x = _counts("step_function", x)
     xp = get_array_module(x)
     return xp.astype(x > 0, _default_integer(xp))
 
@@ -38,7 +61,13 @@ def step_function(x):
 def _default_integer(xp):
     """The library's default integer dtype: int64, or int32 on JAX without float64 (which
     warns where int64 is asked for)."""
-    return xp.__array_namespace_info__().default_dtypes()["integral"]
+    return _default_dtype(xp, "integral")
+
+
+def _default_dtype(xp, kind):
+    """The library's default dtype of ``kind`` (``"integral"``, ``"real floating"``): NumPy's
+    float64, PyTorch's ``torch.get_default_dtype()``, JAX's float32 unless x64 is on."""
+    return xp.__array_namespace_info__().default_dtypes()[kind]
 
 
 def sigmoid(x):
@@ -47,7 +76,7 @@ def sigmoid(x):
     exp is only ever taken of -|x| <= 0, so it lies in (0, 1]; the two
     branches are the same function written for x >= 0 and x < 0.
     """
-    x = _array("sigmoid", x)  # a list: was "'>=' not supported between 'list' and 'int'"
+    x = _real("sigmoid", x)  # a list: was "'>=' not supported between 'list' and 'int'"
     xp = get_array_module(x)
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
@@ -55,19 +84,22 @@ def sigmoid(x):
 
 def sigmoid_grad(x):
     """d sigmoid / dx = (1 - sigmoid(x)) * sigmoid(x), at x (4.5's TwoLayerNet)."""
-    y = sigmoid(_array("sigmoid_grad", x))
+    y = sigmoid(_real("sigmoid_grad", x))
     return (1 - y) * y
 
 
 def relu(x):
     """max(0, x), elementwise (the operations' ``relu``: +0 where x <= 0, a NaN kept)."""
-    x = _array("relu", x)  # a list: was "'list' object has no attribute 'nbytes'"
+    x = _counts("relu", x)  # a list: was "'list' object has no attribute 'nbytes'"
+    if dtype_kind(x.dtype) in "iu":  # kept integers, as NumPy's np.maximum(0, x) does
+        xp = get_array_module(x)  # (PyTorch refused them; JAX answered in float64)
+        return xp.maximum(x, xp.zeros_like(x))
     return ops_for(x).relu(x, mask=False)[0]
 
 
 def relu_grad(x):
     """d relu / dx: 1 where x >= 0, else 0, in x's dtype (the book's choice at 0)."""
-    x = _array("relu_grad", x)
+    x = _counts("relu_grad", x)
     return get_array_module(x).astype(x >= 0, x.dtype)
 
 
@@ -77,13 +109,13 @@ def softmax(x):
     The row maximum is subtracted first, so exp never overflows (the operations'
     ``softmax``).
     """
-    x = _array("softmax", x, lists=True)
+    x = _real("softmax", x, lists=True)
     return ops_for(x).softmax(x)
 
 
 def log_softmax(x):
     """x - logsumexp(x) along the last axis, exact where log(softmax(x)) underflows."""
-    x = _array("log_softmax", x, lists=True)
+    x = _real("log_softmax", x, lists=True)
     return ops_for(x).log_softmax(x)
 
 

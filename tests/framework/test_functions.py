@@ -177,3 +177,31 @@ def test_jax_without_float64_takes_labels_without_a_warning():
         loss = cross_entropy_error(y, jax.numpy.asarray([1, 0]))
         assert step_function(y).dtype == jax.numpy.int32
     assert float(loss) == pytest.approx(-(np.log(0.9 + 1e-7) + np.log(0.8 + 1e-7)) / 2, rel=1e-6)
+
+
+def test_integer_and_bool_arrays_are_taken_as_the_books_numpy_takes_them(xp):
+    """3.5.2 writes ``a = np.array([1010, 1000, 990])``, an integer array, for softmax:
+    NumPy answers in float64, where PyTorch said ``"softmax_lastdim_kernel_impl" not
+    implemented for 'Long'`` and array-api-strict ``Only floating-point dtypes are allowed
+    in exp``. Every library now answers in its default floating type; ``relu`` and
+    ``step_function`` keep integers (PyTorch refused them, JAX made relu's float64), and
+    bools count as 0 and 1."""
+    a = backends.to_device([1010, 1000, 990], "int64")
+    default = xp.__array_namespace_info__().default_dtypes()
+    for function in (softmax, log_softmax, sigmoid, sigmoid_grad):
+        assert backends.dtype_name(function(a).dtype) == backends.dtype_name(
+            default["real floating"]), function
+    np.testing.assert_allclose(to_host(softmax(a)), [9.99954600e-01, 4.53978686e-05,
+                                                     2.06106005e-09], rtol=1e-6)
+    np.testing.assert_allclose(to_host(sigmoid(backends.to_device([True, False]))),
+                               [0.7310585786300049, 0.5], rtol=1e-6)
+    signed = backends.to_device([-2, 0, 3], "int64")
+    for function, expected in ((relu, [0, 0, 3]), (step_function, [0, 0, 1]),
+                               (relu_grad, [0, 1, 1])):
+        got = function(signed)
+        assert backends.dtype_kind(got.dtype) == "i", function
+        assert to_host(got).tolist() == expected, function
+    flags = backends.to_device([True, False])
+    assert to_host(relu(flags)).tolist() == [1, 0]
+    assert to_host(step_function(flags)).tolist() == [1, 0]
+    assert to_host(relu_grad(flags)).tolist() == [1, 1]
