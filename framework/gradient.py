@@ -16,16 +16,17 @@ class LowPrecisionWarning(UserWarning):
     """Central differences taken in a float type too narrow for them (float32, float16)."""
 
 
-def warn_low_precision(owner, dtype):
+def warn_low_precision(owner, dtype, remedy="build the network with dtype='float64' to "
+                       "check gradients, as the book's float64 arrays do"):
     """A :class:`LowPrecisionWarning` where ``dtype`` is narrower than float64: the book's
     arrays are float64, and its 5.7.3 prints differences of 1e-10 to 1e-13 where float32's
     rounding of the loss alone puts about 1e-3 into each element."""
     name = dtype_name(dtype)
-    if name in ("float32", "float16"):
-        warnings.warn(f"{owner} in {name}: the loss's rounding puts about 1e-3 into each "
-                      f"central difference (h = 1e-4), far more than backprop's error; "
-                      f"build the network with dtype='float64' to check gradients, as the "
-                      f"book's float64 arrays do", LowPrecisionWarning, stacklevel=3)
+    if name in ("float32", "float16", "bfloat16"):
+        warnings.warn(f"{owner} in {name}: the rounding of f's value, divided by 2h, goes "
+                      f"into each central difference (about 1e-3 for a loss near 1 and "
+                      f"h = 1e-4), far more than backprop's error; {remedy}",
+                      LowPrecisionWarning, stacklevel=3)
 
 
 def check_step(owner, name, h):
@@ -51,7 +52,19 @@ def numerical_gradient(f, x, h=1e-4, put=None):
     Arrays that cannot be written (JAX's) need ``put(array)``, which puts an array where
     ``f`` finds ``x`` (a network's ``params.__setitem__``): each moved copy is put there,
     and ``x`` back after; without it, ``TypeError`` (``f`` would never see the move).
+
+    ``x`` narrower than float64 (``torch.tensor([3.0, 4.0])`` is float32) gets a
+    :class:`LowPrecisionWarning`: 4.4's gradient of x0^2 + x1^2 at (3, 4) comes out
+    (5.9891, 8.0013) in float32, where the book prints (6, 8).
     """
+    grad = _numerical_gradient(f, x, h, put)
+    warn_low_precision("numerical_gradient", x.dtype,
+                       "give x as float64, as the book's NumPy arrays are")
+    return grad
+
+
+def _numerical_gradient(f, x, h, put):
+    """:func:`numerical_gradient` without its warning (for callers that give their own)."""
     if not is_array(x):
         raise TypeError(f"numerical_gradient: x must be an array (it is perturbed in place, "
                         f"where f reads it), got {type(x).__name__}")
@@ -98,10 +111,14 @@ def numerical_gradient_2d(f, X, h=1e-4):
                          f"point (D,) or a row of points (N, D)")
     put = None if backend_of(X).mutable else (lambda moved: None)  # f reads its argument
     if X.ndim == 1:
-        return numerical_gradient(f, copy(X), h, put)
-    xp = get_array_module(X)
-    rows = [numerical_gradient(f, copy(X[i, ...]), h, put) for i in range(X.shape[0])]
-    return xp.stack(rows) if rows else xp.zeros_like(X)
+        grad = _numerical_gradient(f, copy(X), h, put)
+    else:
+        xp = get_array_module(X)
+        rows = [_numerical_gradient(f, copy(X[i, ...]), h, put) for i in range(X.shape[0])]
+        grad = xp.stack(rows) if rows else xp.zeros_like(X)
+    warn_low_precision("numerical_gradient_2d", X.dtype,
+                       "give X as float64, as the book's NumPy arrays are")
+    return grad
 
 
 def _check_scalar(value):

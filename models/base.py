@@ -486,9 +486,9 @@ class Network:
             for layer in dropouts:
                 layer.hold_mask = True
             with self._call:
-                grads = {key: _gradient.numerical_gradient(
+                grads = {key: _gradient._numerical_gradient(
                     loss_w, self.params[key], h,
-                    put=lambda a, key=key: self.params.__setitem__(key, a))
+                    lambda a, key=key: self.params.__setitem__(key, a))
                     for key in list(self.params)}
         finally:
             for layer in dropouts:

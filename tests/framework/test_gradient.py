@@ -83,8 +83,10 @@ def test_numerical_gradient_names_a_list_and_an_f_that_is_no_loss(xp):
 def test_numerical_gradient_takes_numpys_scalars_as_losses():
     """NumPy's sum of a float32 array is a ``numpy.float32``, which is no Python float: it
     is one number all the same."""
+    from framework.gradient import LowPrecisionWarning
     x = np.array([1.0, 2.0], dtype=np.float32)
-    grad = numerical_gradient(lambda v: np.sum(3 * v[:1]), x, h=1e-2)
+    with pytest.warns(LowPrecisionWarning):  # (float32 is said to round; here it is exact)
+        grad = numerical_gradient(lambda v: np.sum(3 * v[:1]), x, h=1e-2)
     np.testing.assert_allclose(grad, [3.0, 0.0], rtol=1e-4)
 
 
@@ -184,3 +186,30 @@ def test_numerical_gradient_2d_gives_each_rows_gradient_as_the_books(xp):
     np.testing.assert_array_equal(to_host(X), before)
     with pytest.raises(ValueError, match=r"numerical_gradient_2d: X has shape \(1, 3, 2\)"):
         numerical_gradient_2d(function_2, xp.reshape(X, (1, 3, 2)))
+
+
+def test_a_float32_x_is_told_that_its_differences_are_rounded(xp):
+    """4.4's ``numerical_gradient(function_2, torch.tensor([3.0, 4.0]))`` (PyTorch's
+    default float32) gave (5.9891, 8.0013) where the book prints (6, 8), without a word:
+    a ``LowPrecisionWarning`` now says why and what to give instead; float64 stays quiet."""
+    import warnings
+    from framework.gradient import LowPrecisionWarning
+
+    def function_2(v):
+        return xp.sum(v ** 2) if v.ndim == 1 else xp.sum(v ** 2, axis=1)
+    x32 = backends.to_device([3.0, 4.0], "float32")
+    with pytest.warns(LowPrecisionWarning, match=r"^numerical_gradient in float32: .*give x "
+                                                 r"as float64") as said:
+        grad = numerical_gradient(function_2, x32, put=READS_ITS_ARGUMENT)
+    assert len(said) == 1
+    np.testing.assert_allclose(to_host(grad), [6.0, 8.0], rtol=1e-2)
+    with pytest.warns(LowPrecisionWarning, match=r"^numerical_gradient_2d in float32: .*give "
+                                                 r"X as float64") as said:
+        numerical_gradient_2d(function_2, backends.to_device([[3.0, 4.0], [1.0, 2.0]],
+                                                             "float32"))
+    assert len(said) == 1  # once for the call, not once per row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        numerical_gradient(function_2, backends.to_device([3.0, 4.0], "float64"),
+                           put=READS_ITS_ARGUMENT)
+        numerical_gradient_2d(function_2, backends.to_device([[3.0, 4.0]], "float64"))

@@ -375,8 +375,10 @@ def test_a_numerical_gradient_in_float32_warns_that_float64_checks_gradients():
     with pytest.warns(LowPrecisionWarning, match=r"^TwoLayerNet.numerical_gradient in float32: "
                                                  r".*build the network with dtype='float64'"):
         TwoLayerNet(4, 5, 3).numerical_gradient(x32, t)
-    with pytest.warns(LowPrecisionWarning, match="numerical_gradient_elementwise in float32"):
+    with pytest.warns(LowPrecisionWarning, match="numerical_gradient_elementwise in float32") \
+            as said:
         TwoLayerNet(4, 5, 3).numerical_gradient_elementwise(x32, t)
+    assert len(said) == 1, [str(w.message) for w in said]  # once, not again per parameter
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         TwoLayerNet(4, 5, 3, dtype="float64").numerical_gradient(x, t)
