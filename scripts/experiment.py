@@ -96,17 +96,16 @@ def train_losses(network, optimizer, batches, iters, seed):
     communicator, _ = world.communicator_for(batches.backend)
     data_parallel.prepare(network, world, communicator)  # batch norm over the whole batch
     batches.rng = backends.host_rng(seed)
-    losses = batches.xp.empty(iters, dtype=network.dtype)
-    i = 0
+    losses = []  # 0-d arrays on the device (JAX's cannot be written into one array)
     with distributed.abort_on_error(world), backends.cpu_share():
-        while i < iters:
+        while len(losses) < iters:
             order = batches.start_epoch()
-            for j in range(min(len(batches), iters - i)):
+            for j in range(min(len(batches), iters - len(losses))):
                 x, t = batches.batch(order, j)
-                losses[i] = steps.train_step(network, optimizer, x, t) if world.size == 1 \
-                    else data_parallel.train_step(network, optimizer, x, t, world, communicator)
-                i += 1
-    return backends.to_numpy(losses).tolist()
+                losses.append(
+                    steps.train_step(network, optimizer, x, t) if world.size == 1
+                    else data_parallel.train_step(network, optimizer, x, t, world, communicator))
+    return backends.to_numpy(batches.xp.stack(losses)).tolist()
 
 
 def save(fig, path):

@@ -15,6 +15,12 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# On JAX, 64-bit types, unless the user said otherwise (before JAX is imported; a script owns
+# its process, as a library does not): dropout's generator keeps its key in uint64, so
+# DeepConvNet and --dropout were refused on JAX's default until JAX_ENABLE_X64=1 was typed.
+# The networks stay float32: their dtype is explicit. Nothing changes on other backends.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
 import backends  # noqa: E402
 from framework.checkpoint import CheckpointError, existing as existing_checkpoint  # noqa: E402
 from framework.datasets import DatasetError, dataset_folder, load_dataset  # noqa: E402

@@ -242,6 +242,48 @@ def test_chapter_6_experiments_print_numbers_and_draw(tmp_path, script):
             assert re.search(rf"^  {name} +\d", out, re.M), name
 
 
+def test_the_experiments_loop_runs_on_every_backend(xp):
+    """Chapter 6's comparison loop (optimizer_compare, weight_init_compare) wrote each
+    step's loss into one array, which JAX's arrays refuse ("JAX arrays are immutable"):
+    both scripts failed on ``--backend jax``. Every backend now draws NumPy's losses."""
+    from framework.optimizers import Momentum
+    from models import TwoLayerNet
+    from scripts.experiment import batches_of, train_losses
+    rng = np.random.default_rng(0)
+    x, t = rng.random((40, 12)), rng.integers(0, 3, 40)
+
+    def losses(name, device=None):
+        with backends.using(name, device) as backend:
+            net = TwoLayerNet(12, 7, 3, seed=1, weight_init_std=0.5)
+            return train_losses(net, Momentum(lr=0.1), batches_of(x, t, 10, backend), 12,
+                                seed=3)
+    here = losses(backends.current().name, backends.current().device)
+    assert len(here) == 12 and all(isinstance(v, float) for v in here)
+    assert here == pytest.approx(losses("numpy"), rel=1e-5)
+
+
+def test_the_scripts_train_dropout_on_jax_without_jax_enable_x64(tmp_path):
+    """DeepConvNet and ``--dropout`` were refused on ``--backend jax`` unless
+    ``JAX_ENABLE_X64=1`` was typed (dropout's generator keeps its key in uint64): the
+    scripts switch it on for their own process, unless the user set it; the network
+    stays float32."""
+    pytest.importorskip("jax")
+    env = child_env(**synthetic_data_env(tmp_path))
+    env.pop("JAX_ENABLE_X64", None)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "overfit.py"),
+                           "--backend", "jax", "--epochs", "2", "--dropout", "0.2",
+                           "--out", str(tmp_path / "f.png")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "epoch    2: train acc" in done.stdout
+    env["JAX_ENABLE_X64"] = "0"  # the user's word stands, and is refused by name
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "overfit.py"),
+                           "--backend", "jax", "--epochs", "2", "--dropout", "0.2",
+                           "--out", str(tmp_path / "f.png")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0 and "JAX_ENABLE_X64=1" in done.stderr
+
+
 @pytest.mark.parametrize("script, size, message", [
     ("overfit.py", "31", "--train-size 31 is more than the 30 training samples the dataset has"),
     ("batch_norm_test.py", "100",
