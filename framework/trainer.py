@@ -9,6 +9,7 @@ import inspect
 import math
 import numbers
 import os
+import sys
 import time
 import warnings
 
@@ -135,6 +136,18 @@ def _check_batch_norm_batches(network, batches):
                      f"towards 0; {fix}")
 
 
+def _shows_a_bar(bar_class):
+    """Whether a progress bar of ``bar_class`` (``tqdm.auto``'s choice) reads as one: in a
+    notebook (tqdm's widget), or where stderr is a terminal. In a file or a pipe each
+    refresh is one more line (Keras's ``verbose='auto'`` draws none there either)."""
+    if any(c.__module__ == "tqdm.notebook" for c in bar_class.__mro__):
+        return True
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):  # none, or closed
+        return False
+
+
 def _check_network(network):
     """``TypeError`` naming what the run will call that ``network`` lacks: ``params``,
     ``gradient(x, t)`` at every step, ``accuracy(x, t)`` at every epoch's end (a network
@@ -173,6 +186,11 @@ class Trainer:
         16 epochs of 600 and a last one of 400).
     ``seed``
         seeds the batch order, so a run repeats exactly.
+    ``verbose``
+        (the book's) a line at each epoch's end; and, on a terminal or in a notebook,
+        a progress bar showing the recent loss. Where stderr is a file or a pipe (``nohup``,
+        a batch job's log) there is no bar: tqdm would rewrite its line there twice a
+        second, thousands of lines an hour, each read from the device.
     ``sampling``
         ``'epoch'`` (default): a permutation per epoch, every sample once;
         ``'choice'``: the book's ``np.random.choice`` sampling with replacement.
@@ -381,8 +399,8 @@ class Trainer:
                           f"{self.max_iter} steps, {self.current_epoch} epochs): nothing to "
                           f"train; train(epochs=n) trains n epochs more", stacklevel=2)
         bar = tqdm(total=self.max_iter, initial=self.iteration + self._resume_position,
-                   disable=not self.verbose, unit="it", desc="train", dynamic_ncols=True,
-                   leave=True)
+                   disable=not (self.verbose and _shows_a_bar(tqdm)), unit="it", desc="train",
+                   dynamic_ncols=True, leave=True)
         try:
             # data-parallel: BLAS and OpenMP on this process's share of the cores, not all;
             # on the CPU, arrays above 32 MB reused from the heap, not faulted in each step
@@ -431,7 +449,7 @@ class Trainer:
                 bar.update(i + 1 - shown)
                 self._interrupt(step.losses, i + 1)
             # look at the clock every 16 steps, read the device only when showing
-            if self.verbose and i % 16 == 15 and \
+            if not bar.disable and i % 16 == 15 and \
                     time.perf_counter() - shown_at >= self.refresh_seconds:
                 losses = step.losses
                 recent = float(backends.array_namespace(losses).mean(losses[shown:i + 1]))

@@ -413,11 +413,15 @@ def test_nan_loss_before_the_first_checkpoint_says_none_was_written(backend, tmp
     assert not path.exists()
 
 
-@pytest.mark.parametrize("verbose", [False, True])
-def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
+@pytest.mark.parametrize("verbose, terminal, steps", [(False, True, 20), (True, True, 16),
+                                                     (True, False, 20)])
+def test_nan_guard_with_a_huge_learning_rate(backend, monkeypatch, verbose, terminal, steps):
     """Quiet, the guard reads the losses at the epoch's end (all 20 steps run); verbose
-    with refresh_seconds=0, at the progress bar's first read, after step 16 of 20: a
-    diverged run shown on screen stops there, not an epoch later."""
+    on a terminal with refresh_seconds=0, at the progress bar's first read, after step 16
+    of 20: a diverged run shown on screen stops there, not an epoch later. Verbose into a
+    log (no bar is drawn there) it reads them at the epoch's end, as quiet."""
+    import framework.trainer
+    monkeypatch.setattr(framework.trainer, "_shows_a_bar", lambda bar_class: terminal)
     trainer = make_trainer(optimizer_param={"lr": 1e6}, epochs=1, verbose=verbose,
                            refresh_seconds=0, graph=False)  # eager: each step is a call
     ran = []
@@ -429,7 +433,7 @@ def test_nan_guard_with_a_huge_learning_rate(backend, verbose):
     trainer.train_step = counted
     with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match=r"at step \d+ of 20"):
         trainer.train()
-    assert len(ran) == (16 if verbose else 20)
+    assert len(ran) == steps
     assert trainer.train_loss_list == []  # the bad epoch is not recorded
 
 

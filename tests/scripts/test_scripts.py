@@ -324,15 +324,57 @@ def test_a_data_dir_that_does_not_hold_the_data_is_said(tmp_path):
     assert "nope" not in out and "(cache)\n" in out
 
 
-def test_quiet_hides_the_progress_bar_and_the_summary_counts_evaluations(tmp_path):
+def stderr_on_a_terminal(args, env, timeout=120):
+    """Run ``args`` with stderr on a pseudo-terminal, as in a shell: (status, what it
+    wrote there)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=child, env=env)
+        os.close(child)
+        child = None
+        written, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # the child's end closed (Linux's EIO)
+                    break
+                if not chunk:
+                    break
+                written += chunk
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=max(1, deadline - time.monotonic())), written.decode()
+    finally:
+        os.close(main)
+        if child is not None:
+            os.close(child)
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_alone(tmp_path):
+    """The bar is drawn where stderr is a terminal; where it is a file or a pipe (``nohup``,
+    a batch job's log) tqdm rewrote its line there twice a second, thousands of lines an
+    hour, and now draws none: the epoch lines say the same on stdout. ``--quiet`` hides
+    both, and the summary counts the evaluations."""
     env = dict(os.environ, PYTHONPATH=ROOT, **synthetic_data_env(tmp_path))
     args = [sys.executable, os.path.join(ROOT, "scripts", "train_neuralnet.py"), "--backend",
             "numpy", "--iters", "2", "--batch-size", "10"]
-    loud = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    status, terminal = stderr_on_a_terminal(args, env)
+    assert status == 0, terminal
+    assert "train: 100%" in terminal and "2/2" in terminal
+    logged = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     quiet = subprocess.run([*args, "--quiet"], capture_output=True, text=True, env=env,
                            timeout=120)
-    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
-    assert "train:" in loud.stderr and "train:" not in quiet.stderr
+    assert logged.returncode == quiet.returncode == 0, logged.stderr + quiet.stderr
+    assert logged.stderr == "" and quiet.stderr == ""
+    assert re.search(r"^epoch 1/1  loss \d\.\d{4}  train acc", logged.stdout, re.M)
+    assert "epoch 1/1" not in quiet.stdout
     assert "trained 2 steps in " in quiet.stdout and "(1 epoch evaluation included)" in quiet.stdout
 
 
