@@ -22,6 +22,7 @@ network's rows for the devices there are.
 """
 
 import contextlib
+import io
 import os
 import time
 
@@ -121,10 +122,22 @@ class XpnetTrainer(XpnetRow):
         self.steps = self.trainer.iter_per_epoch
 
     def window(self):
-        # the bar and epoch lines are drawn in full, just not onto the table
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull), \
+        # the bar and epoch lines are drawn in full, just not onto the table: the bar into
+        # a terminal no one sees (the Trainer draws none into a file)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(UnseenTerminal()), \
                 contextlib.redirect_stdout(devnull):
             self.trainer.train(epochs=1)
+
+
+class UnseenTerminal(io.TextIOBase):
+    """A terminal whose text goes nowhere: where stderr is one, the Trainer draws its
+    progress bar (and reads the loss for it), as on a user's screen."""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return len(text)
 
 
 class XpnetEager(XpnetTrainer):
