@@ -55,6 +55,10 @@ class JitStep(Step):
             raise ValueError(f"{type(network).__name__}'s params are a plain dict: a new "
                              f"array put in it would not reach its layers (a "
                              f"models.base.Network's params pass each one on)")
+        if not getattr(optimizer, "traceable", True):
+            raise ValueError(f"{optimizer!r} runs as written: the numbers it computes on the "
+                             f"host (the book's Adam's lr_t, from its iter) would be traced "
+                             f"once")
         if not hasattr(network, "state"):
             raise ValueError(f"{type(network).__name__} has no state(): its layers' buffers "
                              f"cannot be threaded through the compiled step")

@@ -432,7 +432,8 @@ OPTIMIZERS = {cls.__name__.lower(): cls
 
 
 def get_optimizer(optimizer, optimizer_param=None):
-    """An optimizer from a name (case-insensitive, as the book's Trainer takes) or an instance."""
+    """An optimizer from a name (case-insensitive, as the book's Trainer takes) or an
+    instance. (The Trainer also takes a reader's own: :mod:`framework.adopted_optimizer`.)"""
     if isinstance(optimizer, Optimizer):
         if optimizer_param:
             raise ValueError("optimizer_param is for optimizers given by name; this one is "
@@ -441,7 +442,9 @@ def get_optimizer(optimizer, optimizer_param=None):
     key = str(optimizer).lower()
     if key not in OPTIMIZERS:
         names = ", ".join(cls.__name__ for cls in OPTIMIZERS.values())
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {names}")
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {names} (a name, "
+                         f"any case), an instance of one, or an optimizer of your own: an "
+                         f"object with update(params, grads)")
     params = {"lr": 0.01} if optimizer_param is None else dict(optimizer_param)
     try:
         return OPTIMIZERS[key](**params)

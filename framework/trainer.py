@@ -23,7 +23,7 @@ from framework.data import DeviceBatches, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
 from framework.layers import BatchNormalization
-from framework.optimizers import get_optimizer
+from framework.adopted_optimizer import optimizer_for
 
 
 def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
@@ -286,7 +286,7 @@ class Trainer:
                 backends.tune_host_allocator()  # steady step times; see its docstring
             if self.world.size > 1:
                 seed = self._data_parallel_network(seed)
-            self.optimizer = get_optimizer(optimizer, optimizer_param)
+            self.optimizer = optimizer_for(optimizer, optimizer_param)
             self.verbose = check_flag("Trainer", "verbose", verbose) and self.world.is_root  # one bar
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)

@@ -23,12 +23,16 @@ def save(trainer, path, position=0, epoch_losses=None):
     history, the optimizer; the network's parameters and state are the checkpoint's."""
     if not trainer.world.is_root:
         return
-    state = trainer.optimizer.state_dict()
+    try:
+        state = trainer.optimizer.state_dict()
+    except TypeError as e:  # a reader's optimizer holding what a checkpoint cannot keep
+        raise ckpt.CheckpointError(f"Trainer: could not write the checkpoint {path}: "
+                                   f"{e}") from None
     history, history_arrays = trainer.history.state()
     meta = {"trainer": {
         "iteration": trainer.iteration, "epoch": trainer.current_epoch,
         "max_iter": trainer.max_iter, **history,
-        "optimizer": type(trainer.optimizer).__name__, "optimizer_iter": state.pop("iter"),
+        "optimizer": _name(trainer.optimizer), "optimizer_iter": state.pop("iter"),
         "optimizer_settings": trainer.optimizer.settings(),
         # mid-epoch, the draws as they stood before this epoch's order was drawn
         **trainer.batches.state(mid_epoch=bool(position)),
@@ -66,9 +70,9 @@ def restore(trainer, path):
     if state is None:
         raise ckpt.CheckpointError(f"{path}: holds parameters only, no trainer state to "
                                    f"resume from")
-    if state["optimizer"] != type(trainer.optimizer).__name__:
+    if state["optimizer"] != _name(trainer.optimizer):
         raise ckpt.CheckpointError(f"{path}: was trained with {state['optimizer']}, "
-                                   f"not {type(trainer.optimizer).__name__}")
+                                   f"not {_name(trainer.optimizer)}")
     saved, now = state.get("batches"), trainer.batches.describe()
     if saved is not None:  # (checkpoints of older versions hold none; before drop_last, off)
         saved = {"drop_last": False, **saved}
@@ -106,6 +110,11 @@ def restore(trainer, path):
     return position, losses
 
 
+def _name(optimizer):
+    """The optimizer's class name (a reader's own, for one the Trainer adopted)."""
+    return type(getattr(optimizer, "inner", optimizer)).__name__
+
+
 def _check_settings(path, settings, optimizer):
     """:class:`CheckpointError` unless ``settings`` names exactly the settings ``optimizer``
     has, each a finite number (what :meth:`Optimizer.settings` wrote)."""
@@ -113,7 +122,7 @@ def _check_settings(path, settings, optimizer):
     if not isinstance(settings, dict) or sorted(settings) != sorted(names):
         raise ckpt.CheckpointError(
             f"{path}: holds the optimizer settings {settings!r}; expected numbers for "
-            f"{', '.join(names)} ({type(optimizer).__name__})")
+            f"{', '.join(names)} ({_name(optimizer)})")
     for name, value in settings.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not math.isfinite(value):

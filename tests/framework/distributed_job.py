@@ -120,6 +120,20 @@ NETS = {
 }
 
 
+class BookMomentum:
+    """Chapter 6's Momentum as a reader writes it: the Trainer adopts it."""
+
+    def __init__(self, lr=0.05, momentum=0.9):
+        self.lr, self.momentum, self.v = lr, momentum, None
+
+    def update(self, params, grads):
+        if self.v is None:
+            self.v = {k: get_array_module(p).zeros_like(p) for k, p in params.items()}
+        for key in params.keys():
+            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+            params[key] += self.v[key]
+
+
 # Adam divides by the gradient's own scale, so on the Affine biases before a batch norm
 # (whose exact gradient is zero) it turns rounding noise into steps: SGD there.
 ADAM = {"optimizer": "Adam", "optimizer_param": {"lr": 0.01}}
@@ -152,6 +166,8 @@ def main():
                    help="the training set's size (51: each epoch ends on a batch of one)")
     p.add_argument("--drop-last", action="store_true",
                    help="the Trainer's drop_last: each epoch's short last batch left out")
+    p.add_argument("--own-optimizer", action="store_true",
+                   help="train with BookMomentum, an optimizer of the reader's own")
     p.add_argument("--unseeded", action="store_true",
                    help="a network and a Trainer without seeds: each rank draws its own")
     args = p.parse_args()
@@ -168,6 +184,8 @@ def main():
     if args.unseeded:  # weights (and dropout's keys) from this process's own entropy
         network = type(network)(**network.config(), dtype="float64", seed=None)
     optimizer = OPTIMIZER.get(args.net, ADAM)
+    if args.own_optimizer:
+        optimizer = {"optimizer": BookMomentum()}
     if args.bad_lr_on == world.rank:
         optimizer = {"optimizer": "SGD", "optimizer_param": {"lr": -1.0}}
         if args.lr_only:

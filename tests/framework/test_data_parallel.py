@@ -160,6 +160,17 @@ def test_a_users_own_network_trains_data_parallel_what_it_trains_alone(tmp_path,
 
 
 @needs_mpi
+def test_an_optimizer_of_the_readers_own_trains_data_parallel_what_it_trains_alone(tmp_path):
+    """Chapter 6's Momentum written by the reader, adopted by the Trainer, under
+    ``mpiexec -n 2``: one process's run (the gradient summed once, then its update on
+    every rank; check_replicas, on in the job, compares the ranks at each epoch's end)."""
+    want, _ = job(tmp_path, "book", None, "--own-optimizer")
+    got, done = job(tmp_path, "book", 2, "--own-optimizer")
+    assert "data-parallel over 2 processes" in done.stdout
+    assert_same_run(got, want)
+
+
+@needs_mpi
 def test_a_network_whose_own_dropout_would_change_the_run_is_refused_by_name(tmp_path):
     _, done = job(tmp_path, "book-own-dropout", 2, check=False, timeout=60)
     assert done.returncode != 0
