@@ -179,7 +179,9 @@ class Trainer:
     """Train ``network`` on ``(x_train, t_train)``, reporting on ``(x_test, t_test)`` each epoch.
 
     The book's constructor (``ch06``'s ``common/trainer.py``), with keyword
-    extras:
+    extras. ``optimizer`` is the book's name (any case, with ``optimizer_param``), one of
+    :mod:`framework.optimizers` built, or one of the reader's own with
+    ``update(params, grads)`` (:mod:`framework.adopted_optimizer`).
 
     ``iters``
         total steps, overriding ``epochs`` (the book's run is 10,000 steps:
