@@ -123,7 +123,9 @@ class BatchNormalization(Layer):
         if train_flg is not True and train_flg is not False:  # no call, no text for a bool
             train_flg = training(f"{self.name}.forward", train_flg)
         try:
-            self.input_shape = x.shape
+            # kept for backward; this pass reshapes by its own copy, which another thread's
+            # pass through this network (a served model's) cannot change under it
+            self.input_shape = shape = x.shape
         except AttributeError:
             self._check_arrays("forward", x=x)
             raise
@@ -131,7 +133,7 @@ class BatchNormalization(Layer):
         xp = get_array_module(x)
         if train_flg:
             if x.shape[0] < 2:
-                self._check_batch(self.input_shape)
+                self._check_batch(shape)
             mu = self._mean(x, count=True)
             xn = x - mu
             var = self._mean(xn * xn)
@@ -148,7 +150,7 @@ class BatchNormalization(Layer):
             xn = (x - self.running_mean) / xp.sqrt(self.running_var + EPS)
         out = xn * self.gamma
         out += self.beta
-        return xp.reshape(out, self.input_shape)
+        return xp.reshape(out, shape)
 
     def backward(self, dout):
         # The book's chain (dxn, dxc, dstd, dvar, dmu) folds into one line:

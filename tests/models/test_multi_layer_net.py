@@ -289,3 +289,33 @@ def test_the_switches_take_numpys_booleans_and_zero_or_one():
         net = MultiLayerNetExtend(8, [4], 3, use_batchnorm=on, use_dropout=off)
         assert net.config()["use_batchnorm"] is True and net.config()["use_dropout"] is False
         assert "BatchNorm1" in net.layers and "Dropout1" not in net.layers
+
+
+def test_a_served_network_predicts_from_several_threads_at_once(xp):
+    """One trained network, ``predict`` called by four threads at once on batches of
+    different sizes (a served model): each gets the answer one thread alone would. Batch
+    norm reshaped its output by the shape it had kept on itself, which another thread's
+    pass had changed meanwhile: "cannot reshape array of size 540 into shape (34,30)"."""
+    import threading
+    net = MultiLayerNetExtend(20, [30, 30], 5, use_batchnorm=True, use_dropout=True, seed=0)
+    rng = np.random.default_rng(0)
+    xs = [backends.to_device(rng.random((int(n), 20)), "float32")
+          for n in rng.choice([1, 7, 12, 30], 24)]
+    want = [to_host(net.predict(x)) for x in xs]
+    wrong, start = [], threading.Barrier(4, timeout=60)
+
+    def serve(k):
+        try:
+            start.wait()
+            for _ in range(10):
+                for i in range(k, len(xs), 4):
+                    if not np.array_equal(to_host(net.predict(xs[i])), want[i]):
+                        wrong.append(i)
+        except Exception as e:  # noqa: BLE001 (the thread's failure, for the assert)
+            wrong.append(f"{type(e).__name__}: {e}")
+    threads = [threading.Thread(target=serve, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
