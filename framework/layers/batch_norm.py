@@ -1,6 +1,7 @@
 """Batch Normalization (6.3; Ioffe and Szegedy, 2015)."""
 
 import math
+import warnings
 
 from backends import backend_of, check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
@@ -8,6 +9,10 @@ from framework import sharding
 from framework.layers.base import Layer, training
 
 EPS = 10e-7  # the book's epsilon, 1e-6
+
+
+class BatchOfOneWarning(UserWarning):
+    """Batch norm asked to normalise a training batch of one sample, its own mean."""
 
 
 class BatchNormalization(Layer):
@@ -35,11 +40,14 @@ class BatchNormalization(Layer):
     * The running averages are created with the layer, on gamma's backend,
       and updated in place: they are network state (``buffers``), saved in
       checkpoints and recorded into a CUDA-graph step.
-    * Wrong feature counts raise ``ValueError`` naming the layer, and so does a
-      training batch of one sample (as PyTorch's ``BatchNorm1d``): it is its own mean,
-      so the output is beta whatever x is, no gradient reaches x and the running
-      variance is pulled towards 0; the book's layer trains on it without a word.
-      (In a data-parallel step the whole batch counts; the Trainer checks it.)
+    * Wrong feature counts raise ``ValueError`` naming the layer. A training batch of
+      one sample is computed as the book computes it, with a :class:`BatchOfOneWarning`:
+      it is its own mean, so the output is beta whatever x is, no gradient reaches x
+      and the running variance is pulled towards 0, where the book's layer says
+      nothing (PyTorch's ``BatchNorm1d`` refuses it; the book's own
+      ``ch06/batch_norm_gradient_check.py`` checks the gradients of such a batch, so
+      xpnet computes it). The Trainer refuses a run whose batches would hold one. (In a
+      data-parallel step the whole batch counts.)
     """
 
     takes_train_flg = True
@@ -99,18 +107,20 @@ class BatchNormalization(Layer):
         return flat
 
     def _check_batch(self, shape):
-        """``ValueError`` for a training batch of fewer than 2 samples outside a
-        data-parallel step (whose shards may hold any number: the whole batch counts)."""
+        """``ValueError`` for an empty training batch, a :class:`BatchOfOneWarning` for one
+        of one sample, outside a data-parallel step (whose shards may hold any number:
+        the whole batch counts)."""
         if shape[0] >= 2 or sharding.current() is not None:
             return
         if shape[0] == 0:  # was NumPy's "invalid value" warnings, then NaN
             raise ValueError(f"{self.name}: an empty training batch (shape {tuple(shape)}) "
                              f"has no mean to normalise by; expected at least 2 samples")
-        raise ValueError(
+        warnings.warn(
             f"{self.name}: a training batch of one sample (shape {tuple(shape)}) is its own "
-            f"mean: the output would be beta whatever the input, no gradient would reach it, "
-            f"and the running variance would be pulled towards 0; expected at least 2 "
-            f"samples (train_flg=False normalises one by the running averages)")
+            f"mean: the output is beta whatever the input, no gradient reaches it, and the "
+            f"running variance is pulled towards 0; train on at least 2 samples "
+            f"(train_flg=False normalises one by the running averages)", BatchOfOneWarning,
+            stacklevel=3)
 
     def _check(self, x):
         """What forward checks of a training batch (its features, its size), for a

@@ -116,7 +116,8 @@ def test_a_batch_norm_batch_of_one_sample_is_refused_before_training(backend):
     """A batch of one sample is its own mean: batch norm's output is beta, no gradient
     reaches the layers below and the running variance is pulled towards 0, without a word
     (the book's layer, and ours before). The Trainer names it before the run, with what to
-    change; the layer refuses one in training (as PyTorch's), not in inference."""
+    change; the layer computes one in training with a warning (the book's
+    ch06/batch_norm_gradient_check.py checks such a batch), and in inference as any."""
     x, t = blobs(n=51)
     net = MultiLayerNetExtend(20, [8], 4, use_batchnorm=True, seed=0)
     for kwargs, said in (
@@ -133,9 +134,10 @@ def test_a_batch_norm_batch_of_one_sample_is_refused_before_training(backend):
         Trainer(net, x, t, x, t, epochs=1, verbose=False, **{"mini_batch_size": 10, **fine})
     Trainer(TwoLayerNet(20, 8, 4, seed=0), x, t, x, t, epochs=1, mini_batch_size=10,
             verbose=False)  # no batch norm: the book's short batch, as ever
-    with pytest.raises(ValueError, match=r"^BatchNorm1: a training batch of one sample "
-                                         r"\(shape \(1, 8\)\) is its own mean"):
-        net.gradient(backend.asarray(x[:1]), backend.asarray(t[:1]))
+    from framework.layers.batch_norm import BatchOfOneWarning
+    with pytest.warns(BatchOfOneWarning, match=r"^BatchNorm1: a training batch of one sample "
+                                               r"\(shape \(1, 8\)\) is its own mean"):
+        net.gradient(backend.asarray(x[:1]), backend.asarray(t[:1]))  # as the book computes it
     assert 0 <= net.accuracy(backend.asarray(x[:1]), backend.asarray(t[:1])) <= 1  # inference
     import warnings
     with warnings.catch_warnings():  # an empty batch: NumPy's "invalid value" warnings before
@@ -831,17 +833,28 @@ def test_train_on_a_complete_run_says_so(backend):
     assert trainer.iteration == 40
 
 
-def test_a_batch_norm_networks_numerical_gradient_refuses_what_its_gradient_refuses(backend):
-    """numerical_gradient walks the layers' stack forms, past forward's checks: a batch of
-    one gave a gradient of zeros (one sample is its own mean) and an empty one NumPy's
-    warnings; both are refused as gradient refuses them."""
+def test_a_batch_norm_networks_numerical_gradient_says_what_its_gradient_says(backend):
+    """numerical_gradient walks the layers' stack forms, past forward's checks: an empty
+    batch gave NumPy's warnings, and is refused as gradient refuses it. A batch of one,
+    its own mean, is computed by both with the same warning: the book's
+    ch06/batch_norm_gradient_check.py compares the two on ``x_train[:1]`` (it was a
+    ValueError, where the book prints the differences)."""
+    from framework.layers.batch_norm import BatchOfOneWarning
     from models import MultiLayerNetExtend
     x, t = blobs(n=3)
     net = MultiLayerNetExtend(20, [8], 4, use_batchnorm=True, seed=0, dtype="float64")
-    for n, said in ((1, "a training batch of one sample"), (0, "an empty training batch")):
-        for call in (net.gradient, net.numerical_gradient):
-            with pytest.raises(ValueError, match=rf"^BatchNorm1: {said}"):
-                call(backend.asarray(x[:n], "float64"), backend.asarray(t[:n]))
+    for call in (net.gradient, net.numerical_gradient):
+        with pytest.raises(ValueError, match=r"^BatchNorm1: an empty training batch"):
+            call(backend.asarray(x[:0], "float64"), backend.asarray(t[:0]))
+    one = backend.asarray(x[:1], "float64"), backend.asarray(t[:1])
+    with pytest.warns(BatchOfOneWarning, match=r"^BatchNorm1: a training batch of one sample"):
+        backprop = net.gradient(*one)
+    with pytest.warns(BatchOfOneWarning, match=r"^BatchNorm1: a training batch of one sample"):
+        numerical = net.numerical_gradient(*one)
+    for key in ("W1", "b1", "gamma1", "W2"):  # beta1 (0: ReLU gives 0) is all they see
+        assert not np.any(to_host(backprop[key])) and not np.any(to_host(numerical[key])), key
+    assert np.any(to_host(backprop["b2"]))
+    np.testing.assert_allclose(to_host(numerical["b2"]), to_host(backprop["b2"]), atol=1e-8)
 
 
 def test_the_books_trainer_names_answer(backend):
