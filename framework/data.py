@@ -77,13 +77,20 @@ def _gatherable(t):
     return t
 
 
-def label_column_hint(t, name="t"):
-    """``"; a column of labels? ..."`` where ``t`` is ``(N, 1)`` integers (a table's label
-    column, as pandas and scikit-learn give it), which reads as one-hot rows of one class;
-    ``""`` otherwise."""
-    if t.ndim == 2 and t.shape[1] == 1 and dtype_kind(t.dtype) in "iu":
-        return f" (a column of labels? {name}.reshape(-1) gives them as (N,))"
-    return ""
+def label_column(t, classes=None):
+    """Whether ``t`` is a column of integer labels ``(N, 1)`` (a table's label column, as
+    pandas and scikit-learn give one; the book's ``ch07/gradient_check.py``'s
+    ``T = np.array([1]).reshape((1,1))``) for more than one class: the labels ``(N,)``, as
+    the book's loss takes it. (Its accuracy took the column's argmax: 0 for every sample.)"""
+    return getattr(t, "ndim", 0) == 2 and t.shape[1] == 1 and classes != 1 and \
+        dtype_kind(t.dtype) in "iu"
+
+
+def as_labels(t, classes=None):
+    """``t`` as labels ``(N,)`` where it is a :func:`label_column`, else as it is."""
+    if label_column(t, classes):
+        return backends.get_array_module(t).reshape(t, (-1,))
+    return t
 
 
 def check_data(where, x, t, num_classes=None, names=("x", "t")):
@@ -98,6 +105,7 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
     with one read.
     """
     xn, tn = names
+    t = as_labels(t, num_classes)  # (a column of them: what the caller sends, too)
     for name, a in ((xn, x), (tn, t)):
         if getattr(a, "ndim", 0) < 1:
             got = f"a {type(a).__name__}" if not hasattr(a, "ndim") else \
@@ -123,8 +131,7 @@ def check_data(where, x, t, num_classes=None, names=("x", "t")):
     if t.ndim == 2 and (dtype_kind(t.dtype) not in "iufb" or
                         (num_classes is not None and t.shape[1] != num_classes)):
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)} and dtype {t.dtype}; expected "
-                         f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)"
-                         f"{label_column_hint(t, tn)}")
+                         f"one-hot rows of {num_classes or 'C'} numbers, or integer labels (N,)")
     if t.ndim > 2:
         raise ValueError(f"{where}: {tn} has shape {tuple(t.shape)}; expected labels (N,) or "
                          f"one-hot rows (N, classes)")
@@ -183,6 +190,7 @@ class DeviceBatches:
                                                ("drop_last", drop_last)))
         if shuffle and replacement:
             raise ValueError("DeviceBatches: choose shuffle or replacement, not both")
+        t = as_labels(t, num_classes)  # a column of labels, as labels
         check_data(where, x, t, num_classes, names)  # once, before it goes to the device
         self.backend = backend or backends.current()
         if dtype is not None:

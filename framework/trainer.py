@@ -19,7 +19,7 @@ import backends
 from backends.arrays import check_flag
 from framework import data_parallel, distributed, files, interrupts, replicas, steps, trainer_state
 from framework.checkpoint import CheckpointError, existing as existing_checkpoint
-from framework.data import DeviceBatches, check_data
+from framework.data import DeviceBatches, as_labels, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
 from framework.layers import BatchNormalization
@@ -303,6 +303,7 @@ class Trainer:
             _check_batch_norm_batches(network, self.batches)
             if graph is True and self.world.size == 1:  # said now, not after a 0% bar
                 steps.refuse_unrecordable(self.optimizer, self.batches)
+            t_test = as_labels(t_test, num_classes)  # a column of labels, as labels
             check_data("Trainer", x_test, t_test, num_classes, names=("x_test", "t_test"))
             if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):  # else found after an epoch
                 raise ValueError(f"Trainer: x_test's samples have shape "

@@ -34,7 +34,7 @@ from backends.arrays import check_arrays
 from backends.dispatch import CallScope
 from framework import checkpoint
 from framework import gradient as _gradient
-from framework.data import label_column_hint
+from framework.data import label_column
 from framework.functions import one_hot_classes
 from framework.layers.adopted import adopt
 from framework.layers.base import Layer, training
@@ -341,11 +341,14 @@ class Network:
         xp = get_array_module(next(iter(self.params.values())))
         scores = self.predict(x)
         if t.ndim != 1:
-            if t.shape != scores.shape:  # another width's one-hot rows: argmax says nothing
+            if label_column(t, scores.shape[-1]):  # (the book's argmax of it: 0 for all)
+                t = xp.reshape(t, (-1,))
+            elif t.shape != scores.shape:  # another width's one-hot rows: argmax says nothing
                 raise ValueError(f"{type(self).__name__}: t's one-hot rows have "
                                  f"{t.shape[-1]} classes, but the network scores "
-                                 f"{scores.shape[-1]}{label_column_hint(t)}")
-            t = one_hot_classes(xp, t)
+                                 f"{scores.shape[-1]}")
+            else:
+                t = one_hot_classes(xp, t)
         y = xp.argmax(scores, axis=1)
         return xp.count_nonzero(y == xp.astype(t, y.dtype))
 

@@ -4,7 +4,7 @@ from backends import (check_same_backend, dtype_kind, get_array_module, is_devic
                       on_device_of, ops_for)
 from backends.registry import REGISTRY
 from framework import sharding
-from framework.data import label_column_hint
+from framework.data import label_column
 from framework.layers.base import Layer
 
 
@@ -41,6 +41,7 @@ class SoftmaxWithLoss(Layer):
         self._look = False  # whether the labels' range is looked at each call (see _check)
         self._empty = False  # a batch of no samples (see _empty_shard)
         self._cast = False  # one-hot labels of another dtype than the scores' (see _check)
+        self._column = False  # labels given as a column (N, 1) (see framework.data)
 
     def forward(self, x, t):
         try:
@@ -50,8 +51,13 @@ class SoftmaxWithLoss(Layer):
             self._check_arrays("forward", x=x, t=t)
             raise
         if kind != self._kind:  # a new kind of input: checked, its operations found
+            self._column = label_column(t, x.shape[-1])
+            if self._column:
+                t = get_array_module(t).reshape(t, (-1,))
             self._check(x, t)
             self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
+        elif self._column:  # a column of labels (N, 1): the labels
+            t = get_array_module(t).reshape(t, (-1,))
         self.t = t
         if self._empty:  # no samples: only a data-parallel step's empty shard has a loss
             return self._empty_shard(x)
@@ -99,6 +105,8 @@ class SoftmaxWithLoss(Layer):
         """
         xp = get_array_module(x)
         n = x.shape[-2]
+        if label_column(t, x.shape[-1]):  # a column of labels (N, 1): the labels
+            t = get_array_module(t).reshape(t, (-1,))
         if t.ndim == 1:  # one-hot rows: plain broadcasting on every backend
             t = xp.astype(xp.arange(x.shape[-1], **on_device_of(xp, x))[None, :] == t[:, None],
                           x.dtype)
@@ -124,6 +132,8 @@ class SoftmaxWithLoss(Layer):
         (:meth:`forward_stack`, under a network's ``numerical_gradient``), which would
         take any labels: one past the classes would be a row of zeros, a 0-d label
         broadcast against every score. Keeps nothing."""
+        if label_column(t, x.shape[-1]):  # a column of labels (N, 1): the labels
+            t = get_array_module(t).reshape(t, (-1,))
         self._check_shapes(x, t)
         if x.shape[0] == 0 and sharding.current() is None:
             raise ValueError("SoftmaxWithLoss: an empty batch (0 samples) has no mean loss; "
@@ -147,8 +157,7 @@ class SoftmaxWithLoss(Layer):
                                  f"indices, got dtype {t.dtype}")
         elif t.shape != x.shape:
             raise ValueError(f"SoftmaxWithLoss: t has shape {tuple(t.shape)}; expected one-hot "
-                             f"{tuple(x.shape)} or integer labels ({n},)"
-                             f"{label_column_hint(t)}")
+                             f"{tuple(x.shape)} or integer labels ({n},)")
 
     def _check(self, x, t):
         """The checks of a new kind of input; keeps what the calls of that kind use."""

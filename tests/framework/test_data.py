@@ -178,24 +178,38 @@ def test_one_hot_rows_are_placed_in_the_datas_dtype(backend):
     assert backends.dtype_name(labels.t.dtype) == backends.dtype_name(backend.asarray(t).dtype)
 
 
-def test_a_column_of_labels_and_one_feature_a_sample_are_named_with_the_fix(backend):
-    """Labels as a table's column, (N, 1), read as one-hot rows of one class: the messages
-    said so ("t's one-hot rows have 1 classes") without the fix. A 1-D x, one number a
-    sample, passed the Trainer and failed at the first step as "use x[None] for a single
-    sample", the opposite fix."""
+def test_a_column_of_labels_is_taken_as_the_labels_and_one_feature_a_sample_is_named(backend):
+    """Labels as a table's column, (N, 1) integers (pandas' and scikit-learn's, and the
+    book's own ch07/gradient_check.py's ``T = np.array([1]).reshape((1,1))``), are the
+    labels, as the book's loss takes them: they were refused ("t has shape (1, 1); expected
+    one-hot (1, 10) or integer labels (1,)"), so the book's script failed. The loss, the
+    gradients (backprop and numerical), the accuracy and the Trainer answer as for (N,)
+    (the book's accuracy took the column's argmax: 0 for every sample). A 1-D x, one
+    number a sample, passed the Trainer and failed at the first step as "use x[None] for
+    a single sample", the opposite fix: it is named."""
     from framework.trainer import Trainer
     from models import TwoLayerNet
     rng = np.random.default_rng(8)
-    x, t = rng.random((12, 4)).astype(np.float32), rng.integers(0, 3, 12)
-    net = TwoLayerNet(4, 5, 3, seed=0)
-    column = r"\(a column of labels\? {}\.reshape\(-1\) gives them as \(N,\)\)$"
-    with pytest.raises(ValueError, match=r"^Trainer: t_train has shape \(12, 1\) .*" +
-                       column.format("t_train")):
-        Trainer(net, x, t[:, None], x, t, epochs=1, verbose=False)
-    xs, columns = backend.asarray(x), backend.asarray(t[:, None])
-    for call in (net.gradient, net.accuracy):
-        with pytest.raises(ValueError, match=column.format("t")):
-            call(xs, columns)
+    x, t = rng.random((12, 4)), rng.integers(0, 3, 12)
+    net = TwoLayerNet(4, 5, 3, seed=0, dtype="float64")
+    xs, labels, column = backend.asarray(x), backend.asarray(t), backend.asarray(t[:, None])
+    assert float(net.loss(xs, column)) == float(net.loss(xs, labels))
+    assert net.accuracy(xs, column) == net.accuracy(xs, labels)
+    for key, g in net.gradient(xs, column).items():
+        np.testing.assert_array_equal(to_host(g), to_host(net.gradient(xs, labels)[key]), key)
+    for key, g in net.numerical_gradient(xs, column).items():
+        np.testing.assert_allclose(to_host(g), to_host(net.numerical_gradient(xs, labels)[key]),
+                                   rtol=1e-12, err_msg=key)
+    runs = []
+    for train, test in ((t, t), (t[:, None], t[:, None])):
+        trainer = Trainer(TwoLayerNet(4, 5, 3, seed=0), x.astype(np.float32), train,
+                          x.astype(np.float32), test, epochs=2, mini_batch_size=4, seed=0,
+                          verbose=False)
+        trainer.train()
+        runs.append((trainer.train_loss_list, trainer.test_acc_list))
+    assert runs[0] == runs[1]
+    with pytest.raises(ValueError, match=r"^Trainer: labels must lie in 0\.\.2, got 0\.\.3"):
+        Trainer(net, x, (t + (t == 2))[:, None], x, t, epochs=1, verbose=False)
     with pytest.raises(ValueError, match=r"^Trainer: x_train has shape \(12,\): one number a "
                                          r"sample; .* \(x_train\[:, None\] makes a column"):
         Trainer(TwoLayerNet(1, 5, 3, seed=0), x[:, 0], t, x[:, :1], t, epochs=1, verbose=False)

@@ -101,6 +101,11 @@ def test_numerical_gradient_of_the_books_simple_convnet_is_usable():
     assert time.perf_counter() - start < 30
     assert set(grads) == set(net.params)
     check_model(net, x, t)
+    column = np.array([1]).reshape((1, 1))  # the book's T, a column of one label
+    for key, g in net.numerical_gradient(x, column).items():
+        np.testing.assert_allclose(g, net.numerical_gradient(x, np.array([1]))[key],
+                                   rtol=1e-12, err_msg=key)
+    check_model(net, x, column)
 
 
 def test_trainer_trains_on_images(backend):
