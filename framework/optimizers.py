@@ -282,7 +282,13 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient, in the book's form (after Bengio et al., 2012):
 
-    v <- momentum * v - lr * g;  p <- p + momentum^2 * v - (1 + momentum) * lr * g
+    p <- p + momentum^2 * v - (1 + momentum) * lr * g;  then v <- momentum * v - lr * g
+
+    The parameter moves by the velocity before this step's (Bengio et al.'s
+    p + momentum * v_new - momentum * (v_new - v) ... folded: -momentum v + (1 + momentum)
+    v_new), as the book's repository has it since its fix of 2021 ("Fix Nesterov update
+    function"); the printed book's code, and ours before, updated v first, which is no
+    Nesterov step (momentum^3 v and an extra momentum^2 lr g).
     """
 
     def update(self, params, grads):
@@ -290,10 +296,10 @@ class Nesterov(Momentum):
             self._init_state(params)
             for key, p in params.items():
                 v, g = self.state["v"][key], grads[key]
-                v *= self.momentum
-                v -= self.lr * g
                 p += self.momentum * self.momentum * v
                 p -= (1 + self.momentum) * self.lr * g
+                v *= self.momentum
+                v -= self.lr * g
                 self._keep(params, key, p, "v", v)
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)

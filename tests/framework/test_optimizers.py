@@ -30,8 +30,9 @@ def step(xp, optimizer, times=1):
     (lambda: SGD(lr=0.1), 1, [0.95, -2.025]),
     # v1 = -0.1 g = (-0.05, -0.025); v2 = 0.9 v1 - 0.1 g = (-0.095, -0.0475)
     (lambda: Momentum(lr=0.1, momentum=0.9), 2, [0.855, -2.0725]),
-    # v = -0.1 g; p += 0.81 v - 0.19 g = (-0.1355, -0.06775)
-    (lambda: Nesterov(lr=0.1, momentum=0.9), 1, [0.8645, -2.06775]),
+    # the book's (fixed) order, p by the old v: p1 = p - 0.19 g = (0.905, -2.0475);
+    # v1 = -0.1 g; p2 = p1 + 0.81 v1 - 0.19 g = (0.7695, -2.11525)
+    (lambda: Nesterov(lr=0.1, momentum=0.9), 2, [0.7695, -2.11525]),
     # h = g^2; step = 0.1 g / (|g| + 1e-7) = (0.05/0.5000001, 0.025/0.2500001)
     (lambda: AdaGrad(lr=0.1), 1, [0.90000002, -2.09999996]),
     # h = 0.01 g^2, sqrt(h) = (0.05, 0.025); step = (0.05/0.0500001, 0.025/0.0250001)
@@ -42,8 +43,8 @@ def step(xp, optimizer, times=1):
     # hyperparameters other than the defaults, so a rule that ignored one fails:
     # v1 = -0.1 g = (-0.05, -0.025); v2 = 0.5 v1 - 0.1 g = (-0.075, -0.0375)
     (lambda: Momentum(lr=0.1, momentum=0.5), 2, [0.875, -2.0625]),
-    # v = -0.1 g; p += 0.25 v - 0.15 g = (-0.0875, -0.04375)
-    (lambda: Nesterov(lr=0.1, momentum=0.5), 1, [0.9125, -2.04375]),
+    # p1 = p - 0.15 g = (0.925, -2.0375); v1 = -0.1 g; p2 = p1 + 0.25 v1 - 0.15 g
+    (lambda: Nesterov(lr=0.1, momentum=0.5), 2, [0.8375, -2.08125]),
     # h = 0.5 g^2, sqrt(h) = (0.35355339, 0.17677670); step = 0.1 g / (sqrt(h) + 1e-7)
     (lambda: RMSprop(lr=0.1, decay_rate=0.5), 1, [1 - 0.14142132, -2 - 0.14142128]),
     # lr_t = 0.001 sqrt(1 - 0.75) / (1 - 0.5) = 0.001; m = 0.5 g; v = 0.25 g^2 = m^2;
