@@ -417,8 +417,11 @@ class Adam(Optimizer):
 
     def update(self, params, grads):
         try:
-            self._init_state(params)
             first = next(iter(params.values()))
+            if isinstance(first, (int, float)):  # the book's 6.1.7 moves Python floats
+                _as_numbers_with_a_dtype(params)
+                first = next(iter(params.values()))
+            self._init_state(params)
             self._make_count(first)
             ops = ops_for(first)
             self._t, lr_t = ops.adam_step_size(self._t, self.lr, self.beta1, self.beta2)
@@ -431,6 +434,14 @@ class Adam(Optimizer):
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)
             raise
+
+
+def _as_numbers_with_a_dtype(params):
+    """Python numbers in ``params`` as NumPy's float64 scalars, in place: what the book's
+    NumPy update makes of them after one step (Adam reads a parameter's dtype)."""
+    for key, p in params.items():
+        if isinstance(p, (int, float)) and not isinstance(p, bool):
+            params[key] = get_array_module(p).asarray(p, dtype="float64")[()]
 
 
 OPTIMIZERS = {cls.__name__.lower(): cls

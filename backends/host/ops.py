@@ -148,7 +148,10 @@ class HostOps(StridedOps):
 
     def sgd_update_all(self, params, grads, lr):
         for key, p in params.items():
-            p -= lr * grads[key]  # sgd_update's update, in place
+            q = p
+            q -= lr * grads[key]  # sgd_update's update, in place
+            if q is not p:  # a number, not an array (the book's 6.1.7 moves Python floats)
+                params[key] = q
 
     def adam_step_size(self, t, lr, beta1, beta2):
         # The count is in host memory, so reading it costs nothing; Python's floats give

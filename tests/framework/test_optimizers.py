@@ -290,3 +290,54 @@ def test_an_optimizer_reused_for_another_network_says_so(backend, name):
                             + re.escape("; parameters are floating-point arrays"), str(e))
     else:  # JAX's update makes new arrays, floating-point ones
         assert backends.dtype_kind(params["W1"].dtype) == "f"
+
+
+def _book_rule(name, lr):
+    """Each rule of the book's ``common/optimizer.py`` (Nesterov as fixed there in 2021) for
+    one Python number: ``step(p, g) -> p``, with its state in the closure."""
+    import math
+    state = {"v": 0.0, "h": 0.0, "m": 0.0, "t": 0}
+
+    def step(p, g):
+        if name == "SGD":
+            return p - lr * g
+        if name == "Momentum":
+            state["v"] = 0.9 * state["v"] - lr * g
+            return p + state["v"]
+        if name == "Nesterov":
+            p = p + 0.81 * state["v"] - 1.9 * lr * g
+            state["v"] = 0.9 * state["v"] - lr * g
+            return p
+        if name == "AdaGrad":
+            state["h"] += g * g
+            return p - lr * g / (math.sqrt(state["h"]) + 1e-7)
+        if name == "RMSprop":
+            state["h"] = 0.99 * state["h"] + 0.01 * g * g
+            return p - lr * g / (math.sqrt(state["h"]) + 1e-7)
+        state["t"] += 1  # Adam
+        t = state["t"]
+        lr_t = lr * math.sqrt(1.0 - 0.999 ** t) / (1.0 - 0.9 ** t)
+        state["m"] += 0.1 * (g - state["m"])
+        state["v"] += 0.001 * (g * g - state["v"])
+        return p - lr_t * state["m"] / (math.sqrt(state["v"]) + 1e-7)
+    return step
+
+
+@pytest.mark.parametrize("name, lr", [("SGD", 0.95), ("Momentum", 0.1), ("Nesterov", 0.1),
+                                      ("AdaGrad", 1.5), ("RMSprop", 0.3), ("Adam", 0.3)])
+def test_the_books_figure_of_the_optimizers_paths_on_python_numbers(name, lr):
+    """6.1.7's comparison (``ch06/optimizer_compare_naive.py``): ``params`` and ``grads``
+    hold Python floats, x and y of f(x, y) = x^2 / 20 + y^2. SGD left them where they were
+    without a word (its update was in place, and a float is not), and Adam refused them
+    ("grads['x'] is float, not an array"): the figure's SGD path was one point. Each path
+    is now the book's rule's, step by step."""
+    optimizer = OPTIMIZERS[name.lower()](lr=lr)
+    rules = {"x": _book_rule(name, lr), "y": _book_rule(name, lr)}
+    params, want = {"x": -7.0, "y": 2.0}, {"x": -7.0, "y": 2.0}
+    for _ in range(30):
+        grads = {"x": params["x"] / 10.0, "y": 2.0 * params["y"]}
+        optimizer.update(params, grads)
+        want = {k: rules[k](want[k], grads[k]) for k in want}
+        assert float(params["x"]) == pytest.approx(want["x"], rel=1e-12, abs=1e-12)
+        assert float(params["y"]) == pytest.approx(want["y"], rel=1e-12, abs=1e-12)
+    assert abs(float(params["x"]) + 7.0) > 0.1  # it moved
