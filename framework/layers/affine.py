@@ -3,7 +3,7 @@
 from backends import check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
 from backends.registry import REGISTRY
-from framework.layers.base import Layer
+from framework.layers.base import Layer, bias_of
 
 
 class Affine(Layer):
@@ -27,6 +27,7 @@ class Affine(Layer):
     saved = ("x", "dW", "db")
 
     def __init__(self, W, b, name="Affine"):
+        b = bias_of(W, b, W.shape[1] if getattr(W, "ndim", 0) == 2 else 0)  # a number: that bias for each output
         check_arrays(name, W=W, b=b)  # a list of rows: named, not "no attribute 'ndim'"
         check_same_backend(name, W=W, b=b)
         if W.ndim != 2 or b.shape != (W.shape[1],):

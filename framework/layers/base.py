@@ -35,10 +35,12 @@ compared, not a function called), so a training step checks and dispatches nothi
 again.
 """
 
+import numbers
+
 import array_api_extra as xpx
 
 from backends import copy, get_array_module, ops_for, to_numpy
-from backends.arrays import check_arrays, check_flag
+from backends.arrays import check_arrays, check_flag, is_array, on_device_of
 from backends.registry import REGISTRY
 
 
@@ -144,6 +146,17 @@ class Layer:
                     xpx.at(p)[at].set(orig)
                 setattr(self, param, p)
         return xp.stack(outs)
+
+
+def bias_of(W, b, size):
+    """``b`` as the bias array: a number (the book's ``ch07/apply_filter.py`` builds
+    ``Convolution(w, 0)``, which its NumPy broadcast) as ``size`` of it, in W's dtype on
+    W's device; anything else as it is, for the layer's checks."""
+    if isinstance(b, numbers.Real) and not isinstance(b, bool) and not hasattr(b, "shape") \
+            and is_array(W):
+        xp = get_array_module(W)
+        return xp.full((size,), float(b), dtype=W.dtype, **on_device_of(xp, W))
+    return b
 
 
 def training(owner, train_flg):

@@ -3,7 +3,7 @@
 from backends import check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
 from framework.functions import conv_output_size, window_numbers
-from framework.layers.base import Layer
+from framework.layers.base import Layer, bias_of
 
 
 class Convolution(Layer):
@@ -45,6 +45,7 @@ class Convolution(Layer):
     saved = ("x", "col", "dW", "db")
 
     def __init__(self, W, b, stride=1, pad=0, name="Convolution"):
+        b = bias_of(W, b, W.shape[0] if getattr(W, "ndim", 0) == 4 else 0)  # a number: that bias for each output
         check_arrays(name, W=W, b=b)
         check_same_backend(name, W=W, b=b)
         if W.ndim != 4 or b.shape != (W.shape[0],):

@@ -391,3 +391,23 @@ def test_batch_norm_momentum_that_is_not_a_number_is_named(xp, momentum):
                                          rf"\[0, 1\], got {re.escape(repr(momentum))}$"):
         BatchNormalization(backends.to_device(np.ones(2)), backends.to_device(np.zeros(2)),
                            momentum=momentum)
+
+
+def test_a_number_for_the_bias_is_that_bias_for_every_output(xp):
+    """The book's ``ch07/apply_filter.py`` convolves with one trained filter and ``b = 0``,
+    a Python number its NumPy broadcasts: ``Convolution(w, 0)`` said "b must be an array,
+    got int". A number is that bias for each filter (each output of ``Affine``), in W's
+    dtype on W's device."""
+    rng = np.random.default_rng(4)
+    w = backends.to_device(rng.standard_normal((1, 1, 3, 3)), "float32")
+    img = backends.to_device(rng.random((1, 1, 6, 6)), "float32")
+    for b in (0, 0.5):
+        conv = Convolution(w, b)
+        want = Convolution(w, backends.to_device(np.full(1, b), "float32")).forward(img)
+        assert backends.dtype_name(conv.b.dtype) == "float32" and tuple(conv.b.shape) == (1,)
+        np.testing.assert_array_equal(to_host(conv.forward(img)), to_host(want))
+    W = backends.to_device(rng.standard_normal((4, 3)), "float32")
+    affine = Affine(W, 1)
+    np.testing.assert_array_equal(to_host(affine.b), [1.0, 1.0, 1.0])
+    with pytest.raises(TypeError, match=r"^Affine: b must be an array, got bool"):
+        Affine(W, True)
