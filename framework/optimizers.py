@@ -284,11 +284,11 @@ class Nesterov(Momentum):
 
     p <- p + momentum^2 * v - (1 + momentum) * lr * g;  then v <- momentum * v - lr * g
 
-    The parameter moves by the velocity before this step's (Bengio et al.'s
-    p + momentum * v_new - momentum * (v_new - v) ... folded: -momentum v + (1 + momentum)
-    v_new), as the book's repository has it since its fix of 2021 ("Fix Nesterov update
-    function"); the printed book's code, and ours before, updated v first, which is no
-    Nesterov step (momentum^3 v and an extra momentum^2 lr g).
+    with v the velocity before this step's: Bengio et al.'s p <- p - momentum * v +
+    (1 + momentum) * v_new, v_new = momentum * v - lr * g, expanded. So the book's
+    repository has it since its fix of 2021 ("Fix Nesterov update function"); the printed
+    book's code, and ours before, updated v first, which is no Nesterov step
+    (momentum^3 v, and an extra momentum^2 lr g).
     """
 
     def update(self, params, grads):

@@ -18,12 +18,12 @@ import array_api_extra as xpx
 import backends
 from backends.arrays import check_flag
 from framework import data_parallel, distributed, files, interrupts, replicas, steps, trainer_state
+from framework.adopted_optimizer import optimizer_for
 from framework.checkpoint import CheckpointError, existing as existing_checkpoint
 from framework.data import DeviceBatches, as_labels, check_data
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
 from framework.layers import BatchNormalization
-from framework.adopted_optimizer import optimizer_for
 
 
 def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,

@@ -27,7 +27,8 @@ class Affine(Layer):
     saved = ("x", "dW", "db")
 
     def __init__(self, W, b, name="Affine"):
-        b = bias_of(W, b, W.shape[1] if getattr(W, "ndim", 0) == 2 else 0)  # a number: that bias for each output
+        # a number (the book's Convolution(w, 0)): that bias for each output
+        b = bias_of(W, b, W.shape[1] if getattr(W, "ndim", 0) == 2 else 0)
         check_arrays(name, W=W, b=b)  # a list of rows: named, not "no attribute 'ndim'"
         check_same_backend(name, W=W, b=b)
         if W.ndim != 2 or b.shape != (W.shape[1],):

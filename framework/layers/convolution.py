@@ -45,7 +45,8 @@ class Convolution(Layer):
     saved = ("x", "col", "dW", "db")
 
     def __init__(self, W, b, stride=1, pad=0, name="Convolution"):
-        b = bias_of(W, b, W.shape[0] if getattr(W, "ndim", 0) == 4 else 0)  # a number: that bias for each output
+        # a number (the book's Convolution(w, 0)): that bias for each output
+        b = bias_of(W, b, W.shape[0] if getattr(W, "ndim", 0) == 4 else 0)
         check_arrays(name, W=W, b=b)
         check_same_backend(name, W=W, b=b)
         if W.ndim != 4 or b.shape != (W.shape[0],):
