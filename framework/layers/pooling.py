@@ -8,8 +8,9 @@ from framework.layers.base import Layer
 class Pooling(Layer):
     """out[n, c, i, j] = max of x[n, c] over the window at (i * stride, j * stride).
 
-    The book's signature, ``Pooling(pool_h, pool_w, stride=1, pad=0)``: its networks, and
-    ours, pass ``stride=2``.
+    The book's signature as its repository has it, ``Pooling(pool_h, pool_w, stride=2,
+    pad=0)`` (the author's change of 2020, "Change Pooling's stride 2 from 1": the printed
+    code of 2016 said 1); its networks, and ours, pass ``stride=2`` all the same.
 
     Backward routes each output's gradient to the first maximum of its
     window (row by row, as ``argmax`` picks it) and adds where windows overlap.
@@ -29,7 +30,7 @@ class Pooling(Layer):
 
     saved = ("x", "arg_max")
 
-    def __init__(self, pool_h, pool_w, stride=1, pad=0, name="Pooling"):
+    def __init__(self, pool_h, pool_w, stride=2, pad=0, name="Pooling"):
         pool_h, pool_w, stride, pad = window_numbers(name, pool_h=pool_h, pool_w=pool_w,
                                                      stride=stride, pad=pad)
         if 2 * pad > min(pool_h, pool_w):
