@@ -114,3 +114,37 @@ def test_the_default_stride_is_the_books():
     assert layer.stride == 2 and layer.pad == 0
     np.testing.assert_array_equal(layer.forward(x), book.Pooling(2, 2).forward(x))
     assert layer.forward(x).shape == (2, 3, 2, 2)
+
+
+def test_a_dout_of_another_shape_is_refused_not_read_past_its_end(xp):
+    """A dout of one sample for a batch of 64 (or of 2 x 2 windows for 4 x 4): the CPU's
+    compiled kernels (float32, the book's shapes) read it by the forward's sizes, past its
+    end, and returned a gradient made of whatever memory lay there; the other paths
+    broadcast it. Refused by the layer, naming both shapes; and by the host's operations
+    themselves, before any kernel."""
+    from backends import ops_for
+    rng = np.random.default_rng(21)
+    x = backends.to_device(rng.random((64, 16, 8, 8)).astype(np.float32))
+    from framework.layers import Convolution
+    conv = Convolution(backends.to_device(rng.random((8, 16, 3, 3)).astype(np.float32)),
+                       backends.to_device(np.zeros(8, np.float32)), pad=1)
+    pool = Pooling(2, 2, stride=2)
+    for layer, out_shape in ((pool, (64, 16, 4, 4)), (conv, (64, 8, 8, 8))):
+        assert tuple(layer.forward(x).shape) == out_shape
+        for shape in ((1,) + out_shape[1:], out_shape[:2] + (2, 2)):
+            with pytest.raises(ValueError, match=rf"^{type(layer).__name__}: dout has shape "
+                                                 rf"{re.escape(str(shape))}; the forward pass's "
+                                                 rf"output had {re.escape(str(out_shape))}"):
+                layer.backward(backends.to_device(np.ones(shape, np.float32)))
+    if backends.backend_of(x).name != "numpy":
+        return  # the host's kernels' own guard, below
+    _, arg = ops_for(x).max_pool(x, 2, 2, 2, 0, 4, 4)
+    with pytest.raises(ValueError, match=r"max_pool_grad: dout has shape \(1, 16, 4, 4\)"):
+        ops_for(x).max_pool_grad(backends.to_device(np.ones((1, 16, 4, 4), np.float32)), arg,
+                                 x, 2, 2, 2, 0)
+    W, b = conv.W, conv.b
+    out, col = ops_for(x).conv(x, W, b, 1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"conv_grad: dout has shape \(1, 8, 8, 8\); the "
+                                         r"forward's output had \(64, 8, 8, 8\)"):
+        ops_for(x).conv_grad(backends.to_device(np.ones((1, 8, 8, 8), np.float32)), x, W, col,
+                             1, 1)
