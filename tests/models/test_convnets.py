@@ -101,9 +101,10 @@ def test_numerical_gradient_of_the_books_simple_convnet_is_usable():
     assert time.perf_counter() - start < 30
     assert set(grads) == set(net.params)
     check_model(net, x, t)
-    column = np.array([1]).reshape((1, 1))  # the book's T, a column of one label
+    column = backends.to_device(np.array([1]).reshape((1, 1)))  # the book's T, one label
+    label = backends.to_device(np.array([1]))
     for key, g in net.numerical_gradient(x, column).items():
-        np.testing.assert_allclose(g, net.numerical_gradient(x, np.array([1]))[key],
+        np.testing.assert_allclose(to_host(g), to_host(net.numerical_gradient(x, label)[key]),
                                    rtol=1e-12, err_msg=key)
     check_model(net, x, column)
 
