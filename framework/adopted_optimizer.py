@@ -84,13 +84,12 @@ class AdoptedOptimizer(Optimizer):
         """``{"iter": 0, "number:<name>": 0-d host array, "<name>/<param>": host array}``:
         every public number and dict of arrays; ``TypeError`` naming an attribute of
         another kind holding arrays, which a checkpoint could not keep."""
-        import numpy  # host-side: a checkpoint's arrays
         out = {"iter": self.iter}
         for name, value in self._attributes().items():
             if isinstance(value, bool) or value is None or isinstance(value, str):
                 continue
             if isinstance(value, numbers.Number):
-                out[NUMBER + name] = numpy.asarray(value)
+                out[NUMBER + name] = to_numpy(value)  # a 0-d host array
             elif isinstance(value, dict) and all(is_array(a) for a in value.values()):
                 for key, a in value.items():
                     out[f"{name}/{key}"] = to_numpy(a).copy()
