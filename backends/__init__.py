@@ -54,6 +54,7 @@ __all__ = ["Backend", "Unusable", "NAMES", "CHOICES", "ENV_VAR", "DEVICE_ENV_VAR
            "to_device", "device_of", "is_array", "is_device_array", "is_cupy_array",
            "check_same_backend", "copy", "ops_for", "size", "dtype_name", "dtype_kind",
            "on_device_of", "host_rng", "tune_host_allocator", "large_blocks_from_heap",
+           "host_allocator_for_training",
            "cpu_share"]
 
 # The registry's methods, as the module's functions (bound: no extra call on hot paths).
@@ -79,6 +80,7 @@ check_same_backend = REGISTRY.check_same_backend
 copy = REGISTRY.copy
 tune_host_allocator = REGISTRY.allocator.tune
 large_blocks_from_heap = REGISTRY.allocator.large_blocks_from_heap
+host_allocator_for_training = REGISTRY.allocator.for_training
 
 
 def settings():

@@ -284,8 +284,6 @@ class Trainer:
             # data-parallel: compare the ranks' parameters at each epoch's end
             self.check_replicas = check_flag("Trainer", "check_replicas", check_replicas)
             self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
-            if self._on_host:
-                backends.tune_host_allocator()  # steady step times; see its docstring
             if self.world.size > 1:
                 seed = self._data_parallel_network(seed)
             self.optimizer = optimizer_for(optimizer, optimizer_param)
@@ -406,8 +404,10 @@ class Trainer:
                    dynamic_ncols=True, leave=True)
         try:
             # data-parallel: BLAS and OpenMP on this process's share of the cores, not all;
-            # on the CPU, arrays above 32 MB reused from the heap, not faulted in each step
-            heap = backends.large_blocks_from_heap() if self._on_host else contextlib.nullcontext()
+            # on the CPU, malloc keeps the step's temporaries for reuse, not faulted in afresh
+            # each step (given back when the run ends; see host_allocator_for_training)
+            heap = backends.host_allocator_for_training() if self._on_host \
+                else contextlib.nullcontext()
             self._stop = None
             with interrupts.noted(self._note_stop), distributed.abort_on_error(self.world), \
                     backends.cpu_share(), heap:

@@ -67,3 +67,66 @@ def test_gives_back_what_glibc_had_before(monkeypatch, environ, expected):
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     assert allocator._mmap_max_outside() == expected
+
+
+TRAINING_RUN = """
+import ctypes, ctypes.util, json
+import numpy as np
+from framework.trainer import Trainer
+from models import TwoLayerNet
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+mallinfo2.restype = MallInfo2
+
+def mapped_while_alive(nbytes):
+    before = mallinfo2().hblkhd
+    a = np.ones(nbytes // 8)
+    grown = mallinfo2().hblkhd - before
+    del a
+    return grown
+
+MB = 2**20
+seen = {}
+
+class Probe(TwoLayerNet):
+    def gradient(self, x, t):
+        seen.setdefault("during", mapped_while_alive(MB))
+        return super().gradient(x, t)
+
+rng = np.random.default_rng(0)
+x = rng.random((40, 4), dtype=np.float32)
+t = rng.integers(0, 3, 40)
+trainer = Trainer(Probe(4, 4, 3, seed=0), x, t, x, t, epochs=1, mini_batch_size=10,
+                  verbose=False)
+seen["built"] = mapped_while_alive(MB)
+trainer.train()
+seen["after"] = mapped_while_alive(MB)
+print(json.dumps(seen))
+"""
+
+
+def test_a_training_run_gives_the_malloc_policy_back():
+    """The Trainer's run on the CPU keeps a 1 MB temporary on the heap (no fresh pages),
+    and neither building a Trainer nor the process after its run keeps that policy: a
+    1 MB block is mapped on its own again, as glibc does by default. In a process of its
+    own, since other tests fix the policy for good (tune_host_allocator)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    mapped_bytes()  # skips where glibc has no mallinfo2
+    r = subprocess.run([sys.executable, "-c", TRAINING_RUN], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT,
+                                                       XPNET_BACKEND="numpy"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert seen["during"] == 0, seen  # inside the run: from the heap
+    assert seen["built"] >= 2**20, seen  # before it: glibc's own policy
+    assert seen["after"] >= 2**20, seen  # given back
