@@ -3,7 +3,7 @@
 import math
 
 import backends
-from backends import check_same_backend, get_array_module, ops_for
+from backends import backend_of, check_same_backend, get_array_module, ops_for, to_numpy
 from framework import sharding
 from framework.layers.base import Layer, training
 
@@ -25,6 +25,10 @@ class Dropout(Layer):
       CUDA graph that replays the step draws a new mask each time. ``key``
       and ``counter`` are the layer's ``buffers``: checkpoints save them, so
       a resumed run draws the masks the uninterrupted run would have.
+      They are made on the default backend; a layer given data of another
+      backend or device (a book-style network of the user's own, its parameters
+      NumPy's, under ``XPNET_BACKEND=torch``) moves them to the data's, at the
+      same position: the generator has no home but its data's.
     * ``hold_mask = True`` keeps the current mask for the following training
       forwards (a network's element-by-element numerical gradient sets it,
       so every evaluation sees one mask).
@@ -92,8 +96,19 @@ class Dropout(Layer):
             self._kept = (self.mask, like.dtype, xp.astype(self.mask, like.dtype))
         return self._kept[2]
 
+    def _follow(self, x):
+        """The generator (and no mask of the old backend) on ``x``'s backend and device."""
+        backend = backend_of(x)
+        # copies of the host's (JAX's come read-only, and NumPy's counter advances in place)
+        self.key, self.counter = (backend.asarray(to_numpy(a).copy(), dtype="uint64")
+                                  for a in (self.key, self.counter))
+        self.mask = self._kept = None
+
     def forward(self, x, train_flg=True):
-        check_same_backend(self.name, x=x, counter=self.counter)
+        try:
+            check_same_backend(self.name, x=x, counter=self.counter)
+        except TypeError:  # data from elsewhere: the layer's own generator goes with it
+            self._follow(x)
         if train_flg is not True and train_flg is not False:  # no call, no text for a bool
             train_flg = training(f"{self.name}.forward", train_flg)
         try:
@@ -124,5 +139,9 @@ class Dropout(Layer):
         """The forward pass for each of a stack ``(K, N, ...)``, all with the current mask."""
         if not train_flg:
             return x * (1.0 - self.dropout_ratio)
+        try:
+            check_same_backend(self.name, x=x, counter=self.counter)
+        except TypeError:
+            self._follow(x)
         mask = self.current_mask(x.shape[1:])
         return x * get_array_module(x).astype(mask, x.dtype)

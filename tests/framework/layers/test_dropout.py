@@ -52,6 +52,32 @@ def test_masks_are_the_same_on_every_backend():
     check_parity(masks, 3, rtol=0, atol=0)
 
 
+def test_a_layer_made_on_one_backend_follows_data_of_another(xp):
+    """The book's own DeepConvNet (its parameters NumPy's, our Dropout among its layers)
+    under XPNET_BACKEND=torch: the layer's generator goes where the data is, at the
+    position it had, and draws the masks a layer made there draws; and the other way,
+    a layer made on NumPy given the default backend's arrays."""
+    host = np.arange(1.0, 36.0, dtype=np.float32).reshape(5, 7)
+    with backends.using("numpy"):
+        reference = Dropout(0.5, seed=3)
+        expected = [reference.forward(host) for _ in range(2)]
+        on_numpy = Dropout(0.5, seed=3)
+    moved_to_default = [on_numpy.forward(backends.to_device(host)) for _ in range(2)]
+    made_here = Dropout(0.5, seed=3)  # the default backend's (made_here.key lives there)
+    first = made_here.forward(host)  # NumPy data: book-style code
+    assert type(first) is np.ndarray and type(made_here.counter) is np.ndarray
+    dx = made_here.backward(np.ones_like(host))
+    np.testing.assert_array_equal(dx != 0, first != 0)
+    second = made_here.forward(host)
+    np.testing.assert_array_equal(first, expected[0])
+    np.testing.assert_array_equal(second, expected[1])
+    # the layer made on NumPy moved to the default backend's data (nothing to move on NumPy)
+    np.testing.assert_array_equal(to_host(moved_to_default[0]), expected[0])
+    np.testing.assert_array_equal(to_host(moved_to_default[1]), expected[1])
+    assert backends.backend_of(on_numpy.counter).name == backends.current().name
+    assert int(to_host(on_numpy.counter)[0]) == 2
+
+
 def test_current_mask_does_not_advance_the_generator(xp):
     layer = Dropout(0.5, seed=4)
     peeked = to_host(layer.current_mask((3, 9))).copy()
