@@ -13,7 +13,9 @@ from backends import (backend_of, copy, dtype_kind, dtype_name, get_array_module
 
 
 class LowPrecisionWarning(UserWarning):
-    """Central differences taken in a float type too narrow for them (float32, float16)."""
+    """Work asked of a float type too narrow for it: central differences in float32 or
+    float16, or a Trainer whose optimizer divides by squared gradients in float16
+    (:func:`framework.optimizers.float16_trouble`)."""
 
 
 def warn_low_precision(owner, dtype, remedy="build the network with dtype='float64' to "

@@ -95,6 +95,9 @@ class Optimizer:
     #: whether a recorded update can be replayed (a CUDA graph): no value
     #: computed on the host may change from step to step
     capturable = True
+    #: whether the step is divided by the root of squared gradients plus 1e-7 (AdaGrad,
+    #: RMSprop, Adam): such an update cannot work in float16 (:func:`float16_trouble`)
+    divides_by_root_of_squares = False
 
     lr = Hyperparameter(0, math.inf, low_open=True)
 
@@ -310,6 +313,7 @@ class AdaGrad(Optimizer):
     """h <- h + g * g;  p <- p - lr * g / (sqrt(h) + 1e-7)"""
 
     slots = ("h",)
+    divides_by_root_of_squares = True  # see float16_trouble
 
     def __init__(self, lr=0.01):
         super().__init__(lr)
@@ -332,6 +336,7 @@ class RMSprop(Optimizer):
     """h <- decay * h + (1 - decay) * g * g;  p <- p - lr * g / (sqrt(h) + 1e-7)"""
 
     slots = ("h",)
+    divides_by_root_of_squares = True
     hyperparameters = ("lr", "decay_rate")
     decay_rate = Hyperparameter(0, 1, low_open=True)
 
@@ -354,6 +359,26 @@ class RMSprop(Optimizer):
             raise
 
 
+def float16_trouble(optimizer):
+    """Why ``optimizer`` cannot train parameters held in float16, or None where it can.
+
+    float16's smallest number above 0 is 6e-8 and its largest 65504. A squared gradient
+    below 6e-8 (a gradient below 2.4e-4, most of them) is 0 there, and the book's
+    1e-7 rounds to 1.2e-7, so AdaGrad, RMSprop and Adam divide such a gradient by about
+    1e-7: steps of up to ``lr * 1e7`` times it, which throw the parameters out of range
+    within a few steps. SGD and the momentum methods have no such division (their steps
+    smaller than float16's rounding of a parameter are lost instead, so they learn
+    slower). The remedy is the book's own (8.3.4): train in float32 and cast the trained
+    parameters to float16 for inference."""
+    if not getattr(optimizer, "divides_by_root_of_squares", False):
+        return None
+    return (f"{type(optimizer).__name__} divides each gradient by the root of squared "
+            f"gradients plus 1e-7, and in float16 a squared gradient below 6e-8 is 0, so "
+            f"small gradients take steps up to {optimizer.lr!r} * 1e7 times their size: "
+            f"train in float32 (the network's default dtype) and cast the trained "
+            f"parameters to float16 for inference, as the book's 8.3.4 does")
+
+
 class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015), in the book's form, with bias correction folded into lr:
 
@@ -370,6 +395,7 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "v")
+    divides_by_root_of_squares = True
     hyperparameters = ("lr", "beta1", "beta2")
     beta1 = Hyperparameter(0, 1)
     beta2 = Hyperparameter(0, 1)

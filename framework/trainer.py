@@ -21,9 +21,11 @@ from framework import data_parallel, distributed, files, interrupts, replicas, s
 from framework.adopted_optimizer import optimizer_for
 from framework.checkpoint import CheckpointError, existing as existing_checkpoint
 from framework.data import DeviceBatches, as_labels, check_data
+from framework.gradient import LowPrecisionWarning
 from framework.history import History
 from framework.interrupts import TrainingInterrupted
 from framework.layers import BatchNormalization
+from framework.optimizers import float16_trouble
 
 
 def _check_arguments(sampling, graph, epochs, iters, evaluate_sample_num_per_epoch,
@@ -291,6 +293,11 @@ class Trainer:
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
             dtype = steps.network_dtype(network)
+            if backends.dtype_name(dtype) == "float16" and float16_trouble(self.optimizer):
+                warnings.warn(f"Trainer: {type(network).__name__} computes in float16, where "
+                              f"this run is likely to diverge within a few steps: "
+                              f"{float16_trouble(self.optimizer)}", LowPrecisionWarning,
+                              stacklevel=2)
             self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
                                          shuffle=(sampling == "epoch"),
                                          replacement=(sampling == "choice"), seed=seed,
@@ -632,12 +639,20 @@ class Trainer:
         xp = backends.array_namespace(*params.values())
         broken = [key for key, p in self.network.params.items()
                   if not bool(xp.all(xp.isfinite(p)))]
-        if broken:
+        half = backends.dtype_name(steps.network_dtype(self.network)) == "float16"
+        if half and float16_trouble(self.optimizer):
+            state = (f"{', '.join(broken)} now hold NaN or infinite values" if broken else
+                     "its parameters are finite, but large enough to overflow the forward pass")
+            cause = f"the network computes in float16 ({state}): {float16_trouble(self.optimizer)}"
+        elif broken:
             cause = (f"the parameters diverged ({', '.join(broken)} now hold NaN or infinite "
                      f"values): a smaller learning rate (now {self.optimizer.lr}) usually helps")
         else:
             cause = ("the parameters are still finite, so the forward pass overflowed: the "
                      "inputs' scale or the initial weights are too large for this network")
+        if half and not float16_trouble(self.optimizer):
+            cause += (" (in float16, whose largest number is 65504: float32, the network's "
+                      "default dtype, has room where float16 has none)")
         raise FloatingPointError(
             f"Trainer: the loss became {values[bad]} at step {step} of {self.max_iter} "
             f"(epoch {self.current_epoch + 1}); training stopped{where}. Cause: {cause}.")

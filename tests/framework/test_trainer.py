@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -564,6 +565,39 @@ def test_the_nan_guard_tells_divergence_from_overflow(backend):
         big.train()
     assert "the parameters are still finite, so the forward pass overflowed" in str(info.value) \
         or "diverged" in str(info.value)
+
+
+def half_network(backend):
+    try:
+        return TwoLayerNet(20, 16, 4, seed=0, weight_init_std=0.1, dtype="float16")
+    except ValueError as e:  # array-api-strict: the standard has no float16
+        pytest.skip(f"{backend.name} has no float16: {e}")
+
+
+def test_float16_with_an_optimizer_that_divides_by_squares_is_warned_and_explained(backend):
+    """A float16 network with Adam (or AdaGrad, RMSprop) diverged within a few steps, and
+    the run's end blamed the learning rate (or the inputs' scale): in float16 the squared
+    gradients underflow and the book's 1e-7 divides them. The Trainer now says so when it
+    is built, and the NaN guard gives that cause; SGD's divergence keeps its own cause."""
+    from framework.gradient import LowPrecisionWarning
+    with pytest.warns(LowPrecisionWarning, match=r"^Trainer: TwoLayerNet computes in float16, "
+                      r"where this run is likely to diverge within a few steps: Adam divides "
+                      r"each gradient by the root of squared gradients plus 1e-7"):
+        trainer = make_trainer(net=half_network(backend), optimizer="adam",
+                               optimizer_param={"lr": 1e3}, epochs=1)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        trainer.train()
+    assert "Cause: the network computes in float16 (" in str(info.value)
+    assert "train in float32 (the network's default dtype) and cast the trained parameters " \
+           "to float16 for inference" in str(info.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowPrecisionWarning)  # none for SGD
+        sgd = make_trainer(net=half_network(backend), optimizer_param={"lr": 1e4}, epochs=1)
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+        sgd.train()
+    assert "Cause: the parameters" in str(info.value)  # diverged, or finite and overflowing
+    assert str(info.value).endswith(" (in float16, whose largest number is 65504: float32, the "
+                                    "network's default dtype, has room where float16 has none).")
 
 
 @pytest.fixture(scope="module")
