@@ -52,7 +52,7 @@ __all__ = ["Backend", "Unusable", "NAMES", "CHOICES", "ENV_VAR", "DEVICE_ENV_VAR
            "kept", "current", "chosen", "reset", "available", "backend_class", "register", "unregister", "configured",
            "settings", "backend_of", "array_namespace", "get_array_module", "to_numpy",
            "to_device", "device_of", "is_array", "is_device_array", "is_cupy_array",
-           "check_same_backend", "copy", "ops_for", "size", "dtype_name", "dtype_kind",
+           "check_same_backend", "copy", "out_of_memory", "ops_for", "size", "dtype_name", "dtype_kind",
            "on_device_of", "host_rng", "tune_host_allocator", "large_blocks_from_heap",
            "host_allocator_for_training",
            "cpu_share"]
@@ -78,6 +78,7 @@ is_device_array = REGISTRY.is_device_array
 is_cupy_array = REGISTRY.is_cupy_array
 check_same_backend = REGISTRY.check_same_backend
 copy = REGISTRY.copy
+out_of_memory = REGISTRY.out_of_memory
 tune_host_allocator = REGISTRY.allocator.tune
 large_blocks_from_heap = REGISTRY.allocator.large_blocks_from_heap
 host_allocator_for_training = REGISTRY.allocator.for_training

@@ -190,6 +190,15 @@ class Backend:
         """What error messages call where ``x`` lives: ``"numpy"``, ``"torch on cuda:0"``."""
         return f"{cls.name} on {cls.device_of(x)}"
 
+    @classmethod
+    def out_of_memory(cls, error):
+        """Whether ``error``, raised by a computation on this library's arrays, says the
+        device ran out of memory: Python's ``MemoryError`` (NumPy's, CuPy's
+        ``OutOfMemoryError``); a library that says it otherwise answers for its own words.
+        Asked only where a call failed, so that a network can say which batch was too
+        large and what to do."""
+        return isinstance(error, MemoryError)
+
     # --- on one device ---------------------------------------------------------------------
 
     def __init__(self, device=None, reason=""):

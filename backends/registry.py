@@ -405,6 +405,15 @@ class Registry:
         """A copy of ``x`` in its own namespace."""
         return self.class_of(x).copy(x)
 
+    def out_of_memory(self, error, like):
+        """Whether ``error``, raised computing on ``like``'s library, says its device ran out
+        of memory (:meth:`backends.backend.Backend.out_of_memory`: each library's words)."""
+        try:
+            cls = self.class_of(like)
+        except TypeError:
+            return isinstance(error, MemoryError)
+        return cls.out_of_memory(error)
+
     def check_same_backend(self, where, **arrays):
         """``TypeError`` naming ``where`` if the arrays mix libraries or devices."""
         first = None

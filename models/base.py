@@ -66,7 +66,8 @@ def _nothing(*arrays):
 def _too_large(network, what, x, error):
     """A ``MemoryError`` naming the network, the call and its batch, with what to do, raised
     from the library's ``error`` ("Unable to allocate 32.2 GiB for an array with shape
-    (30, 500000, 24, 24)", which names neither). Looked at only where a call failed."""
+    (30, 500000, 24, 24)", which names neither; PyTorch's and JAX's say it in words of their
+    own: :func:`backends.out_of_memory`). Looked at only where a call failed."""
     n = x.shape[0] if getattr(x, "ndim", 0) else "?"
     if what == "gradient":
         fix = "train on smaller batches (the Trainer's mini_batch_size)"
@@ -242,8 +243,10 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "predict", x, e)
                 raise
-            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
-                raise _too_large(self, "predict", x, e) from e
+            except (MemoryError, RuntimeError) as e:  # each library's words for it
+                if backends.out_of_memory(e, next(iter(self.params.values()))):
+                    raise _too_large(self, "predict", x, e) from e
+                raise
         if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
             x = get_array_module(x).astype(x, self.dtype)
         for layer in self.layers.values():
@@ -283,8 +286,10 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "loss", x, e)
                 raise
-            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
-                raise _too_large(self, "loss", x, e) from e
+            except (MemoryError, RuntimeError) as e:  # each library's words for it
+                if backends.out_of_memory(e, next(iter(self.params.values()))):
+                    raise _too_large(self, "loss", x, e) from e
+                raise
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
             # in the loss's dtype whatever the promotion rules: a graph step records float32
@@ -326,12 +331,15 @@ class Network:
                 for i in range(0, n, batch_size):
                     stop = min(i + batch_size, n)  # the standard has no slice past an axis
                     correct = correct + self.count_correct(x[i:stop, ...], t[i:stop, ...])
+            correct = float(correct)  # the read: where JAX's asynchronous failures surface
         except ValueError as e:
             _explain_input_shape(self, "accuracy", x, e)
             raise
-        except MemoryError as e:
-            raise _too_large(self, "accuracy", x[:batch_size, ...], e) from e
-        return float(correct) / n
+        except (MemoryError, RuntimeError) as e:  # each library's words for it
+            if backends.out_of_memory(e, next(iter(self.params.values()))):
+                raise _too_large(self, "accuracy", x[:batch_size, ...], e) from e
+            raise
+        return correct / n
 
     def count_correct(self, x, t):
         """How many of the batch ``x`` are classified as ``t`` (labels or one-hot), in
@@ -365,8 +373,10 @@ class Network:
             except ValueError as e:  # a layer's words, with the network's where it knows
                 _explain_input_shape(self, "gradient", x, e)
                 raise
-            except MemoryError as e:  # (CuPy's OutOfMemoryError too)
-                raise _too_large(self, "gradient", x, e) from e
+            except (MemoryError, RuntimeError) as e:  # each library's words for it
+                if backends.out_of_memory(e, next(iter(self.params.values()))):
+                    raise _too_large(self, "gradient", x, e) from e
+                raise
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):

@@ -123,6 +123,18 @@ class JaxBackend(StandardBackend):
         return getattr(x, "device", None)
 
     @classmethod
+    def out_of_memory(cls, error):
+        """XLA's words for it, in a ``JaxRuntimeError``: ``RESOURCE_EXHAUSTED: Out of memory
+        allocating ... bytes`` where the allocation failed, and the same ending on
+        ``INTERNAL: Error dispatching computation: ...`` where a later read surfaced it
+        (JAX dispatches asynchronously: an eager call returns before its arrays exist, so
+        its failure is raised by whatever reads them)."""
+        if isinstance(error, MemoryError):
+            return True
+        text = str(error) if isinstance(error, RuntimeError) else ""
+        return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+    @classmethod
     def is_device_array(cls, x):
         """Whether reading ``x`` waits for an accelerator; True for a tracer too, whose values
         cannot be read at all (inside a compiled step nothing looks at the labels)."""

@@ -120,6 +120,16 @@ class TorchBackend(StandardBackend):
     def is_device_array(cls, x):
         return x.device.type != "cpu"
 
+    @classmethod
+    def out_of_memory(cls, error):
+        """PyTorch's ``OutOfMemoryError`` (CUDA, ROCm), and the ``RuntimeError`` its CPU and
+        MPS allocators raise ("DefaultCPUAllocator: can't allocate memory", "MPS backend
+        out of memory")."""
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+            return True
+        text = str(error) if isinstance(error, RuntimeError) else ""
+        return "can't allocate memory" in text or "out of memory" in text
+
     def graph_runtime(self):
         """PyTorch's CUDA graphs (:mod:`backends.torch.graph`) on a CUDA or ROCm device;
         None on the CPU and MPS."""

@@ -396,6 +396,35 @@ def _refuses_what_it_cannot_hold():
         return False
 
 
+@pytest.mark.skipif(not _refuses_what_it_cannot_hold(),
+                    reason="this kernel promises memory it has not (overcommit mode 1)")
+def test_a_batch_too_large_for_memory_is_named_on_every_backend(backend):
+    """PyTorch says it with a RuntimeError ("DefaultCPUAllocator: can't allocate memory",
+    torch.OutOfMemoryError on CUDA) and JAX with a JaxRuntimeError ("RESOURCE_EXHAUSTED",
+    or "Out of memory allocating" at the end of a read's INTERNAL error): each passed
+    through untranslated, where NumPy's MemoryError was named with what to do. A batch of
+    4 MB whose hidden layer would take 256 GB. JAX dispatches asynchronously: its eager
+    predict and gradient return before the allocation fails, so on JAX only accuracy, which
+    reads its count, can say it."""
+    from models import TwoLayerNet
+    net = TwoLayerNet(1, 2**16, 10, seed=0)
+    n = 2**20
+    x = backends.to_device(np.zeros((n, 1), np.float32))
+    t = backends.to_device(np.zeros(n, np.int32))
+    calls = [(lambda: net.accuracy(x, t, batch_size=n), "give a smaller batch_size")]
+    if backend.name != "jax":
+        calls += [(lambda: net.predict(x), r"pass it in parts \(accuracy does"),
+                  (lambda: net.gradient(x, t), r"train on smaller batches")]
+    for call, fix in calls:
+        with pytest.raises(MemoryError, match=rf"^TwoLayerNet.\w+: a batch of {n} samples needs "
+                                              rf"more memory than this device has \(.+\); "
+                                              rf"{fix}") as info:
+            call()
+        assert backends.out_of_memory(info.value.__cause__, net.params["W1"])  # its own, kept
+    assert not backends.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+                                      net.params["W1"])
+
+
 @pytest.mark.backends("numpy")
 @pytest.mark.skipif(not _refuses_what_it_cannot_hold(),
                     reason="this kernel promises memory it has not (overcommit mode 1)")
