@@ -24,6 +24,11 @@ def untrusted(path, kind="folder"):
             st = os.stat(path)  # a link to a folder: the folder it names must be trusted
         except OSError as e:
             return f"{path} is a broken link ({e.strerror})"
+    return _judged(path, st, kind)
+
+
+def _judged(path, st, kind):
+    """:func:`untrusted`'s rule applied to ``st``, what ``os.stat`` says of ``path``."""
     wanted = stat.S_ISDIR if kind == "folder" else stat.S_ISREG
     if not wanted(st.st_mode):
         return f"{path} is not a {'folder' if kind == 'folder' else 'regular file'}"
@@ -32,6 +37,28 @@ def untrusted(path, kind="folder"):
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"{path} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'}"
     return None
+
+
+def open_trusted(path):
+    """``(file, None)``: the regular file ``path`` open for reading in binary, judged by
+    :func:`untrusted`'s rule on the file that was opened, not on a look at the path before
+    it (in a folder others may write, a file could be swapped in between the look and the
+    open); else ``(None, why)``. A link is not followed, and a FIFO planted at the path is
+    refused rather than waited on (``O_NONBLOCK``, which does nothing to a regular file)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | \
+        getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:  # ELOOP for a link
+        return None, f"{path} cannot be opened as a file of this user's ({e.strerror})"
+    try:
+        why = _judged(path, os.fstat(fd), "file")
+    except OSError as e:
+        why = f"{path} cannot be examined ({e.strerror})"
+    if why is not None:
+        os.close(fd)
+        return None, why
+    return os.fdopen(fd, "rb"), None
 
 
 def private_folder(folder):

@@ -2,17 +2,17 @@
 folder is read-only), rebuilt when missing, stale or unreadable; read without pickle.
 
 The stamp it is checked against (the files' paths, sizes and times) is public, so an
-``.npz`` is read only where it is trusted (:func:`backends.trust.untrusted`: the user's
-own file, writable by no one else), and xpnet's cache folder is made private: a file
-planted beside the data in a folder others may write (``/tmp``) or in a shared cache is
-never trained on."""
+``.npz`` is read only where it is trusted (the user's own file, writable by no one else,
+judged on the file opened: :func:`backends.trust.open_trusted`), and xpnet's cache folder
+is made private: a file planted beside the data in a folder others may write (``/tmp``)
+or in a shared cache is never trained on."""
 
 import json
 import os
 
 import numpy as np
 
-from backends.trust import private_folder, untrusted
+from backends.trust import open_trusted, private_folder
 from framework.datasets.locate import cache_root
 from framework.files import atomic_open
 
@@ -44,14 +44,17 @@ def load(path, expected):
     """The arrays saved at ``path`` under the stamp ``expected``, or None: none there, a
     stale or damaged one, or one not to be trusted (another user's, or writable by
     others)."""
-    if path is None or untrusted(path, "file"):
+    if path is None:
+        return None
+    opened, _ = open_trusted(path)  # judged by the file opened: none swapped in after a look
+    if opened is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with opened, np.load(opened, allow_pickle=False) as f:
             if str(f["stamp"]) != expected:
                 return None
             return {k: f[k] for k in ("x_train", "t_train", "x_test", "t_test")}
-    except Exception:  # missing, truncated, not a zip, wrong keys: rebuild it
+    except Exception:  # truncated, not a zip, wrong keys: rebuild it
         return None
 
 

@@ -316,6 +316,27 @@ def test_a_parsed_cache_someone_else_could_have_written_is_never_trained_on(tmp_
         np.testing.assert_array_equal(f["x_train"], xtr)
 
 
+@pytest.mark.parametrize("planted", ["a FIFO", "a link to a parsed cache of ours"])
+def test_a_parsed_cache_that_is_no_file_of_ours_is_passed_over_without_waiting(tmp_path,
+                                                                              planted):
+    """The cache is judged on the file opened (a file swapped in after a look at the path
+    would have been read), opened so that a FIFO planted in its place is refused at once,
+    not waited on for a writer that never comes, and a link is not followed (whoever may
+    write the folder it lies in could aim it elsewhere). The run parses the files."""
+    files, ((xtr, _), _) = dataset_files()
+    write_files(tmp_path / "d", files)
+    npz = tmp_path / "d" / "mnist.npz"
+    if planted == "a FIFO":
+        os.mkfifo(npz)
+    else:
+        target = plant_npz(tmp_path / "d", "elsewhere.npz",
+                           np.full((30, 28, 28), 7, np.uint8), 0o644)  # read, were it mnist.npz
+        os.symlink(target, npz)
+    (x, _), _ = load_mnist(normalize=False, flatten=False, data_dir=str(tmp_path / "d"),
+                           download=False)
+    np.testing.assert_array_equal(x[:, 0], xtr)
+
+
 def test_xpnet_cache_is_private_and_passed_over_where_others_may_write_it(tmp_path,
                                                                           monkeypatch):
     """The cache holds what a run trains on (the files xpnet downloaded, the parsed copy
