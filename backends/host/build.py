@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import tempfile
 
-from backends.trust import private_folder, untrusted
+from backends.trust import open_trusted, private_folder, untrusted
 
 FLAGS = ("-O3", "-march=native", "-fno-strict-aliasing", "-shared", "-fPIC")
 # grid positions a dW pass sums at a time: the chunk's rows of dout and of the input stay
@@ -215,6 +215,26 @@ def build(folder, cc, flags=FLAGS):
     return path
 
 
+def load_library(path):
+    """The shared library at ``path``, loaded as the very file judged trusted
+    (:func:`backends.trust.open_trusted`): on Linux through ``/proc/self/fd``, so that no
+    file put at the path after the check (an ancestor folder that others may write lets
+    them rename the folder itself) is what ``dlopen`` maps; elsewhere by its path, just
+    after the check. ``RuntimeError`` saying why where the file is not to be trusted."""
+    opened, why = open_trusted(path)
+    if opened is None:
+        raise RuntimeError(f"a library of the kernels' name is not to be trusted: {why}")
+    with opened:
+        if not os.path.isdir("/proc/self/fd"):
+            return ctypes.CDLL(str(path))
+        # a descriptor of its own, never closed: dlopen knows a library by the name it was
+        # loaded under, and ctypes never unloads one, so a number closed and reused would
+        # name this library again when another file is loaded through it (one descriptor
+        # for each library loaded: a handful in a process)
+        fd = os.dup(opened.fileno())
+    return ctypes.CDLL(f"/proc/self/fd/{fd}")
+
+
 def load(settings, environ=None):
     """``(Kernels, reason)``, or ``(None, reason)`` where the host runs its NumPy code:
     ``settings`` say whether to (``host_kernels``) and where (``cache_dir``); ``environ``
@@ -233,6 +253,7 @@ def load(settings, environ=None):
         if folder is not None:
             try:
                 path = build(folder, cc)
+                library = load_library(path)
             except RuntimeError as e:
                 if "not to be trusted" not in str(e):
                     raise
@@ -243,11 +264,9 @@ def load(settings, environ=None):
                     f"loaded, since the cache folder will not do: {why}")
             try:
                 path = build(own, cc)
-                library = ctypes.CDLL(str(path))
+                library = load_library(path)
             finally:  # the loaded library stays mapped; nothing is left in the temp folder
                 shutil.rmtree(own, ignore_errors=True)
-        else:
-            library = ctypes.CDLL(str(path))
         return (Kernels(library, path),
                 f"compiled kernels: the direct convolution, max pooling, ReLU ({path}){note}")
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:

@@ -622,6 +622,25 @@ def test_a_trusted_library_of_the_kernels_name_is_loaded(tmp_path):
 
 
 @needs_kernels
+def test_the_library_loaded_is_the_file_judged(tmp_path):
+    """The library is judged on the file opened and loaded from that open file (Linux:
+    /proc/self/fd), not looked at by its path and then loaded by the path again: between
+    the two, whoever may write a folder above the cache could rename the cache folder and
+    put another in its place. A file not to be trusted is refused from the open file too."""
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    path = cpu_kernels.build(folder, cpu_kernels.compiler())
+    library = cpu_kernels.load_library(path)
+    if os.path.isdir("/proc/self/fd"):
+        assert library._name.startswith("/proc/self/fd/"), library._name
+        mapped = [line.split()[-1] for line in open("/proc/self/maps")]
+        assert str(path) in mapped  # the very file, mapped
+    path.chmod(0o775)
+    with pytest.raises(RuntimeError, match="is writable by its group"):
+        cpu_kernels.load_library(path)
+
+
+@needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_big_endian_arrays_are_computed_as_their_values(dtype):
     """Data read from a big-endian format (FITS, some HDF5 and MATLAB files) as ``>f4``:
