@@ -182,6 +182,18 @@ def has_float64(namespace, device):
         return True
 
 
+def has_int64(namespace, device):
+    """Whether ``device`` of ``namespace`` has 64-bit integers (JAX without
+    ``jax_enable_x64`` has none; array-api-strict's ``no_x64`` device models such a one)."""
+    info = getattr(namespace, "__array_namespace_info__", None)
+    if info is None:
+        return True
+    try:
+        return "int64" in info().dtypes(device=device, kind="signed integer")
+    except Exception:
+        return True
+
+
 def host_rng(seed=None, where=None):
     """A seeded NumPy generator on the host.
 

@@ -13,8 +13,21 @@ library the registry does not name gets this class itself, named after its libra
 
 import numpy
 
-from backends.arrays import dtype_name, extension_float, has_float64, is_array, native_order
+from backends.arrays import (dtype_name, extension_float, has_float64, has_int64, is_array,
+                             native_order)
 from backends.backend import Backend, Unusable
+
+
+def narrower_integers(x, where):
+    """The 32-bit type a host array of 64-bit integers ``x`` goes to a device without 64-bit
+    integers as (labels, indices): ``"int32"`` (``"uint32"`` for unsigned ones), the same
+    numbers; ``ValueError`` where a value does not fit."""
+    narrow = numpy.dtype("int32" if x.dtype.kind == "i" else "uint32")
+    limits = numpy.iinfo(narrow)
+    if x.size and (int(x.min()) < limits.min or int(x.max()) > limits.max):
+        raise ValueError(f"{where} has no 64-bit integers, and these {x.dtype} values "
+                         f"({int(x.min())}..{int(x.max())}) do not fit in {narrow}")
+    return narrow.name
 
 
 class StandardBackend(Backend):
@@ -61,6 +74,10 @@ class StandardBackend(Backend):
     def has_float64(self):
         return has_float64(self.xp, self.device)
 
+    def has_int64(self):
+        """Whether this device has 64-bit integers (see :func:`backends.arrays.has_int64`)."""
+        return has_int64(self.xp, self.device)
+
     def knows_dtype(self, name):
         """Whether the library has a dtype named ``name`` here (PyTorch's ``bfloat16``)."""
         try:
@@ -76,6 +93,11 @@ class StandardBackend(Backend):
             raise TypeError(f"{self.description} has no float64 (Apple's MPS computes in "
                             f"float32): train in float32 here, and run float64 checks such "
                             f"as gradient_check on the CPU (XPNET_DEVICE=cpu)")
+        if name in ("int64", "uint64") and not self.has_int64():
+            raise TypeError(f"{self.description} has no 64-bit integers, so no {name} is made "
+                            f"here; xpnet needs them for dropout's generator (its key and "
+                            f"position are uint64): train without dropout on this device, or "
+                            f"on one with 64-bit integers")
         found = getattr(self.xp, name, None)
         if found is None or isinstance(found, str) or dtype_name(found) != name:
             raise TypeError(f"{self.description} has no dtype {dtype!r}; expected a name such "
@@ -104,6 +126,9 @@ class StandardBackend(Backend):
         if isinstance(x, numpy.ndarray) and dtype is None and x.dtype == numpy.float64 \
                 and not self.has_float64():
             dtype = "float32"
+        if isinstance(x, numpy.ndarray) and dtype is None and x.dtype.kind in "iu" and \
+                x.dtype.itemsize == 8 and not self.has_int64():
+            dtype = narrower_integers(x, self.description)
         return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
 
     def full(self, shape, value, dtype="float32"):

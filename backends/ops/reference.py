@@ -206,10 +206,11 @@ class StandardOps(Ops):
 
     def _labels(self, t):
         """Integer labels as the namespace's indexing dtype (uint8 labels index nothing
-        in PyTorch: its uint8 index is a mask; JAX without 64-bit integers indexes with
-        int32)."""
+        in PyTorch: its uint8 index is a mask; JAX without 64-bit integers, and a device
+        without them, index with int32)."""
         info = getattr(self.xp, "__array_namespace_info__", None)
-        index = info().default_dtypes()["indexing"] if info is not None else self.xp.int64
+        index = (info().default_dtypes(device=getattr(t, "device", None))["indexing"]
+                 if info is not None else self.xp.int64)  # the labels' device's (no_x64: 32)
         return t if t.dtype == index else self.xp.astype(t, index)
 
     def softmax_cross_entropy(self, x, t, rows):

@@ -305,3 +305,38 @@ def test_a_network_too_narrow_for_the_layers_is_refused_by_name(backend, name):
                                          f"layers, which compute in float32 \\(the default\\), "
                                          f"float64 or float16; data in {name} is cast"):
         TwoLayerNet(4, 5, 3, dtype=name)
+
+
+def test_a_device_without_64_bit_integers_takes_labels_as_int32_and_names_what_needs_them():
+    """array-api-strict's ``no_x64`` device, as JAX is without ``jax_enable_x64``: NumPy's
+    int64 labels failed at the door ("Device ... does not support dtype=int64"), the loss
+    cast the labels to the default device's int64 index type, and dropout's generator
+    failed on uint64 in the library's words. Labels now go as int32 (the same numbers, or
+    an error where one does not fit), the loss indexes with the device's own type, and
+    dropout is refused naming what it needs; networks train there as on any device (the
+    gradients are float32 NumPy's)."""
+    import array_api_strict
+
+    from framework.layers import Dropout
+    from models import MultiLayerNetExtend
+    if "no_x64" not in {str(d).split("'")[1] for d in
+                        array_api_strict.__array_namespace_info__().devices()}:
+        pytest.skip("this array-api-strict has no no_x64 device")
+    rng = np.random.default_rng(0)
+    x, t = rng.random((6, 4), dtype=np.float32), rng.integers(0, 3, 6)  # int64 labels
+    with backends.using("numpy"):
+        expected = MultiLayerNetExtend(4, [5, 5], 3, use_batchnorm=True, seed=0).gradient(x, t)
+    with backends.using("array_api_strict", device="no_x64"):
+        labels = backends.to_device(t)
+        assert backends.dtype_name(labels.dtype) == "int32"
+        np.testing.assert_array_equal(to_host(labels), t)
+        with pytest.raises(ValueError, match=r"has no 64-bit integers, and these int64 values "
+                                             r"\(0\.\.1099511627776\) do not fit in int32"):
+            backends.to_device(np.array([0, 2**40]))
+        net = MultiLayerNetExtend(4, [5, 5], 3, use_batchnorm=True, seed=0)
+        grads = net.gradient(backends.to_device(x), labels)
+        for key, value in expected.items():
+            np.testing.assert_allclose(to_host(grads[key]), value, rtol=1e-5, atol=1e-7)
+        with pytest.raises(TypeError, match=r"has no 64-bit integers, so no uint64 is made "
+                                            r"here; xpnet needs them for dropout's generator"):
+            Dropout(0.5)
