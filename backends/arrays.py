@@ -88,9 +88,13 @@ def float_dtype(owner, backend, dtype):
                          f"cast to the network's dtype on the way in")
     try:
         out = backend.dtype(dtype or "float32")
-    except (TypeError, AttributeError, ValueError) as e:
-        if "float64" in str(e):
+    except (TypeError, AttributeError, ValueError):
+        if name == "float64":  # a device without float64 says so itself, and what to do
             raise
+        if name == "float16":  # a floating type, which this library (the standard) lacks
+            wide = ", or float64" if backend.has_float64() else ""
+            raise ValueError(f"{owner}: {backend.description} has no float16; expected a "
+                             f"floating type it has (float32, the default{wide})") from None
         raise ValueError(f"{owner}: dtype must be a floating type, got {dtype!r}") from None
     if dtype_kind(out) != "f":
         raise ValueError(f"{owner}: dtype must be a floating type, got {dtype_name(out)}")

@@ -307,6 +307,22 @@ def test_a_network_too_narrow_for_the_layers_is_refused_by_name(backend, name):
         TwoLayerNet(4, 5, 3, dtype=name)
 
 
+@pytest.mark.parametrize("device", ["CPU_DEVICE", "no_float64"])
+def test_float16_where_the_library_has_none_is_named_alike_on_every_device(device):
+    """array-api-strict (the standard) has no float16: a network asked for one was told
+    "dtype must be a floating type, got 'float16'", and on the ``no_float64`` device a
+    TypeError, "has no dtype 'float16'" (the device's name holds "float64", which let the
+    library's error through as if it were the refusal of float64)."""
+    from models import TwoLayerNet
+    wide = ", or float64" if device == "CPU_DEVICE" else ""
+    with backends.using("array_api_strict", device=device):
+        with pytest.raises(ValueError, match=rf"^TwoLayerNet: array_api_strict on "
+                                             rf"array_api_strict.Device\('{device}'\) has no "
+                                             rf"float16; expected a floating type it has "
+                                             rf"\(float32, the default{wide}\)$"):
+            TwoLayerNet(4, 5, 3, dtype="float16")
+
+
 def test_a_device_without_64_bit_integers_takes_labels_as_int32_and_names_what_needs_them():
     """array-api-strict's ``no_x64`` device, as JAX is without ``jax_enable_x64``: NumPy's
     int64 labels failed at the door ("Device ... does not support dtype=int64"), the loss
