@@ -24,6 +24,7 @@ gradient) into every network; here it is written once.
 import functools
 import math
 import numbers
+import threading
 import weakref
 
 import array_api_extra as xpx
@@ -41,6 +42,8 @@ from framework.layers.base import Layer, training
 from models.checks import float_dtype
 from models.layers import Layers
 from models.parameters import Parameters
+
+_MAKING_SCOPES = threading.Lock()  # a network's CallScope is made once, whichever thread asks
 
 
 def _refuse_foreign_inputs(network, what, **arrays):
@@ -204,8 +207,13 @@ class Network:
         """The context of one call of this network (a gradient, a prediction, an evaluation):
         the backend's operations resolved once for the whole call, as the backend wants
         it marked (on the host: BLAS's threads lent to xpnet's own inside it and given
-        back after). A :class:`backends.dispatch.CallScope`, made on first use and kept."""
-        return CallScope(self)
+        back after), one thread's call at a time. A :class:`backends.dispatch.CallScope`,
+        made on first use and kept (made once: two threads' first calls share it)."""
+        with _MAKING_SCOPES:
+            made = vars(self).get("_call")
+            if made is None:
+                made = vars(self)["_call"] = CallScope(self)
+            return made
 
     @property
     def lastLayer(self):  # noqa: N802 - the book's spelling
@@ -229,7 +237,7 @@ class Network:
 
     def predict(self, x, train_flg=False):
         """Scores (before softmax) for a batch ``x`` of shape ``(N, ...)``."""
-        if not self._call.depth:  # a call from outside: resolved once, for the whole call
+        if not self._call.local.depth:  # a call from outside: resolved once, for the whole call
             if train_flg is not True and train_flg is not False:  # no call for a bool
                 train_flg = training(f"{type(self).__name__}.predict", train_flg)
             try:
@@ -274,7 +282,7 @@ class Network:
         Also kept as ``last_loss``: the Trainer reads the loss of ``gradient``'s
         forward pass from there without computing it again.
         """
-        if not self._call.depth:
+        if not self._call.local.depth:
             if train_flg is not True and train_flg is not False:  # no call for a bool
                 train_flg = training(f"{type(self).__name__}.loss", train_flg)
             try:
@@ -363,7 +371,7 @@ class Network:
     def gradient(self, x, t):
         """Gradients of the training-mode loss by backpropagation: forward, then every
         backward in reverse; weight decay's lambda * W added to the weights'."""
-        if not self._call.depth:
+        if not self._call.local.depth:
             try:
                 with self._call:
                     return Network.gradient(self, x, t)

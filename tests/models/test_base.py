@@ -445,3 +445,49 @@ def test_a_batch_too_large_for_memory_is_named_with_what_to_do(backend):
                                               rf"allocate .*\); {fix}") as info:
             call()
         assert isinstance(info.value.__cause__, MemoryError)  # NumPy's own, kept
+
+
+def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):
+    """A network's layers keep what a step's backward needs (an Affine its input): a
+    prediction from a second thread in the middle of a training step (a notebook's live
+    plot, a service answering while it fine-tunes) took the step's inputs from under its
+    backward: a crash where the batches differed in size, wrong gradients where they did
+    not. One thread's call at a time now: the run is the one made without predictions."""
+    import sys
+    import threading
+
+    from framework.optimizers import SGD
+    from models import TwoLayerNet
+    rng = np.random.default_rng(0)
+    x = backends.to_device(rng.random((16, 6)), "float32")
+    t = backends.to_device(rng.integers(0, 3, 16))
+    queries = [backends.to_device(rng.random((n, 6)), "float32") for n in (16, 40)]
+
+    def train(net, failures, steps=300):
+        try:
+            opt = SGD(0.1)
+            for _ in range(steps):
+                opt.update(net.params, net.gradient(x, t))
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            failures.append(e)
+
+    alone = TwoLayerNet(6, 8, 3, seed=0)
+    train(alone, [])
+    shared, failures = TwoLayerNet(6, 8, 3, seed=0), []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
+    try:
+        worker = threading.Thread(target=train, args=(shared, failures))
+        worker.start()
+        predictions = 0
+        while worker.is_alive():
+            for q in queries:
+                assert shared.predict(q).shape == (q.shape[0], 3)
+                predictions += 1
+        worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures
+    assert predictions > 0
+    for key in alone.params:
+        np.testing.assert_array_equal(to_host(shared.params[key]), to_host(alone.params[key]))

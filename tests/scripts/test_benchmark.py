@@ -250,11 +250,13 @@ def test_a_tiny_step_pays_few_python_calls():
     """The overhead benchmark's guard (issue 30: at most 80; a633f91 made 82, fc65c36 191):
     the gradient and SGD update of TwoLayerNet(4, 4, 3) at batch 2 make this many
     Python-level calls. A change that adds calls to every step shows here; if it is worth
-    them, raise the pin and say why in docs/performance.md (49 since SGD updates every
-    parameter in one call of the operations; 51 before, since the loss reads its labels
-    through checked flat positions: four calls more, a microsecond less)."""
+    them, raise the pin and say why in docs/performance.md (51 since a network's call
+    takes its lock, so that another thread's call waits for it: two calls more; 49 since
+    SGD updates every parameter in one call of the operations; 51 before, since the loss
+    reads its labels through checked flat positions: four calls more, a microsecond
+    less)."""
     from scripts.benchmark import overhead
-    assert overhead.calls()["calls"] <= 49
+    assert overhead.calls()["calls"] <= 51
 
 
 def test_the_torch_wing_benchmark_makes_every_row(tmp_path):
