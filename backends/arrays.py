@@ -175,27 +175,27 @@ def on_device_of(xp, like):
     return {} if device is None else {"device": device}
 
 
-def has_float64(namespace, device):
-    """Whether ``device`` of ``namespace`` computes in float64 (Apple's MPS does not)."""
+def _has_dtype(namespace, device, name, kind):
+    """Whether ``device`` of ``namespace`` has the dtype ``name`` (of the standard's
+    ``kind``); True where the library cannot say."""
     info = getattr(namespace, "__array_namespace_info__", None)
     if info is None:
         return True
     try:
-        return "float64" in info().dtypes(device=device, kind="real floating")
+        return name in info().dtypes(device=device, kind=kind)
     except Exception:
         return True
+
+
+def has_float64(namespace, device):
+    """Whether ``device`` of ``namespace`` computes in float64 (Apple's MPS does not)."""
+    return _has_dtype(namespace, device, "float64", "real floating")
 
 
 def has_int64(namespace, device):
     """Whether ``device`` of ``namespace`` has 64-bit integers (JAX without
     ``jax_enable_x64`` has none; array-api-strict's ``no_x64`` device models such a one)."""
-    info = getattr(namespace, "__array_namespace_info__", None)
-    if info is None:
-        return True
-    try:
-        return "int64" in info().dtypes(device=device, kind="signed integer")
-    except Exception:
-        return True
+    return _has_dtype(namespace, device, "int64", "signed integer")
 
 
 def host_rng(seed=None, where=None):

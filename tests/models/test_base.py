@@ -463,7 +463,7 @@ def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):
     t = backends.to_device(rng.integers(0, 3, 16))
     queries = [backends.to_device(rng.random((n, 6)), "float32") for n in (16, 40)]
 
-    def train(net, failures, steps=300):
+    def train(net, failures, steps=150):
         try:
             opt = SGD(0.1)
             for _ in range(steps):
