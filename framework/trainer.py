@@ -293,11 +293,11 @@ class Trainer:
             num_classes = (network.config().get("output_size") if hasattr(network, "config")
                            else None)
             dtype = steps.network_dtype(network)
-            if backends.dtype_name(dtype) == "float16" and float16_trouble(self.optimizer):
+            trouble = float16_trouble(self.optimizer)
+            if trouble and backends.dtype_name(dtype) == "float16":
                 warnings.warn(f"Trainer: {type(network).__name__} computes in float16, where "
-                              f"this run is likely to diverge within a few steps: "
-                              f"{float16_trouble(self.optimizer)}", LowPrecisionWarning,
-                              stacklevel=2)
+                              f"this run is likely to diverge within a few steps: {trouble}",
+                              LowPrecisionWarning, stacklevel=2)
             self.batches = DeviceBatches(x_train, t_train, mini_batch_size,
                                          shuffle=(sampling == "epoch"),
                                          replacement=(sampling == "choice"), seed=seed,
@@ -640,17 +640,18 @@ class Trainer:
         broken = [key for key, p in self.network.params.items()
                   if not bool(xp.all(xp.isfinite(p)))]
         half = backends.dtype_name(steps.network_dtype(self.network)) == "float16"
-        if half and float16_trouble(self.optimizer):
+        trouble = float16_trouble(self.optimizer) if half else None
+        if trouble:
             state = (f"{', '.join(broken)} now hold NaN or infinite values" if broken else
                      "its parameters are finite, but large enough to overflow the forward pass")
-            cause = f"the network computes in float16 ({state}): {float16_trouble(self.optimizer)}"
+            cause = f"the network computes in float16 ({state}): {trouble}"
         elif broken:
             cause = (f"the parameters diverged ({', '.join(broken)} now hold NaN or infinite "
                      f"values): a smaller learning rate (now {self.optimizer.lr}) usually helps")
         else:
             cause = ("the parameters are still finite, so the forward pass overflowed: the "
                      "inputs' scale or the initial weights are too large for this network")
-        if half and not float16_trouble(self.optimizer):
+        if half and not trouble:
             cause += (" (in float16, whose largest number is 65504: float32, the network's "
                       "default dtype, has room where float16 has none)")
         raise FloatingPointError(

@@ -66,11 +66,14 @@ def _nothing(*arrays):
     """A layer's checks where it has none."""
 
 
-def _too_large(network, what, x, error):
-    """A ``MemoryError`` naming the network, the call and its batch, with what to do, raised
-    from the library's ``error`` ("Unable to allocate 32.2 GiB for an array with shape
-    (30, 500000, 24, 24)", which names neither; PyTorch's and JAX's say it in words of their
-    own: :func:`backends.out_of_memory`). Looked at only where a call failed."""
+def _raise_if_too_large(network, what, x, error):
+    """Where ``error`` says the device ran out of memory (each library in its own words:
+    :func:`backends.out_of_memory`), a ``MemoryError`` naming the network, the call and
+    its batch, with what to do, raised from it ("Unable to allocate 32.2 GiB for an array
+    with shape (30, 500000, 24, 24)" names neither); else nothing, for the caller to raise
+    ``error`` as it came. Looked at only where a call failed."""
+    if not backends.out_of_memory(error, next(iter(network.params.values()))):
+        return
     n = x.shape[0] if getattr(x, "ndim", 0) else "?"
     if what == "gradient":
         fix = "train on smaller batches (the Trainer's mini_batch_size)"
@@ -79,8 +82,8 @@ def _too_large(network, what, x, error):
     else:
         fix = (f"pass it in parts (accuracy does: batch_size, {network.accuracy_batch_size} "
                f"samples at a time by default)")
-    return MemoryError(f"{type(network).__name__}.{what}: a batch of {n} samples needs more "
-                       f"memory than this device has ({error}); {fix}")
+    raise MemoryError(f"{type(network).__name__}.{what}: a batch of {n} samples needs more "
+                      f"memory than this device has ({error}); {fix}") from error
 
 
 def _explain_input_shape(network, what, x, error):
@@ -252,8 +255,7 @@ class Network:
                 _explain_input_shape(self, "predict", x, e)
                 raise
             except (MemoryError, RuntimeError) as e:  # each library's words for it
-                if backends.out_of_memory(e, next(iter(self.params.values()))):
-                    raise _too_large(self, "predict", x, e) from e
+                _raise_if_too_large(self, "predict", x, e)
                 raise
         if x.dtype != self.dtype:  # per batch: never a float64 copy of a whole dataset
             x = get_array_module(x).astype(x, self.dtype)
@@ -295,8 +297,7 @@ class Network:
                 _explain_input_shape(self, "loss", x, e)
                 raise
             except (MemoryError, RuntimeError) as e:  # each library's words for it
-                if backends.out_of_memory(e, next(iter(self.params.values()))):
-                    raise _too_large(self, "loss", x, e) from e
+                _raise_if_too_large(self, "loss", x, e)
                 raise
         loss = self.last_layer.forward(self.predict(x, train_flg), t)
         if self.weight_decay_lambda:
@@ -344,8 +345,7 @@ class Network:
             _explain_input_shape(self, "accuracy", x, e)
             raise
         except (MemoryError, RuntimeError) as e:  # each library's words for it
-            if backends.out_of_memory(e, next(iter(self.params.values()))):
-                raise _too_large(self, "accuracy", x[:batch_size, ...], e) from e
+            _raise_if_too_large(self, "accuracy", x[:batch_size, ...], e)
             raise
         return correct / n
 
@@ -382,8 +382,7 @@ class Network:
                 _explain_input_shape(self, "gradient", x, e)
                 raise
             except (MemoryError, RuntimeError) as e:  # each library's words for it
-                if backends.out_of_memory(e, next(iter(self.params.values()))):
-                    raise _too_large(self, "gradient", x, e) from e
+                _raise_if_too_large(self, "gradient", x, e)
                 raise
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1)

@@ -18,24 +18,26 @@ MMAP_THRESHOLD_TRAINING = 32 * 2**20  # glibc's largest
 TRIM_THRESHOLD_TRAINING = 256 * 2**20
 
 
-def _mallopt():
-    """glibc's ``mallopt``, or None where the C library has none."""
+def _libc(name):
+    """The C library's function ``name``, or None where it has none (not glibc)."""
     try:
         import ctypes
         import ctypes.util
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
 
 
+def _mallopt():
+    """glibc's ``mallopt``, or None where the C library has none."""
+    return _libc("mallopt")
+
+
 def _malloc_trim():
     """glibc's ``malloc_trim(0)``: the heap's free memory back to the OS (where it exists)."""
-    try:
-        import ctypes
-        import ctypes.util
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim = _libc("malloc_trim")
+    if trim is not None:
+        trim(0)
 
 
 def _outside(tunable, variable, default):

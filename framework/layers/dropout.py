@@ -96,8 +96,15 @@ class Dropout(Layer):
             self._kept = (self.mask, like.dtype, xp.astype(self.mask, like.dtype))
         return self._kept[2]
 
+    def _meet(self, x):
+        """The generator on ``x``'s backend and device: moved there (without the old
+        backend's mask) where it lives elsewhere."""
+        try:
+            check_same_backend(self.name, x=x, counter=self.counter)
+        except TypeError:  # data from elsewhere: the layer's own generator goes with it
+            self._follow(x)
+
     def _follow(self, x):
-        """The generator (and no mask of the old backend) on ``x``'s backend and device."""
         backend = backend_of(x)
         # copies of the host's (JAX's come read-only, and NumPy's counter advances in place)
         self.key, self.counter = (backend.asarray(to_numpy(a).copy(), dtype="uint64")
@@ -105,10 +112,7 @@ class Dropout(Layer):
         self.mask = self._kept = None
 
     def forward(self, x, train_flg=True):
-        try:
-            check_same_backend(self.name, x=x, counter=self.counter)
-        except TypeError:  # data from elsewhere: the layer's own generator goes with it
-            self._follow(x)
+        self._meet(x)
         if train_flg is not True and train_flg is not False:  # no call, no text for a bool
             train_flg = training(f"{self.name}.forward", train_flg)
         try:
@@ -139,9 +143,6 @@ class Dropout(Layer):
         """The forward pass for each of a stack ``(K, N, ...)``, all with the current mask."""
         if not train_flg:
             return x * (1.0 - self.dropout_ratio)
-        try:
-            check_same_backend(self.name, x=x, counter=self.counter)
-        except TypeError:
-            self._follow(x)
+        self._meet(x)
         mask = self.current_mask(x.shape[1:])
         return x * get_array_module(x).astype(mask, x.dtype)

@@ -463,9 +463,11 @@ def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):
     t = backends.to_device(rng.integers(0, 3, 16))
     queries = [backends.to_device(rng.random((n, 6)), "float32") for n in (16, 40)]
 
-    def train(net, failures, steps=150):
+    def train(net, failures, steps=150, go=None):
         try:
             opt = SGD(0.1)
+            if go is not None:
+                go.wait()  # the main thread is predicting by now
             for _ in range(steps):
                 opt.update(net.params, net.gradient(x, t))
         except Exception as e:  # noqa: BLE001 - reported by the test
@@ -473,21 +475,23 @@ def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):
 
     alone = TwoLayerNet(6, 8, 3, seed=0)
     train(alone, [])
-    shared, failures = TwoLayerNet(6, 8, 3, seed=0), []
+    shared, failures, go = TwoLayerNet(6, 8, 3, seed=0), [], threading.Event()
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
     try:
-        worker = threading.Thread(target=train, args=(shared, failures))
+        worker = threading.Thread(target=train, args=(shared, failures),
+                                  kwargs={"go": go})
         worker.start()
         predictions = 0
-        while worker.is_alive():
+        while not go.is_set() or worker.is_alive():
             for q in queries:
                 assert shared.predict(q).shape == (q.shape[0], 3)
                 predictions += 1
+            go.set()  # training starts once a prediction has run, so that the two meet
         worker.join()
     finally:
         sys.setswitchinterval(interval)
     assert not failures, failures
-    assert predictions > 0
+    assert predictions > 2  # some while the step ran
     for key in alone.params:
         np.testing.assert_array_equal(to_host(shared.params[key]), to_host(alone.params[key]))
