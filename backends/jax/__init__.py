@@ -4,5 +4,6 @@
 behind ``JAX_ENABLE_X64``) and ``step.py`` (the training step traced once and compiled
 by XLA through ``jax.jit``). JAX's arrays are immutable: the operations are the
 standard's (:class:`backends.ops.StandardOps`), whose writes go through
-``array_api_extra.at`` and come back as new arrays, which the callers keep.
+``array_api_extra.at`` and come back as new arrays, which the callers keep; ``ops.py``
+runs each of them as one computation compiled by XLA.
 """

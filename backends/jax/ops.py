@@ -1,16 +1,30 @@
-"""The JAX wing: on a GPU or TPU the convolution on XLA's own (``lax.conv_general_dilated``,
-which runs cuDNN's there), its gradients from JAX's transpose rules; everything else,
-and the convolution on the CPU, the standard's code (:class:`StandardOps`), which XLA
-fuses inside the compiled step.
+"""The JAX wing: the standard's operations (:class:`StandardOps`), each compiled by XLA as
+one computation; on a GPU or TPU the convolution on XLA's own
+(``lax.conv_general_dilated``, which runs cuDNN's there), its gradients from JAX's
+transpose rules.
+
+**One computation per operation.** Outside a compiled step JAX runs each of its
+functions as a small program of its own, compiled once for each shape and dtype it meets
+(about 30 ms each on a CPU) and dispatched at every call; the standard's ReLU is three of
+them, dropout's generator some 300. Here each operation of the contract is ``jax.jit`` of
+the standard's code: one compilation per operation and kind of input, one dispatch per
+call. The arguments that pick the computation (a convolution's stride and padding,
+ReLU's ``mask``, dropout's shape, Adam's betas) are static; the arrays and the numbers
+that change from step to step (SGD's learning rate, the loss's scale) are traced. Inside
+the Trainer's compiled step (:mod:`framework.jit_step`) the calls are traced into the
+step as before. The results are the standard code's: the same operations, in the same
+order (``tests/backends/test_ops.py`` compares every one with the reference).
 
 On this project's 2-core CPU the standard's im2col measured faster than XLA's CPU
 convolution inside the compiled DeepConvNet step (docs/performance.md, "JAX"), so the
 CPU keeps it; ``xla_conv`` says which runs. Where XLA's convolution runs, ``conv`` keeps
 the input (not im2col's columns) for ``conv_grad``, and ``conv_grad`` takes ``dx`` and
 ``dW`` from ``jax.vjp`` of the convolution (inside the compiled step XLA drops the
-forward pass it repeats). Tested against the reference like every wing
-(``tests/backends/test_ops.py``).
+forward pass it repeats).
 """
+
+import functools
+import inspect
 
 import jax
 from jax import lax
@@ -22,12 +36,53 @@ LAYOUT = ("NCHW", "OIHW", "NCHW")  # the book's layouts: images, filters, output
 
 def _convolve(x, W, stride, pad):
     return lax.conv_general_dilated(x, W, (stride, stride), [(pad, pad), (pad, pad)],
-                                    dimension_numbers=LAYOUT)
+                                   dimension_numbers=LAYOUT)
+
+
+def _compiled(method, *static):
+    """``method`` (an operation taking the ops object first) as ``jax.jit`` of it, the
+    ops object and the arguments named in ``static`` static, passed by position or by
+    name."""
+    names = list(inspect.signature(method).parameters)
+    jitted = jax.jit(method, static_argnames=static,
+                     static_argnums=(0,) + tuple(names.index(name) for name in static))
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        return jitted(self, *args, **kwargs)
+    return run
+
+
+def _conv(ops, x, W, b, stride, pad, out_h, out_w, xla):
+    if not xla:
+        return StandardOps.conv(ops, x, W, b, stride, pad, out_h, out_w)
+    return _convolve(x, W, stride, pad) + b[None, :, None, None], x
+
+
+def _conv_grad(ops, dout, x, W, saved, stride, pad, input_grad, xla):
+    if not xla:
+        return StandardOps.conv_grad(ops, dout, x, W, saved, stride, pad, input_grad)
+    _, pullback = jax.vjp(lambda x_, W_: _convolve(x_, W_, stride, pad), x, W)
+    dx, dW = pullback(dout)
+    db = ops.xp.sum(dout, axis=(0, 2, 3))
+    return (dx if input_grad else None), dW, db
+
+
+_conv = jax.jit(_conv, static_argnums=(0, 4, 5, 6, 7, 8))
+_conv_grad = jax.jit(_conv_grad, static_argnums=(0, 5, 6, 7, 8))
+_uniform = jax.jit(StandardOps.uniform, static_argnums=(0, 3, 4))
+# a step a Python number takes (a static constant of the computation) or an array (traced)
+_perturbed_by_number = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 3, 4))
+_perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4))
+# Adam's betas: Python numbers outside a compiled step (constants, as the eager code's
+# were), traced inside one (the step takes the optimizer's numbers as inputs)
+_adam_by_numbers = jax.jit(StandardOps.adam_update, static_argnums=(0, 6, 7))
+_adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
 
 
 class JaxOps(StandardOps):
-    """The standard's operations, the convolution on XLA's where ``xla_conv`` (see the
-    module)."""
+    """The standard's operations, each one computation (see the module); the convolution
+    on XLA's where ``xla_conv``."""
 
     name = "jax"
 
@@ -35,15 +90,38 @@ class JaxOps(StandardOps):
         super().__init__(xp, backend)
         self.xla_conv = jax.default_backend() != "cpu" if xla_conv is None else xla_conv
 
+    matmul = _compiled(StandardOps.matmul)
+    affine_grad = _compiled(StandardOps.affine_grad, "input_grad")
+    relu = _compiled(StandardOps.relu, "mask")
+    relu_backward = _compiled(StandardOps.relu_backward)
+    _exp_parts = _compiled(StandardOps._exp_parts)
+    softmax = _compiled(StandardOps.softmax)
+    log_softmax = _compiled(StandardOps.log_softmax)
+    im2col = _compiled(StandardOps.im2col, "fh", "fw", "stride", "pad", "out_h", "out_w")
+    col2im = _compiled(StandardOps.col2im, "x_shape", "fh", "fw", "stride", "pad", "out_h",
+                       "out_w")
+    max_pool = _compiled(StandardOps.max_pool, "ph", "pw", "stride", "pad", "out_h", "out_w")
+    max_pool_grad = _compiled(StandardOps.max_pool_grad, "ph", "pw", "stride", "pad")
+    softmax_cross_entropy_grad = _compiled(StandardOps.softmax_cross_entropy_grad)
+    sgd_update = _compiled(StandardOps.sgd_update)
+    increment = _compiled(StandardOps.increment)
+
     def conv(self, x, W, b, stride, pad, out_h, out_w):
-        if not self.xla_conv:
-            return super().conv(x, W, b, stride, pad, out_h, out_w)
-        return _convolve(x, W, stride, pad) + b[None, :, None, None], x
+        return _conv(self, x, W, b, stride, pad, out_h, out_w, bool(self.xla_conv))
 
     def conv_grad(self, dout, x, W, saved, stride, pad, input_grad=True):
-        if not self.xla_conv:
-            return super().conv_grad(dout, x, W, saved, stride, pad, input_grad)
-        _, pullback = jax.vjp(lambda x_, W_: _convolve(x_, W_, stride, pad), x, W)
-        dx, dW = pullback(dout)
-        db = self.xp.sum(dout, axis=(0, 2, 3))
-        return (dx if input_grad else None), dW, db
+        return _conv_grad(self, dout, x, W, saved, stride, pad, input_grad,
+                          bool(self.xla_conv))
+
+    def uniform(self, key, counter, shape, first=0):
+        return _uniform(self, key, counter, tuple(int(n) for n in shape), int(first))
+
+    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
+        numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))
+        return (_adam_by_numbers if numbers else _adam_by_arrays)(self, p, g, m, v, lr_t,
+                                                                 beta1, beta2)
+
+    def perturbed_copies(self, base, index, moved, axis):
+        if isinstance(moved, (int, float)):
+            return _perturbed_by_number(self, base, index, moved, axis)
+        return _perturbed_by_array(self, base, index, moved, axis)

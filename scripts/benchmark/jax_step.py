@@ -12,6 +12,7 @@ MNIST-shaped data, the Trainer's step:
   jax jit, <conv>    the same with the other convolution (conv nets only): "XLA conv"
                      (lax.conv_general_dilated) on the CPU, "im2col" on a GPU
   jax eager          on JAX's arrays, graph=False: one dispatch per operation
+                     (each operation one computation, backends/jax/ops.py)
   JAX's own          the same network written as a JAX user writes it (scripts/benchmark/
                      jax_nn.py: jax.grad, jax.jit, XLA's convolution): what XLA makes of
                      the step without xpnet, the floor for the compiled rows

@@ -456,3 +456,51 @@ def test_an_evaluation_that_cannot_be_traced_runs_eagerly(jax_backend):
     assert auto[0].train_acc_list == eager[0].train_acc_list
     np.testing.assert_allclose(auto[1], eager[1], rtol=1e-10, atol=1e-10)
     assert auto[0].network.layers["Relu1"].largest  # it ran, eagerly
+
+
+def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
+    """Eager JAX compiles each of its functions for each new shape (~30 ms on a CPU) and
+    dispatches each at every call: the wing runs each operation as one ``jax.jit``
+    computation (dropout's generator was some 300 of them, ReLU three). The first call on
+    new shapes compiles once, the second not at all, and the results are the reference
+    operations'."""
+    import logging
+
+    import jax
+
+    from backends.ops.reference import StandardOps
+    ops = backends.ops_for(jax_backend.asarray(np.zeros(1)))
+    reference = StandardOps(ops.xp, ops.backend)
+    rng = np.random.default_rng(7)
+    x = jax_backend.asarray(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    W = jax_backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    b = jax_backend.asarray(rng.standard_normal(4).astype(np.float32))
+    key = jax_backend.asarray(np.array([5], dtype=np.uint64))
+    counter = jax_backend.asarray(np.array([2], dtype=np.uint64))
+    lr = jax_backend.asarray(np.float32(0.01))
+    calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
+             "relu": lambda o: o.relu(x),
+             "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
+             "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
+             "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999)}
+    compiled = []
+
+    class Compilations(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Compiling"):
+                compiled.append(record.getMessage())
+    handler = Compilations()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        for name, call in calls.items():
+            with jax.log_compiles():
+                compiled.clear()
+                first = call(ops)
+                assert len(compiled) == 1, (name, compiled)
+                call(ops)
+                assert len(compiled) == 1, (name, compiled)
+            for got, want in zip(jax.tree_util.tree_leaves(first),
+                                 jax.tree_util.tree_leaves(call(reference))):
+                np.testing.assert_array_equal(to_host(got), to_host(want), err_msg=name)
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
