@@ -5,7 +5,7 @@ transpose rules.
 
 **One computation per operation.** Outside a compiled step JAX runs each of its
 functions as a small program of its own, compiled once for each shape and dtype it meets
-(about 30 ms each on a CPU) and dispatched at every call; the standard's ReLU is three of
+(tens of milliseconds each on a CPU) and dispatched at every call; the standard's ReLU is three of
 them, dropout's generator some 300. Here each operation of the contract is ``jax.jit`` of
 the standard's code: one compilation per operation and kind of input, one dispatch per
 call. The arguments that pick the computation (a convolution's stride and padding,
