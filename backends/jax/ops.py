@@ -5,15 +5,15 @@ transpose rules.
 
 **One computation per operation.** Outside a compiled step JAX runs each of its
 functions as a small program of its own, compiled once for each shape and dtype it meets
-(tens of milliseconds each on a CPU) and dispatched at every call; the standard's ReLU is three of
-them, dropout's generator some 300. Here each operation of the contract is ``jax.jit`` of
-the standard's code: one compilation per operation and kind of input, one dispatch per
-call. The arguments that pick the computation (a convolution's stride and padding,
-ReLU's ``mask``, dropout's shape, Adam's betas) are static; the arrays and the numbers
-that change from step to step (SGD's learning rate, the loss's scale) are traced. Inside
-the Trainer's compiled step (:mod:`framework.jit_step`) the calls are traced into the
-step as before. The results are the standard code's: the same operations, in the same
-order (``tests/backends/test_ops.py`` compares every one with the reference).
+(tens of milliseconds each on a CPU) and dispatched at every call; the standard's ReLU
+is three of them, dropout's generator some 300. Here each operation of the contract is
+``jax.jit`` of the standard's code: one compilation per operation and kind of input,
+one dispatch per call. The arguments that pick the computation (a convolution's stride
+and padding, ReLU's ``mask``, dropout's shape, Adam's betas where they are Python
+numbers) are static; the arrays and the numbers that change from step to step (SGD's
+learning rate, the loss's scale) are traced. Inside the Trainer's compiled step
+(:mod:`framework.jit_step`) the calls are traced into the step as before.
+``tests/backends/test_ops.py`` compares every operation with the reference.
 
 On this project's 2-core CPU the standard's im2col measured faster than XLA's CPU
 convolution inside the compiled DeepConvNet step (docs/performance.md, "JAX"), so the
