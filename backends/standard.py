@@ -129,7 +129,13 @@ class StandardBackend(Backend):
         if isinstance(x, numpy.ndarray) and dtype is None and x.dtype.kind in "iu" and \
                 x.dtype.itemsize == 8 and not self.has_int64():
             dtype = narrower_integers(x, self.description)
-        return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+        return self._to_device(x, self.dtype(dtype))
+
+    def _to_device(self, x, dtype):
+        """``x`` (host data, or an array of this library) as an array of ``dtype`` (the
+        library's, or None: ``x``'s own) on this backend's device: the standard's
+        ``asarray(x, dtype=, device=)``."""
+        return self.xp.asarray(x, dtype=dtype, device=self.device)
 
     def full(self, shape, value, dtype="float32"):
         return self.xp.full(shape, value, dtype=self.dtype(dtype), device=self.device)

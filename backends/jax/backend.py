@@ -6,6 +6,10 @@ from backends import mpi_env
 from backends.backend import Unusable
 from backends.standard import StandardBackend
 
+# the types a host array is cast between on the host before it is sent (the same values as
+# XLA's casts: exact, or rounded to nearest); others (bfloat16, float16) are cast by XLA
+HOST_CASTS = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                        "uint64", "float32", "float64"})
 MIN_JAX = (0, 4, 32)  # jax.numpy speaks the standard (2023.12 and on) with device= everywhere
 
 
@@ -170,6 +174,22 @@ class JaxBackend(StandardBackend):
                             f"JAX_ENABLE_X64=1 (float32 networks stay float32: their dtype is "
                             f"explicit), {otherwise}")
         return super().dtype(dtype)
+
+    def _to_device(self, x, dtype):
+        """A host array cast (or copied) on the host by NumPy, to a type whose cast is exact
+        or rounds to nearest as XLA's does, and placed by ``jax.device_put``:
+        ``jnp.asarray(x, dtype=, device=)`` ran two computations for it, a cast and a
+        placement, each compiled for every new shape (tens of milliseconds each on a CPU,
+        once for every batch size a loop feeds). ``device_put`` is handed a copy no one
+        else holds: it may read the host's memory after it returns, and on the CPU may keep
+        it as the array's own (JAX 0.10.2 did so even with ``may_alias=False``), where a
+        later write to ``x`` would show. Other data: the standard's way."""
+        import numpy
+        if isinstance(x, numpy.ndarray) and x.dtype.name in HOST_CASTS:
+            target = x.dtype if dtype is None else numpy.dtype(dtype)
+            if target.name in HOST_CASTS:
+                return self._jax().device_put(x.astype(target, copy=True), self.device)
+        return super()._to_device(x, dtype)
 
     @contextlib.contextmanager
     def with_float64(self):

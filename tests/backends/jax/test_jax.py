@@ -2,6 +2,8 @@
 eager one, what the trace bakes in and what it takes as inputs, the step's choice, and
 JAX without 64-bit numbers (in a process of its own: the switch is read at import)."""
 
+import contextlib
+import logging
 import subprocess
 import sys
 
@@ -458,14 +460,31 @@ def test_an_evaluation_that_cannot_be_traced_runs_eagerly(jax_backend):
     assert auto[0].network.layers["Relu1"].largest  # it ran, eagerly
 
 
+@contextlib.contextmanager
+def compilations():
+    """The list of the computations JAX compiles within the block (``jax.log_compiles``)."""
+    import jax
+    compiled = []
+
+    class Compilations(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("Compiling"):
+                compiled.append(record.getMessage())
+    handler = Compilations()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles():
+            yield compiled
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+
+
 def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     """Eager JAX compiles each of its functions for each new shape (~30 ms on a CPU) and
     dispatches each at every call: the wing runs each operation as one ``jax.jit``
     computation (dropout's generator was some 300 of them, ReLU three). The first call on
     new shapes compiles once, the second not at all, and the results are the reference
     operations'."""
-    import logging
-
     import jax
 
     from backends.ops.reference import StandardOps
@@ -483,24 +502,36 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999)}
-    compiled = []
+    for name, call in calls.items():
+        with compilations() as compiled:
+            first = call(ops)
+            assert len(compiled) == 1, (name, compiled)
+            call(ops)
+            assert len(compiled) == 1, (name, compiled)
+        for got, want in zip(jax.tree_util.tree_leaves(first),
+                             jax.tree_util.tree_leaves(call(reference))):
+            np.testing.assert_array_equal(to_host(got), to_host(want), err_msg=name)
 
-    class Compilations(logging.Handler):
-        def emit(self, record):
-            if record.getMessage().startswith("Compiling"):
-                compiled.append(record.getMessage())
-    handler = Compilations()
-    logging.getLogger("jax").addHandler(handler)
-    try:
-        for name, call in calls.items():
-            with jax.log_compiles():
-                compiled.clear()
-                first = call(ops)
-                assert len(compiled) == 1, (name, compiled)
-                call(ops)
-                assert len(compiled) == 1, (name, compiled)
-            for got, want in zip(jax.tree_util.tree_leaves(first),
-                                 jax.tree_util.tree_leaves(call(reference))):
-                np.testing.assert_array_equal(to_host(got), to_host(want), err_msg=name)
-    finally:
-        logging.getLogger("jax").removeHandler(handler)
+
+@pytest.mark.parametrize("dtype", [None, "float32", "float64", "int32", "bfloat16"])
+def test_host_data_reaches_the_device_without_a_computation(jax_backend, dtype):
+    """``asarray`` of host data (each batch a loop sends, each parameter) casts on the host
+    and places by ``jax.device_put``: ``jnp.asarray(x, dtype=, device=)`` ran a cast and a
+    placement, each compiled for every new shape. The values are the same bits, the array
+    is on the backend's device, and it is a copy: a later write to the host array does not
+    reach it. bfloat16, which XLA casts, still arrives."""
+    rng = np.random.default_rng(3)
+    for n in (8, 103, 1000, 100_000):  # sizes whose memory JAX's CPU client kept as its own
+        host = np.concatenate([rng.standard_normal(n - 6) * 10.0 ** rng.integers(-45, 40, n - 6),
+                               [1e-40, 1e-46, 3.5e39, -np.inf, np.nan, -0.0]]).reshape(1, n)
+        if dtype == "int32":
+            host = rng.integers(-1000, 1000, (1, n))
+        with compilations() as compiled, np.errstate(over="ignore"):
+            got = jax_backend.asarray(host, dtype)
+            want = np.array(host, dtype=jax_backend.dtype(dtype))  # as JAX casts it
+        assert compiled == [] or dtype == "bfloat16", compiled
+        assert got.dtype == want.dtype and got.device == jax_backend.device
+        np.testing.assert_array_equal(np.asarray(got).view(np.uint8), want.view(np.uint8))
+        host[0, :2] = 12345
+        np.testing.assert_array_equal(np.asarray(got).view(np.uint8), want.view(np.uint8),
+                                      err_msg=f"{n}: a write to the host array reached it")
