@@ -71,15 +71,14 @@ def _default_dtype(xp, kind):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), computed without overflow for any finite x.
+    """1 / (1 + exp(-x)), computed without overflow for any finite x (the operations'
+    ``sigmoid``).
 
     exp is only ever taken of -|x| <= 0, so it lies in (0, 1]; the two
     branches are the same function written for x >= 0 and x < 0.
     """
     x = _real("sigmoid", x)  # a list: was "'>=' not supported between 'list' and 'int'"
-    xp = get_array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return ops_for(x).sigmoid(x)
 
 
 def sigmoid_grad(x):

@@ -94,6 +94,8 @@ class JaxOps(StandardOps):
     affine_grad = _compiled(StandardOps.affine_grad, "input_grad")
     relu = _compiled(StandardOps.relu, "mask")
     relu_backward = _compiled(StandardOps.relu_backward)
+    sigmoid = _compiled(StandardOps.sigmoid)
+    sigmoid_backward = _compiled(StandardOps.sigmoid_backward)
     _exp_parts = _compiled(StandardOps._exp_parts)
     softmax = _compiled(StandardOps.softmax)
     log_softmax = _compiled(StandardOps.log_softmax)

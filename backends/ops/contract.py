@@ -85,6 +85,18 @@ class Ops(abc.ABC):
         :meth:`relu` kept."""
         return ~keep
 
+    @abc.abstractmethod
+    def sigmoid(self, x):
+        """``1 / (1 + exp(-x))`` of a floating ``x``, ``x``'s shape and dtype, without
+        overflow for any finite x: exp is only taken of ``-|x|``, and the two branches are
+        that function written for x >= 0 and for x < 0 (the book's overflows for x < -709
+        in float64)."""
+
+    @abc.abstractmethod
+    def sigmoid_backward(self, dout, out):
+        """The gradient through the sigmoid from its output ``out``:
+        ``dout * (1 - out) * out``."""
+
     # --- softmax and its loss -------------------------------------------------------
 
     @abc.abstractmethod

@@ -73,6 +73,14 @@ class StandardOps(Ops):
     def relu_backward(self, dout, keep):
         return dout * self.xp.astype(keep, dout.dtype)
 
+    def sigmoid(self, x):
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    def sigmoid_backward(self, dout, out):
+        return dout * (1.0 - out) * out
+
     def _exp_parts(self, x):
         """``(x - max, exp(x - max), sum exp(x - max))`` along the last axis: what softmax,
         its logarithm and the loss share."""

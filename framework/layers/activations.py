@@ -1,8 +1,9 @@
 """Activation layers: ReLU and sigmoid."""
 
 from backends import ops_for
+from backends.arrays import dtype_kind
 from backends.registry import REGISTRY
-from framework.functions import sigmoid
+from framework.functions import _real, sigmoid
 from framework.layers.base import Layer
 
 
@@ -50,7 +51,9 @@ class Relu(Layer):
 class Sigmoid(Layer):
     """out = 1 / (1 + exp(-x));  dx = dout * out * (1 - out).
 
-    The forward pass is the overflow-free :func:`framework.functions.sigmoid`.
+    The forward pass is the overflow-free :func:`framework.functions.sigmoid` (the
+    operations' ``sigmoid``), integers and bools taken as the library's default floating
+    type; backward the operations' ``sigmoid_backward``.
     """
 
     saved = ("out",)
@@ -60,18 +63,19 @@ class Sigmoid(Layer):
         self.out = None
 
     def forward(self, x):
-        try:
-            self.out = sigmoid(x)
-        except (AttributeError, TypeError):
-            self._check_arrays("forward", x=x)
-            raise
+        kind = (type(x), REGISTRY.generation)
+        if kind != self._kind:  # a new library (or new settings): its operations
+            self._bind(x, kind)
+        if dtype_kind(x.dtype) in "iub":
+            x = _real(self.name, x)
+        self.out = self._ops.sigmoid(x)
         return self.out
 
     def backward(self, dout):
         if type(dout) is not type(self.out):  # a list would pass on NumPy alone
             self._check_kept(dout=dout)
         try:
-            return dout * (1.0 - self.out) * self.out
+            return self._ops.sigmoid_backward(dout, self.out)
         except Exception:  # what kind the library raises for None
             self._check_kept(dout=dout)
             raise

@@ -100,6 +100,27 @@ def test_relu_and_backward(ops, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_and_backward(ops, backend, dtype):
+    """Overflow-free for every finite x (the book's 1 / (1 + exp(-x)) overflows in exp for
+    x below about -709 in float64, -88 in float32), exact at the ends and at 0."""
+    x = np.array([[-1e4, -800.0, -90.0, -3.0, -0.0, 0.0, 0.5, 40.0, 1e4, -np.inf, np.inf]],
+                 dtype=dtype)
+    with np.errstate(over="ignore"):
+        want = 1 / (1 + np.exp(-x.astype(np.float64)))
+    out = ops.sigmoid(backend.asarray(x))
+    assert dtype_name(out.dtype) == dtype and out.shape == x.shape
+    # XLA's CPU code flushes subnormal results to zero (sigmoid(-90) in float32)
+    np.testing.assert_allclose(to_host(out), want, rtol=tol(dtype), atol=np.finfo(dtype).tiny)
+    np.testing.assert_array_equal(to_host(out)[0, [0, 4, 5, 8, 9, 10]], [0, 0.5, 0.5, 1, 0, 1])
+    dout = np.linspace(-2, 3, x.size).astype(dtype)[None]
+    y = to_host(out).astype(np.float64)
+    dx = ops.sigmoid_backward(backend.asarray(dout), out)
+    assert dtype_name(dx.dtype) == dtype
+    np.testing.assert_allclose(to_host(dx), dout * (1 - y) * y, rtol=tol(dtype),
+                               atol=tol(dtype) * 1e-3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sgd_update_in_place(ops, backend, dtype):
     """In place where the library writes in place (returning the very array); JAX's arrays
     are immutable: a new one is returned."""

@@ -499,6 +499,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     lr = jax_backend.asarray(np.float32(0.01))
     calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
              "relu": lambda o: o.relu(x),
+             "sigmoid": lambda o: o.sigmoid(x),
              "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999)}
