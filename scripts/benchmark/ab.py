@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROBE = os.path.join(ROOT, "scripts", "benchmark", "overhead.py")
 #: what each measure reports, and which of its numbers the table's ratio is of
 FIELDS = {"tiny": ("xpnet_us", "us"), "book": ("xpnet_us", "us"), "calls": ("calls", ""),
-          "numgrad": ("seconds", "s")}
+          "numgrad": ("seconds", "s"), "host": ("us", "us")}
 
 
 def unpack(commit, folder):
@@ -76,7 +76,8 @@ def main(argv=None):
     p.add_argument("--commits", default="a633f91,d47c328,fc65c36,.",
                    help="trees to compare, the reference last (default: %(default)s)")
     p.add_argument("--measures", default="tiny,calls,book,numgrad",
-                   help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET too)")
+                   help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET, "
+                        "dense:BACKEND:ACTIVATION and host:BACKEND too)")
     p.add_argument("--rounds", type=positive, default=7)
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)

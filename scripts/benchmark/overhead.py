@@ -23,6 +23,13 @@ the ConvNets since d47c328), and imports nothing from ``scripts``, so
 ``conv:BACKEND:NET``
     A SimpleConvNet (``simple``) or DeepConvNet (``deep``) step at batch 32 on BACKEND:
     milliseconds, the median of 7 windows (of 12 and 4 steps).
+``dense:BACKEND:ACTIVATION``
+    A MultiLayerNet(784, [100, 100], 10) step with ``relu`` or ``sigmoid`` hidden layers
+    at batch 100 on BACKEND: milliseconds, the median of 7 windows of 20 steps.
+``host:BACKEND``
+    ``asarray`` of a host batch (100 x 784 float32, what a hand-written loop sends each
+    step) on BACKEND: microseconds a call, the median of 7 windows of 200 calls, each
+    window waiting for the last array.
 """
 
 import json
@@ -170,6 +177,26 @@ def numgrad(repeats=5):
     return {"seconds": statistics.median(times)}
 
 
+def _windows(window, steps, windows=7):
+    """Seconds a step of ``window()`` (which runs ``steps``), the median of ``windows``
+    after one to warm up."""
+    window()
+    times = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        window()
+        times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+
+def _wait(backend, array=None):
+    """Wait for the backend's queued work (and ``array``'s, where it can say)."""
+    if array is not None and hasattr(array, "block_until_ready"):
+        array.block_until_ready()
+    if hasattr(backend, "synchronize"):
+        backend.synchronize()
+
+
 def conv(backend_name, which, batch=32, windows=7, steps=None):
     import backends
     from framework.optimizers import SGD
@@ -185,19 +212,46 @@ def conv(backend_name, which, batch=32, windows=7, steps=None):
     def window():
         for _ in range(steps):
             opt.update(net.params, net.gradient(x, t))
-        backend.synchronize() if hasattr(backend, "synchronize") else None
-    window()
-    times = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        window()
-        times.append((time.perf_counter() - start) / steps)
-    return {"ms": 1e3 * statistics.median(times)}
+        _wait(backend)
+    return {"ms": 1e3 * _windows(window, steps, windows)}
+
+
+def dense(backend_name, activation, batch=100, steps=20):
+    import backends
+    from framework.optimizers import SGD
+    from models import MultiLayerNet
+    backend = backends.use(backend_name)
+    net = MultiLayerNet(784, [100, 100], 10, activation=activation,
+                        weight_init_std=activation, seed=0)
+    opt = SGD(lr=0.01)
+    rng = np.random.default_rng(4)
+    x = backend.asarray(rng.random((batch, 784), dtype=np.float32))
+    t = backend.asarray(rng.integers(0, 10, batch))
+
+    def window():
+        for _ in range(steps):
+            opt.update(net.params, net.gradient(x, t))
+        _wait(backend)
+    return {"ms": 1e3 * _windows(window, steps)}
+
+
+def host(backend_name, calls=200):
+    import backends
+    backend = backends.use(backend_name)
+    batch = np.random.default_rng(5).random((100, 784), dtype=np.float32)
+
+    def window():
+        for _ in range(calls):
+            array = backend.asarray(batch)
+        _wait(backend, array)
+    return {"us": 1e6 * _windows(window, calls)}
 
 
 MEASURES = {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}
 NETS = ("simple", "deep")
-USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)} or conv:BACKEND:NET)"
+ACTIVATIONS = ("relu", "sigmoid")
+FORMS = "conv:BACKEND:NET, dense:BACKEND:ACTIVATION or host:BACKEND"
+USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {FORMS})"
 
 
 def chosen(name):
@@ -209,9 +263,20 @@ def chosen(name):
             raise ValueError(f"{name!r}: expected conv:BACKEND:NET with NET one of "
                              f"{', '.join(NETS)} (conv:numpy:simple, say)")
         return lambda: conv(parts[1], parts[2])
+    if name.startswith("dense:"):
+        parts = name.split(":")
+        if len(parts) != 3 or not parts[1] or parts[2] not in ACTIVATIONS:
+            raise ValueError(f"{name!r}: expected dense:BACKEND:ACTIVATION with ACTIVATION "
+                             f"one of {', '.join(ACTIVATIONS)} (dense:jax:sigmoid, say)")
+        return lambda: dense(parts[1], parts[2])
+    if name.startswith("host:"):
+        parts = name.split(":")
+        if len(parts) != 2 or not parts[1]:
+            raise ValueError(f"{name!r}: expected host:BACKEND (host:jax, say)")
+        return lambda: host(parts[1])
     if name not in MEASURES:
         raise ValueError(f"unknown measure {name!r}: expected one of "
-                         f"{', '.join(MEASURES)} or conv:BACKEND:NET")
+                         f"{', '.join(MEASURES)}, or {FORMS}")
     return MEASURES[name]
 
 

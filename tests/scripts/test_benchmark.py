@@ -154,6 +154,12 @@ def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path,
     (["bogus"], 2, "stderr", "overhead.py: error: unknown measure 'bogus'"),  # a KeyError
     (["conv:numpy:big"], 2, "stderr", "error: 'conv:numpy:big': expected conv:BACKEND:NET "
                                       "with NET one of simple, deep"),
+    (["dense:numpy:tanh"], 2, "stderr", "error: 'dense:numpy:tanh': expected "
+                                        "dense:BACKEND:ACTIVATION with ACTIVATION one of relu, "
+                                        "sigmoid"),
+    (["host:"], 2, "stderr", "error: 'host:': expected host:BACKEND"),
+    (["host:numpy"], 0, "stdout", '{"us": '),
+    (["dense:numpy:sigmoid"], 0, "stdout", '{"ms": '),
     (["calls"], 0, "stdout", '{"calls": '),
 ])
 def test_the_overhead_probe_says_what_it_takes(args, status, stream, text):
