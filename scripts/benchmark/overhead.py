@@ -250,33 +250,31 @@ def host(backend_name, calls=200):
 MEASURES = {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}
 NETS = ("simple", "deep")
 ACTIVATIONS = ("relu", "sigmoid")
-FORMS = "conv:BACKEND:NET, dense:BACKEND:ACTIVATION or host:BACKEND"
-USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {FORMS})"
+#: the measures named with their arguments: (function, pattern, its last part's name and
+#: choices where it has them, an example)
+FORMS = {"conv": (conv, "conv:BACKEND:NET", "NET", NETS, "conv:numpy:simple"),
+         "dense": (dense, "dense:BACKEND:ACTIVATION", "ACTIVATION", ACTIVATIONS,
+                   "dense:jax:sigmoid"),
+         "host": (host, "host:BACKEND", None, None, "host:jax")}
+PATTERNS = ", ".join(form[1] for form in FORMS.values())
+USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {PATTERNS})"
 
 
 def chosen(name):
     """The measure ``name`` names, as a function of no arguments; ValueError saying what
     is expected for a name it does not know."""
-    if name.startswith("conv:"):
+    form = FORMS.get(name.split(":")[0]) if ":" in name else None
+    if form is not None:
+        run, pattern, last, choices, example = form
         parts = name.split(":")
-        if len(parts) != 3 or not parts[1] or parts[2] not in NETS:
-            raise ValueError(f"{name!r}: expected conv:BACKEND:NET with NET one of "
-                             f"{', '.join(NETS)} (conv:numpy:simple, say)")
-        return lambda: conv(parts[1], parts[2])
-    if name.startswith("dense:"):
-        parts = name.split(":")
-        if len(parts) != 3 or not parts[1] or parts[2] not in ACTIVATIONS:
-            raise ValueError(f"{name!r}: expected dense:BACKEND:ACTIVATION with ACTIVATION "
-                             f"one of {', '.join(ACTIVATIONS)} (dense:jax:sigmoid, say)")
-        return lambda: dense(parts[1], parts[2])
-    if name.startswith("host:"):
-        parts = name.split(":")
-        if len(parts) != 2 or not parts[1]:
-            raise ValueError(f"{name!r}: expected host:BACKEND (host:jax, say)")
-        return lambda: host(parts[1])
+        if len(parts) != len(pattern.split(":")) or not parts[1] or \
+                (choices and parts[2] not in choices):
+            which = f" with {last} one of {', '.join(choices)}" if choices else ""
+            raise ValueError(f"{name!r}: expected {pattern}{which} ({example}, say)")
+        return lambda: run(*parts[1:])
     if name not in MEASURES:
         raise ValueError(f"unknown measure {name!r}: expected one of "
-                         f"{', '.join(MEASURES)}, or {FORMS}")
+                         f"{', '.join(MEASURES)}, or {PATTERNS}")
     return MEASURES[name]
 
 
