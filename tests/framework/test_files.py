@@ -92,6 +92,21 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
         assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == mode
 
 
+def test_a_replaced_file_does_not_pass_on_set_id_bits(tmp_path):
+    """The permission bits carry over, the set-user-ID, set-group-ID and sticky bits do
+    not: new content written over a set-user-ID program (by root, say) must not run as
+    that program's owner."""
+    for mode in (0o4755, 0o2755, 0o1755, 0o6755):
+        path = tmp_path / f"tool-{mode:o}"
+        path.write_bytes(b"old")
+        os.chmod(path, mode)
+        if os.stat(path).st_mode & 0o7777 != mode:  # a file system that drops them itself
+            pytest.skip(f"this file system does not keep mode {mode:o}")
+        with atomic_open(str(path)) as f:
+            f.write(b"new")
+        assert path.read_bytes() == b"new"
+        assert path.stat().st_mode & 0o7777 == 0o755, f"{mode:o} became {path.stat().st_mode:o}"
+
 def test_a_link_is_written_through_and_stays_a_link(tmp_path):
     """``out/run.npz`` a link to a bigger disk's file: the rename put a plain file in the
     link's place, in ``out/``, and the file on the other disk stayed as it was. As ``open``
