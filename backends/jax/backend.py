@@ -45,6 +45,17 @@ class JaxBackend(StandardBackend):
         return jax.__version__
 
     @classmethod
+    def usable(cls):
+        """The devices, and where ``jax_enable_x64`` is off what that leaves out (float64 and
+        dropout's 64-bit generator): a user learns it from ``python -m backends`` before a
+        network refuses it."""
+        usable, why = super().usable()
+        if usable and not cls._jax().config.jax_enable_x64:
+            why += ("; float32 only: float64 and dropout need JAX_ENABLE_X64=1, set before "
+                    "JAX is imported")
+        return usable, why
+
+    @classmethod
     def namespace_of(cls, x):
         return cls.load()
 

@@ -214,6 +214,7 @@ import numpy as np, backends
 from models import TwoLayerNet, MultiLayerNetExtend
 from framework.trainer import Trainer
 backends.use("jax")
+print("usable:", backends.backend_class("jax").usable()[1])
 for make in (lambda: TwoLayerNet(8, 5, 3, dtype="float64"),
              lambda: MultiLayerNetExtend(8, [5], 3, use_dropout=True)):
     try:
@@ -248,6 +249,11 @@ def test_without_64_bits_jax_trains_in_float32_and_says_what_float64_needs():
     assert refused[1].endswith("or train without dropout")
     assert all("JAX_ENABLE_X64=1" in line for line in refused)
     assert "jit float32 True" in lines and "eager (graph=False) float32 True" in lines
+    said = [line for line in lines if line.startswith("usable:")]
+    assert said and said[0].endswith("; float32 only: float64 and dropout need "
+                                      "JAX_ENABLE_X64=1, set before JAX is imported"), said
+    # with 64 bits on (this process's), python -m backends says nothing of it
+    assert "float32 only" not in backends.backend_class("jax").usable()[1]
 
 
 def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
