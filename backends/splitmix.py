@@ -7,8 +7,13 @@ mix(key ^ mix(counter)))``. ``first`` starts the indices there: a
 data-parallel rank draws its rows of a batch's mask as ``uniform(...,
 first=lo * row)``, the numbers one process draws for those rows. The CUDA
 kernel ``backends/cuda/kernels/uniform.cu`` computes the same numbers with
-the same constants (a test compares them).
+the same constants (a test compares them). Where a device has no 64-bit
+integers the key and counter are 32-bit words and :func:`uniform_words` and
+:func:`keep_words` compute the same numbers and masks from them (the last
+section).
 """
+
+import math
 
 from backends.arrays import has_float64, on_device_of
 
@@ -106,3 +111,131 @@ def uniform_halves(xp, key, counter, shape, first=0):
     real = xp.float64 if has_float64(xp, device) else xp.float32
     top = xp.astype(z[0], real) * float(2 ** 21) + xp.astype(z[1] >> 11, real)  # z >> 11
     return xp.reshape(top * 2.0 ** -53, tuple(shape))
+
+
+# --- the same numbers from 32-bit words: for devices without 64-bit integers ---------------
+#
+# JAX without ``jax_enable_x64`` and array-api-strict's ``no_x64`` device have no int64 or
+# uint64 at all, so there the generator's ``key`` and ``counter`` are ``(2,)`` uint32 arrays,
+# the value's high and low words (:func:`state`), and its arithmetic runs on uint32, whose
+# additions and multiplications wrap modulo 2^32 as the standard requires of unsigned types.
+
+WORD = 0xFFFFFFFF
+
+
+def state(backend, value):
+    """The generator's ``key`` or ``counter`` holding the 64-bit ``value`` on ``backend``'s
+    device: ``(1,)`` uint64, or ``(2,)`` uint32 words ``[high, low]`` where the device has
+    no 64-bit integers."""
+    value = int(value)
+    if getattr(backend, "has_int64", lambda: True)():
+        return backend.asarray([value], dtype="uint64")
+    return backend.asarray([value >> 32, value & WORD], dtype="uint32")
+
+
+def value_of(host):
+    """The 64-bit value a host (NumPy) copy of a ``key`` or ``counter`` holds, in either of
+    :func:`state`'s forms (or int64, as a pickle keeps the uint64 one)."""
+    if host.shape == (2,) and host.dtype.name == "uint32":
+        return (int(host[0]) << 32) | int(host[1])
+    if host.shape == (1,) and host.dtype.name in ("uint64", "int64"):
+        return int(host[0]) & 0xFFFFFFFFFFFFFFFF
+    raise ValueError(f"a dropout generator's key or counter is a (1,) uint64 array or (2,) "
+                     f"uint32 words, got {host.dtype.name} of shape {tuple(host.shape)}")
+
+
+def on_host(host):
+    """A host copy of a ``key`` or ``counter`` (either form) as a checkpoint keeps it, in
+    every backend's file alike: a ``(1,)`` uint64 NumPy array."""
+    import numpy  # host I/O: what a checkpoint writes
+    return numpy.array([value_of(host)], dtype=numpy.uint64)
+
+
+def in_words(x):
+    """Whether ``x`` is a ``key`` or ``counter`` held as 32-bit words."""
+    return "uint32" in str(x.dtype)
+
+
+def _word_product(a, b):
+    """``(high, low)`` words of the 64-bit product of the uint32 array ``a`` and the Python
+    constant ``0 <= b < 2^32``: 16-bit halves, whose products fit in 32 bits."""
+    a1, a0 = a >> 16, a & 0xFFFF
+    b1, b0 = b >> 16, b & 0xFFFF
+    low, cross1, cross2 = a0 * b0, a0 * b1, a1 * b0
+    middle = (low >> 16) + (cross1 & 0xFFFF) + (cross2 & 0xFFFF)  # below 3 * 2^16
+    return (a1 * b1 + (cross1 >> 16) + (cross2 >> 16) + (middle >> 16),
+            (low & 0xFFFF) | ((middle & 0xFFFF) << 16))
+
+
+def _word(xp, value, like):
+    """The Python integer ``0 <= value < 2^32`` as a uint32 array beside ``like``: JAX
+    without 64 bits reads a bare integer above 2^31 - 1 as an int32, and refuses it."""
+    return xp.asarray(value, dtype=xp.uint32, **on_device_of(xp, like))
+
+
+def _words_times(xp, z, c):
+    """``z * c`` mod 2^64 for ``z = (high, low)`` and a Python constant ``c``: the low words'
+    full product, plus the cross products' low words (uint32's products wrap to them)."""
+    high, low = z
+    ph, pl = _word_product(low, c & WORD)
+    return ph + high * _word(xp, c & WORD, low) + low * _word(xp, c >> 32, low), pl
+
+
+def _words_plus(xp, z, w):
+    low = z[1] + w[1]
+    carry = xp.astype(low < w[1], low.dtype)  # 1 where the low words' sum wrapped
+    return z[0] + w[0] + carry, low
+
+
+def _words_xor_shift(z, s):
+    """``z ^ (z >> s)`` for 0 < s < 32."""
+    high, low = z
+    return high ^ (high >> s), low ^ ((low >> s) | (high << (32 - s)))
+
+
+def _words_mix(xp, z):
+    """:func:`mix64` on ``(high, low)`` words."""
+    z = _words_times(xp, _words_xor_shift(z, 30), MIX1)
+    z = _words_times(xp, _words_xor_shift(z, 27), MIX2)
+    return _words_xor_shift(z, 31)
+
+
+def _drawn_words(xp, key, counter, size, first):
+    """The mixed 64-bit values of the indices ``first .. first + size - 1`` as ``(high,
+    low)`` uint32 arrays of ``size``: the words of what :func:`uniform` shifts and scales.
+    (The words are kept as ``(1,)`` slices, never 0-d: NumPy warns where a scalar wraps.)"""
+    mc = _words_mix(xp, (counter[0:1], counter[1:2]))
+    start = _words_mix(xp, (key[0:1] ^ mc[0], key[1:2] ^ mc[1]))
+    i = xp.arange(size, dtype=xp.uint32, **on_device_of(xp, key))
+    low = i + _word(xp, first & WORD, i)
+    high = xp.astype(low < i, xp.uint32) + _word(xp, first >> 32, i)  # the low's carry
+    return _words_mix(xp, _words_plus(xp, _words_times(xp, (high, low), GOLDEN), start))
+
+
+def uniform_words(xp, key, counter, shape, first=0):
+    """:func:`uniform`'s numbers from a ``key`` and ``counter`` held as uint32 words
+    (:func:`state`): the same float64 numbers where the device has float64, and where it
+    has none (JAX without ``jax_enable_x64``) those numbers rounded to float32."""
+    high, low = _drawn_words(xp, key, counter, math.prod(int(n) for n in shape), first)
+    real = xp.float64 if has_float64(xp, getattr(key, "device", None)) else xp.float32
+    top = xp.astype(high, real) * float(2 ** 21) + xp.astype(low >> 11, real)  # z >> 11
+    return xp.reshape(top * 2.0 ** -53, tuple(shape))
+
+
+def keep_words(xp, key, counter, shape, ratio, first=0):
+    """``uniform(...) > ratio`` from uint32 words, exactly, whatever floats the device has:
+    a number is ``n * 2^-53`` for the 53-bit integer ``n = z >> 11``, and ``n * 2^-53 >
+    ratio`` exactly where ``n > floor(ratio * 2^53)`` (``ratio * 2^53`` is exact in
+    float64), compared word by word. Float32's rounding of the numbers never moves a mask."""
+    high, low = _drawn_words(xp, key, counter, math.prod(int(n) for n in shape), first)
+    threshold = math.floor(float(ratio) * 2.0 ** 53)
+    above, rest = threshold >> 21, threshold & (2 ** 21 - 1)  # n's top 32 and low 21 bits
+    above = _word(xp, above, high)
+    keep = (high > above) | ((high == above) & ((low >> 11) > rest))
+    return xp.reshape(keep, tuple(shape))
+
+
+def increment_words(xp, counter):
+    """``counter + 1`` on uint32 words: the low word, and the high one where it wrapped."""
+    low = counter[1:2] + 1
+    return xp.concat([counter[0:1] + xp.astype(low == 0, low.dtype), low])

@@ -71,6 +71,7 @@ def _conv_grad(ops, dout, x, W, saved, stride, pad, input_grad, xla):
 _conv = jax.jit(_conv, static_argnums=(0, 4, 5, 6, 7, 8))
 _conv_grad = jax.jit(_conv_grad, static_argnums=(0, 5, 6, 7, 8))
 _uniform = jax.jit(StandardOps.uniform, static_argnums=(0, 3, 4))
+_keep = jax.jit(StandardOps.keep, static_argnums=(0, 3, 4, 5))
 # a step a Python number takes (a static constant of the computation) or an array (traced)
 _perturbed_by_number = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 3, 4))
 _perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4))
@@ -117,6 +118,10 @@ class JaxOps(StandardOps):
 
     def uniform(self, key, counter, shape, first=0):
         return _uniform(self, key, counter, tuple(int(n) for n in shape), int(first))
+
+    def keep(self, key, counter, shape, ratio, first=0):
+        return _keep(self, key, counter, tuple(int(n) for n in shape), float(ratio),
+                     int(first))
 
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))

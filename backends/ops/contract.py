@@ -207,18 +207,29 @@ class Ops(abc.ABC):
 
     # --- dropout's generator ------------------------------------------------------------
 
+    #
+    # ``key`` and ``counter`` are device arrays holding a 64-bit value each, as
+    # :func:`backends.splitmix.state` makes them: ``(1,)`` uint64, or ``(2,)`` uint32 words
+    # (high, low) where the device has no 64-bit integers (JAX without jax_enable_x64).
+
     @abc.abstractmethod
     def uniform(self, key, counter, shape, first=0):
         """float64 numbers in [0, 1) of ``shape`` (float32 where the device has no float64),
-        a pure function of the ``(1,)`` uint64 device arrays ``key`` and ``counter`` and each
-        element's index from ``first`` on: SplitMix64 (:mod:`backends.splitmix`). The same
-        numbers on every backend, nothing drawn on the host, and a CUDA graph that
-        advances ``counter`` on the device draws new ones at each replay."""
+        a pure function of ``key``, ``counter`` and each element's index from ``first`` on:
+        SplitMix64 (:mod:`backends.splitmix`). The same numbers on every backend, nothing
+        drawn on the host, and a CUDA graph that advances ``counter`` on the device draws
+        new ones at each replay."""
+
+    def keep(self, key, counter, shape, ratio, first=0):
+        """Dropout's mask, ``uniform(key, counter, shape, first) > ratio`` for the Python
+        float ``ratio``, as bools: decided on the float64 numbers even where the device
+        has float32 only (a wing that rounds the numbers compares otherwise, exactly)."""
+        return self.uniform(key, counter, shape, first) > ratio
 
     @abc.abstractmethod
     def increment(self, counter):
-        """``counter += 1`` for a ``(1,)`` uint64 counter on the device (in place where
-        arrays are written in place); returns the counter."""
+        """``counter += 1`` on the device (in place where arrays are written in place);
+        returns the counter."""
 
     def __repr__(self):
         return f"<{self.name} ops on {getattr(self.xp, '__name__', self.xp)}>"

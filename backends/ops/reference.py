@@ -285,9 +285,18 @@ class StandardOps(Ops):
     def uniform(self, key, counter, shape, first=0):
         """Dropout's numbers in [0, 1) for ``shape``, from the generator's index ``first``
         on (:mod:`backends.splitmix`): the same bits on every backend."""
+        if splitmix.in_words(key):
+            return splitmix.uniform_words(self.xp, key, counter, shape, first)
         return splitmix.uniform_halves(self.xp, key, counter, shape, first)
+
+    def keep(self, key, counter, shape, ratio, first=0):
+        if splitmix.in_words(key):  # compared in integers: float32 numbers would round
+            return splitmix.keep_words(self.xp, key, counter, shape, ratio, first)
+        return super().keep(key, counter, shape, ratio, first)
 
     def increment(self, counter):
         xp = self.xp
+        if splitmix.in_words(counter):
+            return xpx.at(counter)[...].set(splitmix.increment_words(xp, counter))
         return xpx.at(counter)[...].set(xp.astype(xp.astype(counter, xp.int64) + 1,
                                                   counter.dtype))

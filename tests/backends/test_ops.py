@@ -12,7 +12,7 @@ import numpy as np
 import backends
 import pytest
 
-from backends import dtype_name, ops_for
+from backends import dtype_name, ops_for, splitmix
 from backends.ops import StandardOps, StridedOps
 from tests.conftest import to_host
 
@@ -198,6 +198,71 @@ def test_uniform_from_an_index_is_that_part_of_the_whole_draw(ops, backend):
     whole = StandardOps(np).uniform(key, counter, (10, 6, 3))
     got = ops.uniform(backend.asarray(key), backend.asarray(counter), (3, 6, 3), first=4 * 18)
     np.testing.assert_array_equal(to_host(got), whole[4:7])
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.3, "a drawn number", "just below one"])
+def test_keep_is_uniform_above_the_ratio(ops, backend, ratio):
+    """Dropout's mask, ``uniform > ratio``: at a ratio equal to a drawn number and just
+    below one the comparison's edge is met exactly."""
+    key, counter = np.array([2**63 - 7], np.uint64), np.array([2**32 + 1], np.uint64)
+    numbers = StandardOps(np).uniform(key, counter, (64, 33))
+    if ratio == "a drawn number":
+        ratio = float(numbers[5, 7])
+    elif ratio == "just below one":
+        ratio = float(np.nextafter(numbers[9, 2], 0))
+    got = ops.keep(backend.asarray(key), backend.asarray(counter), (64, 33), ratio)
+    assert tuple(got.shape) == (64, 33) and dtype_name(got.dtype) == "bool"
+    np.testing.assert_array_equal(to_host(got), numbers > ratio)
+
+
+def _words(value):
+    """A 64-bit value as the generator's 32-bit words (``splitmix.state``'s other form)."""
+    return np.array([value >> 32, value & 0xFFFFFFFF], np.uint32)
+
+
+@pytest.mark.parametrize("key, counter, first", [
+    (2**62 + 12345, 3, 0), (2**63 - 1, 2**32 - 1, 5), (1, 0, 2**32 - 40), (0, 2**40 + 7, 2**33)])
+def test_the_generator_in_32_bit_words_draws_the_uint64_numbers(key, counter, first):
+    """Where a device has no 64-bit integers (JAX without jax_enable_x64, array-api-strict's
+    no_x64) the key and counter are (2,) uint32 words: the reference draws the same numbers
+    and masks from them, indices crossing 2**32 included, and counts past a word's end."""
+    import array_api_strict as xs
+    want = StandardOps(np).uniform(np.array([key], np.uint64), np.array([counter], np.uint64),
+                                   (4, 20), first)
+    numpy_ops = StandardOps(np)
+    got = numpy_ops.uniform(_words(key), _words(counter), (4, 20), first)
+    np.testing.assert_array_equal(got, want)  # a device with float64: the very numbers
+    for ratio in (0.5, float(want[2, 3]), float(np.nextafter(want[1, 1], 0))):
+        np.testing.assert_array_equal(
+            numpy_ops.keep(_words(key), _words(counter), (4, 20), ratio, first), want > ratio)
+    counted = numpy_ops.increment(_words(counter))
+    assert splitmix.value_of(counted) == counter + 1
+    assert splitmix.value_of(numpy_ops.increment(_words(2**32 - 1))) == 2**32  # the carry
+    # a device without 64-bit numbers: float32 numbers (rounded), the masks exact
+    device = xs.Device("no_x64")
+    strict = StandardOps(xs)
+    k, c = (xs.asarray(_words(v), device=device) for v in (key, counter))
+    host = xs.Device("CPU_DEVICE")
+    got = np.asarray(strict.uniform(k, c, (4, 20), first).to_device(host))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2**-23, atol=0)
+    for ratio in (0.5, float(want[2, 3]), float(np.nextafter(want[1, 1], 0))):
+        keep = np.asarray(strict.keep(k, c, (4, 20), ratio, first).to_device(host))
+        np.testing.assert_array_equal(keep, want > ratio)
+    assert splitmix.value_of(np.asarray(strict.increment(c).to_device(host))) == counter + 1
+
+
+def test_a_generator_state_in_either_form_holds_its_value():
+    """``splitmix.state`` makes the form the device holds, ``value_of`` reads either back,
+    ``on_host`` gives a checkpoint's uint64; anything else is refused by name."""
+    assert splitmix.value_of(_words(2**63 + 5)) == 2**63 + 5
+    assert splitmix.value_of(np.array([2**64 - 1], np.uint64)) == 2**64 - 1
+    assert splitmix.value_of(np.array([-1], np.int64)) == 2**64 - 1  # a pickle's int64
+    held = splitmix.on_host(_words(2**40 + 3))
+    assert held.dtype == np.uint64 and held.tolist() == [2**40 + 3]
+    with pytest.raises(ValueError, match=r"\(1,\) uint64 array or \(2,\) uint32 words, got "
+                                         r"float32 of shape \(2,\)"):
+        splitmix.value_of(np.zeros(2, np.float32))
 
 
 SHAPES = [(100, 784, 50), (100, 50, 10), (784, 100, 50), (50, 100, 10), (100, 10, 50),
