@@ -95,9 +95,7 @@ class StandardBackend(Backend):
                             f"as gradient_check on the CPU (XPNET_DEVICE=cpu)")
         if name in ("int64", "uint64") and not self.has_int64():
             raise TypeError(f"{self.description} has no 64-bit integers, so no {name} is made "
-                            f"here; xpnet needs them for dropout's generator (its key and "
-                            f"position are uint64): train without dropout on this device, or "
-                            f"on one with 64-bit integers")
+                            f"here: use a 32-bit integer dtype ('int32', 'uint32')")
         found = getattr(self.xp, name, None)
         if found is None or isinstance(found, str) or dtype_name(found) != name:
             raise TypeError(f"{self.description} has no dtype {dtype!r}; expected a name such "

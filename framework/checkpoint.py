@@ -41,7 +41,7 @@ def save(path, network, extra_meta=None, extra_arrays=None):
             "config": _config(network), "dtype": dtype_name(network_dtype(network))}
     meta.update(extra_meta or {})
     arrays = {f"param/{k}": to_numpy(v) for k, v in network.params.items()}
-    arrays.update({f"state/{k}": to_numpy(v) for k, v in _state(network).items()})
+    arrays.update({f"state/{k}": v for k, v in _state(network).items()})
     arrays.update({k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
     with atomic_open(path, prefix=".ckpt-") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
@@ -248,5 +248,10 @@ def _architecture(network, described):
 
 
 def _state(network):
-    """A network's non-parameter arrays (see ``models.base.Network.state``); none for others."""
-    return network.state() if hasattr(network, "state") else {}
+    """A network's non-parameter arrays on the host, as a checkpoint holds them (see
+    ``models.base.Network.host_state``; ``state``'s arrays copied for a network without
+    it); none for others."""
+    if hasattr(network, "host_state"):
+        return network.host_state()
+    return {k: to_numpy(v) for k, v in network.state().items()} if hasattr(network, "state") \
+        else {}

@@ -27,10 +27,8 @@ import numbers
 import threading
 import weakref
 
-import array_api_extra as xpx
-
 import backends
-from backends import backend_of, check_same_backend, copy, get_array_module, size
+from backends import check_same_backend, copy, get_array_module, size
 from backends.arrays import check_arrays
 from backends.dispatch import CallScope
 from framework import checkpoint
@@ -534,16 +532,20 @@ class Network:
                 for name, layer in self.layers.items()
                 for attr in layer.buffers}
 
+    def host_state(self):
+        """:meth:`state` as a checkpoint writes it: host arrays, each in the form every
+        backend reads (a dropout generator's uint64 where the device held 32-bit words)."""
+        return {f"{name}/{attr}": layer.host_buffer(attr)
+                for name, layer in self.layers.items()
+                for attr in layer.buffers}
+
     def load_state(self, values):
-        """Copy ``values`` (host or device arrays, by :meth:`state`'s names) into the buffers,
-        in place (on JAX, whose arrays are immutable: new arrays in the layers)."""
+        """Copy ``values`` (host or device arrays, by :meth:`state`'s names, as
+        :meth:`state` or :meth:`host_state` gave them) into the buffers, in place (on JAX,
+        whose arrays are immutable: new arrays in the layers)."""
         for name, layer in self.layers.items():
             for attr in layer.buffers:
-                buf = getattr(layer, attr)
-                value = backend_of(buf).asarray(values[f"{name}/{attr}"], dtype=buf.dtype)
-                new = xpx.at(buf)[...].set(value)
-                if new is not buf:
-                    setattr(layer, attr, new)
+                layer.load_buffer(attr, values[f"{name}/{attr}"])
 
     def save_params(self, path="params.pkl"):
         """Write the parameters, state, architecture and dtype to ``path``, atomically.

@@ -16,9 +16,10 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # On JAX, 64-bit types, unless the user said otherwise (before JAX is imported; a script owns
-# its process, as a library does not): dropout's generator keeps its key in uint64, so
-# DeepConvNet and --dropout were refused on JAX's default until JAX_ENABLE_X64=1 was typed.
-# The networks stay float32: their dtype is explicit. Nothing changes on other backends.
+# its process, as a library does not): what a script computes in float64 (the gradient
+# check's default) runs as on the other backends, and dropout's generator keeps its uint64
+# form, as on NumPy. The networks stay float32: their dtype is explicit. Nothing changes on
+# other backends.
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import backends  # noqa: E402

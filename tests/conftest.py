@@ -12,8 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 # JAX as its users run xpnet on it: with 64-bit numbers (float64 checks, dropout's uint64
-# generator), read when JAX is imported; tests/backends/jax/ runs it without, in a process
-# of its own
+# generator), read when JAX is imported; tests/backends/jax/ runs it without (float32, the
+# generator in 32-bit words), in a process of its own
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import backends  # noqa: E402

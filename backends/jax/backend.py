@@ -46,13 +46,13 @@ class JaxBackend(StandardBackend):
 
     @classmethod
     def usable(cls):
-        """The devices, and where ``jax_enable_x64`` is off what that leaves out (float64 and
-        dropout's 64-bit generator): a user learns it from ``python -m backends`` before a
-        network refuses it."""
+        """The devices, and where ``jax_enable_x64`` is off what that leaves out (float64,
+        the gradient check's default): a user learns it from ``python -m backends`` before
+        a network refuses it."""
         usable, why = super().usable()
         if usable and not cls._jax().config.jax_enable_x64:
-            why += ("; float32 only: float64 and dropout need JAX_ENABLE_X64=1, set before "
-                    "JAX is imported")
+            why += ("; float32 only: float64 needs JAX_ENABLE_X64=1, set before JAX is "
+                    "imported")
         return usable, why
 
     @classmethod
@@ -177,9 +177,7 @@ class JaxBackend(StandardBackend):
             if name == "float64":
                 what, otherwise = "computes in float32", "or use float32 (dtype='float32')"
             else:
-                what = ("has no 64-bit integers (dropout's generator keeps its key and "
-                        "position in uint64)")
-                otherwise = "or train without dropout"
+                what, otherwise = "has no 64-bit integers", "or use 'int32' or 'uint32'"
             raise TypeError(f"JAX {what} unless JAX_ENABLE_X64=1 is set before it is imported "
                             f"(it would cast {name} to 32 bits without a word): set "
                             f"JAX_ENABLE_X64=1 (float32 networks stay float32: their dtype is "

@@ -39,7 +39,7 @@ import numbers
 
 import array_api_extra as xpx
 
-from backends import copy, get_array_module, ops_for, to_numpy
+from backends import backend_of, copy, get_array_module, ops_for, to_numpy
 from backends.arrays import check_arrays, check_flag, is_array, on_device_of
 from backends.registry import REGISTRY
 
@@ -105,6 +105,20 @@ class Layer:
         self._check_arrays("forward", x=x)
         self._check(x)
         self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
+
+    def host_buffer(self, name):
+        """The buffer ``name`` as a checkpoint writes it: a host (NumPy) array, in a form
+        every backend's layer reads back (:meth:`load_buffer`)."""
+        return to_numpy(getattr(self, name))
+
+    def load_buffer(self, name, value):
+        """Copy ``value`` (a host or device array, as :meth:`host_buffer` or the network's
+        ``state`` gave it) into the buffer ``name``: in place, or (JAX) a new array put in
+        its place."""
+        buf = getattr(self, name)
+        new = xpx.at(buf)[...].set(backend_of(buf).asarray(value, dtype=buf.dtype))
+        if new is not buf:
+            setattr(self, name, new)
 
     def free_saved(self):
         """Drop what the last forward and backward kept (the names in ``saved``)."""

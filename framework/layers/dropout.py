@@ -3,7 +3,7 @@
 import math
 
 import backends
-from backends import backend_of, check_same_backend, get_array_module, ops_for, to_numpy
+from backends import backend_of, splitmix, check_same_backend, get_array_module, ops_for, to_numpy
 from framework import sharding
 from framework.layers.base import Layer, training
 
@@ -24,7 +24,10 @@ class Dropout(Layer):
       the host per step, a seed gives the same masks on NumPy and CuPy, and a
       CUDA graph that replays the step draws a new mask each time. ``key``
       and ``counter`` are the layer's ``buffers``: checkpoints save them, so
-      a resumed run draws the masks the uninterrupted run would have.
+      a resumed run draws the masks the uninterrupted run would have. Each is a
+      ``(1,)`` uint64 array, or where the device has no 64-bit integers (JAX
+      without ``jax_enable_x64``) ``(2,)`` uint32 words, which draw the same
+      masks; a checkpoint holds the uint64 form from either.
       They are made on the default backend; a layer given data of another
       backend or device (a book-style network of the user's own, its parameters
       NumPy's, under ``XPNET_BACKEND=torch``) moves them to the data's, at the
@@ -53,8 +56,7 @@ class Dropout(Layer):
         key = int(backends.host_rng(seed).integers(0, 2**63))
         super().__init__(name)
         self.dropout_ratio = ratio
-        self.key = backend.asarray([key], dtype="uint64")
-        self.counter = backend.asarray([0], dtype="uint64")
+        self.key, self.counter = splitmix.state(backend, key), splitmix.state(backend, 0)
         self.mask = None
         self._kept = None  # (mask, dtype, the mask in that dtype)
         self.hold_mask = False
@@ -63,31 +65,43 @@ class Dropout(Layer):
         # the generator's key and position as int64 in a copy or a pickle, uint64 again
         # after it: PyTorch pickles a uint64 tensor it cannot unpickle ("'UntypedStorage'
         # has no attribute 'dtype'"). Both lie below 2**63: the cast keeps their bits
+        # (32-bit words stay as they are)
         state = super().__getstate__()
         for name in ("key", "counter"):
-            xp = get_array_module(state[name])
-            state[name] = xp.astype(state[name], xp.int64)
+            if not splitmix.in_words(state[name]):
+                xp = get_array_module(state[name])
+                state[name] = xp.astype(state[name], xp.int64)
         return state
 
     def __setstate__(self, state):
         for name in ("key", "counter"):
-            xp = get_array_module(state[name])
-            state[name] = xp.astype(state[name], xp.uint64)
+            if not splitmix.in_words(state[name]):
+                xp = get_array_module(state[name])
+                state[name] = xp.astype(state[name], xp.uint64)
         self.__dict__.update(state)
+
+    def host_buffer(self, name):
+        return splitmix.on_host(to_numpy(getattr(self, name)))  # uint64 from either form
+
+    def load_buffer(self, name, value):
+        buf = getattr(self, name)
+        if splitmix.in_words(value) != splitmix.in_words(buf):  # the other form
+            value = splitmix.state(backend_of(buf), splitmix.value_of(to_numpy(value)))
+        super().load_buffer(name, value)
 
     def _draw(self, shape, advance=True):
         ops = ops_for(self.counter)
         shard = sharding.current()
         if shard is not None:  # a data-parallel process: its rows of the global batch's mask,
             # drawn alone from the index of its first number (the generator is counter-based)
-            u = ops.uniform(self.key, self.counter, tuple(shape),
+            keep = ops.keep(self.key, self.counter, tuple(shape), self.dropout_ratio,
                             first=shard.lo * math.prod(shape[1:]))
         else:
-            u = ops.uniform(self.key, self.counter, tuple(shape))
+            keep = ops.keep(self.key, self.counter, tuple(shape), self.dropout_ratio)
         if advance:
             # on the device: a recorded step advances it each replay (JAX: a new counter)
             self.counter = ops.increment(self.counter)
-        return u > self.dropout_ratio
+        return keep
 
     def _scale(self, like):
         """The mask in ``like``'s dtype (the standard multiplies no floats by booleans)."""
@@ -106,8 +120,9 @@ class Dropout(Layer):
 
     def _follow(self, x):
         backend = backend_of(x)
-        # copies of the host's (JAX's come read-only, and NumPy's counter advances in place)
-        self.key, self.counter = (backend.asarray(to_numpy(a).copy(), dtype="uint64")
+        # new arrays from the values, in the form the data's device holds (never a view of
+        # the old ones: NumPy's counter advances in place)
+        self.key, self.counter = (splitmix.state(backend, splitmix.value_of(to_numpy(a)))
                                   for a in (self.key, self.counter))
         self.mask = self._kept = None
 

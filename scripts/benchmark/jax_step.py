@@ -23,7 +23,8 @@ MNIST-shaped data, the Trainer's step:
 
 The tables name the networks as the other benchmarks do: 50 is TwoLayerNet(784, 50, 10),
 simple SimpleConvNet, deep DeepConvNet. Ratios are medians of per-round ratios. JAX needs
-JAX_ENABLE_X64=1 for the dropout of DeepConvNet (its generator's 64-bit key), and on a GPU
+JAX_ENABLE_X64=1 as the scripts run it (DeepConvNet's dropout keeps its generator in
+uint64, as on NumPy, rather than in 32-bit words), and on a GPU
 would take 75% of its memory up front: this module sets JAX_ENABLE_X64=1 and
 XLA_PYTHON_CLIENT_PREALLOCATE=false where they are unset, so the other libraries' rows
 share the card.
@@ -34,7 +35,7 @@ import importlib.util
 import os
 import sys
 
-os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX is imported: dropout's uint64
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # before JAX is imported: as the scripts run
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # a GPU shared with others
 
 import numpy as np  # noqa: E402

@@ -329,8 +329,8 @@ def test_a_device_without_64_bit_integers_takes_labels_as_int32_and_names_what_n
     cast the labels to the default device's int64 index type, and dropout's generator
     failed on uint64 in the library's words. Labels now go as int32 (the same numbers, or
     an error where one does not fit), the loss indexes with the device's own type, and
-    dropout is refused naming what it needs; networks train there as on any device (the
-    gradients are float32 NumPy's)."""
+    dropout's generator is held in 32-bit words; networks train there as on any device,
+    dropout's included (the gradients are float32 NumPy's, the masks NumPy's)."""
     import array_api_strict
 
     from framework.layers import Dropout
@@ -340,8 +340,13 @@ def test_a_device_without_64_bit_integers_takes_labels_as_int32_and_names_what_n
         pytest.skip("this array-api-strict has no no_x64 device")
     rng = np.random.default_rng(0)
     x, t = rng.random((6, 4), dtype=np.float32), rng.integers(0, 3, 6)  # int64 labels
+    def make():
+        return MultiLayerNetExtend(4, [5, 5], 3, use_batchnorm=True, use_dropout=True,
+                                   dropout_ration=0.4, seed=0)
     with backends.using("numpy"):
-        expected = MultiLayerNetExtend(4, [5, 5], 3, use_batchnorm=True, seed=0).gradient(x, t)
+        reference = make()
+        expected = reference.gradient(x, t)
+        expected_twice = reference.gradient(x, t)  # the generator moved on: other masks
     with backends.using("array_api_strict", device="no_x64"):
         labels = backends.to_device(t)
         assert backends.dtype_name(labels.dtype) == "int32"
@@ -349,10 +354,15 @@ def test_a_device_without_64_bit_integers_takes_labels_as_int32_and_names_what_n
         with pytest.raises(ValueError, match=r"has no 64-bit integers, and these int64 values "
                                              r"\(0\.\.1099511627776\) do not fit in int32"):
             backends.to_device(np.array([0, 2**40]))
-        net = MultiLayerNetExtend(4, [5, 5], 3, use_batchnorm=True, seed=0)
+        net = make()
+        assert backends.dtype_name(net.layers["Dropout1"].key.dtype) == "uint32"
         grads = net.gradient(backends.to_device(x), labels)
         for key, value in expected.items():
             np.testing.assert_allclose(to_host(grads[key]), value, rtol=1e-5, atol=1e-7)
+        grads = net.gradient(backends.to_device(x), labels)  # the second step's masks
+        for key, value in expected_twice.items():
+            np.testing.assert_allclose(to_host(grads[key]), value, rtol=1e-5, atol=1e-7)
+        assert Dropout(0.5).counter.shape == (2,)
         with pytest.raises(TypeError, match=r"has no 64-bit integers, so no uint64 is made "
-                                            r"here; xpnet needs them for dropout's generator"):
-            Dropout(0.5)
+                                            r"here: use a 32-bit integer dtype"):
+            backends.current().asarray([1], dtype="uint64")
