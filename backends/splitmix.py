@@ -94,23 +94,35 @@ def _halves(xp, v):
     return (v >> 32) & M32, v & M32
 
 
+def _drawn_halves(xp, key, counter, size, first):
+    """The mixed 64-bit values of the indices ``first .. first + size - 1`` as ``(high,
+    low)`` int64 arrays of 32-bit halves."""
+    k, c = _halves(xp, key), _halves(xp, counter)
+    mc = _mix_halves(c)
+    start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
+    index = xp.arange(first, first + size, dtype=xp.int64, **on_device_of(xp, key))
+    return _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
+
+
 def uniform_halves(xp, key, counter, shape, first=0):
     """:func:`uniform`'s numbers, bit for bit, computed in 32-bit halves held in int64
     (PyTorch has no 64-bit unsigned add or shift); float32 where the device has no
     float64 (Apple's MPS), which rounds each number to 24 bits. The numbers are made
     on ``key``'s device."""
     device = getattr(key, "device", None)  # none for JAX's tracers: the default's dtypes
-    n = 1
-    for d in shape:
-        n *= int(d)
-    k, c = _halves(xp, key), _halves(xp, counter)
-    mc = _mix_halves(c)
-    start = _mix_halves((k[0] ^ mc[0], k[1] ^ mc[1]))
-    index = xp.arange(first, first + n, dtype=xp.int64, **on_device_of(xp, key))
-    z = _mix_halves(_plus(_times((index >> 32, index & M32), GOLDEN), start))
+    z = _drawn_halves(xp, key, counter, math.prod(int(n) for n in shape), first)
     real = xp.float64 if has_float64(xp, device) else xp.float32
     top = xp.astype(z[0], real) * float(2 ** 21) + xp.astype(z[1] >> 11, real)  # z >> 11
     return xp.reshape(top * 2.0 ** -53, tuple(shape))
+
+
+def keep_halves(xp, key, counter, shape, ratio, first=0):
+    """``uniform_halves(...) > ratio`` decided on the numbers before any rounding: the
+    53-bit integer ``n = z >> 11`` (exact in int64) against ``floor(ratio * 2^53)``, as
+    :func:`keep_words` does. A device without float64 (MPS) gets NumPy's masks too."""
+    high, low = _drawn_halves(xp, key, counter, math.prod(int(n) for n in shape), first)
+    n = high * 2 ** 21 + (low >> 11)
+    return xp.reshape(n > math.floor(float(ratio) * 2.0 ** 53), tuple(shape))
 
 
 # --- the same numbers from 32-bit words: for devices without 64-bit integers ---------------

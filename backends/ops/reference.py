@@ -290,9 +290,10 @@ class StandardOps(Ops):
         return splitmix.uniform_halves(self.xp, key, counter, shape, first)
 
     def keep(self, key, counter, shape, ratio, first=0):
-        if splitmix.in_words(key):  # compared in integers: float32 numbers would round
+        # compared in integers, before the numbers are rounded to a float32 device's
+        if splitmix.in_words(key):
             return splitmix.keep_words(self.xp, key, counter, shape, ratio, first)
-        return super().keep(key, counter, shape, ratio, first)
+        return splitmix.keep_halves(self.xp, key, counter, shape, ratio, first)
 
     def increment(self, counter):
         xp = self.xp

@@ -253,6 +253,10 @@ class StridedOps(StandardOps):
     def uniform(self, key, counter, shape, first=0):
         return splitmix.uniform(self.xp, key, counter, shape, first)
 
+    def keep(self, key, counter, shape, ratio, first=0):
+        # uint64 arithmetic and float64 numbers (CuPy's kernel draws them): exact as they are
+        return self.uniform(key, counter, shape, first) > ratio
+
     def increment(self, counter):
         counter += 1  # in place on the device: a recorded step advances it at every replay
         return counter

@@ -250,6 +250,11 @@ class TorchOps(StandardOps):
         z = _mix(z * _signed(splitmix.GOLDEN) + start)
         return (_shr(z, 11).to(torch.float64) * 2.0 ** -53).reshape(tuple(shape))
 
+    def keep(self, key, counter, shape, ratio, first=0):
+        if key.device.type not in WRAPPING:  # the standard's: decided on the integers (MPS)
+            return super().keep(key, counter, shape, ratio, first)
+        return self.uniform(key, counter, shape, first) > ratio  # float64 numbers: exact
+
     def increment(self, counter):
         if counter.device.type not in WRAPPING:
             return super().increment(counter)

@@ -252,6 +252,25 @@ def test_the_generator_in_32_bit_words_draws_the_uint64_numbers(key, counter, fi
     assert splitmix.value_of(np.asarray(strict.increment(c).to_device(host))) == counter + 1
 
 
+def test_a_device_without_float64_draws_numpys_masks():
+    """Apple's MPS (modelled by array-api-strict's ``no_float64``) has int64 but computes
+    in float32: the numbers are rounded there, so ``uniform > ratio`` in float32 misses a
+    ratio just below a drawn number; the mask, decided on the integers, does not."""
+    import array_api_strict as xs
+    device = xs.Device("no_float64")
+    key, counter = np.array([2**62 + 99], np.uint64), np.array([7], np.uint64)
+    want = StandardOps(np).uniform(key, counter, (8, 8))
+    ratio = float(np.nextafter(want[3, 4], 0))  # float32 rounds both to one number
+    strict = StandardOps(xs)
+    k, c = (xs.asarray(a, device=device) for a in (key, counter))
+    host = xs.Device("CPU_DEVICE")
+    rounded = np.asarray(strict.uniform(k, c, (8, 8)).to_device(host))
+    assert rounded.dtype == np.float32 and not rounded[3, 4] > np.float32(ratio)
+    keep = np.asarray(strict.keep(k, c, (8, 8), ratio).to_device(host))
+    np.testing.assert_array_equal(keep, want > ratio)
+    assert keep[3, 4]
+
+
 def test_a_generator_state_in_either_form_holds_its_value():
     """``splitmix.state`` makes the form the device holds, ``value_of`` reads either back,
     ``on_host`` gives a checkpoint's uint64; anything else is refused by name."""
