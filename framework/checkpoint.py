@@ -253,5 +253,6 @@ def _state(network):
     it); none for others."""
     if hasattr(network, "host_state"):
         return network.host_state()
-    return {k: to_numpy(v) for k, v in network.state().items()} if hasattr(network, "state") \
-        else {}
+    if hasattr(network, "state"):
+        return {k: to_numpy(v) for k, v in network.state().items()}
+    return {}

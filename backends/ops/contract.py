@@ -206,7 +206,6 @@ class Ops(abc.ABC):
         integers; ``moved``: a number, or ``(K,)`` + the slice's shape."""
 
     # --- dropout's generator ------------------------------------------------------------
-
     #
     # ``key`` and ``counter`` are device arrays holding a 64-bit value each, as
     # :func:`backends.splitmix.state` makes them: ``(1,)`` uint64, or ``(2,)`` uint32 words

@@ -3,7 +3,8 @@
 import math
 
 import backends
-from backends import backend_of, splitmix, check_same_backend, get_array_module, ops_for, to_numpy
+from backends import (backend_of, check_same_backend, get_array_module, ops_for, splitmix,
+                      to_numpy)
 from framework import sharding
 from framework.layers.base import Layer, training
 
