@@ -57,16 +57,25 @@ class Sigmoid(Layer):
     """
 
     saved = ("out",)
+    _integers = False  # whether the kind of input bound is integers or bools (see _bind)
 
     def __init__(self, name=None):
         super().__init__(name)
         self.out = None
 
+    def _bind(self, x, kind):
+        super()._bind(x, kind)
+        self._integers = dtype_kind(x.dtype) in "iub"
+
     def forward(self, x):
-        kind = (type(x), REGISTRY.generation)
-        if kind != self._kind:  # a new library (or new settings): its operations
-            self._bind(x, kind)
-        if dtype_kind(x.dtype) in "iub":
+        try:
+            kind = (type(x), x.dtype, REGISTRY.generation)
+        except AttributeError:
+            self._check_arrays("forward", x=x)
+            raise
+        if kind != self._kind:  # a new library, dtype or settings: its operations, and
+            self._bind(x, kind)  # whether the input is taken as floats, decided once
+        if self._integers:
             x = _real(self.name, x)
         self.out = self._ops.sigmoid(x)
         return self.out
