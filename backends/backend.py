@@ -215,6 +215,10 @@ class Backend:
         """Whether this device computes in float64 (Apple's MPS does not)."""
         return True
 
+    def has_int64(self):
+        """Whether this device has 64-bit integers (JAX without ``jax_enable_x64`` has none)."""
+        return True
+
     def dtype(self, dtype):
         """The namespace's dtype for a name (``"float32"``), a NumPy dtype or any library's."""
         if dtype is None:

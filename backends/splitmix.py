@@ -132,17 +132,15 @@ def keep_halves(xp, key, counter, shape, ratio, first=0):
 # the value's high and low words (:func:`state`), and its arithmetic runs on uint32, whose
 # additions and multiplications wrap modulo 2^32 as the standard requires of unsigned types.
 
-WORD = 0xFFFFFFFF
-
 
 def state(backend, value):
     """The generator's ``key`` or ``counter`` holding the 64-bit ``value`` on ``backend``'s
     device: ``(1,)`` uint64, or ``(2,)`` uint32 words ``[high, low]`` where the device has
     no 64-bit integers."""
     value = int(value)
-    if getattr(backend, "has_int64", lambda: True)():
+    if backend.has_int64():
         return backend.asarray([value], dtype="uint64")
-    return backend.asarray([value >> 32, value & WORD], dtype="uint32")
+    return backend.asarray([value >> 32, value & M32], dtype="uint32")
 
 
 def value_of(host):
@@ -189,8 +187,8 @@ def _words_times(xp, z, c):
     """``z * c`` mod 2^64 for ``z = (high, low)`` and a Python constant ``c``: the low words'
     full product, plus the cross products' low words (uint32's products wrap to them)."""
     high, low = z
-    ph, pl = _word_product(low, c & WORD)
-    return ph + high * _word(xp, c & WORD, low) + low * _word(xp, c >> 32, low), pl
+    ph, pl = _word_product(low, c & M32)
+    return ph + high * _word(xp, c & M32, low) + low * _word(xp, c >> 32, low), pl
 
 
 def _words_plus(xp, z, w):
@@ -219,7 +217,7 @@ def _drawn_words(xp, key, counter, size, first):
     mc = _words_mix(xp, (counter[0:1], counter[1:2]))
     start = _words_mix(xp, (key[0:1] ^ mc[0], key[1:2] ^ mc[1]))
     i = xp.arange(size, dtype=xp.uint32, **on_device_of(xp, key))
-    low = i + _word(xp, first & WORD, i)
+    low = i + _word(xp, first & M32, i)
     high = xp.astype(low < i, xp.uint32) + _word(xp, first >> 32, i)  # the low's carry
     return _words_mix(xp, _words_plus(xp, _words_times(xp, (high, low), GOLDEN), start))
 
