@@ -126,6 +126,44 @@ class Ops(abc.ABC):
         ``labels`` is what :meth:`softmax_cross_entropy` returned for ``t`` (never ``t``
         itself unless it returned that), ``scale`` a Python number (``dout / N``)."""
 
+    # --- batch normalization (features D of a batch (N, D)) -----------------------------
+    #
+    # The batch's means are the layer's to take, from the sums these return: over this
+    # batch, or over every process's in a data-parallel run (SyncBatchNormalization
+    # all-reduces the sums first). So the operations stop where a mean is needed: the
+    # forward pass is sum, mean, batch_norm_center, mean, batch_norm_normalize.
+
+    @abc.abstractmethod
+    def batch_norm_center(self, x, mu):
+        """``(xc, sq)`` for ``x (N, D)`` and the batch's mean ``mu (D,)``: ``xc = x - mu``
+        and ``sq = sum_n xc^2 (D,)``, what the variance is the mean of."""
+
+    @abc.abstractmethod
+    def batch_norm_normalize(self, xc, var, gamma, beta, eps):
+        """``(out, xn, std)`` for centred ``xc (N, D)`` and the variance ``var (D,)``:
+        ``std = sqrt(var + eps) (D,)``, ``xn = xc / std`` and ``out = xn gamma + beta``;
+        ``eps`` a Python number. In place: ``xn`` may be ``xc`` itself, divided (the
+        caller's own temporary)."""
+
+    @abc.abstractmethod
+    def batch_norm_running(self, running_mean, running_var, mu, var, momentum):
+        """The running averages moved towards the batch's ``mu`` and ``var``: ``r <-
+        momentum r + (1 - momentum) s`` for each, ``momentum`` a Python number; returns
+        ``(running_mean, running_var)``: the arrays given, changed in place (a CUDA graph
+        records them), or new ones on JAX."""
+
+    @abc.abstractmethod
+    def batch_norm_grad_sums(self, dout, xn, gamma):
+        """``(dbeta, dgamma, dxn, s, sxn)`` for ``dout (N, D)``: the parameters' gradients
+        ``dbeta = sum_n dout`` and ``dgamma = sum_n xn dout``, ``dxn = dout gamma (N, D)``,
+        and the two sums whose means the input's gradient takes, ``s = sum_n dxn`` and
+        ``sxn = sum_n dxn xn``."""
+
+    @abc.abstractmethod
+    def batch_norm_grad(self, dxn, xn, std, mean_dxn, mean_dxn_xn):
+        """The input's gradient ``dx = (dxn - mean_dxn - xn mean_dxn_xn) / std (N, D)``: the
+        book's chain through the mean and variance (dxc, dstd, dvar, dmu), folded."""
+
     # --- optimizers (in place where arrays are written in place) ------------------------
     #
     # Each returns the arrays it updated: the very ones it was given, changed in place, on

@@ -253,6 +253,37 @@ class StandardOps(Ops):
         onehot = xp.astype(self._labels(t)[:, None] == classes[None, :], y.dtype)
         return (y - onehot) * scale
 
+    def batch_norm_center(self, x, mu):
+        xc = x - mu
+        return xc, self.xp.sum(xc * xc, axis=0)
+
+    def batch_norm_normalize(self, xc, var, gamma, beta, eps):
+        std = self.xp.sqrt(var + eps)
+        xc /= std  # in place: x - mu is not needed again
+        out = xc * gamma
+        out += beta
+        return out, xc, std
+
+    def batch_norm_running(self, running_mean, running_var, mu, var, momentum):
+        # in place, so the arrays a checkpoint or a CUDA graph holds stay the ones used
+        running_mean *= momentum
+        running_mean += (1 - momentum) * mu
+        running_var *= momentum
+        running_var += (1 - momentum) * var
+        return running_mean, running_var
+
+    def batch_norm_grad_sums(self, dout, xn, gamma):
+        xp = self.xp
+        dxn = dout * gamma
+        return (xp.sum(dout, axis=0), xp.sum(xn * dout, axis=0), dxn, xp.sum(dxn, axis=0),
+                xp.sum(dxn * xn, axis=0))
+
+    def batch_norm_grad(self, dxn, xn, std, mean_dxn, mean_dxn_xn):
+        dx = dxn - mean_dxn
+        dx -= xn * mean_dxn_xn
+        dx /= std
+        return dx
+
     def sgd_update(self, p, g, lr):
         p -= lr * g  # in place, or (JAX) a new array bound to p
         return p

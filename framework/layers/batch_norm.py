@@ -5,6 +5,7 @@ import warnings
 
 from backends import backend_of, check_same_backend, get_array_module, ops_for
 from backends.arrays import check_arrays
+from backends.registry import REGISTRY
 from framework import sharding
 from framework.layers.base import Layer, training
 
@@ -84,14 +85,14 @@ class BatchNormalization(Layer):
         self.dgamma = None
         self.dbeta = None
 
-    def _mean(self, a, count=False):
-        """The mean over the batch axis of ``a (N, D)``: over this batch here, over every
-        process's batch in :class:`framework.layers.SyncBatchNormalization` (``count``:
-        the forward's first mean, which also counts the samples). The sum, then the division
-        by the count, as the synchronised layer divides its all-reduced sum: the same bits in
-        a world of one on every library (a library's ``mean`` may multiply by ``1/N``, as
-        JAX 0.6's did)."""
-        return get_array_module(a).sum(a, axis=0) / a.shape[0]
+    def _batch_mean(self, sums, n, count=False):
+        """The mean over the batch axis from ``sums``, this batch's sums over its ``n`` rows:
+        over this batch here, over every process's batch in
+        :class:`framework.layers.SyncBatchNormalization` (``count``: the forward's first
+        mean, which also counts the samples). The sum, then the division by the count, as
+        the synchronised layer divides its all-reduced sum: the same bits in a world of one
+        on every library (a library's ``mean`` may multiply by ``1/N``, as JAX 0.6's did)."""
+        return sums / n
 
     def _flat(self, x, stacked=False):
         """``x`` as ``(N, D)`` (or ``(K, N, D)`` for a stack), checked against gamma."""
@@ -128,66 +129,70 @@ class BatchNormalization(Layer):
         self._flat(x)
         self._check_batch(x.shape)
 
-    def forward(self, x, train_flg=True):
+    def _bind(self, x, kind):
+        """For a new kind of input: its library against gamma's and its features checked,
+        the operations for it kept (the batch's size is looked at in each training pass)."""
+        self._check_arrays("forward", x=x)
         check_same_backend(self.name, x=x, gamma=self.gamma)
+        self._flat(x)
+        self._ops, self._xtype, self._kind = ops_for(x), type(x), kind
+
+    def forward(self, x, train_flg=True):
         if train_flg is not True and train_flg is not False:  # no call, no text for a bool
             train_flg = training(f"{self.name}.forward", train_flg)
         try:
-            # kept for backward; this pass reshapes by its own copy, which another thread's
-            # pass through this network (a served model's) cannot change under it
-            self.input_shape = shape = x.shape
+            kind = (type(x), x.shape[1:], x.dtype, getattr(x, "device", None),
+                    type(self.gamma), REGISTRY.generation)
         except AttributeError:
             self._check_arrays("forward", x=x)
             raise
-        x = self._flat(x)
-        xp = get_array_module(x)
+        if kind != self._kind:  # a new kind of input: checked, its operations found
+            self._bind(x, kind)
+        ops = self._ops
+        # kept for backward; this pass reshapes by its own copy, which another thread's
+        # pass through this network (a served model's) cannot change under it
+        self.input_shape = shape = x.shape
+        if x.ndim != 2:  # gamma's width, not -1: a batch of no rows (an empty shard) too
+            x = get_array_module(x).reshape(x, (shape[0], self.gamma.shape[0]))
         if train_flg:
-            if x.shape[0] < 2:
+            n = shape[0]
+            if n < 2:
                 self._check_batch(shape)
-            mu = self._mean(x, count=True)
-            xn = x - mu
-            var = self._mean(xn * xn)
-            std = xp.sqrt(var + EPS)
-            xn /= std  # in place: x - mu is not needed again
-            self.batch_size = x.shape[0]
-            self.xn, self.std = xn, std
-            # in place, so the arrays a checkpoint or a CUDA graph holds stay the ones used
-            self.running_mean *= self.momentum
-            self.running_mean += (1 - self.momentum) * mu
-            self.running_var *= self.momentum
-            self.running_var += (1 - self.momentum) * var
+            mu = self._batch_mean(get_array_module(x).sum(x, axis=0), n, count=True)
+            xc, sq = ops.batch_norm_center(x, mu)
+            var = self._batch_mean(sq, n)
+            out, self.xn, self.std = ops.batch_norm_normalize(xc, var, self.gamma, self.beta,
+                                                              EPS)
+            self.batch_size = n
+            self.running_mean, self.running_var = ops.batch_norm_running(
+                self.running_mean, self.running_var, mu, var, self.momentum)
         else:
-            xn = (x - self.running_mean) / xp.sqrt(self.running_var + EPS)
-        out = xn * self.gamma
-        out += self.beta
-        return xp.reshape(out, shape)
+            out = ops.batch_norm_normalize(x - self.running_mean, self.running_var,
+                                           self.gamma, self.beta, EPS)[0]
+        return get_array_module(out).reshape(out, shape)
 
     def backward(self, dout):
-        # The book's chain (dxn, dxc, dstd, dvar, dmu) folds into one line:
-        # dx = (dxn - mean_n dxn - xn mean_n(dxn xn)) / std, the same numbers in
-        # a third of the passes over the batch.
         xp = get_array_module(dout)
         try:
+            ops = self._ops if type(dout) is self._xtype else self._dout_ops(dout)
             dout = xp.reshape(dout, (dout.shape[0], self.gamma.shape[0]))
         except AttributeError:
             self._check_arrays("backward", dout=dout)
             raise
-        self.dbeta = xp.sum(dout, axis=0)
         try:
-            self.dgamma = xp.sum(self.xn * dout, axis=0)
+            self.dbeta, self.dgamma, dxn, s, sxn = ops.batch_norm_grad_sums(dout, self.xn,
+                                                                            self.gamma)
         except Exception:  # what kind the library raises for None
             self._check_kept()
             raise
-        dxn = dout * self.gamma
-        mean_dxn, mean_dxn_xn = self._gradient_means(dxn)
-        dx = dxn - mean_dxn
-        dx -= self.xn * mean_dxn_xn
-        dx /= self.std
+        mean_dxn, mean_dxn_xn = self._gradient_means(s, sxn, dout.shape[0])
+        dx = ops.batch_norm_grad(dxn, self.xn, self.std, mean_dxn, mean_dxn_xn)
         return xp.reshape(dx, self.input_shape)
 
-    def _gradient_means(self, dxn):
-        """``(mean_n dxn, mean_n(dxn xn))``, the means backward subtracts."""
-        return self._mean(dxn), self._mean(dxn * self.xn)
+    def _gradient_means(self, s, sxn, n):
+        """``(mean_n dxn, mean_n(dxn xn))``, the means backward subtracts, from their sums
+        over this batch's ``n`` rows."""
+        return self._batch_mean(s, n), self._batch_mean(sxn, n)
 
     def _normalised_stack(self, x, train_flg):
         flat = self._flat(x, stacked=True)

@@ -37,30 +37,29 @@ class SyncBatchNormalization(BatchNormalization):
         synced.count = None
         return synced
 
-    def _mean(self, a, count=False):
-        xp = get_array_module(a)
-        sums = xp.sum(a, axis=0)
+    def _batch_mean(self, sums, n, count=False):
+        xp = get_array_module(sums)
         if count:  # the samples, counted with the first sum of each forward
-            n = xp.full((1,), a.shape[0], dtype=sums.dtype, **on_device_of(xp, a))
-            total = self.communicator.all_reduce(xp.concat([sums, n]))
+            rows = xp.full((1,), n, dtype=sums.dtype, **on_device_of(xp, sums))
+            total = self.communicator.all_reduce(xp.concat([sums, rows]))
             self.count = total[-1]
             return total[:-1] / self.count
         return self.communicator.all_reduce(sums) / self.count
 
-    def _gradient_means(self, dxn):
+    def _gradient_means(self, s, sxn, n):
         """Backward's means over the whole batch, in one all-reduce. In a data-parallel step
         (:mod:`framework.sharding`) each process's ``dout`` is its shard's mean loss's
         gradient, which the step weights by the shard's share of the batch only after
         backward: the sums are weighted here first (every process's on one scale, the
         whole batch's mean loss's), and the means come back on this process's scale."""
-        xp = get_array_module(dxn)
+        xp = get_array_module(s)
         shard = sharding.current()
         share = 1.0 if shard is None else shard.share
-        sums = xp.concat([xp.sum(dxn, axis=0), xp.sum(dxn * self.xn, axis=0)])
+        sums = xp.concat([s, sxn])
         if share != 1.0:
             sums *= share
         total = self.communicator.all_reduce(sums) / self.count
         if share != 1.0:
             total /= share
-        d = dxn.shape[1]
+        d = s.shape[0]
         return total[:d], total[d:]

@@ -121,6 +121,49 @@ def test_sigmoid_and_backward(ops, backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_norm_operations(ops, backend, dtype):
+    """Batch norm's five operations, chained as the layer chains them, against the book's
+    forward pass and its backward chain (dxn, dxc, dstd, dvar, dmu: ch06's
+    ``BatchNormalization.__backward``) in float64; the running averages in place where the
+    library writes in place (a new array on JAX)."""
+    rng = np.random.default_rng(11)
+    n, d, eps, momentum = 6, 5, 1e-6, 0.9
+    x, dout = rng.standard_normal((2, n, d)) * 3 + 1
+    gamma, beta, rm, rv = rng.standard_normal((4, d))
+    rv = np.abs(rv)
+    dev = {k: backend.asarray(v.astype(dtype)) for k, v in
+           dict(x=x, dout=dout, gamma=gamma, beta=beta, rm=rm, rv=rv).items()}
+    mu = backend.xp.sum(dev["x"], axis=0) / n
+    xc, sq = ops.batch_norm_center(dev["x"], mu)
+    var = sq / n
+    out, xn, std = ops.batch_norm_normalize(xc, var, dev["gamma"], dev["beta"], eps)
+    new_rm, new_rv = ops.batch_norm_running(dev["rm"], dev["rv"], mu, var, momentum)
+    dbeta, dgamma, dxn, s, sxn = ops.batch_norm_grad_sums(dev["dout"], xn, dev["gamma"])
+    dx = ops.batch_norm_grad(dxn, xn, std, s / n, sxn / n)
+
+    want_mu = x.mean(axis=0)
+    want_xc = x - want_mu
+    want_var = np.mean(want_xc ** 2, axis=0)
+    want_std = np.sqrt(want_var + eps)
+    want_xn = want_xc / want_std
+    want_dxn = gamma * dout
+    dxc = want_dxn / want_std
+    dstd = -np.sum((want_dxn * want_xc) / (want_std * want_std), axis=0)
+    dvar = 0.5 * dstd / want_std
+    dxc += (2.0 / n) * want_xc * dvar
+    want_dx = dxc - np.sum(dxc, axis=0) / n
+    for got, want in [(out, gamma * want_xn + beta), (xn, want_xn), (std, want_std),
+                      (new_rm, momentum * rm + (1 - momentum) * want_mu),
+                      (new_rv, momentum * rv + (1 - momentum) * want_var),
+                      (dbeta, dout.sum(axis=0)), (dgamma, np.sum(want_xn * dout, axis=0)),
+                      (dxn, want_dxn), (s, want_dxn.sum(axis=0)),
+                      (sxn, np.sum(want_dxn * want_xn, axis=0)), (dx, want_dx)]:
+        assert dtype_name(got.dtype) == dtype and got.shape == want.shape
+        np.testing.assert_allclose(to_host(got), want, rtol=tol(dtype), atol=tol(dtype) * 10)
+    assert (new_rm is dev["rm"] and new_rv is dev["rv"]) == backend.mutable
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sgd_update_in_place(ops, backend, dtype):
     """In place where the library writes in place (returning the very array); JAX's arrays
     are immutable: a new one is returned."""
