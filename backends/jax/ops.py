@@ -10,9 +10,10 @@ is three of them, dropout's generator some 300. Here each operation of the contr
 ``jax.jit`` of the standard's code: one compilation per operation and kind of input,
 one dispatch per call. The arguments that pick the computation (a convolution's stride
 and padding, ReLU's ``mask``, dropout's shape, Adam's betas where they are Python
-numbers) are static; the arrays and the numbers that change from step to step (SGD's
-learning rate, the loss's scale) are traced. Inside the Trainer's compiled step
-(:mod:`framework.jit_step`) the calls are traced into the step as before.
+numbers, batch norm's epsilon and momentum) are static; the arrays and the numbers that
+change from step to step (SGD's learning rate, the loss's scale) are traced. Inside the
+Trainer's compiled step (:mod:`framework.jit_step`) the calls are traced into the step as
+before.
 ``tests/backends/test_ops.py`` compares every operation with the reference.
 
 On this project's 2-core CPU the standard's im2col measured faster than XLA's CPU
@@ -79,6 +80,7 @@ _perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4
 # were), traced inside one (the step takes the optimizer's numbers as inputs)
 _adam_by_numbers = jax.jit(StandardOps.adam_update, static_argnums=(0, 6, 7))
 _adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
+_running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
 
 
 class JaxOps(StandardOps):
@@ -106,6 +108,10 @@ class JaxOps(StandardOps):
     max_pool = _compiled(StandardOps.max_pool, "ph", "pw", "stride", "pad", "out_h", "out_w")
     max_pool_grad = _compiled(StandardOps.max_pool_grad, "ph", "pw", "stride", "pad")
     softmax_cross_entropy_grad = _compiled(StandardOps.softmax_cross_entropy_grad)
+    batch_norm_center = _compiled(StandardOps.batch_norm_center)
+    batch_norm_normalize = _compiled(StandardOps.batch_norm_normalize, "eps")
+    batch_norm_grad_sums = _compiled(StandardOps.batch_norm_grad_sums)
+    batch_norm_grad = _compiled(StandardOps.batch_norm_grad)
     sgd_update = _compiled(StandardOps.sgd_update)
     increment = _compiled(StandardOps.increment)
 
@@ -127,6 +133,11 @@ class JaxOps(StandardOps):
         numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))
         return (_adam_by_numbers if numbers else _adam_by_arrays)(self, p, g, m, v, lr_t,
                                                                  beta1, beta2)
+
+    def batch_norm_running(self, running_mean, running_var, mu, var, momentum):
+        # the momentum a constant of the computation, as a Python float (a 0-d array the
+        # layer was given is not hashable)
+        return _running(self, running_mean, running_var, mu, var, float(momentum))
 
     def perturbed_copies(self, base, index, moved, axis):
         if isinstance(moved, (int, float)):
