@@ -26,6 +26,9 @@ the ConvNets since d47c328), and imports nothing from ``scripts``, so
 ``dense:BACKEND:ACTIVATION``
     A MultiLayerNet(784, [100, 100], 10) step with ``relu`` or ``sigmoid`` hidden layers
     at batch 100 on BACKEND: milliseconds, the median of 7 windows of 20 steps.
+``batchnorm:BACKEND``
+    A MultiLayerNetExtend(784, [100, 100], 10) step with batch norm (ReLU) at batch 100 on
+    BACKEND: milliseconds, the median of 7 windows of 20 steps.
 ``host:BACKEND``
     ``asarray`` of a host batch (100 x 784 float32, what a hand-written loop sends each
     step) on BACKEND: microseconds a call, the median of 7 windows of 200 calls, each
@@ -216,13 +219,17 @@ def conv(backend_name, which, batch=32, windows=7, steps=None):
     return {"ms": 1e3 * _windows(window, steps, windows)}
 
 
-def dense(backend_name, activation, batch=100, steps=20):
+def dense(backend_name, activation, batch=100, steps=20, batchnorm=False):
     import backends
     from framework.optimizers import SGD
-    from models import MultiLayerNet
+    from models import MultiLayerNet, MultiLayerNetExtend
     backend = backends.use(backend_name)
-    net = MultiLayerNet(784, [100, 100], 10, activation=activation,
-                        weight_init_std=activation, seed=0)
+    if batchnorm:
+        net = MultiLayerNetExtend(784, [100, 100], 10, activation=activation,
+                                  weight_init_std=activation, use_batchnorm=True, seed=0)
+    else:
+        net = MultiLayerNet(784, [100, 100], 10, activation=activation,
+                            weight_init_std=activation, seed=0)
     opt = SGD(lr=0.01)
     rng = np.random.default_rng(4)
     x = backend.asarray(rng.random((batch, 784), dtype=np.float32))
@@ -233,6 +240,10 @@ def dense(backend_name, activation, batch=100, steps=20):
             opt.update(net.params, net.gradient(x, t))
         _wait(backend)
     return {"ms": 1e3 * _windows(window, steps)}
+
+
+def batchnorm(backend_name):
+    return dense(backend_name, "relu", batchnorm=True)
 
 
 def host(backend_name, calls=200):
@@ -255,6 +266,7 @@ ACTIVATIONS = ("relu", "sigmoid")
 FORMS = {"conv": (conv, "conv:BACKEND:NET", "NET", NETS, "conv:numpy:simple"),
          "dense": (dense, "dense:BACKEND:ACTIVATION", "ACTIVATION", ACTIVATIONS,
                    "dense:jax:sigmoid"),
+         "batchnorm": (batchnorm, "batchnorm:BACKEND", None, None, "batchnorm:jax"),
          "host": (host, "host:BACKEND", None, None, "host:jax")}
 PATTERNS = ", ".join(form[1] for form in FORMS.values())
 USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {PATTERNS})"

@@ -159,6 +159,9 @@ def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path,
                                         "sigmoid"),
     (["host:"], 2, "stderr", "error: 'host:': expected host:BACKEND"),
     (["host:numpy"], 0, "stdout", '{"us": '),
+    (["batchnorm:numpy:relu"], 2, "stderr", "error: 'batchnorm:numpy:relu': expected "
+                                            "batchnorm:BACKEND"),
+    (["batchnorm:numpy"], 0, "stdout", '{"ms": '),
     (["dense:numpy:sigmoid"], 0, "stdout", '{"ms": '),
     (["calls"], 0, "stdout", '{"calls": '),
 ])
