@@ -107,6 +107,7 @@ class JaxOps(StandardOps):
                        "out_w")
     max_pool = _compiled(StandardOps.max_pool, "ph", "pw", "stride", "pad", "out_h", "out_w")
     max_pool_grad = _compiled(StandardOps.max_pool_grad, "ph", "pw", "stride", "pad")
+    softmax_cross_entropy = _compiled(StandardOps.softmax_cross_entropy)
     softmax_cross_entropy_grad = _compiled(StandardOps.softmax_cross_entropy_grad)
     batch_norm_center = _compiled(StandardOps.batch_norm_center)
     batch_norm_normalize = _compiled(StandardOps.batch_norm_normalize, "eps")

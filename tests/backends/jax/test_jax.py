@@ -547,12 +547,15 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     lr = jax_backend.asarray(np.float32(0.01))
     flat, row = jax.numpy.reshape(x, (2, 108)), jax.numpy.reshape(x, (216,))[:108]
     var = row * row
+    labels = jax_backend.asarray(np.array([3, 107]))
+    rows = jax_backend.xp.arange(2)
     calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
              "relu": lambda o: o.relu(x),
              "sigmoid": lambda o: o.sigmoid(x),
              "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
+             "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
              "batch_norm_center": lambda o: o.batch_norm_center(flat, row),
              "batch_norm_normalize": lambda o: o.batch_norm_normalize(flat, var, row, row, 1e-6),
              "batch_norm_running": lambda o: o.batch_norm_running(row, row, row, row, 0.9),
