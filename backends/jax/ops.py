@@ -83,6 +83,13 @@ _adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
 _running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
 
 
+def _sgd_all(ops, params, grads, lr):
+    return {key: StandardOps.sgd_update(ops, p, grads[key], lr) for key, p in params.items()}
+
+
+_sgd_all = jax.jit(_sgd_all, static_argnums=0)
+
+
 class JaxOps(StandardOps):
     """The standard's operations, each one computation (see the module); the convolution
     on XLA's where ``xla_conv``."""
@@ -134,6 +141,12 @@ class JaxOps(StandardOps):
         numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))
         return (_adam_by_numbers if numbers else _adam_by_arrays)(self, p, g, m, v, lr_t,
                                                                  beta1, beta2)
+
+    def sgd_update_all(self, params, grads, lr):
+        # every parameter's update in one computation, each key rebound to its new array
+        new = _sgd_all(self, dict(params), {key: grads[key] for key in params}, lr)
+        for key, p in new.items():
+            params[key] = p
 
     def batch_norm_running(self, running_mean, running_var, mu, var, momentum):
         # the momentum a constant of the computation, as a Python float (a 0-d array the

@@ -545,6 +545,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     key = jax_backend.asarray(np.array([5], dtype=np.uint64))
     counter = jax_backend.asarray(np.array([2], dtype=np.uint64))
     lr = jax_backend.asarray(np.float32(0.01))
+    gW = jax_backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
     flat, row = jax.numpy.reshape(x, (2, 108)), jax.numpy.reshape(x, (216,))[:108]
     var = row * row
     labels = jax_backend.asarray(np.array([3, 107]))
@@ -556,13 +557,18 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
              "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
+             "sgd_update_all": lambda o: sgd_all(o, {"W": W, "b": b}, {"W": gW, "b": b}, lr),
              "batch_norm_center": lambda o: o.batch_norm_center(flat, row),
              "batch_norm_normalize": lambda o: o.batch_norm_normalize(flat, var, row, row, 1e-6),
              "batch_norm_running": lambda o: o.batch_norm_running(row, row, row, row, 0.9),
              "batch_norm_grad_sums": lambda o: o.batch_norm_grad_sums(flat, flat, row),
              "batch_norm_grad": lambda o: o.batch_norm_grad(flat, flat, row, row, row)}
-    # batch norm's sums of products and products then sums: XLA's multiply-adds
-    fused = {name for name in calls if name.startswith("batch_norm")}
+    def sgd_all(o, params, grads, lr):  # the updated mapping (it returns None)
+        o.sgd_update_all(params, grads, lr)
+        return params
+
+    # products then sums (batch norm's, SGD's p - lr g): XLA's multiply-adds
+    fused = {name for name in calls if name.startswith("batch_norm")} | {"sgd_update_all"}
     for name, call in calls.items():
         with compilations() as compiled:
             first = call(ops)
