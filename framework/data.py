@@ -282,9 +282,8 @@ class DeviceBatches:
         stop = min(start + self.batch_size, self.size if order is None else order.shape[0])
         if order is None:
             return self.x[start:stop, ...], self.t[start:stop, ...]
-        idx = order[start:stop]
-        # take() rather than x[idx]: a tenth faster per step in NumPy
-        return self.xp.take(self.x, idx, axis=0), self.xp.take(self.t, idx, axis=0)
+        # take() rather than x[idx]: a tenth faster per step in NumPy; one computation on JAX
+        return backends.ops_for(self.x).take_batch(self.x, self.t, order, start, stop)
 
     def __iter__(self):
         order = self.start_epoch()

@@ -15,8 +15,6 @@ step waits for the device.
 
 import time
 
-import array_api_extra as xpx
-
 import backends
 from framework.jit_step import JitStep
 from framework.step import (  # noqa: F401 (step_loss, network_dtype: public here too)
@@ -33,17 +31,14 @@ class EagerStep(Step):
         self.mode = f"eager ({reason})"
         self.losses = batches.backend.full(len(batches), 0, network_dtype(network))
         self._order = None
-        self._in_place = batches.backend.mutable  # JAX: each loss makes a new buffer
 
     def start_epoch(self, order, first=0):
         self._order = order
 
     def run(self, i):
         loss = self.train(*self.batches.batch(self._order, i))
-        if self._in_place:
-            self.losses[i] = loss
-        else:
-            self.losses = xpx.at(self.losses)[i].set(loss)
+        # in place; on JAX, whose arrays are immutable, a new buffer each step
+        self.losses = backends.ops_for(self.losses).set_at(self.losses, i, loss)
 
 
 class GraphStep(Step):

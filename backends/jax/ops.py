@@ -83,6 +83,17 @@ _adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
 _running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
 
 
+def _take_batch(x, t, order, start, size):
+    # start traced (one computation for every batch of a size), where slicing by a Python
+    # int would make it a constant
+    idx = lax.dynamic_slice_in_dim(order, start, size)
+    return jax.numpy.take(x, idx, axis=0), jax.numpy.take(t, idx, axis=0)
+
+
+_take_batch = jax.jit(_take_batch, static_argnums=4)
+_set_at = jax.jit(lambda a, i, value: a.at[i].set(value))
+
+
 def _sgd_all(ops, params, grads, lr):
     return {key: StandardOps.sgd_update(ops, p, grads[key], lr) for key, p in params.items()}
 
@@ -141,6 +152,12 @@ class JaxOps(StandardOps):
         numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))
         return (_adam_by_numbers if numbers else _adam_by_arrays)(self, p, g, m, v, lr_t,
                                                                  beta1, beta2)
+
+    def take_batch(self, x, t, order, start, stop):
+        return _take_batch(x, t, order, start, stop - start)
+
+    def set_at(self, a, i, value):
+        return _set_at(a, i, value)
 
     def sgd_update_all(self, params, grads, lr):
         # every parameter's update in one computation, each key rebound to its new array

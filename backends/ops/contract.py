@@ -234,6 +234,20 @@ class Ops(abc.ABC):
         """``dx``, shaped and laid out as ``x``: each ``dout`` added to the pixel its ``arg``
         names (added up where windows overlap)."""
 
+    # --- the Trainer's eager step ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def take_batch(self, x, t, order, start, stop):
+        """``(x[order[start:stop]], t[order[start:stop]])``: a batch of the data's rows, in
+        the epoch's ``order`` (device indices), ``start`` and ``stop`` Python ints within
+        it. The eager step gathers each batch with it."""
+
+    @abc.abstractmethod
+    def set_at(self, a, i, value):
+        """``a[i] = value`` for a 1-D ``a``, a Python int ``i`` and a 0-d ``value``; returns
+        ``a``, written in place where arrays are written in place, or a new array (JAX).
+        The eager step records each loss with it."""
+
     # --- the vectorised numerical gradient ------------------------------------------------
 
     @abc.abstractmethod

@@ -302,6 +302,13 @@ class StandardOps(Ops):
         p -= self._astype(lr_t, p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
         return p, m, v
 
+    def take_batch(self, x, t, order, start, stop):
+        idx = order[start:stop]
+        return self.xp.take(x, idx, axis=0), self.xp.take(t, idx, axis=0)
+
+    def set_at(self, a, i, value):
+        return xpx.at(a)[i].set(value)  # in place, or (JAX) a new array
+
     def perturbed_copies(self, base, index, moved, axis):
         xp = self.xp
         k, width = index.shape[0], base.shape[axis]

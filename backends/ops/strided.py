@@ -242,6 +242,10 @@ class StridedOps(StandardOps):
         e = self.xp.exp(shifted)
         return shifted, e, self._sum(e, axis=-1, keepdims=True)
 
+    def set_at(self, a, i, value):
+        a[i] = value
+        return a
+
     def perturbed_copies(self, base, index, moved, axis):
         # the copies, then each one's slice added to in place through a fancy index
         xp = self.xp

@@ -163,6 +163,24 @@ def test_batch_norm_operations(ops, backend, dtype):
     assert (new_rm is dev["rm"] and new_rv is dev["rv"]) == backend.mutable
 
 
+@pytest.mark.parametrize("start, stop", [(0, 4), (4, 8), (8, 10), (3, 3)])
+def test_take_batch_and_set_at(ops, backend, start, stop):
+    """The eager step's batch (rows ``order[start:stop]`` of the data, the last one short,
+    an empty one too) and its loss written at an index: in place (the very array) where
+    the library writes in place, a new array on JAX, the rest of it unchanged."""
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((10, 3, 2)).astype(np.float32), rng.integers(0, 9, 10)
+    order = rng.permutation(10).astype(np.int32)
+    xb, tb = ops.take_batch(backend.asarray(x), backend.asarray(t), backend.asarray(order),
+                            start, stop)
+    np.testing.assert_array_equal(to_host(xb), x[order[start:stop]])
+    np.testing.assert_array_equal(to_host(tb), t[order[start:stop]])
+    losses = backend.asarray(np.arange(5, dtype=np.float32))
+    new = ops.set_at(losses, 3, backend.asarray(np.float32(-2.5)))
+    assert (new is losses) == backend.mutable
+    np.testing.assert_array_equal(to_host(new), [0, 1, 2, -2.5, 4])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sgd_update_in_place(ops, backend, dtype):
     """In place where the library writes in place (returning the very array); JAX's arrays

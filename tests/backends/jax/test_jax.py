@@ -550,6 +550,8 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     var = row * row
     labels = jax_backend.asarray(np.array([3, 107]))
     rows = jax_backend.xp.arange(2)
+    order = jax_backend.asarray(np.array([1, 0, 1, 0], dtype=np.int32))
+    value = row[7]
     calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
              "relu": lambda o: o.relu(x),
              "sigmoid": lambda o: o.sigmoid(x),
@@ -558,6 +560,8 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
              "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
              "sgd_update_all": lambda o: sgd_all(o, {"W": W, "b": b}, {"W": gW, "b": b}, lr),
+             "take_batch": lambda o: o.take_batch(flat, labels, order, 1, 3),
+             "set_at": lambda o: o.set_at(row, 5, value),
              "batch_norm_center": lambda o: o.batch_norm_center(flat, row),
              "batch_norm_normalize": lambda o: o.batch_norm_normalize(flat, var, row, row, 1e-6),
              "batch_norm_running": lambda o: o.batch_norm_running(row, row, row, row, 0.9),
@@ -583,6 +587,10 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
                                            atol=4 * np.finfo(want.dtype).eps * np.abs(want).max())
             else:
                 np.testing.assert_array_equal(got, want, err_msg=name)
+    with compilations() as compiled:  # another step's index and batch: the same computation
+        ops.set_at(row, 6, value)
+        ops.take_batch(flat, labels, order, 2, 4)
+    assert compiled == []
 
 
 @pytest.mark.parametrize("dtype", [None, "float32", "float64", "int32", "bfloat16"])
