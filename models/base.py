@@ -28,7 +28,7 @@ import threading
 import weakref
 
 import backends
-from backends import check_same_backend, copy, get_array_module, size
+from backends import check_same_backend, copy, get_array_module, ops_for, size
 from backends.arrays import check_arrays
 from backends.dispatch import CallScope
 from framework import checkpoint
@@ -270,11 +270,8 @@ class Network:
         lam = self.weight_decay_lambda
         if not lam:
             return 0
-        total = 0
-        for key in self._decayed():
-            W = self.params[key]
-            total = total + get_array_module(W).sum(W * W)
-        return 0.5 * lam * total
+        weights = [self.params[key] for key in self._decayed()]
+        return ops_for(next(iter(self.params.values()))).weight_decay(weights, lam)
 
     def loss(self, x, t, train_flg=False):
         """Mean cross-entropy loss (plus weight decay), an array scalar on the network's backend.
@@ -393,8 +390,9 @@ class Network:
             grads[key] = getattr(layer, name)
         lam = self.weight_decay_lambda
         if lam:
-            for key in self._decayed():
-                grads[key] = grads[key] + lam * self.params[key]
+            keys = self._decayed()
+            grads.update(zip(keys, self._call.ops.weight_decay_grads(
+                [grads[key] for key in keys], [self.params[key] for key in keys], lam)))
         return grads
 
     @functools.cached_property

@@ -10,10 +10,10 @@ is three of them, dropout's generator some 300. Here each operation of the contr
 ``jax.jit`` of the standard's code: one compilation per operation and kind of input,
 one dispatch per call. The arguments that pick the computation (a convolution's stride
 and padding, ReLU's ``mask``, dropout's shape, Adam's betas where they are Python
-numbers, batch norm's epsilon and momentum) are static; the arrays and the numbers that
-change from step to step (SGD's learning rate, the loss's scale) are traced. Inside the
-Trainer's compiled step (:mod:`framework.jit_step`) the calls are traced into the step as
-before.
+numbers, batch norm's epsilon and momentum, weight decay's lambda) are static; the arrays
+and the numbers that change from step to step (SGD's learning rate, the loss's scale) are
+traced. Inside the Trainer's compiled step (:mod:`framework.jit_step`) the calls are
+traced into the step as before.
 ``tests/backends/test_ops.py`` compares every operation with the reference.
 
 On this project's 2-core CPU the standard's im2col measured faster than XLA's CPU
@@ -81,6 +81,8 @@ _perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4
 _adam_by_numbers = jax.jit(StandardOps.adam_update, static_argnums=(0, 6, 7))
 _adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
 _running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
+_decay = jax.jit(StandardOps.weight_decay, static_argnums=(0, 2))
+_decay_grads = jax.jit(StandardOps.weight_decay_grads, static_argnums=(0, 3))
 
 
 def _take_batch(x, t, order, start, size):
@@ -164,6 +166,12 @@ class JaxOps(StandardOps):
         new = _sgd_all(self, dict(params), {key: grads[key] for key in params}, lr)
         for key, p in new.items():
             params[key] = p
+
+    def weight_decay(self, weights, lam):
+        return _decay(self, list(weights), float(lam))
+
+    def weight_decay_grads(self, grads, weights, lam):
+        return _decay_grads(self, list(grads), list(weights), float(lam))
 
     def batch_norm_running(self, running_mean, running_var, mu, var, momentum):
         # the momentum a constant of the computation, as a Python float (a 0-d array the

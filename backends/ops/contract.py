@@ -164,6 +164,18 @@ class Ops(abc.ABC):
         """The input's gradient ``dx = (dxn - mean_dxn - xn mean_dxn_xn) / std (N, D)``: the
         book's chain through the mean and variance (dxc, dstd, dvar, dmu), folded."""
 
+    # --- weight decay (the book's L2 penalty, 6.4.1) --------------------------------------
+
+    @abc.abstractmethod
+    def weight_decay(self, weights, lam):
+        """``0.5 lam sum_W sum(W^2)`` over the list ``weights`` (a network's weight
+        matrices), ``lam`` a Python number: a 0-d array of their dtype."""
+
+    @abc.abstractmethod
+    def weight_decay_grads(self, grads, weights, lam):
+        """``[g + lam W for g, W in zip(grads, weights)]``: the penalty's gradient added to
+        each weight matrix's, as new arrays (the layers keep their own ``dW``)."""
+
     # --- optimizers (in place where arrays are written in place) ------------------------
     #
     # Each returns the arrays it updated: the very ones it was given, changed in place, on

@@ -284,6 +284,15 @@ class StandardOps(Ops):
         dx /= std
         return dx
 
+    def weight_decay(self, weights, lam):
+        total = 0
+        for W in weights:
+            total = total + self.xp.sum(W * W)
+        return 0.5 * lam * total
+
+    def weight_decay_grads(self, grads, weights, lam):
+        return [g + lam * W for g, W in zip(grads, weights)]
+
     def sgd_update(self, p, g, lr):
         p -= lr * g  # in place, or (JAX) a new array bound to p
         return p

@@ -163,6 +163,29 @@ def test_batch_norm_operations(ops, backend, dtype):
     assert (new_rm is dev["rm"] and new_rv is dev["rv"]) == backend.mutable
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weight_decay_and_its_gradients(ops, backend, dtype):
+    """The book's L2 penalty, 0.5 lam sum_W sum(W^2), a 0-d array of the weights' dtype,
+    and lam W added to each weight's gradient as new arrays: the gradients given are left
+    as they were (a layer's own dW)."""
+    rng = np.random.default_rng(9)
+    Ws = [rng.standard_normal(s).astype(dtype) for s in [(5, 4), (4, 3), (3, 2)]]
+    gs = [rng.standard_normal(W.shape).astype(dtype) for W in Ws]
+    Wd, gd = [backend.asarray(W) for W in Ws], [backend.asarray(g) for g in gs]
+    lam = 0.1
+    decay = ops.weight_decay(Wd, lam)
+    assert dtype_name(decay.dtype) == dtype and decay.shape == ()
+    want = 0.5 * lam * sum(np.sum(W.astype(np.float64) ** 2) for W in Ws)
+    np.testing.assert_allclose(float(decay), want, rtol=tol(dtype))
+    new = ops.weight_decay_grads(gd, Wd, lam)
+    assert len(new) == 3
+    for got, g, W, before in zip(new, gs, Ws, gd):
+        assert dtype_name(got.dtype) == dtype and got is not before
+        np.testing.assert_allclose(to_host(got), g + lam * W.astype(np.float64),
+                                   rtol=tol(dtype), atol=tol(dtype))
+        np.testing.assert_array_equal(to_host(before), g)
+
+
 @pytest.mark.parametrize("start, stop", [(0, 4), (4, 8), (8, 10), (3, 3)])
 def test_take_batch_and_set_at(ops, backend, start, stop):
     """The eager step's batch (rows ``order[start:stop]`` of the data, the last one short,

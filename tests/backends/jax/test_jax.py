@@ -561,6 +561,8 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
              "sgd_update_all": lambda o: sgd_all(o, {"W": W, "b": b}, {"W": gW, "b": b}, lr),
              "take_batch": lambda o: o.take_batch(flat, labels, order, 1, 3),
+             "weight_decay": lambda o: o.weight_decay([W, gW], 0.1),
+             "weight_decay_grads": lambda o: o.weight_decay_grads([gW, W], [W, gW], 0.1),
              "set_at": lambda o: o.set_at(row, 5, value),
              "batch_norm_center": lambda o: o.batch_norm_center(flat, row),
              "batch_norm_normalize": lambda o: o.batch_norm_normalize(flat, var, row, row, 1e-6),
@@ -571,8 +573,9 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
         o.sgd_update_all(params, grads, lr)
         return params
 
-    # products then sums (batch norm's, SGD's p - lr g): XLA's multiply-adds
-    fused = {name for name in calls if name.startswith("batch_norm")} | {"sgd_update_all"}
+    # products then sums (batch norm's, SGD's p - lr g, weight decay's): XLA's multiply-adds
+    fused = {name for name in calls if name.startswith(("batch_norm", "weight_decay"))} | \
+        {"sgd_update_all"}
     for name, call in calls.items():
         with compilations() as compiled:
             first = call(ops)
