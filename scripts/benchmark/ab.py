@@ -77,8 +77,8 @@ def main(argv=None):
                    help="trees to compare, the reference last (default: %(default)s)")
     p.add_argument("--measures", default="tiny,calls,book,numgrad",
                    help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET, "
-                        "dense:BACKEND:ACTIVATION, batchnorm:BACKEND and host:BACKEND "
-                        "too)")
+                        "dense:BACKEND:ACTIVATION, batchnorm:BACKEND, decay:BACKEND "
+                        "and host:BACKEND too)")
     p.add_argument("--rounds", type=positive, default=7)
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)

@@ -29,6 +29,8 @@ the ConvNets since d47c328), and imports nothing from ``scripts``, so
 ``batchnorm:BACKEND``
     A MultiLayerNetExtend(784, [100, 100], 10) step with batch norm (ReLU) at batch 100 on
     BACKEND: milliseconds, the median of 7 windows of 20 steps.
+``decay:BACKEND``
+    The ``dense`` ReLU step with weight decay (``weight_decay_lambda=0.1``).
 ``host:BACKEND``
     ``asarray`` of a host batch (100 x 784 float32, what a hand-written loop sends each
     step) on BACKEND: microseconds a call, the median of 7 windows of 200 calls, each
@@ -219,7 +221,7 @@ def conv(backend_name, which, batch=32, windows=7, steps=None):
     return {"ms": 1e3 * _windows(window, steps, windows)}
 
 
-def dense(backend_name, activation, batch=100, steps=20, batchnorm=False):
+def dense(backend_name, activation, batch=100, steps=20, batchnorm=False, decay=0):
     import backends
     from framework.optimizers import SGD
     from models import MultiLayerNet, MultiLayerNetExtend
@@ -229,7 +231,7 @@ def dense(backend_name, activation, batch=100, steps=20, batchnorm=False):
                                   weight_init_std=activation, use_batchnorm=True, seed=0)
     else:
         net = MultiLayerNet(784, [100, 100], 10, activation=activation,
-                            weight_init_std=activation, seed=0)
+                            weight_init_std=activation, weight_decay_lambda=decay, seed=0)
     opt = SGD(lr=0.01)
     rng = np.random.default_rng(4)
     x = backend.asarray(rng.random((batch, 784), dtype=np.float32))
@@ -244,6 +246,10 @@ def dense(backend_name, activation, batch=100, steps=20, batchnorm=False):
 
 def batchnorm(backend_name):
     return dense(backend_name, "relu", batchnorm=True)
+
+
+def decay(backend_name):
+    return dense(backend_name, "relu", decay=0.1)
 
 
 def host(backend_name, calls=200):
@@ -267,6 +273,7 @@ FORMS = {"conv": (conv, "conv:BACKEND:NET", "NET", NETS, "conv:numpy:simple"),
          "dense": (dense, "dense:BACKEND:ACTIVATION", "ACTIVATION", ACTIVATIONS,
                    "dense:jax:sigmoid"),
          "batchnorm": (batchnorm, "batchnorm:BACKEND", None, None, "batchnorm:jax"),
+         "decay": (decay, "decay:BACKEND", None, None, "decay:jax"),
          "host": (host, "host:BACKEND", None, None, "host:jax")}
 PATTERNS = ", ".join(form[1] for form in FORMS.values())
 USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {PATTERNS})"

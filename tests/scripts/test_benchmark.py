@@ -162,6 +162,7 @@ def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path,
     (["batchnorm:numpy:relu"], 2, "stderr", "error: 'batchnorm:numpy:relu': expected "
                                             "batchnorm:BACKEND"),
     (["batchnorm:numpy"], 0, "stdout", '{"ms": '),
+    (["decay:numpy"], 0, "stdout", '{"ms": '),
     (["dense:numpy:sigmoid"], 0, "stdout", '{"ms": '),
     (["calls"], 0, "stdout", '{"calls": '),
 ])
