@@ -80,6 +80,7 @@ _perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4
 # were), traced inside one (the step takes the optimizer's numbers as inputs)
 _adam_by_numbers = jax.jit(StandardOps.adam_update, static_argnums=(0, 6, 7))
 _adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
+_adam_step_size = jax.jit(StandardOps.adam_step_size, static_argnums=0)
 _running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
 _decay = jax.jit(StandardOps.weight_decay, static_argnums=(0, 2))
 _decay_grads = jax.jit(StandardOps.weight_decay_grads, static_argnums=(0, 3))
@@ -149,6 +150,11 @@ class JaxOps(StandardOps):
     def keep(self, key, counter, shape, ratio, first=0):
         return _keep(self, key, counter, tuple(int(n) for n in shape), float(ratio),
                      int(first))
+
+    def adam_step_size(self, t, lr, beta1, beta2):
+        # the numbers traced, Python's or the compiled step's alike (a learning-rate schedule
+        # changes lr without compiling again)
+        return _adam_step_size(self, t, lr, beta1, beta2)
 
     def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
         numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))

@@ -545,6 +545,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     key = jax_backend.asarray(np.array([5], dtype=np.uint64))
     counter = jax_backend.asarray(np.array([2], dtype=np.uint64))
     lr = jax_backend.asarray(np.float32(0.01))
+    count = jax_backend.full((), 3, "float32")
     gW = jax_backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
     flat, row = jax.numpy.reshape(x, (2, 108)), jax.numpy.reshape(x, (216,))[:108]
     var = row * row
@@ -558,6 +559,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
+             "adam_step_size": lambda o: o.adam_step_size(count, 0.001, 0.9, 0.999),
              "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
              "sgd_update_all": lambda o: sgd_all(o, {"W": W, "b": b}, {"W": gW, "b": b}, lr),
              "take_batch": lambda o: o.take_batch(flat, labels, order, 1, 3),
