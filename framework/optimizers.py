@@ -28,6 +28,14 @@ def _weakly(params):
         return None
 
 
+def _operations(params):
+    """The operations for ``params``' first array, resolved once an update (one backend
+    for them all), or None where there are no parameters."""
+    for p in params.values():
+        return ops_for(p)
+    return None
+
+
 def check_number(owner, name, value, low, high, *, low_open=False, high_open=True):
     """``value`` as a float inside the interval, or ``ValueError`` naming the argument and it.
     A string is refused (``"0.1"`` too, which ``float`` would read): a number is asked for."""
@@ -271,11 +279,10 @@ class Momentum(Optimizer):
     def update(self, params, grads):
         try:
             self._init_state(params)
+            ops = _operations(params)
             for key, p in params.items():
-                v = self.state["v"][key]
-                v *= self.momentum
-                v -= self.lr * grads[key]
-                p += v
+                p, v = ops.momentum_update(p, grads[key], self.state["v"][key], self.lr,
+                                           self.momentum)
                 self._keep(params, key, p, "v", v)
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)
@@ -297,12 +304,10 @@ class Nesterov(Momentum):
     def update(self, params, grads):
         try:
             self._init_state(params)
+            ops = _operations(params)
             for key, p in params.items():
-                v, g = self.state["v"][key], grads[key]
-                p += self.momentum * self.momentum * v
-                p -= (1 + self.momentum) * self.lr * g
-                v *= self.momentum
-                v -= self.lr * g
+                p, v = ops.nesterov_update(p, grads[key], self.state["v"][key], self.lr,
+                                           self.momentum)
                 self._keep(params, key, p, "v", v)
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)
@@ -321,11 +326,9 @@ class AdaGrad(Optimizer):
     def update(self, params, grads):
         try:
             self._init_state(params)
+            ops = _operations(params)
             for key, p in params.items():
-                xp = get_array_module(p)
-                h, g = self.state["h"][key], grads[key]
-                h += g * g
-                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                p, h = ops.adagrad_update(p, grads[key], self.state["h"][key], self.lr)
                 self._keep(params, key, p, "h", h)
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)
@@ -347,12 +350,10 @@ class RMSprop(Optimizer):
     def update(self, params, grads):
         try:
             self._init_state(params)
+            ops = _operations(params)
             for key, p in params.items():
-                xp = get_array_module(p)
-                h, g = self.state["h"][key], grads[key]
-                h *= self.decay_rate
-                h += (1 - self.decay_rate) * g * g
-                p -= self.lr * g / (xp.sqrt(h) + 1e-7)
+                p, h = ops.rmsprop_update(p, grads[key], self.state["h"][key], self.lr,
+                                          self.decay_rate)
                 self._keep(params, key, p, "h", h)
         except Exception:  # what kind the library raises: ours, with names
             self._explain(params, grads)

@@ -10,10 +10,10 @@ is three of them, dropout's generator some 300. Here each operation of the contr
 ``jax.jit`` of the standard's code: one compilation per operation and kind of input,
 one dispatch per call. The arguments that pick the computation (a convolution's stride
 and padding, ReLU's ``mask``, dropout's shape, Adam's betas where they are Python
-numbers, batch norm's epsilon and momentum, weight decay's lambda) are static; the arrays
-and the numbers that change from step to step (SGD's learning rate, the loss's scale) are
-traced. Inside the Trainer's compiled step (:mod:`framework.jit_step`) the calls are
-traced into the step as before.
+numbers, and so the other optimizers' momentum and decay rate, batch norm's epsilon and
+momentum, weight decay's lambda) are static; the arrays and the numbers that change from
+step to step (every learning rate, the loss's scale) are traced. Inside the Trainer's
+compiled step (:mod:`framework.jit_step`) the calls are traced into the step as before.
 ``tests/backends/test_ops.py`` compares every operation with the reference.
 
 On this project's 2-core CPU the standard's im2col measured faster than XLA's CPU
@@ -76,10 +76,26 @@ _keep = jax.jit(StandardOps.keep, static_argnums=(0, 3, 4, 5))
 # a step a Python number takes (a static constant of the computation) or an array (traced)
 _perturbed_by_number = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 3, 4))
 _perturbed_by_array = jax.jit(StandardOps.perturbed_copies, static_argnums=(0, 4))
-# Adam's betas: Python numbers outside a compiled step (constants, as the eager code's
-# were), traced inside one (the step takes the optimizer's numbers as inputs)
-_adam_by_numbers = jax.jit(StandardOps.adam_update, static_argnums=(0, 6, 7))
-_adam_by_arrays = jax.jit(StandardOps.adam_update, static_argnums=0)
+
+
+def _constants_where_numbers(method, *constants):
+    """``method`` (an optimizer's step, taking the ops object first) as two ``jax.jit``
+    computations: the arguments at the positions ``constants`` (the ops object's counted
+    as 0) static where all are Python numbers (constants of the computation, as the eager
+    code's were: an optimizer's momentum, decay rate or betas, which a run rarely
+    changes), traced where they are not (the compiled step passes the optimizer's numbers
+    as inputs). The learning rate is always traced: a schedule changes it without a
+    compilation. Arguments by position."""
+    as_constants = jax.jit(method, static_argnums=(0,) + constants)
+    traced = jax.jit(method, static_argnums=0)
+
+    @functools.wraps(method)
+    def run(self, *args):
+        numbers = all(isinstance(args[i - 1], (int, float)) for i in constants)
+        return (as_constants if numbers else traced)(self, *args)
+    return run
+
+
 _adam_step_size = jax.jit(StandardOps.adam_step_size, static_argnums=0)
 _running = jax.jit(StandardOps.batch_norm_running, static_argnums=(0, 5))
 _decay = jax.jit(StandardOps.weight_decay, static_argnums=(0, 2))
@@ -135,6 +151,11 @@ class JaxOps(StandardOps):
     batch_norm_grad_sums = _compiled(StandardOps.batch_norm_grad_sums)
     batch_norm_grad = _compiled(StandardOps.batch_norm_grad)
     sgd_update = _compiled(StandardOps.sgd_update)
+    momentum_update = _constants_where_numbers(StandardOps.momentum_update, 5)
+    nesterov_update = _constants_where_numbers(StandardOps.nesterov_update, 5)
+    adagrad_update = _compiled(StandardOps.adagrad_update)
+    rmsprop_update = _constants_where_numbers(StandardOps.rmsprop_update, 5)
+    adam_update = _constants_where_numbers(StandardOps.adam_update, 6, 7)
     increment = _compiled(StandardOps.increment)
 
     def conv(self, x, W, b, stride, pad, out_h, out_w):
@@ -155,11 +176,6 @@ class JaxOps(StandardOps):
         # the numbers traced, Python's or the compiled step's alike (a learning-rate schedule
         # changes lr without compiling again)
         return _adam_step_size(self, t, lr, beta1, beta2)
-
-    def adam_update(self, p, g, m, v, lr_t, beta1, beta2):
-        numbers = isinstance(beta1, (int, float)) and isinstance(beta2, (int, float))
-        return (_adam_by_numbers if numbers else _adam_by_arrays)(self, p, g, m, v, lr_t,
-                                                                 beta1, beta2)
 
     def take_batch(self, x, t, order, start, stop):
         return _take_batch(x, t, order, start, stop - start)

@@ -209,6 +209,28 @@ class Ops(abc.ABC):
         1e-7)``; ``lr_t`` the 0-d array of :meth:`adam_step_size`, taken in p's dtype
         first. Returns ``(p, m, v)``."""
 
+    @abc.abstractmethod
+    def momentum_update(self, p, g, v, lr, momentum):
+        """Momentum's step: ``v *= momentum; v -= lr g; p += v`` (the velocity ``v`` of
+        ``p``'s shape and dtype; ``lr`` and ``momentum`` numbers, or a compiled step's
+        tracers). Returns ``(p, v)``."""
+
+    @abc.abstractmethod
+    def nesterov_update(self, p, g, v, lr, momentum):
+        """Nesterov's step in the book's form, with ``v`` the velocity before it: ``p +=
+        (momentum momentum) v; p -= ((1 + momentum) lr) g; v *= momentum; v -= lr g``, the
+        numbers' products taken first. Returns ``(p, v)``."""
+
+    @abc.abstractmethod
+    def adagrad_update(self, p, g, h, lr):
+        """AdaGrad's step: ``h += g g; p -= (lr g) / (sqrt(h) + 1e-7)``, ``h`` the sum of
+        squared gradients. Returns ``(p, h)``."""
+
+    @abc.abstractmethod
+    def rmsprop_update(self, p, g, h, lr, decay_rate):
+        """RMSprop's step: ``h *= decay_rate; h += ((1 - decay_rate) g) g; p -= (lr g) /
+        (sqrt(h) + 1e-7)``, ``1 - decay_rate`` taken first. Returns ``(p, h)``."""
+
     # --- convolution and pooling ----------------------------------------------------------
 
     @abc.abstractmethod

@@ -311,6 +311,30 @@ class StandardOps(Ops):
         p -= self._astype(lr_t, p.dtype) * m / (self.xp.sqrt(v) + 1e-7)
         return p, m, v
 
+    def momentum_update(self, p, g, v, lr, momentum):
+        v *= momentum
+        v -= lr * g
+        p += v
+        return p, v
+
+    def nesterov_update(self, p, g, v, lr, momentum):
+        p += momentum * momentum * v
+        p -= (1 + momentum) * lr * g
+        v *= momentum
+        v -= lr * g
+        return p, v
+
+    def adagrad_update(self, p, g, h, lr):
+        h += g * g
+        p -= lr * g / (self.xp.sqrt(h) + 1e-7)
+        return p, h
+
+    def rmsprop_update(self, p, g, h, lr, decay_rate):
+        h *= decay_rate
+        h += (1 - decay_rate) * g * g
+        p -= lr * g / (self.xp.sqrt(h) + 1e-7)
+        return p, h
+
     def take_batch(self, x, t, order, start, stop):
         idx = order[start:stop]
         return self.xp.take(x, idx, axis=0), self.xp.take(t, idx, axis=0)

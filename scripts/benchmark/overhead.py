@@ -31,6 +31,9 @@ the ConvNets since d47c328), and imports nothing from ``scripts``, so
     BACKEND: milliseconds, the median of 7 windows of 20 steps.
 ``decay:BACKEND``
     The ``dense`` ReLU step with weight decay (``weight_decay_lambda=0.1``).
+``optimizer:BACKEND:NAME``
+    The ``dense`` ReLU step updated by the optimizer NAME (``sgd``, ``momentum``,
+    ``nesterov``, ``adagrad``, ``rmsprop`` or ``adam``, the book's defaults, lr 0.01).
 ``host:BACKEND``
     ``asarray`` of a host batch (100 x 784 float32, what a hand-written loop sends each
     step) on BACKEND: microseconds a call, the median of 7 windows of 200 calls, each
@@ -221,9 +224,10 @@ def conv(backend_name, which, batch=32, windows=7, steps=None):
     return {"ms": 1e3 * _windows(window, steps, windows)}
 
 
-def dense(backend_name, activation, batch=100, steps=20, batchnorm=False, decay=0):
+def dense(backend_name, activation, batch=100, steps=20, batchnorm=False, decay=0,
+          optimizer="sgd"):
     import backends
-    from framework.optimizers import SGD
+    from framework.optimizers import get_optimizer
     from models import MultiLayerNet, MultiLayerNetExtend
     backend = backends.use(backend_name)
     if batchnorm:
@@ -232,7 +236,7 @@ def dense(backend_name, activation, batch=100, steps=20, batchnorm=False, decay=
     else:
         net = MultiLayerNet(784, [100, 100], 10, activation=activation,
                             weight_init_std=activation, weight_decay_lambda=decay, seed=0)
-    opt = SGD(lr=0.01)
+    opt = get_optimizer(optimizer, {"lr": 0.01})
     rng = np.random.default_rng(4)
     x = backend.asarray(rng.random((batch, 784), dtype=np.float32))
     t = backend.asarray(rng.integers(0, 10, batch))
@@ -252,6 +256,10 @@ def decay(backend_name):
     return dense(backend_name, "relu", decay=0.1)
 
 
+def optimizer(backend_name, name):
+    return dense(backend_name, "relu", optimizer=name)
+
+
 def host(backend_name, calls=200):
     import backends
     backend = backends.use(backend_name)
@@ -267,6 +275,7 @@ def host(backend_name, calls=200):
 MEASURES = {"tiny": tiny, "calls": calls, "book": book, "numgrad": numgrad}
 NETS = ("simple", "deep")
 ACTIVATIONS = ("relu", "sigmoid")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 #: the measures named with their arguments: (function, pattern, its last part's name and
 #: choices where it has them, an example)
 FORMS = {"conv": (conv, "conv:BACKEND:NET", "NET", NETS, "conv:numpy:simple"),
@@ -274,6 +283,8 @@ FORMS = {"conv": (conv, "conv:BACKEND:NET", "NET", NETS, "conv:numpy:simple"),
                    "dense:jax:sigmoid"),
          "batchnorm": (batchnorm, "batchnorm:BACKEND", None, None, "batchnorm:jax"),
          "decay": (decay, "decay:BACKEND", None, None, "decay:jax"),
+         "optimizer": (optimizer, "optimizer:BACKEND:NAME", "NAME", OPTIMIZERS,
+                       "optimizer:jax:adam"),
          "host": (host, "host:BACKEND", None, None, "host:jax")}
 PATTERNS = ", ".join(form[1] for form in FORMS.values())
 USAGE = f"usage: overhead.py MEASURE (one of {', '.join(MEASURES)}, or {PATTERNS})"

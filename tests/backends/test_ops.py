@@ -265,6 +265,44 @@ def test_adam_step_size_and_update(ops, backend, dtype):
         np.testing.assert_allclose(to_host(got), want, rtol=10 * tol(dtype), atol=tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule", ["momentum", "nesterov", "adagrad", "rmsprop"])
+def test_optimizer_steps(ops, backend, dtype, rule):
+    """Three steps of each of chapter 6's other optimizers against its formula in float64
+    on the host; the parameter and the state written in place (the very arrays returned)
+    where the library writes in place, new arrays on JAX."""
+    rng = np.random.default_rng(5)
+    p, s = rng.standard_normal((2, 30, 7)).astype(dtype)
+    if rule in ("adagrad", "rmsprop"):  # sums of squares
+        s = np.abs(s)
+    pd, sd = backend.asarray(p.copy()), backend.asarray(s.copy())
+    p, s = p.astype(np.float64), s.astype(np.float64)
+    lr, mu, decay = 0.05, 0.9, 0.99
+    for _ in range(3):
+        g = rng.standard_normal((30, 7)).astype(dtype)
+        given, gd, g = (pd, sd), backend.asarray(g), g.astype(np.float64)
+        if rule == "momentum":
+            pd, sd = ops.momentum_update(pd, gd, sd, lr, mu)
+            s = mu * s - lr * g
+            p = p + s
+        elif rule == "nesterov":  # the velocity before the step's in p's
+            pd, sd = ops.nesterov_update(pd, gd, sd, lr, mu)
+            p = p + mu * mu * s - (1 + mu) * lr * g
+            s = mu * s - lr * g
+        elif rule == "adagrad":
+            pd, sd = ops.adagrad_update(pd, gd, sd, lr)
+            s = s + g * g
+            p = p - lr * g / (np.sqrt(s) + 1e-7)
+        else:
+            pd, sd = ops.rmsprop_update(pd, gd, sd, lr, decay)
+            s = decay * s + (1 - decay) * g * g
+            p = p - lr * g / (np.sqrt(s) + 1e-7)
+        assert all((a is b) == backend.mutable for a, b in zip((pd, sd), given))
+    for got, want in ((pd, p), (sd, s)):
+        assert to_host(got).dtype == np.dtype(dtype)
+        np.testing.assert_allclose(to_host(got), want, rtol=10 * tol(dtype), atol=tol(dtype))
+
+
 @pytest.mark.parametrize("shape", [(7,), (100, 50), (100, 16, 14, 14)])
 def test_uniform_draws_the_same_numbers_on_every_backend(ops, backend, shape):
     """Dropout's generator: the kernel on CuPy, the plain CuPy and NumPy array code all

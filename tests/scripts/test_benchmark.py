@@ -163,6 +163,10 @@ def test_the_other_benchmarks_check_their_numbers_before_anything_runs(tmp_path,
                                             "batchnorm:BACKEND"),
     (["batchnorm:numpy"], 0, "stdout", '{"ms": '),
     (["decay:numpy"], 0, "stdout", '{"ms": '),
+    (["optimizer:numpy:rmsprop"], 0, "stdout", '{"ms": '),
+    (["optimizer:numpy:adamw"], 2, "stderr", "error: 'optimizer:numpy:adamw': expected "
+                                             "optimizer:BACKEND:NAME with NAME one of sgd, "
+                                             "momentum, nesterov, adagrad, rmsprop, adam"),
     (["dense:numpy:sigmoid"], 0, "stdout", '{"ms": '),
     (["calls"], 0, "stdout", '{"calls": '),
 ])

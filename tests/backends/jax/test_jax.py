@@ -544,7 +544,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     b = jax_backend.asarray(rng.standard_normal(4).astype(np.float32))
     key = jax_backend.asarray(np.array([5], dtype=np.uint64))
     counter = jax_backend.asarray(np.array([2], dtype=np.uint64))
-    lr = jax_backend.asarray(np.float32(0.01))
+    lr, lr_next = (jax_backend.asarray(np.float32(r)) for r in (0.01, 0.02))
     count = jax_backend.full((), 3, "float32")
     gW = jax_backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
     flat, row = jax.numpy.reshape(x, (2, 108)), jax.numpy.reshape(x, (216,))[:108]
@@ -553,6 +553,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     rows = jax_backend.xp.arange(2)
     order = jax_backend.asarray(np.array([1, 0, 1, 0], dtype=np.int32))
     value = row[7]
+    b4, squares = gW * 0.5, gW * gW  # a velocity, a sum of squared gradients
     calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
              "relu": lambda o: o.relu(x),
              "sigmoid": lambda o: o.sigmoid(x),
@@ -560,6 +561,10 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
              "adam_step_size": lambda o: o.adam_step_size(count, 0.001, 0.9, 0.999),
+             "momentum_update": lambda o: o.momentum_update(W, gW, b4, 0.01, 0.9),
+             "nesterov_update": lambda o: o.nesterov_update(W, gW, b4, 0.01, 0.9),
+             "adagrad_update": lambda o: o.adagrad_update(W, gW, squares, 0.01),
+             "rmsprop_update": lambda o: o.rmsprop_update(W, gW, squares, 0.01, 0.99),
              "softmax_cross_entropy": lambda o: o.softmax_cross_entropy(flat, labels, rows),
              "sgd_update_all": lambda o: sgd_all(o, {"W": W, "b": b}, {"W": gW, "b": b}, lr),
              "take_batch": lambda o: o.take_batch(flat, labels, order, 1, 3),
@@ -575,9 +580,11 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
         o.sgd_update_all(params, grads, lr)
         return params
 
-    # products then sums (batch norm's, SGD's p - lr g, weight decay's): XLA's multiply-adds
+    # products then sums (batch norm's, the optimizers' p - lr g, weight decay's): XLA's
+    # multiply-adds
     fused = {name for name in calls if name.startswith(("batch_norm", "weight_decay"))} | \
-        {"sgd_update_all"}
+        {"sgd_update_all", "momentum_update", "nesterov_update", "adagrad_update",
+         "rmsprop_update"}
     for name, call in calls.items():
         with compilations() as compiled:
             first = call(ops)
@@ -592,9 +599,11 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
                                            atol=4 * np.finfo(want.dtype).eps * np.abs(want).max())
             else:
                 np.testing.assert_array_equal(got, want, err_msg=name)
-    with compilations() as compiled:  # another step's index and batch: the same computation
-        ops.set_at(row, 6, value)
+    with compilations() as compiled:  # another step's index, batch and learning rate: the
+        ops.set_at(row, 6, value)  # same computations
         ops.take_batch(flat, labels, order, 2, 4)
+        ops.momentum_update(W, gW, b4, 0.02, 0.9)
+        ops.adam_update(W, W, W, W, lr_next, 0.9, 0.999)
     assert compiled == []
 
 
