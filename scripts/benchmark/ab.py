@@ -76,9 +76,7 @@ def main(argv=None):
     p.add_argument("--commits", default="a633f91,d47c328,fc65c36,.",
                    help="trees to compare, the reference last (default: %(default)s)")
     p.add_argument("--measures", default="tiny,calls,book,numgrad",
-                   help="overhead.py's measures (default: %(default)s; conv:BACKEND:NET, "
-                        "dense:BACKEND:ACTIVATION, batchnorm:BACKEND, decay:BACKEND "
-                        "and host:BACKEND too)")
+                   help=f"overhead.py's measures (default: %(default)s; {overhead.PATTERNS} too)")
     p.add_argument("--rounds", type=positive, default=7)
     p.add_argument("--out", help="also write the table to this file")
     args = p.parse_args(argv)
