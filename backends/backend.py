@@ -177,7 +177,8 @@ class Backend:
 
     @classmethod
     def is_device_array(cls, x):
-        """Whether reading ``x``'s values means waiting for an accelerator."""
+        """Whether reading ``x``'s values means waiting for an accelerator or an asynchronous
+        runtime (the queued work that computes them)."""
         return False
 
     @classmethod

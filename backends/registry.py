@@ -385,8 +385,9 @@ class Registry:
         return self.class_of(x).device_of(x)
 
     def is_device_array(self, x):
-        """True where reading ``x``'s values means waiting for an accelerator (CuPy, or a
-        PyTorch tensor on CUDA or MPS): such values are never read in a hot loop."""
+        """True where reading ``x``'s values means waiting for an accelerator or an
+        asynchronous runtime (CuPy, a PyTorch tensor on CUDA or MPS, any JAX array): such
+        values are never read in a hot loop."""
         if type(x) is numpy.ndarray or not is_array(x):
             return False
         return self.class_of(x).is_device_array(x)

@@ -167,7 +167,7 @@ class SoftmaxWithLoss(Layer):
         if t.ndim == 1:
             # The operations raise for a label outside the classes on the host where they
             # say so (NumPy's, PyTorch's wing: ``raises_for_bad_labels``) and give a NaN
-            # loss on a device (reading the labels would stall every GPU step: the
+            # loss on a device and on JAX (reading the labels would stall every step: the
             # Trainer checks its data once, where it is sent). The standard's gather on
             # the host need not raise, and such labels are cheap to look at: those are
             # looked at each call.
