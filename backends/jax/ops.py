@@ -85,12 +85,15 @@ def _constants_where_numbers(method, *constants):
     code's were: an optimizer's momentum, decay rate or betas, which a run rarely
     changes), traced where they are not (the compiled step passes the optimizer's numbers
     as inputs). The learning rate is always traced: a schedule changes it without a
-    compilation. Arguments by position."""
+    compilation. Arguments by position or by name."""
     as_constants = jax.jit(method, static_argnums=(0,) + constants)
     traced = jax.jit(method, static_argnums=0)
+    signature = inspect.signature(method)
 
     @functools.wraps(method)
-    def run(self, *args):
+    def run(self, *args, **kwargs):
+        if kwargs:  # by name: as positions, which the computations' static ones are
+            args = signature.bind(self, *args, **kwargs).args[1:]
         numbers = all(isinstance(args[i - 1], (int, float)) for i in constants)
         return (as_constants if numbers else traced)(self, *args)
     return run

@@ -632,7 +632,10 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
         ops.take_batch(flat, labels, order, 2, 4)
         ops.momentum_update(W, gW, b4, 0.02, 0.9)
         ops.adam_update(W, W, W, W, lr_next, 0.9, 0.999)
+        by_name = ops.rmsprop_update(W, gW, h=squares, lr=0.01, decay_rate=0.99)
     assert compiled == []
+    for got, want in zip(by_name, calls["rmsprop_update"](ops)):  # the contract's names
+        np.testing.assert_array_equal(to_host(got), to_host(want))
 
 
 @pytest.mark.parametrize("dtype", [None, "float32", "float64", "int32", "bfloat16"])
