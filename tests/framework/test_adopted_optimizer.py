@@ -76,17 +76,36 @@ def test_a_readers_own_optimizer_trains_as_ours(backend, mine, ours):
     assert "(an optimizer of your own)" in repr(own.optimizer)
 
 
-@pytest.mark.parametrize("make", [lambda: BookMomentum(lr=0.1), lambda: BookAdam(lr=0.01)])
+class CountingMomentum(BookMomentum):
+    """The book's Momentum counting its updates in ``t``: a number of its own, an int."""
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr, momentum)
+        self.t = 0
+
+    def update(self, params, grads):
+        super().update(params, grads)
+        self.t += 1
+
+
+@pytest.mark.parametrize("make", [lambda: BookMomentum(lr=0.1), lambda: BookAdam(lr=0.01),
+                                  lambda: CountingMomentum(lr=0.1)])
 def test_a_readers_own_optimizer_resumes_bit_for_bit(backend, tmp_path, make):
-    """Its numbers (Adam's ``iter``) and its dicts of arrays (``v``, ``m``) are kept in the
-    checkpoint and put back: a run stopped after epoch 2 of 4 ends as one never stopped."""
+    """Its numbers (Adam's ``iter``, a count of its own: ints again, never floats) and its
+    dicts of arrays (``v``, ``m``) are kept in the checkpoint and put back: a run stopped
+    after epoch 2 of 4 ends as one never stopped."""
     whole = make_trainer(optimizer=make(), epochs=4)
     whole.train()
     path = str(tmp_path / "run.npz")
     make_trainer(optimizer=make(), epochs=2, checkpoint=path).train()
     resumed = make_trainer(optimizer=make(), epochs=4, checkpoint=path, resume=True)
-    if isinstance(resumed.optimizer.inner, BookAdam):
-        assert resumed.optimizer.inner.iter == 2 * resumed.iter_per_epoch
+    inner = resumed.optimizer.inner
+    if isinstance(inner, (BookAdam, CountingMomentum)):  # an int count comes back an int
+        count = "iter" if isinstance(inner, BookAdam) else "t"
+        assert getattr(inner, count) == 2 * resumed.iter_per_epoch
+        assert type(getattr(inner, count)) is int
+    for name, value in vars(make()).items():  # each number of the kind it was made
+        assert type(getattr(resumed.optimizer.inner, name)) is type(value) or value is None, name
     resumed.train()
     assert resumed.train_loss_list == whole.train_loss_list
     for key, p in whole.network.params.items():

@@ -299,14 +299,31 @@ def test_without_64_bits_jax_trains_in_float32_and_says_what_float64_needs(tmp_p
 def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
     """The trace lends the network, its layers and the optimizer JAX's tracers; after it
     nothing holds one (a tracer read outside its trace raises, and keeps the trace's memory
-    alive): the last loss is the one from before, the layers' saved arrays are freed, the
-    learning rate is the number it was. Driven by hand: no evaluation traced after it."""
+    alive): the last loss is the one from before, the layers' saved arrays are freed, a
+    reader's layer holds nothing its trace made, the learning rate is the number it was.
+    Driven by hand: no evaluation traced after it."""
     import jax
     from framework.jit_step import JitStep
+    from framework.layers import Layer
     from framework.optimizers import Adam
+
+    class Keeping(Layer):
+        """A reader's identity layer that keeps its input under a name of its own, made
+        by its first forward and not in ``saved``: a trace must take that away too."""
+
+        def forward(self, x):
+            self.seen = x
+            return x
+
+        def backward(self, dout):
+            return dout
+
     net, opt, data64 = deep(), Adam(lr=0.01), batches()
+    net.layers["Keeping"] = Keeping()  # put in (and so taken in), then made the first
+    net.layers.move_to_end("Keeping", last=False)
     net.loss(data64.x[:4, ...], data64.t[:4])
     before = net.last_loss
+    del net.layers["Keeping"].seen  # the trace below is the first forward to make it
     step = JitStep(net, opt, data64)
     step.start_epoch(data64.start_epoch())
     step.run(0)
@@ -316,6 +333,9 @@ def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
             for layer in [*net.layers.values(), net.last_layer] for attr in layer.saved}
     assert [name for name, value in held.items() if isinstance(value, jax.core.Tracer)] == []
     assert all(value is None for value in held.values()), held
+    anywhere = [f"{layer.name}.{attr}" for layer in [*net.layers.values(), net.last_layer]
+                for attr, value in vars(layer).items() if isinstance(value, jax.core.Tracer)]
+    assert anywhere == [] and not hasattr(net.layers["Keeping"], "seen"), anywhere
     assert opt.lr == 0.01 and not isinstance(opt.lr, jax.core.Tracer)
 
 
