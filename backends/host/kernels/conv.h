@@ -10,7 +10,9 @@
    - xpnet_conv and xpnet_conv_dw (the grid kernels) compute a block of consecutive
      grid positions at once, a few vector registers filled by unaligned loads, whatever
      the number of filters; a block's valid outputs go to the compact channel-major
-     output (F, N, oh, ow) and the rest (a border's worth of work) is dropped. dW sums
+     output (F, N, oh, ow) and the rest (a border's worth of work) is dropped. The
+     forward keeps GF filters x JB vectors of positions in registers (prelude.h): each
+     tap's JB loads feed GF x JB multiply-adds. dW sums
      dout placed on the same grid, zero where there is no output, against the shifted rows.
    - xpnet_conv_px and xpnet_conv_dw_px vectorise over the filters instead: a block of
      valid output pixels times up to four vectors of filters (laid out (C, fh, fw, F)),
@@ -29,7 +31,7 @@ typedef T NAME(uvec) __attribute__((vector_size(VB), aligned(sizeof(T)), may_ali
 
 /* The block's valid outputs (grid row y < oh, column x < ow) to the compact
    (F, N, oh, ow) output, a run of a grid row at a time. */
-INLINE void NAME(store_runs)(const int nf, T tmp[FB][BLEN], T* out, long os, long j0,
+INLINE void NAME(store_runs)(const int nf, T tmp[GF][BLEN], T* out, long os, long j0,
                              long hp, long wp, long oh, long ow, long cells)
 {
     const long image = hp * wp;
@@ -51,10 +53,10 @@ INLINE void NAME(store_runs)(const int nf, T tmp[FB][BLEN], T* out, long os, lon
 }
 
 INLINE void NAME(conv_block)(const int nf, const T* x, long xs, const T* w, const T* b,
-                             int C, int KH, int KW, long wp, long j0, T tmp[FB][BLEN])
+                             int C, int KH, int KW, long wp, long j0, T tmp[GF][BLEN])
 {
     const long taps = (long)C * KH * KW;
-    VEC acc[FB][JB];
+    VEC acc[GF][JB];
     for (int a = 0; a < nf; ++a)
         for (int v = 0; v < JB; ++v) acc[a][v] = (VEC){0} + b[a];
     for (int c = 0; c < C; ++c) {
@@ -83,13 +85,19 @@ void NAME(xpnet_conv)(const T* x, long xs, const T* w, const T* b, int F, int C,
                       long lo, long hi)
 {
     const long per_filter = (long)C * KH * KW;
-    T tmp[FB][BLEN] __attribute__((aligned(64)));
+    T tmp[GF][BLEN] __attribute__((aligned(64)));
     for (long j0 = lo; j0 < hi; j0 += BLEN) {
         int f = 0;
-        for (; f + FB <= F; f += FB) {
+        for (; f + GF <= F; f += GF) {
+            NAME(conv_block)(GF, x, xs, w + f * per_filter, b + f, C, KH, KW, wp, j0, tmp);
+            NAME(store_runs)(GF, tmp, out + f * os, os, j0, hp, wp, oh, ow, cells);
+        }
+#if GF > FB
+        for (; f + FB <= F; f += FB) {  /* the rest, FB at a time */
             NAME(conv_block)(FB, x, xs, w + f * per_filter, b + f, C, KH, KW, wp, j0, tmp);
             NAME(store_runs)(FB, tmp, out + f * os, os, j0, hp, wp, oh, ow, cells);
         }
+#endif
         for (; f < F; ++f) {
             NAME(conv_block)(1, x, xs, w + f * per_filter, b + f, C, KH, KW, wp, j0, tmp);
             NAME(store_runs)(1, tmp, out + f * os, os, j0, hp, wp, oh, ow, cells);

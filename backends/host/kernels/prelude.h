@@ -7,16 +7,22 @@
 
 #ifdef __AVX512F__
 #define VB 64  /* bytes in a vector register */
-#define JB 4   /* vectors of outputs a grid block keeps in registers, per filter */
+#define JB 3   /* vectors of outputs a grid block keeps in registers, per filter */
+#define GF 8   /* filters a grid block keeps in registers: GF x JB accumulators */
 #define PB 6   /* pixels (or taps) a filter-vectorised block keeps in registers */
 #else
 #define VB 32
 #define JB 2
+#if defined(__AVX2__)
+#define GF 6   /* AVX2's 16 registers: 12 accumulators */
+#else
+#define GF 4   /* other targets: not measured with more */
+#endif
 #define PB 3
 #endif
 #define FV 4   /* vectors of filters a filter-vectorised block keeps in registers */
 #define PX_CHUNK 128  /* pixels a filter-vectorised dW pass sums at a time: in L1 */
-#define FB 4   /* filters a block keeps in registers */
+#define FB 4   /* filters a dW block keeps in registers (and a grid block past GF's) */
 #define CB 4   /* filter taps a dW block keeps in registers */
 #include <string.h>
 #define INLINE static inline __attribute__((always_inline))
