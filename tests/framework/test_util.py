@@ -23,6 +23,9 @@ def test_smooth_curve_is_the_books():
     np.testing.assert_array_equal(smooth_curve(losses), books_smooth_curve(losses))
     np.testing.assert_array_equal(smooth_curve(list(losses[:30])), books_smooth_curve(losses[:30]))
     assert smooth_curve([1.0, 2.0]).tolist() == [1.0, 2.0]  # shorter than the window
+    # exactly the window's length: smoothed as the book smooths it (only shorter is kept)
+    np.testing.assert_array_equal(smooth_curve(losses[:11]), books_smooth_curve(losses[:11]))
+    assert not np.array_equal(smooth_curve(losses[:11]), losses[:11])
     with pytest.raises(ValueError, match=r"^smooth_curve: window must be a whole number"):
         smooth_curve(losses, window=0)
     with pytest.raises(ValueError, match=r"^smooth_curve: expected a curve"):

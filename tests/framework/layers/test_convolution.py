@@ -178,6 +178,10 @@ def test_bad_shapes_name_the_layer(xp):
     with pytest.raises(ValueError, match=r"Conv1: a 5x5 filter does not fit the padded 9x4 "
                                          r"input \(input \(N, 3, 9, 4\), pad 0\)"):
         layer.forward(backends.to_device(np.zeros((2, 3, 9, 4))))  # tall enough, too narrow
+    with pytest.raises(ValueError, match=r"Conv1: a 5x5 filter does not fit the padded 4x9 "):
+        layer.forward(backends.to_device(np.zeros((2, 3, 4, 9))))  # one row short, wide enough
+    # the filter exactly as large as the input: one output pixel, no error
+    assert layer.forward(backends.to_device(np.zeros((2, 3, 5, 5)))).shape == (2, 4, 1, 1)
     with pytest.raises(ValueError, match=r"Conv1: expected images of shape \(N, C, H, W\), got "
                                          r"shape \(2, 784\)"):
         layer.forward(backends.to_device(np.zeros((2, 784))))

@@ -170,3 +170,45 @@ def test_required_backend_turns_its_skips_into_failures(tmp_path):
 
     bad = run_required(tmp_path, "--xpnet-require", "cuda")
     assert bad.returncode != 0 and "unknown backend(s) ['cuda']" in bad.stderr, bad.stderr
+
+
+HELD_TEST = '''
+import importlib.util
+
+import array_api_strict
+
+DEFAULT = array_api_strict.get_array_api_strict_flags()["api_version"]  # before any test
+
+def test_held(backend, xp):
+    if backend.name == "array_api_strict":  # the standard's version xpnet keeps to
+        assert array_api_strict.get_array_api_strict_flags()["api_version"] == "2024.12"
+    # float64 computes as float64, where a switch of the library's holds it back too (JAX)
+    assert xp.asarray([1.0], dtype=xp.float64).dtype == xp.float64
+
+def test_after():  # each given back after the test
+    assert array_api_strict.get_array_api_strict_flags()["api_version"] == DEFAULT
+    if importlib.util.find_spec("jax") is not None:
+        import jax
+        assert not jax.config.jax_enable_x64
+'''
+
+
+def test_a_users_test_is_held_to_the_standard_and_computes_in_float64(tmp_path):
+    """The backend fixture holds array-api-strict to the standard's 2024.12 (its own default
+    is newer: a later function would pass unseen) and gives JAX float64 without
+    ``JAX_ENABLE_X64`` in the user's environment (a float64 gradient check there computed in
+    float32); after the test both are as they were."""
+    (tmp_path / "test_held.py").write_text(HELD_TEST)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XPNET_BACKEND", "XPNET_DEVICE", "JAX_ENABLE_X64")}
+    env.update(PYTHONPATH=ROOT)
+    names = "array_api_strict,jax" if backends.backend_class("jax").usable()[0] \
+        else "array_api_strict"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "framework.testing",
+                        "-p", "no:cacheprovider", f"--xpnet-backend={names}", "-W",
+                        "error::UserWarning", str(tmp_path / "test_held.py")],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in names.split(","):
+        assert f"test_held[{name}] PASSED" in r.stdout
+    assert "test_after PASSED" in r.stdout
