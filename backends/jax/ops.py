@@ -123,6 +123,13 @@ def _sgd_all(ops, params, grads, lr):
 _sgd_all = jax.jit(_sgd_all, static_argnums=0)
 
 
+def _placement(where, length, count):
+    """``lax.pad``'s ``(low, high, interior)`` for one axis: ``count`` elements put at the
+    positions of the slice ``where`` (a start, a step) in an axis of ``length``."""
+    start, step = where.start or 0, where.step or 1
+    return start, length - (start + (count - 1) * step + 1), step - 1
+
+
 class JaxOps(StandardOps):
     """The standard's operations, each one computation (see the module); the convolution
     on XLA's where ``xla_conv``."""
@@ -185,6 +192,29 @@ class JaxOps(StandardOps):
 
     def set_at(self, a, i, value):
         return _set_at(a, i, value)
+
+    # Windows placed by padding, not written in. The reference's ``at(img)[..., rows,
+    # cols].add(part)`` becomes, in XLA, an update of ``img`` per window, one after the
+    # other (a dynamic-update-slice, or a scatter for a strided window such as pooling's,
+    # which XLA's CPU code runs an element at a time); ``img + pad(part)`` for every
+    # window fuses into one pass that writes ``img`` once. The values are the
+    # reference's, element for element (docs/performance.md, "JAX", for the time).
+
+    def _padded(self, x, pad, fill):
+        if not pad:
+            return x
+        edges = [(0, 0, 0)] * (x.ndim - 2) + [(pad, pad, 0)] * 2
+        return lax.pad(x, jax.numpy.asarray(fill, dtype=x.dtype), edges)
+
+    def _into_window(self, img, rows, cols, part, add=True):
+        edges = [(0, 0, 0)] * (img.ndim - 2) + [
+            _placement(rows, img.shape[-2], part.shape[-2]),
+            _placement(cols, img.shape[-1], part.shape[-1])]
+        placed = lax.pad(part, jax.numpy.zeros((), dtype=part.dtype), edges)
+        if add:
+            return img + placed
+        inside = lax.pad(jax.numpy.ones(part.shape, dtype=bool), False, edges)
+        return jax.numpy.where(inside, placed, img)
 
     def sgd_update_all(self, params, grads, lr):
         # every parameter's update in one computation, each key rebound to its new array

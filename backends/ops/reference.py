@@ -109,13 +109,14 @@ class StandardOps(Ops):
 
     def _planes(self, x, pad):
         """``x (N, C, H, W)`` as zero-padded planes ``(C, N, H + 2 pad, W + 2 pad)``."""
-        xp = self.xp
-        planes = xp.permute_dims(x, (1, 0, 2, 3))
-        if not pad:
-            return planes
-        c, n, h, w = planes.shape
-        out = xp.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=x.dtype, **on_device_of(xp, x))
-        return xpx.at(out)[:, :, pad:pad + h, pad:pad + w].set(planes)
+        return self._padded(self.xp.permute_dims(x, (1, 0, 2, 3)), pad, 0)
+
+    def _into_window(self, img, rows, cols, part, add=True):
+        """``img`` with ``part`` added into (``add``), or written over, its strided window
+        ``img[..., rows, cols]``: in place where the library writes in place, a new array
+        on JAX (whose wing places the window by padding instead: :mod:`backends.jax.ops`)."""
+        window = xpx.at(img)[..., rows, cols]
+        return window.add(part) if add else window.set(part)
 
     def im2col(self, x, fh, fw, stride, pad, out_h, out_w, out=None):
         xp = self.xp
@@ -147,7 +148,7 @@ class StandardOps(Ops):
         for k, (rows, cols) in enumerate(window_slices(fh, fw, stride, out_h, out_w)):
             # in place where the library writes in place (``a[i] += b``, one pass where
             # ``a[i]`` is a view), a new array on JAX
-            img = xpx.at(img)[:, :, rows, cols].add(part(k))
+            img = self._into_window(img, rows, cols, part(k))
         img = img[:, :, pad:pad + h, pad:pad + w]
         return xp.permute_dims(img, (1, 0, 2, 3))
 
@@ -206,10 +207,7 @@ class StandardOps(Ops):
         dx = (xp.empty if tiled else xp.zeros)(shape, dtype=dout.dtype, **on_device_of(xp, dout))
         for k, (rows, cols) in enumerate(window_slices(ph, pw, stride, out_h, out_w)):
             routed = dout * xp.astype(arg == k, dout.dtype)
-            if tiled:
-                dx = xpx.at(dx)[..., rows, cols].set(routed)
-            else:
-                dx = xpx.at(dx)[..., rows, cols].add(routed)  # as in _add_into_windows
+            dx = self._into_window(dx, rows, cols, routed, add=not tiled)
         return dx[..., pad:pad + h, pad:pad + w] if pad else dx
 
     def _labels(self, t):

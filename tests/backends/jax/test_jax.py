@@ -602,11 +602,24 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     order = jax_backend.asarray(np.array([1, 0, 1, 0], dtype=np.int32))
     value = row[7]
     b4, squares = gW * 0.5, gW * gW  # a velocity, a sum of squared gradients
+    dout = jax_backend.asarray(rng.standard_normal((2, 4, 6, 6)).astype(np.float32))
+    columns = jax_backend.asarray(rng.standard_normal((27, 18)).astype(np.float32))
+    pooled = jax_backend.asarray(rng.standard_normal((2, 3, 3, 3)).astype(np.float32))
+    col = reference.conv(x, W, b, 1, 1, 6, 6)[1]  # (the wing's own compile once, below)
+    arg, arg3 = (reference.max_pool(x, 2, 2, 2, 0, 3, 3)[1],
+                 reference.max_pool(x, 3, 3, 2, 1, 3, 3)[1])
     calls = {"uniform": lambda o: o.uniform(key, counter, (7, 3), first=4),
              "relu": lambda o: o.relu(x),
              "sigmoid": lambda o: o.sigmoid(x),
              "max_pool": lambda o: o.max_pool(x, 2, 2, 2, 0, 3, 3),
              "conv": lambda o: o.conv(x, W, b, 1, 1, 6, 6),
+             # windows added or written into an image: col2im's, the input's gradient's and
+             # max pooling's (tiled 2 x 2 windows, and overlapping 3 x 3 ones at stride 2)
+             "conv_grad": lambda o: o.conv_grad(dout, x, W, col, 1, 1),
+             "col2im": lambda o: o.col2im(columns, (2, 3, 6, 6), 3, 3, 2, 1, 3, 3),
+             "max_pool_grad": lambda o: o.max_pool_grad(pooled, arg, x, 2, 2, 2, 0),
+             "max_pool_grad_overlapping": lambda o: o.max_pool_grad(pooled, arg3, x, 3, 3, 2,
+                                                                    1),
              "adam_update": lambda o: o.adam_update(W, W, W, W, lr, 0.9, 0.999),
              "adam_step_size": lambda o: o.adam_step_size(count, 0.001, 0.9, 0.999),
              "momentum_update": lambda o: o.momentum_update(W, gW, b4, 0.01, 0.9),
@@ -633,6 +646,7 @@ def test_each_operation_outside_a_compiled_step_is_one_computation(jax_backend):
     fused = {name for name in calls if name.startswith(("batch_norm", "weight_decay"))} | \
         {"sgd_update_all", "momentum_update", "nesterov_update", "adagrad_update",
          "rmsprop_update"}
+    fused.add("conv_grad")  # dW's product, dout's transpose folded into it: another order
     for name, call in calls.items():
         with compilations() as compiled:
             first = call(ops)
@@ -680,3 +694,32 @@ def test_host_data_reaches_the_device_without_a_computation(jax_backend, dtype):
         host[0, :2] = 12345
         np.testing.assert_array_equal(np.asarray(got).view(np.uint8), want.view(np.uint8),
                                       err_msg=f"{n}: a write to the host array reached it")
+
+
+def test_windows_go_into_an_image_in_one_pass(jax_backend):
+    """col2im, the input's gradient and max pooling's gradient put their windows into the
+    image as padded arrays, which XLA fuses into one pass. The reference's ``at(img)[...,
+    rows, cols].add(part)`` became an update of the whole image a window (a
+    dynamic-update-slice, or a scatter for strided windows, which XLA's CPU code runs an
+    element at a time): DeepConvNet's compiled step took 1.3x as long on this project's
+    CPU (docs/performance.md, "JAX"). The values are the reference's (the test above)."""
+    import jax
+    rng = np.random.default_rng(8)
+
+    def arr(*shape):
+        return jax_backend.asarray(rng.standard_normal(shape).astype(np.float32))
+    ops = backends.ops_for(arr(1))
+    x, W, b = arr(2, 3, 8, 8), arr(4, 3, 3, 3), arr(4)
+    col = ops.conv(x, W, b, 1, 1, 8, 8)[1]
+    arg = ops.max_pool(x, 2, 2, 2, 0, 4, 4)[1]
+    arg3 = ops.max_pool(x, 3, 3, 2, 1, 4, 4)[1]
+    calls = {"conv_grad": (lambda d: ops.conv_grad(d, x, W, col, 1, 1), arr(2, 4, 8, 8)),
+             "col2im": (lambda c: ops.col2im(c, x.shape, 3, 3, 2, 1, 4, 4), arr(27, 32)),
+             "max_pool_grad": (lambda d: ops.max_pool_grad(d, arg, x, 2, 2, 2, 0),
+                               arr(2, 3, 4, 4)),
+             "overlapping max_pool_grad": (lambda d: ops.max_pool_grad(d, arg3, x, 3, 3, 2, 1),
+                                           arr(2, 3, 4, 4))}
+    for name, (call, arg_in) in calls.items():
+        text = jax.jit(call).lower(arg_in).compile().as_text()
+        for update in ("scatter(", "dynamic-update-slice("):
+            assert update not in text, (name, update)
