@@ -276,6 +276,14 @@ class Backend:
     #: whether its arrays are host memory a transport (MPI) reads in place
     host_buffers = False
 
+    def in_host_memory(self):
+        """Whether this device's arrays are the process's own memory, handed out by the C
+        library's ``malloc``: NumPy's (and array-api-strict's, NumPy's underneath), PyTorch's
+        and JAX's on the CPU. The Trainer fixes malloc's policy for its run where they
+        are (:func:`backends.host_allocator_for_training`): a step's temporaries then come
+        back from the heap instead of fresh pages that fault on first touch."""
+        return False
+
     def with_float64(self):
         """A context in which the library computes in float64 where a switch of its own
         holds it back (JAX's ``jax_enable_x64``), given back after; nothing elsewhere."""

@@ -54,5 +54,8 @@ class StrictBackend(StandardBackend):
                 return device
         raise Unusable(cls._no_device(value))
 
+    def in_host_memory(self):
+        return True  # every device of it is NumPy's memory
+
     def held_to_standard(self, version):
         return self.xp.ArrayAPIStrictFlags(api_version=version)

@@ -285,7 +285,7 @@ class Trainer:
             self.sync_batchnorm = check_flag("Trainer", "sync_batchnorm", sync_batchnorm)
             # data-parallel: compare the ranks' parameters at each epoch's end
             self.check_replicas = check_flag("Trainer", "check_replicas", check_replicas)
-            self._on_host = str(self.backend.device) == "cpu"  # NumPy, and PyTorch's CPU tensors
+            self._on_host = self.backend.in_host_memory()  # NumPy, the CPU's tensors and arrays
             if self.world.size > 1:
                 seed = self._data_parallel_network(seed)
             self.optimizer = optimizer_for(optimizer, optimizer_param)

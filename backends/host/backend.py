@@ -14,6 +14,9 @@ class NumpyBackend(Backend):
     name = "numpy"
     modules = ("numpy",)
     host_buffers = True
+
+    def in_host_memory(self):
+        return True
     settings_fields = ("host_threads", "host_kernels", "cache_dir")
 
     @classmethod

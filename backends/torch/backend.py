@@ -138,6 +138,9 @@ class TorchBackend(StandardBackend):
         from backends.torch import graph
         return graph
 
+    def in_host_memory(self):
+        return self.device.type == "cpu"
+
     def synchronize(self):
         import torch
         if self.device.type == "cuda":

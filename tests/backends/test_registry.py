@@ -106,13 +106,14 @@ def test_kept_gives_back_the_default_backend_and_the_settings():
 
 def test_array_api_strict_is_nothing_but_the_hooks():
     """backends/strict.py defines one class, whose methods are the hooks a library through
-    the standard gives: how it loads, its devices, and its arrays' namespace."""
+    the standard gives: how it loads, its devices, its arrays' namespace, and where its
+    memory is."""
     tree = ast.parse(inspect.getsource(strict))
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     assert [c.name for c in classes] == ["StrictBackend"]
     methods = {n.name for n in classes[0].body if isinstance(n, ast.FunctionDef)}
     assert methods <= {"_load", "namespace_of", "_info", "devices", "default_device",
-                       "parse_device", "held_to_standard"}
+                       "parse_device", "held_to_standard", "in_host_memory"}
 
 
 def test_no_name_chains_outside_the_backends():
