@@ -14,10 +14,10 @@ class NumpyBackend(Backend):
     name = "numpy"
     modules = ("numpy",)
     host_buffers = True
+    settings_fields = ("host_threads", "host_kernels", "cache_dir")
 
     def in_host_memory(self):
         return True
-    settings_fields = ("host_threads", "host_kernels", "cache_dir")
 
     @classmethod
     def _load(cls):
