@@ -47,11 +47,15 @@ train: $(VENV)/.installed-$(subst $(comma),-,$(TRAIN_EXTRAS))
 # array-api-strict's second device: an array made anywhere but on its inputs' device fails
 # there, as it would on PyTorch's CUDA tensors (17 of the tests' own arrays did on the
 # H200); skipped when PYTEST_ARGS picks tests.
+# Both run on TEST_WORKERS processes (pytest-xdist): the cores this process may use, at
+# most 8, as each worker imports JAX and the test libraries; TEST_WORKERS=0 runs the tests
+# in pytest's own process (for --pdb, or to see a test's output as it runs).
 DEVICE_TESTS := tests/framework tests/models tests/backends/test_ops.py \
 	--ignore=tests/framework/test_distributed.py
+TEST_WORKERS = $(shell $(BIN)/python -c 'import os; n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1; print(min(n, 8) if n > 1 else 0)')
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(if $(PYTEST_ARGS),,XPNET_BACKEND=array_api_strict XPNET_DEVICE=device1 $(BIN)/python -m pytest -q $(DEVICE_TESTS))
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,XPNET_BACKEND=array_api_strict XPNET_DEVICE=device1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(DEVICE_TESTS))
 
 # The benchmark (docs/performance.md); BENCH_ARGS="--smoke" for a quick look.
 bench: $(VENV)/.installed-test

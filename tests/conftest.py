@@ -42,7 +42,8 @@ else:
 # ends the run after --test-time-limit seconds with every thread's traceback, the test's
 # frame among them, instead of holding CI until its own limit. The standard library's
 # faulthandler, whose watchdog needs no GIL; pytest's faulthandler_timeout prints the same
-# but runs on.
+# but runs on. Under pytest-xdist (make test) it ends the worker: xdist fails that test
+# ("crashed while running"), starts another worker and runs the rest.
 _watchdog = {"limit": 0.0, "fd": None}
 
 

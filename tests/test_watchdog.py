@@ -1,8 +1,11 @@
 """The suite's own time limit (tests/conftest.py, ``--test-time-limit``): a test that hangs
-ends the run with its traceback, in a real pytest process."""
+ends the run with its traceback, in a real pytest process, or fails alone under
+pytest-xdist's workers, as ``make test`` runs the suite."""
 
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT, child_env
 
@@ -40,6 +43,17 @@ def test_a_hanging_test_ends_the_run_with_its_traceback(tmp_path):
     assert "Timeout (0:00:02)!" in r.stderr
     assert 'test_hangs.py", line 13 in test_waits_for_a_lock_nobody_releases' in r.stderr
     assert "test_never_reached" not in r.stderr + r.stdout
+
+
+def test_under_workers_the_hanging_test_fails_with_its_traceback_and_the_rest_run(tmp_path):
+    pytest.importorskip("xdist", reason="pytest-xdist (the test extra) runs make test's workers")
+    r = run_pytest(tmp_path, "--test-time-limit", "2", "-n", "2")
+    assert r.returncode == 1
+    assert "Timeout (0:00:02)!" in r.stderr
+    assert 'test_hangs.py", line 13 in test_waits_for_a_lock_nobody_releases' in r.stderr
+    assert "crashed while running 'test_hangs.py::test_waits_for_a_lock_nobody_releases'" \
+        in r.stdout
+    assert "1 failed, 2 passed" in r.stdout, r.stdout
 
 
 def test_the_limit_leaves_a_test_within_it_alone(tmp_path):
