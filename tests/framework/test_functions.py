@@ -176,11 +176,16 @@ def test_jax_without_float64_takes_labels_without_a_warning():
     """Labels went through int64, which JAX without float64 truncates to int32 with a
     UserWarning at every call of cross_entropy_error."""
     jax = pytest.importorskip("jax")
-    with jax.enable_x64(False), warnings.catch_warnings():
-        warnings.simplefilter("error")
-        y = jax.numpy.asarray([[0.1, 0.9], [0.8, 0.2]])
-        loss = cross_entropy_error(y, jax.numpy.asarray([1, 0]))
-        assert step_function(y).dtype == jax.numpy.int32
+    before = bool(jax.config.jax_enable_x64)  # (jax.enable_x64(False) is JAX 0.7's and on)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            y = jax.numpy.asarray([[0.1, 0.9], [0.8, 0.2]])
+            loss = cross_entropy_error(y, jax.numpy.asarray([1, 0]))
+            assert step_function(y).dtype == jax.numpy.int32
+    finally:
+        jax.config.update("jax_enable_x64", before)
     assert float(loss) == pytest.approx(-(np.log(0.9 + 1e-7) + np.log(0.8 + 1e-7)) / 2, rel=1e-6)
 
 
