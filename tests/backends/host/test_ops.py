@@ -257,6 +257,50 @@ def test_blas_is_borrowed_only_inside_a_network_call(blas_at_two):
     assert blas_threads() == 2 and not ops.blas.borrowed
 
 
+def test_a_borrow_made_in_one_thread_is_given_back_by_another():
+    """Two threads' network calls overlap: the first borrows BLAS, the second ends last
+    and gives it back. threadpoolctl lets one Python thread at a time set OpenBLAS's pool
+    and ignores, without a word, what any other sets: a borrower that kept control made
+    the give-back a no-op, and BLAS stayed on one thread for the rest of the process."""
+    controller = blas_controller()
+    if controller is None or any(getattr(lib, "threading_layer", None) != "pthreads"
+                                 for lib in controller.lib_controllers):
+        pytest.skip("needs OpenBLAS on its own threads: one pool for the whole process")
+    two = controller.limit(limits=2, user_api="blas")  # set from here, then let go of
+    host_threads_module._release_control(controller)
+    try:
+        assert blas_threads() == 2
+        ops = HostOps(np, threads=2)
+        borrowed, second_in, first_out = (threading.Event() for _ in range(3))
+        seen = []
+
+        def first():
+            with ops.scope():
+                ops.conv(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), np.zeros(2), 1, 0, 3, 3)
+                seen.append(blas_threads())
+                borrowed.set()
+                second_in.wait(60)
+            first_out.set()
+
+        def second():
+            borrowed.wait(60)
+            with ops.scope():
+                second_in.set()
+                first_out.wait(60)
+            # this thread's exit was the last: it gave BLAS back
+
+        calls = [threading.Thread(target=first), threading.Thread(target=second)]
+        for call in calls:
+            call.start()
+        for call in calls:
+            call.join(120)
+        assert seen == [1] and not ops.blas.borrowed
+        assert blas_threads() == 2
+    finally:
+        two.restore_original_limits()
+        host_threads_module._release_control(controller)
+
+
 class _ProcessBlas:
     """A stand-in for threadpoolctl's controller with the one property that matters here:
     one thread count for the whole process. Its ``limit`` lets other threads run while it
