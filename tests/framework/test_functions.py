@@ -176,7 +176,7 @@ def test_jax_without_float64_takes_labels_without_a_warning():
     """Labels went through int64, which JAX without float64 truncates to int32 with a
     UserWarning at every call of cross_entropy_error."""
     jax = pytest.importorskip("jax")
-    before = bool(jax.config.jax_enable_x64)  # (jax.enable_x64(False) is JAX 0.7's and on)
+    before = bool(jax.config.jax_enable_x64)  # (jax.enable_x64 is JAX 0.8's and later)
     jax.config.update("jax_enable_x64", False)
     try:
         with warnings.catch_warnings():
