@@ -53,6 +53,7 @@ def parse(argv=None):
     p.add_argument("--pause", type=non_negative_seconds,
                    help="seconds between windows (default: 0.3; smoke 0)")
     p.add_argument("--probe", help=argparse.SUPPRESS)
+    p.add_argument("--serve", help=argparse.SUPPRESS)  # a row timed apart (harness.Apart)
     args = p.parse_args(argv)
     check_output(p, "--out", args.out)  # before the run, not after an hour of it
     args.n = args.n if args.n is not None else (2000 if args.smoke else 60000)
@@ -60,7 +61,7 @@ def parse(argv=None):
     args.repeats = args.repeats if args.repeats is not None else (1 if args.smoke else 11)
     args.grad_hidden = 5 if args.smoke else nets.SIZES[1]
     args.pause = args.pause if args.pause is not None else (0.0 if args.smoke else 0.3)
-    if not args.configs and not args.probe:
+    if not args.configs and not args.probe and not args.serve:
         p.error("--configs: give at least one hidden:batch pair")
     return args
 
@@ -86,6 +87,9 @@ def main(argv=None):
     args = parse(argv)
     if args.probe:
         harness.probe_memory(args.probe, args.n)
+        return
+    if args.serve:
+        harness.serve(args.serve, args.n)
         return
     # Every row shares the allocator settings the Trainer makes (one process):
     # the book loop and PyTorch get the same steady heap as xpnet.

@@ -6,9 +6,12 @@ pause between windows so one row's spinning thread pools do not tax the
 next; the median is reported. Ratios between two rows are the median of
 their per-round ratios (:func:`paired_ratio`). Peak memory is measured in a
 separate process per row (host RSS, including the dataset; GPU: CuPy pool
-or PyTorch allocator bytes).
+or PyTorch allocator bytes). A row whose library would share its process with
+another one's thread pools and allocator (PyTorch's beside JAX's) is timed in a
+process of its own, still interleaved (:class:`Apart`).
 """
 
+import hashlib
 import json
 import os
 import statistics
@@ -40,21 +43,110 @@ def synthetic_images(n, seed=0):
 
 
 def time_rows(rows, repeats, pause):
-    for row in rows:
-        log(f"  setting up {row.key}")
-        row.setup()
-        row.timed()  # warm-up: first-call costs, allocator, BLAS threads
-    for r in range(repeats):
-        # Interleaved, so drift hits every row alike, and rotated, so no row always
-        # follows the same one. Worker threads of OpenBLAS and PyTorch's OpenMP
-        # busy-wait for a while after their work, taking a core from whatever
-        # runs next: the pause lets them go to sleep first.
-        for row in rows[r % len(rows):] + rows[:r % len(rows)]:
-            time.sleep(pause)
-            row.times.append(row.timed() / row.steps)
-        log(f"  round {r + 1}/{repeats} done")
+    try:
+        for row in rows:
+            log(f"  setting up {row.key}")
+            row.setup()
+            row.timed()  # warm-up: first-call costs, allocator, BLAS threads
+        for r in range(repeats):
+            # Interleaved, so drift hits every row alike, and rotated, so no row always
+            # follows the same one. Worker threads of OpenBLAS and PyTorch's OpenMP
+            # busy-wait for a while after their work, taking a core from whatever
+            # runs next: the pause lets them go to sleep first.
+            for row in rows[r % len(rows):] + rows[:r % len(rows)]:
+                time.sleep(pause)
+                row.times.append(row.timed() / row.steps)
+            log(f"  round {r + 1}/{repeats} done")
+    finally:
+        for row in rows:
+            row.close()
     for row in rows:
         row.ms = 1e3 * statistics.median(row.times)
+
+
+class Apart(variants.Row):
+    """``row`` (a :data:`variants.VARIANTS` row, not set up) timed in a process of its own,
+    which sets it up and times one window each time :meth:`timed` asks, so that the rows
+    stay interleaved while no two libraries share a process. In one process PyTorch's CPU
+    step ran at less than half its speed beside JAX's (docs/performance.md): their thread
+    pools and allocators met there, which they never do in a user's program. ``kind`` is
+    the name the tables give the row. The other process makes the row's data again, the
+    same seeded samples (:func:`synthetic`, :func:`synthetic_images`; checked by their
+    :func:`digest`), and sets the host's allocator as the Trainer does for xpnet's rows."""
+
+    def __init__(self, row, kind=None):
+        super().__init__(row.net, row.device, row.batch, row.data)
+        self.served = row.key
+        self.kind = kind or row.kind
+        self.proc = None
+
+    def setup(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+        # its errors and its rows' progress go to this process's stderr, as they come
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.benchmark", "--serve", self.served,
+             "--n", str(self.data[0].shape[0])], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        theirs = self._answer("set up").removeprefix("ready ")
+        if theirs != digest(self.data):
+            self.close()
+            raise RuntimeError(f"{self.served}: its process made other data than this one's "
+                               f"(a row timed apart takes the seeded synthetic samples)")
+
+    def timed(self):
+        self.proc.stdin.write("time\n")
+        self.proc.stdin.flush()
+        return float(self._answer("time a window"))
+
+    def _answer(self, what):
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait(timeout=60)
+            raise RuntimeError(f"{self.served}: its process ended (exit status {code}) "
+                               f"before it could {what}; its errors are above")
+        return line.strip()
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()  # its loop ends at the end of its input
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self.proc = None
+
+
+def digest(data):
+    """A short hash of a row's samples and labels, to check two processes time the same."""
+    h = hashlib.sha256()
+    for a in data:
+        h.update(repr((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def serve(row_key, n):
+    """``--serve``: set up the row ``row_key`` (``kind:device:batch:net``) on ``n`` samples in
+    this process, say so on stdout, then time one window for each ``time`` line read from
+    stdin, answering each with its seconds, until stdin ends (:class:`Apart`)."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # what the row prints must not mix with the answers
+    kind, device, batch, name = row_key.split(":")
+    backends.tune_host_allocator()
+    net = nets.by_name(name)
+    data = synthetic_images(n) if net.images else synthetic(n)
+    row = variants.VARIANTS[kind](net, device, int(batch), data)
+    row.setup()
+    print("ready", digest(data), file=answers, flush=True)
+    for line in sys.stdin:
+        if line.strip() != "time":
+            raise ValueError(f"--serve: expected 'time', got {line.strip()!r}")
+        print(repr(row.timed()), file=answers, flush=True)
+    row.close()
 
 
 def emit(lines, out=None):

@@ -21,6 +21,10 @@ MNIST-shaped data, the Trainer's step:
   PyTorch nn         PyTorch's own step (an nn.Module, autograd, torch.optim.SGD) on the
                      CPU, or on CUDA where JAX runs on a GPU; where PyTorch is installed
 
+The last two rows each run in a process of their own (harness.Apart), interleaved with
+the JAX rows all the same: in JAX's process PyTorch's CPU step ran at less than half the
+speed it has in a program of its own.
+
 The tables name the networks as the other benchmarks do: 50 is TwoLayerNet(784, 50, 10),
 simple SimpleConvNet, deep DeepConvNet. Ratios are medians of per-round ratios. JAX needs
 JAX_ENABLE_X64=1 as the scripts run it (DeepConvNet's dropout keeps its generator in
@@ -112,14 +116,7 @@ class JaxOwn(Row):
                                        batch=self.batch)
 
 
-class Other(XpnetTrainer):
-    """xpnet's step on NumPy or CuPy (the row's device), graph='auto'."""
-
-    kind = "numpy"
-
-
-class Torch(TorchEager):
-    kind = "PyTorch nn"
+TORCH = "PyTorch nn"  # the table's name for PyTorch's own step (variants.TorchEager)
 
 
 def ratio(rows, a, b):
@@ -160,40 +157,42 @@ def main(argv=None):
     other_conv = "XLA conv" if JaxOtherConv.xla_conv else "im2col"
     on_gpu = platform == "gpu"
     other = "cupy" if on_gpu and "cupy" in backends.available() else "numpy"
-    Other.kind = "cupy graph" if other == "cupy" else "numpy"
+    other_kind = "cupy graph" if other == "cupy" else "numpy"
     have_torch = importlib.util.find_spec("torch") is not None
     if have_torch and on_gpu:
         import torch
         have_torch = torch.cuda.is_available()
     torch_device = "cupy" if on_gpu else "numpy"  # the rows' name for CUDA, the CPU
-    columns = ("jax jit", JaxOtherConv.kind, "jax eager", JaxOwn.kind, Other.kind,
-               Torch.kind)
+    columns = ("jax jit", JaxOtherConv.kind, "jax eager", JaxOwn.kind, other_kind, TORCH)
     lines = [f"# xpnet on JAX: the compiled step ({platform}: {backend.description})", "",
              f"JAX {jax.__version__}; {args.rounds} interleaved rounds; batch 100; float32; "
              f"SGD. ms a step; ratios are speed (how many times faster), per-round medians. "
              f"50: TwoLayerNet(784, 50, 10); simple: SimpleConvNet; deep: DeepConvNet. "
              f"jax jit: the wing's convolution ({'XLA' if xla_default else 'im2col'} "
              f"here); other conv: {other_conv}. PyTorch nn on "
-             f"{'CUDA' if on_gpu else 'the CPU'}.", "",
+             f"{'CUDA' if on_gpu else 'the CPU'}. The {other_kind} and PyTorch rows each "
+             f"run in a process of their own, interleaved with the JAX rows.", "",
              "| network | " + " | ".join(columns) + " | jit vs eager | jit vs JAX's own | "
-             f"jit vs {Other.kind} | jit vs PyTorch |",
+             f"jit vs {other_kind} | jit vs PyTorch |",
              "|---|" + "---:|" * (len(columns) + 4)]
     for net in (known[name] for name in args.nets.split(",")):
         n = args.conv_n if net.images else args.n
         data = harness.synthetic_images(n) if net.images else harness.synthetic(n)
         kinds = [JaxJit] + ([JaxOtherConv] if net.images else []) + \
-            ([] if net.images and args.no_eager_conv else [JaxEager]) + [JaxOwn, Other] + \
-            ([Torch] if have_torch else [])
-        devices = {Other: other, Torch: torch_device}
-        rows = [cls(net, devices.get(cls, "jax"), 100, data) for cls in kinds]
+            ([] if net.images and args.no_eager_conv else [JaxEager]) + [JaxOwn]
+        rows = [cls(net, "jax", 100, data) for cls in kinds]
+        # xpnet's other library and PyTorch each in a process of its own (harness.Apart)
+        rows.append(harness.Apart(XpnetTrainer(net, other, 100, data), kind=other_kind))
+        if have_torch:
+            rows.append(harness.Apart(TorchEager(net, torch_device, 100, data), kind=TORCH))
         harness.log(f"{net.name}: {len(rows)} rows")
         harness.time_rows(rows, args.rounds, args.pause)
         by = {row.kind: row for row in rows}
         cells = [f"{by[k].ms:.3f}" if k in by else "-" for k in columns]
         lines.append(f"| {net.name} | " + " | ".join(cells) + " | "
                      f"{ratio(by, 'jax jit', 'jax eager')} | {ratio(by, 'jax jit', JaxOwn.kind)} | "
-                     f"{ratio(by, 'jax jit', Other.kind)} | "
-                     f"{ratio(by, 'jax jit', Torch.kind)} |")
+                     f"{ratio(by, 'jax jit', other_kind)} | "
+                     f"{ratio(by, 'jax jit', TORCH)} |")
     harness.emit(lines, args.out)
     return 0
 

@@ -70,6 +70,9 @@ class Row:
     def gpu_bytes(self):
         return None
 
+    def close(self):
+        """Let go of what :meth:`setup` started (another process, for a row timed apart)."""
+
 
 class XpnetRow(Row):
     devices = "all"

@@ -372,8 +372,39 @@ def test_rows_are_timed_a_step_at_a_time_in_rotating_order():
             ran.append(self.key)
             return self.seconds
 
+        def close(self):
+            ran.append("close " + self.key)
+
     rows = [Row("a", 10, 0.02), Row("b", 4, 0.02), Row("c", 1, 0.003)]
     harness.time_rows(rows, repeats=3, pause=0)
     assert [row.ms for row in rows] == [pytest.approx(2.0), pytest.approx(5.0),
                                         pytest.approx(3.0)]
-    assert ran[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # after one warm-up each
+    assert ran[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b",  # after one warm-up each
+                       "close a", "close b", "close c"]
+
+
+def test_a_row_timed_apart_runs_in_its_own_process_on_the_same_data():
+    """``harness.Apart``: the row is set up and timed in another process (interleaved with
+    the rows of this one), and its process ends when the rows are closed; a row whose
+    process made other data than this one's is refused (its samples are made again there,
+    checked by their digest), and one that cannot start there says which row and how its
+    process ended, rather than waiting for an answer that never comes."""
+    from scripts.benchmark import harness, nets, variants
+    data = harness.synthetic(300)
+    inner = variants.NumpyBare(nets.two_layer(5), "numpy", 100, data)
+    row = harness.Apart(inner, kind="bare, apart")
+    assert (row.kind, row.steps) == ("bare, apart", 3)
+    harness.time_rows([row], repeats=2, pause=0)
+    assert len(row.times) == 2 and all(t > 0 for t in row.times) and row.ms > 0
+    assert row.proc is None  # closed: its process waited for
+    other = harness.Apart(variants.NumpyBare(nets.two_layer(5), "numpy", 100,
+                                             harness.synthetic(300, seed=1)))
+    with pytest.raises(RuntimeError, match="its process made other data than this one's"):
+        harness.time_rows([other], repeats=1, pause=0)
+    assert other.proc is None
+    broken = harness.Apart(variants.NumpyBare(nets.two_layer(5), "numpy", 100, data))
+    broken.served = "numpy-bare:numpy:100:no-such-net"
+    with pytest.raises(RuntimeError, match=r"numpy-bare:numpy:100:no-such-net: its process "
+                                           r"ended \(exit status 1\) before it could set up"):
+        harness.time_rows([broken], repeats=1, pause=0)
+    assert broken.proc is None
