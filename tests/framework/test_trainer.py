@@ -692,6 +692,49 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard, mo
         np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
 
 
+def test_a_stop_during_an_epochs_end_stops_before_the_next_epoch(tmp_path, sigint_heard):
+    """Ctrl-C while an epoch ends (its evaluation, a callback) stops the run there: no step
+    of the next epoch is taken, the checkpoint written at that end holds the run, and a
+    resume from it ends with an uninterrupted run's bits."""
+    path = str(tmp_path / "run.npz")
+    full = make_trainer(epochs=3, seed=5)
+    full.train()
+
+    def ctrl_c_after_the_first(trainer, record):
+        if record["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # noted by the run, not raised here
+    first = make_trainer(checkpoint=path, callbacks=[ctrl_c_after_the_first], epochs=3, seed=5)
+    with pytest.raises(TrainingInterrupted) as info:
+        first.train()
+    assert info.value.step == 20 and first.iteration == 20
+    assert str(info.value) == (f"training interrupted by SIGINT after step 20 of 60 (epoch 1); "
+                               f"{path} holds the run as it stood")
+    resumed = make_trainer(checkpoint=path, resume=True, net_seed=9, epochs=3, seed=5)
+    assert (resumed.iteration, resumed._resume_position) == (20, 0)
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    for key in full.network.params:
+        np.testing.assert_array_equal(to_host(resumed.network.params[key]),
+                                      to_host(full.network.params[key]), err_msg=key)
+
+
+def test_a_stop_after_a_diverged_step_saves_nothing(tmp_path, monkeypatch, sigint_heard):
+    """Ctrl-C mid-epoch after the losses went NaN (quiet: nothing read them yet) stops the
+    run as a diverged one: the bad step named, no checkpoint written of the diverged run."""
+    path = tmp_path / "run.npz"
+    trainer = make_trainer(checkpoint=str(path), optimizer_param={"lr": 1e30}, epochs=2)
+    interrupt_at(monkeypatch, 7)
+    try:
+        with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as info:
+            trainer.train()
+    except TrainingInterrupted as e:  # a KeyboardInterrupt: it would end the whole session
+        pytest.fail(f"the diverged run was interrupted as a good one: {e}")
+    assert re.search(r"at step \d of 40 \(epoch 1\)", str(info.value)), str(info.value)
+    assert f"; no checkpoint had been written yet ({path} is written at each epoch's end)" \
+        in str(info.value)
+    assert not path.exists()
+
+
 def test_a_signal_the_process_ignores_stays_ignored(monkeypatch):
     """As Python leaves SIGINT ignored in a shell's background job, the Trainer does: it
     neither stops on it nor changes the handler."""
