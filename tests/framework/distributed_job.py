@@ -155,6 +155,8 @@ def main():
                    help="that rank alone asks for a negative learning rate")
     p.add_argument("--lr-only", action="store_true",
                    help="with --bad-lr-on: a valid but different one (twice the others')")
+    p.add_argument("--diverge", action="store_true",
+                   help="every rank trains at a learning rate that makes the loss NaN")
     p.add_argument("--other-data-on", type=int, metavar="RANK",
                    help="that rank alone draws its training set from another seed")
     p.add_argument("--wider-on", type=int, metavar="RANK",
@@ -186,6 +188,8 @@ def main():
     optimizer = OPTIMIZER.get(args.net, ADAM)
     if args.own_optimizer:
         optimizer = {"optimizer": BookMomentum()}
+    if args.diverge:
+        optimizer = {"optimizer": "SGD", "optimizer_param": {"lr": 1e30}}
     if args.bad_lr_on == world.rank:
         optimizer = {"optimizer": "SGD", "optimizer_param": {"lr": -1.0}}
         if args.lr_only:

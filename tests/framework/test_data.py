@@ -210,6 +210,9 @@ def test_a_column_of_labels_is_taken_as_the_labels_and_one_feature_a_sample_is_n
     assert runs[0] == runs[1]
     with pytest.raises(ValueError, match=r"^Trainer: labels must lie in 0\.\.2, got 0\.\.3"):
         Trainer(net, x, (t + (t == 2))[:, None], x, t, epochs=1, verbose=False)
+    # a network of one class: (N, 1) integers are its one-hot rows, not labels
+    single = TwoLayerNet(4, 5, 1, seed=0, dtype="float64")
+    assert float(single.loss(xs, backend.asarray(np.ones((12, 1), dtype=np.int64)))) == 0.0
     with pytest.raises(ValueError, match=r"^Trainer: x_train has shape \(12,\): one number a "
                                          r"sample; .* \(x_train\[:, None\] makes a column"):
         Trainer(TwoLayerNet(1, 5, 3, seed=0), x[:, 0], t, x[:, :1], t, epochs=1, verbose=False)

@@ -10,6 +10,7 @@ each epoch end that all ranks hold the same parameters.
 
 import ast
 import json
+import re
 import os
 import shutil
 import signal
@@ -223,6 +224,19 @@ def test_a_rank_that_raises_ends_the_job(tmp_path):
     assert done.returncode != 0
     assert time.perf_counter() - started < 60
     assert "rank 1 of 2 failed" in done.stderr and "a deliberate failure at step 3" in done.stderr
+
+
+@needs_mpi
+def test_a_diverged_run_stops_every_rank_with_its_own_error_not_an_abort(tmp_path):
+    """The loss is the global batch's, so every rank finds it NaN at the same step and
+    raises the same error, which each prints in full: none aborts the job (an abort ends
+    the other ranks wherever they are, their own words cut short)."""
+    _, done = job(tmp_path, "two-layer", 2, "--diverge", check=False, timeout=60)
+    assert done.returncode != 0
+    assert "ending the job" not in done.stderr, done.stderr
+    found = re.findall(r"FloatingPointError: Trainer: the loss became (?:nan|inf|-inf) at "
+                       r"step (\d+) of 10", done.stderr)
+    assert len(found) == 2 and found[0] == found[1], done.stderr
 
 
 @needs_mpi
@@ -492,6 +506,7 @@ def test_the_all_reduce_adds_in_rank_order_in_either_form(tmp_path):
 
 BROADCAST_PROBE = """
 import json
+import re
 import numpy as np
 import backends
 from backends.registry import REGISTRY

@@ -57,6 +57,20 @@ def a_run_of_sgd_dropping_its_short_batches(path):
     make_trainer(checkpoint=path, epochs=1, mini_batch_size=30, drop_last=True).train()
 
 
+def test_drop_last_with_no_short_batch_resumes_either_way(tmp_path):
+    """400 samples in batches of 20 leave no short batch out: ``drop_last`` draws what its
+    absence draws, so the checkpoint records none, and the run resumes with either
+    setting and ends with an uninterrupted run's bits."""
+    path = str(tmp_path / "run.npz")
+    full = make_trainer(epochs=2, seed=5)
+    full.train()
+    make_trainer(checkpoint=path, epochs=2, seed=5, drop_last=True).train(epochs=1)
+    resumed = make_trainer(checkpoint=path, resume=True, epochs=2, seed=5, net_seed=9)
+    assert resumed.batches.describe()["drop_last"] is False and resumed.iteration == 20
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+
+
 def a_run_of_sgd_whose_settings_read(settings):
     """A writer: a run of SGD whose checkpoint's optimizer settings are then ``settings``."""
     def write(path):
