@@ -163,6 +163,8 @@ def test_checkpoint_round_trip(backend, tmp_path):
                                      r"\(1, 28, 28, 1\)"),
     (dict(conv_param={"filter_num": 30, "filter_size": 5, "pad": -1, "stride": 1}),
      r"conv_param\['pad'\] must be an integer of at least 0, got -1"),
+    (dict(conv_param={"filter_num": 30, "filter_size": 5, "pad": True, "stride": 1}),
+     r"conv_param\['pad'\] must be an integer of at least 0, got True"),  # not a pad of 1
     (dict(input_dim=(0, 28, 28)), r"input_dim\[0\] must be at least 1"),
     (dict(conv_param={"filter_num": 30}), "conv_param must be a dict with the keys"),
     (dict(conv_param={"filter_num": 30, "filter_size": 0, "pad": 0, "stride": 1}),
