@@ -3,6 +3,10 @@
 
 import ast
 import inspect
+import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from backends.standard import StandardBackend
 from framework.optimizers import SGD
 from framework.testing import check_parity
 from models import TwoLayerNet
+from tests.conftest import child_env
 
 
 class MyLibBackend(StandardBackend):
@@ -182,6 +187,38 @@ def test_a_library_is_probed_once_a_process_whether_it_loads_or_not():
                                            r"named 'missing'\)"):
             Missing.load()
     assert tries == ["loads", "missing"]
+
+
+def test_a_library_broken_in_its_own_way_is_named_and_the_others_run(tmp_path):
+    """A library installed but failing as it imports with an error of its own, not an
+    ImportError (a CUDA build of PyTorch whose shared library is missing: OSError), is
+    one xpnet cannot use, said with that error; the rest goes on. A real package planted
+    ahead of the installed ones: ``python -m backends`` lists it as unusable and succeeds,
+    NumPy trains, and ``XPNET_BACKEND=torch`` says why it cannot, before any work."""
+    planted = tmp_path / "torch"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(
+        'raise OSError("libtorch_cuda.so: cannot open shared object file")\n')
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    env.pop("XPNET_BACKEND", None)
+    listed = subprocess.run([sys.executable, "-m", "backends"], capture_output=True, text=True,
+                            timeout=300, env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"^  torch +unusable: torch failed to import \(OSError: libtorch_cuda\.so: "
+                     r"cannot open shared object file\)$", listed.stdout, re.M), listed.stdout
+    trains = "from models import TwoLayerNet; import numpy as np; " \
+             "print(float(TwoLayerNet(4, 3, 2, seed=0).loss(np.ones((2, 4), np.float32), " \
+             "np.array([0, 1]))))"
+    numpy_run = subprocess.run([sys.executable, "-c", trains], capture_output=True, text=True,
+                               timeout=300, env=dict(env, XPNET_BACKEND="numpy"), cwd=tmp_path)
+    assert numpy_run.returncode == 0 and float(numpy_run.stdout) > 0, numpy_run.stderr
+    torch_run = subprocess.run([sys.executable, "-c", trains], capture_output=True, text=True,
+                               timeout=300, env=dict(env, XPNET_BACKEND="torch"), cwd=tmp_path)
+    assert torch_run.returncode != 0
+    assert "RuntimeError: XPNET_BACKEND=torch, but that backend cannot be used: torch failed " \
+           "to import (OSError: libtorch_cuda.so: cannot open shared object file)" \
+           in torch_run.stderr, torch_run.stderr
 
 
 class Measured(np.ndarray):
