@@ -692,6 +692,25 @@ def test_an_interrupted_run_resumes_bit_for_bit(tmp_path, stop, sigint_heard, mo
         np.testing.assert_array_equal(to_host(resumed.network.state()[key]), to_host(value))
 
 
+def test_a_resumed_runs_bar_starts_where_the_run_stopped(tmp_path, monkeypatch, capsys,
+                                                          sigint_heard):
+    """Resumed 7 steps into its first epoch, a run's progress bar starts at 7 of 60, not
+    at 0 (nor at the 20 of whole epochs a resume mid-epoch does not have)."""
+    import framework.trainer
+    path = str(tmp_path / "run.npz")
+    first = make_trainer(checkpoint=path, epochs=3, seed=5)
+    interrupt_at(monkeypatch, 7)
+    with pytest.raises(TrainingInterrupted):
+        first.train()
+    monkeypatch.setattr(framework.trainer, "_shows_a_bar", lambda bar_class: True)
+    capsys.readouterr()
+    resumed = make_trainer(checkpoint=path, resume=True, epochs=3, seed=5, verbose=True)
+    resumed.train()
+    drawn = [part for part in re.split(r"[\r\n]", capsys.readouterr().err) if "train:" in part]
+    assert re.search(r"\b7/60\b", drawn[0]), drawn[:2]
+    assert re.search(r"\b60/60\b", drawn[-1]), drawn[-2:]
+
+
 def test_a_stop_during_an_epochs_end_stops_before_the_next_epoch(tmp_path, sigint_heard):
     """Ctrl-C while an epoch ends (its evaluation, a callback) stops the run there: no step
     of the next epoch is taken, the checkpoint written at that end holds the run, and a
