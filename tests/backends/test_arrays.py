@@ -160,7 +160,7 @@ def test_the_rank_order_sum_adds_the_rows_in_rank_order():
     assert rows.tolist() == [[1.0], [1e16], [-1e16]]  # the block itself untouched
 
 
-@pytest.mark.parametrize("seed", [-1, 2.5, "seven", True])
+@pytest.mark.parametrize("seed", [-1, 2.5, "seven", True, np.True_])
 def test_a_seed_numpy_refuses_is_named_wherever_it_was_given(seed):
     """Parameters, batch order and dropout all draw from ``host_rng``: a seed it cannot take
     is a ValueError naming the seed, not NumPy's bare "expected non-negative integer". The
