@@ -269,10 +269,21 @@ def test_softmax_with_loss_label_errors(xp):
         layer.forward(backends.to_device(np.zeros(10)), backends.to_device([1]))
 
 
-def test_softmax_with_loss_labels_out_of_range_on_host():
+@pytest.mark.parametrize("labels, seen", [([0, 10], "0..10"), ([-1, 3], "-1..3")])
+def test_softmax_with_loss_labels_out_of_range(xp, labels, seen):
+    """A label outside the classes is an error naming their range wherever the labels are
+    host memory, whatever the library's gather does with it (NumPy's and the standard's
+    take wrap a negative index without a word, so the layer looks at the labels where the
+    operations do not say); on a device, where reading them would stall every step, the
+    loss is NaN (the Trainer checks its data once, where it is sent)."""
     layer = SoftmaxWithLoss()
-    with pytest.raises(ValueError, match=r"labels must lie in 0..9 for 10 classes, got values 0..10"):
-        layer.forward(np.zeros((2, 10)), np.array([0, 10]))
+    x, t = backends.to_device(np.zeros((2, 10))), backends.to_device(labels)
+    if backends.is_device_array(t):
+        assert np.isnan(float(layer.forward(x, t)))
+        return
+    with pytest.raises(ValueError, match=rf"labels must lie in 0..9 for 10 classes, got values "
+                                         rf"{re.escape(seen)}$"):
+        layer.forward(x, t)
 
 
 # --- the stack forms used by the vectorised numerical gradient ----------------
@@ -349,6 +360,10 @@ def test_an_empty_batch_has_no_loss_but_an_empty_shard_weighs_nothing(xp):
         layer.forward(x, t)
     full = backends.to_device(RNG.standard_normal((2, 3)))
     assert float(layer.forward(full, backends.to_device([0, 2]))) > 0  # and on it goes
+    with pytest.raises(ValueError, match="an empty batch"):  # numerical_gradient's check
+        SoftmaxWithLoss().check_inputs(x, t)
+    with sharding.sharded(sharding.Shard(0, 0, 1)):
+        SoftmaxWithLoss().check_inputs(x, t)  # a shard's: nothing to say
 
 
 @pytest.mark.parametrize("make, name, message", [
