@@ -81,14 +81,11 @@ class Apart(variants.Row):
         self.proc = None
 
     def setup(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                    else "")
         # its errors and its rows' progress go to this process's stderr, as they come
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scripts.benchmark", "--serve", self.served,
              "--n", str(self.data[0].shape[0])], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=child_env())
         theirs = self._answer("set up").removeprefix("ready ")
         if theirs != digest(self.data):
             self.close()
@@ -135,13 +132,9 @@ def serve(row_key, n):
     stdin, answering each with its seconds, until stdin ends (:class:`Apart`)."""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # what the row prints must not mix with the answers
-    kind, device, batch, name = row_key.split(":")
-    backends.tune_host_allocator()
-    net = nets.by_name(name)
-    data = synthetic_images(n) if net.images else synthetic(n)
-    row = variants.VARIANTS[kind](net, device, int(batch), data)
+    row = row_of(row_key, n)
     row.setup()
-    print("ready", digest(data), file=answers, flush=True)
+    print("ready", digest(row.data), file=answers, flush=True)
     for line in sys.stdin:
         if line.strip() != "time":
             raise ValueError(f"--serve: expected 'time', got {line.strip()!r}")
@@ -169,13 +162,27 @@ def paired_ratio(numerator, denominator):
     return statistics.median(a / b for a, b in zip(numerator.times, denominator.times))
 
 
-def probe_memory(row_key, n, windows=1):
-    """Run one row in this process and print its peak memory as JSON (``--probe``)."""
+def row_of(row_key, n):
+    """The row ``row_key`` names (``kind:device:batch:net``, a row's ``key``) on ``n`` of the
+    seeded synthetic samples, made in this process (another one's, for ``--probe`` and
+    ``--serve``), with the host's allocator set as in the benchmark's own process."""
     kind, device, batch, name = row_key.split(":")
     backends.tune_host_allocator()
     net = nets.by_name(name)
     data = synthetic_images(n) if net.images else synthetic(n)
-    row = variants.VARIANTS[kind](net, device, int(batch), data)
+    return variants.VARIANTS[kind](net, device, int(batch), data)
+
+
+def child_env(**extra):
+    """This process's environment for a row's own process: the tree first on PYTHONPATH."""
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def probe_memory(row_key, n, windows=1):
+    """Run one row in this process and print its peak memory as JSON (``--probe``)."""
+    row = row_of(row_key, n)
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak-RSS mark: measure the row, not the data generation
@@ -196,9 +203,8 @@ def probe_memory(row_key, n, windows=1):
 
 def memory_of(row, n):
     """``{"rss_mb", "gpu_mb"}`` of ``row``, run alone in a fresh process."""
-    env = dict(os.environ, XPNET_BACKEND=row.device if row.kind.startswith("xpnet")
-               else os.environ.get("XPNET_BACKEND", "auto"))
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_env(XPNET_BACKEND=row.device if row.kind.startswith("xpnet")
+                    else os.environ.get("XPNET_BACKEND", "auto"))
     r = subprocess.run([sys.executable, "-m", "scripts.benchmark", "--probe", row.key,
                         "--n", str(n)], capture_output=True, text=True, timeout=600, env=env,
                        cwd=ROOT)
