@@ -180,6 +180,19 @@ def child_env(**extra):
     return env
 
 
+def torch_sees_cuda():
+    """Whether PyTorch is installed and sees a CUDA device, asked of a process of its own:
+    importing PyTorch here would put its thread pools and allocator beside the rows of
+    this process (what :class:`Apart` keeps apart)."""
+    probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=child_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode not in (0, 3):
+        log(f"PyTorch could not be asked for CUDA (exit status {done.returncode}): "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'no message'}")
+    return done.returncode == 0
+
+
 def probe_memory(row_key, n, windows=1):
     """Run one row in this process and print its peak memory as JSON (``--probe``)."""
     row = row_of(row_key, n)

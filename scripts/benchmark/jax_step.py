@@ -160,8 +160,7 @@ def main(argv=None):
     other_kind = "cupy graph" if other == "cupy" else "numpy"
     have_torch = importlib.util.find_spec("torch") is not None
     if have_torch and on_gpu:
-        import torch
-        have_torch = torch.cuda.is_available()
+        have_torch = harness.torch_sees_cuda()  # asked apart: no PyTorch in JAX's process
     torch_device = "cupy" if on_gpu else "numpy"  # the rows' name for CUDA, the CPU
     columns = ("jax jit", JaxOtherConv.kind, "jax eager", JaxOwn.kind, other_kind, TORCH)
     lines = [f"# xpnet on JAX: the compiled step ({platform}: {backend.description})", "",

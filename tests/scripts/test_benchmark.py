@@ -408,3 +408,20 @@ def test_a_row_timed_apart_runs_in_its_own_process_on_the_same_data():
                                            r"ended \(exit status 1\) before it could set up"):
         harness.time_rows([broken], repeats=1, pause=0)
     assert broken.proc is None
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_whether_torch_sees_cuda_is_asked_of_another_process(tmp_path, monkeypatch, answer):
+    """``harness.torch_sees_cuda`` asks a process of its own (a planted ``torch`` module
+    answers it there), so PyTorch never loads beside JAX's rows; a ``torch`` that fails to
+    import counts as none."""
+    from scripts.benchmark import harness
+    (tmp_path / "torch.py").write_text(
+        "class cuda:\n    @staticmethod\n    def is_available():\n"
+        f"        return {answer}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    loaded = "torch" in sys.modules
+    assert harness.torch_sees_cuda() is answer
+    assert ("torch" in sys.modules) == loaded  # not imported here
+    (tmp_path / "torch.py").write_text("raise ImportError('a broken build')\n")
+    assert harness.torch_sees_cuda() is False
