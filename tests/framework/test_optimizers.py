@@ -178,6 +178,8 @@ def _adam_by_hand(steps):
 def test_get_optimizer_by_name_like_the_book():
     assert isinstance(get_optimizer("AdaGrad"), AdaGrad)
     assert get_optimizer("sgd").lr == 0.01  # optimizer_param=None means lr 0.01
+    # the book's Trainer: lr 0.01 for every name, not each class's own default (Adam's 0.001)
+    assert get_optimizer("adam").lr == get_optimizer("AdaGrad").lr == 0.01
     m = get_optimizer("Momentum", {"lr": 0.2, "momentum": 0.5})
     assert (m.lr, m.momentum) == (0.2, 0.5)
     adam = Adam()
@@ -200,6 +202,8 @@ def test_get_optimizer_by_name_like_the_book():
     (lambda: SGD(lr="0.1"), r"SGD: lr must be a finite number in \(0, inf\), got '0.1'"),
     (lambda: Adam(beta1=b"0.9"), r"Adam: beta1 must be a finite number in \[0, 1\), got b'0.9'"),
     (lambda: Momentum(momentum=True), r"Momentum: momentum must be a finite number"),
+    # a bool is no rate, though float() reads True as 1.0, which lies inside lr's interval
+    (lambda: SGD(lr=True), r"SGD: lr must be a finite number in \(0, inf\), got True"),
     (lambda: Momentum(momentum=1.0), r"Momentum: momentum must be a finite number in \[0, 1\)"),
     (lambda: Nesterov(momentum=-0.1), r"Nesterov: momentum must be a finite number in \[0, 1\)"),
     (lambda: RMSprop(decay_rate=1), r"RMSprop: decay_rate must be a finite number in \(0, 1\)"),
@@ -341,3 +345,26 @@ def test_the_books_figure_of_the_optimizers_paths_on_python_numbers(name, lr):
         assert float(params["x"]) == pytest.approx(want["x"], rel=1e-12, abs=1e-12)
         assert float(params["y"]) == pytest.approx(want["y"], rel=1e-12, abs=1e-12)
     assert abs(float(params["x"]) + 7.0) > 0.1  # it moved
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_an_optimizer_that_has_updated_a_network_pickles(backend, name):
+    """An optimizer keeps a weak reference to the parameters its state was made for
+    (:meth:`state_of_another`), which pickle cannot hold: a pickled optimizer (a user's
+    copy, a process pool) drops it, keeps its state and steps on as the original does."""
+    import pickle
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x = backend.asarray(np.ones((2, 4)), "float32")
+    t = backend.asarray(np.array([0, 1]))
+    opt = get_optimizer(name)
+    opt.update(net.params, net.gradient(x, t))
+    copy = pickle.loads(pickle.dumps(opt))
+    assert not copy.state_of_another(net.params) and copy.iter == opt.iter
+    twin = TwoLayerNet(4, 3, 2, seed=0)
+    for key in twin.params:
+        twin.params[key] = backend.asarray(to_host(net.params[key]))
+    grads = net.gradient(x, t)
+    opt.update(net.params, grads)
+    copy.update(twin.params, grads)
+    for key in net.params:
+        np.testing.assert_array_equal(to_host(twin.params[key]), to_host(net.params[key]))
