@@ -339,6 +339,24 @@ def test_no_tracer_is_left_in_the_network_after_a_trace(jax_backend):
     assert opt.lr == 0.01 and not isinstance(opt.lr, jax.core.Tracer)
 
 
+def test_the_compiled_step_hands_its_buffers_to_xla(jax_backend):
+    """The parameters, the layers' state, the optimizer's state and the epoch's losses are
+    donated: XLA writes a step's new arrays over the old ones (one copy of each on the
+    device, not two), and the network gets the step's arrays back at ``sync()``."""
+    from framework.jit_step import JitStep
+    from framework.optimizers import Adam
+    net, opt, data64 = deep(), Adam(lr=0.01), batches()
+    step = JitStep(net, opt, data64)
+    step.start_epoch(data64.start_epoch())
+    held = {**{f"params {k}": a for k, a in net.params.items()},
+            **{f"state {k}": a for k, a in net.state().items()},
+            **{f"optimizer {k}": a for k, a in opt.arrays().items()}, "losses": step.losses}
+    step.run(0)
+    assert [name for name, a in held.items() if not a.is_deleted()] == []
+    step.sync()
+    assert not any(a.is_deleted() for a in [*net.params.values(), *opt.arrays().values()])
+
+
 def test_an_eager_step_reads_no_array_back(jax_backend, monkeypatch):
     """Reading a JAX array's values waits for everything queued before it, on the CPU too:
     the loss read its labels' range at every eager step, a quarter of an eager TwoLayerNet
@@ -398,9 +416,13 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
         np.testing.assert_allclose(jit_params[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
 
 
-def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(jax_backend):
-    """A network of the user's own without ``state()``: graph='auto' runs it eagerly and the
-    step's mode says why; graph=True refuses it with the same reason."""
+@pytest.mark.parametrize("kind", ["no state", "plain dict"])
+def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(jax_backend,
+                                                                               kind):
+    """A network of the user's own without ``state()``, or whose ``params`` are a plain dict
+    (a new array put there would not reach its layers; the Trainer refuses such a network
+    sooner, a step made by hand finds it here): graph='auto' runs it eagerly and the step's
+    mode says why; graph=True refuses it with the same reason."""
     from framework import steps
     from framework.optimizers import SGD
     net = deep()
@@ -410,13 +432,20 @@ def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(ja
 
         def gradient(self, x, t):
             return net.gradient(x, t)
+
+    class PlainDict(Stateless):
+        params = dict(net.params)
+        state = net.state
+    made = Stateless() if kind == "no state" else PlainDict()
     data64 = batches()
-    why = "Stateless has no state(): its layers' buffers cannot be threaded through the " \
-          "compiled step"
-    assert steps.choose(Stateless(), SGD(), data64, graph="auto").mode == \
+    why = ("Stateless has no state(): its layers' buffers cannot be threaded through the "
+           "compiled step") if kind == "no state" else \
+        ("PlainDict's params are a plain dict: a new array put in it would not reach its "
+         "layers (a models.base.Network's params pass each one on)")
+    assert steps.choose(made, SGD(), data64, graph="auto").mode == \
         f"eager (not compiled: {why})"
     with pytest.raises(ValueError) as refused:
-        steps.choose(Stateless(), SGD(), data64, graph=True)
+        steps.choose(made, SGD(), data64, graph=True)
     assert str(refused.value) == f"Trainer: graph=True, but the step cannot be compiled: {why}"
 
 
