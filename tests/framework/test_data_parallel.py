@@ -64,6 +64,10 @@ def test_a_networks_own_batch_norm_or_dropout_is_named():
     assert "MyDropout (MyDropout) is a dropout of the network's own" in \
         data_parallel.exactness_problems(OwnNet(own_dropout))[0]
     assert data_parallel.exactness_problems(OwnNet(Dropout(0.5))) == []
+    # a name written with underscores, as Python's style for a class would not, found too
+    own_norm = type("Batch_Norm", (), {"forward": lambda s, x: x, "backward": lambda s, d: d})()
+    assert "Batch_Norm (Batch_Norm) is a batch norm of the network's own" in \
+        data_parallel.exactness_problems(OwnNet(own_norm))[0]
 
 
 def test_layers_held_as_attributes_or_in_a_list_are_looked_at_too():
