@@ -71,6 +71,44 @@ def test_drop_last_with_no_short_batch_resumes_either_way(tmp_path):
     assert resumed.train_loss_list == full.train_loss_list
 
 
+def test_a_checkpoint_from_before_drop_last_resumes(tmp_path):
+    """A checkpoint written before ``drop_last`` existed describes its batches without it:
+    it drew them as ``drop_last=False`` does, and resumes so, to an uninterrupted run's
+    bits; a resume with ``drop_last=True`` there is refused (it would draw otherwise)."""
+    path = str(tmp_path / "run.npz")
+    full = make_trainer(epochs=2, seed=5, mini_batch_size=30)
+    full.train()
+    make_trainer(checkpoint=path, epochs=2, seed=5, mini_batch_size=30).train(epochs=1)
+    with np.load(path) as f:
+        arrays = dict(f)
+    meta = json.loads(str(arrays["meta"]))
+    assert meta["trainer"]["batches"].pop("drop_last") is False
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    resumed = make_trainer(checkpoint=path, resume=True, epochs=2, seed=5, mini_batch_size=30,
+                           net_seed=9)
+    resumed.train()
+    assert resumed.train_loss_list == full.train_loss_list
+    with pytest.raises(CheckpointError, match=r"drew its batches otherwise \(drop_last False "
+                                              r"-> True\)"):
+        make_trainer(checkpoint=path, resume=True, epochs=2, seed=5, mini_batch_size=30,
+                     drop_last=True)
+
+
+def test_a_process_other_than_the_first_writes_no_checkpoint(tmp_path):
+    """In a data-parallel world every process holds the same run, and the first alone
+    writes it (the others would write the same file again, over a shared folder)."""
+    path = tmp_path / "run.npz"
+    trainer = make_trainer(epochs=1)
+
+    class Second:
+        is_root, size, rank = False, 2, 1
+    trainer.world = Second()
+    trainer_state.save(trainer, str(path))
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
 def a_run_of_sgd_whose_settings_read(settings):
     """A writer: a run of SGD whose checkpoint's optimizer settings are then ``settings``."""
     def write(path):
