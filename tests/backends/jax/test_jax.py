@@ -752,3 +752,20 @@ def test_windows_go_into_an_image_in_one_pass(jax_backend):
         text = jax.jit(call).lower(arg_in).compile().as_text()
         for update in ("scatter(", "dynamic-update-slice("):
             assert update not in text, (name, update)
+
+
+def test_an_optimizers_step_called_by_name_is_the_step_called_by_position(jax_backend):
+    """The wing's optimizer steps take their numbers as constants of the computation or as
+    traced inputs (``_constants_where_numbers``); arguments named, in any order, are put
+    in their places first: Adam's step with ``beta2`` named before ``beta1`` is the
+    positional one, with Python numbers and with arrays for them alike."""
+    ops = backends.ops_for(backends.to_device(np.zeros(1)))
+    rng = np.random.default_rng(0)
+    p, g, m, v = (backends.to_device(rng.random((3, 4))) for _ in range(4))
+    lr_t = backends.to_device(np.array(0.01))
+    for b1, b2 in ((0.9, 0.999), (backends.to_device(np.array(0.9)),
+                                  backends.to_device(np.array(0.999)))):
+        positional = ops.adam_update(p, g, m, v, lr_t, b1, b2)
+        named = ops.adam_update(p, g, m, v, lr_t=lr_t, beta2=b2, beta1=b1)
+        for a, b in zip(positional, named):
+            np.testing.assert_array_equal(to_host(a), to_host(b))
