@@ -67,11 +67,14 @@ def test_a_variable_xpnet_does_not_read_is_named_with_the_closest_it_does():
     from backends.settings import UnknownVariableWarning
     with pytest.warns(UnknownVariableWarning) as said:
         read = Settings.read({"XPNET_THREADS": "2", "XPNET_HOST_KERNEL": "0", "XPNET_XYZ": "1",
+                              "XPNET_SEED": "3",  # like none closely: no guess offered
                               "XPNET_NVRTC": "/lib/libnvrtc.so", "XPNET_FUSED": "0"})
     assert read == Settings(fused=False)  # the rest as if unset
     assert [str(w.message) for w in said] == [
         "XPNET_HOST_KERNEL is not a variable xpnet reads, so it changes nothing; did you mean "
         "XPNET_HOST_KERNELS? (python -m backends lists the variables)",
+        "XPNET_SEED is not a variable xpnet reads, so it changes nothing (python -m backends "
+        "lists the variables)",
         "XPNET_THREADS is not a variable xpnet reads, so it changes nothing; did you mean "
         "XPNET_HOST_THREADS? (python -m backends lists the variables)",
         "XPNET_XYZ is not a variable xpnet reads, so it changes nothing (python -m backends "
@@ -100,6 +103,9 @@ def test_python_m_backends_prints_the_settings():
                                                     XPNET_GRAPH_GEMM="own"), cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "XPNET_GRAPH_GEMM=own\n" in done.stdout and "XPNET_BACKEND=numpy\n" in done.stdout
+    assert "fast_paths" not in done.stdout  # said only where they are off:
+    assert Settings(fast_paths=False).lines()[-1] == (
+        "fast_paths off: NumPy, CuPy and PyTorch compute with the standard's operations")
 
 
 def test_the_settings_change_for_a_block_and_come_back():
@@ -111,6 +117,10 @@ def test_the_settings_change_for_a_block_and_come_back():
     with pytest.raises(ValueError, match="graph_gemm"):
         with backends.configured(graph_gemm="bogus"):
             pass
+    with pytest.raises(ValueError, match=r"^host_threads='0': expected a positive integer"):
+        with backends.configured(host_threads=0):  # as XPNET_HOST_THREADS=0 is refused
+            pass
+    assert backends.settings() is before
 
 
 def test_kept_gives_back_the_settings_and_drops_the_operations_made_under_others(monkeypatch):
