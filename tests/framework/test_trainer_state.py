@@ -1,5 +1,6 @@
 """framework/trainer_state.py: a run's state in its checkpoint, and the files it refuses."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -57,6 +58,19 @@ def a_run_of_sgd_dropping_its_short_batches(path):
     make_trainer(checkpoint=path, epochs=1, mini_batch_size=30, drop_last=True).train()
 
 
+@contextlib.contextmanager
+def rewritten_header(path):
+    """The checkpoint's header as a dict to change within, written back after (the file as
+    another version of xpnet, or a damaged one, would have it)."""
+    with np.load(path) as f:
+        arrays = dict(f)
+    meta = json.loads(str(arrays["meta"]))
+    yield meta
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def test_drop_last_with_no_short_batch_resumes_either_way(tmp_path):
     """400 samples in batches of 20 leave no short batch out: ``drop_last`` draws what its
     absence draws, so the checkpoint records none, and the run resumes with either
@@ -79,13 +93,8 @@ def test_a_checkpoint_from_before_drop_last_resumes(tmp_path):
     full = make_trainer(epochs=2, seed=5, mini_batch_size=30)
     full.train()
     make_trainer(checkpoint=path, epochs=2, seed=5, mini_batch_size=30).train(epochs=1)
-    with np.load(path) as f:
-        arrays = dict(f)
-    meta = json.loads(str(arrays["meta"]))
-    assert meta["trainer"]["batches"].pop("drop_last") is False
-    arrays["meta"] = np.array(json.dumps(meta))
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    with rewritten_header(path) as meta:
+        assert meta["trainer"]["batches"].pop("drop_last") is False
     resumed = make_trainer(checkpoint=path, resume=True, epochs=2, seed=5, mini_batch_size=30,
                            net_seed=9)
     resumed.train()
@@ -113,13 +122,8 @@ def a_run_of_sgd_whose_settings_read(settings):
     """A writer: a run of SGD whose checkpoint's optimizer settings are then ``settings``."""
     def write(path):
         a_run_of_sgd(path)
-        with np.load(path) as f:
-            arrays = dict(f)
-        meta = json.loads(str(arrays["meta"]))
-        meta["trainer"]["optimizer_settings"] = settings
-        arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        with rewritten_header(path) as meta:
+            meta["trainer"]["optimizer_settings"] = settings
     return write
 
 

@@ -416,9 +416,13 @@ def test_a_step_driven_by_hand_syncs_itself_where_it_must(jax_backend):
         np.testing.assert_allclose(jit_params[key], value, rtol=1e-10, atol=1e-10, err_msg=key)
 
 
-@pytest.mark.parametrize("kind", ["no state", "plain dict"])
+@pytest.mark.parametrize("kind, why", [
+    ("Stateless", "Stateless has no state(): its layers' buffers cannot be threaded through "
+                  "the compiled step"),
+    ("PlainDict", "PlainDict's params are a plain dict: a new array put in it would not reach "
+                  "its layers (a models.base.Network's params pass each one on)")])
 def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(jax_backend,
-                                                                               kind):
+                                                                               kind, why):
     """A network of the user's own without ``state()``, or whose ``params`` are a plain dict
     (a new array put there would not reach its layers; the Trainer refuses such a network
     sooner, a step made by hand finds it here): graph='auto' runs it eagerly and the step's
@@ -436,12 +440,8 @@ def test_a_step_that_cannot_be_compiled_runs_eagerly_saying_why_or_is_refused(ja
     class PlainDict(Stateless):
         params = dict(net.params)
         state = net.state
-    made = Stateless() if kind == "no state" else PlainDict()
+    made = {"Stateless": Stateless, "PlainDict": PlainDict}[kind]()
     data64 = batches()
-    why = ("Stateless has no state(): its layers' buffers cannot be threaded through the "
-           "compiled step") if kind == "no state" else \
-        ("PlainDict's params are a plain dict: a new array put in it would not reach its "
-         "layers (a models.base.Network's params pass each one on)")
     assert steps.choose(made, SGD(), data64, graph="auto").mode == \
         f"eager (not compiled: {why})"
     with pytest.raises(ValueError) as refused:
