@@ -70,6 +70,11 @@ def _taken(path, take):
             return take(f)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file") from None
+    except PermissionError as e:  # the file may be whole: not "damaged"
+        raise CheckpointError(f"{path}: this user may not read it ({e.strerror}); "
+                              f"nothing was read") from None
     except Exception as e:  # truncated zip, bad CRC, object arrays, not an npz at all
         raise CheckpointError(f"{path}: damaged or not a checkpoint ({_unreadable(path, e)})") \
             from None

@@ -235,6 +235,45 @@ def test_foreign_npz_and_missing_file(tmp_path):
             TwoLayerNet(20, 8, 3).load_params(str(tmp_path / "tool.npz"))
 
 
+def test_a_folder_and_a_file_this_user_may_not_read_are_named_as_such(tmp_path):
+    """Neither is called damaged: a folder is named a folder, and a whole checkpoint
+    whose mode denies this user is named unreadable to them. Root reads any file, so as
+    root the load runs in a child process that has become nobody (uid 65534), on a
+    folder under /tmp (pytest's own are root's alone, not even searchable by nobody)."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from tests.conftest import ROOT
+    backends.use("numpy")
+    with pytest.raises(CheckpointError) as folder:
+        TwoLayerNet(20, 8, 3).load_params(str(tmp_path))
+    assert str(folder.value) == f"{tmp_path}: a folder, not a checkpoint file"
+    top = tempfile.mkdtemp(prefix="xpnet-unreadable-")
+    path = os.path.join(top, "net.npz")
+    try:
+        TwoLayerNet(20, 8, 3).save_params(path)
+        os.chmod(top, 0o755)
+        os.chmod(path, 0o200)  # its owner may write it, no one may read it
+        code = ("import os, sys\n"
+                "from framework.checkpoint import header, CheckpointError\n"
+                "if os.getuid() == 0:\n"
+                "    os.setgid(65534); os.setuid(65534)\n"
+                "try:\n"
+                "    header(sys.argv[1])\n"
+                "except CheckpointError as e:\n"
+                "    print(e)\n")
+        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True,
+                           text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+        os.chmod(path, 0o600)
+        meta = checkpoint.header(path)  # the file was whole all along
+    finally:
+        shutil.rmtree(top)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{path}: this user may not read it (Permission denied); nothing was read\n"
+    assert meta["model"] == "TwoLayerNet"
+
+
 def test_a_checkpoint_from_a_newer_xpnet_is_refused_naming_both_versions(tmp_path):
     """A file whose layout this xpnet may not know is refused, never half read; the same
     file with this version's number loads (so the refusal is the version's doing)."""
