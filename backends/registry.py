@@ -193,8 +193,7 @@ class Registry:
             where = cls.parse_device(device)
         except Unusable as e:
             raise RuntimeError(f"{source}={name} with {device_source}={device!r}: {e}") from None
-        why = "asked for by name" if source else "default"
-        return cls(where, f"{source}={name} ({why})")
+        return cls(where, f"{source}={name} (asked for by name)")
 
     # --- the default backend ---------------------------------------------------------------
 

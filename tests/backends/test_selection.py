@@ -92,6 +92,14 @@ def test_cupy_by_name_raises_runtime_error_in_process():
         backends.use("cupy")
 
 
+def test_a_backend_says_who_chose_it():
+    """Its ``reason`` (what ``python -m backends`` prints) names who asked, in their words."""
+    assert backends.use("numpy").reason == "backends.use=numpy (asked for by name)"
+    with backends.using("numpy", device="cpu") as chosen:
+        assert chosen.reason == "backends.use=numpy (asked for by name)"
+    assert backends.chosen("numpy").reason == "--backend=numpy (asked for by name)"
+
+
 def test_use_unknown_name_raises_value_error():
     with pytest.raises(ValueError, match="'mlx'.*numpy, cupy, torch, array_api_strict, jax, "
                                          "auto"):
@@ -325,7 +333,9 @@ def test_the_install_hint_is_given_only_where_the_library_is_missing():
     from backends.backend import Unusable
     from backends.registry import REGISTRY
     failures = {"missinglib": Unusable("missinglib is not installed", missing=True),
-                "driverlib": Unusable("driverlib found no driver")}
+                "driverlib": Unusable("driverlib found no driver"),
+                "selfhelp": Unusable("selfhelp is not installed (pip install selfhelp)",
+                                     missing=True)}
     module = types.ModuleType("unusable_backends")
     for name, failure in failures.items():
         def load(cls, failure=failure):
@@ -340,6 +350,8 @@ def test_the_install_hint_is_given_only_where_the_library_is_missing():
             backends.use("missinglib")
         with pytest.raises(RuntimeError) as driver:
             backends.use("driverlib")
+        with pytest.raises(RuntimeError) as selfhelp:
+            backends.use("selfhelp")
     finally:
         for name in failures:
             REGISTRY.unregister(name)
@@ -348,6 +360,10 @@ def test_the_install_hint_is_given_only_where_the_library_is_missing():
         str(missing.value)
     assert "driverlib found no driver; or run on the CPU with XPNET_BACKEND=numpy" in \
         str(driver.value) and "to install" not in str(driver.value)
+    # a library's own words that already say how to install it are not said twice
+    assert str(selfhelp.value) == ("backends.use=selfhelp, but that backend cannot be used: "
+                                   "selfhelp is not installed (pip install selfhelp); or run "
+                                   "on the CPU with XPNET_BACKEND=numpy")
 
 
 def test_pytorchs_own_names_of_its_cpu_are_its_cpu():
