@@ -109,6 +109,27 @@ def test_kept_gives_back_the_default_backend_and_the_settings():
     assert backends.current() is start and backends.settings() is settings
 
 
+def test_kept_inside_a_using_block_gives_back_that_blocks_backend():
+    """The plugin's ``kept()`` around a test that runs inside a ``using`` block: a ``use``
+    within it changes the block's backend, and that change ends with ``kept``."""
+    if "array_api_strict" not in backends.available():
+        pytest.skip("array-api-strict is not installed")
+    with backends.using("numpy") as outer:
+        with backends.kept():
+            backends.use("array_api_strict")
+            assert backends.current().name == "array_api_strict"
+        assert backends.current() is outer
+
+
+def test_memory_running_out_on_a_refused_array_is_still_memory_running_out():
+    """``out_of_memory`` asked about an error raised beside an array no backend takes (a
+    masked array, say): a MemoryError is one whatever the array, anything else is not."""
+    from backends.registry import REGISTRY
+    masked = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+    assert REGISTRY.out_of_memory(MemoryError(), masked)
+    assert not REGISTRY.out_of_memory(ValueError("out of memory"), masked)
+
+
 def test_array_api_strict_is_nothing_but_the_hooks():
     """backends/strict.py defines one class, whose methods are the hooks a library through
     the standard gives: how it loads, its devices, its arrays' namespace, and where its
