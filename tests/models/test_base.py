@@ -140,7 +140,8 @@ def test_a_parameter_rebound_to_what_its_layer_cannot_use_is_refused(backend, xp
                                                           f"{fits.dtype} on {where}"),
             (backend.asarray(np.zeros((6, 5)), "float64"), "dtype "),
             ([[0.0] * 5] * 6, "list"),
-            (np.zeros((6, 5), dtype=np.float64), "on numpy")):
+            (np.zeros((6, 5), dtype=np.float64), "on numpy"),
+            *_another_librarys_array_of_the_same_shape_and_dtype(backend)):
         with pytest.raises(ValueError, match=re.escape(
                 f"params['W1']: expected an array of shape (6, 5) and dtype {fits.dtype} on "
                 f"{where}, as it was; got ") + r".*" + re.escape(got)):
@@ -155,12 +156,32 @@ def test_a_parameter_rebound_to_what_its_layer_cannot_use_is_refused(backend, xp
                        lambda p: p.popitem(), lambda p: p.clear()):
             with pytest.raises(TypeError, match=r"^a network's parameters cannot be removed"):
                 remove(twin.params)
-        with pytest.raises(ValueError, match=r"params has no 'W3'"):
-            twin.params.update(W3=fits)
+        for add in (lambda p: p.update(W3=fits), lambda p: p.setdefault("W3", fits),
+                    lambda p: p.__ior__({"W3": fits})):  # dict's other ways in, |= too
+            with pytest.raises(ValueError, match=r"params has no 'W3'"):
+                add(twin.params)
+        assert "W3" not in twin.params
     assert net.params["W1"] is W1 and net.layers["Affine1"].W is W1
+    assert net.params.setdefault("W1", fits) is W1  # a name there keeps its array
     np.testing.assert_array_equal(to_host(net.predict(x)), before)
     net.params["W1"] = fits  # an array that fits: bound, and reaches the layer
     assert net.layers["Affine1"].W is fits
+    again = backend.asarray(np.ones((6, 5)), "float32")
+    net.params |= {"W1": again}  # so does one bound with |=
+    assert net.params["W1"] is again and net.layers["Affine1"].W is again
+
+
+def _another_librarys_array_of_the_same_shape_and_dtype(backend):
+    """``[(array, words)]``: W1's shape and dtype in a library other than ``backend``'s
+    (NumPy's; on NumPy, array-api-strict's where it is installed), which only the library
+    tells apart from a fitting array."""
+    if backend.name != "numpy":
+        return [(np.zeros((6, 5), dtype=np.float32), "on numpy")]
+    if "array_api_strict" not in backends.available():
+        return []
+    import array_api_strict
+    return [(array_api_strict.zeros((6, 5), dtype=array_api_strict.float32),
+             "on array_api_strict")]
 
 
 def test_a_copied_or_pickled_network_keeps_its_params_tied_to_its_own_layers(backend, xp):

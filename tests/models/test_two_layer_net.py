@@ -86,7 +86,9 @@ def test_non_float_dtype_is_refused(backend):
 @pytest.mark.parametrize("std, message", [
     ("he ", r"weight_init_std='he ' is not a known initialisation"),  # was NumPy's UFuncTypeError
     (-0.01, r"weight_init_std must be a positive number or a name, got -0.01"),
-    (None, r"weight_init_std must be a positive number or a name, got None")])
+    (None, r"weight_init_std must be a positive number or a name, got None"),
+    (float("inf"), r"weight_init_std must be a positive number or a name, got inf"),
+    (float("nan"), r"weight_init_std must be a positive number or a name, got nan")])
 def test_a_weight_scale_is_checked_as_the_other_networks_check_it(std, message):
     with pytest.raises(ValueError, match=rf"^TwoLayerNet: {message}"):
         TwoLayerNet(4, 3, 2, weight_init_std=std)
