@@ -466,6 +466,10 @@ def test_a_batch_too_large_for_memory_is_named_with_what_to_do(backend):
                                               rf"allocate .*\); {fix}") as info:
             call()
         assert isinstance(info.value.__cause__, MemoryError)  # NumPy's own, kept
+    # accuracy in parts: the batch named is the part that did not fit, not the whole of x
+    with pytest.raises(MemoryError, match=rf"^TwoLayerNet.accuracy: a batch of {n // 2} "
+                                          rf"samples needs more memory"):
+        net.accuracy(x, t, batch_size=n // 2)
 
 
 def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):

@@ -136,13 +136,19 @@ def test_a_layer_swapped_in_is_the_one_whose_gradients_are_read(backend):
     """``gradient`` kept the layer objects it first read the gradients from: an Affine put
     in Affine1's place (its parameters are the network's, by name) had its dW ignored, and
     the one it replaced gave its last gradient again."""
+    import copy
+    import pickle
     x, t = data()
-    net = TwoLayerNet(4, 5, 3, seed=0)
+    original = TwoLayerNet(4, 5, 3, seed=0)
     xd, td = backends.to_device(x), backends.to_device(t)
-    before = net.gradient(xd, td)["W1"]
-    fresh = net.layers["Affine1"] = Affine(net.params["W1"], net.params["b1"])
-    grads = net.gradient(backends.to_device(x[::-1] * 2), td)
-    assert grads["W1"] is fresh.dW and not np.allclose(to_host(grads["W1"]), to_host(before))
+    original.gradient(xd, td)  # where it reads its gradients, worked out and kept
+    # a copy or a pickle of a network in use too: its layers tell the copy, not no one
+    for net in (original, copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
+        before = net.gradient(xd, td)["W1"]
+        fresh = net.layers["Affine1"] = Affine(net.params["W1"], net.params["b1"])
+        grads = net.gradient(backends.to_device(x[::-1] * 2), td)
+        assert grads["W1"] is fresh.dW and not np.allclose(to_host(grads["W1"]),
+                                                           to_host(before))
 
 
 def test_what_is_no_layer_is_refused_by_name():
