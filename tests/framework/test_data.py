@@ -110,6 +110,11 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"t has shape \(23, 10\) and dtype float64; expected "
                                          r"one-hot rows of 5 numbers"):
         DeviceBatches(x, np.eye(10)[t], 5, num_classes=5)
+    # a column of float labels is no column of labels (those are integers): named as rows
+    # of the wrong width, not as 1-D labels of the wrong type the user never gave
+    with pytest.raises(ValueError, match=r"t has shape \(23, 1\) and dtype float32; expected "
+                                         r"one-hot rows of 10 numbers, or integer labels"):
+        DeviceBatches(x, t[:, None].astype(np.float32), 5, num_classes=10)
     # an integer type truncated the features; a misspelt one was NumPy's TypeError
     for dtype, said in (("int32", "int32"), ("float33", "'float33'"), ("bool", "bool")):
         with pytest.raises(ValueError, match=rf"^DeviceBatches: dtype must be a floating type, "
@@ -124,6 +129,7 @@ def test_bad_arguments_are_named():
     (lambda x, t: (x.astype(str), t), "x has dtype <U"),
     (lambda x, t: (x.astype(object), t), r"x has dtype object; expected numbers \(float, "
                                          r"integer or bool\)"),  # bools: binarised images
+    (lambda x, t: (x.astype(np.complex64), t), r"x has dtype complex64; expected numbers"),
     # it said "x and t must be arrays ..., got shapes None and (23,)" for a list
     (lambda x, t: (x.tolist(), t), r"x must be an array with a sample axis \(a NumPy array or "
                                    r"one of the backend's\), got a list$"),
@@ -265,6 +271,17 @@ def test_labels_of_a_wide_unsigned_type_train_as_any_others(backend):
     assert all(run == losses[0] for run in losses)
 
 
+def test_wide_unsigned_labels_past_int16s_range_are_sent_as_int32():
+    """Labels past int16's range (a set of 40,000 classes in uint16 or uint32) go as int32
+    too; only uint64 labels past int32's range stay as they are (for check_data to judge)."""
+    from framework.data import _gatherable
+    for dtype in ("uint16", "uint32", "uint64"):
+        sent = _gatherable(np.array([0, 40000, 7], dtype=dtype))
+        assert sent.dtype == np.int32 and sent.tolist() == [0, 40000, 7]
+    huge = np.array([0, 2**31], dtype=np.uint64)
+    assert _gatherable(huge) is huge
+
+
 def test_binarised_images_and_one_hot_rows_of_bools_train_as_their_zeros_and_ones(backend):
     """Images thresholded to bools (``x > 0.5``, binarised MNIST) and one-hot rows of bools
     (``np.eye(10, dtype=bool)[t]``): a network computed on both, but the Trainer refused
@@ -303,3 +320,16 @@ def test_short_batch_is_the_last_batch_the_epochs_draw():
                              **kwargs).short_batch == short
     assert DeviceBatches(x[:50], t[:50], 10).short_batch == 0
     assert DeviceBatches(x[:7], t[:7], 10, drop_last=True).short_batch == 7  # all of a small set
+
+
+def test_drop_last_is_described_only_where_it_leaves_a_batch_out():
+    """A checkpoint's description of the batches says drop_last only where it changes
+    them: on 50 samples in batches of 10 it leaves nothing out, so a run resumed without
+    it draws the same batches and is let go on."""
+    x, t = np.zeros((51, 2), np.float32), np.zeros(51, np.int64)
+    for n, dropped in ((51, True), (50, False), (7, False)):  # (7: one batch of all of it)
+        described = DeviceBatches(x[:n], t[:n], 10, drop_last=True).describe()
+        assert described == {"train_size": n, "mini_batch_size": 10, "sampling": "epoch",
+                             "drop_last": dropped}
+    assert DeviceBatches(x, t, 10, drop_last=True, shuffle=False,
+                         replacement=True).describe()["drop_last"] is False
