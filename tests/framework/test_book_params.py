@@ -144,11 +144,13 @@ def test_the_layer_state_stays_as_it_was(tmp_path):
     assert state and all(np.array_equal(to_host(net.state()[k]), v) for k, v in state.items())
 
 
-def test_a_missing_file_and_a_folder_read_as_before(tmp_path):
+def test_a_missing_file_and_a_folder_are_named_as_checkpoints_are(tmp_path):
+    """The book's pickles are looked for first; a missing file or a folder then gets the
+    checkpoint's words (a folder was "damaged or not a checkpoint (IsADirectoryError...)")."""
     net = TwoLayerNet(4, 3, 2, seed=0)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         net.load_params(str(tmp_path / "none.pkl"))
-    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r": a folder, not a checkpoint file$"):
         net.load_params(str(tmp_path))
 
 
