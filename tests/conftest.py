@@ -98,6 +98,20 @@ def child_env(**extra):
     return env
 
 
+def as_another_user(imports, body, *args):
+    """Run ``body`` (Python, after ``imports``) in a child process as a user who is not
+    root: root reads and writes anything, so as root the child becomes nobody (uid 65534)
+    once ``imports`` ran (root's Python and the tree are read first). What it sees must be
+    reachable by nobody: a folder under /tmp, not pytest's own (root's alone). Returns the
+    finished process (``sys.argv[1:]`` are ``args``)."""
+    import subprocess
+    code = (f"import os, sys\n{imports}\n"
+            f"if os.getuid() == 0:\n"
+            f"    os.setgid(65534); os.setuid(65534)\n{body}\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
 def to_host(x):
     return backends.to_numpy(x)
 

@@ -241,10 +241,8 @@ def test_a_folder_and_a_file_this_user_may_not_read_are_named_as_such(tmp_path):
     root the load runs in a child process that has become nobody (uid 65534), on a
     folder under /tmp (pytest's own are root's alone, not even searchable by nobody)."""
     import shutil
-    import subprocess
-    import sys
     import tempfile
-    from tests.conftest import ROOT
+    from tests.conftest import as_another_user
     backends.use("numpy")
     with pytest.raises(CheckpointError) as folder:
         TwoLayerNet(20, 8, 3).load_params(str(tmp_path))
@@ -255,16 +253,9 @@ def test_a_folder_and_a_file_this_user_may_not_read_are_named_as_such(tmp_path):
         TwoLayerNet(20, 8, 3).save_params(path)
         os.chmod(top, 0o755)
         os.chmod(path, 0o200)  # its owner may write it, no one may read it
-        code = ("import os, sys\n"
-                "from framework.checkpoint import header, CheckpointError\n"
-                "if os.getuid() == 0:\n"
-                "    os.setgid(65534); os.setuid(65534)\n"
-                "try:\n"
-                "    header(sys.argv[1])\n"
-                "except CheckpointError as e:\n"
-                "    print(e)\n")
-        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True,
-                           text=True, timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+        r = as_another_user("from framework.checkpoint import header, CheckpointError",
+                            "try:\n    header(sys.argv[1])\n"
+                            "except CheckpointError as e:\n    print(e)", path)
         os.chmod(path, 0o600)
         meta = checkpoint.header(path)  # the file was whole all along
     finally:

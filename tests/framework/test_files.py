@@ -165,24 +165,16 @@ def test_unwritable_names_a_folder_the_user_cannot_write():
     root the check runs in a child process that has become nobody (uid 65534), on a
     folder under /tmp (pytest's own are root's alone, not even searchable by nobody)."""
     import shutil
-    import subprocess
-    import sys
     import tempfile
-    from tests.conftest import ROOT
+    from tests.conftest import as_another_user
     top = tempfile.mkdtemp(prefix="xpnet-unwritable-")
     folder = os.path.join(top, "shared")
     os.mkdir(folder)
     try:
         os.chmod(top, 0o755)
         os.chmod(folder, 0o555)
-        code = ("import os, sys\n"
-                "from framework.files import unwritable\n"  # imported first: root's Python
-                "if os.getuid() == 0:\n"
-                "    os.setgid(65534); os.setuid(65534)\n"
-                "print(unwritable(sys.argv[1]))\n")
-        r = subprocess.run([sys.executable, "-c", code, os.path.join(folder, "report.md")],
-                           capture_output=True, text=True, timeout=60, cwd=ROOT,
-                           env=dict(os.environ, PYTHONPATH=ROOT))
+        r = as_another_user("from framework.files import unwritable",
+                            "print(unwritable(sys.argv[1]))", os.path.join(folder, "report.md"))
     finally:
         os.chmod(folder, 0o755)
         shutil.rmtree(top)
