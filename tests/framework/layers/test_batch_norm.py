@@ -118,3 +118,13 @@ def test_momentum_at_either_end_of_its_range(xp, momentum):
                            else (x.mean(axis=0), x.var(axis=0)))
     np.testing.assert_allclose(to_host(bn.running_mean), want_mean, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(to_host(bn.running_var), want_var, rtol=1e-6, atol=1e-12)
+
+
+def test_the_warning_for_a_batch_of_one_points_at_the_code_that_called_forward(xp):
+    """The warning's line is the caller's (here, this file), not the layer's own, so the
+    user sees which of their lines trained on one sample."""
+    from framework.layers.batch_norm import BatchOfOneWarning
+    bn = BatchNormalization(backends.to_device(np.ones(4)), backends.to_device(np.zeros(4)))
+    with pytest.warns(BatchOfOneWarning) as caught:
+        bn.forward(backends.to_device(np.ones((1, 4))), train_flg=True)
+    assert [w.filename for w in caught] == [__file__]

@@ -78,6 +78,24 @@ def test_a_layer_made_on_one_backend_follows_data_of_another(xp):
     assert int(to_host(on_numpy.counter)[0]) == 2
 
 
+def test_a_layer_that_follows_its_data_leaves_the_old_backends_mask_behind(xp):
+    """A mask drawn for NumPy data and held (a numerical gradient's ``hold_mask``) is not
+    used on the default backend's data: the layer moves without it and draws that
+    forward's mask there, at the generator's next position. (On NumPy nothing moves, and
+    the held mask stays.)"""
+    host = np.arange(1.0, 36.0, dtype=np.float32).reshape(5, 7)
+    with backends.using("numpy"):
+        reference = Dropout(0.5, seed=3)
+        expected = [reference.forward(host) for _ in range(2)]
+    layer = Dropout(0.5, seed=3)
+    layer.forward(host)  # drawn for NumPy's data, on NumPy
+    layer.hold_mask = True
+    out = layer.forward(backends.to_device(host))
+    stays = backends.current().name == "numpy"
+    np.testing.assert_array_equal(to_host(out), expected[0] if stays else expected[1])
+    assert backends.backend_of(layer.mask).name == backends.current().name
+
+
 def test_current_mask_does_not_advance_the_generator(xp):
     layer = Dropout(0.5, seed=4)
     peeked = to_host(layer.current_mask((3, 9))).copy()

@@ -84,6 +84,9 @@ def test_bad_shapes_name_the_layer(xp):
     layer = Pooling(3, 3, name="Pool1")
     with pytest.raises(ValueError, match=r"Pool1: a 3x3 window does not fit the padded 2x2 input"):
         layer.forward(backends.to_device(np.zeros((1, 1, 2, 2))))
+    # a window as tall as the image but wider: each side is checked
+    with pytest.raises(ValueError, match=r"Pool1: a 3x3 window does not fit the padded 3x2 input"):
+        layer.forward(backends.to_device(np.zeros((1, 1, 3, 2))))
     with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\)"):
         layer.forward(backends.to_device(np.zeros((2, 9))))
     with pytest.raises(ValueError, match=r"Pool1: expected images of shape \(N, C, H, W\), "

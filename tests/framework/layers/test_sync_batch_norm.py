@@ -78,3 +78,27 @@ def test_unequal_shards_add_their_gradients_on_one_scale(backend):
         got.append((lo, dx * (hi - lo) / 7))  # the step's weighting
     got = np.concatenate([dx for _, dx in sorted(got, key=lambda p: p[0])])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.backends("numpy")  # the other shard's sums are made here, in NumPy
+@pytest.mark.parametrize("mine", [1, 0])
+def test_a_shard_of_one_sample_or_none_is_no_batch_of_one(backend, mine):
+    """A short last batch of 3 over two processes gives one of them 1 sample; a batch of 1,
+    none: the whole batch counts, so the shard's forward neither warns of a batch of one
+    nor refuses an empty batch, and normalises its rows by the whole batch's statistics."""
+    import warnings
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5))
+    plain, _ = layers(backend)
+    want = to_host(plain.forward(backend.asarray(x), True))[:mine]
+    xs = x[mine:]  # the other process's rows
+    mu = x.mean(0)
+    sent = [np.concatenate([xs.sum(0), [len(xs)]]), ((xs - mu) ** 2).sum(0)]
+    layer = SyncBatchNormalization(backend.asarray(to_host(plain.gamma)),
+                                   backend.asarray(to_host(plain.beta)), Halves(sent))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with sharding.sharded(sharding.Shard(0, mine, 3)):
+            out = to_host(layer.forward(backend.asarray(x[:mine]), True))
+    assert out.shape == (mine, 5)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-14)
