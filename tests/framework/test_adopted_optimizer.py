@@ -131,6 +131,23 @@ def test_state_a_checkpoint_could_not_keep_is_named(tmp_path):
         make_trainer(optimizer=Listed(), epochs=1, checkpoint=str(tmp_path / "r.npz")).train()
 
 
+def test_arrays_nested_in_lists_or_dicts_are_named_too():
+    """An attribute holding arrays anywhere inside it (a list of lists, a dict of lists) is
+    named as a flat list is; a list of numbers is left out, as other things are."""
+    class Nested(BookMomentum):
+        pass
+    own = Nested()
+    adopted = optimizer_for(own)
+    g = np.ones(3)
+    own.notes = [1, 2.5, "x"]
+    assert "notes/0" not in adopted.state_dict()
+    for value in ([[g]], {"W1": [g]}, ([1, (g,)],)):
+        own.nested = value
+        with pytest.raises(TypeError, match=r"^Nested\.nested is a (list|dict|tuple): a "
+                                            r"checkpoint keeps"):
+            adopted.state_dict()
+
+
 def test_a_schedule_sets_the_readers_own_rate():
     """``trainer.optimizer.lr = ...`` (a callback's schedule, a script's ``--lr`` on resume)
     sets the reader's object's ``lr``; its float numbers are its settings."""

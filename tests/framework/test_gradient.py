@@ -184,6 +184,8 @@ def test_numerical_gradient_2d_gives_each_rows_gradient_as_the_books(xp):
     np.testing.assert_allclose(to_host(numerical_gradient_2d(function_2, X[0, ...])),
                                [6.0, 8.0], atol=1e-7)
     np.testing.assert_array_equal(to_host(X), before)
+    none = numerical_gradient_2d(function_2, X[:0, ...])  # no points: no gradients
+    assert tuple(none.shape) == (0, 2)
     with pytest.raises(ValueError, match=r"numerical_gradient_2d: X has shape \(1, 3, 2\)"):
         numerical_gradient_2d(function_2, xp.reshape(X, (1, 3, 2)))
 
@@ -213,3 +215,26 @@ def test_a_float32_x_is_told_that_its_differences_are_rounded(xp):
         numerical_gradient(function_2, backends.to_device([3.0, 4.0], "float64"),
                            put=READS_ITS_ARGUMENT)
         numerical_gradient_2d(function_2, backends.to_device([[3.0, 4.0]], "float64"))
+
+
+def test_float16_is_told_as_float32_is():
+    """float16's rounding is coarser still (a loss near 1 moves in steps of 1e-3): warned."""
+    from framework.gradient import LowPrecisionWarning
+    with pytest.warns(LowPrecisionWarning, match=r"^numerical_gradient in float16: "):
+        numerical_gradient(lambda v: (v * v).sum(), np.array([3.0, 4.0], dtype=np.float16))
+
+
+def test_the_immutable_arrays_loop_puts_x_back_after_its_last_move():
+    """For arrays that cannot be written (JAX's) each moved copy is put where f reads x,
+    and x itself after the last: else the network would keep a moved parameter. Run here
+    on NumPy's arrays through the same loop, which never writes x."""
+    from framework.gradient import _numerical_gradient_put
+    x = np.array([3.0, 4.0])
+    where = {}
+
+    def put(a):
+        where["x"] = a
+    grad = _numerical_gradient_put(lambda v: (v * v).sum(), x, 1e-4, put)
+    np.testing.assert_allclose(grad, [6.0, 8.0], rtol=1e-9)
+    assert where["x"] is x
+    np.testing.assert_array_equal(x, [3.0, 4.0])
