@@ -63,6 +63,10 @@ def test_cross_entropy_book_example(xp):
     both = (0.510825457099338 + 2.302584092994546) / 2
     assert float(cross_entropy_error(batch, backends.to_device([2, 2]))) == pytest.approx(both)
     assert float(cross_entropy_error(batch, xp.stack([t, t]))) == pytest.approx(both)
+    # one-hot rows of bools (np.eye(10, dtype=bool)[t]): PyTorch and the standard take
+    # no argmax of bools, NumPy does
+    hot = backends.to_device(np.eye(10, dtype=bool)[[2, 7]])
+    assert float(cross_entropy_error(batch, hot)) == pytest.approx(0.510825457099338)
 
 
 @pytest.mark.parametrize("labels, message", [

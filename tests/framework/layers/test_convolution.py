@@ -72,6 +72,7 @@ def test_im2col_is_the_books_layout_and_col2im_its_adjoint(xp, shape, filters, s
     (lambda x, c: im2col(x[0, ...], 3, 3), r"im2col: expected images of shape \(N, C, H, W\), "
                                           r"got shape \(2, 5, 5\)"),  # was "not enough values"
     (lambda x, c: im2col(x, 7, 3), r"im2col: a 7x3 filter does not fit the padded 5x5 image"),
+    (lambda x, c: im2col(x, 3, 7), r"im2col: a 3x7 filter does not fit the padded 5x5 image"),
     (lambda x, c: im2col(x, 3, 3, 0), r"im2col: stride must be at least 1, got 0"),  # was / 0
     (lambda x, c: im2col(x, 3.0, 3), r"im2col: filter_h must be a whole number, got 3\.0"),
     (lambda x, c: im2col(x, 3, 3, 1, -1), r"im2col: pad must be at least 0, got -1"),
