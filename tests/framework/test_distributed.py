@@ -86,7 +86,10 @@ def test_a_plain_process_is_a_world_of_one():
     assert (w.rank, w.size, w.local_rank, w.is_root) == (0, 1, 0, True)
     assert w.communicator.largest(0) == 0 and w.communicator.largest(15) == 15
     assert distributed.world({"PMI_SIZE": "1", "PMI_RANK": "0"}).size == 1
-    assert distributed.world() is distributed.world()  # made once (its GPU communicators too)
+    kept = distributed.world()
+    assert distributed.world() is kept  # made once (its GPU communicators too)
+    distributed.world({"PMI_SIZE": "1", "PMI_RANK": "0"})  # a look at another environment
+    assert distributed.world() is kept  # leaves the process's world as it was
 
 
 def test_shards_differ_by_at_most_one_in_rank_order():
@@ -107,6 +110,21 @@ def test_a_graph_demanded_data_parallel_is_refused_before_training(monkeypatch):
     with pytest.raises(ValueError, match=r"graph=True, but the step cannot be a CUDA graph: "
                                          r"a data-parallel step \(2 processes\)"):
         Trainer(TwoLayerNet(4, 3, 2), x, t, x, t, mini_batch_size=10, graph=True)
+
+
+def test_a_global_batch_smaller_than_the_world_is_refused_before_training(monkeypatch):
+    """``mini_batch_size`` is the global batch: one of 2 over 3 processes would leave a
+    process with no sample at every step. Said at once, naming both numbers; a batch of 3
+    is taken."""
+    from framework.trainer import Trainer
+    from models import TwoLayerNet
+    monkeypatch.setattr(REGISTRY, "world", distributed.World(0, 3, 0, distributed.Communicator()))
+    x, t = np.zeros((20, 4), np.float32), np.zeros(20, np.int64)
+    with pytest.raises(ValueError, match=r"^Trainer: mini_batch_size=2 is the global batch and "
+                                         r"must give each of the 3 processes a sample$"):
+        Trainer(TwoLayerNet(4, 3, 2), x, t, x, t, mini_batch_size=2, verbose=False)
+    assert Trainer(TwoLayerNet(4, 3, 2, seed=0), x, t, x, t, mini_batch_size=3, seed=0,
+                   verbose=False).batches.batch_size == 3
 
 
 def test_a_launcher_without_mpi4py_is_named(monkeypatch):

@@ -482,6 +482,10 @@ def test_the_step_a_loss_went_bad_at_is_named(backend):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="sampling='random'"):
         make_trainer(sampling="random")
+    for bad in (1, 0, 1.0, "True", None):  # 1 == True, but a 1 is no answer to "graph?"
+        with pytest.raises(ValueError, match=rf"^Trainer: graph={re.escape(repr(bad))}; "
+                                             rf"expected 'auto', True or False$"):
+            make_trainer(graph=bad)
     with pytest.raises(ValueError, match="resume=True needs checkpoint"):
         make_trainer(resume=True)
     for name in ("drop_last", "resume", "sync_batchnorm", "check_replicas", "verbose"):
@@ -514,6 +518,7 @@ def test_bad_arguments():
                            epochs=np.float32(2))
     assert trainer.max_iter == 3 and trainer.evaluate_sample_num_per_epoch == 5
     assert make_trainer(iters=3.0).max_iter == 3
+    assert make_trainer(iters=3, epochs=0).max_iter == 3  # iters overrides epochs, unread
     for bad in (0, 2.5, "20", None):  # named DeviceBatches' batch_size, or int("a") failed
         with pytest.raises(ValueError, match=rf"^Trainer: mini_batch_size must be a whole "
                                              rf"number at least 1, got {re.escape(repr(bad))}$"):

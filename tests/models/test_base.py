@@ -520,3 +520,26 @@ def test_a_prediction_from_another_thread_waits_for_the_training_step(backend):
     assert predictions > 2  # some while the step ran
     for key in alone.params:
         np.testing.assert_array_equal(to_host(shared.params[key]), to_host(alone.params[key]))
+
+
+def test_each_call_after_a_nested_one_is_an_outermost_call_again(backend):
+    """``gradient`` calls ``loss``, which calls ``predict``, inside the one call's scope.
+    After it, the next call is an outermost one again, with its checks (a list named as
+    such, not Python's words about a list's dtype), and the lock it took is given back
+    (another thread's prediction runs)."""
+    import threading
+
+    from models import TwoLayerNet
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    x = backends.to_device(np.ones((2, 4)), "float32")
+    t = backends.to_device(np.array([0, 1]))
+    net.gradient(x, t)
+    for _ in range(2):
+        with pytest.raises(TypeError, match=r"^TwoLayerNet\.predict: x must be an array"):
+            net.predict([[1.0, 2.0, 3.0, 4.0]])
+    assert net._call.local.depth == 0
+    done = []
+    worker = threading.Thread(target=lambda: done.append(net.predict(x).shape))
+    worker.start()
+    worker.join(timeout=60)
+    assert done == [(2, 2)]

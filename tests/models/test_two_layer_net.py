@@ -81,6 +81,9 @@ def test_in_place_updates_train_the_network(xp):
 def test_non_float_dtype_is_refused(backend):
     with pytest.raises(ValueError, match="dtype must be a floating type, got int32"):
         TwoLayerNet(4, 3, 2, dtype="int32")
+    # complex numbers are no real floating type: the layers' max and comparisons need order
+    with pytest.raises(ValueError, match="dtype must be a floating type, got complex64"):
+        TwoLayerNet(4, 3, 2, dtype="complex64")
 
 
 @pytest.mark.parametrize("std, message", [
