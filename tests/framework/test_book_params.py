@@ -51,6 +51,23 @@ def test_the_books_file_loads_into_the_network_cast_to_its_dtype(tmp_path, proto
     np.testing.assert_array_equal(to_host(net.predict(x)), to_host(again.predict(x)))
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_big_endian_and_column_major_arrays_are_read_as_their_values(tmp_path, protocol):
+    """A pickle carries each array's byte order and memory order (a file written on a
+    big-endian machine, an array transposed before saving): both are read, so the values
+    are the ones written, not their bytes taken in another order."""
+    from framework import book_params
+    arrays = {"W1": np.arange(6.0).reshape(2, 3).astype(">f8"),
+              "W2": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              "b1": np.arange(4, dtype=">i4")}
+    path = tmp_path / "p.pkl"
+    path.write_bytes(pickle.dumps(arrays, protocol=protocol))
+    got = book_params.read(str(path))
+    for key, value in arrays.items():
+        assert got[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
 def test_the_books_numpy_1_names_are_read_too(tmp_path):
     """The book's files were written by NumPy 1, whose pickles name ``numpy.core.multiarray``
     (NumPy 2 writes ``numpy._core``): such a file, written here by renaming the module."""
@@ -111,6 +128,8 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, wher
     (lambda v: {**v, "W2": np.ones((2, 3))}, "parameter W2 is of shape (2, 3), expected shape "
                                              "(3, 2)"),
     (lambda v: {**v, "b1": np.array([0.0, np.nan, 0.0])}, "parameter b1 holds NaN"),
+    (lambda v: {**v, "b1": np.array([True, False, True])},  # a mask, not weights
+     "entry 'b1' is an array of bool; expected arrays of numbers"),
 ])
 def test_a_pickle_of_something_else_is_refused_and_nothing_changes(tmp_path, change, message):
     net = TwoLayerNet(4, 3, 2, seed=0)
@@ -130,6 +149,20 @@ def test_a_truncated_pickle_is_called_damaged(tmp_path):
     with pytest.raises(CheckpointError, match=r"cut.pkl: a pickle, but not the book's "
                                               r"parameters: damaged pickle \("):
         net.load_params(str(tmp_path / "cut.pkl"))
+
+
+def test_a_pickle_whose_arrays_lie_outside_it_is_called_damaged(tmp_path):
+    """Protocol 5 may leave an array's bytes out of the file (``buffer_callback``): such a
+    file does not hold the parameters, and is refused as one that is not whole."""
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    outside = []
+    data = pickle.dumps(drawn(net), protocol=5, buffer_callback=outside.append)
+    assert outside  # (the arrays' bytes went there)
+    (tmp_path / "bare.pkl").write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"bare.pkl: a pickle, but not the book's "
+                                              r"parameters: damaged pickle \(UnpicklingError: "
+                                              r"pickle stream refers to out-of-band data"):
+        net.load_params(str(tmp_path / "bare.pkl"))
 
 
 def test_the_layer_state_stays_as_it_was(tmp_path):
@@ -236,8 +269,10 @@ def _array_pickle(path, dtype_state=(3, "<", None, None, None, -1, -1, 0), shape
     (dict(dtype_state=(3, "<", None, ("a",), {"a": 1}, -1, -1, 0)), "a dtype state"),
     (dict(shape=(3, 1000)), "12 bytes for an array of shape (3, 1000) and dtype float32"),
     (dict(shape=(2**40,)), "a shape of (1099511627776,)"),
-    (dict(data=b"\0" * 11), "11 bytes for an array of shape (3,) and dtype float32")],
-    ids=["dtype-flags", "dtype-size", "dtype-fields", "short-data", "huge-shape", "odd-data"])
+    (dict(data=b"\0" * 11), "11 bytes for an array of shape (3,) and dtype float32"),
+    (dict(data=b"\0" * 16), "16 bytes for an array of shape (3,) and dtype float32")],
+    ids=["dtype-flags", "dtype-size", "dtype-fields", "short-data", "huge-shape", "odd-data",
+         "long-data"])
 def test_a_damaged_array_or_dtype_is_called_damaged_and_the_process_lives_on(tmp_path, change,
                                                                              said):
     """NumPy's own rebuilders trust the pickle: a damaged dtype state ended in 'SystemError:
