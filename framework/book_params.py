@@ -94,9 +94,8 @@ def _shape(value):
 
 def _from_bytes(data, dtype, shape, order="C"):
     """A new host array of ``shape`` from exactly as many bytes as it needs."""
-    if isinstance(data, pickle.PickleBuffer):  # protocol 5's, copied out and let go of
-        with data.raw() as view:
-            data = bytes(view)
+    # (protocol 5's in-band buffers come as bytes or a bytearray; an out-of-band one, which
+    # would come as a PickleBuffer, is refused by the unpickler: it is given no buffers)
     if not isinstance(data, (bytes, bytearray)) or order not in ("C", "F"):
         raise Damaged(f"array data of {type(data).__name__}, order {order!r}")
     if len(data) != math.prod(shape) * dtype.itemsize:
