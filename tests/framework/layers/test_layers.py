@@ -59,6 +59,12 @@ def test_mul_and_add_on_arrays(xp):
     dx, dy = mul.backward(backends.to_device([1.0, 10.0]))
     np.testing.assert_array_equal(to_host(dx), [3.0, 40.0])
     np.testing.assert_array_equal(to_host(dy), [1.0, 20.0])
+    # AddLayer hands back two new arrays (the book's dout * 1): a caller's in-place change
+    # of one gradient reaches neither the other nor dout
+    dout = backends.to_device([1.0, 10.0])
+    dx, dy = AddLayer().backward(dout)
+    assert dx is not dy and dx is not dout and dy is not dout
+    np.testing.assert_array_equal(to_host(dx), [1.0, 10.0])
 
 
 @pytest.mark.parametrize("layer_class", [MulLayer, AddLayer])
